@@ -1,0 +1,46 @@
+"""Ledgerline ingest core: hash-chained, append-only audit records for trading systems.
+
+Imports nothing heavier than pydantic, so a trading process that only emits stays light.
+"""
+
+from audit_core.config import AuditConfig
+from audit_core.emitter import AuditEventEmitter
+from audit_core.errors import AuditConfigError, AuditError, AuditIntegrityError, AuditWriteError
+from audit_core.events import (
+    AuditEvent,
+    AuditEventType,
+    OrderSide,
+    ParameterChangeEvent,
+    SignalEvent,
+    SignalFilterReason,
+    SystemEvent,
+    TradeEvent,
+    parse_record,
+)
+from audit_core.integrity import FailureKind, VerificationFailure, VerificationReport, verify
+from audit_core.reader import tail
+from audit_core.writer import AppendOnlyWriter
+
+__all__ = [
+    "AppendOnlyWriter",
+    "AuditConfig",
+    "AuditConfigError",
+    "AuditError",
+    "AuditEvent",
+    "AuditEventEmitter",
+    "AuditEventType",
+    "AuditIntegrityError",
+    "AuditWriteError",
+    "FailureKind",
+    "OrderSide",
+    "ParameterChangeEvent",
+    "SignalEvent",
+    "SignalFilterReason",
+    "SystemEvent",
+    "TradeEvent",
+    "VerificationFailure",
+    "VerificationReport",
+    "parse_record",
+    "tail",
+    "verify",
+]

@@ -1,0 +1,312 @@
+"""The audit emitter: validate, stamp, chain, serialize once, write.
+
+``emit`` is the whole pipeline. Validation happens when the event model is built, outside the
+lock; stamping the sequence and previous hash, serializing, hashing and the append happen under
+one lock so that file order, sequence order and chain order are the same thing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar
+
+from audit_core.config import AuditConfig
+from audit_core.errors import AuditIntegrityError
+from audit_core.events import (
+    AuditEvent,
+    AuditEventType,
+    ParameterChangeEvent,
+    SignalEvent,
+    SystemEvent,
+    TradeEvent,
+    record_too_large_error,
+)
+from audit_core.integrity import CHECKSUM_SUFFIX_PREFIX, GENESIS_HASH, compute_checksum, split_record
+from audit_core.writer import AppendOnlyWriter, StreamTail
+
+logger = logging.getLogger("ledgerline.emitter")
+
+E = TypeVar("E", bound=AuditEvent)
+EventCallback = Callable[[AuditEvent], None]
+
+_set = object.__setattr__  # events are frozen for their users; only the emitter stamps them
+
+
+class AuditEventEmitter:
+    """Writes audit events to one hash-chained stream.
+
+    Args:
+        config: Stream settings.
+        clock: Nanoseconds since the epoch; default ``time.time_ns``. Used for ``ts_event`` when
+            a helper is not given one, and for file rotation.
+        on_event: Callbacks called with each event after it is written. A failing callback is
+            logged and counted (``callback_errors``), never raised into the caller.
+        writer: A writer to use instead of building one from ``config``.
+
+    Use it as a context manager, or call ``close()``, so the last events are synced.
+    """
+
+    def __init__(
+        self,
+        config: AuditConfig,
+        *,
+        clock: Callable[[], int] = time.time_ns,
+        on_event: Iterable[EventCallback] = (),
+        writer: AppendOnlyWriter | None = None,
+    ) -> None:
+        self.config = config
+        self._clock = clock
+        self._hmac_key = config.resolve_hmac_key()
+        self._writer = writer if writer is not None else AppendOnlyWriter(config, clock)
+        self._lock = threading.Lock()
+        self._durable: dict[str, bool] = {}
+        self._callbacks: list[EventCallback] = list(on_event)
+        self._max_bytes = config.max_record_bytes
+        self.callback_errors = 0
+        self._next_sequence, self._prev_hash = _resume_point(self._writer.tail)
+        if self._writer.tail.torn_bytes:
+            self._record_recovery(self._writer.tail)
+
+    # --- the pipeline -------------------------------------------------------------------------
+
+    def emit(self, event: E) -> E:
+        """Stamp, chain and append ``event``; return it as written.
+
+        Durable event types (``config.durable_event_types``) are synced before this returns.
+
+        Raises:
+            ValueError: the event was already emitted.
+            pydantic.ValidationError: the serialized record is over ``max_record_bytes``.
+            AuditWriteError: the record could not be written; the sequence is not consumed.
+        """
+        if event.sequence is not None:
+            raise ValueError(f"event already emitted as sequence {event.sequence}; build a new event")
+        durable = self._is_durable(event.event_type)
+        with self._lock:
+            _set(event, "trader_id", self.config.trader_id)
+            _set(event, "sequence", self._next_sequence)
+            _set(event, "prev_hash", self._prev_hash)
+            try:
+                self._append(event, durable)
+            except BaseException:
+                _set(event, "sequence", None)
+                _set(event, "prev_hash", None)
+                raise
+        if self._callbacks:
+            self._notify(event)
+        return event
+
+    def _emit_new(self, cls: type[E], fields: dict[str, Any]) -> E:
+        """Build and append an event in one step: the chain fields go in at construction,
+        which saves stamping them afterwards on the hot path."""
+        durable = self._is_durable(fields["event_type"])
+        with self._lock:
+            event = cls(
+                trader_id=self.config.trader_id,
+                sequence=self._next_sequence,
+                prev_hash=self._prev_hash,
+                **fields,
+            )
+            self._append(event, durable)
+        if self._callbacks:
+            self._notify(event)
+        return event
+
+    def _append(self, event: AuditEvent, durable: bool) -> None:
+        """Serialize once, hash, write; advance the chain only if the write succeeded.
+
+        Called with the lock held and the event's chain fields already stamped.
+        """
+        body = event.__pydantic_serializer__.to_json(event)
+        checksum = compute_checksum(body, self._hmac_key)
+        line = body[:-1] + CHECKSUM_SUFFIX_PREFIX + checksum.encode() + b'"}\n'
+        if len(line) > self._max_bytes:
+            raise record_too_large_error(event, len(line), self._max_bytes)
+        self._writer.write(line, durable)
+        self._next_sequence += 1
+        self._prev_hash = checksum
+        _set(event, "_stamped_checksum", checksum)
+
+    def _is_durable(self, event_type: str) -> bool:
+        durable = self._durable.get(event_type)
+        if durable is None:
+            durable = self._durable[event_type] = self.config.is_durable(event_type)
+        return durable
+
+    # --- helpers for the common event kinds ---------------------------------------------------
+
+    def emit_param_change(
+        self,
+        source: str,
+        param_name: str,
+        old_value: Any,
+        new_value: Any,
+        trigger_reason: str | None = None,
+        *,
+        event_type: str = AuditEventType.PARAM_STATE_CHANGE.value,
+        correlation_id: str | None = None,
+        ts_event: int | None = None,
+    ) -> ParameterChangeEvent:
+        """Record that ``source`` changed ``param_name`` from ``old_value`` to ``new_value``."""
+        return self._emit_new(ParameterChangeEvent, {
+            "ts_event": self._clock() if ts_event is None else ts_event,
+            "event_type": event_type,
+            "source": source,
+            "correlation_id": correlation_id,
+            "param_name": param_name,
+            "old_value": old_value,
+            "new_value": new_value,
+            "trigger_reason": trigger_reason,
+        })
+
+    def emit_trade(
+        self,
+        event_type: str,
+        source: str,
+        instrument_id: str,
+        *,
+        correlation_id: str | None = None,
+        ts_event: int | None = None,
+        **fields: Any,
+    ) -> TradeEvent:
+        """Record an order, fill, rejection, cancel or position event (durable by default).
+
+        ``fields`` are ``TradeEvent`` fields: order_id, side, size, price, slippage_bps,
+        realized_pnl, commission, currency, position_id, strategy_source, reason.
+        """
+        return self._emit_new(TradeEvent, {
+            "ts_event": self._clock() if ts_event is None else ts_event,
+            "event_type": event_type,
+            "source": source,
+            "correlation_id": correlation_id,
+            "instrument_id": instrument_id,
+            **fields,
+        })
+
+    def emit_signal(
+        self,
+        source: str,
+        strategy_source: str,
+        signal_value: float,
+        confidence: float,
+        *,
+        acted_on: bool = True,
+        filter_reason: str | None = None,
+        regime: str | None = None,
+        instrument_id: str | None = None,
+        correlation_id: str | None = None,
+        ts_event: int | None = None,
+    ) -> SignalEvent:
+        """Record a signal and whether it was traded; a filtered signal needs ``filter_reason``."""
+        return self._emit_new(SignalEvent, {
+            "ts_event": self._clock() if ts_event is None else ts_event,
+            "event_type": AuditEventType.TRADE_SIGNAL.value,
+            "source": source,
+            "correlation_id": correlation_id,
+            "strategy_source": strategy_source,
+            "signal_value": signal_value,
+            "confidence": confidence,
+            "regime": regime,
+            "instrument_id": instrument_id,
+            "acted_on": acted_on,
+            "filter_reason": filter_reason,
+        })
+
+    def emit_system(
+        self,
+        event_type: str,
+        source: str,
+        payload: Mapping[str, Any] | None = None,
+        *,
+        correlation_id: str | None = None,
+        ts_event: int | None = None,
+    ) -> SystemEvent:
+        """Record a system event (``sys.*``) with a JSON payload."""
+        return self._emit_new(SystemEvent, {
+            "ts_event": self._clock() if ts_event is None else ts_event,
+            "event_type": event_type,
+            "source": source,
+            "correlation_id": correlation_id,
+            "payload": dict(payload or {}),
+        })
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    def add_callback(self, callback: EventCallback) -> None:
+        self._callbacks.append(callback)
+
+    @property
+    def next_sequence(self) -> int:
+        """Sequence number the next event will get."""
+        return self._next_sequence
+
+    @property
+    def last_hash(self) -> str:
+        """Checksum of the last record written (the genesis hash for a new stream)."""
+        return self._prev_hash
+
+    @property
+    def writer(self) -> AppendOnlyWriter:
+        return self._writer
+
+    def flush(self) -> None:
+        """Make every event written so far durable."""
+        self._writer.flush()
+
+    def close(self) -> None:
+        self._writer.close()
+
+    def __enter__(self) -> AuditEventEmitter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _notify(self, event: AuditEvent) -> None:
+        for callback in self._callbacks:
+            try:
+                callback(event)
+            except Exception:
+                self.callback_errors += 1
+                logger.exception("ledgerline: on_event callback %r failed for sequence %s", callback, event.sequence)
+
+    def _record_recovery(self, tail: StreamTail) -> None:
+        # Never truncate: end the torn line where it is, then say in the chain what was torn.
+        self._writer.close_torn_line(tail)
+        assert tail.path is not None
+        event = SystemEvent(
+            ts_event=self._clock(),
+            event_type=AuditEventType.SYS_RECOVERY,
+            source="ledgerline.writer",
+            payload={
+                "reason": "torn_write",
+                "torn_file": tail.path.name,
+                "torn_offset": tail.torn_offset,
+                "torn_length": len(tail.torn_bytes),
+                "torn_sha256": hashlib.sha256(tail.torn_bytes).hexdigest(),
+                "resumed_after_sequence": self._next_sequence - 1,
+            },
+        )
+        self._durable[event.event_type] = True
+        self.emit(event)
+        logger.warning(
+            "ledgerline: recovered a torn write of %d bytes at %s:%d", len(tail.torn_bytes), tail.path, tail.torn_offset
+        )
+
+
+def _resume_point(tail: StreamTail) -> tuple[int, str]:
+    """Next sequence and previous hash for a stream, from the last record on disk."""
+    if tail.last_record is None:
+        return 0, GENESIS_HASH
+    try:
+        record = split_record(tail.last_record)
+    except ValueError as exc:
+        raise AuditIntegrityError(
+            f"cannot continue the stream in {tail.path}: its last record is unreadable ({exc}); "
+            "run `ledgerline verify` on it"
+        ) from exc
+    return record.sequence + 1, record.checksum

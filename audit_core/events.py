@@ -1,0 +1,329 @@
+"""Audit event models, their canonical serialization and their checksum.
+
+A record is one JSON object on one line. Keys appear in the models' field order (common fields,
+then the type's own fields), compact, UTF-8, with ``checksum`` always last, so that the same event
+always yields the same bytes and a verifier can find the checksum without parsing JSON.
+Money and quantities are decimal strings, never binary floats, so sums reconcile exactly.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import math
+import time
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Annotated, Any, ClassVar
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from audit_core.integrity import CHECKSUM_SUFFIX_PREFIX, compute_checksum
+
+__all__ = [
+    "AuditEvent",
+    "AuditEventType",
+    "OrderSide",
+    "ParameterChangeEvent",
+    "SignalEvent",
+    "SignalFilterReason",
+    "SystemEvent",
+    "TradeEvent",
+    "event_class_for",
+    "parse_record",
+    "record_too_large_error",
+]
+
+
+class AuditEventType(enum.StrEnum):
+    """Event types the library knows. Any other dotted lowercase name under a root is allowed too."""
+
+    PARAM_STATE_CHANGE = "param.state_change"
+    PARAM_WEIGHT_CHANGE = "param.weight_change"
+    PARAM_K_CHANGE = "param.k_change"
+    PARAM_RISK_CHANGE = "param.risk_change"
+
+    TRADE_SIGNAL = "trade.signal"
+    TRADE_ORDER = "trade.order"
+    TRADE_FILL = "trade.fill"
+    TRADE_REJECTED = "trade.rejected"
+    TRADE_CANCELED = "trade.canceled"
+    TRADE_POSITION_OPENED = "trade.position_opened"
+    TRADE_POSITION_CHANGED = "trade.position_changed"
+    TRADE_POSITION_CLOSED = "trade.position_closed"
+
+    SYS_REGIME_CHANGE = "sys.regime_change"
+    SYS_RESAMPLING = "sys.resampling"
+    SYS_EVOLUTION_TRIGGER = "sys.evolution_trigger"
+    # Written by the core itself.
+    SYS_RECOVERY = "sys.recovery"
+    SYS_DEGRADED = "sys.degraded"
+    SYS_RECOVERED = "sys.recovered"
+    SYS_RETENTION = "sys.retention"
+
+
+class OrderSide(enum.StrEnum):
+    BUY = "BUY"
+    SELL = "SELL"
+
+
+class SignalFilterReason(enum.StrEnum):
+    """Common reasons a signal was not traded; any other snake_case reason is accepted too."""
+
+    BELOW_THRESHOLD = "below_threshold"
+    REGIME_FILTER = "regime_filter"
+    RISK_LIMIT = "risk_limit"
+    POSITION_LIMIT = "position_limit"
+    COOLDOWN = "cooldown"
+    LOW_CONFIDENCE = "low_confidence"
+
+
+# --- field types -------------------------------------------------------------------------------
+
+
+def _to_json_value(value: Any, _path: str = "") -> Any:
+    """Accept a value only if it has an exact JSON form; enums and Decimals are converted.
+
+    Floats must be finite: JSON has no NaN, and a NaN parameter would silently become null.
+    """
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return value
+    if kind is float:
+        if not math.isfinite(value):
+            raise ValueError(f"non-finite float {value!r}{_where(_path)} has no JSON form")
+        return value
+    if isinstance(value, enum.Enum):
+        return _to_json_value(value.value, _path)
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise ValueError(f"non-finite decimal {value!r}{_where(_path)}")
+        return str(value)
+    # Subclasses of the JSON scalars (numpy.float64 is a float) become the plain type.
+    for plain in (bool, int, float, str):
+        if isinstance(value, plain):
+            return _to_json_value(plain(value), _path)
+    if isinstance(value, Mapping):
+        out = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ValueError(f"mapping key {key!r}{_where(_path)} is not a string")
+            out[key] = _to_json_value(item, f"{_path}.{key}" if _path else key)
+        return out
+    if isinstance(value, (list, tuple)):
+        return [_to_json_value(item, f"{_path}[{i}]") for i, item in enumerate(value)]
+    item = getattr(value, "item", None)  # numpy scalars
+    if callable(item):
+        return _to_json_value(item(), _path)
+    raise ValueError(f"{kind.__name__} value {value!r}{_where(_path)} has no exact JSON form")
+
+
+def _where(path: str) -> str:
+    return f" at {path}" if path else ""
+
+
+def _reject_float(value: Any) -> Any:
+    if isinstance(value, float):
+        raise ValueError(f"float {value!r} is inexact for money or quantity; pass a str or Decimal")
+    return value
+
+
+JsonValue = Annotated[Any, BeforeValidator(_to_json_value)]
+ExactDecimal = Annotated[Decimal, BeforeValidator(_reject_float), Field(allow_inf_nan=False)]
+Text = Annotated[str, Field(min_length=1, max_length=256)]
+Hash = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+
+_DOTTED = r"[a-z0-9_]+(\.[a-z0-9_]+)*"
+
+
+def _event_type_field(root: str, default: str | None = None) -> Any:
+    pattern = rf"^{root}\.{_DOTTED}$" if root else rf"^[a-z][a-z0-9_]*\.{_DOTTED}$"
+    if default is None:
+        return Field(pattern=pattern)
+    return Field(default=default, pattern=pattern)
+
+
+# --- models ------------------------------------------------------------------------------------
+
+#: Dotted root -> model, filled by ``AuditEvent.__init_subclass__``; used to parse records back.
+_EVENT_CLASSES: dict[str, type[AuditEvent]] = {}
+
+
+class AuditEvent(BaseModel):
+    """Fields every record carries. Subclass it (with ``event_type_root``) to add your own root.
+
+    ``sequence``, ``prev_hash`` and ``trader_id`` are stamped by the emitter; an event built by
+    hand leaves them unset. Events are frozen: what was written is what you hold.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, use_enum_values=True)
+
+    #: Dotted root this class accepts (``"param"``); empty for "any root".
+    event_type_root: ClassVar[str] = ""
+
+    ts_event: int = Field(default_factory=time.time_ns, ge=0, lt=2**63)
+    event_type: str = _event_type_field("")
+    source: Text
+    trader_id: str = Field(default="", max_length=64)
+    sequence: int | None = Field(default=None, ge=0)
+    correlation_id: str | None = Field(default=None, min_length=1, max_length=256)
+    prev_hash: Hash | None = None
+
+    # A slot, not a field or private attribute: it is not serialized, costs nothing to build,
+    # and is not carried over by model_copy (a copy is not the record that was written).
+    __slots__ = ("_stamped_checksum",)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.event_type_root:
+            _EVENT_CLASSES[cls.event_type_root] = cls
+
+    def canonical_bytes(self) -> bytes:
+        """The record's bytes without ``checksum``: what the checksum covers."""
+        return self.__pydantic_serializer__.to_json(self)
+
+    def compute_checksum(self, hmac_key: bytes | None = None) -> str:
+        """SHA-256 hex (HMAC-SHA256 with a key) over ``canonical_bytes()``."""
+        return compute_checksum(self.canonical_bytes(), hmac_key)
+
+    @property
+    def checksum(self) -> str:
+        """The checksum stamped when the event was written, else its plain SHA-256."""
+        stamped: str | None = getattr(self, "_stamped_checksum", None)
+        return stamped if stamped is not None else self.compute_checksum()
+
+    def to_line(self) -> bytes:
+        """The full record line, ``\\n``-terminated, as it is (or would be) written."""
+        body = self.canonical_bytes()
+        return body[:-1] + CHECKSUM_SUFFIX_PREFIX + self.checksum.encode() + b'"}\n'
+
+
+class ParameterChangeEvent(AuditEvent):
+    """A tunable parameter changed. Values keep their JSON type so numeric histories chart."""
+
+    event_type_root: ClassVar[str] = "param"
+
+    event_type: str = _event_type_field("param", AuditEventType.PARAM_STATE_CHANGE.value)
+    param_name: Text
+    old_value: JsonValue = None
+    new_value: JsonValue
+    trigger_reason: str | None = Field(default=None, max_length=1024)
+
+
+class SignalEvent(AuditEvent):
+    """A trading signal, and whether it was acted on or filtered (and why)."""
+
+    event_type_root: ClassVar[str] = "trade.signal"
+
+    event_type: str = Field(default=AuditEventType.TRADE_SIGNAL.value, pattern=rf"^trade\.signal(\.{_DOTTED})?$")
+    strategy_source: Text
+    signal_value: float
+    confidence: float = Field(ge=0.0, le=1.0)
+    regime: str | None = Field(default=None, max_length=256)
+    instrument_id: str | None = Field(default=None, max_length=256)
+    acted_on: bool = True
+    filter_reason: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_]{0,63}$")
+
+    @model_validator(mode="after")
+    def _reason_matches_outcome(self) -> SignalEvent:
+        if not self.acted_on and self.filter_reason is None:
+            raise ValueError("filter_reason is required when acted_on is False (e.g. 'below_threshold')")
+        if self.acted_on and self.filter_reason is not None:
+            raise ValueError(f"filter_reason={self.filter_reason!r} given but acted_on is True")
+        return self
+
+
+_TRADE_REQUIRED: dict[str, tuple[str, ...]] = {
+    AuditEventType.TRADE_ORDER.value: ("order_id", "side", "size"),
+    AuditEventType.TRADE_FILL.value: ("order_id", "side", "size", "price"),
+}
+
+
+class TradeEvent(AuditEvent):
+    """An order, fill, rejection, cancel or position change. Money and sizes are exact decimals."""
+
+    event_type_root: ClassVar[str] = "trade"
+
+    event_type: str = _event_type_field("trade")
+    instrument_id: Text
+    order_id: str | None = Field(default=None, min_length=1, max_length=256)
+    side: OrderSide | None = None
+    size: ExactDecimal | None = None
+    price: ExactDecimal | None = None
+    slippage_bps: ExactDecimal | None = None
+    realized_pnl: ExactDecimal | None = None
+    commission: ExactDecimal | None = None
+    currency: str | None = Field(default=None, pattern=r"^[A-Z0-9]{2,12}$")
+    position_id: str | None = Field(default=None, max_length=256)
+    strategy_source: str | None = Field(default=None, max_length=256)
+    reason: str | None = Field(default=None, max_length=1024)
+
+    @model_validator(mode="after")
+    def _required_for_type(self) -> TradeEvent:
+        missing = [name for name in _TRADE_REQUIRED.get(self.event_type, ()) if getattr(self, name) is None]
+        if missing:
+            raise ValueError(f"{self.event_type} needs {', '.join(missing)}")
+        return self
+
+
+class SystemEvent(AuditEvent):
+    """Anything else the system does: regime changes, resampling, recovery, retention."""
+
+    event_type_root: ClassVar[str] = "sys"
+
+    event_type: str = _event_type_field("sys")
+    payload: dict[str, JsonValue] = Field(default_factory=dict)
+
+
+def event_class_for(event_type: str) -> type[AuditEvent]:
+    """The model for an event type: longest registered dotted root wins, else ``AuditEvent``."""
+    parts = event_type.split(".")
+    for cut in range(len(parts), 0, -1):
+        cls = _EVENT_CLASSES.get(".".join(parts[:cut]))
+        if cls is not None:
+            return cls
+    return AuditEvent
+
+
+def parse_record(line: bytes | str) -> AuditEvent:
+    """Parse one record line back into its model, keeping its stored checksum.
+
+    The checksum is not checked here; that is ``integrity.verify``'s job.
+
+    Raises:
+        pydantic.ValidationError: the line is not a valid record.
+    """
+    data = json.loads(line)
+    if not isinstance(data, dict):
+        raise ValueError(f"record is a JSON {type(data).__name__}, expected an object")
+    stored = data.pop("checksum", None)
+    cls = event_class_for(str(data.get("event_type", "")))
+    event = cls.model_validate(data)
+    if isinstance(stored, str):
+        object.__setattr__(event, "_stamped_checksum", stored)
+    return event
+
+
+def record_too_large_error(event: AuditEvent, size: int, limit: int) -> ValidationError:
+    """A ValidationError naming the largest field of a record over the size limit."""
+    fields = event.model_dump(mode="json")
+    largest = max(fields, key=lambda name: len(json.dumps(fields[name])))
+    detail: InitErrorDetails = {
+        "type": PydanticCustomError(
+            "record_too_large",
+            "serialized record is {size} bytes, over the limit of {limit} (max_record_bytes); "
+            "field {field!r} alone is {field_size} bytes",
+            {"size": size, "limit": limit, "field": largest, "field_size": len(json.dumps(fields[largest]))},
+        ),
+        "loc": (largest,),
+        "input": f"<{len(json.dumps(fields[largest]))} bytes>",
+    }
+    return ValidationError.from_exception_data(type(event).__name__, [detail])
