@@ -18,7 +18,7 @@ from audit_core.events import (
     parse_record,
 )
 from audit_core.integrity import FailureKind, VerificationFailure, VerificationReport, verify
-from audit_core.reader import tail
+from audit_core.reader import describe_event, tail
 from audit_core.writer import AppendOnlyWriter
 
 __all__ = [
@@ -40,6 +40,7 @@ __all__ = [
     "TradeEvent",
     "VerificationFailure",
     "VerificationReport",
+    "describe_event",
     "parse_record",
     "tail",
     "verify",

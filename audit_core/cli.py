@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from audit_core.errors import AuditError
 from audit_core.integrity import verify as verify_trail
-from audit_core.reader import describe
+from audit_core.reader import describe_event
 from audit_core.reader import tail as tail_trail
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -30,7 +30,7 @@ def verify(args: argparse.Namespace) -> int:
 def tail(args: argparse.Namespace) -> int:
     """Print the newest events, one line each, oldest first."""
     for event in tail_trail(args.path, args.n):
-        print(event.to_line().decode().rstrip("\n") if args.json else describe(event))
+        print(event.to_line().decode().rstrip("\n") if args.json else describe_event(event))
     return EXIT_OK
 
 

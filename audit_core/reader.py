@@ -37,7 +37,7 @@ def tail(path: Path | str, n: int = 20) -> list[AuditEvent]:
     return newest[-n:]
 
 
-def describe(event: AuditEvent) -> str:
+def describe_event(event: AuditEvent) -> str:
     """One human-readable line for an event."""
     when = dt.datetime.fromtimestamp(event.ts_event // 1_000_000_000, dt.UTC)
     stamp = f"{when:%Y-%m-%d %H:%M:%S}.{event.ts_event % 1_000_000_000:09d}Z"

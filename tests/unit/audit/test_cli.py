@@ -1,0 +1,92 @@
+"""The ``ledgerline`` command: exit codes and output, checked against the library."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from audit_core import AuditConfig, AuditEventEmitter, verify
+from audit_core.cli import build_parser, main
+
+README = Path(__file__).resolve().parents[3] / "README.md"
+
+
+@pytest.fixture
+def trail(tmp_path):
+    with AuditEventEmitter(AuditConfig(base_path=tmp_path)) as em:
+        for i in range(30):
+            em.emit_param_change("meta_controller", "risk_multiplier", i, i + 1, "drawdown")
+        em.emit_trade("trade.fill", "obs", "EURUSD.SIM", order_id="O-1", side="BUY", size="1", price="1.1")
+    return tmp_path
+
+
+def _tamper_line(trail: Path, index: int) -> None:
+    path = next((trail / "hot").glob("*.jsonl"))
+    lines = path.read_bytes().splitlines(keepends=True)
+    lines[index] = lines[index].replace(b'"new_value":', b'"new_value":9', 1)
+    path.chmod(0o644)
+    path.write_bytes(b"".join(lines))
+
+
+class TestVerifyCommand:
+    def test_clean_trail_exits_zero(self, trail, capsys):
+        assert main(["verify", str(trail)]) == 0
+        assert capsys.readouterr().out.startswith("OK: 1 file(s), 31 record(s)")
+
+    def test_tampered_trail_exits_one_and_names_the_sequence(self, trail, capsys):
+        _tamper_line(trail, 7)
+        assert main(["verify", str(trail)]) == 1
+        out = capsys.readouterr().out
+        assert out.startswith("FAILED")
+        assert re.search(r":8: sequence 7: checksum_mismatch", out)
+        assert not verify(trail).ok
+
+    def test_json_output_matches_the_library_report(self, trail, capsys):
+        _tamper_line(trail, 3)
+        main(["verify", "--json", str(trail)])
+        printed = json.loads(capsys.readouterr().out)
+        assert printed == json.loads(json.dumps(verify(trail).to_dict()))
+        assert printed["failures"][0]["sequence"] == 3
+
+    def test_hmac_key_from_environment(self, tmp_path, monkeypatch, capsys):
+        monkeypatch.setenv("LL_KEY", "k")
+        with AuditEventEmitter(AuditConfig(base_path=tmp_path, hmac_key_env="LL_KEY")) as em:
+            em.emit_param_change("c", "k", 0, 1)
+        assert main(["verify", str(tmp_path), "--hmac-key-env", "LL_KEY"]) == 0
+        assert main(["verify", str(tmp_path)]) == 1
+
+    def test_missing_path_is_a_one_line_error(self, tmp_path, capsys):
+        assert main(["verify", str(tmp_path / "nope")]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("ledgerline verify: error: no trail at") and err.count("\n") == 1
+
+
+class TestTailCommand:
+    def test_prints_the_newest_events_oldest_first(self, trail, capsys):
+        assert main(["tail", str(trail), "-n", "3"]) == 0
+        lines = capsys.readouterr().out.splitlines()
+        assert len(lines) == 3
+        assert "#28 param.state_change" in lines[0] and "#30 trade.fill" in lines[2]
+
+    def test_json_prints_raw_records(self, trail, capsys):
+        main(["tail", str(trail), "-n", "1", "--json"])
+        assert json.loads(capsys.readouterr().out)["sequence"] == 30
+
+
+class TestCommandDocs:
+    def test_every_command_has_help_and_is_in_the_readme(self):
+        readme = README.read_text()
+        subparsers = next(a for a in build_parser()._actions if a.dest == "verb")
+        for name, parser in subparsers.choices.items():
+            assert parser.description, f"`ledgerline {name}` has no help text"
+            assert f"ledgerline {name}" in readme, f"`ledgerline {name}` is not documented in README.md"
+
+    def test_installed_entry_point_runs(self, trail):
+        exe = Path(sys.executable).with_name("ledgerline")
+        result = subprocess.run([str(exe), "verify", str(trail)], capture_output=True, text=True, check=False)
+        assert result.returncode == 0, result.stderr

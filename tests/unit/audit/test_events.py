@@ -1,0 +1,236 @@
+"""Event models: canonical bytes, checksums, round trips, and every validation error."""
+
+from __future__ import annotations
+
+import enum
+import json
+import math
+import time
+from decimal import Decimal
+from typing import ClassVar
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from audit_core import (
+    AuditEvent,
+    AuditEventType,
+    ParameterChangeEvent,
+    SignalEvent,
+    SystemEvent,
+    TradeEvent,
+    parse_record,
+)
+from audit_core.events import event_class_for
+from audit_core.integrity import compute_checksum, split_record
+
+
+def _fill(**overrides):
+    fields = dict(
+        ts_event=1_767_657_600_000_000_001, event_type="trade.fill", source="observer", instrument_id="EURUSD.SIM",
+        order_id="O-1", side="BUY", size="100000", price="1.10012", commission="2.20", currency="USD",
+    )
+    fields.update(overrides)
+    return TradeEvent(**fields)
+
+
+class TestCanonicalSerialization:
+    def test_same_event_same_bytes(self):
+        a = _fill()
+        b = _fill()
+        assert a.canonical_bytes() == b.canonical_bytes()
+        assert a.checksum == b.checksum == compute_checksum(a.canonical_bytes())
+
+    def test_layout_is_compact_ordered_utf8_with_checksum_last(self):
+        event = ParameterChangeEvent(ts_event=5, source="mété", param_name="k", old_value=1, new_value=2.5)
+        line = event.to_line()
+        assert line.endswith(b'"}\n') and line.count(b"\n") == 1
+        assert b" " not in line  # no insignificant whitespace
+        assert "mété".encode() in line  # raw UTF-8, not \u escapes
+        keys = list(json.loads(line))
+        assert keys[:7] == ["ts_event", "event_type", "source", "trader_id", "sequence", "correlation_id", "prev_hash"]
+        assert keys[-1] == "checksum"
+
+    def test_decimals_travel_as_strings_exactly(self):
+        line = _fill(price="1.100120000000000000001").to_line()
+        data = json.loads(line)
+        assert data["price"] == "1.100120000000000000001"
+        assert data["size"] == "100000"
+
+    def test_checksum_covers_every_field(self):
+        base = _fill()
+        for change in ({"price": "1.10013"}, {"source": "other"}, {"ts_event": base.ts_event + 1}, {"side": "SELL"}):
+            assert _fill(**change).checksum != base.checksum
+
+    def test_hmac_checksum_differs_from_plain(self):
+        event = _fill()
+        assert event.compute_checksum(b"key") != event.compute_checksum()
+        assert len(event.compute_checksum(b"key")) == 64
+
+    def test_default_ts_event_is_integer_nanoseconds_from_time_ns(self):
+        before = time.time_ns()
+        event = SystemEvent(event_type="sys.heartbeat", source="s")
+        assert isinstance(event.ts_event, int)
+        assert before <= event.ts_event <= time.time_ns()
+
+    def test_split_record_reads_chain_fields_without_parsing_json(self):
+        event = _fill(sequence=41, prev_hash="ab" * 32)
+        fields = split_record(event.to_line())
+        assert (fields.sequence, fields.prev_hash, fields.checksum) == (41, "ab" * 32, event.checksum)
+        assert fields.body == event.canonical_bytes()
+
+
+json_scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(-(2**62), 2**62), st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=20),
+)
+json_values = st.recursive(
+    json_scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+class TestRoundTrip:
+    @given(
+        old=json_values,
+        new=json_values,
+        reason=st.none() | st.text(max_size=40),
+        source=st.text(min_size=1, max_size=30),
+    )
+    def test_parameter_event_round_trips_to_identical_bytes(self, old, new, reason, source):
+        event = ParameterChangeEvent(source=source, param_name="p", old_value=old, new_value=new, trigger_reason=reason)
+        back = parse_record(event.to_line())
+        assert type(back) is ParameterChangeEvent
+        assert back.to_line() == event.to_line()
+        assert back.new_value == new or (isinstance(new, float) and math.isclose(back.new_value, new))
+
+    @given(price=st.decimals(allow_nan=False, allow_infinity=False, places=12), size=st.integers(1, 10**12))
+    def test_trade_round_trips_exact_decimals(self, price, size):
+        event = _fill(price=price, size=str(size))
+        back = parse_record(event.to_line())
+        assert back.price == price and str(back.price) == str(price)
+        assert back.checksum == event.checksum
+
+    def test_each_type_parses_back_to_its_class(self):
+        events = [
+            ParameterChangeEvent(source="s", param_name="k", new_value=1),
+            SignalEvent(source="s", strategy_source="m", signal_value=0.4, confidence=0.9),
+            _fill(),
+            SystemEvent(event_type="sys.regime_change", source="s", payload={"to": "DORSAL"}),
+        ]
+        for event in events:
+            assert type(parse_record(event.to_line())) is type(event)
+
+
+class Regime(enum.Enum):
+    VENTRAL = "VENTRAL"
+    DORSAL = "DORSAL"
+
+
+class TestParameterValues:
+    def test_enum_and_decimal_values_are_stored_as_json(self):
+        event = ParameterChangeEvent(
+            source="s", param_name="regime", old_value=Regime.VENTRAL, new_value=Regime.DORSAL
+        )
+        assert json.loads(event.to_line())["new_value"] == "DORSAL"
+        assert ParameterChangeEvent(source="s", param_name="k", new_value=Decimal("0.25")).new_value == "0.25"
+
+    def test_numeric_values_keep_their_json_type(self):
+        data = json.loads(ParameterChangeEvent(source="s", param_name="k", old_value=1, new_value=1.5).to_line())
+        assert data["old_value"] == 1 and isinstance(data["old_value"], int)
+        assert isinstance(data["new_value"], float)
+
+    def test_tuple_becomes_list_and_nested_dicts_survive(self):
+        event = ParameterChangeEvent(source="s", param_name="w", new_value={"a": (0.5, 0.5), "b": {"c": None}})
+        assert json.loads(event.to_line())["new_value"] == {"a": [0.5, 0.5], "b": {"c": None}}
+
+
+class TestValidationErrors:
+    """Every rejected input raises ValidationError naming the field (and nothing is written: see emitter tests)."""
+
+    @pytest.mark.parametrize(
+        ("build", "field"),
+        [
+            (lambda: ParameterChangeEvent(source="s", param_name="k", new_value=float("nan")), "new_value"),
+            (lambda: ParameterChangeEvent(source="s", param_name="k", new_value={"x": [1, float("inf")]}), "new_value"),
+            (lambda: ParameterChangeEvent(source="s", param_name="k", new_value=object()), "new_value"),
+            (lambda: ParameterChangeEvent(source="s", param_name="k", new_value=1, old_value={1: 2}), "old_value"),
+            (lambda: SignalEvent(source="s", strategy_source="m", signal_value=float("inf"), confidence=0.5),
+             "signal_value"),
+            (lambda: SignalEvent(source="s", strategy_source="m", signal_value=0.1, confidence=1.01), "confidence"),
+            (lambda: SignalEvent(source="s", strategy_source="m", signal_value=0.1, confidence=-0.1), "confidence"),
+            (lambda: _fill(side="HOLD"), "side"),
+            (lambda: _fill(side="buy"), "side"),
+            (lambda: _fill(price="1.2.3"), "price"),
+            (lambda: _fill(price="NaN"), "price"),
+            (lambda: _fill(size="Infinity"), "size"),
+            (lambda: _fill(price=1.1), "price"),
+            (lambda: _fill(commission=Decimal("NaN")), "commission"),
+            (lambda: _fill(venue="XNAS"), "venue"),
+            (lambda: _fill(currency="us dollars"), "currency"),
+            (lambda: _fill(event_type="param.k_change"), "event_type"),
+            (lambda: _fill(ts_event=-1), "ts_event"),
+            (lambda: _fill(source=""), "source"),
+            (lambda: SystemEvent(event_type="sys", source="s"), "event_type"),
+            (lambda: SystemEvent(event_type="sys.Bad Type", source="s"), "event_type"),
+            (lambda: SystemEvent(event_type="sys.x", source="s", payload={"t": float("-inf")}), "payload"),
+        ],
+    )
+    def test_field_is_named(self, build, field):
+        with pytest.raises(ValidationError) as info:
+            build()
+        assert field in {str(part) for error in info.value.errors() for part in error["loc"]}, info.value
+        assert field in str(info.value)
+
+    def test_value_is_shown(self):
+        with pytest.raises(ValidationError, match=r"1\.2\.3"):
+            _fill(price="1.2.3")
+
+    def test_float_money_message_names_the_fix(self):
+        with pytest.raises(ValidationError, match="pass a str or Decimal"):
+            _fill(price=1.1)
+
+    def test_fill_requires_its_fields(self):
+        with pytest.raises(ValidationError, match=r"trade\.fill needs order_id, side"):
+            TradeEvent(event_type="trade.fill", source="s", instrument_id="X", size="1", price="1")
+
+    def test_filtered_signal_needs_a_reason(self):
+        with pytest.raises(ValidationError, match="filter_reason is required"):
+            SignalEvent(source="s", strategy_source="m", signal_value=0.1, confidence=0.2, acted_on=False)
+
+    def test_traded_signal_cannot_have_a_filter_reason(self):
+        with pytest.raises(ValidationError, match="acted_on is True"):
+            SignalEvent(source="s", strategy_source="m", signal_value=0.1, confidence=0.2, filter_reason="risk_limit")
+
+    def test_events_are_frozen(self):
+        event = _fill()
+        with pytest.raises(ValidationError, match="frozen"):
+            event.price = Decimal("2")
+
+
+class RiskLimitEvent(AuditEvent):
+    """A user's own root, added without editing the library."""
+
+    event_type_root: ClassVar[str] = "risk"
+    limit_name: str
+    utilisation: float
+
+
+class TestUserEventTypes:
+    def test_custom_dotted_types_under_known_roots(self):
+        event = ParameterChangeEvent(event_type="param.vol_target_change", source="s", param_name="v", new_value=1)
+        assert event.event_type == "param.vol_target_change"
+        assert SystemEvent(event_type="sys.heartbeat.fast", source="s").event_type == "sys.heartbeat.fast"
+
+    def test_custom_root_parses_back_to_the_user_class(self):
+        event = RiskLimitEvent(event_type="risk.limit_breach", source="risk", limit_name="gross", utilisation=1.2)
+        assert event_class_for("risk.limit_breach") is RiskLimitEvent
+        back = parse_record(event.to_line())
+        assert isinstance(back, RiskLimitEvent) and back.utilisation == 1.2
+
+    def test_known_types_are_strings(self):
+        assert AuditEventType.TRADE_FILL == "trade.fill"
+        event = ParameterChangeEvent(event_type=AuditEventType.PARAM_K_CHANGE, source="s", param_name="k", new_value=1)
+        assert json.loads(event.to_line())["event_type"] == "param.k_change"
