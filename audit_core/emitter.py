@@ -91,45 +91,49 @@ class AuditEventEmitter:
             _set(event, "sequence", self._next_sequence)
             _set(event, "prev_hash", self._prev_hash)
             try:
-                self._append(event, durable)
+                ticket = self._append(event)
             except BaseException:
                 _set(event, "sequence", None)
                 _set(event, "prev_hash", None)
                 raise
-        if self._callbacks:
-            self._notify(event)
-        return event
+        return self._finish(event, durable, ticket)
 
     def _emit_new(self, cls: type[E], fields: dict[str, Any]) -> E:
         """Build and append an event in one step: the chain fields go in at construction,
         which saves stamping them afterwards on the hot path."""
         durable = self._is_durable(fields["event_type"])
+        fields["trader_id"] = self.config.trader_id
         with self._lock:
-            event = cls(
-                trader_id=self.config.trader_id,
-                sequence=self._next_sequence,
-                prev_hash=self._prev_hash,
-                **fields,
-            )
-            self._append(event, durable)
-        if self._callbacks:
-            self._notify(event)
-        return event
+            fields["sequence"] = self._next_sequence
+            fields["prev_hash"] = self._prev_hash
+            event = cls.model_validate(fields)
+            ticket = self._append(event)
+        return self._finish(event, durable, ticket)
 
-    def _append(self, event: AuditEvent, durable: bool) -> None:
-        """Serialize once, hash, write; advance the chain only if the write succeeded.
+    def _append(self, event: AuditEvent) -> int:
+        """Serialize once, hash, append; advance the chain only if the append succeeded.
 
-        Called with the lock held and the event's chain fields already stamped.
+        Called with the lock held and the event's chain fields already stamped, so file order,
+        sequence order and chain order are one order. Returns the writer's ticket.
         """
         body = event.__pydantic_serializer__.to_json(event)
         checksum = compute_checksum(body, self._hmac_key)
         line = body[:-1] + CHECKSUM_SUFFIX_PREFIX + checksum.encode() + b'"}\n'
         if len(line) > self._max_bytes:
             raise record_too_large_error(event, len(line), self._max_bytes)
-        self._writer.write(line, durable)
+        ticket = self._writer.append(line)
         self._next_sequence += 1
         self._prev_hash = checksum
         _set(event, "_stamped_checksum", checksum)
+        return ticket
+
+    def _finish(self, event: E, durable: bool, ticket: int) -> E:
+        # Outside the lock: other threads append while this one waits for its (shared) sync.
+        if durable:
+            self._writer.sync_through(ticket)
+        if self._callbacks:
+            self._notify(event)
+        return event
 
     def _is_durable(self, event_type: str) -> bool:
         durable = self._durable.get(event_type)

@@ -66,12 +66,16 @@ class AppendOnlyWriter:
         self._config = config
         self._clock = clock
         self._dir = config.hot_path
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the fd, the file position and rotation
         self._fd = -1
         self._path: Path | None = None
         self._rotate_at_ns = _NEVER
-        self._dirty = False
         self._closed = False
+        # Group commit: bytes appended (the "ticket" of each append) and bytes known durable.
+        self._written = 0
+        self._synced = 0
+        self._sync_cond = threading.Condition(threading.Lock())
+        self._syncing = False
         self.stats = WriterStats()
         self._dir.mkdir(parents=True, exist_ok=True)
         self.tail = self._read_tail()
@@ -92,6 +96,15 @@ class AppendOnlyWriter:
         Raises:
             AuditWriteError: the bytes could not be written or synced; the message names the file.
         """
+        ticket = self.append(data)
+        if durable:
+            self.sync_through(ticket)
+
+    def append(self, data: bytes) -> int:
+        """Append ``data`` with one ``os.write`` (rotating first at UTC midnight); return its ticket.
+
+        The bytes are in the page cache, not yet durable: pass the ticket to ``sync_through``.
+        """
         with self._lock:
             if self._closed:
                 raise AuditWriteError(f"writer for {self._path} is closed")
@@ -100,17 +113,35 @@ class AppendOnlyWriter:
                 self._rotate(now)
             self._write_all(data)
             self.stats.records += 1
-            self.stats.bytes += len(data)
-            if durable:
-                self._sync()
+            self._written += len(data)
+            return self._written
+
+    def sync_through(self, ticket: int) -> None:
+        """Return once every byte up to ``ticket`` is durable.
+
+        Concurrent callers share one ``fdatasync``: one thread syncs, the others wait for it, and
+        a sync covers everything appended before it started, so N waiting writers cost one sync.
+        """
+        with self._sync_cond:
+            while self._synced < ticket:
+                if not self._syncing:
+                    self._syncing = True
+                    break
+                self._sync_cond.wait()
             else:
-                self._dirty = True
+                return
+        try:
+            target = self._sync_now()
+        finally:
+            with self._sync_cond:
+                self._syncing = False
+                self._sync_cond.notify_all()
+        with self._sync_cond:
+            self._synced = max(self._synced, target)
 
     def flush(self) -> None:
         """Make everything written so far durable."""
-        with self._lock:
-            if self._dirty and self._fd >= 0:
-                self._sync()
+        self.sync_through(self._written)
 
     def close(self) -> None:
         """Flush, stop the flusher and close the file. Idempotent."""
@@ -119,10 +150,7 @@ class AppendOnlyWriter:
                 return
             self._closed = True
             if self._fd >= 0:
-                if self._dirty:
-                    self._sync()
-                os.close(self._fd)
-                self._fd = -1
+                self._retire_fd()
         self._stop_flusher.set()
         if self._flusher is not threading.current_thread():
             self._flusher.join()
@@ -144,15 +172,41 @@ class AppendOnlyWriter:
                 raise AuditWriteError(
                     exc.errno, f"cannot append {len(view)} bytes to {self._path}: {exc.strerror}"
                 ) from exc
-            view = view[written:]
+            if written == len(view):
+                return
+            view = view[written:]  # a short write (disk nearly full): append the rest
 
-    def _sync(self) -> None:
+    def _sync_now(self) -> int:
+        """fdatasync the current file without holding the write lock; return the bytes covered."""
+        with self._lock:
+            target = self._written
+            if self._fd < 0 or target <= self._synced:
+                return target  # closed (close synced everything) or nothing new
+            # A duplicate, so that rotation may close the writer's own fd while this sync runs.
+            fd = os.dup(self._fd)
+            path = self._path
         try:
-            os.fdatasync(self._fd)
+            os.fdatasync(fd)
+        except OSError as exc:
+            raise AuditWriteError(exc.errno, f"fdatasync of {path} failed: {exc.strerror}") from exc
+        finally:
+            os.close(fd)
+        self.stats.syncs += 1
+        return target
+
+    def _retire_fd(self) -> None:
+        """Sync and close the current file (rotation, close). Called with the write lock held."""
+        try:
+            if self._written > self._synced:
+                os.fdatasync(self._fd)
+                self.stats.syncs += 1
         except OSError as exc:
             raise AuditWriteError(exc.errno, f"fdatasync of {self._path} failed: {exc.strerror}") from exc
-        self.stats.syncs += 1
-        self._dirty = False
+        finally:
+            os.close(self._fd)
+            self._fd = -1
+        with self._sync_cond:
+            self._synced = max(self._synced, self._written)
 
     def _open_day(self, now_ns: int) -> None:
         day = utc_day(now_ns)
@@ -168,10 +222,7 @@ class AppendOnlyWriter:
         self._rotate_at_ns = next_midnight_ns(now_ns) if self._config.rotate_daily else _NEVER
 
     def _rotate(self, now_ns: int) -> None:
-        if self._dirty:
-            self._sync()
-        os.close(self._fd)
-        self._fd = -1
+        self._retire_fd()
         self._open_day(now_ns)
         self.stats.rotations += 1
 
@@ -198,7 +249,8 @@ class AppendOnlyWriter:
         with self._lock:
             if tail.path == self._path:
                 self._write_all(b"\n")
-                self._sync()
+                self._written += 1
+                os.fdatasync(self._fd)
                 return
         try:
             fd = os.open(tail.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
