@@ -130,14 +130,22 @@ def _where(path: str) -> str:
     return f" at {path}" if path else ""
 
 
-def _reject_float(value: Any) -> Any:
+def _exact_decimal(value: Any) -> Any:
+    """Parse money and quantities in one pass: no floats (inexact), no NaN or infinity."""
     if isinstance(value, float):
         raise ValueError(f"float {value!r} is inexact for money or quantity; pass a str or Decimal")
+    if isinstance(value, (str, int)) and not isinstance(value, bool):
+        try:
+            value = Decimal(value)
+        except ArithmeticError:
+            raise ValueError(f"{value!r} is not a decimal number") from None
+    if isinstance(value, Decimal) and not value.is_finite():
+        raise ValueError(f"{value!r} is not a finite decimal")
     return value
 
 
 JsonValue = Annotated[Any, BeforeValidator(_to_json_value)]
-ExactDecimal = Annotated[Decimal, BeforeValidator(_reject_float), Field(allow_inf_nan=False)]
+ExactDecimal = Annotated[Decimal, BeforeValidator(_exact_decimal)]
 Text = Annotated[str, Field(min_length=1, max_length=256)]
 Hash = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 

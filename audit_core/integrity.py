@@ -193,7 +193,12 @@ def _stream_order(path: Path) -> tuple[str, str, str]:
     return (str(path.parent), name.stream_key, name.day.isoformat())
 
 
-def verify(path: Path | str | Iterable[Path | str], hmac_key: bytes | None = None) -> VerificationReport:
+def verify(
+    path: Path | str | Iterable[Path | str],
+    hmac_key: bytes | None = None,
+    *,
+    require_stream_start: bool = True,
+) -> VerificationReport:
     """Verify checksums, sequences and chain of every record under ``path``.
 
     Files of one stream (same trader and stream id in the name) are checked as one chain in date
@@ -202,6 +207,8 @@ def verify(path: Path | str | Iterable[Path | str], hmac_key: bytes | None = Non
     Args:
         path: A hot file, a directory to search, or several of those.
         hmac_key: The key the trail was written with, if any.
+        require_stream_start: Each stream must begin at sequence 0 with the genesis hash, so a
+            deleted first record or first file is reported. Pass False to check a later file alone.
 
     Returns:
         A report; ``report.ok`` is false when anything failed. It never raises for tampering.
@@ -210,7 +217,7 @@ def verify(path: Path | str | Iterable[Path | str], hmac_key: bytes | None = Non
     files = [f for p in paths for f in hot_files(p)]
     report = VerificationReport(keyed=hmac_key is not None)
     for stream_key, stream_files in _group_streams(files):
-        _verify_stream(stream_key, stream_files, hmac_key, report)
+        _verify_stream(stream_key, stream_files, hmac_key, report, require_stream_start)
     return report
 
 
@@ -238,12 +245,17 @@ class _PendingTorn:
 
 
 def _verify_stream(
-    stream_key: str, files: list[Path], hmac_key: bytes | None, report: VerificationReport
+    stream_key: str,
+    files: list[Path],
+    hmac_key: bytes | None,
+    report: VerificationReport,
+    require_stream_start: bool,
 ) -> None:
     summary = StreamSummary(stream=stream_key)
     report.streams[str(files[0].parent / stream_key)] = summary
-    expected_sequence: int | None = None
-    prev_checksum: str | None = None  # None: unknown after an unreadable line, so skip one chain check
+    # None means unknown (a partial stream, or after an unreadable line): skip that one check.
+    expected_sequence: int | None = 0 if require_stream_start else None
+    prev_checksum: str | None = GENESIS_HASH if require_stream_start else None
     pending: _PendingTorn | None = None
     for path in files:
         report.files.append(str(path))
@@ -309,7 +321,7 @@ def _check_record(
 ) -> None:
     failures = report.failures
     actual = compute_checksum(record.body, hmac_key)
-    if not hmac.compare_digest(actual, record.checksum):
+    if not hmac.compare_digest(actual.encode(), record.checksum.encode()):
         failures.append(VerificationFailure(
             where, line_no, record.sequence, FailureKind.CHECKSUM_MISMATCH,
             f"stored checksum {record.checksum[:16]}... but the record hashes to {actual[:16]}...",

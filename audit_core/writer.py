@@ -76,6 +76,7 @@ class AppendOnlyWriter:
         self._synced = 0
         self._sync_cond = threading.Condition(threading.Lock())
         self._syncing = False
+        self._fd_in_use = threading.Lock()  # held while an fdatasync runs outside the write lock
         self.stats = WriterStats()
         self._dir.mkdir(parents=True, exist_ok=True)
         self.tail = self._read_tail()
@@ -182,20 +183,22 @@ class AppendOnlyWriter:
             target = self._written
             if self._fd < 0 or target <= self._synced:
                 return target  # closed (close synced everything) or nothing new
-            # A duplicate, so that rotation may close the writer's own fd while this sync runs.
-            fd = os.dup(self._fd)
-            path = self._path
+            fd, path = self._fd, self._path
+            # Taken before the write lock is released: rotation and close wait for this sync
+            # instead of closing the fd under it (lock order: _lock, then _fd_in_use).
+            self._fd_in_use.acquire()
         try:
             os.fdatasync(fd)
         except OSError as exc:
             raise AuditWriteError(exc.errno, f"fdatasync of {path} failed: {exc.strerror}") from exc
         finally:
-            os.close(fd)
+            self._fd_in_use.release()
         self.stats.syncs += 1
         return target
 
     def _retire_fd(self) -> None:
         """Sync and close the current file (rotation, close). Called with the write lock held."""
+        self._fd_in_use.acquire()  # wait for a sync running outside the write lock
         try:
             if self._written > self._synced:
                 os.fdatasync(self._fd)
@@ -205,6 +208,7 @@ class AppendOnlyWriter:
         finally:
             os.close(self._fd)
             self._fd = -1
+            self._fd_in_use.release()
         with self._sync_cond:
             self._synced = max(self._synced, self._written)
 

@@ -1,0 +1,349 @@
+"""Emit-latency measurements: Ledgerline's emitter against the floor (raw ``os.write``) and two loggers.
+
+Every case times one call per event with ``time.perf_counter_ns()`` into a preallocated list
+(``time_calls``), after a short warm-up and a ``gc.collect()``. The garbage collector stays
+enabled during the timed loop, as it would be in a trading process. The timer itself costs
+about one ``perf_counter_ns`` pair per sample, which ``timer_overhead`` measures; nothing is
+subtracted.
+
+All cases write to files under one directory, which ``run.py`` puts on the same disk as the repo.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import json
+import logging
+import math
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+from pythonjsonlogger.json import JsonFormatter
+
+from audit_core import AuditConfig, AuditEventEmitter, ParameterChangeEvent
+
+Call = Callable[[int], object]
+
+_RAW_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+
+
+@dataclass
+class CaseResult:
+    """Latency summary of one case; times in microseconds."""
+
+    name: str
+    description: str
+    count: int
+    warmup: int
+    p50_us: float
+    p99_us: float
+    p999_us: float
+    mean_us: float
+    max_us: float
+    events_per_s: float  # count / sum of the timed calls
+    wall_events_per_s: float | None = None  # separate loop with no per-call timers
+    bytes_per_event: float | None = None
+    notes: dict[str, Any] = field(default_factory=dict)
+
+
+# --- shared helpers ----------------------------------------------------------------------------
+
+
+def time_calls(call: Call, count: int, warmup: int) -> list[int]:
+    """Run ``call(0..warmup-1)`` untimed, then time ``call(warmup..warmup+count-1)`` one by one (ns)."""
+    for i in range(warmup):
+        call(i)
+    gc.collect()
+    samples = [0] * count
+    clock = time.perf_counter_ns
+    for n in range(count):
+        i = warmup + n
+        t0 = clock()
+        call(i)
+        samples[n] = clock() - t0
+    return samples
+
+
+def wall_throughput(call: Call, count: int, warmup: int) -> float:
+    """Events per second of ``count`` calls in one loop, with no timer around each call."""
+    for i in range(warmup):
+        call(i)
+    gc.collect()
+    t0 = time.perf_counter_ns()
+    for i in range(warmup, warmup + count):
+        call(i)
+    return count / ((time.perf_counter_ns() - t0) / 1e9)
+
+
+def percentile(sorted_ns: list[int], q: float) -> float:
+    """Nearest-rank percentile (``q`` in 0..100) of already sorted samples."""
+    rank = max(1, math.ceil(q / 100 * len(sorted_ns)))
+    return float(sorted_ns[rank - 1])
+
+
+def summarize(name: str, description: str, samples: list[int], warmup: int, **extra: Any) -> CaseResult:
+    ordered = sorted(samples)
+    total = sum(ordered)
+    return CaseResult(
+        name=name,
+        description=description,
+        count=len(ordered),
+        warmup=warmup,
+        p50_us=percentile(ordered, 50) / 1e3,
+        p99_us=percentile(ordered, 99) / 1e3,
+        p999_us=percentile(ordered, 99.9) / 1e3,
+        mean_us=total / len(ordered) / 1e3,
+        max_us=ordered[-1] / 1e3,
+        events_per_s=len(ordered) / (total / 1e9),
+        **extra,
+    )
+
+
+def timer_overhead(count: int) -> CaseResult:
+    """Cost of the harness alone: a timed call of a function that does nothing."""
+    return summarize("timer_overhead", "time_calls() around a no-op", time_calls(lambda i: None, count, 1000), 1000)
+
+
+def read_lines(paths: list[Path]) -> list[bytes]:
+    lines: list[bytes] = []
+    for path in paths:
+        with path.open("rb") as handle:
+            lines.extend(handle)
+    return lines
+
+
+def param_values(n: int) -> list[float]:
+    """Varying, realistic-looking float parameter values (a risk multiplier between 0.5 and 1.5)."""
+    return [0.5 + (i * 7919 % 1000) / 1000 for i in range(n)]
+
+
+def _emitter(directory: Path, **config: Any) -> AuditEventEmitter:
+    return AuditEventEmitter(AuditConfig(base_path=directory, **config))
+
+
+def _param_call(emitter: AuditEventEmitter, values: list[float]) -> Call:
+    emit = emitter.emit_param_change
+
+    def call(i: int) -> object:
+        return emit(
+            "meta_controller", "risk_multiplier", values[i], values[i + 1], "drawdown > 10%",
+            event_type="param.risk_change",
+        )
+
+    return call
+
+
+def _trade_call(emitter: AuditEventEmitter) -> Call:
+    emit = emitter.emit_trade
+
+    def call(i: int) -> object:
+        return emit(
+            "trade.fill", "AuditObserver", "EURUSD.SIM", order_id=f"O-{i}", side="BUY", size="100000",
+            price="1.10012", strategy_source="momentum", commission="2.20", currency="USD",
+        )
+
+    return call
+
+
+def _param_fields(i: int, values: list[float]) -> dict[str, Any]:
+    """The fields of a param-change record, for the loggers (which have no sequence or chain)."""
+    return {
+        "ts_event": time.time_ns(),
+        "event_type": "param.risk_change",
+        "source": "meta_controller",
+        "trader_id": "TRADER-001",
+        "sequence": i,
+        "param_name": "risk_multiplier",
+        "old_value": values[i],
+        "new_value": values[i + 1],
+        "trigger_reason": "drawdown > 10%",
+    }
+
+
+# --- cases -------------------------------------------------------------------------------------
+
+
+def bench_emit_param_change(tmp: Path, count: int, warmup: int) -> tuple[CaseResult, list[bytes]]:
+    """Case 1: non-durable ``emit_param_change``. Also returns every line written, for case 2."""
+    values = param_values(warmup + count + 1)
+    with _emitter(tmp / "emit_param", sync_writes=True) as emitter:
+        samples = time_calls(_param_call(emitter, values), count, warmup)
+        files = emitter.writer.stream_files()
+        stats = emitter.writer.stats
+        notes = {"background_syncs": stats.syncs, "flush_interval_s": emitter.config.flush_interval_s}
+    # A fresh stream for the untimed loop, so it starts from sequence 0 like the timed one.
+    with _emitter(tmp / "emit_param_wall", sync_writes=True) as emitter:
+        wall = wall_throughput(_param_call(emitter, values), count, warmup)
+    lines = read_lines(files)
+    if len(lines) != warmup + count:
+        raise RuntimeError(f"emitter wrote {len(lines)} lines, expected {warmup + count}")
+    result = summarize(
+        "emit_param_change",
+        "AuditEventEmitter.emit_param_change, non-durable (periodic background fdatasync)",
+        samples, warmup, wall_events_per_s=wall, bytes_per_event=_mean_len(lines[warmup:]), notes=notes,
+    )
+    return result, lines
+
+
+def bench_raw_write(tmp: Path, lines: list[bytes], warmup: int, *, sync: bool) -> CaseResult:
+    """Cases 2 and 6: ``os.write`` (and ``os.fdatasync`` with ``sync``) of the emitter's own lines."""
+    name = "raw_write_fdatasync" if sync else "raw_write"
+    fd = os.open(tmp / f"{name}.jsonl", _RAW_FLAGS, 0o640)
+    try:
+        write, fdatasync = os.write, os.fdatasync
+
+        def call(i: int) -> object:
+            written = write(fd, lines[i])
+            if sync:
+                fdatasync(fd)
+            return written
+
+        samples = time_calls(call, len(lines) - warmup, warmup)
+    finally:
+        os.close(fd)
+    description = "os.write + os.fdatasync per line (O_APPEND fd)" if sync else "os.write per line (O_APPEND fd)"
+    return summarize(name, description, samples, warmup, bytes_per_event=_mean_len(lines[warmup:]))
+
+
+def bench_pydantic_floor(tmp: Path, count: int, warmup: int) -> CaseResult:
+    """Case 2b: the least any pydantic-validated emitter can do, in a plain loop: validate the
+    same ParameterChangeEvent, serialize it, SHA-256 it, ``os.write`` it. No lock, no chain, no
+    rotation check. The gap between this and case 1 is the emitter's own bookkeeping."""
+    values = param_values(warmup + count + 1)
+    fd = os.open(tmp / "pydantic_floor.jsonl", _RAW_FLAGS, 0o640)
+    validate = ParameterChangeEvent.model_validate
+    genesis = "0" * 64
+    try:
+
+        def call(i: int) -> object:
+            event = validate({
+                "ts_event": time.time_ns(), "event_type": "param.risk_change", "source": "meta_controller",
+                "trader_id": "TRADER-001", "sequence": i, "correlation_id": None, "prev_hash": genesis,
+                "param_name": "risk_multiplier", "old_value": values[i], "new_value": values[i + 1],
+                "trigger_reason": "drawdown > 10%",
+            })
+            body = event.__pydantic_serializer__.to_json(event)
+            return os.write(fd, body + hashlib.sha256(body).hexdigest().encode() + b"\n")
+
+        samples = time_calls(call, count, warmup)
+    finally:
+        os.close(fd)
+    return summarize(
+        "pydantic_floor", "ParameterChangeEvent.model_validate + to_json + sha256 + os.write, plain loop",
+        samples, warmup,
+    )
+
+
+def bench_logging_json(tmp: Path, count: int, warmup: int) -> CaseResult:
+    """Case 3: stdlib ``logging`` + python-json-logger ``JsonFormatter`` to a ``FileHandler``."""
+    values = param_values(warmup + count + 1)
+    path = tmp / "logging_json.jsonl"
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(JsonFormatter())
+    log = logging.getLogger("ledgerline.bench.logging_json")
+    log.propagate = False
+    log.setLevel(logging.INFO)
+    log.addHandler(handler)
+    try:
+        info = log.info
+        samples = time_calls(lambda i: info("param change", extra=_param_fields(i, values)), count, warmup)
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+    return summarize(
+        "logging_json", "logging + pythonjsonlogger JsonFormatter -> FileHandler, fields as extra",
+        samples, warmup, bytes_per_event=path.stat().st_size / (warmup + count),
+    )
+
+
+def structlog_serializer() -> tuple[str, Callable[..., Any] | None]:
+    """orjson if it is installed (it is not a dependency), else structlog's default stdlib json."""
+    try:
+        import orjson  # type: ignore[import-not-found]
+    except ImportError:
+        return "json (stdlib; orjson not installed)", None
+    return "orjson", orjson.dumps
+
+
+def bench_structlog_json(tmp: Path, count: int, warmup: int) -> CaseResult:
+    """Case 4: structlog with only ``JSONRenderer``, one write + flush per event."""
+    values = param_values(warmup + count + 1)
+    serializer_name, serializer = structlog_serializer()
+    path = tmp / "structlog_json.jsonl"
+    if serializer is None:
+        handle: Any = path.open("w", encoding="utf-8")
+        output: Any = structlog.WriteLogger(handle)
+        renderer = structlog.processors.JSONRenderer()
+    else:
+        handle = path.open("wb")
+        output = structlog.BytesLogger(handle)
+        renderer = structlog.processors.JSONRenderer(serializer=serializer)
+    with handle:
+        log = structlog.wrap_logger(output, processors=[renderer]).bind()
+        samples = time_calls(lambda i: log.info("param_change", **_param_fields(i, values)), count, warmup)
+    return summarize(
+        "structlog_json", f"structlog JSONRenderer ({serializer_name}) -> file",
+        samples, warmup, bytes_per_event=path.stat().st_size / (warmup + count),
+        notes={"serializer": serializer_name},
+    )
+
+
+def bench_emit_trade_durable(tmp: Path, count: int, warmup: int) -> tuple[CaseResult, list[bytes]]:
+    """Case 5: durable ``emit_trade`` (``trade.*`` is fdatasync'ed before emit returns)."""
+    with _emitter(tmp / "emit_trade") as emitter:
+        samples = time_calls(_trade_call(emitter), count, warmup)
+        files = emitter.writer.stream_files()
+        syncs = emitter.writer.stats.syncs
+    lines = read_lines(files)
+    if len(lines) != warmup + count:
+        raise RuntimeError(f"emitter wrote {len(lines)} lines, expected {warmup + count}")
+    result = summarize(
+        "emit_trade_durable", "AuditEventEmitter.emit_trade('trade.fill'), durable (write + fdatasync)",
+        samples, warmup, bytes_per_event=_mean_len(lines[warmup:]), notes={"syncs": syncs},
+    )
+    return result, lines
+
+
+def _mean_len(lines: list[bytes]) -> float:
+    return sum(map(len, lines)) / len(lines)
+
+
+def run_all(tmp: Path, events: int, durable_events: int) -> dict[str, CaseResult]:
+    """Every case, in a fixed order, on files under ``tmp``."""
+    warmup = max(100, events // 100)
+    durable_warmup = max(10, durable_events // 50)
+    results: dict[str, CaseResult] = {}
+
+    def keep(result: CaseResult) -> None:
+        results[result.name] = result
+        line = f"  {result.name:<22} p50 {result.p50_us:9.2f} us  p99 {result.p99_us:9.2f} us"
+        print(line, file=sys.stderr, flush=True)
+        os.sync()  # write back the previous case's dirty pages now, not during the next case
+
+    keep(timer_overhead(events))
+    emit, lines = bench_emit_param_change(tmp, events, warmup)
+    keep(emit)
+    keep(bench_raw_write(tmp, lines, warmup, sync=False))
+    keep(bench_pydantic_floor(tmp, events, warmup))
+    keep(bench_logging_json(tmp, events, warmup))
+    keep(bench_structlog_json(tmp, events, warmup))
+    trade, trade_lines = bench_emit_trade_durable(tmp, durable_events, durable_warmup)
+    keep(trade)
+    keep(bench_raw_write(tmp, trade_lines, durable_warmup, sync=True))
+    return results
+
+
+def as_json(result: CaseResult) -> dict[str, Any]:
+    """A result as plain JSON-able data, times rounded to 0.001 us."""
+    data: dict[str, Any] = {}
+    for key, value in vars(result).items():
+        data[key] = round(value, 3) if isinstance(value, float) else value
+    json.dumps(data)  # fail here, not half-way through writing the file
+    return data

@@ -1,0 +1,225 @@
+"""Run the emit benchmarks and write ``emit_latency.json`` and ``emit_latency.md``.
+
+Usage (from the repo root)::
+
+    make bench                      # same as: python -m benchmarks.run
+    python -m benchmarks.run --quick --out /tmp/bench   # 10x fewer events, for smoke tests
+
+Scratch files go to ``benchmarks/results/tmp/`` (same disk as the repo) and are removed afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from benchmarks.bench_emit import CaseResult, as_json, run_all, structlog_serializer
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+FULL_EVENTS = 200_000
+FULL_DURABLE_EVENTS = 5_000
+
+# Targets for the emitter.
+P50_TARGET_US = 5.0
+P99_TARGET_US = 8.0
+THROUGHPUT_TARGET = 200_000.0
+DURABLE_P99_MAX_RATIO = 1.2
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="10x fewer events (smoke test)")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR, help=f"results directory (default {RESULTS_DIR})")
+    args = parser.parse_args(argv)
+    argv_used = sys.argv[1:] if argv is None else list(argv)
+
+    scale = 10 if args.quick else 1
+    events, durable_events = FULL_EVENTS // scale, FULL_DURABLE_EVENTS // scale
+
+    tmp_root = RESULTS_DIR / "tmp"
+    tmp_root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="emit-", dir=tmp_root))
+    try:
+        print(f"emit benchmark: {events:,} non-durable + {durable_events:,} durable events in {tmp}", file=sys.stderr)
+        results = run_all(tmp, events, durable_events)
+        filesystem = _filesystem_of(tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            tmp_root.rmdir()  # only if no other run is using it
+
+    report = build_report(results, argv_used, args.quick, events, durable_events, filesystem)
+    markdown = render_markdown(report)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "emit_latency.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    (args.out / "emit_latency.md").write_text(markdown, encoding="utf-8")
+    print(markdown, end="")
+    return 0
+
+
+# --- report ------------------------------------------------------------------------------------
+
+
+def build_report(
+    results: dict[str, CaseResult], argv: list[str], quick: bool, events: int, durable_events: int, filesystem: str
+) -> dict[str, Any]:
+    emit, trade = results["emit_param_change"], results["emit_trade_durable"]
+    ratios = {
+        f"{a}/{b}": {
+            "p50": results[a].p50_us / results[b].p50_us,
+            "p99": results[a].p99_us / results[b].p99_us,
+            "p99.9": results[a].p999_us / results[b].p999_us,
+        }
+        for a, b in [
+            ("emit_param_change", "raw_write"),
+            ("emit_param_change", "pydantic_floor"),
+            ("emit_param_change", "logging_json"),
+            ("emit_param_change", "structlog_json"),
+            ("emit_trade_durable", "raw_write_fdatasync"),
+        ]
+    }
+    raw_sync_p99 = results["raw_write_fdatasync"].p99_us
+    targets = [
+        _target("emit_p50", "non-durable emit p50", emit.p50_us, "<=", P50_TARGET_US, "us"),
+        _target("emit_p99", "non-durable emit p99", emit.p99_us, "<=", P99_TARGET_US, "us"),
+        _target("emit_events_per_s_timed", "non-durable emit events/s, sum of timed calls",
+                emit.events_per_s, ">=", THROUGHPUT_TARGET, "events/s"),
+        _target("emit_events_per_s_wall", "non-durable emit events/s, wall clock, no per-call timers",
+                emit.wall_events_per_s or 0.0, ">=", THROUGHPUT_TARGET, "events/s"),
+        _target("durable_p99_vs_raw", f"durable emit p99 <= {DURABLE_P99_MAX_RATIO}x raw write+fdatasync p99",
+                trade.p99_us, "<=", DURABLE_P99_MAX_RATIO * raw_sync_p99, "us"),
+    ]
+    return {
+        "benchmark": "emit_latency",
+        "command": {"make": "make bench", "python": "python -m benchmarks.run", "argv": argv},
+        "date_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": _machine_info(filesystem),
+        "quick": quick,
+        "events": {"non_durable": events, "durable": durable_events},
+        "method": (
+            "one time.perf_counter_ns() pair per call into a preallocated list; gc enabled, gc.collect() "
+            "after each case's warm-up; nearest-rank percentiles; events_per_s = count / sum of timed calls"
+        ),
+        "structlog_serializer": structlog_serializer()[0],
+        "cases": {name: as_json(result) for name, result in results.items()},
+        "ratios": {key: {k: round(v, 3) for k, v in value.items()} for key, value in ratios.items()},
+        "targets": targets,
+    }
+
+
+def _target(key: str, label: str, measured: float, op: str, limit: float, unit: str) -> dict[str, Any]:
+    passed = measured <= limit if op == "<=" else measured >= limit
+    headroom = limit - measured if op == "<=" else measured - limit  # negative: missed by this much
+    return {
+        "id": key,
+        "label": label,
+        "measured": round(measured, 3),
+        "op": op,
+        "limit": round(limit, 3),
+        "unit": unit,
+        "passed": passed,
+        "ratio_to_limit": round(measured / limit, 3),
+        "headroom": round(headroom, 3),
+        "headroom_pct": round(100 * headroom / limit, 1),
+    }
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    machine, counts, cases = report["machine"], report["events"], report["cases"]
+    quick = " --quick" if report["quick"] else ""
+    lines = [
+        "# Ledgerline emit latency",
+        "",
+        f"`make bench` (`python -m benchmarks.run{quick}`), {report['date_utc']}, "
+        f"Python {machine['python_version']}, {machine['platform']}, {machine['cpu_count']} CPUs, "
+        f"scratch files on {machine['filesystem']}.",
+        f"{counts['non_durable']:,} non-durable and {counts['durable']:,} durable events per case; "
+        f"gc enabled; structlog serializer: {report['structlog_serializer']}. "
+        f"Harness overhead (timed no-op) p50 {cases['timer_overhead']['p50_us']:.3f} us, not subtracted.",
+        "",
+        "| case | events | p50 us | p99 us | p99.9 us | mean us | max us | events/s (timed) "
+        "| events/s (wall) | bytes/event |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for name, case in cases.items():
+        if name == "timer_overhead":
+            continue
+        wall = f"{case['wall_events_per_s']:,.0f}" if case["wall_events_per_s"] else "-"
+        size = f"{case['bytes_per_event']:.0f}" if case["bytes_per_event"] else "-"
+        lines.append(
+            f"| {name} | {case['count']:,} | {case['p50_us']:.2f} | {case['p99_us']:.2f} | {case['p999_us']:.2f} "
+            f"| {case['mean_us']:.2f} | {case['max_us']:.1f} | {case['events_per_s']:,.0f} | {wall} | {size} |"
+        )
+    lines += ["", "| ratio | p50 | p99 | p99.9 |", "|---|--:|--:|--:|"]
+    for key, ratio in report["ratios"].items():
+        lines.append(f"| {key} | {ratio['p50']:.2f}x | {ratio['p99']:.2f}x | {ratio['p99.9']:.2f}x |")
+    lines += ["", "Targets:", ""]
+    for target in report["targets"]:
+        lines.append("- " + _target_line(target))
+    return "\n".join(lines) + "\n"
+
+
+def _target_line(t: dict[str, Any]) -> str:
+    def fmt(value: float) -> str:
+        return f"{value:,.0f}" if t["unit"] == "events/s" else f"{value:.2f}"
+
+    verdict = "PASS" if t["passed"] else "MISS"
+    margin = "headroom" if t["passed"] else ("over by" if t["op"] == "<=" else "short by")
+    return (
+        f"**{verdict}** {t['label']}: {fmt(t['measured'])} {t['unit']} (limit {t['op']} {fmt(t['limit'])}; "
+        f"{t['ratio_to_limit']:.2f}x the limit, {margin} {fmt(abs(t['headroom']))} {t['unit']}, "
+        f"{abs(t['headroom_pct']):.0f}%)"
+    )
+
+
+# --- machine -----------------------------------------------------------------------------------
+
+
+def _machine_info(filesystem: str) -> dict[str, Any]:
+    versions = {}
+    for dist in ("ledgerline", "pydantic", "pydantic-core", "structlog", "python-json-logger"):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            versions[dist] = None
+    return {
+        "python_version": platform.python_version(),
+        "python_implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "processor": platform.processor() or None,
+        "cpu_count": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "filesystem": filesystem,
+        "packages": versions,
+    }
+
+
+def _filesystem_of(path: Path) -> str:
+    """``"ext4 on /dev/vda"`` for the mount holding ``path`` (Linux), else ``"unknown"``."""
+    try:
+        with open("/proc/self/mounts", encoding="utf-8") as mounts:
+            entries = [line.split()[:3] for line in mounts]
+    except OSError:
+        return "unknown"
+    resolved = str(path.resolve())
+    best = ("", "unknown", "")
+    for device, mount_point, fs_type in entries:
+        inside = resolved == mount_point or resolved.startswith(mount_point.rstrip("/") + "/")
+        if inside and len(mount_point) >= len(best[0]):
+            best = (mount_point, fs_type, device)
+    return f"{best[1]} on {best[2]}" if best[0] else "unknown"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

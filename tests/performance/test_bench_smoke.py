@@ -1,0 +1,48 @@
+"""Smoke test of the benchmark suite: it runs end to end and writes sane numbers.
+
+No timing thresholds: machines are noisy. Only the shape and internal consistency of the results.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from benchmarks.run import main
+
+EXPECTED_COUNTS = {
+    "emit_param_change": 20_000,
+    "raw_write": 20_000,
+    "pydantic_floor": 20_000,
+    "logging_json": 20_000,
+    "structlog_json": 20_000,
+    "emit_trade_durable": 500,
+    "raw_write_fdatasync": 500,
+}
+
+
+def test_quick_run_writes_consistent_results(tmp_path: Path) -> None:
+    assert main(["--quick", "--out", str(tmp_path)]) == 0
+
+    report = json.loads((tmp_path / "emit_latency.json").read_text(encoding="utf-8"))
+    assert (tmp_path / "emit_latency.md").read_text(encoding="utf-8").startswith("# Ledgerline emit latency")
+    assert report["quick"] is True
+    assert report["events"] == {"non_durable": 20_000, "durable": 500}
+    assert report["command"]["python"] == "python -m benchmarks.run"
+    assert report["machine"]["python_version"]
+
+    cases = report["cases"]
+    assert set(EXPECTED_COUNTS) <= set(cases)
+    for name, count in EXPECTED_COUNTS.items():
+        case = cases[name]
+        assert case["count"] == count, name
+        assert 0 < case["p50_us"] <= case["p99_us"] <= case["p999_us"] <= case["max_us"], name
+        assert case["mean_us"] > 0, name
+        assert case["events_per_s"] > 0, name
+    assert cases["emit_param_change"]["wall_events_per_s"] > 0
+
+    assert {t["id"] for t in report["targets"]} == {
+        "emit_p50", "emit_p99", "emit_events_per_s_timed", "emit_events_per_s_wall", "durable_p99_vs_raw",
+    }
+    assert all(isinstance(t["passed"], bool) for t in report["targets"])
+    assert len(report["ratios"]) == 5
