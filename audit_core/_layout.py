@@ -1,7 +1,9 @@
-"""Names of hot files: one place that writes them and parses them back.
+"""Names of hot files and their sidecars: one place that writes them and parses them back.
 
-A hot file is ``audit.<trader_id>.<stream_id>.<YYYY-MM-DD>.jsonl``: the stream in the name keeps
-two processes out of each other's files and chains; the UTC date orders a stream's files.
+A hot file is ``audit.<trader_id>.<stream_id>.<YYYY-MM-DD>.<segment>.jsonl``. The stream in the
+name keeps two processes out of each other's files and chains; the UTC date and then the segment
+order a stream's files. A new segment starts when a process reopens a stream whose file of the
+day was sealed by a clean close (sealed files are never appended to again).
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ from pathlib import Path
 from typing import NamedTuple
 
 HOT_SUFFIX = ".jsonl"
+SEAL_SUFFIX = ".seal"
 _HOT_NAME = re.compile(
-    r"^audit\.(?P<trader>[A-Za-z0-9_\-]+)\.(?P<stream>[A-Za-z0-9_\-]+)\.(?P<day>\d{4}-\d{2}-\d{2})\.jsonl$"
+    r"^audit\.(?P<trader>[A-Za-z0-9_\-]+)\.(?P<stream>[A-Za-z0-9_\-]+)"
+    r"\.(?P<day>\d{4}-\d{2}-\d{2})\.(?P<segment>\d{4})\.jsonl$"
 )
 
 NS_PER_DAY = 86_400 * 1_000_000_000
@@ -23,21 +27,38 @@ class HotFileName(NamedTuple):
     trader_id: str
     stream_id: str
     day: dt.date
+    segment: int
 
     @property
     def stream_key(self) -> str:
         return f"{self.trader_id}.{self.stream_id}"
 
+    @property
+    def order(self) -> tuple[dt.date, int]:
+        return (self.day, self.segment)
 
-def hot_file_name(trader_id: str, stream_id: str, day: dt.date) -> str:
-    return f"audit.{trader_id}.{stream_id}.{day.isoformat()}{HOT_SUFFIX}"
+
+def hot_file_name(trader_id: str, stream_id: str, day: dt.date, segment: int = 0) -> str:
+    return f"audit.{trader_id}.{stream_id}.{day.isoformat()}.{segment:04d}{HOT_SUFFIX}"
 
 
 def parse_hot_file_name(path: Path) -> HotFileName | None:
     match = _HOT_NAME.match(path.name)
     if match is None:
         return None
-    return HotFileName(match["trader"], match["stream"], dt.date.fromisoformat(match["day"]))
+    return HotFileName(
+        match["trader"], match["stream"], dt.date.fromisoformat(match["day"]), int(match["segment"])
+    )
+
+
+def seal_path(path: Path) -> Path:
+    """The seal sidecar of a hot file."""
+    return path.with_name(path.name + SEAL_SUFFIX)
+
+
+def lock_path(directory: Path, trader_id: str, stream_id: str) -> Path:
+    """The lock file that gives one process a stream."""
+    return directory / f".audit.{trader_id}.{stream_id}.lock"
 
 
 def utc_day(ts_ns: int) -> dt.date:
@@ -46,3 +67,7 @@ def utc_day(ts_ns: int) -> dt.date:
 
 def next_midnight_ns(ts_ns: int) -> int:
     return (ts_ns // NS_PER_DAY + 1) * NS_PER_DAY
+
+
+def day_start_ns(day: dt.date) -> int:
+    return (day - dt.date(1970, 1, 1)).days * NS_PER_DAY

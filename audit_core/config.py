@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
@@ -40,6 +41,14 @@ class AuditConfig(BaseModel):
         max_record_bytes: Records larger than this are rejected before anything is written.
         hmac_key: Key for HMAC-SHA256 checksums. Prefer ``hmac_key_env`` so the key stays out of code.
         hmac_key_env: Name of an environment variable that holds the HMAC key.
+        fallback_path: Directory for spill files while the hot disk fails (ENOSPC, EIO). Records
+            that cannot reach the hot file are appended (and synced) there until it recovers.
+        max_buffer_bytes: Records waiting for the hot file (a burst, or a failing disk) are held in
+            memory up to this many bytes; beyond it ``emit`` blocks until they drain. Never dropped.
+        retry_interval_s: While degraded, how often the hot file is tried again.
+        durable_failure: What a durable emit does when its record cannot be made durable anywhere:
+            ``"raise"`` (``AuditWriteError`` at once) or ``"wait"`` (retry for ``durable_wait_s``, then raise).
+        durable_wait_s: How long ``"wait"`` waits.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -55,6 +64,11 @@ class AuditConfig(BaseModel):
     max_record_bytes: int = Field(default=DEFAULT_MAX_RECORD_BYTES, ge=1024, le=1024 * 1024)
     hmac_key: SecretStr | None = None
     hmac_key_env: str | None = None
+    fallback_path: Path | None = None
+    max_buffer_bytes: int = Field(default=64 * 1024 * 1024, ge=64 * 1024)
+    retry_interval_s: float = Field(default=0.5, gt=0, le=60)
+    durable_failure: Literal["raise", "wait"] = "raise"
+    durable_wait_s: float = Field(default=5.0, gt=0, le=3600)
 
     @field_validator("durable_event_types")
     @classmethod
@@ -72,6 +86,8 @@ class AuditConfig(BaseModel):
             raise ValueError("set hmac_key or hmac_key_env, not both")
         if self.hmac_key is not None and not self.hmac_key.get_secret_value():
             raise ValueError("hmac_key is empty; omit it for plain SHA-256 checksums")
+        if self.fallback_path is not None and Path(self.fallback_path).resolve() == self.hot_path.resolve():
+            raise ValueError("fallback_path must not be the hot directory itself; put it on another disk")
         return self
 
     @property

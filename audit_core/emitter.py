@@ -26,7 +26,7 @@ from audit_core.events import (
     record_too_large_error,
 )
 from audit_core.integrity import CHECKSUM_SUFFIX_PREFIX, GENESIS_HASH, compute_checksum, split_record
-from audit_core.writer import AppendOnlyWriter, StreamTail
+from audit_core.writer import AppendOnlyWriter, StateChange, StreamTail
 
 logger = logging.getLogger("ledgerline.emitter")
 
@@ -62,14 +62,15 @@ class AuditEventEmitter:
         self._clock = clock
         self._hmac_key = config.resolve_hmac_key()
         self._writer = writer if writer is not None else AppendOnlyWriter(config, clock)
+        self._writer.on_state_change = self._record_state_change
         self._lock = threading.Lock()
         self._durable: dict[str, bool] = {}
         self._callbacks: list[EventCallback] = list(on_event)
         self._max_bytes = config.max_record_bytes
         self.callback_errors = 0
         self._next_sequence, self._prev_hash = _resume_point(self._writer.tail)
-        if self._writer.tail.torn_bytes:
-            self._record_recovery(self._writer.tail)
+        if self._writer.tail.torn_bytes or self._writer.imported_records:
+            self._record_recovery(self._writer.tail, self._writer.imported_records)
 
     # --- the pipeline -------------------------------------------------------------------------
 
@@ -81,7 +82,10 @@ class AuditEventEmitter:
         Raises:
             ValueError: the event was already emitted.
             pydantic.ValidationError: the serialized record is over ``max_record_bytes``.
-            AuditWriteError: the record could not be written; the sequence is not consumed.
+            AuditWriteError: the record could not be queued (writer closed: the sequence is not
+                consumed), or a durable record could not be made durable anywhere. In the second
+                case the record keeps its sequence and is written when the disk recovers: do not
+                emit it again.
         """
         if event.sequence is not None:
             raise ValueError(f"event already emitted as sequence {event.sequence}; build a new event")
@@ -91,12 +95,12 @@ class AuditEventEmitter:
             _set(event, "sequence", self._next_sequence)
             _set(event, "prev_hash", self._prev_hash)
             try:
-                ticket = self._append(event)
+                ticket, lead = self._append(event)
             except BaseException:
                 _set(event, "sequence", None)
                 _set(event, "prev_hash", None)
                 raise
-        return self._finish(event, durable, ticket)
+        return self._finish(event, durable, ticket, lead)
 
     def _emit_new(self, cls: type[E], fields: dict[str, Any]) -> E:
         """Build and append an event in one step: the chain fields go in at construction,
@@ -107,30 +111,31 @@ class AuditEventEmitter:
             fields["sequence"] = self._next_sequence
             fields["prev_hash"] = self._prev_hash
             event = cls.model_validate(fields)
-            ticket = self._append(event)
-        return self._finish(event, durable, ticket)
+            ticket, lead = self._append(event)
+        return self._finish(event, durable, ticket, lead)
 
-    def _append(self, event: AuditEvent) -> int:
-        """Serialize once, hash, append; advance the chain only if the append succeeded.
+    def _append(self, event: AuditEvent) -> tuple[int, bool]:
+        """Serialize once, hash, queue; advance the chain only if the append succeeded.
 
         Called with the lock held and the event's chain fields already stamped, so file order,
-        sequence order and chain order are one order. Returns the writer's ticket.
+        sequence order and chain order are one order. Returns the writer's ticket and whether
+        this thread leads the write.
         """
         body = event.__pydantic_serializer__.to_json(event)
         checksum = compute_checksum(body, self._hmac_key)
         line = body[:-1] + CHECKSUM_SUFFIX_PREFIX + checksum.encode() + b'"}\n'
         if len(line) > self._max_bytes:
             raise record_too_large_error(event, len(line), self._max_bytes)
-        ticket = self._writer.append(line)
+        appended = self._writer.append(line)
         self._next_sequence += 1
         self._prev_hash = checksum
         _set(event, "_stamped_checksum", checksum)
-        return ticket
+        return appended
 
-    def _finish(self, event: E, durable: bool, ticket: int) -> E:
-        # Outside the lock: other threads append while this one waits for its (shared) sync.
-        if durable:
-            self._writer.sync_through(ticket)
+    def _finish(self, event: E, durable: bool, ticket: int, lead: bool) -> E:
+        # Outside the lock: other threads queue records while this one writes a batch or waits
+        # for its (shared) sync.
+        self._writer.commit(ticket, lead, durable)
         if self._callbacks:
             self._notify(event)
         return event
@@ -278,28 +283,34 @@ class AuditEventEmitter:
                 self.callback_errors += 1
                 logger.exception("ledgerline: on_event callback %r failed for sequence %s", callback, event.sequence)
 
-    def _record_recovery(self, tail: StreamTail) -> None:
-        # Never truncate: end the torn line where it is, then say in the chain what was torn.
-        self._writer.close_torn_line(tail)
-        assert tail.path is not None
-        event = SystemEvent(
-            ts_event=self._clock(),
-            event_type=AuditEventType.SYS_RECOVERY,
-            source="ledgerline.writer",
-            payload={
-                "reason": "torn_write",
+    @property
+    def is_degraded(self) -> bool:
+        """True while the hot disk fails and records wait in memory or the spill file."""
+        return self._writer.is_degraded
+
+    def _record_state_change(self, change: StateChange) -> None:
+        """Chain the writer's degraded/recovered episodes into the trail itself."""
+        event_type = AuditEventType.SYS_DEGRADED if change.kind == "degraded" else AuditEventType.SYS_RECOVERED
+        self.emit_system(event_type, "ledgerline.writer", change.details)
+
+    def _record_recovery(self, tail: StreamTail, imported: int) -> None:
+        # The writer ended the torn line where it was (never truncated); say in the chain what it was.
+        payload: dict[str, Any] = {"reason": "torn_write" if tail.torn_bytes else "spill_import"}
+        if tail.torn_bytes:
+            assert tail.path is not None
+            payload |= {
                 "torn_file": tail.path.name,
                 "torn_offset": tail.torn_offset,
                 "torn_length": len(tail.torn_bytes),
                 "torn_sha256": hashlib.sha256(tail.torn_bytes).hexdigest(),
-                "resumed_after_sequence": self._next_sequence - 1,
-            },
-        )
-        self._durable[event.event_type] = True
-        self.emit(event)
-        logger.warning(
-            "ledgerline: recovered a torn write of %d bytes at %s:%d", len(tail.torn_bytes), tail.path, tail.torn_offset
-        )
+            }
+            logger.warning(
+                "ledgerline: recovered a torn write of %d bytes at %s:%d",
+                len(tail.torn_bytes), tail.path, tail.torn_offset,
+            )
+        payload |= {"imported_spilled_records": imported, "resumed_after_sequence": self._next_sequence - 1}
+        self._durable[AuditEventType.SYS_RECOVERY.value] = True
+        self.emit_system(AuditEventType.SYS_RECOVERY, "ledgerline.writer", payload)
 
 
 def _resume_point(tail: StreamTail) -> tuple[int, str]:

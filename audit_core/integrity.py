@@ -14,12 +14,13 @@ import enum
 import hashlib
 import hmac
 import json
+import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from audit_core._layout import HOT_SUFFIX, parse_hot_file_name
+from audit_core._layout import HOT_SUFFIX, parse_hot_file_name, seal_path
 from audit_core.errors import AuditIntegrityError
 
 #: ``prev_hash`` of the first record of a stream.
@@ -82,6 +83,178 @@ def split_record(line: bytes) -> RecordFields:
     return RecordFields(body, checksum, sequence, prev_hash)
 
 
+# --- Merkle tree (RFC 6962, section 2.1) -------------------------------------------------------
+
+#: Domain separation of leaves and interior nodes, so a leaf can never pass for a node.
+RFC6962_LEAF_PREFIX = b"\x00"
+RFC6962_NODE_PREFIX = b"\x01"
+
+
+def merkle_leaf_hash(record: bytes) -> bytes:
+    """SHA-256(0x00 || record): the leaf of one record (its line without the newline)."""
+    return hashlib.sha256(RFC6962_LEAF_PREFIX + record).digest()
+
+
+def merkle_node_hash(left: bytes, right: bytes) -> bytes:
+    """SHA-256(0x01 || left || right)."""
+    return hashlib.sha256(RFC6962_NODE_PREFIX + left + right).digest()
+
+
+class MerkleTree:
+    """RFC 6962 Merkle tree hash, built one leaf at a time in O(log n) memory.
+
+    The stack holds the roots of the perfect subtrees the leaves so far decompose into, largest
+    first; folding it from the right gives MTH(D[n]) with the RFC's split at the largest power of two.
+    """
+
+    def __init__(self) -> None:
+        self.size = 0
+        self._stack: list[tuple[int, bytes]] = []
+
+    def add(self, record: bytes) -> None:
+        node = (1, merkle_leaf_hash(record))
+        while self._stack and self._stack[-1][0] == node[0]:
+            size, left = self._stack.pop()
+            node = (size * 2, merkle_node_hash(left, node[1]))
+        self._stack.append(node)
+        self.size += 1
+
+    def root(self) -> str:
+        """Hex root; the root of an empty tree is SHA-256 of the empty string."""
+        if not self._stack:
+            return hashlib.sha256(b"").hexdigest()
+        root = self._stack[-1][1]
+        for _, left in reversed(self._stack[:-1]):
+            root = merkle_node_hash(left, root)
+        return root.hex()
+
+
+def merkle_root(records: Iterable[bytes]) -> str:
+    tree = MerkleTree()
+    for record in records:
+        tree.add(record)
+    return tree.root()
+
+
+# --- seals --------------------------------------------------------------------------------------
+
+SEAL_FORMAT = "ledgerline-seal/1"
+_SEAL_MODE = 0o440  # sealed files and their seals lose their write bits
+
+
+@dataclass
+class FileDigest:
+    """What a seal says about a file, computed in one pass over its bytes."""
+
+    lines: int = 0
+    size: int = 0
+    first_sequence: int | None = None
+    last_sequence: int | None = None
+    first_hash: str | None = None
+    last_hash: str | None = None
+    file_sha256: str = ""
+    merkle_root: str = ""
+    _sha: Any = field(default_factory=hashlib.sha256, repr=False)
+    _tree: MerkleTree = field(default_factory=MerkleTree, repr=False)
+
+    def add_line(self, line: bytes, record: RecordFields | None) -> None:
+        self._sha.update(line)
+        self._tree.add(line[:-1] if line.endswith(b"\n") else line)
+        self.lines += 1
+        self.size += len(line)
+        if record is not None:
+            if self.first_sequence is None:
+                self.first_sequence, self.first_hash = record.sequence, record.checksum
+            self.last_sequence, self.last_hash = record.sequence, record.checksum
+
+    def finish(self) -> FileDigest:
+        self.file_sha256 = self._sha.hexdigest()
+        self.merkle_root = self._tree.root()
+        return self
+
+    def seal_fields(self) -> dict[str, Any]:
+        return {
+            "records": self.lines,
+            "file_size": self.size,
+            "first_sequence": self.first_sequence,
+            "last_sequence": self.last_sequence,
+            "first_hash": self.first_hash,
+            "last_hash": self.last_hash,
+            "file_sha256": self.file_sha256,
+            "merkle_root": self.merkle_root,
+        }
+
+
+def digest_file(path: Path) -> FileDigest:
+    """Count, sequence range, hashes, SHA-256 and Merkle root of a hot file."""
+    digest = FileDigest()
+    for line in _read_lines(path):
+        try:
+            record = split_record(line) if line.endswith(b"\n") else None
+        except ValueError:
+            record = None
+        digest.add_line(line, record)
+    return digest.finish()
+
+
+def seal_file(
+    path: Path, *, next_file: str | None = None, hmac_key: bytes | None = None, sealed_at_ns: int = 0
+) -> dict[str, Any]:
+    """Write ``path``'s seal sidecar and drop the write bits of both. Returns the seal.
+
+    The seal is written to a temporary name, synced and renamed, so it is whole or absent.
+    ``next_file`` names the stream's following file, so deleting that file is detectable.
+    ``seal_checksum`` covers the seal itself (HMAC-SHA256 with a key: unforgeable without it).
+    """
+    name = parse_hot_file_name(path)
+    seal: dict[str, Any] = {
+        "format": SEAL_FORMAT,
+        "file": path.name,
+        "stream": name.stream_key if name else None,
+        **digest_file(path).seal_fields(),
+        "next_file": next_file,
+        "sealed_at_ns": sealed_at_ns,
+    }
+    seal["seal_checksum"] = compute_checksum(_canonical_seal(seal), hmac_key)
+    target = seal_path(path)
+    temporary = target.with_name(target.name + ".tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o640)
+    try:
+        os.write(fd, json.dumps(seal, indent=1).encode() + b"\n")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.chmod(temporary, _SEAL_MODE)
+    os.replace(temporary, target)
+    os.chmod(path, _SEAL_MODE)
+    _fsync_directory(path.parent)
+    return seal
+
+
+def read_seal(path: Path) -> dict[str, Any] | None:
+    """The seal of hot file ``path``, or None if it has none. Raises ValueError if unreadable."""
+    target = seal_path(path)
+    if not target.exists():
+        return None
+    data = json.loads(target.read_bytes())
+    if not isinstance(data, dict) or data.get("format") != SEAL_FORMAT:
+        raise ValueError(f"{target.name} is not a {SEAL_FORMAT} seal")
+    return data
+
+
+def _canonical_seal(seal: dict[str, Any]) -> bytes:
+    body = {key: value for key, value in seal.items() if key != "seal_checksum"}
+    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class FailureKind(enum.StrEnum):
     CHECKSUM_MISMATCH = "checksum_mismatch"
     CHAIN_BREAK = "chain_break"
@@ -89,6 +262,10 @@ class FailureKind(enum.StrEnum):
     SEQUENCE_REPEAT = "sequence_repeat"
     UNPARSEABLE_LINE = "unparseable_line"
     TORN_LINE = "torn_line"
+    SEAL_MISMATCH = "seal_mismatch"
+    SEAL_MISSING = "seal_missing"
+    SEAL_INVALID = "seal_invalid"
+    FILE_MISSING = "file_missing"
 
 
 @dataclass(frozen=True)
@@ -129,6 +306,7 @@ class VerificationReport:
     keyed: bool = False
     #: Torn writes that a later ``sys.recovery`` record in the chain accounts for: honest, not failures.
     recovered: list[VerificationFailure] = field(default_factory=list)
+    sealed_files: int = 0
 
     @property
     def ok(self) -> bool:
@@ -148,6 +326,7 @@ class VerificationReport:
             "files": self.files,
             "records": self.records,
             "keyed": self.keyed,
+            "sealed_files": self.sealed_files,
             "streams": {key: vars(summary) for key, summary in self.streams.items()},
             "failures": [{**vars(f), "kind": f.kind.value} for f in self.failures],
             "recovered": [{**vars(f), "kind": f.kind.value} for f in self.recovered],
@@ -156,7 +335,8 @@ class VerificationReport:
     def to_text(self, max_failures: int = 50) -> str:
         lines = [
             f"{'OK' if self.ok else 'FAILED'}: {len(self.files)} file(s), {self.records} record(s), "
-            f"{len(self.streams)} stream(s), checksums {'HMAC-SHA256' if self.keyed else 'SHA-256'}"
+            f"{len(self.streams)} stream(s), {self.sealed_files} sealed, "
+            f"checksums {'HMAC-SHA256' if self.keyed else 'SHA-256'}"
         ]
         for summary in self.streams.values():
             lines.append(
@@ -186,11 +366,11 @@ def hot_files(path: Path | str) -> list[Path]:
     return sorted(found, key=_stream_order)
 
 
-def _stream_order(path: Path) -> tuple[str, str, str]:
+def _stream_order(path: Path) -> tuple[str, str, str, int]:
     name = parse_hot_file_name(path)
     if name is None:
-        return (str(path), "", "")
-    return (str(path.parent), name.stream_key, name.day.isoformat())
+        return (str(path), "", "", 0)
+    return (str(path.parent), name.stream_key, name.day.isoformat(), name.segment)
 
 
 def verify(
@@ -257,9 +437,12 @@ def _verify_stream(
     expected_sequence: int | None = 0 if require_stream_start else None
     prev_checksum: str | None = GENESIS_HASH if require_stream_start else None
     pending: _PendingTorn | None = None
-    for path in files:
+    provisional: list[_PendingTorn] = []  # rewritten whole; waiting for the sys.recovery that names them
+    names = {path.name for path in files}
+    for index, path in enumerate(files):
         report.files.append(str(path))
         summary.files.append(str(path))
+        digest = FileDigest()
         offset = 0
         for line_no, line in enumerate(_read_lines(path), start=1):
             line_offset, offset = offset, offset + len(line)
@@ -269,6 +452,7 @@ def _verify_stream(
                     raise ValueError(f"last line has no newline ({len(line)} bytes): a torn write")
                 record = split_record(line)
             except ValueError as exc:
+                digest.add_line(line, None)
                 kind = FailureKind.UNPARSEABLE_LINE if line.endswith(b"\n") else FailureKind.TORN_LINE
                 failure = VerificationFailure(where, line_no, expected_sequence, kind, str(exc))
                 report.failures.append(failure)
@@ -278,13 +462,23 @@ def _verify_stream(
                 # Assume the bad line held one record, so one damaged line is one failure, not three.
                 prev_checksum, expected_sequence = None, _next(expected_sequence)
                 continue
+            digest.add_line(line, record)
             if pending is not None:
                 if _recovers(record, pending):
-                    # A crash tore this line and the writer said so, in the chain, on restart.
+                    # A crash tore this line and the writer said so in the chain on restart.
                     report.failures.remove(pending.failure)
                     report.recovered.append(dataclasses.replace(pending.failure, kind=FailureKind.TORN_LINE))
                     expected_sequence, prev_checksum = pending.expected_sequence, pending.prev_checksum
+                elif pending.data and line.startswith(pending.data):
+                    # The torn record was written again whole (imported from the spill file after a
+                    # crash while degraded). Honest only if a later sys.recovery record names it.
+                    provisional.append(pending)
+                    expected_sequence, prev_checksum = pending.expected_sequence, pending.prev_checksum
                 pending = None
+            for earlier in [p for p in provisional if _recovers(record, p)]:
+                provisional.remove(earlier)
+                report.failures.remove(earlier.failure)
+                report.recovered.append(dataclasses.replace(earlier.failure, kind=FailureKind.TORN_LINE))
             _check_record(record, where, line_no, expected_sequence, prev_checksum, hmac_key, report)
             report.records += 1
             summary.records += 1
@@ -292,6 +486,58 @@ def _verify_stream(
                 summary.first_sequence = record.sequence
             summary.last_sequence, summary.last_hash = record.sequence, record.checksum
             expected_sequence, prev_checksum = record.sequence + 1, record.checksum
+        is_newest = index == len(files) - 1
+        _check_seal(path, digest.finish(), is_newest, names, hmac_key, report)
+
+
+def _check_seal(
+    path: Path,
+    digest: FileDigest,
+    is_newest: bool,
+    stream_names: set[str],
+    hmac_key: bytes | None,
+    report: VerificationReport,
+) -> None:
+    """Compare a file with its seal; a file that is not its stream's newest must have one."""
+    where = str(path)
+    try:
+        seal = read_seal(path)
+    except (OSError, ValueError) as exc:
+        report.failures.append(VerificationFailure(where, 0, None, FailureKind.SEAL_INVALID, str(exc)))
+        return
+    if seal is None:
+        if not is_newest and parse_hot_file_name(path) is not None:
+            report.failures.append(VerificationFailure(
+                where, 0, digest.last_sequence, FailureKind.SEAL_MISSING,
+                "a file followed by later files of its stream must be sealed; its seal is missing",
+            ))
+        return
+    report.sealed_files += 1
+    stored = seal.get("seal_checksum")
+    if not isinstance(stored, str) or not hmac.compare_digest(
+        compute_checksum(_canonical_seal(seal), hmac_key).encode(), stored.encode()
+    ):
+        report.failures.append(VerificationFailure(
+            where, 0, None, FailureKind.SEAL_INVALID,
+            f"{seal_path(path).name}: seal_checksum does not match the seal's contents (edited seal?)",
+        ))
+    expected = digest.seal_fields()
+    for key, value in expected.items():
+        if seal.get(key) != value:
+            report.failures.append(VerificationFailure(
+                where, digest.lines, digest.last_sequence, FailureKind.SEAL_MISMATCH,
+                f"seal says {key}={seal.get(key)!r}, the file has {value!r}",
+            ))
+    if seal.get("file") != path.name:
+        report.failures.append(VerificationFailure(
+            where, 0, None, FailureKind.SEAL_MISMATCH, f"seal names file {seal.get('file')!r}, not {path.name!r}",
+        ))
+    next_file = seal.get("next_file")
+    if next_file is not None and next_file not in stream_names and not (path.parent / next_file).exists():
+        report.failures.append(VerificationFailure(
+            where, digest.lines, digest.last_sequence, FailureKind.FILE_MISSING,
+            f"the seal names the stream's next file {next_file!r}, which is missing",
+        ))
 
 
 def _recovers(record: RecordFields, pending: _PendingTorn) -> bool:

@@ -1,31 +1,62 @@
 """Append-only writer of hot JSONL files: the only code that opens them for writing.
 
-Each record goes out in one ``os.write`` to a file opened with ``O_APPEND``, so records never
-interleave and bytes already written are never touched. Durable records are fdatasync'ed before
-``write`` returns; the rest are synced by a background flusher every ``flush_interval_s``.
-Files rotate at UTC midnight; the writer compares one integer per write instead of formatting a
-date, and checks disk space nowhere (a full disk shows up as the write's own error).
+One writer owns one stream (an exclusive lock file per trader and stream). Records are appended
+with ``os.write`` to a file opened ``O_APPEND``; bytes once written are never touched again.
+
+- **Batching.** ``append`` queues a record and returns a ticket (its end offset in the stream).
+  The first thread to find no write in progress becomes the leader and writes everything queued,
+  in ticket order, with one ``os.write`` per batch; the others wait for their ticket to be written.
+  Without contention a batch is one record. Queued bytes are bounded by ``max_buffer_bytes``;
+  beyond it ``append`` blocks (back-pressure, never a silent drop).
+- **Group commit.** ``sync_through(ticket)`` returns once the ticket is durable; one thread runs
+  ``fdatasync`` for everyone waiting, outside the write path, so N durable writers cost one sync.
+- **Rotation and seals.** At UTC midnight the file is synced, closed and sealed in the background
+  (sidecar with count, hashes, file SHA-256 and Merkle root; write bits dropped). ``close`` seals too.
+- **Degradation.** ``ENOSPC``/``EIO``/``EDQUOT`` never reach the trading loop for non-durable
+  records: the unwritten bytes stay queued (and are spilled to ``fallback_path`` if configured), the
+  writer reports ``is_degraded``, retries every ``retry_interval_s`` and reports the episode through
+  ``on_state_change`` so the emitter can chain ``sys.degraded``/``sys.recovered`` records. A short
+  write is completed by appending the rest of the bytes, so the file ends byte-identical to a clean
+  write. A durable record that cannot be made durable anywhere raises ``AuditWriteError``.
+
+No disk-space check runs per write (a full disk shows up as the write's own error) and no date is
+formatted per write (one integer comparison decides rotation).
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
+import itertools
 import logging
 import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from audit_core._layout import hot_file_name, next_midnight_ns, parse_hot_file_name, utc_day
+from audit_core._layout import (
+    hot_file_name,
+    lock_path,
+    next_midnight_ns,
+    parse_hot_file_name,
+    seal_path,
+    utc_day,
+)
 from audit_core.config import AuditConfig
 from audit_core.errors import AuditWriteError
+from audit_core.integrity import GENESIS_HASH, seal_file, split_record
 
 logger = logging.getLogger("ledgerline.writer")
 
 _OPEN_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
 _FILE_MODE = 0o640
 _NEVER = 2**63
+#: Errors that mean "this disk cannot take the bytes now": degrade and retry, do not crash.
+DEGRADING_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG, errno.EROFS})
+SPILL_SUFFIX = ".spill"
 
 
 @dataclass(frozen=True)
@@ -36,7 +67,7 @@ class StreamTail:
         last_record: The last complete (newline-terminated) line, or None for a new stream.
         torn_bytes: Bytes after that line with no newline: a write cut short by a crash.
         torn_offset: Offset of ``torn_bytes`` in ``path``.
-        path: The file the tail was read from, or None for a new stream.
+        path: The file the torn bytes are in, or None.
     """
 
     last_record: bytes | None
@@ -48,42 +79,91 @@ class StreamTail:
 @dataclass
 class WriterStats:
     records: int = 0
-    bytes: int = 0
+    batches: int = 0
     syncs: int = 0
     rotations: int = 0
+    seals: int = 0
+    seal_errors: int = 0
     flush_errors: int = 0
+    write_errors: int = 0
+    degraded_episodes: int = 0
+    spilled_bytes: int = 0
+    blocked_appends: int = 0
+
+
+@dataclass(frozen=True)
+class StateChange:
+    """The writer became degraded or recovered; ``details`` go into the sys record's payload."""
+
+    kind: str  # "degraded" | "recovered"
+    details: dict[str, Any] = field(default_factory=dict)
 
 
 class AppendOnlyWriter:
-    """Appends record lines to the current UTC day's file of one stream.
+    """Appends record lines to the current file of one stream.
 
     Args:
-        config: Where to write, which stream, whether to rotate, how often to flush.
+        config: Where to write, which stream, rotation, flushing, buffering and degradation.
         clock: Nanoseconds since the epoch (UTC); injectable so tests can cross midnight.
+        on_state_change: Called (outside the writer's locks) when the writer degrades or recovers.
     """
 
-    def __init__(self, config: AuditConfig, clock: Callable[[], int] = time.time_ns) -> None:
+    def __init__(
+        self,
+        config: AuditConfig,
+        clock: Callable[[], int] = time.time_ns,
+        on_state_change: Callable[[StateChange], None] | None = None,
+    ) -> None:
         self._config = config
         self._clock = clock
+        self.on_state_change = on_state_change
         self._dir = config.hot_path
-        self._lock = threading.Lock()  # guards the fd, the file position and rotation
+        self._hmac_key = config.resolve_hmac_key()
+        self.stats = WriterStats()
+        self._mutex = threading.Lock()  # guards the queue and offsets below
+        self._cond = threading.Condition(self._mutex)
+        self._waiters = 0
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
+        self._queued = 0  # tickets: logical end offset of everything appended
+        self._written = 0  # ... of everything in the hot file
+        self._synced = 0  # ... of everything durable in the hot file
+        self._spilled = 0  # ... of everything durable in the spill file
+        self._unspilled: list[bytes] = []
+        self._writing = False  # a leader is writing; only the leader writes to or rotates the fd
+        self._inflight = 0  # highest ticket an fdatasync now running will make durable
+        self._fd_users = 0  # fdatasyncs running outside the lock; the fd is not closed under them
         self._fd = -1
         self._path: Path | None = None
         self._rotate_at_ns = _NEVER
+        self._degraded_since_ns: int | None = None
+        self._degraded_error = ""
+        self._next_retry = 0.0
+        self._spill_fd = -1
         self._closed = False
-        # Group commit: bytes appended (the "ticket" of each append) and bytes known durable.
-        self._written = 0
-        self._synced = 0
-        self._sync_cond = threading.Condition(threading.Lock())
-        self._syncing = False
-        self._fd_in_use = threading.Lock()  # held while an fdatasync runs outside the write lock
-        self.stats = WriterStats()
+        self._sealers: list[threading.Thread] = []
+        self._unsealed_previous: Path | None = None  # rotated out, sealed once its successor is open
         self._dir.mkdir(parents=True, exist_ok=True)
-        self.tail = self._read_tail()
-        self._open_day(self._clock())
+        self._lock_fd = -1
+        self.stream_id = self._acquire_stream()
+        try:
+            files = self.stream_files()
+            self.tail = self._read_tail(files)
+            if self.tail.torn_bytes:
+                _append_to(self.tail.path, b"\n")  # end the torn line; never truncate it
+                if _continues(self.tail.last_record, self.tail.torn_bytes):
+                    # Only the newline was lost: the record is whole and now ends its line.
+                    self.tail = StreamTail(self.tail.torn_bytes + b"\n")
+            self._resume(files)
+        except BaseException:
+            self._release_stream()
+            raise
         self._stop_flusher = threading.Event()
+        self._wake_flusher = threading.Event()
         self._flusher = threading.Thread(target=self._flush_loop, name="ledgerline-flusher", daemon=True)
         self._flusher.start()
+
+    # --- public API ---------------------------------------------------------------------------
 
     @property
     def path(self) -> Path:
@@ -91,150 +171,482 @@ class AppendOnlyWriter:
         assert self._path is not None
         return self._path
 
-    def write(self, data: bytes, durable: bool = False) -> None:
-        """Append ``data`` (one or more whole lines); with ``durable``, fdatasync before returning.
+    @property
+    def is_degraded(self) -> bool:
+        """True while the hot file is failing and records wait in memory (or the spill file)."""
+        return self._degraded_since_ns is not None
 
-        Raises:
-            AuditWriteError: the bytes could not be written or synced; the message names the file.
+    @property
+    def buffered_bytes(self) -> int:
+        """Bytes appended but not yet in the hot file."""
+        return self._pending_bytes
+
+    def write(self, data: bytes, durable: bool = False) -> None:
+        """Append ``data`` (whole lines) and wait for it; with ``durable``, until it is synced."""
+        ticket, lead = self.append(data)
+        self.commit(ticket, lead, durable)
+
+    def append(self, data: bytes) -> tuple[int, bool]:
+        """Queue ``data``; return its ticket and whether the caller must ``commit`` as leader.
+
+        Callers that need records in a fixed order call this under their own lock and ``commit``
+        after releasing it. Blocks while more than ``max_buffer_bytes`` are queued.
         """
-        ticket = self.append(data)
+        with self._mutex:
+            if self._closed:
+                raise AuditWriteError(f"writer for {self._path} is closed")
+            while self._pending_bytes and self._pending_bytes + len(data) > self._config.max_buffer_bytes:
+                self.stats.blocked_appends += 1
+                self._wait(self._config.retry_interval_s)
+                if self._closed:
+                    raise AuditWriteError(f"writer for {self._path} is closed")
+            self._pending.append(data)
+            self._pending_bytes += len(data)
+            if self._degraded_since_ns is not None:
+                self._unspilled.append(data)
+            self._queued += len(data)
+            self.stats.records += 1
+            lead = not self._writing
+            if lead:
+                self._writing = True
+            return self._queued, lead
+
+    def commit(self, ticket: int, lead: bool, durable: bool = False) -> None:
+        """Write (as leader) or wait for the ticket to be written; with ``durable``, sync it.
+
+        While degraded, a non-durable ticket returns once it is queued (and spilled, if a fallback
+        path is configured); a durable one follows ``config.durable_failure``.
+        """
+        if lead:
+            self._drain()
+        else:
+            with self._mutex:
+                while self._written < ticket and self._writing and self._degraded_since_ns is None:
+                    self._wait()
+                lead = self._written < ticket and not self._writing and self._degraded_since_ns is None
+                if lead:
+                    self._writing = True
+            if lead:
+                self._drain()
         if durable:
             self.sync_through(ticket)
 
-    def append(self, data: bytes) -> int:
-        """Append ``data`` with one ``os.write`` (rotating first at UTC midnight); return its ticket.
-
-        The bytes are in the page cache, not yet durable: pass the ticket to ``sync_through``.
-        """
-        with self._lock:
-            if self._closed:
-                raise AuditWriteError(f"writer for {self._path} is closed")
-            now = self._clock()
-            if now >= self._rotate_at_ns:
-                self._rotate(now)
-            self._write_all(data)
-            self.stats.records += 1
-            self._written += len(data)
-            return self._written
-
     def sync_through(self, ticket: int) -> None:
-        """Return once every byte up to ``ticket`` is durable.
+        """Return once every byte up to ``ticket`` is durable (in the hot file or the spill file).
 
-        Concurrent callers share one ``fdatasync``: one thread syncs, the others wait for it, and
-        a sync covers everything appended before it started, so N waiting writers cost one sync.
+        A caller whose ticket a running ``fdatasync`` already covers waits for it instead of
+        syncing again; otherwise it starts one (concurrent ones are merged by the filesystem's
+        journal commit), so N waiting writers cost about one sync.
+
+        Raises:
+            AuditWriteError: the bytes cannot be made durable (hot disk failing, no fallback path).
         """
-        with self._sync_cond:
-            while self._synced < ticket:
-                if not self._syncing:
-                    self._syncing = True
-                    break
-                self._sync_cond.wait()
-            else:
-                return
-        try:
-            target = self._sync_now()
-        finally:
-            with self._sync_cond:
-                self._syncing = False
-                self._sync_cond.notify_all()
-        with self._sync_cond:
-            self._synced = max(self._synced, target)
+        deadline = None
+        while True:
+            with self._mutex:
+                if self._synced >= ticket or self._spilled >= ticket:
+                    return
+                if self._written < ticket:
+                    if self._degraded_since_ns is None:
+                        if self._writing:
+                            self._wait()
+                            continue
+                        self._writing = lead = True
+                    else:
+                        if self._config.durable_failure == "raise" or (
+                            deadline is not None and time.monotonic() >= deadline
+                        ):
+                            raise AuditWriteError(
+                                errno.EIO,
+                                f"record cannot be made durable: {self._degraded_error}; {self._pending_bytes} "
+                                "bytes wait in memory (configure fallback_path to spill them)",
+                            )
+                        if deadline is None:
+                            deadline = time.monotonic() + self._config.durable_wait_s
+                        self._wait(self._config.retry_interval_s)
+                        if self._writing:
+                            continue
+                        self._writing = lead = True
+                else:
+                    lead = False
+                    if self._inflight >= ticket or self._fd < 0:
+                        self._wait()  # a running sync (or the rotation's) covers this ticket
+                        continue
+                    target, fd, path = self._written, self._fd, self._path
+                    self._inflight = max(self._inflight, target)
+                    self._fd_users += 1
+            if lead:
+                self._drain(force_retry=True)
+                continue
+            synced = False
+            try:
+                os.fdatasync(fd)
+                synced = True
+            except OSError as exc:
+                raise AuditWriteError(exc.errno, f"fdatasync of {path} failed: {exc.strerror}") from exc
+            finally:
+                with self._mutex:
+                    self._fd_users -= 1
+                    if synced:
+                        self.stats.syncs += 1
+                        self._synced = max(self._synced, target)
+                    else:
+                        self._inflight = self._synced
+                    self._notify()
 
     def flush(self) -> None:
-        """Make everything written so far durable."""
-        self.sync_through(self._written)
+        """Make everything written so far durable (no-op for bytes still queued while degraded)."""
+        with self._mutex:
+            target = self._written
+        if target > self._synced:
+            self.sync_through(target)
 
     def close(self) -> None:
-        """Flush, stop the flusher and close the file. Idempotent."""
-        with self._lock:
+        """Write what is queued, seal the current file, release the stream. Idempotent.
+
+        Raises:
+            AuditWriteError: records could not be written anywhere; they are logged at CRITICAL
+                level first, so they are never lost silently.
+        """
+        with self._mutex:
             if self._closed:
                 return
+            while self._writing:
+                self._wait()
+            self._writing = True
+        self._drain(force_retry=True)
+        with self._mutex:
             self._closed = True
-            if self._fd >= 0:
-                self._retire_fd()
+            unwritten = list(self._pending) if self._written < self._queued else []
+            self._notify()
         self._stop_flusher.set()
+        self._wake_flusher.set()
         if self._flusher is not threading.current_thread():
             self._flusher.join()
+        try:
+            if self._fd >= 0:
+                self._retire_fd()
+                assert self._path is not None
+                self._seal(self._path, next_file=None)
+        finally:
+            for sealer in self._sealers:
+                sealer.join()
+            if self._spill_fd >= 0:
+                os.close(self._spill_fd)
+                self._spill_fd = -1
+            self._release_stream()
+        if unwritten and self._spilled < self._queued:
+            for line in unwritten:
+                logger.critical("ledgerline: unwritten audit record: %s", line.decode(errors="replace").rstrip())
+            raise AuditWriteError(
+                errno.EIO, f"{len(unwritten)} queued record batch(es) could not be written to {self._path} "
+                f"({self._degraded_error}); they were logged at CRITICAL level"
+            )
 
     def stream_files(self) -> list[Path]:
         """This stream's hot files, oldest first."""
-        prefix = f"audit.{self._config.trader_id}.{self._config.stream_id}."
-        found = [p for p in self._dir.glob(prefix + "*.jsonl") if parse_hot_file_name(p) is not None]
-        return sorted(found, key=lambda p: p.name)
+        prefix = f"audit.{self._config.trader_id}.{self.stream_id}."
+        named = [(parse_hot_file_name(p), p) for p in self._dir.glob(prefix + "*.jsonl")]
+        return [p for name, p in sorted((n, p) for n, p in named if n is not None and n.stream_id == self.stream_id)]
 
-    # --- internals ----------------------------------------------------------------------------
-
-    def _write_all(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            try:
-                written = os.write(self._fd, view)
-            except OSError as exc:
-                raise AuditWriteError(
-                    exc.errno, f"cannot append {len(view)} bytes to {self._path}: {exc.strerror}"
-                ) from exc
-            if written == len(view):
-                return
-            view = view[written:]  # a short write (disk nearly full): append the rest
-
-    def _sync_now(self) -> int:
-        """fdatasync the current file without holding the write lock; return the bytes covered."""
-        with self._lock:
-            target = self._written
-            if self._fd < 0 or target <= self._synced:
-                return target  # closed (close synced everything) or nothing new
-            fd, path = self._fd, self._path
-            # Taken before the write lock is released: rotation and close wait for this sync
-            # instead of closing the fd under it (lock order: _lock, then _fd_in_use).
-            self._fd_in_use.acquire()
+    def _wait(self, timeout: float | None = None) -> None:
+        """Wait for a state change; called with ``_mutex`` held."""
+        self._waiters += 1
         try:
-            os.fdatasync(fd)
-        except OSError as exc:
-            raise AuditWriteError(exc.errno, f"fdatasync of {path} failed: {exc.strerror}") from exc
+            self._cond.wait(timeout)
         finally:
-            self._fd_in_use.release()
-        self.stats.syncs += 1
-        return target
+            self._waiters -= 1
+
+    def _notify(self) -> None:
+        # notify_all is pure Python and walks the waiters: skip it on the uncontended path.
+        if self._waiters:
+            self._cond.notify_all()
+
+    # --- the leader's write path --------------------------------------------------------------
+
+    def _drain(self, force_retry: bool = False) -> None:
+        """Write queued batches until none are left. Only the leader (``_writing``) calls this."""
+        changes: list[StateChange] = []
+        try:
+            while True:
+                with self._mutex:
+                    if not self._pending:
+                        return
+                    if self._degraded_since_ns is not None and not force_retry and time.monotonic() < self._next_retry:
+                        spill = self._unspilled
+                        self._unspilled = []
+                        if not spill:
+                            return
+                    else:
+                        spill = []
+                        batch = self._pending
+                        self._pending = []
+                if spill:
+                    self._spill(spill)
+                    return
+                data = batch[0] if len(batch) == 1 else b"".join(batch)
+                written, failure = self._write_batch(data)
+                with self._mutex:
+                    self._written += written
+                    self._pending_bytes -= written
+                    if failure is None:
+                        self.stats.batches += 1
+                        if self._degraded_since_ns is not None:
+                            changes.append(self._recovered())
+                        self._notify()
+                        continue
+                    # The rest of the batch is appended when the disk recovers, completing a torn
+                    # line in place; the spill gets whole records (a restart skips duplicates).
+                    self._pending.insert(0, data[written:])
+                    if self._degraded_since_ns is None:
+                        changes.append(self._degrade(failure))
+                        self._unspilled = [data, *self._pending[1:]]
+                    self._next_retry = time.monotonic() + self._config.retry_interval_s
+                    self.stats.write_errors += 1
+                    force_retry = False
+                    self._notify()
+        finally:
+            with self._mutex:
+                self._writing = False
+                self._notify()
+            self._report(changes)
+
+    def _write_batch(self, data: bytes) -> tuple[int, OSError | None]:
+        """Append ``data`` to the hot file; return bytes written and the error that stopped it."""
+        written = 0
+        try:
+            self._rotate_if_due()
+            if self._fd < 0:
+                self._open_current()
+            while written < len(data):
+                written += os.write(self._fd, data[written:] if written else data)
+        except OSError as exc:
+            if exc.errno not in DEGRADING_ERRNOS:
+                logger.error("ledgerline: unexpected write error on %s: %s", self._path, exc)
+            return written, exc
+        return written, None
+
+    def _rotate_if_due(self) -> None:
+        now = self._clock()
+        if now < self._rotate_at_ns:
+            return
+        if self._fd >= 0:
+            self._unsealed_previous = self._path
+            self._retire_fd()  # closes the fd even when its final sync fails
+        day = utc_day(now)
+        self._path = self._dir / hot_file_name(self._config.trader_id, self.stream_id, day, self._next_segment(day))
+        self._rotate_at_ns = next_midnight_ns(now) if self._config.rotate_daily else _NEVER
+        self.stats.rotations += 1
+
+    def _open_current(self) -> None:
+        assert self._path is not None
+        created = not self._path.exists()
+        self._fd = os.open(self._path, _OPEN_FLAGS, _FILE_MODE)
+        if created:
+            _fsync_directory(self._dir)
+        previous, self._unsealed_previous = self._unsealed_previous, None
+        if previous is not None:
+            # Sealed in the background once its successor exists, so midnight never stalls a writer.
+            sealer = threading.Thread(
+                target=self._seal, args=(previous, self._path.name), name="ledgerline-sealer", daemon=True
+            )
+            self._sealers.append(sealer)
+            sealer.start()
 
     def _retire_fd(self) -> None:
-        """Sync and close the current file (rotation, close). Called with the write lock held."""
-        self._fd_in_use.acquire()  # wait for a sync running outside the write lock
+        """Sync and close the hot file (rotation, close). Only the leader calls this."""
+        with self._mutex:
+            while self._fd_users:  # syncs running outside the lock finish on the open fd first
+                self._wait()
+            fd, self._fd = self._fd, -1
         try:
             if self._written > self._synced:
-                os.fdatasync(self._fd)
+                os.fdatasync(fd)
                 self.stats.syncs += 1
         except OSError as exc:
             raise AuditWriteError(exc.errno, f"fdatasync of {self._path} failed: {exc.strerror}") from exc
         finally:
-            os.close(self._fd)
-            self._fd = -1
-            self._fd_in_use.release()
-        with self._sync_cond:
+            os.close(fd)
+        with self._mutex:
             self._synced = max(self._synced, self._written)
+            self._notify()
 
-    def _open_day(self, now_ns: int) -> None:
-        day = utc_day(now_ns)
-        path = self._dir / hot_file_name(self._config.trader_id, self._config.stream_id, day)
-        created = not path.exists()
+    # --- degradation --------------------------------------------------------------------------
+
+    def _degrade(self, failure: OSError) -> StateChange:
+        self._degraded_since_ns = self._clock()
+        self._degraded_error = f"{errno.errorcode.get(failure.errno or 0, failure.errno)}: {failure.strerror}"
+        self.stats.degraded_episodes += 1
+        self._wake_flusher.set()  # switch the flusher to retry_interval_s now, not after its sleep
+        logger.error("ledgerline: audit log degraded, %s on %s; buffering", self._degraded_error, self._path)
+        return StateChange("degraded", {
+            "error": self._degraded_error,
+            "file": self._path.name if self._path else None,
+            "buffered_bytes": self._pending_bytes,
+            "fallback_path": str(self._config.fallback_path) if self._config.fallback_path else None,
+        })
+
+    def _recovered(self) -> StateChange:
+        assert self._degraded_since_ns is not None
+        duration = self._clock() - self._degraded_since_ns
+        details = {
+            "error": self._degraded_error,
+            "degraded_for_ns": duration,
+            "spilled_bytes": self.stats.spilled_bytes,
+            "file": self._path.name if self._path else None,
+        }
+        self._degraded_since_ns = None
+        self._unspilled = []
+        logger.warning("ledgerline: audit log recovered after %.3f s", duration / 1e9)
+        return StateChange("recovered", details)
+
+    def _spill(self, lines: list[bytes]) -> None:
+        """Append records the hot file cannot take to the fallback file, synced."""
+        if self._config.fallback_path is None:
+            return
+        data = b"".join(lines)
         try:
-            self._fd = os.open(path, _OPEN_FLAGS, _FILE_MODE)
-            if created:
-                _fsync_directory(self._dir)
+            if self._spill_fd < 0:
+                directory = Path(self._config.fallback_path)
+                directory.mkdir(parents=True, exist_ok=True)
+                assert self._path is not None
+                self._spill_fd = os.open(directory / (self._path.name + SPILL_SUFFIX), _OPEN_FLAGS, _FILE_MODE)
+            written = 0
+            while written < len(data):
+                written += os.write(self._spill_fd, data[written:])
+            os.fdatasync(self._spill_fd)
         except OSError as exc:
-            raise AuditWriteError(exc.errno, f"cannot open {path} for appending: {exc.strerror}") from exc
-        self._path = path
-        self._rotate_at_ns = next_midnight_ns(now_ns) if self._config.rotate_daily else _NEVER
+            with self._mutex:
+                self._unspilled[:0] = lines
+            logger.error("ledgerline: spill to %s failed too: %s", self._config.fallback_path, exc)
+            return
+        with self._mutex:
+            self.stats.spilled_bytes += len(data)
+            self._spilled = self._written + self._pending_bytes - sum(map(len, self._unspilled))
+            self._notify()
 
-    def _rotate(self, now_ns: int) -> None:
-        self._retire_fd()
-        self._open_day(now_ns)
-        self.stats.rotations += 1
+    def _report(self, changes: list[StateChange]) -> None:
+        for change in changes:
+            if self.on_state_change is None:
+                continue
+            try:
+                self.on_state_change(change)
+            except Exception:
+                logger.exception("ledgerline: on_state_change callback failed for %s", change.kind)
 
-    def _read_tail(self) -> StreamTail:
+    # --- opening a stream ---------------------------------------------------------------------
+
+    def _acquire_stream(self) -> str:
+        """Lock this process's stream. A defaulted stream_id moves to ``main-2``, ``main-3``... if taken."""
+        explicit = "stream_id" in self._config.model_fields_set
+        base = self._config.stream_id
+        candidates = [base] if explicit else [base, *(f"{base}-{n}" for n in range(2, 100))]
+        holder = "?"
+        for stream in candidates:
+            path = lock_path(self._dir, self._config.trader_id, stream)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+                os.close(fd)
+                continue
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            self._lock_fd = fd
+            return stream
+        raise AuditWriteError(
+            f"stream {base!r} of trader {self._config.trader_id!r} is held by another process (pid {holder}); "
+            "give each process its own stream_id"
+        )
+
+    def _release_stream(self) -> None:
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)  # closing releases the flock
+            self._lock_fd = -1
+
+    def _resume(self, files: list[Path]) -> None:
+        """Seal files a crash left unsealed; continue today's unsealed file or start a new one."""
+        today = utc_day(self._clock())
+        for older, newer in itertools.pairwise(files):
+            if not seal_path(older).exists():
+                self._seal(older, next_file=newer.name)
+        newest = files[-1] if files else None
+        if newest is not None and not seal_path(newest).exists():
+            name = parse_hot_file_name(newest)
+            if name is not None and name.day == today:
+                self._path = newest
+            else:
+                self._path = self._dir / hot_file_name(
+                    self._config.trader_id, self.stream_id, today, self._next_segment(today)
+                )
+                self._seal(newest, next_file=self._path.name)
+        else:
+            self._path = self._dir / hot_file_name(
+                self._config.trader_id, self.stream_id, today, self._next_segment(today)
+            )
+        self._open_current()
+        self._rotate_at_ns = next_midnight_ns(self._clock()) if self._config.rotate_daily else _NEVER
+        self._import_spill()
+
+    def _import_spill(self) -> None:
+        """Append records that a degraded process spilled but died before writing here.
+
+        Only records that continue this stream's chain are taken (sequence after the last record
+        on disk, matching prev_hash), so importing twice, or a spill that repeats records, adds nothing.
+        """
+        self.imported_records = 0
+        if self._config.fallback_path is None or not Path(self._config.fallback_path).is_dir():
+            return
+        last = None if self.tail.last_record is None else split_record(self.tail.last_record)
+        sequence, prev_hash = (-1, GENESIS_HASH) if last is None else (last.sequence, last.checksum)
+        found: dict[int, tuple[bytes, str, str | None]] = {}
+        pattern = f"audit.{self._config.trader_id}.{self.stream_id}.*{SPILL_SUFFIX}"
+        for spill in sorted(Path(self._config.fallback_path).glob(pattern)):
+            with spill.open("rb") as handle:
+                for line in handle:
+                    try:
+                        record = split_record(line) if line.endswith(b"\n") else None
+                    except ValueError:
+                        record = None
+                    if record is not None and record.sequence > sequence:
+                        found.setdefault(record.sequence, (line, record.checksum, record.prev_hash))
+        imported: list[bytes] = []
+        while sequence + 1 in found and found[sequence + 1][2] == prev_hash:
+            line, prev_hash, _ = found[sequence + 1]
+            imported.append(line)
+            sequence += 1
+        if not imported:
+            return
+        data = b"".join(imported)
+        written = 0
+        while written < len(data):
+            written += os.write(self._fd, data[written:])
+        os.fdatasync(self._fd)
+        self.imported_records = len(imported)
+        self.tail = StreamTail(imported[-1], self.tail.torn_bytes, self.tail.torn_offset, self.tail.path)
+        logger.warning("ledgerline: imported %d spilled record(s) into %s", len(imported), self._path)
+
+    def _next_segment(self, day: Any) -> int:
+        segments = [
+            name.segment for name in map(parse_hot_file_name, self.stream_files()) if name and name.day == day
+        ]
+        return max(segments) + 1 if segments else 0
+
+    def _seal(self, path: Path, next_file: str | None) -> None:
+        try:
+            seal_file(path, next_file=next_file, hmac_key=self._hmac_key, sealed_at_ns=self._clock())
+            self.stats.seals += 1
+        except OSError as exc:
+            # The next open seals it (files a crash leaves unsealed are sealed on open).
+            self.stats.seal_errors += 1
+            logger.error("ledgerline: sealing %s failed: %s; it will be sealed when the stream reopens", path, exc)
+
+    def _read_tail(self, files: list[Path]) -> StreamTail:
         # Torn bytes can only be at the end of the newest non-empty file; the last complete record
-        # may sit in an older file if the crash tore the first write of a new day.
+        # may sit in an older file if the crash tore the first write of a new file.
         torn: StreamTail | None = None
-        for path in reversed(self.stream_files()):
+        for path in reversed(files):
             tail = _tail_of(path, self._config.max_record_bytes)
             if tail is None:
                 continue
@@ -242,39 +654,40 @@ class AppendOnlyWriter:
                 torn = tail
             if tail.last_record is not None:
                 return StreamTail(tail.last_record, torn.torn_bytes, torn.torn_offset, torn.path)
-        if torn is not None:
-            return torn
-        return StreamTail(last_record=None)
-
-    def close_torn_line(self, tail: StreamTail) -> None:
-        """End a torn line with a newline (appended, never rewritten) and make it durable."""
-        if not tail.torn_bytes or tail.path is None:
-            return
-        with self._lock:
-            if tail.path == self._path:
-                self._write_all(b"\n")
-                self._written += 1
-                os.fdatasync(self._fd)
-                return
-        try:
-            fd = os.open(tail.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
-            try:
-                os.write(fd, b"\n")
-                os.fdatasync(fd)
-            finally:
-                os.close(fd)
-        except OSError as exc:
-            raise AuditWriteError(exc.errno, f"cannot close the torn line of {tail.path}: {exc.strerror}") from exc
+        return torn if torn is not None else StreamTail(last_record=None)
 
     def _flush_loop(self) -> None:
-        interval = self._config.flush_interval_s
-        while not self._stop_flusher.wait(interval):
+        while not self._stop_flusher.is_set():
+            interval = self._config.retry_interval_s if self.is_degraded else self._config.flush_interval_s
+            self._wake_flusher.wait(interval)
+            self._wake_flusher.clear()
+            if self._stop_flusher.is_set():
+                return
             try:
-                self.flush()
-            except AuditWriteError:
-                # The flusher must not die or stay silent: log, count, retry next interval.
+                with self._mutex:
+                    lead = bool(self._pending) and not self._writing
+                    if lead:
+                        self._writing = True
+                if lead:
+                    self._drain(force_retry=True)
+                if not self.is_degraded:
+                    self.flush()
+            except Exception:
+                # The flusher must neither die nor stay silent: log, count, retry next interval.
                 self.stats.flush_errors += 1
                 logger.exception("ledgerline: periodic flush failed; will retry")
+
+
+def _continues(last_record: bytes | None, candidate: bytes) -> bool:
+    """Whether ``candidate`` is a complete record that follows ``last_record`` in the chain."""
+    try:
+        record = split_record(candidate)
+    except ValueError:
+        return False
+    if last_record is None:
+        return record.sequence == 0 and record.prev_hash == GENESIS_HASH
+    last = split_record(last_record)
+    return record.sequence == last.sequence + 1 and record.prev_hash == last.checksum
 
 
 def _tail_of(path: Path, max_record_bytes: int) -> StreamTail | None:
@@ -298,6 +711,19 @@ def _tail_of(path: Path, max_record_bytes: int) -> StreamTail | None:
     return StreamTail(chunk[start : end + 1], torn, torn_offset, path)
 
 
+def _append_to(path: Path | None, data: bytes) -> None:
+    assert path is not None
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+        try:
+            os.write(fd, data)
+            os.fdatasync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise AuditWriteError(exc.errno, f"cannot append to {path}: {exc.strerror}") from exc
+
+
 def _fsync_directory(directory: Path) -> None:
     # A new file's name is durable only once its directory is synced.
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
@@ -305,4 +731,3 @@ def _fsync_directory(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-

@@ -11,7 +11,8 @@ def test_demo_session_crosses_midnight_and_verifies(tmp_path, capsys):
     assert demo_session.main(out) == 0
     report = verify(out / "hot")
     assert report.ok
-    assert [p.rsplit(".", 2)[-2] for p in report.files] == ["2026-01-05", "2026-01-06"]
+    assert [p.rsplit(".", 3)[-3] for p in report.files] == ["2026-01-05", "2026-01-06"]
+    assert report.sealed_files == 2
     assert report.records == demo_session.EVENTS
     kinds = {event.event_type.split(".")[0] for event in tail(out / "hot", n=report.records)}
     assert kinds == {"param", "trade", "sys"}

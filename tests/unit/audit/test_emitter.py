@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import logging
@@ -15,6 +16,7 @@ from audit_core import (
     AuditConfigError,
     AuditEventEmitter,
     AuditWriteError,
+    FailureKind,
     ParameterChangeEvent,
     SystemEvent,
     parse_record,
@@ -176,25 +178,49 @@ class TestRestart:
         assert nxt.sequence == last.sequence + 1 and nxt.prev_hash == last.checksum
         assert verify(tmp_path).ok
 
-    def test_torn_last_line_is_closed_off_and_recorded_not_rewritten(self, tmp_path):
+    def test_a_new_emitter_after_a_clean_close_writes_a_new_sealed_segment(self, tmp_path):
         config = AuditConfig(base_path=tmp_path)
         with AuditEventEmitter(config) as first:
-            last = first.emit_param_change("ctl", "k", 0, 1)
-            path = first.writer.path
+            first.emit_param_change("ctl", "k", 0, 1)
+            first_path = first.writer.path
+        sealed = first_path.read_bytes()
+        with AuditEventEmitter(config) as second:
+            second.emit_param_change("ctl", "k", 1, 2)
+            assert second.writer.path != first_path
+            assert second.writer.path.name.endswith(".0001.jsonl")
+        assert first_path.read_bytes() == sealed
+        report = verify(tmp_path)
+        assert report.ok, report.to_text()
+        assert (report.records, report.sealed_files, len(report.streams)) == (2, 2, 1)
+
+    def test_torn_last_line_is_closed_off_and_recorded_not_rewritten(self, tmp_path, crash):
+        config = AuditConfig(base_path=tmp_path)
+        first = AuditEventEmitter(config)
+        last = first.emit_param_change("ctl", "k", 0, 1)
+        path = first.writer.path
+        crash(first)  # the process dies mid-write: its file stays unsealed, the torn bytes end it
         torn = b'{"ts_event":17676576000000,"event_type":"trade.fi'
         with path.open("ab") as handle:
             handle.write(torn)
         before = path.read_bytes()
-        assert not verify(tmp_path).ok
+        broken = verify(tmp_path)
+        assert [(f.kind, f.sequence) for f in broken.failures] == [(FailureKind.TORN_LINE, last.sequence + 1)]
         with AuditEventEmitter(config) as second:
+            assert second.writer.path == path  # the unsealed file of today is continued
             nxt = second.emit_param_change("ctl", "k", 1, 2)
         after = path.read_bytes()
         assert after.startswith(before)  # nothing rewritten or truncated
+        assert after[len(before) : len(before) + 1] == b"\n"  # the torn line was closed off
         recovery = parse_record(after.splitlines(keepends=True)[-2])
         assert recovery.event_type == "sys.recovery"
+        assert recovery.payload["torn_file"] == path.name
         assert recovery.payload["torn_offset"] == len(before) - len(torn)
         assert recovery.payload["torn_length"] == len(torn)
+        assert recovery.payload["torn_sha256"] == hashlib.sha256(torn).hexdigest()
         assert recovery.sequence == last.sequence + 1 and recovery.prev_hash == last.checksum
-        assert nxt.sequence == last.sequence + 2
+        assert nxt.sequence == last.sequence + 2 and nxt.prev_hash == recovery.checksum
         report = verify(tmp_path)
-        assert report.ok and len(report.recovered) == 1
+        assert report.ok, report.to_text()
+        assert len(report.recovered) == 1
+        assert (report.recovered[0].file, report.recovered[0].kind) == (str(path), FailureKind.TORN_LINE)
+        assert report.sealed_files == 1

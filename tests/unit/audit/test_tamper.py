@@ -1,8 +1,11 @@
 """Tamper detection: every way of altering a generated trail is reported by ``verify`` at the right place.
 
 Trails are generated with hypothesis (mixed event kinds, unicode, floats, decimals, nested payloads),
-written by the real emitter to a real file, then altered byte by byte. The chain-only limitations
-(the last record, the last line) are pinned down by explicit tests so that a change in them is noticed.
+written by the real emitter to a real file, closed (so the file is sealed), then altered byte by byte.
+The chain reports where a record was altered; the seal reports that a sealed file changed at all,
+which closes the chain's blind spots (the last record, the last line) for closed trails. What remains
+(an unsealed file's tail, a forger who re-seals a plain SHA-256 trail) is pinned down by explicit tests
+so that a change in it is noticed.
 """
 
 from __future__ import annotations
@@ -19,12 +22,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from audit_core import AuditConfig, AuditEventEmitter, FailureKind, SignalFilterReason, SystemEvent, verify
+from audit_core._layout import seal_path
 from audit_core.integrity import (
     CHECKSUM_SUFFIX_PREFIX,
     GENESIS_HASH,
     VerificationFailure,
     VerificationReport,
     compute_checksum,
+    read_seal,
+    seal_file,
     split_record,
 )
 
@@ -105,6 +111,7 @@ def generated_trail(specs: list[tuple[Any, ...]], hmac_key: str | None = None) -
                 _emit(emitter, spec)
             path = emitter.writer.path
         assert len(read_lines(path)) == len(specs)
+        assert read_seal(path) is not None, "a closed trail's file is sealed"
         yield path
 
 
@@ -168,6 +175,41 @@ def rechain_from(lines: list[bytes], start: int, hmac_key: bytes | None = None) 
 def first_failure(report: VerificationReport) -> VerificationFailure:
     assert not report.ok, "tampering went undetected"
     return report.failures[0]
+
+
+SEAL_KINDS = frozenset({
+    FailureKind.SEAL_MISMATCH, FailureKind.SEAL_MISSING, FailureKind.SEAL_INVALID, FailureKind.FILE_MISSING
+})
+
+
+def chain_failures(report: VerificationReport) -> list[tuple[FailureKind, int | None, int]]:
+    """``(kind, sequence, line)`` of what the records themselves show (checksums, sequence, chain)."""
+    return [(f.kind, f.sequence, f.line) for f in report.failures if f.kind not in SEAL_KINDS]
+
+
+def seal_mismatches(report: VerificationReport, path: Path) -> set[str]:
+    """The seal fields that no longer match ``path``; every seal failure must be one of these."""
+    seal_failures = [f for f in report.failures if f.kind in SEAL_KINDS]
+    assert all(f.kind is FailureKind.SEAL_MISMATCH and f.file == str(path) for f in seal_failures), seal_failures
+    fields = set()
+    for failure in seal_failures:
+        match = re.match(r"seal says (\w+)=", failure.detail)
+        assert match is not None, failure.detail
+        fields.add(match[1])
+    return fields
+
+
+def unsealed_trail(tmp_path: Path, crash: Any, count: int = 4) -> Path:
+    """A trail whose process died (``crash``): its only file is the live one, not sealed."""
+    config = AuditConfig(base_path=tmp_path, sync_writes=False, rotate_daily=False)
+    emitter = AuditEventEmitter(config)
+    for value in range(count):
+        emitter.emit_param_change("risk", "k", value, value + 1)
+    path = emitter.writer.path
+    crash(emitter)
+    assert read_seal(path) is None
+    assert len(read_lines(path)) == count
+    return path
 
 
 def forged_line(sequence: int, prev_hash: str) -> bytes:
@@ -268,17 +310,12 @@ class TestFieldEdit:
 
             report = verify(path)
 
-            assert [(f.kind, f.sequence, f.line) for f in report.failures] == [
-                (FailureKind.CHAIN_BREAK, index + 1, index + 2)
-            ]
+            assert chain_failures(report) == [(FailureKind.CHAIN_BREAK, index + 1, index + 2)]
+            assert report.failures[0].kind is FailureKind.CHAIN_BREAK  # the place comes first
+            assert {"file_sha256", "merkle_root"} <= seal_mismatches(report, path)
 
-    def test_edit_of_last_record_with_new_checksum_is_not_detectable_by_the_chain(self, tmp_path):
-        """Known limitation: nothing follows the last record, so nothing links to its checksum.
-
-        A rewritten last record with a fresh plain SHA-256 checksum verifies. Sealed files (a separate
-        issue: a signed or externally anchored final hash) close this gap; HMAC closes it for anyone
-        without the key. If this test starts failing, the gap was closed: update it.
-        """
+    def test_edit_of_last_record_with_new_checksum_of_a_sealed_file_is_a_seal_mismatch(self, tmp_path):
+        """Nothing in the chain follows the last record, but the seal holds its hash and the file's."""
         config = AuditConfig(base_path=tmp_path, sync_writes=False, rotate_daily=False)
         with AuditEventEmitter(config) as emitter:
             for value in range(4):
@@ -290,7 +327,28 @@ class TestFieldEdit:
 
         report = verify(path)
 
+        assert not report.ok
+        assert chain_failures(report) == []  # the chain alone still cannot see it
+        assert {"last_hash", "file_sha256", "merkle_root"} <= seal_mismatches(report, path)
+        assert all((f.sequence, f.line) == (3, 4) for f in report.failures)
+        assert b'"source":"Xrisk"' in read_lines(path)[-1]
+
+    def test_edit_of_last_record_with_new_checksum_of_an_unsealed_file_is_not_detectable(self, tmp_path, crash):
+        """Known limitation: a file without a seal (the live file, or a crashed process's) has only the chain.
+
+        Nothing follows the last record, so nothing links to its checksum: a rewritten last record with
+        a fresh plain SHA-256 checksum verifies until the next writer seals or continues the file. HMAC
+        closes this gap for anyone without the key. If this test starts failing, the gap was closed: update it.
+        """
+        path = unsealed_trail(tmp_path, crash)
+        lines = read_lines(path)
+        lines[-1] = with_checksum(edit_field(lines[-1], "source"))
+        rewrite(path, lines)
+
+        report = verify(path)
+
         assert report.ok, report.to_text()
+        assert report.sealed_files == 0
         assert b'"source":"Xrisk"' in read_lines(path)[-1]
 
 
@@ -300,7 +358,7 @@ class TestDeletedLine:
     def test_deleted_line_is_a_sequence_gap_at_its_sequence(self, specs, data):
         with generated_trail(specs) as path:
             lines = read_lines(path)
-            # The first line is covered by TestStreamHead, the last by the limitation test below.
+            # The first line is covered by TestStreamHead, the last by the tests below.
             index = data.draw(st.integers(1, len(lines) - 2), label="line index")
             rewrite(path, lines[:index] + lines[index + 1 :])
 
@@ -310,12 +368,8 @@ class TestDeletedLine:
             assert (first.kind, first.sequence, first.line) == (FailureKind.SEQUENCE_GAP, index, index + 1)
             assert any(f.kind is FailureKind.CHAIN_BREAK and f.sequence == index + 1 for f in report.failures)
 
-    def test_deleted_last_line_is_not_detectable_by_the_chain(self, tmp_path):
-        """Known limitation: a trail cut after any record is a valid shorter trail.
-
-        Sealed files (a separate issue: a final record carrying the count and last hash, or an
-        external anchor) close this gap. If this test starts failing, the gap was closed: update it.
-        """
+    def test_deleted_last_line_of_a_sealed_file_is_a_seal_mismatch(self, tmp_path):
+        """The seal carries the count, the last sequence and hash: a cut sealed file is not a shorter trail."""
         config = AuditConfig(base_path=tmp_path, sync_writes=False, rotate_daily=False)
         with AuditEventEmitter(config) as emitter:
             for value in range(4):
@@ -325,8 +379,28 @@ class TestDeletedLine:
 
         report = verify(path)
 
+        assert not report.ok
+        assert chain_failures(report) == []  # the chain alone still cannot see it
+        assert seal_mismatches(report, path) == {
+            "records", "file_size", "last_sequence", "last_hash", "file_sha256", "merkle_root"
+        }
+        assert report.records == 3
+        assert "seal says records=4, the file has 3" in report.to_text()
+
+    def test_deleted_last_line_of_an_unsealed_file_is_not_detectable_by_the_chain(self, tmp_path, crash):
+        """Known limitation: without a seal, a file cut after any record is a valid shorter trail.
+
+        This is the live file of a running writer or the file a crashed process left behind. If this
+        test starts failing, the gap was closed: update it.
+        """
+        path = unsealed_trail(tmp_path, crash)
+        rewrite(path, read_lines(path)[:-1])
+
+        report = verify(path)
+
         assert report.ok, report.to_text()
         assert report.records == 3
+        assert report.sealed_files == 0
 
 
 class TestInsertedLine:
@@ -408,10 +482,21 @@ class TestTruncation:
 
             report = verify(path)
 
-            assert [(f.kind, f.sequence, f.line) for f in report.failures] == [
-                (FailureKind.TORN_LINE, index, index + 1)
-            ]
+            assert chain_failures(report) == [(FailureKind.TORN_LINE, index, index + 1)]
+            assert report.failures[0].kind is FailureKind.TORN_LINE
+            assert {"file_size", "file_sha256", "merkle_root"} <= seal_mismatches(report, path)
             assert report.recovered == []
+
+    def test_truncation_inside_the_last_line_of_an_unsealed_file_is_a_torn_line(self, tmp_path, crash):
+        """Without a seal the torn line is still reported by itself (a crash mid-write looks like this)."""
+        path = unsealed_trail(tmp_path, crash)
+        lines = read_lines(path)
+        rewrite(path, [*lines[:-1], lines[-1][:30]])
+
+        report = verify(path)
+
+        assert [(f.kind, f.sequence, f.line) for f in report.failures] == [(FailureKind.TORN_LINE, 3, 4)]
+        assert report.recovered == []
 
 
 class TestStreamHead:
@@ -484,13 +569,29 @@ class TestHmacKeyedTrail:
             assert (first.kind, first.sequence, first.line) == (FailureKind.CHECKSUM_MISMATCH, index, index + 1)
             assert not any(f.kind is FailureKind.CHAIN_BREAK for f in report.failures)
 
+    def test_resealed_forgery_of_a_keyed_trail_has_an_invalid_seal(self, tmp_path):
+        """A forger without the key who rewrites the file and its seal cannot make the seal's HMAC."""
+        config = AuditConfig(base_path=tmp_path, sync_writes=False, rotate_daily=False, hmac_key="secret")
+        with AuditEventEmitter(config) as emitter:
+            for value in range(3):
+                emitter.emit_param_change("risk", "k", value, value + 1)
+            path = emitter.writer.path
+        lines = read_lines(path)
+        lines[1] = edit_field(lines[1], "source")
+        rewrite(path, rechain_from(lines, 1))
+        os.chmod(seal_path(path), 0o600)
+        seal_file(path)  # plain SHA-256 seal over the forged file
+
+        report = verify(path, hmac_key=b"secret")
+
+        assert FailureKind.SEAL_INVALID in {f.kind for f in report.failures}
+        assert chain_failures(report) == [(FailureKind.CHECKSUM_MISMATCH, 1, 2), (FailureKind.CHECKSUM_MISMATCH, 2, 3)]
+
     @PROPERTY
     @given(specs=EVENTS, field=EDITABLE, data=st.data())
-    def test_rechained_edit_of_a_plain_trail_is_not_detected(self, specs, field, data):
-        """Known limitation, and the reason HMAC exists: plain SHA-256 has no secret.
-
-        Anyone who can write the file can edit a record and recompute every checksum and prev_hash
-        after it; the result is a valid chain. Only a key (or an external anchor) tells it apart.
+    def test_rechained_edit_of_a_plain_sealed_trail_is_caught_by_the_seal_only(self, specs, field, data):
+        """Anyone who can write the file can edit a record and recompute every checksum and prev_hash
+        after it; the result is a valid chain, but the file no longer matches its seal.
         """
         with generated_trail(specs) as path:
             lines = read_lines(path)
@@ -501,7 +602,34 @@ class TestHmacKeyedTrail:
 
             report = verify(path)
 
+            assert not report.ok
+            assert chain_failures(report) == []
+            assert {"last_hash", "file_sha256", "merkle_root"} <= seal_mismatches(report, path)
+            assert read_lines(path) == forged
+
+    @PROPERTY
+    @given(specs=EVENTS, field=EDITABLE, data=st.data())
+    def test_rechained_and_resealed_edit_of_a_plain_trail_is_not_detected(self, specs, field, data):
+        """Known limitation, and the reason HMAC exists: plain SHA-256 has no secret.
+
+        A forger who rewrites the chain and then the seal too (its checksum is plain SHA-256) leaves a
+        valid trail. Only a key (or an external anchor) tells it apart. If this starts failing, update it.
+        """
+        with generated_trail(specs) as path:
+            lines = read_lines(path)
+            index = data.draw(st.integers(0, len(lines) - 1), label="line index")
+            lines[index] = edit_field(lines[index], field)
+            forged = rechain_from(lines, index)
+            rewrite(path, forged)
+            original_seal = read_seal(path)
+            assert original_seal is not None
+            os.chmod(seal_path(path), 0o600)
+            seal_file(path, next_file=original_seal["next_file"], sealed_at_ns=original_seal["sealed_at_ns"])
+
+            report = verify(path)
+
             assert report.ok, report.to_text()
+            assert report.sealed_files == 1
             assert read_lines(path) == forged
 
     def test_keyed_trail_fails_without_the_key_and_passes_with_it(self, tmp_path):
@@ -511,8 +639,12 @@ class TestHmacKeyedTrail:
                 emitter.emit_param_change("risk", "k", value, value + 1)
             path = emitter.writer.path
 
-        assert verify(path, hmac_key=b"secret").ok
+        keyed = verify(path, hmac_key=b"secret")
+        assert keyed.ok, keyed.to_text()
+        assert keyed.sealed_files == 1
         unkeyed = verify(path)
-        assert [f.kind for f in unkeyed.failures] == [FailureKind.CHECKSUM_MISMATCH] * 3
+        # Every record checksum and the seal's own checksum are HMACs: none matches plain SHA-256.
+        assert [f.kind for f in unkeyed.failures] == [FailureKind.CHECKSUM_MISMATCH] * 3 + [FailureKind.SEAL_INVALID]
         assert "HMAC key" in unkeyed.to_text()
-        assert not verify(path, hmac_key=b"wrong").ok
+        wrong = verify(path, hmac_key=b"wrong")
+        assert [f.kind for f in wrong.failures] == [FailureKind.CHECKSUM_MISMATCH] * 3 + [FailureKind.SEAL_INVALID]

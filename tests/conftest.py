@@ -1,0 +1,38 @@
+"""Shared test helpers."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from audit_core import AppendOnlyWriter
+
+
+def simulate_crash(target: Any) -> None:
+    """Leave a writer (or an emitter's writer) as SIGKILL would, but in-process.
+
+    Its file descriptors are closed and its stream lock released; nothing queued is written,
+    nothing is synced beyond what already was, and nothing is sealed. Bytes already passed to
+    ``os.write`` stay (they are in the page cache, as after a real kill). The subprocess tests in
+    tests/integration use a real SIGKILL; this keeps unit tests fast.
+    """
+    writer: AppendOnlyWriter = getattr(target, "writer", target)
+    writer._stop_flusher.set()
+    writer._wake_flusher.set()
+    writer._flusher.join()
+    with writer._cond:
+        writer._closed = True
+    for name in ("_fd", "_spill_fd"):
+        fd = getattr(writer, name)
+        if fd >= 0:
+            os.close(fd)
+            setattr(writer, name, -1)
+    writer._release_stream()
+
+
+@pytest.fixture
+def crash() -> Callable[[Any], None]:
+    return simulate_crash

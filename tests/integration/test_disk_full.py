@@ -1,0 +1,309 @@
+"""A full disk, for real: the hot trail lives on a tiny tmpfs that a filler file fills up.
+
+Mounting needs root. CI runs these tests as root, where a refused mount is a failure; a developer
+running as another user gets a skip that says why.
+
+What is checked: the writer degrades on ENOSPC instead of failing the trading loop, keeps (and,
+with a fallback path, spills and syncs) what it cannot write, chains ``sys.degraded``/``sys.recovered``,
+and once space returns the hot trail holds every record exactly once, in order, and verifies.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from audit_core import AuditConfig, AuditEvent, AuditEventEmitter, AuditWriteError, verify
+from audit_core.integrity import split_record
+
+TMPFS_SIZE = "256k"
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A freshly mounted 256 KiB tmpfs, lazily unmounted afterwards."""
+    mount_point = tmp_path / "small-disk"
+    mount_point.mkdir()
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={TMPFS_SIZE},mode=0755", "tmpfs", str(mount_point)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        message = f"cannot mount a tmpfs at {mount_point}: {result.stderr.strip() or result.returncode}"
+        if os.geteuid() != 0:
+            pytest.skip(f"{message} (not root; CI runs this as root)")
+        pytest.fail(message)
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def fill(disk: Path) -> Path:
+    """Fill ``disk`` with a filler file until every write fails with ENOSPC; return the filler."""
+    filler = disk / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        for chunk in (65536, 4096, 512, 1):
+            try:
+                while True:
+                    os.write(fd, b"\0" * chunk)
+            except OSError as exc:
+                assert exc.errno == 28, exc  # ENOSPC
+    finally:
+        os.close(fd)
+    assert os.statvfs(disk).f_bavail == 0
+    return filler
+
+
+class Emitted:
+    """Every event an emit returned, to be found in the trail afterwards."""
+
+    def __init__(self, emitter: AuditEventEmitter) -> None:
+        self.emitter = emitter
+        self.events: list[AuditEvent] = []
+        self.counter = 0
+
+    def param(self) -> AuditEvent:
+        self.counter += 1
+        event = self.emitter.emit_param_change("disk-test", "step", self.counter, {"n": self.counter, "pad": "p" * 40})
+        self.events.append(event)
+        return event
+
+    def trade(self) -> AuditEvent:
+        self.counter += 1
+        event = self.emitter.emit_trade(
+            "trade.fill", "disk-test", "ES", order_id=f"o-{self.counter}", side="BUY", size="1", price="5000.25"
+        )
+        self.events.append(event)
+        return event
+
+    def until_degraded(self, limit: int = 5000) -> None:
+        for _ in range(limit):
+            if self.emitter.is_degraded:
+                return
+            self.param()
+        pytest.fail(f"the writer never degraded after {limit} emits on a full disk: {self.emitter.writer.stats}")
+
+
+def trail_lines(base: Path) -> list[bytes]:
+    return [line for path in sorted((base / "hot").glob("*.jsonl")) for line in path.read_bytes().splitlines(True)]
+
+
+def assert_trail_has_exactly(base: Path, events: list[AuditEvent]) -> list[dict[str, Any]]:
+    """The hot trail verifies, has no torn lines, is gapless, and holds each event exactly once."""
+    report = verify(base)
+    assert report.ok, report.to_text()
+    assert report.recovered == [], "a short write was not completed in place"
+    lines = trail_lines(base)
+    assert all(line.endswith(b"\n") for line in lines)
+    rows = [json.loads(line) for line in lines]
+    assert [row["sequence"] for row in rows] == list(range(len(rows)))
+    by_sequence = {row["sequence"]: row for row in rows}
+    checksums = [split_record(line).checksum for line in lines]
+    assert len(set(checksums)) == len(checksums)
+    for event in events:
+        row = by_sequence.get(event.sequence)
+        assert row is not None, f"sequence {event.sequence} is missing"
+        assert row["checksum"] == event.checksum, f"sequence {event.sequence} is not the event emitted"
+    emitted = [event.sequence for event in events]
+    assert emitted == sorted(emitted)
+    return rows
+
+
+def event_types(rows: list[dict[str, Any]]) -> list[str]:
+    return [row["event_type"] for row in rows if row["event_type"].startswith("sys.")]
+
+
+def wait_for(condition: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.01)
+    return condition()
+
+
+class TestDiskFullWithFallback:
+    def test_degrades_spills_durable_records_and_recovers_byte_for_byte(self, small_disk, tmp_path):
+        base = small_disk / "trail"
+        fallback = tmp_path / "fallback"
+        config = AuditConfig(base_path=base, fallback_path=fallback, retry_interval_s=0.05)
+        emitter = AuditEventEmitter(config)
+        emitted = Emitted(emitter)
+        for _ in range(5):
+            emitted.param()
+        filler = fill(small_disk)
+
+        emitted.until_degraded()
+        (hot,) = (base / "hot").glob("*.jsonl")
+        at_failure = hot.read_bytes()
+        torn_tail = at_failure.rsplit(b"\n", 1)[1]
+        assert torn_tail, "the write that hit ENOSPC was not short: nothing to complete in place"
+        for _ in range(50):
+            emitted.param()  # non-durable: none raises
+        # Durable: made durable in the spill file, so none raises.
+        degraded_trades = [emitted.trade() for _ in range(5)]
+        assert emitter.is_degraded
+        stats = emitter.writer.stats
+        assert stats.write_errors >= 1
+        assert stats.degraded_episodes == 1
+        assert stats.spilled_bytes > 0
+
+        filler.unlink()
+        time.sleep(2 * config.retry_interval_s)
+        for _ in range(10):
+            emitted.param()
+        emitted.trade()
+        assert wait_for(lambda: not emitter.is_degraded, 2.0), "the writer did not recover once space was back"
+        emitter.close()
+
+        rows = assert_trail_has_exactly(base, emitted.events)
+        # The short write was completed in place: the bytes on disk at the failure are a prefix of the
+        # final file, and the partial line became one whole record.
+        final = hot.read_bytes()
+        assert final.startswith(at_failure)
+        completed = final[len(at_failure) - len(torn_tail) :].split(b"\n", 1)[0]
+        assert completed.startswith(torn_tail) and len(completed) > len(torn_tail)
+        split_record(completed)
+        assert event_types(rows) == ["sys.degraded", "sys.recovered"]
+        degraded = next(row for row in rows if row["event_type"] == "sys.degraded")
+        assert degraded["payload"]["error"].startswith("ENOSPC")
+        assert degraded["payload"]["fallback_path"] == str(fallback)
+        # What was spilled is whole, synced copies of records that are now in the hot trail.
+        (spill,) = fallback.iterdir()
+        spilled = spill.read_bytes().splitlines(True)
+        assert spilled and set(spilled) <= set(trail_lines(base))
+        assert {trade.sequence for trade in degraded_trades} <= {split_record(line).sequence for line in spilled}
+        assert emitter.writer.stats.spilled_bytes >= sum(map(len, spilled)) > 0
+
+    def test_reopening_after_the_degraded_session_imports_nothing_twice(self, small_disk, tmp_path):
+        base = small_disk / "trail"
+        config = AuditConfig(base_path=base, fallback_path=tmp_path / "fallback", retry_interval_s=0.05)
+        with AuditEventEmitter(config) as emitter:
+            emitted = Emitted(emitter)
+            emitted.param()
+            filler = fill(small_disk)
+            emitted.until_degraded()
+            emitted.trade()
+            filler.unlink()
+            time.sleep(2 * config.retry_interval_s)
+            emitted.param()
+        with AuditEventEmitter(config) as emitter:
+            assert emitter.writer.imported_records == 0
+            emitted.emitter = emitter
+            emitted.param()
+
+        rows = assert_trail_has_exactly(base, emitted.events)
+        assert event_types(rows) == ["sys.degraded", "sys.recovered"]
+
+
+class TestDiskFullWithoutFallback:
+    def test_non_durable_records_wait_in_memory_and_durable_ones_raise(self, small_disk):
+        base = small_disk / "trail"
+        config = AuditConfig(base_path=base, retry_interval_s=0.05)
+        emitter = AuditEventEmitter(config)
+        emitted = Emitted(emitter)
+        emitted.param()
+        filler = fill(small_disk)
+        emitted.until_degraded()
+        for _ in range(30):
+            emitted.param()
+        assert emitter.writer.buffered_bytes > 0
+
+        with pytest.raises(AuditWriteError, match="cannot be made durable"):
+            emitter.emit_trade("trade.fill", "disk-test", "ES", order_id="refused", side="SELL", size="2", price="1")
+        assert emitter.is_degraded
+        assert emitter.writer.stats.spilled_bytes == 0
+
+        filler.unlink()
+        time.sleep(2 * config.retry_interval_s)
+        emitted.param()
+        emitted.trade()
+        assert wait_for(lambda: not emitter.is_degraded, 2.0)
+        emitter.close()
+
+        rows = assert_trail_has_exactly(base, emitted.events)
+        assert event_types(rows) == ["sys.degraded", "sys.recovered"]
+        # The refused trade stayed queued like everything else: written once, after recovery, not lost.
+        assert [row["order_id"] for row in rows if row.get("order_id") == "refused"] == ["refused"]
+        assert len(rows) == len(emitted.events) + 3
+
+    def test_writer_retries_on_its_own_every_retry_interval(self, small_disk):
+        """No emits after the disk frees up: the writer's own retries (every retry_interval_s) recover it."""
+        base = small_disk / "trail"
+        config = AuditConfig(base_path=base, retry_interval_s=0.05, flush_interval_s=5.0)
+        emitter = AuditEventEmitter(config)
+        emitted = Emitted(emitter)
+        emitted.param()
+        filler = fill(small_disk)
+        emitted.until_degraded()
+        for _ in range(10):
+            emitted.param()
+        filler.unlink()
+        try:
+            assert wait_for(lambda: not emitter.is_degraded, 1.0), (
+                f"still degraded 1 s (20 retry intervals) after space came back: {emitter.writer.stats}"
+            )
+            assert emitter.writer.buffered_bytes == 0
+        finally:
+            emitter.close()
+        assert_trail_has_exactly(base, emitted.events)
+
+
+class TestDurableWaitPolicy:
+    def test_durable_emit_waits_until_space_is_freed(self, small_disk):
+        base = small_disk / "trail"
+        config = AuditConfig(base_path=base, retry_interval_s=0.05, durable_failure="wait", durable_wait_s=2.0)
+        emitter = AuditEventEmitter(config)
+        emitted = Emitted(emitter)
+        emitted.param()
+        filler = fill(small_disk)
+        emitted.until_degraded()
+        freer = threading.Timer(0.3, filler.unlink)
+
+        started = time.monotonic()
+        freer.start()
+        try:
+            emitted.trade()
+        finally:
+            freer.join()
+        elapsed = time.monotonic() - started
+
+        assert 0.25 <= elapsed < 2.0, f"the durable emit returned after {elapsed:.3f} s"
+        assert not emitter.is_degraded
+        emitter.close()
+        rows = assert_trail_has_exactly(base, emitted.events)
+        assert event_types(rows) == ["sys.degraded", "sys.recovered"]
+
+    def test_durable_emit_gives_up_after_durable_wait_s(self, small_disk):
+        base = small_disk / "trail"
+        config = AuditConfig(base_path=base, retry_interval_s=0.05, durable_failure="wait", durable_wait_s=0.3)
+        emitter = AuditEventEmitter(config)
+        emitted = Emitted(emitter)
+        emitted.param()
+        filler = fill(small_disk)
+        emitted.until_degraded()
+
+        started = time.monotonic()
+        with pytest.raises(AuditWriteError, match="cannot be made durable"):
+            emitter.emit_trade("trade.fill", "disk-test", "ES", order_id="late", side="BUY", size="1", price="1")
+        elapsed = time.monotonic() - started
+
+        assert 0.25 <= elapsed < 1.5, f"gave up after {elapsed:.3f} s, configured 0.3 s"
+        filler.unlink()
+        time.sleep(2 * config.retry_interval_s)
+        emitted.param()
+        emitter.close()
+        rows = assert_trail_has_exactly(base, emitted.events)
+        assert [row["order_id"] for row in rows if row.get("order_id") == "late"] == ["late"]
