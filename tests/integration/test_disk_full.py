@@ -307,3 +307,41 @@ class TestDurableWaitPolicy:
         emitter.close()
         rows = assert_trail_has_exactly(base, emitted.events)
         assert [row["order_id"] for row in rows if row.get("order_id") == "late"] == ["late"]
+
+
+class TestCrashWhileDegraded:
+    def test_spilled_records_are_imported_after_a_crash_and_the_torn_line_is_recorded(self, small_disk, tmp_path, crash):
+        """The process dies while the disk is full: the hot file ends in a torn line and the only copy
+        of the later records is the spill file. The next writer ends the torn line, imports the spilled
+        records that continue the chain, and the emitter chains a sys.recovery naming the torn bytes."""
+        base = small_disk / "trail"
+        config = AuditConfig(base_path=base, fallback_path=tmp_path / "fallback", retry_interval_s=0.05)
+        emitter = AuditEventEmitter(config)
+        emitted = Emitted(emitter)
+        for _ in range(3):
+            emitted.param()
+        filler = fill(small_disk)
+        emitted.until_degraded()
+        trades = [emitted.trade() for _ in range(3)]  # durable through the spill file
+        (hot,) = (base / "hot").glob("*.jsonl")
+        torn_tail = hot.read_bytes().rsplit(b"\n", 1)[1]
+        assert torn_tail, "the failing write was not short"
+        crash(emitter)
+
+        filler.unlink()
+        with AuditEventEmitter(config) as reopened:
+            imported = reopened.writer.imported_records
+            after = reopened.emit_param_change("disk-test", "step", -1, -2)
+
+        assert imported >= len(trades)
+        report = verify(base)
+        assert report.ok, report.to_text()
+        assert len(report.recovered) == 1
+        records = [json.loads(line) for line in trail_lines(base) if line.startswith(b"{") and b'"checksum"' in line]
+        by_sequence = {row["sequence"]: row for row in records}
+        for event in [*emitted.events, after]:
+            assert by_sequence[event.sequence]["checksum"] == event.checksum
+        recovery = [row for row in records if row["event_type"] == "sys.recovery"]
+        assert len(recovery) == 1
+        assert recovery[0]["payload"]["torn_length"] == len(torn_tail)
+        assert recovery[0]["payload"]["imported_spilled_records"] == imported

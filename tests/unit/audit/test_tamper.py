@@ -648,3 +648,21 @@ class TestHmacKeyedTrail:
         assert "HMAC key" in unkeyed.to_text()
         wrong = verify(path, hmac_key=b"wrong")
         assert [f.kind for f in wrong.failures] == [FailureKind.CHECKSUM_MISMATCH] * 3 + [FailureKind.SEAL_INVALID]
+
+
+class TestInsertedPrefixLine:
+    def test_a_prefix_of_the_next_record_inserted_without_a_recovery_record_is_a_failure(self, tmp_path, crash):
+        """A line that repeats the start of the next record looks like a rewritten torn write; it is
+        accepted only when a sys.recovery record in the chain names it. Inserted by hand, it fails."""
+        emitter = AuditEventEmitter(AuditConfig(base_path=tmp_path))
+        for i in range(4):
+            emitter.emit_param_change("s", "k", i, i + 1)
+        path = emitter.writer.path
+        crash(emitter)  # unsealed, so only the chain protects it
+        lines = path.read_bytes().splitlines(keepends=True)
+        lines.insert(2, lines[2][:25] + b"\n")
+        path.write_bytes(b"".join(lines))
+        report = verify(tmp_path)
+        assert not report.ok
+        assert [f.kind for f in report.failures] == [FailureKind.UNPARSEABLE_LINE]
+        assert report.failures[0].line == 3
