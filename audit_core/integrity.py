@@ -533,7 +533,11 @@ def _check_seal(
             where, 0, None, FailureKind.SEAL_MISMATCH, f"seal names file {seal.get('file')!r}, not {path.name!r}",
         ))
     next_file = seal.get("next_file")
-    if next_file is not None and next_file not in stream_names and not (path.parent / next_file).exists():
+    if next_file is not None and not isinstance(next_file, str):
+        report.failures.append(VerificationFailure(
+            where, 0, None, FailureKind.SEAL_INVALID, f"seal's next_file {next_file!r} is not a file name",
+        ))
+    elif next_file is not None and next_file not in stream_names and not (path.parent / next_file).exists():
         report.failures.append(VerificationFailure(
             where, digest.lines, digest.last_sequence, FailureKind.FILE_MISSING,
             f"the seal names the stream's next file {next_file!r}, which is missing",

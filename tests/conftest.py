@@ -7,8 +7,15 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from audit_core import AppendOnlyWriter
+
+# CI runs the property tests on a fixed set of examples, so a run is reproducible; explore new
+# examples locally with HYPOTHESIS_PROFILE=explore (random seeds, more examples).
+settings.register_profile("ci", derandomize=True, deadline=None)
+settings.register_profile("explore", max_examples=300, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 def simulate_crash(target: Any) -> None:

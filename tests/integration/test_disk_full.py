@@ -310,7 +310,9 @@ class TestDurableWaitPolicy:
 
 
 class TestCrashWhileDegraded:
-    def test_spilled_records_are_imported_after_a_crash_and_the_torn_line_is_recorded(self, small_disk, tmp_path, crash):
+    def test_spilled_records_are_imported_after_a_crash_and_the_torn_line_is_recorded(
+        self, small_disk, tmp_path, crash
+    ):
         """The process dies while the disk is full: the hot file ends in a torn line and the only copy
         of the later records is the spill file. The next writer ends the torn line, imports the spilled
         records that continue the chain, and the emitter chains a sys.recovery naming the torn bytes."""
