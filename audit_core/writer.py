@@ -143,6 +143,7 @@ class AppendOnlyWriter:
         self._closed = False
         self._sealers: list[threading.Thread] = []
         self._unsealed_previous: Path | None = None  # rotated out, sealed once its successor is open
+        self._head_whole: bytes | None = None  # the whole record whose rest heads the queue after a short write
         self._dir.mkdir(parents=True, exist_ok=True)
         self._lock_fd = -1
         self.stream_id = self._acquire_stream()
@@ -200,12 +201,27 @@ class AppendOnlyWriter:
                 self._wait(self._config.retry_interval_s)
                 if self._closed:
                     raise AuditWriteError(f"writer for {self._path} is closed")
+            self.stats.records += 1
+            self._queued += len(data)
+            if not (self._writing or self._pending or self._degraded_since_ns is not None or self._fd < 0) and (
+                self._clock() < self._rotate_at_ns
+            ):
+                # Uncontended: write here, under the lock, with no queueing at all.
+                try:
+                    written = os.write(self._fd, data)
+                except OSError:
+                    written = 0
+                self._written += written
+                if written == len(data):
+                    self.stats.batches += 1
+                    return self._queued, False
+                if written:
+                    self._head_whole = data
+                data = data[written:]  # short or failed: the leader's drain retries, or degrades
             self._pending.append(data)
             self._pending_bytes += len(data)
             if self._degraded_since_ns is not None:
                 self._unspilled.append(data)
-            self._queued += len(data)
-            self.stats.records += 1
             lead = not self._writing
             if lead:
                 self._writing = True
@@ -219,7 +235,7 @@ class AppendOnlyWriter:
         """
         if lead:
             self._drain()
-        else:
+        elif self._written < ticket:
             with self._mutex:
                 while self._written < ticket and self._writing and self._degraded_since_ns is None:
                     self._wait()
@@ -391,16 +407,17 @@ class AppendOnlyWriter:
                     self._pending_bytes -= written
                     if failure is None:
                         self.stats.batches += 1
+                        self._head_whole = None
                         if self._degraded_since_ns is not None:
                             changes.append(self._recovered())
                         self._notify()
                         continue
-                    # The rest of the batch is appended when the disk recovers, completing a torn
-                    # line in place; the spill gets whole records (a restart skips duplicates).
-                    self._pending.insert(0, data[written:])
+                    # The rest is appended when the disk recovers, completing a torn line in place.
+                    self._requeue(batch, written)
                     if self._degraded_since_ns is None:
                         changes.append(self._degrade(failure))
-                        self._unspilled = [data, *self._pending[1:]]
+                        # The spill gets whole records; a restart skips the ones already here.
+                        self._unspilled = [self._head_whole or self._pending[0], *self._pending[1:]]
                     self._next_retry = time.monotonic() + self._config.retry_interval_s
                     self.stats.write_errors += 1
                     force_retry = False
@@ -410,6 +427,17 @@ class AppendOnlyWriter:
                 self._writing = False
                 self._notify()
             self._report(changes)
+
+    def _requeue(self, batch: list[bytes], written: int) -> None:
+        """Put back what a failed write left of ``batch``; remember the whole record a cut falls in."""
+        offset, index = 0, 0
+        while offset + len(batch[index]) <= written:
+            offset += len(batch[index])
+            index += 1
+        cut = written - offset
+        head_whole = self._head_whole if index == 0 else None  # batch[0] may itself be a remainder
+        self._pending[:0] = [batch[index][cut:], *batch[index + 1 :]]
+        self._head_whole = (head_whole or batch[index]) if cut else head_whole
 
     def _write_batch(self, data: bytes) -> tuple[int, OSError | None]:
         """Append ``data`` to the hot file; return bytes written and the error that stopped it."""
