@@ -131,7 +131,6 @@ class AppendOnlyWriter:
         self._spilled = 0  # ... of everything durable in the spill file
         self._unspilled: list[bytes] = []
         self._writing = False  # a leader is writing; only the leader writes to or rotates the fd
-        self._inflight = 0  # highest ticket an fdatasync now running will make durable
         self._fd_users = 0  # fdatasyncs running outside the lock; the fd is not closed under them
         self._fd = -1
         self._path: Path | None = None
@@ -250,9 +249,9 @@ class AppendOnlyWriter:
     def sync_through(self, ticket: int) -> None:
         """Return once every byte up to ``ticket`` is durable (in the hot file or the spill file).
 
-        A caller whose ticket a running ``fdatasync`` already covers waits for it instead of
-        syncing again; otherwise it starts one (concurrent ones are merged by the filesystem's
-        journal commit), so N waiting writers cost about one sync.
+        Group commit: one ``fdatasync`` runs at a time, outside the write path; callers that
+        arrive meanwhile wait for it, and the next one covers all of them, so N concurrent durable
+        writers cost about one sync.
 
         Raises:
             AuditWriteError: the bytes cannot be made durable (hot disk failing, no fallback path).
@@ -285,11 +284,12 @@ class AppendOnlyWriter:
                         self._writing = lead = True
                 else:
                     lead = False
-                    if self._inflight >= ticket or self._fd < 0:
-                        self._wait()  # a running sync (or the rotation's) covers this ticket
+                    if self._fd_users or self._fd < 0:
+                        # A sync is running: wait for it. If it did not cover this ticket, the next
+                        # one (run by whichever waiter wakes first) covers every waiter at once.
+                        self._wait()
                         continue
                     target, fd, path = self._written, self._fd, self._path
-                    self._inflight = max(self._inflight, target)
                     self._fd_users += 1
             if lead:
                 self._drain(force_retry=True)
@@ -306,8 +306,6 @@ class AppendOnlyWriter:
                     if synced:
                         self.stats.syncs += 1
                         self._synced = max(self._synced, target)
-                    else:
-                        self._inflight = self._synced
                     self._notify()
 
     def flush(self) -> None:

@@ -6,6 +6,7 @@ import fcntl
 import hashlib
 import os
 import stat
+import time
 
 import pytest
 
@@ -218,3 +219,50 @@ class TestTail:
         assert tail.last_record == b"day1\n"
         assert (tail.torn_bytes, tail.torn_offset, tail.path) == (b"half", 0, day2)
         assert day2.read_bytes() == b"half\n"  # closed off with a newline, never truncated
+
+
+class TestBatching:
+    """Records that arrive while a write is in progress queue up and go out together, in order."""
+
+    @staticmethod
+    def _hold_the_write(writer: AppendOnlyWriter) -> None:
+        # What another thread in the middle of its os.write looks like to an appender.
+        with writer._mutex:
+            writer._writing = True
+
+    def test_queued_records_are_written_in_one_os_write_in_ticket_order(self, writer):
+        writer.write(b"first\n")
+        self._hold_the_write(writer)
+        tickets = [writer.append(f"queued-{i}\n".encode()) for i in range(5)]
+        assert all(not lead for _, lead in tickets)  # a write is in progress: nobody else leads
+        assert [t for t, _ in tickets] == sorted(t for t, _ in tickets)
+        batches_before = writer.stats.batches
+        writer.commit(tickets[-1][0], lead=True)  # the writer in progress drains the queue
+        assert writer.stats.batches == batches_before + 1
+        assert writer.path.read_bytes() == b"first\n" + b"".join(f"queued-{i}\n".encode() for i in range(5))
+
+    def test_a_full_buffer_blocks_the_appender_until_it_drains(self, tmp_path):
+        import threading
+
+        config = AuditConfig(base_path=tmp_path, max_buffer_bytes=64 * 1024, retry_interval_s=0.01)
+        writer = AppendOnlyWriter(config, clock=Clock(JAN_5))
+        try:
+            self._hold_the_write(writer)
+            big = b"x" * (40 * 1024) + b"\n"
+            first, _ = writer.append(big)
+            done = threading.Event()
+            blocked = threading.Thread(target=lambda: (writer.append(big), done.set()))
+            blocked.start()
+            deadline = time.monotonic() + 10
+            while writer.stats.blocked_appends == 0 and time.monotonic() < deadline:
+                time.sleep(0.005)
+            assert writer.stats.blocked_appends > 0 and not done.is_set()  # blocked, not dropped
+            writer.commit(first, lead=True)
+            blocked.join(10)
+            assert done.is_set()
+            with writer._mutex:
+                writer._writing = True
+            writer.commit(writer._queued, lead=True)
+            assert writer.path.read_bytes() == big + big
+        finally:
+            writer.close()
