@@ -227,7 +227,7 @@ def seal_file(
     os.chmod(temporary, _SEAL_MODE)
     os.replace(temporary, target)
     os.chmod(path, _SEAL_MODE)
-    _fsync_directory(path.parent)
+    fsync_directory(path.parent)
     return seal
 
 
@@ -247,7 +247,8 @@ def _canonical_seal(seal: dict[str, Any]) -> bytes:
     return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
 
 
-def _fsync_directory(directory: Path) -> None:
+def fsync_directory(directory: Path) -> None:
+    """Make a new or renamed file's name durable: its directory entry is synced."""
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)

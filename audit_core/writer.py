@@ -47,7 +47,7 @@ from audit_core._layout import (
 )
 from audit_core.config import AuditConfig
 from audit_core.errors import AuditWriteError
-from audit_core.integrity import GENESIS_HASH, seal_file, split_record
+from audit_core.integrity import GENESIS_HASH, fsync_directory, seal_file, split_record
 
 logger = logging.getLogger("ledgerline.writer")
 
@@ -325,12 +325,13 @@ class AppendOnlyWriter:
         with self._mutex:
             if self._closed:
                 return
+            self._closed = True  # no new appends from here on
             while self._writing:
                 self._wait()
             self._writing = True
         self._drain(force_retry=True)
         with self._mutex:
-            self._closed = True
+            self._writing = True  # the file is closed below: no leader may write any more
             unwritten = list(self._pending) if self._written < self._queued else []
             self._notify()
         self._stop_flusher.set()
@@ -469,7 +470,7 @@ class AppendOnlyWriter:
         created = not self._path.exists()
         self._fd = os.open(self._path, _OPEN_FLAGS, _FILE_MODE)
         if created:
-            _fsync_directory(self._dir)
+            fsync_directory(self._dir)
         previous, self._unsealed_previous = self._unsealed_previous, None
         if previous is not None:
             # Sealed in the background once its successor exists, so midnight never stalls a writer.
@@ -748,12 +749,3 @@ def _append_to(path: Path | None, data: bytes) -> None:
             os.close(fd)
     except OSError as exc:
         raise AuditWriteError(exc.errno, f"cannot append to {path}: {exc.strerror}") from exc
-
-
-def _fsync_directory(directory: Path) -> None:
-    # A new file's name is durable only once its directory is synced.
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
