@@ -273,6 +273,17 @@ class TradeEvent(AuditEvent):
     position_id: str | None = Field(default=None, max_length=256)
     strategy_source: str | None = Field(default=None, max_length=256)
     reason: str | None = Field(default=None, max_length=1024)
+    # Execution details an auditor needs; all optional, recorded when the source knows them.
+    order_type: str | None = Field(default=None, max_length=64)
+    expected_price: ExactDecimal | None = None
+    venue_order_id: str | None = Field(default=None, max_length=256)
+    trade_id: str | None = Field(default=None, max_length=256)
+    liquidity_side: str | None = Field(default=None, max_length=32)
+    realized_return: ExactDecimal | None = None
+    avg_px_open: ExactDecimal | None = None
+    avg_px_close: ExactDecimal | None = None
+    duration_ns: int | None = Field(default=None, ge=0)
+    ts_init: int | None = Field(default=None, ge=0, lt=2**63)
 
     @model_validator(mode="after")
     def _required_for_type(self) -> TradeEvent:
