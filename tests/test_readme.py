@@ -1,4 +1,8 @@
-"""The README's code runs as written."""
+"""The README's code runs as written.
+
+Blocks fenced ```python are complete programs and are executed here; fragments that need a
+running node or engine around them are fenced ```py.
+"""
 
 from __future__ import annotations
 
