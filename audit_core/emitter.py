@@ -1,8 +1,10 @@
 """The audit emitter: validate, stamp, chain, serialize once, write.
 
-``emit`` is the whole pipeline. Validation happens when the event model is built, outside the
-lock; stamping the sequence and previous hash, serializing, hashing and the append happen under
-one lock so that file order, sequence order and chain order are the same thing.
+``emit`` is the whole pipeline. Stamping the sequence and previous hash, serializing, hashing and
+queueing the line happen under one lock, so that file order, sequence order and chain order are
+one order; writing and syncing happen after the lock is released (see ``writer``), so threads
+batch and share syncs. The ``emit_*`` helpers validate under that lock too, with the chain fields
+in, so each event is built once; an event built by the caller was validated when it was built.
 """
 
 from __future__ import annotations
