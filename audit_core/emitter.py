@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
+from audit_core._stream import StreamTail
 from audit_core.config import AuditConfig
 from audit_core.errors import AuditIntegrityError
 from audit_core.events import (
@@ -28,7 +29,7 @@ from audit_core.events import (
     record_too_large_error,
 )
 from audit_core.integrity import CHECKSUM_SUFFIX_PREFIX, GENESIS_HASH, compute_checksum, split_record
-from audit_core.writer import AppendOnlyWriter, StateChange, StreamTail
+from audit_core.writer import AppendOnlyWriter, StateChange
 
 logger = logging.getLogger("ledgerline.emitter")
 

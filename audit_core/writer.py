@@ -26,7 +26,6 @@ formatted per write (one integer comparison decides rotation).
 from __future__ import annotations
 
 import errno
-import fcntl
 import itertools
 import logging
 import os
@@ -39,15 +38,22 @@ from typing import Any
 
 from audit_core._layout import (
     hot_file_name,
-    lock_path,
     next_midnight_ns,
     parse_hot_file_name,
     seal_path,
     utc_day,
 )
+from audit_core._stream import (
+    StreamTail,
+    acquire_stream,
+    append_to,
+    continues,
+    read_tail,
+    records_continuing,
+)
 from audit_core.config import AuditConfig
 from audit_core.errors import AuditWriteError
-from audit_core.integrity import GENESIS_HASH, fsync_directory, seal_file, split_record
+from audit_core.integrity import fsync_directory, seal_file
 
 logger = logging.getLogger("ledgerline.writer")
 
@@ -57,23 +63,6 @@ _NEVER = 2**63
 #: Errors that mean "this disk cannot take the bytes now": degrade and retry, do not crash.
 DEGRADING_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG, errno.EROFS})
 SPILL_SUFFIX = ".spill"
-
-
-@dataclass(frozen=True)
-class StreamTail:
-    """The end of a stream as found on disk when a writer opens it.
-
-    Attributes:
-        last_record: The last complete (newline-terminated) line, or None for a new stream.
-        torn_bytes: Bytes after that line with no newline: a write cut short by a crash.
-        torn_offset: Offset of ``torn_bytes`` in ``path``.
-        path: The file the torn bytes are in, or None.
-    """
-
-    last_record: bytes | None
-    torn_bytes: bytes = b""
-    torn_offset: int = 0
-    path: Path | None = None
 
 
 @dataclass
@@ -148,10 +137,10 @@ class AppendOnlyWriter:
         self.stream_id = self._acquire_stream()
         try:
             files = self.stream_files()
-            self.tail = self._read_tail(files)
+            self.tail = read_tail(files, self._config.max_record_bytes)
             if self.tail.torn_bytes:
-                _append_to(self.tail.path, b"\n")  # end the torn line; never truncate it
-                if _continues(self.tail.last_record, self.tail.torn_bytes):
+                append_to(self.tail.path, b"\n")  # end the torn line; never truncate it
+                if continues(self.tail.last_record, self.tail.torn_bytes):
                     # Only the newline was lost: the record is whole and now ends its line.
                     self.tail = StreamTail(self.tail.torn_bytes + b"\n")
             self._resume(files)
@@ -564,28 +553,11 @@ class AppendOnlyWriter:
     # --- opening a stream ---------------------------------------------------------------------
 
     def _acquire_stream(self) -> str:
-        """Lock this process's stream. A defaulted stream_id moves to ``main-2``, ``main-3``... if taken."""
-        explicit = "stream_id" in self._config.model_fields_set
-        base = self._config.stream_id
-        candidates = [base] if explicit else [base, *(f"{base}-{n}" for n in range(2, 100))]
-        holder = "?"
-        for stream in candidates:
-            path = lock_path(self._dir, self._config.trader_id, stream)
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-                os.close(fd)
-                continue
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-            self._lock_fd = fd
-            return stream
-        raise AuditWriteError(
-            f"stream {base!r} of trader {self._config.trader_id!r} is held by another process (pid {holder}); "
-            "give each process its own stream_id"
+        stream, self._lock_fd = acquire_stream(
+            self._dir, self._config.trader_id, self._config.stream_id,
+            explicit="stream_id" in self._config.model_fields_set,
         )
+        return stream
 
     def _release_stream(self) -> None:
         if self._lock_fd >= 0:
@@ -625,24 +597,9 @@ class AppendOnlyWriter:
         self.imported_records = 0
         if self._config.fallback_path is None or not Path(self._config.fallback_path).is_dir():
             return
-        last = None if self.tail.last_record is None else split_record(self.tail.last_record)
-        sequence, prev_hash = (-1, GENESIS_HASH) if last is None else (last.sequence, last.checksum)
-        found: dict[int, tuple[bytes, str, str | None]] = {}
         pattern = f"audit.{self._config.trader_id}.{self.stream_id}.*{SPILL_SUFFIX}"
-        for spill in sorted(Path(self._config.fallback_path).glob(pattern)):
-            with spill.open("rb") as handle:
-                for line in handle:
-                    try:
-                        record = split_record(line) if line.endswith(b"\n") else None
-                    except ValueError:
-                        record = None
-                    if record is not None and record.sequence > sequence:
-                        found.setdefault(record.sequence, (line, record.checksum, record.prev_hash))
-        imported: list[bytes] = []
-        while sequence + 1 in found and found[sequence + 1][2] == prev_hash:
-            line, prev_hash, _ = found[sequence + 1]
-            imported.append(line)
-            sequence += 1
+        spills = sorted(Path(self._config.fallback_path).glob(pattern))
+        imported = records_continuing(self.tail.last_record, spills)
         if not imported:
             return
         data = b"".join(imported)
@@ -669,20 +626,6 @@ class AppendOnlyWriter:
             self.stats.seal_errors += 1
             logger.error("ledgerline: sealing %s failed: %s; it will be sealed when the stream reopens", path, exc)
 
-    def _read_tail(self, files: list[Path]) -> StreamTail:
-        # Torn bytes can only be at the end of the newest non-empty file; the last complete record
-        # may sit in an older file if the crash tore the first write of a new file.
-        torn: StreamTail | None = None
-        for path in reversed(files):
-            tail = _tail_of(path, self._config.max_record_bytes)
-            if tail is None:
-                continue
-            if torn is None:
-                torn = tail
-            if tail.last_record is not None:
-                return StreamTail(tail.last_record, torn.torn_bytes, torn.torn_offset, torn.path)
-        return torn if torn is not None else StreamTail(last_record=None)
-
     def _flush_loop(self) -> None:
         while not self._stop_flusher.is_set():
             interval = self._config.retry_interval_s if self.is_degraded else self._config.flush_interval_s
@@ -703,49 +646,3 @@ class AppendOnlyWriter:
                 # The flusher must neither die nor stay silent: log, count, retry next interval.
                 self.stats.flush_errors += 1
                 logger.exception("ledgerline: periodic flush failed; will retry")
-
-
-def _continues(last_record: bytes | None, candidate: bytes) -> bool:
-    """Whether ``candidate`` is a complete record that follows ``last_record`` in the chain."""
-    try:
-        record = split_record(candidate)
-    except ValueError:
-        return False
-    if last_record is None:
-        return record.sequence == 0 and record.prev_hash == GENESIS_HASH
-    last = split_record(last_record)
-    return record.sequence == last.sequence + 1 and record.prev_hash == last.checksum
-
-
-def _tail_of(path: Path, max_record_bytes: int) -> StreamTail | None:
-    """Last complete line and any torn bytes after it; None for an empty file."""
-    size = path.stat().st_size
-    if size == 0:
-        return None
-    # A record is at most max_record_bytes, so the last one and a torn one after it fit in twice that.
-    window = min(size, 2 * max_record_bytes + 2)
-    with path.open("rb") as handle:
-        handle.seek(size - window)
-        chunk = handle.read(window)
-    end = chunk.rfind(b"\n")
-    torn = chunk[end + 1 :]
-    torn_offset = size - len(torn)
-    if end < 0:
-        return StreamTail(last_record=None, torn_bytes=torn, torn_offset=torn_offset, path=path)
-    start = chunk.rfind(b"\n", 0, end) + 1
-    if start == 0 and window < size:
-        raise AuditWriteError(f"{path}: last record is longer than max_record_bytes={max_record_bytes}")
-    return StreamTail(chunk[start : end + 1], torn, torn_offset, path)
-
-
-def _append_to(path: Path | None, data: bytes) -> None:
-    assert path is not None
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
-        try:
-            os.write(fd, data)
-            os.fdatasync(fd)
-        finally:
-            os.close(fd)
-    except OSError as exc:
-        raise AuditWriteError(exc.errno, f"cannot append to {path}: {exc.strerror}") from exc
