@@ -31,6 +31,7 @@ demo: venv
 
 bench: venv
 	$(PY) -m benchmarks.run
+	$(PY) -m benchmarks.bench_observer
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache demo_trail

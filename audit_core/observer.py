@@ -60,8 +60,10 @@ def audit_tags(signal_id: str | None = None, expected_price: Decimal | str | Non
 def slippage_bps(side: str, expected: Decimal, filled: Decimal) -> Decimal:
     """Slippage in basis points, adverse positive for both sides: paying more on a BUY or
     receiving less on a SELL than expected is a positive number."""
-    sign = 1 if side == "BUY" else -1
-    return (filled - expected) / expected * _BPS * sign
+    if side not in ("BUY", "SELL"):
+        raise ValueError(f"side must be 'BUY' or 'SELL', got {side!r}")
+    bps = (filled - expected) / expected * _BPS * (1 if side == "BUY" else -1)
+    return bps if bps else Decimal(0)  # no "-0" in the trail
 
 
 class AuditObserverConfig(ActorConfig, frozen=True):
@@ -182,8 +184,11 @@ class AuditObserver(Actor):
     def _record_order_event(self, event: OrderEvent) -> None:
         order = self.cache.order(event.client_order_id)
         common = self._common(event, order)
+        if order is not None and event.client_order_id not in self._expected:
+            # Usually on OrderSubmitted; an order the risk engine denies is never submitted.
+            self._remember_expectation(order)
         if isinstance(event, OrderSubmitted):
-            expected, signal = self._remember_expectation(order)
+            expected, signal = self._expected[event.client_order_id]
             self._emit(AuditEventType.TRADE_ORDER, event, common, correlation_id=signal,
                        expected_price=expected, price=_price_of(order))
         elif isinstance(event, OrderAccepted):
@@ -223,8 +228,12 @@ class AuditObserver(Actor):
         signal = self._signals.get(event.opening_order_id)
         if isinstance(event, PositionClosed):
             self._signals.pop(event.opening_order_id, None)
+        position = self.cache.position(event.position_id)
+        last_fill = position.last_event if position is not None else None
         fields: dict[str, Any] = {
-            "order_id": str(event.closing_order_id or event.opening_order_id),
+            # The order whose fill opened, changed or closed the position.
+            "order_id": str(last_fill.client_order_id if last_fill is not None else event.opening_order_id),
+            "trade_id": None if last_fill is None else str(last_fill.trade_id),
             "side": "BUY" if event.entry == OrderSide.BUY else "SELL",
             "size": event.quantity.as_decimal(),
             "price": event.last_px.as_decimal(),
@@ -241,7 +250,7 @@ class AuditObserver(Actor):
             fields["avg_px_close"] = Decimal(str(event.avg_px_close))
             fields["duration_ns"] = event.duration_ns
         self.emitter.emit_trade(event_type, "AuditObserver", str(event.instrument_id), correlation_id=signal,
-                                ts_event=event.ts_event, **fields)
+                                ts_event=event.ts_event, **{k: v for k, v in fields.items() if v is not None})
         self.recorded += 1
 
     # --- helpers ------------------------------------------------------------------------------

@@ -1,0 +1,240 @@
+"""Backtest wall time with and without the AuditObserver, on the same data.
+
+The deterministic scenario of ``tests/integration/nautilus_scenario.py`` (EUR/USD quotes one per
+minute, a strategy trading on every quote) is run on a fresh BacktestEngine per case; only
+``engine.run()`` is timed (building the engine, loading the data and disposing it are not). Cases:
+
+- ``baseline``: no observer.
+- ``observer``: the AuditObserver as ``build_engine`` attaches it, default config: every ``trade.*``
+  record is fdatasync'ed before its handler returns.
+- ``observer_sync_writes_false``: the same observer with ``sync_writes=False`` (diagnostic only: it
+  shows how much of the overhead is the disk's fdatasync, not the recording).
+
+Each case runs ``repeats`` times, interleaved; the best time counts. Target: observer / baseline <= 1.3.
+
+Usage (from the repo root)::
+
+    python -m benchmarks.bench_observer                  # 10,000 fills, writes results/observer_overhead.*
+    python -m benchmarks.bench_observer --fills 500 --out /tmp/bench
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import importlib.util
+import json
+import shutil
+import sys
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+SCENARIO_PATH = ROOT / "tests" / "integration" / "nautilus_scenario.py"
+OVERHEAD_TARGET = 1.3
+TRADE_EVERY = 1
+CASES = ("baseline", "observer", "observer_sync_writes_false")
+
+
+def load_scenario() -> ModuleType:
+    """The test scenario module (it lives in tests/, which is not a package)."""
+    loaded = sys.modules.get("nautilus_scenario")
+    if loaded is not None:
+        return loaded
+    spec = importlib.util.spec_from_file_location("nautilus_scenario", SCENARIO_PATH)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["nautilus_scenario"] = module  # msgspec configs resolve their annotations through it
+    spec.loader.exec_module(module)
+    return module
+
+
+def ticks_for(fills_target: int, trade_every: int = TRADE_EVERY) -> int:
+    """Quotes needed for the scenario to fill at least ``fills_target`` market orders.
+
+    Mirrors ScenarioStrategy: every ``trade_every`` quotes one step; steps 3 mod 7 rest a limit order
+    (never filled) and steps 5 mod 11 are denied; every other step fills one market order.
+    """
+    fills, step = 0, 0
+    while fills < fills_target:
+        step += 1
+        if step % 7 != 3 and step % 11 != 5:
+            fills += 1
+    return step * trade_every
+
+
+def _run_case(scenario: ModuleType, case: str, base: Path, ticks: int) -> dict[str, Any]:
+    from nautilus_trader.model.events import OrderFilled
+
+    from audit_core.observer import AuditObserver, AuditObserverConfig
+
+    if case == "observer":
+        engine, _, observer = scenario.build_engine(str(base), ticks=ticks, trade_every=TRADE_EVERY)
+    else:
+        engine, _, observer = scenario.build_engine(None, ticks=ticks, trade_every=TRADE_EVERY)
+        if case == "observer_sync_writes_false":
+            observer = AuditObserver(AuditObserverConfig(base_path=str(base), sync_writes=False))
+            engine.add_actor(observer)
+    try:
+        start = time.perf_counter()
+        engine.run()
+        seconds = time.perf_counter() - start
+        orders = engine.cache.orders()
+        result: dict[str, Any] = {
+            "seconds": seconds,
+            "orders": len(orders),
+            "fills": sum(isinstance(event, OrderFilled) for order in orders for event in order.events),
+        }
+        if observer is not None:
+            stats = observer.emitter.writer.stats
+            result |= {"records": observer.recorded, "failures": observer.failures, "fdatasyncs": stats.syncs,
+                       "rotations": stats.rotations}
+    finally:
+        engine.dispose()
+    return result
+
+
+def run_observer_benchmark(tmp: Path, fills_target: int = 10_000, repeats: int = 2) -> dict[str, Any]:
+    """Time ``engine.run()`` with and without the observer; return the report (see module docstring)."""
+    from audit_core import verify
+
+    scenario = load_scenario()
+    ticks = ticks_for(fills_target)
+    runs: dict[str, list[dict[str, Any]]] = {case: [] for case in CASES}
+    trails: dict[str, Path] = {}
+    for repeat in range(repeats):
+        for case in CASES:
+            base = tmp / f"{case}-{repeat}"
+            runs[case].append(_run_case(scenario, case, base, ticks))
+            trails[case] = base
+
+    cases: dict[str, dict[str, Any]] = {}
+    for case, results in runs.items():
+        best = min(results, key=lambda r: r["seconds"])
+        summary = {**best, "seconds": round(best["seconds"], 4),
+                   "seconds_all": [round(r["seconds"], 4) for r in results],
+                   "fills_per_s": round(best["fills"] / best["seconds"], 1)}
+        if case != "baseline":
+            report = verify(trails[case])  # the last run's trail: complete and intact?
+            summary |= {"trail_ok": report.ok, "trail_records": report.records, "trail_files": len(report.files),
+                        "sealed_files": report.sealed_files}
+        cases[case] = summary
+
+    baseline, observed = cases["baseline"], cases["observer"]
+    no_sync = cases["observer_sync_writes_false"]
+    if len({case["fills"] for case in cases.values()}) != 1:
+        raise AssertionError(f"the cases did not fill the same orders: {[c['fills'] for c in cases.values()]}")
+    ratio = observed["seconds"] / baseline["seconds"]
+    return {
+        "benchmark": "observer_overhead",
+        "command": {"python": "python -m benchmarks.bench_observer", "argv": []},
+        "date_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": _machine(tmp),
+        "method": (
+            f"nautilus_scenario.build_engine(ticks={ticks}, trade_every={TRADE_EVERY}, step 1 min): a fresh "
+            "BacktestEngine per run, same quotes, same strategy; only engine.run() is timed "
+            f"(time.perf_counter); cases interleaved, best of {repeats}. The observer case records every order, "
+            "fill, position and account event; each trade.* record is fdatasync'ed before its handler returns."
+        ),
+        "scenario": {"ticks": ticks, "trade_every": TRADE_EVERY, "fills": baseline["fills"],
+                     "orders": baseline["orders"], "fills_target": fills_target},
+        "cases": cases,
+        "overhead_ratio": round(ratio, 3),
+        "overhead_ratio_sync_writes_false": round(no_sync["seconds"] / baseline["seconds"], 3),
+        "overhead_us_per_fill": round((observed["seconds"] - baseline["seconds"]) / baseline["fills"] * 1e6, 1),
+        "overhead_us_per_record": round((observed["seconds"] - baseline["seconds"]) / observed["records"] * 1e6, 1),
+        "target": {
+            "id": "observer_overhead_ratio",
+            "label": "backtest wall time with the observer / without",
+            "measured": round(ratio, 3),
+            "op": "<=",
+            "limit": OVERHEAD_TARGET,
+            "passed": ratio <= OVERHEAD_TARGET,
+        },
+    }
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    target, cases = report["target"], report["cases"]
+    verdict = "PASS" if target["passed"] else "MISS"
+    argv = " ".join(report["command"]["argv"])
+    command = report["command"]["python"] + (f" {argv}" if argv else "")
+    lines = [
+        "# Ledgerline AuditObserver: backtest overhead",
+        "",
+        f"`{command}`, {report['date_utc']}, {report['machine']['cpu_count']} CPUs, "
+        f"{report['machine']['filesystem']}, nautilus_trader {report['machine']['packages']['nautilus_trader']}.",
+        "",
+        report["method"],
+        "",
+        "| case | engine.run() s (best) | all runs s | fills | fills/s | records | fdatasyncs |",
+        "|---|--:|--:|--:|--:|--:|--:|",
+    ]
+    for name, case in cases.items():
+        runs = ", ".join(f"{s:.3f}" for s in case["seconds_all"])
+        lines.append(
+            f"| {name} | {case['seconds']:.3f} | {runs} | {case['fills']:,} | {case['fills_per_s']:,.0f} "
+            f"| {case.get('records', 0):,} | {case.get('fdatasyncs', 0):,} |"
+        )
+    observed = cases["observer"]
+    lines += [
+        "",
+        f"- **{verdict}** {target['label']}: {target['measured']:.2f}x (target {target['op']} {target['limit']}x)",
+        f"- with `sync_writes=False` (no fdatasync; diagnostic, not the shipped default): "
+        f"{report['overhead_ratio_sync_writes_false']:.2f}x",
+        f"- overhead: {report['overhead_us_per_fill']:,.1f} us per fill, "
+        f"{report['overhead_us_per_record']:,.1f} us per record ({observed['records']:,} records for "
+        f"{observed['fills']:,} fills)",
+        f"- trail of the observer run: verify ok={observed['trail_ok']}, {observed['trail_records']:,} records, "
+        f"{observed['trail_files']} daily files, {observed['sealed_files']} sealed",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _machine(tmp: Path) -> dict[str, Any]:
+    from benchmarks.run import _filesystem_of, _machine_info  # late: run.py may import this module
+
+    info = _machine_info(_filesystem_of(tmp))
+    for dist in ("nautilus_trader",):
+        try:
+            info["packages"][dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            info["packages"][dist] = None
+    return info
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_observer", description=__doc__.splitlines()[0])
+    parser.add_argument("--fills", type=int, default=10_000, help="fills per backtest (default 10,000)")
+    parser.add_argument("--repeats", type=int, default=2, help="runs per case, best counts (default 2)")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR, help=f"results directory (default {RESULTS_DIR})")
+    args = parser.parse_args(argv)
+
+    tmp_root = RESULTS_DIR / "tmp"  # same disk as the repo, like benchmarks.run
+    tmp_root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="observer-", dir=tmp_root))
+    try:
+        print(f"observer benchmark: >= {args.fills:,} fills per backtest, best of {args.repeats}, in {tmp}",
+              file=sys.stderr)
+        report = run_observer_benchmark(tmp, args.fills, args.repeats)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            tmp_root.rmdir()  # only if no other run is using it
+    report["command"]["argv"] = sys.argv[1:] if argv is None else list(argv)
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "observer_overhead.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    (args.out / "observer_overhead.md").write_text(render_markdown(report), encoding="utf-8")
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
