@@ -83,7 +83,7 @@ class ScenarioStrategy(Strategy):
         self.close_all_positions(self.config.instrument_id)
 
 
-def quotes(instrument, count: int, step_ns: int, seed: int = 7) -> list[QuoteTick]:
+def quotes(instrument, count: int, step_ns: int, seed: int = 7, size: int = 10_000_000) -> list[QuoteTick]:
     rng = random.Random(seed)
     mid = 1.10000
     ticks = []
@@ -92,14 +92,15 @@ def quotes(instrument, count: int, step_ns: int, seed: int = 7) -> list[QuoteTic
         bid, ask = round(mid - 0.00001, 5), round(mid + 0.00001, 5)
         ts = START_NS + i * step_ns
         ticks.append(QuoteTick(
-            instrument.id, Price(bid, 5), Price(ask, 5), Quantity.from_int(10_000_000), Quantity.from_int(10_000_000),
+            instrument.id, Price(bid, 5), Price(ask, 5), Quantity.from_int(size), Quantity.from_int(size),
             ts, ts,
         ))
     return ticks
 
 
 def build_engine(audit_base: str | None, *, ticks: int = 2_000, step_ns: int = 60_000_000_000,
-                 trade_every: int = 20, stream_id: str = "nautilus") -> tuple[BacktestEngine, ScenarioStrategy,
+                 trade_every: int = 20, stream_id: str = "nautilus",
+                 quote_size: int = 10_000_000) -> tuple[BacktestEngine, ScenarioStrategy,
                                                                                  AuditObserver | None]:
     engine = BacktestEngine(BacktestEngineConfig(
         trader_id=TraderId("BACKTESTER-001"),
@@ -112,7 +113,7 @@ def build_engine(audit_base: str | None, *, ticks: int = 2_000, step_ns: int = 6
     )
     instrument = TestInstrumentProvider.default_fx_ccy("EUR/USD")
     engine.add_instrument(instrument)
-    engine.add_data(quotes(instrument, ticks, step_ns))
+    engine.add_data(quotes(instrument, ticks, step_ns, size=quote_size))
     strategy = ScenarioStrategy(ScenarioConfig(instrument_id=instrument.id, trade_every=trade_every))
     engine.add_strategy(strategy)
     observer = None

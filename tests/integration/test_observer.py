@@ -764,3 +764,27 @@ def test_slippage_refuses_an_unknown_side_and_writes_no_negative_zero():
         slippage_bps("buy", Decimal("1.1"), Decimal("1.2"))
     flat = slippage_bps("SELL", Decimal("1.10000"), Decimal("1.10000"))
     assert flat == 0 and str(flat) == "0"
+
+
+def test_partial_fills_are_each_recorded(tmp_path):
+    """Top-of-book size 30k against 100k orders: every order fills in parts, each part is a trade.fill."""
+    engine, _, observer = build_engine(str(tmp_path), ticks=200, quote_size=30_000)
+    engine.run()
+    orders = list(engine.cache.orders())
+    fills = {
+        str(order.client_order_id): [e for e in order.events if isinstance(e, OrderFilled)] for order in orders
+    }
+    engine.dispose()
+    assert any(len(parts) > 1 for parts in fills.values())
+    paths = sorted((tmp_path / "hot").glob("*.jsonl"))
+    rows = [json.loads(line) for path in paths for line in path.read_bytes().splitlines()]
+    recorded: dict[str, list[dict]] = {}
+    for row in rows:
+        if row["event_type"] == "trade.fill":
+            recorded.setdefault(row["order_id"], []).append(row)
+    for order_id, parts in fills.items():
+        got = recorded.get(order_id, [])
+        assert [Decimal(r["size"]) for r in got] == [p.last_qty.as_decimal() for p in parts]
+        assert [r["trade_id"] for r in got] == [str(p.trade_id) for p in parts]
+    assert observer.failures == 0
+    assert verify(tmp_path).ok
