@@ -71,9 +71,14 @@ class AuditEventEmitter:
         self._callbacks: list[EventCallback] = list(on_event)
         self._max_bytes = config.max_record_bytes
         self.callback_errors = 0
-        self._next_sequence, self._prev_hash = _resume_point(self._writer.tail)
-        if self._writer.tail.torn_bytes or self._writer.imported_records:
-            self._record_recovery(self._writer.tail, self._writer.imported_records)
+        try:
+            self._next_sequence, self._prev_hash = _resume_point(self._writer.tail)
+            if self._writer.tail.torn_bytes or self._writer.imported_records:
+                self._record_recovery(self._writer.tail, self._writer.imported_records)
+        except BaseException:
+            if writer is None:
+                self._writer.close()  # release the stream lock and the flusher of a writer we made
+            raise
 
     # --- the pipeline -------------------------------------------------------------------------
 

@@ -224,3 +224,22 @@ class TestRestart:
         assert len(report.recovered) == 1
         assert (report.recovered[0].file, report.recovered[0].kind) == (str(path), FailureKind.TORN_LINE)
         assert report.sealed_files == 1
+
+
+class TestUnreadableLastRecord:
+    def test_refuses_to_continue_and_releases_the_stream(self, tmp_path, crash):
+        """A last line that ends with a newline but is not a record is tampering, not a crash:
+        the emitter refuses to chain onto it, says so, and leaves the stream free."""
+        from audit_core import AuditIntegrityError
+
+        config = AuditConfig(base_path=tmp_path, stream_id="s")
+        first = AuditEventEmitter(config)
+        first.emit_param_change("ctl", "k", 0, 1)
+        path = first.writer.path
+        crash(first)
+        with path.open("ab") as handle:
+            handle.write(b'{"not":"a record"}\n')
+        with pytest.raises(AuditIntegrityError, match="last record is unreadable"):
+            AuditEventEmitter(config)
+        with pytest.raises(AuditIntegrityError):  # the lock was released: same error, not "held by pid"
+            AuditEventEmitter(config)
