@@ -22,6 +22,12 @@ from typing import Any, NamedTuple
 
 from audit_core._layout import HOT_SUFFIX, parse_hot_file_name, seal_path
 from audit_core.errors import AuditIntegrityError
+from audit_core.merkle import RFC6962_LEAF_PREFIX as RFC6962_LEAF_PREFIX
+from audit_core.merkle import RFC6962_NODE_PREFIX as RFC6962_NODE_PREFIX
+from audit_core.merkle import MerkleTree as MerkleTree
+from audit_core.merkle import merkle_leaf_hash as merkle_leaf_hash
+from audit_core.merkle import merkle_node_hash as merkle_node_hash
+from audit_core.merkle import merkle_root as merkle_root
 
 #: ``prev_hash`` of the first record of a stream.
 GENESIS_HASH = "0" * 64
@@ -81,59 +87,6 @@ def split_record(line: bytes) -> RecordFields:
     else:
         raise ValueError("prev_hash is neither null nor a 64-character string")
     return RecordFields(body, checksum, sequence, prev_hash)
-
-
-# --- Merkle tree (RFC 6962, section 2.1) -------------------------------------------------------
-
-#: Domain separation of leaves and interior nodes, so a leaf can never pass for a node.
-RFC6962_LEAF_PREFIX = b"\x00"
-RFC6962_NODE_PREFIX = b"\x01"
-
-
-def merkle_leaf_hash(record: bytes) -> bytes:
-    """SHA-256(0x00 || record): the leaf of one record (its line without the newline)."""
-    return hashlib.sha256(RFC6962_LEAF_PREFIX + record).digest()
-
-
-def merkle_node_hash(left: bytes, right: bytes) -> bytes:
-    """SHA-256(0x01 || left || right)."""
-    return hashlib.sha256(RFC6962_NODE_PREFIX + left + right).digest()
-
-
-class MerkleTree:
-    """RFC 6962 Merkle tree hash, built one leaf at a time in O(log n) memory.
-
-    The stack holds the roots of the perfect subtrees the leaves so far decompose into, largest
-    first; folding it from the right gives MTH(D[n]) with the RFC's split at the largest power of two.
-    """
-
-    def __init__(self) -> None:
-        self.size = 0
-        self._stack: list[tuple[int, bytes]] = []
-
-    def add(self, record: bytes) -> None:
-        node = (1, merkle_leaf_hash(record))
-        while self._stack and self._stack[-1][0] == node[0]:
-            size, left = self._stack.pop()
-            node = (size * 2, merkle_node_hash(left, node[1]))
-        self._stack.append(node)
-        self.size += 1
-
-    def root(self) -> str:
-        """Hex root; the root of an empty tree is SHA-256 of the empty string."""
-        if not self._stack:
-            return hashlib.sha256(b"").hexdigest()
-        root = self._stack[-1][1]
-        for _, left in reversed(self._stack[:-1]):
-            root = merkle_node_hash(left, root)
-        return root.hex()
-
-
-def merkle_root(records: Iterable[bytes]) -> str:
-    tree = MerkleTree()
-    for record in records:
-        tree.add(record)
-    return tree.root()
 
 
 # --- seals --------------------------------------------------------------------------------------
