@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-EXTRAS := dev,workbench,nautilus
+EXTRAS := dev,workbench,nautilus,signing
 STAMP := $(VENV)/.installed-$(EXTRAS)
 
 .PHONY: venv test lint typecheck unit demo bench clean

@@ -15,6 +15,7 @@ from typing import NamedTuple
 
 HOT_SUFFIX = ".jsonl"
 SEAL_SUFFIX = ".seal"
+CHECKPOINT_SUFFIX = ".checkpoint"
 _HOT_NAME = re.compile(
     r"^audit\.(?P<trader>[A-Za-z0-9_\-]+)\.(?P<stream>[A-Za-z0-9_\-]+)"
     r"\.(?P<day>\d{4}-\d{2}-\d{2})\.(?P<segment>\d{4})\.jsonl$"
@@ -54,6 +55,11 @@ def parse_hot_file_name(path: Path) -> HotFileName | None:
 def seal_path(path: Path) -> Path:
     """The seal sidecar of a hot file."""
     return path.with_name(path.name + SEAL_SUFFIX)
+
+
+def checkpoint_path(path: Path) -> Path:
+    """The C2SP checkpoint sidecar of a hot file, written next to its seal when the seal is signed."""
+    return path.with_name(path.name + CHECKPOINT_SUFFIX)
 
 
 def lock_path(directory: Path, trader_id: str, stream_id: str) -> Path:

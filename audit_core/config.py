@@ -49,6 +49,11 @@ class AuditConfig(BaseModel):
         durable_failure: What a durable emit does when its record cannot be made durable anywhere:
             ``"raise"`` (``AuditWriteError`` at once) or ``"wait"`` (retry for ``durable_wait_s``, then raise).
         durable_wait_s: How long ``"wait"`` waits.
+        signing_key_path: File with the Ed25519 private key (PEM from ``ledgerline keygen``) that
+            signs every seal; each signed seal also gets a C2SP checkpoint. Needs the ``signing``
+            extra. The key is read once at start-up and never written to the trail.
+        signing_key_env: Name of an environment variable that holds the private key instead (PEM,
+            or base64 of its raw 32 bytes).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -69,6 +74,8 @@ class AuditConfig(BaseModel):
     retry_interval_s: float = Field(default=0.5, gt=0, le=60)
     durable_failure: Literal["raise", "wait"] = "raise"
     durable_wait_s: float = Field(default=5.0, gt=0, le=3600)
+    signing_key_path: Path | None = None
+    signing_key_env: str | None = None
 
     @field_validator("durable_event_types")
     @classmethod
@@ -84,6 +91,8 @@ class AuditConfig(BaseModel):
     def _check_key_source(self) -> AuditConfig:
         if self.hmac_key is not None and self.hmac_key_env is not None:
             raise ValueError("set hmac_key or hmac_key_env, not both")
+        if self.signing_key_path is not None and self.signing_key_env is not None:
+            raise ValueError("set signing_key_path or signing_key_env, not both")
         if self.hmac_key is not None and not self.hmac_key.get_secret_value():
             raise ValueError("hmac_key is empty; omit it for plain SHA-256 checksums")
         if self.fallback_path is not None and Path(self.fallback_path).resolve() == self.hot_path.resolve():

@@ -5,10 +5,15 @@ without the checksum; ``prev_hash`` is the previous record's checksum in the sam
 ``sequence`` counts from 0 without gaps. Editing, deleting, inserting or reordering a line breaks
 one of these at a sequence number that ``verify`` reports. Verification works on the bytes as
 stored and never re-serializes, so records written by older versions stay verifiable.
+
+Seals (``seal_file``) close a file with its count, hashes and RFC 6962 Merkle root (``merkle.py``);
+with a signing key they carry an Ed25519 signature (``signing.py``) and get a C2SP checkpoint
+(``checkpoint.py``), which ``verify`` checks when it is given the public key.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import enum
 import hashlib
@@ -18,9 +23,10 @@ import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from audit_core._layout import HOT_SUFFIX, parse_hot_file_name, seal_path
+from audit_core import checkpoint, signing
+from audit_core._layout import HOT_SUFFIX, checkpoint_path, parse_hot_file_name, seal_path
 from audit_core.errors import AuditIntegrityError
 from audit_core.merkle import RFC6962_LEAF_PREFIX as RFC6962_LEAF_PREFIX
 from audit_core.merkle import RFC6962_NODE_PREFIX as RFC6962_NODE_PREFIX
@@ -28,6 +34,9 @@ from audit_core.merkle import MerkleTree as MerkleTree
 from audit_core.merkle import merkle_leaf_hash as merkle_leaf_hash
 from audit_core.merkle import merkle_node_hash as merkle_node_hash
 from audit_core.merkle import merkle_root as merkle_root
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 #: ``prev_hash`` of the first record of a stream.
 GENESIS_HASH = "0" * 64
@@ -93,6 +102,10 @@ def split_record(line: bytes) -> RecordFields:
 
 SEAL_FORMAT = "ledgerline-seal/1"
 _SEAL_MODE = 0o440  # sealed files and their seals lose their write bits
+#: ``seal_checksum`` covers every other field, the signature included ...
+_CHECKSUM_EXCLUDES = frozenset({"seal_checksum"})
+#: ... and the signature covers every field but itself and the checksum.
+_SIGNATURE_EXCLUDES = frozenset({"seal_checksum", "signature"})
 
 
 @dataclass
@@ -151,13 +164,20 @@ def digest_file(path: Path) -> FileDigest:
 
 
 def seal_file(
-    path: Path, *, next_file: str | None = None, hmac_key: bytes | None = None, sealed_at_ns: int = 0
+    path: Path,
+    *,
+    next_file: str | None = None,
+    hmac_key: bytes | None = None,
+    sealed_at_ns: int = 0,
+    signing_key: Ed25519PrivateKey | None = None,
 ) -> dict[str, Any]:
     """Write ``path``'s seal sidecar and drop the write bits of both. Returns the seal.
 
     The seal is written to a temporary name, synced and renamed, so it is whole or absent.
     ``next_file`` names the stream's following file, so deleting that file is detectable.
     ``seal_checksum`` covers the seal itself (HMAC-SHA256 with a key: unforgeable without it).
+    With ``signing_key`` the seal gets a ``signature`` (Ed25519 over its canonical bytes without
+    ``signature`` and ``seal_checksum``) and a C2SP checkpoint ``<file>.checkpoint`` is written first.
     """
     name = parse_hot_file_name(path)
     seal: dict[str, Any] = {
@@ -168,20 +188,29 @@ def seal_file(
         "next_file": next_file,
         "sealed_at_ns": sealed_at_ns,
     }
+    if signing_key is not None:
+        seal["signature"] = signing.sign_seal(seal_signed_bytes(seal), signing_key)
+        _write_read_only(checkpoint_path(path), checkpoint.sign_checkpoint(seal, signing_key).encode())
     seal["seal_checksum"] = compute_checksum(_canonical_seal(seal), hmac_key)
-    target = seal_path(path)
+    _write_read_only(seal_path(path), json.dumps(seal, indent=1).encode() + b"\n")
+    os.chmod(path, _SEAL_MODE)
+    fsync_directory(path.parent)
+    return seal
+
+
+def _write_read_only(target: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary name, sync it, drop its write bits and rename it to ``target``."""
     temporary = target.with_name(target.name + ".tmp")
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(temporary)  # a read-only leftover of a crash between chmod and rename
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o640)
     try:
-        os.write(fd, json.dumps(seal, indent=1).encode() + b"\n")
+        os.write(fd, data)
         os.fsync(fd)
     finally:
         os.close(fd)
     os.chmod(temporary, _SEAL_MODE)
     os.replace(temporary, target)
-    os.chmod(path, _SEAL_MODE)
-    fsync_directory(path.parent)
-    return seal
 
 
 def read_seal(path: Path) -> dict[str, Any] | None:
@@ -195,9 +224,15 @@ def read_seal(path: Path) -> dict[str, Any] | None:
     return data
 
 
-def _canonical_seal(seal: dict[str, Any]) -> bytes:
-    body = {key: value for key, value in seal.items() if key != "seal_checksum"}
+def _canonical_seal(seal: dict[str, Any], exclude: frozenset[str] = _CHECKSUM_EXCLUDES) -> bytes:
+    """Compact, key-sorted JSON of the seal without the ``exclude`` fields: what checksum and signature cover."""
+    body = {key: value for key, value in seal.items() if key not in exclude}
     return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+
+
+def seal_signed_bytes(seal: dict[str, Any]) -> bytes:
+    """The bytes a seal's Ed25519 ``signature`` covers: the canonical seal without signature and checksum."""
+    return _canonical_seal(seal, _SIGNATURE_EXCLUDES)
 
 
 def fsync_directory(directory: Path) -> None:
@@ -220,6 +255,8 @@ class FailureKind(enum.StrEnum):
     SEAL_MISSING = "seal_missing"
     SEAL_INVALID = "seal_invalid"
     FILE_MISSING = "file_missing"
+    SIGNATURE_MISSING = "signature_missing"
+    SIGNATURE_INVALID = "signature_invalid"
 
 
 @dataclass(frozen=True)
@@ -261,6 +298,8 @@ class VerificationReport:
     #: Torn writes that a later ``sys.recovery`` record in the chain accounts for: honest, not failures.
     recovered: list[VerificationFailure] = field(default_factory=list)
     sealed_files: int = 0
+    #: key id of the public key seal signatures were checked against; None: signatures not checked.
+    signing_key_id: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -281,6 +320,7 @@ class VerificationReport:
             "records": self.records,
             "keyed": self.keyed,
             "sealed_files": self.sealed_files,
+            "signing_key_id": self.signing_key_id,
             "streams": {key: vars(summary) for key, summary in self.streams.items()},
             "failures": [{**vars(f), "kind": f.kind.value} for f in self.failures],
             "recovered": [{**vars(f), "kind": f.kind.value} for f in self.recovered],
@@ -292,6 +332,12 @@ class VerificationReport:
             f"{len(self.streams)} stream(s), {self.sealed_files} sealed, "
             f"checksums {'HMAC-SHA256' if self.keyed else 'SHA-256'}"
         ]
+        if self.sealed_files:
+            lines.append(
+                f"  seal signatures checked against key {self.signing_key_id}"
+                if self.signing_key_id
+                else "  seal signatures not checked (no public key)"
+            )
         for summary in self.streams.values():
             lines.append(
                 f"  stream {summary.stream}: {summary.records} record(s) in {len(summary.files)} file(s), "
@@ -332,6 +378,7 @@ def verify(
     hmac_key: bytes | None = None,
     *,
     require_stream_start: bool = True,
+    public_key: Ed25519PublicKey | None = None,
 ) -> VerificationReport:
     """Verify checksums, sequences and chain of every record under ``path``.
 
@@ -343,6 +390,9 @@ def verify(
         hmac_key: The key the trail was written with, if any.
         require_stream_start: Each stream must begin at sequence 0 with the genesis hash, so a
             deleted first record or first file is reported. Pass False to check a later file alone.
+        public_key: The trusted Ed25519 key the seals were signed with. With it, every seal must
+            carry a valid signature of this key (and its checkpoint, if present, must verify);
+            without it, signatures are not checked at all.
 
     Returns:
         A report; ``report.ok`` is false when anything failed. It never raises for tampering.
@@ -350,8 +400,10 @@ def verify(
     paths = [path] if isinstance(path, (str, Path)) else list(path)
     files = [f for p in paths for f in hot_files(p)]
     report = VerificationReport(keyed=hmac_key is not None)
+    if public_key is not None:
+        report.signing_key_id = signing.key_id(public_key)
     for stream_key, stream_files in _group_streams(files):
-        _verify_stream(stream_key, stream_files, hmac_key, report, require_stream_start)
+        _verify_stream(stream_key, stream_files, hmac_key, report, require_stream_start, public_key)
     return report
 
 
@@ -384,6 +436,7 @@ def _verify_stream(
     hmac_key: bytes | None,
     report: VerificationReport,
     require_stream_start: bool,
+    public_key: Ed25519PublicKey | None = None,
 ) -> None:
     summary = StreamSummary(stream=stream_key)
     report.streams[str(files[0].parent / stream_key)] = summary
@@ -441,7 +494,7 @@ def _verify_stream(
             summary.last_sequence, summary.last_hash = record.sequence, record.checksum
             expected_sequence, prev_checksum = record.sequence + 1, record.checksum
         is_newest = index == len(files) - 1
-        _check_seal(path, digest.finish(), is_newest, names, hmac_key, report)
+        _check_seal(path, digest.finish(), is_newest, names, hmac_key, report, public_key)
 
 
 def _check_seal(
@@ -451,6 +504,7 @@ def _check_seal(
     stream_names: set[str],
     hmac_key: bytes | None,
     report: VerificationReport,
+    public_key: Ed25519PublicKey | None = None,
 ) -> None:
     """Compare a file with its seal; a file that is not its stream's newest must have one."""
     where = str(path)
@@ -475,6 +529,8 @@ def _check_seal(
             where, 0, None, FailureKind.SEAL_INVALID,
             f"{seal_path(path).name}: seal_checksum does not match the seal's contents (edited seal?)",
         ))
+    if public_key is not None:
+        _check_signature(path, seal, public_key, report)
     expected = digest.seal_fields()
     for key, value in expected.items():
         if seal.get(key) != value:
@@ -496,6 +552,27 @@ def _check_seal(
             where, digest.lines, digest.last_sequence, FailureKind.FILE_MISSING,
             f"the seal names the stream's next file {next_file!r}, which is missing",
         ))
+
+
+def _check_signature(
+    path: Path, seal: dict[str, Any], public_key: Ed25519PublicKey, report: VerificationReport
+) -> None:
+    """With a trusted key, a seal must be signed by it, and its checkpoint (if any) must match and verify."""
+    where = str(path)
+    if "signature" not in seal:
+        report.failures.append(VerificationFailure(
+            where, 0, None, FailureKind.SIGNATURE_MISSING,
+            f"{seal_path(path).name} is unsigned, but a public key was given: expected a signature "
+            f"of key {report.signing_key_id}",
+        ))
+        return
+    try:
+        signing.verify_seal_signature(seal["signature"], seal_signed_bytes(seal), public_key)
+        note = checkpoint_path(path)
+        if note.exists():
+            checkpoint.verify_checkpoint(note.read_text(encoding="utf-8"), public_key, seal)
+    except (AuditIntegrityError, OSError, UnicodeDecodeError, ValueError) as exc:
+        report.failures.append(VerificationFailure(where, 0, None, FailureKind.SIGNATURE_INVALID, str(exc)))
 
 
 def _recovers(record: RecordFields, pending: _PendingTorn) -> bool:

@@ -74,12 +74,16 @@ class AuditObserverConfig(ActorConfig, frozen=True):
         stream_id: This node's stream (one per process).
         hmac_key_env: Environment variable holding the trail's HMAC key, if it is keyed.
         sync_writes: Make trade records durable before the handler returns (keep True in production).
+        signing_key_path: File with the Ed25519 private key that signs seals (``ledgerline keygen``).
+        signing_key_env: Environment variable holding that key instead.
     """
 
     base_path: str = "audit_trail"
     stream_id: str = "nautilus"
     hmac_key_env: str | None = None
     sync_writes: bool = True
+    signing_key_path: str | None = None
+    signing_key_env: str | None = None
 
 
 class AuditObserver(Actor):
@@ -117,6 +121,8 @@ class AuditObserver(Actor):
                 stream_id=cfg.stream_id,
                 hmac_key_env=cfg.hmac_key_env,
                 sync_writes=cfg.sync_writes,
+                signing_key_path=cfg.signing_key_path,
+                signing_key_env=cfg.signing_key_env,
             ), clock=self.clock.timestamp_ns)
         # Publishers use events.order.{strategy_id} and events.position.{strategy_id}.
         self.msgbus.subscribe(topic="events.order.*", handler=self._on_order_event)

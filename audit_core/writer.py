@@ -12,6 +12,7 @@ with ``os.write`` to a file opened ``O_APPEND``; bytes once written are never to
   ``fdatasync`` for everyone waiting, outside the write path, so N durable writers cost one sync.
 - **Rotation and seals.** At UTC midnight the file is synced, closed and sealed in the background
   (sidecar with count, hashes, file SHA-256 and Merkle root; write bits dropped). ``close`` seals too.
+  With a signing key configured, seals are signed and get a C2SP checkpoint.
 - **Degradation.** ``ENOSPC``/``EIO``/``EDQUOT`` never reach the trading loop for non-durable
   records: the unwritten bytes stay queued (and are spilled to ``fallback_path`` if configured), the
   writer reports ``is_degraded``, retries every ``retry_interval_s`` and reports the episode through
@@ -54,6 +55,7 @@ from audit_core._stream import (
 from audit_core.config import AuditConfig
 from audit_core.errors import AuditWriteError
 from audit_core.integrity import fsync_directory, seal_file
+from audit_core.signing import load_private_key
 
 logger = logging.getLogger("ledgerline.writer")
 
@@ -108,6 +110,11 @@ class AppendOnlyWriter:
         self.on_state_change = on_state_change
         self._dir = config.hot_path
         self._hmac_key = config.resolve_hmac_key()
+        self._signing_key = (
+            load_private_key(config.signing_key_path, env_var=config.signing_key_env)
+            if config.signing_key_path is not None or config.signing_key_env is not None
+            else None
+        )
         self.stats = WriterStats()
         self._mutex = threading.Lock()  # guards the queue and offsets below
         self._cond = threading.Condition(self._mutex)
@@ -619,7 +626,10 @@ class AppendOnlyWriter:
 
     def _seal(self, path: Path, next_file: str | None) -> None:
         try:
-            seal_file(path, next_file=next_file, hmac_key=self._hmac_key, sealed_at_ns=self._clock())
+            seal_file(
+                path, next_file=next_file, hmac_key=self._hmac_key, sealed_at_ns=self._clock(),
+                signing_key=self._signing_key,
+            )
             self.stats.seals += 1
         except OSError as exc:
             # The next open seals it (files a crash leaves unsealed are sealed on open).
