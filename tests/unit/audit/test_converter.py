@@ -1,0 +1,221 @@
+"""ParquetConverter: verified sealed files become day partitions; nothing lost, nothing twice."""
+
+from __future__ import annotations
+
+import json
+import os
+from decimal import Decimal
+from pathlib import Path
+from typing import ClassVar
+
+import pyarrow.parquet as pq
+import pytest
+
+from audit_core import AuditConfig, AuditEvent, AuditEventEmitter, parse_record
+from audit_core.converter import COLUMNS, MANIFEST_DIR, STAGING_DIR, ParquetConverter
+
+JAN_5_2359 = 1_767_657_540 * 10**9  # 2026-01-05 23:59:00 UTC
+MINUTE = 60 * 10**9
+
+#: The cold schema, pinned: changing it breaks every reader of the cold store.
+EXPECTED_SCHEMA = [
+    ("ts_event", "int64"), ("event_type", "string"), ("source", "string"), ("trader_id", "string"),
+    ("stream", "string"), ("sequence", "int64"), ("correlation_id", "string"), ("prev_hash", "string"),
+    ("checksum", "string"), ("param_name", "string"), ("old_value", "string"), ("new_value", "string"),
+    ("old_value_num", "double"), ("new_value_num", "double"), ("trigger_reason", "string"),
+    ("strategy_source", "string"), ("signal_value", "double"), ("confidence", "double"), ("regime", "string"),
+    ("acted_on", "bool"), ("filter_reason", "string"), ("instrument_id", "string"), ("order_id", "string"),
+    ("side", "string"), ("size", "decimal128(38, 18)"), ("price", "decimal128(38, 18)"),
+    ("expected_price", "decimal128(38, 18)"), ("slippage_bps", "decimal128(38, 18)"),
+    ("realized_pnl", "decimal128(38, 18)"), ("commission", "decimal128(38, 18)"), ("currency", "string"),
+    ("position_id", "string"), ("reason", "string"), ("order_type", "string"), ("venue_order_id", "string"),
+    ("trade_id", "string"), ("liquidity_side", "string"), ("realized_return", "decimal128(38, 18)"),
+    ("avg_px_open", "decimal128(38, 18)"), ("avg_px_close", "decimal128(38, 18)"), ("duration_ns", "int64"),
+    ("ts_init", "int64"), ("payload", "string"), ("record", "string"),
+]
+
+
+class RiskLimitEvent(AuditEvent):
+    """A user's own event root: its fields have no typed column but must survive in ``record``."""
+
+    event_type_root: ClassVar[str] = "risk"
+    limit_name: str
+    utilisation: float
+
+
+class Clock:
+    def __init__(self, now: int) -> None:
+        self.now = now
+
+    def __call__(self) -> int:
+        self.now += MINUTE // 4
+        return self.now
+
+
+def write_trail(base: Path, *, across_midnight: bool = True) -> list[bytes]:
+    """A closed (sealed) trail with every event type; returns its record lines."""
+    clock = Clock(JAN_5_2359 if across_midnight else JAN_5_2359 - 60 * MINUTE)
+    config = AuditConfig(base_path=base, rotate_daily=False, sync_writes=False)
+    with AuditEventEmitter(config, clock=clock) as emitter:
+        for i in range(6):
+            emitter.emit_param_change("meta", "risk_multiplier", 1.0 - i / 10, 0.9 - i / 10, "drawdown",
+                                      event_type="param.risk_change")
+            emitter.emit_param_change("pp", "strategy_weights", {"a": 0.5}, {"a": 0.4 + i / 100, "b": [1, 2]})
+            emitter.emit_signal("pp", "momentum", 0.5 + i, 0.9, regime="VENTRAL", correlation_id=f"S-{i}")
+            emitter.emit_signal("pp", "momentum", 0.1, 0.2, acted_on=False, filter_reason="below_threshold")
+            emitter.emit_trade("trade.fill", "obs", "EUR/USD.SIM", order_id=f"O-{i}", side="SELL",
+                               size="100000", price="1.100120000000000001", commission="2.20", currency="USD",
+                               realized_pnl="-12.345678901234567890", trade_id=f"T-{i}", correlation_id=f"S-{i}")
+            emitter.emit_system("sys.regime_change", "meta", {"from": "VENTRAL", "to": "DORSAL", "n": i})
+            emitter.emit(RiskLimitEvent(event_type="risk.limit_breach", source="risk", limit_name="gross",
+                                        utilisation=1.0 + i, ts_event=clock()))
+    return [line for path in sorted((base / "hot").glob("*.jsonl")) for line in path.read_bytes().splitlines()]
+
+
+def cold_rows(cold: Path) -> list[dict]:
+    return [row for file in sorted(cold.glob("year=*/month=*/day=*/*.parquet"))
+            for row in pq.read_table(file).to_pylist()]
+
+
+class TestSchema:
+    def test_schema_is_pinned(self, tmp_path):
+        write_trail(tmp_path / "t")
+        ParquetConverter(tmp_path / "t" / "hot", tmp_path / "cold").convert_all()
+        (first, *_) = sorted((tmp_path / "cold").glob("year=*/month=*/day=*/*.parquet"))
+        schema = pq.read_schema(first)
+        assert [(f.name, str(f.type)) for f in schema] == EXPECTED_SCHEMA
+        assert [name for name, _, _ in COLUMNS] == [name for name, _ in EXPECTED_SCHEMA]
+
+    def test_zstd_and_sorted_by_time_then_sequence(self, tmp_path):
+        write_trail(tmp_path / "t")
+        ParquetConverter(tmp_path / "t" / "hot", tmp_path / "cold").convert_all()
+        for file in (tmp_path / "cold").glob("year=*/month=*/day=*/*.parquet"):
+            metadata = pq.ParquetFile(file).metadata
+            assert metadata.row_group(0).column(0).compression == "ZSTD"
+            keys = [(r["ts_event"], r["sequence"]) for r in pq.read_table(file).to_pylist()]
+            assert keys == sorted(keys)
+
+
+class TestEveryFieldSurvives:
+    def test_each_row_keeps_its_record_and_typed_columns_match_it(self, tmp_path):
+        lines = write_trail(tmp_path / "t")
+        results = ParquetConverter(tmp_path / "t" / "hot", tmp_path / "cold").convert_all()
+        assert [r.converted for r in results] == [True]
+        rows = cold_rows(tmp_path / "cold")
+        assert sorted(row["record"].encode() for row in rows) == sorted(lines)
+        for row in rows:
+            event = parse_record(row["record"])
+            assert (row["ts_event"], row["event_type"], row["sequence"]) == (
+                event.ts_event, event.event_type, event.sequence)
+            assert row["checksum"] == event.checksum and row["prev_hash"] == event.prev_hash
+            data = event.model_dump(mode="json")
+            for name, value in data.items():
+                if name in row and name not in ("old_value", "new_value", "payload"):
+                    got = row[name]
+                    expected = Decimal(value) if isinstance(got, Decimal) else value
+                    assert got == expected, (name, row["event_type"])
+            for name in ("old_value", "new_value", "payload"):
+                if name in data:
+                    assert json.loads(row[name]) == data[name]
+        risk = [row for row in rows if row["event_type"] == "risk.limit_breach"]
+        assert len(risk) == 6 and all(json.loads(r["record"])["limit_name"] == "gross" for r in risk)
+
+    def test_numeric_parameter_values_get_a_numeric_column(self, tmp_path):
+        write_trail(tmp_path / "t")
+        ParquetConverter(tmp_path / "t" / "hot", tmp_path / "cold").convert_all()
+        rows = cold_rows(tmp_path / "cold")
+        risk = [r for r in rows if r["param_name"] == "risk_multiplier"]
+        weights = [r for r in rows if r["param_name"] == "strategy_weights"]
+        assert all(r["new_value_num"] == json.loads(r["new_value"]) for r in risk)
+        assert all(r["new_value_num"] is None for r in weights)
+
+    def test_decimals_are_exact(self, tmp_path):
+        write_trail(tmp_path / "t")
+        ParquetConverter(tmp_path / "t" / "hot", tmp_path / "cold").convert_all()
+        fills = [r for r in cold_rows(tmp_path / "cold") if r["event_type"] == "trade.fill"]
+        assert {r["price"] for r in fills} == {Decimal("1.100120000000000001")}
+        assert sum(r["realized_pnl"] for r in fills) == Decimal("-12.345678901234567890") * 6
+
+
+class TestPartitions:
+    def test_a_file_spanning_midnight_lands_in_two_days(self, tmp_path):
+        lines = write_trail(tmp_path / "t", across_midnight=True)
+        result = ParquetConverter(tmp_path / "t" / "hot", tmp_path / "cold").convert_all()[0]
+        assert [o.split("/")[2] for o in result.outputs] == ["day=05", "day=06"]
+        stats = ParquetConverter(tmp_path / "t" / "hot", tmp_path / "cold").get_partition_stats()
+        assert [s.partition for s in stats] == ["year=2026/month=01/day=05", "year=2026/month=01/day=06"]
+        assert sum(s.rows for s in stats) == len(lines) == result.rows
+        assert stats[0].last_ts_event < 1_767_657_600 * 10**9 <= stats[1].first_ts_event
+
+
+class TestVerifyBeforeConvert:
+    def test_unsealed_file_is_not_converted(self, tmp_path, crash):
+        emitter = AuditEventEmitter(AuditConfig(base_path=tmp_path / "t"))
+        emitter.emit_param_change("c", "k", 0, 1)
+        crash(emitter)
+        (result,) = ParquetConverter(tmp_path / "t" / "hot", tmp_path / "cold").convert_all()
+        assert not result.converted and "not sealed" in (result.skipped or "")
+        assert not (tmp_path / "cold").exists() or not list((tmp_path / "cold").rglob("*.parquet"))
+
+    def test_tampered_file_is_reported_and_left_untouched(self, tmp_path):
+        write_trail(tmp_path / "t")
+        (path,) = (tmp_path / "t" / "hot").glob("*.jsonl")
+        lines = path.read_bytes().splitlines(keepends=True)
+        lines[3] = lines[3].replace(b'"source":"pp"', b'"source":"PP"')
+        os.chmod(path, 0o640)
+        path.write_bytes(b"".join(lines))
+        before = path.read_bytes()
+        (result,) = ParquetConverter(tmp_path / "t" / "hot", tmp_path / "cold").convert_all()
+        assert not result.converted and result.skipped == "failed verification"
+        assert any("checksum_mismatch" in f for f in result.failures)
+        assert path.read_bytes() == before
+        assert not list((tmp_path / "cold").rglob("*.parquet"))
+        assert not (tmp_path / "cold" / MANIFEST_DIR).exists()
+
+
+class TestIdempotence:
+    def test_converting_twice_writes_nothing_new(self, tmp_path):
+        write_trail(tmp_path / "t")
+        converter = ParquetConverter(tmp_path / "t" / "hot", tmp_path / "cold")
+        converter.convert_all()
+        files = {p: p.stat().st_mtime_ns for p in (tmp_path / "cold").rglob("*.parquet")}
+        again = converter.convert_all()
+        assert [r.skipped for r in again] == ["already converted"]
+        assert {p: p.stat().st_mtime_ns for p in (tmp_path / "cold").rglob("*.parquet")} == files
+
+    def test_a_crash_half_way_leaves_no_duplicates_after_the_next_run(self, tmp_path):
+        lines = write_trail(tmp_path / "t")
+        converter = ParquetConverter(tmp_path / "t" / "hot", tmp_path / "cold")
+        converter.convert_all()
+        # What a crash after the Parquet renames but before the manifest leaves: no manifest entry,
+        # plus a half-written staging file.
+        for manifest in (tmp_path / "cold" / MANIFEST_DIR).iterdir():
+            manifest.unlink()
+        (source,) = (tmp_path / "t" / "hot").glob("*.jsonl")
+        staging = tmp_path / "cold" / STAGING_DIR / source.name
+        staging.mkdir(parents=True)
+        (staging / "20260105.parquet").write_bytes(b"PAR1 half")
+        (result,) = converter.convert_all()
+        assert result.converted
+        assert len(cold_rows(tmp_path / "cold")) == len(lines)
+        assert len(list((tmp_path / "cold").glob("year=*/month=*/day=*/*.parquet"))) == 2
+        assert not staging.exists()  # the half-written staging file is gone
+
+    def test_manifest_records_the_seal_and_the_outputs(self, tmp_path):
+        write_trail(tmp_path / "t")
+        (path,) = (tmp_path / "t" / "hot").glob("*.jsonl")
+        seal = json.loads((path.parent / (path.name + ".seal")).read_bytes())
+        ParquetConverter(tmp_path / "t" / "hot", tmp_path / "cold").convert_all()
+        entry = json.loads((tmp_path / "cold" / MANIFEST_DIR / (path.name + ".json")).read_bytes())
+        assert entry["seal"]["merkle_root"] == seal["merkle_root"]
+        assert entry["seal"]["last_hash"] == seal["last_hash"]
+        assert sum(o["rows"] for o in entry["outputs"]) == seal["records"]
+        for output in entry["outputs"]:
+            assert (tmp_path / "cold" / output["path"]).exists()
+
+
+@pytest.mark.parametrize("quote", ["o'brien"])
+def test_paths_with_quotes_work(tmp_path, quote):
+    write_trail(tmp_path / "t")
+    (result,) = ParquetConverter(tmp_path / "t" / "hot", tmp_path / quote / "cold").convert_all()
+    assert result.converted
