@@ -28,69 +28,81 @@ from audit_core.integrity import fsync_directory, hot_files, read_seal, verify
 MANIFEST_DIR = "_manifest"
 STAGING_DIR = "_staging"
 
-#: The cold schema: (column, DuckDB type, expression over the raw ``line``). Stable: a test pins it.
+#: The cold schema: (column, type, how it is read). Stable: a test pins it. "field" columns come
+#: straight from the record's key of that name; "json" keeps the value as JSON text; "num:<key>"
+#: is the value of <key> when it is a number; "decimal" parses the decimal string exactly.
 _DECIMAL = "DECIMAL(38,18)"
 COLUMNS: tuple[tuple[str, str, str], ...] = (
-    ("ts_event", "BIGINT", "CAST(json_extract(line, '$.ts_event') AS BIGINT)"),
-    ("event_type", "VARCHAR", "json_extract_string(line, '$.event_type')"),
-    ("source", "VARCHAR", "json_extract_string(line, '$.source')"),
-    ("trader_id", "VARCHAR", "json_extract_string(line, '$.trader_id')"),
-    ("stream", "VARCHAR", "?stream"),
-    ("sequence", "BIGINT", "CAST(json_extract(line, '$.sequence') AS BIGINT)"),
-    ("correlation_id", "VARCHAR", "json_extract_string(line, '$.correlation_id')"),
-    ("prev_hash", "VARCHAR", "json_extract_string(line, '$.prev_hash')"),
-    ("checksum", "VARCHAR", "json_extract_string(line, '$.checksum')"),
-    ("param_name", "VARCHAR", "json_extract_string(line, '$.param_name')"),
-    ("old_value", "VARCHAR", "CAST(json_extract(line, '$.old_value') AS VARCHAR)"),
-    ("new_value", "VARCHAR", "CAST(json_extract(line, '$.new_value') AS VARCHAR)"),
-    ("old_value_num", "DOUBLE", "?num:old_value"),
-    ("new_value_num", "DOUBLE", "?num:new_value"),
-    ("trigger_reason", "VARCHAR", "json_extract_string(line, '$.trigger_reason')"),
-    ("strategy_source", "VARCHAR", "json_extract_string(line, '$.strategy_source')"),
-    ("signal_value", "DOUBLE", "CAST(json_extract(line, '$.signal_value') AS DOUBLE)"),
-    ("confidence", "DOUBLE", "CAST(json_extract(line, '$.confidence') AS DOUBLE)"),
-    ("regime", "VARCHAR", "json_extract_string(line, '$.regime')"),
-    ("acted_on", "BOOLEAN", "CAST(json_extract(line, '$.acted_on') AS BOOLEAN)"),
-    ("filter_reason", "VARCHAR", "json_extract_string(line, '$.filter_reason')"),
-    ("instrument_id", "VARCHAR", "json_extract_string(line, '$.instrument_id')"),
-    ("order_id", "VARCHAR", "json_extract_string(line, '$.order_id')"),
-    ("side", "VARCHAR", "json_extract_string(line, '$.side')"),
-    ("size", _DECIMAL, "?dec:size"),
-    ("price", _DECIMAL, "?dec:price"),
-    ("expected_price", _DECIMAL, "?dec:expected_price"),
-    ("slippage_bps", _DECIMAL, "?dec:slippage_bps"),
-    ("realized_pnl", _DECIMAL, "?dec:realized_pnl"),
-    ("commission", _DECIMAL, "?dec:commission"),
-    ("currency", "VARCHAR", "json_extract_string(line, '$.currency')"),
-    ("position_id", "VARCHAR", "json_extract_string(line, '$.position_id')"),
-    ("reason", "VARCHAR", "json_extract_string(line, '$.reason')"),
-    ("order_type", "VARCHAR", "json_extract_string(line, '$.order_type')"),
-    ("venue_order_id", "VARCHAR", "json_extract_string(line, '$.venue_order_id')"),
-    ("trade_id", "VARCHAR", "json_extract_string(line, '$.trade_id')"),
-    ("liquidity_side", "VARCHAR", "json_extract_string(line, '$.liquidity_side')"),
-    ("realized_return", _DECIMAL, "?dec:realized_return"),
-    ("avg_px_open", _DECIMAL, "?dec:avg_px_open"),
-    ("avg_px_close", _DECIMAL, "?dec:avg_px_close"),
-    ("duration_ns", "BIGINT", "CAST(json_extract(line, '$.duration_ns') AS BIGINT)"),
-    ("ts_init", "BIGINT", "CAST(json_extract(line, '$.ts_init') AS BIGINT)"),
-    ("payload", "VARCHAR", "CAST(json_extract(line, '$.payload') AS VARCHAR)"),
-    ("record", "VARCHAR", "line"),
+    ("ts_event", "BIGINT", "field"),
+    ("event_type", "VARCHAR", "field"),
+    ("source", "VARCHAR", "field"),
+    ("trader_id", "VARCHAR", "field"),
+    ("stream", "VARCHAR", "stream"),
+    ("sequence", "BIGINT", "field"),
+    ("correlation_id", "VARCHAR", "field"),
+    ("prev_hash", "VARCHAR", "field"),
+    ("checksum", "VARCHAR", "field"),
+    ("param_name", "VARCHAR", "field"),
+    ("old_value", "VARCHAR", "json"),
+    ("new_value", "VARCHAR", "json"),
+    ("old_value_num", "DOUBLE", "num:old_value"),
+    ("new_value_num", "DOUBLE", "num:new_value"),
+    ("trigger_reason", "VARCHAR", "field"),
+    ("strategy_source", "VARCHAR", "field"),
+    ("signal_value", "DOUBLE", "field"),
+    ("confidence", "DOUBLE", "field"),
+    ("regime", "VARCHAR", "field"),
+    ("acted_on", "BOOLEAN", "field"),
+    ("filter_reason", "VARCHAR", "field"),
+    ("instrument_id", "VARCHAR", "field"),
+    ("order_id", "VARCHAR", "field"),
+    ("side", "VARCHAR", "field"),
+    ("size", _DECIMAL, "decimal"),
+    ("price", _DECIMAL, "decimal"),
+    ("expected_price", _DECIMAL, "decimal"),
+    ("slippage_bps", _DECIMAL, "decimal"),
+    ("realized_pnl", _DECIMAL, "decimal"),
+    ("commission", _DECIMAL, "decimal"),
+    ("currency", "VARCHAR", "field"),
+    ("position_id", "VARCHAR", "field"),
+    ("reason", "VARCHAR", "field"),
+    ("order_type", "VARCHAR", "field"),
+    ("venue_order_id", "VARCHAR", "field"),
+    ("trade_id", "VARCHAR", "field"),
+    ("liquidity_side", "VARCHAR", "field"),
+    ("realized_return", _DECIMAL, "decimal"),
+    ("avg_px_open", _DECIMAL, "decimal"),
+    ("avg_px_close", _DECIMAL, "decimal"),
+    ("duration_ns", "BIGINT", "field"),
+    ("ts_init", "BIGINT", "field"),
+    ("payload", "VARCHAR", "json"),
+    ("record", "VARCHAR", "record"),
 )
 
 
-def _expression(name: str, sql_type: str, template: str) -> str:
-    if template == "?stream":
+def _structure() -> str:
+    """The json_transform structure: each line is parsed once, into one struct."""
+    keys = {}
+    for name, sql_type, kind in COLUMNS:
+        if kind == "field":
+            keys[name] = sql_type
+        elif kind in ("json",):
+            keys[name] = "JSON"
+        elif kind == "decimal":
+            keys[name] = "VARCHAR"  # the exact text; cast below
+    return json.dumps(keys)
+
+
+def _expression(name: str, sql_type: str, kind: str) -> str:
+    if kind == "stream":
         expression = "$stream"
-    elif template.startswith("?num:"):
-        path = f"'$.{template[5:]}'"
-        expression = (
-            f"CASE WHEN json_type(line, {path}) IN ('BIGINT', 'UBIGINT', 'DOUBLE') "
-            f"THEN CAST(json_extract(line, {path}) AS DOUBLE) END"
-        )
-    elif template.startswith("?dec:"):
-        expression = f"CAST(json_extract_string(line, '$.{template[5:]}') AS {sql_type})"
+    elif kind == "record":
+        expression = "line"
+    elif kind.startswith("num:"):
+        value = f"j.{kind[4:]}"
+        expression = f"CASE WHEN json_type({value}) IN ('BIGINT', 'UBIGINT', 'DOUBLE') THEN CAST({value} AS DOUBLE) END"
     else:
-        expression = template
+        expression = f"j.{name}"
     return f"CAST({expression} AS {sql_type}) AS {name}"
 
 
@@ -229,26 +241,25 @@ class ParquetConverter:
             con.execute(
                 f"""CREATE TEMP TABLE rows AS
                 SELECT {_SELECT}
-                FROM read_csv($path, columns={{'line': 'VARCHAR'}}, delim=chr(1), quote='', escape='',
-                              header=false, auto_detect=false, strict_mode=false)
-                WHERE line LIKE '{{%}}'""",
-                {"path": str(path), "stream": stream},
+                FROM (SELECT line, json_transform(line, $structure) AS j
+                      FROM read_csv($path, columns={{'line': 'VARCHAR'}}, delim=chr(1), quote='', escape='',
+                                    header=false, auto_detect=false, strict_mode=false)
+                      WHERE line LIKE '{{%}}')""",
+                {"path": str(path), "stream": stream, "structure": _structure()},
             )
             days = con.execute(f"SELECT DISTINCT {_DAY_OF_ROW} FROM rows ORDER BY 1").fetchall()
             outputs = []
             for (day,) in days:
                 year, month, date = day.split("/")
                 staged = staging / f"{year}{month}{date}.parquet"
-                con.execute(
+                # COPY returns the number of rows it wrote.
+                (count,) = con.execute(
                     f"""COPY (SELECT * FROM rows
                               WHERE {_DAY_OF_ROW} = $day
                               ORDER BY ts_event, sequence)
                         TO '{_sql_string(staged)}'
                         (FORMAT PARQUET, COMPRESSION ZSTD, ROW_GROUP_SIZE {self._row_group_size})""",
                     {"day": day},
-                )
-                (count,) = con.execute(
-                    f"SELECT count(*) FROM rows WHERE {_DAY_OF_ROW} = $day", {"day": day}
                 ).fetchone() or (0,)
                 target_dir = self.cold_path / f"year={year}" / f"month={month}" / f"day={date}"
                 target_dir.mkdir(parents=True, exist_ok=True)
