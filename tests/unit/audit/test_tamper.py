@@ -118,6 +118,15 @@ def generated_trail(specs: list[tuple[Any, ...]], hmac_key: str | None = None) -
 # --- byte-level helpers -------------------------------------------------------------------------
 
 
+def param_trail(base: Path, count: int, hmac_key: str | None = None) -> Path:
+    """A closed (sealed) trail of ``count`` parameter changes; returns its hot file."""
+    config = AuditConfig(base_path=base, sync_writes=False, rotate_daily=False, hmac_key=hmac_key)
+    with AuditEventEmitter(config) as emitter:
+        for value in range(count):
+            emitter.emit_param_change("risk", "k", value, value + 1)
+        return emitter.writer.path
+
+
 def read_lines(path: Path) -> list[bytes]:
     """The file's lines, each with its ``\\n``."""
     return path.read_bytes().splitlines(keepends=True)
@@ -271,11 +280,7 @@ class TestByteFlip:
 
     def test_non_ascii_byte_in_checksum_is_a_mismatch_not_a_crash(self, tmp_path):
         """A non-ASCII byte in the stored checksum must be reported, not crash ``hmac.compare_digest``."""
-        config = AuditConfig(base_path=tmp_path, sync_writes=False, rotate_daily=False)
-        with AuditEventEmitter(config) as emitter:
-            for value in range(3):
-                emitter.emit_param_change("risk", "k", value, value + 1)
-            path = emitter.writer.path
+        path = param_trail(tmp_path, 3)
         lines = read_lines(path)
         lines[1] = lines[1][:-5] + b"\xff" + lines[1][-4:]  # inside the checksum hex
         rewrite(path, lines)
@@ -316,11 +321,7 @@ class TestFieldEdit:
 
     def test_edit_of_last_record_with_new_checksum_of_a_sealed_file_is_a_seal_mismatch(self, tmp_path):
         """Nothing in the chain follows the last record, but the seal holds its hash and the file's."""
-        config = AuditConfig(base_path=tmp_path, sync_writes=False, rotate_daily=False)
-        with AuditEventEmitter(config) as emitter:
-            for value in range(4):
-                emitter.emit_param_change("risk", "k", value, value + 1)
-            path = emitter.writer.path
+        path = param_trail(tmp_path, 4)
         lines = read_lines(path)
         lines[-1] = with_checksum(edit_field(lines[-1], "source"))
         rewrite(path, lines)
@@ -370,11 +371,7 @@ class TestDeletedLine:
 
     def test_deleted_last_line_of_a_sealed_file_is_a_seal_mismatch(self, tmp_path):
         """The seal carries the count, the last sequence and hash: a cut sealed file is not a shorter trail."""
-        config = AuditConfig(base_path=tmp_path, sync_writes=False, rotate_daily=False)
-        with AuditEventEmitter(config) as emitter:
-            for value in range(4):
-                emitter.emit_param_change("risk", "k", value, value + 1)
-            path = emitter.writer.path
+        path = param_trail(tmp_path, 4)
         rewrite(path, read_lines(path)[:-1])
 
         report = verify(path)
@@ -507,11 +504,7 @@ class TestStreamHead:
     """
 
     def _trail(self, tmp_path: Path, count: int = 4) -> Path:
-        config = AuditConfig(base_path=tmp_path, sync_writes=False, rotate_daily=False)
-        with AuditEventEmitter(config) as emitter:
-            for value in range(count):
-                emitter.emit_param_change("risk", "k", value, value + 1)
-            return emitter.writer.path
+        return param_trail(tmp_path, count)
 
     def test_deleted_first_line_is_a_sequence_gap_at_zero(self, tmp_path):
         path = self._trail(tmp_path)
@@ -571,11 +564,7 @@ class TestHmacKeyedTrail:
 
     def test_resealed_forgery_of_a_keyed_trail_has_an_invalid_seal(self, tmp_path):
         """A forger without the key who rewrites the file and its seal cannot make the seal's HMAC."""
-        config = AuditConfig(base_path=tmp_path, sync_writes=False, rotate_daily=False, hmac_key="secret")
-        with AuditEventEmitter(config) as emitter:
-            for value in range(3):
-                emitter.emit_param_change("risk", "k", value, value + 1)
-            path = emitter.writer.path
+        path = param_trail(tmp_path, 3, hmac_key="secret")
         lines = read_lines(path)
         lines[1] = edit_field(lines[1], "source")
         rewrite(path, rechain_from(lines, 1))
@@ -633,11 +622,7 @@ class TestHmacKeyedTrail:
             assert read_lines(path) == forged
 
     def test_keyed_trail_fails_without_the_key_and_passes_with_it(self, tmp_path):
-        config = AuditConfig(base_path=tmp_path, sync_writes=False, rotate_daily=False, hmac_key="secret")
-        with AuditEventEmitter(config) as emitter:
-            for value in range(3):
-                emitter.emit_param_change("risk", "k", value, value + 1)
-            path = emitter.writer.path
+        path = param_trail(tmp_path, 3, hmac_key="secret")
 
         keyed = verify(path, hmac_key=b"secret")
         assert keyed.ok, keyed.to_text()
