@@ -255,6 +255,7 @@ class FailureKind(enum.StrEnum):
     SEAL_MISSING = "seal_missing"
     SEAL_INVALID = "seal_invalid"
     FILE_MISSING = "file_missing"
+    UNEXPECTED_FILE = "unexpected_file"
     SIGNATURE_MISSING = "signature_missing"
     SIGNATURE_INVALID = "signature_invalid"
 
