@@ -132,13 +132,20 @@ def _tail_of(path: Path, max_record_bytes: int) -> StreamTail | None:
     return StreamTail(chunk[start : end + 1], torn, torn_offset, path)
 
 
+def write_synced(fd: int, data: bytes) -> None:
+    """Write all of ``data`` to ``fd`` (looping over short writes), then fdatasync it."""
+    written = 0
+    while written < len(data):
+        written += os.write(fd, data[written:] if written else data)
+    os.fdatasync(fd)
+
+
 def append_to(path: Path | None, data: bytes) -> None:
     assert path is not None
     try:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
         try:
-            os.write(fd, data)
-            os.fdatasync(fd)
+            write_synced(fd, data)
         finally:
             os.close(fd)
     except OSError as exc:

@@ -202,7 +202,7 @@ class AuditObserver(Actor):
                        price=_price_of(order))
         elif isinstance(event, OrderFilled):
             expected, _ = self._expected.get(event.client_order_id, (None, None))
-            side = "BUY" if event.order_side == OrderSide.BUY else "SELL"
+            side = _side(event.order_side)
             filled = event.last_px.as_decimal()
             self._emit(
                 AuditEventType.TRADE_FILL, event, {**common, "side": side, "size": event.last_qty.as_decimal()},
@@ -240,7 +240,7 @@ class AuditObserver(Actor):
             # The order whose fill opened, changed or closed the position.
             "order_id": str(last_fill.client_order_id if last_fill is not None else event.opening_order_id),
             "trade_id": None if last_fill is None else str(last_fill.trade_id),
-            "side": "BUY" if event.entry == OrderSide.BUY else "SELL",
+            "side": _side(event.entry),
             "size": event.quantity.as_decimal(),
             "price": event.last_px.as_decimal(),
             "position_id": str(event.position_id),
@@ -266,7 +266,7 @@ class AuditObserver(Actor):
                                   "ts_init": event.ts_init}
         if order is not None:
             fields |= {
-                "side": "BUY" if order.side == OrderSide.BUY else "SELL",
+                "side": _side(order.side),
                 "size": order.quantity.as_decimal(),
                 "order_type": order.order_type.name,
             }
@@ -300,6 +300,10 @@ class AuditObserver(Actor):
         if signal is not None:
             self._signals[order.client_order_id] = signal
         return expected, signal
+
+
+def _side(side: OrderSide) -> str:
+    return "BUY" if side == OrderSide.BUY else "SELL"
 
 
 def _price_of(order: Any) -> Decimal | None:

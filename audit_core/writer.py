@@ -51,6 +51,7 @@ from audit_core._stream import (
     continues,
     read_tail,
     records_continuing,
+    write_synced,
 )
 from audit_core.config import AuditConfig
 from audit_core.errors import AuditWriteError
@@ -534,10 +535,7 @@ class AppendOnlyWriter:
                 directory.mkdir(parents=True, exist_ok=True)
                 assert self._path is not None
                 self._spill_fd = os.open(directory / (self._path.name + SPILL_SUFFIX), _OPEN_FLAGS, _FILE_MODE)
-            written = 0
-            while written < len(data):
-                written += os.write(self._spill_fd, data[written:])
-            os.fdatasync(self._spill_fd)
+            write_synced(self._spill_fd, data)
         except OSError as exc:
             with self._mutex:
                 self._unspilled[:0] = lines
@@ -609,11 +607,7 @@ class AppendOnlyWriter:
         imported = records_continuing(self.tail.last_record, spills)
         if not imported:
             return
-        data = b"".join(imported)
-        written = 0
-        while written < len(data):
-            written += os.write(self._fd, data[written:])
-        os.fdatasync(self._fd)
+        write_synced(self._fd, b"".join(imported))
         self.imported_records = len(imported)
         self.tail = StreamTail(imported[-1], self.tail.torn_bytes, self.tail.torn_offset, self.tail.path)
         logger.warning("ledgerline: imported %d spilled record(s) into %s", len(imported), self._path)
