@@ -298,6 +298,8 @@ class VerificationReport:
     keyed: bool = False
     #: Torn writes that a later ``sys.recovery`` record in the chain accounts for: honest, not failures.
     recovered: list[VerificationFailure] = field(default_factory=list)
+    #: Streams that start after files a ``sys.retention`` record in the trail says were removed.
+    retired: list[str] = field(default_factory=list)
     sealed_files: int = 0
     #: key id of the public key seal signatures were checked against; None: signatures not checked.
     signing_key_id: str | None = None
@@ -325,6 +327,7 @@ class VerificationReport:
             "streams": {key: vars(summary) for key, summary in self.streams.items()},
             "failures": [{**vars(f), "kind": f.kind.value} for f in self.failures],
             "recovered": [{**vars(f), "kind": f.kind.value} for f in self.recovered],
+            "retired": self.retired,
         }
 
     def to_text(self, max_failures: int = 50) -> str:
@@ -346,6 +349,8 @@ class VerificationReport:
             )
         for torn in self.recovered:
             lines.append(f"  recovered (not a failure): {torn}")
+        for note in self.retired:
+            lines.append(f"  retention (not a failure): {note}")
         for failure in self.failures[:max_failures]:
             lines.append(f"  {failure}")
         if len(self.failures) > max_failures:
@@ -403,9 +408,54 @@ def verify(
     report = VerificationReport(keyed=hmac_key is not None)
     if public_key is not None:
         report.signing_key_id = signing.key_id(public_key)
+    starts = _retention_starts(files, hmac_key) if require_stream_start else {}
     for stream_key, stream_files in _group_streams(files):
-        _verify_stream(stream_key, stream_files, hmac_key, report, require_stream_start, public_key)
+        _verify_stream(
+            stream_key, stream_files, hmac_key, report, require_stream_start, public_key, starts.get(stream_key, {})
+        )
     return report
+
+
+_RETENTION_MARK = b'"event_type":"sys.retention"'
+
+
+class _Retired(NamedTuple):
+    file: str  # the removed file
+    note: str  # what the report says when a stream continues after it
+
+
+def _retention_starts(files: list[Path], hmac_key: bytes | None) -> dict[str, dict[tuple[int, str], _Retired]]:
+    """Where a stream may continue after files retention removed: (sequence, prev_hash) per stream.
+
+    Taken only from ``sys.retention`` records whose checksum verifies; each names the removed
+    files with their last sequence and hash, so the next remaining record must continue exactly
+    there. Deleting any file retention did not announce still shows as a gap.
+    """
+    starts: dict[str, dict[tuple[int, str], _Retired]] = {}
+    for path in files:
+        data = path.read_bytes()
+        if _RETENTION_MARK not in data:
+            continue
+        for line in data.splitlines(keepends=True):
+            if _RETENTION_MARK not in line:
+                continue
+            try:
+                record = split_record(line)
+                payload = json.loads(line).get("payload", {})
+            except ValueError:
+                continue
+            if not hmac.compare_digest(compute_checksum(record.body, hmac_key), record.checksum):
+                continue
+            for removed in payload.get("hot_files", []):
+                if isinstance(removed, dict) and isinstance(removed.get("last_sequence"), int):
+                    note = (
+                        f"stream {removed.get('stream')} continues after {removed.get('file')}, removed by "
+                        f"retention plan {payload.get('plan_id')} (sys.retention, sequence {record.sequence} "
+                        f"in {path.name})"
+                    )
+                    key = (removed["last_sequence"] + 1, str(removed.get("last_hash")))
+                    starts.setdefault(str(removed.get("stream")), {})[key] = _Retired(str(removed.get("file")), note)
+    return starts
 
 
 def _group_streams(files: list[Path]) -> Iterator[tuple[str, list[Path]]]:
@@ -438,6 +488,7 @@ def _verify_stream(
     report: VerificationReport,
     require_stream_start: bool,
     public_key: Ed25519PublicKey | None = None,
+    retention_starts: dict[tuple[int, str], _Retired] | None = None,
 ) -> None:
     summary = StreamSummary(stream=stream_key)
     report.streams[str(files[0].parent / stream_key)] = summary
@@ -446,7 +497,8 @@ def _verify_stream(
     prev_checksum: str | None = GENESIS_HASH if require_stream_start else None
     pending: _PendingTorn | None = None
     provisional: list[_PendingTorn] = []  # rewritten whole; waiting for the sys.recovery that names them
-    names = {path.name for path in files}
+    # A seal's next_file may be gone when a sys.retention record names it.
+    names = {path.name for path in files} | {retired.file for retired in (retention_starts or {}).values()}
     for index, path in enumerate(files):
         report.files.append(str(path))
         summary.files.append(str(path))
@@ -471,6 +523,11 @@ def _verify_stream(
                 prev_checksum, expected_sequence = None, _next(expected_sequence)
                 continue
             digest.add_line(line, record)
+            if line_no == 1 and retention_starts and expected_sequence not in (None, record.sequence):
+                retired = retention_starts.get((record.sequence, str(record.prev_hash)))
+                if retired is not None:  # the files before this one were removed, and the trail says so
+                    expected_sequence, prev_checksum = record.sequence, record.prev_hash
+                    report.retired.append(retired.note)
             if pending is not None:
                 if _recovers(record, pending):
                     # A crash tore this line and the writer said so in the chain on restart.
