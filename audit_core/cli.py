@@ -8,20 +8,25 @@ a sequence that is not in the file).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import datetime as dt
 import inspect
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from audit_core.checkpoint import verifier_key
+from audit_core.config import AuditConfig
 from audit_core.errors import AuditError, AuditIntegrityError
 from audit_core.integrity import verify as verify_trail
 from audit_core.proofs import check_proof as check_proof_file
 from audit_core.proofs import prove as prove_record
 from audit_core.reader import describe_event
 from audit_core.reader import tail as tail_trail
+from audit_core.retention import MANIFEST_DIR
 from audit_core.signing import generate_keypair, load_public_key
 
 if TYPE_CHECKING:
@@ -33,16 +38,115 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 def verify(args: argparse.Namespace) -> int:
     """Verify checksums, sequences, hash chains and seals; exit 1 if anything failed.
 
-    With --public-key every seal must carry a valid Ed25519 signature of that key (and its
-    checkpoint, if present, must verify); without it signatures are not checked.
+    Hot JSONL files anywhere under PATH are verified as chains; every cold store under PATH (a
+    directory with a _manifest) is verified from its Parquet rows against the seals its manifest
+    recorded. With --public-key every seal must carry a valid Ed25519 signature of that key (and
+    its checkpoint, if present, must verify); without it signatures are not checked.
 
     example:
       ledgerline verify trail/ --hmac-key-env LEDGERLINE_KEY --public-key ledgerline.pub
     """
     key = _hmac_key(args.hmac_key_env)
-    report = verify_trail(args.path, hmac_key=key, public_key=_public_key(args.public_key))
-    print(json.dumps(report.to_dict(), indent=2) if args.json else report.to_text(args.max_failures))
-    return EXIT_OK if report.ok else EXIT_FAILED
+    root = Path(args.path)
+    cold_roots = _cold_roots(root)
+    reports = []
+    if not cold_roots or any(root.rglob("*.jsonl")) or root.is_file():
+        reports.append(verify_trail(root, hmac_key=key, public_key=_public_key(args.public_key)))
+    for cold in cold_roots:
+        from audit_core.converter import verify_cold
+
+        reports.append(verify_cold(cold, hmac_key=key))
+    for report in reports:
+        print(json.dumps(report.to_dict(), indent=2) if args.json else report.to_text(args.max_failures))
+    return EXIT_OK if all(report.ok for report in reports) else EXIT_FAILED
+
+
+def convert(args: argparse.Namespace) -> int:
+    """Convert sealed, verified hot files to partitioned Parquet; exit 1 if any failed verification.
+
+    Safe to run again at any time (files already converted are skipped) and after a crash. Live
+    (unsealed) files are skipped until they are sealed.
+
+    example:
+      ledgerline convert trail/hot trail/cold --public-key ledgerline.pub
+    """
+    from audit_core.converter import ParquetConverter
+
+    converter = ParquetConverter(
+        _existing(args.hot), args.cold, hmac_key=_hmac_key(args.hmac_key_env), public_key=_public_key(args.public_key)
+    )
+    with _progress_bar(args.quiet) as progress:
+        results = converter.convert_all(progress=progress)
+    failed = [r for r in results if r.failures]
+    for result in results:
+        if result.converted:
+            print(f"converted {result.source}: {result.rows} rows -> {', '.join(result.outputs)}")
+        elif result.failures:
+            print(f"NOT converted {result.source}: {result.skipped}: {result.failures[0]}")
+        elif not args.quiet:
+            print(f"skipped {result.source}: {result.skipped}")
+    converted = sum(r.converted for r in results)
+    print(f"{converted} converted, {len(failed)} failed verification, {len(results) - converted - len(failed)} skipped")
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def stats(args: argparse.Namespace) -> int:
+    """Files, rows, bytes and time range of every day partition of a cold store.
+
+    example:
+      ledgerline stats trail/cold
+    """
+    from audit_core.converter import ParquetConverter
+
+    partitions = ParquetConverter(args.cold, _existing(args.cold)).get_partition_stats()
+    if args.json:
+        print(json.dumps([vars(p) for p in partitions], indent=2))
+        return EXIT_OK
+    print(f"{'partition':<28} {'files':>5} {'rows':>10} {'bytes':>12}  first .. last ts_event (UTC)")
+    for p in partitions:
+        span = f"{_iso(p.first_ts_event)} .. {_iso(p.last_ts_event)}"
+        print(f"{p.partition:<28} {p.files:>5} {p.rows:>10} {p.bytes:>12}  {span}")
+    print(f"{len(partitions)} partition(s), {sum(p.rows for p in partitions)} rows, "
+          f"{sum(p.bytes for p in partitions)} bytes")
+    return EXIT_OK
+
+
+def retention(args: argparse.Namespace) -> int:
+    """Remove cold partitions and converted hot files older than --days; the purge is recorded first.
+
+    A sys.retention record naming everything removed (with the seal hashes of removed hot files)
+    is appended to the trail (stream "retention" in --hot) before anything goes. Legal holds in
+    COLD/_legal_holds.json pin date ranges. --days 0 keeps everything.
+
+    example:
+      ledgerline retention trail/cold --hot trail/hot --days 90 --dry-run
+    """
+    from audit_core.retention import apply_retention
+
+    cold = _existing(args.cold)
+    hot = Path(args.hot) if args.hot else cold.parent / "hot"
+    config = None
+    if args.trader_id or args.hmac_key_env:
+        config = AuditConfig(
+            base_path=hot.parent, trader_id=args.trader_id or "TRADER-001", hmac_key_env=args.hmac_key_env
+        )
+    plan = apply_retention(
+        hot if hot.exists() else None, cold, days=args.days, now=args.now, dry_run=args.dry_run, config=config,
+        public_key=_public_key(args.public_key),
+    )
+    verb = "would remove" if plan.dry_run else "removed"
+    if plan.resumed:
+        print(f"finished an interrupted purge (plan {plan.plan_id})")
+    for partition in plan.partitions:
+        print(f"{verb} partition {partition}")
+    for removed in plan.hot_files:
+        print(f"{verb} hot file {removed.file} (last hash {str(removed.last_hash)[:16]}...)")
+    for item, why in plan.kept:
+        print(f"kept {item}: {why}")
+    recorded = "" if plan.record_sequence is None else f"; recorded as sys.retention sequence {plan.record_sequence}"
+    print(f"cutoff {plan.cutoff}: {verb} {len(plan.partitions)} partition(s) and {len(plan.hot_files)} hot file(s)"
+          f"{recorded}")
+    return EXIT_OK
 
 
 def tail(args: argparse.Namespace) -> int:
@@ -120,6 +224,54 @@ def _public_key(path: str | None) -> Ed25519PublicKey | None:
     return None if path is None else load_public_key(path)
 
 
+def _existing(path: str) -> Path:
+    if not Path(path).exists():
+        raise AuditError(f"{path}: no such file or directory")
+    return Path(path)
+
+
+def _cold_roots(root: Path) -> list[Path]:
+    """Cold stores at or under ``root``: directories holding a ``_manifest``."""
+    if root.is_file() or not root.exists():
+        return []
+    return sorted(manifest.parent for manifest in root.rglob(MANIFEST_DIR) if manifest.is_dir())
+
+
+def _iso(ts_ns: int | None) -> str:
+    if ts_ns is None:
+        return "-"
+    return dt.datetime.fromtimestamp(ts_ns / 1e9, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _utc_datetime(text: str) -> dt.datetime:
+    try:
+        parsed = dt.datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO date or datetime, e.g. 2026-01-31T00:00") from exc
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+@contextlib.contextmanager
+def _progress_bar(quiet: bool) -> Iterator[Callable[[int, int, str], None] | None]:
+    """A tqdm bar on stderr fed by the library's progress callback (files done of total)."""
+    if quiet:
+        yield None
+        return
+    from tqdm import tqdm
+
+    bar = tqdm(total=0, unit="file", desc="converting", file=sys.stderr, disable=None)
+
+    def update(done: int, total: int, name: str) -> None:
+        bar.total = total
+        bar.set_postfix_str(name, refresh=False)
+        bar.update(done - bar.n)
+
+    try:
+        yield update
+    finally:
+        bar.close()
+
+
 def _add_verb(
     verbs: argparse._SubParsersAction[argparse.ArgumentParser],
     name: str,
@@ -143,6 +295,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--public-key", metavar="KEY", help="public key file: require seals signed by it")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--max-failures", type=int, default=50, help="failures to list (default 50)")
+
+    p = _add_verb(verbs, "convert", convert)
+    p.add_argument("hot", metavar="HOT", help="hot directory (or one hot file)")
+    p.add_argument("cold", metavar="COLD", help="cold store root (created if missing)")
+    p.add_argument("--hmac-key-env", metavar="VAR", help="environment variable holding the HMAC key")
+    p.add_argument("--public-key", metavar="KEY", help="public key file: convert only files whose seals it signed")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no lines for skipped files")
+
+    p = _add_verb(verbs, "stats", stats)
+    p.add_argument("cold", metavar="COLD", help="cold store root")
+    p.add_argument("--json", action="store_true", help="print the partitions as JSON")
+
+    p = _add_verb(verbs, "retention", retention)
+    p.add_argument("cold", metavar="COLD", help="cold store root")
+    p.add_argument("--days", type=int, required=True, metavar="N", help="keep N days (0: keep everything)")
+    p.add_argument("--hot", metavar="DIR", help="hot directory (default: COLD/../hot)")
+    p.add_argument("--dry-run", action="store_true", help="print what would be removed; change nothing")
+    p.add_argument("--now", type=_utc_datetime, metavar="ISO", help="the current time (default: now, UTC)")
+    p.add_argument("--trader-id", metavar="ID", help="trader id of the retention stream (default: the trail's)")
+    p.add_argument("--hmac-key-env", metavar="VAR", help="environment variable holding the HMAC key")
+    p.add_argument("--public-key", metavar="KEY", help="public key file: hot files' seals must be signed by it")
 
     p = _add_verb(verbs, "tail", tail)
     p.add_argument("path", help="a hot JSONL file or a trail directory")
