@@ -3,6 +3,7 @@
 Imports nothing heavier than pydantic, so a trading process that only emits stays light.
 """
 
+from audit_core.audited import AuditedComponent, AuditedParameter, reason
 from audit_core.config import AuditConfig
 from audit_core.emitter import AuditEventEmitter
 from audit_core.errors import AuditConfigError, AuditError, AuditIntegrityError, AuditWriteError
@@ -31,6 +32,8 @@ __all__ = [
     "AuditEventType",
     "AuditIntegrityError",
     "AuditWriteError",
+    "AuditedComponent",
+    "AuditedParameter",
     "FailureKind",
     "OrderSide",
     "ParameterChangeEvent",
@@ -42,6 +45,7 @@ __all__ = [
     "VerificationReport",
     "describe_event",
     "parse_record",
+    "reason",
     "tail",
     "verify",
 ]

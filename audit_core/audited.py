@@ -118,10 +118,10 @@ def freeze(value: Any) -> Any:
 
 def to_json_value(value: Any) -> Any:
     """What an audited value looks like in the record: JSON types only, exact decimals as text."""
+    if isinstance(value, enum.Enum):  # before str: a StrEnum is a str, but records its plain value
+        return to_json_value(value.value) if isinstance(value.value, (str, int, float)) else value.name
     if value is _UNSET or value is None or isinstance(value, (bool, int, float, str)):
         return None if value is _UNSET else value
-    if isinstance(value, enum.Enum):
-        return to_json_value(value.value) if isinstance(value.value, (str, int, float)) else value.name
     if isinstance(value, Decimal):
         return str(value)
     if isinstance(value, Mapping):
