@@ -1,0 +1,329 @@
+"""Fast verification of one sealed hot file, and the cold-side record layout, for the converter.
+
+``scan_file`` reads the file once, in chunks, and for every chunk checks what ``integrity.verify``
+checks for one sealed file: each record's layout, checksum, sequence and chain, plus everything the
+seal says (count, size, sequence range, hashes, file SHA-256 and the RFC 6962 Merkle root, seal
+checksum and signature, through ``integrity._check_seal``). Canonical lines are sliced with one RE2
+pattern over the whole chunk (pyarrow); only the SHA-256 calls run per line in Python. Whatever is
+not plainly right (a torn or non-canonical line, any mismatch) makes ``verify_scanned`` fall back
+to the full ``integrity.verify``, so the verdict and the failure kinds are always ``verify``'s.
+
+Each chunk is also handed to the caller as an Arrow batch (``BATCH_SCHEMA``): the converter's
+columnar pass consumes it while the next chunk is being hashed, so the file is read once.
+
+Cold ``record`` layout: the record line without its ``checksum`` field (``,"checksum":"..."``) and
+without the value of its top-level ``prev_hash`` when that is a string (``"prev_hash":`` is kept,
+followed directly by the next field). Both are in their own columns; ``rebuild_line`` puts them
+back byte for byte. This saves the two 64-character hashes per row that zstd cannot compress.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from audit_core.integrity import (
+    CHECKSUM_SUFFIX_PREFIX,
+    GENESIS_HASH,
+    FileDigest,
+    VerificationReport,
+    _check_seal,
+    split_record,
+    verify,
+)
+from audit_core.merkle import RFC6962_LEAF_PREFIX, RFC6962_NODE_PREFIX
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+#: Bytes read per chunk: bounds memory (a chunk and its Arrow batch), large enough to amortize.
+CHUNK_BYTES = 8 << 20
+#: Leaves hashed into one perfect subtree before it joins the running RFC 6962 tree.
+MERKLE_BLOCK = 4096
+
+_SUFFIX_LEN = len(CHECKSUM_SUFFIX_PREFIX) + 64 + 2  # ,"checksum":"<64 hex>"}
+_PREV_KEY = b'"prev_hash":'
+_STRING = r'"(?:[^"\\]|\\.)*"'
+#: The canonical record layout the emitter writes. A line that matches it has exactly the fields
+#: ``integrity.split_record`` would slice (the first ``"sequence":`` and ``"prev_hash":`` are the
+#: top-level keys, because the fields before them cannot hold an unescaped quote).
+CANONICAL_LINE = (
+    r'^\{"ts_event":(?P<ts>\d+),"event_type":' + _STRING + ',"source":' + _STRING + ',"trader_id":' + _STRING
+    + r',"sequence":(?P<seq>\d+),"correlation_id":(?:null|' + _STRING + r')'
+    + r',"prev_hash":(?:null|"(?P<prev>[0-9a-f]{64})")'
+    + r'[,}].*,"checksum":"(?P<checksum>[0-9a-f]{64})"\}$'
+)
+#: What each chunk becomes for the columnar pass. ``line`` is the full line (NULL for a torn one);
+#: ``record`` the cold layout (for a torn line: its bytes decoded with replacement characters,
+#: for display); ``torn_bytes`` the exact bytes of a line that is not a record; ``torn_ts`` the
+#: ts_event of the record before a torn line.
+BATCH_FIELDS = (
+    ("source_line", "int64"),
+    ("line", "string"),
+    ("record", "string"),
+    ("torn_bytes", "binary"),
+    ("torn_ts", "int64"),
+)
+
+
+def batch_schema() -> pa.Schema:
+    import pyarrow as pa
+
+    return pa.schema([(name, getattr(pa, kind)()) for name, kind in BATCH_FIELDS])
+
+
+# --- the cold record layout -------------------------------------------------------------------
+
+
+def strip_line(line: bytes, prev_hash: str | None) -> bytes:
+    """The cold ``record`` of a record line (without its newline): no checksum, no prev_hash value."""
+    body = line[:-_SUFFIX_LEN] + b"}"
+    if prev_hash is None:
+        return body
+    at = body.find(_PREV_KEY) + len(_PREV_KEY)
+    return body[:at] + body[at + 66 :]
+
+
+def rebuild_line(record: bytes, prev_hash: str | None, checksum: str) -> bytes:
+    """The original record line (without its newline) from a cold ``record`` and its hash columns."""
+    if prev_hash is not None:
+        at = record.find(_PREV_KEY) + len(_PREV_KEY)
+        record = record[:at] + b'"' + prev_hash.encode() + b'"' + record[at:]
+    return record[:-1] + CHECKSUM_SUFFIX_PREFIX + checksum.encode() + b'"}'
+
+
+# --- RFC 6962 root, streamed ------------------------------------------------------------------
+
+
+class _MerkleStream:
+    """RFC 6962 Merkle tree hash over already hashed leaves, fed in lists; O(log n) state.
+
+    Full blocks of ``block`` leaves (a power of two) are reduced level by level into one perfect
+    subtree, which joins a stack of perfect subtrees exactly as ``merkle.MerkleTree.add`` does.
+    """
+
+    def __init__(self, block: int = MERKLE_BLOCK) -> None:
+        assert block & (block - 1) == 0, "block must be a power of two"
+        self._block = block
+        self._pending: list[bytes] = []
+        self._stack: list[tuple[int, bytes]] = []
+        self.size = 0
+
+    def add(self, leaves: list[bytes]) -> None:
+        self._pending += leaves
+        self.size += len(leaves)
+        block = self._block
+        if len(self._pending) < block:
+            return
+        full = len(self._pending) - len(self._pending) % block
+        for start in range(0, full, block):
+            level = self._pending[start : start + block]
+            while len(level) > 1:
+                level = [_node(left, right) for left, right in zip(level[0::2], level[1::2], strict=True)]
+            self._push(block, level[0])
+        del self._pending[:full]
+
+    def _push(self, size: int, node: bytes) -> None:
+        while self._stack and self._stack[-1][0] == size:
+            _, left = self._stack.pop()
+            node, size = _node(left, node), size * 2
+        self._stack.append((size, node))
+
+    def root(self) -> str:
+        for leaf in self._pending:
+            self._push(1, leaf)
+        self._pending = []
+        if not self._stack:
+            return hashlib.sha256(b"").hexdigest()
+        root = self._stack[-1][1]
+        for _, left in reversed(self._stack[:-1]):
+            root = _node(left, root)
+        return root.hex()
+
+
+def _node(left: bytes, right: bytes) -> bytes:
+    return hashlib.sha256(RFC6962_NODE_PREFIX + left + right).digest()
+
+
+# --- the scan ---------------------------------------------------------------------------------
+
+
+@dataclass
+class ScanResult:
+    """What one pass over a hot file found. ``clean``: every line a canonical, chained record."""
+
+    digest: FileDigest
+    clean: bool = True
+    problems: list[str] = field(default_factory=list)
+    torn_lines: int = 0
+
+
+def _chunks(path: Path, chunk_bytes: int) -> Iterator[bytes]:
+    """The file in pieces that end at a newline (the last may not: a torn end)."""
+    with path.open("rb") as handle:
+        rest = b""
+        while True:
+            block = handle.read(chunk_bytes)
+            if not block:
+                if rest:
+                    yield rest
+                return
+            block = rest + block
+            cut = block.rfind(b"\n") + 1
+            if cut == 0:
+                rest = block
+                continue
+            rest = block[cut:]
+            yield block[:cut]
+
+
+def scan_file(
+    path: Path,
+    hmac_key: bytes | None = None,
+    on_batch: Callable[[pa.RecordBatch], None] | None = None,
+    *,
+    chunk_bytes: int = CHUNK_BYTES,
+    merkle_block: int = MERKLE_BLOCK,
+) -> ScanResult:
+    """One pass over ``path``: checksums, sequences, chain and seal digest; batches for ``on_batch``."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    schema = batch_schema()
+    digest = FileDigest()
+    result = ScanResult(digest)
+    tree = _MerkleStream(merkle_block)
+    file_sha = hashlib.sha256()
+    sha = hashlib.sha256
+    line_no = 0
+    expected_sequence: int | None = None
+    last_checksum: str | None = None
+    last_ts: int | None = None
+
+    def problem(text: str) -> None:
+        result.clean = False
+        if len(result.problems) < 20:
+            result.problems.append(text)
+
+    for chunk in _chunks(path, chunk_bytes):
+        file_sha.update(chunk)
+        digest.size += len(chunk)
+        torn_end = not chunk.endswith(b"\n")
+        lines = chunk.split(b"\n")
+        if not torn_end:
+            lines.pop()
+        n = len(lines)
+        tree.add([sha(RFC6962_LEAF_PREFIX + line).digest() for line in lines])
+        arrow_lines = pa.array(lines, pa.binary())
+        fields = pc.extract_regex(arrow_lines, CANONICAL_LINE)
+        first_line = line_no + 1
+        if fields.null_count == 0 and not torn_end:
+            # The fast path: every line canonical, checked column-wise.
+            if hmac_key is None:
+                digests = [sha(line[:-_SUFFIX_LEN] + b"}").digest() for line in lines]
+            else:
+                digests = [hmac.digest(hmac_key, line[:-_SUFFIX_LEN] + b"}", "sha256") for line in lines]
+            computed = pa.FixedSizeBinaryArray.from_buffers(
+                pa.binary(64), n, [None, pa.py_buffer(b"".join(digests).hex().encode())]
+            ).cast(pa.binary())
+            stored = fields.field("checksum")
+            if not pc.all(pc.equal(computed, stored)).as_py():
+                problem(f"checksum mismatch in lines {first_line}..{first_line + n - 1}")
+            sequences = fields.field("seq").cast(pa.int64())
+            first_sequence = sequences[0].as_py()
+            start = first_sequence if expected_sequence is None else expected_sequence
+            if not pc.all(pc.equal(sequences, pa.array(range(start, start + n), pa.int64()))).as_py():
+                problem(f"sequence gap or repeat in lines {first_line}..{first_line + n - 1}")
+            prev = fields.field("prev")
+            if last_checksum is None and first_sequence == 0 and prev[0].as_py() != GENESIS_HASH.encode():
+                problem(f"line {first_line}: sequence 0 without the genesis prev_hash")
+            carried = pa.array([None if last_checksum is None else last_checksum.encode()], pa.binary())
+            expected_prev = pa.concat_arrays([carried, stored.slice(0, n - 1)])
+            if last_checksum is None:
+                expected_prev, prev_checked = expected_prev.slice(1), prev.slice(1)
+            else:
+                prev_checked = prev
+            if prev_checked.null_count or not pc.all(pc.equal(prev_checked, expected_prev)).as_py():
+                problem(f"chain break in lines {first_line}..{first_line + n - 1}")
+            checksums = stored.cast(pa.string())
+            if digest.first_sequence is None:
+                digest.first_sequence, digest.first_hash = first_sequence, checksums[0].as_py()
+            digest.last_sequence, digest.last_hash = sequences[n - 1].as_py(), checksums[n - 1].as_py()
+            expected_sequence, last_checksum = digest.last_sequence + 1, digest.last_hash
+            last_ts = int(fields.field("ts")[n - 1].as_py())
+            if on_batch is not None:
+                records = pc.binary_join_element_wise(pc.binary_slice(arrow_lines, 0, -_SUFFIX_LEN), b"}", b"")
+                stripped = pc.replace_substring_regex(
+                    records, r'"prev_hash":"[0-9a-f]{64}"', '"prev_hash":', max_replacements=1
+                )
+                records = pc.if_else(pc.is_null(prev), records, stripped)
+                on_batch(pa.record_batch([
+                    pa.array(range(first_line, first_line + n), pa.int64()),
+                    arrow_lines.cast(pa.string()),
+                    records.cast(pa.string()),
+                    pa.nulls(n, pa.binary()),
+                    pa.nulls(n, pa.int64()),
+                ], schema=schema))
+        else:
+            rows: list[list[Any]] = [[], [], [], [], []]
+            for index, line in enumerate(lines):
+                whole = index < n - 1 or not torn_end
+                try:
+                    record = split_record(line + b"\n") if whole else None
+                except ValueError:
+                    record = None
+                rows[0].append(first_line + index)
+                if record is None:
+                    result.torn_lines += 1
+                    problem(f"line {first_line + index}: not a record (a torn write?)")
+                    rows[1].append(None)
+                    rows[2].append(line.decode("utf-8", "replace"))
+                    rows[3].append(line)
+                    rows[4].append(last_ts)
+                    expected_sequence, last_checksum = None, None
+                    continue
+                problem(f"line {first_line + index}: not in the canonical layout")  # verify() decides
+                if digest.first_sequence is None:
+                    digest.first_sequence, digest.first_hash = record.sequence, record.checksum
+                digest.last_sequence, digest.last_hash = record.sequence, record.checksum
+                with contextlib.suppress(ValueError):
+                    last_ts = int(line[len(b'{"ts_event":') : line.index(b",")])
+                rows[1].append(line.decode("utf-8", "replace"))
+                rows[2].append(strip_line(line, record.prev_hash).decode("utf-8", "replace"))
+                rows[3].append(None)
+                rows[4].append(None)
+            if on_batch is not None:
+                on_batch(pa.record_batch(
+                    [pa.array(column, kind) for column, kind in zip(rows, schema.types, strict=True)], schema=schema))
+        line_no += n
+        digest.lines += n
+    digest.file_sha256 = file_sha.hexdigest()
+    digest.merkle_root = tree.root()
+    return result
+
+
+def verify_scanned(
+    path: Path, scan: ScanResult, hmac_key: bytes | None = None, public_key: Any = None
+) -> VerificationReport:
+    """The ``verify([path], require_stream_start=False)`` report of a scanned file.
+
+    A clean scan needs only the seal checks; anything else is left to the full ``verify``, whose
+    report (failure kinds, lines, recovered torn writes) is returned as is.
+    """
+    if scan.clean:
+        report = VerificationReport(keyed=hmac_key is not None)
+        if public_key is not None:
+            from audit_core import signing
+
+            report.signing_key_id = signing.key_id(public_key)
+        report.files.append(str(path))
+        report.records = scan.digest.lines
+        _check_seal(path, scan.digest, True, {path.name}, hmac_key, report, public_key)
+        if report.ok and report.sealed_files:
+            return report
+    return verify([path], hmac_key, require_stream_start=False, public_key=public_key)
