@@ -1,0 +1,38 @@
+"""Ledgerline forensics workbench: lazy Ibis queries and forensic analyses over an audit trail.
+
+Open a trail with ``open_trail``; every analysis takes the trail first and returns a lazy Ibis
+expression (or a small result object with lazy parts and ``to_pandas()``). Execution happens only
+at the edges: ``to_pandas()``, ``to_pyarrow()``, ``execute()`` and charts.
+"""
+
+from workbench.anomalies import UnexplainedChanges, detect_unexplained_changes
+from workbench.errors import ResultTruncatedWarning, TrailNotFoundError, WorkbenchError, WorkbenchInputError
+from workbench.incident import describe, reconstruct_incident
+from workbench.parameters import parameter_changes, parameter_history, state_at
+from workbench.pnl import PnlReconciliation, pnl_reconciliation, realized_pnl_series
+from workbench.query import AuditQuery
+from workbench.trades import SignalConversion, signal_conversion, trade_lifecycle
+from workbench.trail import Trail, open_trail
+
+__all__ = [
+    "AuditQuery",
+    "PnlReconciliation",
+    "ResultTruncatedWarning",
+    "SignalConversion",
+    "Trail",
+    "TrailNotFoundError",
+    "UnexplainedChanges",
+    "WorkbenchError",
+    "WorkbenchInputError",
+    "describe",
+    "detect_unexplained_changes",
+    "open_trail",
+    "parameter_changes",
+    "parameter_history",
+    "pnl_reconciliation",
+    "realized_pnl_series",
+    "reconstruct_incident",
+    "signal_conversion",
+    "state_at",
+    "trade_lifecycle",
+]

@@ -1,0 +1,206 @@
+"""Unexplained changes: who touched the risk knob, without a reason, out of bounds, or out of turn.
+
+Examples
+--------
+>>> import tempfile
+>>> from benchmarks.trail_gen import generate_trail
+>>> from workbench import detect_unexplained_changes, open_trail
+>>> base = tempfile.mkdtemp()
+>>> _ = generate_trail(base, events=800, days=1, seed=6)
+>>> found = detect_unexplained_changes(open_trail(base), bounds={"risk_multiplier": (0.0, 2.0)},
+...                                    allowed_sources=["meta_controller", "kelly_sizer", "particle_portfolio"])
+>>> frame = found.to_pandas()
+>>> sorted(set(frame["kind"]) - {"missing_reason", "out_of_bounds", "unexpected_source"})
+[]
+>>> found.integrity_ok
+True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+import ibis
+import ibis.expr.types as ir
+
+from workbench import filters
+from workbench._columns import CHRONOLOGICAL, text
+from workbench.errors import WorkbenchInputError
+from workbench.parameters import parameter_changes
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from audit_core.integrity import VerificationFailure
+    from workbench.trail import Trail
+
+#: Columns of the findings (``UnexplainedChanges.findings`` and ``to_pandas()``).
+FINDING_COLUMNS = ("kind", "time", "ts_event", "source", "param_name", "old_value", "new_value", "trigger_reason",
+                   "detail", "stream", "sequence", "file")
+Bounds = Mapping[str, tuple[float | None, float | None]]
+AllowedSources = Collection[str] | Mapping[str, Collection[str]]
+
+
+@dataclass
+class UnexplainedChanges:
+    """Findings: ``findings`` (lazy) from the records, ``integrity`` from verifying the files.
+
+    Kinds in ``findings``: ``missing_reason``, ``out_of_bounds``, ``unexpected_source``,
+    ``sequence_gap``. ``integrity`` holds the failures of ``audit_core.verify`` over the hot files
+    and ``verify_cold`` over the cold store (computed on first use; their ``kind`` is the
+    ``FailureKind`` value, such as ``checksum_mismatch`` or ``chain_break``).
+    """
+
+    trail: Trail
+    findings: ir.Table
+    check_integrity: bool = True
+    hmac_key: bytes | None = field(default=None, repr=False)
+
+    @cached_property
+    def integrity(self) -> list[VerificationFailure]:
+        if not self.check_integrity:
+            return []
+        from audit_core.converter import verify_cold
+        from audit_core.integrity import verify
+
+        failures: list[VerificationFailure] = []
+        if self.trail.hot_path.is_dir() and any(self.trail.hot_path.glob("*.jsonl")):
+            failures += verify(self.trail.hot_path, self.hmac_key).failures
+        if self.trail.cold_path.is_dir():
+            failures += verify_cold(self.trail.cold_path, self.hmac_key).failures
+        return failures
+
+    @property
+    def integrity_ok(self) -> bool:
+        return not self.integrity
+
+    def to_pandas(self) -> pd.DataFrame:
+        """Findings then integrity failures, one row each (executes the query and the verification)."""
+        import pandas as pd
+
+        frame = self.findings.to_pandas()
+        if not self.integrity:
+            return frame
+        failures = pd.DataFrame([{
+            "kind": failure.kind.value, "detail": failure.detail, "sequence": failure.sequence,
+            "file": f"{failure.file}:{failure.line}" if failure.line else failure.file,
+        } for failure in self.integrity], columns=list(FINDING_COLUMNS))
+        return pd.concat([frame, failures.astype(frame.dtypes.to_dict())], ignore_index=True)
+
+
+def detect_unexplained_changes(
+    trail: Trail,
+    *,
+    bounds: Bounds | None = None,
+    allowed_sources: AllowedSources | None = None,
+    start: Any = None,
+    end: Any = None,
+    integrity: bool = True,
+    hmac_key: bytes | None = None,
+) -> UnexplainedChanges:
+    """Parameter changes nobody can explain, sequence gaps, and integrity failures.
+
+    Parameters
+    ----------
+    trail
+        An opened trail.
+    bounds
+        ``{param_name: (low, high)}``: a change to a value below ``low`` or above ``high``
+        (either may be None), or to a non-numeric value, is ``out_of_bounds``.
+    allowed_sources
+        Sources allowed to change parameters: a collection for every parameter, or
+        ``{param_name: sources}`` (parameters not in the mapping are not checked). A change by
+        another source is ``unexpected_source``.
+    start, end
+        Only changes (and gaps) within this window; gaps at the window's edges are not reported.
+    integrity
+        Also verify the hot files and the cold store (``audit_core.verify``, ``verify_cold``).
+    hmac_key
+        The trail's HMAC key, if it is keyed (for the integrity check).
+
+    Returns
+    -------
+    UnexplainedChanges
+        ``findings`` (lazy, ordered by time; columns ``FINDING_COLUMNS``), ``integrity`` and ``to_pandas()``.
+    """
+    t = trail.filter(start=start, end=end)
+    changes = parameter_changes(trail, t)
+    parts = [_finding(changes.filter(changes.trigger_reason.isnull() | (changes.trigger_reason.strip() == "")),
+                      "missing_reason", ibis.literal("no trigger_reason recorded"))]
+    for name, (low, high) in _check_bounds(bounds).items():
+        value = changes.new_value_num
+        outside = value.isnull()
+        if low is not None:
+            outside |= value < low
+        if high is not None:
+            outside |= value > high
+        hit = changes.filter(changes.param_name == name, outside)
+        parts.append(_finding(hit, "out_of_bounds", ibis.literal(f"{name} must be within [{low}, {high}], got ")
+                              + text(hit.new_value, "null")))
+    for names, sources in _check_sources(allowed_sources):
+        hit = changes.filter(~changes.source.isin(sources))
+        if names is not None:
+            hit = hit.filter(hit.param_name.isin(names))
+        parts.append(_finding(hit, "unexpected_source",
+                              "source " + hit.source + " is not allowed (allowed: " + ", ".join(sorted(sources)) + ")"))
+    parts.append(_sequence_gaps(t))
+    findings = parts[0]
+    for part in parts[1:]:
+        findings = findings.union(part)
+    return UnexplainedChanges(trail, findings.order_by(*CHRONOLOGICAL, "kind"), integrity, hmac_key)
+
+
+def _finding(rows: ir.Table, kind: str, detail: ir.StringValue) -> ir.Table:
+    return rows.select(
+        kind=ibis.literal(kind), time=rows.time, ts_event=rows.ts_event, source=rows.source,
+        param_name=rows.param_name, old_value=rows.old_value, new_value=rows.new_value,
+        trigger_reason=rows.trigger_reason, detail=detail.cast("string"), stream=rows.stream,
+        sequence=rows.sequence, file=ibis.null("string"),
+    )
+
+
+def _sequence_gaps(t: ir.Table) -> ir.Table:
+    """Records whose sequence is more than one after the previous record of their stream."""
+    chained = t.filter(t.sequence.notnull())
+    previous = chained.sequence.lag().over(ibis.window(group_by="stream", order_by="sequence"))
+    gaps = chained.mutate(_previous=previous)
+    gaps = gaps.filter(gaps.sequence - gaps._previous > 1)
+    detail = ("sequence jumps from " + gaps._previous.cast("string") + " to " + gaps.sequence.cast("string")
+              + " in stream " + gaps.stream + ": " + (gaps.sequence - gaps._previous - 1).cast("string")
+              + " record(s) missing")
+    return _finding(gaps, "sequence_gap", detail)
+
+
+def _check_bounds(bounds: Bounds | None) -> dict[str, tuple[float | None, float | None]]:
+    if bounds is None:
+        return {}
+    if not isinstance(bounds, Mapping):
+        raise WorkbenchInputError(f"bounds={bounds!r}: expected {{param_name: (low, high)}}")
+    checked = {}
+    for name, pair in bounds.items():
+        try:
+            low, high = pair
+        except (TypeError, ValueError):
+            raise WorkbenchInputError(f"bounds[{name!r}]={pair!r}: expected (low, high), either may be None") from None
+        for value in (low, high):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise WorkbenchInputError(f"bounds[{name!r}]={pair!r}: bounds must be numbers or None")
+        if low is not None and high is not None and low > high:
+            raise WorkbenchInputError(f"bounds[{name!r}]={pair!r}: low is above high")
+        checked[name] = (low, high)
+    return checked
+
+
+def _check_sources(allowed: AllowedSources | None) -> list[tuple[list[str] | None, list[str]]]:
+    """(parameter names or None for all, allowed sources) pairs."""
+    if allowed is None:
+        return []
+    if isinstance(allowed, Mapping):
+        return [([name], filters.string_values(sources, f"allowed_sources[{name!r}]"))
+                for name, sources in allowed.items()]
+    if isinstance(allowed, str):
+        raise WorkbenchInputError(f"allowed_sources={allowed!r}: expected a collection of source names, not one string")
+    return [(None, filters.string_values(allowed, "allowed_sources"))]

@@ -1,0 +1,175 @@
+"""Trade forensics: one order's lifecycle with latencies, and signal-to-trade conversion.
+
+Examples
+--------
+>>> import tempfile
+>>> from benchmarks.trail_gen import generate_trail
+>>> from workbench import open_trail, signal_conversion, trade_lifecycle
+>>> base = tempfile.mkdtemp()
+>>> _ = generate_trail(base, events=400, days=1, seed=4)
+>>> trail = open_trail(base)
+>>> steps = trade_lifecycle(trail, correlation_id="SIG-1").to_pandas()
+>>> steps["step"].iloc[0]
+'signal'
+>>> conversion = signal_conversion(trail).to_pandas()
+>>> sorted(conversion["strategy_source"])
+['breakout', 'mean_reversion', 'momentum']
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import ibis
+import ibis.expr.types as ir
+
+from workbench import filters
+from workbench._columns import CHRONOLOGICAL
+from workbench.errors import WorkbenchInputError
+from workbench.incident import describe
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from workbench.trail import Trail
+
+#: Columns of ``trade_lifecycle``'s result.
+LIFECYCLE_COLUMNS = (
+    "time", "ts_event", "step", "event_type", "description", "since_previous_ns", "since_start_ns",
+    "strategy_source", "instrument_id", "order_id", "correlation_id", "position_id", "side", "size", "price",
+    "expected_price", "slippage_bps", "commission", "realized_pnl", "currency", "signal_value", "confidence",
+    "acted_on", "filter_reason", "reason", "source", "stream", "sequence",
+)
+_STEPS = {
+    "trade.signal": "signal", "trade.order": "order", "trade.order.accepted": "accepted", "trade.fill": "fill",
+    "trade.rejected": "rejected", "trade.canceled": "canceled", "trade.position_opened": "position_opened",
+    "trade.position_changed": "position_changed", "trade.position_closed": "position_closed",
+}
+
+
+def trade_lifecycle(
+    trail: Trail,
+    order_id: str | None = None,
+    *,
+    correlation_id: str | None = None,
+    start: Any = None,
+    end: Any = None,
+) -> ir.Table:
+    """Signal, order, acceptance, fills, position opened/closed and realized P&L of one trade, in order.
+
+    Give exactly one of ``order_id`` (the client order id) or ``correlation_id`` (the signal id that
+    ``audit_tags`` put on the order). The result holds the records carrying that id, the signal
+    whose id the order carries, and the position events of the positions its fills opened or
+    changed (the closing record of a position carries the opening signal's id). ``start``/``end``
+    narrow the search to a time window, which is faster on a large trail.
+
+    Returns
+    -------
+    ir.Table
+        Lazy, ordered by (``ts_event``, ``stream``, ``sequence``); columns ``LIFECYCLE_COLUMNS``:
+        ``step`` (``signal``, ``order``, ``accepted``, ``fill``, ``rejected``, ``canceled``,
+        ``position_opened``/``_changed``/``_closed``), ``since_previous_ns`` (latency from the
+        previous step, NULL on the first) and ``since_start_ns`` (from the first step).
+    """
+    if (order_id is None) == (correlation_id is None):
+        raise WorkbenchInputError(
+            f"give exactly one of order_id or correlation_id, got order_id={order_id!r}, "
+            f"correlation_id={correlation_id!r}")
+    t = trail.filter(start=start, end=end)
+    if order_id is not None:
+        (value,) = filters.string_values(order_id, "order_id")
+        anchor = t.order_id == value
+    else:
+        (value,) = filters.string_values(correlation_id, "correlation_id")  # type: ignore[arg-type]
+        anchor = t.correlation_id == value
+    anchored = t.filter(anchor)
+    signals = anchored.filter(anchored.correlation_id.notnull()).select("correlation_id").distinct()
+    positions = anchored.filter(anchored.position_id.notnull()).select("position_id").distinct()
+    rows = t.filter(
+        anchor
+        | (t.event_type.startswith("trade.signal") & t.correlation_id.isin(signals.correlation_id))
+        | (t.event_type.startswith("trade.position_") & t.position_id.isin(positions.position_id))
+    )
+    ordered = ibis.window(order_by=list(CHRONOLOGICAL))
+    rows = rows.mutate(
+        step=rows.event_type.substitute(_STEPS, else_=rows.event_type),
+        description=describe(rows),
+        since_previous_ns=rows.ts_event - rows.ts_event.lag().over(ordered),
+        since_start_ns=rows.ts_event - rows.ts_event.min().over(ibis.window()),
+    )
+    return rows.select(*LIFECYCLE_COLUMNS).order_by(*CHRONOLOGICAL)
+
+
+#: Columns of ``SignalConversion.summary`` (after the ``by`` column).
+CONVERSION_COLUMNS = ("signals", "acted_on", "filtered", "orders", "rejected", "filled_orders", "fills",
+                      "conversion_rate", "fill_rate")
+
+
+@dataclass(frozen=True)
+class SignalConversion:
+    """Signals emitted, acted on and traded per group, and why the others were not traded.
+
+    ``summary``: one row per group (the ``by`` column, then ``CONVERSION_COLUMNS``):
+    ``conversion_rate`` = acted_on / signals, ``fill_rate`` = filled_orders / orders (NULL when
+    the denominator is 0). ``not_traded``: one row per group and ``filter_reason`` with
+    ``signals`` and ``share`` (of the group's filtered signals). Both lazy.
+    """
+
+    by: str
+    summary: ir.Table
+    not_traded: ir.Table
+
+    def to_pandas(self) -> pd.DataFrame:
+        """The summary as a DataFrame (executes the query)."""
+        return self.summary.to_pandas()
+
+
+def signal_conversion(trail: Trail, by: str = "strategy_source", window: Any = None) -> SignalConversion:
+    """Signal-to-trade conversion per ``by`` (a column: ``strategy_source``, ``instrument_id``, ``regime``...).
+
+    Parameters
+    ----------
+    trail
+        An opened trail.
+    by
+        Group column; signals and orders both carry ``strategy_source`` and ``instrument_id``.
+    window
+        ``(start, end)``: only events with ``start <= ts_event < end`` (either may be None).
+
+    Returns
+    -------
+    SignalConversion
+        ``summary`` and ``not_traded``, lazy; ``to_pandas()`` executes the summary.
+    """
+    if by not in trail.events.columns:
+        raise WorkbenchInputError(f"by={by!r} is not a column of the trail; try 'strategy_source' or 'instrument_id'")
+    start, end = _window(window)
+    t = trail.filter(start=start, end=end, event_type=["trade.signal*", "trade.order", "trade.fill", "trade.rejected"])
+    is_signal = t.event_type.startswith("trade.signal")
+    is_fill = t.event_type == "trade.fill"
+    counts = t.group_by(by).aggregate(
+        signals=is_signal.sum(),
+        acted_on=(is_signal & t.acted_on.fill_null(False)).sum(),
+        filtered=(is_signal & ~t.acted_on.fill_null(True)).sum(),
+        orders=(t.event_type == "trade.order").sum(),
+        rejected=(t.event_type == "trade.rejected").sum(),
+        filled_orders=t.order_id.nunique(where=is_fill),
+        fills=is_fill.sum(),
+    )
+    summary = counts.mutate(
+        conversion_rate=counts.acted_on / counts.signals.nullif(0),
+        fill_rate=counts.filled_orders / counts.orders.nullif(0),
+    ).select(by, *CONVERSION_COLUMNS).order_by(by)
+    filtered = t.filter(is_signal & ~t.acted_on.fill_null(True))
+    reasons = filtered.group_by([by, "filter_reason"]).aggregate(signals=filtered.count())
+    reasons = reasons.mutate(share=reasons.signals / reasons.signals.sum().over(ibis.window(group_by=by)))
+    return SignalConversion(by, summary, reasons.order_by(by, ibis.desc("signals"), "filter_reason"))
+
+
+def _window(window: Any) -> tuple[Any, Any]:
+    if window is None:
+        return None, None
+    if isinstance(window, (tuple, list)) and len(window) == 2:
+        return window[0], window[1]
+    raise WorkbenchInputError(f"window={window!r}: expected (start, end), either may be None")
