@@ -1,0 +1,301 @@
+"""Charts: Vega-Lite encodings, bounded embedded data past 5,000 rows, offline PNG/SVG/HTML export and display."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import altair as alt
+import ibis
+import numpy as np
+import pandas as pd
+import pytest
+
+from workbench.charts import (
+    MAX_ROWS,
+    VEGA5_MIME,
+    conversion_funnel,
+    enable_offline_rendering,
+    incident_timeline,
+    parameter_history_chart,
+    pnl_over_time,
+    save_chart,
+)
+
+T0 = 1_767_623_520_000_000_000  # 2026-01-05 14:32:00 UTC, in ns
+SECOND = 1_000_000_000
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def events_frame() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "ts_event": [T0 - 90 * SECOND, T0 - 30 * SECOND, T0 - 30 * SECOND + 1, T0 + 15 * SECOND, T0 + 60 * SECOND],
+            "event_type": ["param.change", "trade.signal", "trade.order_filled", "param.change", "sys.recovery"],
+            "source": ["controller", "momentum", "momentum", "sizer", "writer"],
+            "param_name": ["risk_multiplier", None, None, "max_position", None],
+            "old_value": ["1.0", None, None, "100", None],
+            "new_value": ["0.5", None, None, "250", None],
+            "trigger_reason": ["volatility spike", None, None, None, None],
+            "description": ["risk 1.0 -> 0.5", "buy signal", "filled 10 @ 101.5", "max_position", "torn line"],
+        }
+    )
+
+
+def history_frame() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "ts_event": [T0, T0 + 60 * SECOND, T0 + 120 * SECOND, T0 + 30 * SECOND, T0 + 90 * SECOND],
+            "source": ["controller", "controller", "controller", "sizer", "sizer"],
+            "param_name": ["risk_multiplier"] * 3 + ["max_position"] * 2,
+            "old_value": ["1.0", "0.5", "0.8", "100", "250"],
+            "new_value": ["0.5", "0.8", "\"off\"", "250", "50"],
+            "new_value_num": [0.5, 0.8, np.nan, 250.0, 50.0],
+            "trigger_reason": ["volatility spike", None, "manual", "drawdown", ""],
+        }
+    )
+
+
+def pnl_frame() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "ts_event": [T0, T0 + SECOND, T0 + 2 * SECOND, T0 + 3 * SECOND, T0 + 4 * SECOND],
+            "event_type": ["trade.position_closed", "trade.signal", "trade.position_closed"] * 1
+            + ["trade.position_closed"] * 2,
+            "strategy_source": ["momentum", "momentum", "momentum", "meanrev", "meanrev"],
+            "realized_pnl": [Decimal("0.1"), None, Decimal("0.2"), Decimal("-5.25"), Decimal("1.00")],
+            "currency": ["USD"] * 5,
+        }
+    )
+
+
+def many_events(n: int = 50_000) -> pd.DataFrame:
+    rng = np.random.default_rng(7)
+    types = rng.choice(["param.change", "trade.signal", "trade.order_filled", "trade.position_closed"], n)
+    return pd.DataFrame(
+        {
+            "ts_event": np.sort(T0 + rng.integers(0, 3600 * SECOND, n)),
+            "event_type": types,
+            "source": rng.choice(["controller", "sizer", "momentum", "meanrev"], n),
+            "param_name": rng.choice(["risk_multiplier", "max_position"], n),
+            "new_value_num": rng.normal(1.0, 0.1, n),
+            "trigger_reason": rng.choice(["volatility spike", None], n),
+            "strategy_source": rng.choice(["momentum", "meanrev"], n),
+            "realized_pnl": [Decimal(int(x)) / 100 for x in rng.integers(-5000, 5000, n)],
+            "currency": "USD",
+        }
+    )
+
+
+def data_of(spec: dict, part: dict) -> list[dict]:
+    return spec["datasets"][part.get("data", spec.get("data"))["name"]]  # one-layer charts hoist their data
+
+
+def tooltip_fields(encoding: dict) -> set[str]:
+    return {tip["field"] for tip in encoding["tooltip"]}
+
+
+def embedded_rows(chart: alt.TopLevelMixin) -> int:
+    return sum(len(rows) for rows in chart.to_dict()["datasets"].values())
+
+
+class TestIncidentTimeline:
+    def test_points_on_a_utc_time_axis_one_lane_per_source_coloured_by_type(self) -> None:
+        spec = incident_timeline(events_frame(), at=T0).to_dict()
+        points = spec["layer"][0]
+        enc = points["encoding"]
+        assert points["mark"]["type"] == "point"
+        assert (enc["x"]["field"], enc["x"]["type"], enc["x"]["scale"]["type"]) == ("time", "temporal", "utc")
+        assert (enc["y"]["field"], enc["y"]["type"]) == ("source", "nominal")
+        assert enc["color"]["field"] == "event_type"
+        assert {"time_utc", "event_type", "source", "description", "param_name", "old_value", "new_value",
+                "trigger_reason"} <= tooltip_fields(enc)
+        rows = data_of(spec, points)
+        assert [row["time"] for row in rows] == [(T0 - 90 * SECOND) // 10**6, *sorted(r["time"] for r in rows[1:])]
+        assert rows[2]["time_utc"] == "2026-01-05 14:31:30.000000001 UTC"  # exact to the nanosecond
+
+    @pytest.mark.parametrize("at", [T0, "2026-01-05 14:32", datetime(2026, 1, 5, 14, 32, tzinfo=UTC),
+                                    pd.Timestamp("2026-01-05 14:32")])
+    def test_the_incident_instant_is_a_rule_whatever_form_at_takes(self, at: object) -> None:
+        spec = incident_timeline(events_frame(), at=at).to_dict()
+        rule = spec["layer"][1]
+        assert rule["mark"]["type"] == "rule"
+        assert rule["encoding"]["x"]["field"] == "time"
+        assert data_of(spec, rule) == [{"time": T0 // 10**6, "time_utc": "2026-01-05 14:32:00.000000000 UTC",
+                                        "label": "incident"}]
+
+    def test_without_at_there_is_no_rule_and_time_alone_is_enough(self) -> None:
+        frame = events_frame()
+        frame["time"] = pd.to_datetime(frame.pop("ts_event"), unit="ns", utc=True)
+        spec = incident_timeline(frame.drop(columns=["description"])).to_dict()
+        assert len(spec["layer"]) == 1
+        assert data_of(spec, spec["layer"][0])[0]["description"] == ""  # blank in the tooltip, not "null"
+        assert spec["layer"][0]["encoding"]["size"] == {"value": 60}
+
+    def test_an_ibis_expression_is_executed_at_the_chart(self) -> None:
+        chart = incident_timeline(ibis.memtable(events_frame()), at=T0)
+        assert embedded_rows(chart) == len(events_frame()) + 1
+
+    def test_missing_time_columns_are_named(self) -> None:
+        with pytest.raises(ValueError, match="'ts_event' or 'time'"):
+            incident_timeline(pd.DataFrame({"event_type": ["x"], "source": ["y"]}))
+
+    def test_50000_events_are_counted_per_bucket_within_the_row_limit(self) -> None:
+        chart = incident_timeline(many_events(), at=T0)
+        spec = chart.to_dict()
+        rows = data_of(spec, spec["layer"][0])
+        assert embedded_rows(chart) <= MAX_ROWS
+        assert sum(row["events"] for row in rows) == 50_000
+        assert spec["layer"][0]["encoding"]["size"]["field"] == "events"
+        assert "50,000 events counted" in spec["title"]["subtitle"][0]
+
+
+class TestParameterHistoryChart:
+    def test_step_lines_per_source_faceted_by_parameter(self) -> None:
+        spec = parameter_history_chart(history_frame()).to_dict()
+        line, points = spec["spec"]["layer"]
+        assert spec["facet"]["row"]["field"] == "param_name"
+        assert line["mark"] == {"type": "line", "interpolate": "step-after"}
+        assert (line["encoding"]["x"]["field"], line["encoding"]["x"]["type"]) == ("time", "temporal")
+        assert line["encoding"]["y"]["field"] == "new_value_num"
+        assert line["encoding"]["color"]["field"] == "source"
+        assert points["mark"]["type"] == "point"
+        assert {"old_value", "new_value", "trigger_reason"} <= tooltip_fields(points["encoding"])
+
+    def test_a_missing_reason_is_a_distinct_shape(self) -> None:
+        spec = parameter_history_chart(history_frame()).to_dict()
+        shape = spec["spec"]["layer"][1]["encoding"]["shape"]
+        assert shape["field"] == "change"
+        assert shape["scale"] == {"domain": ["explained", "no reason given"], "range": ["circle", "cross"]}
+        changes = [row for row in data_of(spec, spec) if row["is_change"]]
+        flagged = {(row["source"], row["new_value"]) for row in changes if row["change"] == "no reason given"}
+        assert flagged == {("controller", "0.8"), ("sizer", "50")}  # None and "" both count as missing
+        assert all(row["trigger_reason"] == "(no reason given)" for row in changes if row["change"] != "explained")
+
+    def test_lines_reach_the_last_change_and_non_numeric_values_are_left_out(self) -> None:
+        spec = parameter_history_chart(history_frame()).to_dict()
+        rows = data_of(spec, spec)
+        assert '"off"' not in {row["new_value"] for row in rows}
+        ends = {row["source"]: row for row in rows if not row["is_change"]}
+        assert {row["time"] for row in ends.values()} == {(T0 + 90 * SECOND) // 10**6}
+        assert (ends["controller"]["new_value_num"], ends["sizer"]["new_value_num"]) == (0.8, 50.0)
+
+    def test_50000_changes_stay_within_the_row_limit(self) -> None:
+        chart = parameter_history_chart(many_events())
+        assert embedded_rows(chart) <= MAX_ROWS
+        assert "reduced to the last per series" in chart.to_dict()["title"]["subtitle"][0]
+
+
+class TestConversionFunnel:
+    def test_bars_per_strategy_in_funnel_order(self) -> None:
+        counts = pd.DataFrame({"strategy_source": ["momentum", "meanrev"], "signals": [10, 4],
+                               "acted_on": [6, 0], "orders": [5, 0], "fills": [4, 0]})
+        spec = conversion_funnel(counts).to_dict()
+        enc = spec["encoding"]
+        assert spec["mark"]["type"] == "bar"
+        assert (enc["x"]["field"], enc["x"]["type"]) == ("count", "quantitative")
+        assert enc["y"]["field"] == "strategy_source"
+        stages = ["signals", "acted_on", "orders", "fills"]
+        assert enc["yOffset"] == {"field": "stage", "type": "nominal", "sort": stages}
+        assert enc["color"]["field"] == "stage"
+        assert tooltip_fields(enc) == {"strategy_source", "stage", "count", "of_signals"}
+        rows = {(row["strategy_source"], row["stage"]): row for row in data_of(spec, spec)}
+        assert rows["momentum", "fills"]["count"] == 4
+        assert rows["momentum", "acted_on"]["of_signals"] == 0.6
+
+    def test_column_names_are_parameters_and_ibis_input_works(self) -> None:
+        counts = pd.DataFrame({"strategy": ["a", "a"], "n_signals": [3, 2], "acted": [2, 1], "n_orders": [2, 1],
+                               "n_fills": [1, 1]})
+        chart = conversion_funnel(ibis.memtable(counts), group="strategy", signals="n_signals", acted_on="acted",
+                                  orders="n_orders", fills="n_fills")
+        spec = chart.to_dict()
+        assert spec["encoding"]["y"]["field"] == "strategy"
+        assert [(row["stage"], row["count"]) for row in data_of(spec, spec)] == [
+            ("n_signals", 5), ("acted", 3), ("n_orders", 3), ("n_fills", 2)]  # rows per group are summed
+
+
+class TestPnlOverTime:
+    def test_cumulative_pnl_per_strategy_is_exact(self) -> None:
+        spec = pnl_over_time(pnl_frame()).to_dict()
+        enc = spec["encoding"]
+        assert spec["mark"]["type"] == "line" and spec["mark"]["interpolate"] == "step-after"
+        assert (enc["x"]["field"], enc["x"]["type"]) == ("time", "temporal")
+        assert enc["y"]["field"] == "cumulative_pnl"
+        assert enc["color"]["field"] == "strategy_source"
+        assert "strokeDash" not in enc  # one currency
+        rows = [(r["strategy_source"], r["cumulative_exact"], r["cumulative_pnl"]) for r in data_of(spec, spec)]
+        assert rows == [("momentum", "0.1", 0.1), ("momentum", "0.3", 0.3), ("meanrev", "-5.25", -5.25),
+                        ("meanrev", "-4.25", -4.25)]
+
+    def test_decimals_from_an_ibis_expression_stay_exact(self) -> None:
+        spec = pnl_over_time(ibis.memtable(pnl_frame().dropna(subset=["realized_pnl"]))).to_dict()
+        assert [r["cumulative_exact"] for r in data_of(spec, spec)] == ["0.10", "0.30", "-5.25", "-4.25"]
+
+    def test_one_line_per_currency_when_there_are_several(self) -> None:
+        frame = pnl_frame().assign(currency=["USD", "USD", "EUR", "USD", "USD"])
+        spec = pnl_over_time(frame).to_dict()
+        assert spec["encoding"]["strokeDash"]["field"] == "currency"
+        momentum = [r["cumulative_exact"] for r in data_of(spec, spec) if r["strategy_source"] == "momentum"]
+        assert momentum == ["0.1", "0.2"]
+        assert "strokeDash" not in pnl_over_time(frame, per_currency=False).to_dict()["encoding"]
+
+    def test_50000_events_stay_within_the_row_limit_and_end_exactly(self) -> None:
+        events = many_events()
+        chart = pnl_over_time(events, by="source")
+        assert embedded_rows(chart) <= MAX_ROWS
+        spec = chart.to_dict()
+        last = {r["source"]: r["cumulative_exact"] for r in data_of(spec, spec)}
+        expected = {source: str(sum(group, Decimal(0))) for source, group in events.groupby("source")["realized_pnl"]}
+        assert last == expected
+
+
+@pytest.fixture
+def charts() -> list[alt.TopLevelMixin]:
+    return [incident_timeline(events_frame(), at=T0), parameter_history_chart(history_frame()),
+            conversion_funnel(pd.DataFrame({"strategy_source": ["m"], "signals": [3], "acted_on": [2], "orders": [2],
+                                            "fills": [1]})),
+            pnl_over_time(pnl_frame())]
+
+
+class TestSaveChart:
+    def test_png_and_svg_are_rendered_offline(self, charts: list[alt.TopLevelMixin], tmp_path) -> None:
+        for number, chart in enumerate(charts):
+            png = save_chart(chart, tmp_path / f"chart{number}.png")
+            assert png.read_bytes().startswith(PNG_MAGIC)
+            svg = save_chart(chart, tmp_path / f"chart{number}.svg").read_text()
+            assert svg.lstrip().startswith("<svg") and 'xmlns="http://www.w3.org/2000/svg"' in svg
+
+    def test_html_is_self_contained(self, charts: list[alt.TopLevelMixin], tmp_path) -> None:
+        html = save_chart(charts[0], tmp_path / "timeline.html").read_text()
+        assert "<script src=" not in html and "cdn.jsdelivr" not in html
+        assert "vegaEmbed(" in html and len(html) > 500_000  # the libraries are inlined
+
+    def test_other_formats_are_refused_with_the_choices(self, charts: list[alt.TopLevelMixin], tmp_path) -> None:
+        with pytest.raises(ValueError, match=r"cannot save a chart as \.pdf: expected \.png, \.svg or \.html"):
+            save_chart(charts[0], tmp_path / "chart.pdf")
+
+
+class TestOfflineRendering:
+    @pytest.fixture(autouse=True)
+    def restore_renderer(self):
+        active = alt.renderers.active
+        yield
+        alt.renderers.enable(active)
+
+    def test_charts_display_as_vega5_with_a_png_fallback(self, charts: list[alt.TopLevelMixin]) -> None:
+        assert enable_offline_rendering() == "ledgerline"
+        for chart in charts:
+            bundle, metadata = chart._repr_mimebundle_()
+            assert bundle[VEGA5_MIME]["$schema"] == "https://vega.github.io/schema/vega/v5.json"
+            assert base64.b64decode(bundle["image/png"]).startswith(PNG_MAGIC)
+            assert "vegalite" not in json.dumps(list(bundle))
+            assert metadata == {VEGA5_MIME: {"embed_options": {}}}
+
+    def test_the_png_fallback_can_be_left_out(self, charts: list[alt.TopLevelMixin]) -> None:
+        enable_offline_rendering(png=False)
+        bundle, _ = charts[0]._repr_mimebundle_()
+        assert set(bundle) == {VEGA5_MIME, "text/plain"}
+        tooltips = [m for m in bundle[VEGA5_MIME]["marks"] if "tooltip" in json.dumps(m.get("encode", {}))]
+        assert tooltips  # the compiled spec keeps its tooltips
