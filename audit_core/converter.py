@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from audit_core._bulk_verify import batch_schema, rebuild_line, scan_file, verify_scanned
+from audit_core._bulk_verify import STRIP_SQL, batch_schema, rebuild_line, scan_file, verify_scanned
 from audit_core._layout import parse_hot_file_name
 from audit_core.integrity import fsync_directory, hot_files, read_seal
 
@@ -119,7 +119,9 @@ def _expression(name: str, sql_type: str, kind: str) -> str:
         expression = f"CASE WHEN torn_bytes IS NULL THEN j.event_type ELSE '{TORN_EVENT_TYPE}' END"
     elif kind == "stream":
         expression = "$stream"
-    elif kind in ("record", "batch"):
+    elif kind == "record":
+        expression = f"coalesce(record, {STRIP_SQL})"
+    elif kind == "batch":
         expression = name
     elif kind.startswith("num:"):
         value = f"j.{kind[4:]}"
@@ -487,11 +489,6 @@ def verify_cold(cold_path: Path | str, hmac_key: bytes | None = None) -> Any:
     return report
 
 
-#: The cold ``record`` of a hot line, in SQL (``_bulk_verify.strip_line``): no checksum, no prev_hash value.
-_HOT_RECORD = """CASE WHEN j.prev_hash IS NULL THEN left(line, -79) || '}'
-    ELSE regexp_replace(left(line, -79) || '}', '"prev_hash":"[0-9a-f]{64}"', '"prev_hash":') END"""
-
-
 def read_hot_file(path: Path | str) -> Any:
     """The complete records of one hot file as a pyarrow Table in the cold schema (``COLUMNS``).
 
@@ -507,7 +504,7 @@ def read_hot_file(path: Path | str) -> Any:
     try:
         return con.execute(
             f"""SELECT {_SELECT}
-            FROM (SELECT *, {_HOT_RECORD} AS record, NULL::BLOB AS torn_bytes, NULL::BIGINT AS torn_ts
+            FROM (SELECT *, NULL::VARCHAR AS record, NULL::BLOB AS torn_bytes, NULL::BIGINT AS torn_ts
                   FROM (SELECT line, source_line, json_transform(line, $structure) AS j
                         FROM (SELECT line, row_number() OVER () AS source_line
                               FROM read_csv($path, columns={{'line': 'VARCHAR'}}, delim=chr(1), quote='',

@@ -80,6 +80,26 @@ def original_line(row: dict) -> bytes:
     return rebuild_line(row["record"].encode(), row["prev_hash"], row["checksum"])
 
 
+def assert_row_matches(row: dict, event: AuditEvent) -> None:
+    """Every field of ``event`` that has a typed column has the same value in ``row``."""
+    assert (row["ts_event"], row["event_type"], row["sequence"]) == (event.ts_event, event.event_type, event.sequence)
+    assert row["checksum"] == event.checksum and row["prev_hash"] == event.prev_hash
+    assert row["torn_bytes"] is None and row["source_line"] == event.sequence + 1
+    data = event.model_dump(mode="json")
+    for name, value in data.items():
+        if name in row and name not in ("old_value", "new_value", "payload"):
+            got = row[name]
+            expected = Decimal(value) if isinstance(got, Decimal) and value is not None else value
+            assert got == expected, (name, row["event_type"])
+    for name in ("old_value", "new_value", "payload"):
+        if name in data:
+            assert json.loads(row[name]) == data[name]
+    for name in ("old_value", "new_value"):
+        number = data.get(name)
+        if isinstance(number, (int, float)) and not isinstance(number, bool):
+            assert row[f"{name}_num"] == number
+
+
 def cold_rows(cold: Path) -> list[dict]:
     return [row for file in sorted(cold.glob("year=*/month=*/day=*/*.parquet"))
             for row in pq.read_table(file).to_pylist()]
@@ -113,21 +133,40 @@ class TestEveryFieldSurvives:
         assert sorted(original_line(row) for row in rows) == sorted(lines)
         for row in rows:
             assert b'"checksum"' not in row["record"].encode() and row["checksum"] not in row["record"]
-            event = parse_record(original_line(row))
-            assert (row["ts_event"], row["event_type"], row["sequence"]) == (
-                event.ts_event, event.event_type, event.sequence)
-            assert row["checksum"] == event.checksum and row["prev_hash"] == event.prev_hash
-            data = event.model_dump(mode="json")
-            for name, value in data.items():
-                if name in row and name not in ("old_value", "new_value", "payload"):
-                    got = row[name]
-                    expected = Decimal(value) if isinstance(got, Decimal) else value
-                    assert got == expected, (name, row["event_type"])
-            for name in ("old_value", "new_value", "payload"):
-                if name in data:
-                    assert json.loads(row[name]) == data[name]
+            assert_row_matches(row, parse_record(original_line(row)))
         risk = [row for row in rows if row["event_type"] == "risk.limit_breach"]
         assert len(risk) == 6 and all(json.loads(original_line(r))["limit_name"] == "gross" for r in risk)
+
+    def test_every_field_of_every_type_survives_with_every_optional_field_set(self, tmp_path):
+        config = AuditConfig(base_path=tmp_path / "t", rotate_daily=False, sync_writes=False)
+        with AuditEventEmitter(config, clock=Clock(JAN_5_2359 - 60 * MINUTE)) as emitter:
+            emitted = [
+                emitter.emit_param_change("ctl", "k", {"a": [1, 2.5, None]}, 3, "because \"quoted\" \u00e9",
+                                          event_type="param.k_change", correlation_id="C-1"),
+                emitter.emit_signal("pp", "momentum", -1.25, 0.75, acted_on=False, filter_reason="cooldown",
+                                    regime="DORSAL", instrument_id="EUR/USD.SIM", correlation_id="C-1"),
+                emitter.emit_trade(
+                    "trade.position_closed", "obs", "EUR/USD.SIM", correlation_id="C-1", order_id="O-1",
+                    side="BUY", size="0.000000000000000001", price="12345678901234567890.123456789012345678",
+                    slippage_bps="-0.5", realized_pnl="-1.10", commission="0.02", currency="USD", position_id="P-1",
+                    strategy_source="momentum", reason="take profit", order_type="LIMIT", expected_price="1.5",
+                    venue_order_id="V-1", trade_id="T-1", liquidity_side="MAKER", realized_return="0.0125",
+                    avg_px_open="1.1", avg_px_close="1.2", duration_ns=3_600_000_000_000, ts_init=JAN_5_2359),
+                emitter.emit_system("sys.resampling", "pf", {"n": 3, "ess": 0.5, "nested": {"x": [True, None]}}),
+                emitter.emit(RiskLimitEvent(event_type="risk.limit_breach", source="risk", limit_name="net",
+                                            utilisation=0.25)),
+            ]
+        (result,) = ParquetConverter(tmp_path / "t" / "hot", tmp_path / "cold").convert_all()
+        assert result.converted, result.failures
+        rows = {row["sequence"]: row for row in cold_rows(tmp_path / "cold")}
+        assert sorted(rows) == [event.sequence for event in emitted]
+        trade = emitted[2].model_dump(mode="json")
+        assert all(value is not None for value in trade.values())  # really every optional field
+        for event in emitted:
+            row = rows[event.sequence]
+            assert original_line(row) == event.to_line()[:-1]
+            assert_row_matches(row, event)
+        assert json.loads(original_line(rows[emitted[4].sequence]))["limit_name"] == "net"
 
     def test_numeric_parameter_values_get_a_numeric_column(self, tmp_path):
         write_trail(tmp_path / "t")
