@@ -338,3 +338,87 @@ def pa_concat(table, skip: int):
     import pyarrow as pa
 
     return pa.concat_tables([table.slice(0, skip), table.slice(skip + 1)])
+
+
+class TestTornLines:
+    """A torn write that recovery closed off and described is carried over as a row, not dropped."""
+
+    TORN = b'{"ts_event":1767657000000000000,"event_type":"param.state_change","source":"caf\xc3'  # cut mid-character
+
+    def _torn_trail(self, tmp_path: Path, crash, *, first: bool = False) -> Path:
+        config = AuditConfig(base_path=tmp_path / "t", rotate_daily=False, sync_writes=False)
+        clock = Clock(JAN_5_2359 - 60 * MINUTE)
+        emitter = AuditEventEmitter(config, clock=clock)
+        if not first:
+            for i in range(3):
+                emitter.emit_param_change("c", "k", i, i + 1)
+        emitter.flush()
+        crash(emitter)
+        (path,) = (tmp_path / "t" / "hot").glob("*.jsonl")
+        with path.open("ab") as handle:
+            handle.write(self.TORN)
+        with AuditEventEmitter(config, clock=clock) as emitter:  # recovery, then more events, then the seal
+            emitter.emit_param_change("c", "k", 9, 10)
+        return path
+
+    @pytest.mark.parametrize("first", [False, True], ids=["after-records", "first-line"])
+    def test_torn_line_becomes_a_row_and_the_cold_side_still_verifies(self, tmp_path, crash, first):
+        path = self._torn_trail(tmp_path, crash, first=first)
+        lines = path.read_bytes().splitlines()
+        (result,) = ParquetConverter(tmp_path / "t" / "hot", tmp_path / "cold").convert_all()
+        assert result.converted, result.failures
+        assert result.rows == len(lines)
+        rows = sorted(cold_rows(tmp_path / "cold"), key=lambda row: row["source_line"])
+        assert [original_line(row) for row in rows] == lines  # every line, in order, byte for byte
+        (torn,) = [row for row in rows if row["event_type"] == "sys.torn_line"]
+        assert torn["torn_bytes"] == self.TORN and torn["sequence"] is None and torn["checksum"] is None
+        assert torn["record"] == self.TORN.decode("utf-8", "replace")
+        assert torn["source_line"] == (1 if first else 4) and torn["ts_event"] is not None
+        assert any(row["event_type"] == "sys.recovery" for row in rows)
+        report = verify_cold(tmp_path / "cold")
+        assert report.ok, report.to_text()
+
+    def test_deleting_the_torn_row_is_detected(self, tmp_path, crash):
+        self._torn_trail(tmp_path, crash)
+        ParquetConverter(tmp_path / "t" / "hot", tmp_path / "cold").convert_all()
+        (file,) = (tmp_path / "cold").glob("year=*/month=*/day=*/*.parquet")
+        table = pq.read_table(file)
+        index = table.column("event_type").to_pylist().index("sys.torn_line")
+        os.chmod(file, 0o644)
+        pq.write_table(pa_concat(table, skip=index), file)
+        assert any(f.kind.value == "seal_mismatch" for f in verify_cold(tmp_path / "cold").failures)
+
+    def test_an_unrecovered_bad_line_still_fails_verification(self, tmp_path):
+        write_trail(tmp_path / "t")
+        (path,) = (tmp_path / "t" / "hot").glob("*.jsonl")
+        lines = path.read_bytes().splitlines(keepends=True)
+        lines.insert(5, b'{"ts_event":1,"event_type":"param.x"\n')
+        os.chmod(path, 0o640)
+        path.write_bytes(b"".join(lines))
+        (result,) = ParquetConverter(tmp_path / "t" / "hot", tmp_path / "cold").convert_all()
+        assert not result.converted and any("unparseable_line" in f for f in result.failures)
+
+
+class TestParquetLayout:
+    def test_low_cardinality_strings_are_dictionary_encoded(self, tmp_path):
+        config = AuditConfig(base_path=tmp_path / "t", rotate_daily=False, sync_writes=False)
+        with AuditEventEmitter(config, clock=Clock(JAN_5_2359 - 600 * MINUTE)) as emitter:
+            for i in range(300):  # DuckDB leaves a row group of a handful of rows plain
+                emitter.emit_param_change(f"source-{i % 3}", "k", i, i + 1, event_type=f"param.k{i % 4}")
+        ParquetConverter(tmp_path / "t" / "hot", tmp_path / "cold", row_group_size=128).convert_all()
+        for file in (tmp_path / "cold").glob("year=*/month=*/day=*/*.parquet"):
+            metadata = pq.ParquetFile(file).metadata
+            names = [metadata.schema.column(i).name for i in range(metadata.num_columns)]
+            for name in ("event_type", "source", "trader_id"):
+                for group in range(metadata.num_row_groups):
+                    column = metadata.row_group(group).column(names.index(name))
+                    assert column.has_dictionary_page, (file.name, name)
+                    assert any("DICTIONARY" in encoding for encoding in column.encodings), column.encodings
+
+    def test_record_has_neither_hash_but_rebuilds_the_line(self, tmp_path):
+        lines = write_trail(tmp_path / "t")
+        ParquetConverter(tmp_path / "t" / "hot", tmp_path / "cold").convert_all()
+        for row in cold_rows(tmp_path / "cold"):
+            assert row["checksum"] not in row["record"] and row["prev_hash"] not in row["record"]
+            assert '"prev_hash":,' in row["record"]
+            assert original_line(row) == lines[row["source_line"] - 1]
