@@ -1,137 +1,170 @@
-"""A scripted trading session through the public API, across a simulated UTC midnight.
+"""`make demo`: a real NautilusTrader backtest with an incident in it, audited, converted, verified, analysed.
 
-Run with ``make demo``. It writes a small hash-chained trail to ``demo_trail/`` (replaced on each
-run), verifies it, and prints what it wrote. Later, a real NautilusTrader backtest replaces this
-script; the API it shows stays the same.
+1. Creates an Ed25519 key pair for signing seals (``demo_trail/keys/``).
+2. Runs ``examples.adaptive_backtest``: four days of three FX pairs, an adaptive strategy built
+   on the reference components, the ``AuditObserver`` recording every order, fill and position.
+   On day 3 at 14:32 UTC an operator sets ``risk_multiplier`` to 4.0 with no reason.
+3. Converts the sealed hot files to Parquet and verifies both sides against the signing key.
+4. Executes ``notebooks/audit_forensics_example.ipynb`` against the trail into an HTML report
+   under ``reports/``.
+5. Prints what an analyst would want first: events by type, integrity, the incident, P&L
+   reconciliation, signal conversion per strategy, where the report is.
+
+Deterministic: the same seed gives the same event payloads (only seal timestamps are wall-clock).
 """
 
 from __future__ import annotations
 
-import random
+import argparse
 import shutil
 import sys
-from collections import Counter
-from decimal import Decimal
+import time
 from pathlib import Path
 
-from audit_core import AuditConfig, AuditEventEmitter, AuditEventType, describe_event, tail, verify
+from audit_core import verify
+from audit_core.converter import ParquetConverter, verify_cold
+from audit_core.signing import generate_keypair, load_public_key
 
-START_NS = 1_767_657_360 * 1_000_000_000  # 2026-01-05 23:56:00 UTC
-STEP_NS = 2_500_000_000  # one event every 2.5 s of simulated time
-EVENTS = 400
-
-
-class SimulatedClock:
-    """A clock the demo advances by hand, so the session crosses midnight in a second."""
-
-    def __init__(self, start_ns: int) -> None:
-        self.now_ns = start_ns
-
-    def __call__(self) -> int:
-        return self.now_ns
-
-    def advance(self, ns: int) -> None:
-        self.now_ns += ns
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK = ROOT / "notebooks" / "audit_forensics_example.ipynb"
 
 
-def run_session(emitter: AuditEventEmitter, clock: SimulatedClock, rng: random.Random) -> int:
-    """Emit a plausible mix of parameter, signal, trade and system events; return the count."""
-    risk_multiplier = 1.0
-    weights = {"momentum": 0.5, "mean_reversion": 0.5}
-    regime = "VENTRAL"
-    order_no = 0
-    emitted = 0
-    while emitted < EVENTS:
-        clock.advance(STEP_NS)
-        roll = rng.random()
-        if roll < 0.15:
-            drawdown = rng.uniform(0.0, 0.2)
-            new = round(max(0.25, 1.0 - drawdown * 3), 4)
-            if new != risk_multiplier:
-                emitter.emit_param_change(
-                    "meta_controller", "risk_multiplier", risk_multiplier, new,
-                    f"drawdown {drawdown:.1%}", event_type=AuditEventType.PARAM_RISK_CHANGE,
-                )
-                risk_multiplier = new
-                emitted += 1
-        elif roll < 0.25:
-            tilt = round(rng.uniform(-0.1, 0.1), 4)
-            new_weights = {"momentum": round(0.5 + tilt, 4), "mean_reversion": round(0.5 - tilt, 4)}
-            emitter.emit_param_change(
-                "particle_portfolio", "strategy_weights", weights, new_weights, "particle filter update",
-                event_type=AuditEventType.PARAM_WEIGHT_CHANGE,
-            )
-            weights = new_weights
-            emitted += 1
-        elif roll < 0.30:
-            new_regime = rng.choice([r for r in ("VENTRAL", "SYMPATHETIC", "DORSAL") if r != regime])
-            emitter.emit_system(
-                AuditEventType.SYS_REGIME_CHANGE, "meta_controller",
-                {"from": regime, "to": new_regime, "health_score": round(rng.uniform(0, 1), 3)},
-            )
-            regime = new_regime
-            emitted += 1
-        else:
-            strategy = rng.choice(sorted(weights))
-            value = round(rng.gauss(0, 1), 4)
-            signal_id = f"SIG-{emitted:05d}"
-            if abs(value) < 0.5:
-                emitter.emit_signal(
-                    "particle_portfolio", strategy, value, round(rng.uniform(0.2, 0.6), 3),
-                    acted_on=False, filter_reason="below_threshold", regime=regime,
-                    instrument_id="EUR/USD.SIM", correlation_id=signal_id,
-                )
-                emitted += 1
-                continue
-            emitter.emit_signal(
-                "particle_portfolio", strategy, value, round(rng.uniform(0.6, 1.0), 3),
-                regime=regime, instrument_id="EUR/USD.SIM", correlation_id=signal_id,
-            )
-            order_no += 1
-            side = "BUY" if value > 0 else "SELL"
-            size = Decimal(100_000) * Decimal(str(risk_multiplier)).quantize(Decimal("0.01"))
-            expected = Decimal("1.10000") + Decimal(rng.randint(-50, 50)) / Decimal(100_000)
-            filled = expected + Decimal(rng.randint(0, 3)) / Decimal(100_000) * (1 if side == "BUY" else -1)
-            slippage = ((filled - expected) / expected * Decimal(10_000) * (1 if side == "BUY" else -1))
-            emitter.emit_trade(
-                AuditEventType.TRADE_ORDER, "demo_strategy", "EUR/USD.SIM", order_id=f"O-{order_no}",
-                side=side, size=size, price=expected, strategy_source=strategy, correlation_id=signal_id,
-            )
-            clock.advance(1_000_000)  # the fill arrives 1 ms later
-            emitter.emit_trade(
-                AuditEventType.TRADE_FILL, "demo_strategy", "EUR/USD.SIM", order_id=f"O-{order_no}",
-                side=side, size=size, price=filled, slippage_bps=slippage.quantize(Decimal("0.001")),
-                commission=Decimal("2.00"), currency="USD", strategy_source=strategy, correlation_id=signal_id,
-            )
-            emitted += 3
-    return emitted
+class Steps:
+    """Numbered progress lines with the time each step took."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.number, self.started = total, 0, time.perf_counter()
+
+    def __call__(self, text: str) -> None:
+        self.number += 1
+        print(f"[{self.number}/{self.total}] {text} (t+{time.perf_counter() - self.started:.1f}s)", flush=True)
 
 
-def main(out: Path = Path("demo_trail")) -> int:
+def fresh_directory(out: Path) -> None:
     if out.exists():
         print(f"replacing the previous demo trail in {out}/")
         # The demo's own output only; a real trail is never deleted like this.
         for path in out.rglob("*"):
-            if path.is_file():
-                path.chmod(0o644)
+            path.chmod(0o755 if path.is_dir() else 0o644)
         shutil.rmtree(out)
-    clock = SimulatedClock(START_NS)
-    config = AuditConfig(base_path=out, trader_id="DEMO-001")
-    with AuditEventEmitter(config, clock=clock) as emitter:
-        count = run_session(emitter, clock, random.Random(7))
-    report = verify(config.hot_path)
-    by_type = Counter(event.event_type for event in tail(config.hot_path, n=count + 10))
-    print(f"wrote {count} events to {config.hot_path}/ across simulated UTC midnight:")
-    for path in report.files:
-        print(f"  {path}")
-    for event_type, n in sorted(by_type.items()):
-        print(f"  {event_type:<24} {n:>5}")
-    print(report.to_text())
-    print("newest events:")
-    for event in tail(config.hot_path, n=5):
-        print(f"  {describe_event(event)}")
-    print(f"\nnext: `ledgerline verify {config.hot_path}` and `ledgerline tail {config.hot_path}`")
-    return 0 if report.ok else 1
+    out.mkdir(parents=True)
+
+
+def run_notebook(trail: Path, reports: Path) -> Path:
+    """Execute the forensics notebook against ``trail`` and write it as HTML under ``reports``."""
+    import os
+
+    import nbformat
+    from nbclient import NotebookClient
+    from nbconvert import HTMLExporter
+
+    reports.mkdir(parents=True, exist_ok=True)
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    os.environ["LEDGERLINE_TRAIL"] = str(trail.resolve())
+    os.environ["LEDGERLINE_REPORTS"] = str(reports.resolve())
+    NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}).execute()
+    nbformat.write(notebook, reports / "audit_forensics_example.ipynb")  # executed, with its outputs
+    html, _ = HTMLExporter().from_notebook_node(notebook)
+    target = reports / "audit_forensics_example.html"
+    target.write_text(html)
+    return target
+
+
+def summarize(trail: Path, report_path: Path | None) -> dict[str, object]:
+    """The summary the demo prints, computed with the workbench from the trail alone."""
+    from examples.adaptive_backtest import INCIDENT_SOURCE
+    from examples.adaptive_control import MetaController
+    from workbench import AuditQuery, detect_unexplained_changes, open_trail, pnl_reconciliation, signal_conversion
+
+    opened = open_trail(trail)
+    counts = AuditQuery(opened).count_by_type()
+    findings = detect_unexplained_changes(
+        opened, bounds=MetaController.parameter_bounds(),
+        allowed_sources={"risk_multiplier": ["meta_controller"]}, integrity=False,
+    ).findings.to_pandas()
+    suspicious = findings[(findings.param_name == "risk_multiplier") & (findings.source == INCIDENT_SOURCE)]
+    pnl = pnl_reconciliation(opened)
+    conversion = signal_conversion(opened).to_pandas()
+    return {"counts": counts, "incident": suspicious, "pnl": pnl, "conversion": conversion, "report": report_path}
+
+
+def _money(value: object) -> str:
+    from decimal import Decimal
+
+    return f"{value.normalize():f}" if isinstance(value, Decimal) else str(value)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("demo_trail"), help="trail directory (replaced)")
+    parser.add_argument("--reports", type=Path, default=Path("reports"), help="where the HTML report goes")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--no-notebook", action="store_true", help="skip executing the notebook")
+    args = parser.parse_args(argv)
+    out: Path = args.out
+
+    steps = Steps(5)
+    fresh_directory(out)
+    steps("signing key pair")
+    keys = out / "keys"
+    keys.mkdir()
+    key_id = generate_keypair(keys / "ledgerline.key", keys / "ledgerline.pub")
+    public_key = load_public_key(keys / "ledgerline.pub")
+
+    steps("backtest: 4 days, 3 FX pairs, adaptive strategy, AuditObserver attached (about a minute)")
+    from examples.adaptive_backtest import run_backtest
+
+    strategy = run_backtest(out, seed=args.seed, signing_key_path=keys / "ledgerline.key")
+    print(f"      {strategy.signal_no} signals; trail in {out / 'hot'}/")
+
+    steps("convert to Parquet (verified first)")
+    results = ParquetConverter(out / "hot", out / "cold", public_key=public_key).convert_all()
+    unconverted = [r for r in results if not r.converted]
+    print(f"      {sum(r.rows for r in results)} rows from {len(results)} files -> {out / 'cold'}/")
+
+    steps(f"verify hot and cold, seals signed by key {key_id}")
+    hot_report = verify(out / "hot", public_key=public_key)
+    cold_report = verify_cold(out / "cold")
+    integrity_ok = hot_report.ok and cold_report.ok and not unconverted
+
+    report_path = None
+    if args.no_notebook:
+        steps("notebook skipped (--no-notebook)")
+    else:
+        steps(f"execute {NOTEBOOK.relative_to(ROOT)} into {args.reports}/")
+        report_path = run_notebook(out, args.reports)
+
+    summary = summarize(out, report_path)
+    print("\n=== Ledgerline demo summary ===")
+    print("events by type:")
+    for row in summary["counts"].itertuples():  # type: ignore[attr-defined]
+        print(f"  {row.event_type:<26} {row.count:>6}")
+    print(f"integrity: {'OK' if integrity_ok else 'FAILED'} ({hot_report.records} hot records in "
+          f"{len(hot_report.files)} files, {hot_report.sealed_files} signed seals; cold: {cold_report.records} rows)")
+    if not integrity_ok:
+        print(hot_report.to_text(10))
+        print(cold_report.to_text(10))
+    incident = summary["incident"]
+    for (ts, _), rows in incident.groupby(["ts_event", "sequence"]):  # type: ignore[attr-defined]
+        row = rows.iloc[0]
+        print(f"incident found: {row.time:%Y-%m-%d %H:%M:%S} UTC  {row.param_name} {row.old_value} -> "
+              f"{row.new_value} by {row.source}, reason: {row.trigger_reason or 'NONE'} "
+              f"({', '.join(rows.kind)})")
+    pnl = summary["pnl"]
+    frame = pnl.to_pandas()  # type: ignore[attr-defined]
+    for row in frame.itertuples():
+        print(f"P&L {row.currency}: realized {_money(row.realized_pnl)} vs balance change "
+              f"{_money(row.balance_change)}: difference {_money(row.difference)} "
+              f"({'reconciled exactly' if row.reconciled else 'NOT reconciled'})")
+    print("signal conversion per strategy:")
+    for row in summary["conversion"].itertuples():  # type: ignore[attr-defined]
+        print(f"  {row.strategy_source:<16} {row.signals:>5} signals, {row.acted_on:>4} acted on, "
+              f"{row.fills:>4} fills, conversion {row.conversion_rate:.1%}")
+    if report_path is not None:
+        print(f"report: {report_path}")
+    print("next: `make lab` opens the notebooks; `ledgerline verify demo_trail/ --public-key "
+          "demo_trail/keys/ledgerline.pub` checks the trail yourself")
+    return 0 if integrity_ok and len(incident) and pnl.ok else 1  # type: ignore[attr-defined]
 
 
 if __name__ == "__main__":

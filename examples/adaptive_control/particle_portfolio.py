@@ -97,10 +97,14 @@ class ParticlePortfolio(AuditedComponent):
         correlation_id: str,
         acted_on: bool,
         filter_reason: str | None = None,
+        strategy_source: str = "consensus",
     ) -> SignalEvent:
-        """Record the consensus as a ``trade.signal``, traded or not (and why not)."""
+        """Record the consensus as a ``trade.signal``, traded or not (and why not).
+
+        ``strategy_source`` names the strategy the signal is attributed to (default: the blend).
+        """
         return self._audit.emit_signal(
-            self.audit_source, "consensus", consensus.value, consensus.confidence, regime=regime,
+            self.audit_source, strategy_source, consensus.value, consensus.confidence, regime=regime,
             instrument_id=instrument_id, acted_on=acted_on, filter_reason=filter_reason,
             correlation_id=correlation_id,
         )
