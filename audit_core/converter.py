@@ -493,25 +493,31 @@ def read_hot_file(path: Path | str) -> Any:
     """The complete records of one hot file as a pyarrow Table in the cold schema (``COLUMNS``).
 
     For readers of files not converted yet (the workbench reads today's file this way), so hot and
-    cold rows share one mapping from record to columns. Lines that are not complete JSON objects
-    (a torn line, or one still being appended) are left out; rows are in file order.
+    cold rows share one mapping from record to columns. Only newline-terminated lines that are JSON
+    objects are read (a torn line, or one still being appended, is left out); rows are in file
+    order. The lines reach DuckDB as Arrow, as in the converter: fed by ``read_csv`` instead, DuckDB
+    1.5 evaluates the numeric cast of ``old_value_num``/``new_value_num`` on non-numeric values too.
     """
     import duckdb
+    import pyarrow as pa
 
     path = Path(path)
     name = parse_hot_file_name(path)
+    lines = path.read_bytes().split(b"\n")[:-1]  # the last piece has no newline: empty, or unfinished
+    table = pa.table({
+        "line": pa.array([line.decode("utf-8", "replace") for line in lines], pa.string()),
+        "source_line": pa.array(range(1, len(lines) + 1), pa.int64()),
+    })
     con = duckdb.connect()
     try:
+        con.register("hot_lines", table)
         return con.execute(
             f"""SELECT {_SELECT}
-            FROM (SELECT *, NULL::VARCHAR AS record, NULL::BLOB AS torn_bytes, NULL::BIGINT AS torn_ts
-                  FROM (SELECT line, source_line, json_transform(line, $structure) AS j
-                        FROM (SELECT line, row_number() OVER () AS source_line
-                              FROM read_csv($path, columns={{'line': 'VARCHAR'}}, delim=chr(1), quote='',
-                                            escape='', header=false, auto_detect=false, strict_mode=false))
-                        WHERE line LIKE '{{%}}' AND json_valid(line)))
+            FROM (SELECT *, NULL::VARCHAR AS record, NULL::BLOB AS torn_bytes, NULL::BIGINT AS torn_ts,
+                         json_transform(line, $structure) AS j
+                  FROM hot_lines WHERE line LIKE '{{%}}' AND json_valid(line))
             ORDER BY source_line""",
-            {"path": str(path), "stream": name.stream_key if name else path.stem, "structure": _structure()},
+            {"stream": name.stream_key if name else path.stem, "structure": _structure()},
         ).to_arrow_table()
     finally:
         con.close()

@@ -82,13 +82,17 @@ class UnexplainedChanges:
         import pandas as pd
 
         frame = self.findings.to_pandas()
+        frame = frame.astype({"ts_event": "Int64", "sequence": "Int64"})
         if not self.integrity:
             return frame
         failures = pd.DataFrame([{
             "kind": failure.kind.value, "detail": failure.detail, "sequence": failure.sequence,
             "file": f"{failure.file}:{failure.line}" if failure.line else failure.file,
         } for failure in self.integrity], columns=list(FINDING_COLUMNS))
-        return pd.concat([frame, failures.astype(frame.dtypes.to_dict())], ignore_index=True)
+        failures = failures.astype({**frame.dtypes.to_dict(), "ts_event": "Int64", "sequence": "Int64"})
+        if frame.empty:
+            return failures
+        return pd.concat([frame, failures], ignore_index=True)
 
 
 def detect_unexplained_changes(

@@ -116,7 +116,7 @@ def describe(t: ir.Table) -> ir.StringValue:
          + col("size") + " " + col("instrument_id")),
         (kind == "trade.order.accepted", "order " + order + " accepted (venue id " + col("venue_order_id") + ")"),
         (kind == "trade.fill", "order " + order + " filled: " + col("side") + " " + col("size") + " "
-         + col("instrument_id") + " @ " + col("price") + " (slippage " + col("slippage_bps", "n/a") + " bps)"),
+         + col("instrument_id") + " @ " + col("price") + _optional(t, "slippage_bps", " (slippage ", " bps)")),
         (kind == "trade.rejected", "order " + order + " rejected: " + col("reason", "no reason given")),
         (kind == "trade.canceled", "order " + order + " " + col("reason", "canceled")),
         (kind == "trade.position_opened", col("strategy_source") + " opened position " + col("position_id") + ": "
@@ -129,3 +129,12 @@ def describe(t: ir.Table) -> ir.StringValue:
     ]
     fallback = kind + " from " + col("source") + ": " + col("payload", "{}").substr(0, 160)
     return ibis.cases(*branches, else_=fallback)
+
+
+def _optional(t: ir.Table, name: str, before: str, after: str) -> ir.StringValue:
+    """``before + value + after`` when the row has a value in column ``name``, else nothing."""
+    if name not in t.columns:
+        return ibis.literal("")
+    value = t[name]
+    shown = decimal_text(value) if value.type().is_decimal() else text(value)
+    return ibis.ifelse(value.isnull(), ibis.literal(""), before + shown + after)
