@@ -57,7 +57,6 @@ INCIDENT_SOURCE = "ops_console"
 PAIRS = {"EUR/USD": 1.10000, "GBP/USD": 1.27000, "AUD/USD": 0.66000}
 SUB_STRATEGIES = ("momentum", "mean_reversion", "breakout")
 STARTING_BALANCE = Decimal(1_000_000)
-TRADER_ID = "DEMO-001"
 
 
 # --- market data ---------------------------------------------------------------------------------
@@ -151,7 +150,8 @@ class AdaptiveFX(Strategy):
         cfg = self.config
         # Simulated time for every record, so the components' stream and the observer's agree.
         self.audit = AuditEventEmitter(AuditConfig(
-            base_path=cfg.audit_base, trader_id=TRADER_ID, stream_id="strategy", signing_key_path=cfg.signing_key_path,
+            base_path=cfg.audit_base, trader_id=str(self.trader_id), stream_id="strategy",
+            signing_key_path=cfg.signing_key_path,
         ), clock=self.clock.timestamp_ns)
         self.meta = MetaController(self.audit, SUB_STRATEGIES, drawdown_scale=0.02, volatility_scale=0.0015)
         self.sizer = SOPSGillerSizer(self.audit)

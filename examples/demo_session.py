@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         print(hot_report.to_text(10))
         print(cold_report.to_text(10))
     incident = summary["incident"]
-    for (ts, _), rows in incident.groupby(["ts_event", "sequence"]):  # type: ignore[attr-defined]
+    for _, rows in incident.groupby(["ts_event", "sequence"]):  # type: ignore[attr-defined]
         row = rows.iloc[0]
         print(f"incident found: {row.time:%Y-%m-%d %H:%M:%S} UTC  {row.param_name} {row.old_value} -> "
               f"{row.new_value} by {row.source}, reason: {row.trigger_reason or 'NONE'} "

@@ -1,27 +1,121 @@
-"""`make demo`'s session runs end to end on real files and leaves a trail that verifies."""
+"""`make demo` end to end: a real backtest, the incident in the trail, signed seals, the notebook report.
+
+The demo runs once per test session (about half a minute) and the tests read what it left.
+"""
 
 from __future__ import annotations
 
-from audit_core import tail, verify
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from audit_core import verify
+from audit_core.converter import verify_cold
+from audit_core.signing import load_public_key
 from examples import demo_session
+from examples.adaptive_backtest import (
+    DAY_NS,
+    DAYS,
+    INCIDENT_NS,
+    INCIDENT_RISK_MULTIPLIER,
+    INCIDENT_SOURCE,
+    START_NS,
+    run_backtest,
+)
 
 
-def test_demo_session_crosses_midnight_and_verifies(tmp_path, capsys):
-    out = tmp_path / "demo_trail"
-    assert demo_session.main(out) == 0
-    report = verify(out / "hot")
-    assert report.ok
-    assert [p.rsplit(".", 3)[-3] for p in report.files] == ["2026-01-05", "2026-01-06"]
-    assert report.sealed_files == 2
-    assert report.records == demo_session.EVENTS
-    kinds = {event.event_type.split(".")[0] for event in tail(out / "hot", n=report.records)}
-    assert kinds == {"param", "trade", "sys"}
-    printed = capsys.readouterr().out
-    assert f"OK: 2 file(s), {demo_session.EVENTS} record(s)" in printed
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    root = tmp_path_factory.mktemp("demo")
+    out, reports = root / "demo_trail", root / "reports"
+    import contextlib
+    import io
+
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = demo_session.main(["--out", str(out), "--reports", str(reports)])
+    return code, out, reports, printed.getvalue()
 
 
-def test_running_the_demo_twice_replaces_its_own_trail(tmp_path, capsys):
-    out = tmp_path / "demo_trail"
-    demo_session.main(out)
-    assert demo_session.main(out) == 0
-    assert verify(out / "hot").records == demo_session.EVENTS
+def records(hot: Path) -> list[dict]:
+    return [json.loads(line) for path in sorted(hot.glob("*.jsonl")) for line in path.read_bytes().splitlines()]
+
+
+def test_the_demo_succeeds_and_prints_the_summary(demo):
+    code, _, reports, printed = demo
+    assert code == 0, printed
+    assert "integrity: OK" in printed
+    assert ("incident found: 2026-01-07 14:32:00 UTC  risk_multiplier 1.0 -> 4.0 by ops_console, reason: NONE "
+            "(missing_reason, out_of_bounds, unexpected_source)") in printed
+    assert "difference 0 (reconciled exactly)" in printed
+    assert f"report: {reports / 'audit_forensics_example.html'}" in printed
+    assert "make lab" in printed
+
+
+def test_the_trail_is_a_real_backtest_of_the_promised_size(demo):
+    _, out, _, _ = demo
+    rows = records(out / "hot")
+    kinds = {}
+    for row in rows:
+        kinds[row["event_type"]] = kinds.get(row["event_type"], 0) + 1
+    assert kinds["trade.signal"] >= 3000 and kinds["trade.fill"] >= 200
+    days = {path.name.split(".")[3] for path in (out / "hot").glob("*.jsonl")}
+    assert {row["trader_id"] for row in rows} == {"BACKTESTER-001"}
+    assert days == {"2026-01-05", "2026-01-06", "2026-01-07", "2026-01-08"}  # three UTC midnights crossed
+    # Fills link back to the signal that caused them.
+    signals = {row["correlation_id"] for row in rows if row["event_type"] == "trade.signal" and row["acted_on"]}
+    fills = [row for row in rows if row["event_type"] == "trade.fill"]
+    unlinked = [fill for fill in fills if fill["correlation_id"] not in signals]
+    # Only the flattening at the end of the backtest (on_stop) trades without a signal.
+    assert all(fill["ts_event"] >= START_NS + DAYS * DAY_NS - 10**9 for fill in unlinked)
+    assert len(unlinked) <= 3 < len(fills)
+
+
+def test_the_incident_and_what_followed_are_in_the_trail(demo):
+    _, out, _, _ = demo
+    rows = records(out / "hot")
+    [override] = [r for r in rows if r.get("param_name") == "risk_multiplier" and r["source"] == INCIDENT_SOURCE]
+    assert (override["ts_event"], override["new_value"], override["trigger_reason"]) == (
+        INCIDENT_NS, INCIDENT_RISK_MULTIPLIER, None)
+    after = [r for r in rows if r["ts_event"] > INCIDENT_NS]
+    dorsal = [r for r in after if r.get("param_name") == "system_state" and r["new_value"] == "DORSAL"]
+    triggers = [r for r in after if r["event_type"] == "sys.evolution_trigger"]
+    assert dorsal and triggers
+    assert triggers[0]["payload"]["trigger"] == "DRAWDOWN"
+    assert dorsal[0]["ts_event"] - INCIDENT_NS < 3 * 3600 * 10**9  # within the storm that followed
+
+
+def test_seals_are_signed_and_both_sides_verify(demo):
+    _, out, _, _ = demo
+    public_key = load_public_key(out / "keys" / "ledgerline.pub")
+    report = verify(out / "hot", public_key=public_key)
+    assert report.ok and report.sealed_files == len(report.files) >= 8
+    assert verify_cold(out / "cold").ok
+    assert not any("PRIVATE" in path.read_text(errors="ignore") for path in (out / "hot").iterdir())
+
+
+def test_the_notebook_ran_top_to_bottom_into_the_report(demo):
+    _, _, reports, _ = demo
+    executed = nbformat.read(reports / "audit_forensics_example.ipynb", as_version=4)
+    code_cells = [cell for cell in executed.cells if cell.cell_type == "code"]
+    assert all(cell.execution_count for cell in code_cells)
+    assert not [o for cell in code_cells for o in cell.outputs if o.output_type == "error"]
+    charts = [o for cell in code_cells for o in cell.outputs if "application/vnd.vega.v5+json" in o.get("data", {})]
+    assert len(charts) >= 5
+    html = (reports / "audit_forensics_example.html").read_text()
+    assert "risk_multiplier" in html and "ops_console" in html
+    for name in ("incident_day", "risk_multiplier_history", "signal_conversion", "pnl"):
+        assert (reports / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_same_seed_same_payloads(tmp_path):
+    """Two runs with one seed write byte-identical records (there are no wall-clock fields in them)."""
+    first, second = tmp_path / "a", tmp_path / "b"
+    run_backtest(first, seed=3)
+    run_backtest(second, seed=3)
+    names = sorted(p.name for p in (first / "hot").glob("*.jsonl"))
+    assert names == sorted(p.name for p in (second / "hot").glob("*.jsonl"))
+    for name in names:
+        assert (first / "hot" / name).read_bytes() == (second / "hot" / name).read_bytes(), name
