@@ -32,6 +32,7 @@ demo: venv
 bench: venv
 	$(PY) -m benchmarks.run
 	$(PY) -m benchmarks.bench_observer
+	$(PY) -m benchmarks.bench_convert
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache demo_trail

@@ -61,8 +61,8 @@ CANONICAL_LINE = (
 _SUFFIX_START = CHECKSUM_SUFFIX_PREFIX
 #: What each chunk becomes for the columnar pass. ``line`` is the full line (NULL for a torn one);
 #: ``record`` the cold layout when Python made it (a non-canonical line; for a torn line its bytes
-#: decoded with replacement characters, for display), else NULL; ``torn_bytes`` the exact bytes of a line that is not a record; ``torn_ts`` the
-#: ts_event of the record before a torn line.
+#: decoded with replacement characters, for display), else NULL; ``torn_bytes`` the exact bytes of
+#: a line that is not a record; ``torn_ts`` the ts_event of the record before a torn line.
 BATCH_FIELDS = (
     ("source_line", "int64"),
     ("line", "string"),
@@ -236,7 +236,8 @@ def scan_file(
                 pc.equal(pc.binary_slice(arrow_lines, -_SUFFIX_LEN, -64 - 2), pa.scalar(_SUFFIX_START, pa.binary())),
                 pc.ends_with(arrow_lines, '"}'),
             )
-            canonical = pc.all(suffix_ok).as_py() and pc.min(pc.binary_length(arrow_lines)).as_py() > _SUFFIX_LEN
+            shortest = pc.min(pc.binary_length(arrow_lines)).as_py()
+            canonical = pc.all(suffix_ok).as_py() is True and shortest > _SUFFIX_LEN
         if canonical:
             # The fast path: every line canonical, checked column-wise.
             if hmac_key is None:
@@ -247,12 +248,12 @@ def scan_file(
                 pa.binary(64), n, [None, pa.py_buffer(b"".join(digests).hex().encode())]
             ).cast(pa.binary())
             stored = pc.binary_slice(arrow_lines, -64 - 2, -2)
-            if not pc.all(pc.equal(computed, stored)).as_py():
+            if not _all_equal(computed, stored):
                 problem(f"checksum mismatch in lines {first_line}..{first_line + n - 1}")
             sequences = fields.field("seq").cast(pa.int64())
             first_sequence = sequences[0].as_py()
             start = first_sequence if expected_sequence is None else expected_sequence
-            if not pc.all(pc.equal(sequences, pa.array(range(start, start + n), pa.int64()))).as_py():
+            if not _all_equal(sequences, pa.array(range(start, start + n), pa.int64())):
                 problem(f"sequence gap or repeat in lines {first_line}..{first_line + n - 1}")
             prev = fields.field("prev")
             if last_checksum is None and first_sequence == 0 and prev[0].as_py() != GENESIS_HASH.encode():
@@ -263,7 +264,7 @@ def scan_file(
                 expected_prev, prev_checked = expected_prev.slice(1), prev.slice(1)
             else:
                 prev_checked = prev
-            if prev_checked.null_count or not pc.all(pc.equal(prev_checked, expected_prev)).as_py():
+            if prev_checked.null_count or not _all_equal(prev_checked, expected_prev):
                 problem(f"chain break in lines {first_line}..{first_line + n - 1}")
             checksums = stored.cast(pa.string())
             if digest.first_sequence is None:
@@ -315,6 +316,13 @@ def scan_file(
     digest.file_sha256 = file_sha.hexdigest()
     digest.merkle_root = tree.root()
     return result
+
+
+def _all_equal(left: Any, right: Any) -> bool:
+    """Whether two Arrow arrays of one length are equal element by element (true when empty)."""
+    import pyarrow.compute as pc
+
+    return len(left) == 0 or pc.all(pc.equal(left, right)).as_py() is True
 
 
 def verify_scanned(

@@ -93,9 +93,9 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("source_line", "BIGINT", "batch"),
     ("torn_bytes", "BLOB", "batch"),
 )
-#: Parquet writer settings: zstd level (3 is DuckDB's default; 9 saves about 6% more here, and
-#: costs about twice the compression time) and v2 data pages (delta encoding of the int64 columns).
-ZSTD_LEVEL = 9
+#: Parquet writer settings: zstd level (3, DuckDB's default: 9 saved about 4% more on the benchmark file
+#: and doubled the COPY time) and v2 data pages (delta encodings: smaller and faster than v1 here).
+ZSTD_LEVEL = 3
 TORN_EVENT_TYPE = "sys.torn_line"
 
 
@@ -418,6 +418,9 @@ def verify_cold(cold_path: Path | str, hmac_key: bytes | None = None) -> Any:
     for manifest in sorted((cold / MANIFEST_DIR).glob("*.json")):
         entry = json.loads(manifest.read_bytes())
         seal, source = entry.get("seal", {}), str(entry.get("source"))
+        # Outputs removed by retention (``retention.py`` marks them retired): the rows left are
+        # checked among themselves, the seal's whole-file claims no longer can be.
+        partial = bool(entry.get("retired"))
         lines: list[tuple[int, bytes, bool]] = []  # source line, its bytes, torn
         for output in entry.get("outputs", []):
             file = cold / output["path"]
@@ -440,7 +443,7 @@ def verify_cold(cold_path: Path | str, hmac_key: bytes | None = None) -> Any:
                     lines.append((line_no, rebuild_line(record.encode(), prev_hash, checksum), False))
         lines.sort(key=lambda item: item[0] if item[0] is not None else -1)
         positions = [line_no for line_no, _, _ in lines]
-        if positions != list(range(1, len(lines) + 1)):
+        if not partial and positions != list(range(1, len(lines) + 1)):
             report.failures.append(VerificationFailure(
                 source, 0, None, FailureKind.SEAL_MISMATCH,
                 f"rows do not cover source lines 1..{len(lines)} once each (a row deleted, duplicated or moved)"))
@@ -454,7 +457,8 @@ def verify_cold(cold_path: Path | str, hmac_key: bytes | None = None) -> Any:
                 report.failures.append(
                     VerificationFailure(source, line_no, None, FailureKind.UNPARSEABLE_LINE, str(exc)))
         parsed.sort(key=lambda fields: fields.sequence)
-        expected_sequence, prev_hash = seal.get("first_sequence"), None
+        expected_sequence = parsed[0].sequence if partial and parsed else seal.get("first_sequence")
+        prev_hash = None
         for fields in parsed:
             report.records += 1
             actual = compute_checksum(fields.body, hmac_key)
@@ -470,6 +474,8 @@ def verify_cold(cold_path: Path | str, hmac_key: bytes | None = None) -> Any:
                 report.failures.append(VerificationFailure(
                     source, 0, fields.sequence, FailureKind.CHAIN_BREAK, "prev_hash does not match the previous row"))
             expected_sequence, prev_hash = fields.sequence + 1, fields.checksum
+        if partial:
+            continue
         last = parsed[-1] if parsed else None
         if last is None or last.sequence != seal.get("last_sequence") or last.checksum != seal.get("last_hash"):
             report.failures.append(VerificationFailure(

@@ -1,0 +1,329 @@
+"""Cold-storage conversion: our verify and verify+convert of a 1M-event hot file against two baselines.
+
+The hot file is written once by the real emitter (a realistic mix of every event type, see
+``generate_trail``) into ``benchmarks/results/tmp/convert-cache/`` (gitignored) and reused. Every
+case runs in its own fresh subprocess, one after the other in the same run, which reports its wall
+time (``time.perf_counter``) and its peak RSS (``ru_maxrss``):
+
+- ``verify``: our fast verification alone (``_bulk_verify.scan_file`` + seal checks).
+- ``verify_convert``: ``ParquetConverter.convert_file``: verify + JSON parse + day partitions.
+- ``pyarrow``: ``pyarrow.json.read_json`` + ``pq.write_table`` (zstd) alone, no verification. It
+  cannot read a field whose JSON type varies from row to row, so ``old_value``/``new_value`` are left
+  out (schema inferred on the first 20,000 records without them, the rest ignored).
+- ``duckdb``: ``COPY (SELECT * FROM read_json(...)) TO ... (FORMAT PARQUET, COMPRESSION ZSTD)`` alone.
+
+Target (issue 4): verify+convert >= 500k events/s, Parquet >= 15x smaller than the JSONL.
+
+Usage (from the repo root)::
+
+    python -m benchmarks.bench_convert                   # 1M events, writes results/convert.*
+    python -m benchmarks.bench_convert --events 20000 --out /tmp/bench
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+EVENTS_TARGET = 500_000.0
+RATIO_TARGET = 15.0
+CASES = ("verify", "verify_convert", "pyarrow", "duckdb")
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+CACHE_DIR = RESULTS_DIR / "tmp" / "convert-cache"  # gitignored; the generated hot file is reused
+START_NS = 1_767_571_200 * 10**9  # 2026-01-05 00:00:00 UTC
+STEP_NS = 100_000_000  # 10 events/s: 1M events span about 28 hours, so two day partitions
+
+
+class _Clock:
+    """Deterministic ts_event: 100 ms apart, with jitter, never decreasing."""
+
+    def __init__(self, seed: int) -> None:
+        self.now = START_NS
+        self._random = random.Random(seed)
+
+    def __call__(self) -> int:
+        self.now += STEP_NS + self._random.randrange(-STEP_NS // 2, STEP_NS // 2)
+        return self.now
+
+
+def generate_trail(base: Path, events: int, seed: int = 7) -> Path:
+    """A sealed hot file of ``events`` records written by the real emitter; a realistic mix of types.
+
+    Per 20 events: 6 signals (2 filtered), 4 parameter changes (numeric and weight dicts), 3 orders,
+    3 fills, 1 position event, 2 system events with payloads, 1 user-defined event type.
+    Returns the hot file.
+    """
+    from audit_core import AuditConfig, AuditEvent, AuditEventEmitter
+
+    class RiskLimitEvent(AuditEvent):
+        event_type_root = "bench_risk"
+        limit_name: str
+        utilisation: float
+
+    rng = random.Random(seed)
+    clock = _Clock(seed)
+    config = AuditConfig(base_path=base, rotate_daily=False, sync_writes=False, trader_id="TRADER-007",
+                         stream_id="bench")
+    instruments = ["EUR/USD.SIM", "GBP/USD.SIM", "USD/JPY.SIM", "AUD/USD.SIM", "BTCUSDT.BINANCE"]
+    regimes = ["VENTRAL", "DORSAL", "SYMPATHETIC"]
+    with AuditEventEmitter(config, clock=clock) as emitter:
+        i = 0
+        while i < events:
+            for k in range(20):
+                if i >= events:
+                    break
+                instrument = rng.choice(instruments)
+                signal_id = f"SIG-{i // 20}"
+                order_id = f"O-{i // 20}-{k}"
+                if k < 6:
+                    acted = k % 3 != 2
+                    emitter.emit_signal(
+                        "strategy.momentum", rng.choice(["momentum", "mean_reversion", "breakout"]),
+                        round(rng.uniform(-3, 3), 6), round(rng.random(), 4), regime=rng.choice(regimes),
+                        instrument_id=instrument, acted_on=acted,
+                        filter_reason=None if acted else rng.choice(["below_threshold", "cooldown"]),
+                        correlation_id=signal_id)
+                elif k < 10:
+                    if k % 2:
+                        old = round(rng.uniform(0.5, 1.5), 4)
+                        emitter.emit_param_change("controller.meta", "risk_multiplier", old,
+                                                  round(old * rng.uniform(0.9, 1.1), 4), "drawdown",
+                                                  event_type="param.risk_change")
+                    else:
+                        weight = round(rng.random(), 3)
+                        emitter.emit_param_change("controller.pp", "strategy_weights",
+                                                  {"momentum": 0.5, "mean_reversion": 0.5},
+                                                  {"momentum": weight, "mean_reversion": round(1 - weight, 3)},
+                                                  "rebalance", event_type="param.weight_change")
+                elif k < 13:
+                    emitter.emit_trade("trade.order", "sizer", instrument, order_id=order_id,
+                                       side=rng.choice(["BUY", "SELL"]), size=str(rng.randrange(1, 100) * 1000),
+                                       order_type="MARKET", strategy_source="momentum", correlation_id=signal_id)
+                elif k < 16:
+                    price = f"{rng.uniform(0.6, 1.9):.5f}"
+                    emitter.emit_trade("trade.fill", "observer", instrument, order_id=order_id,
+                                       side=rng.choice(["BUY", "SELL"]), size=str(rng.randrange(1, 100) * 1000),
+                                       price=price, expected_price=price, slippage_bps="0.0",
+                                       commission=f"{rng.uniform(0.1, 5):.2f}", currency="USD",
+                                       trade_id=f"T-{i}", venue_order_id=f"V-{i}", liquidity_side="TAKER",
+                                       ts_init=clock.now, correlation_id=signal_id)
+                elif k < 17:
+                    emitter.emit_trade("trade.position_changed", "observer", instrument, position_id=f"P-{instrument}",
+                                       side="BUY", size=str(rng.randrange(1, 100) * 1000),
+                                       realized_pnl=f"{rng.uniform(-500, 500):.2f}", currency="USD",
+                                       avg_px_open=f"{rng.uniform(0.6, 1.9):.5f}", correlation_id=signal_id)
+                elif k < 19:
+                    emitter.emit_system("sys.regime_change", "controller.regime",
+                                        {"from": rng.choice(regimes), "to": rng.choice(regimes),
+                                         "score": round(rng.random(), 4)})
+                else:
+                    emitter.emit(RiskLimitEvent(event_type="bench_risk.utilisation", source="risk",
+                                                limit_name="gross", utilisation=round(rng.random(), 4),
+                                                ts_event=clock()))
+                i += 1
+    (path,) = sorted((base / "hot").glob("*.jsonl"))
+    return path
+
+
+def cached_trail(events: int) -> Path:
+    """The hot file of ``events`` records, generated once into ``CACHE_DIR``."""
+    base = CACHE_DIR / f"events-{events}"
+    found = sorted((base / "hot").glob("*.jsonl")) if base.exists() else []
+    if len(found) == 1 and Path(str(found[0]) + ".seal").exists():
+        return found[0]
+    import shutil
+
+    shutil.rmtree(base, ignore_errors=True)
+    started = time.perf_counter()
+    path = generate_trail(base, events)
+    print(f"generated {events:,} events in {time.perf_counter() - started:.1f} s: {path}", file=sys.stderr)
+    return path
+
+
+#: Each case, run as ``python -c`` in a fresh process; prints {"seconds": ..., "rows": ...} as JSON.
+_CASE_CODE = {
+    "verify": """
+from audit_core._bulk_verify import scan_file, verify_scanned
+scan = scan_file(SOURCE)
+report = verify_scanned(SOURCE, scan)
+assert report.ok, report.to_text()
+out = {"rows": report.records, "fast_path": scan.clean}
+""",
+    "verify_convert": """
+from audit_core.converter import ParquetConverter
+result = ParquetConverter(SOURCE, OUT).convert_file(SOURCE)
+assert result.converted, result.failures
+out = {"rows": result.rows, "outputs": result.outputs}
+""",
+    "pyarrow": """
+import io, itertools, json as json_module
+import pyarrow.json as pj, pyarrow.parquet as pq
+# pyarrow cannot read a field whose JSON type varies (old_value/new_value: numbers, objects, ...):
+# infer the schema of the other fields on a sample and ignore those two, as a baseline must.
+with SOURCE.open("rb") as handle:
+    sample = [json_module.loads(line) for line in itertools.islice(handle, 20_000)]
+sample = "\\n".join(json_module.dumps({k: v for k, v in r.items() if k not in ("old_value", "new_value")})
+                      for r in sample).encode()
+schema = pj.read_json(io.BytesIO(sample)).schema
+options = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
+table = pj.read_json(SOURCE, parse_options=options)
+pq.write_table(table, OUT / "pyarrow.parquet", compression="zstd")
+out = {"rows": table.num_rows}
+""",
+    "duckdb": """
+import duckdb
+con = duckdb.connect()
+(rows,) = con.execute(f"COPY (SELECT * FROM read_json('{SOURCE}')) TO '{OUT / 'duckdb.parquet'}' "
+                      "(FORMAT PARQUET, COMPRESSION ZSTD)").fetchone()
+out = {"rows": rows}
+""",
+}
+
+_RUNNER = """
+import json, resource, sys, time
+from pathlib import Path
+SOURCE, OUT = Path(sys.argv[1]), Path(sys.argv[2])
+started = time.perf_counter()
+{code}
+out["seconds"] = time.perf_counter() - started
+out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps(out))
+"""
+
+
+def run_case(case: str, source: Path, out: Path) -> dict[str, Any]:
+    """Run one case in a fresh interpreter; its wall time, rows and peak RSS."""
+    out.mkdir(parents=True, exist_ok=True)
+    code = _RUNNER.replace("{code}", _CASE_CODE[case])
+    done = subprocess.run([sys.executable, "-c", code, str(source), str(out)], cwd=ROOT, check=True,
+                          capture_output=True, text=True)
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    result["parquet_bytes"] = sum(path.stat().st_size for path in out.rglob("*.parquet"))
+    return result
+
+
+def run_convert_benchmark(events: int, tmp: Path) -> dict[str, Any]:
+    source = cached_trail(events)
+    jsonl_bytes = source.stat().st_size
+    cases: dict[str, dict[str, Any]] = {}
+    for case in CASES:
+        print(f"  {case} ...", file=sys.stderr)
+        result = run_case(case, source, tmp / case)
+        if result["rows"] != events:
+            raise AssertionError(f"{case} saw {result['rows']} rows, expected {events}")
+        result["events_per_s"] = round(events / result["seconds"], 1)
+        result["seconds"] = round(result["seconds"], 3)
+        result["peak_rss_mb"] = round(result["peak_rss_mb"], 1)
+        if result["parquet_bytes"]:
+            result["size_ratio"] = round(jsonl_bytes / result["parquet_bytes"], 2)
+            result["parquet_bytes_per_event"] = round(result["parquet_bytes"] / events, 1)
+        cases[case] = result
+        shutil.rmtree(tmp / case, ignore_errors=True)
+    ours = cases["verify_convert"]
+    return {
+        "benchmark": "convert",
+        "command": {"python": "python -m benchmarks.bench_convert", "argv": []},
+        "date_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": _machine(tmp),
+        "method": (
+            f"one sealed hot file of {events:,} events from the real emitter ({jsonl_bytes / events:.0f} bytes "
+            "per line on average; signals, parameter changes, orders, fills with every execution field, "
+            "positions, system events, a user-defined type); each case in a fresh subprocess, run once, "
+            "one after the other; wall time from the case's first import to its end; peak RSS "
+            "is the subprocess's ru_maxrss."
+        ),
+        "events": events,
+        "jsonl_bytes": jsonl_bytes,
+        "cases": cases,
+        "ratios": {
+            "verify_convert_vs_pyarrow": round(ours["seconds"] / cases["pyarrow"]["seconds"], 2),
+            "verify_convert_vs_duckdb": round(ours["seconds"] / cases["duckdb"]["seconds"], 2),
+            "verify_share_of_verify_convert": round(cases["verify"]["seconds"] / ours["seconds"], 2),
+        },
+        "targets": [
+            {"id": "verify_convert_events_per_s", "label": "verify+convert events/s", "measured":
+             ours["events_per_s"], "op": ">=", "limit": EVENTS_TARGET, "passed": ours["events_per_s"] >= EVENTS_TARGET},
+            {"id": "size_ratio", "label": "JSONL bytes / Parquet bytes", "measured": ours["size_ratio"],
+             "op": ">=", "limit": RATIO_TARGET, "passed": ours["size_ratio"] >= RATIO_TARGET},
+        ],
+    }
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    argv = " ".join(report["command"]["argv"])
+    command = report["command"]["python"] + (f" {argv}" if argv else "")
+    machine = report["machine"]
+    lines = [
+        "# Ledgerline cold storage: verify + convert to Parquet",
+        "",
+        f"`{command}`, {report['date_utc']}, {machine['cpu_count']} CPUs, {machine['filesystem']}, "
+        f"{report['events']:,} events, {report['jsonl_bytes'] / 1e6:,.0f} MB of JSONL.",
+        "",
+        report["method"],
+        "",
+        "| case | seconds | events/s | peak RSS MB | Parquet MB | JSONL/Parquet |",
+        "|---|--:|--:|--:|--:|--:|",
+    ]
+    for name, case in report["cases"].items():
+        parquet = f"{case['parquet_bytes'] / 1e6:,.1f}" if case["parquet_bytes"] else "-"
+        ratio = f"{case['size_ratio']:.2f}x" if "size_ratio" in case else "-"
+        lines.append(f"| {name} | {case['seconds']:.2f} | {case['events_per_s']:,.0f} | {case['peak_rss_mb']:,.0f} "
+                     f"| {parquet} | {ratio} |")
+    ratios = report["ratios"]
+    lines += [
+        "",
+        f"- verify+convert takes {ratios['verify_convert_vs_pyarrow']:.2f}x the time of pyarrow read_json + "
+        f"write_table and {ratios['verify_convert_vs_duckdb']:.2f}x the time of DuckDB COPY (neither verifies "
+        f"anything); verification alone is {ratios['verify_share_of_verify_convert']:.0%} of our time.",
+    ]
+    for target in report["targets"]:
+        verdict = "PASS" if target["passed"] else "MISS"
+        lines.append(f"- **{verdict}** {target['label']}: {target['measured']:,.2f} (target {target['op']} "
+                     f"{target['limit']:,})")
+    return "\n".join(lines) + "\n"
+
+
+def _machine(tmp: Path) -> dict[str, Any]:
+    from benchmarks.run import _filesystem_of, _machine_info
+
+    info = _machine_info(_filesystem_of(tmp))
+    from importlib import metadata
+
+    for dist in ("duckdb", "pyarrow"):
+        info["packages"][dist] = metadata.version(dist)
+    return info
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_convert", description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=1_000_000, help="events in the hot file (default 1,000,000)")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR, help=f"results directory (default {RESULTS_DIR})")
+    args = parser.parse_args(argv)
+    tmp_root = RESULTS_DIR / "tmp"
+    tmp_root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="convert-", dir=tmp_root))
+    try:
+        print(f"convert benchmark: {args.events:,} events", file=sys.stderr)
+        report = run_convert_benchmark(args.events, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    report["command"]["argv"] = sys.argv[1:] if argv is None else list(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "convert.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    (args.out / "convert.md").write_text(render_markdown(report), encoding="utf-8")
+    print(render_markdown(report), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
