@@ -5,7 +5,11 @@ PY := $(VENV)/bin/python
 EXTRAS := dev,workbench,nautilus,signing
 STAMP := $(VENV)/.installed-$(EXTRAS)
 
-.PHONY: venv test lint typecheck unit demo bench clean
+# The notebook browser test needs a Chromium; Debian's package, installed once if missing.
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: venv test lint typecheck unit demo bench lab clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,7 +25,11 @@ lint: venv
 typecheck: venv
 	$(VENV)/bin/mypy
 
-unit: venv
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium
+
+unit: venv $(CHROMIUM)
 	$(VENV)/bin/pytest
 
 test: lint typecheck unit
@@ -29,10 +37,13 @@ test: lint typecheck unit
 demo: venv
 	$(PY) -m examples.demo_session
 
+lab: venv
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
+
 bench: venv
 	$(PY) -m benchmarks.run
 	$(PY) -m benchmarks.bench_observer
 	$(PY) -m benchmarks.bench_convert
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache demo_trail
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache demo_trail reports
