@@ -6,11 +6,12 @@ at the edges: ``to_pandas()``, ``to_pyarrow()``, ``execute()`` and charts.
 """
 
 from workbench.anomalies import UnexplainedChanges, detect_unexplained_changes
+from workbench.describe import describe
 from workbench.errors import ResultTruncatedWarning, TrailNotFoundError, WorkbenchError, WorkbenchInputError
-from workbench.incident import describe, reconstruct_incident
+from workbench.incident import reconstruct_incident
 from workbench.parameters import parameter_changes, parameter_history, state_at
 from workbench.pnl import PnlReconciliation, pnl_reconciliation, realized_pnl_series
-from workbench.query import AuditQuery
+from workbench.query import AuditQuery, count_by_type
 from workbench.trades import SignalConversion, signal_conversion, trade_lifecycle
 from workbench.trail import Trail, open_trail
 
@@ -24,6 +25,7 @@ __all__ = [
     "UnexplainedChanges",
     "WorkbenchError",
     "WorkbenchInputError",
+    "count_by_type",
     "describe",
     "detect_unexplained_changes",
     "open_trail",

@@ -51,6 +51,8 @@ def read_cold(backend: Any, cold: Path) -> ir.Table | None:
         import sqlglot
 
         hive_types = sqlglot.parse_one("{'year': 'INTEGER', 'month': 'INTEGER', 'day': 'INTEGER'}", read="duckdb")
+        # Keep Parquet footers between queries (a cache only: results do not change).
+        backend.raw_sql("SET parquet_metadata_cache = true")
         return backend.read_parquet(str(cold / COLD_GLOB), hive_partitioning=True, hive_types=hive_types)
     table = backend.read_parquet(str(cold))  # Spark and others discover hive partitions of a directory
     present = set(table.columns)

@@ -82,15 +82,13 @@ def state_at(
         changes = changes.filter(filters.sources(changes, source))
     if param_name is not None:
         changes = changes.filter(changes.param_name.isin(filters.string_values(param_name, "param_name")))
-    latest = ibis.window(group_by=["source", "param_name"],
-                         order_by=[ibis.desc(name) for name in CHRONOLOGICAL])
-    ranked = changes.mutate(_rank=ibis.row_number().over(latest))
-    current = ranked.filter(ranked._rank == 0)
-    return current.select(
-        "source", "param_name", value=current.new_value, value_num=current.new_value_num, time=current.time,
-        ts_event=current.ts_event, event_type=current.event_type, trigger_reason=current.trigger_reason,
-        stream=current.stream, sequence=current.sequence,
-    ).order_by("param_name", "source")
+    latest = ibis.window(group_by=["source", "param_name"], order_by=[ibis.desc(name) for name in CHRONOLOGICAL])
+    ranked = changes.select(
+        "source", "param_name", value=changes.new_value, value_num=changes.new_value_num, time=changes.time,
+        ts_event=changes.ts_event, event_type=changes.event_type, trigger_reason=changes.trigger_reason,
+        stream=changes.stream, sequence=changes.sequence, _rank=ibis.row_number().over(latest),
+    )
+    return ranked.filter(ranked._rank == 0).drop("_rank").order_by("param_name", "source")
 
 
 def parameter_history(

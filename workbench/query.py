@@ -33,11 +33,19 @@ from workbench.parameters import parameter_history
 from workbench.trail import Trail, open_trail
 
 if TYPE_CHECKING:
+    import ibis.expr.types as ir
     import pandas as pd
 
     from audit_core.integrity import VerificationReport
 
 DEFAULT_LIMIT = 10_000
+
+
+def count_by_type(trail: Trail, start: Any = None, end: Any = None, *, source: Any = None) -> ir.Table:
+    """Events per ``event_type`` in ``[start, end)``: ``event_type``, ``count``, most frequent first; lazy."""
+    rows = trail.filter(start=start, end=end, source=source)
+    counts = rows.group_by("event_type").aggregate(count=rows.count())
+    return counts.order_by(counts["count"].desc(), "event_type")
 
 
 class AuditQuery:
@@ -89,9 +97,7 @@ class AuditQuery:
 
     def count_by_type(self, start_time: Any = None, end_time: Any = None, source: Any = None) -> pd.DataFrame:
         """Events per ``event_type`` (columns ``event_type``, ``count``), most frequent first."""
-        rows = self.trail.filter(start=start_time, end=end_time, source=source)
-        counts = rows.group_by("event_type").aggregate(count=rows.count())
-        return counts.order_by(counts["count"].desc(), "event_type").to_pandas()
+        return count_by_type(self.trail, start_time, end_time, source=source).to_pandas()
 
     def reconstruct_incident(self, timestamp: Any, minutes: float = 5) -> pd.DataFrame:
         """Every event within ``minutes`` of ``timestamp``, in order, with a ``description`` per row."""

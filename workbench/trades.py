@@ -27,7 +27,6 @@ import ibis.expr.types as ir
 from workbench import filters
 from workbench._columns import CHRONOLOGICAL
 from workbench.errors import WorkbenchInputError
-from workbench.incident import describe
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -92,13 +91,13 @@ def trade_lifecycle(
         | (t.event_type.startswith("trade.position_") & t.position_id.isin(positions.position_id))
     )
     ordered = ibis.window(order_by=list(CHRONOLOGICAL))
-    rows = rows.mutate(
-        step=rows.event_type.substitute(_STEPS, else_=rows.event_type),
-        description=describe(rows),
-        since_previous_ns=rows.ts_event - rows.ts_event.lag().over(ordered),
-        since_start_ns=rows.ts_event - rows.ts_event.min().over(ibis.window()),
-    )
-    return rows.select(*LIFECYCLE_COLUMNS).order_by(*CHRONOLOGICAL)
+    derived = {
+        "step": rows.event_type.substitute(_STEPS, else_=rows.event_type),
+        "since_previous_ns": rows.ts_event - rows.ts_event.lag().over(ordered),
+        "since_start_ns": rows.ts_event - rows.ts_event.min().over(ibis.window()),
+    }
+    return rows.select(*[derived[name].name(name) if name in derived else name for name in LIFECYCLE_COLUMNS]
+                       ).order_by(*CHRONOLOGICAL)
 
 
 #: Columns of ``SignalConversion.summary`` (after the ``by`` column).

@@ -29,16 +29,22 @@ import ibis.expr.types as ir
 
 from workbench import _backend, filters
 from workbench._time import utc_day
+from workbench.describe import describe
 from workbench.errors import TrailNotFoundError
+
+#: Cold columns that are storage, not evidence to query: the stored form of the record (for
+#: ``verify_cold``), a torn line's bytes and the line number in the source file. Left out of ``events``.
+STORAGE_COLUMNS = frozenset({"record", "torn_bytes", "source_line"})
 
 
 def cold_schema() -> ibis.Schema:
-    """The cold Parquet schema (``audit_core.converter.COLUMNS``, DuckDB types) plus the int32 day partitions."""
+    """The queryable cold schema: ``audit_core.converter.COLUMNS`` (DuckDB types) without
+    ``STORAGE_COLUMNS``, plus the int32 day partitions."""
     from ibis.backends.sql.datatypes import DuckDBType
 
     from audit_core.converter import COLUMNS
 
-    columns = {name: DuckDBType.from_string(sql_type) for name, sql_type, _ in COLUMNS}
+    columns = {name: DuckDBType.from_string(sql_type) for name, sql_type, _ in COLUMNS if name not in STORAGE_COLUMNS}
     return ibis.schema({**columns, **dict.fromkeys(_backend.PARTITIONS, dt.int32)})
 
 
@@ -56,9 +62,12 @@ class Trail:
     """An opened trail. ``events`` is the lazy table every analysis starts from.
 
     Build one with ``open_trail``. Columns of ``events``: ``ts_event`` (int64 ns, UTC), ``time``
-    (the same instant as a UTC timestamp, microseconds), the cold schema of
-    ``audit_core.converter.COLUMNS`` (``stream`` is ``<trader_id>.<stream_id>``; ``sequence`` may
-    be NULL on rows that record a torn line) and the int32 day partitions ``year``, ``month``, ``day``.
+    (the same instant as a UTC timestamp, microseconds), ``event_type``, ``source``,
+    ``description`` (one readable line, ``workbench.describe``; computed only for rows a query
+    returns), the other columns of
+    ``audit_core.converter.COLUMNS`` but ``STORAGE_COLUMNS`` (``stream`` is
+    ``<trader_id>.<stream_id>``; ``sequence`` is NULL on ``sys.torn_line`` rows, which stand for a
+    torn line a crash left in a converted file) and the int32 day partitions ``year``, ``month``, ``day``.
     """
 
     def __init__(self, path: Path, backend: Any, events: ir.Table, hot: HotSnapshot, include_hot: bool) -> None:
@@ -181,8 +190,10 @@ def open_trail(path: Path | str, backend: Any = None, *, include_hot: bool = Tru
     else:
         base = ibis.memtable(schema.to_pyarrow().empty_table())
     assert base is not None
+    first = ("ts_event", "event_type", "source")
     events = base.select(base.ts_event, _backend.event_time(backend, base.ts_event).name("time"),
-                         *[base[name] for name in schema.names if name != "ts_event"])
+                         base.event_type, base.source, describe(base).name("description"),
+                         *[base[name] for name in schema.names if name not in first])
     trail = Trail(root, backend, _backend.as_view(backend, events), snapshot, include_hot)
     trail._definition = events  # keeps the hot memtable alive as long as the view that reads it
     return trail
@@ -214,7 +225,7 @@ def _read_hot(backend: Any, hot_dir: Path, cold_dir: Path, schema: ibis.Schema) 
     snapshot.rows = rows.num_rows
     snapshot.first_ts = pc.min(rows.column("ts_event")).as_py()
     snapshot.last_ts = pc.max(rows.column("ts_event")).as_py()
-    rows = rows.select(schema.names).cast(schema.to_pyarrow())
+    rows = rows.select(schema.names).cast(schema.to_pyarrow())  # STORAGE_COLUMNS are dropped here
     return _backend.memtable(backend, rows), snapshot
 
 

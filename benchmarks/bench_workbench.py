@@ -1,0 +1,369 @@
+"""Workbench query latency on generated trails, each case beside hand-written DuckDB SQL on the same files.
+
+Usage (from the repo root)::
+
+    python -m benchmarks.bench_workbench                    # 1M and 10M events over 30 days
+    python -m benchmarks.bench_workbench --events 1000000   # one size
+    python -m benchmarks.bench_workbench --quick --out /tmp/bench   # 20k events over 3 days (smoke test)
+
+Trails are generated once (``benchmarks/trail_gen.py``, through the real emitter and converter) and
+cached under ``benchmarks/.cache``. Every case runs the workbench expression (``to_pyarrow()``:
+Ibis compiles, DuckDB executes) and the raw SQL (``duckdb`` directly, its own connection, the same
+projection, predicates and order) alternately: 2 warm-up runs each, then the median of ``--runs``.
+Both connections cache Parquet footers (``parquet_metadata_cache``), as ``open_trail`` sets it.
+Cold start (``open_trail`` and the first query on a new connection) is measured separately.
+Writes ``workbench.json`` and ``workbench.md`` to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import platform
+import re
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from benchmarks.trail_gen import CACHE_DIR, cached_trail
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+NS_PER_HOUR = 3_600 * 10**9
+#: Targets from issue 5, per trail size: (1-hour query, every other analysis), in ms.
+TARGETS = {1_000_000: (10.0, 25.0), 10_000_000: (30.0, 150.0)}
+MAX_RATIO = 1.5
+HIVE = "hive_partitioning=true, hive_types={'year': INTEGER, 'month': INTEGER, 'day': INTEGER}"
+
+
+@dataclass
+class Case:
+    name: str
+    label: str
+    expression: Callable[[], Any]  # builds the workbench expression (part of what is timed)
+    raw: str
+    hour_query: bool = False
+
+    def run(self) -> Any:
+        return self.expression().to_pyarrow()
+
+
+def build_cases(trail: Any, day: dt.date, order_id: str) -> list[Case]:
+    """The measured cases: a workbench call and the SQL a person would write for the same answer."""
+    from workbench import (
+        count_by_type,
+        reconstruct_incident,
+        signal_conversion,
+        state_at,
+        trade_lifecycle,
+    )
+    from workbench._columns import CHRONOLOGICAL
+
+    start = int(dt.datetime(day.year, day.month, day.day, 14, tzinfo=dt.UTC).timestamp()) * 10**9
+    end, at = start + NS_PER_HOUR, start + 32 * 60 * 10**9
+    day_start, day_end = start - 14 * NS_PER_HOUR, start + 10 * NS_PER_HOUR
+    same_day = f"year = {day.year} AND month = {day.month} AND day = {day.day}"
+    up_to_day = (f"(year < {day.year} OR (year = {day.year} AND (month < {day.month} OR "
+                 f"(month = {day.month} AND day <= {day.day}))))")
+    hour = f"ts_event >= {start} AND ts_event < {end} AND {same_day}"
+    chrono = "ORDER BY ts_event, stream, sequence"
+    return [
+        Case("hour", "1-hour query, all columns", lambda: trail.filter(start=start, end=end)
+             .order_by(*CHRONOLOGICAL),
+             f"SELECT * FROM ev WHERE {hour} {chrono}", hour_query=True),
+        Case("hour_filtered", "1-hour query, type `trade.*` and one source", lambda: trail.filter(
+            start=start, end=end, event_type="trade.*", source="AuditObserver").order_by(*CHRONOLOGICAL),
+             f"SELECT * FROM ev WHERE {hour} AND starts_with(event_type, 'trade.') AND source IN ('AuditObserver') "
+             f"{chrono}", hour_query=True),
+        Case("count_by_type", "count_by_type over a day", lambda: count_by_type(trail, day_start, day_end),
+             f"SELECT event_type, count(*) AS count FROM ev WHERE ts_event >= {day_start} AND ts_event < {day_end} "
+             f"AND {same_day} GROUP BY event_type ORDER BY count DESC, event_type"),
+        Case("incident", "reconstruct_incident ±5 min", lambda: reconstruct_incident(trail, at, 5),
+             _incident_sql(at, same_day)),
+        Case("state_at", "state_at", lambda: state_at(trail, at),
+             f"""SELECT source, param_name, new_value AS value, new_value_num AS value_num, time, ts_event,
+                        event_type, trigger_reason, stream, sequence
+                 FROM (SELECT *, row_number() OVER (PARTITION BY source, param_name
+                                                    ORDER BY ts_event DESC, stream DESC, sequence DESC) AS rank
+                       FROM ev WHERE starts_with(event_type, 'param.') AND param_name IS NOT NULL
+                                 AND ts_event <= {at} AND {up_to_day})
+                 WHERE rank = 1 ORDER BY param_name, source"""),
+        Case("signal_conversion", "signal_conversion over a day",
+             lambda: signal_conversion(trail, window=(day_start, day_end)).summary,
+             f"""SELECT strategy_source, signals, acted_on, filtered, orders, rejected, filled_orders, fills,
+                        acted_on / nullif(signals, 0) AS conversion_rate,
+                        filled_orders / nullif(orders, 0) AS fill_rate
+                 FROM (SELECT strategy_source,
+                              count(*) FILTER (WHERE starts_with(event_type, 'trade.signal')) AS signals,
+                              count(*) FILTER (WHERE starts_with(event_type, 'trade.signal') AND acted_on) AS acted_on,
+                              count(*) FILTER (WHERE starts_with(event_type, 'trade.signal') AND NOT acted_on)
+                                  AS filtered,
+                              count(*) FILTER (WHERE event_type = 'trade.order') AS orders,
+                              count(*) FILTER (WHERE event_type = 'trade.rejected') AS rejected,
+                              count(DISTINCT order_id) FILTER (WHERE event_type = 'trade.fill') AS filled_orders,
+                              count(*) FILTER (WHERE event_type = 'trade.fill') AS fills
+                       FROM ev WHERE ts_event >= {day_start} AND ts_event < {day_end} AND {same_day}
+                         AND (starts_with(event_type, 'trade.signal')
+                              OR event_type IN ('trade.order', 'trade.fill', 'trade.rejected'))
+                       GROUP BY strategy_source)
+                 ORDER BY strategy_source"""),
+        Case("lifecycle", "trade_lifecycle (whole trail)", lambda: trade_lifecycle(trail, order_id),
+             _lifecycle_sql(order_id)),
+    ]
+
+
+def _incident_sql(at: int, same_day: str) -> str:
+    low, high = at - 5 * 60 * 10**9, at + 5 * 60 * 10**9
+    text = "coalesce(CAST({} AS VARCHAR), '?')"
+    dec = "coalesce(regexp_replace(CAST({} AS VARCHAR), '\\.?0+$', ''), '?')"
+    s, d = text.format, dec.format
+    return f"""SELECT time, ts_event, ts_event - {at} AS offset_ns, event_type, source,
+      CASE
+        WHEN starts_with(event_type, 'param.') THEN {s('source')} || ' changed ' || {s('param_name')} || ': '
+             || coalesce(old_value, 'null') || ' -> ' || coalesce(new_value, 'null') || ' ('
+             || coalesce(trigger_reason, 'no reason given') || ')'
+        WHEN starts_with(event_type, 'trade.signal') THEN {s('strategy_source')} || ' signal ' || {s('signal_value')}
+             || ' on ' || {s('instrument_id')} || ' (confidence ' || {s('confidence')} || '): '
+             || CASE WHEN coalesce(acted_on, true) THEN 'acted on' ELSE 'filtered, ' || {s('filter_reason')} END
+        WHEN event_type = 'trade.order' THEN {s('strategy_source')} || ' submitted order ' || {s('order_id')} || ': '
+             || {s('side')} || ' ' || {d('size')} || ' ' || {s('instrument_id')}
+        WHEN event_type = 'trade.order.accepted' THEN 'order ' || {s('order_id')} || ' accepted (venue id '
+             || {s('venue_order_id')} || ')'
+        WHEN event_type = 'trade.fill' THEN 'order ' || {s('order_id')} || ' filled: ' || {s('side')} || ' '
+             || {d('size')} || ' ' || {s('instrument_id')} || ' @ ' || {d('price')}
+             || CASE WHEN slippage_bps IS NULL THEN '' ELSE ' (slippage ' || {d('slippage_bps')} || ' bps)' END
+        WHEN event_type = 'trade.rejected' THEN 'order ' || {s('order_id')} || ' rejected: '
+             || coalesce(reason, 'no reason given')
+        WHEN event_type = 'trade.canceled' THEN 'order ' || {s('order_id')} || ' ' || coalesce(reason, 'canceled')
+        WHEN event_type = 'trade.position_opened' THEN {s('strategy_source')} || ' opened position '
+             || {s('position_id')} || ': ' || {s('side')} || ' ' || {d('size')} || ' ' || {s('instrument_id')}
+             || ' @ ' || {d('price')}
+        WHEN event_type = 'trade.position_changed' THEN 'position ' || {s('position_id')} || ' changed: '
+             || {s('side')} || ' ' || {d('size')} || ' ' || {s('instrument_id')} || ', realized P&L '
+             || coalesce(regexp_replace(CAST(realized_pnl AS VARCHAR), '\\.?0+$', ''), '0') || ' '
+             || coalesce(currency, '')
+        WHEN event_type = 'trade.position_closed' THEN {s('strategy_source')} || ' closed position '
+             || {s('position_id')} || ' on ' || {s('instrument_id')} || ': realized P&L ' || {d('realized_pnl')}
+             || ' ' || coalesce(currency, '')
+        ELSE event_type || ' from ' || {s('source')} || ': ' || substr(coalesce(payload, '{{}}'), 1, 160)
+      END AS description,
+      stream, sequence, trader_id, correlation_id, param_name, old_value, new_value, new_value_num, trigger_reason,
+      strategy_source, signal_value, confidence, regime, acted_on, filter_reason, instrument_id, order_id, side,
+      size, price, slippage_bps, realized_pnl, currency, position_id, reason, payload
+    FROM ev WHERE ts_event >= {low} AND ts_event <= {high} AND {same_day}
+    ORDER BY ts_event, stream, sequence"""
+
+
+def _lifecycle_sql(order_id: str) -> str:
+    return f"""WITH anchored AS (SELECT correlation_id, position_id FROM ev WHERE order_id = '{order_id}'),
+    steps AS (
+      SELECT * FROM ev
+      WHERE order_id = '{order_id}'
+         OR (starts_with(event_type, 'trade.signal')
+             AND correlation_id IN (SELECT correlation_id FROM anchored WHERE correlation_id IS NOT NULL))
+         OR (starts_with(event_type, 'trade.position_')
+             AND position_id IN (SELECT position_id FROM anchored WHERE position_id IS NOT NULL)))
+    SELECT time, ts_event, CASE event_type WHEN 'trade.signal' THEN 'signal' WHEN 'trade.order' THEN 'order'
+             WHEN 'trade.order.accepted' THEN 'accepted' WHEN 'trade.fill' THEN 'fill'
+             WHEN 'trade.rejected' THEN 'rejected' WHEN 'trade.canceled' THEN 'canceled'
+             WHEN 'trade.position_opened' THEN 'position_opened' WHEN 'trade.position_changed' THEN 'position_changed'
+             WHEN 'trade.position_closed' THEN 'position_closed' ELSE event_type END AS step,
+           event_type,
+           ts_event - lag(ts_event) OVER (ORDER BY ts_event, stream, sequence) AS since_previous_ns,
+           ts_event - min(ts_event) OVER () AS since_start_ns,
+           strategy_source, instrument_id, order_id, correlation_id, position_id, side, size, price, expected_price,
+           slippage_bps, commission, realized_pnl, currency, signal_value, confidence, acted_on, filter_reason,
+           reason, source, stream, sequence
+    FROM steps ORDER BY ts_event, stream, sequence"""
+
+
+def raw_connection(cold: Path, columns: list[str]) -> Any:
+    """A plain DuckDB connection with view ``ev``: the cold files, the same columns as ``trail.events``."""
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute("SET parquet_metadata_cache = true")
+    others = ", ".join(c for c in columns if c not in ("ts_event", "time"))
+    source = str(cold / "year=*/month=*/day=*/*.parquet").replace("'", "''")
+    con.execute(f"""CREATE VIEW ev AS SELECT ts_event, CAST(make_timestamp_ns(ts_event) AS TIMESTAMPTZ) AS time,
+                    {others} FROM read_parquet('{source}', {HIVE})""")
+    return con
+
+
+def median_ms(function: Callable[[], Any], runs: int) -> tuple[float, list[float]]:
+    samples = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        function()
+        samples.append((time.perf_counter() - started) * 1000)
+    return statistics.median(samples), samples
+
+
+def files_read(con: Any, sql: str) -> int:
+    plan = con.execute("EXPLAIN ANALYZE " + sql).fetchall()[0][1]
+    return sum(int(n) for n in re.findall(r"Total Files Read: (\d+)", plan))
+
+
+def measure(base: Path, events: int, runs: int) -> dict[str, Any]:
+    import ibis
+
+    from workbench import open_trail
+
+    cold = base / "cold"
+    trail = open_trail(base)
+    raw = raw_connection(cold, list(trail.events.columns))
+    day = _middle_day(raw)
+    orders = raw.execute(
+        f"SELECT order_id FROM ev WHERE event_type = 'trade.position_closed' AND year = {day.year} "
+        f"AND month = {day.month} AND day = {day.day} ORDER BY ts_event LIMIT 1").fetchall()
+    cases = build_cases(trail, day, orders[0][0])
+    results = {}
+    for case in cases:
+        run_raw = lambda case=case: raw.execute(case.raw).to_arrow_table()  # noqa: E731
+        mine, theirs = case.run(), run_raw()
+        for _ in range(2):  # warm-up: page cache, footers, Ibis's memtables
+            case.run()
+            run_raw()
+        ibis_samples, raw_samples = [], []
+        for _ in range(runs):  # alternate, so both see the same machine
+            ibis_samples.append(median_ms(case.run, 1)[0])
+            raw_samples.append(median_ms(run_raw, 1)[0])
+        ibis_ms, raw_ms = statistics.median(ibis_samples), statistics.median(raw_samples)
+        hour_target, other_target = TARGETS.get(events, (None, None))
+        target = hour_target if case.hour_query else other_target
+        results[case.name] = {
+            "label": case.label, "rows": mine.num_rows, "raw_rows": theirs.num_rows,
+            "same_rows": mine.num_rows == theirs.num_rows,
+            "ibis_ms": round(ibis_ms, 2), "raw_sql_ms": round(raw_ms, 2), "ratio": round(ibis_ms / raw_ms, 2),
+            "compile_ms": round(median_ms(lambda case=case: trail.backend.compile(case.expression()), 5)[0], 2),
+            "target_ms": target, "meets_target": None if target is None else ibis_ms <= target,
+            "ibis_samples_ms": [round(x, 2) for x in ibis_samples],
+            "raw_samples_ms": [round(x, 2) for x in raw_samples],
+        }
+        print(f"  {case.name:18} ibis {ibis_ms:8.2f} ms   raw {raw_ms:8.2f} ms   x{ibis_ms / raw_ms:.2f}  "
+              f"({mine.num_rows} rows, compile {results[case.name]['compile_ms']} ms)", file=sys.stderr)
+    hour_sql = ibis.to_sql(trail.filter(start=_hour(day), end=_hour(day) + NS_PER_HOUR))
+    pruning = {
+        "files_total": len(list(cold.glob("year=*/month=*/day=*/*.parquet"))),
+        "files_read_workbench_hour": files_read(trail.backend.con, str(hour_sql)),
+        "files_read_raw_hour": files_read(raw, cases[0].raw),
+    }
+    cold_start = _cold_start(base, cases[0].raw, day, runs=max(3, runs // 2))
+    total = trail.events.count().execute()
+    return {"events": int(total), "day": day.isoformat(), "cases": results, "pruning": pruning,
+            "cold_start": cold_start}
+
+
+def _hour(day: dt.date) -> int:
+    return int(dt.datetime(day.year, day.month, day.day, 14, tzinfo=dt.UTC).timestamp()) * 10**9
+
+
+def _middle_day(con: Any) -> dt.date:
+    first, last = con.execute("SELECT min(ts_event), max(ts_event) FROM ev").fetchone()
+    middle = (first + last) // 2 // 10**9
+    return dt.datetime.fromtimestamp(middle, dt.UTC).date()
+
+
+def _cold_start(base: Path, raw_hour_sql: str, day: dt.date, runs: int) -> dict[str, Any]:
+    """``open_trail`` + first 1-hour query on a new connection, against a new raw connection's first query."""
+    from workbench import open_trail
+    from workbench._columns import CHRONOLOGICAL
+
+    opens, firsts, raws = [], [], []
+    columns = None
+    for _ in range(runs):
+        started = time.perf_counter()
+        trail = open_trail(base)
+        opened = time.perf_counter()
+        trail.filter(start=_hour(day), end=_hour(day) + NS_PER_HOUR).order_by(*CHRONOLOGICAL).to_pyarrow()
+        done = time.perf_counter()
+        opens.append((opened - started) * 1000)
+        firsts.append((done - opened) * 1000)
+        columns = list(trail.events.columns)
+        trail.backend.disconnect()
+        assert columns is not None
+        started = time.perf_counter()
+        con = raw_connection(base / "cold", columns)
+        con.execute(raw_hour_sql).to_arrow_table()
+        raws.append((time.perf_counter() - started) * 1000)
+        con.close()
+    return {"open_trail_ms": round(statistics.median(opens), 2),
+            "first_query_ms": round(statistics.median(firsts), 2),
+            "open_plus_first_ms": round(statistics.median([a + b for a, b in zip(opens, firsts, strict=True)]), 2),
+            "raw_connect_view_first_query_ms": round(statistics.median(raws), 2), "runs": runs}
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    lines = ["# Workbench query latency", "",
+             f"Command: `{report['command']}`  ", f"Machine: {report['machine']}  ",
+             f"Versions: {', '.join(f'{k} {v}' for k, v in report['versions'].items())}", "",
+             report["method"], ""]
+    for size in report["sizes"]:
+        lines += [f"## {size['events']:,} events over {report['days']} days (measured day {size['day']})", "",
+                  "| case | workbench (Ibis) | raw DuckDB SQL | ratio | rows | target | met |",
+                  "|---|--:|--:|--:|--:|--:|:-:|"]
+        for case in size["cases"].values():
+            target = "" if case["target_ms"] is None else f"{case['target_ms']:.0f} ms"
+            met = "" if case["meets_target"] is None else ("yes" if case["meets_target"] else "no")
+            lines.append(f"| {case['label']} | {case['ibis_ms']:.2f} ms | {case['raw_sql_ms']:.2f} ms | "
+                         f"{case['ratio']:.2f}x | {case['rows']:,} | {target} | {met} |")
+        pruning, cold = size["pruning"], size["cold_start"]
+        lines += ["", f"Partition pruning, 1-hour query: the workbench reads {pruning['files_read_workbench_hour']} "
+                  f"of {pruning['files_total']} Parquet files (raw SQL: {pruning['files_read_raw_hour']}).  ",
+                  f"Cold start: `open_trail` {cold['open_trail_ms']:.1f} ms, then the first 1-hour query "
+                  f"{cold['first_query_ms']:.1f} ms (together {cold['open_plus_first_ms']:.1f} ms); a new raw "
+                  f"connection, its view and the same first query: {cold['raw_connect_view_first_query_ms']:.1f} ms.",
+                  ""]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_workbench", description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, nargs="+", default=[1_000_000, 10_000_000])
+    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--runs", type=int, default=9, help="measured runs per case (median reported)")
+    parser.add_argument("--quick", action="store_true", help="20k events over 3 days, 5 runs (smoke test)")
+    parser.add_argument("--cache", type=Path, default=CACHE_DIR, help="where generated trails are kept")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.events, args.days, args.runs = [20_000], 3, 5
+    sizes = []
+    for events in args.events:
+        started = time.perf_counter()
+        base = cached_trail(events, days=args.days, root=args.cache,
+                            progress=lambda n: print(f"  generated {n:,}", file=sys.stderr) if n % 10**6 == 0 else None)
+        print(f"{events:,} events: trail ready in {time.perf_counter() - started:.1f} s ({base})", file=sys.stderr)
+        sizes.append(measure(base, events, args.runs))
+    report = {
+        "command": "python -m benchmarks.bench_workbench " + " ".join(sys.argv[1:] if argv is None else argv),
+        "machine": f"{platform.machine()}, {_cpus()} CPU(s), Python {platform.python_version()}, {platform.system()}",
+        "versions": {name: metadata.version(name) for name in ("ibis-framework", "duckdb", "pyarrow", "sqlglot")},
+        "days": args.days,
+        "method": ("Median of runs after 2 warm-up runs; the workbench call (`to_pyarrow()` on its expression: Ibis "
+                   "compiles, DuckDB executes) alternates with hand-written SQL on a plain DuckDB connection over "
+                   "the same Parquet files, with the same columns, predicates (including the year/month/day "
+                   "partition predicates) and order. Both cache Parquet footers."),
+        "sizes": sizes,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "workbench.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    markdown = render_markdown(report)
+    (args.out / "workbench.md").write_text(markdown, encoding="utf-8")
+    print(markdown, end="")
+    return 0
+
+
+def _cpus() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
