@@ -125,7 +125,8 @@ def _expression(name: str, sql_type: str, kind: str) -> str:
         expression = name
     elif kind.startswith("num:"):
         value = f"j.{kind[4:]}"
-        expression = f"CASE WHEN json_type({value}) IN ('BIGINT', 'UBIGINT', 'DOUBLE') THEN CAST({value} AS DOUBLE) END"
+        numeric = f"json_type({value}) IN ('BIGINT', 'UBIGINT', 'DOUBLE')"
+        expression = f"CASE WHEN {numeric} THEN TRY_CAST({value} AS DOUBLE) END"  # TRY: CASE may not guard
     else:
         expression = f"j.{name}"
     return f"CAST({expression} AS {sql_type}) AS {name}"
@@ -222,15 +223,24 @@ class ParquetConverter:
             shutil.rmtree(staging)  # left by a crash half-way through an earlier conversion
         staging.mkdir(parents=True)
         try:
-            with _ColumnarPass(name.stream_key) as columnar:
-                # One read: each verified chunk goes to DuckDB while the next one is hashed.
-                scan = scan_file(path, self._hmac_key, columnar.feed)
-                columnar.finish()
+            whole = _without_torn_lines(seal)
+            source = path if whole else None
+            with _ColumnarPass(name.stream_key, staging, source, seal.get("first_sequence")) as columnar:
+                # Without torn lines, DuckDB reads the file itself, in parallel, while Python hashes it;
+                # otherwise each scanned chunk goes to DuckDB (torn bytes and all) as the next is hashed.
+                scan = scan_file(path, self._hmac_key, None if whole else columnar.feed)
+                load_error = None
+                try:
+                    columnar.finish()
+                except Exception as exc:  # a tampered file may not even parse: verification says why
+                    load_error = exc
                 report = verify_scanned(path, scan, self._hmac_key, self._public_key)
                 if not report.ok:
                     result.skipped = "failed verification"
                     result.failures = [str(failure) for failure in report.failures]
                     return result
+                if load_error is not None:
+                    raise load_error
                 outputs = self._write_partitions(columnar, path, staging)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
@@ -309,22 +319,54 @@ class ParquetConverter:
         fsync_directory(target.parent)
 
 
-class _ColumnarPass:
-    """A DuckDB thread that turns the scan's Arrow batches into the temp table ``rows`` (cold schema).
+def _without_torn_lines(seal: dict[str, Any]) -> bool:
+    """Whether the seal shows one record per line (so a line's place follows from its sequence)."""
+    first, last, lines = seal.get("first_sequence"), seal.get("last_sequence"), seal.get("records")
+    return isinstance(first, int) and isinstance(last, int) and lines == last - first + 1
 
-    ``feed`` hands it one batch (blocking while two are queued, so memory stays bounded); DuckDB
-    parses a batch's JSON without the GIL while the scan hashes the next chunk.
+
+class _ColumnarPass:
+    """A DuckDB thread that builds the temp table ``rows`` (cold schema) while the scan verifies.
+
+    With ``source`` (a file without torn lines) DuckDB reads and parses the file itself, on every
+    core. Otherwise ``feed`` hands it the scan's Arrow batches one by one (blocking while two are
+    queued); DuckDB parses a batch's JSON without the GIL while the scan hashes the next chunk.
+    DuckDB's memory is capped and it spills to ``staging``, so a large file does not need its size
+    in RAM.
     """
 
-    def __init__(self, stream: str) -> None:
+    MEMORY_LIMIT = "1GB"
+
+    def __init__(self, stream: str, staging: Path, source: Path | None = None, first_sequence: Any = None) -> None:
         import duckdb
 
         self.con = duckdb.connect()
+        self.con.execute(f"SET memory_limit = '{self.MEMORY_LIMIT}'")
+        self.con.execute(f"SET temp_directory = '{_sql_string(staging / 'duckdb.tmp')}'")
+        self.con.execute("SET preserve_insertion_order = false")  # COPY sorts; lets the load run in parallel
         self._stream = stream
+        self._source, self._first_sequence = source, first_sequence
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=2)
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._load, name="ledgerline-convert", daemon=True)
+        target = self._load if source is None else self._load_file
+        self._thread = threading.Thread(target=target, name="ledgerline-convert", daemon=True)
         self._thread.start()
+
+    def _load_file(self) -> None:
+        try:
+            self.con.execute(
+                f"""CREATE TEMP TABLE rows AS
+                SELECT {_SELECT}
+                FROM (SELECT *, j.sequence - $first + 1 AS source_line
+                      FROM (SELECT line, NULL::VARCHAR AS record, NULL::BLOB AS torn_bytes, NULL::BIGINT AS torn_ts,
+                                   json_transform(line, $structure) AS j
+                            FROM read_csv($path, columns={{'line': 'VARCHAR'}}, delim=chr(1), quote='', escape='',
+                                          header=false, auto_detect=false, strict_mode=false)))""",
+                {"path": str(self._source), "stream": self._stream, "structure": _structure(),
+                 "first": self._first_sequence},
+            )
+        except BaseException as exc:  # reported by finish()
+            self._error = exc
 
     def _load(self) -> None:
         import pyarrow as pa
@@ -360,8 +402,9 @@ class _ColumnarPass:
         self._put(batch)
 
     def finish(self) -> None:
-        """Wait until every batch is in ``rows``; raises what the DuckDB thread raised."""
-        self._put(None)
+        """Wait until every row is in ``rows``; raises what the DuckDB thread raised."""
+        if self._source is None:
+            self._put(None)
         self._thread.join()
         if self._error is not None:
             raise self._error
@@ -370,7 +413,7 @@ class _ColumnarPass:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        if self._thread.is_alive():
+        if self._thread.is_alive() and self._source is None:
             with contextlib.suppress(BaseException):
                 self._put(None)  # the scan failed half-way: let DuckDB finish, then drop everything
             self._thread.join()
