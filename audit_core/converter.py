@@ -250,6 +250,31 @@ class ParquetConverter:
         result.converted = True
         return result
 
+    def apply_retention(
+        self,
+        now: Any = None,
+        *,
+        days: int | None = None,
+        holds: Any = (),
+        dry_run: bool = False,
+        config: Any = None,
+        emitter: Any = None,
+    ) -> Any:
+        """Remove what is older than ``days`` (default ``config.retention_days``, else 90), recording it first.
+
+        See ``audit_core.retention.apply_retention``; this passes the converter's paths and keys.
+        Returns the ``RetentionPlan`` carried out.
+        """
+        from audit_core.retention import apply_retention
+
+        if days is None:
+            days = config.retention_days if config is not None else 90
+        hot = self.hot_path if self.hot_path.is_dir() else None
+        return apply_retention(
+            hot, self.cold_path, days=days, now=now, holds=holds, dry_run=dry_run, emitter=emitter,
+            config=config, hmac_key=self._hmac_key, public_key=self._public_key,
+        )
+
     def get_partition_stats(self) -> list[PartitionStats]:
         """Files, rows, bytes and time range of every day partition."""
         import pyarrow.parquet as pq
@@ -520,7 +545,10 @@ def verify_cold(cold_path: Path | str, hmac_key: bytes | None = None) -> Any:
         if partial:
             continue
         last = parsed[-1] if parsed else None
-        if last is None or last.sequence != seal.get("last_sequence") or last.checksum != seal.get("last_hash"):
+        empty = last is None and seal.get("last_sequence") is None and not seal.get("records")
+        if not empty and (
+            last is None or last.sequence != seal.get("last_sequence") or last.checksum != seal.get("last_hash")
+        ):
             report.failures.append(VerificationFailure(
                 source, 0, None if last is None else last.sequence, FailureKind.SEAL_MISMATCH,
                 f"seal ends at sequence {seal.get('last_sequence')}, the rows end at "

@@ -136,6 +136,7 @@ def apply_retention(
     dry_run: bool = False,
     emitter: AuditEventEmitter | None = None,
     config: AuditConfig | None = None,
+    hmac_key: bytes | None = None,
     public_key: Any = None,
 ) -> RetentionPlan:
     """Remove cold partitions and converted hot files older than ``days``, recording it first.
@@ -151,6 +152,8 @@ def apply_retention(
         emitter: Where the ``sys.retention`` record goes. Default: the ``retention`` stream in
             ``hot_path``, with ``config``'s trader id and HMAC key.
         config: Settings for that default stream (its ``stream_id`` is replaced by ``retention``).
+        hmac_key: The trail's HMAC key when no ``config`` carries it: hot files are verified with
+            it, and the retention record is keyed with it like the rest of the trail.
         public_key: Ed25519 key that hot files' seals must be signed with to count as verified.
 
     Returns:
@@ -171,7 +174,9 @@ def apply_retention(
         plan.kept.append(("everything", "retention_days=0 keeps the trail forever"))
         return resumed or plan
     all_holds = [*load_holds(cold), *holds]
-    hmac_key = config.resolve_hmac_key() if config is not None else None
+    if config is None and hmac_key is not None and hot is not None:
+        config = AuditConfig(base_path=hot.parent, trader_id=_trader_of(hot), hmac_key=hmac_key.decode())
+    hmac_key = config.resolve_hmac_key() if config is not None else hmac_key
     plan = _plan(hot, cold, now.astimezone(dt.UTC).date() - dt.timedelta(days=days), all_holds, hmac_key, public_key)
     plan.dry_run = dry_run
     if dry_run or plan.empty:

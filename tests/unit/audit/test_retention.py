@@ -261,3 +261,23 @@ def test_a_keyed_trail_gets_a_keyed_record(tmp_path):
     apply_retention(hot, cold, days=1, now=utc(2026, 1, 4), config=config)
     assert verify(hot, hmac_key=b"k3y").ok
     assert not verify(hot).ok  # the record is HMAC'd like the rest of the trail
+
+
+def test_the_converter_applies_retention_with_its_own_paths_and_key(tmp_path):
+    now = [0]
+    config = AuditConfig(base_path=tmp_path, trader_id="T1", sync_writes=False, hmac_key="k3y", retention_days=2)
+    with AuditEventEmitter(config, clock=lambda: now[0]) as emitter:
+        for i in range(96):
+            now[0] = int(JAN_1.timestamp()) * 10**9 + i * HOUR
+            emitter.emit_param_change("meta", "k", i, i + 1, "vol")
+    converter = ParquetConverter(tmp_path / "hot", tmp_path / "cold", hmac_key=b"k3y")
+    converter.convert_all()
+    plan = converter.apply_retention(utc(2026, 1, 5), config=config)  # days from config.retention_days
+    assert plan.cutoff == dt.date(2026, 1, 3)
+    assert partitions(tmp_path / "cold") == ["2026-01-03", "2026-01-04"]
+    assert verify(tmp_path / "hot", hmac_key=b"k3y").ok
+    assert verify_cold(tmp_path / "cold", hmac_key=b"k3y").ok
+    plan = ParquetConverter(tmp_path / "hot", tmp_path / "cold", hmac_key=b"k3y").apply_retention(
+        utc(2026, 1, 6), days=1)  # no config: the record is keyed with the converter's key
+    assert plan.cutoff == dt.date(2026, 1, 5) and len(plan.partitions) == 2
+    assert verify(tmp_path / "hot", hmac_key=b"k3y").ok
