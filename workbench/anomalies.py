@@ -2,7 +2,7 @@
 
 Examples
 --------
->>> import tempfile
+>>> import shutil, tempfile
 >>> from benchmarks.trail_gen import generate_trail
 >>> from workbench import detect_unexplained_changes, open_trail
 >>> base = tempfile.mkdtemp()
@@ -14,6 +14,7 @@ Examples
 []
 >>> found.integrity_ok
 True
+>>> shutil.rmtree(base)
 """
 
 from __future__ import annotations

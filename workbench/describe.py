@@ -4,11 +4,9 @@ Examples
 --------
 >>> import ibis
 >>> from workbench.describe import describe
->>> from workbench.trail import cold_schema
->>> t = ibis.memtable({"event_type": ["param.risk_change"], "source": ["meta_controller"],
-...                    "param_name": ["risk_multiplier"], "old_value": ["1.0"], "new_value": ["0.5"],
-...                    "trigger_reason": [None]}, schema=cold_schema().select(
-...     ["event_type", "source", "param_name", "old_value", "new_value", "trigger_reason"]))
+>>> columns = ["event_type", "source", "param_name", "old_value", "new_value", "trigger_reason"]
+>>> t = ibis.memtable([("param.risk_change", "meta_controller", "risk_multiplier", "1.0", "0.5", None)],
+...                   schema=dict.fromkeys(columns, "string"))
 >>> t.select(d=describe(t)).d.execute()[0]
 'meta_controller changed risk_multiplier: 1.0 -> 0.5 (no reason given)'
 """

@@ -2,7 +2,7 @@
 
 Examples
 --------
->>> import tempfile
+>>> import shutil, tempfile
 >>> from benchmarks.trail_gen import generate_trail
 >>> from workbench import open_trail, reconstruct_incident
 >>> base = tempfile.mkdtemp()
@@ -14,6 +14,7 @@ Examples
 ['time', 'ts_event', 'offset_ns', 'event_type', 'source']
 >>> bool(frame["offset_ns"].abs().max() <= 30 * 60 * 10**9)
 True
+>>> shutil.rmtree(base)
 """
 
 from __future__ import annotations

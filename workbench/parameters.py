@@ -2,7 +2,7 @@
 
 Examples
 --------
->>> import tempfile
+>>> import shutil, tempfile
 >>> from benchmarks.trail_gen import generate_trail
 >>> from workbench import open_trail, parameter_history, state_at
 >>> base = tempfile.mkdtemp()
@@ -14,6 +14,7 @@ Examples
 >>> history = parameter_history(trail, "risk_multiplier").to_pandas()
 >>> bool(history["ts_event"].is_monotonic_increasing)
 True
+>>> shutil.rmtree(base)
 """
 
 from __future__ import annotations

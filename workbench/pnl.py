@@ -2,7 +2,7 @@
 
 Examples
 --------
->>> import tempfile
+>>> import shutil, tempfile
 >>> from benchmarks.trail_gen import generate_trail
 >>> from workbench import open_trail, pnl_reconciliation
 >>> base = tempfile.mkdtemp()
@@ -13,6 +13,7 @@ Examples
 ['currency', 'realized_pnl', 'balance_start', 'balance_end']
 >>> reconciliation.ok
 True
+>>> shutil.rmtree(base)
 """
 
 from __future__ import annotations

@@ -6,18 +6,19 @@ silently: when ``limit`` cuts a result, a ``ResultTruncatedWarning`` says so, th
 
 Examples
 --------
->>> import tempfile
+>>> import shutil, tempfile
 >>> from benchmarks.trail_gen import generate_trail
 >>> from workbench import AuditQuery
 >>> base = tempfile.mkdtemp()
->>> _ = generate_trail(base, events=300, days=1, seed=7)
+>>> generated = generate_trail(base, events=300, days=1, seed=7)
 >>> query = AuditQuery(base)
 >>> counts = query.count_by_type()
->>> int(counts["count"].sum())
-300
+>>> int(counts["count"].sum()) == generated.events
+True
 >>> fills = query.query_time_range("2026-01-01", "2026-01-02", event_type="trade.fill", limit=None)
 >>> set(fills["event_type"])
 {'trade.fill'}
+>>> shutil.rmtree(base)
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Examples
 --------
->>> import tempfile
+>>> import shutil, tempfile
 >>> from benchmarks.trail_gen import generate_trail
 >>> from workbench import open_trail, signal_conversion, trade_lifecycle
 >>> base = tempfile.mkdtemp()
@@ -14,6 +14,7 @@ Examples
 >>> conversion = signal_conversion(trail).to_pandas()
 >>> sorted(conversion["strategy_source"])
 ['breakout', 'mean_reversion', 'momentum']
+>>> shutil.rmtree(base)
 """
 
 from __future__ import annotations

@@ -2,17 +2,18 @@
 
 Examples
 --------
->>> import tempfile
+>>> import shutil, tempfile
 >>> from benchmarks.trail_gen import generate_trail
 >>> from workbench import open_trail
 >>> base = tempfile.mkdtemp()
->>> _ = generate_trail(base, events=300, days=2, seed=1)
+>>> generated = generate_trail(base, events=300, days=2, seed=1)
 >>> trail = open_trail(base)
->>> trail.events.count().execute()
-300
+>>> int(trail.events.count().execute()) == generated.events
+True
 >>> fills = trail.filter(start="2026-01-01", end="2026-01-02", event_type="trade.fill")
 >>> int(fills.count().execute()) > 0
 True
+>>> shutil.rmtree(base)
 """
 
 from __future__ import annotations
