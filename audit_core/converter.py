@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from audit_core._bulk_verify import STRIP_SQL, batch_schema, rebuild_line, scan_file, verify_scanned
-from audit_core._layout import parse_hot_file_name
+from audit_core._layout import NS_PER_DAY, parse_hot_file_name, utc_day
 from audit_core.integrity import fsync_directory, hot_files, read_seal
 
 MANIFEST_DIR = "_manifest"
@@ -133,8 +133,6 @@ def _expression(name: str, sql_type: str, kind: str) -> str:
 
 
 _SELECT = ",\n    ".join(_expression(*column) for column in COLUMNS)
-#: The UTC day of a row's ts_event (ns), as the partition path wants it.
-_DAY_OF_ROW = "strftime(make_timestamp(ts_event // 1000), '%Y/%m/%d')"
 
 
 @dataclass
@@ -302,21 +300,33 @@ class ParquetConverter:
 
     def _write_partitions(self, columnar: _ColumnarPass, path: Path, staging: Path) -> list[tuple[Path, int]]:
         con = columnar.con
-        days = con.execute(f"SELECT DISTINCT {_DAY_OF_ROW} FROM rows ORDER BY 1").fetchall()
-        outputs = []
-        for (day,) in days:
-            year, month, date = day.split("/")
+        table = "rows"
+        if columnar.source is None:  # batches arrive in file order: sort once, then cut days
+            con.execute("CREATE TEMP TABLE sorted_rows AS SELECT * FROM rows ORDER BY ts_event, source_line")
+            con.execute("DROP TABLE rows")
+            table = "sorted_rows"
+        # The table is in (ts_event, source_line) order; scanning it in order keeps each day's file sorted,
+        # and its zone maps let each day's range skip the rest.
+        con.execute("SET preserve_insertion_order = true")
+        first, last = con.execute(f"SELECT min(ts_event), max(ts_event) FROM {table}").fetchone() or (None, None)
+        outputs: list[tuple[Path, int]] = []
+        if first is None:
+            return outputs
+        for start in range(first // NS_PER_DAY * NS_PER_DAY, last + 1, NS_PER_DAY):
+            day = utc_day(start)
+            year, month, date = f"{day.year:04d}", f"{day.month:02d}", f"{day.day:02d}"
             staged = staging / f"{year}{month}{date}.parquet"
             # COPY returns the number of rows it wrote.
             (count,) = con.execute(
-                f"""COPY (SELECT * FROM rows
-                          WHERE {_DAY_OF_ROW} = $day
-                          ORDER BY ts_event, source_line)
+                f"""COPY (SELECT * FROM {table} WHERE ts_event >= $start AND ts_event < $end)
                     TO '{_sql_string(staged)}'
                     (FORMAT PARQUET, COMPRESSION ZSTD, COMPRESSION_LEVEL {ZSTD_LEVEL}, PARQUET_VERSION V2,
                      ROW_GROUP_SIZE {self._row_group_size})""",
-                {"day": day},
+                {"start": start, "end": start + NS_PER_DAY},
             ).fetchone() or (0,)
+            if not count:  # a day with no rows (a quiet day inside a long file) gets no partition
+                staged.unlink()
+                continue
             target_dir = self.cold_path / f"year={year}" / f"month={month}" / f"day={date}"
             target_dir.mkdir(parents=True, exist_ok=True)
             target = target_dir / (path.name.removesuffix(".jsonl") + ".parquet")
@@ -370,7 +380,7 @@ class _ColumnarPass:
         self.con.execute(f"SET temp_directory = '{_sql_string(staging / 'duckdb.tmp')}'")
         self.con.execute("SET preserve_insertion_order = false")  # COPY sorts; lets the load run in parallel
         self._stream = stream
-        self._source, self._first_sequence = source, first_sequence
+        self.source, self._first_sequence = source, first_sequence
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=2)
         self._error: BaseException | None = None
         target = self._load if source is None else self._load_file
@@ -386,8 +396,9 @@ class _ColumnarPass:
                       FROM (SELECT line, NULL::VARCHAR AS record, NULL::BLOB AS torn_bytes, NULL::BIGINT AS torn_ts,
                                    json_transform(line, $structure) AS j
                             FROM read_csv($path, columns={{'line': 'VARCHAR'}}, delim=chr(1), quote='', escape='',
-                                          header=false, auto_detect=false, strict_mode=false)))""",
-                {"path": str(self._source), "stream": self._stream, "structure": _structure(),
+                                          header=false, auto_detect=false, strict_mode=false)))
+                ORDER BY ts_event, source_line""",
+                {"path": str(self.source), "stream": self._stream, "structure": _structure(),
                  "first": self._first_sequence},
             )
         except BaseException as exc:  # reported by finish()
@@ -428,7 +439,7 @@ class _ColumnarPass:
 
     def finish(self) -> None:
         """Wait until every row is in ``rows``; raises what the DuckDB thread raised."""
-        if self._source is None:
+        if self.source is None:
             self._put(None)
         self._thread.join()
         if self._error is not None:
@@ -438,7 +449,7 @@ class _ColumnarPass:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        if self._thread.is_alive() and self._source is None:
+        if self._thread.is_alive() and self.source is None:
             with contextlib.suppress(BaseException):
                 self._put(None)  # the scan failed half-way: let DuckDB finish, then drop everything
             self._thread.join()
