@@ -44,6 +44,7 @@ bench: venv
 	$(PY) -m benchmarks.run
 	$(PY) -m benchmarks.bench_observer
 	$(PY) -m benchmarks.bench_convert
+	$(PY) -m benchmarks.bench_audited
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache demo_trail reports
