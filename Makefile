@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-EXTRAS := dev,workbench,nautilus,signing
+EXTRAS := dev,workbench,nautilus,signing,spark
 STAMP := $(VENV)/.installed-$(EXTRAS)
 
 # The notebook browser test needs a Chromium; Debian's package, installed once if missing.
