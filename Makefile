@@ -45,6 +45,7 @@ bench: venv
 	$(PY) -m benchmarks.bench_observer
 	$(PY) -m benchmarks.bench_convert
 	$(PY) -m benchmarks.bench_audited
+	$(PY) -m benchmarks.bench_workbench
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache demo_trail reports

@@ -38,6 +38,8 @@ NS_PER_HOUR = 3_600 * 10**9
 #: Targets from issue 5, per trail size: (1-hour query, every other analysis), in ms.
 TARGETS = {1_000_000: (10.0, 25.0), 10_000_000: (30.0, 150.0)}
 MAX_RATIO = 1.5
+#: The columns of the narrow 1-hour case: what an incident timeline needs.
+NARROW = ("time", "ts_event", "event_type", "source", "description", "stream", "sequence", "correlation_id")
 HIVE = "hive_partitioning=true, hive_types={'year': INTEGER, 'month': INTEGER, 'day': INTEGER}"
 
 
@@ -76,6 +78,9 @@ def build_cases(trail: Any, day: dt.date, order_id: str) -> list[Case]:
         Case("hour", "1-hour query, all columns", lambda: trail.filter(start=start, end=end)
              .order_by(*CHRONOLOGICAL),
              f"SELECT * FROM ev WHERE {hour} {chrono}", hour_query=True),
+        Case("hour_narrow", "1-hour query, 8 columns", lambda: trail.filter(start=start, end=end)
+             .select(*NARROW).order_by(*CHRONOLOGICAL),
+             f"SELECT {', '.join(NARROW)} FROM ev WHERE {hour} {chrono}", hour_query=True),
         Case("hour_filtered", "1-hour query, type `trade.*` and one source", lambda: trail.filter(
             start=start, end=end, event_type="trade.*", source="AuditObserver").order_by(*CHRONOLOGICAL),
              f"SELECT * FROM ev WHERE {hour} AND starts_with(event_type, 'trade.') AND source IN ('AuditObserver') "
@@ -119,11 +124,20 @@ def build_cases(trail: Any, day: dt.date, order_id: str) -> list[Case]:
 
 def _incident_sql(at: int, same_day: str) -> str:
     low, high = at - 5 * 60 * 10**9, at + 5 * 60 * 10**9
+    return f"""SELECT time, ts_event, ts_event - {at} AS offset_ns, event_type, source, description,
+      stream, sequence, trader_id, correlation_id, param_name, old_value, new_value, new_value_num, trigger_reason,
+      strategy_source, signal_value, confidence, regime, acted_on, filter_reason, instrument_id, order_id, side,
+      size, price, slippage_bps, realized_pnl, currency, position_id, reason, payload
+    FROM ev WHERE ts_event >= {low} AND ts_event <= {high} AND {same_day}
+    ORDER BY ts_event, stream, sequence"""
+
+
+def _description_sql() -> str:
+    """The hand-written equivalent of ``workbench.describe``: one readable line per record."""
     text = "coalesce(CAST({} AS VARCHAR), '?')"
     dec = "coalesce(regexp_replace(CAST({} AS VARCHAR), '\\.?0+$', ''), '?')"
     s, d = text.format, dec.format
-    return f"""SELECT time, ts_event, ts_event - {at} AS offset_ns, event_type, source,
-      CASE
+    return f"""CASE
         WHEN starts_with(event_type, 'param.') THEN {s('source')} || ' changed ' || {s('param_name')} || ': '
              || coalesce(old_value, 'null') || ' -> ' || coalesce(new_value, 'null') || ' ('
              || coalesce(trigger_reason, 'no reason given') || ')'
@@ -151,29 +165,25 @@ def _incident_sql(at: int, same_day: str) -> str:
              || {s('position_id')} || ' on ' || {s('instrument_id')} || ': realized P&L ' || {d('realized_pnl')}
              || ' ' || coalesce(currency, '')
         ELSE event_type || ' from ' || {s('source')} || ': ' || substr(coalesce(payload, '{{}}'), 1, 160)
-      END AS description,
-      stream, sequence, trader_id, correlation_id, param_name, old_value, new_value, new_value_num, trigger_reason,
-      strategy_source, signal_value, confidence, regime, acted_on, filter_reason, instrument_id, order_id, side,
-      size, price, slippage_bps, realized_pnl, currency, position_id, reason, payload
-    FROM ev WHERE ts_event >= {low} AND ts_event <= {high} AND {same_day}
-    ORDER BY ts_event, stream, sequence"""
+      END"""
 
 
 def _lifecycle_sql(order_id: str) -> str:
-    return f"""WITH anchored AS (SELECT correlation_id, position_id FROM ev WHERE order_id = '{order_id}'),
+    return f"""WITH anchored AS (SELECT * FROM ev WHERE order_id = '{order_id}'),
     steps AS (
-      SELECT * FROM ev
-      WHERE order_id = '{order_id}'
-         OR (starts_with(event_type, 'trade.signal')
-             AND correlation_id IN (SELECT correlation_id FROM anchored WHERE correlation_id IS NOT NULL))
-         OR (starts_with(event_type, 'trade.position_')
-             AND position_id IN (SELECT position_id FROM anchored WHERE position_id IS NOT NULL)))
+      SELECT * FROM anchored
+      UNION ALL
+      SELECT * FROM ev WHERE starts_with(event_type, 'trade.signal') AND order_id IS DISTINCT FROM '{order_id}'
+                         AND correlation_id IN (SELECT correlation_id FROM anchored)
+      UNION ALL
+      SELECT * FROM ev WHERE starts_with(event_type, 'trade.position_') AND order_id IS DISTINCT FROM '{order_id}'
+                         AND position_id IN (SELECT position_id FROM anchored))
     SELECT time, ts_event, CASE event_type WHEN 'trade.signal' THEN 'signal' WHEN 'trade.order' THEN 'order'
              WHEN 'trade.order.accepted' THEN 'accepted' WHEN 'trade.fill' THEN 'fill'
              WHEN 'trade.rejected' THEN 'rejected' WHEN 'trade.canceled' THEN 'canceled'
              WHEN 'trade.position_opened' THEN 'position_opened' WHEN 'trade.position_changed' THEN 'position_changed'
              WHEN 'trade.position_closed' THEN 'position_closed' ELSE event_type END AS step,
-           event_type,
+           event_type, description,
            ts_event - lag(ts_event) OVER (ORDER BY ts_event, stream, sequence) AS since_previous_ns,
            ts_event - min(ts_event) OVER () AS since_start_ns,
            strategy_source, instrument_id, order_id, correlation_id, position_id, side, size, price, expected_price,
@@ -188,7 +198,8 @@ def raw_connection(cold: Path, columns: list[str]) -> Any:
 
     con = duckdb.connect()
     con.execute("SET parquet_metadata_cache = true")
-    others = ", ".join(c for c in columns if c not in ("ts_event", "time"))
+    others = ", ".join(_description_sql() + " AS description" if c == "description" else c
+                       for c in columns if c not in ("ts_event", "time"))
     source = str(cold / "year=*/month=*/day=*/*.parquet").replace("'", "''")
     con.execute(f"""CREATE VIEW ev AS SELECT ts_event, CAST(make_timestamp_ns(ts_event) AS TIMESTAMPTZ) AS time,
                     {others} FROM read_parquet('{source}', {HIVE})""")

@@ -83,14 +83,15 @@ def trade_lifecycle(
     else:
         (value,) = filters.string_values(correlation_id, "correlation_id")  # type: ignore[arg-type]
         anchor = t.correlation_id == value
+    # Three simple filters, not one OR: each keeps its predicates next to the scan (an OR over IN
+    # subqueries makes the engine build every row of the trail first).
     anchored = t.filter(anchor)
-    signals = anchored.filter(anchored.correlation_id.notnull()).select("correlation_id").distinct()
-    positions = anchored.filter(anchored.position_id.notnull()).select("position_id").distinct()
-    rows = t.filter(
-        anchor
-        | (t.event_type.startswith("trade.signal") & t.correlation_id.isin(signals.correlation_id))
-        | (t.event_type.startswith("trade.position_") & t.position_id.isin(positions.position_id))
-    )
+    other = anchor.isnull() | ~anchor  # rows not already in `anchored`
+    signals = t.filter(t.event_type.startswith("trade.signal"), other,
+                       t.correlation_id.isin(anchored.correlation_id))
+    positions = t.filter(t.event_type.startswith("trade.position_"), other,
+                         t.position_id.isin(anchored.position_id))
+    rows = anchored.union(signals).union(positions)
     ordered = ibis.window(order_by=list(CHRONOLOGICAL))
     derived = {
         "step": rows.event_type.substitute(_STEPS, else_=rows.event_type),
@@ -157,10 +158,11 @@ def signal_conversion(trail: Trail, by: str = "strategy_source", window: Any = N
         filled_orders=t.order_id.nunique(where=is_fill),
         fills=is_fill.sum(),
     )
-    summary = counts.mutate(
+    summary = counts.select(
+        by, *CONVERSION_COLUMNS[:-2],
         conversion_rate=counts.acted_on / counts.signals.nullif(0),
         fill_rate=counts.filled_orders / counts.orders.nullif(0),
-    ).select(by, *CONVERSION_COLUMNS).order_by(by)
+    ).order_by(by)
     filtered = t.filter(is_signal & ~t.acted_on.fill_null(True))
     reasons = filtered.group_by([by, "filter_reason"]).aggregate(signals=filtered.count())
     reasons = reasons.mutate(share=reasons.signals / reasons.signals.sum().over(ibis.window(group_by=by)))
