@@ -59,6 +59,8 @@ TRIGGER_REASONS = ("drawdown > 10%", "volatility spike", "regime shift", "schedu
 SIGNAL_SOURCE = "signal_engine"
 EXEC_SOURCE = "AuditObserver"
 START_BALANCES = {"USD": Decimal("1000000.00"), "JPY": Decimal("150000000")}
+#: One record to write: (ts_event, stream, emitter method, its keyword arguments).
+Step = tuple[int, str, str, dict[str, Any]]
 #: Average records one step of the generator writes (used to spread steps over the time span).
 _RECORDS_PER_STEP = 3.2
 
@@ -120,7 +122,7 @@ class _Scenario:
         self.balances = dict(START_BALANCES)
         self.ids = itertools.count(1)
 
-    def account_state(self, ts: int) -> list[tuple[int, str, str, dict[str, Any]]]:
+    def account_state(self, ts: int) -> list[Step]:
         """Every balance, as NautilusTrader's AccountState reports them (the observer records it)."""
         return [(ts, "exec", "emit_system", {
             "event_type": "sys.account_state", "source": EXEC_SOURCE,
@@ -128,7 +130,7 @@ class _Scenario:
                         "balances": {currency: {"total": str(total), "locked": "0", "free": str(total)}
                                      for currency, total in self.balances.items()}}})]
 
-    def step(self, ts: int) -> list[tuple[int, str, str, dict[str, Any]]]:
+    def step(self, ts: int) -> list[Step]:
         roll = self.rng.random()
         if roll < 0.10:
             return self.parameter_change(ts)
@@ -136,7 +138,7 @@ class _Scenario:
             return self.system_event(ts)
         return self.signal(ts)
 
-    def parameter_change(self, ts: int) -> list[tuple[int, str, str, dict[str, Any]]]:
+    def parameter_change(self, ts: int) -> list[Step]:
         rng = self.rng
         name = rng.choice(tuple(PARAMETERS))
         source, bounds, kind = PARAMETERS[name]
@@ -163,13 +165,13 @@ class _Scenario:
             "source": source, "param_name": name, "old_value": old, "new_value": new,
             "trigger_reason": reason, "event_type": PARAM_EVENT_TYPES[name]})]
 
-    def system_event(self, ts: int) -> list[tuple[int, str, str, dict[str, Any]]]:
+    def system_event(self, ts: int) -> list[Step]:
         event_type = self.rng.choice(("sys.regime_change", "sys.resampling", "sys.evolution_trigger"))
         payload = {"regime": self.params["regime_state"], "particles": self.rng.randint(100, 1000)}
         return [(ts, "control", "emit_system", {"event_type": event_type, "source": "meta_controller",
                                                  "payload": payload})]
 
-    def signal(self, ts: int) -> list[tuple[int, str, str, dict[str, Any]]]:
+    def signal(self, ts: int) -> list[Step]:
         rng = self.rng
         strategy, instrument = rng.choice(STRATEGIES), rng.choice(tuple(INSTRUMENTS))
         self._move(instrument)
@@ -189,7 +191,7 @@ class _Scenario:
             self.busy_until[(strategy, instrument)] = max(when for when, *_ in records)
         return records
 
-    def order(self, ts: int, strategy: str, instrument: str, signal_id: str) -> list[tuple[int, str, str, dict]]:
+    def order(self, ts: int, strategy: str, instrument: str, signal_id: str) -> list[Step]:
         rng = self.rng
         position = self.positions.get((strategy, instrument))
         side = rng.choice(("BUY", "SELL")) if position is None else ("SELL" if position.side == "BUY" else "BUY")
@@ -199,7 +201,7 @@ class _Scenario:
         expected = self.prices[instrument]
         common = {"source": EXEC_SOURCE, "instrument_id": instrument, "correlation_id": signal_id,
                   "order_id": order_id, "strategy_source": strategy, "side": side}
-        records: list[tuple[int, str, str, dict[str, Any]]] = [(ts, "exec", "emit_trade", {
+        records: list[Step] = [(ts, "exec", "emit_trade", {
             **common, "event_type": "trade.order", "size": size, "order_type": "MARKET", "expected_price": expected})]
         if rng.random() < 0.04:
             return [*records, (ts + 200_000, "exec", "emit_trade", {
@@ -226,7 +228,7 @@ class _Scenario:
                                         {**common, "position_id": position_id})
 
     def _position(self, ts: int, strategy: str, instrument: str, side: str, size: Decimal, avg_px: Decimal,
-                  commission: Decimal, common: dict[str, Any]) -> list[tuple[int, str, str, dict[str, Any]]]:
+                  commission: Decimal, common: dict[str, Any]) -> list[Step]:
         currency = INSTRUMENTS[instrument][2]
         key = (strategy, instrument)
         position = self.positions.pop(key, None)
