@@ -312,7 +312,8 @@ def _cold_start(base: Path, raw_hour_sql: str, day: dt.date, runs: int) -> dict[
 def render_markdown(report: dict[str, Any]) -> str:
     lines = ["# Workbench query latency", "",
              f"Command: `{report['command']}`  ", f"Machine: {report['machine']}  ",
-             f"Versions: {', '.join(f'{k} {v}' for k, v in report['versions'].items())}", "",
+             f"Versions: {', '.join(f'{k} {v}' for k, v in report['versions'].items())}  ",
+             f"Load average (1, 5, 15 min) before and after: {report['load_average_before_after']}", "",
              report["method"], ""]
     for size in report["sizes"]:
         lines += [f"## {size['events']:,} events over {report['days']} days (measured day {size['day']})", "",
@@ -344,6 +345,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.events, args.days, args.runs = [20_000], 3, 5
+    load_before = _load()
     sizes = []
     for events in args.events:
         started = time.perf_counter()
@@ -352,7 +354,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{events:,} events: trail ready in {time.perf_counter() - started:.1f} s ({base})", file=sys.stderr)
         sizes.append(measure(base, events, args.runs))
     report = {
-        "command": "python -m benchmarks.bench_workbench " + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": " ".join(["python -m benchmarks.bench_workbench", *(sys.argv[1:] if argv is None else argv)]),
+        "load_average_before_after": [load_before, _load()],
         "machine": f"{platform.machine()}, {_cpus()} CPU(s), Python {platform.python_version()}, {platform.system()}",
         "versions": {name: metadata.version(name) for name in ("ibis-framework", "duckdb", "pyarrow", "sqlglot")},
         "days": args.days,
@@ -368,6 +371,13 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "workbench.md").write_text(markdown, encoding="utf-8")
     print(markdown, end="")
     return 0
+
+
+def _load() -> list[float]:
+    """1, 5 and 15-minute load averages: other work on the machine skews every number."""
+    import os
+
+    return [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else []
 
 
 def _cpus() -> int:
