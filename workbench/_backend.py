@@ -79,8 +79,16 @@ def as_view(backend: Any, table: ir.Table) -> ir.Table:
     """
     import uuid
 
+    name = f"ledgerline_events_{uuid.uuid4().hex[:12]}"
+    if backend_name(backend) == "duckdb":
+        # A TEMP view: Ibis's create_view would write a lasting view into a database file the
+        # caller opened, one that reads this session's temporary views. Registering the hot
+        # memtable is what create_view does first.
+        backend._register_in_memory_tables(table)
+        backend.raw_sql(f'CREATE TEMP VIEW "{name}" AS {backend.compile(table)}')
+        return backend.table(name)
     try:
-        return backend.create_view(f"ledgerline_events_{uuid.uuid4().hex[:12]}", table)
+        return backend.create_view(name, table)
     except (NotImplementedError, AttributeError):
         return table
 

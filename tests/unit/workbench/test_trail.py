@@ -64,6 +64,13 @@ class TestOpening:
         fresh = trail.refresh()
         assert fresh.hot.rows == 0 and count(fresh.events) == hand_trail.events
 
+    def test_a_callers_database_file_is_left_as_it_was(self, hand_trail, tmp_path):
+        connection = ibis.duckdb.connect(tmp_path / "analyst.ddb")
+        trail = open_trail(hand_trail.base, connection)
+        assert count(trail.events) == hand_trail.events
+        connection.disconnect()
+        assert ibis.duckdb.connect(tmp_path / "analyst.ddb").list_tables() == []
+
     def test_missing_trail_is_named(self, tmp_path):
         with pytest.raises(TrailNotFoundError, match=r"path=.*nowhere.*cold/ or hot/"):
             open_trail(tmp_path / "nowhere")
