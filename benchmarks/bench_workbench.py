@@ -4,7 +4,7 @@ Usage (from the repo root)::
 
     python -m benchmarks.bench_workbench                    # 1M and 10M events over 30 days
     python -m benchmarks.bench_workbench --events 1000000   # one size
-    python -m benchmarks.bench_workbench --quick --out /tmp/bench   # 20k events over 3 days (smoke test)
+    python -m benchmarks.bench_workbench --quick --out /tmp/bench   # 10k events over 3 days (smoke test)
 
 Trails are generated once (``benchmarks/trail_gen.py``, through the real emitter and converter) and
 cached under ``benchmarks/.cache``. Every case runs the workbench expression (``to_pyarrow()``:
@@ -339,12 +339,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, nargs="+", default=[1_000_000, 10_000_000])
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--runs", type=int, default=9, help="measured runs per case (median reported)")
-    parser.add_argument("--quick", action="store_true", help="20k events over 3 days, 5 runs (smoke test)")
+    parser.add_argument("--quick", action="store_true", help="10k events over 3 days, 3 runs (smoke test)")
     parser.add_argument("--cache", type=Path, default=CACHE_DIR, help="where generated trails are kept")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
     args = parser.parse_args(argv)
     if args.quick:
-        args.events, args.days, args.runs = [20_000], 3, 5
+        args.events, args.days, args.runs = [10_000], 3, 3
     load_before = _load()
     sizes = []
     for events in args.events:

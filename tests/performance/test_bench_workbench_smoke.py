@@ -17,11 +17,11 @@ def test_quick_run_writes_consistent_results(tmp_path: Path) -> None:
     report = json.loads((tmp_path / "workbench.json").read_text(encoding="utf-8"))
     assert (tmp_path / "workbench.md").read_text(encoding="utf-8").startswith("# Workbench query latency")
     (size,) = report["sizes"]
-    assert size["events"] >= 20_000
+    assert size["events"] >= 10_000
     for name, case in size["cases"].items():
         assert case["same_rows"], name
         assert case["ibis_ms"] > 0 and case["raw_sql_ms"] > 0
-        assert len(case["ibis_samples_ms"]) == 5
+        assert len(case["ibis_samples_ms"]) == 3
     assert size["cases"]["incident"]["rows"] > 0 and size["cases"]["lifecycle"]["rows"] >= 3
     pruning = size["pruning"]
     assert pruning["files_total"] == 9 and pruning["files_read_workbench_hour"] == 3
