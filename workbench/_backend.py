@@ -1,7 +1,7 @@
 """What depends on the Ibis backend: connecting, reading the cold Parquet, timestamps from nanoseconds.
 
-Everything else in the workbench is portable Ibis. To run on another engine (Spark, issue 8),
-this module is the one to extend.
+Everything else in the workbench is portable Ibis. Spark's own pieces (a local session, Arrow
+tables as views) are in ``workbench._spark``, called only from here.
 """
 
 from __future__ import annotations
@@ -29,9 +29,37 @@ def _spark_timestamp_micros(microseconds: dt.int64) -> dt.Timestamp(scale=6):  #
     """Spark's microseconds-to-timestamp."""
 
 
+#: Names ``open_trail(path, backend=...)`` accepts instead of a connection.
+BACKEND_NAMES = ("duckdb", "spark")
+
+
 def connect_default() -> Any:
     """An in-process DuckDB connection (UTC session time zone, as Ibis sets it)."""
     return ibis.duckdb.connect()
+
+
+def resolve(backend: Any) -> Any:
+    """An Ibis backend from what ``open_trail`` was given: None (DuckDB), a name, or a connection.
+
+    ``"duckdb"`` is a new in-process DuckDB connection; ``"spark"`` an Ibis pyspark backend over
+    a local session (``workbench._spark.local_session``: ``local[2]``, UTC, no UI).
+    """
+    if backend is None or backend == "duckdb":
+        return connect_default()
+    if backend == "spark":
+        from workbench import _spark
+
+        return _spark.connect()
+    if isinstance(backend, str):
+        from workbench.errors import WorkbenchInputError
+
+        raise WorkbenchInputError(
+            f"backend={backend!r} is not a backend name; expected one of {BACKEND_NAMES} or an Ibis connection")
+    if backend_name(backend) == "pyspark":
+        from workbench import _spark
+
+        return _spark.exact(backend)  # the same session, results fetched through Arrow
+    return backend
 
 
 def backend_name(backend: Any) -> str:
@@ -54,6 +82,10 @@ def read_cold(backend: Any, cold: Path) -> ir.Table | None:
         # Keep Parquet footers between queries (a cache only: results do not change).
         backend.raw_sql("SET parquet_metadata_cache = true")
         return backend.read_parquet(str(cold / COLD_GLOB), hive_partitioning=True, hive_types=hive_types)
+    if name == "pyspark":
+        from workbench import _spark
+
+        _spark.prepare_for_cold(backend)
     table = backend.read_parquet(str(cold))  # Spark and others discover hive partitions of a directory
     present = set(table.columns)
     return table.mutate(**{part: table[part].cast("int32") for part in PARTITIONS if part in present})
@@ -65,7 +97,10 @@ def event_time(backend: Any, ts_event: ir.IntegerValue) -> ir.TimestampValue:
     if name == "duckdb":
         return _duckdb_timestamp_ns(ts_event).cast(UTC_TIMESTAMP)
     if name == "pyspark":
-        return _spark_timestamp_micros((ts_event // 1000).cast("int64")).cast(UTC_TIMESTAMP)
+        # Exact: Ibis compiles ``//`` on Spark as FLOOR(a / b) over doubles, which rounds 19-digit
+        # nanoseconds (23:59:59.999999999 would become the next midnight).
+        micros = (ts_event.cast(dt.Decimal(20, 0)) / 1000).floor().cast("int64")
+        return _spark_timestamp_micros(micros).cast(UTC_TIMESTAMP)
     epoch = ibis.timestamp("1970-01-01 00:00:00", timezone="UTC")
     return (epoch + (ts_event // 1000).cast("int64").as_interval("us")).cast(UTC_TIMESTAMP)
 
@@ -88,12 +123,33 @@ def as_view(backend: Any, table: ir.Table) -> ir.Table:
         backend.raw_sql(f'CREATE TEMP VIEW "{name}" AS {backend.compile(table)}')
         return backend.table(name)
     try:
-        return backend.create_view(name, table)
+        view = backend.create_view(name, table)
     except (NotImplementedError, AttributeError):
         return table
+    if backend_name(backend) == "pyspark":
+        # Ibis reads Spark's TIMESTAMP (an instant, microseconds) back without time zone or scale;
+        # DuckDB's TIMESTAMPTZ reads back as timestamp('UTC', 6): the same type on both.
+        view = view.mutate(time=view.time.cast(dt.Timestamp(timezone="UTC", scale=6)))
+    return view
 
 
 def memtable(backend: Any, data: Any) -> ir.Table:
-    """A small in-memory table (the hot rows) usable in queries of ``backend``."""
-    del backend  # Ibis registers memtables with whichever backend executes them.
-    return ibis.memtable(data)
+    """A small in-memory table (the hot rows, a pyarrow Table) usable in queries of ``backend``.
+
+    On Spark the rows become a temporary view built from Arrow (``_spark.register_arrow``): Ibis's
+    memtable goes through pandas there, which fails on DECIMAL NULLs and turns nullable int64
+    into float64. On DuckDB they are copied into a temporary table.
+    """
+    name = backend_name(backend)
+    if name == "pyspark":
+        from workbench import _spark
+
+        return _spark.register_arrow(backend, data)
+    if name == "duckdb":
+        # A temporary DuckDB table, not an Arrow scan: DuckDB 1.5.6 pushes join bloom filters into
+        # scans, and an Arrow scan refuses them ("Pushdown Filter Type BLOOM_FILTER is not currently
+        # supported in PyArrow Scans"), which broke trade_lifecycle over unconverted rows.
+        import uuid
+
+        return backend.create_table(f"ledgerline_hot_{uuid.uuid4().hex[:12]}", data, temp=True)
+    return ibis.memtable(data)  # Ibis registers memtables with whichever backend executes them.

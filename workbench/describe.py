@@ -16,7 +16,7 @@ from __future__ import annotations
 import ibis
 import ibis.expr.types as ir
 
-from workbench._columns import decimal_text, text
+from workbench._columns import decimal_text, float_text
 
 
 def describe(t: ir.Table) -> ir.StringValue:
@@ -31,8 +31,7 @@ def describe(t: ir.Table) -> ir.StringValue:
     def col(name: str, missing: str = "?") -> ir.StringValue:
         if name not in columns:
             return ibis.literal(missing)
-        value = t[name]
-        return decimal_text(value).fill_null(missing) if value.type().is_decimal() else text(value, missing)
+        return _text(t[name]).fill_null(missing)
 
     order = col("order_id")
     branches = [
@@ -71,5 +70,14 @@ def _optional(t: ir.Table, name: str, before: str, after: str) -> ir.StringValue
     if name not in t.columns:
         return ibis.literal("")
     value = t[name]
-    shown = decimal_text(value) if value.type().is_decimal() else text(value)
+    shown = _text(value)
     return ibis.ifelse(value.isnull(), ibis.literal(""), before + shown + after)
+
+
+def _text(value: ir.Value) -> ir.StringValue:
+    """A value as text, the same on every engine (decimals and doubles without exponents or padding)."""
+    if value.type().is_decimal():
+        return decimal_text(value)
+    if value.type().is_floating():
+        return float_text(value)
+    return value.cast("string")

@@ -148,7 +148,11 @@ def open_trail(path: Path | str, backend: Any = None, *, include_hot: bool = Tru
         The trail's root (``AuditConfig.base_path``): ``path/cold`` holds the Parquet partitions
         written by ``ParquetConverter``, ``path/hot`` the JSONL files.
     backend
-        An Ibis backend connection; default a new in-process DuckDB connection.
+        An Ibis backend connection (``ibis.duckdb.connect(...)``, ``ibis.pyspark.connect(spark)``),
+        or a name: ``"duckdb"`` (the default, a new in-process connection) or ``"spark"`` (a local
+        Spark session, ``local[2]``, UTC; an already running session is reused). A pyspark
+        connection is used through ``workbench._spark.ExactSparkBackend`` over the same session,
+        which fetches results through Arrow so that nanoseconds and decimals arrive exactly.
     include_hot
         Also read every hot file the cold store's manifest does not list as converted: today's
         live file, and sealed files the converter has not reached yet. They are read once, now
@@ -170,7 +174,7 @@ def open_trail(path: Path | str, backend: Any = None, *, include_hot: bool = Tru
     cold_dir, hot_dir = root / "cold", root / "hot"
     if not cold_dir.is_dir() and not hot_dir.is_dir():
         raise TrailNotFoundError(f"path={str(path)!r} holds no trail: expected a cold/ or hot/ directory in it")
-    backend = _backend.connect_default() if backend is None else backend
+    backend = _backend.resolve(backend)
     schema = cold_schema()
     cold = _backend.read_cold(backend, cold_dir) if cold_dir.is_dir() else None
     hot, snapshot = (_read_hot(backend, hot_dir, cold_dir, schema) if include_hot and hot_dir.is_dir()

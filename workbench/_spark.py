@@ -1,0 +1,118 @@
+"""Apache Spark for the workbench: a local session, exact results through Arrow, hot rows as views.
+
+Only ``workbench._backend`` calls this module; the analyses never do. pyspark is imported when a
+function here runs, so the workbench works without the ``spark`` extra.
+
+Why a subclass of Ibis's pyspark backend: Ibis 12 fetches Spark results through
+``DataFrame.toPandas()``, where an int64 column with NULLs becomes float64 (a nanosecond
+timestamp such as ``ts_init`` loses its last digits) and Spark's TIMESTAMP reads back without its
+time zone. ``ExactSparkBackend`` fetches through ``DataFrame.toArrow()`` (Spark 4) instead and
+builds pandas frames the way Ibis's DuckDB backend does, so both engines return the same values
+and dtypes. Everything else (compilation, views, reading Parquet) is Ibis's.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import ibis
+from ibis.backends.pyspark import Backend as _IbisSparkBackend
+
+ibis.pyspark  # noqa: B018 (loading the backend through ibis registers its options, which its compiler reads)
+
+#: Settings of the local session ``local_session`` builds (``spark.master`` aside).
+LOCAL_CONF = {
+    # The trail's instants are UTC; Ibis sets this too, but a session built here starts right.
+    "spark.sql.session.timeZone": "UTC",
+    "spark.ui.enabled": "false",
+    # A laptop-sized trail: 200 shuffle partitions (the default) would be 200 tiny tasks per shuffle.
+    "spark.sql.shuffle.partitions": "4",
+    # Arrow between Python and the JVM (hot rows in, results out).
+    "spark.sql.execution.arrow.pyspark.enabled": "true",
+    "spark.ui.showConsoleProgress": "false",
+}
+
+
+def local_session(cores: int = 2, **conf: str) -> Any:
+    """A local ``SparkSession`` (``local[cores]``) with ``LOCAL_CONF`` and ``conf`` on top.
+
+    ``SPARK_LOCAL_IP`` is set to 127.0.0.1 unless already set: the driver binds to loopback and
+    no host name lookup can stall start-up. If a session is already running in this process it is
+    returned, with the runtime SQL settings of ``LOCAL_CONF`` and ``conf`` applied to it.
+    """
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    from pyspark.sql import SparkSession
+
+    settings = {**LOCAL_CONF, **conf}
+    builder = SparkSession.builder.master(f"local[{cores}]").appName("ledgerline-workbench")
+    for key, value in settings.items():
+        builder = builder.config(key, value)
+    session = builder.getOrCreate()
+    for key, value in settings.items():
+        if key.startswith("spark.sql."):
+            session.conf.set(key, value)
+    return session
+
+
+class ExactSparkBackend(_IbisSparkBackend):  # type: ignore[misc]
+    """Ibis's pyspark backend, fetching results through Arrow so that values arrive exactly."""
+
+    def to_pyarrow(self, expr: Any, /, *, params: Mapping[Any, Any] | None = None, limit: int | str | None = None,
+                   **kwargs: Any) -> Any:
+        self._run_pre_execute_hooks(expr)
+        table = self._session.sql(self.compile(expr.as_table(), params=params, limit=limit, **kwargs)).toArrow()
+        return expr.__pyarrow_result__(table)
+
+    def execute(self, expr: Any, /, *, params: Mapping[Any, Any] | None = None, limit: int | str | None = None,
+                **kwargs: Any) -> Any:
+        """Execute ``expr``; pandas columns as Ibis's DuckDB backend makes them (NULLs kept as None)."""
+        import pandas as pd
+        import pyarrow.types as pat
+        from ibis.formats.pandas import PandasData
+
+        self._run_pre_execute_hooks(expr)
+        table = self._session.sql(self.compile(expr.as_table(), params=params, limit=limit, **kwargs)).toArrow()
+        frame = pd.DataFrame({
+            name: column.to_pylist() if pat.is_nested(column.type) or column.null_count else column.to_pandas()
+            for name, column in zip(table.column_names, table.columns, strict=True)
+        }, index=pd.RangeIndex(table.num_rows))
+        return expr.__pandas_result__(PandasData.convert_table(frame, expr.as_table().schema()))
+
+
+def connect(session: Any = None) -> ExactSparkBackend:
+    """An ``ExactSparkBackend`` over ``session`` (default ``local_session()``)."""
+    return ExactSparkBackend().connect(local_session() if session is None else session)
+
+
+def exact(backend: Any) -> ExactSparkBackend:
+    """``backend`` itself if it fetches exactly, else an ``ExactSparkBackend`` over the same session.
+
+    Temporary views belong to the session, so tables registered through either object are
+    visible to both.
+    """
+    return backend if isinstance(backend, ExactSparkBackend) else connect(backend._session)
+
+
+def register_arrow(backend: Any, table: Any, prefix: str = "ledgerline_hot") -> Any:
+    """``table`` (pyarrow) as a temporary Spark view; returns it as an Ibis table of ``backend``.
+
+    Ibis's own memtable goes through pandas, where a DECIMAL column with NULLs fails and int64
+    with NULLs becomes float64. Spark 4 builds a DataFrame from Arrow directly, keeping int64,
+    DECIMAL(38,18) and NULLs as they are.
+    """
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    backend._session.createDataFrame(table).createOrReplaceTempView(name)
+    return backend.table(name)
+
+
+def prepare_for_cold(backend: Any) -> None:
+    """Session settings the cold Parquet needs on Spark 4.0 (runtime SQL settings of ``backend``'s session).
+
+    The converter writes Parquet v2 data pages, where DuckDB encodes DOUBLE columns as
+    BYTE_STREAM_SPLIT; Spark 4.0's vectorized reader refuses that encoding ("Unsupported
+    encoding: BYTE_STREAM_SPLIT"), the parquet-mr reader reads it.
+    """
+    backend._session.conf.set("spark.sql.parquet.enableVectorizedReader", "false")
