@@ -1,0 +1,168 @@
+"""The workbench's analyses on DuckDB and on a local Spark session, same trail, same expressions, same answers.
+
+Usage (from the repo root)::
+
+    python -m benchmarks.bench_spark                      # the 10M-event trail over 30 days
+    python -m benchmarks.bench_spark --events 1000000     # another size
+    python -m benchmarks.bench_spark --quick --out /tmp/bench   # 10k events over 3 days (smoke test)
+
+The cases are ``bench_workbench.build_cases`` (1-hour queries, count_by_type, reconstruct_incident,
+state_at, signal_conversion, trade_lifecycle) on one ``open_trail`` per engine. Spark runs
+``local[2]`` (``workbench._spark.local_session``); its session start-up (JVM, SparkContext) is
+measured once, separately, as is ``open_trail`` on each engine. Every case: both engines' answers
+must be equal (``to_pyarrow().to_pylist()``, exact decimals) before anything is timed; then 1 warm-up
+run each and the median of ``--runs`` warm runs, engines alternating.
+Writes ``spark.json`` and ``spark.md`` to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import platform
+import statistics
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from benchmarks.bench_workbench import _cpus, _load, _middle_day, build_cases, raw_connection
+from benchmarks.trail_gen import cached_trail
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+COMMAND = "python -m benchmarks.bench_spark"
+
+
+def _ms(function: Any) -> tuple[float, Any]:
+    started = time.perf_counter()
+    result = function()
+    return (time.perf_counter() - started) * 1000, result
+
+
+def measure(base: Path, backend: Any, startup_ms: float, runs: int) -> dict[str, Any]:
+    from workbench import open_trail
+
+    open_duckdb_ms, duck = _ms(lambda: open_trail(base))
+    open_spark_ms, spark = _ms(lambda: open_trail(base, backend))
+    raw = raw_connection(base / "cold", list(duck.events.columns))
+    day = _middle_day(raw)
+    order_id = raw.execute(
+        f"SELECT order_id FROM ev WHERE event_type = 'trade.position_closed' AND year = {day.year} "
+        f"AND month = {day.month} AND day = {day.day} ORDER BY ts_event LIMIT 1").fetchall()[0][0]
+    raw.close()
+    cases = {engine: build_cases(trail, day, order_id) for engine, trail in (("duckdb", duck), ("spark", spark))}
+    results = {}
+    for on_duckdb, on_spark in zip(cases["duckdb"], cases["spark"], strict=True):
+        first_spark_ms, spark_rows = _ms(on_spark.run)
+        duck_rows = on_duckdb.run()
+        same = spark_rows.to_pylist() == duck_rows.to_pylist()
+        on_duckdb.run()  # warm-up
+        on_spark.run()
+        duck_samples, spark_samples = [], []
+        for _ in range(runs):
+            duck_samples.append(_ms(on_duckdb.run)[0])
+            spark_samples.append(_ms(on_spark.run)[0])
+        duck_ms, spark_ms = statistics.median(duck_samples), statistics.median(spark_samples)
+        results[on_duckdb.name] = {
+            "label": on_duckdb.label, "rows": duck_rows.num_rows, "identical": same,
+            "duckdb_ms": round(duck_ms, 1), "spark_ms": round(spark_ms, 1), "spark_first_ms": round(first_spark_ms, 1),
+            "spark_over_duckdb": round(spark_ms / duck_ms, 1),
+            "duckdb_samples_ms": [round(x, 1) for x in duck_samples],
+            "spark_samples_ms": [round(x, 1) for x in spark_samples],
+        }
+        print(f"  {on_duckdb.name:18} duckdb {duck_ms:9.1f} ms   spark {spark_ms:9.1f} ms   "
+              f"x{spark_ms / duck_ms:.1f}  ({duck_rows.num_rows} rows, identical: {same})", file=sys.stderr)
+    events = int(duck.events.count().execute())
+    duck.backend.disconnect()
+    return {"events": events, "day": day.isoformat(), "spark_startup_ms": round(startup_ms, 1),
+            "open_trail_ms": {"duckdb": round(open_duckdb_ms, 1), "spark": round(open_spark_ms, 1)},
+            "cases": results}
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    lines = [
+        "# The workbench on DuckDB and on Spark",
+        "",
+        f"Command: `{report['command']}`  ",
+        f"Machine: {report['machine']}  ",
+        "Versions: " + ", ".join(f"{name} {version}" for name, version in report["versions"].items()) + "  ",
+        f"Spark: `local[2]`, {report['spark_conf']}  ",
+        f"Load average (1, 5, 15 min) before and after: {report['load']}",
+        "",
+        "The same workbench expressions (`to_pyarrow()`) on one `open_trail` per engine. Before timing, each "
+        "case's answers on both engines are compared row by row (exact decimals, same order). Median of "
+        f"{report['runs']} warm runs after 1 warm-up, engines alternating. The Spark session's start-up (JVM, "
+        "SparkContext) is paid once per process and is not in any case's time.",
+    ]
+    for size in report["sizes"]:
+        lines += [
+            "", f"## {size['events']:,} events (measured day {size['day']})", "",
+            f"Spark session start-up: {size['spark_startup_ms'] / 1000:.1f} s. `open_trail`: DuckDB "
+            f"{size['open_trail_ms']['duckdb']:.0f} ms, Spark {size['open_trail_ms']['spark']:.0f} ms "
+            "(Spark lists the partitions and reads the Parquet schema).", "",
+            "| case | DuckDB | Spark | Spark / DuckDB | Spark, first run | rows | identical |",
+            "|---|--:|--:|--:|--:|--:|:-:|",
+        ]
+        for case in size["cases"].values():
+            lines.append(f"| {case['label']} | {case['duckdb_ms']:,.1f} ms | {case['spark_ms']:,.1f} ms | "
+                         f"{case['spark_over_duckdb']}x | {case['spark_first_ms']:,.1f} ms | {case['rows']:,} | "
+                         f"{'yes' if case['identical'] else 'NO'} |")
+    lines += ["", report["reading"], ""]
+    return "\n".join(lines)
+
+
+READING = (
+    "Reading: on one 2-core machine DuckDB is far ahead; each Spark query pays for planning, task "
+    "scheduling and the JVM row reader (Spark 4.0's vectorized Parquet reader refuses the "
+    "BYTE_STREAM_SPLIT doubles our converter writes, so `open_trail` switches it off). What carries "
+    "over to a cluster is what this shows: the same analyses, unchanged, give identical answers, and "
+    "day-partition pruning works on Spark too, so a 1-hour query reads one day's files however many "
+    "years the trail holds. Spark's cost is per-query overhead and scan throughput per core; on a "
+    "cluster the scan spreads over executors, which is what a trail too large for one machine needs."
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_spark", description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, action="append", help="trail size (repeatable); default 10,000,000")
+    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="10k events over 3 days, 2 runs (smoke test)")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR)
+    args = parser.parse_args(argv)
+    sizes = [10_000] if args.quick else (args.events or [10_000_000])
+    days, runs = (3, 2) if args.quick else (args.days, args.runs)
+    load_before = _load()
+    started = time.perf_counter()
+    from workbench import _spark
+
+    session = _spark.local_session()
+    backend = _spark.connect(session)
+    startup_ms = (time.perf_counter() - started) * 1000
+    session.sparkContext.setLogLevel("ERROR")
+    print(f"Spark session start-up: {startup_ms / 1000:.1f} s", file=sys.stderr)
+    report: dict[str, Any] = {
+        "command": COMMAND + (" --quick" if args.quick else "".join(f" --events {n}" for n in args.events or [])),
+        "date": dt.date.today().isoformat(),
+        "machine": f"{platform.machine()}, {_cpus()} CPU(s), Python {platform.python_version()}, {platform.system()}",
+        "versions": {name: metadata.version(name) for name in ("ibis-framework", "duckdb", "pyspark", "pyarrow")},
+        "spark_conf": ", ".join(f"{key}={value}" for key, value in _spark.LOCAL_CONF.items()),
+        "runs": runs, "sizes": [], "reading": READING,
+    }
+    for events in sizes:
+        base = cached_trail(events, days=days, progress=lambda n: print(f"  generating: {n:,}", file=sys.stderr))
+        print(f"{events:,} events ({base})", file=sys.stderr)
+        report["sizes"].append(measure(base, backend, startup_ms, runs))
+    session.stop()
+    report["load"] = [load_before, _load()]
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "spark.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    (args.out / "spark.md").write_text(render_markdown(report), encoding="utf-8")
+    print(f"wrote {args.out / 'spark.json'} and {args.out / 'spark.md'}", file=sys.stderr)
+    return 0 if all(case["identical"] for size in report["sizes"] for case in size["cases"].values()) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
