@@ -267,7 +267,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         "# Ledgerline cold storage: verify + convert to Parquet",
         "",
         f"`{command}`, {report['date_utc']}, {machine['cpu_count']} CPUs, {machine['filesystem']}, "
-        f"{report['events']:,} events, {report['jsonl_bytes'] / 1e6:,.0f} MB of JSONL.",
+        f"{report['events']:,} events, {report['jsonl_bytes'] / 1e6:,.0f} MB of JSONL; load average at start "
+        f"{machine.get('load_average_at_start')} (other work on the CPUs slows every case).",
         "",
         report["method"],
         "",
@@ -301,6 +302,9 @@ def _machine(tmp: Path) -> dict[str, Any]:
 
     for dist in ("duckdb", "pyarrow"):
         info["packages"][dist] = metadata.version(dist)
+    import os
+
+    info["load_average_at_start"] = [round(x, 2) for x in os.getloadavg()]  # other work on the 2 CPUs skews it
     return info
 
 
