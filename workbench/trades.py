@@ -60,8 +60,9 @@ def trade_lifecycle(
 
     Give exactly one of ``order_id`` (the client order id) or ``correlation_id`` (the signal id that
     ``audit_tags`` put on the order). The result holds the records carrying that id, the signal
-    whose id the order carries, and the position events of the positions its fills opened or
-    changed (the closing record of a position carries the opening signal's id). ``start``/``end``
+    whose id the order carries, and the position events its orders made plus the round trips those
+    touched (each position record carries its opening signal's id); other round trips of a netting
+    position id are left out. ``start``/``end``
     narrow the search to a time window, which is faster on a large trail.
 
     Returns
@@ -89,8 +90,14 @@ def trade_lifecycle(
     other = anchor.isnull() | ~anchor  # rows not already in `anchored`
     signals = t.filter(t.event_type.startswith("trade.signal"), other,
                        t.correlation_id.isin(anchored.correlation_id))
-    positions = t.filter(t.event_type.startswith("trade.position_"), other,
-                         t.position_id.isin(anchored.position_id))
+    # A netting venue reuses one position id for every round trip of an instrument: keep the position
+    # events its orders made and the round trips those touched (by the opening signal each carries).
+    position_rows = t.filter(t.event_type.startswith("trade.position_"), other,
+                             t.position_id.isin(anchored.position_id))
+    own_orders = anchored.filter(anchored.event_type.isin(["trade.order", "trade.fill"])).order_id
+    made = position_rows.filter(position_rows.order_id.isin(own_orders))
+    touched = t.filter(t.event_type.startswith("trade.position_"), t.order_id.isin(own_orders)).correlation_id
+    positions = made.union(position_rows.filter(position_rows.correlation_id.isin(touched)), distinct=True)
     rows = anchored.union(signals).union(positions)
     ordered = ibis.window(order_by=list(CHRONOLOGICAL))
     derived = {
