@@ -159,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     print("signal conversion per strategy:")
     for row in summary["conversion"].itertuples():  # type: ignore[attr-defined]
         print(f"  {row.strategy_source:<16} {row.signals:>5} signals, {row.acted_on:>4} acted on, "
-              f"{row.fills:>4} fills, conversion {row.conversion_rate:.1%}")
+              f"{row.fills:>4} fills, conversion "
+              f"{'-' if row.conversion_rate != row.conversion_rate else format(row.conversion_rate, '.1%')}")
     if report_path is not None:
         print(f"report: {report_path}")
     print("next: `make lab` opens the notebooks; `ledgerline verify demo_trail/ --public-key "

@@ -141,7 +141,9 @@ def signal_conversion(trail: Trail, by: str = "strategy_source", window: Any = N
     trail
         An opened trail.
     by
-        Group column; signals and orders both carry ``strategy_source`` and ``instrument_id``.
+        Group column (``strategy_source``, ``instrument_id``, ``regime``...). Orders, fills and
+        rejections are counted in the group of the signal whose id they carry; one without a
+        signal, in its own group.
     window
         ``(start, end)``: only events with ``start <= ts_event < end`` (either may be None).
 
@@ -154,6 +156,16 @@ def signal_conversion(trail: Trail, by: str = "strategy_source", window: Any = N
         raise WorkbenchInputError(f"by={by!r} is not a column of the trail; try 'strategy_source' or 'instrument_id'")
     start, end = _window(window)
     t = trail.filter(start=start, end=end, event_type=["trade.signal*", "trade.order", "trade.fill", "trade.rejected"])
+    # An order, fill or rejection counts for the group of the signal it carries (its correlation id):
+    # the strategy that emitted the signal, not the execution component that placed the order.
+    signal_groups = t.filter(t.event_type.startswith("trade.signal"), t.correlation_id.notnull()).group_by(
+        "correlation_id").aggregate(_signal_group=t[by].min())
+    joined = t.left_join(signal_groups, t.correlation_id == signal_groups.correlation_id)
+    t = joined.select(
+        *[name for name in ("event_type", "acted_on", "order_id", "filter_reason") if name != by],
+        **{by: ibis.ifelse(joined.event_type.startswith("trade.signal"), joined[by],
+                           ibis.coalesce(joined._signal_group, joined[by]))},
+    )
     is_signal = t.event_type.startswith("trade.signal")
     is_fill = t.event_type == "trade.fill"
     counts = t.group_by(by).aggregate(
