@@ -20,13 +20,13 @@ from typing import TYPE_CHECKING
 
 from audit_core.checkpoint import verifier_key
 from audit_core.config import AuditConfig
+from audit_core.converter import MANIFEST_DIR
 from audit_core.errors import AuditError, AuditIntegrityError
 from audit_core.integrity import verify as verify_trail
 from audit_core.proofs import check_proof as check_proof_file
 from audit_core.proofs import prove as prove_record
 from audit_core.reader import describe_event
 from audit_core.reader import tail as tail_trail
-from audit_core.retention import MANIFEST_DIR
 from audit_core.signing import generate_keypair, load_public_key
 
 if TYPE_CHECKING:

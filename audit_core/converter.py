@@ -345,13 +345,7 @@ class ParquetConverter:
             "seal": seal,
             "outputs": [{"path": str(out.relative_to(self.cold_path)), "rows": rows} for out, rows in outputs],
         }
-        target = self._manifest_path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        temporary = target.with_name(target.name + ".tmp")
-        temporary.write_text(json.dumps(entry, indent=1) + "\n")
-        _fsync_file(temporary)
-        os.replace(temporary, target)  # the manifest entry is written last: it marks the conversion done
-        fsync_directory(target.parent)
+        write_json_atomically(self._manifest_path(path), entry)  # written last: it marks the conversion done
 
 
 def _without_torn_lines(seal: dict[str, Any]) -> bool:
@@ -458,6 +452,19 @@ class _ColumnarPass:
 
 def _sql_string(path: Path) -> str:
     return str(path).replace("'", "''")
+
+
+def write_json_atomically(target: Path, data: dict[str, Any]) -> None:
+    """Replace ``target`` with ``data`` as JSON: written to a temporary name, synced, renamed, directory synced.
+
+    Manifests and retention journals are whole or absent after a crash, never half-written.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_name(target.name + ".tmp")
+    temporary.write_text(json.dumps(data, indent=1) + "\n")
+    _fsync_file(temporary)
+    os.replace(temporary, target)
+    fsync_directory(target.parent)
 
 
 def _fsync_file(path: Path) -> None:

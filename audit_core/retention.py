@@ -24,7 +24,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import os
 import shutil
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -33,12 +32,13 @@ from typing import Any
 
 from audit_core._layout import checkpoint_path, parse_hot_file_name, seal_path
 from audit_core.config import AuditConfig
+from audit_core.converter import MANIFEST_DIR
+from audit_core.converter import write_json_atomically as _write_json
 from audit_core.emitter import AuditEventEmitter
 from audit_core.errors import AuditConfigError
 from audit_core.events import AuditEventType
 from audit_core.integrity import fsync_directory, hot_files, read_seal, verify
 
-MANIFEST_DIR = "_manifest"
 JOURNAL_DIR = "_retention"
 HOLDS_FILE = "_legal_holds.json"
 #: The stream retention records go to. Its files are never purged: they prove what was.
@@ -388,14 +388,3 @@ def _remove_empty_parents(directory: Path, root: Path) -> None:
     while directory != root and directory.exists() and not any(directory.iterdir()):
         directory.rmdir()
         directory = directory.parent
-
-
-def _write_json(target: Path, data: dict[str, Any]) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(target.name + ".tmp")
-    with open(temporary, "w") as out:
-        out.write(json.dumps(data, indent=1) + "\n")
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(temporary, target)
-    fsync_directory(target.parent)
