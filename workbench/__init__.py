@@ -5,9 +5,16 @@ expression (or a small result object with lazy parts and ``to_pandas()``). Execu
 at the edges: ``to_pandas()``, ``to_pyarrow()``, ``execute()`` and charts.
 """
 
+from workbench._columns import chronological
 from workbench.anomalies import UnexplainedChanges, detect_unexplained_changes
 from workbench.describe import describe
-from workbench.errors import ResultTruncatedWarning, TrailNotFoundError, WorkbenchError, WorkbenchInputError
+from workbench.errors import (
+    ResultTruncatedWarning,
+    TrailNotFoundError,
+    UnknownValueWarning,
+    WorkbenchError,
+    WorkbenchInputError,
+)
 from workbench.incident import reconstruct_incident
 from workbench.parameters import parameter_changes, parameter_history, state_at
 from workbench.pnl import PnlReconciliation, pnl_reconciliation, realized_pnl_series
@@ -23,8 +30,10 @@ __all__ = [
     "Trail",
     "TrailNotFoundError",
     "UnexplainedChanges",
+    "UnknownValueWarning",
     "WorkbenchError",
     "WorkbenchInputError",
+    "chronological",
     "count_by_type",
     "describe",
     "detect_unexplained_changes",

@@ -1,16 +1,59 @@
-"""Column helpers shared by the analyses: true chronological order, readable decimals and doubles."""
+"""Column helpers shared by the analyses: causal chronological order, readable decimals and doubles."""
 
 from __future__ import annotations
 
+import ibis
 import ibis.expr.types as ir
 
-#: True chronological order of records: time, then stream, then the stream's own sequence.
+#: Storage order of records: time, then stream, then the stream's own sequence. ``chronological``
+#: refines it for ties in time between records of one trade.
 CHRONOLOGICAL = ("ts_event", "stream", "sequence")
+
+#: Causal rank of a trade record within one instant: a signal causes the order, the order its
+#: acceptance (or rejection), then fills (or a cancel), then the position records.
+CAUSAL_STEPS = {
+    "trade.signal": 0, "trade.order": 1, "trade.order.accepted": 2, "trade.rejected": 2, "trade.fill": 3,
+    "trade.canceled": 3, "trade.position_opened": 4, "trade.position_changed": 5, "trade.position_closed": 6,
+}
+#: Helper columns ``chronological`` sorts by; dropped from its result.
+_CAUSAL_KEYS = ("_anchor_stream", "_anchor_sequence", "_causal_step")
+
+
+def causal_keys(table: ir.Table) -> ir.Table:
+    """``table`` plus the sort keys of causal order (``_anchor_stream``, ``_anchor_sequence``, ``_causal_step``).
+
+    The rule (also in the README): records at the same ``ts_event`` that share a ``correlation_id``
+    and are trade records (``CAUSAL_STEPS``) form one block. The block sits where its first record
+    in (``stream``, ``sequence``) order sits, and inside it records go signal -> order ->
+    accepted/rejected -> fill/canceled -> position opened -> changed -> closed (ties by stream,
+    sequence). Every other record keeps its own (``stream``, ``sequence``) place, so the emit order
+    within a stream holds for unlinked records. Needs ``ts_event``, ``stream``, ``sequence``,
+    ``event_type`` and ``correlation_id``.
+    """
+    # Each helper column in its own step: Ibis inlines expressions, and nesting would repeat the CASE.
+    keyed = table.mutate(_causal_step=table.event_type.substitute(CAUSAL_STEPS, else_=ibis.null("int64")))
+    keyed = keyed.mutate(_linked=keyed.correlation_id.notnull() & keyed._causal_step.notnull())
+    keyed = keyed.mutate(_block=ibis.ifelse(keyed._linked, keyed.correlation_id, ibis.null("string")),
+                         _causal_step=keyed._causal_step.fill_null(0))
+    block = ibis.window(group_by=[keyed.ts_event, keyed._block])
+    keyed = keyed.mutate(_block_stream=keyed.stream.min().over(block))
+    first_sequence = ibis.ifelse(keyed.stream == keyed._block_stream, keyed.sequence, ibis.null("int64"))
+    block = ibis.window(group_by=[keyed.ts_event, keyed._block])
+    keyed = keyed.mutate(
+        _anchor_stream=ibis.ifelse(keyed._linked, keyed._block_stream, keyed.stream),
+        _anchor_sequence=ibis.ifelse(keyed._linked, first_sequence.min().over(block), keyed.sequence),
+    )
+    return keyed.drop("_linked", "_block", "_block_stream")
 
 
 def chronological(table: ir.Table) -> ir.Table:
-    """``table`` ordered by (``ts_event``, ``stream``, ``sequence``): ties in time broken by sequence."""
-    return table.order_by(*CHRONOLOGICAL)
+    """``table`` in causal chronological order (``causal_keys``), without the helper columns.
+
+    The order is total and the same on every backend: time, then the causal block's place, then
+    the step within it, then (``stream``, ``sequence``).
+    """
+    keyed = causal_keys(table)
+    return keyed.order_by("ts_event", *_CAUSAL_KEYS, "stream", "sequence").drop(*_CAUSAL_KEYS)
 
 
 def decimal_text(value: ir.Value) -> ir.StringValue:

@@ -21,3 +21,10 @@ class TrailNotFoundError(WorkbenchError, FileNotFoundError):
 
 class ResultTruncatedWarning(UserWarning):
     """A query returned ``limit`` rows and more matched: the result is not the whole answer."""
+
+
+class UnknownValueWarning(UserWarning):
+    """A filter value matches nothing in the trail (a typo?); the message suggests the values it may mean.
+
+    ``open_trail(..., on_unknown="raise")`` raises ``WorkbenchInputError`` instead, ``"ignore"`` says nothing.
+    """

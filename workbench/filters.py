@@ -89,8 +89,10 @@ def _is_day(table: ir.Table, day: Any) -> ir.BooleanValue:
 def event_types(table: ir.Table, patterns: str | Iterable[str]) -> ir.BooleanValue:
     """Rows whose ``event_type`` matches any pattern; ``*`` matches any run of characters.
 
-    ``"trade.*"`` is every trade event (not ``"trade"`` itself), ``"*.fill"`` every fill,
-    ``"param.risk_change"`` exactly that type.
+    ``"trade.*"`` is every event type starting ``trade.``: signals (``trade.signal``) as well as
+    orders, fills and positions (use ``family=`` in ``Trail.filter`` or ``exclude="trade.signal*"``
+    to tell them apart); not ``"trade"`` itself. ``"*.fill"`` is every fill, ``"param.risk_change"``
+    exactly that type.
     """
     values = string_values(patterns, "event_type")
     exact = [p for p in values if "*" not in p]
@@ -108,6 +110,33 @@ def event_types(table: ir.Table, patterns: str | Iterable[str]) -> ir.BooleanVal
             regex = "^" + ".*".join(re.escape(part) for part in pattern.split("*")) + "$"
             predicates.append(table.event_type.re_search(regex))
     return _any(predicates)
+
+
+#: Event families (``Trail.filter(family=...)``) and the event-type patterns each covers.
+FAMILIES: dict[str, tuple[str, ...]] = {
+    "parameter": ("param.*",),
+    "signal": ("trade.signal*",),
+    "order": ("trade.order*", "trade.rejected*", "trade.canceled*"),
+    "fill": ("trade.fill*",),
+    "position": ("trade.position_*",),
+    "system": ("sys.*",),
+}
+
+
+def family_patterns(families: str | Iterable[str]) -> list[str]:
+    """The event-type patterns of one family or several (``FAMILIES``); an unknown name raises, naming them."""
+    patterns: list[str] = []
+    for name in string_values(families, "family"):
+        if name not in FAMILIES:
+            raise WorkbenchInputError(f"family={name!r} is not a family; expected one of {sorted(FAMILIES)}")
+        patterns += FAMILIES[name]
+    return patterns
+
+
+def pattern_matches(pattern: str, event_type: str) -> bool:
+    """Whether ``event_type`` matches ``pattern`` by the rule of ``event_types`` (``*``: any run of characters)."""
+    regex = "^" + ".*".join(re.escape(part) for part in pattern.split("*")) + "$"
+    return re.match(regex, event_type) is not None
 
 
 def sources(table: ir.Table, values: str | Iterable[str]) -> ir.BooleanValue:

@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 import ibis.expr.types as ir
 
-from workbench._columns import CHRONOLOGICAL
-from workbench._time import to_duration_ns, to_ns
+from workbench._columns import chronological
+from workbench._time import to_duration_ns
 
 if TYPE_CHECKING:
     from workbench.trail import Trail
@@ -47,14 +47,15 @@ def reconstruct_incident(
     event_type: Any = None,
     source: Any = None,
 ) -> ir.Table:
-    """Every event within ``minutes`` of ``at`` (both ends included), in true chronological order.
+    """Every event within ``minutes`` of ``at`` (both ends included), in causal chronological order.
 
     Parameters
     ----------
     trail
         An opened trail.
     at
-        The incident instant: a datetime (naive is UTC), nanoseconds, or ``"2026-01-05 14:32"``.
+        The incident instant: int64 nanoseconds (a result's ``ts_event``, exact), a pandas
+        ``Timestamp`` (nanoseconds kept), a datetime (naive is UTC), or ``"2026-01-05 14:32"``.
     minutes
         Half-width of the window, in minutes (or a ``timedelta``).
     event_type, source
@@ -63,14 +64,18 @@ def reconstruct_incident(
     Returns
     -------
     ir.Table
-        Lazy; ordered by (``ts_event``, ``stream``, ``sequence``). Columns ``INCIDENT_COLUMNS``:
-        ``time`` (UTC timestamp), ``ts_event`` (ns), ``offset_ns`` (``ts_event - at``), ``event_type``,
+        Lazy; in causal order (``workbench.chronological``: time, then signal -> order -> fill ->
+        position among records of one trade at the same nanosecond, then stream and sequence).
+        Columns ``INCIDENT_COLUMNS``: ``time`` (UTC timestamp, microseconds, for display),
+        ``ts_event`` (int64 ns, exact), ``offset_ns`` (``ts_event - at``), ``event_type``,
         ``source``, ``description`` (one readable line), chain position (``stream``, ``sequence``)
         and the fields a reader needs (parameter values and reasons, signal, order, fill, P&L, payload).
     """
-    at_ns = to_ns(at, "at")
+    at_ns = trail.to_ns(at, "at")
     half = to_duration_ns(minutes, "minutes")
-    events = trail.filter(start=max(0, at_ns - half), end=at_ns + half + 1, event_type=event_type, source=source)
+    trail.check_values("event_type", event_type)
+    trail.check_values("source", source)
+    events = trail.filter(start=max(0, at_ns - half), end=at_ns + half + 1, event_type=event_type, source=source,
+                          check=False)
     offset = (events.ts_event - at_ns).name("offset_ns")
-    return events.select(*[offset if name == "offset_ns" else name for name in INCIDENT_COLUMNS]).order_by(
-        *CHRONOLOGICAL)
+    return chronological(events.select(*[offset if name == "offset_ns" else name for name in INCIDENT_COLUMNS]))

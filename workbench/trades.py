@@ -19,6 +19,7 @@ Examples
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +27,7 @@ import ibis
 import ibis.expr.types as ir
 
 from workbench import filters
-from workbench._columns import CHRONOLOGICAL
+from workbench._columns import causal_keys
 from workbench.errors import WorkbenchInputError
 
 if TYPE_CHECKING:
@@ -68,7 +69,8 @@ def trade_lifecycle(
     Returns
     -------
     ir.Table
-        Lazy, ordered by (``ts_event``, ``stream``, ``sequence``); columns ``LIFECYCLE_COLUMNS``:
+        Lazy, in causal order (``workbench.chronological``: a signal before the order it caused
+        even at the same nanosecond in another stream); columns ``LIFECYCLE_COLUMNS``:
         ``step`` (``signal``, ``order``, ``accepted``, ``fill``, ``rejected``, ``canceled``,
         ``position_opened``/``_changed``/``_closed``), ``since_previous_ns`` (latency from the
         previous step, NULL on the first) and ``since_start_ns`` (from the first step).
@@ -77,7 +79,7 @@ def trade_lifecycle(
         raise WorkbenchInputError(
             f"give exactly one of order_id or correlation_id, got order_id={order_id!r}, "
             f"correlation_id={correlation_id!r}")
-    t = trail.filter(start=start, end=end)
+    t = trail.filter(start=start, end=end, check=False)
     if order_id is not None:
         (value,) = filters.string_values(order_id, "order_id")
         anchor = t.order_id == value
@@ -98,15 +100,16 @@ def trade_lifecycle(
     made = position_rows.filter(position_rows.order_id.isin(own_orders))
     touched = t.filter(t.event_type.startswith("trade.position_"), t.order_id.isin(own_orders)).correlation_id
     positions = made.union(position_rows.filter(position_rows.correlation_id.isin(touched)), distinct=True)
-    rows = anchored.union(signals).union(positions)
-    ordered = ibis.window(order_by=list(CHRONOLOGICAL))
+    rows = causal_keys(anchored.union(signals).union(positions))
+    causal = ["ts_event", "_anchor_stream", "_anchor_sequence", "_causal_step", "stream", "sequence"]
+    ordered = ibis.window(order_by=causal)
     derived = {
         "step": rows.event_type.substitute(_STEPS, else_=rows.event_type),
         "since_previous_ns": rows.ts_event - rows.ts_event.lag().over(ordered),
         "since_start_ns": rows.ts_event - rows.ts_event.min().over(ibis.window()),
     }
-    return rows.select(*[derived[name].name(name) if name in derived else name for name in LIFECYCLE_COLUMNS]
-                       ).order_by(*CHRONOLOGICAL)
+    columns = [derived[name].name(name) if name in derived else name for name in LIFECYCLE_COLUMNS]
+    return rows.select(*columns, *causal[1:4]).order_by(*causal).drop(*causal[1:4])
 
 
 #: Columns of ``SignalConversion.summary`` (after the ``by`` column).
@@ -133,7 +136,16 @@ class SignalConversion:
         return self.summary.to_pandas()
 
 
-def signal_conversion(trail: Trail, by: str = "strategy_source", window: Any = None) -> SignalConversion:
+def signal_conversion(
+    trail: Trail,
+    by: str = "strategy_source",
+    *,
+    start: Any = None,
+    end: Any = None,
+    strategy: Any = None,
+    instrument: Any = None,
+    window: Any = None,
+) -> SignalConversion:
     """Signal-to-trade conversion per ``by`` (a column: ``strategy_source``, ``instrument_id``, ``regime``...).
 
     Parameters
@@ -144,8 +156,12 @@ def signal_conversion(trail: Trail, by: str = "strategy_source", window: Any = N
         Group column (``strategy_source``, ``instrument_id``, ``regime``...). Orders, fills and
         rejections are counted in the group of the signal whose id they carry; one without a
         signal, in its own group.
+    start, end
+        Only events with ``start <= ts_event < end`` (either may be None), as in every analysis.
+    strategy, instrument
+        Only these strategies (``strategy_source``) / instruments, as in ``Trail.filter``.
     window
-        ``(start, end)``: only events with ``start <= ts_event < end`` (either may be None).
+        Deprecated alias of ``(start, end)``; warns ``DeprecationWarning``.
 
     Returns
     -------
@@ -154,8 +170,16 @@ def signal_conversion(trail: Trail, by: str = "strategy_source", window: Any = N
     """
     if by not in trail.events.columns:
         raise WorkbenchInputError(f"by={by!r} is not a column of the trail; try 'strategy_source' or 'instrument_id'")
-    start, end = _window(window)
-    t = trail.filter(start=start, end=end, event_type=["trade.signal*", "trade.order", "trade.fill", "trade.rejected"])
+    if window is not None:
+        warnings.warn("signal_conversion(window=(start, end)) is deprecated: pass start= and end= as every "
+                      "analysis takes them", DeprecationWarning, stacklevel=2)
+        if start is not None or end is not None:
+            raise WorkbenchInputError(f"window={window!r} and start=/end= both given: pass only start= and end=")
+        start, end = _window(window)
+    trail.check_values("strategy", strategy)
+    trail.check_values("instrument", instrument)
+    t = trail.filter(start=start, end=end, strategy=strategy, instrument=instrument, check=False,
+                     event_type=["trade.signal*", "trade.order", "trade.fill", "trade.rejected"])
     # An order, fill or rejection counts for the group of the signal it carries (its correlation id):
     # the strategy that emitted the signal, not the execution component that placed the order.
     signal_groups = t.filter(t.event_type.startswith("trade.signal"), t.correlation_id.notnull()).group_by(

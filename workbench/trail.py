@@ -18,7 +18,9 @@ True
 
 from __future__ import annotations
 
+import difflib
 import json
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,9 +31,9 @@ import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
 
 from workbench import _backend, filters
-from workbench._time import utc_day
+from workbench._time import NS_PER_SECOND, to_ns, utc_day
 from workbench.describe import describe
-from workbench.errors import TrailNotFoundError
+from workbench.errors import TrailNotFoundError, UnknownValueWarning, WorkbenchInputError
 
 #: Cold columns that are storage, not evidence to query: the stored form of the record (for
 #: ``verify_cold``), a torn line's bytes and the line number in the source file. Left out of ``events``.
@@ -59,6 +61,37 @@ class HotSnapshot:
     last_ts: int | None = None
 
 
+#: What ``open_trail(on_unknown=...)`` accepts: what a filter value that matches nothing does.
+ON_UNKNOWN = ("warn", "raise", "ignore")
+#: Catalogue entries: the argument names that are checked against them, and the column they come from.
+CATALOGUE_COLUMNS = {"event_type": "event_type", "source": "source", "param_name": "param_name",
+                     "instrument": "instrument_id", "strategy": "strategy_source", "owner": "owner"}
+_INSTANT_UNITS = (("seconds", NS_PER_SECOND), ("milliseconds", 1_000_000), ("microseconds", 1_000))
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    """What a trail holds: the distinct values of the columns users filter on, and its time range.
+
+    Computed once per opened trail, on first use (one aggregate query), so that a filter value
+    that matches nothing can be told apart from an empty answer.
+    """
+
+    values: dict[str, frozenset[str]]
+    first_ts: int | None
+    last_ts: int | None
+    rows: int
+
+    @classmethod
+    def of(cls, events: ir.Table) -> Catalogue:
+        present = {argument: column for argument, column in CATALOGUE_COLUMNS.items() if column in events.columns}
+        aggregates = {argument: events[column].collect(distinct=True) for argument, column in present.items()}
+        row = events.aggregate(_rows=events.count(), _first=events.ts_event.min(), _last=events.ts_event.max(),
+                               **aggregates).to_pyarrow().to_pylist()[0]
+        values = {argument: frozenset(row[argument] or ()) for argument in present}
+        return cls(values, row["_first"], row["_last"], row["_rows"])
+
+
 class Trail:
     """An opened trail. ``events`` is the lazy table every analysis starts from.
 
@@ -71,13 +104,81 @@ class Trail:
     torn line a crash left in a converted file) and the int32 day partitions ``year``, ``month``, ``day``.
     """
 
-    def __init__(self, path: Path, backend: Any, events: ir.Table, hot: HotSnapshot, include_hot: bool) -> None:
+    def __init__(self, path: Path, backend: Any, events: ir.Table, hot: HotSnapshot, include_hot: bool,
+                 on_unknown: str = "warn") -> None:
+        if on_unknown not in ON_UNKNOWN:
+            raise WorkbenchInputError(f"on_unknown={on_unknown!r}: expected one of {ON_UNKNOWN}")
         self.path = path
         self.backend = backend
         self.events = events
         self.hot = hot
         self.include_hot = include_hot
+        self.on_unknown = on_unknown
         self._definition: ir.Table | None = None
+        self._catalogue: Catalogue | None = None
+
+    @property
+    def catalogue(self) -> Catalogue:
+        """Distinct event types, sources, parameters, instruments, strategies, owners and the time range."""
+        if self._catalogue is None:
+            self._catalogue = Catalogue.of(self.events)
+        return self._catalogue
+
+    def check_values(self, argument: str, values: str | Iterable[str] | None) -> None:
+        """Warn (or raise, per ``on_unknown``) when a value of ``argument`` matches nothing in the trail.
+
+        ``argument`` is a key of ``CATALOGUE_COLUMNS``; event types may be ``*`` patterns. The
+        message names the argument and the value and suggests close values ("did you mean ...").
+        Nothing is checked on an empty trail or with ``on_unknown="ignore"``.
+        """
+        if values is None or self.on_unknown == "ignore":
+            return
+        given = filters.string_values(values, argument)
+        catalogue = self.catalogue
+        known = catalogue.values.get(argument)
+        if known is None or catalogue.rows == 0:
+            return
+        for value in given:
+            if argument == "event_type" and "*" in value:
+                if any(filters.pattern_matches(value, candidate) for candidate in known):
+                    continue
+                probe = value.replace("*", "")
+            elif value in known:
+                continue
+            else:
+                probe = value
+            suggestions = _suggestions(probe, known)
+            if argument == "event_type" and any(k.startswith(value + ".") for k in known):
+                suggestions = [value + ".*", *suggestions][:3]  # "trade" for every trade type
+            self._unknown(argument, value, suggestions)
+
+    def _unknown(self, argument: str, value: str, suggestions: list[str]) -> None:
+        hint = f"; did you mean {' or '.join(repr(s) for s in suggestions)}?" if suggestions else ""
+        message = f"{argument}={value!r} matches nothing in this trail{hint}"
+        if self.on_unknown == "raise":
+            raise WorkbenchInputError(message)
+        warnings.warn(message, UnknownValueWarning, stacklevel=4)
+
+    def to_ns(self, value: Any, argument: str) -> int:
+        """An instant as int64 nanoseconds (``workbench._time.to_ns``), refusing a likely unit mistake.
+
+        An integer that lies outside the trail's time range as nanoseconds, but inside it read as
+        seconds, milliseconds or microseconds, raises ``WorkbenchInputError`` with the value to
+        pass instead. Other integers (tiny synthetic test times included) are taken as given.
+        """
+        ns = to_ns(value, argument)
+        if isinstance(value, (str, bool)) or not (isinstance(value, int) or type(value).__name__ in ("int64", "int32")):
+            return ns
+        catalogue = self.catalogue
+        first, last = catalogue.first_ts, catalogue.last_ts
+        if first is None or last is None or first <= ns <= last:
+            return ns
+        for unit, factor in _INSTANT_UNITS:
+            if first <= ns * factor <= last:
+                raise WorkbenchInputError(
+                    f"{argument}={value!r} lies outside this trail as nanoseconds but inside it as {unit}: "
+                    f"instants are int64 nanoseconds since the epoch; pass {ns * factor} (or a datetime/string)")
+        return ns
 
     def __repr__(self) -> str:
         return (f"Trail({str(self.path)!r}, backend={_backend.backend_name(self.backend)!r}, "
@@ -93,7 +194,7 @@ class Trail:
 
     def refresh(self) -> Trail:
         """Open the trail again, picking up records written and files converted since."""
-        return open_trail(self.path, self.backend, include_hot=self.include_hot)
+        return open_trail(self.path, self.backend, include_hot=self.include_hot, on_unknown=self.on_unknown)
 
     def filter(
         self,
@@ -101,45 +202,141 @@ class Trail:
         start: Any = None,
         end: Any = None,
         event_type: str | Iterable[str] | None = None,
+        exclude: str | Iterable[str] | None = None,
+        family: str | Iterable[str] | None = None,
         source: str | Iterable[str] | None = None,
         trader: str | Iterable[str] | None = None,
         strategy: str | Iterable[str] | None = None,
         instrument: str | Iterable[str] | None = None,
+        param_name: str | Iterable[str] | None = None,
+        owner: str | Iterable[str] | None = None,
         correlation_id: str | Iterable[str] | None = None,
         table: ir.Table | None = None,
+        check: bool = True,
     ) -> ir.Table:
         """Events matching every filter given; lazy.
 
         Parameters
         ----------
         start, end
-            Time window ``start <= ts_event < end`` (see ``filters.time_window``); prunes day partitions.
+            Time window ``start <= ts_event < end``: int64 nanoseconds (the canonical instant),
+            a pandas ``Timestamp`` (nanoseconds kept), a datetime (naive is UTC), a date or a
+            string like ``"2026-01-05 14:32"``. Prunes day partitions. An integer that only makes
+            sense as seconds, milliseconds or microseconds raises ``WorkbenchInputError``.
         event_type
-            Event type patterns with ``*`` wildcards (``"trade.*"``).
-        source, trader, strategy, instrument, correlation_id
+            Event type patterns with ``*`` wildcards. ``"trade.*"`` matches every ``trade.`` type,
+            signals included; ``family=`` or ``exclude=`` tell signals and trades apart.
+        exclude
+            Event type patterns to leave out (``"trade.signal*"``).
+        family
+            ``"parameter"``, ``"signal"``, ``"order"`` (orders, acceptances, rejections, cancels),
+            ``"fill"``, ``"position"`` or ``"system"`` (``filters.FAMILIES``), or several.
+        source, trader, strategy, instrument, param_name, owner, correlation_id
             Exact values (one string or several) of ``source``, ``trader_id``, ``strategy_source``,
-            ``instrument_id`` and ``correlation_id``.
+            ``instrument_id``, ``param_name``, ``owner`` and ``correlation_id``.
         table
             Filter this table (derived from ``events``) instead of ``events``.
+        check
+            Warn (``UnknownValueWarning``, or raise: ``open_trail(on_unknown=...)``) when an event
+            type, source, strategy, instrument, parameter or owner matches nothing in the trail,
+            suggesting close values. Analyses pass ``False`` for their own constants.
 
         Returns
         -------
         ir.Table
-            The filtered table, unordered; order with ``.order_by("ts_event", "stream", "sequence")``.
+            The filtered table, unordered; ``workbench.chronological(table)`` orders it causally.
         """
         t = self.events if table is None else table
         predicates = []
         if start is not None or end is not None:
-            predicates.append(filters.time_window(t, start, end))
+            start_ns = None if start is None else (self.to_ns(start, "start") if check else to_ns(start, "start"))
+            end_ns = None if end is None else (self.to_ns(end, "end") if check else to_ns(end, "end"))
+            predicates.append(filters.time_window(t, start_ns, end_ns))
+        if family is not None:
+            predicates.append(filters.event_types(t, filters.family_patterns(family)))
+        if exclude is not None:
+            predicates.append(~filters.event_types(t, exclude))
         for values, predicate in ((event_type, filters.event_types), (source, filters.sources),
                                   (trader, filters.traders), (strategy, filters.strategies),
                                   (instrument, filters.instruments), (correlation_id, filters.correlation_ids)):
             if values is not None:
                 predicates.append(predicate(t, values))
+        for column, values in (("param_name", param_name), ("owner", owner)):
+            if values is not None:
+                predicates.append(t[column].isin(filters.string_values(values, column)))
+        if check:  # after the predicates, which refuse malformed values first
+            for argument, values in (("event_type", event_type), ("event_type", exclude), ("source", source),
+                                     ("strategy", strategy), ("instrument", instrument),
+                                     ("param_name", param_name), ("owner", owner)):
+                self.check_values(argument, values)
         return t.filter(*predicates) if predicates else t
 
+    # The analyses as methods, so a notebook reads ``trail.state_at(...)``; the module functions stay.
 
-def open_trail(path: Path | str, backend: Any = None, *, include_hot: bool = True) -> Trail:
+    def state_at(self, ts: Any, **options: Any) -> Any:
+        """The value of every parameter in force at ``ts`` (``workbench.state_at``)."""
+        from workbench.parameters import state_at
+
+        return state_at(self, ts, **options)
+
+    def parameter_history(self, name: str, **options: Any) -> Any:
+        """Every change of one parameter, in order (``workbench.parameter_history``)."""
+        from workbench.parameters import parameter_history
+
+        return parameter_history(self, name, **options)
+
+    def incident(self, at: Any, minutes: Any = 5, **options: Any) -> Any:
+        """Every event within ``minutes`` of ``at``, in causal order (``workbench.reconstruct_incident``)."""
+        from workbench.incident import reconstruct_incident
+
+        return reconstruct_incident(self, at, minutes, **options)
+
+    def lifecycle(self, order_id: str | None = None, **options: Any) -> Any:
+        """Signal, order, fills and positions of one trade (``workbench.trade_lifecycle``)."""
+        from workbench.trades import trade_lifecycle
+
+        return trade_lifecycle(self, order_id, **options)
+
+    def pnl(self, balances: Any = None, **options: Any) -> Any:
+        """Realized P&L against recorded balances (``workbench.pnl_reconciliation``)."""
+        from workbench.pnl import pnl_reconciliation
+
+        return pnl_reconciliation(self, balances, **options)
+
+    def pnl_series(self, by: str = "strategy_source", **options: Any) -> Any:
+        """Realized P&L over time with running totals (``workbench.realized_pnl_series``)."""
+        from workbench.pnl import realized_pnl_series
+
+        return realized_pnl_series(self, by, **options)
+
+    def conversion(self, by: str = "strategy_source", **options: Any) -> Any:
+        """Signal-to-trade conversion and why signals were not traded (``workbench.signal_conversion``)."""
+        from workbench.trades import signal_conversion
+
+        return signal_conversion(self, by, **options)
+
+    def unexplained_changes(self, **options: Any) -> Any:
+        """Unexplained parameter changes and integrity failures (``workbench.detect_unexplained_changes``)."""
+        from workbench.anomalies import detect_unexplained_changes
+
+        return detect_unexplained_changes(self, **options)
+
+    def count_by_type(self, start: Any = None, end: Any = None, **options: Any) -> Any:
+        """Events per event type, most frequent first (``workbench.count_by_type``)."""
+        from workbench.query import count_by_type
+
+        return count_by_type(self, start, end, **options)
+
+
+def _suggestions(value: str, known: Iterable[str]) -> list[str]:
+    """Known values close to ``value``: the same name with a suffix (``EURUSD`` -> ``EURUSD.SIM``), or similar."""
+    candidates = sorted(known, key=str)
+    extended = [k for k in candidates if k.lower().startswith(value.lower()) and k != value]
+    close = difflib.get_close_matches(value, candidates, n=3, cutoff=0.6)
+    return list(dict.fromkeys(extended[:3] + close))[:3]
+
+
+def open_trail(path: Path | str, backend: Any = None, *, include_hot: bool = True, on_unknown: str = "warn") -> Trail:
     """Open the trail under ``path`` (its ``cold/`` partitions and ``hot/`` files) as lazy Ibis tables.
 
     Parameters
@@ -159,6 +356,11 @@ def open_trail(path: Path | str, backend: Any = None, *, include_hot: bool = Tru
         (``Trail.refresh()`` reads them again). A record found in both hot and cold (a file
         converted after it was listed, or Parquet copied without its manifest) counts once: hot
         rows whose (``stream``, ``sequence``) is in cold are dropped.
+    on_unknown
+        What a filter value that matches nothing in the trail (a misspelt event type, source,
+        parameter, instrument without its venue suffix...) does: ``"warn"`` (the default, an
+        ``UnknownValueWarning`` suggesting close values), ``"raise"`` (``WorkbenchInputError``) or
+        ``"ignore"``.
 
     Returns
     -------
@@ -199,7 +401,7 @@ def open_trail(path: Path | str, backend: Any = None, *, include_hot: bool = Tru
     events = base.select(base.ts_event, _backend.event_time(backend, base.ts_event).name("time"),
                          base.event_type, base.source, describe(base).name("description"),
                          *[base[name] for name in schema.names if name not in first])
-    trail = Trail(root, backend, _backend.as_view(backend, events), snapshot, include_hot)
+    trail = Trail(root, backend, _backend.as_view(backend, events), snapshot, include_hot, on_unknown)
     trail._definition = events  # keeps the hot memtable alive as long as the view that reads it
     return trail
 

@@ -184,14 +184,27 @@ class TestSignalConversion:
             ("momentum", "below_threshold", 1, 1.0)]
 
     def test_a_window(self, trail):
-        conversion = signal_conversion(trail, window=(None, MIDNIGHT))
+        conversion = signal_conversion(trail, end=MIDNIGHT)
         assert rows(conversion.summary, "strategy_source", "signals") == [("momentum", 2)]
-        assert rows(signal_conversion(trail, window=("2026-02-01", "2026-02-02")).summary, "signals") == []
+        assert rows(signal_conversion(trail, start="2026-02-01", end="2026-02-02").summary, "signals") == []
+
+    def test_window_is_a_deprecated_alias_of_start_and_end(self, trail):
+        with pytest.warns(DeprecationWarning, match=r"window=\(start, end\)\) is deprecated: pass start= and end="):
+            conversion = signal_conversion(trail, window=(None, MIDNIGHT))
+        assert rows(conversion.summary, "strategy_source", "signals") == [("momentum", 2)]
+        with pytest.raises(WorkbenchInputError, match=r"pass only start= and end="), \
+                pytest.warns(DeprecationWarning):
+            signal_conversion(trail, window=(None, MIDNIGHT), start=MIDNIGHT)
+
+    def test_start_is_a_keyword_like_everywhere(self, trail):
+        assert rows(trail.conversion(start=MIDNIGHT).summary, "strategy_source", "signals") == [
+            ("mean_reversion", 1)]
 
     def test_bad_arguments_are_named(self, trail):
         with pytest.raises(WorkbenchInputError, match=r"by='strategy' is not a column"):
             signal_conversion(trail, by="strategy")
-        with pytest.raises(WorkbenchInputError, match=r"window='2026-01-05': expected \(start, end\)"):
+        with pytest.raises(WorkbenchInputError, match=r"window='2026-01-05': expected \(start, end\)"), \
+                pytest.warns(DeprecationWarning):
             signal_conversion(trail, window="2026-01-05")
 
 

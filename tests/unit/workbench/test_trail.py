@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import CONTROL, EXEC, MIDNIGHT, T0, S
 
-from workbench import TrailNotFoundError, WorkbenchInputError, open_trail
+from workbench import TrailNotFoundError, UnknownValueWarning, WorkbenchInputError, open_trail
 from workbench.filters import event_types
 
 
@@ -102,11 +102,17 @@ class TestPartitionPruning:
 class TestFilters:
     @pytest.mark.parametrize(("pattern", "expected"), [
         ("trade.*", 9), ("param.*", 4), ("param.risk_change", 3), ("*.fill", 2), ("trade.*ed", 2),
-        (["sys.*", "trade.fill"], 5), ("trade", 0),
+        (["sys.*", "trade.fill"], 5),
     ])
     def test_event_type_wildcards(self, hand_trail, pattern, expected):
         trail = open_trail(hand_trail.base)
         assert count(trail.filter(event_type=pattern)) == expected
+
+    def test_a_type_prefix_without_wildcard_matches_nothing_and_says_so(self, hand_trail):
+        trail = open_trail(hand_trail.base)
+        with pytest.warns(UnknownValueWarning, match=r"event_type='trade' matches nothing in this trail; "
+                                                     r"did you mean 'trade\.\*'"):
+            assert count(trail.filter(event_type="trade")) == 0
 
     def test_every_id_filter(self, hand_trail):
         trail = open_trail(hand_trail.base)
@@ -150,7 +156,7 @@ class TestUserValuesNeverBecomeSql:
     INJECTION = "x' OR '1'='1"
 
     def test_a_quoted_source_matches_nothing(self, hand_trail):
-        trail = open_trail(hand_trail.base)
+        trail = open_trail(hand_trail.base, on_unknown="ignore")
         assert count(trail.filter(source=self.INJECTION)) == 0
         assert count(trail.filter(strategy=self.INJECTION)) == 0
         assert count(trail.filter(correlation_id=[self.INJECTION, "SIG-2"])) == 1
