@@ -99,7 +99,7 @@ def build_cases(trail: Any, day: dt.date, order_id: str) -> list[Case]:
                                  AND ts_event <= {at} AND {up_to_day})
                  WHERE rank = 1 ORDER BY param_name, source"""),
         Case("signal_conversion", "signal_conversion over a day",
-             lambda: signal_conversion(trail, window=(day_start, day_end)).summary,
+             lambda: signal_conversion(trail, start=day_start, end=day_end).summary,
              f"""SELECT strategy_source, signals, acted_on, filtered, orders, rejected, filled_orders, fills,
                         acted_on / nullif(signals, 0) AS conversion_rate,
                         filled_orders / nullif(orders, 0) AS fill_rate

@@ -145,6 +145,10 @@ def _analyses() -> dict[str, Any]:
         "filter_window_types_sources": lambda t: rows(chrono(t.filter(
             start="2026-01-01 23:59:59", end="2026-01-03 00:01", event_type=["param.*", "trade.*"],
             source=[UNICODE_SOURCE, EMOJI_SOURCE, QUOTED_SOURCE, "meta_controller"]))),
+        "filter_family_exclude": lambda t: rows(chrono(t.filter(family=["order", "fill", "signal"],
+                                                                exclude="trade.signal*"))),
+        "causal_order": lambda t: rows(wb.chronological(t.events.select(
+            "ts_event", "stream", "sequence", "event_type", "correlation_id"))),
         "filter_open_ended": lambda t: rows(chrono(t.filter(start=DAY3).select("ts_event", "stream", "sequence"))),
         "reconstruct_incident": lambda t: rows(wb.reconstruct_incident(t, DAY2, minutes=3)),
         "reconstruct_incident_day3": lambda t: rows(wb.reconstruct_incident(t, DAY3, minutes=2, event_type="param.*")),
@@ -162,7 +166,7 @@ def _analyses() -> dict[str, Any]:
         "signal_conversion": lambda t: rows(wb.signal_conversion(t).summary),
         "signal_conversion_not_traded": lambda t: rows(wb.signal_conversion(t).not_traded),
         "signal_conversion_by_instrument": lambda t: rows(wb.signal_conversion(
-            t, by="instrument_id", window=("2026-01-02", None)).summary),
+            t, by="instrument_id", start="2026-01-02").summary),
         "pnl_by_strategy": lambda t: rows(wb.pnl_reconciliation(t).by_strategy),
         "pnl_reconciliation": lambda t: wb.pnl_reconciliation(t).to_pandas().to_dict("records"),
         "pnl_reconciliation_given": lambda t: wb.pnl_reconciliation(
