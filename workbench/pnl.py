@@ -347,7 +347,9 @@ def pnl_reconciliation(
     from workbench._time import to_ns
 
     counted = realized_pnl_events(trail, start=start, end=end)
-    fills = trail.filter(start=start, end=end, event_type=FILL)
+    window = trail.filter(start=start, end=end)
+    # A plain predicate, not filter(event_type=...): a trail without fills is not a typo to warn about.
+    fills = window.filter(window.event_type == FILL)
     keys = ["strategy_source", "instrument_id", "currency"]
     pnl = counted.group_by(keys).aggregate(realized_pnl=counted.realized_pnl.sum(), pnl_records=counted.count(),
                                            positions_closed=(counted.event_type == POSITION_CLOSED).sum())
