@@ -17,7 +17,7 @@ from workbench.errors import (
 )
 from workbench.incident import reconstruct_incident
 from workbench.parameters import parameter_changes, parameter_history, state_at
-from workbench.pnl import PnlReconciliation, pnl_reconciliation, realized_pnl_series
+from workbench.pnl import PnlReconciliation, pnl_reconciliation, realized_pnl_events, realized_pnl_series
 from workbench.query import AuditQuery, count_by_type
 from workbench.trades import SignalConversion, signal_conversion, trade_lifecycle
 from workbench.trail import Trail, open_trail
@@ -41,6 +41,7 @@ __all__ = [
     "parameter_changes",
     "parameter_history",
     "pnl_reconciliation",
+    "realized_pnl_events",
     "realized_pnl_series",
     "reconstruct_incident",
     "signal_conversion",

@@ -266,13 +266,20 @@ def pnl_over_time(events: Any, by: str = "strategy_source", per_currency: bool |
                   max_rows: int = MAX_ROWS) -> alt.Chart:
     """Cumulative realized P&L over time, one step line per ``by`` value (and currency).
 
-    Sums are exact (``Decimal``); they become floats only for plotting, and the tooltip shows the
-    exact cumulative value.
+    Which rows count: with an ``event_type`` column (``trail.events``, a filter of it, a frame of
+    trail rows) or a ``Trail``, exactly the records of ``workbench.pnl.realized_pnl_events`` (closed
+    positions, and fills carrying ``realized_pnl`` that no closing record covers; never opened or
+    changed positions, whose P&L the closing record repeats). Pass the whole trail (or
+    ``trail.events``) rather than a time-filtered table: a fill is known to be covered only when
+    its closing record is in what is given. Without ``event_type`` every row with a
+    ``realized_pnl`` counts: the caller chose the rows. Sums are exact (``Decimal``); they become
+    floats only for plotting, and the tooltip shows the exact cumulative value.
 
     Parameters
     ----------
-    events : pandas.DataFrame or ibis.expr.types.Table
-        Trail rows; those with a ``realized_pnl`` count (``ts_event`` or ``time``, ``by``, ``currency``).
+    events : workbench.Trail, pandas.DataFrame or ibis.expr.types.Table
+        Trail rows with ``ts_event`` or ``time``, ``by``, ``realized_pnl`` and ``currency``
+        (``event_type``, ``position_id``, ``trader_id`` for the rule).
     by : str
         The column that names a line.
     per_currency : bool or None
@@ -288,12 +295,18 @@ def pnl_over_time(events: Any, by: str = "strategy_source", per_currency: bool |
     --------
     >>> import pandas as pd
     >>> from decimal import Decimal
-    >>> events = pd.DataFrame({"ts_event": [0, 10**9], "strategy_source": ["momentum"] * 2,
-    ...                        "realized_pnl": [Decimal("1.5"), Decimal("-0.5")], "currency": ["USD"] * 2})
-    >>> pnl_over_time(events).to_dict()["encoding"]["y"]["field"]
+    >>> events = pd.DataFrame({"ts_event": [0, 10**9, 10**9], "strategy_source": ["momentum"] * 3,
+    ...                        "event_type": ["trade.position_opened", "trade.position_closed", "trade.fill"],
+    ...                        "position_id": ["P-1", "P-1", "P-2"],
+    ...                        "realized_pnl": [Decimal("-0.5"), Decimal("1.5"), Decimal("-0.25")],
+    ...                        "currency": ["USD"] * 3})
+    >>> spec = pnl_over_time(events).to_dict()
+    >>> spec["encoding"]["y"]["field"]
     'cumulative_pnl'
+    >>> [row["cumulative_exact"] for row in spec["datasets"][spec["data"]["name"]]]
+    ['1.5', '1.25']
     """
-    frame = _frame(events, ["ts_event", "time", "sequence", by, "realized_pnl", "currency"])
+    frame = _frame(_realized_pnl_rows(events), ["ts_event", "time", "sequence", by, "realized_pnl", "currency"])
     frame = frame[frame["realized_pnl"].notna()]
     if per_currency is None:
         per_currency = frame["currency"].nunique(dropna=False) > 1
@@ -312,6 +325,33 @@ def pnl_over_time(events: Any, by: str = "strategy_source", per_currency: bool |
                  alt.Tooltip("cumulative_exact:N", title="cumulative P&L")],
         **encoding,
     ).properties(title=alt.Title("Realized P&L", subtitle=[note] if note else []), width=800)
+
+
+def _realized_pnl_rows(events: Any) -> Any:
+    """The rows of ``events`` that ``workbench.pnl.realized_pnl_events`` counts, when it can tell (``event_type``).
+
+    A pandas frame is not handed to the engine whole: the rule only asks which rows carry a P&L
+    value, so a table of row numbers, the columns the rule reads and a flag in place of
+    ``realized_pnl`` goes through it, and the values themselves never leave pandas (no float or
+    decimal-precision conversion of the caller's column).
+    """
+    import ibis
+
+    from workbench.pnl import realized_pnl_events
+    from workbench.trail import Trail
+
+    if isinstance(events, Trail):
+        return realized_pnl_events(events)
+    if "event_type" not in events.columns or "realized_pnl" not in events.columns:
+        return events  # the caller chose the rows (or none carries P&L: an empty chart)
+    if not isinstance(events, pd.DataFrame):
+        return realized_pnl_events(events)
+    keys = [column for column in ("event_type", "trader_id", "position_id") if column in events.columns]
+    carries = events["realized_pnl"].notna().to_numpy()
+    flags = pd.DataFrame({"row": range(len(events)), **{column: events[column].astype("string") for column in keys},
+                          "realized_pnl": pd.array([1 if flag else None for flag in carries], dtype="Int8")})
+    counted = realized_pnl_events(ibis.memtable(flags)).select("row").to_pyarrow().column("row").to_pylist()
+    return events.iloc[sorted(counted)]
 
 
 def save_chart(chart: alt.TopLevelMixin, path: str | Path, scale_factor: float = 2.0) -> Path:

@@ -1,4 +1,24 @@
-"""Realized P&L from the trail alone, with exact decimals, reconciled against recorded balances.
+"""Realized P&L from the trail alone, by one rule, with exact decimals, reconciled against recorded balances.
+
+**The rule** (``realized_pnl_events``; ``pnl_reconciliation``, ``realized_pnl_series`` and
+``charts.pnl_over_time`` all use it). A record counts towards realized P&L, with its
+``realized_pnl`` as recorded, exactly when
+
+1. it is a ``trade.position_closed`` record carrying ``realized_pnl`` (what the NautilusTrader
+   ``AuditObserver`` writes: the round trip's realized P&L, commissions included); or
+2. it is a ``trade.fill`` record carrying ``realized_pnl`` (emitters that follow the original
+   specification's ``TradeEvent``) and no record of kind 1 with the same (``trader_id``,
+   ``position_id``) is in the trail: when there is one, that closing record already holds the
+   trade's P&L and the fill is not counted again. A fill without ``position_id`` always counts.
+
+No other record counts. ``trade.position_opened`` and ``trade.position_changed`` carry the
+position's P&L so far (NautilusTrader: minus the opening commission, then any partial closes),
+which its closing record repeats: summing them too counted one trade up to three times. Values are
+summed as recorded (the workbench never subtracts commissions itself), exactly (DECIMAL(38,18)),
+per ``currency``. Whether a fill is covered is decided over everything given (the whole trail
+for a ``Trail``) before a ``start``/``end`` window applies, so consecutive windows add up to the
+whole. The P&L a still-open position has realized by partial closes counts once its closing
+record is written, not before.
 
 Examples
 --------
@@ -28,6 +48,7 @@ from typing import TYPE_CHECKING, Any
 import ibis
 import ibis.expr.types as ir
 
+from workbench import filters
 from workbench._columns import CHRONOLOGICAL
 from workbench.errors import WorkbenchInputError
 
@@ -38,40 +59,134 @@ if TYPE_CHECKING:
 
 ACCOUNT_STATE = "sys.account_state"
 POSITION_CLOSED = "trade.position_closed"
+FILL = "trade.fill"
 #: Columns of ``PnlReconciliation.to_pandas()``.
 RECONCILIATION_COLUMNS = ("currency", "realized_pnl", "balance_start", "balance_end", "balance_change",
-                          "difference", "reconciled", "positions_closed", "start_ts", "end_ts")
+                          "difference", "reconciled", "positions_closed", "pnl_records", "start_ts", "end_ts")
 #: Columns of ``realized_pnl_series``.
 SERIES_COLUMNS = ("time", "ts_event", "group", "currency", "realized_pnl", "cumulative_pnl", "position_id",
-                  "instrument_id", "strategy_source")
+                  "instrument_id", "strategy_source", "event_type")
+#: What ``PnlReconciliation.to_text()`` says when ``ok`` is None.
+NOTHING_TO_RECONCILE = "nothing to reconcile"
+
+
+def realized_pnl_events(trail: Trail | ir.Table, *, start: Any = None, end: Any = None) -> ir.Table:
+    """The records that carry realized P&L under the module's rule, each trade counted once.
+
+    Parameters
+    ----------
+    trail
+        An opened trail, or a table of its rows (``trail.events`` or one derived from it) with at
+        least ``event_type`` and ``realized_pnl``; without ``position_id`` no fill is found covered,
+        without ``trader_id`` coverage is by ``position_id`` alone.
+    start, end
+        Only records with ``start <= ts_event < end``; coverage is still decided over everything
+        given, so a fill whose position closes after ``end`` is not counted in this window either.
+
+    Returns
+    -------
+    ir.Table
+        Lazy and unordered (order with ``.order_by("ts_event", "stream", "sequence")``); the columns
+        of the input, ``trade.position_closed`` and ``trade.fill`` rows only.
+
+    Raises
+    ------
+    WorkbenchInputError
+        ``trail`` is neither a ``Trail`` nor a table with ``event_type`` and ``realized_pnl``.
+
+    Examples
+    --------
+    >>> import ibis
+    >>> from decimal import Decimal
+    >>> rows = ibis.memtable({
+    ...     "event_type": ["trade.fill", "trade.position_opened", "trade.fill", "trade.position_closed",
+    ...                    "trade.fill"],
+    ...     "position_id": ["P-1", "P-1", "P-1", "P-1", "P-2"],
+    ...     "realized_pnl": [Decimal("-2.20"), Decimal("-2.20"), Decimal("95.60"), Decimal("95.60"),
+    ...                      Decimal("10.00")]})
+    >>> counted = realized_pnl_events(rows).to_pandas()
+    >>> sorted(zip(counted.event_type, counted.position_id, counted.realized_pnl))
+    [('trade.fill', 'P-2', Decimal('10.00')), ('trade.position_closed', 'P-1', Decimal('95.60'))]
+    """
+    from workbench.trail import Trail
+
+    if isinstance(trail, Trail):
+        t = trail.events
+    elif isinstance(trail, ir.Table):
+        t = trail
+    else:
+        raise WorkbenchInputError(f"trail={trail!r} ({type(trail).__name__}): expected a Trail or an Ibis table "
+                                  "of trail rows")
+    missing = [column for column in ("event_type", "realized_pnl") if column not in t.columns]
+    if missing:
+        raise WorkbenchInputError(f"trail has no column {missing[0]!r}: expected a table with event_type and "
+                                  f"realized_pnl, got columns {list(t.columns)}")
+    carries = t.realized_pnl.notnull()
+    closed = t.filter(t.event_type == POSITION_CLOSED, carries)
+    fills = t.filter(t.event_type == FILL, carries)
+    if "position_id" in t.columns:
+        keys = [key for key in ("trader_id", "position_id") if key in t.columns]
+        covering = closed.filter(closed.position_id.notnull()).select(*keys).distinct()
+        fills = fills.anti_join(covering, keys)  # SQL equality: a NULL position_id covers nothing
+    counted = closed.union(fills)
+    return _window(counted, start, end)
 
 
 def realized_pnl_series(trail: Trail, by: str = "strategy_source", *, start: Any = None, end: Any = None) -> ir.Table:
-    """Every closed position's realized P&L over time, with its running total per ``by`` and currency.
+    """Every realized P&L record (the module's rule) over time, with its running total per ``by`` and currency.
+
+    Parameters
+    ----------
+    trail
+        An opened trail.
+    by
+        The grouping column (``strategy_source``, ``instrument_id``, ...); its value is ``group``.
+    start, end
+        Only records with ``start <= ts_event < end`` (coverage decided over the whole trail).
 
     Returns
     -------
     ir.Table
         Lazy, ordered by (``ts_event``, ``stream``, ``sequence``); columns ``SERIES_COLUMNS``
-        (``group`` is the value of ``by``; P&L columns are exact DECIMAL(38,18)).
+        (P&L columns are exact DECIMAL(38,18); ``event_type`` says which kind of record counted).
+        No rows when the trail holds no realized P&L.
+
+    Raises
+    ------
+    WorkbenchInputError
+        ``by`` is not a column of the trail.
+
+    Examples
+    --------
+    >>> import shutil, tempfile
+    >>> from benchmarks.trail_gen import generate_trail
+    >>> from workbench import open_trail
+    >>> base = tempfile.mkdtemp()
+    >>> _ = generate_trail(base, events=600, days=1, seed=5)
+    >>> series = realized_pnl_series(open_trail(base), by="instrument_id").to_pandas()
+    >>> set(series.event_type)
+    {'trade.position_closed'}
+    >>> shutil.rmtree(base)
     """
     if by not in trail.events.columns:
         raise WorkbenchInputError(f"by={by!r} is not a column of the trail; try 'strategy_source' or 'instrument_id'")
-    closed = trail.filter(start=start, end=end, event_type=POSITION_CLOSED)
-    running = ibis.window(group_by=[closed[by], closed.currency], order_by=list(CHRONOLOGICAL),
+    counted = realized_pnl_events(trail, start=start, end=end)
+    running = ibis.window(group_by=[counted[by], counted.currency], order_by=list(CHRONOLOGICAL),
                           preceding=None, following=0)
-    series = closed.mutate(group=closed[by], cumulative_pnl=closed.realized_pnl.sum().over(running))
+    series = counted.mutate(group=counted[by], cumulative_pnl=counted.realized_pnl.sum().over(running))
     return series.select(*SERIES_COLUMNS, "stream", "sequence").order_by(*CHRONOLOGICAL).drop("stream", "sequence")
 
 
-@dataclass
+@dataclass(repr=False)
 class PnlReconciliation:
-    """Realized P&L per currency against the change of the balances recorded in the trail.
+    """Realized P&L per currency (the module's rule) against the change of the balances recorded in the trail.
 
-    ``by_strategy`` (lazy): realized P&L, commissions and closed positions per
-    (``strategy_source``, ``instrument_id``, ``currency``). ``to_pandas()``: one row per currency
-    (``RECONCILIATION_COLUMNS``), all money as ``decimal.Decimal``; ``difference`` is
-    ``balance_change - realized_pnl``, exactly ``0`` when they reconcile.
+    ``by_strategy`` (lazy): realized P&L, the records counted, closed positions, commissions and
+    fills per (``strategy_source``, ``instrument_id``, ``currency``); ``realized_pnl`` is NULL for a
+    group without P&L records. ``to_pandas()``: one row per currency (``RECONCILIATION_COLUMNS``),
+    all money as ``decimal.Decimal``; ``difference`` is ``balance_change - realized_pnl``, exactly
+    ``0`` when they reconcile; ``reconciled`` is True or False, or None for a currency without both
+    a starting and a final balance. ``ok`` sums it up; ``to_text()`` says it in words.
     """
 
     trail: Trail
@@ -90,12 +205,14 @@ class PnlReconciliation:
                            .order_by(*CHRONOLOGICAL).to_pyarrow().to_pylist())
         first_ts = states[0][0] if states else None
         last_ts = states[-1][0] if states else None
-        closed = t.filter(t.event_type == POSITION_CLOSED)
+        counted = realized_pnl_events(self.trail, start=self.start, end=self.end)
         if first_ts is not None:  # P&L after the first recorded balance, up to the last one
-            closed = closed.filter(closed.ts_event > first_ts, closed.ts_event <= last_ts)
-        totals = {row["currency"]: (row["realized_pnl"] or Decimal(0), row["positions_closed"]) for row in
-                  closed.group_by("currency").aggregate(realized_pnl=closed.realized_pnl.sum(),
-                                                        positions_closed=closed.count()).to_pyarrow().to_pylist()}
+            counted = counted.filter(counted.ts_event > first_ts, counted.ts_event <= last_ts)
+        totals = {row["currency"]: (row["realized_pnl"] or Decimal(0), row["positions_closed"], row["pnl_records"])
+                  for row in counted.group_by("currency").aggregate(
+                      realized_pnl=counted.realized_pnl.sum(),
+                      positions_closed=(counted.event_type == POSITION_CLOSED).sum(),
+                      pnl_records=counted.count()).to_pyarrow().to_pylist()}
         recorded_start: dict[str, Decimal] = {}
         recorded_end: dict[str, Decimal] = {}
         for _, balances in states:  # a currency's first and last recorded total
@@ -106,22 +223,71 @@ class PnlReconciliation:
         end_balances = dict(self.balances if self.balances is not None else recorded_end)
         rows = []
         for currency in sorted(set(totals) | set(start_balances) | set(end_balances), key=str):
-            realized, count = totals.get(currency, (Decimal(0), 0))
+            realized, closed, records = totals.get(currency, (Decimal(0), 0, 0))
             begin, finish = start_balances.get(currency), end_balances.get(currency)
             change = None if begin is None or finish is None else finish - begin
             difference = None if change is None else change - realized
-            rows.append((currency, realized, begin, finish, change, difference, difference == 0, count,
+            rows.append((currency, realized, begin, finish, change, difference,
+                         None if difference is None else difference == 0, int(closed or 0), records,
                          first_ts, last_ts))
         return pd.DataFrame(rows, columns=list(RECONCILIATION_COLUMNS))
 
     @property
-    def ok(self) -> bool:
-        """True when every currency's difference is exactly zero."""
-        return bool(self.frame["reconciled"].all())
+    def ok(self) -> bool | None:
+        """Whether the realized P&L and the balances agree exactly, in every currency.
+
+        None when there is nothing to reconcile: no realized P&L records in the window (after the
+        first recorded balance, up to the last), or no currency with both a starting and a final
+        balance. Otherwise True only when every currency's difference is exactly zero; a currency
+        with P&L but no balances to compare it with makes it False. Test it with ``is True``:
+        ``None`` is falsy but is not a failure to reconcile.
+        """
+        return self._verdict()[0]
 
     def to_pandas(self) -> pd.DataFrame:
         """One row per currency (executes the queries once; later calls reuse the result)."""
         return self.frame.copy()
+
+    def to_text(self) -> str:
+        """The verdict in one line, then one line per currency (executes the queries once).
+
+        Returns
+        -------
+        str
+            ``"P&L reconciled exactly"``, ``"P&L NOT reconciled"`` or ``"P&L: nothing to reconcile
+            (why)"``, then for each currency its realized P&L, the records counted, the balances and
+            the difference.
+        """
+        _, verdict = self._verdict()
+        lines = [verdict]
+        for row in self.frame.itertuples():
+            balances = ("no balances to compare" if row.balance_change is None else
+                        f"balance {_text(row.balance_start)} -> {_text(row.balance_end)} "
+                        f"(change {_text(row.balance_change)}), difference {_text(row.difference)}")
+            lines.append(f"  {row.currency}: realized {_text(row.realized_pnl)} from {row.pnl_records} record(s); "
+                         f"{balances}")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.to_text()
+
+    def __repr__(self) -> str:
+        return f"<PnlReconciliation: {self._verdict()[1]}>"
+
+    def _verdict(self) -> tuple[bool | None, str]:
+        frame = self.frame
+        if not frame["pnl_records"].sum():
+            where = "in the window" if self.start is not None or self.end is not None else "in the trail"
+            if len(frame) and frame["start_ts"].notna().any():
+                where += " between the first and the last recorded balance"
+            return None, (f"P&L: {NOTHING_TO_RECONCILE} (no realized P&L records {where}: no "
+                          "trade.position_closed or trade.fill carrying realized_pnl)")
+        if frame["balance_change"].isna().all():
+            return None, (f"P&L: {NOTHING_TO_RECONCILE} (no currency has both a starting and a final balance: "
+                          "no sys.account_state records and none given)")
+        if all(value is not None and bool(value) for value in frame["reconciled"]):
+            return True, "P&L reconciled exactly"
+        return False, "P&L NOT reconciled"
 
 
 def pnl_reconciliation(
@@ -132,13 +298,13 @@ def pnl_reconciliation(
     start: Any = None,
     end: Any = None,
 ) -> PnlReconciliation:
-    """Realized P&L summed from the trail, exactly, against the balances recorded in it (or given).
+    """Realized P&L summed from the trail by the module's rule, exactly, against the balances recorded in it (or given).
 
-    The P&L of a currency is the sum of ``realized_pnl`` over ``trade.position_closed`` records
-    (NautilusTrader's realized P&L of a closed position includes its commissions) after the first
-    ``sys.account_state`` record in the window and up to the last one; the balance change is the
-    last state's total minus the first's. A closing record and the account state it caused share a
-    timestamp, the state coming after it in the stream.
+    The P&L of a currency is the sum of ``realized_pnl`` over the records of
+    ``realized_pnl_events`` (closed positions, and fills carrying ``realized_pnl`` that no closing
+    record covers) after the first ``sys.account_state`` record in the window and up to the last
+    one; the balance change is the last state's total minus the first's. A closing record and the
+    account state it caused share a timestamp, the state coming after it in the stream.
 
     Parameters
     ----------
@@ -151,18 +317,47 @@ def pnl_reconciliation(
         Balances at the start instead of the first recorded state.
     start, end
         Only this time window.
+
+    Returns
+    -------
+    PnlReconciliation
+        ``by_strategy`` lazy; ``to_pandas()``, ``ok`` (True, False, or None when there is nothing to
+        reconcile) and ``to_text()`` execute the per-currency comparison once.
+
+    Raises
+    ------
+    WorkbenchInputError
+        A balance is a float or not a decimal number.
+
+    Examples
+    --------
+    >>> import shutil, tempfile
+    >>> from benchmarks.trail_gen import generate_trail
+    >>> from workbench import open_trail
+    >>> base = tempfile.mkdtemp()
+    >>> _ = generate_trail(base, events=600, days=1, seed=5)
+    >>> trail = open_trail(base)
+    >>> pnl_reconciliation(trail).to_text().splitlines()[0]
+    'P&L reconciled exactly'
+    >>> nothing = pnl_reconciliation(trail, end="2000-01-01")
+    >>> nothing.ok is None, nothing
+    (True, <PnlReconciliation: P&L: nothing to reconcile (no realized P&L records in the window...)>)
+    >>> shutil.rmtree(base)
     """
     from workbench._time import to_ns
 
-    t = trail.filter(start=start, end=end)
-    closed = t.filter(t.event_type == POSITION_CLOSED)
-    fills = t.filter(t.event_type == "trade.fill")
+    counted = realized_pnl_events(trail, start=start, end=end)
+    window = trail.filter(start=start, end=end)
+    # A plain predicate, not filter(event_type=...): a trail without fills is not a typo to warn about.
+    fills = window.filter(window.event_type == FILL)
     keys = ["strategy_source", "instrument_id", "currency"]
-    pnl = closed.group_by(keys).aggregate(realized_pnl=closed.realized_pnl.sum(), positions_closed=closed.count())
+    pnl = counted.group_by(keys).aggregate(realized_pnl=counted.realized_pnl.sum(), pnl_records=counted.count(),
+                                           positions_closed=(counted.event_type == POSITION_CLOSED).sum())
     fees = fills.group_by(keys).aggregate(commission=fills.commission.sum(), fills=fills.count())
     by_strategy = pnl.outer_join(fees, keys).select(
         *[ibis.coalesce(pnl[key], fees[key]).name(key) for key in keys],
-        realized_pnl=pnl.realized_pnl, positions_closed=pnl.positions_closed.fill_null(0),
+        realized_pnl=pnl.realized_pnl, pnl_records=pnl.pnl_records.fill_null(0),
+        positions_closed=pnl.positions_closed.fill_null(0).cast("int64"),
         commission=fees.commission, fills=fees.fills.fill_null(0),
     ).order_by(*keys)
     return PnlReconciliation(
@@ -170,6 +365,28 @@ def pnl_reconciliation(
         start=None if start is None else to_ns(start, "start"), end=None if end is None else to_ns(end, "end"),
         balances=_decimals(balances, "balances"), starting_balances=_decimals(starting_balances, "starting_balances"),
     )
+
+
+def _window(table: ir.Table, start: Any, end: Any) -> ir.Table:
+    """``start <= ts_event < end`` on any table: with the day partitions pruned when it has them."""
+    from workbench._backend import PARTITIONS
+    from workbench._time import to_ns
+
+    if start is None and end is None:
+        return table
+    if all(part in table.columns for part in PARTITIONS):
+        return table.filter(filters.time_window(table, start, end))
+    start_ns = None if start is None else to_ns(start, "start")
+    end_ns = None if end is None else to_ns(end, "end")
+    if start_ns is not None and end_ns is not None and end_ns <= start_ns:
+        raise WorkbenchInputError(f"end={end!r} is not after start={start!r}: the window is empty")
+    return table.filter(*([] if start_ns is None else [table.ts_event >= start_ns]),
+                        *([] if end_ns is None else [table.ts_event < end_ns]))
+
+
+def _text(value: Any) -> str:
+    """Money as plain decimal text without trailing zeros or an exponent: ``95.600`` is ``95.6``."""
+    return f"{value.normalize():f}" if isinstance(value, Decimal) else str(value)
 
 
 def _decimals(values: Mapping[str, Any] | None, argument: str) -> dict[str, Decimal] | None:

@@ -150,12 +150,12 @@ class TestPnlReconciliation:
         assert row["currency"] == "USD"
         assert row["realized_pnl"] == Decimal("95.60") and row["balance_change"] == Decimal("95.60")
         assert row["difference"] == 0 and isinstance(row["difference"], Decimal)
-        assert row["reconciled"] and reconciliation.ok
+        assert row["reconciled"] is True and reconciliation.ok is True
 
     def test_against_balances_supplied_by_the_caller(self, trail):
         reconciliation = pnl_reconciliation(trail, balances={"USD": "1000100.00"})
         (row,) = reconciliation.to_pandas().to_dict("records")
-        assert row["difference"] == Decimal("4.40") and not reconciliation.ok
+        assert row["difference"] == Decimal("4.40") and reconciliation.ok is False
 
     def test_per_strategy_with_commissions(self, trail):
         by_strategy = pnl_reconciliation(trail).by_strategy
