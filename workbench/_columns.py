@@ -1,4 +1,15 @@
-"""Column helpers shared by the analyses: causal chronological order, readable decimals and doubles."""
+"""Column helpers shared by the analyses: causal chronological order, readable decimals and doubles.
+
+Examples
+--------
+>>> import ibis
+>>> from workbench._columns import chronological
+>>> t = ibis.memtable({"ts_event": [5, 5, 5], "stream": ["a-observer", "a-observer", "z-strategy"],
+...                    "sequence": [0, 1, 0], "event_type": ["trade.order", "trade.fill", "trade.signal"],
+...                    "correlation_id": ["S-1", "S-1", "S-1"]})
+>>> chronological(t).event_type.to_pyarrow().to_pylist()
+['trade.signal', 'trade.order', 'trade.fill']
+"""
 
 from __future__ import annotations
 

@@ -303,6 +303,12 @@ class Trail:
 
         return pnl_reconciliation(self, balances, **options)
 
+    def pnl_events(self, **options: Any) -> Any:
+        """The records that carry realized P&L by the one rule (``workbench.realized_pnl_events``)."""
+        from workbench.pnl import realized_pnl_events
+
+        return realized_pnl_events(self, **options)
+
     def pnl_series(self, by: str = "strategy_source", **options: Any) -> Any:
         """Realized P&L over time with running totals (``workbench.realized_pnl_series``)."""
         from workbench.pnl import realized_pnl_series

@@ -7,7 +7,8 @@ import importlib
 
 import pytest
 
-MODULES = ["filters", "trail", "describe", "incident", "parameters", "trades", "pnl", "anomalies", "query"]
+MODULES = ["filters", "trail", "describe", "incident", "parameters", "trades", "pnl", "anomalies", "query",
+           "charts", "_columns"]
 
 
 @pytest.mark.parametrize("name", MODULES)
