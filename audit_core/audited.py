@@ -15,7 +15,8 @@ Declare a component's tunable state with :class:`AuditedParameter` on a subclass
             with reason(f"drawdown {drawdown:.1%} > 10%"):
                 self.risk_multiplier = 0.5                    # recorded, with that reason
 
-Every assignment that changes the value emits one event (old value, new value, source, reason)
+Every assignment that changes the value emits one event (old value, new value, source, reason,
+and the owner when the source is someone else: ``set_parameter(..., source="ops_console")``)
 before the new value is stored, so the trail never lags the component; an assignment that does
 not change the value emits nothing. The reason comes from :func:`reason` or from
 ``set_parameter(..., reason=...)``; a change without one is still recorded, with
@@ -200,6 +201,9 @@ class AuditedComponent:
         """Assign an audited parameter with an explicit reason and, optionally, who made the change.
 
         ``source`` names an actor other than the component itself (an operator, a risk desk tool).
+        The record then has ``source`` = that actor and ``owner`` = this component's
+        ``audit_source``, so the change is read as one to this component's parameter (the value in
+        force, ``workbench.state_at``), made by someone else.
         """
         descriptor = getattr(type(self), name, None)
         if not isinstance(descriptor, AuditedParameter):
@@ -228,9 +232,12 @@ class AuditedComponent:
         if old is _UNSET and why is None:
             why = INITIAL_REASON
         # Recorded before it takes effect: if the record cannot be made, the value does not change.
+        # The component owns its parameters; ``owner`` is written only when someone else makes the
+        # change, since a record without it means the source is the owner.
+        source = who or self.audit_source
         self._audit.emit_param_change(
-            who or self.audit_source, descriptor.name, to_json_value(old), to_json_value(new), why,
-            event_type=descriptor.event_type,
+            source, descriptor.name, to_json_value(old), to_json_value(new), why,
+            event_type=descriptor.event_type, owner=None if source == self.audit_source else self.audit_source,
         )
         self.__dict__[descriptor._slot] = new
         self.audited_changes += 1

@@ -43,7 +43,11 @@ STAGING_DIR = "_staging"
 
 #: The cold schema: (column, type, how it is read). Stable: a test pins it. "field" columns come
 #: straight from the record's key of that name; "json" keeps the value as JSON text; "num:<key>"
-#: is the value of <key> when it is a number; "decimal" parses the decimal string exactly.
+#: is the value of <key> when it is a number, "text:<key>" when it is a string (decoded: no quotes,
+#: no escapes), "bool:<key>" when it is true/false, "container:<key>" (JSON text) when it is an
+#: array or object, NULL otherwise; "decimal" parses the decimal string exactly; "owner" is the
+#: record's ``owner`` on ``param.*`` rows, else their ``source`` (a record without one, written
+#: before the field existed or by its owner, is a change by the owner), NULL on other rows.
 _DECIMAL = "DECIMAL(38,18)"
 COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("ts_event", "BIGINT", "field"),
@@ -55,11 +59,18 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("correlation_id", "VARCHAR", "field"),
     ("prev_hash", "VARCHAR", "field"),
     ("checksum", "VARCHAR", "field"),
+    ("owner", "VARCHAR", "owner"),
     ("param_name", "VARCHAR", "field"),
     ("old_value", "VARCHAR", "json"),
     ("new_value", "VARCHAR", "json"),
     ("old_value_num", "DOUBLE", "num:old_value"),
     ("new_value_num", "DOUBLE", "num:new_value"),
+    ("old_value_text", "VARCHAR", "text:old_value"),
+    ("new_value_text", "VARCHAR", "text:new_value"),
+    ("old_value_bool", "BOOLEAN", "bool:old_value"),
+    ("new_value_bool", "BOOLEAN", "bool:new_value"),
+    ("old_value_json", "VARCHAR", "container:old_value"),
+    ("new_value_json", "VARCHAR", "container:new_value"),
     ("trigger_reason", "VARCHAR", "field"),
     ("strategy_source", "VARCHAR", "field"),
     ("signal_value", "DOUBLE", "field"),
@@ -107,6 +118,8 @@ def _structure() -> str:
             keys[name] = sql_type
         elif kind in ("json",):
             keys[name] = "JSON"
+        elif kind == "owner":
+            keys[name] = "VARCHAR"
         elif kind == "decimal":
             keys[name] = "VARCHAR"  # the exact text; cast below
     return json.dumps(keys)
@@ -123,10 +136,22 @@ def _expression(name: str, sql_type: str, kind: str) -> str:
         expression = f"coalesce(record, {STRIP_SQL})"
     elif kind == "batch":
         expression = name
+    elif kind == "owner":
+        expression = "CASE WHEN starts_with(j.event_type, 'param.') THEN coalesce(j.owner, j.source) END"
     elif kind.startswith("num:"):
         value = f"j.{kind[4:]}"
         numeric = f"json_type({value}) IN ('BIGINT', 'UBIGINT', 'DOUBLE')"
         expression = f"CASE WHEN {numeric} THEN TRY_CAST({value} AS DOUBLE) END"  # TRY: CASE may not guard
+    elif kind.startswith("text:"):
+        value = f"j.{kind[5:]}"
+        # json_extract_string decodes the JSON string exactly (\", \\, \u00e9, surrogate pairs).
+        expression = f"CASE WHEN json_type({value}) = 'VARCHAR' THEN json_extract_string({value}, '$') END"
+    elif kind.startswith("bool:"):
+        value = f"j.{kind[5:]}"
+        expression = f"CASE WHEN json_type({value}) = 'BOOLEAN' THEN TRY_CAST({value} AS BOOLEAN) END"
+    elif kind.startswith("container:"):
+        value = f"j.{kind[10:]}"
+        expression = f"CASE WHEN json_type({value}) IN ('ARRAY', 'OBJECT') THEN {value} END"
     else:
         expression = f"j.{name}"
     return f"CAST({expression} AS {sql_type}) AS {name}"

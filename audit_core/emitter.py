@@ -167,8 +167,14 @@ class AuditEventEmitter:
         event_type: str = AuditEventType.PARAM_STATE_CHANGE.value,
         correlation_id: str | None = None,
         ts_event: int | None = None,
+        owner: str | None = None,
     ) -> ParameterChangeEvent:
-        """Record that ``source`` changed ``param_name`` from ``old_value`` to ``new_value``."""
+        """Record that ``source`` changed ``param_name`` from ``old_value`` to ``new_value``.
+
+        ``owner`` is the component whose parameter it is, when that is not ``source`` (an operator
+        overriding a controller's setting); None (the default) means ``source`` owns it, and the
+        record then has no ``owner`` field at all.
+        """
         return self._emit_new(ParameterChangeEvent, {
             "ts_event": self._clock() if ts_event is None else ts_event,
             "event_type": event_type,
@@ -178,6 +184,7 @@ class AuditEventEmitter:
             "old_value": old_value,
             "new_value": new_value,
             "trigger_reason": trigger_reason,
+            "owner": owner,
         })
 
     def emit_trade(

@@ -2,7 +2,9 @@
 
 A record is one JSON object on one line. Keys appear in the models' field order (common fields,
 then the type's own fields), compact, UTF-8, with ``checksum`` always last, so that the same event
-always yields the same bytes and a verifier can find the checksum without parsing JSON.
+always yields the same bytes and a verifier can find the checksum without parsing JSON. Fields that
+are None are written as ``null``, except ``ParameterChangeEvent.owner``, which is left out when None
+(it was added later; see the class).
 Money and quantities are decimal strings, never binary floats, so sums reconcile exactly.
 """
 
@@ -152,6 +154,10 @@ Hash = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 _DOTTED = r"[a-z0-9_]+(\.[a-z0-9_]+)*"
 
 
+def _is_none(value: Any) -> bool:
+    return value is None
+
+
 def _event_type_field(root: str, default: str | None = None) -> Any:
     pattern = rf"^{root}\.{_DOTTED}$" if root else rf"^[a-z][a-z0-9_]*\.{_DOTTED}$"
     if default is None:
@@ -215,7 +221,12 @@ class AuditEvent(BaseModel):
 
 
 class ParameterChangeEvent(AuditEvent):
-    """A tunable parameter changed. Values keep their JSON type so numeric histories chart."""
+    """A tunable parameter changed. Values keep their JSON type so numeric histories chart.
+
+    ``source`` is who made the change; ``owner`` the component whose parameter it is, when that is
+    someone else (an operator overriding a controller's parameter). A record without ``owner``
+    means the source owns the parameter: that is how records written before the field existed read.
+    """
 
     event_type_root: ClassVar[str] = "param"
 
@@ -224,6 +235,10 @@ class ParameterChangeEvent(AuditEvent):
     old_value: JsonValue = None
     new_value: JsonValue
     trigger_reason: str | None = Field(default=None, max_length=1024)
+    # Last, and left out of the record when None (the only field that is): a record without an
+    # owner has exactly the bytes it had before the field existed, and parse_record(line).to_line()
+    # gives those bytes back.
+    owner: str | None = Field(default=None, min_length=1, max_length=256, exclude_if=_is_none)
 
 
 class SignalEvent(AuditEvent):

@@ -169,18 +169,25 @@ def incident_timeline(events: Any, at: Any = None, title: str = "Incident timeli
 
 
 def parameter_history_chart(history: Any, max_rows: int = MAX_ROWS) -> alt.FacetChart:
-    """Step lines of each parameter's numeric value per source, one row per parameter.
+    """The value in force of each parameter over time: one step line per (owner, parameter).
 
-    A point marks every change; changes without a ``trigger_reason`` are drawn as red crosses.
-    Non-numeric values (``new_value_num`` NaN) are left out of the lines.
+    A parameter's line follows its every change, whoever made it: when ``meta_controller`` sets
+    ``risk_multiplier`` to 1.0, ``ops_console`` overrides it to 8.0 and the controller resets it
+    48 minutes later, the line goes 1.0, 8.0, then the reset value. Lines are coloured by
+    ``owner``; a point marks every change, coloured by its ``source`` (who made it; one colour
+    per component, so an override stands out on its owner's line), and a change without a
+    ``trigger_reason`` is a red-edged cross. While a non-numeric value (``new_value_num`` NaN) is
+    in force the line is broken; such changes have no point. Each line runs to the last change
+    in ``history``.
 
     Parameters
     ----------
     history : pandas.DataFrame or ibis.expr.types.Table
-        ``param.change`` rows: ``ts_event`` or ``time``, ``source``, ``param_name``,
-        ``new_value_num``; optional ``old_value``, ``new_value``, ``trigger_reason``.
+        ``param.*`` rows (``parameter_history``): ``ts_event`` or ``time``, ``source``,
+        ``param_name``, ``new_value_num``; optional ``owner`` (missing or NULL means the source),
+        ``old_value``, ``new_value``, ``trigger_reason``, ``stream``, ``sequence``.
     max_rows : int
-        Above this many changes, the last change per (source, parameter, time bucket) is kept.
+        Above this many changes, the last change per (owner, parameter, time bucket) is kept.
 
     Returns
     -------
@@ -189,36 +196,57 @@ def parameter_history_chart(history: Any, max_rows: int = MAX_ROWS) -> alt.Facet
     Examples
     --------
     >>> import pandas as pd
-    >>> history = pd.DataFrame({"ts_event": [0, 10**9], "source": ["sizer"] * 2, "param_name": ["risk"] * 2,
-    ...                         "new_value_num": [1.0, 0.5], "trigger_reason": ["vol", None]})
-    >>> parameter_history_chart(history).to_dict()["spec"]["layer"][0]["mark"]["interpolate"]
-    'step-after'
+    >>> history = pd.DataFrame({"ts_event": [0, 10**9, 2 * 10**9], "source": ["meta", "ops", "meta"],
+    ...                         "owner": ["meta"] * 3, "param_name": ["risk"] * 3,
+    ...                         "new_value_num": [1.0, 8.0, 0.5], "trigger_reason": ["vol", None, "reset"]})
+    >>> spec = parameter_history_chart(history).to_dict()
+    >>> spec["spec"]["layer"][0]["mark"]["interpolate"], spec["spec"]["layer"][0]["encoding"]["color"]["field"]
+    ('step-after', 'owner')
+    >>> [row["new_value_num"] for row in spec["datasets"][spec["data"]["name"]] if row["line"]]
+    [1.0, 8.0, 0.5, 0.5]
     """
-    frame = _frame(history, ["ts_event", "time", "source", "param_name", "old_value", "new_value",
-                             "new_value_num", "trigger_reason", "sequence"])
-    frame = frame[frame["new_value_num"].notna()]
+    frame = _frame(history, ["ts_event", "time", "owner", "source", "param_name", "old_value", "new_value",
+                             "new_value_num", "trigger_reason", "stream", "sequence"])
+    # One order for ties within a nanosecond, the analyses' own: (ts_event, stream, sequence).
+    frame = frame.sort_values(["ts_event", "stream", "sequence"], kind="stable", na_position="first")
+    frame = frame.reset_index(drop=True)
+    frame["owner"] = frame["owner"].astype(object).where(frame["owner"].notna(), frame["source"])
     reason = frame["trigger_reason"].astype("string").str.strip()
     frame["unexplained"] = reason.isna() | (reason == "")
     frame["trigger_reason"] = reason.mask(frame["unexplained"], _NO_REASON).astype(object)
-    frame, note = _keep_last_per_bucket(frame, ["source", "param_name"], max_rows, flag="unexplained")
+    series = ["owner", "param_name"]
+    frame, note = _keep_last_per_bucket(frame, series, max_rows, flag="unexplained")
     frame["change"] = frame["unexplained"].map({True: "no reason given", False: "explained"})
-    end = frame.groupby(["source", "param_name"], sort=False).tail(1).assign(  # carry each line to the end
-        ts_event=frame["ts_event"].max(), time=frame["time"].max(), change=None)
-    data = pd.concat([frame.assign(is_change=True), end.assign(is_change=False)], ignore_index=True)
-    data = data.drop(columns=["unexplained"])
-    base = alt.Chart().encode(x=alt.X("time:T", **_UTC_X), y=alt.Y("new_value_num:Q", title="value"),
-                              color=alt.Color("source:N"))
-    line = base.mark_line(interpolate="step-after")
+    numeric = frame["new_value_num"].notna()
+    # A run of numeric values in force is one path; a non-numeric change ends the run before it.
+    frame["segment"] = (~numeric).astype(int).groupby([frame[c] for c in series], sort=False).cumsum()
+    changes = frame[numeric]
+    end_ns = int(frame["ts_event"].max()) if len(frame) else 0
+    breaks = frame.loc[~numeric, [*series, "segment", "ts_event"]].assign(segment=lambda f: f["segment"] - 1)
+    closing = changes.groupby([*series, "segment"], sort=False).tail(1).drop(columns=["ts_event"]).merge(
+        breaks, on=[*series, "segment"], how="left")
+    closing["ts_event"] = closing["ts_event"].fillna(end_ns).astype("int64")
+    closing = closing.assign(time=closing["ts_event"] // _MS, change=None)
+    data = pd.concat([changes.assign(line=True, is_change=True), closing.assign(line=True, is_change=False)],
+                     ignore_index=True)
+    data["path"] = data.groupby([*series, "segment"], sort=False).ngroup()  # one id per drawn path
+    data = data.drop(columns=["unexplained", "stream"]).sort_values(["path", "ts_event", "is_change"],
+                                                                    ascending=[True, True, False], kind="stable")
+    component = alt.Legend(title=["component", "line: owner", "point: changed by"])
+    base = alt.Chart().encode(x=alt.X("time:T", **_UTC_X), y=alt.Y("new_value_num:Q", title="value in force"))
+    line = base.mark_line(interpolate="step-after").encode(
+        color=alt.Color("owner:N", legend=component), detail="path:N", order=alt.Order("ts_event:Q"))
     points = base.mark_point(filled=True, size=70).encode(
+        color=alt.Color("source:N", legend=component),
         shape=alt.Shape("change:N", scale=alt.Scale(domain=["explained", "no reason given"],
                                                     range=["circle", "cross"]), title="change"),
         stroke=alt.condition("datum.change === 'no reason given'", alt.value("red"), alt.value(None)),
-        tooltip=["time_utc:N", "source:N", "param_name:N", "old_value:N", "new_value:N", "trigger_reason:N",
-                 "changes:Q"],
+        tooltip=["time_utc:N", "owner:N", "source:N", "param_name:N", "old_value:N", "new_value:N",
+                 "trigger_reason:N", "changes:Q"],
     ).transform_filter("datum.is_change")
     chart = alt.layer(line, points, data=data).properties(width=800, height=120)
     return chart.facet(row=alt.Row("param_name:N", title=None)).resolve_scale(y="independent").properties(
-        title=alt.Title("Parameter history", subtitle=[note] if note else []))
+        title=alt.Title("Parameter history: the value in force", subtitle=[note] if note else []))
 
 
 def conversion_funnel(conversion: Any, group: str = "strategy_source", signals: str = "signals",

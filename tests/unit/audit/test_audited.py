@@ -103,6 +103,16 @@ class TestChanges:
         audit.flush()
         last = records(tmp_path)[-1]
         assert (last["source"], last["trigger_reason"]) == ("ops.jdoe", "manual override")
+        assert last["owner"] == "meta"  # the controller's parameter, changed by someone else
+
+    def test_owner_is_left_out_when_the_component_changes_its_own_parameter(self, audit, tmp_path):
+        controller = Controller(audit)
+        controller.risk_multiplier = 0.5
+        controller.set_parameter("risk_multiplier", 0.75, reason="rebalance")
+        controller.set_parameter("risk_multiplier", 1.0, reason="same actor named", source="meta")
+        audit.flush()
+        assert [("owner" in record, record["source"]) for record in records(tmp_path)][-3:] == [
+            (False, "meta"), (False, "meta"), (False, "meta")]
 
     def test_nested_reasons_restore_the_outer_one(self):
         with reason("outer"):

@@ -12,7 +12,15 @@ import pyarrow.parquet as pq
 import pytest
 
 from audit_core import AuditConfig, AuditEvent, AuditEventEmitter, parse_record
-from audit_core.converter import COLUMNS, MANIFEST_DIR, STAGING_DIR, ParquetConverter, rebuild_line, verify_cold
+from audit_core.converter import (
+    COLUMNS,
+    MANIFEST_DIR,
+    STAGING_DIR,
+    ParquetConverter,
+    read_hot_file,
+    rebuild_line,
+    verify_cold,
+)
 
 JAN_5_2359 = 1_767_657_540 * 10**9  # 2026-01-05 23:59:00 UTC
 MINUTE = 60 * 10**9
@@ -21,8 +29,10 @@ MINUTE = 60 * 10**9
 EXPECTED_SCHEMA = [
     ("ts_event", "int64"), ("event_type", "string"), ("source", "string"), ("trader_id", "string"),
     ("stream", "string"), ("sequence", "int64"), ("correlation_id", "string"), ("prev_hash", "string"),
-    ("checksum", "string"), ("param_name", "string"), ("old_value", "string"), ("new_value", "string"),
-    ("old_value_num", "double"), ("new_value_num", "double"), ("trigger_reason", "string"),
+    ("checksum", "string"), ("owner", "string"), ("param_name", "string"), ("old_value", "string"),
+    ("new_value", "string"), ("old_value_num", "double"), ("new_value_num", "double"), ("old_value_text", "string"),
+    ("new_value_text", "string"), ("old_value_bool", "bool"), ("new_value_bool", "bool"),
+    ("old_value_json", "string"), ("new_value_json", "string"), ("trigger_reason", "string"),
     ("strategy_source", "string"), ("signal_value", "double"), ("confidence", "double"), ("regime", "string"),
     ("acted_on", "bool"), ("filter_reason", "string"), ("instrument_id", "string"), ("order_id", "string"),
     ("side", "string"), ("size", "decimal128(38, 18)"), ("price", "decimal128(38, 18)"),
@@ -94,10 +104,31 @@ def assert_row_matches(row: dict, event: AuditEvent) -> None:
     for name in ("old_value", "new_value", "payload"):
         if name in data:
             assert json.loads(row[name]) == data[name]
-    for name in ("old_value", "new_value"):
-        number = data.get(name)
-        if isinstance(number, (int, float)) and not isinstance(number, bool):
-            assert row[f"{name}_num"] == number
+    if "param_name" in data:
+        assert row["owner"] == data.get("owner", data["source"])  # no owner in the record: the source owns it
+        for name in ("old_value", "new_value"):
+            assert typed(row, name) == expected_typed(data[name]), (name, data[name])
+    else:
+        assert row["owner"] is None
+        assert all(typed(row, name) == expected_typed(None) for name in ("old_value", "new_value"))
+
+
+TYPED = ("num", "text", "bool", "json")
+
+
+def typed(row: dict, name: str) -> dict:
+    """The typed columns of one value; the JSON column decoded (its text is engine-formatted)."""
+    out = {kind: row[f"{name}_{kind}"] for kind in TYPED}
+    out["json"] = None if out["json"] is None else json.loads(out["json"])
+    return out
+
+
+def expected_typed(value: object) -> dict:
+    """What the typed columns must hold for a JSON value, worked out in plain Python."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return {"num": float(value) if number else None, "text": value if isinstance(value, str) else None,
+            "bool": value if isinstance(value, bool) else None,
+            "json": value if isinstance(value, (list, dict)) else None}
 
 
 def cold_rows(cold: Path) -> list[dict]:
@@ -176,6 +207,50 @@ class TestEveryFieldSurvives:
         weights = [r for r in rows if r["param_name"] == "strategy_weights"]
         assert all(r["new_value_num"] == json.loads(r["new_value"]) for r in risk)
         assert all(r["new_value_num"] is None for r in weights)
+
+    def test_typed_values_decode_every_json_kind_exactly_in_cold_and_hot(self, tmp_path):
+        values = ["plain", 'quote " and backslash \\ end', "caf\u00e9 \U0001f600 \u4e2d", "line\nbreak\ttab\u0000nul",
+                  "", "1.0", "true", "null", '"quoted"', 1, 2.5, -3, 0, 2**53 + 1, True, False, None, [1, "x"],
+                  {"a": {"b": [True, None]}, "é": "😀"}, [], {}]
+        config = AuditConfig(base_path=tmp_path / "t", rotate_daily=False, sync_writes=False)
+        with AuditEventEmitter(config, clock=Clock(JAN_5_2359 - 60 * MINUTE)) as emitter:
+            for old, new in zip([None, *values], values, strict=False):
+                emitter.emit_param_change("ctl", "p", old, new)
+        (hot_file,) = sorted((tmp_path / "t" / "hot").glob("*.jsonl"))
+        hot = {row["sequence"]: row for row in read_hot_file(hot_file).to_pylist()}
+        ParquetConverter(tmp_path / "t" / "hot", tmp_path / "cold").convert_all()
+        cold = {row["sequence"]: row for row in cold_rows(tmp_path / "cold")}
+        assert sorted(cold) == sorted(hot) == list(range(len(values)))
+        for sequence, value in enumerate(values):
+            for row in (cold[sequence], hot[sequence]):
+                assert typed(row, "new_value") == expected_typed(value), value
+                assert typed(row, "old_value") == expected_typed(values[sequence - 1] if sequence else None)
+                raw = row["new_value"]
+                assert (raw is None) if value is None else json.loads(raw) == value  # the raw JSON text stays
+        assert cold[0]["new_value_text"] == "plain" and cold[2]["new_value_text"] == "café 😀 中"
+
+    def test_escaped_strings_from_another_writer_decode_to_the_exact_text(self, tmp_path):
+        # Our writer puts UTF-8 as it is; another may escape it (JSON allows both): same text either way.
+        escaped = r'"caf\u00e9 \ud83d\ude00 \"q\" \\ \/ \b\f\n\r\t \u0000"'
+        line = ('{"ts_event":1,"event_type":"param.x","source":"ops","sequence":0,"param_name":"p",'
+                '"old_value":"a","new_value":' + escaped + ',"owner":"ctl","checksum":"00"}\n')
+        path = tmp_path / "other.jsonl"
+        path.write_text(line, encoding="ascii")
+        (row,) = read_hot_file(path).to_pylist()
+        assert row["new_value_text"] == json.loads(escaped) == 'café \U0001f600 "q" \\ / \b\f\n\r\t \x00'
+        assert (row["old_value_text"], row["new_value_bool"], row["new_value_json"]) == ("a", None, None)
+        assert (row["owner"], row["source"]) == ("ctl", "ops")
+
+    def test_owner_is_the_records_owner_else_the_source_on_parameter_rows_only(self, tmp_path):
+        config = AuditConfig(base_path=tmp_path / "t", rotate_daily=False, sync_writes=False)
+        with AuditEventEmitter(config, clock=Clock(JAN_5_2359 - 60 * MINUTE)) as emitter:
+            emitter.emit_param_change("meta_controller", "risk_multiplier", None, 1.0, "initial value")
+            emitter.emit_param_change("ops_console", "risk_multiplier", 1.0, 8.0, None, owner="meta_controller")
+            emitter.emit_signal("pp", "momentum", 0.5, 0.9)
+        ParquetConverter(tmp_path / "t" / "hot", tmp_path / "cold").convert_all()
+        rows = sorted(cold_rows(tmp_path / "cold"), key=lambda row: row["sequence"])
+        assert [(row["source"], row["owner"]) for row in rows] == [
+            ("meta_controller", "meta_controller"), ("ops_console", "meta_controller"), ("pp", None)]
 
     def test_decimals_are_exact(self, tmp_path):
         write_trail(tmp_path / "t")

@@ -98,12 +98,15 @@ class TestRoundTrip:
         new=json_values,
         reason=st.none() | st.text(max_size=40),
         source=st.text(min_size=1, max_size=30),
+        owner=st.none() | st.text(min_size=1, max_size=30),
     )
-    def test_parameter_event_round_trips_to_identical_bytes(self, old, new, reason, source):
-        event = ParameterChangeEvent(source=source, param_name="p", old_value=old, new_value=new, trigger_reason=reason)
+    def test_parameter_event_round_trips_to_identical_bytes(self, old, new, reason, source, owner):
+        event = ParameterChangeEvent(source=source, param_name="p", old_value=old, new_value=new, trigger_reason=reason,
+                                     owner=owner)
         back = parse_record(event.to_line())
         assert type(back) is ParameterChangeEvent
         assert back.to_line() == event.to_line()
+        assert back.owner == owner
         assert back.new_value == new or (isinstance(new, float) and math.isclose(back.new_value, new))
 
     @given(price=st.decimals(allow_nan=False, allow_infinity=False, places=12), size=st.integers(1, 10**12))
@@ -122,6 +125,53 @@ class TestRoundTrip:
         ]
         for event in events:
             assert type(parse_record(event.to_line())) is type(event)
+
+
+#: A parameter change exactly as the code before ``owner`` wrote it (its checksum included).
+OLD_PARAM_LINE = (
+    b'{"ts_event":1767657600000000000,"event_type":"param.risk_change","source":"meta_controller",'
+    b'"trader_id":"TRADER-001","sequence":7,"correlation_id":null,"prev_hash":null,"param_name":"risk_multiplier",'
+    b'"old_value":1.0,"new_value":0.5,"trigger_reason":"drawdown",'
+    b'"checksum":"c7fd65f3ee4bd4b46419c3239bf327ffc50b00a8a78576d96198ff23c30af570"}\n'
+)
+
+
+class TestOwner:
+    """``owner``: written only when given, last before the checksum; records without it are unchanged."""
+
+    def test_a_record_without_owner_keeps_the_old_bytes_and_checksum(self):
+        event = parse_record(OLD_PARAM_LINE)
+        assert event.owner is None
+        assert event.checksum == event.compute_checksum() == split_record(OLD_PARAM_LINE).checksum
+        assert event.to_line() == OLD_PARAM_LINE  # re-serialized: the same bytes, no "owner":null added
+        assert b"owner" not in ParameterChangeEvent(source="s", param_name="k", new_value=1).to_line()
+
+    def test_owner_is_the_last_field_and_covered_by_the_checksum(self):
+        event = ParameterChangeEvent(ts_event=5, source="ops_console", param_name="risk_multiplier", new_value=8.0,
+                                     owner="meta_controller")
+        line = event.to_line()
+        assert list(json.loads(line))[-2:] == ["owner", "checksum"]
+        assert b',"owner":"meta_controller","checksum":"' in line
+        other = ParameterChangeEvent(ts_event=5, source="ops_console", param_name="risk_multiplier", new_value=8.0,
+                                     owner="kelly_sizer")
+        assert other.checksum != event.checksum
+        assert parse_record(line).owner == "meta_controller"
+
+    @pytest.mark.parametrize("owner", ["", "x" * 257])
+    def test_a_bad_owner_is_named(self, owner):
+        with pytest.raises(ValidationError, match="owner"):
+            ParameterChangeEvent(source="s", param_name="k", new_value=1, owner=owner)
+
+    def test_emitter_writes_owner_only_when_given(self, tmp_path):
+        from audit_core import AuditConfig, AuditEventEmitter
+
+        with AuditEventEmitter(AuditConfig(base_path=tmp_path, sync_writes=False), clock=lambda: 5) as audit:
+            audit.emit_param_change("meta_controller", "risk_multiplier", None, 1.0, "initial value")
+            audit.emit_param_change("ops_console", "risk_multiplier", 1.0, 8.0, None, owner="meta_controller")
+        records = [json.loads(line) for path in sorted((tmp_path / "hot").glob("*.jsonl"))
+                   for line in path.read_bytes().splitlines()]
+        assert ["owner" in record for record in records] == [False, True]
+        assert (records[1]["source"], records[1]["owner"]) == ("ops_console", "meta_controller")
 
 
 class Regime(enum.Enum):

@@ -152,17 +152,84 @@ class TestIncidentTimeline:
         assert "50,000 events counted" in spec["title"]["subtitle"][0]
 
 
+def override_frame() -> pd.DataFrame:
+    """meta_controller sets risk 1.0, ops_console overrides it to 8.0, the controller resets it 48 minutes later."""
+    minute = 60 * SECOND
+    return pd.DataFrame(
+        {
+            "ts_event": [T0, T0 + minute, T0 + 49 * minute, T0 + 2 * minute, T0 + 30 * minute, T0 + 40 * minute,
+                         T0 + 90 * minute],
+            "owner": ["meta_controller"] * 3 + ["sizer"] * 4,
+            "source": ["meta_controller", "ops_console", "meta_controller", "sizer", "ops_console", "sizer", "sizer"],
+            "param_name": ["risk_multiplier"] * 3 + ["max_position"] * 4,
+            "new_value": ["1.0", "8.0", "0.5", "100", '"off"', "120", "150"],
+            "new_value_num": [1.0, 8.0, 0.5, 100.0, np.nan, 120.0, 150.0],
+            "trigger_reason": ["initial value", None, "override reverted", "initial value", "halt", "resume", "grow"],
+            "stream": ["T.control", "T.ops", "T.control", "T.control", "T.ops", "T.control", "T.control"],
+            "sequence": [0, 0, 3, 1, 1, 2, 4],
+        }
+    )
+
+
+def line_points(spec: dict) -> dict[tuple[str, str], list[list[tuple[int, float]]]]:
+    """(owner, parameter) -> its drawn paths, each a list of (time ms, value) in drawing order."""
+    paths: dict[int, list[dict]] = {}
+    for row in data_of(spec, spec):
+        if row["line"]:
+            paths.setdefault(row["path"], []).append(row)
+    out: dict[tuple[str, str], list[list[tuple[int, float]]]] = {}
+    for rows in paths.values():
+        rows.sort(key=lambda row: row["ts_event"])
+        out.setdefault((rows[0]["owner"], rows[0]["param_name"]), []).append(
+            [(row["time"], row["new_value_num"]) for row in rows])
+    return out
+
+
 class TestParameterHistoryChart:
-    def test_step_lines_per_source_faceted_by_parameter(self) -> None:
+    def test_step_lines_per_owner_faceted_by_parameter_points_coloured_by_source(self) -> None:
         spec = parameter_history_chart(history_frame()).to_dict()
         line, points = spec["spec"]["layer"]
         assert spec["facet"]["row"]["field"] == "param_name"
         assert line["mark"] == {"type": "line", "interpolate": "step-after"}
         assert (line["encoding"]["x"]["field"], line["encoding"]["x"]["type"]) == ("time", "temporal")
         assert line["encoding"]["y"]["field"] == "new_value_num"
-        assert line["encoding"]["color"]["field"] == "source"
-        assert points["mark"]["type"] == "point"
-        assert {"old_value", "new_value", "trigger_reason"} <= tooltip_fields(points["encoding"])
+        assert line["encoding"]["color"]["field"] == "owner" and line["encoding"]["detail"]["field"] == "path"
+        assert points["mark"]["type"] == "point" and points["encoding"]["color"]["field"] == "source"
+        assert {"owner", "source", "old_value", "new_value", "trigger_reason"} <= tooltip_fields(points["encoding"])
+
+    def test_the_line_is_the_value_in_force_whoever_set_it(self) -> None:
+        ms = 60_000
+        start = T0 // 10**6
+        spec = parameter_history_chart(override_frame()).to_dict()
+        paths = line_points(spec)
+        # One line for the controller's parameter: 1.0, the override's 8.0, the reset's 0.5, to the end.
+        assert paths[("meta_controller", "risk_multiplier")] == [
+            [(start, 1.0), (start + ms, 8.0), (start + 49 * ms, 0.5), (start + 90 * ms, 0.5)]]
+        assert not [key for key in paths if key[0] == "ops_console"]  # no line of its own for the operator
+        changes = [row for row in data_of(spec, spec) if row["is_change"] and row["param_name"] == "risk_multiplier"]
+        assert [(row["source"], row["change"]) for row in changes] == [
+            ("meta_controller", "explained"), ("ops_console", "no reason given"), ("meta_controller", "explained")]
+
+    def test_a_non_numeric_value_in_force_breaks_the_line(self) -> None:
+        ms = 60_000
+        start = T0 // 10**6
+        paths = line_points(parameter_history_chart(override_frame()).to_dict())
+        assert paths[("sizer", "max_position")] == [
+            [(start + 2 * ms, 100.0), (start + 30 * ms, 100.0)],  # in force until "off"
+            [(start + 40 * ms, 120.0), (start + 90 * ms, 150.0), (start + 90 * ms, 150.0)]]
+
+    def test_without_an_owner_column_the_source_owns_the_line(self) -> None:
+        paths = line_points(parameter_history_chart(override_frame().drop(columns=["owner"])).to_dict())
+        assert ("ops_console", "risk_multiplier") in paths and ("meta_controller", "risk_multiplier") in paths
+        null_owner = override_frame().assign(owner=[None] * 7)
+        assert line_points(parameter_history_chart(null_owner).to_dict()).keys() == paths.keys()
+
+    def test_ties_in_time_follow_stream_then_sequence(self) -> None:
+        frame = override_frame()
+        frame.loc[1, "ts_event"] = frame.loc[0, "ts_event"]  # the override at the nanosecond of the first set
+        paths = line_points(parameter_history_chart(frame.iloc[::-1]).to_dict())  # rows given in reverse
+        (path,) = paths[("meta_controller", "risk_multiplier")]
+        assert [value for _, value in path] == [1.0, 8.0, 0.5, 0.5]  # T.control before T.ops
 
     def test_a_missing_reason_is_a_distinct_shape(self) -> None:
         spec = parameter_history_chart(history_frame()).to_dict()
@@ -174,12 +241,12 @@ class TestParameterHistoryChart:
         assert flagged == {("controller", "0.8"), ("sizer", "50")}  # None and "" both count as missing
         assert all(row["trigger_reason"] == "(no reason given)" for row in changes if row["change"] != "explained")
 
-    def test_lines_reach_the_last_change_and_non_numeric_values_are_left_out(self) -> None:
+    def test_lines_end_when_a_non_numeric_value_takes_over_or_at_the_last_change(self) -> None:
         spec = parameter_history_chart(history_frame()).to_dict()
         rows = data_of(spec, spec)
         assert '"off"' not in {row["new_value"] for row in rows}
         ends = {row["source"]: row for row in rows if not row["is_change"]}
-        assert {row["time"] for row in ends.values()} == {(T0 + 90 * SECOND) // 10**6}
+        assert {row["time"] for row in ends.values()} == {(T0 + 120 * SECOND) // 10**6}
         assert (ends["controller"]["new_value_num"], ends["sizer"]["new_value_num"]) == (0.8, 50.0)
 
     def test_50000_changes_stay_within_the_row_limit(self) -> None:
