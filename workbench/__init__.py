@@ -16,7 +16,7 @@ from workbench.errors import (
     WorkbenchInputError,
 )
 from workbench.incident import reconstruct_incident
-from workbench.parameters import parameter_changes, parameter_history, state_at
+from workbench.parameters import decode_values, parameter_changes, parameter_history, state_at
 from workbench.pnl import PnlReconciliation, pnl_reconciliation, realized_pnl_events, realized_pnl_series
 from workbench.query import AuditQuery, count_by_type
 from workbench.trades import SignalConversion, signal_conversion, trade_lifecycle
@@ -35,6 +35,7 @@ __all__ = [
     "WorkbenchInputError",
     "chronological",
     "count_by_type",
+    "decode_values",
     "describe",
     "detect_unexplained_changes",
     "open_trail",

@@ -62,7 +62,6 @@ import ibis.expr.types as ir
 
 from workbench import filters
 from workbench._columns import CHRONOLOGICAL
-from workbench._time import to_ns
 from workbench.errors import WorkbenchInputError
 
 if TYPE_CHECKING:
@@ -142,7 +141,9 @@ def state_at(
     WorkbenchInputError
         ``ts`` is not an instant, or a filter value is not a string.
     """
-    at = to_ns(ts, "ts")
+    at = trail.to_ns(ts, "ts")
+    for argument, values in (("owner", owner), ("param_name", param_name), ("source", source)):
+        trail.check_values(argument, values)
     t = trail.events
     predicates = [filters.time_window(t, end=at + 1), *_is_change(t)]  # one filter: Ibis compiles it faster
     if owner is not None:
@@ -191,6 +192,8 @@ def parameter_history(
         JSON text and typed (``*_num``, ``*_text``, ``*_bool``, ``*_json``), and why.
     """
     (param,) = filters.string_values(name, "name")
+    trail.check_values("param_name", param)
+    trail.check_values("owner", owner)
     t = trail.filter(start=start, end=end, source=source)
     changes = parameter_changes(trail, t)
     predicates = [changes.param_name == param]

@@ -11,6 +11,7 @@ import pytest
 from conftest import CONTROL, EXEC, MIDNIGHT, T0, S
 
 from workbench import (
+    UnknownValueWarning,
     WorkbenchInputError,
     detect_unexplained_changes,
     open_trail,
@@ -113,7 +114,8 @@ class TestParameterHistory:
             ("meta_controller", "1.0", "0.5", "drawdown > 10%"), ("manual_override", "0.5", "3.5", "manual")]
         assert rows(parameter_history(trail, "risk_multiplier", "meta_controller"), "new_value_num") == [(0.5,)]
         assert rows(parameter_history(trail, "risk_multiplier", start=MIDNIGHT), "new_value") == [("3.5",)]
-        assert rows(parameter_history(trail, "nothing_like_it"), "new_value") == []
+        with pytest.warns(UnknownValueWarning, match=r"param_name='risk_multiplyer' .*'risk_multiplier'"):
+            assert rows(parameter_history(trail, "risk_multiplyer"), "new_value") == []
 
 
 class TestTradeLifecycle:

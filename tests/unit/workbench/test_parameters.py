@@ -15,7 +15,7 @@ from audit_core import AuditConfig, AuditEventEmitter
 from audit_core.audited import AuditedComponent, AuditedParameter, reason
 from audit_core.converter import ParquetConverter
 from benchmarks.trail_gen import FakeClock
-from workbench import WorkbenchInputError, open_trail, parameter_history, state_at
+from workbench import UnknownValueWarning, WorkbenchInputError, open_trail, parameter_history, state_at
 from workbench.parameters import BY_SOURCE_COLUMNS, HISTORY_COLUMNS, STATE_COLUMNS, decode_values
 
 S, MINUTE = 1_000_000_000, 60 * 1_000_000_000
@@ -125,7 +125,8 @@ class TestValueInForce:
 
     def test_nothing_before_the_first_change(self, trail):
         assert rows(state_at(trail, T0 - 1), "param_name") == []
-        assert rows(state_at(trail, RESET, owner="nobody"), "param_name") == []
+        with pytest.warns(UnknownValueWarning, match=r"owner='nobody' matches nothing in this trail"):
+            assert rows(state_at(trail, RESET, owner="nobody"), "param_name") == []
 
     @pytest.mark.parametrize(("kwargs", "message"), [
         ({"owner": 5}, r"owner=5"), ({"param_name": ["k", None]}, r"param_name"), ({"ts": "yesterday"}, r"ts=")])
