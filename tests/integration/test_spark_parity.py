@@ -235,9 +235,10 @@ class TestAuditQueryOnSpark:
         frames = [AuditQuery(trail).query_time_range("2026-01-01 23:00", "2026-01-03 01:00", limit=None)
                   for trail in (trails["duckdb"], trails["spark"])]
         pd.testing.assert_frame_equal(frames[1], frames[0])
-        # Equal, but not exact on either engine: Ibis turns a nullable int64 column into float64 in
-        # pandas. Exact nanoseconds come from to_pyarrow() (test_decimals_and_nanoseconds_arrive_exactly).
-        assert str(frames[0]["ts_init"].dtype) == "float64"
+        # Exact on both engines: nullable int64 and decimals keep their Arrow types in pandas.
+        assert str(frames[0]["ts_init"].dtype) == "int64[pyarrow]"
+        assert str(frames[0]["price"].dtype) == "decimal128(38, 18)[pyarrow]"
+        assert TS_INIT + 1 in frames[0]["ts_init"].tolist()
 
     def test_other_methods_are_equal(self, trails):
         import pandas as pd

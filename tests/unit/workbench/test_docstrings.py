@@ -7,7 +7,7 @@ import importlib
 
 import pytest
 
-MODULES = ["filters", "trail", "describe", "incident", "parameters", "trades", "pnl", "anomalies", "query"]
+MODULES = ["filters", "trail", "describe", "incident", "parameters", "trades", "pnl", "anomalies", "query", "_backend"]
 
 
 @pytest.mark.parametrize("name", MODULES)
