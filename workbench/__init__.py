@@ -6,7 +6,7 @@ at the edges: ``to_pandas()``, ``to_pyarrow()``, ``execute()`` and charts.
 """
 
 from workbench.anomalies import UnexplainedChanges, detect_unexplained_changes
-from workbench.describe import describe
+from workbench.describe import describe, with_description
 from workbench.errors import ResultTruncatedWarning, TrailNotFoundError, WorkbenchError, WorkbenchInputError
 from workbench.incident import reconstruct_incident
 from workbench.parameters import parameter_changes, parameter_history, state_at
@@ -37,4 +37,5 @@ __all__ = [
     "signal_conversion",
     "state_at",
     "trade_lifecycle",
+    "with_description",
 ]

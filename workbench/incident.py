@@ -25,6 +25,7 @@ import ibis.expr.types as ir
 
 from workbench._columns import CHRONOLOGICAL
 from workbench._time import to_duration_ns, to_ns
+from workbench.describe import with_description
 
 if TYPE_CHECKING:
     from workbench.trail import Trail
@@ -70,7 +71,8 @@ def reconstruct_incident(
     """
     at_ns = to_ns(at, "at")
     half = to_duration_ns(minutes, "minutes")
-    events = trail.filter(start=max(0, at_ns - half), end=at_ns + half + 1, event_type=event_type, source=source)
+    events = with_description(trail.filter(start=max(0, at_ns - half), end=at_ns + half + 1, event_type=event_type,
+                                           source=source))
     offset = (events.ts_event - at_ns).name("offset_ns")
     return events.select(*[offset if name == "offset_ns" else name for name in INCIDENT_COLUMNS]).order_by(
         *CHRONOLOGICAL)

@@ -27,6 +27,7 @@ import ibis.expr.types as ir
 
 from workbench import filters
 from workbench._columns import CHRONOLOGICAL
+from workbench.describe import with_description
 from workbench.errors import WorkbenchInputError
 
 if TYPE_CHECKING:
@@ -98,7 +99,7 @@ def trade_lifecycle(
     made = position_rows.filter(position_rows.order_id.isin(own_orders))
     touched = t.filter(t.event_type.startswith("trade.position_"), t.order_id.isin(own_orders)).correlation_id
     positions = made.union(position_rows.filter(position_rows.correlation_id.isin(touched)), distinct=True)
-    rows = anchored.union(signals).union(positions)
+    rows = with_description(anchored.union(signals).union(positions))
     ordered = ibis.window(order_by=list(CHRONOLOGICAL))
     derived = {
         "step": rows.event_type.substitute(_STEPS, else_=rows.event_type),

@@ -30,7 +30,6 @@ import ibis.expr.types as ir
 
 from workbench import _backend, filters
 from workbench._time import utc_day
-from workbench.describe import describe
 from workbench.errors import TrailNotFoundError
 
 #: Cold columns that are storage, not evidence to query: the stored form of the record (for
@@ -196,8 +195,10 @@ def open_trail(path: Path | str, backend: Any = None, *, include_hot: bool = Tru
         base = ibis.memtable(schema.to_pyarrow().empty_table())
     assert base is not None
     first = ("ts_event", "event_type", "source")
+    # No description column: a view holding its long expression costs every query on the view ~9 ms
+    # of planning, selected or not. Analyses that show one add it (``describe.with_description``).
     events = base.select(base.ts_event, _backend.event_time(backend, base.ts_event).name("time"),
-                         base.event_type, base.source, describe(base).name("description"),
+                         base.event_type, base.source,
                          *[base[name] for name in schema.names if name not in first])
     trail = Trail(root, backend, _backend.as_view(backend, events), snapshot, include_hot)
     trail._definition = events  # keeps the hot memtable alive as long as the view that reads it

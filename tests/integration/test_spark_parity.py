@@ -217,9 +217,11 @@ class TestTrickyCasesAreInTheTrail:
                              "slippage_bps": -TINY, "ts_init": TS_INIT + 1}]
 
     def test_descriptions_write_numbers_the_same_way(self, trails):
+        from workbench.describe import with_description
+
         for trail in trails.values():
-            lines = [row["description"] for row in rows(trail.filter(
-                event_type=["trade.signal", "param.*"], source=[UNICODE_SOURCE, EMOJI_SOURCE]).order_by(
+            lines = [row["description"] for row in rows(with_description(trail.filter(
+                event_type=["trade.signal", "param.*"], source=[UNICODE_SOURCE, EMOJI_SOURCE])).order_by(
                 "ts_event", "stream", "sequence").select("description"))]
             assert f"{UNICODE_SOURCE} signal 0.0008 on EURUSD.SIM (confidence 1): acted on" in lines
             assert any("signal -0.00001 on" in line for line in lines)

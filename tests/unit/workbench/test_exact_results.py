@@ -140,3 +140,27 @@ def test_exact_frame_keeps_arrow_types_and_nulls():
     frame = exact_frame(table)
     assert frame["n"].tolist() == [TS_INIT, pd.NA] and frame["d"].dtype == DECIMAL
     assert str(frame["t"].dtype) == "datetime64[us, UTC]" and frame["t"].isna().tolist() == [False, True]
+
+
+def test_trail_events_have_no_description_but_analyses_add_it(base):
+    from workbench import reconstruct_incident, trade_lifecycle
+    from workbench.describe import with_description
+
+    trail = open_trail(base)
+    assert "description" not in trail.events.columns
+    fills = with_description(trail.filter(event_type="trade.fill")).to_pandas()
+    assert fills["description"].tolist() == [f"order O-1 filled: BUY {BIG} EURUSD.SIM @ {PRICE}"]
+    assert "description" in reconstruct_incident(trail, T0, 1).columns
+    assert "description" in trade_lifecycle(trail, "O-1").columns
+
+
+def test_with_description_refuses_a_table_it_cannot_describe(base):
+    from workbench import WorkbenchInputError
+    from workbench.describe import with_description
+
+    trail = open_trail(base)
+    described = with_description(trail.events)
+    with pytest.raises(WorkbenchInputError, match=r"already has a 'description' column"):
+        with_description(described)
+    with pytest.raises(WorkbenchInputError, match=r"no 'event_type' column: .*'ts_event'"):
+        with_description(trail.events.select("ts_event"))
