@@ -157,7 +157,9 @@ def exact_duckdb(connection: Any) -> ExactDuckDBBackend:
     """An ``ExactDuckDBBackend`` over ``connection``: a ``duckdb`` connection or an Ibis DuckDB backend.
 
     Both objects use the same DuckDB connection (the same database, temporary tables and
-    settings); Ibis sets its session time zone to UTC, as ``ibis.duckdb.connect`` does.
+    settings); Ibis sets its session time zone to UTC, as ``ibis.duckdb.connect`` does. Ibis
+    refuses one expression over tables of two backend objects: to join your own tables with
+    ``trail.events``, take them from ``trail.backend`` (``trail.backend.table("positions")``).
     """
     if isinstance(connection, ExactDuckDBBackend):
         return connection

@@ -99,6 +99,16 @@ def test_to_pandas_is_exact_on_a_callers_connection(base, connect):
     check_exact(frame_of(trail))
 
 
+def test_a_callers_own_tables_join_the_trail_through_trail_backend(base, tmp_path):
+    connection = ibis.duckdb.connect(tmp_path / "analyst.ddb")
+    connection.create_table("orders_of_interest", ibis.memtable({"order_id": ["O-1"], "desk": ["fx"]}))
+    trail = open_trail(base, connection)
+    mine = trail.backend.table("orders_of_interest")
+    joined = trail.events.join(mine, "order_id").select("event_type", "desk", "ts_init").order_by("ts_init")
+    frame = joined.to_pandas()
+    assert frame["event_type"].tolist() == ["trade.fill", "trade.order"] and frame["ts_init"].iloc[0] == TS_INIT
+
+
 def test_a_stock_ibis_connection_itself_is_left_as_it_was(base):
     # What open_trail fixes: the same query through the caller's own Ibis object rounds the nanoseconds.
     connection = ibis.duckdb.connect()
