@@ -7,7 +7,7 @@ Results in pandas (``to_pandas()``/``execute()``) are built from Arrow by ``pand
 same on DuckDB (``ExactDuckDBBackend``) and Spark (``_spark.ExactSparkBackend``). Ibis 12's own
 DuckDB ``execute`` turns every column holding a NULL into Python objects and then a nullable int64
 into float64 (``ts_init`` ...789 came back as ...768), and decimals into ``Decimal`` objects, one
-per value (a 1M-row frame took 13-19 s and 4.7 GB). Here every column keeps its Arrow type
+per value (a 1M-row frame took 13-24 s and 4.3-4.7 GB). Here every column keeps its Arrow type
 (``exact_dtype`` says which pandas dtype each becomes), so values, NULLs and the 19 digits of a
 nanosecond instant arrive as stored, without a Python object per value.
 
@@ -120,8 +120,8 @@ class ExactDuckDBBackend(DuckDBBackend):  # type: ignore[misc]
     ``execute`` (and so ``to_pandas()``) and ``to_pyarrow()`` differ from Ibis's; compilation,
     views and reading files are Ibis's own. Both stream the result out of DuckDB
     (``arrow_table``): Ibis's ``to_arrow_table()`` makes DuckDB collect the whole result before
-    converting it, which held every row twice (1.28 GB peak for a 1M-row, 46-column read that
-    streams in 0.74 GB).
+    converting it, which held every row twice (1,281 MiB peak for a 1M-row, 46-column read that
+    streams in 738 MiB).
     """
 
     def arrow_table(self, expr: ir.Expr, /, *, params: Mapping[Any, Any] | None = None,
