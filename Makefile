@@ -47,6 +47,7 @@ bench: venv
 	$(PY) -m benchmarks.bench_audited
 	$(PY) -m benchmarks.bench_spark
 	$(PY) -m benchmarks.bench_workbench
+	$(PY) -m benchmarks.bench_bulk --stock
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache demo_trail reports

@@ -135,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
         report_path = run_notebook(out, args.reports)
 
     summary = summarize(out, report_path)
+    import pandas as pd  # NULLs in result frames are pd.NA: test them with pd.isna, not truthiness
+
     print("\n=== Ledgerline demo summary ===")
     print("events by type:")
     for row in summary["counts"].itertuples():  # type: ignore[attr-defined]
@@ -147,8 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     incident = summary["incident"]
     for _, rows in incident.groupby(["ts_event", "sequence"]):  # type: ignore[attr-defined]
         row = rows.iloc[0]
+        reason = "NONE" if pd.isna(row.trigger_reason) else row.trigger_reason
         print(f"incident found: {row.time:%Y-%m-%d %H:%M:%S} UTC  {row.param_name} {row.old_value} -> "
-              f"{row.new_value} by {row.source}, reason: {row.trigger_reason or 'NONE'} "
+              f"{row.new_value} by {row.source}, reason: {reason} "
               f"({', '.join(rows.kind)})")
     pnl = summary["pnl"]
     frame = pnl.to_pandas()  # type: ignore[attr-defined]
@@ -163,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     for row in summary["conversion"].itertuples():  # type: ignore[attr-defined]
         print(f"  {row.strategy_source:<16} {row.signals:>5} signals, {row.acted_on:>4} acted on, "
               f"{row.fills:>4} fills, conversion "
-              f"{'-' if row.conversion_rate != row.conversion_rate else format(row.conversion_rate, '.1%')}")
+              f"{'-' if pd.isna(row.conversion_rate) else format(row.conversion_rate, '.1%')}")
     if report_path is not None:
         print(f"report: {report_path}")
     print("next: `make lab` opens the notebooks; `ledgerline verify demo_trail/ --public-key "

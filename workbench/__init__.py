@@ -7,7 +7,7 @@ at the edges: ``to_pandas()``, ``to_pyarrow()``, ``execute()`` and charts.
 
 from workbench._columns import chronological
 from workbench.anomalies import UnexplainedChanges, detect_unexplained_changes
-from workbench.describe import describe
+from workbench.describe import describe, with_description
 from workbench.errors import (
     ResultTruncatedWarning,
     TrailNotFoundError,
@@ -48,4 +48,5 @@ __all__ = [
     "signal_conversion",
     "state_at",
     "trade_lifecycle",
+    "with_description",
 ]

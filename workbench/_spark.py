@@ -7,8 +7,8 @@ Why a subclass of Ibis's pyspark backend: Ibis 12 fetches Spark results through
 ``DataFrame.toPandas()``, where an int64 column with NULLs becomes float64 (a nanosecond
 timestamp such as ``ts_init`` loses its last digits) and Spark's TIMESTAMP reads back without its
 time zone. ``ExactSparkBackend`` fetches through ``DataFrame.toArrow()`` (Spark 4) instead and
-builds pandas frames the way Ibis's DuckDB backend does, so both engines return the same values
-and dtypes. Everything else (compilation, views, reading Parquet) is Ibis's.
+builds pandas frames with ``workbench._backend.pandas_result``, as ``ExactDuckDBBackend`` does, so
+both engines return the same values and dtypes. Everything else (compilation, views, reading Parquet) is Ibis's.
 """
 
 from __future__ import annotations
@@ -68,18 +68,12 @@ class ExactSparkBackend(_IbisSparkBackend):  # type: ignore[misc]
 
     def execute(self, expr: Any, /, *, params: Mapping[Any, Any] | None = None, limit: int | str | None = None,
                 **kwargs: Any) -> Any:
-        """Execute ``expr``; pandas columns as Ibis's DuckDB backend makes them (NULLs kept as None)."""
-        import pandas as pd
-        import pyarrow.types as pat
-        from ibis.formats.pandas import PandasData
+        """Execute ``expr``; pandas results as on DuckDB (``workbench._backend.pandas_result``)."""
+        from workbench._backend import pandas_result
 
         self._run_pre_execute_hooks(expr)
         table = self._session.sql(self.compile(expr.as_table(), params=params, limit=limit, **kwargs)).toArrow()
-        frame = pd.DataFrame({
-            name: column.to_pylist() if pat.is_nested(column.type) or column.null_count else column.to_pandas()
-            for name, column in zip(table.column_names, table.columns, strict=True)
-        }, index=pd.RangeIndex(table.num_rows))
-        return expr.__pandas_result__(PandasData.convert_table(frame, expr.as_table().schema()))
+        return pandas_result(expr, table)
 
 
 def connect(session: Any = None) -> ExactSparkBackend:

@@ -82,15 +82,14 @@ class UnexplainedChanges:
         """Findings then integrity failures, one row each (executes the query and the verification)."""
         import pandas as pd
 
-        frame = self.findings.to_pandas()
-        frame = frame.astype({"ts_event": "Int64", "sequence": "Int64"})
+        frame = self.findings.to_pandas()  # nullable Arrow dtypes: failures' missing ts_event/sequence fit
         if not self.integrity:
             return frame
         failures = pd.DataFrame([{
             "kind": failure.kind.value, "detail": failure.detail, "sequence": failure.sequence,
             "file": f"{failure.file}:{failure.line}" if failure.line else failure.file,
         } for failure in self.integrity], columns=list(FINDING_COLUMNS))
-        failures = failures.astype({**frame.dtypes.to_dict(), "ts_event": "Int64", "sequence": "Int64"})
+        failures = failures.astype(frame.dtypes.to_dict())
         if frame.empty:
             return failures
         return pd.concat([frame, failures], ignore_index=True)

@@ -136,6 +136,10 @@ def incident_timeline(events: Any, at: Any = None, title: str = "Incident timeli
     """
     columns = ["ts_event", "time", "event_type", "source", "description", "param_name", "old_value",
                "new_value", "trigger_reason", "filter_reason", "sequence"]
+    if not isinstance(events, pd.DataFrame) and "description" not in events.columns and "event_type" in events.columns:
+        from workbench.describe import with_description
+
+        events = with_description(events)  # trail.events has none: the tooltip's readable line
     frame = _frame(events, columns)
     frame["events"] = 1
     subtitle = []

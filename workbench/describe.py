@@ -1,14 +1,20 @@
-"""One readable line per audit record: what ``trail.events.description`` holds.
+"""One readable line per audit record, added to a query's rows on request.
+
+``trail.events`` has no description column (a view holding the long expression slows every query
+on it); ``with_description(rows)`` adds one to the rows a query narrowed to, and
+``reconstruct_incident`` and ``trade_lifecycle`` include it.
 
 Examples
 --------
 >>> import ibis
->>> from workbench.describe import describe
+>>> from workbench.describe import describe, with_description
 >>> columns = ["event_type", "source", "param_name", "old_value", "new_value", "trigger_reason"]
 >>> t = ibis.memtable([("param.risk_change", "meta_controller", "risk_multiplier", "1.0", "0.5", None)],
 ...                   schema=dict.fromkeys(columns, "string"))
 >>> t.select(d=describe(t)).d.execute()[0]
 'meta_controller changed risk_multiplier: 1.0 -> 0.5 (no reason given)'
+>>> with_description(t).columns[-1]
+'description'
 """
 
 from __future__ import annotations
@@ -22,8 +28,8 @@ from workbench._columns import decimal_text, float_text
 def describe(t: ir.Table) -> ir.StringValue:
     """One human-readable line per event of ``t``, by event type; unknown types show their payload.
 
-    Reads whichever of the cold columns ``t`` has (a missing one reads as ``?``). ``open_trail``
-    puts it in ``trail.events.description``, so queries select it rather than rebuild it.
+    Reads whichever of the cold columns ``t`` has (a missing one reads as ``?``). A column
+    expression of ``t``; ``with_description(t)`` adds it to ``t`` as ``description``.
     """
     kind = t.event_type
     columns = set(t.columns)
@@ -63,6 +69,52 @@ def describe(t: ir.Table) -> ir.StringValue:
     ]
     fallback = kind + " from " + col("source") + ": " + col("payload", "{}").substr(0, 160)
     return ibis.cases(*branches, else_=fallback)
+
+
+def with_description(table: ir.Table) -> ir.Table:
+    """``table`` with a ``description`` column (``describe(table)``) after its own columns; lazy.
+
+    Narrow ``table`` first (``trail.filter(...)``, a ``select`` of the rows wanted): the line is
+    computed only for the rows a query returns, and a select that leaves it out costs nothing.
+
+    Parameters
+    ----------
+    table
+        Rows of ``trail.events`` (or a table with some of its columns, such as ``event_type``,
+        ``source``, ``param_name``, ``order_id``).
+
+    Returns
+    -------
+    ir.Table
+        ``table``'s columns, then ``description`` (string).
+
+    Raises
+    ------
+    WorkbenchInputError
+        ``table`` already has a ``description`` column, or no ``event_type`` column.
+
+    Examples
+    --------
+    >>> import shutil, tempfile
+    >>> from benchmarks.trail_gen import generate_trail
+    >>> from workbench import open_trail
+    >>> base = tempfile.mkdtemp()
+    >>> _ = generate_trail(base, events=200, days=1, seed=5)
+    >>> trail = open_trail(base)
+    >>> fills = with_description(trail.filter(event_type="trade.fill"))
+    >>> fills.select("description").limit(1).to_pandas()["description"][0].startswith("order ")
+    True
+    >>> shutil.rmtree(base)
+    """
+    from workbench.errors import WorkbenchInputError
+
+    if "description" in table.columns:
+        raise WorkbenchInputError("table already has a 'description' column: with_description(table) adds one; "
+                                  "pass the table without it (table.drop('description'))")
+    if "event_type" not in table.columns:
+        raise WorkbenchInputError(f"table has no 'event_type' column: a description is written per event type; "
+                                  f"got columns {list(table.columns)}")
+    return table.mutate(description=describe(table))
 
 
 def _optional(t: ir.Table, name: str, before: str, after: str) -> ir.StringValue:

@@ -25,6 +25,7 @@ import ibis.expr.types as ir
 
 from workbench._columns import chronological
 from workbench._time import to_duration_ns
+from workbench.describe import with_description
 
 if TYPE_CHECKING:
     from workbench.trail import Trail
@@ -75,7 +76,7 @@ def reconstruct_incident(
     half = to_duration_ns(minutes, "minutes")
     trail.check_values("event_type", event_type)
     trail.check_values("source", source)
-    events = trail.filter(start=max(0, at_ns - half), end=at_ns + half + 1, event_type=event_type, source=source,
-                          check=False)
+    events = with_description(trail.filter(start=max(0, at_ns - half), end=at_ns + half + 1, event_type=event_type,
+                                           source=source, check=False))
     offset = (events.ts_event - at_ns).name("offset_ns")
     return chronological(events.select(*[offset if name == "offset_ns" else name for name in INCIDENT_COLUMNS]))

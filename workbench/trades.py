@@ -28,6 +28,7 @@ import ibis.expr.types as ir
 
 from workbench import filters
 from workbench._columns import causal_keys
+from workbench.describe import with_description
 from workbench.errors import WorkbenchInputError
 
 if TYPE_CHECKING:
@@ -100,7 +101,7 @@ def trade_lifecycle(
     made = position_rows.filter(position_rows.order_id.isin(own_orders))
     touched = t.filter(t.event_type.startswith("trade.position_"), t.order_id.isin(own_orders)).correlation_id
     positions = made.union(position_rows.filter(position_rows.correlation_id.isin(touched)), distinct=True)
-    rows = causal_keys(anchored.union(signals).union(positions))
+    rows = causal_keys(with_description(anchored.union(signals).union(positions)))
     causal = ["ts_event", "_anchor_stream", "_anchor_sequence", "_causal_step", "stream", "sequence"]
     ordered = ibis.window(order_by=causal)
     derived = {

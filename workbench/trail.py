@@ -32,7 +32,6 @@ import ibis.expr.types as ir
 
 from workbench import _backend, filters
 from workbench._time import NS_PER_SECOND, to_ns, utc_day
-from workbench.describe import describe
 from workbench.errors import TrailNotFoundError, UnknownValueWarning, WorkbenchInputError
 
 #: Cold columns that are storage, not evidence to query: the stored form of the record (for
@@ -95,13 +94,16 @@ class Catalogue:
 class Trail:
     """An opened trail. ``events`` is the lazy table every analysis starts from.
 
-    Build one with ``open_trail``. Columns of ``events``: ``ts_event`` (int64 ns, UTC), ``time``
-    (the same instant as a UTC timestamp, microseconds), ``event_type``, ``source``,
-    ``description`` (one readable line, ``workbench.describe``; computed only for rows a query
-    returns), the other columns of
-    ``audit_core.converter.COLUMNS`` but ``STORAGE_COLUMNS`` (``stream`` is
-    ``<trader_id>.<stream_id>``; ``sequence`` is NULL on ``sys.torn_line`` rows, which stand for a
-    torn line a crash left in a converted file) and the int32 day partitions ``year``, ``month``, ``day``.
+    Build one with ``open_trail``. Columns of ``events``: ``ts_event`` (int64 ns since the epoch,
+    UTC: the canonical instant, exact on every engine and in ``to_pandas()``; pass it back to any
+    analysis), ``time`` (the same instant as a UTC timestamp, microseconds: for display only),
+    ``event_type``, ``source``, the other columns of ``audit_core.converter.COLUMNS`` but
+    ``STORAGE_COLUMNS`` (``stream`` is ``<trader_id>.<stream_id>``; ``sequence`` is NULL on
+    ``sys.torn_line`` rows, which stand for a torn line a crash left in a converted file; ``owner``
+    is the component whose parameter a ``param.*`` record changed; parameter values are typed in
+    ``*_value_num``/``_text``/``_bool``/``_json`` beside their JSON text) and the int32 day
+    partitions ``year``, ``month``, ``day``. A readable ``description`` is not a column: add it to
+    the rows you select with ``workbench.with_description``.
     """
 
     def __init__(self, path: Path, backend: Any, events: ir.Table, hot: HotSnapshot, include_hot: bool,
@@ -404,8 +406,10 @@ def open_trail(path: Path | str, backend: Any = None, *, include_hot: bool = Tru
         base = ibis.memtable(schema.to_pyarrow().empty_table())
     assert base is not None
     first = ("ts_event", "event_type", "source")
+    # No description column: a view holding its long expression costs every query on the view ~9 ms
+    # of planning, selected or not. Analyses that show one add it (``describe.with_description``).
     events = base.select(base.ts_event, _backend.event_time(backend, base.ts_event).name("time"),
-                         base.event_type, base.source, describe(base).name("description"),
+                         base.event_type, base.source,
                          *[base[name] for name in schema.names if name not in first])
     trail = Trail(root, backend, _backend.as_view(backend, events), snapshot, include_hot, on_unknown)
     trail._definition = events  # keeps the hot memtable alive as long as the view that reads it

@@ -221,9 +221,11 @@ class TestTrickyCasesAreInTheTrail:
                              "slippage_bps": -TINY, "ts_init": TS_INIT + 1}]
 
     def test_descriptions_write_numbers_the_same_way(self, trails):
+        from workbench.describe import with_description
+
         for trail in trails.values():
-            lines = [row["description"] for row in rows(trail.filter(
-                event_type=["trade.signal", "param.*"], source=[UNICODE_SOURCE, EMOJI_SOURCE]).order_by(
+            lines = [row["description"] for row in rows(with_description(trail.filter(
+                event_type=["trade.signal", "param.*"], source=[UNICODE_SOURCE, EMOJI_SOURCE])).order_by(
                 "ts_event", "stream", "sequence").select("description"))]
             assert f"{UNICODE_SOURCE} signal 0.0008 on EURUSD.SIM (confidence 1): acted on" in lines
             assert any("signal -0.00001 on" in line for line in lines)
@@ -239,9 +241,10 @@ class TestAuditQueryOnSpark:
         frames = [AuditQuery(trail).query_time_range("2026-01-01 23:00", "2026-01-03 01:00", limit=None)
                   for trail in (trails["duckdb"], trails["spark"])]
         pd.testing.assert_frame_equal(frames[1], frames[0])
-        # Equal, but not exact on either engine: Ibis turns a nullable int64 column into float64 in
-        # pandas. Exact nanoseconds come from to_pyarrow() (test_decimals_and_nanoseconds_arrive_exactly).
-        assert str(frames[0]["ts_init"].dtype) == "float64"
+        # Exact on both engines: nullable int64 and decimals keep their Arrow types in pandas.
+        assert str(frames[0]["ts_init"].dtype) == "int64[pyarrow]"
+        assert str(frames[0]["price"].dtype) == "decimal128(38, 18)[pyarrow]"
+        assert TS_INIT + 1 in frames[0]["ts_init"].dropna().tolist()
 
     def test_other_methods_are_equal(self, trails):
         import pandas as pd

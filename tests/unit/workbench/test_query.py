@@ -76,3 +76,53 @@ def test_a_query_error_propagates(hand_trail):
         file.write_bytes(b"PAR1 truncated")
     with pytest.raises(Exception, match=r"(?i)parquet|magic|invalid|too small"):
         query.query_time_range("2026-01-05", "2026-01-07")
+
+
+class TestQueryTimeRangeColumns:
+    def test_payload_and_description_only_on_request(self, query):
+        frame = query.query_time_range("2026-01-05", "2026-01-07", limit=None)
+        assert "payload" not in frame.columns and "description" not in frame.columns
+        assert list(frame.columns) == [c for c in query.trail.events.columns if c != "payload"]
+        asked = query.query_time_range("2026-01-05", "2026-01-07", event_type="param.*", describe=True, payload=True)
+        assert list(asked.columns[-2:]) == ["description", "payload"]
+        assert asked["description"].iloc[0] == "meta_controller changed risk_multiplier: 1.0 -> 0.5 (drawdown > 10%)"
+
+    def test_columns_are_returned_in_the_order_given(self, query):
+        frame = query.query_time_range(T0, MIDNIGHT + S, event_type="param.*", columns=["new_value", "description"])
+        assert list(frame.columns) == ["new_value", "description"]
+        assert list(frame["new_value"]) == ["0.5", "0.3", "3.5"]  # still in true order
+        assert list(query.query_time_range(T0, T0 + 1, columns="source")["source"]) == ["meta_controller"]
+
+    @pytest.mark.parametrize("columns", [["ts_event", "descripton"], ["record"], []])
+    def test_an_unknown_column_is_named(self, query, columns):
+        with pytest.raises(WorkbenchInputError, match=r"columns=.*expected names from \[.*'ts_event'"):
+            query.query_time_range(T0, MIDNIGHT, columns=columns)
+
+    def test_values_are_exact(self, query):
+        from decimal import Decimal
+
+        import pandas as pd
+        import pyarrow as pa
+
+        frame = query.query_time_range("2026-01-05", "2026-01-07", event_type="trade.fill", limit=None)
+        assert frame["price"].dtype == pd.ArrowDtype(pa.decimal128(38, 18))
+        assert frame["price"].tolist() == [Decimal("1.10012"), Decimal("1.10112")]
+        assert str(frame["ts_event"].dtype) == "int64[pyarrow]" and str(frame["ts_init"].dtype) == "int64[pyarrow]"
+
+
+def test_every_row_in_slices_is_the_same_frame(generated_trail, monkeypatch):
+    import pandas as pd
+
+    import workbench.query
+
+    query = AuditQuery(generated_trail.base_path)
+    whole = query.query_time_range(None, None, limit=None, describe=True)
+    monkeypatch.setattr(workbench.query, "CHUNK_ROWS", 97)  # 16 slices of time
+    sliced = query.query_time_range(None, None, limit=None, describe=True)
+    assert len(whole) == generated_trail.events
+    pd.testing.assert_frame_equal(sliced, whole)
+    assert sliced["ts_event"].is_monotonic_increasing
+    window = query.query_time_range("2026-01-02", "2026-01-03", event_type="trade.*", limit=None)
+    monkeypatch.setattr(workbench.query, "CHUNK_ROWS", 10**9)
+    pd.testing.assert_frame_equal(window, query.query_time_range("2026-01-02", "2026-01-03", event_type="trade.*",
+                                                                 limit=None))
