@@ -30,8 +30,8 @@ Examples
 >>> state = state_at(trail, T + 30 * 60 * 10**9).to_pandas()   # the override is in force
 >>> print(state[["owner", "param_name", "value", "value_num", "value_text", "source"]].to_string(index=False))
           owner      param_name     value  value_num value_text          source
-meta_controller          regime "VENTRAL"        NaN    VENTRAL meta_controller
-meta_controller risk_multiplier       8.0        8.0       None     ops_console
+meta_controller          regime "VENTRAL"       <NA>    VENTRAL meta_controller
+meta_controller risk_multiplier       8.0        8.0       <NA>     ops_console
 >>> after = state_at(trail, T + 48 * 60 * 10**9, param_name="risk_multiplier").to_pandas()
 >>> after[["value_num", "source", "trigger_reason"]].to_dict("records")
 [{'value_num': 0.5, 'source': 'meta_controller', 'trigger_reason': 'drawdown > 10%'}]
@@ -43,7 +43,7 @@ meta_controller     ops_console   8.0      True
 >>> history = parameter_history(trail, "risk_multiplier").to_pandas()
 >>> print(history[["owner", "source", "old_value_num", "new_value_num"]].to_string(index=False))
           owner          source  old_value_num  new_value_num
-meta_controller meta_controller            NaN            1.0
+meta_controller meta_controller           <NA>            1.0
 meta_controller     ops_console            1.0            8.0
 meta_controller meta_controller            8.0            0.5
 >>> decode_values(state_at(trail, T + 1)).set_index("param_name")["value"].to_dict()

@@ -59,8 +59,8 @@ def convert(base: Path) -> None:
 
 
 def counted(table) -> list[tuple[str, str | None, Decimal]]:
-    frame = table.to_pandas()
-    return sorted(zip(frame.event_type, frame.position_id, frame.realized_pnl, strict=True),
+    rows = table.select("event_type", "position_id", "realized_pnl").to_pyarrow().to_pylist()
+    return sorted([(row["event_type"], row["position_id"], row["realized_pnl"]) for row in rows],
                   key=lambda row: (row[0], str(row[1]), row[2]))
 
 
