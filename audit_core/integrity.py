@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from audit_core import checkpoint, signing
+from audit_core import checkpoint, documents, signing
 from audit_core._layout import HOT_SUFFIX, checkpoint_path, parse_hot_file_name, seal_path
 from audit_core.errors import AuditIntegrityError
 from audit_core.merkle import RFC6962_LEAF_PREFIX as RFC6962_LEAF_PREFIX
@@ -50,9 +50,7 @@ _PREV_HASH_KEY = b'"prev_hash":'
 
 def compute_checksum(body: bytes, hmac_key: bytes | None = None) -> str:
     """SHA-256 hex of ``body``, or HMAC-SHA256 hex when ``hmac_key`` is given."""
-    if hmac_key is None:
-        return hashlib.sha256(body).hexdigest()
-    return hmac.new(hmac_key, body, hashlib.sha256).hexdigest()
+    return documents.keyed_digest(body, hmac_key)
 
 
 class RecordFields(NamedTuple):
@@ -102,10 +100,8 @@ def split_record(line: bytes) -> RecordFields:
 
 SEAL_FORMAT = "ledgerline-seal/1"
 _SEAL_MODE = 0o440  # sealed files and their seals lose their write bits
-#: ``seal_checksum`` covers every other field, the signature included ...
-_CHECKSUM_EXCLUDES = frozenset({"seal_checksum"})
-#: ... and the signature covers every field but itself and the checksum.
-_SIGNATURE_EXCLUDES = frozenset({"seal_checksum", "signature"})
+#: A seal is an authenticated document (``documents.py``) with this checksum field.
+SEAL_CHECKSUM = "seal_checksum"
 
 
 @dataclass
@@ -189,9 +185,8 @@ def seal_file(
         "sealed_at_ns": sealed_at_ns,
     }
     if signing_key is not None:
-        seal["signature"] = signing.sign_seal(seal_signed_bytes(seal), signing_key)
         _write_read_only(checkpoint_path(path), checkpoint.sign_checkpoint(seal, signing_key).encode())
-    seal["seal_checksum"] = compute_checksum(_canonical_seal(seal), hmac_key)
+    seal = documents.authenticate(seal, SEAL_CHECKSUM, hmac_key, signing_key)
     _write_read_only(seal_path(path), json.dumps(seal, indent=1).encode() + b"\n")
     os.chmod(path, _SEAL_MODE)
     fsync_directory(path.parent)
@@ -224,15 +219,9 @@ def read_seal(path: Path) -> dict[str, Any] | None:
     return data
 
 
-def _canonical_seal(seal: dict[str, Any], exclude: frozenset[str] = _CHECKSUM_EXCLUDES) -> bytes:
-    """Compact, key-sorted JSON of the seal without the ``exclude`` fields: what checksum and signature cover."""
-    body = {key: value for key, value in seal.items() if key not in exclude}
-    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
-
-
 def seal_signed_bytes(seal: dict[str, Any]) -> bytes:
     """The bytes a seal's Ed25519 ``signature`` covers: the canonical seal without signature and checksum."""
-    return _canonical_seal(seal, _SIGNATURE_EXCLUDES)
+    return documents.signed_bytes(seal, SEAL_CHECKSUM)
 
 
 def fsync_directory(directory: Path) -> None:
@@ -579,16 +568,7 @@ def _check_seal(
             ))
         return
     report.sealed_files += 1
-    stored = seal.get("seal_checksum")
-    if not isinstance(stored, str) or not hmac.compare_digest(
-        compute_checksum(_canonical_seal(seal), hmac_key).encode(), stored.encode()
-    ):
-        report.failures.append(VerificationFailure(
-            where, 0, None, FailureKind.SEAL_INVALID,
-            f"{seal_path(path).name}: seal_checksum does not match the seal's contents (edited seal?)",
-        ))
-    if public_key is not None:
-        _check_signature(path, seal, public_key, report)
+    _check_seal_document(path, seal, hmac_key, report, public_key)
     expected = digest.seal_fields()
     for key, value in expected.items():
         if seal.get(key) != value:
@@ -612,23 +592,32 @@ def _check_seal(
         ))
 
 
-def _check_signature(
-    path: Path, seal: dict[str, Any], public_key: Ed25519PublicKey, report: VerificationReport
+_SEAL_PROBLEM_KINDS = {
+    documents.ProblemKind.CHECKSUM: FailureKind.SEAL_INVALID,
+    documents.ProblemKind.SIGNATURE_MISSING: FailureKind.SIGNATURE_MISSING,
+    documents.ProblemKind.SIGNATURE_INVALID: FailureKind.SIGNATURE_INVALID,
+}
+
+
+def _check_seal_document(
+    path: Path,
+    seal: dict[str, Any],
+    hmac_key: bytes | None,
+    report: VerificationReport,
+    public_key: Ed25519PublicKey | None,
 ) -> None:
-    """With a trusted key, a seal must be signed by it, and its checkpoint (if any) must match and verify."""
-    where = str(path)
-    if "signature" not in seal:
-        report.failures.append(VerificationFailure(
-            where, 0, None, FailureKind.SIGNATURE_MISSING,
-            f"{seal_path(path).name} is unsigned, but a public key was given: expected a signature "
-            f"of key {report.signing_key_id}",
-        ))
+    """The seal's own checksum and (with a trusted key) signature, then its checkpoint, if any."""
+    where, name = str(path), seal_path(path).name
+    problems = documents.check_document(seal, SEAL_CHECKSUM, hmac_key, public_key, what="seal")
+    for problem in problems:
+        kind = _SEAL_PROBLEM_KINDS[problem.kind]
+        report.failures.append(VerificationFailure(where, 0, None, kind, f"{name}: {problem}"))
+    note = checkpoint_path(path)
+    signature_problems = [p for p in problems if p.kind is not documents.ProblemKind.CHECKSUM]
+    if public_key is None or signature_problems or not note.exists():
         return
     try:
-        signing.verify_seal_signature(seal["signature"], seal_signed_bytes(seal), public_key)
-        note = checkpoint_path(path)
-        if note.exists():
-            checkpoint.verify_checkpoint(note.read_text(encoding="utf-8"), public_key, seal)
+        checkpoint.verify_checkpoint(note.read_text(encoding="utf-8"), public_key, seal)
     except (AuditIntegrityError, OSError, UnicodeDecodeError, ValueError) as exc:
         report.failures.append(VerificationFailure(where, 0, None, FailureKind.SIGNATURE_INVALID, str(exc)))
 
