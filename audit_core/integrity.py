@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from audit_core import checkpoint, documents, signing
-from audit_core._layout import HOT_SUFFIX, checkpoint_path, parse_hot_file_name, seal_path
+from audit_core._layout import HOT_SUFFIX, RETENTION_STREAM, checkpoint_path, parse_hot_file_name, seal_path
 from audit_core.errors import AuditIntegrityError
 from audit_core.merkle import RFC6962_LEAF_PREFIX as RFC6962_LEAF_PREFIX
 from audit_core.merkle import RFC6962_NODE_PREFIX as RFC6962_NODE_PREFIX
@@ -378,7 +378,13 @@ def verify(
     """Verify checksums, sequences and chain of every record under ``path``.
 
     Files of one stream (same trader and stream id in the name) are checked as one chain in date
-    order, so a deleted or reordered day breaks it too. Files with other names are checked alone.
+    order, so a deleted or reordered day breaks it too. A ``*.jsonl`` file in a searched directory
+    that is not named like a trail file is an ``unexpected_file`` failure and is not read; a file
+    passed by name is checked alone, whatever its name.
+
+    Special records are parsed, never searched for: a ``sys.retention`` record excuses the files it
+    names only if it is in a ``retention`` stream whose chain and seals verify (``retention_records``);
+    a ``sys.recovery`` record excuses only a torn line before it in its own stream.
 
     Args:
         path: A hot file, a directory to search, or several of those.
@@ -393,19 +399,103 @@ def verify(
         A report; ``report.ok`` is false when anything failed. It never raises for tampering.
     """
     paths = [path] if isinstance(path, (str, Path)) else list(path)
-    files = [f for p in paths for f in hot_files(p)]
     report = VerificationReport(keyed=hmac_key is not None)
     if public_key is not None:
         report.signing_key_id = signing.key_id(public_key)
-    starts = _retention_starts(files, hmac_key) if require_stream_start else {}
-    for stream_key, stream_files in _group_streams(files):
-        _verify_stream(
-            stream_key, stream_files, hmac_key, report, require_stream_start, public_key, starts.get(stream_key, {})
-        )
+    files = _trail_files(paths, report)
+    groups = list(_group_streams(files))
+    # The retention streams first: their verified records say which files retention removed.
+    starts: dict[str, dict[tuple[int, str], _Retired]] = {}
+    for stream_key, stream_files in groups:
+        if _is_retention_file(stream_files[0]):
+            records = _verified_retention_records(
+                stream_key, stream_files, hmac_key, report, require_stream_start, public_key
+            )
+            if require_stream_start:
+                _add_retention_starts(starts, records)
+    for stream_key, stream_files in groups:
+        if not _is_retention_file(stream_files[0]):
+            _verify_stream(
+                stream_key, stream_files, hmac_key, report, require_stream_start, public_key,
+                starts.get(stream_key, {}),
+            )
     return report
 
 
-_RETENTION_MARK = b'"event_type":"sys.retention"'
+def _trail_files(paths: list[Path | str], report: VerificationReport) -> list[Path]:
+    """The hot files to verify. Files found in a directory must be named like trail files: any
+    other ``*.jsonl`` there (``notes.jsonl``) is reported as unexpected and never read. A file
+    given by name is checked alone, whatever its name."""
+    files = []
+    for given in paths:
+        searched = Path(given).is_dir()
+        for path in hot_files(given):
+            if searched and parse_hot_file_name(path) is None:
+                report.failures.append(VerificationFailure(
+                    str(path), 0, None, FailureKind.UNEXPECTED_FILE,
+                    "not a trail file (trail files are named audit.<trader>.<stream>.<YYYY-MM-DD>.<segment>"
+                    ".jsonl): not verified, and nothing in it is trusted",
+                ))
+            else:
+                files.append(path)
+    return files
+
+
+class RetentionRecord(NamedTuple):
+    """A ``sys.retention`` record of a retention stream whose chain and seal verify."""
+
+    file: Path
+    sequence: int
+    payload: dict[str, Any]
+
+
+def retention_records(
+    path: Path | str, hmac_key: bytes | None = None, *, public_key: Ed25519PublicKey | None = None
+) -> list[RetentionRecord]:
+    """The ``sys.retention`` records that count under ``path``: see ``_verified_retention_records``."""
+    files = [f for f in hot_files(path) if _is_retention_file(f)]
+    report = VerificationReport(keyed=hmac_key is not None)
+    records = []
+    for stream_key, stream_files in _group_streams(files):
+        records += _verified_retention_records(stream_key, stream_files, hmac_key, report, True, public_key)
+    return records
+
+
+def _is_retention_file(path: Path) -> bool:
+    name = parse_hot_file_name(path)
+    return name is not None and name.stream_id == RETENTION_STREAM
+
+
+def _verified_retention_records(
+    stream_key: str,
+    files: list[Path],
+    hmac_key: bytes | None,
+    report: VerificationReport,
+    require_stream_start: bool,
+    public_key: Ed25519PublicKey | None,
+) -> list[RetentionRecord]:
+    """Verify a retention stream into ``report``; return its ``sys.retention`` records that count.
+
+    A record counts when it parses as a JSON object whose ``event_type`` is exactly
+    ``sys.retention``, its checksum verifies, and its file and every earlier file of the stream
+    verify without a failure (chain, seal; with ``public_key``, the file must also be sealed and
+    signed by that key, so a line appended to a live file by someone without the key never counts).
+    """
+    collected: list[tuple[Path, RecordFields]] = []
+    _verify_stream(stream_key, files, hmac_key, report, require_stream_start, public_key, collect=collected)
+    failed = {failure.file for failure in report.failures}
+    trusted: set[Path] = set()
+    for path in files:
+        if str(path) in failed or (public_key is not None and not seal_path(path).exists()):
+            break
+        trusted.add(path)
+    records = []
+    for path, record in collected:
+        fields = _parse_object(record.body) if path in trusted else None
+        payload = fields.get("payload") if fields is not None and fields.get("event_type") == "sys.retention" else None
+        if isinstance(payload, dict):
+            records.append(RetentionRecord(path, record.sequence, payload))
+    return records
 
 
 class _Retired(NamedTuple):
@@ -413,38 +503,41 @@ class _Retired(NamedTuple):
     note: str  # what the report says when a stream continues after it
 
 
-def _retention_starts(files: list[Path], hmac_key: bytes | None) -> dict[str, dict[tuple[int, str], _Retired]]:
+def _add_retention_starts(starts: dict[str, dict[tuple[int, str], _Retired]], records: list[RetentionRecord]) -> None:
     """Where a stream may continue after files retention removed: (sequence, prev_hash) per stream.
 
-    Taken only from ``sys.retention`` records whose checksum verifies; each names the removed
-    files with their last sequence and hash, so the next remaining record must continue exactly
-    there. Deleting any file retention did not announce still shows as a gap.
+    Each ``sys.retention`` record names the removed files with their last sequence and hash, so
+    the next remaining record must continue exactly there. Deleting any file retention did not
+    announce still shows as a gap.
     """
-    starts: dict[str, dict[tuple[int, str], _Retired]] = {}
-    for path in files:
-        data = path.read_bytes()
-        if _RETENTION_MARK not in data:
-            continue
-        for line in data.splitlines(keepends=True):
-            if _RETENTION_MARK not in line:
-                continue
-            try:
-                record = split_record(line)
-                payload = json.loads(line).get("payload", {})
-            except ValueError:
-                continue
-            if not hmac.compare_digest(compute_checksum(record.body, hmac_key), record.checksum):
-                continue
-            for removed in payload.get("hot_files", []):
-                if isinstance(removed, dict) and isinstance(removed.get("last_sequence"), int):
-                    note = (
-                        f"stream {removed.get('stream')} continues after {removed.get('file')}, removed by "
-                        f"retention plan {payload.get('plan_id')} (sys.retention, sequence {record.sequence} "
-                        f"in {path.name})"
-                    )
-                    key = (removed["last_sequence"] + 1, str(removed.get("last_hash")))
-                    starts.setdefault(str(removed.get("stream")), {})[key] = _Retired(str(removed.get("file")), note)
-    return starts
+    for record in records:
+        payload = record.payload
+        removed_files = payload.get("hot_files")
+        for removed in removed_files if isinstance(removed_files, list) else []:
+            if isinstance(removed, dict) and isinstance(removed.get("last_sequence"), int):
+                note = (
+                    f"stream {removed.get('stream')} continues after {removed.get('file')}, removed by "
+                    f"retention plan {payload.get('plan_id')} (sys.retention, sequence {record.sequence} "
+                    f"in {record.file.name})"
+                )
+                key = (removed["last_sequence"] + 1, str(removed.get("last_hash")))
+                starts.setdefault(str(removed.get("stream")), {})[key] = _Retired(str(removed.get("file")), note)
+
+
+def _parse_object(body: bytes) -> dict[str, Any] | None:
+    """A record's JSON object, or None if it is not one (or repeats a key, which JSON parsers resolve differently)."""
+    try:
+        parsed = json.loads(body, object_pairs_hook=_unique_keys)
+    except (ValueError, RecursionError):
+        return None
+    return parsed if isinstance(parsed, dict) else None
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        raise ValueError("repeated key")
+    return result
 
 
 def _group_streams(files: list[Path]) -> Iterator[tuple[str, list[Path]]]:
@@ -478,7 +571,9 @@ def _verify_stream(
     require_stream_start: bool,
     public_key: Ed25519PublicKey | None = None,
     retention_starts: dict[tuple[int, str], _Retired] | None = None,
+    collect: list[tuple[Path, RecordFields]] | None = None,
 ) -> None:
+    """Verify one stream's files as one chain into ``report``; ``collect`` gets every record whose checksum verifies."""
     summary = StreamSummary(stream=stream_key)
     report.streams[str(files[0].parent / stream_key)] = summary
     # None means unknown (a partial stream, or after an unreadable line): skip that one check.
@@ -517,8 +612,10 @@ def _verify_stream(
                 if retired is not None:  # the files before this one were removed, and the trail says so
                     expected_sequence, prev_checksum = record.sequence, record.prev_hash
                     report.retired.append(retired.note)
+            actual = compute_checksum(record.body, hmac_key)
+            valid = hmac.compare_digest(actual.encode(), record.checksum.encode())
             if pending is not None:
-                if _recovers(record, pending):
+                if valid and _recovers(record, pending):
                     # A crash tore this line and the writer said so in the chain on restart.
                     report.failures.remove(pending.failure)
                     report.recovered.append(dataclasses.replace(pending.failure, kind=FailureKind.TORN_LINE))
@@ -529,11 +626,13 @@ def _verify_stream(
                     provisional.append(pending)
                     expected_sequence, prev_checksum = pending.expected_sequence, pending.prev_checksum
                 pending = None
-            for earlier in [p for p in provisional if _recovers(record, p)]:
+            for earlier in [p for p in provisional if valid and _recovers(record, p)]:
                 provisional.remove(earlier)
                 report.failures.remove(earlier.failure)
                 report.recovered.append(dataclasses.replace(earlier.failure, kind=FailureKind.TORN_LINE))
-            _check_record(record, where, line_no, expected_sequence, prev_checksum, hmac_key, report)
+            _check_record(record, actual, where, line_no, expected_sequence, prev_checksum, report)
+            if collect is not None and valid:
+                collect.append((path, record))
             report.records += 1
             summary.records += 1
             if summary.first_sequence is None:
@@ -623,12 +722,16 @@ def _check_seal_document(
 
 
 def _recovers(record: RecordFields, pending: _PendingTorn) -> bool:
-    """Whether ``record`` is a ``sys.recovery`` record describing exactly the pending torn line."""
-    if b'"event_type":"sys.recovery"' not in record.body:
+    """Whether ``record`` is a ``sys.recovery`` record describing exactly the pending torn line.
+
+    Only a record of the torn line's own stream is ever asked; it must parse as a JSON object whose
+    ``event_type`` is exactly ``sys.recovery`` (text inside some other record's payload is not one).
+    """
+    if b'"sys.recovery"' not in record.body:  # a cheap filter; the parse below decides
         return False
-    try:
-        payload = json.loads(record.body).get("payload", {})
-    except ValueError:
+    fields = _parse_object(record.body)
+    payload = fields.get("payload") if fields is not None and fields.get("event_type") == "sys.recovery" else None
+    if not isinstance(payload, dict):
         return False
     return bool(
         payload.get("torn_file") == pending.file_name
@@ -640,15 +743,15 @@ def _recovers(record: RecordFields, pending: _PendingTorn) -> bool:
 
 def _check_record(
     record: RecordFields,
+    actual: str,
     where: str,
     line_no: int,
     expected_sequence: int | None,
     prev_checksum: str | None,
-    hmac_key: bytes | None,
     report: VerificationReport,
 ) -> None:
+    """Checksum (``actual`` is what the record hashes to), sequence and chain of one record."""
     failures = report.failures
-    actual = compute_checksum(record.body, hmac_key)
     if not hmac.compare_digest(actual.encode(), record.checksum.encode()):
         failures.append(VerificationFailure(
             where, line_no, record.sequence, FailureKind.CHECKSUM_MISMATCH,
