@@ -25,3 +25,15 @@ class AuditIntegrityError(AuditError):
     def __init__(self, message: str, report: object | None = None) -> None:
         super().__init__(message)
         self.report = report
+
+
+class RetentionJournalError(AuditIntegrityError):
+    """A retention journal is not authentic, or names a path outside the trail; nothing was removed."""
+
+    def __init__(self, journal: object, problem: str) -> None:
+        super().__init__(
+            f"retention journal {journal}: {problem}; retention removed nothing (inspect the journal: "
+            "finish or delete it by hand only if you know where it came from)"
+        )
+        self.journal = journal
+        self.problem = problem
