@@ -79,6 +79,16 @@ STRIP_SQL = """CASE WHEN j.prev_hash IS NULL THEN left(line, -79) || '}'
          || substr(left(line, -79), instr(line, '"prev_hash":"') + 78) || '}' END"""
 
 
+_PREV_KEY_SQL = _PREV_KEY.decode()
+_SUFFIX_SQL = CHECKSUM_SUFFIX_PREFIX.decode()
+#: ``rebuild_line`` in DuckDB SQL over the cold columns ``record``, ``prev_hash`` and ``checksum``:
+#: the original line without its newline (NULL on a torn line's row, whose checksum is NULL).
+REBUILD_SQL = f"""(CASE WHEN prev_hash IS NULL THEN left(record, -1)
+    ELSE left(record, instr(record, '{_PREV_KEY_SQL}') + {len(_PREV_KEY_SQL) - 1}) || '"' || prev_hash || '"'
+         || substr(left(record, -1), instr(record, '{_PREV_KEY_SQL}') + {len(_PREV_KEY_SQL)}) END
+    || '{_SUFFIX_SQL}' || checksum || '"}}')"""
+
+
 def batch_schema() -> pa.Schema:
     import pyarrow as pa
 

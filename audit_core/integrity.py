@@ -247,6 +247,16 @@ class FailureKind(enum.StrEnum):
     UNEXPECTED_FILE = "unexpected_file"
     SIGNATURE_MISSING = "signature_missing"
     SIGNATURE_INVALID = "signature_invalid"
+    #: Cold store: a typed column differs from the value derived from the row's stored record.
+    COLUMN_MISMATCH = "column_mismatch"
+    #: Cold store: a Parquet file's SHA-256, row count, schema or projection version is not what its manifest says.
+    PARQUET_MISMATCH = "parquet_mismatch"
+    #: Cold store: a manifest entry is unreadable, unauthenticated, or claims what the store does not hold.
+    MANIFEST_INVALID = "manifest_invalid"
+    #: Cold store: Parquet files (or a root) but no ``_manifest/`` directory.
+    MANIFEST_MISSING = "manifest_missing"
+    #: Cold store: ``_root.json`` is missing, unauthenticated, or does not match what the store holds.
+    ROOT_INVALID = "root_invalid"
 
 
 @dataclass(frozen=True)
@@ -698,6 +708,28 @@ _SEAL_PROBLEM_KINDS = {
 }
 
 
+def check_seal_copy(
+    seal: dict[str, Any],
+    where: str,
+    name: str,
+    hmac_key: bytes | None = None,
+    public_key: Ed25519PublicKey | None = None,
+) -> list[VerificationFailure]:
+    """The seal check of ``verify``: its ``seal_checksum`` and, with a trusted key, its signature.
+
+    Serves a hot file's seal and the copies of it elsewhere (a cold manifest entry's ``seal``).
+
+    Args:
+        seal: The parsed seal.
+        where: The file the failures are reported against.
+        name: How the messages name the seal (``x.jsonl.seal``, ``manifest x.jsonl.json: seal copy``).
+        hmac_key: The trail's HMAC key; None checks a plain SHA-256.
+        public_key: The trusted Ed25519 key; with it the seal must carry a valid signature of it.
+    """
+    problems = documents.check_document(seal, SEAL_CHECKSUM, hmac_key, public_key, what="seal")
+    return [VerificationFailure(where, 0, None, _SEAL_PROBLEM_KINDS[p.kind], f"{name}: {p}") for p in problems]
+
+
 def _check_seal_document(
     path: Path,
     seal: dict[str, Any],
@@ -706,13 +738,11 @@ def _check_seal_document(
     public_key: Ed25519PublicKey | None,
 ) -> None:
     """The seal's own checksum and (with a trusted key) signature, then its checkpoint, if any."""
-    where, name = str(path), seal_path(path).name
-    problems = documents.check_document(seal, SEAL_CHECKSUM, hmac_key, public_key, what="seal")
-    for problem in problems:
-        kind = _SEAL_PROBLEM_KINDS[problem.kind]
-        report.failures.append(VerificationFailure(where, 0, None, kind, f"{name}: {problem}"))
+    where = str(path)
+    failures = check_seal_copy(seal, where, seal_path(path).name, hmac_key, public_key)
+    report.failures += failures
     note = checkpoint_path(path)
-    signature_problems = [p for p in problems if p.kind is not documents.ProblemKind.CHECKSUM]
+    signature_problems = [f for f in failures if f.kind is not FailureKind.SEAL_INVALID]
     if public_key is None or signature_problems or not note.exists():
         return
     try:
