@@ -24,7 +24,6 @@ the seal took over all lines can be rebuilt. Needs the ``workbench`` extra (duck
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import queue
 import shutil
@@ -34,130 +33,31 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from audit_core._bulk_verify import STRIP_SQL, batch_schema, rebuild_line, scan_file, verify_scanned
+from audit_core._bulk_verify import batch_schema, scan_file, verify_scanned
+from audit_core._bulk_verify import rebuild_line as rebuild_line
 from audit_core._layout import NS_PER_DAY, parse_hot_file_name, utc_day
+from audit_core.cold_verify import verify_cold as verify_cold
 from audit_core.integrity import fsync_directory, hot_files, read_seal
+from audit_core.manifest import MANIFEST_DIR as MANIFEST_DIR
+from audit_core.manifest import (
+    ROOT_FILE,
+    converted_entry,
+    file_sha256,
+    fsync_file,
+    new_entry,
+    update_cold_root,
+    write_entry,
+)
+from audit_core.manifest import write_json_atomically as write_json_atomically
+from audit_core.projection import COLUMNS as COLUMNS
+from audit_core.projection import PROJECTION_METADATA_KEY, PROJECTION_VERSION, SELECT, structure
+from audit_core.projection import TORN_EVENT_TYPE as TORN_EVENT_TYPE
 
-MANIFEST_DIR = "_manifest"
 STAGING_DIR = "_staging"
 
-#: The cold schema: (column, type, how it is read). Stable: a test pins it. "field" columns come
-#: straight from the record's key of that name; "json" keeps the value as JSON text; "num:<key>"
-#: is the value of <key> when it is a number, "text:<key>" when it is a string (decoded: no quotes,
-#: no escapes), "bool:<key>" when it is true/false, "container:<key>" (JSON text) when it is an
-#: array or object, NULL otherwise; "decimal" parses the decimal string exactly; "owner" is the
-#: record's ``owner`` on ``param.*`` rows, else their ``source`` (a record without one, written
-#: before the field existed or by its owner, is a change by the owner), NULL on other rows.
-_DECIMAL = "DECIMAL(38,18)"
-COLUMNS: tuple[tuple[str, str, str], ...] = (
-    ("ts_event", "BIGINT", "field"),
-    ("event_type", "VARCHAR", "field"),
-    ("source", "VARCHAR", "field"),
-    ("trader_id", "VARCHAR", "field"),
-    ("stream", "VARCHAR", "stream"),
-    ("sequence", "BIGINT", "field"),
-    ("correlation_id", "VARCHAR", "field"),
-    ("prev_hash", "VARCHAR", "field"),
-    ("checksum", "VARCHAR", "field"),
-    ("owner", "VARCHAR", "owner"),
-    ("param_name", "VARCHAR", "field"),
-    ("old_value", "VARCHAR", "json"),
-    ("new_value", "VARCHAR", "json"),
-    ("old_value_num", "DOUBLE", "num:old_value"),
-    ("new_value_num", "DOUBLE", "num:new_value"),
-    ("old_value_text", "VARCHAR", "text:old_value"),
-    ("new_value_text", "VARCHAR", "text:new_value"),
-    ("old_value_bool", "BOOLEAN", "bool:old_value"),
-    ("new_value_bool", "BOOLEAN", "bool:new_value"),
-    ("old_value_json", "VARCHAR", "container:old_value"),
-    ("new_value_json", "VARCHAR", "container:new_value"),
-    ("trigger_reason", "VARCHAR", "field"),
-    ("strategy_source", "VARCHAR", "field"),
-    ("signal_value", "DOUBLE", "field"),
-    ("confidence", "DOUBLE", "field"),
-    ("regime", "VARCHAR", "field"),
-    ("acted_on", "BOOLEAN", "field"),
-    ("filter_reason", "VARCHAR", "field"),
-    ("instrument_id", "VARCHAR", "field"),
-    ("order_id", "VARCHAR", "field"),
-    ("side", "VARCHAR", "field"),
-    ("size", _DECIMAL, "decimal"),
-    ("price", _DECIMAL, "decimal"),
-    ("expected_price", _DECIMAL, "decimal"),
-    ("slippage_bps", _DECIMAL, "decimal"),
-    ("realized_pnl", _DECIMAL, "decimal"),
-    ("commission", _DECIMAL, "decimal"),
-    ("currency", "VARCHAR", "field"),
-    ("position_id", "VARCHAR", "field"),
-    ("reason", "VARCHAR", "field"),
-    ("order_type", "VARCHAR", "field"),
-    ("venue_order_id", "VARCHAR", "field"),
-    ("trade_id", "VARCHAR", "field"),
-    ("liquidity_side", "VARCHAR", "field"),
-    ("realized_return", _DECIMAL, "decimal"),
-    ("avg_px_open", _DECIMAL, "decimal"),
-    ("avg_px_close", _DECIMAL, "decimal"),
-    ("duration_ns", "BIGINT", "field"),
-    ("ts_init", "BIGINT", "field"),
-    ("payload", "VARCHAR", "json"),
-    ("record", "VARCHAR", "record"),
-    ("source_line", "BIGINT", "batch"),
-    ("torn_bytes", "BLOB", "batch"),
-)
 #: Parquet writer settings: zstd level (3, DuckDB's default: 9 saved about 4% more on the benchmark file
 #: and doubled the COPY time) and v2 data pages (delta encodings: smaller and faster than v1 here).
 ZSTD_LEVEL = 3
-TORN_EVENT_TYPE = "sys.torn_line"
-
-
-def _structure() -> str:
-    """The json_transform structure: each line is parsed once, into one struct."""
-    keys = {}
-    for name, sql_type, kind in COLUMNS:
-        if kind == "field":
-            keys[name] = sql_type
-        elif kind in ("json",):
-            keys[name] = "JSON"
-        elif kind == "owner":
-            keys[name] = "VARCHAR"
-        elif kind == "decimal":
-            keys[name] = "VARCHAR"  # the exact text; cast below
-    return json.dumps(keys)
-
-
-def _expression(name: str, sql_type: str, kind: str) -> str:
-    if name == "ts_event":
-        expression = "coalesce(j.ts_event, torn_ts)"
-    elif name == "event_type":
-        expression = f"CASE WHEN torn_bytes IS NULL THEN j.event_type ELSE '{TORN_EVENT_TYPE}' END"
-    elif kind == "stream":
-        expression = "$stream"
-    elif kind == "record":
-        expression = f"coalesce(record, {STRIP_SQL})"
-    elif kind == "batch":
-        expression = name
-    elif kind == "owner":
-        expression = "CASE WHEN starts_with(j.event_type, 'param.') THEN coalesce(j.owner, j.source) END"
-    elif kind.startswith("num:"):
-        value = f"j.{kind[4:]}"
-        numeric = f"json_type({value}) IN ('BIGINT', 'UBIGINT', 'DOUBLE')"
-        expression = f"CASE WHEN {numeric} THEN TRY_CAST({value} AS DOUBLE) END"  # TRY: CASE may not guard
-    elif kind.startswith("text:"):
-        value = f"j.{kind[5:]}"
-        # json_extract_string decodes the JSON string exactly (\", \\, \u00e9, surrogate pairs).
-        expression = f"CASE WHEN json_type({value}) = 'VARCHAR' THEN json_extract_string({value}, '$') END"
-    elif kind.startswith("bool:"):
-        value = f"j.{kind[5:]}"
-        expression = f"CASE WHEN json_type({value}) = 'BOOLEAN' THEN TRY_CAST({value} AS BOOLEAN) END"
-    elif kind.startswith("container:"):
-        value = f"j.{kind[10:]}"
-        expression = f"CASE WHEN json_type({value}) IN ('ARRAY', 'OBJECT') THEN {value} END"
-    else:
-        expression = f"j.{name}"
-    return f"CAST({expression} AS {sql_type}) AS {name}"
-
-
-_SELECT = ",\n    ".join(_expression(*column) for column in COLUMNS)
 
 
 @dataclass
@@ -191,8 +91,12 @@ class ParquetConverter:
     Args:
         hot_path: A directory of hot files (searched recursively) or one file.
         cold_path: Root of the cold store.
-        hmac_key: The trail's HMAC key, if it is keyed (verification needs it).
+        hmac_key: The trail's HMAC key, if it is keyed: hot files are verified with it, and the
+            manifest entries and the cold root are authenticated with it (HMAC-SHA256).
         public_key: An Ed25519 public key every seal must be signed with, if signing is used.
+        signing_key: The Ed25519 private key that signs manifest entries and the cold root. It may
+            be the writer's key or one of the converter's own (the converter may run on another
+            host); verifiers then pin its public key (``verify_cold(cold_public_key=...)``).
         row_group_size: Rows per Parquet row group; with about 100k events a day, 8,192 makes an
             hour's query read a few row groups of a day's file.
     """
@@ -204,39 +108,69 @@ class ParquetConverter:
         *,
         hmac_key: bytes | None = None,
         public_key: Any = None,
+        signing_key: Any = None,
         row_group_size: int = 8_192,
     ) -> None:
         self.hot_path = Path(hot_path)
         self.cold_path = Path(cold_path)
         self._hmac_key = hmac_key
         self._public_key = public_key
+        self._signing_key = signing_key
         self._row_group_size = row_group_size
 
+    @classmethod
+    def from_config(cls, config: Any, cold_path: Path | str, **options: Any) -> ParquetConverter:
+        """A converter of ``config``'s hot directory with its HMAC key and signing key (``AuditConfig``)."""
+        from audit_core.signing import load_private_key
+
+        signing_key = None
+        if config.signing_key_path is not None or config.signing_key_env is not None:
+            signing_key = load_private_key(config.signing_key_path, env_var=config.signing_key_env)
+            options.setdefault("public_key", signing_key.public_key())
+        return cls(config.hot_path, cold_path, hmac_key=config.resolve_hmac_key(), signing_key=signing_key, **options)
+
     def convert_all(self, progress: Progress | None = None) -> list[ConversionResult]:
-        """Convert every sealed hot file not converted yet. Safe to run again at any time."""
+        """Convert every sealed hot file not converted yet, then rewrite the cold root. Safe to run again."""
         files = [path for path in hot_files(self.hot_path) if parse_hot_file_name(path) is not None]
         results = []
         for done, path in enumerate(files, start=1):
-            results.append(self.convert_file(path))
+            results.append(self._convert(path))
             if progress is not None:
                 progress(done, len(files), path.name)
+        if any(result.converted for result in results) or not (self.cold_path / ROOT_FILE).exists():
+            self.update_root()
         return results
+
+    def update_root(self, *, accept_legal_holds: bool = False) -> dict[str, Any]:
+        """Rewrite ``cold/_root.json`` with the converter's keys (``manifest.update_cold_root``)."""
+        self.cold_path.mkdir(parents=True, exist_ok=True)
+        return update_cold_root(self.cold_path, self._hmac_key, self._signing_key,
+                                accept_legal_holds=accept_legal_holds)
+
+    def converted_entry(self, path: Path | str) -> dict[str, Any] | None:
+        """The authentic manifest entry showing hot file ``path`` converted, or None (``manifest.converted_entry``)."""
+        public_key = None if self._signing_key is None else self._signing_key.public_key()
+        return converted_entry(path, self.cold_path, self._hmac_key, public_key)
 
     def convert_file(self, path: Path | str) -> ConversionResult:
         """Verify one hot file (chain and seal) and, if it passes, write its Parquet partitions.
 
         A file that is not sealed, or fails verification, is reported and left untouched.
-        Converting a file again finds its manifest entry and writes nothing.
+        Converting a file again finds its (authentic) manifest entry and writes nothing. The cold
+        root is rewritten after a conversion.
         """
-        path = Path(path)
+        result = self._convert(Path(path))
+        if result.converted:
+            self.update_root()
+        return result
+
+    def _convert(self, path: Path) -> ConversionResult:
         result = ConversionResult(source=path.name, converted=False)
         seal = read_seal(path)
         if seal is None:
             result.skipped = "not sealed (the live file of a stream, or a crash not yet recovered)"
             return result
-        manifest = self._manifest_path(path)
-        converted_seal = json.loads(manifest.read_bytes()).get("seal", {}) if manifest.exists() else {}
-        if converted_seal.get("file_sha256") == seal.get("file_sha256"):
+        if self.converted_entry(path) is not None:
             result.skipped = "already converted"
             return result
         name = parse_hot_file_name(path)
@@ -267,9 +201,10 @@ class ParquetConverter:
                 outputs = self._write_partitions(columnar, path, staging)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-        result.outputs = [str(out.relative_to(self.cold_path)) for out, _ in outputs]
-        result.rows = sum(rows for _, rows in outputs)
-        self._write_manifest(path, seal, outputs)
+        result.outputs = [str(output["path"]) for output in outputs]
+        result.rows = sum(int(output["rows"]) for output in outputs)
+        entry = new_entry(path.name, name.stream_key, seal, outputs)
+        write_entry(self.cold_path, entry, self._hmac_key, self._signing_key)  # last: marks the conversion done
         result.converted = True
         return result
 
@@ -323,7 +258,8 @@ class ParquetConverter:
 
     # --- internals ----------------------------------------------------------------------------
 
-    def _write_partitions(self, columnar: _ColumnarPass, path: Path, staging: Path) -> list[tuple[Path, int]]:
+    def _write_partitions(self, columnar: _ColumnarPass, path: Path, staging: Path) -> list[dict[str, Any]]:
+        """Write each UTC day's rows to its partition; the manifest entry's ``outputs`` (see ``manifest.py``)."""
         con = columnar.con
         table = "rows"
         if columnar.source is None:  # batches arrive in file order: sort once, then cut days
@@ -334,7 +270,7 @@ class ParquetConverter:
         # and its zone maps let each day's range skip the rest.
         con.execute("SET preserve_insertion_order = true")
         first, last = con.execute(f"SELECT min(ts_event), max(ts_event) FROM {table}").fetchone() or (None, None)
-        outputs: list[tuple[Path, int]] = []
+        outputs: list[dict[str, Any]] = []
         if first is None:
             return outputs
         for start in range(first // NS_PER_DAY * NS_PER_DAY, last + 1, NS_PER_DAY):
@@ -346,7 +282,8 @@ class ParquetConverter:
                 f"""COPY (SELECT * FROM {table} WHERE ts_event >= $start AND ts_event < $end)
                     TO '{_sql_string(staged)}'
                     (FORMAT PARQUET, COMPRESSION ZSTD, COMPRESSION_LEVEL {ZSTD_LEVEL}, PARQUET_VERSION V2,
-                     ROW_GROUP_SIZE {self._row_group_size})""",
+                     ROW_GROUP_SIZE {self._row_group_size},
+                     KV_METADATA {{'{PROJECTION_METADATA_KEY}': '{PROJECTION_VERSION}'}})""",
                 {"start": start, "end": start + NS_PER_DAY},
             ).fetchone() or (0,)
             if not count:  # a day with no rows (a quiet day inside a long file) gets no partition
@@ -355,22 +292,21 @@ class ParquetConverter:
             target_dir = self.cold_path / f"year={year}" / f"month={month}" / f"day={date}"
             target_dir.mkdir(parents=True, exist_ok=True)
             target = target_dir / (path.name.removesuffix(".jsonl") + ".parquet")
-            _fsync_file(staged)
+            first_sequence, last_sequence, first_hash, last_hash = con.execute(
+                f"""SELECT min(sequence), max(sequence), arg_min(checksum, sequence), arg_max(checksum, sequence)
+                    FROM {table} WHERE ts_event >= $start AND ts_event < $end AND sequence IS NOT NULL""",
+                {"start": start, "end": start + NS_PER_DAY},
+            ).fetchone() or (None, None, None, None)
+            fsync_file(staged)
+            output = {
+                "path": str(target.relative_to(self.cold_path)), "rows": int(count), "bytes": staged.stat().st_size,
+                "sha256": file_sha256(staged), "first_sequence": first_sequence, "last_sequence": last_sequence,
+                "first_hash": first_hash, "last_hash": last_hash,
+            }
             os.replace(staged, target)  # atomic; converting again replaces, never duplicates
             fsync_directory(target_dir)
-            outputs.append((target, int(count)))
+            outputs.append(output)
         return outputs
-
-    def _manifest_path(self, path: Path) -> Path:
-        return self.cold_path / MANIFEST_DIR / (path.name + ".json")
-
-    def _write_manifest(self, path: Path, seal: dict[str, Any], outputs: list[tuple[Path, int]]) -> None:
-        entry = {
-            "source": path.name,
-            "seal": seal,
-            "outputs": [{"path": str(out.relative_to(self.cold_path)), "rows": rows} for out, rows in outputs],
-        }
-        write_json_atomically(self._manifest_path(path), entry)  # written last: it marks the conversion done
 
 
 def _without_torn_lines(seal: dict[str, Any]) -> bool:
@@ -410,14 +346,14 @@ class _ColumnarPass:
         try:
             self.con.execute(
                 f"""CREATE TEMP TABLE rows AS
-                SELECT {_SELECT}
+                SELECT {SELECT}
                 FROM (SELECT *, j.sequence - $first + 1 AS source_line
                       FROM (SELECT line, NULL::VARCHAR AS record, NULL::BLOB AS torn_bytes, NULL::BIGINT AS torn_ts,
                                    json_transform(line, $structure) AS j
                             FROM read_csv($path, columns={{'line': 'VARCHAR'}}, delim=chr(1), quote='', escape='',
                                           header=false, auto_detect=false, strict_mode=false)))
                 ORDER BY ts_event, source_line""",
-                {"path": str(self.source), "stream": self._stream, "structure": _structure(),
+                {"path": str(self.source), "stream": self._stream, "structure": structure(),
                  "first": self._first_sequence},
             )
         except BaseException as exc:  # reported by finish()
@@ -431,9 +367,9 @@ class _ColumnarPass:
             self.con.register("batches", batches)
             self.con.execute(
                 f"""CREATE TEMP TABLE rows AS
-                SELECT {_SELECT}
+                SELECT {SELECT}
                 FROM (SELECT *, json_transform(line, $structure) AS j FROM batches)""",
-                {"stream": self._stream, "structure": _structure()},
+                {"stream": self._stream, "structure": structure()},
             )
             # A torn first line has no record before it to take its time from: the file's first time.
             self.con.execute("UPDATE rows SET ts_event = (SELECT min(ts_event) FROM rows) WHERE ts_event IS NULL")
@@ -479,136 +415,6 @@ def _sql_string(path: Path) -> str:
     return str(path).replace("'", "''")
 
 
-def write_json_atomically(target: Path, data: dict[str, Any]) -> None:
-    """Replace ``target`` with ``data`` as JSON: written to a temporary name, synced, renamed, directory synced.
-
-    Manifests and retention journals are whole or absent after a crash, never half-written.
-    """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(target.name + ".tmp")
-    temporary.write_text(json.dumps(data, indent=1) + "\n")
-    _fsync_file(temporary)
-    os.replace(temporary, target)
-    fsync_directory(target.parent)
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def verify_cold(cold_path: Path | str, hmac_key: bytes | None = None) -> Any:
-    """Recompute, from the Parquet rows alone, what each source file's seal (in the manifest) says.
-
-    For every manifest entry: its Parquet files exist; their rows rebuild the source's lines byte
-    for byte (``record`` with its ``prev_hash`` and ``checksum`` put back; a torn line from
-    ``torn_bytes``), one per source line; the records, ordered by sequence, have valid checksums and
-    an unbroken chain from the seal's first to last sequence and hash; and all lines, in source
-    order, rebuild the seal's line count and Merkle root. A Parquet file that no manifest entry names
-    is reported too (a partition added by hand). Returns a ``VerificationReport``; ``report.ok`` is
-    false when anything failed.
-    """
-    import pyarrow.parquet as pq
-
-    from audit_core.integrity import (
-        FailureKind,
-        VerificationFailure,
-        VerificationReport,
-        compute_checksum,
-        merkle_root,
-        split_record,
-    )
-
-    cold = Path(cold_path)
-    report = VerificationReport(keyed=hmac_key is not None)
-    named: set[Path] = set()
-    columns = ["source_line", "record", "prev_hash", "checksum", "torn_bytes"]
-    for manifest in sorted((cold / MANIFEST_DIR).glob("*.json")):
-        entry = json.loads(manifest.read_bytes())
-        seal, source = entry.get("seal", {}), str(entry.get("source"))
-        # Outputs removed by retention (``retention.py`` marks them retired): the rows left are
-        # checked among themselves, the seal's whole-file claims no longer can be.
-        partial = bool(entry.get("retired"))
-        lines: list[tuple[int, bytes, bool]] = []  # source line, its bytes, torn
-        for output in entry.get("outputs", []):
-            file = cold / output["path"]
-            named.add(file.resolve())
-            report.files.append(str(file))
-            if not file.exists():
-                report.failures.append(VerificationFailure(
-                    str(file), 0, None, FailureKind.FILE_MISSING, f"{source}: its Parquet file is missing"))
-                continue
-            table = pq.read_table(file, columns=columns)
-            for line_no, record, prev_hash, checksum, torn in zip(
-                *(table.column(name).to_pylist() for name in columns), strict=True
-            ):
-                if torn is not None:
-                    lines.append((line_no, torn, True))
-                elif record is None or checksum is None:
-                    report.failures.append(VerificationFailure(
-                        source, line_no or 0, None, FailureKind.UNPARSEABLE_LINE, "row has no record or checksum"))
-                else:
-                    lines.append((line_no, rebuild_line(record.encode(), prev_hash, checksum), False))
-        lines.sort(key=lambda item: item[0] if item[0] is not None else -1)
-        positions = [line_no for line_no, _, _ in lines]
-        if not partial and positions != list(range(1, len(lines) + 1)):
-            report.failures.append(VerificationFailure(
-                source, 0, None, FailureKind.SEAL_MISMATCH,
-                f"rows do not cover source lines 1..{len(lines)} once each (a row deleted, duplicated or moved)"))
-        parsed = []
-        for line_no, line, torn in lines:
-            if torn:
-                continue  # only its Merkle leaf is checked: the seal counted it, the chain does not
-            try:
-                parsed.append(split_record(line))
-            except ValueError as exc:
-                report.failures.append(
-                    VerificationFailure(source, line_no, None, FailureKind.UNPARSEABLE_LINE, str(exc)))
-        parsed.sort(key=lambda fields: fields.sequence)
-        expected_sequence = parsed[0].sequence if partial and parsed else seal.get("first_sequence")
-        prev_hash = None
-        for fields in parsed:
-            report.records += 1
-            actual = compute_checksum(fields.body, hmac_key)
-            if actual != fields.checksum:
-                report.failures.append(VerificationFailure(
-                    source, 0, fields.sequence, FailureKind.CHECKSUM_MISMATCH,
-                    f"row's record hashes to {actual[:16]}..., its checksum is {fields.checksum[:16]}..."))
-            if expected_sequence is not None and fields.sequence != expected_sequence:
-                kind = FailureKind.SEQUENCE_GAP if fields.sequence > expected_sequence else FailureKind.SEQUENCE_REPEAT
-                detail = f"expected sequence {expected_sequence}, got {fields.sequence}"
-                report.failures.append(VerificationFailure(source, 0, expected_sequence, kind, detail))
-            if prev_hash is not None and fields.prev_hash != prev_hash:
-                report.failures.append(VerificationFailure(
-                    source, 0, fields.sequence, FailureKind.CHAIN_BREAK, "prev_hash does not match the previous row"))
-            expected_sequence, prev_hash = fields.sequence + 1, fields.checksum
-        if partial:
-            continue
-        last = parsed[-1] if parsed else None
-        empty = last is None and seal.get("last_sequence") is None and not seal.get("records")
-        if not empty and (
-            last is None or last.sequence != seal.get("last_sequence") or last.checksum != seal.get("last_hash")
-        ):
-            report.failures.append(VerificationFailure(
-                source, 0, None if last is None else last.sequence, FailureKind.SEAL_MISMATCH,
-                f"seal ends at sequence {seal.get('last_sequence')}, the rows end at "
-                f"{None if last is None else last.sequence}"))
-        root = merkle_root(line for _, line, _ in lines)
-        if len(lines) != seal.get("records") or root != seal.get("merkle_root"):
-            report.failures.append(VerificationFailure(
-                source, 0, None, FailureKind.SEAL_MISMATCH,
-                f"{len(lines)} rows rebuild Merkle root {root[:16]}..., the seal says {seal.get('records')} "
-                f"lines with root {str(seal.get('merkle_root'))[:16]}..."))
-    for file in sorted(cold.glob("year=*/month=*/day=*/*.parquet")):
-        if file.resolve() not in named:
-            report.failures.append(VerificationFailure(
-                str(file), 0, None, FailureKind.UNEXPECTED_FILE, "no manifest entry names this Parquet file"))
-    return report
-
-
 def read_hot_file(path: Path | str) -> Any:
     """The complete records of one hot file as a pyarrow Table in the cold schema (``COLUMNS``).
 
@@ -632,12 +438,12 @@ def read_hot_file(path: Path | str) -> Any:
     try:
         con.register("hot_lines", table)
         return con.execute(
-            f"""SELECT {_SELECT}
+            f"""SELECT {SELECT}
             FROM (SELECT *, NULL::VARCHAR AS record, NULL::BLOB AS torn_bytes, NULL::BIGINT AS torn_ts,
                          json_transform(line, $structure) AS j
                   FROM hot_lines WHERE line LIKE '{{%}}' AND json_valid(line))
             ORDER BY source_line""",
-            {"stream": name.stream_key if name else path.stem, "structure": _structure()},
+            {"stream": name.stream_key if name else path.stem, "structure": structure()},
         ).to_arrow_table()
     finally:
         con.close()

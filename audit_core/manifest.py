@@ -1,0 +1,367 @@
+"""The cold store's own evidence: authenticated manifest entries and the signed cold root.
+
+A **manifest entry** (``cold/_manifest/<hot file>.json``) says that one sealed hot file became
+these Parquet files. It is an authenticated document (``documents.py``, checksum field
+``manifest_checksum``: HMAC-SHA256 with the trail's key; Ed25519 ``signature`` when the converter
+has a signing key)::
+
+    {"format": "ledgerline-manifest/1", "source": <hot file name>, "stream": <trader_id.stream_id>,
+     "projection_version": 1, "seal": <the hot file's seal, as it was>,
+     "outputs": [{"path": "year=YYYY/month=MM/day=DD/<stem>.parquet", "rows": n, "bytes": n,
+                  "sha256": <hex of the file>, "first_sequence": n, "last_sequence": n,
+                  "first_hash": <checksum of first_sequence>, "last_hash": <checksum of last_sequence>}],
+     "retired": [<an output retention removed, plus "plan_id">],   # after retention only
+     "hot_removed_by": <plan id>,                                  # after retention only
+     "signature": {...}, "manifest_checksum": <hex>}
+
+The **cold root** (``cold/_root.json``) commits to the whole store, like a transparency log's
+checkpoint: every manifest entry and every Parquet file with its SHA-256, the legal holds file and
+the retention journals. It is an authenticated document too (``root_checksum``)::
+
+    {"format": "ledgerline-cold-root/1", "projection_version": 1, "updated_at_ns": n,
+     "manifests": [{"path": "_manifest/<hot file>.json", "source": ..., "sha256": <hex of the file>}],
+     "parquet": [{"path": ..., "rows": n, "sha256": <hex>}],
+     "legal_holds_sha256": <hex of _legal_holds.json> | "none",
+     "retention_journals": [{"path": "_retention/<plan id>.json", "sha256": <hex>}],
+     "signature": {...}, "root_checksum": <hex>}
+
+``update_cold_root`` rewrites it (atomically) after every change: the converter after each
+conversion, retention after each purge. ``converted_entry`` is the one answer to "is this hot file
+converted?" for the converter, the workbench and retention.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from audit_core import documents
+from audit_core.errors import AuditIntegrityError
+from audit_core.integrity import SEAL_CHECKSUM, fsync_directory, read_seal
+from audit_core.projection import PROJECTION_VERSION
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+MANIFEST_DIR = "_manifest"
+MANIFEST_FORMAT = "ledgerline-manifest/1"
+MANIFEST_CHECKSUM = "manifest_checksum"
+ROOT_FILE = "_root.json"
+ROOT_FORMAT = "ledgerline-cold-root/1"
+ROOT_CHECKSUM = "root_checksum"
+#: The same names as ``retention.HOLDS_FILE`` and ``retention.JOURNAL_DIR`` (a test pins them equal).
+HOLDS_FILE = "_legal_holds.json"
+JOURNAL_DIR = "_retention"
+#: Where the Parquet files of a cold store are, relative to it.
+COLD_GLOB = "year=*/month=*/day=*/*.parquet"
+#: ``legal_holds_sha256`` of a store without a holds file.
+NO_HOLDS = "none"
+
+
+# --- files ----------------------------------------------------------------------------------------
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 hex of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_json_atomically(target: Path, data: dict[str, Any]) -> None:
+    """Replace ``target`` with ``data`` as JSON: written to a temporary name, synced, renamed, directory synced.
+
+    Manifests, the root and retention journals are whole or absent after a crash, never half-written.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_name(target.name + ".tmp")
+    temporary.write_text(json.dumps(data, indent=1) + "\n")
+    fsync_file(temporary)
+    os.replace(temporary, target)
+    fsync_directory(target.parent)
+
+
+def fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def safe_relative(cold: Path, relative: object) -> Path | None:
+    """``cold / relative`` when ``relative`` is a plain relative path inside ``cold``; else None.
+
+    Paths in manifests and roots are data an attacker can write: no absolute paths, no ``..``,
+    nothing that resolves (through a symlink) outside the store.
+    """
+    if not isinstance(relative, str) or not relative or "\\" in relative or "\x00" in relative:
+        return None
+    path = Path(relative)
+    if path.is_absolute() or ".." in path.parts:
+        return None
+    target = cold / path
+    try:
+        target.resolve().relative_to(cold.resolve())
+    except (OSError, ValueError):
+        return None
+    return target
+
+
+# --- manifest entries -------------------------------------------------------------------------------
+
+
+def manifest_path(cold: Path, source: str) -> Path:
+    """The manifest entry of hot file ``source`` (a file name)."""
+    return cold / MANIFEST_DIR / (source + ".json")
+
+
+def new_entry(source: str, stream: str, seal: dict[str, Any], outputs: list[dict[str, Any]]) -> dict[str, Any]:
+    """A manifest entry (not yet authenticated) for ``source`` converted into ``outputs``."""
+    return {
+        "format": MANIFEST_FORMAT,
+        "source": source,
+        "stream": stream,
+        "projection_version": PROJECTION_VERSION,
+        "seal": seal,
+        "outputs": outputs,
+    }
+
+
+def write_entry(
+    cold: Path, entry: dict[str, Any], hmac_key: bytes | None = None, signing_key: Ed25519PrivateKey | None = None
+) -> dict[str, Any]:
+    """Authenticate ``entry`` (checksum, and signature with ``signing_key``) and write it atomically.
+
+    Retention calls this too when it marks outputs retired. Returns the entry as written.
+    """
+    document = documents.authenticate(entry, MANIFEST_CHECKSUM, hmac_key, signing_key)
+    write_json_atomically(manifest_path(cold, str(entry["source"])), document)
+    return document
+
+
+def read_entry(path: Path) -> dict[str, Any]:
+    """The JSON object in manifest file ``path``. Raises ValueError if it is not one, OSError if unreadable."""
+    entry = json.loads(path.read_bytes())
+    if not isinstance(entry, dict):
+        raise ValueError(f"{path}: a manifest entry must be a JSON object, got {type(entry).__name__}")
+    return entry
+
+
+def entry_problems(
+    entry: dict[str, Any], hmac_key: bytes | None = None, public_key: Ed25519PublicKey | None = None
+) -> list[str]:
+    """Why ``entry`` is not an authentic manifest entry of this version; empty when it is.
+
+    Checks its format, its ``manifest_checksum`` (HMAC with ``hmac_key``) and, with ``public_key``
+    (the key the converter signs with), its signature; then that its outputs and retired outputs
+    together account for every line its seal counts.
+    """
+    problems = [str(p) for p in documents.check_document(entry, MANIFEST_CHECKSUM, hmac_key, public_key,
+                                                         what="manifest entry")]
+    if entry.get("format") != MANIFEST_FORMAT:
+        problems.append(f"format is {entry.get('format')!r}, expected {MANIFEST_FORMAT!r} (written before "
+                        "manifests were authenticated? convert the hot file again)")
+        return problems
+    seal, outputs, retired = entry.get("seal"), entry.get("outputs"), entry.get("retired", [])
+    if not isinstance(seal, dict) or not isinstance(outputs, list) or not isinstance(retired, list) or not all(
+        isinstance(output, dict) and isinstance(output.get("rows"), int) for output in [*outputs, *retired]
+    ):
+        problems.append("seal must be an object, outputs and retired lists of objects with integer rows")
+        return problems
+    rows = sum(output["rows"] for output in [*outputs, *retired])
+    if rows != seal.get("records"):
+        problems.append(f"outputs and retired outputs hold {rows} rows, the seal counts {seal.get('records')} lines")
+    return problems
+
+
+def converted_entry(
+    hot_file: Path | str,
+    cold: Path | str,
+    hmac_key: bytes | None = None,
+    public_key: Ed25519PublicKey | None = None,
+) -> dict[str, Any] | None:
+    """The manifest entry that shows ``hot_file`` converted, or None: THE "is this hot file converted?".
+
+    True only for an authentic entry (``entry_problems`` finds nothing, checked with the trail's
+    ``hmac_key`` and the converter's ``public_key``) of this hot file whose copy of the seal is the
+    hot file's own seal (same ``seal_checksum`` and ``file_sha256``), and whose current outputs all
+    exist. A forged or edited entry therefore hides nothing: the converter converts the file, the
+    workbench reads it from hot, retention keeps it. On a keyed trail an entry is authentic only
+    with the key; without it every hot file counts as not converted.
+    """
+    hot_file, cold = Path(hot_file), Path(cold)
+    path = manifest_path(cold, hot_file.name)
+    try:
+        seal = read_seal(hot_file)
+        entry = read_entry(path) if path.is_file() else None
+    except (OSError, ValueError):
+        return None
+    if seal is None or entry is None or entry.get("source") != hot_file.name:
+        return None
+    if entry_problems(entry, hmac_key, public_key):
+        return None
+    copy = entry["seal"]
+    if copy.get(SEAL_CHECKSUM) != seal.get(SEAL_CHECKSUM) or copy.get("file_sha256") != seal.get("file_sha256"):
+        return None
+    for output in entry["outputs"]:
+        target = safe_relative(cold, output.get("path"))
+        if target is None or not target.is_file():
+            return None
+    return entry
+
+
+# --- the cold root ----------------------------------------------------------------------------------
+
+
+def root_path(cold: Path) -> Path:
+    return cold / ROOT_FILE
+
+
+def legal_holds_sha256(cold: Path) -> str:
+    """SHA-256 hex of ``cold/_legal_holds.json``, or ``"none"`` when there is none."""
+    path = cold / HOLDS_FILE
+    return file_sha256(path) if path.is_file() else NO_HOLDS
+
+
+def expected_root(
+    cold: Path, hmac_key: bytes | None = None, public_key: Ed25519PublicKey | None = None
+) -> tuple[dict[str, Any], list[str]]:
+    """The root's commitments (no time, no authentication) for the store as it is, and what was left out.
+
+    Only manifest entries that are authentic (``entry_problems`` with these keys) are committed to,
+    with the Parquet files they name (hashes as the entries record them, not re-read). The legal
+    holds and journals are hashed as they are on disk.
+    """
+    manifests, parquet, left_out = [], [], []
+    for path in sorted((cold / MANIFEST_DIR).glob("*.json")):
+        try:
+            data = path.read_bytes()
+            entry = read_entry(path)
+        except (OSError, ValueError) as exc:
+            left_out.append(f"{path.name}: unreadable ({exc})")
+            continue
+        problems = entry_problems(entry, hmac_key, public_key)
+        if problems:
+            left_out.append(f"{path.name}: {problems[0]}")
+            continue
+        manifests.append({"path": f"{MANIFEST_DIR}/{path.name}", "source": entry.get("source"),
+                          "sha256": hashlib.sha256(data).hexdigest()})
+        parquet += [{"path": o.get("path"), "rows": o.get("rows"), "sha256": o.get("sha256")} for o in entry["outputs"]]
+    journals = [{"path": f"{JOURNAL_DIR}/{path.name}", "sha256": file_sha256(path)}
+                for path in sorted((cold / JOURNAL_DIR).glob("*.json"))]
+    body = {
+        "format": ROOT_FORMAT,
+        "projection_version": PROJECTION_VERSION,
+        "manifests": manifests,
+        "parquet": sorted(parquet, key=lambda output: str(output["path"])),
+        "legal_holds_sha256": legal_holds_sha256(cold),
+        "retention_journals": journals,
+    }
+    return body, left_out
+
+
+#: The root's fields that commit to the store (everything but its time and authentication).
+ROOT_COMMITMENTS = ("format", "projection_version", "manifests", "parquet", "legal_holds_sha256", "retention_journals")
+
+
+def read_root(cold: Path) -> dict[str, Any] | None:
+    """The parsed ``cold/_root.json``, or None when there is none. ValueError if it is not a JSON object."""
+    path = root_path(cold)
+    if not path.exists():
+        return None
+    root = json.loads(path.read_bytes())
+    if not isinstance(root, dict):
+        raise ValueError(f"{path}: the cold root must be a JSON object, got {type(root).__name__}")
+    return root
+
+
+def update_cold_root(
+    cold: Path | str,
+    hmac_key: bytes | None = None,
+    signing_key: Ed25519PrivateKey | None = None,
+    *,
+    accept_legal_holds: bool = False,
+    now_ns: int | None = None,
+) -> dict[str, Any]:
+    """Rewrite ``cold/_root.json`` (atomically) to commit to the store as it is now. Returns the root.
+
+    Call after every change to the store: the converter does after converting, retention must
+    after each purge (once its journal is ``done`` and the manifest entries are rewritten). Manifest
+    entries that are not authentic with these keys are left out (``verify_cold`` then reports them).
+
+    The legal holds are not re-blessed behind anyone's back: while the current root authenticates,
+    its ``legal_holds_sha256`` is kept unless ``accept_legal_holds`` (after a deliberate change to
+    ``_legal_holds.json``), so a deleted or edited holds file keeps failing verification.
+
+    Raises:
+        AuditIntegrityError: a root exists but does not authenticate with these keys (it was
+            edited, or the keys are not the store's): nothing is rewritten; verify the store and
+            move the root aside to start a new one.
+    """
+    cold = Path(cold)
+    public_key = None if signing_key is None else signing_key.public_key()
+    body, _ = expected_root(cold, hmac_key, public_key)
+    try:
+        previous = read_root(cold)
+    except ValueError as exc:
+        raise AuditIntegrityError(
+            f"{root_path(cold)}: unreadable ({exc}); verify the store before replacing it") from exc
+    if previous is not None:
+        problems = documents.check_document(previous, ROOT_CHECKSUM, hmac_key, public_key, what="cold root")
+        if problems:
+            raise AuditIntegrityError(
+                f"{root_path(cold)}: {problems[0]}; not rewritten (verify the store, then move the root aside)")
+        if not accept_legal_holds and "legal_holds_sha256" in previous:
+            body["legal_holds_sha256"] = previous["legal_holds_sha256"]
+    body["updated_at_ns"] = time.time_ns() if now_ns is None else now_ns
+    root = documents.authenticate(body, ROOT_CHECKSUM, hmac_key, signing_key)
+    write_json_atomically(root_path(cold), root)
+    return root
+
+
+def root_problems(
+    cold: Path, hmac_key: bytes | None = None, public_key: Ed25519PublicKey | None = None
+) -> list[str]:
+    """Why ``cold/_root.json`` does not vouch for the store as it is; empty when it does.
+
+    Missing, unreadable, not authentic (checksum with ``hmac_key``; signature with ``public_key``,
+    the converter's key), or stale: it does not commit to exactly the manifest entries, Parquet
+    files, legal holds and retention journals present.
+    """
+    try:
+        root = read_root(cold)
+    except (OSError, ValueError) as exc:
+        return [f"{ROOT_FILE} is unreadable: {exc}"]
+    if root is None:
+        return [f"{ROOT_FILE} is missing: nothing vouches for the set of manifests, Parquet files and holds"]
+    problems = [str(p) for p in documents.check_document(root, ROOT_CHECKSUM, hmac_key, public_key, what="cold root")]
+    expected, _ = expected_root(cold, hmac_key, public_key)
+    for key in ROOT_COMMITMENTS:
+        if root.get(key) != expected[key]:
+            problems.append(_stale(key, root.get(key), expected[key]))
+    return problems
+
+
+def _stale(key: str, committed: Any, present: Any) -> str:
+    """What differs between the root's ``committed`` value of ``key`` and what the store holds."""
+    if isinstance(committed, list) and isinstance(present, list):
+        with contextlib.suppress(TypeError, AttributeError):
+            before = {json.dumps(item, sort_keys=True): item.get("path") for item in committed}
+            now = {json.dumps(item, sort_keys=True): item.get("path") for item in present}
+            gone = sorted({str(before[k]) for k in before.keys() - now.keys()})
+            new = sorted({str(now[k]) for k in now.keys() - before.keys()})
+            return (f"the root is stale: {key} it commits to but the store does not hold (deleted or changed): "
+                    f"{gone or 'none'}; held but not committed to (added or changed): {new or 'none'}")
+    if key == "legal_holds_sha256":
+        return (f"the root is stale: it commits to legal holds {str(committed)[:16]}, the store holds "
+                f"{str(present)[:16]} (_legal_holds.json deleted or edited; after a deliberate change, "
+                "update_cold_root(..., accept_legal_holds=True))")
+    return f"the root is stale: {key} is {committed!r}, the store has {present!r}"
