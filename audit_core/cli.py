@@ -13,6 +13,7 @@ import datetime as dt
 import inspect
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -20,9 +21,9 @@ from typing import TYPE_CHECKING
 
 from audit_core.checkpoint import verifier_key
 from audit_core.config import AuditConfig
-from audit_core.converter import MANIFEST_DIR
 from audit_core.errors import AuditError, AuditIntegrityError
 from audit_core.integrity import verify as verify_trail
+from audit_core.manifest import MANIFEST_DIR, ROOT_FILE
 from audit_core.proofs import check_proof as check_proof_file
 from audit_core.proofs import prove as prove_record
 from audit_core.reader import describe_event
@@ -30,32 +31,38 @@ from audit_core.reader import tail as tail_trail
 from audit_core.signing import generate_keypair, load_public_key
 
 if TYPE_CHECKING:
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+_PARTITION = re.compile(r"^year=\d+/month=\d+/day=\d+$")
 
 
 def verify(args: argparse.Namespace) -> int:
     """Verify checksums, sequences, hash chains and seals; exit 1 if anything failed.
 
     Hot JSONL files anywhere under PATH are verified as chains; every cold store under PATH (a
-    directory with a _manifest) is verified from its Parquet rows against the seals its manifest
-    recorded. With --public-key every seal must carry a valid Ed25519 signature of that key (and
-    its checkpoint, if present, must verify); without it signatures are not checked.
+    directory with day partitions of Parquet, a _manifest or a _root.json) is verified against its
+    signed root and manifests: every Parquet file's SHA-256, every record's checksum and chain, the
+    seals, and every typed column derived again from its record. With --public-key every seal
+    (and seal copy) must carry a valid Ed25519 signature of that key (and its checkpoint, if
+    present, must verify); manifests and the cold root must be signed by --cold-public-key (default:
+    the same key). Without a public key signatures are not checked.
 
     example:
       ledgerline verify trail/ --hmac-key-env LEDGERLINE_KEY --public-key ledgerline.pub
     """
     key = _hmac_key(args.hmac_key_env)
+    public_key = _public_key(args.public_key)
+    cold_public_key = _public_key(args.cold_public_key)
     root = Path(args.path)
     cold_roots = _cold_roots(root)
     reports = []
     if not cold_roots or any(root.rglob("*.jsonl")) or root.is_file():
-        reports.append(verify_trail(root, hmac_key=key, public_key=_public_key(args.public_key)))
+        reports.append(verify_trail(root, hmac_key=key, public_key=public_key))
     for cold in cold_roots:
-        from audit_core.converter import verify_cold
+        from audit_core.cold_verify import verify_cold
 
-        reports.append(verify_cold(cold, hmac_key=key))
+        reports.append(verify_cold(cold, hmac_key=key, public_key=public_key, cold_public_key=cold_public_key))
     for report in reports:
         print(json.dumps(report.to_dict(), indent=2) if args.json else report.to_text(args.max_failures))
     return EXIT_OK if all(report.ok for report in reports) else EXIT_FAILED
@@ -65,15 +72,18 @@ def convert(args: argparse.Namespace) -> int:
     """Convert sealed, verified hot files to partitioned Parquet; exit 1 if any failed verification.
 
     Safe to run again at any time (files already converted are skipped) and after a crash. Live
-    (unsealed) files are skipped until they are sealed.
+    (unsealed) files are skipped until they are sealed. Manifest entries and the cold root are
+    authenticated with the HMAC key and signed with --signing-key (the writer's key, or one of the
+    converter's own whose public key verifiers pin with --cold-public-key).
 
     example:
-      ledgerline convert trail/hot trail/cold --public-key ledgerline.pub
+      ledgerline convert trail/hot trail/cold --public-key ledgerline.pub --signing-key converter.key
     """
     from audit_core.converter import ParquetConverter
 
     converter = ParquetConverter(
-        _existing(args.hot), args.cold, hmac_key=_hmac_key(args.hmac_key_env), public_key=_public_key(args.public_key)
+        _existing(args.hot), args.cold, hmac_key=_hmac_key(args.hmac_key_env), public_key=_public_key(args.public_key),
+        signing_key=_signing_key(args.signing_key, args.signing_key_env),
     )
     with _progress_bar(args.quiet) as progress:
         results = converter.convert_all(progress=progress)
@@ -228,6 +238,14 @@ def _public_key(path: str | None) -> Ed25519PublicKey | None:
     return None if path is None else load_public_key(path)
 
 
+def _signing_key(path: str | None, env_var: str | None) -> Ed25519PrivateKey | None:
+    if path is None and env_var is None:
+        return None
+    from audit_core.signing import load_private_key
+
+    return load_private_key(path, env_var=env_var)
+
+
 def _existing(path: str) -> Path:
     if not Path(path).exists():
         raise AuditError(f"{path}: no such file or directory")
@@ -235,10 +253,17 @@ def _existing(path: str) -> Path:
 
 
 def _cold_roots(root: Path) -> list[Path]:
-    """Cold stores at or under ``root``: directories holding a ``_manifest``."""
+    """Cold stores at or under ``root``: directories holding day partitions of Parquet, a ``_manifest`` or a root.
+
+    A store whose ``_manifest/`` was deleted is still found (by its Parquet files or its root) and
+    fails verification; it is never skipped.
+    """
     if root.is_file() or not root.exists():
         return []
-    return sorted(manifest.parent for manifest in root.rglob(MANIFEST_DIR) if manifest.is_dir())
+    found = {manifest.parent for manifest in root.rglob(MANIFEST_DIR) if manifest.is_dir()}
+    found |= {path.parent for path in root.rglob(ROOT_FILE) if path.is_file()}
+    found |= {path.parents[3] for path in root.rglob("*.parquet") if _PARTITION.match("/".join(path.parts[-4:-1]))}
+    return sorted(found)
 
 
 def _iso(ts_ns: int | None) -> str:
@@ -297,6 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path", help="a hot JSONL file or a trail directory")
     p.add_argument("--hmac-key-env", metavar="VAR", help="environment variable holding the HMAC key")
     p.add_argument("--public-key", metavar="KEY", help="public key file: require seals signed by it")
+    p.add_argument("--cold-public-key", metavar="KEY",
+                   help="public key file: require cold manifests and root signed by it (default: --public-key)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--max-failures", type=int, default=50, help="failures to list (default 50)")
 
@@ -305,6 +332,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("cold", metavar="COLD", help="cold store root (created if missing)")
     p.add_argument("--hmac-key-env", metavar="VAR", help="environment variable holding the HMAC key")
     p.add_argument("--public-key", metavar="KEY", help="public key file: convert only files whose seals it signed")
+    p.add_argument("--signing-key", metavar="KEY", help="private key file: sign manifest entries and the cold root")
+    p.add_argument("--signing-key-env", metavar="VAR", help="environment variable holding that private key instead")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no lines for skipped files")
 
     p = _add_verb(verbs, "stats", stats)
