@@ -64,6 +64,7 @@ from audit_core.integrity import (
     split_record,
     verify,
 )
+from audit_core.manifest import converted_entry
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -519,7 +520,6 @@ def _plan(hot: Path | None, cold: Path, cutoff: dt.date, holds: list[LegalHold],
         else:
             plan.partitions.append(relative)
     if hot is not None and hot.is_dir():
-        manifests = _manifests(cold)
         index = _HotIndex(hot)
         for path in _trail_files(hot):
             name = parse_hot_file_name(path)
@@ -530,7 +530,7 @@ def _plan(hot: Path | None, cold: Path, cutoff: dt.date, holds: list[LegalHold],
             except ValueError as exc:
                 plan.kept.append((path.name, f"refused: {exc}"))
                 continue
-            why = _why_hot_file_stays(path, name.stream_id, manifests, cutoff, held, keys)
+            why = _why_hot_file_stays(path, name.stream_id, cold, cutoff, held, keys)
             if why is not None:
                 plan.kept.append((path.name, why))
                 continue
@@ -546,7 +546,7 @@ def _plan(hot: Path | None, cold: Path, cutoff: dt.date, holds: list[LegalHold],
 def _why_hot_file_stays(
     path: Path,
     stream_id: str,
-    manifests: dict[str, dict[str, Any]],
+    cold: Path,
     cutoff: dt.date,
     held: Callable[[dt.date], LegalHold | None],
     keys: _Keys,
@@ -559,11 +559,11 @@ def _why_hot_file_stays(
         return f"unreadable seal: {exc}"
     if seal is None:
         return "not sealed"
-    entry = manifests.get(path.name, {})
-    copy, outputs, sha256 = entry.get("seal"), entry.get("outputs"), seal.get("file_sha256")
-    if not isinstance(copy, dict) or not isinstance(outputs, list) or not sha256 or copy.get("file_sha256") != sha256:
-        return "not converted to Parquet (no matching manifest entry)"
-    for output in outputs:
+    converter_key = None if keys.signing_key is None else keys.signing_key.public_key()
+    entry = converted_entry(path, cold, keys.hmac_key, converter_key)
+    if entry is None:
+        return "not converted to Parquet (no authentic manifest entry with its seal)"
+    for output in entry["outputs"]:
         where = output.get("path") if isinstance(output, dict) else None
         day = _partition_day(Path(where).parent) if isinstance(where, str) else None
         if day is None or day >= cutoff:
@@ -597,10 +597,6 @@ def _manifest_entries(cold: Path) -> Iterable[tuple[str, dict[str, Any]]]:
             entry = None  # its hot file counts as unconverted: kept
         if isinstance(entry, dict):
             yield path.name, entry
-
-
-def _manifests(cold: Path) -> dict[str, dict[str, Any]]:
-    return {str(entry.get("source")): entry for _, entry in _manifest_entries(cold)}
 
 
 # --- carrying out ---------------------------------------------------------------------------------

@@ -19,7 +19,6 @@ True
 from __future__ import annotations
 
 import difflib
-import json
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -446,14 +445,13 @@ def _read_hot(backend: Any, hot_dir: Path, cold_dir: Path, schema: ibis.Schema) 
     return _backend.memtable(backend, rows), snapshot
 
 
-def _converted(file: Path, cold_dir: Path) -> bool:
-    """Whether the cold manifest records this exact file (same sealed bytes) as converted."""
-    from audit_core.converter import MANIFEST_DIR
-    from audit_core.integrity import read_seal
+def _converted(file: Path, cold_dir: Path, hmac_key: bytes | None = None, public_key: Any = None) -> bool:
+    """Whether the cold store holds this exact file (same seal), by an authentic manifest entry.
 
-    manifest = cold_dir / MANIFEST_DIR / (file.name + ".json")
-    if not manifest.exists():
-        return False
-    seal = read_seal(file)
-    converted = json.loads(manifest.read_bytes()).get("seal", {})
-    return seal is not None and converted.get("file_sha256") == seal.get("file_sha256")
+    ``audit_core.manifest.converted_entry`` decides: a forged or edited entry hides no hot file.
+    Without the trail's HMAC key, entries of a keyed trail cannot be authenticated, so every hot
+    file is read (rows also in cold count once, see ``open_trail``).
+    """
+    from audit_core.manifest import converted_entry
+
+    return converted_entry(file, cold_dir, hmac_key, public_key) is not None
