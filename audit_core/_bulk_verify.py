@@ -81,12 +81,14 @@ STRIP_SQL = """CASE WHEN j.prev_hash IS NULL THEN left(line, -79) || '}'
 
 _PREV_KEY_SQL = _PREV_KEY.decode()
 _SUFFIX_SQL = CHECKSUM_SUFFIX_PREFIX.decode()
-#: ``rebuild_line`` in DuckDB SQL over the cold columns ``record``, ``prev_hash`` and ``checksum``:
-#: the original line without its newline (NULL on a torn line's row, whose checksum is NULL).
-REBUILD_SQL = f"""(CASE WHEN prev_hash IS NULL THEN left(record, -1)
+#: The checksummed body of a record line in DuckDB SQL, from the cold columns ``record`` and
+#: ``prev_hash``: ``record`` with its prev_hash value put back (the line without its checksum field).
+BODY_SQL = f"""(CASE WHEN prev_hash IS NULL THEN record
     ELSE left(record, instr(record, '{_PREV_KEY_SQL}') + {len(_PREV_KEY_SQL) - 1}) || '"' || prev_hash || '"'
-         || substr(left(record, -1), instr(record, '{_PREV_KEY_SQL}') + {len(_PREV_KEY_SQL)}) END
-    || '{_SUFFIX_SQL}' || checksum || '"}}')"""
+         || substr(record, instr(record, '{_PREV_KEY_SQL}') + {len(_PREV_KEY_SQL)}) END)"""
+#: ``rebuild_line`` in DuckDB SQL: the whole line (without its newline) from a column ``body``
+#: (``BODY_SQL``) and ``checksum``; NULL on a torn line's row, whose checksum is NULL.
+LINE_SQL = f"""(left(body, -1) || '{_SUFFIX_SQL}' || checksum || '"}}')"""
 
 
 def batch_schema() -> pa.Schema:

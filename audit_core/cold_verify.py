@@ -28,7 +28,6 @@ Needs the ``workbench`` extra (duckdb, pyarrow).
 from __future__ import annotations
 
 import hashlib
-import hmac
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -36,10 +35,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from audit_core import signing
-from audit_core._bulk_verify import REBUILD_SQL, _MerkleStream
+from audit_core._bulk_verify import BODY_SQL, LINE_SQL, _MerkleStream
 from audit_core._layout import parse_hot_file_name
 from audit_core.integrity import (
-    CHECKSUM_SUFFIX_PREFIX,
     GENESIS_HASH,
     FailureKind,
     VerificationFailure,
@@ -69,12 +67,15 @@ from audit_core.projection import (
 
 if TYPE_CHECKING:
     import duckdb
-    import pyarrow as pa
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-#: Rows named per Parquet file for column mismatches before the rest is counted in one line.
+#: Failing rows named per Parquet file (and chain breaks per entry) before the rest is counted in one line.
 MAX_ROWS_NAMED = 20
-_SUFFIX_LEN = len(CHECKSUM_SUFFIX_PREFIX) + 64 + 2
+#: Columns not compared with a derivation: ``checksum`` is what the body is hashed against, so
+#: the checksum check binds it (and the chain binds ``prev_hash``, which is also compared).
+_BOUND_BY_HASHES = frozenset({"checksum"})
+_SHA256_BLOCK = 64
+_EMPTY_ROW = "(record IS NULL AND torn_bytes IS NULL)"
 _PARTITION_FILE = re.compile(r"^year=\d{4}/month=\d{2}/day=\d{2}/[^/]+\.parquet$")
 #: Columns every cold file has had since the first version: what the record checks read.
 _RECORD_COLUMNS = ("source_line", "sequence", "checksum", "prev_hash", "record", "torn_bytes")
@@ -206,12 +207,11 @@ class _EntryCheck:
             self.fail(self.where, FailureKind.MANIFEST_INVALID,
                       f"projection version {version!r}, this verifier derives columns with version "
                       f"{PROJECTION_VERSION}: rebuild the store's projection")
-        elif checked:
-            torn = not _one_record_per_line(seal)
-            for output in checked:
-                self._check_columns(output, stream, torn)
+        torn = not _one_record_per_line(seal)
+        for output in checked:
+            self._check_rows(output, stream, torn, derive=version == PROJECTION_VERSION)
         if checked or not retired:
-            self._check_records(checked, seal, partial=bool(retired), complete=len(checked) == len(outputs))
+            self._check_chain(checked, seal, partial=bool(retired), complete=len(checked) == len(outputs), torn=torn)
 
     # --- files ------------------------------------------------------------------------------------
 
@@ -268,169 +268,188 @@ class _EntryCheck:
                           f"output {output.get('path')!r} is marked retired by retention plan {plan!r}, "
                           f"which has no journal in {JOURNAL_DIR}/")
 
-    # --- columns ----------------------------------------------------------------------------------
+    # --- rows: checksums and columns ---------------------------------------------------------------
 
-    def _check_columns(self, output: _Output, stream: str | None, torn: bool) -> None:
-        """Derive every typed column again from the rebuilt line and compare, in one DuckDB query."""
-        derived = [column for column in DERIVED_COLUMNS if column[0] in output.columns]
-        if not derived:
-            return
+    def _check_rows(self, output: _Output, stream: str | None, torn: bool, *, derive: bool) -> None:
+        """Each row's checksum and every typed column derived again from its record, in one DuckDB pass.
+
+        The record's body (``record`` with its ``prev_hash`` put back) is hashed (SHA-256, or
+        HMAC-SHA256 per RFC 2104 from two SHA-256 calls, so it runs in DuckDB too) and compared with
+        ``checksum``; it is parsed once and every column of ``projection.DERIVED_COLUMNS`` the file
+        has is derived with the converter's expressions and compared with ``IS DISTINCT FROM``.
+        Only rows that fail come back to Python.
+        """
+        derived = [c for c in DERIVED_COLUMNS if derive and c[0] in output.columns and c[0] not in _BOUND_BY_HASHES]
         # The time a torn line is filed under: the record before it, else the file's first record.
         torn_ts = ("""coalesce(last_value(CASE WHEN torn_bytes IS NULL THEN ts_event END IGNORE NULLS)
                       OVER (ORDER BY source_line ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING),
                       min(CASE WHEN torn_bytes IS NULL THEN ts_event END) OVER ())"""
-                   if torn else "NULL::BIGINT")
-        values = ", ".join(f'{derivation(*column)} AS "derived {column[0]}"' for column in derived)
+                   if torn and derived else "NULL::BIGINT")
+        values = "".join(f', {derivation(*column)} AS "derived {column[0]}"' for column in derived)
         differs = [f'"derived {name}" IS DISTINCT FROM "{name}"' for name, _, _ in derived]
-        items = ", ".join(
-            f"CASE WHEN {test} THEN {{'column': '{name}', 'stored': CAST(\"{name}\" AS VARCHAR), "
+        items = "".join(
+            f", CASE WHEN {test} THEN {{'column': '{name}', 'stored': CAST(\"{name}\" AS VARCHAR), "
             f"'derived': CAST(\"derived {name}\" AS VARCHAR)}} END"
             for (name, _, _), test in zip(derived, differs, strict=True))
+        digest, parameters = _digest_sql("body", self.hmac_key)
+        bad_checksum = f"(torn_bytes IS NULL AND {digest} IS DISTINCT FROM checksum)"
+        failing = f"""
+            FROM (SELECT *{values}
+                  FROM (SELECT *, {"json_transform(body, $structure)" if derived else "NULL"} AS j
+                        FROM (SELECT *, CASE WHEN torn_bytes IS NULL THEN {BODY_SQL} END AS body,
+                                     {torn_ts} AS torn_ts FROM read_parquet($file))))
+            WHERE {" OR ".join([bad_checksum, _EMPTY_ROW, *differs])}"""
+        # No ORDER BY and no window: on a clean file nothing passes the WHERE, and the query streams.
         sql = f"""
-            SELECT source_line, sequence, list_filter([{items}], item -> item IS NOT NULL) AS columns,
-                   count(*) OVER () AS total
-            FROM (SELECT *, {values}
-                  FROM (SELECT *, json_transform(line, $structure) AS j
-                        FROM (SELECT *, {REBUILD_SQL} AS line, {torn_ts} AS torn_ts FROM read_parquet($file))))
-            WHERE {" OR ".join(differs)}
-            ORDER BY source_line
+            SELECT source_line, sequence, {bad_checksum} AS bad_checksum, {_EMPTY_ROW} AS empty,
+                   list_filter([NULL{items}], item -> item IS NOT NULL) AS columns
+            {failing}
             LIMIT {MAX_ROWS_NAMED}"""
         where = str(output.path)
+        parameters.update(file=where, stream=stream)
+        if derived:
+            parameters["structure"] = structure()
         try:
-            rows = self.con.execute(sql, {"file": where, "structure": structure(), "stream": stream}).fetchall()
+            rows = sorted(self.con.execute(sql, parameters).fetchall(), key=lambda row: row[0] or 0)
+            total = len(rows)
+            if total == MAX_ROWS_NAMED:  # only on a tampered file: count them all
+                (total,) = self.con.execute(f"SELECT count(*) {failing}", parameters).fetchone() or (0,)
         except Exception as exc:  # duckdb.Error: a record that no longer parses into the columns
-            self.fail(where, FailureKind.COLUMN_MISMATCH, f"the columns cannot be derived from the records: {exc}")
+            self.fail(where, FailureKind.COLUMN_MISMATCH, f"the rows cannot be checked against their records: {exc}")
             return
-        for source_line, sequence, columns, _ in rows:
+        for source_line, sequence, bad_checksum_row, empty, columns in rows:
+            line = source_line or 0
+            if empty:
+                self.fail(where, FailureKind.UNPARSEABLE_LINE, "row has neither a record nor torn bytes", line)
+            elif bad_checksum_row:
+                self.fail(where, FailureKind.CHECKSUM_MISMATCH,
+                          f"the row's record does not hash to its checksum ({_mode(self.hmac_key)})", line, sequence)
             for column in columns:
                 self.fail(where, FailureKind.COLUMN_MISMATCH,
                           f"column {column['column']}: stored {_short(column['stored'])}, the row's record says "
-                          f"{_short(column['derived'])}", source_line or 0, sequence)
-        if rows and rows[0][3] > len(rows):
-            self.fail(where, FailureKind.COLUMN_MISMATCH,
-                      f"... and {rows[0][3] - len(rows)} more row(s) whose columns differ from their records")
+                          f"{_short(column['derived'])}", line, sequence)
+        if total > len(rows):
+            checksums = any(row[2] for row in rows)
+            self.fail(where, FailureKind.CHECKSUM_MISMATCH if checksums else FailureKind.COLUMN_MISMATCH,
+                      f"... and {total - len(rows)} more row(s) whose checksum or columns do not match their "
+                      "records" + (" (is the HMAC key the trail's?)" if checksums else ""))
 
-    # --- records ----------------------------------------------------------------------------------
+    # --- the chain and the seal ---------------------------------------------------------------------
 
-    def _check_records(self, outputs: list[_Output], seal: dict[str, Any], *, partial: bool, complete: bool) -> None:
-        """Checksums, chain, line coverage, seal and Merkle root, from the rows of all outputs at once."""
-        import pyarrow as pa
-        import pyarrow.compute as pc
-
-        source = str(self.path.name.removesuffix(".json"))
-        if outputs:
-            table = self.con.execute(
-                f"""SELECT source_line, sequence, checksum, prev_hash, torn_bytes, {REBUILD_SQL} AS line, filename
-                    FROM read_parquet($files, filename = true, union_by_name = true)
-                    ORDER BY source_line NULLS FIRST""",
-                {"files": [str(output.path) for output in outputs]},
-            ).to_arrow_table()
-        else:
-            table = pa.table({name: pa.array([], kind) for name, kind in (
-                ("source_line", pa.int64()), ("sequence", pa.int64()), ("checksum", pa.string()),
-                ("prev_hash", pa.string()), ("torn_bytes", pa.binary()), ("line", pa.string()),
-                ("filename", pa.string()))})
-        torn = pc.is_valid(table["torn_bytes"])
-        lines = pc.if_else(torn, table["torn_bytes"], table["line"].cast(pa.binary())).to_pylist()
-        source_lines = table["source_line"].to_pylist()
-        files = table["filename"].to_pylist()
-        is_torn = torn.to_pylist()
-        record_rows = [i for i, line in enumerate(lines) if line is not None and not is_torn[i]]
-        for i, line in enumerate(lines):
-            if line is None:
-                self.fail(files[i], FailureKind.UNPARSEABLE_LINE, "row has neither a record with its checksum nor "
-                          "torn bytes", source_lines[i] or 0)
-        # Checksums: per record, like hot verify (HMAC with the key).
-        key = self.hmac_key
-        bodies = [lines[i][:-_SUFFIX_LEN] + b"}" for i in record_rows]
-        if key is None:
-            computed = [hashlib.sha256(body).hexdigest() for body in bodies]
-        else:
-            computed = [hmac.new(key, body, hashlib.sha256).hexdigest() for body in bodies]
-        checksums = table["checksum"].take(pa.array(record_rows, pa.int64()))
-        sequences = table["sequence"].take(pa.array(record_rows, pa.int64())).to_pylist()
-        stored = checksums.to_pylist()
-        prevs = table["prev_hash"].take(pa.array(record_rows, pa.int64())).to_pylist()
-        equal = pc.equal(pa.array(computed, pa.string()), checksums).fill_null(False)
-        for index in pc.indices_nonzero(pc.invert(equal)).to_pylist():
-            row = record_rows[index]
-            self.fail(files[row], FailureKind.CHECKSUM_MISMATCH,
-                      f"row's record hashes to {computed[index][:16]}..., its checksum is {str(stored[index])[:16]}...",
-                      source_lines[row] or 0, sequences[index])
-        self.report.records += len(record_rows)
-        # The chain, in source-line order (the order the records were written).
-        for index in range(1, len(record_rows)):
-            sequence, previous = sequences[index], sequences[index - 1]
-            row = record_rows[index]
-            if sequence is None or previous is None:
-                continue
-            if sequence != previous + 1:
-                if partial and sequence > previous:
-                    continue  # rows of a retired output in between: checked against what the entry recorded
+    def _check_chain(
+        self, outputs: list[_Output], seal: dict[str, Any], *, partial: bool, complete: bool, torn: bool
+    ) -> None:
+        """Sequence, chain and line coverage over all outputs in source-line order; then the seal's claims."""
+        files = [str(output.path) for output in outputs]
+        source = self.path.name.removesuffix(".json")
+        rows = """(SELECT filename, source_line, sequence, checksum, prev_hash, torn_bytes IS NOT NULL AS torn
+                    FROM read_parquet($files, filename = true, union_by_name = true))"""
+        breaks = self.con.execute(
+            f"""SELECT filename, source_line, sequence, prev_sequence, prev_hash = prev_checksum AS linked
+                FROM (SELECT *, lag(sequence) OVER w AS prev_sequence, lag(checksum) OVER w AS prev_checksum
+                      FROM {rows} WINDOW w AS (PARTITION BY torn ORDER BY source_line))
+                WHERE NOT torn AND prev_sequence IS NOT NULL
+                  AND (sequence IS DISTINCT FROM prev_sequence + 1 OR prev_hash IS DISTINCT FROM prev_checksum)
+                ORDER BY source_line LIMIT {MAX_ROWS_NAMED}""", {"files": files}).fetchall() if files else []
+        for file, source_line, sequence, previous, linked in breaks:
+            line = source_line or 0
+            if sequence is not None and sequence != previous + 1 and not (partial and sequence > previous):
                 kind = FailureKind.SEQUENCE_GAP if sequence > previous + 1 else FailureKind.SEQUENCE_REPEAT
-                self.fail(files[row], kind, f"expected sequence {previous + 1}, got {sequence}",
-                          source_lines[row] or 0, previous + 1)
-            if prevs[index] != stored[index - 1]:
-                self.fail(files[row], FailureKind.CHAIN_BREAK,
-                          "prev_hash does not match the previous record's checksum", source_lines[row] or 0, sequence)
+                self.fail(file, kind, f"expected sequence {previous + 1}, got {sequence}", line, previous + 1)
+            if not linked and (sequence == previous + 1 or not partial):
+                self.fail(file, FailureKind.CHAIN_BREAK, "prev_hash does not match the previous record's checksum",
+                          line, sequence)
+        (count, lines, first_line, last_line, record_rows, first_sequence, first_hash, first_prev, last_sequence,
+         last_hash) = (
+            self.con.execute(
+                f"""SELECT count(*), count(DISTINCT source_line), min(source_line), max(source_line),
+                           count(*) FILTER (NOT torn),
+                           arg_min(sequence, source_line) FILTER (NOT torn),
+                           arg_min(checksum, source_line) FILTER (NOT torn),
+                           arg_min(prev_hash, source_line) FILTER (NOT torn),
+                           arg_max(sequence, source_line) FILTER (NOT torn),
+                           arg_max(checksum, source_line) FILTER (NOT torn)
+                    FROM {rows}""", {"files": files}).fetchone()
+            if files else None) or (0, 0, None, None, 0, None, None, None, None, None)
+        self.report.records += record_rows
         if partial:
-            self._check_outputs_recorded(outputs, table)
+            self._check_outputs_recorded(outputs, rows)
             return
         if not complete:
             return  # missing or unreadable files are reported; the whole-file claims cannot be checked
-        self._check_seal_claims(seal, source, lines, source_lines, sequences, stored, prevs)
-
-    def _check_seal_claims(
-        self,
-        seal: dict[str, Any],
-        source: str,
-        lines: list[bytes | None],
-        source_lines: list[int | None],
-        sequences: list[int | None],
-        checksums: list[str | None],
-        prevs: list[str | None],
-    ) -> None:
-        """What the seal says of the whole file: line count and coverage, first and last record, Merkle root."""
-        where = self.where
-        records = seal.get("records")
-        if source_lines != list(range(1, len(lines) + 1)) or len(lines) != records:
+        where, records = self.where, seal.get("records")
+        if not (count == lines == records and (count == 0 or (first_line, last_line) == (1, count))):
             self.fail(where, FailureKind.SEAL_MISMATCH,
-                      f"{source}: {len(lines)} rows cover source lines {_span(source_lines)}, the seal counts "
-                      f"{records} lines (a row deleted, duplicated or moved)")
-        first = (sequences[0], checksums[0]) if sequences else (None, None)
-        last = (sequences[-1], checksums[-1]) if sequences else (None, None)
-        if first != (seal.get("first_sequence"), seal.get("first_hash")):
+                      f"{source}: {count} rows cover source lines {first_line}..{last_line} ({lines} distinct), the "
+                      f"seal counts {records} lines (a row deleted, duplicated or moved)")
+        if (first_sequence, first_hash) != (seal.get("first_sequence"), seal.get("first_hash")):
             self.fail(where, FailureKind.SEAL_MISMATCH,
-                      f"{source}: the rows start at sequence {first[0]}, the seal at {seal.get('first_sequence')}")
-        if last != (seal.get("last_sequence"), seal.get("last_hash")):
+                      f"{source}: the rows start at sequence {first_sequence}, the seal at "
+                      f"{seal.get('first_sequence')}")
+        if (last_sequence, last_hash) != (seal.get("last_sequence"), seal.get("last_hash")):
             self.fail(where, FailureKind.SEAL_MISMATCH,
-                      f"{source}: the rows end at sequence {last[0]}, the seal at {seal.get('last_sequence')}")
-        if first[0] == 0 and prevs and prevs[0] != GENESIS_HASH:
+                      f"{source}: the rows end at sequence {last_sequence}, the seal at {seal.get('last_sequence')}")
+        if first_sequence == 0 and first_prev != GENESIS_HASH:
             self.fail(where, FailureKind.CHAIN_BREAK, f"{source}: sequence 0 without the genesis prev_hash", 1, 0)
+        if torn:
+            # Torn lines are outside the chain: only the seal's Merkle root over every line covers
+            # their bytes. (Without torn lines the root adds nothing: the chain from the seal's first
+            # to its last hash, one record per source line, fixes every line byte for byte.)
+            self._check_merkle_root(files, seal, source)
+
+    def _check_merkle_root(self, files: list[str], seal: dict[str, Any], source: str) -> None:
+        leaves = self.con.execute(
+            f"""SELECT unhex(sha256(unhex('{RFC6962_LEAF_PREFIX.hex()}')
+                       || coalesce(torn_bytes, encode({LINE_SQL}))))
+                FROM (SELECT *, {BODY_SQL} AS body FROM read_parquet($files, union_by_name = true))
+                ORDER BY source_line""", {"files": files}).to_arrow_table().column(0).to_pylist()
         tree = _MerkleStream()
-        tree.add([hashlib.sha256(RFC6962_LEAF_PREFIX + line).digest() for line in lines if line is not None])
+        tree.add([leaf for leaf in leaves if leaf is not None])
         root = tree.root()
         if root != seal.get("merkle_root"):
-            self.fail(where, FailureKind.SEAL_MISMATCH,
+            self.fail(self.where, FailureKind.SEAL_MISMATCH,
                       f"{source}: the rows rebuild Merkle root {root[:16]}..., the seal says "
                       f"{str(seal.get('merkle_root'))[:16]}...")
 
-    def _check_outputs_recorded(self, outputs: list[_Output], table: pa.Table) -> None:
+    def _check_outputs_recorded(self, outputs: list[_Output], rows: str) -> None:
         """After retention: each remaining output starts and ends where the entry recorded it did."""
-        import pyarrow.compute as pc
-
+        found = {
+            file: (first, last) for file, *first_last in self.con.execute(
+                f"""SELECT filename, arg_min(sequence, sequence), arg_min(checksum, sequence),
+                           arg_max(sequence, sequence), arg_max(checksum, sequence)
+                    FROM {rows} WHERE NOT torn GROUP BY filename""",
+                {"files": [str(output.path) for output in outputs]}).fetchall()
+            for first, last in [((first_last[0], first_last[1]), (first_last[2], first_last[3]))]
+        }
         for output in outputs:
-            rows = table.filter(pc.and_(pc.equal(table["filename"], str(output.path)), pc.is_valid(table["sequence"])))
-            pairs = sorted(zip(rows["sequence"].to_pylist(), rows["checksum"].to_pylist(), strict=True))
+            first, last = found.get(str(output.path), ((None, None), (None, None)))
             recorded = output.recorded
-            first = pairs[0] if pairs else (None, None)
-            last = pairs[-1] if pairs else (None, None)
             expected_first = (recorded.get("first_sequence"), recorded.get("first_hash"))
             expected_last = (recorded.get("last_sequence"), recorded.get("last_hash"))
             if first != expected_first or last != expected_last:
                 self.fail(str(output.path), FailureKind.SEAL_MISMATCH,
                           f"rows span sequences {first[0]}..{last[0]}, the manifest entry recorded "
                           f"{expected_first[0]}..{expected_last[0]} for this output (rows cut or added)")
+
+
+def _digest_sql(column: str, hmac_key: bytes | None) -> tuple[str, dict[str, Any]]:
+    """SQL for the hex checksum of VARCHAR ``column``: SHA-256, or HMAC-SHA256 with ``hmac_key``.
+
+    HMAC is built as RFC 2104 defines it, H((K ^ opad) || H((K ^ ipad) || m)) with a key longer
+    than the 64-byte block hashed first, from DuckDB's ``sha256`` of BLOBs (a test holds it equal
+    to Python's ``hmac``). The padded keys are query parameters, never part of the SQL text.
+    """
+    if hmac_key is None:
+        return f"sha256({column})", {}  # of the VARCHAR's UTF-8 bytes, as encode() would give
+    key = hashlib.sha256(hmac_key).digest() if len(hmac_key) > _SHA256_BLOCK else hmac_key
+    key = key.ljust(_SHA256_BLOCK, b"\0")
+    inner, outer = bytes(b ^ 0x36 for b in key), bytes(b ^ 0x5C for b in key)
+    return f"sha256($hmac_outer || unhex(sha256($hmac_inner || encode({column}))))", {
+        "hmac_inner": inner, "hmac_outer": outer}
+
+
+def _mode(hmac_key: bytes | None) -> str:
+    return "SHA-256" if hmac_key is None else "HMAC-SHA256 with the key given"
 
 
 def _one_record_per_line(seal: dict[str, Any]) -> bool:

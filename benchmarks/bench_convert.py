@@ -6,6 +6,9 @@ case runs in its own fresh subprocess, one after the other in the same run, whic
 time (``time.perf_counter``) and its peak RSS (``ru_maxrss``):
 
 - ``verify``: our fast verification alone (``_bulk_verify.scan_file`` + seal checks).
+- ``verify_hot``: ``integrity.verify`` of the hot file, what ``ledgerline verify`` runs on it.
+- ``verify_cold``: ``verify_cold`` of the cold store ``verify_convert`` wrote (root, manifest, seal
+  copy, Parquet SHA-256, every record's checksum and chain, every typed column derived again).
 - ``verify_convert``: ``ParquetConverter.convert_file``: verify + JSON parse + day partitions.
 - ``pyarrow``: ``pyarrow.json.read_json`` + ``pq.write_table`` (zstd) alone, no verification. It
   cannot read a field whose JSON type varies from row to row, so ``old_value``/``new_value`` are left
@@ -13,6 +16,7 @@ time (``time.perf_counter``) and its peak RSS (``ru_maxrss``):
 - ``duckdb``: ``COPY (SELECT * FROM read_json(...)) TO ... (FORMAT PARQUET, COMPRESSION ZSTD)`` alone.
 
 Target (issue 4): verify+convert >= 500k events/s, Parquet >= 15x smaller than the JSONL.
+Target (issue 12): cold verification takes at most 1.2x hot ``verify`` of the same records.
 
 Usage (from the repo root)::
 
@@ -37,7 +41,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 EVENTS_TARGET = 500_000.0
 RATIO_TARGET = 15.0
-CASES = ("verify", "verify_convert", "pyarrow", "duckdb")
+CASES = ("verify", "verify_hot", "verify_convert", "verify_cold", "pyarrow", "duckdb")
+COLD_TARGET = 1.2
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 CACHE_DIR = RESULTS_DIR / "tmp" / "convert-cache"  # gitignored; the generated hot file is reused
 START_NS = 1_767_571_200 * 10**9  # 2026-01-05 00:00:00 UTC
@@ -159,11 +164,23 @@ report = verify_scanned(SOURCE, scan)
 assert report.ok, report.to_text()
 out = {"rows": report.records, "fast_path": scan.clean}
 """,
+    "verify_hot": """
+from audit_core.integrity import verify
+report = verify(SOURCE)
+assert report.ok, report.to_text()
+out = {"rows": report.records}
+""",
     "verify_convert": """
 from audit_core.converter import ParquetConverter
 result = ParquetConverter(SOURCE, OUT).convert_file(SOURCE)
 assert result.converted, result.failures
 out = {"rows": result.rows, "outputs": result.outputs}
+""",
+    "verify_cold": """
+from audit_core.cold_verify import verify_cold
+report = verify_cold(OUT)
+assert report.ok, report.to_text()
+out = {"rows": report.records}
 """,
     "pyarrow": """
 import io, itertools, json as json_module
@@ -218,7 +235,10 @@ def run_convert_benchmark(events: int, tmp: Path) -> dict[str, Any]:
     cases: dict[str, dict[str, Any]] = {}
     for case in CASES:
         print(f"  {case} ...", file=sys.stderr)
-        result = run_case(case, source, tmp / case)
+        out = tmp / ("verify_convert" if case == "verify_cold" else case)  # the cold store verify_convert wrote
+        result = run_case(case, source, out)
+        if case == "verify_cold":
+            result["parquet_bytes"] = 0  # it reads the store, writes none
         if result["rows"] != events:
             raise AssertionError(f"{case} saw {result['rows']} rows, expected {events}")
         result["events_per_s"] = round(events / result["seconds"], 1)
@@ -228,7 +248,8 @@ def run_convert_benchmark(events: int, tmp: Path) -> dict[str, Any]:
             result["size_ratio"] = round(jsonl_bytes / result["parquet_bytes"], 2)
             result["parquet_bytes_per_event"] = round(result["parquet_bytes"] / events, 1)
         cases[case] = result
-        shutil.rmtree(tmp / case, ignore_errors=True)
+        if case != "verify_convert":
+            shutil.rmtree(out, ignore_errors=True)
     ours = cases["verify_convert"]
     return {
         "benchmark": "convert",
@@ -249,12 +270,18 @@ def run_convert_benchmark(events: int, tmp: Path) -> dict[str, Any]:
             "verify_convert_vs_pyarrow": round(ours["seconds"] / cases["pyarrow"]["seconds"], 2),
             "verify_convert_vs_duckdb": round(ours["seconds"] / cases["duckdb"]["seconds"], 2),
             "verify_share_of_verify_convert": round(cases["verify"]["seconds"] / ours["seconds"], 2),
+            "verify_cold_vs_verify_hot": round(cases["verify_cold"]["seconds"] / cases["verify_hot"]["seconds"], 2),
+            "verify_cold_vs_verify": round(cases["verify_cold"]["seconds"] / cases["verify"]["seconds"], 2),
         },
         "targets": [
             {"id": "verify_convert_events_per_s", "label": "verify+convert events/s", "measured":
              ours["events_per_s"], "op": ">=", "limit": EVENTS_TARGET, "passed": ours["events_per_s"] >= EVENTS_TARGET},
             {"id": "size_ratio", "label": "JSONL bytes / Parquet bytes", "measured": ours["size_ratio"],
              "op": ">=", "limit": RATIO_TARGET, "passed": ours["size_ratio"] >= RATIO_TARGET},
+            {"id": "verify_cold_vs_verify_hot", "label": "cold verify time / hot verify time (same records)",
+             "measured": round(cases["verify_cold"]["seconds"] / cases["verify_hot"]["seconds"], 2), "op": "<=",
+             "limit": COLD_TARGET,
+             "passed": cases["verify_cold"]["seconds"] <= COLD_TARGET * cases["verify_hot"]["seconds"]},
         ],
     }
 
@@ -286,6 +313,9 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"- verify+convert takes {ratios['verify_convert_vs_pyarrow']:.2f}x the time of pyarrow read_json + "
         f"write_table and {ratios['verify_convert_vs_duckdb']:.2f}x the time of DuckDB COPY (neither verifies "
         f"anything); verification alone is {ratios['verify_share_of_verify_convert']:.0%} of our time.",
+        f"- cold verification (every record, chain and typed column of the store) takes "
+        f"{ratios['verify_cold_vs_verify_hot']:.2f}x the time of hot `verify` of the same records "
+        f"({ratios['verify_cold_vs_verify']:.2f}x the converter's fast verification path).",
     ]
     for target in report["targets"]:
         verdict = "PASS" if target["passed"] else "MISS"

@@ -562,3 +562,25 @@ class TestRetiredEntries:
     def test_a_retired_output_without_its_journal_fails(self, retired):
         shutil.rmtree(retired.cold / JOURNAL_DIR)
         assert {"manifest_invalid", "root_invalid"} <= kinds(retired.verify())
+
+
+# --- the checksum in SQL ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", [None, b"k", b"x" * 64, b"long key " * 20, bytes(range(256))[:70]])
+def test_the_sql_checksum_is_pythons_sha256_and_hmac(key):
+    import hashlib
+    import hmac
+
+    import duckdb
+
+    from audit_core.cold_verify import _digest_sql
+
+    bodies = ['{"a":1}', '{"text":"caf\u00e9 \u2603 \U0001f600"}', "", '{"x":"' + "y" * 5000 + '"}']
+    sql, parameters = _digest_sql("body", key)
+    con = duckdb.connect()
+    got = [con.execute(f"SELECT {sql} FROM (SELECT $body AS body)", {**parameters, "body": body}).fetchone()[0]
+           for body in bodies]
+    expected = [hashlib.sha256(body.encode()).hexdigest() if key is None
+                else hmac.new(key, body.encode(), hashlib.sha256).hexdigest() for body in bodies]
+    assert got == expected
