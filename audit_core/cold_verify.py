@@ -398,7 +398,7 @@ class _EntryCheck:
             self._check_merkle_root(files, seal, source)
 
     def _check_merkle_root(self, files: list[str], seal: dict[str, Any], source: str) -> None:
-        leaves = self.con.execute(
+        leaves = [] if not files else self.con.execute(
             f"""SELECT unhex(sha256(unhex('{RFC6962_LEAF_PREFIX.hex()}')
                        || coalesce(torn_bytes, encode({LINE_SQL}))))
                 FROM (SELECT *, {BODY_SQL} AS body FROM read_parquet($files, union_by_name = true))
