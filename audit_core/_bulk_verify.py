@@ -36,15 +36,13 @@ from audit_core.integrity import (
     split_record,
     verify,
 )
-from audit_core.merkle import RFC6962_LEAF_PREFIX, RFC6962_NODE_PREFIX
+from audit_core.merkle import RFC6962_LEAF_PREFIX, MerkleTree
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
 #: Bytes read per chunk: bounds memory (a chunk and its Arrow batch), large enough to amortize.
 CHUNK_BYTES = 8 << 20
-#: Leaves hashed into one perfect subtree before it joins the running RFC 6962 tree.
-MERKLE_BLOCK = 4096
 
 _SUFFIX_LEN = len(CHECKSUM_SUFFIX_PREFIX) + 64 + 2  # ,"checksum":"<64 hex>"}
 _PREV_KEY = b'"prev_hash":'
@@ -105,59 +103,6 @@ def rebuild_line(record: bytes, prev_hash: str | None, checksum: str) -> bytes:
     return record[:-1] + CHECKSUM_SUFFIX_PREFIX + checksum.encode() + b'"}'
 
 
-# --- RFC 6962 root, streamed ------------------------------------------------------------------
-
-
-class _MerkleStream:
-    """RFC 6962 Merkle tree hash over already hashed leaves, fed in lists; O(log n) state.
-
-    Full blocks of ``block`` leaves (a power of two) are reduced level by level into one perfect
-    subtree, which joins a stack of perfect subtrees exactly as ``merkle.MerkleTree.add`` does.
-    """
-
-    def __init__(self, block: int = MERKLE_BLOCK) -> None:
-        assert block & (block - 1) == 0, "block must be a power of two"
-        self._block = block
-        self._pending: list[bytes] = []
-        self._stack: list[tuple[int, bytes]] = []
-        self.size = 0
-
-    def add(self, leaves: list[bytes]) -> None:
-        self._pending += leaves
-        self.size += len(leaves)
-        block = self._block
-        if len(self._pending) < block:
-            return
-        full = len(self._pending) - len(self._pending) % block
-        for start in range(0, full, block):
-            level = self._pending[start : start + block]
-            while len(level) > 1:
-                level = [_node(left, right) for left, right in zip(level[0::2], level[1::2], strict=True)]
-            self._push(block, level[0])
-        del self._pending[:full]
-
-    def _push(self, size: int, node: bytes) -> None:
-        while self._stack and self._stack[-1][0] == size:
-            _, left = self._stack.pop()
-            node, size = _node(left, node), size * 2
-        self._stack.append((size, node))
-
-    def root(self) -> str:
-        for leaf in self._pending:
-            self._push(1, leaf)
-        self._pending = []
-        if not self._stack:
-            return hashlib.sha256(b"").hexdigest()
-        root = self._stack[-1][1]
-        for _, left in reversed(self._stack[:-1]):
-            root = _node(left, root)
-        return root.hex()
-
-
-def _node(left: bytes, right: bytes) -> bytes:
-    return hashlib.sha256(RFC6962_NODE_PREFIX + left + right).digest()
-
-
 # --- the scan ---------------------------------------------------------------------------------
 
 
@@ -196,7 +141,7 @@ def scan_file(
     on_batch: Callable[[pa.RecordBatch], None] | None = None,
     *,
     chunk_bytes: int = CHUNK_BYTES,
-    merkle_block: int = MERKLE_BLOCK,
+    merkle_block: int = 4096,
 ) -> ScanResult:
     """One pass over ``path``: checksums, sequences, chain and seal digest; batches for ``on_batch``."""
     import pyarrow as pa
@@ -205,7 +150,7 @@ def scan_file(
     schema = batch_schema()
     digest = FileDigest()
     result = ScanResult(digest)
-    tree = _MerkleStream(merkle_block)
+    tree = MerkleTree(merkle_block)
     file_sha = hashlib.sha256()
     sha = hashlib.sha256
     line_no = 0
@@ -226,7 +171,7 @@ def scan_file(
         if not torn_end:
             lines.pop()
         n = len(lines)
-        tree.add([sha(RFC6962_LEAF_PREFIX + line).digest() for line in lines])
+        tree.add_leaf_hashes([sha(RFC6962_LEAF_PREFIX + line).digest() for line in lines])
         arrow_lines = pa.array(lines, pa.binary())
         fields = pc.extract_regex(arrow_lines, CANONICAL_LINE)
         first_line = line_no + 1
