@@ -211,16 +211,25 @@ def scan_file(
                 prev_checked = prev
             if prev_checked.null_count or not _all_equal(prev_checked, expected_prev):
                 problem(f"chain break in lines {first_line}..{first_line + n - 1}")
-            checksums = stored.cast(pa.string())
+            # Decoded one by one, with replacement: a flipped byte can make a stored checksum invalid
+            # UTF-8 (already a mismatch above), and a cast of the whole column would raise on it.
+            def text(value: Any) -> str:
+                return bytes(value.as_py()).decode("utf-8", "replace")
+
             if digest.first_sequence is None:
-                digest.first_sequence, digest.first_hash = first_sequence, checksums[0].as_py()
-            digest.last_sequence, digest.last_hash = sequences[n - 1].as_py(), checksums[n - 1].as_py()
+                digest.first_sequence, digest.first_hash = first_sequence, text(stored[0])
+            digest.last_sequence, digest.last_hash = sequences[n - 1].as_py(), text(stored[n - 1])
             expected_sequence, last_checksum = digest.last_sequence + 1, digest.last_hash
             last_ts = int(fields.field("ts")[n - 1].as_py())
-            if on_batch is not None:  # record: NULL, the columnar pass strips the line itself (STRIP_SQL)
+            try:
+                text_lines = arrow_lines.cast(pa.string())  # validates UTF-8
+            except pa.ArrowInvalid:
+                problem(f"lines {first_line}..{first_line + n - 1}: not valid UTF-8")
+                text_lines = None
+            if on_batch is not None and text_lines is not None:  # record NULL: the columnar pass strips lines
                 on_batch(pa.record_batch([
                     pa.array(range(first_line, first_line + n), pa.int64()),
-                    arrow_lines.cast(pa.string()),
+                    text_lines,
                     pa.nulls(n, pa.string()),
                     pa.nulls(n, pa.binary()),
                     pa.nulls(n, pa.int64()),

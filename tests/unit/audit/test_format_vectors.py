@@ -99,14 +99,20 @@ def verify_file(data: bytes, seal: dict, key: bytes | None) -> list[str]:
             problems.append(f"line {number}: checksum is not the last field")
             continue
         body = line[: match.start()] + b"}"
-        record = json.loads(body)
+        try:
+            record = json.loads(body)
+            sequence, prev_hash = record["sequence"], record["prev_hash"]
+        except (ValueError, TypeError, KeyError):  # not JSON, not an object, no chain fields
+            problems.append(f"line {number}: not a record")
+            previous, expected = match.group(1).decode(), expected + 1
+            continue
         if checksum(body, key) != match.group(1).decode():
             problems.append(f"line {number}: checksum mismatch")
-        if record["sequence"] != expected:
-            problems.append(f"line {number}: expected sequence {expected}, got {record['sequence']}")
-        if record["prev_hash"] != previous:
+        if sequence != expected:
+            problems.append(f"line {number}: expected sequence {expected}, got {sequence}")
+        if prev_hash != previous:
             problems.append(f"line {number}: chain break")
-        previous, expected = match.group(1).decode(), record["sequence"] + 1
+        previous, expected = match.group(1).decode(), (sequence if isinstance(sequence, int) else expected) + 1
     claims = {
         "records": len(lines), "file_size": len(data), "file_sha256": hashlib.sha256(data).hexdigest(),
         "merkle_root": merkle_root(lines).hex(), "last_hash": previous, "last_sequence": expected - 1,
