@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from audit_core import AuditConfig, AuditEventEmitter, FailureKind, tail, verify
+from audit_core import AuditConfig, AuditEventEmitter, FailureKind, VerificationFailure, tail, verify
 from audit_core.checkpoint import parse_checkpoint
 from audit_core.cli import main
 from audit_core.converter import MANIFEST_DIR, UNREADABLE, ParquetConverter, read_hot_file, read_manifest, verify_cold
@@ -56,7 +56,7 @@ def write_trail(base: Path, mode: str) -> None:
     if mode == "signed":
         generate_keypair(base / "signing.key", base / "signing.pub")
         extra["signing_key_path"] = base / "signing.key"
-    config = AuditConfig(base_path=base, sync_writes=False, **extra)  # type: ignore[arg-type]
+    config = AuditConfig(base_path=base, sync_writes=False, **extra)
     now = [JAN_1]
     with AuditEventEmitter(config, clock=lambda: now[0]) as emitter:
         for i in range(RECORDS):
@@ -89,7 +89,7 @@ def cli_keys(base: Path, mode: str) -> list[str]:
 
 
 def converter(base: Path, mode: str) -> ParquetConverter:
-    return ParquetConverter(base / "hot", base / "cold", **keys(base, mode))  # type: ignore[arg-type]
+    return ParquetConverter(base / "hot", base / "cold", **keys(base, mode))
 
 
 @pytest.fixture(scope="module")
@@ -197,39 +197,53 @@ class Crafted:
         return self.name
 
 
-LINE = {"hot_kind": FailureKind.UNPARSEABLE_LINE, "convert": "failed verification", "tail_skips": True,
-        "open_trail": "warns"}
-SEAL = {"hot_kind": FailureKind.SEAL_INVALID, "convert": UNREADABLE, "open_trail": "warns"}
-MANIFEST = {"cold_kind": FailureKind.UNREADABLE_FILE, "convert": UNREADABLE, "open_trail": "warns"}
-PARQUET = {"cold_kind": FailureKind.UNREADABLE_FILE, "stats_skips": True, "open_trail": "xfail"}
+def line(name: str, data: bytes) -> Crafted:
+    """A line appended to day 2 (sealed, not converted yet)."""
+    return Crafted(name, append(2, data), hot_kind=FailureKind.UNPARSEABLE_LINE, convert="failed verification",
+                   tail_skips=True, open_trail="warns")
+
+
+def seal(name: str, data: bytes | Callable[[dict[str, object]], object]) -> Crafted:
+    """Day 1's seal (its file converted) replaced."""
+    return Crafted(name, replace_seal(data), hot_kind=FailureKind.SEAL_INVALID, convert=UNREADABLE,
+                   open_trail="warns")
+
+
+def manifest(name: str, data: bytes | Callable[[dict[str, object]], object]) -> Crafted:
+    """Day 1's manifest entry replaced."""
+    return Crafted(name, replace_manifest(data), cold_kind=FailureKind.UNREADABLE_FILE, convert=UNREADABLE,
+                   open_trail="warns")
+
+
+def parquet(name: str, cut: Callable[[bytes], bytes]) -> Crafted:
+    """Day 1's Parquet file damaged."""
+    return Crafted(name, damage_parquet(cut), cold_kind=FailureKind.UNREADABLE_FILE, stats_skips=True,
+                   open_trail="xfail")
+
 
 CRAFTED = [
-    Crafted("stray non-JSON line", append(2, b"operator was here\n"), **LINE),  # type: ignore[arg-type]
-    Crafted("JSON line that is not a record", append(2, b'{"hello":"world"}\n'), **LINE),  # type: ignore[arg-type]
-    Crafted("JSON array line", append(2, b"[1,2,3]\n"), **LINE),  # type: ignore[arg-type]
-    Crafted("deeply nested line", append(2, b'{"a":' + DEEP + b"}\n"), **LINE),  # type: ignore[arg-type]
-    Crafted("invalid UTF-8 line", append(2, b"\xff\xfe\x00\n"), **LINE),  # type: ignore[arg-type]
-    Crafted("garbage seal", replace_seal(b"\x00garbage{"), **SEAL),  # type: ignore[arg-type]
-    Crafted("deeply nested seal", replace_seal(DEEP), **SEAL),  # type: ignore[arg-type]
-    Crafted("seal that is not an object", replace_seal(b"[]"), **SEAL),  # type: ignore[arg-type]
-    Crafted("seal with fields of the wrong type",  # type: ignore[arg-type]
-            replace_seal(lambda seal: {**seal, "records": "24", "first_sequence": [0]}), **SEAL),
-    Crafted("seal with a nested extra field",  # type: ignore[arg-type]
-            replace_seal(lambda seal: {**seal, "x": {"y": [[[[1]]]]}}), **SEAL),
+    line("stray non-JSON line", b"operator was here\n"),
+    line("JSON line that is not a record", b'{"hello":"world"}\n'),
+    line("JSON array line", b"[1,2,3]\n"),
+    line("deeply nested line", b'{"a":' + DEEP + b"}\n"),
+    line("invalid UTF-8 line", b"\xff\xfe\x00\n"),
+    seal("garbage seal", b"\x00garbage{"),
+    seal("deeply nested seal", DEEP),
+    seal("seal that is not an object", b"[]"),
+    seal("seal with fields of the wrong type", lambda seal: {**seal, "records": "24", "first_sequence": [0]}),
+    seal("seal with a nested extra field", lambda seal: {**seal, "x": {"y": [[[[1]]]]}}),
     Crafted("two appended lines in a keyed trail", forge_appended_lines, hot_kind=FailureKind.CHECKSUM_MISMATCH,
             extra_rows=2, mode="keyed"),
     Crafted("garbage checkpoint", garbage_checkpoint, hot_kind=FailureKind.UNREADABLE_FILE, mode="signed"),
-    Crafted("truncated Parquet file", damage_parquet(lambda data: data[: len(data) // 2]), **PARQUET),  # type: ignore[arg-type]
-    Crafted("Parquet file without its footer", damage_parquet(lambda data: data[:-9]), **PARQUET),  # type: ignore[arg-type]
-    Crafted("garbage Parquet file", damage_parquet(lambda data: b"PAR1 not parquet PAR1"), **PARQUET),  # type: ignore[arg-type]
-    Crafted("garbage manifest", replace_manifest(b"{{{"), **MANIFEST),  # type: ignore[arg-type]
-    Crafted("deeply nested manifest", replace_manifest(DEEP), **MANIFEST),  # type: ignore[arg-type]
-    Crafted("manifest that is not an object", replace_manifest(b"[1]"), **MANIFEST),  # type: ignore[arg-type]
-    Crafted("manifest with a path out of the cold store",  # type: ignore[arg-type]
-            replace_manifest(lambda entry: {**entry, "outputs": [{"path": "../../etc/x.parquet", "rows": 1}]}),
-            **MANIFEST),
-    Crafted("manifest with fields of the wrong type",  # type: ignore[arg-type]
-            replace_manifest(lambda entry: {**entry, "source": 7, "outputs": "all"}), **MANIFEST),
+    parquet("truncated Parquet file", lambda data: data[: len(data) // 2]),
+    parquet("Parquet file without its footer", lambda data: data[:-9]),
+    parquet("garbage Parquet file", lambda data: b"PAR1 not parquet PAR1"),
+    manifest("garbage manifest", b"{{{"),
+    manifest("deeply nested manifest", DEEP),
+    manifest("manifest that is not an object", b"[1]"),
+    manifest("manifest with a path out of the cold store",
+             lambda entry: {**entry, "outputs": [{"path": "../../etc/x.parquet", "rows": 1}]}),
+    manifest("manifest with fields of the wrong type", lambda entry: {**entry, "source": 7, "outputs": "all"}),
 ]
 
 
@@ -246,9 +260,9 @@ def crafted(request: pytest.FixtureRequest, templates: dict[str, Path], tmp_path
     return case, base, case.damage(base)
 
 
-def named(failures: list[object], kind: FailureKind, damaged: Path) -> list[object]:
+def named(failures: list[VerificationFailure], kind: FailureKind, damaged: Path) -> list[VerificationFailure]:
     """The failures of ``kind`` whose file or detail names the damaged file."""
-    return [f for f in failures if f.kind == kind and damaged.name in str(f)]  # type: ignore[attr-defined]
+    return [f for f in failures if f.kind == kind and damaged.name in str(f)]
 
 
 # --- each reader --------------------------------------------------------------------------------
