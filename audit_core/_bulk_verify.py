@@ -184,6 +184,12 @@ def scan_file(
             shortest = pc.min(pc.binary_length(arrow_lines)).as_py()
             canonical = pc.all(suffix_ok).as_py() is True and shortest > _SUFFIX_LEN
         if canonical:
+            try:
+                sequences = fields.field("seq").cast(pa.int64())
+                timestamps = fields.field("ts").cast(pa.int64())
+            except pa.ArrowInvalid:  # a number beyond int64: not canonical, verify() judges the line
+                canonical = False
+        if canonical:
             # The fast path: every line canonical, checked column-wise.
             if hmac_key is None:
                 digests = [sha(line[:-_SUFFIX_LEN] + b"}").digest() for line in lines]
@@ -195,7 +201,6 @@ def scan_file(
             stored = pc.binary_slice(arrow_lines, -64 - 2, -2)
             if not _all_equal(computed, stored):
                 problem(f"checksum mismatch in lines {first_line}..{first_line + n - 1}")
-            sequences = fields.field("seq").cast(pa.int64())
             first_sequence = sequences[0].as_py()
             start = first_sequence if expected_sequence is None else expected_sequence
             if not _all_equal(sequences, pa.array(range(start, start + n), pa.int64())):
@@ -220,7 +225,7 @@ def scan_file(
                 digest.first_sequence, digest.first_hash = first_sequence, text(stored[0])
             digest.last_sequence, digest.last_hash = sequences[n - 1].as_py(), text(stored[n - 1])
             expected_sequence, last_checksum = digest.last_sequence + 1, digest.last_hash
-            last_ts = int(fields.field("ts")[n - 1].as_py())
+            last_ts = timestamps[n - 1].as_py()
             try:
                 text_lines = arrow_lines.cast(pa.string())  # validates UTF-8
             except pa.ArrowInvalid:
@@ -257,7 +262,8 @@ def scan_file(
                     digest.first_sequence, digest.first_hash = record.sequence, record.checksum
                 digest.last_sequence, digest.last_hash = record.sequence, record.checksum
                 with contextlib.suppress(ValueError):
-                    last_ts = int(line[len(b'{"ts_event":') : line.index(b",")])
+                    ts = int(line[len(b'{"ts_event":') : line.index(b",")])
+                    last_ts = ts if -(2**63) <= ts < 2**63 else last_ts
                 rows[1].append(line.decode("utf-8", "replace"))
                 rows[2].append(strip_line(line, record.prev_hash).decode("utf-8", "replace"))
                 rows[3].append(None)

@@ -34,12 +34,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from audit_core import _jsonfile
 from audit_core._bulk_verify import STRIP_SQL, batch_schema, rebuild_line, scan_file, verify_scanned
 from audit_core._layout import NS_PER_DAY, parse_hot_file_name, utc_day
-from audit_core.integrity import fsync_directory, hot_files, read_seal
+from audit_core.errors import AuditFormatError
+from audit_core.integrity import check_seal_format, fsync_directory, hot_files, read_seal
 
 MANIFEST_DIR = "_manifest"
 STAGING_DIR = "_staging"
+#: ``ConversionResult.skipped`` of a file whose seal, manifest entry or records could not be read.
+UNREADABLE = "unreadable"
 
 #: The cold schema: (column, type, how it is read). Stable: a test pins it. "field" columns come
 #: straight from the record's key of that name; "json" keeps the value as JSON text; "num:<key>"
@@ -166,7 +170,7 @@ class ConversionResult:
 
     source: str
     converted: bool
-    skipped: str | None = None  # why nothing was written (already converted, not sealed, failed verify)
+    skipped: str | None = None  # why nothing was written (already converted, not sealed, failed verify, UNREADABLE)
     failures: list[str] = field(default_factory=list)
     outputs: list[str] = field(default_factory=list)
     rows: int = 0
@@ -213,11 +217,20 @@ class ParquetConverter:
         self._row_group_size = row_group_size
 
     def convert_all(self, progress: Progress | None = None) -> list[ConversionResult]:
-        """Convert every sealed hot file not converted yet. Safe to run again at any time."""
+        """Convert every sealed hot file not converted yet. Safe to run again at any time.
+
+        A file that cannot be read (its seal or manifest entry is not in its format, its records do
+        not load) does not stop the others: its result has ``skipped="unreadable"`` and the reason,
+        naming the file, in ``failures``.
+        """
         files = [path for path in hot_files(self.hot_path) if parse_hot_file_name(path) is not None]
         results = []
         for done, path in enumerate(files, start=1):
-            results.append(self.convert_file(path))
+            try:
+                results.append(self.convert_file(path))
+            except (AuditFormatError, OSError) as exc:
+                detail = str(exc) if isinstance(exc, AuditFormatError) else f"{path}: cannot read: {exc}"
+                results.append(ConversionResult(path.name, converted=False, skipped=UNREADABLE, failures=[detail]))
             if progress is not None:
                 progress(done, len(files), path.name)
         return results
@@ -227,6 +240,10 @@ class ParquetConverter:
 
         A file that is not sealed, or fails verification, is reported and left untouched.
         Converting a file again finds its manifest entry and writes nothing.
+
+        Raises:
+            AuditFormatError: the file's seal or manifest entry is not in its format, or its
+                verified records cannot be loaded into the cold columns; names the file.
         """
         path = Path(path)
         result = ConversionResult(source=path.name, converted=False)
@@ -235,7 +252,7 @@ class ParquetConverter:
             result.skipped = "not sealed (the live file of a stream, or a crash not yet recovered)"
             return result
         manifest = self._manifest_path(path)
-        converted_seal = json.loads(manifest.read_bytes()).get("seal", {}) if manifest.exists() else {}
+        converted_seal = read_manifest(manifest)["seal"] if manifest.exists() else {}
         if converted_seal.get("file_sha256") == seal.get("file_sha256"):
             result.skipped = "already converted"
             return result
@@ -263,7 +280,10 @@ class ParquetConverter:
                     result.failures = [str(failure) for failure in report.failures]
                     return result
                 if load_error is not None:
-                    raise load_error
+                    raise AuditFormatError(
+                        path, f"its records verify but cannot be loaded into the cold columns: {load_error}"
+                    ) from load_error
+                _check_every_row_has_a_time(columnar, path)
                 outputs = self._write_partitions(columnar, path, staging)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
@@ -298,23 +318,34 @@ class ParquetConverter:
             config=config, hmac_key=self._hmac_key, public_key=self._public_key,
         )
 
-    def get_partition_stats(self) -> list[PartitionStats]:
-        """Files, rows, bytes and time range of every day partition."""
-        import pyarrow.parquet as pq
+    def get_partition_stats(self, on_error: Callable[[AuditFormatError], None] | None = None) -> list[PartitionStats]:
+        """Files, rows, bytes and time range of every day partition, from the Parquet footers.
 
+        Args:
+            on_error: Called with the error of each Parquet file that cannot be read, which is then
+                left out of its partition's numbers. Without it, the first such file raises.
+
+        Raises:
+            AuditFormatError: a Parquet file's footer cannot be read, or its ``ts_event`` is not
+                an int64 column (only without ``on_error``); names the file.
+        """
         stats = []
         for day in sorted(self.cold_path.glob("year=*/month=*/day=*")):
-            files = sorted(day.glob("*.parquet"))
-            rows, first, last = 0, None, None
-            for file in files:
-                metadata = pq.ParquetFile(file).metadata
-                rows += metadata.num_rows
-                column = metadata.schema.to_arrow_schema().get_field_index("ts_event")
-                for group in range(metadata.num_row_groups):
-                    statistics = metadata.row_group(group).column(column).statistics
-                    if statistics is not None and statistics.has_min_max:
-                        first = statistics.min if first is None else min(first, statistics.min)
-                        last = statistics.max if last is None else max(last, statistics.max)
+            files, rows, first, last = [], 0, None, None
+            for file in sorted(day.glob("*.parquet")):
+                try:
+                    file_rows, file_first, file_last = _footer_stats(file)
+                except AuditFormatError as exc:
+                    if on_error is None:
+                        raise
+                    on_error(exc)
+                    continue
+                files.append(file)
+                rows += file_rows
+                if file_first is not None:
+                    first = file_first if first is None else min(first, file_first)
+                if file_last is not None:
+                    last = file_last if last is None else max(last, file_last)
             stats.append(PartitionStats(
                 str(day.relative_to(self.cold_path)), len(files), rows, sum(f.stat().st_size for f in files),
                 first, last,
@@ -371,6 +402,35 @@ class ParquetConverter:
             "outputs": [{"path": str(out.relative_to(self.cold_path)), "rows": rows} for out, rows in outputs],
         }
         write_json_atomically(self._manifest_path(path), entry)  # written last: it marks the conversion done
+
+
+def _check_every_row_has_a_time(columnar: _ColumnarPass, path: Path) -> None:
+    """A row without ``ts_event`` would fall into no day partition: refuse the file instead of losing it."""
+    (untimed,) = columnar.con.execute("SELECT count(*) FROM rows WHERE ts_event IS NULL").fetchone() or (0,)
+    if untimed:
+        raise AuditFormatError(path, f"{untimed} record(s) have no ts_event that fits a signed 64-bit integer")
+
+
+def _footer_stats(file: Path) -> tuple[int, int | None, int | None]:
+    """Rows and min/max ``ts_event`` of a Parquet file, from its footer. AuditFormatError if unreadable."""
+    import pyarrow as pa
+
+    metadata = read_parquet_metadata(file)
+    try:
+        arrow_schema = metadata.schema.to_arrow_schema()
+        column = arrow_schema.get_field_index("ts_event")
+        if column < 0 or str(arrow_schema.field(column).type) != "int64":
+            kind = "missing" if column < 0 else f"of type {arrow_schema.field(column).type}"
+            raise AuditFormatError(file, f"column 'ts_event': expected int64, it is {kind}")
+        first = last = None
+        for group in range(metadata.num_row_groups):
+            statistics = metadata.row_group(group).column(column).statistics
+            if statistics is not None and statistics.has_min_max:
+                first = statistics.min if first is None else min(first, statistics.min)
+                last = statistics.max if last is None else max(last, statistics.max)
+        return metadata.num_rows, first, last
+    except (pa.ArrowException, OSError) as exc:
+        raise AuditFormatError(file, f"unreadable Parquet footer: {exc}") from None
 
 
 def _without_torn_lines(seal: dict[str, Any]) -> bool:
@@ -492,6 +552,52 @@ def write_json_atomically(target: Path, data: dict[str, Any]) -> None:
     fsync_directory(target.parent)
 
 
+def read_manifest(path: Path) -> dict[str, Any]:
+    """One entry of ``cold/_manifest``, its form checked: what converter, retention, verify and workbench read.
+
+    An entry is an object with ``source`` (the hot file's name), ``seal`` (a copy of its seal,
+    ``integrity.check_seal_format``), ``outputs`` (``[{"path": <relative .parquet path>, "rows": n}]``)
+    and, after retention, ``retired`` (outputs removed, same form) and ``hot_removed_by`` (a plan id).
+    Only the form is checked; whether the entry is true is ``verify_cold``'s job.
+
+    Raises:
+        AuditFormatError: not JSON, not an object, or a field of the wrong form; names the file and the field.
+        OSError: the file cannot be read.
+    """
+    entry = _jsonfile.read_object(path, "manifest entry")
+
+    def wrong(field: str, expected: str, got: object) -> AuditFormatError:
+        return AuditFormatError(path, f"manifest entry {field}: expected {expected}, got {got!r:.80}")
+
+    if not isinstance(entry.get("source"), str):
+        raise wrong("source", "a file name", entry.get("source"))
+    check_seal_format(entry.get("seal"), path, "manifest entry's seal")
+    for key in ("outputs", "retired"):
+        outputs = entry.get(key, [])
+        if not isinstance(outputs, list):
+            raise wrong(key, "an array", outputs)
+        for index, output in enumerate(outputs):
+            if not isinstance(output, dict):
+                raise wrong(f"{key}[{index}]", "an object", output)
+            relative = output.get("path")
+            if not isinstance(relative, str) or not _is_relative_parquet_path(relative):
+                raise wrong(f"{key}[{index}].path", "a relative .parquet path inside the cold store", relative)
+            rows = output.get("rows")
+            if not isinstance(rows, int) or isinstance(rows, bool) or rows < 0:
+                raise wrong(f"{key}[{index}].rows", "a count", rows)
+    if not isinstance(entry.get("hot_removed_by", ""), str):
+        raise wrong("hot_removed_by", "a plan id", entry["hot_removed_by"])
+    return entry
+
+
+def _is_relative_parquet_path(relative: str) -> bool:
+    parts = Path(relative).parts
+    return (
+        bool(parts) and relative.endswith(".parquet") and "\x00" not in relative
+        and not Path(relative).is_absolute() and ".." not in parts
+    )
+
+
 def _fsync_file(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -511,8 +617,6 @@ def verify_cold(cold_path: Path | str, hmac_key: bytes | None = None) -> Any:
     is reported too (a partition added by hand). Returns a ``VerificationReport``; ``report.ok`` is
     false when anything failed.
     """
-    import pyarrow.parquet as pq
-
     from audit_core.integrity import (
         FailureKind,
         VerificationFailure,
@@ -525,10 +629,14 @@ def verify_cold(cold_path: Path | str, hmac_key: bytes | None = None) -> Any:
     cold = Path(cold_path)
     report = VerificationReport(keyed=hmac_key is not None)
     named: set[Path] = set()
-    columns = ["source_line", "record", "prev_hash", "checksum", "torn_bytes"]
     for manifest in sorted((cold / MANIFEST_DIR).glob("*.json")):
-        entry = json.loads(manifest.read_bytes())
-        seal, source = entry.get("seal", {}), str(entry.get("source"))
+        try:
+            entry = read_manifest(manifest)
+        except (AuditFormatError, OSError) as exc:
+            report.failures.append(VerificationFailure(
+                str(manifest), 0, None, FailureKind.UNREADABLE_FILE, _unreadable(manifest, exc)))
+            continue
+        seal, source = entry["seal"], entry["source"]
         # Outputs removed by retention (``retention.py`` marks them retired): the rows left are
         # checked among themselves, the seal's whole-file claims no longer can be.
         partial = bool(entry.get("retired"))
@@ -541,10 +649,13 @@ def verify_cold(cold_path: Path | str, hmac_key: bytes | None = None) -> Any:
                 report.failures.append(VerificationFailure(
                     str(file), 0, None, FailureKind.FILE_MISSING, f"{source}: its Parquet file is missing"))
                 continue
-            table = pq.read_table(file, columns=columns)
-            for line_no, record, prev_hash, checksum, torn in zip(
-                *(table.column(name).to_pylist() for name in columns), strict=True
-            ):
+            try:
+                rows = _read_verified_columns(file)
+            except (AuditFormatError, OSError) as exc:
+                report.failures.append(VerificationFailure(
+                    str(file), 0, None, FailureKind.UNREADABLE_FILE, _unreadable(file, exc)))
+                continue
+            for line_no, record, prev_hash, checksum, torn in rows:
                 if torn is not None:
                     lines.append((line_no, torn, True))
                 elif record is None or checksum is None:
@@ -609,14 +720,77 @@ def verify_cold(cold_path: Path | str, hmac_key: bytes | None = None) -> Any:
     return report
 
 
-def read_hot_file(path: Path | str) -> Any:
+#: The columns ``verify_cold`` rebuilds source lines from, and their Arrow types.
+_VERIFIED_COLUMNS = (
+    ("source_line", "int64"), ("record", "string"), ("prev_hash", "string"), ("checksum", "string"),
+    ("torn_bytes", "binary"),
+)
+
+
+def read_parquet_table(file: Path, columns: list[str] | None = None) -> Any:
+    """The rows of cold Parquet ``file`` (only ``columns``, if given) as a pyarrow Table.
+
+    Raises:
+        AuditFormatError: the file cannot be read as Parquet (garbage, truncated, a damaged page or
+            footer, a named column missing), or cannot be opened at all: pyarrow reports a damaged
+            page and a failed open alike, as ``OSError``. Names the file.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_table(file, columns=columns)
+    except (pa.ArrowException, OSError) as exc:
+        raise AuditFormatError(file, f"not a readable Parquet file: {exc}") from None
+
+
+def read_parquet_metadata(file: Path) -> Any:
+    """The footer metadata of cold Parquet ``file``. AuditFormatError as ``read_parquet_table``."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.ParquetFile(file).metadata
+    except (pa.ArrowException, OSError) as exc:
+        raise AuditFormatError(file, f"not a readable Parquet file: {exc}") from None
+
+
+def _read_verified_columns(file: Path) -> list[tuple[Any, ...]]:
+    """(source_line, record, prev_hash, checksum, torn_bytes) of every row of ``file``, types checked."""
+    table = read_parquet_table(file, [name for name, _ in _VERIFIED_COLUMNS])
+    for name, kind in _VERIFIED_COLUMNS:
+        got = table.schema.field(name).type
+        if str(got) not in (kind, "large_" + kind):
+            raise AuditFormatError(file, f"column {name!r}: expected {kind}, got {got}")
+    return list(zip(*(table.column(name).to_pylist() for name, _ in _VERIFIED_COLUMNS), strict=True))
+
+
+def _unreadable(file: Path, exc: Exception) -> str:
+    """A failure detail for ``file``: the AuditFormatError's message, or what the OS said."""
+    return str(exc) if isinstance(exc, AuditFormatError) else f"{file}: cannot read: {exc}"
+
+
+#: Fields a hot line must have (of the right JSON type) to be read as a record by ``read_hot_file``:
+#: those a row is placed and chained by. (Lines of other writers may lack the rest.)
+_RECORD_FIELDS = ("ts_event", "event_type", "sequence", "checksum")
+
+
+def read_hot_file(path: Path | str, on_error: Callable[[AuditFormatError], None] | None = None) -> Any:
     """The complete records of one hot file as a pyarrow Table in the cold schema (``COLUMNS``).
 
     For readers of files not converted yet (the workbench reads today's file this way), so hot and
-    cold rows share one mapping from record to columns. Only newline-terminated lines that are JSON
-    objects are read (a torn line, or one still being appended, is left out); rows are in file
-    order. The lines reach DuckDB as Arrow, as in the converter: fed by ``read_csv`` instead, DuckDB
-    1.5 evaluates the numeric cast of ``old_value_num``/``new_value_num`` on non-numeric values too.
+    cold rows share one mapping from record to columns. Rows are in file order. The last line, if it
+    has no newline yet (being appended, or torn by a crash), is left out; so is a torn line that a
+    ``sys.recovery`` record in the same file describes (crash recovery closed it off). Any other
+    line that is not a record (not a JSON object, lacking a field of ``_RECORD_FIELDS`` or with one
+    of the wrong type, a decimal field that is no decimal) is left out and reported: to ``on_error``
+    if given, as one ``AuditFormatError`` for the file (its first such line, and how many), else by
+    raising that error. The lines reach DuckDB as Arrow, as in the converter: fed by ``read_csv``
+    instead, DuckDB 1.5 evaluates the numeric cast of ``old_value_num``/``new_value_num`` on
+    non-numeric values too.
+
+    Raises:
+        AuditFormatError: a line is not a record (only without ``on_error``); names the file and line.
     """
     import duckdb
     import pyarrow as pa
@@ -628,16 +802,75 @@ def read_hot_file(path: Path | str) -> Any:
         "line": pa.array([line.decode("utf-8", "replace") for line in lines], pa.string()),
         "source_line": pa.array(range(1, len(lines) + 1), pa.int64()),
     })
+    is_record = " AND ".join(
+        [f"j.{key} IS NOT NULL" for key in _RECORD_FIELDS]
+        + [f"(j.{column} IS NULL OR TRY_CAST(j.{column} AS {sql_type}) IS NOT NULL)"
+           for column, sql_type, kind in COLUMNS if kind == "decimal"]
+    )
     con = duckdb.connect()
     try:
         con.register("hot_lines", table)
-        return con.execute(
+        rows = con.execute(
             f"""SELECT {_SELECT}
             FROM (SELECT *, NULL::VARCHAR AS record, NULL::BLOB AS torn_bytes, NULL::BIGINT AS torn_ts,
                          json_transform(line, $structure) AS j
                   FROM hot_lines WHERE line LIKE '{{%}}' AND json_valid(line))
+            WHERE {is_record}
             ORDER BY source_line""",
             {"stream": name.stream_key if name else path.stem, "structure": _structure()},
         ).to_arrow_table()
     finally:
         con.close()
+    if rows.num_rows < len(lines):
+        error = _not_records(path, lines, rows)
+        if error is not None:
+            if on_error is None:
+                raise error
+            on_error(error)
+    return rows
+
+
+def _not_records(path: Path, lines: list[bytes], rows: Any) -> AuditFormatError | None:
+    """One error naming the lines of ``path`` that ``read_hot_file`` left out, but for recovered torn lines."""
+    import itertools
+
+    from audit_core.reader import described_torn_lines, is_described
+
+    read = set(rows.column("source_line").to_pylist())
+    offsets = [0, *itertools.accumulate(len(line) + 1 for line in lines)]
+    payloads = []
+    for event_type, payload in zip(rows.column("event_type").to_pylist(), rows.column("payload").to_pylist(),
+                                   strict=True):
+        if event_type == "sys.recovery" and payload:
+            with contextlib.suppress(AuditFormatError):
+                payloads.append(_jsonfile.loads(payload, path, "sys.recovery payload"))
+    described = described_torn_lines(payloads, path.name)
+    left_out = [
+        number for number in range(1, len(lines) + 1)
+        if number not in read and not is_described(offsets[number - 1], lines[number - 1], described)
+    ]
+    if not left_out:
+        return None
+    first = left_out[0]
+    listed = ", ".join(map(str, left_out[:5])) + (", ..." if len(left_out) > 5 else "")
+    return AuditFormatError(
+        path, f"{len(left_out)} line(s) are not records and were left out (line {listed}); "
+        f"line {first}: {_why_not_a_record(path, lines[first - 1])}", first,
+    )
+
+
+def _why_not_a_record(path: Path, line: bytes) -> str:
+    """Why ``read_hot_file`` did not read ``line`` as a record, in a few words."""
+    try:
+        data = _jsonfile.loads(line, path, "the line")
+    except AuditFormatError as exc:
+        return exc.detail.split(":")[0]
+    if not isinstance(data, dict):
+        return f"a JSON {_jsonfile.type_name(data)}, not an object"
+    expected = {"ts_event": int, "sequence": int}
+    for key in _RECORD_FIELDS:
+        value = data.get(key)
+        kind = expected.get(key, str)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            return f"field {key!r}: expected a JSON {_jsonfile.type_name(kind())}, got {value!r:.40}"
+    return "a field's value does not fit its column (a decimal that is no decimal, a number out of range)"

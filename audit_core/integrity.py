@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from audit_core import checkpoint, signing
+from audit_core import _jsonfile, checkpoint, signing
 from audit_core._layout import HOT_SUFFIX, checkpoint_path, parse_hot_file_name, seal_path
-from audit_core.errors import AuditIntegrityError
+from audit_core.errors import AuditFormatError, AuditIntegrityError
 from audit_core.merkle import RFC6962_LEAF_PREFIX as RFC6962_LEAF_PREFIX
 from audit_core.merkle import RFC6962_NODE_PREFIX as RFC6962_NODE_PREFIX
 from audit_core.merkle import MerkleTree as MerkleTree
@@ -213,15 +213,61 @@ def _write_read_only(target: Path, data: bytes) -> None:
     os.replace(temporary, target)
 
 
+#: The fields ``seal_file`` writes and the JSON types each may hold; ``signature`` is there when signed.
+SEAL_FIELDS: dict[str, tuple[type, ...]] = {
+    "format": (str,), "file": (str,), "stream": (str, type(None)), "records": (int,), "file_size": (int,),
+    "first_sequence": (int, type(None)), "last_sequence": (int, type(None)), "first_hash": (str, type(None)),
+    "last_hash": (str, type(None)), "file_sha256": (str,), "merkle_root": (str,), "next_file": (str, type(None)),
+    "sealed_at_ns": (int,), "seal_checksum": (str,),
+}
+_OPTIONAL_SEAL_FIELDS: dict[str, tuple[type, ...]] = {"signature": (dict,)}
+_PLAIN = (str, int, float, bool, type(None))
+
+
 def read_seal(path: Path) -> dict[str, Any] | None:
-    """The seal of hot file ``path``, or None if it has none. Raises ValueError if unreadable."""
+    """The seal of hot file ``path``, or None if it has none.
+
+    Raises:
+        AuditFormatError: the seal is not JSON, not a ``ledgerline-seal/1`` object, or a field
+            has the wrong type (``check_seal_format``); names the seal file.
+        OSError: the seal exists but cannot be read.
+    """
     target = seal_path(path)
     if not target.exists():
         return None
-    data = json.loads(target.read_bytes())
-    if not isinstance(data, dict) or data.get("format") != SEAL_FORMAT:
-        raise ValueError(f"{target.name} is not a {SEAL_FORMAT} seal")
-    return data
+    seal = _jsonfile.read_object(target, "seal")
+    check_seal_format(seal, target)
+    return seal
+
+
+def check_seal_format(seal: Any, where: Path | str, name: str = "seal") -> None:
+    """Check that ``seal`` is a flat ``ledgerline-seal/1`` object with a value of the right type in every field.
+
+    Only the form is checked here; whether the values are true of the file is ``verify``'s job.
+    Fields other than ``SEAL_FIELDS`` may be present but must hold plain values, not arrays or objects;
+    ``signature`` is an object of plain values (``signing.verify_seal_signature`` checks what they say).
+
+    Raises:
+        AuditFormatError: names ``where`` and the field, with the type expected and the one found.
+    """
+    if not isinstance(seal, dict):
+        raise AuditFormatError(where, f"{name}: expected a JSON object, got {_jsonfile.type_name(seal)}")
+    if seal.get("format") != SEAL_FORMAT:
+        raise AuditFormatError(where, f"{name}: format {seal.get('format')!r}, expected {SEAL_FORMAT!r}")
+    for key, value in seal.items():
+        kinds = SEAL_FIELDS.get(key) or _OPTIONAL_SEAL_FIELDS.get(key) or _PLAIN
+        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+            expected = " or ".join(_jsonfile.type_name(kind()) if kind is not type(None) else "null" for kind in kinds)
+            raise AuditFormatError(
+                where, f"{name} field {key!r}: expected {expected}, got {_jsonfile.type_name(value)} {value!r:.40}"
+            )
+        if isinstance(value, dict) and not all(isinstance(item, _PLAIN) for item in value.values()):
+            raise AuditFormatError(
+                where, f"{name} field {key!r}: expected an object of plain values, got {value!r:.40}"
+            )
+    missing = [key for key in SEAL_FIELDS if key not in seal]
+    if missing:
+        raise AuditFormatError(where, f"{name} lacks field(s) {', '.join(missing)}")
 
 
 def _canonical_seal(seal: dict[str, Any], exclude: frozenset[str] = _CHECKSUM_EXCLUDES) -> bytes:
@@ -258,6 +304,8 @@ class FailureKind(enum.StrEnum):
     UNEXPECTED_FILE = "unexpected_file"
     SIGNATURE_MISSING = "signature_missing"
     SIGNATURE_INVALID = "signature_invalid"
+    #: A file that is not in its format (garbage, truncated, wrong types): a manifest, Parquet file or checkpoint.
+    UNREADABLE_FILE = "unreadable_file"
 
 
 @dataclass(frozen=True)
@@ -441,12 +489,13 @@ def _retention_starts(files: list[Path], hmac_key: bytes | None) -> dict[str, di
                 continue
             try:
                 record = split_record(line)
-                payload = json.loads(line).get("payload", {})
+                payload = _payload(line, path)
             except ValueError:
                 continue
             if not hmac.compare_digest(compute_checksum(record.body, hmac_key), record.checksum):
                 continue
-            for removed in payload.get("hot_files", []):
+            removed_files = payload.get("hot_files")
+            for removed in removed_files if isinstance(removed_files, list) else []:
                 if isinstance(removed, dict) and isinstance(removed.get("last_sequence"), int):
                     note = (
                         f"stream {removed.get('stream')} continues after {removed.get('file')}, removed by "
@@ -624,12 +673,14 @@ def _check_signature(
             f"of key {report.signing_key_id}",
         ))
         return
+    note = checkpoint_path(path)
     try:
         signing.verify_seal_signature(seal["signature"], seal_signed_bytes(seal), public_key)
-        note = checkpoint_path(path)
         if note.exists():
-            checkpoint.verify_checkpoint(note.read_text(encoding="utf-8"), public_key, seal)
-    except (AuditIntegrityError, OSError, UnicodeDecodeError, ValueError) as exc:
+            checkpoint.verify_checkpoint(checkpoint.read_checkpoint(note), public_key, seal, source=note)
+    except AuditFormatError as exc:
+        report.failures.append(VerificationFailure(exc.path, 0, None, FailureKind.UNREADABLE_FILE, str(exc)))
+    except (AuditIntegrityError, OSError, ValueError) as exc:
         report.failures.append(VerificationFailure(where, 0, None, FailureKind.SIGNATURE_INVALID, str(exc)))
 
 
@@ -638,7 +689,7 @@ def _recovers(record: RecordFields, pending: _PendingTorn) -> bool:
     if b'"event_type":"sys.recovery"' not in record.body:
         return False
     try:
-        payload = json.loads(record.body).get("payload", {})
+        payload = _payload(record.body, "record")
     except ValueError:
         return False
     return bool(
@@ -647,6 +698,13 @@ def _recovers(record: RecordFields, pending: _PendingTorn) -> bool:
         and payload.get("torn_length") == len(pending.data)
         and payload.get("torn_sha256") == hashlib.sha256(pending.data).hexdigest()
     )
+
+
+def _payload(line: bytes, where: Path | str) -> dict[str, Any]:
+    """The ``payload`` object of a record line; {} when it has none. AuditFormatError if the line is no JSON object."""
+    data = _jsonfile.loads(line, where, "record")
+    payload = data.get("payload") if isinstance(data, dict) else None
+    return payload if isinstance(payload, dict) else {}
 
 
 def _check_record(

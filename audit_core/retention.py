@@ -30,12 +30,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from audit_core import _jsonfile
 from audit_core._layout import checkpoint_path, parse_hot_file_name, seal_path
 from audit_core.config import AuditConfig
-from audit_core.converter import MANIFEST_DIR
+from audit_core.converter import MANIFEST_DIR, read_manifest
 from audit_core.converter import write_json_atomically as _write_json
 from audit_core.emitter import AuditEventEmitter
-from audit_core.errors import AuditConfigError
+from audit_core.errors import AuditConfigError, AuditFormatError
 from audit_core.events import AuditEventType
 from audit_core.integrity import fsync_directory, hot_files, read_seal, verify
 
@@ -65,27 +66,25 @@ def load_holds(cold_path: Path | str) -> list[LegalHold]:
     """The holds in ``cold/_legal_holds.json``: ``[{"start": "2026-01-01", "end": "...", "reason": "..."}]``.
 
     Raises:
-        AuditConfigError: The file is not valid JSON or an entry lacks a valid date; names the entry.
+        AuditFormatError: The file is not valid JSON, not a list, or an entry lacks a valid date;
+            names the file and the entry.
     """
     path = Path(cold_path) / HOLDS_FILE
     if not path.exists():
         return []
-    try:
-        entries = json.loads(path.read_bytes())
-    except json.JSONDecodeError as exc:
-        raise AuditConfigError(f"{path}: not valid JSON ({exc})") from exc
+    entries = _jsonfile.read(path, "legal holds file")
     if not isinstance(entries, list):
-        raise AuditConfigError(f"{path}: expected a list of holds, got {type(entries).__name__}")
+        raise AuditFormatError(path, f"expected a list of holds, got {_jsonfile.type_name(entries)}")
     holds = []
     for index, entry in enumerate(entries):
         try:
             holds.append(LegalHold(
                 dt.date.fromisoformat(entry["start"]), dt.date.fromisoformat(entry["end"]), str(entry.get("reason", ""))
             ))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise AuditConfigError(
-                f"{path}: hold #{index} {entry!r} needs ISO dates 'start' and 'end' ({exc})"
-            ) from exc
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            raise AuditFormatError(
+                path, f"hold #{index} {entry!r:.80} needs ISO dates 'start' and 'end' ({exc})"
+            ) from None
     return holds
 
 
@@ -233,7 +232,7 @@ def _plan(
 def _why_hot_file_stays(
     path: Path,
     stream_id: str,
-    manifests: dict[str, dict[str, Any]],
+    manifests: dict[str, dict[str, Any] | AuditFormatError],
     cutoff: dt.date,
     held: Any,
     hmac_key: bytes | None,
@@ -241,10 +240,15 @@ def _why_hot_file_stays(
 ) -> str | None:
     if stream_id.startswith(RETENTION_STREAM):
         return "retention records are kept forever"
-    seal = read_seal(path)
+    try:
+        seal = read_seal(path)
+    except AuditFormatError as exc:
+        return f"its seal is unreadable: {exc}"
     if seal is None:
         return "not sealed"
     entry = manifests.get(path.name)
+    if isinstance(entry, AuditFormatError):
+        return f"its manifest entry is unreadable: {entry}"
     if entry is None or entry.get("seal", {}).get("file_sha256") != seal.get("file_sha256"):
         return "not converted to Parquet (no matching manifest entry)"
     for output in entry.get("outputs", []):
@@ -271,11 +275,16 @@ def _partition_day(directory: Path) -> dt.date | None:
         return None
 
 
-def _manifests(cold: Path) -> dict[str, dict[str, Any]]:
-    entries = {}
+def _manifests(cold: Path) -> dict[str, dict[str, Any] | AuditFormatError]:
+    """Manifest entries by source file; an unreadable one by its file's name, as its error (its file stays)."""
+    entries: dict[str, dict[str, Any] | AuditFormatError] = {}
     for path in (cold / MANIFEST_DIR).glob("*.json"):
-        entry = json.loads(path.read_bytes())
-        entries[str(entry.get("source"))] = entry
+        try:
+            entry = read_manifest(path)
+        except AuditFormatError as exc:
+            entries[path.name.removesuffix(".json")] = exc
+            continue
+        entries[entry["source"]] = entry
     return entries
 
 
@@ -367,7 +376,10 @@ def _remove(payload: dict[str, Any], cold: Path, hot: Path | None) -> None:
                 target.unlink(missing_ok=True)
             fsync_directory(path.parent)
     for manifest in sorted((cold / MANIFEST_DIR).glob("*.json")):
-        entry = json.loads(manifest.read_bytes())
+        try:
+            entry = read_manifest(manifest)
+        except AuditFormatError:
+            continue  # cannot be marked retired; verify_cold reports it unreadable
         outputs = entry.get("outputs", [])
         gone = [o for o in outputs if o["path"] in retired or _in_partitions(o["path"], payload["partitions"])]
         hot_gone = any(h["file"] == entry.get("source") for h in payload["hot_files"])

@@ -19,7 +19,6 @@ True
 from __future__ import annotations
 
 import difflib
-import json
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -32,7 +31,7 @@ import ibis.expr.types as ir
 
 from workbench import _backend, filters
 from workbench._time import NS_PER_SECOND, to_ns, utc_day
-from workbench.errors import TrailNotFoundError, UnknownValueWarning, WorkbenchInputError
+from workbench.errors import TrailNotFoundError, UnknownValueWarning, UnreadableFileWarning, WorkbenchInputError
 
 #: Cold columns that are storage, not evidence to query: the stored form of the record (for
 #: ``verify_cold``), a torn line's bytes and the line number in the source file. Left out of ``events``.
@@ -417,19 +416,35 @@ def open_trail(path: Path | str, backend: Any = None, *, include_hot: bool = Tru
 
 
 def _read_hot(backend: Any, hot_dir: Path, cold_dir: Path, schema: ibis.Schema) -> tuple[ir.Table | None, HotSnapshot]:
-    """Unconverted hot files as one in-memory table with the cold schema."""
+    """Unconverted hot files as one in-memory table with the cold schema.
+
+    What cannot be read is left out with an ``UnreadableFileWarning`` naming the file: lines that
+    are not records, or a whole file that cannot be opened. A file whose seal or manifest entry is
+    unreadable counts as not converted, so its hot rows are read (rows also in cold count once).
+    """
     import pyarrow as pa
     import pyarrow.compute as pc
 
     from audit_core.converter import read_hot_file
+    from audit_core.errors import AuditFormatError
     from audit_core.integrity import hot_files
+
+    def unreadable(error: AuditFormatError | OSError, what: str = "left out") -> None:
+        warnings.warn(f"open_trail: {what}: {error}", UnreadableFileWarning, stacklevel=4)
 
     snapshot = HotSnapshot()
     tables = []
     for file in hot_files(hot_dir):
-        if _converted(file, cold_dir):
+        try:
+            if _converted(file, cold_dir):
+                continue
+        except (AuditFormatError, OSError) as exc:
+            unreadable(exc, "cannot tell whether it was converted; reading its hot rows")
+        try:
+            table = read_hot_file(file, on_error=unreadable)
+        except (AuditFormatError, OSError) as exc:
+            unreadable(exc)
             continue
-        table = read_hot_file(file)
         snapshot.files.append(file)
         if table.num_rows:
             tables.append(table)
@@ -447,13 +462,16 @@ def _read_hot(backend: Any, hot_dir: Path, cold_dir: Path, schema: ibis.Schema) 
 
 
 def _converted(file: Path, cold_dir: Path) -> bool:
-    """Whether the cold manifest records this exact file (same sealed bytes) as converted."""
-    from audit_core.converter import MANIFEST_DIR
+    """Whether the cold manifest records this exact file (same sealed bytes) as converted.
+
+    Raises ``AuditFormatError`` when the file's seal or its manifest entry is not in its format.
+    """
+    from audit_core.converter import MANIFEST_DIR, read_manifest
     from audit_core.integrity import read_seal
 
     manifest = cold_dir / MANIFEST_DIR / (file.name + ".json")
     if not manifest.exists():
         return False
     seal = read_seal(file)
-    converted = json.loads(manifest.read_bytes()).get("seal", {})
+    converted = read_manifest(manifest)["seal"]
     return seal is not None and converted.get("file_sha256") == seal.get("file_sha256")

@@ -11,7 +11,7 @@ import pytest
 from audit_core import AuditConfig, AuditEventEmitter, parse_record
 from audit_core import retention as retention_module
 from audit_core.converter import MANIFEST_DIR, ParquetConverter, verify_cold
-from audit_core.errors import AuditConfigError
+from audit_core.errors import AuditConfigError, AuditFormatError
 from audit_core.integrity import FailureKind, read_seal, verify
 from audit_core.retention import HOLDS_FILE, JOURNAL_DIR, LegalHold, apply_retention, load_holds
 
@@ -186,7 +186,7 @@ class TestNeverRemoved:
     def test_malformed_hold_file_names_the_entry(self, trail):
         _, cold = trail
         (cold / HOLDS_FILE).write_text(json.dumps([{"start": "2026-13-01", "end": "2026-01-02"}]))
-        with pytest.raises(AuditConfigError, match="hold #0"):
+        with pytest.raises(AuditFormatError, match="hold #0"):
             load_holds(cold)
 
 
