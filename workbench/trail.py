@@ -385,8 +385,14 @@ def open_trail(path: Path | str, backend: Any = None, *, include_hot: bool = Tru
         raise TrailNotFoundError(f"path={str(path)!r} holds no trail: expected a cold/ or hot/ directory in it")
     backend = _backend.resolve(backend)
     schema = cold_schema()
-    cold = _backend.read_cold(backend, cold_dir) if cold_dir.is_dir() else None
-    hot, snapshot = (_read_hot(backend, hot_dir, cold_dir, schema) if include_hot and hot_dir.is_dir()
+    damaged: list[tuple[Path, str]] = []
+    cold = _backend.read_cold(backend, cold_dir, damaged) if cold_dir.is_dir() else None
+    for file, why in damaged:
+        warnings.warn(f"open_trail: left out {file}: {why}; the rows of its source are read from the hot file "
+                      "if it is still there. `ledgerline verify` reports the damage", UnreadableFileWarning,
+                      stacklevel=2)
+    lost = {file.resolve() for file, _ in damaged}
+    hot, snapshot = (_read_hot(backend, hot_dir, cold_dir, schema, lost) if include_hot and hot_dir.is_dir()
                      else (None, HotSnapshot()))
     if cold is not None:
         cold = cold.select(*schema.names)
@@ -415,7 +421,8 @@ def open_trail(path: Path | str, backend: Any = None, *, include_hot: bool = Tru
     return trail
 
 
-def _read_hot(backend: Any, hot_dir: Path, cold_dir: Path, schema: ibis.Schema) -> tuple[ir.Table | None, HotSnapshot]:
+def _read_hot(backend: Any, hot_dir: Path, cold_dir: Path, schema: ibis.Schema,
+              lost: set[Path] | None = None) -> tuple[ir.Table | None, HotSnapshot]:
     """Unconverted hot files as one in-memory table with the cold schema.
 
     What cannot be read is left out with an ``UnreadableFileWarning`` naming the file: lines that
@@ -436,7 +443,7 @@ def _read_hot(backend: Any, hot_dir: Path, cold_dir: Path, schema: ibis.Schema) 
     tables = []
     for file in hot_files(hot_dir):
         try:
-            if _converted(file, cold_dir):
+            if _converted(file, cold_dir, lost or set()):
                 continue
         except (AuditFormatError, OSError) as exc:
             unreadable(exc, "cannot tell whether it was converted; reading its hot rows")
@@ -461,8 +468,8 @@ def _read_hot(backend: Any, hot_dir: Path, cold_dir: Path, schema: ibis.Schema) 
     return _backend.memtable(backend, rows), snapshot
 
 
-def _converted(file: Path, cold_dir: Path) -> bool:
-    """Whether the cold manifest records this exact file (same sealed bytes) as converted.
+def _converted(file: Path, cold_dir: Path, lost: set[Path]) -> bool:
+    """Whether the cold manifest records this exact file (same sealed bytes) as converted, into outputs not ``lost``.
 
     Raises ``AuditFormatError`` when the file's seal or its manifest entry is not in its format.
     """
@@ -473,5 +480,8 @@ def _converted(file: Path, cold_dir: Path) -> bool:
     if not manifest.exists():
         return False
     seal = read_seal(file)
-    converted = read_manifest(manifest)["seal"]
+    entry = read_manifest(manifest)
+    converted = entry["seal"]
+    if any((cold_dir / output["path"]).resolve() in lost for output in entry.get("outputs", [])):
+        return False
     return seal is not None and converted.get("file_sha256") == seal.get("file_sha256")
