@@ -342,7 +342,8 @@ class TestReplayFollowsTheCurrentPolicy:
 
     def test_a_hold_placed_after_the_crash_is_respected_by_the_replay(self, keyed, monkeypatch):
         crash_during_removal(keyed, monkeypatch)
-        (keyed.cold / HOLDS_FILE).write_text(json.dumps([{"start": "2026-01-02", "end": "2026-01-02", "reason": "SEC"}]))
+        hold = {"start": "2026-01-02", "end": "2026-01-02", "reason": "SEC"}
+        (keyed.cold / HOLDS_FILE).write_text(json.dumps([hold]))
         keyed.retention()
         assert keyed.partitions() == [f"year=2026/month=01/day=0{d}" for d in (2, 4, 5)]
         assert "2026-01-02" in " ".join(p.name for p in keyed.main_files())
@@ -368,7 +369,7 @@ class TestReplayFollowsTheCurrentPolicy:
 class TestTheKeyIsRequired:
     def test_a_keyed_trail_without_its_key_is_refused_untouched(self, keyed, tmp_path):
         before = snapshot(tmp_path)
-        with pytest.raises(AuditConfigError, match="HMAC-keyed.*touched nothing"):
+        with pytest.raises(AuditConfigError, match=r"HMAC-keyed.*touched nothing"):
             apply_retention(keyed.hot, keyed.cold, days=3, now=JAN_7)
         assert snapshot(tmp_path) == before
 
@@ -409,7 +410,7 @@ class TestTheKeyIsRequired:
 
     def test_a_signed_trail_without_its_signing_key_is_refused(self, signed, tmp_path, capsys, monkeypatch):
         before = snapshot(tmp_path)
-        with pytest.raises(AuditConfigError, match="signed.*signing key"):
+        with pytest.raises(AuditConfigError, match=r"signed.*signing key"):
             apply_retention(signed.hot, signed.cold, days=3, now=JAN_7, hmac_key=KEY.encode())
         monkeypatch.setenv("LEDGERLINE_TEST_KEY", KEY)
         args = ["retention", str(signed.cold), "--days", "3", "--now", "2026-01-07T00:00",
@@ -479,7 +480,8 @@ class TestSpecialRecordsAreParsedInTheirStream:
         report = trail.verify()
         assert FailureKind.SEQUENCE_GAP in {f.kind for f in report.failures} and report.retired == []
 
-    def test_a_retention_text_in_an_ordinary_payload_covers_nothing(self, keyed):
+    @pytest.mark.parametrize("stream", ["main", "retention"])
+    def test_a_retention_text_in_an_ordinary_payload_covers_nothing(self, keyed, stream):
         middle = keyed.main_files()[2]
         seal = read_seal(middle)
         assert seal is not None
@@ -487,9 +489,10 @@ class TestSpecialRecordsAreParsedInTheirStream:
             "file": middle.name, "stream": "T1.main", "last_sequence": seal["last_sequence"],
             "last_hash": seal["last_hash"],
         }]}
-        with AuditEventEmitter(keyed.config) as emitter:  # an honest, keyed record that carries the text
+        config = keyed.config.model_copy(update={"stream_id": stream})
+        with AuditEventEmitter(config) as emitter:  # an honest, keyed record that carries the text
             emitter.emit_system("sys.order_note", "strategy", injected)
-        assert b'"event_type":"sys.retention"' in keyed.main_files()[-1].read_bytes()
+            assert b'"event_type":"sys.retention"' in emitter.writer.path.read_bytes()
         delete_hot_file(middle)
         report = keyed.verify()
         assert {FailureKind.SEQUENCE_GAP, FailureKind.FILE_MISSING} <= {f.kind for f in report.failures}
