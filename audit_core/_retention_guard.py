@@ -306,7 +306,6 @@ class HotIndex:
         return confined(self.hot, str(found[0].relative_to(self.hot)), "hot file")
 
 
-
 def manifest_entries(cold: Path) -> Iterable[tuple[str, dict[str, Any]]]:
     """(file name, entry) of every readable manifest that is not a symbolic link; others are skipped."""
     for path in sorted((cold / MANIFEST_DIR).glob("*.json")):
