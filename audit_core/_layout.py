@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import NamedTuple
 
 HOT_SUFFIX = ".jsonl"
+#: The stream ``sys.retention`` records are written to (and the only one they count in).
+RETENTION_STREAM = "retention"
 SEAL_SUFFIX = ".seal"
 CHECKPOINT_SUFFIX = ".checkpoint"
 _HOT_NAME = re.compile(

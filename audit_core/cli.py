@@ -126,7 +126,10 @@ def retention(args: argparse.Namespace) -> int:
 
     A sys.retention record naming everything removed (with the seal hashes of removed hot files)
     is appended to the trail (stream "retention" in --hot) before anything goes. Legal holds in
-    COLD/_legal_holds.json pin date ranges. --days 0 keeps everything.
+    COLD/_legal_holds.json pin date ranges. --days 0 keeps everything. A keyed trail needs
+    --hmac-key-env and a signed one --signing-key (or --signing-key-env): without them nothing is
+    touched (exit 2). A journal in COLD/_retention that does not authenticate, or names a path
+    outside the trail, stops the run before anything is removed (exit 1).
 
     example:
       ledgerline retention trail/cold --hot trail/hot --days 90 --dry-run
@@ -136,9 +139,10 @@ def retention(args: argparse.Namespace) -> int:
     cold = _existing(args.cold)
     hot = Path(args.hot) if args.hot else cold.parent / "hot"
     config = None
-    if args.trader_id or args.hmac_key_env:
+    if args.trader_id or args.hmac_key_env or args.signing_key or args.signing_key_env:
         config = AuditConfig(
-            base_path=hot.parent, trader_id=args.trader_id or "TRADER-001", hmac_key_env=args.hmac_key_env
+            base_path=hot.parent, hmac_key_env=args.hmac_key_env, signing_key_path=args.signing_key,
+            signing_key_env=args.signing_key_env, **({"trader_id": args.trader_id} if args.trader_id else {}),
         )
     plan = apply_retention(
         hot if hot.exists() else None, cold, days=args.days, now=args.now, dry_run=args.dry_run, config=config,
@@ -372,6 +376,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trader-id", metavar="ID", help="trader id of the retention stream (default: the trail's)")
     p.add_argument("--hmac-key-env", metavar="VAR", help="environment variable holding the HMAC key")
     p.add_argument("--public-key", metavar="KEY", help="public key file: hot files' seals must be signed by it")
+    p.add_argument("--signing-key", metavar="KEY", help="private key file of a signed trail: signs journals and seals")
+    p.add_argument("--signing-key-env", metavar="VAR", help="environment variable holding that private key instead")
 
     p = _add_verb(verbs, "tail", tail)
     p.add_argument("path", help="a hot JSONL file or a trail directory")

@@ -52,3 +52,15 @@ class AuditFormatError(AuditError, ValueError):
 
     def __reduce__(self) -> tuple[type[AuditFormatError], tuple[str, str, int | None]]:
         return type(self), (self.path, self.detail, self.line)  # picklable across a process pool
+
+
+class RetentionJournalError(AuditIntegrityError):
+    """A retention journal is not authentic, or names a path outside the trail; nothing was removed."""
+
+    def __init__(self, journal: object, problem: str) -> None:
+        super().__init__(
+            f"retention journal {journal}: {problem}; retention removed nothing (inspect the journal: "
+            "finish or delete it by hand only if you know where it came from)"
+        )
+        self.journal = journal
+        self.problem = problem

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from audit_core import _jsonfile, checkpoint, signing
-from audit_core._layout import HOT_SUFFIX, checkpoint_path, parse_hot_file_name, seal_path
+from audit_core import _jsonfile, checkpoint, documents, signing
+from audit_core._layout import HOT_SUFFIX, RETENTION_STREAM, checkpoint_path, parse_hot_file_name, seal_path
 from audit_core.errors import AuditFormatError, AuditIntegrityError
 from audit_core.merkle import RFC6962_LEAF_PREFIX as RFC6962_LEAF_PREFIX
 from audit_core.merkle import RFC6962_NODE_PREFIX as RFC6962_NODE_PREFIX
@@ -50,9 +50,7 @@ _PREV_HASH_KEY = b'"prev_hash":'
 
 def compute_checksum(body: bytes, hmac_key: bytes | None = None) -> str:
     """SHA-256 hex of ``body``, or HMAC-SHA256 hex when ``hmac_key`` is given."""
-    if hmac_key is None:
-        return hashlib.sha256(body).hexdigest()
-    return hmac.new(hmac_key, body, hashlib.sha256).hexdigest()
+    return documents.keyed_digest(body, hmac_key)
 
 
 class RecordFields(NamedTuple):
@@ -102,10 +100,8 @@ def split_record(line: bytes) -> RecordFields:
 
 SEAL_FORMAT = "ledgerline-seal/1"
 _SEAL_MODE = 0o440  # sealed files and their seals lose their write bits
-#: ``seal_checksum`` covers every other field, the signature included ...
-_CHECKSUM_EXCLUDES = frozenset({"seal_checksum"})
-#: ... and the signature covers every field but itself and the checksum.
-_SIGNATURE_EXCLUDES = frozenset({"seal_checksum", "signature"})
+#: A seal is an authenticated document (``documents.py``) with this checksum field.
+SEAL_CHECKSUM = "seal_checksum"
 
 
 @dataclass
@@ -189,9 +185,8 @@ def seal_file(
         "sealed_at_ns": sealed_at_ns,
     }
     if signing_key is not None:
-        seal["signature"] = signing.sign_seal(seal_signed_bytes(seal), signing_key)
         _write_read_only(checkpoint_path(path), checkpoint.sign_checkpoint(seal, signing_key).encode())
-    seal["seal_checksum"] = compute_checksum(_canonical_seal(seal), hmac_key)
+    seal = documents.authenticate(seal, SEAL_CHECKSUM, hmac_key, signing_key)
     _write_read_only(seal_path(path), json.dumps(seal, indent=1).encode() + b"\n")
     os.chmod(path, _SEAL_MODE)
     fsync_directory(path.parent)
@@ -270,15 +265,9 @@ def check_seal_format(seal: Any, where: Path | str, name: str = "seal") -> None:
         raise AuditFormatError(where, f"{name} lacks field(s) {', '.join(missing)}")
 
 
-def _canonical_seal(seal: dict[str, Any], exclude: frozenset[str] = _CHECKSUM_EXCLUDES) -> bytes:
-    """Compact, key-sorted JSON of the seal without the ``exclude`` fields: what checksum and signature cover."""
-    body = {key: value for key, value in seal.items() if key not in exclude}
-    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
-
-
 def seal_signed_bytes(seal: dict[str, Any]) -> bytes:
     """The bytes a seal's Ed25519 ``signature`` covers: the canonical seal without signature and checksum."""
-    return _canonical_seal(seal, _SIGNATURE_EXCLUDES)
+    return documents.signed_bytes(seal, SEAL_CHECKSUM)
 
 
 def fsync_directory(directory: Path) -> None:
@@ -437,7 +426,13 @@ def verify(
     """Verify checksums, sequences and chain of every record under ``path``.
 
     Files of one stream (same trader and stream id in the name) are checked as one chain in date
-    order, so a deleted or reordered day breaks it too. Files with other names are checked alone.
+    order, so a deleted or reordered day breaks it too. A ``*.jsonl`` file in a searched directory
+    that is not named like a trail file is an ``unexpected_file`` failure and is not read; a file
+    passed by name is checked alone, whatever its name.
+
+    Special records are parsed, never searched for: a ``sys.retention`` record excuses the files it
+    names only if it is in a ``retention`` stream whose chain and seals verify (``retention_records``);
+    a ``sys.recovery`` record excuses only a torn line before it in its own stream.
 
     Args:
         path: A hot file, a directory to search, or several of those.
@@ -452,19 +447,103 @@ def verify(
         A report; ``report.ok`` is false when anything failed. It never raises for tampering.
     """
     paths = [path] if isinstance(path, (str, Path)) else list(path)
-    files = [f for p in paths for f in hot_files(p)]
     report = VerificationReport(keyed=hmac_key is not None)
     if public_key is not None:
         report.signing_key_id = signing.key_id(public_key)
-    starts = _retention_starts(files, hmac_key) if require_stream_start else {}
-    for stream_key, stream_files in _group_streams(files):
-        _verify_stream(
-            stream_key, stream_files, hmac_key, report, require_stream_start, public_key, starts.get(stream_key, {})
-        )
+    files = _trail_files(paths, report)
+    groups = list(_group_streams(files))
+    # The retention streams first: their verified records say which files retention removed.
+    starts: dict[str, dict[tuple[int, str], _Retired]] = {}
+    for stream_key, stream_files in groups:
+        if _is_retention_file(stream_files[0]):
+            records = _verified_retention_records(
+                stream_key, stream_files, hmac_key, report, require_stream_start, public_key
+            )
+            if require_stream_start:
+                _add_retention_starts(starts, records)
+    for stream_key, stream_files in groups:
+        if not _is_retention_file(stream_files[0]):
+            _verify_stream(
+                stream_key, stream_files, hmac_key, report, require_stream_start, public_key,
+                starts.get(stream_key, {}),
+            )
     return report
 
 
-_RETENTION_MARK = b'"event_type":"sys.retention"'
+def _trail_files(paths: list[Path | str], report: VerificationReport) -> list[Path]:
+    """The hot files to verify. Files found in a directory must be named like trail files: any
+    other ``*.jsonl`` there (``notes.jsonl``) is reported as unexpected and never read. A file
+    given by name is checked alone, whatever its name."""
+    files = []
+    for given in paths:
+        searched = Path(given).is_dir()
+        for path in hot_files(given):
+            if searched and parse_hot_file_name(path) is None:
+                report.failures.append(VerificationFailure(
+                    str(path), 0, None, FailureKind.UNEXPECTED_FILE,
+                    "not a trail file (trail files are named audit.<trader>.<stream>.<YYYY-MM-DD>.<segment>"
+                    ".jsonl): not verified, and nothing in it is trusted",
+                ))
+            else:
+                files.append(path)
+    return files
+
+
+class RetentionRecord(NamedTuple):
+    """A ``sys.retention`` record of a retention stream whose chain and seal verify."""
+
+    file: Path
+    sequence: int
+    payload: dict[str, Any]
+
+
+def retention_records(
+    path: Path | str, hmac_key: bytes | None = None, *, public_key: Ed25519PublicKey | None = None
+) -> list[RetentionRecord]:
+    """The ``sys.retention`` records that count under ``path``: see ``_verified_retention_records``."""
+    files = [f for f in hot_files(path) if _is_retention_file(f)]
+    report = VerificationReport(keyed=hmac_key is not None)
+    records = []
+    for stream_key, stream_files in _group_streams(files):
+        records += _verified_retention_records(stream_key, stream_files, hmac_key, report, True, public_key)
+    return records
+
+
+def _is_retention_file(path: Path) -> bool:
+    name = parse_hot_file_name(path)
+    return name is not None and name.stream_id == RETENTION_STREAM
+
+
+def _verified_retention_records(
+    stream_key: str,
+    files: list[Path],
+    hmac_key: bytes | None,
+    report: VerificationReport,
+    require_stream_start: bool,
+    public_key: Ed25519PublicKey | None,
+) -> list[RetentionRecord]:
+    """Verify a retention stream into ``report``; return its ``sys.retention`` records that count.
+
+    A record counts when it parses as a JSON object whose ``event_type`` is exactly
+    ``sys.retention``, its checksum verifies, and its file and every earlier file of the stream
+    verify without a failure (chain, seal; with ``public_key``, the file must also be sealed and
+    signed by that key, so a line appended to a live file by someone without the key never counts).
+    """
+    collected: list[tuple[Path, RecordFields]] = []
+    _verify_stream(stream_key, files, hmac_key, report, require_stream_start, public_key, collect=collected)
+    failed = {failure.file for failure in report.failures}
+    trusted: set[Path] = set()
+    for path in files:
+        if str(path) in failed or (public_key is not None and not seal_path(path).exists()):
+            break
+        trusted.add(path)
+    records = []
+    for path, record in collected:
+        fields = _parse_object(record.body) if path in trusted else None
+        payload = fields.get("payload") if fields is not None and fields.get("event_type") == "sys.retention" else None
+        if isinstance(payload, dict):
+            records.append(RetentionRecord(path, record.sequence, payload))
+    return records
 
 
 class _Retired(NamedTuple):
@@ -472,39 +551,41 @@ class _Retired(NamedTuple):
     note: str  # what the report says when a stream continues after it
 
 
-def _retention_starts(files: list[Path], hmac_key: bytes | None) -> dict[str, dict[tuple[int, str], _Retired]]:
+def _add_retention_starts(starts: dict[str, dict[tuple[int, str], _Retired]], records: list[RetentionRecord]) -> None:
     """Where a stream may continue after files retention removed: (sequence, prev_hash) per stream.
 
-    Taken only from ``sys.retention`` records whose checksum verifies; each names the removed
-    files with their last sequence and hash, so the next remaining record must continue exactly
-    there. Deleting any file retention did not announce still shows as a gap.
+    Each ``sys.retention`` record names the removed files with their last sequence and hash, so
+    the next remaining record must continue exactly there. Deleting any file retention did not
+    announce still shows as a gap.
     """
-    starts: dict[str, dict[tuple[int, str], _Retired]] = {}
-    for path in files:
-        data = path.read_bytes()
-        if _RETENTION_MARK not in data:
-            continue
-        for line in data.splitlines(keepends=True):
-            if _RETENTION_MARK not in line:
-                continue
-            try:
-                record = split_record(line)
-                payload = _payload(line, path)
-            except ValueError:
-                continue
-            if not hmac.compare_digest(compute_checksum(record.body, hmac_key), record.checksum):
-                continue
-            removed_files = payload.get("hot_files")
-            for removed in removed_files if isinstance(removed_files, list) else []:
-                if isinstance(removed, dict) and isinstance(removed.get("last_sequence"), int):
-                    note = (
-                        f"stream {removed.get('stream')} continues after {removed.get('file')}, removed by "
-                        f"retention plan {payload.get('plan_id')} (sys.retention, sequence {record.sequence} "
-                        f"in {path.name})"
-                    )
-                    key = (removed["last_sequence"] + 1, str(removed.get("last_hash")))
-                    starts.setdefault(str(removed.get("stream")), {})[key] = _Retired(str(removed.get("file")), note)
-    return starts
+    for record in records:
+        payload = record.payload
+        removed_files = payload.get("hot_files")
+        for removed in removed_files if isinstance(removed_files, list) else []:
+            if isinstance(removed, dict) and isinstance(removed.get("last_sequence"), int):
+                note = (
+                    f"stream {removed.get('stream')} continues after {removed.get('file')}, removed by "
+                    f"retention plan {payload.get('plan_id')} (sys.retention, sequence {record.sequence} "
+                    f"in {record.file.name})"
+                )
+                key = (removed["last_sequence"] + 1, str(removed.get("last_hash")))
+                starts.setdefault(str(removed.get("stream")), {})[key] = _Retired(str(removed.get("file")), note)
+
+
+def _parse_object(body: bytes) -> dict[str, Any] | None:
+    """A record's JSON object, or None if it is not one (or repeats a key, which JSON parsers resolve differently)."""
+    try:
+        parsed = json.loads(body, object_pairs_hook=_unique_keys)
+    except (ValueError, RecursionError):
+        return None
+    return parsed if isinstance(parsed, dict) else None
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        raise ValueError("repeated key")
+    return result
 
 
 def _group_streams(files: list[Path]) -> Iterator[tuple[str, list[Path]]]:
@@ -538,7 +619,9 @@ def _verify_stream(
     require_stream_start: bool,
     public_key: Ed25519PublicKey | None = None,
     retention_starts: dict[tuple[int, str], _Retired] | None = None,
+    collect: list[tuple[Path, RecordFields]] | None = None,
 ) -> None:
+    """Verify one stream's files as one chain into ``report``; ``collect`` gets every record whose checksum verifies."""
     summary = StreamSummary(stream=stream_key)
     report.streams[str(files[0].parent / stream_key)] = summary
     # None means unknown (a partial stream, or after an unreadable line): skip that one check.
@@ -577,8 +660,10 @@ def _verify_stream(
                 if retired is not None:  # the files before this one were removed, and the trail says so
                     expected_sequence, prev_checksum = record.sequence, record.prev_hash
                     report.retired.append(retired.note)
+            actual = compute_checksum(record.body, hmac_key)
+            valid = hmac.compare_digest(actual.encode(), record.checksum.encode())
             if pending is not None:
-                if _recovers(record, pending):
+                if valid and _recovers(record, pending):
                     # A crash tore this line and the writer said so in the chain on restart.
                     report.failures.remove(pending.failure)
                     report.recovered.append(dataclasses.replace(pending.failure, kind=FailureKind.TORN_LINE))
@@ -589,11 +674,13 @@ def _verify_stream(
                     provisional.append(pending)
                     expected_sequence, prev_checksum = pending.expected_sequence, pending.prev_checksum
                 pending = None
-            for earlier in [p for p in provisional if _recovers(record, p)]:
+            for earlier in [p for p in provisional if valid and _recovers(record, p)]:
                 provisional.remove(earlier)
                 report.failures.remove(earlier.failure)
                 report.recovered.append(dataclasses.replace(earlier.failure, kind=FailureKind.TORN_LINE))
-            _check_record(record, where, line_no, expected_sequence, prev_checksum, hmac_key, report)
+            _check_record(record, actual, where, line_no, expected_sequence, prev_checksum, report)
+            if collect is not None and valid:
+                collect.append((path, record))
             report.records += 1
             summary.records += 1
             if summary.first_sequence is None:
@@ -628,16 +715,7 @@ def _check_seal(
             ))
         return
     report.sealed_files += 1
-    stored = seal.get("seal_checksum")
-    if not isinstance(stored, str) or not hmac.compare_digest(
-        compute_checksum(_canonical_seal(seal), hmac_key).encode(), stored.encode()
-    ):
-        report.failures.append(VerificationFailure(
-            where, 0, None, FailureKind.SEAL_INVALID,
-            f"{seal_path(path).name}: seal_checksum does not match the seal's contents (edited seal?)",
-        ))
-    if public_key is not None:
-        _check_signature(path, seal, public_key, report)
+    _check_seal_document(path, seal, hmac_key, report, public_key)
     expected = digest.seal_fields()
     for key, value in expected.items():
         if seal.get(key) != value:
@@ -661,23 +739,33 @@ def _check_seal(
         ))
 
 
-def _check_signature(
-    path: Path, seal: dict[str, Any], public_key: Ed25519PublicKey, report: VerificationReport
+_SEAL_PROBLEM_KINDS = {
+    documents.ProblemKind.CHECKSUM: FailureKind.SEAL_INVALID,
+    documents.ProblemKind.SIGNATURE_MISSING: FailureKind.SIGNATURE_MISSING,
+    documents.ProblemKind.SIGNATURE_INVALID: FailureKind.SIGNATURE_INVALID,
+}
+
+
+def _check_seal_document(
+    path: Path,
+    seal: dict[str, Any],
+    hmac_key: bytes | None,
+    report: VerificationReport,
+    public_key: Ed25519PublicKey | None,
 ) -> None:
-    """With a trusted key, a seal must be signed by it, and its checkpoint (if any) must match and verify."""
-    where = str(path)
-    if "signature" not in seal:
-        report.failures.append(VerificationFailure(
-            where, 0, None, FailureKind.SIGNATURE_MISSING,
-            f"{seal_path(path).name} is unsigned, but a public key was given: expected a signature "
-            f"of key {report.signing_key_id}",
-        ))
+    """The seal's own checksum and (with a trusted key) signature, then its checkpoint, if any."""
+    where, name = str(path), seal_path(path).name
+    problems = documents.check_document(seal, SEAL_CHECKSUM, hmac_key, public_key, what="seal")
+    for problem in problems:
+        kind = _SEAL_PROBLEM_KINDS[problem.kind]
+        report.failures.append(VerificationFailure(where, 0, None, kind, f"{name}: {problem}"))
+    note = checkpoint_path(path)
+    signature_problems = [p for p in problems if p.kind is not documents.ProblemKind.CHECKSUM]
+    if public_key is None or signature_problems or not note.exists():
         return
     note = checkpoint_path(path)
     try:
-        signing.verify_seal_signature(seal["signature"], seal_signed_bytes(seal), public_key)
-        if note.exists():
-            checkpoint.verify_checkpoint(checkpoint.read_checkpoint(note), public_key, seal, source=note)
+        checkpoint.verify_checkpoint(checkpoint.read_checkpoint(note), public_key, seal, source=note)
     except AuditFormatError as exc:
         report.failures.append(VerificationFailure(exc.path, 0, None, FailureKind.UNREADABLE_FILE, str(exc)))
     except (AuditIntegrityError, OSError, ValueError) as exc:
@@ -685,12 +773,16 @@ def _check_signature(
 
 
 def _recovers(record: RecordFields, pending: _PendingTorn) -> bool:
-    """Whether ``record`` is a ``sys.recovery`` record describing exactly the pending torn line."""
-    if b'"event_type":"sys.recovery"' not in record.body:
+    """Whether ``record`` is a ``sys.recovery`` record describing exactly the pending torn line.
+
+    Only a record of the torn line's own stream is ever asked; it must parse as a JSON object whose
+    ``event_type`` is exactly ``sys.recovery`` (text inside some other record's payload is not one).
+    """
+    if b'"sys.recovery"' not in record.body:  # a cheap filter; the parse below decides
         return False
-    try:
-        payload = _payload(record.body, "record")
-    except ValueError:
+    fields = _parse_object(record.body)
+    payload = fields.get("payload") if fields is not None and fields.get("event_type") == "sys.recovery" else None
+    if not isinstance(payload, dict):
         return False
     return bool(
         payload.get("torn_file") == pending.file_name
@@ -709,15 +801,15 @@ def _payload(line: bytes, where: Path | str) -> dict[str, Any]:
 
 def _check_record(
     record: RecordFields,
+    actual: str,
     where: str,
     line_no: int,
     expected_sequence: int | None,
     prev_checksum: str | None,
-    hmac_key: bytes | None,
     report: VerificationReport,
 ) -> None:
+    """Checksum (``actual`` is what the record hashes to), sequence and chain of one record."""
     failures = report.failures
-    actual = compute_checksum(record.body, hmac_key)
     if not hmac.compare_digest(actual.encode(), record.checksum.encode()):
         failures.append(VerificationFailure(
             where, line_no, record.sequence, FailureKind.CHECKSUM_MISMATCH,

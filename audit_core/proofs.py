@@ -142,7 +142,7 @@ def check_proof(proof: dict[str, Any] | Path | str, public_key: Ed25519PublicKey
             raise AuditIntegrityError(
                 f"the proof's seal is unsigned: expected a signature of key {signing.key_id(public_key)}"
             )
-        signing.verify_seal_signature(seal["signature"], seal_signed_bytes(seal), public_key)
+        signing.verify_signature(seal["signature"], seal_signed_bytes(seal), public_key)
         key_id = signing.key_id(public_key)
     return CheckedProof(file, sequence, index, tree_size, root, key_id)
 

@@ -5,18 +5,28 @@ A purge runs in four steps, each safe to crash after:
 1. **Plan.** Cold day partitions older than the window, and hot files whose every Parquet output is
    older than the window and which are sealed, verify, and match their manifest entry. Nothing
    under a legal hold, nothing unconverted, nothing of the ``retention`` stream (its records are
-   what make the remaining trail verifiable) is ever in a plan.
-2. **Journal.** The plan is written to ``cold/_retention/<plan id>.json`` (synced, renamed).
+   what make the remaining trail verifiable), nothing reached through a symbolic link is ever in
+   a plan.
+2. **Journal.** The plan is written to ``cold/_retention/<plan id>.json`` (synced, renamed), as an
+   authenticated document (``documents.py``): ``journal_checksum`` is SHA-256, or HMAC-SHA256 with
+   the trail's key, and with a signing key it carries an Ed25519 ``signature``, like a seal.
 3. **Record.** A durable ``sys.retention`` record naming every partition and every hot file (with
    its seal: last sequence and hash, Merkle root, file SHA-256) is appended to the audit trail,
    on the ``retention`` stream. The deletion is announced before it happens.
 4. **Remove**, then mark removed outputs ``retired`` in their manifest entries and the journal
    ``done``.
 
-A crash leaves a journal that is not ``done``; the next ``apply_retention`` finishes it first
-(recording it only if the trail does not already hold its record). ``integrity.verify`` accepts a
-stream whose first remaining record continues the last hash a ``sys.retention`` record names, and
-``converter.verify_cold`` skips outputs marked retired.
+Files on disk cannot steer it (the checks live in ``_retention_guard.py``). Before anything is
+touched: ``days`` is checked; a trail whose
+seals or records show an HMAC key (they do not verify as plain SHA-256) or a signature (a seal
+carries one, or a checkpoint exists) is refused without that key; and every journal must
+authenticate and name only day partitions inside the cold store and trail files inside the hot
+directory, with no symbolic link on the way, or ``RetentionJournalError`` names it and nothing is
+removed. A journal left by a crash is replayed only for what the current policy (window, holds,
+verification) would remove too; one whose record never reached the trail removed nothing and is
+abandoned. ``integrity.verify`` accepts a stream whose first remaining record continues the last
+hash a verified ``sys.retention`` record names, and ``converter.verify_cold`` skips outputs
+marked retired.
 """
 
 from __future__ import annotations
@@ -25,25 +35,45 @@ import datetime as dt
 import hashlib
 import json
 import shutil
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from pydantic import SecretStr
 
 from audit_core import _jsonfile
+from audit_core._layout import RETENTION_STREAM as RETENTION_STREAM  # its files are never purged
 from audit_core._layout import checkpoint_path, parse_hot_file_name, seal_path
+from audit_core._retention_guard import JOURNAL_CHECKSUM as JOURNAL_CHECKSUM
+from audit_core._retention_guard import JOURNAL_DIR as JOURNAL_DIR
+from audit_core._retention_guard import JOURNAL_FORMAT as JOURNAL_FORMAT
+from audit_core._retention_guard import (
+    HotIndex,
+    Journal,
+    TrailKeys,
+    authenticated_journal,
+    check_trail_keys,
+    load_journals,
+    manifest_entries,
+    partition_path,
+    resolve_keys,
+    trail_files,
+)
 from audit_core.config import AuditConfig
-from audit_core.converter import MANIFEST_DIR, read_manifest
+from audit_core.converter import MANIFEST_DIR
 from audit_core.converter import write_json_atomically as _write_json
 from audit_core.emitter import AuditEventEmitter
 from audit_core.errors import AuditConfigError, AuditFormatError
 from audit_core.events import AuditEventType
-from audit_core.integrity import fsync_directory, hot_files, read_seal, verify
+from audit_core.integrity import fsync_directory, read_seal, retention_records, verify
 
-JOURNAL_DIR = "_retention"
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
 HOLDS_FILE = "_legal_holds.json"
-#: The stream retention records go to. Its files are never purged: they prove what was.
-RETENTION_STREAM = "retention"
+#: The largest window: 100 years, as ``AuditConfig.retention_days``.
+MAX_RETENTION_DAYS = 36500
 
 
 @dataclass(frozen=True)
@@ -136,7 +166,7 @@ def apply_retention(
     emitter: AuditEventEmitter | None = None,
     config: AuditConfig | None = None,
     hmac_key: bytes | None = None,
-    public_key: Any = None,
+    public_key: Ed25519PublicKey | None = None,
 ) -> RetentionPlan:
     """Remove cold partitions and converted hot files older than ``days``, recording it first.
 
@@ -144,79 +174,115 @@ def apply_retention(
         hot_path: The hot directory (files are removed there, and the record is appended there
             unless ``emitter`` is given). None: cold partitions only, and then ``emitter`` is needed.
         cold_path: The cold store.
-        days: The window; 0 keeps everything forever.
+        days: The window, 0 (keep everything forever) to ``MAX_RETENTION_DAYS``.
         now: The current time (UTC); tests pass a fixed one.
         holds: Legal holds on top of those in ``cold/_legal_holds.json``.
         dry_run: Plan and report only; write nothing.
-        emitter: Where the ``sys.retention`` record goes. Default: the ``retention`` stream in
-            ``hot_path``, with ``config``'s trader id and HMAC key.
-        config: Settings for that default stream (its ``stream_id`` is replaced by ``retention``).
-        hmac_key: The trail's HMAC key when no ``config`` carries it: hot files are verified with
-            it, and the retention record is keyed with it like the rest of the trail.
-        public_key: Ed25519 key that hot files' seals must be signed with to count as verified.
+        emitter: Where the ``sys.retention`` record goes: an emitter of the ``retention`` stream.
+            Default: the ``retention`` stream in ``hot_path``, with ``config``'s settings.
+        config: Settings for that default stream (its ``stream_id`` is replaced by ``retention``):
+            its HMAC key, and its signing key (``signing_key_path`` / ``signing_key_env``), which
+            signs the journals and the retention stream's seals. Default: ``emitter.config``.
+        hmac_key: The trail's HMAC key when no ``config`` carries it: hot files and journals are
+            verified with it, and the retention record and journals are keyed with it.
+        public_key: Ed25519 key that hot files' seals (and journals) must be signed with to count
+            as verified. Default: the public half of the configured signing key.
 
     Returns:
         The plan that was carried out.
 
     Raises:
-        AuditConfigError: ``days`` is negative, a hold file is malformed, or there is nowhere to
-            write the record.
+        AuditConfigError: ``days`` is out of range, a key the trail needs is missing (or does not
+            fit it), a hold file is malformed, or there is nowhere to write the record. Raised
+            before anything is touched.
+        RetentionJournalError: A journal in ``cold/_retention`` does not authenticate or names a
+            path outside the trail (or through a symbolic link). Nothing was removed.
     """
-    if days < 0:
-        raise AuditConfigError(f"retention days={days}: must be 0 (keep forever) or more")
+    cutoff = _cutoff(days, now or dt.datetime.now(dt.UTC))
     cold = Path(cold_path)
     hot = None if hot_path is None else Path(hot_path)
-    now = now or dt.datetime.now(dt.UTC)
-    resumed = None if dry_run else _finish_interrupted(cold, hot, emitter, config)
-    if days == 0:
+    if emitter is not None and emitter.writer.stream_id != RETENTION_STREAM:
+        raise AuditConfigError(
+            f"the emitter writes stream {emitter.writer.stream_id!r}; sys.retention records count only in "
+            f"the {RETENTION_STREAM!r} stream: pass an emitter with stream_id={RETENTION_STREAM!r}"
+        )
+    settings = config if config is not None else (emitter.config if emitter is not None else None)
+    keys = resolve_keys(settings, hmac_key, public_key)
+    check_trail_keys(hot, cold, keys, dry_run)
+    journals = load_journals(cold, hot, keys)
+    all_holds = [*load_holds(cold), *holds] if cutoff is not None else []
+    resumed = None
+    if journals and not dry_run:
+        current = None if cutoff is None else _plan(hot, cold, cutoff, all_holds, keys)
+        resumed = _finish_interrupted(journals, cold, hot, keys, current)
+    if cutoff is None:
         plan = RetentionPlan(cutoff=None, dry_run=dry_run)
         plan.kept.append(("everything", "retention_days=0 keeps the trail forever"))
         return resumed or plan
-    all_holds = [*load_holds(cold), *holds]
-    if config is None and hmac_key is not None and hot is not None:
-        config = AuditConfig(base_path=hot.parent, trader_id=_trader_of(hot), hmac_key=hmac_key.decode())
-    hmac_key = config.resolve_hmac_key() if config is not None else hmac_key
-    plan = _plan(hot, cold, now.astimezone(dt.UTC).date() - dt.timedelta(days=days), all_holds, hmac_key, public_key)
+    plan = _plan(hot, cold, cutoff, all_holds, keys)
     plan.dry_run = dry_run
     if dry_run or plan.empty:
         return plan
-    _carry_out(plan, cold, hot, emitter, config)
+    _carry_out(plan, cold, hot, emitter, settings, keys)
     return plan
+
+
+def _cutoff(days: object, now: dt.datetime) -> dt.date | None:
+    """The first day kept (None: everything is kept); ``days`` is checked before anything else."""
+    if isinstance(days, bool) or not isinstance(days, int) or not 0 <= days <= MAX_RETENTION_DAYS:
+        raise AuditConfigError(
+            f"retention days={days!r}: expected a whole number from 0 (keep everything forever) "
+            f"to {MAX_RETENTION_DAYS} (100 years)"
+        )
+    if days == 0:
+        return None
+    try:
+        return now.astimezone(dt.UTC).date() - dt.timedelta(days=days)
+    except OverflowError:
+        raise AuditConfigError(f"retention days={days} before {now.isoformat()} is before year 1") from None
+
+
+def _write_journal(path: Path, state: dict[str, Any], keys: TrailKeys) -> None:
+    _write_json(path, authenticated_journal(state, keys))
 
 
 # --- planning -----------------------------------------------------------------------------------
 
 
-def _plan(
-    hot: Path | None,
-    cold: Path,
-    cutoff: dt.date,
-    holds: list[LegalHold],
-    hmac_key: bytes | None,
-    public_key: Any,
-) -> RetentionPlan:
+def _plan(hot: Path | None, cold: Path, cutoff: dt.date, holds: list[LegalHold], keys: TrailKeys) -> RetentionPlan:
     plan = RetentionPlan(cutoff=cutoff)
 
     def held(day: dt.date) -> LegalHold | None:
         return next((hold for hold in holds if hold.covers(day)), None)
 
     for directory in sorted(cold.glob("year=*/month=*/day=*")):
-        relative = str(directory.relative_to(cold))
+        relative = directory.relative_to(cold).as_posix()
         day = _partition_day(directory)
         if day is None or day >= cutoff:
             continue
         hold = held(day)
+        try:
+            partition_path(cold, relative)
+        except ValueError as exc:
+            plan.kept.append((relative, f"refused: {exc}"))
+            continue
         if hold is not None:
             plan.kept.append((relative, f"legal hold {hold.start}..{hold.end}: {hold.reason}"))
         else:
             plan.partitions.append(relative)
-    if hot is not None and hot.exists():
+    if hot is not None and hot.is_dir():
         manifests = _manifests(cold)
-        for path in hot_files(hot):
+        index = HotIndex(hot)
+        for path in trail_files(hot):
             name = parse_hot_file_name(path)
             if name is None or name.day >= cutoff:
                 continue
-            why = _why_hot_file_stays(path, name.stream_id, manifests, cutoff, held, hmac_key, public_key)
+            try:
+                index.locate(path.name)
+            except ValueError as exc:
+                plan.kept.append((path.name, f"refused: {exc}"))
+                continue
+            why = _why_hot_file_stays(path, name.stream_id, manifests, cutoff, held, keys)
             if why is not None:
                 plan.kept.append((path.name, why))
                 continue
@@ -232,36 +298,35 @@ def _plan(
 def _why_hot_file_stays(
     path: Path,
     stream_id: str,
-    manifests: dict[str, dict[str, Any] | AuditFormatError],
+    manifests: dict[str, dict[str, Any]],
     cutoff: dt.date,
-    held: Any,
-    hmac_key: bytes | None,
-    public_key: Any,
+    held: Callable[[dt.date], LegalHold | None],
+    keys: TrailKeys,
 ) -> str | None:
     if stream_id.startswith(RETENTION_STREAM):
         return "retention records are kept forever"
     try:
         seal = read_seal(path)
-    except AuditFormatError as exc:
-        return f"its seal is unreadable: {exc}"
+    except (OSError, ValueError) as exc:
+        return f"unreadable seal: {exc}"
     if seal is None:
         return "not sealed"
-    entry = manifests.get(path.name)
-    if isinstance(entry, AuditFormatError):
-        return f"its manifest entry is unreadable: {entry}"
-    if entry is None or entry.get("seal", {}).get("file_sha256") != seal.get("file_sha256"):
+    entry = manifests.get(path.name, {})
+    copy, outputs, sha256 = entry.get("seal"), entry.get("outputs"), seal.get("file_sha256")
+    if not isinstance(copy, dict) or not isinstance(outputs, list) or not sha256 or copy.get("file_sha256") != sha256:
         return "not converted to Parquet (no matching manifest entry)"
-    for output in entry.get("outputs", []):
-        day = _partition_day(Path(output["path"]).parent)
+    for output in outputs:
+        where = output.get("path") if isinstance(output, dict) else None
+        day = _partition_day(Path(where).parent) if isinstance(where, str) else None
         if day is None or day >= cutoff:
-            return f"its rows in {output['path']} are inside the window"
+            return f"its rows in {where} are inside the window"
         hold = held(day)
         if hold is not None:
             return f"legal hold {hold.start}..{hold.end}: {hold.reason}"
     name = parse_hot_file_name(path)
     if name is not None and held(name.day) is not None:
         return "legal hold on its day"
-    report = verify([path], hmac_key, require_stream_start=False, public_key=public_key)
+    report = verify([path], keys.hmac_key, require_stream_start=False, public_key=keys.public_key)
     if not report.ok:
         return f"fails verification: {report.failures[0]}"
     return None
@@ -275,113 +340,156 @@ def _partition_day(directory: Path) -> dt.date | None:
         return None
 
 
-def _manifests(cold: Path) -> dict[str, dict[str, Any] | AuditFormatError]:
-    """Manifest entries by source file; an unreadable one by its file's name, as its error (its file stays)."""
-    entries: dict[str, dict[str, Any] | AuditFormatError] = {}
-    for path in (cold / MANIFEST_DIR).glob("*.json"):
-        try:
-            entry = read_manifest(path)
-        except AuditFormatError as exc:
-            entries[path.name.removesuffix(".json")] = exc
-            continue
-        entries[entry["source"]] = entry
-    return entries
+def _manifests(cold: Path) -> dict[str, dict[str, Any]]:
+    return {str(entry.get("source")): entry for _, entry in manifest_entries(cold)}
 
 
 # --- carrying out ---------------------------------------------------------------------------------
 
 
 def _carry_out(
-    plan: RetentionPlan, cold: Path, hot: Path | None, emitter: AuditEventEmitter | None, config: AuditConfig | None
+    plan: RetentionPlan,
+    cold: Path,
+    hot: Path | None,
+    emitter: AuditEventEmitter | None,
+    config: AuditConfig | None,
+    keys: TrailKeys,
 ) -> None:
     journal = cold / JOURNAL_DIR / f"{plan.plan_id}.json"
-    _write_json(journal, {**plan.payload(), "status": "planned"})
-    plan.record_sequence = _record(plan.payload(), hot, emitter, config)
-    _write_json(journal, {**plan.payload(), "status": "recorded", "record_sequence": plan.record_sequence})
+    _write_journal(journal, {**plan.payload(), "status": "planned"}, keys)
+    plan.record_sequence = _record(plan.payload(), hot, emitter, config, keys)
+    _write_journal(journal, {**plan.payload(), "status": "recorded", "record_sequence": plan.record_sequence}, keys)
     _remove(plan.payload(), cold, hot)
-    _write_json(journal, {**plan.payload(), "status": "done", "record_sequence": plan.record_sequence})
+    _write_journal(journal, {**plan.payload(), "status": "done", "record_sequence": plan.record_sequence}, keys)
 
 
 def _finish_interrupted(
-    cold: Path, hot: Path | None, emitter: AuditEventEmitter | None, config: AuditConfig | None
+    journals: list[Journal], cold: Path, hot: Path | None, keys: TrailKeys, current: RetentionPlan | None
 ) -> RetentionPlan | None:
-    """Complete a purge a crash interrupted. Returns it, or None if there was none."""
+    """Finish purges a crash interrupted, as far as the current policy allows. Returns the last, or None.
+
+    ``current`` is what the current policy would remove now (None: nothing, ``days=0``). A journal
+    whose ``sys.retention`` record is not in the trail removed nothing (the record comes first): it
+    is marked abandoned and the current plan takes its place. Otherwise its partitions and hot
+    files are removed only if ``current`` removes them too; those already gone are marked retired
+    in their manifests. A journal with items the policy keeps stays unfinished for a later run.
+    """
     finished = None
-    for journal in sorted((cold / JOURNAL_DIR).glob("*.json")):
-        state = json.loads(journal.read_bytes())
-        if state.get("status") == "done":
-            continue
-        payload = {key: state[key] for key in ("plan_id", "cutoff", "partitions", "hot_files")}
-        sequence = state.get("record_sequence")
-        if sequence is None and not _recorded(payload["plan_id"], hot):
-            sequence = _record(payload, hot, emitter, config)
-        _remove(payload, cold, hot)
-        _write_json(journal, {**payload, "status": "done", "record_sequence": sequence})
+    for journal in journals:
+        payload, sequence = journal.payload, journal.record_sequence
+        if journal.status == "planned":
+            sequence = _recorded(payload["plan_id"], hot, keys)
+            if sequence is None:
+                _write_journal(journal.path, {**payload, "status": "abandoned"}, keys)
+                continue
+        allowed, kept = _replayable(payload, cold, hot, current)
+        _remove(allowed, cold, hot)
+        status = "recorded" if kept else "done"
+        _write_journal(journal.path, {**payload, "status": status, "record_sequence": sequence}, keys)
         finished = RetentionPlan(
             cutoff=None if payload["cutoff"] is None else dt.date.fromisoformat(payload["cutoff"]),
-            partitions=payload["partitions"], hot_files=[RemovedHotFile(**h) for h in payload["hot_files"]],
-            plan_id=payload["plan_id"], record_sequence=sequence, resumed=True,
+            partitions=allowed["partitions"], hot_files=[RemovedHotFile(**h) for h in allowed["hot_files"]],
+            kept=kept, plan_id=payload["plan_id"], record_sequence=sequence, resumed=True,
         )
     return finished
 
 
+def _replayable(
+    payload: dict[str, Any], cold: Path, hot: Path | None, current: RetentionPlan | None
+) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    """The part of a journal's payload the current policy lets go (or that is gone already), and what stays."""
+    partitions = set(current.partitions) if current is not None else set()
+    hot_files = {(h.file, h.file_sha256) for h in current.hot_files} if current is not None else set()
+    reasons = dict(current.kept) if current is not None else {}
+    policy = f"the current policy keeps it (cutoff {current.cutoff})" if current is not None else "days=0 keeps it"
+    index = HotIndex(hot)
+    allowed: dict[str, Any] = {**payload, "partitions": [], "hot_files": []}
+    kept: list[tuple[str, str]] = []
+    for partition in payload["partitions"]:
+        if partition in partitions or not partition_path(cold, partition).exists():
+            allowed["partitions"].append(partition)
+        else:
+            kept.append((partition, reasons.get(partition, policy)))
+    for removed in payload["hot_files"]:
+        if (removed["file"], removed["file_sha256"]) in hot_files or index.locate(removed["file"]) is None:
+            allowed["hot_files"].append(removed)
+        else:
+            kept.append((removed["file"], reasons.get(removed["file"], policy)))
+    return allowed, kept
+
+
 def _record(
-    payload: dict[str, Any], hot: Path | None, emitter: AuditEventEmitter | None, config: AuditConfig | None
+    payload: dict[str, Any],
+    hot: Path | None,
+    emitter: AuditEventEmitter | None,
+    config: AuditConfig | None,
+    keys: TrailKeys,
 ) -> int:
     if emitter is not None:
         return emitter.emit_system(AuditEventType.SYS_RETENTION, "ledgerline.retention", payload).sequence or 0
     if hot is None:
         raise AuditConfigError("retention needs a hot trail (or an emitter) to record the purge in")
-    trader = config.trader_id if config is not None else _trader_of(hot)
-    settings = (config or AuditConfig(base_path=hot.parent, trader_id=trader)).model_copy(update={
+    base = config or AuditConfig(base_path=hot.parent)
+    update: dict[str, Any] = {
         "base_path": hot.parent,  # the config's hot path is base_path/hot
         "stream_id": RETENTION_STREAM,
         "durable_event_types": ("sys.retention",),
         "sync_writes": True,
-    })
+    }
+    if "trader_id" not in base.model_fields_set:
+        update["trader_id"] = _trader_of(hot)
+    if base.resolve_hmac_key() is None and keys.hmac_key is not None:
+        update.update(hmac_key=SecretStr(keys.hmac_key.decode()), hmac_key_env=None)
+    settings = base.model_copy(update=update)
     if settings.hot_path != hot:
         raise AuditConfigError(f"hot path {hot} must be a directory named 'hot' (the trail layout: <base>/hot)")
     with AuditEventEmitter(settings) as own:
         return own.emit_system(AuditEventType.SYS_RETENTION, "ledgerline.retention", payload).sequence or 0
 
 
-def _recorded(plan_id: str, hot: Path | None) -> bool:
-    if hot is None or not hot.exists():
-        return False
-    needle = f'"plan_id":"{plan_id}"'.encode()
-    return any(needle in path.read_bytes() for path in hot_files(hot) if RETENTION_STREAM in path.name)
+def _recorded(plan_id: str, hot: Path | None, keys: TrailKeys) -> int | None:
+    """The sequence of the plan's ``sys.retention`` record, if a verified one is in the trail."""
+    if hot is None or not hot.is_dir():
+        return None
+    for record in retention_records(hot, keys.hmac_key, public_key=keys.public_key):
+        if record.payload.get("plan_id") == plan_id:
+            return record.sequence
+    return None
 
 
 def _trader_of(hot: Path) -> str:
-    for path in hot_files(hot):
+    for path in trail_files(hot):
         name = parse_hot_file_name(path)
-        if name is not None:
+        if name is not None and name.stream_id != RETENTION_STREAM:
             return name.trader_id
     raise AuditConfigError(f"no hot files in {hot} to take a trader id from; pass config=AuditConfig(...)")
 
 
 def _remove(payload: dict[str, Any], cold: Path, hot: Path | None) -> None:
+    """Remove a plan's partitions and hot files (each confined again), then mark them in the manifests."""
     retired: set[str] = set()
     for partition in payload["partitions"]:
-        directory = cold / partition
-        retired.update(str(p.relative_to(cold)) for p in directory.glob("*.parquet"))
+        try:
+            directory = partition_path(cold, partition)
+        except ValueError:
+            continue  # became a link since it was checked: never followed
+        retired.update(p.relative_to(cold).as_posix() for p in directory.glob("*.parquet"))
         shutil.rmtree(directory, ignore_errors=True)
         _remove_empty_parents(directory.parent, cold)
-    if hot is not None:
-        for removed in payload["hot_files"]:
-            path = next((p for p in hot.rglob(removed["file"])), None)
-            if path is None:
-                continue  # removed before an interruption
-            for target in (path, seal_path(path), checkpoint_path(path)):
-                target.unlink(missing_ok=True)
-            fsync_directory(path.parent)
-    for manifest in sorted((cold / MANIFEST_DIR).glob("*.json")):
+    index = HotIndex(hot)
+    for removed in payload["hot_files"]:
         try:
-            entry = read_manifest(manifest)
-        except AuditFormatError:
-            continue  # cannot be marked retired; verify_cold reports it unreadable
-        outputs = entry.get("outputs", [])
-        gone = [o for o in outputs if o["path"] in retired or _in_partitions(o["path"], payload["partitions"])]
+            path = index.locate(removed["file"])
+        except ValueError:
+            continue
+        if path is None:
+            continue  # removed before an interruption
+        for target in (path, seal_path(path), checkpoint_path(path)):
+            target.unlink(missing_ok=True)
+        fsync_directory(path.parent)
+    for name, entry in manifest_entries(cold):
+        outputs = [o for o in entry.get("outputs", []) if isinstance(o, dict)]
+        gone = [o for o in outputs if o.get("path") in retired or _in_partitions(o.get("path"), payload["partitions"])]
         hot_gone = any(h["file"] == entry.get("source") for h in payload["hot_files"])
         if not gone and not hot_gone:
             continue
@@ -389,11 +497,11 @@ def _remove(payload: dict[str, Any], cold: Path, hot: Path | None) -> None:
         entry["retired"] = [*entry.get("retired", []), *({**o, "plan_id": payload["plan_id"]} for o in gone)]
         if hot_gone:
             entry["hot_removed_by"] = payload["plan_id"]
-        _write_json(manifest, entry)
+        _write_json(cold / MANIFEST_DIR / name, entry)
 
 
-def _in_partitions(output: str, partitions: list[str]) -> bool:
-    return any(output.startswith(partition + "/") for partition in partitions)
+def _in_partitions(output: object, partitions: list[str]) -> bool:
+    return isinstance(output, str) and any(output.startswith(partition + "/") for partition in partitions)
 
 
 def _remove_empty_parents(directory: Path, root: Path) -> None:

@@ -1,4 +1,4 @@
-"""Ed25519 keys and signatures for seals: generate, load, sign, verify.
+"""Ed25519 keys and signatures for seals and other authenticated documents: generate, load, sign, verify.
 
 Keys are files in PEM: the private key as unencrypted PKCS#8 (``-----BEGIN PRIVATE KEY-----``, mode
 0600), the public key as SubjectPublicKeyInfo (``-----BEGIN PUBLIC KEY-----``), the formats
@@ -24,7 +24,7 @@ from audit_core.errors import AuditConfigError, AuditIntegrityError
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-#: The ``alg`` of a seal signature.
+#: The ``alg`` of a signature field.
 SEAL_SIGNATURE_ALG = "ed25519"
 #: RFC 8032: Ed25519 public keys, private keys (seeds) and signatures are 32, 32 and 64 bytes.
 ED25519_KEY_SIZE = 32
@@ -113,8 +113,8 @@ def key_id(public_key: Ed25519PublicKey) -> str:
     return hashlib.sha256(raw_public_key(public_key)).hexdigest()[:16]
 
 
-def sign_seal(message: bytes, private_key: Ed25519PrivateKey) -> dict[str, str]:
-    """The ``signature`` field of a seal whose canonical bytes are ``message``."""
+def sign(message: bytes, private_key: Ed25519PrivateKey) -> dict[str, str]:
+    """The ``signature`` field of a document (a seal, a journal) whose signed bytes are ``message``."""
     return {
         "alg": SEAL_SIGNATURE_ALG,
         "key_id": key_id(private_key.public_key()),
@@ -122,8 +122,10 @@ def sign_seal(message: bytes, private_key: Ed25519PrivateKey) -> dict[str, str]:
     }
 
 
-def verify_seal_signature(signature: object, message: bytes, public_key: Ed25519PublicKey) -> None:
-    """Check a seal's ``signature`` field against its canonical bytes and the trusted public key.
+def verify_signature(signature: object, message: bytes, public_key: Ed25519PublicKey, *, what: str = "seal") -> None:
+    """Check a document's ``signature`` field against its signed bytes and the trusted public key.
+
+    ``what`` names the document in the messages ("seal", "retention journal").
 
     Raises:
         AuditIntegrityError: a malformed field, another signer, or a signature that does not verify.
@@ -137,7 +139,7 @@ def verify_seal_signature(signature: object, message: bytes, public_key: Ed25519
     expected_id = key_id(public_key)
     if signature.get("key_id") != expected_id:
         raise AuditIntegrityError(
-            f"seal signed by another key: expected key_id {expected_id}, got {signature.get('key_id')!r}"
+            f"{what} signed by another key: expected key_id {expected_id}, got {signature.get('key_id')!r}"
         )
     sig = _b64decode(signature.get("sig"))
     if sig is None or len(sig) != ED25519_SIGNATURE_SIZE:
@@ -148,7 +150,7 @@ def verify_seal_signature(signature: object, message: bytes, public_key: Ed25519
         public_key.verify(sig, message)
     except InvalidSignature:
         raise AuditIntegrityError(
-            f"the seal's Ed25519 signature by key {expected_id} does not match its contents (edited seal?)"
+            f"the {what}'s Ed25519 signature by key {expected_id} does not match its contents (edited {what}?)"
         ) from None
 
 

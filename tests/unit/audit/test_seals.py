@@ -24,10 +24,10 @@ from hypothesis import strategies as st
 
 from audit_core import AuditConfig, AuditEventEmitter, FailureKind, VerificationReport, verify
 from audit_core._layout import parse_hot_file_name, seal_path
+from audit_core.documents import canonical_bytes
 from audit_core.integrity import (
     CHECKSUM_SUFFIX_PREFIX,
     MerkleTree,
-    _canonical_seal,
     compute_checksum,
     merkle_root,
     split_record,
@@ -202,7 +202,7 @@ class TestSealsOnClose:
             assert seal["file_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
             assert seal["merkle_root"] == rfc6962_mth([line.rstrip(b"\n") for line in lines]).hex()
             assert seal["next_file"] == (files[index + 1].name if index + 1 < len(files) else None)
-            assert seal["seal_checksum"] == compute_checksum(_canonical_seal(seal))
+            assert seal["seal_checksum"] == compute_checksum(canonical_bytes(seal, ["seal_checksum"]))
         report = verify(tmp_path)
         assert report.ok, report.to_text()
         assert report.sealed_files == 3
@@ -211,7 +211,7 @@ class TestSealsOnClose:
         (path,) = write_trail(tmp_path, hmac_key="k")
         seal = json.loads(seal_path(path).read_bytes())
 
-        assert seal["seal_checksum"] == compute_checksum(_canonical_seal(seal), b"k")
+        assert seal["seal_checksum"] == compute_checksum(canonical_bytes(seal, ["seal_checksum"]), b"k")
         assert verify(tmp_path, hmac_key=b"k").ok
 
 
@@ -338,7 +338,7 @@ class TestTamperingWithASealedFile:
         (path,) = write_trail(tmp_path)
         seal = json.loads(seal_path(path).read_bytes())
         seal["records"] += 1
-        seal["seal_checksum"] = compute_checksum(_canonical_seal(seal))
+        seal["seal_checksum"] = compute_checksum(canonical_bytes(seal, ["seal_checksum"]))
         writable(seal_path(path)).write_text(json.dumps(seal, indent=1))
 
         assert_detected(verify(tmp_path), FailureKind.SEAL_MISMATCH, path)
@@ -356,7 +356,7 @@ class TestKeyedSeals:
     def reseal(path: Path, edit: Callable[[dict[str, Any]], None], checksum_key: bytes | None) -> None:
         seal = json.loads(seal_path(path).read_bytes())
         edit(seal)
-        seal["seal_checksum"] = compute_checksum(_canonical_seal(seal), checksum_key)
+        seal["seal_checksum"] = compute_checksum(canonical_bytes(seal, ["seal_checksum"]), checksum_key)
         writable(seal_path(path)).write_text(json.dumps(seal, indent=1))
 
     def test_seal_with_a_plain_sha256_checksum_is_invalid_under_the_key(self, tmp_path):

@@ -26,8 +26,9 @@ from pydantic import ValidationError
 from audit_core import AuditConfig, AuditConfigError, AuditEventEmitter, FailureKind, VerificationReport, verify
 from audit_core._layout import checkpoint_path, seal_path
 from audit_core.checkpoint import DEFAULT_KEY_NAME, sign_checkpoint, verify_checkpoint
+from audit_core.documents import canonical_bytes
 from audit_core.errors import AuditIntegrityError
-from audit_core.integrity import _canonical_seal, compute_checksum, read_seal, seal_signed_bytes
+from audit_core.integrity import compute_checksum, read_seal, seal_signed_bytes
 from audit_core.signing import generate_keypair, key_id, load_private_key, load_public_key
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -75,7 +76,7 @@ def rewrite_seal(path: Path, edit: Any, hmac_key: bytes | None = None) -> None:
     target = seal_path(path)
     seal = json.loads(target.read_bytes())
     edit(seal)
-    seal["seal_checksum"] = compute_checksum(_canonical_seal(seal), hmac_key)
+    seal["seal_checksum"] = compute_checksum(canonical_bytes(seal, ["seal_checksum"]), hmac_key)
     os.chmod(target, 0o640)
     target.write_text(json.dumps(seal, indent=1) + "\n")
 

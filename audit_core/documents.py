@@ -1,0 +1,132 @@
+"""Authenticated JSON documents: the one checksum and signature rule of seals, journals and manifests.
+
+A document is a JSON object stored on disk next to the evidence it describes (a hot file's seal,
+a retention journal). Anyone who can write the disk can edit it, so two fields authenticate it:
+
+- ``signature`` (optional): Ed25519 (RFC 8032) over the document's canonical bytes without the
+  checksum field and without ``signature`` itself; the object ``{"alg", "key_id", "sig"}`` of
+  ``signing.sign``. Unforgeable without the private key, checked against a trusted public key.
+- the checksum field (each kind names its own: ``seal_checksum``, ``journal_checksum``): SHA-256
+  hex over the canonical bytes without the checksum field (so it covers the signature too), or
+  HMAC-SHA256 with the trail's key. Without a key anyone can recompute it: it then only catches
+  accidents, not an attacker.
+
+Canonical bytes are ``json.dumps(document, sort_keys=True, separators=(",", ":"))`` of the object
+without the excluded fields: compact, keys sorted, non-ASCII escaped as ``\\uXXXX``. Seals written
+before this module existed used exactly these bytes, so they keep verifying.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import hmac
+import json
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from audit_core import signing
+from audit_core.errors import AuditIntegrityError
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+#: The field that holds a document's Ed25519 signature.
+SIGNATURE_FIELD = "signature"
+
+
+def keyed_digest(data: bytes, hmac_key: bytes | None = None) -> str:
+    """SHA-256 hex of ``data``, or HMAC-SHA256 hex when ``hmac_key`` is given."""
+    if hmac_key is None:
+        return hashlib.sha256(data).hexdigest()
+    return hmac.new(hmac_key, data, hashlib.sha256).hexdigest()
+
+
+def canonical_bytes(document: Mapping[str, Any], exclude: Collection[str] = ()) -> bytes:
+    """Compact, key-sorted JSON of ``document`` without the ``exclude`` fields."""
+    body = {key: value for key, value in document.items() if key not in exclude}
+    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+
+
+def signed_bytes(document: Mapping[str, Any], checksum_field: str) -> bytes:
+    """What the ``signature`` covers: the canonical bytes without the checksum and the signature."""
+    return canonical_bytes(document, (checksum_field, SIGNATURE_FIELD))
+
+
+def authenticate(
+    document: Mapping[str, Any],
+    checksum_field: str,
+    hmac_key: bytes | None = None,
+    signing_key: Ed25519PrivateKey | None = None,
+) -> dict[str, Any]:
+    """A copy of ``document`` with a fresh ``signature`` (when ``signing_key`` is given) and checksum.
+
+    Any old checksum and signature are dropped first; the new fields are appended in that order
+    (signature, then checksum), so the document's other fields keep their order on disk.
+    """
+    body = {key: value for key, value in document.items() if key not in (checksum_field, SIGNATURE_FIELD)}
+    if signing_key is not None:
+        body[SIGNATURE_FIELD] = signing.sign(signed_bytes(body, checksum_field), signing_key)
+    body[checksum_field] = keyed_digest(canonical_bytes(body, (checksum_field,)), hmac_key)
+    return body
+
+
+class ProblemKind(enum.StrEnum):
+    CHECKSUM = "checksum"
+    SIGNATURE_MISSING = "signature_missing"
+    SIGNATURE_INVALID = "signature_invalid"
+
+
+@dataclass(frozen=True)
+class DocumentProblem:
+    """Why a document is not authentic."""
+
+    kind: ProblemKind
+    detail: str
+
+    def __str__(self) -> str:
+        return self.detail
+
+
+def check_document(
+    document: Mapping[str, Any],
+    checksum_field: str,
+    hmac_key: bytes | None = None,
+    public_key: Ed25519PublicKey | None = None,
+    *,
+    what: str = "document",
+) -> list[DocumentProblem]:
+    """Everything that makes ``document`` not authentic; an empty list when it is.
+
+    Args:
+        document: The parsed JSON object.
+        checksum_field: The name of its checksum field.
+        hmac_key: The trail's HMAC key; None checks a plain SHA-256.
+        public_key: The trusted Ed25519 key. With it the document must carry a valid signature of
+            it; without it the signature is not checked (only covered by the checksum).
+        what: What the document is, for the messages ("seal", "retention journal").
+    """
+    problems = []
+    stored = document.get(checksum_field)
+    actual = keyed_digest(canonical_bytes(document, (checksum_field,)), hmac_key)
+    if not isinstance(stored, str) or not hmac.compare_digest(actual.encode(), stored.encode()):
+        problems.append(DocumentProblem(
+            ProblemKind.CHECKSUM, f"{checksum_field} does not match the {what}'s contents (edited {what}?)"
+        ))
+    if public_key is None:
+        return problems
+    if SIGNATURE_FIELD not in document:
+        problems.append(DocumentProblem(
+            ProblemKind.SIGNATURE_MISSING,
+            f"the {what} is unsigned, but a public key was given: expected a signature of key "
+            f"{signing.key_id(public_key)}",
+        ))
+        return problems
+    try:
+        signing.verify_signature(
+            document[SIGNATURE_FIELD], signed_bytes(document, checksum_field), public_key, what=what
+        )
+    except AuditIntegrityError as exc:
+        problems.append(DocumentProblem(ProblemKind.SIGNATURE_INVALID, str(exc)))
+    return problems
