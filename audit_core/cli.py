@@ -29,6 +29,7 @@ from audit_core.proofs import check_proof as check_proof_file
 from audit_core.proofs import prove as prove_record
 from audit_core.reader import describe_event
 from audit_core.reader import tail as tail_trail
+from audit_core.retention import MAX_RETENTION_DAYS
 from audit_core.signing import generate_keypair, load_public_key
 
 if TYPE_CHECKING:
@@ -287,9 +288,8 @@ def _int_between(low: int, high: int) -> Callable[[str], int]:
     return parse
 
 
-#: Bounds of numeric arguments: a sequence is an int64; 1,000 years is far beyond any retention window.
+#: Bounds of numeric arguments: a sequence is an int64; retention's own bound on its window.
 MAX_SEQUENCE = 2**63 - 1
-MAX_RETENTION_DAYS = 365_000
 MAX_TAIL = 1_000_000
 MAX_LISTED_FAILURES = 1_000_000
 
