@@ -6,7 +6,7 @@ Imports nothing heavier than pydantic, so a trading process that only emits stay
 from audit_core.audited import AuditedComponent, AuditedParameter, reason
 from audit_core.config import AuditConfig
 from audit_core.emitter import AuditEventEmitter
-from audit_core.errors import AuditConfigError, AuditError, AuditIntegrityError, AuditWriteError
+from audit_core.errors import AuditConfigError, AuditError, AuditFormatError, AuditIntegrityError, AuditWriteError
 from audit_core.events import (
     AuditEvent,
     AuditEventType,
@@ -30,6 +30,7 @@ __all__ = [
     "AuditEvent",
     "AuditEventEmitter",
     "AuditEventType",
+    "AuditFormatError",
     "AuditIntegrityError",
     "AuditWriteError",
     "AuditedComponent",

@@ -36,15 +36,13 @@ from audit_core.integrity import (
     split_record,
     verify,
 )
-from audit_core.merkle import RFC6962_LEAF_PREFIX, RFC6962_NODE_PREFIX
+from audit_core.merkle import RFC6962_LEAF_PREFIX, MerkleTree
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
 #: Bytes read per chunk: bounds memory (a chunk and its Arrow batch), large enough to amortize.
 CHUNK_BYTES = 8 << 20
-#: Leaves hashed into one perfect subtree before it joins the running RFC 6962 tree.
-MERKLE_BLOCK = 4096
 
 _SUFFIX_LEN = len(CHECKSUM_SUFFIX_PREFIX) + 64 + 2  # ,"checksum":"<64 hex>"}
 _PREV_KEY = b'"prev_hash":'
@@ -117,59 +115,6 @@ def rebuild_line(record: bytes, prev_hash: str | None, checksum: str) -> bytes:
     return record[:-1] + CHECKSUM_SUFFIX_PREFIX + checksum.encode() + b'"}'
 
 
-# --- RFC 6962 root, streamed ------------------------------------------------------------------
-
-
-class _MerkleStream:
-    """RFC 6962 Merkle tree hash over already hashed leaves, fed in lists; O(log n) state.
-
-    Full blocks of ``block`` leaves (a power of two) are reduced level by level into one perfect
-    subtree, which joins a stack of perfect subtrees exactly as ``merkle.MerkleTree.add`` does.
-    """
-
-    def __init__(self, block: int = MERKLE_BLOCK) -> None:
-        assert block & (block - 1) == 0, "block must be a power of two"
-        self._block = block
-        self._pending: list[bytes] = []
-        self._stack: list[tuple[int, bytes]] = []
-        self.size = 0
-
-    def add(self, leaves: list[bytes]) -> None:
-        self._pending += leaves
-        self.size += len(leaves)
-        block = self._block
-        if len(self._pending) < block:
-            return
-        full = len(self._pending) - len(self._pending) % block
-        for start in range(0, full, block):
-            level = self._pending[start : start + block]
-            while len(level) > 1:
-                level = [_node(left, right) for left, right in zip(level[0::2], level[1::2], strict=True)]
-            self._push(block, level[0])
-        del self._pending[:full]
-
-    def _push(self, size: int, node: bytes) -> None:
-        while self._stack and self._stack[-1][0] == size:
-            _, left = self._stack.pop()
-            node, size = _node(left, node), size * 2
-        self._stack.append((size, node))
-
-    def root(self) -> str:
-        for leaf in self._pending:
-            self._push(1, leaf)
-        self._pending = []
-        if not self._stack:
-            return hashlib.sha256(b"").hexdigest()
-        root = self._stack[-1][1]
-        for _, left in reversed(self._stack[:-1]):
-            root = _node(left, root)
-        return root.hex()
-
-
-def _node(left: bytes, right: bytes) -> bytes:
-    return hashlib.sha256(RFC6962_NODE_PREFIX + left + right).digest()
-
-
 # --- the scan ---------------------------------------------------------------------------------
 
 
@@ -208,7 +153,7 @@ def scan_file(
     on_batch: Callable[[pa.RecordBatch], None] | None = None,
     *,
     chunk_bytes: int = CHUNK_BYTES,
-    merkle_block: int = MERKLE_BLOCK,
+    merkle_block: int = 4096,
 ) -> ScanResult:
     """One pass over ``path``: checksums, sequences, chain and seal digest; batches for ``on_batch``."""
     import pyarrow as pa
@@ -217,7 +162,7 @@ def scan_file(
     schema = batch_schema()
     digest = FileDigest()
     result = ScanResult(digest)
-    tree = _MerkleStream(merkle_block)
+    tree = MerkleTree(merkle_block)
     file_sha = hashlib.sha256()
     sha = hashlib.sha256
     line_no = 0
@@ -238,7 +183,7 @@ def scan_file(
         if not torn_end:
             lines.pop()
         n = len(lines)
-        tree.add([sha(RFC6962_LEAF_PREFIX + line).digest() for line in lines])
+        tree.add_leaf_hashes([sha(RFC6962_LEAF_PREFIX + line).digest() for line in lines])
         arrow_lines = pa.array(lines, pa.binary())
         fields = pc.extract_regex(arrow_lines, CANONICAL_LINE)
         first_line = line_no + 1
@@ -251,6 +196,12 @@ def scan_file(
             shortest = pc.min(pc.binary_length(arrow_lines)).as_py()
             canonical = pc.all(suffix_ok).as_py() is True and shortest > _SUFFIX_LEN
         if canonical:
+            try:
+                sequences = fields.field("seq").cast(pa.int64())
+                timestamps = fields.field("ts").cast(pa.int64())
+            except pa.ArrowInvalid:  # a number beyond int64: not canonical, verify() judges the line
+                canonical = False
+        if canonical:
             # The fast path: every line canonical, checked column-wise.
             if hmac_key is None:
                 digests = [sha(line[:-_SUFFIX_LEN] + b"}").digest() for line in lines]
@@ -262,7 +213,6 @@ def scan_file(
             stored = pc.binary_slice(arrow_lines, -64 - 2, -2)
             if not _all_equal(computed, stored):
                 problem(f"checksum mismatch in lines {first_line}..{first_line + n - 1}")
-            sequences = fields.field("seq").cast(pa.int64())
             first_sequence = sequences[0].as_py()
             start = first_sequence if expected_sequence is None else expected_sequence
             if not _all_equal(sequences, pa.array(range(start, start + n), pa.int64())):
@@ -278,16 +228,25 @@ def scan_file(
                 prev_checked = prev
             if prev_checked.null_count or not _all_equal(prev_checked, expected_prev):
                 problem(f"chain break in lines {first_line}..{first_line + n - 1}")
-            checksums = stored.cast(pa.string())
+            # Decoded one by one, with replacement: a flipped byte can make a stored checksum invalid
+            # UTF-8 (already a mismatch above), and a cast of the whole column would raise on it.
+            def text(value: Any) -> str:
+                return bytes(value.as_py()).decode("utf-8", "replace")
+
             if digest.first_sequence is None:
-                digest.first_sequence, digest.first_hash = first_sequence, checksums[0].as_py()
-            digest.last_sequence, digest.last_hash = sequences[n - 1].as_py(), checksums[n - 1].as_py()
+                digest.first_sequence, digest.first_hash = first_sequence, text(stored[0])
+            digest.last_sequence, digest.last_hash = sequences[n - 1].as_py(), text(stored[n - 1])
             expected_sequence, last_checksum = digest.last_sequence + 1, digest.last_hash
-            last_ts = int(fields.field("ts")[n - 1].as_py())
-            if on_batch is not None:  # record: NULL, the columnar pass strips the line itself (STRIP_SQL)
+            last_ts = timestamps[n - 1].as_py()
+            try:
+                text_lines = arrow_lines.cast(pa.string())  # validates UTF-8
+            except pa.ArrowInvalid:
+                problem(f"lines {first_line}..{first_line + n - 1}: not valid UTF-8")
+                text_lines = None
+            if on_batch is not None and text_lines is not None:  # record NULL: the columnar pass strips lines
                 on_batch(pa.record_batch([
                     pa.array(range(first_line, first_line + n), pa.int64()),
-                    arrow_lines.cast(pa.string()),
+                    text_lines,
                     pa.nulls(n, pa.string()),
                     pa.nulls(n, pa.binary()),
                     pa.nulls(n, pa.int64()),
@@ -315,7 +274,8 @@ def scan_file(
                     digest.first_sequence, digest.first_hash = record.sequence, record.checksum
                 digest.last_sequence, digest.last_hash = record.sequence, record.checksum
                 with contextlib.suppress(ValueError):
-                    last_ts = int(line[len(b'{"ts_event":') : line.index(b",")])
+                    ts = int(line[len(b'{"ts_event":') : line.index(b",")])
+                    last_ts = ts if -(2**63) <= ts < 2**63 else last_ts
                 rows[1].append(line.decode("utf-8", "replace"))
                 rows[2].append(strip_line(line, record.prev_hash).decode("utf-8", "replace"))
                 rows[3].append(None)

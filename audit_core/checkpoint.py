@@ -24,9 +24,11 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import os
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from audit_core.errors import AuditIntegrityError
+from audit_core.errors import AuditFormatError, AuditIntegrityError
 from audit_core.signing import ED25519_SIGNATURE_SIZE, raw_public_key
 
 if TYPE_CHECKING:
@@ -82,37 +84,58 @@ def sign_checkpoint(seal: dict[str, Any], private_key: Ed25519PrivateKey, key_na
     return f"{text}\n{SIGNATURE_LINE_PREFIX}{key_name} {base64.b64encode(signature).decode()}\n"
 
 
-def parse_checkpoint(note: str) -> tuple[Checkpoint, str, list[tuple[str, bytes, bytes]]]:
+def read_checkpoint(path: Path) -> str:
+    """The note in checkpoint file ``path``. AuditFormatError if it is not UTF-8; OSError if unreadable."""
+    try:
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise AuditFormatError(path, f"checkpoint is not UTF-8: {exc}") from None
+
+
+def parse_checkpoint(
+    note: str, source: str | os.PathLike[str] = "checkpoint"
+) -> tuple[Checkpoint, str, list[tuple[str, bytes, bytes]]]:
     """Split a signed checkpoint into its fields, its signed text and its (name, key id, signature) lines.
 
+    Args:
+        note: The checkpoint's text.
+        source: The file it came from, named in errors.
+
     Raises:
-        AuditIntegrityError: the note or its text does not have the C2SP layout.
+        AuditFormatError: the note or its text does not have the C2SP layout; names ``source``.
     """
+
+    def malformed(detail: str) -> AuditFormatError:
+        return AuditFormatError(source, f"checkpoint {detail}")
+
     if any(ord(char) < 0x20 and char != "\n" for char in note):
-        raise AuditIntegrityError("checkpoint contains a control character other than newline")
+        raise malformed("contains a control character other than newline")
     text, separator, signature_block = note.rpartition("\n\n")
     if not separator or not signature_block.endswith("\n"):
-        raise AuditIntegrityError("checkpoint: expected text, a blank line and newline-terminated signature lines")
+        raise malformed("layout: expected text, a blank line and newline-terminated signature lines")
     text += "\n"
     signatures = []
     for line in signature_block[:-1].split("\n"):
         if not line.startswith(SIGNATURE_LINE_PREFIX) or line.count(" ") != 2:
-            raise AuditIntegrityError(f"checkpoint signature line {line!r} is not '— <key name> <base64>'")
+            raise malformed(f"signature line {line[:80]!r} is not '— <key name> <base64>'")
         name, encoded = line[len(SIGNATURE_LINE_PREFIX) :].split(" ")
         try:
             decoded = base64.b64decode(encoded, validate=True)
         except (binascii.Error, ValueError):
-            raise AuditIntegrityError(f"checkpoint signature of {name!r} is not base64") from None
+            raise malformed(f"signature of {name[:80]!r} is not base64") from None
         if not name or "+" in name or len(decoded) <= KEY_ID_SIZE:
-            raise AuditIntegrityError(f"checkpoint signature line of {name!r} is malformed")
+            raise malformed(f"signature line of {name[:80]!r} is malformed")
         signatures.append((name, decoded[:KEY_ID_SIZE], decoded[KEY_ID_SIZE:]))
     lines = text[:-1].split("\n")
-    if len(lines) < 3 or not lines[0] or not lines[1].isdigit() or (lines[1].startswith("0") and lines[1] != "0"):
-        raise AuditIntegrityError(f"checkpoint text must be origin, decimal tree size and root; got {lines[:3]!r}")
+    if (
+        len(lines) < 3 or not lines[0] or not (lines[1].isascii() and lines[1].isdigit())
+        or (lines[1].startswith("0") and lines[1] != "0") or len(lines[1]) > 20
+    ):
+        raise malformed(f"text must be origin, decimal tree size and root; got {[line[:80] for line in lines[:3]]!r}")
     try:
         root = base64.b64decode(lines[2], validate=True)
     except (binascii.Error, ValueError):
-        raise AuditIntegrityError(f"checkpoint root {lines[2]!r} is not base64") from None
+        raise malformed(f"root {lines[2][:80]!r} is not base64") from None
     return Checkpoint(lines[0], int(lines[1]), root), text, signatures
 
 
@@ -121,6 +144,8 @@ def verify_checkpoint(
     public_key: Ed25519PublicKey,
     seal: dict[str, Any] | None = None,
     key_name: str = DEFAULT_KEY_NAME,
+    *,
+    source: str | os.PathLike[str] = "checkpoint",
 ) -> Checkpoint:
     """Check a signed checkpoint against the trusted key and, if given, the seal it was made from.
 
@@ -128,12 +153,13 @@ def verify_checkpoint(
     must verify.
 
     Raises:
+        AuditFormatError: the note is not a C2SP checkpoint (``parse_checkpoint``); names ``source``.
         AuditIntegrityError: no signature of the key, one that does not verify, or fields that differ
             from the seal (expected vs got).
     """
     from cryptography.exceptions import InvalidSignature
 
-    checkpoint, text, signatures = parse_checkpoint(note)
+    checkpoint, text, signatures = parse_checkpoint(note, source)
     wanted_id = note_key_id(key_name, public_key)
     ours = [sig for name, kid, sig in signatures if name == key_name and kid == wanted_id]
     if not ours:

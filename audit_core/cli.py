@@ -1,8 +1,10 @@
 """The ``ledgerline`` command: one thin function per verb over the library function of that name.
 
 Errors become one-line messages and exit codes here, at the edge, and nowhere else: 0 when all is
-well, 1 when something failed verification, 2 for a usage mistake (a missing file, an unusable key,
-a sequence that is not in the file).
+well, 1 when something failed verification or a file of the trail could not be read (a crafted or
+damaged seal, manifest, Parquet file or record line: named, never a traceback), 2 for a usage
+mistake (a missing file, an unusable key, a sequence that is not in the file, an argument out of
+range).
 """
 
 from __future__ import annotations
@@ -17,17 +19,19 @@ import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from audit_core.checkpoint import verifier_key
 from audit_core.config import AuditConfig
-from audit_core.errors import AuditError, AuditIntegrityError
+from audit_core.converter import UNREADABLE
+from audit_core.errors import AuditError, AuditFormatError, AuditIntegrityError
 from audit_core.integrity import verify as verify_trail
 from audit_core.manifest import MANIFEST_DIR, ROOT_FILE
 from audit_core.proofs import check_proof as check_proof_file
 from audit_core.proofs import prove as prove_record
 from audit_core.reader import describe_event
 from audit_core.reader import tail as tail_trail
+from audit_core.retention import MAX_RETENTION_DAYS
 from audit_core.signing import generate_keypair, load_public_key
 
 if TYPE_CHECKING:
@@ -88,6 +92,7 @@ def convert(args: argparse.Namespace) -> int:
     with _progress_bar(args.quiet) as progress:
         results = converter.convert_all(progress=progress)
     failed = [r for r in results if r.failures]
+    unreadable = sum(r.skipped == UNREADABLE for r in failed)
     for result in results:
         if result.converted:
             print(f"converted {result.source}: {result.rows} rows -> {', '.join(result.outputs)}")
@@ -96,29 +101,36 @@ def convert(args: argparse.Namespace) -> int:
         elif not args.quiet:
             print(f"skipped {result.source}: {result.skipped}")
     converted = sum(r.converted for r in results)
-    print(f"{converted} converted, {len(failed)} failed verification, {len(results) - converted - len(failed)} skipped")
+    print(f"{converted} converted, {len(failed) - unreadable} failed verification, "
+          + (f"{unreadable} unreadable, " if unreadable else "")
+          + f"{len(results) - converted - len(failed)} skipped")
     return EXIT_FAILED if failed else EXIT_OK
 
 
 def stats(args: argparse.Namespace) -> int:
     """Files, rows, bytes and time range of every day partition of a cold store.
 
+    A Parquet file whose footer cannot be read is left out, named on stderr, and the exit code is 1.
+
     example:
       ledgerline stats trail/cold
     """
     from audit_core.converter import ParquetConverter
 
-    partitions = ParquetConverter(args.cold, _existing(args.cold)).get_partition_stats()
+    unreadable = _SkippedReporter("stats")
+    partitions = ParquetConverter(args.cold, _existing(args.cold)).get_partition_stats(on_error=unreadable)
+    code = EXIT_FAILED if unreadable.count else EXIT_OK
     if args.json:
         print(json.dumps([vars(p) for p in partitions], indent=2))
-        return EXIT_OK
+        return code
     print(f"{'partition':<28} {'files':>5} {'rows':>10} {'bytes':>12}  first .. last ts_event (UTC)")
     for p in partitions:
         span = f"{_iso(p.first_ts_event)} .. {_iso(p.last_ts_event)}"
         print(f"{p.partition:<28} {p.files:>5} {p.rows:>10} {p.bytes:>12}  {span}")
     print(f"{len(partitions)} partition(s), {sum(p.rows for p in partitions)} rows, "
-          f"{sum(p.bytes for p in partitions)} bytes")
-    return EXIT_OK
+          f"{sum(p.bytes for p in partitions)} bytes"
+          + (f"; {unreadable.count} unreadable file(s) left out" if unreadable.count else ""))
+    return code
 
 
 def retention(args: argparse.Namespace) -> int:
@@ -164,14 +176,18 @@ def retention(args: argparse.Namespace) -> int:
 
 
 def tail(args: argparse.Namespace) -> int:
-    """Print the newest events, one line each, oldest first.
+    """Print the newest events, one line each, oldest first; exit 1 if a line had to be skipped.
+
+    A line among the newest that is not a record (and not a torn write that crash recovery
+    described) is left out and named on stderr; `ledgerline verify` says more.
 
     example:
       ledgerline tail trail/ -n 50
     """
-    for event in tail_trail(args.path, args.n):
+    unreadable = _SkippedReporter("tail")
+    for event in tail_trail(args.path, args.n, on_error=unreadable):
         print(event.to_line().decode().rstrip("\n") if args.json else describe_event(event))
-    return EXIT_OK
+    return EXIT_FAILED if unreadable.count else EXIT_OK
 
 
 def keygen(args: argparse.Namespace) -> int:
@@ -225,6 +241,17 @@ def check_proof(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+class _SkippedReporter:
+    """An ``on_error`` callback: one line on stderr per file the library left out, counted."""
+
+    def __init__(self, verb: str) -> None:
+        self.verb, self.count = verb, 0
+
+    def __call__(self, error: AuditFormatError) -> None:
+        self.count += 1
+        print(f"ledgerline {self.verb}: skipped {error}", file=sys.stderr)
+
+
 def _hmac_key(env_var: str | None) -> bytes | None:
     if env_var is None:
         return None
@@ -272,6 +299,27 @@ def _iso(ts_ns: int | None) -> str:
     return dt.datetime.fromtimestamp(ts_ns / 1e9, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
+def _int_between(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: an integer from ``low`` to ``high``, else a one-line usage error saying so."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected an integer from {low} to {high}, got {text[:40]!r}")
+        return value
+
+    return parse
+
+
+#: Bounds of numeric arguments: a sequence is an int64; retention's own bound on its window.
+MAX_SEQUENCE = 2**63 - 1
+MAX_TAIL = 1_000_000
+MAX_LISTED_FAILURES = 1_000_000
+
+
 def _utc_datetime(text: str) -> dt.datetime:
     try:
         parsed = dt.datetime.fromisoformat(text)
@@ -301,8 +349,15 @@ def _progress_bar(quiet: bool) -> Iterator[Callable[[int, int, str], None] | Non
         bar.close()
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line on stderr (``ledgerline VERB: error: ...``) and exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
 def _add_verb(
-    verbs: argparse._SubParsersAction[argparse.ArgumentParser],
+    verbs: argparse._SubParsersAction[_Parser],
     name: str,
     run: Callable[[argparse.Namespace], int],
 ) -> argparse.ArgumentParser:
@@ -315,7 +370,7 @@ def _add_verb(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ledgerline", description="Tamper-evident audit trail for trading systems.")
+    parser = _Parser(prog="ledgerline", description="Tamper-evident audit trail for trading systems.")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="COMMAND")
 
     p = _add_verb(verbs, "verify", verify)
@@ -325,7 +380,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cold-public-key", metavar="KEY",
                    help="public key file: require cold manifests and root signed by it (default: --public-key)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.add_argument("--max-failures", type=int, default=50, help="failures to list (default 50)")
+    p.add_argument("--max-failures", type=_int_between(0, MAX_LISTED_FAILURES), default=50,
+                   help="failures to list (default 50)")
 
     p = _add_verb(verbs, "convert", convert)
     p.add_argument("hot", metavar="HOT", help="hot directory (or one hot file)")
@@ -342,7 +398,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _add_verb(verbs, "retention", retention)
     p.add_argument("cold", metavar="COLD", help="cold store root")
-    p.add_argument("--days", type=int, required=True, metavar="N", help="keep N days (0: keep everything)")
+    p.add_argument("--days", type=_int_between(0, MAX_RETENTION_DAYS), required=True, metavar="N",
+                   help="keep N days (0: keep everything)")
     p.add_argument("--hot", metavar="DIR", help="hot directory (default: COLD/../hot)")
     p.add_argument("--dry-run", action="store_true", help="print what would be removed; change nothing")
     p.add_argument("--now", type=_utc_datetime, metavar="ISO", help="the current time (default: now, UTC)")
@@ -354,7 +411,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _add_verb(verbs, "tail", tail)
     p.add_argument("path", help="a hot JSONL file or a trail directory")
-    p.add_argument("-n", type=int, default=20, help="how many events (default 20)")
+    p.add_argument("-n", type=_int_between(1, MAX_TAIL), default=20, help="how many events (default 20)")
     p.add_argument("--json", action="store_true", help="print the raw record lines")
 
     p = _add_verb(verbs, "keygen", keygen)
@@ -363,7 +420,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _add_verb(verbs, "prove", prove)
     p.add_argument("file", metavar="FILE", help="a sealed hot JSONL file")
-    p.add_argument("--sequence", type=int, required=True, metavar="N", help="sequence number of the record")
+    p.add_argument("--sequence", type=_int_between(0, MAX_SEQUENCE), required=True, metavar="N",
+                   help="sequence number of the record")
 
     p = _add_verb(verbs, "check-proof", check_proof)
     p.add_argument("proof", metavar="PROOF.json", help="a proof printed by `ledgerline prove`")
@@ -375,7 +433,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         code: int = args.run(args)
-    except AuditIntegrityError as exc:
+    except (AuditIntegrityError, AuditFormatError) as exc:  # a damaged trail, not a usage mistake
         print(f"ledgerline {args.verb}: FAILED: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except (AuditError, OSError, ValueError) as exc:

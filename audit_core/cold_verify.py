@@ -35,8 +35,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from audit_core import signing
-from audit_core._bulk_verify import BODY_SQL, LINE_SQL, _MerkleStream
+from audit_core._bulk_verify import BODY_SQL, LINE_SQL
 from audit_core._layout import parse_hot_file_name
+from audit_core.errors import AuditFormatError
 from audit_core.integrity import (
     GENESIS_HASH,
     FailureKind,
@@ -51,11 +52,11 @@ from audit_core.manifest import (
     ROOT_FILE,
     entry_problems,
     file_sha256,
-    read_entry,
+    read_manifest,
     root_problems,
     safe_relative,
 )
-from audit_core.merkle import RFC6962_LEAF_PREFIX
+from audit_core.merkle import RFC6962_LEAF_PREFIX, MerkleTree
 from audit_core.projection import (
     COLUMNS,
     DERIVED_COLUMNS,
@@ -174,9 +175,10 @@ class _EntryCheck:
 
     def run(self) -> None:
         try:
-            entry = read_entry(self.path)
-        except (OSError, ValueError) as exc:
-            self.fail(self.where, FailureKind.MANIFEST_INVALID, f"unreadable manifest entry: {exc}")
+            entry = read_manifest(self.path)
+        except (OSError, ValueError) as exc:  # AuditFormatError names the file and the field
+            self.fail(self.where, FailureKind.UNREADABLE_FILE, str(exc) if isinstance(exc, AuditFormatError)
+                      else f"{self.path}: cannot read: {exc}")
             return
         for problem in entry_problems(entry, self.hmac_key, self.manifest_key):
             self.fail(self.where, FailureKind.MANIFEST_INVALID, problem)
@@ -239,7 +241,7 @@ class _EntryCheck:
             metadata = pq.read_metadata(target)
             schema = metadata.schema.to_arrow_schema()
         except Exception as exc:  # pyarrow raises several types for a file that is not Parquet
-            self.fail(where, FailureKind.PARQUET_MISMATCH, f"not a readable Parquet file: {exc}")
+            self.fail(where, FailureKind.UNREADABLE_FILE, f"{target}: not a readable Parquet file: {exc}")
             return None
         if metadata.num_rows != output.get("rows"):
             self.fail(where, FailureKind.PARQUET_MISMATCH,
@@ -403,8 +405,8 @@ class _EntryCheck:
                        || coalesce(torn_bytes, encode({LINE_SQL}))))
                 FROM (SELECT *, {BODY_SQL} AS body FROM read_parquet($files, union_by_name = true))
                 ORDER BY source_line""", {"files": files}).to_arrow_table().column(0).to_pylist()
-        tree = _MerkleStream()
-        tree.add([leaf for leaf in leaves if leaf is not None])
+        tree = MerkleTree()
+        tree.add_leaf_hashes([leaf for leaf in leaves if leaf is not None])
         root = tree.root()
         if root != seal.get("merkle_root"):
             self.fail(self.where, FailureKind.SEAL_MISMATCH,

@@ -33,10 +33,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from audit_core import _jsonfile
 from audit_core._bulk_verify import batch_schema, scan_file, verify_scanned
 from audit_core._bulk_verify import rebuild_line as rebuild_line
 from audit_core._layout import NS_PER_DAY, parse_hot_file_name, utc_day
 from audit_core.cold_verify import verify_cold as verify_cold
+from audit_core.errors import AuditFormatError
 from audit_core.integrity import fsync_directory, hot_files, read_seal
 from audit_core.manifest import MANIFEST_DIR as MANIFEST_DIR
 from audit_core.manifest import (
@@ -44,16 +46,20 @@ from audit_core.manifest import (
     converted_entry,
     file_sha256,
     fsync_file,
+    manifest_path,
     new_entry,
     update_cold_root,
     write_entry,
 )
+from audit_core.manifest import read_manifest as read_manifest
 from audit_core.manifest import write_json_atomically as write_json_atomically
 from audit_core.projection import COLUMNS as COLUMNS
 from audit_core.projection import PROJECTION_METADATA_KEY, PROJECTION_VERSION, SELECT, structure
 from audit_core.projection import TORN_EVENT_TYPE as TORN_EVENT_TYPE
 
 STAGING_DIR = "_staging"
+#: ``ConversionResult.skipped`` of a file whose seal, manifest entry or records could not be read.
+UNREADABLE = "unreadable"
 
 #: Parquet writer settings: zstd level (3, DuckDB's default: 9 saved about 4% more on the benchmark file
 #: and doubled the COPY time) and v2 data pages (delta encodings: smaller and faster than v1 here).
@@ -66,7 +72,7 @@ class ConversionResult:
 
     source: str
     converted: bool
-    skipped: str | None = None  # why nothing was written (already converted, not sealed, failed verify)
+    skipped: str | None = None  # why nothing was written (already converted, not sealed, failed verify, UNREADABLE)
     failures: list[str] = field(default_factory=list)
     outputs: list[str] = field(default_factory=list)
     rows: int = 0
@@ -130,11 +136,20 @@ class ParquetConverter:
         return cls(config.hot_path, cold_path, hmac_key=config.resolve_hmac_key(), signing_key=signing_key, **options)
 
     def convert_all(self, progress: Progress | None = None) -> list[ConversionResult]:
-        """Convert every sealed hot file not converted yet, then rewrite the cold root. Safe to run again."""
+        """Convert every sealed hot file not converted yet, then rewrite the cold root. Safe to run again.
+
+        A file that cannot be read (its seal is not in its format, its records do not load) does
+        not stop the others: its result has ``skipped="unreadable"`` and the reason, naming the
+        file, in ``failures``. (An unreadable or forged manifest entry just means "not converted".)
+        """
         files = [path for path in hot_files(self.hot_path) if parse_hot_file_name(path) is not None]
         results = []
         for done, path in enumerate(files, start=1):
-            results.append(self._convert(path))
+            try:
+                results.append(self._convert(path))
+            except (AuditFormatError, OSError) as exc:
+                detail = str(exc) if isinstance(exc, AuditFormatError) else f"{path}: cannot read: {exc}"
+                results.append(ConversionResult(path.name, converted=False, skipped=UNREADABLE, failures=[detail]))
             if progress is not None:
                 progress(done, len(files), path.name)
         if any(result.converted for result in results) or not (self.cold_path / ROOT_FILE).exists():
@@ -158,6 +173,10 @@ class ParquetConverter:
         A file that is not sealed, or fails verification, is reported and left untouched.
         Converting a file again finds its (authentic) manifest entry and writes nothing. The cold
         root is rewritten after a conversion.
+
+        Raises:
+            AuditFormatError: the file's seal is not in its format, or its verified records cannot
+                be loaded into the cold columns; names the file.
         """
         result = self._convert(Path(path))
         if result.converted:
@@ -170,7 +189,10 @@ class ParquetConverter:
         if seal is None:
             result.skipped = "not sealed (the live file of a stream, or a crash not yet recovered)"
             return result
-        if self.converted_entry(path) is not None:
+        existing = manifest_path(self.cold_path, path.name)
+        if existing.exists():
+            read_manifest(existing)  # an entry not in its format: AuditFormatError, the file is reported unreadable
+        if self.converted_entry(path) is not None:  # a forged or edited entry does not count: convert again
             result.skipped = "already converted"
             return result
         name = parse_hot_file_name(path)
@@ -197,7 +219,10 @@ class ParquetConverter:
                     result.failures = [str(failure) for failure in report.failures]
                     return result
                 if load_error is not None:
-                    raise load_error
+                    raise AuditFormatError(
+                        path, f"its records verify but cannot be loaded into the cold columns: {load_error}"
+                    ) from load_error
+                _check_every_row_has_a_time(columnar, path)
                 outputs = self._write_partitions(columnar, path, staging)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
@@ -233,23 +258,34 @@ class ParquetConverter:
             config=config, hmac_key=self._hmac_key, public_key=self._public_key,
         )
 
-    def get_partition_stats(self) -> list[PartitionStats]:
-        """Files, rows, bytes and time range of every day partition."""
-        import pyarrow.parquet as pq
+    def get_partition_stats(self, on_error: Callable[[AuditFormatError], None] | None = None) -> list[PartitionStats]:
+        """Files, rows, bytes and time range of every day partition, from the Parquet footers.
 
+        Args:
+            on_error: Called with the error of each Parquet file that cannot be read, which is then
+                left out of its partition's numbers. Without it, the first such file raises.
+
+        Raises:
+            AuditFormatError: a Parquet file's footer cannot be read, or its ``ts_event`` is not
+                an int64 column (only without ``on_error``); names the file.
+        """
         stats = []
         for day in sorted(self.cold_path.glob("year=*/month=*/day=*")):
-            files = sorted(day.glob("*.parquet"))
-            rows, first, last = 0, None, None
-            for file in files:
-                metadata = pq.ParquetFile(file).metadata
-                rows += metadata.num_rows
-                column = metadata.schema.to_arrow_schema().get_field_index("ts_event")
-                for group in range(metadata.num_row_groups):
-                    statistics = metadata.row_group(group).column(column).statistics
-                    if statistics is not None and statistics.has_min_max:
-                        first = statistics.min if first is None else min(first, statistics.min)
-                        last = statistics.max if last is None else max(last, statistics.max)
+            files, rows, first, last = [], 0, None, None
+            for file in sorted(day.glob("*.parquet")):
+                try:
+                    file_rows, file_first, file_last = _footer_stats(file)
+                except AuditFormatError as exc:
+                    if on_error is None:
+                        raise
+                    on_error(exc)
+                    continue
+                files.append(file)
+                rows += file_rows
+                if file_first is not None:
+                    first = file_first if first is None else min(first, file_first)
+                if file_last is not None:
+                    last = file_last if last is None else max(last, file_last)
             stats.append(PartitionStats(
                 str(day.relative_to(self.cold_path)), len(files), rows, sum(f.stat().st_size for f in files),
                 first, last,
@@ -307,6 +343,35 @@ class ParquetConverter:
             fsync_directory(target_dir)
             outputs.append(output)
         return outputs
+
+
+def _check_every_row_has_a_time(columnar: _ColumnarPass, path: Path) -> None:
+    """A row without ``ts_event`` would fall into no day partition: refuse the file instead of losing it."""
+    (untimed,) = columnar.con.execute("SELECT count(*) FROM rows WHERE ts_event IS NULL").fetchone() or (0,)
+    if untimed:
+        raise AuditFormatError(path, f"{untimed} record(s) have no ts_event that fits a signed 64-bit integer")
+
+
+def _footer_stats(file: Path) -> tuple[int, int | None, int | None]:
+    """Rows and min/max ``ts_event`` of a Parquet file, from its footer. AuditFormatError if unreadable."""
+    import pyarrow as pa
+
+    metadata = read_parquet_metadata(file)
+    try:
+        arrow_schema = metadata.schema.to_arrow_schema()
+        column = arrow_schema.get_field_index("ts_event")
+        if column < 0 or str(arrow_schema.field(column).type) != "int64":
+            kind = "missing" if column < 0 else f"of type {arrow_schema.field(column).type}"
+            raise AuditFormatError(file, f"column 'ts_event': expected int64, it is {kind}")
+        first = last = None
+        for group in range(metadata.num_row_groups):
+            statistics = metadata.row_group(group).column(column).statistics
+            if statistics is not None and statistics.has_min_max:
+                first = statistics.min if first is None else min(first, statistics.min)
+                last = statistics.max if last is None else max(last, statistics.max)
+        return metadata.num_rows, first, last
+    except (pa.ArrowException, OSError) as exc:
+        raise AuditFormatError(file, f"unreadable Parquet footer: {exc}") from None
 
 
 def _without_torn_lines(seal: dict[str, Any]) -> bool:
@@ -415,14 +480,55 @@ def _sql_string(path: Path) -> str:
     return str(path).replace("'", "''")
 
 
-def read_hot_file(path: Path | str) -> Any:
+def read_parquet_table(file: Path, columns: list[str] | None = None) -> Any:
+    """The rows of cold Parquet ``file`` (only ``columns``, if given) as a pyarrow Table.
+
+    Raises:
+        AuditFormatError: the file cannot be read as Parquet (garbage, truncated, a damaged page or
+            footer, a named column missing), or cannot be opened at all: pyarrow reports a damaged
+            page and a failed open alike, as ``OSError``. Names the file.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_table(file, columns=columns)
+    except (pa.ArrowException, OSError) as exc:
+        raise AuditFormatError(file, f"not a readable Parquet file: {exc}") from None
+
+
+def read_parquet_metadata(file: Path) -> Any:
+    """The footer metadata of cold Parquet ``file``. AuditFormatError as ``read_parquet_table``."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.ParquetFile(file).metadata
+    except (pa.ArrowException, OSError) as exc:
+        raise AuditFormatError(file, f"not a readable Parquet file: {exc}") from None
+
+
+#: Fields a hot line must have (of the right JSON type) to be read as a record by ``read_hot_file``:
+#: those a row is placed and chained by. (Lines of other writers may lack the rest.)
+_RECORD_FIELDS = ("ts_event", "event_type", "sequence", "checksum")
+
+
+def read_hot_file(path: Path | str, on_error: Callable[[AuditFormatError], None] | None = None) -> Any:
     """The complete records of one hot file as a pyarrow Table in the cold schema (``COLUMNS``).
 
     For readers of files not converted yet (the workbench reads today's file this way), so hot and
-    cold rows share one mapping from record to columns. Only newline-terminated lines that are JSON
-    objects are read (a torn line, or one still being appended, is left out); rows are in file
-    order. The lines reach DuckDB as Arrow, as in the converter: fed by ``read_csv`` instead, DuckDB
-    1.5 evaluates the numeric cast of ``old_value_num``/``new_value_num`` on non-numeric values too.
+    cold rows share one mapping from record to columns. Rows are in file order. The last line, if it
+    has no newline yet (being appended, or torn by a crash), is left out; so is a torn line that a
+    ``sys.recovery`` record in the same file describes (crash recovery closed it off). Any other
+    line that is not a record (not a JSON object, lacking a field of ``_RECORD_FIELDS`` or with one
+    of the wrong type, a decimal field that is no decimal) is left out and reported: to ``on_error``
+    if given, as one ``AuditFormatError`` for the file (its first such line, and how many), else by
+    raising that error. The lines reach DuckDB as Arrow, as in the converter: fed by ``read_csv``
+    instead, DuckDB 1.5 evaluates the numeric cast of ``old_value_num``/``new_value_num`` on
+    non-numeric values too.
+
+    Raises:
+        AuditFormatError: a line is not a record (only without ``on_error``); names the file and line.
     """
     import duckdb
     import pyarrow as pa
@@ -434,16 +540,75 @@ def read_hot_file(path: Path | str) -> Any:
         "line": pa.array([line.decode("utf-8", "replace") for line in lines], pa.string()),
         "source_line": pa.array(range(1, len(lines) + 1), pa.int64()),
     })
+    is_record = " AND ".join(
+        [f"j.{key} IS NOT NULL" for key in _RECORD_FIELDS]
+        + [f"(j.{column} IS NULL OR TRY_CAST(j.{column} AS {sql_type}) IS NOT NULL)"
+           for column, sql_type, kind in COLUMNS if kind == "decimal"]
+    )
     con = duckdb.connect()
     try:
         con.register("hot_lines", table)
-        return con.execute(
+        rows = con.execute(
             f"""SELECT {SELECT}
             FROM (SELECT *, NULL::VARCHAR AS record, NULL::BLOB AS torn_bytes, NULL::BIGINT AS torn_ts,
                          json_transform(line, $structure) AS j
                   FROM hot_lines WHERE line LIKE '{{%}}' AND json_valid(line))
+            WHERE {is_record}
             ORDER BY source_line""",
             {"stream": name.stream_key if name else path.stem, "structure": structure()},
         ).to_arrow_table()
     finally:
         con.close()
+    if rows.num_rows < len(lines):
+        error = _not_records(path, lines, rows)
+        if error is not None:
+            if on_error is None:
+                raise error
+            on_error(error)
+    return rows
+
+
+def _not_records(path: Path, lines: list[bytes], rows: Any) -> AuditFormatError | None:
+    """One error naming the lines of ``path`` that ``read_hot_file`` left out, but for recovered torn lines."""
+    import itertools
+
+    from audit_core.reader import described_torn_lines, is_described
+
+    read = set(rows.column("source_line").to_pylist())
+    offsets = [0, *itertools.accumulate(len(line) + 1 for line in lines)]
+    payloads = []
+    for event_type, payload in zip(rows.column("event_type").to_pylist(), rows.column("payload").to_pylist(),
+                                   strict=True):
+        if event_type == "sys.recovery" and payload:
+            with contextlib.suppress(AuditFormatError):
+                payloads.append(_jsonfile.loads(payload, path, "sys.recovery payload"))
+    described = described_torn_lines(payloads, path.name)
+    left_out = [
+        number for number in range(1, len(lines) + 1)
+        if number not in read and not is_described(offsets[number - 1], lines[number - 1], described)
+    ]
+    if not left_out:
+        return None
+    first = left_out[0]
+    listed = ", ".join(map(str, left_out[:5])) + (", ..." if len(left_out) > 5 else "")
+    return AuditFormatError(
+        path, f"{len(left_out)} line(s) are not records and were left out (line {listed}); "
+        f"line {first}: {_why_not_a_record(path, lines[first - 1])}", first,
+    )
+
+
+def _why_not_a_record(path: Path, line: bytes) -> str:
+    """Why ``read_hot_file`` did not read ``line`` as a record, in a few words."""
+    try:
+        data = _jsonfile.loads(line, path, "the line")
+    except AuditFormatError as exc:
+        return exc.detail.split(":")[0]
+    if not isinstance(data, dict):
+        return f"a JSON {_jsonfile.type_name(data)}, not an object"
+    expected = {"ts_event": int, "sequence": int}
+    for key in _RECORD_FIELDS:
+        value = data.get(key)
+        kind = expected.get(key, str)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            return f"field {key!r}: expected a JSON {_jsonfile.type_name(kind())}, got {value!r:.40}"
+    return "a field's value does not fit its column (a decimal that is no decimal, a number out of range)"

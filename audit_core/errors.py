@@ -6,6 +6,8 @@ everything else the core raises derives from ``AuditError``.
 
 from __future__ import annotations
 
+import os
+
 
 class AuditError(Exception):
     """Root of every error raised by audit_core."""
@@ -25,6 +27,31 @@ class AuditIntegrityError(AuditError):
     def __init__(self, message: str, report: object | None = None) -> None:
         super().__init__(message)
         self.report = report
+
+
+class AuditFormatError(AuditError, ValueError):
+    """A file the core reads back is not in its format: a record line, seal, checkpoint, manifest,
+    legal holds file or Parquet file that is garbage, truncated, too deeply nested or has a field of
+    the wrong type.
+
+    The message names the file and, where known, the line (``path:line: detail``); the entry or
+    field is named in ``detail``.
+
+    Attributes:
+        path: The file that could not be read.
+        detail: What is wrong with it (expected vs got).
+        line: The 1-based line of a line-oriented file, when known.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], detail: str, line: int | None = None) -> None:
+        self.path = os.fspath(path)
+        self.detail = detail
+        self.line = line
+        where = self.path if line is None else f"{self.path}:{line}"
+        super().__init__(f"{where}: {detail}")
+
+    def __reduce__(self) -> tuple[type[AuditFormatError], tuple[str, str, int | None]]:
+        return type(self), (self.path, self.detail, self.line)  # picklable across a process pool
 
 
 class RetentionJournalError(AuditIntegrityError):

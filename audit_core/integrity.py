@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from audit_core import checkpoint, documents, signing
+from audit_core import _jsonfile, checkpoint, documents, signing
 from audit_core._layout import HOT_SUFFIX, RETENTION_STREAM, checkpoint_path, parse_hot_file_name, seal_path
-from audit_core.errors import AuditIntegrityError
+from audit_core.errors import AuditFormatError, AuditIntegrityError
 from audit_core.merkle import RFC6962_LEAF_PREFIX as RFC6962_LEAF_PREFIX
 from audit_core.merkle import RFC6962_NODE_PREFIX as RFC6962_NODE_PREFIX
 from audit_core.merkle import MerkleTree as MerkleTree
@@ -208,15 +208,61 @@ def _write_read_only(target: Path, data: bytes) -> None:
     os.replace(temporary, target)
 
 
+#: The fields ``seal_file`` writes and the JSON types each may hold; ``signature`` is there when signed.
+SEAL_FIELDS: dict[str, tuple[type, ...]] = {
+    "format": (str,), "file": (str,), "stream": (str, type(None)), "records": (int,), "file_size": (int,),
+    "first_sequence": (int, type(None)), "last_sequence": (int, type(None)), "first_hash": (str, type(None)),
+    "last_hash": (str, type(None)), "file_sha256": (str,), "merkle_root": (str,), "next_file": (str, type(None)),
+    "sealed_at_ns": (int,), "seal_checksum": (str,),
+}
+_OPTIONAL_SEAL_FIELDS: dict[str, tuple[type, ...]] = {"signature": (dict,)}
+_PLAIN = (str, int, float, bool, type(None))
+
+
 def read_seal(path: Path) -> dict[str, Any] | None:
-    """The seal of hot file ``path``, or None if it has none. Raises ValueError if unreadable."""
+    """The seal of hot file ``path``, or None if it has none.
+
+    Raises:
+        AuditFormatError: the seal is not JSON, not a ``ledgerline-seal/1`` object, or a field
+            has the wrong type (``check_seal_format``); names the seal file.
+        OSError: the seal exists but cannot be read.
+    """
     target = seal_path(path)
     if not target.exists():
         return None
-    data = json.loads(target.read_bytes())
-    if not isinstance(data, dict) or data.get("format") != SEAL_FORMAT:
-        raise ValueError(f"{target.name} is not a {SEAL_FORMAT} seal")
-    return data
+    seal = _jsonfile.read_object(target, "seal")
+    check_seal_format(seal, target)
+    return seal
+
+
+def check_seal_format(seal: Any, where: Path | str, name: str = "seal") -> None:
+    """Check that ``seal`` is a flat ``ledgerline-seal/1`` object with a value of the right type in every field.
+
+    Only the form is checked here; whether the values are true of the file is ``verify``'s job.
+    Fields other than ``SEAL_FIELDS`` may be present but must hold plain values, not arrays or objects;
+    ``signature`` is an object of plain values (``signing.verify_seal_signature`` checks what they say).
+
+    Raises:
+        AuditFormatError: names ``where`` and the field, with the type expected and the one found.
+    """
+    if not isinstance(seal, dict):
+        raise AuditFormatError(where, f"{name}: expected a JSON object, got {_jsonfile.type_name(seal)}")
+    if seal.get("format") != SEAL_FORMAT:
+        raise AuditFormatError(where, f"{name}: format {seal.get('format')!r}, expected {SEAL_FORMAT!r}")
+    for key, value in seal.items():
+        kinds = SEAL_FIELDS.get(key) or _OPTIONAL_SEAL_FIELDS.get(key) or _PLAIN
+        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+            expected = " or ".join(_jsonfile.type_name(kind()) if kind is not type(None) else "null" for kind in kinds)
+            raise AuditFormatError(
+                where, f"{name} field {key!r}: expected {expected}, got {_jsonfile.type_name(value)} {value!r:.40}"
+            )
+        if isinstance(value, dict) and not all(isinstance(item, _PLAIN) for item in value.values()):
+            raise AuditFormatError(
+                where, f"{name} field {key!r}: expected an object of plain values, got {value!r:.40}"
+            )
+    missing = [key for key in SEAL_FIELDS if key not in seal]
+    if missing:
+        raise AuditFormatError(where, f"{name} lacks field(s) {', '.join(missing)}")
 
 
 def seal_signed_bytes(seal: dict[str, Any]) -> bytes:
@@ -247,6 +293,8 @@ class FailureKind(enum.StrEnum):
     UNEXPECTED_FILE = "unexpected_file"
     SIGNATURE_MISSING = "signature_missing"
     SIGNATURE_INVALID = "signature_invalid"
+    #: A file that is not in its format (garbage, truncated, wrong types): a manifest, Parquet file or checkpoint.
+    UNREADABLE_FILE = "unreadable_file"
     #: Cold store: a typed column differs from the value derived from the row's stored record.
     COLUMN_MISMATCH = "column_mismatch"
     #: Cold store: a Parquet file's SHA-256, row count, schema or projection version is not what its manifest says.
@@ -746,8 +794,10 @@ def _check_seal_document(
     if public_key is None or signature_problems or not note.exists():
         return
     try:
-        checkpoint.verify_checkpoint(note.read_text(encoding="utf-8"), public_key, seal)
-    except (AuditIntegrityError, OSError, UnicodeDecodeError, ValueError) as exc:
+        checkpoint.verify_checkpoint(checkpoint.read_checkpoint(note), public_key, seal, source=note)
+    except AuditFormatError as exc:
+        report.failures.append(VerificationFailure(exc.path, 0, None, FailureKind.UNREADABLE_FILE, str(exc)))
+    except (AuditIntegrityError, OSError, ValueError) as exc:
         report.failures.append(VerificationFailure(where, 0, None, FailureKind.SIGNATURE_INVALID, str(exc)))
 
 
@@ -769,6 +819,13 @@ def _recovers(record: RecordFields, pending: _PendingTorn) -> bool:
         and payload.get("torn_length") == len(pending.data)
         and payload.get("torn_sha256") == hashlib.sha256(pending.data).hexdigest()
     )
+
+
+def _payload(line: bytes, where: Path | str) -> dict[str, Any]:
+    """The ``payload`` object of a record line; {} when it has none. AuditFormatError if the line is no JSON object."""
+    data = _jsonfile.loads(line, where, "record")
+    payload = data.get("payload") if isinstance(data, dict) else None
+    return payload if isinstance(payload, dict) else {}
 
 
 def _check_record(

@@ -40,9 +40,9 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from audit_core import documents
-from audit_core.errors import AuditIntegrityError
-from audit_core.integrity import SEAL_CHECKSUM, fsync_directory, read_seal
+from audit_core import _jsonfile, documents
+from audit_core.errors import AuditFormatError, AuditIntegrityError
+from audit_core.integrity import SEAL_CHECKSUM, check_seal_format, fsync_directory, read_seal
 from audit_core.projection import PROJECTION_VERSION
 
 if TYPE_CHECKING:
@@ -147,12 +147,50 @@ def write_entry(
     return document
 
 
-def read_entry(path: Path) -> dict[str, Any]:
-    """The JSON object in manifest file ``path``. Raises ValueError if it is not one, OSError if unreadable."""
-    entry = json.loads(path.read_bytes())
-    if not isinstance(entry, dict):
-        raise ValueError(f"{path}: a manifest entry must be a JSON object, got {type(entry).__name__}")
+def read_manifest(path: Path) -> dict[str, Any]:
+    """One entry of ``cold/_manifest``, its form checked: what converter, retention, verify and workbench read.
+
+    An entry is an object with ``source`` (the hot file's name), ``seal`` (a copy of its seal,
+    ``integrity.check_seal_format``), ``outputs`` (``[{"path": <relative .parquet path>, "rows": n}]``)
+    and, after retention, ``retired`` (outputs removed, same form) and ``hot_removed_by`` (a plan id).
+    Only the form is checked; whether the entry is true is ``verify_cold``'s job.
+
+    Raises:
+        AuditFormatError: not JSON, not an object, or a field of the wrong form; names the file and the field.
+        OSError: the file cannot be read.
+    """
+    entry = _jsonfile.read_object(path, "manifest entry")
+
+    def wrong(field: str, expected: str, got: object) -> AuditFormatError:
+        return AuditFormatError(path, f"manifest entry {field}: expected {expected}, got {got!r:.80}")
+
+    if not isinstance(entry.get("source"), str):
+        raise wrong("source", "a file name", entry.get("source"))
+    check_seal_format(entry.get("seal"), path, "manifest entry's seal")
+    for key in ("outputs", "retired"):
+        outputs = entry.get(key, [])
+        if not isinstance(outputs, list):
+            raise wrong(key, "an array", outputs)
+        for index, output in enumerate(outputs):
+            if not isinstance(output, dict):
+                raise wrong(f"{key}[{index}]", "an object", output)
+            relative = output.get("path")
+            if not isinstance(relative, str) or not _is_relative_parquet_path(relative):
+                raise wrong(f"{key}[{index}].path", "a relative .parquet path inside the cold store", relative)
+            rows = output.get("rows")
+            if not isinstance(rows, int) or isinstance(rows, bool) or rows < 0:
+                raise wrong(f"{key}[{index}].rows", "a count", rows)
+    if not isinstance(entry.get("hot_removed_by", ""), str):
+        raise wrong("hot_removed_by", "a plan id", entry["hot_removed_by"])
     return entry
+
+
+def _is_relative_parquet_path(relative: str) -> bool:
+    parts = Path(relative).parts
+    return (
+        bool(parts) and relative.endswith(".parquet") and "\x00" not in relative
+        and not Path(relative).is_absolute() and ".." not in parts
+    )
 
 
 def entry_problems(
@@ -192,16 +230,18 @@ def converted_entry(
 
     True only for an authentic entry (``entry_problems`` finds nothing, checked with the trail's
     ``hmac_key`` and the converter's ``public_key``) of this hot file whose copy of the seal is the
-    hot file's own seal (same ``seal_checksum`` and ``file_sha256``), and whose current outputs all
-    exist. A forged or edited entry therefore hides nothing: the converter converts the file, the
-    workbench reads it from hot, retention keeps it. On a keyed trail an entry is authentic only
-    with the key; without it every hot file counts as not converted.
+    hot file's own seal (same ``seal_checksum`` and ``file_sha256``). A forged or edited entry
+    therefore hides nothing: the converter converts the file, the workbench reads it from hot,
+    retention keeps it. On a keyed trail an entry is authentic only with the key; without it every
+    hot file counts as not converted. (Whether the outputs are still there is the caller's
+    question: the workbench reads a file from hot when one is missing; retention, finishing a purge
+    that removed some, must not.)
     """
     hot_file, cold = Path(hot_file), Path(cold)
     path = manifest_path(cold, hot_file.name)
     try:
         seal = read_seal(hot_file)
-        entry = read_entry(path) if path.is_file() else None
+        entry = read_manifest(path) if path.is_file() else None
     except (OSError, ValueError):
         return None
     if seal is None or entry is None or entry.get("source") != hot_file.name:
@@ -211,10 +251,6 @@ def converted_entry(
     copy = entry["seal"]
     if copy.get(SEAL_CHECKSUM) != seal.get(SEAL_CHECKSUM) or copy.get("file_sha256") != seal.get("file_sha256"):
         return None
-    for output in entry["outputs"]:
-        target = safe_relative(cold, output.get("path"))
-        if target is None or not target.is_file():
-            return None
     return entry
 
 
@@ -244,7 +280,7 @@ def expected_root(
     for path in sorted((cold / MANIFEST_DIR).glob("*.json")):
         try:
             data = path.read_bytes()
-            entry = read_entry(path)
+            entry = read_manifest(path)
         except (OSError, ValueError) as exc:
             left_out.append(f"{path.name}: unreadable ({exc})")
             continue

@@ -41,22 +41,54 @@ class MerkleTree:
 
     The stack holds the roots of the perfect subtrees the leaves so far decompose into, largest
     first; folding it from the right gives MTH(D[n]) with the RFC's split at the largest power of two.
+    ``add`` takes one record; ``add_leaf_hashes`` takes leaves already hashed (the converter's fast
+    path hashes a chunk's lines in one go) and reduces full blocks of them level by level before
+    they join the stack, which gives the same root with fewer stack operations.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, block: int = 4096) -> None:
+        if block < 1 or block & (block - 1):
+            raise ValueError(f"block={block}: expected a power of two")
         self.size = 0
+        self._block = block  # leaves reduced into one perfect subtree before joining the stack
         self._stack: list[tuple[int, bytes]] = []
+        self._pending: list[bytes] = []  # hashed leaves waiting for a full block
 
     def add(self, record: bytes) -> None:
-        node = (1, merkle_leaf_hash(record))
-        while self._stack and self._stack[-1][0] == node[0]:
-            size, left = self._stack.pop()
-            node = (size * 2, merkle_node_hash(left, node[1]))
-        self._stack.append(node)
+        self._flush_pending()
+        self._push(1, merkle_leaf_hash(record))
         self.size += 1
+
+    def add_leaf_hashes(self, leaves: list[bytes]) -> None:
+        """Append leaves given as their hashes (``merkle_leaf_hash`` of each record), in order."""
+        self._pending += leaves
+        self.size += len(leaves)
+        block = self._block
+        # A block may join as one perfect subtree only where it starts at a multiple of its size.
+        while self._pending and (self.size - len(self._pending)) % block:
+            self._push(1, self._pending.pop(0))
+        full = len(self._pending) - len(self._pending) % block
+        for start in range(0, full, block):
+            level = self._pending[start : start + block]
+            while len(level) > 1:
+                level = [merkle_node_hash(left, right) for left, right in zip(level[0::2], level[1::2], strict=True)]
+            self._push(block, level[0])
+        del self._pending[:full]
+
+    def _flush_pending(self) -> None:
+        for leaf in self._pending:
+            self._push(1, leaf)
+        self._pending = []
+
+    def _push(self, size: int, node: bytes) -> None:
+        while self._stack and self._stack[-1][0] == size:
+            _, left = self._stack.pop()
+            node, size = merkle_node_hash(left, node), size * 2
+        self._stack.append((size, node))
 
     def root(self) -> str:
         """Hex root; the root of an empty tree is SHA-256 of the empty string."""
+        self._flush_pending()
         if not self._stack:
             return hashlib.sha256(b"").hexdigest()
         root = self._stack[-1][1]

@@ -15,13 +15,12 @@ A proof document::
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from audit_core import signing
-from audit_core.errors import AuditError, AuditIntegrityError
+from audit_core import _jsonfile, signing
+from audit_core.errors import AuditError, AuditFormatError, AuditIntegrityError
 from audit_core.integrity import SEAL_FORMAT, read_seal, seal_signed_bytes, split_record
 from audit_core.merkle import HASH_SIZE, MerkleTree, audit_path, merkle_leaf_hash, verify_inclusion
 
@@ -110,9 +109,9 @@ def check_proof(proof: dict[str, Any] | Path | str, public_key: Ed25519PublicKey
     """
     if not isinstance(proof, dict):
         try:
-            proof = json.loads(Path(proof).read_text(encoding="utf-8"))
-        except ValueError as exc:
-            raise ValueError(f"{proof} is not a JSON proof file: {exc}") from None
+            proof = _jsonfile.loads(Path(proof).read_bytes(), proof, "proof")
+        except AuditFormatError as exc:  # a file given by the user: a usage mistake, not a damaged trail
+            raise ValueError(f"{proof} is not a JSON proof file: {exc.detail}") from None
         if not isinstance(proof, dict):
             raise ValueError("not an inclusion proof: expected a JSON object")
     if proof.get("format") != PROOF_FORMAT:

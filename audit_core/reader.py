@@ -3,38 +3,102 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections import deque
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from pydantic import ValidationError
 
+from audit_core.errors import AuditFormatError
 from audit_core.events import AuditEvent, parse_record
 from audit_core.integrity import hot_files
 
 
-def tail(path: Path | str, n: int = 20) -> list[AuditEvent]:
+def tail(
+    path: Path | str, n: int = 20, on_error: Callable[[AuditFormatError], None] | None = None
+) -> list[AuditEvent]:
     """The newest ``n`` events under ``path`` (a hot file or a directory), oldest first.
 
-    Events from several streams are merged by ``ts_event`` (ties by stream, then sequence).
-    Lines that are not valid records (a torn write, tampering) are skipped here; ``verify``
-    reports them.
+    Events from several streams are merged by ``ts_event`` (ties by stream, then sequence). A last
+    line without its newline (being appended, or torn) is left out. Among the newest ``n`` lines of
+    each file, a line that is not a valid record (garbage, a torn write closed off by recovery,
+    tampering) is left out and reported: to ``on_error`` if given (one ``AuditFormatError`` per
+    file, naming its first such line and how many), else by raising that error. ``verify`` says
+    whether such a line is an honest torn write or damage.
+
+    Raises:
+        ValueError: ``n`` is less than 1.
+        AuditFormatError: a line is not a record (only without ``on_error``); names the file and line.
     """
     if n < 1:
         raise ValueError(f"n must be at least 1, got {n}")
     newest: list[AuditEvent] = []
     for file in hot_files(path):
-        lines: deque[bytes] = deque(maxlen=n)
+        lines: deque[tuple[int, int, bytes]] = deque(maxlen=n)
+        offset = 0
         with file.open("rb") as handle:
-            for line in handle:
+            for number, line in enumerate(handle, start=1):
                 if line.endswith(b"\n"):
-                    lines.append(line)
-        for line in lines:
+                    lines.append((number, offset, line))
+                offset += len(line)
+        bad: list[tuple[int, str]] = []
+        unparsed: list[tuple[int, int, bytes, str]] = []
+        recoveries: list[object] = []
+        for number, offset, line in lines:
             try:
-                newest.append(parse_record(line))
-            except (ValueError, ValidationError):
+                event = parse_record(line)
+            except RecursionError:
+                unparsed.append((number, offset, line, "nested too deeply to parse"))
                 continue
+            except ValidationError as exc:
+                unparsed.append((number, offset, line, f"not a valid record: {_first_error(exc)}"))
+                continue
+            except ValueError as exc:
+                unparsed.append((number, offset, line, f"not a JSON record: {exc}"))
+                continue
+            newest.append(event)
+            if event.event_type == "sys.recovery":
+                recoveries.append(getattr(event, "payload", None))
+        described = described_torn_lines(recoveries, file.name)
+        bad = [(number, why) for number, offset, line, why in unparsed if not is_described(offset, line, described)]
+        if bad:
+            listed = ", ".join(str(number) for number, _ in bad[:5]) + (", ..." if len(bad) > 5 else "")
+            error = AuditFormatError(
+                file, f"{len(bad)} line(s) are not records and were left out (line {listed}); "
+                f"line {bad[0][0]}: {bad[0][1]}", bad[0][0],
+            )
+            if on_error is None:
+                raise error
+            on_error(error)
     newest.sort(key=lambda e: (e.ts_event, e.trader_id, e.sequence or 0))
     return newest[-n:]
+
+
+def described_torn_lines(payloads: Iterable[object], file_name: str) -> set[tuple[object, ...]]:
+    """(offset, length, SHA-256) of each torn line of ``file_name`` that a ``sys.recovery`` payload describes.
+
+    Crash recovery ends a torn line with a newline where it is and appends a ``sys.recovery``
+    record saying so; readers leave such a line out without reporting it.
+    """
+    described: set[tuple[object, ...]] = set()
+    for payload in payloads:
+        if isinstance(payload, dict) and payload.get("torn_file") == file_name:
+            described.add((payload.get("torn_offset"), payload.get("torn_length"), payload.get("torn_sha256")))
+    return described
+
+
+def is_described(offset: int, line: bytes, described: set[tuple[object, ...]]) -> bool:
+    """Whether the line at byte ``offset`` (its newline included or not) is a torn line ``described`` names."""
+    torn = line.removesuffix(b"\n")
+    return (offset, len(torn), hashlib.sha256(torn).hexdigest()) in described
+
+
+def _first_error(exc: ValidationError) -> str:
+    """The first problem pydantic found and the field it is about, e.g. ``Input should be ... (ts_event)``."""
+    error = exc.errors()[0]
+    location = ".".join(str(part) for part in error.get("loc", ())) or "the record"
+    return f"{error['msg']} ({location})"
 
 
 def describe_event(event: AuditEvent) -> str:

@@ -12,6 +12,7 @@ from workbench.errors import (
     ResultTruncatedWarning,
     TrailNotFoundError,
     UnknownValueWarning,
+    UnreadableFileWarning,
     WorkbenchError,
     WorkbenchInputError,
 )
@@ -31,6 +32,7 @@ __all__ = [
     "TrailNotFoundError",
     "UnexplainedChanges",
     "UnknownValueWarning",
+    "UnreadableFileWarning",
     "WorkbenchError",
     "WorkbenchInputError",
     "chronological",

@@ -41,20 +41,26 @@ def causal_keys(table: ir.Table) -> ir.Table:
     within a stream holds for unlinked records. Needs ``ts_event``, ``stream``, ``sequence``,
     ``event_type`` and ``correlation_id``.
     """
-    # Each helper column in its own step: Ibis inlines expressions, and nesting would repeat the CASE.
-    keyed = table.mutate(_causal_step=table.event_type.substitute(CAUSAL_STEPS, else_=ibis.null("int64")))
-    keyed = keyed.mutate(_linked=keyed.correlation_id.notnull() & keyed._causal_step.notnull())
-    keyed = keyed.mutate(_block=ibis.ifelse(keyed._linked, keyed.correlation_id, ibis.null("string")),
-                         _causal_step=keyed._causal_step.fill_null(0))
-    block = ibis.window(group_by=[keyed.ts_event, keyed._block])
-    keyed = keyed.mutate(_block_stream=keyed.stream.min().over(block))
-    first_sequence = ibis.ifelse(keyed.stream == keyed._block_stream, keyed.sequence, ibis.null("int64"))
-    block = ibis.window(group_by=[keyed.ts_event, keyed._block])
-    keyed = keyed.mutate(
-        _anchor_stream=ibis.ifelse(keyed._linked, keyed._block_stream, keyed.stream),
-        _anchor_sequence=ibis.ifelse(keyed._linked, first_sequence.min().over(block), keyed.sequence),
+    # Only blocks of two or more records need a key of their own: they are found by one narrow
+    # aggregate (few rows) and joined back, which costs the engine far less than a window over
+    # every column of every row would.
+    lifecycle = table.event_type.isin(list(CAUSAL_STEPS))
+    linked = table.filter(lifecycle, table.correlation_id.notnull())
+    # The block's first record: the smallest (stream, sequence), compared as a struct (field by field).
+    position = ibis.struct({"stream": linked.stream, "sequence": linked.sequence})
+    blocks = linked.group_by(_block_ts=linked.ts_event, _block_id=linked.correlation_id).aggregate(
+        _records=linked.count(), _first=position.min())
+    blocks = blocks.filter(blocks._records > 1)
+    joined = table.left_join(blocks, [table.ts_event == blocks._block_ts, table.correlation_id == blocks._block_id])
+    in_block = joined._first.notnull() & joined.event_type.isin(list(CAUSAL_STEPS))  # equi-join: a hash join
+    first_stream = joined._first["stream"]
+    first_sequence = joined._first["sequence"]
+    keyed = joined.mutate(
+        _anchor_stream=ibis.ifelse(in_block, first_stream, joined.stream),
+        _anchor_sequence=ibis.ifelse(in_block, first_sequence, joined.sequence),
+        _causal_step=ibis.ifelse(in_block, joined.event_type.substitute(CAUSAL_STEPS, else_=0), 0),
     )
-    return keyed.drop("_linked", "_block", "_block_stream")
+    return keyed.drop("_block_ts", "_block_id", "_records", "_first")
 
 
 def chronological(table: ir.Table) -> ir.Table:

@@ -28,3 +28,12 @@ class UnknownValueWarning(UserWarning):
 
     ``open_trail(..., on_unknown="raise")`` raises ``WorkbenchInputError`` instead, ``"ignore"`` says nothing.
     """
+
+
+class UnreadableFileWarning(UserWarning):
+    """``open_trail`` left out a file of the trail, or lines of one, that it could not read.
+
+    The message names the file (and its first unreadable line) and says why: a hot line that is not
+    a record, a seal or manifest entry that is not in its format. ``ledgerline verify`` says whether
+    that is an honest torn write or damage.
+    """

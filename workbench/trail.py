@@ -31,7 +31,7 @@ import ibis.expr.types as ir
 
 from workbench import _backend, filters
 from workbench._time import NS_PER_SECOND, to_ns, utc_day
-from workbench.errors import TrailNotFoundError, UnknownValueWarning, WorkbenchInputError
+from workbench.errors import TrailNotFoundError, UnknownValueWarning, UnreadableFileWarning, WorkbenchInputError
 
 #: Cold columns that are storage, not evidence to query: the stored form of the record (for
 #: ``verify_cold``), a torn line's bytes and the line number in the source file. Left out of ``events``.
@@ -385,8 +385,14 @@ def open_trail(path: Path | str, backend: Any = None, *, include_hot: bool = Tru
         raise TrailNotFoundError(f"path={str(path)!r} holds no trail: expected a cold/ or hot/ directory in it")
     backend = _backend.resolve(backend)
     schema = cold_schema()
-    cold = _backend.read_cold(backend, cold_dir) if cold_dir.is_dir() else None
-    hot, snapshot = (_read_hot(backend, hot_dir, cold_dir, schema) if include_hot and hot_dir.is_dir()
+    damaged: list[tuple[Path, str]] = []
+    cold = _backend.read_cold(backend, cold_dir, damaged) if cold_dir.is_dir() else None
+    for file, why in damaged:
+        warnings.warn(f"open_trail: left out {file}: {why}; the rows of its source are read from the hot file "
+                      "if it is still there. `ledgerline verify` reports the damage", UnreadableFileWarning,
+                      stacklevel=2)
+    lost = {file.resolve() for file, _ in damaged}
+    hot, snapshot = (_read_hot(backend, hot_dir, cold_dir, schema, lost) if include_hot and hot_dir.is_dir()
                      else (None, HotSnapshot()))
     if cold is not None:
         cold = cold.select(*schema.names)
@@ -415,20 +421,37 @@ def open_trail(path: Path | str, backend: Any = None, *, include_hot: bool = Tru
     return trail
 
 
-def _read_hot(backend: Any, hot_dir: Path, cold_dir: Path, schema: ibis.Schema) -> tuple[ir.Table | None, HotSnapshot]:
-    """Unconverted hot files as one in-memory table with the cold schema."""
+def _read_hot(backend: Any, hot_dir: Path, cold_dir: Path, schema: ibis.Schema,
+              lost: set[Path] | None = None) -> tuple[ir.Table | None, HotSnapshot]:
+    """Unconverted hot files as one in-memory table with the cold schema.
+
+    What cannot be read is left out with an ``UnreadableFileWarning`` naming the file: lines that
+    are not records, or a whole file that cannot be opened. A file whose seal or manifest entry is
+    unreadable counts as not converted, so its hot rows are read (rows also in cold count once).
+    """
     import pyarrow as pa
     import pyarrow.compute as pc
 
     from audit_core.converter import read_hot_file
+    from audit_core.errors import AuditFormatError
     from audit_core.integrity import hot_files
+
+    def unreadable(error: AuditFormatError | OSError, what: str = "left out") -> None:
+        warnings.warn(f"open_trail: {what}: {error}", UnreadableFileWarning, stacklevel=4)
 
     snapshot = HotSnapshot()
     tables = []
     for file in hot_files(hot_dir):
-        if _converted(file, cold_dir):
+        try:
+            if _converted(file, cold_dir, lost or set()):
+                continue
+        except (AuditFormatError, OSError) as exc:
+            unreadable(exc, "cannot tell whether it was converted; reading its hot rows")
+        try:
+            table = read_hot_file(file, on_error=unreadable)
+        except (AuditFormatError, OSError) as exc:
+            unreadable(exc)
             continue
-        table = read_hot_file(file)
         snapshot.files.append(file)
         if table.num_rows:
             tables.append(table)
@@ -445,13 +468,26 @@ def _read_hot(backend: Any, hot_dir: Path, cold_dir: Path, schema: ibis.Schema) 
     return _backend.memtable(backend, rows), snapshot
 
 
-def _converted(file: Path, cold_dir: Path, hmac_key: bytes | None = None, public_key: Any = None) -> bool:
-    """Whether the cold store holds this exact file (same seal), by an authentic manifest entry.
+def _converted(
+    file: Path, cold_dir: Path, lost: set[Path], hmac_key: bytes | None = None, public_key: Any = None
+) -> bool:
+    """Whether the cold store holds this exact file (same seal) by an authentic entry, in outputs present, not ``lost``.
 
     ``audit_core.manifest.converted_entry`` decides: a forged or edited entry hides no hot file.
     Without the trail's HMAC key, entries of a keyed trail cannot be authenticated, so every hot
-    file is read (rows also in cold count once, see ``open_trail``).
+    file is read (rows also in cold count once, see ``open_trail``). Raises ``AuditFormatError``
+    when the file's seal or its manifest entry is not in its format.
     """
-    from audit_core.manifest import converted_entry
+    from audit_core.integrity import read_seal
+    from audit_core.manifest import converted_entry, manifest_path, read_manifest
 
-    return converted_entry(file, cold_dir, hmac_key, public_key) is not None
+    path = manifest_path(cold_dir, file.name)
+    if not path.exists():
+        return False
+    read_seal(file)
+    read_manifest(path)  # only to raise for an entry that is not in its format
+    entry = converted_entry(file, cold_dir, hmac_key, public_key)
+    if entry is None:
+        return False
+    outputs = [(cold_dir / output["path"]).resolve() for output in entry["outputs"]]
+    return all(output.is_file() and output not in lost for output in outputs)

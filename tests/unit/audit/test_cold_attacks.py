@@ -40,7 +40,7 @@ from audit_core.manifest import (
     ROOT_FILE,
     file_sha256,
     manifest_path,
-    read_entry,
+    read_manifest,
     update_cold_root,
     write_entry,
 )
@@ -245,7 +245,7 @@ class TestColumnsAreBound:
 def recommit(trail: Trail, hmac_key: bytes | None, signing_key: Any) -> None:
     """Make manifest entries and root match the Parquet files again, with the keys given."""
     for path in entries(trail.cold):
-        entry = read_entry(path)
+        entry = read_manifest(path)
         for output in entry["outputs"]:
             file = trail.cold / output["path"]
             output["sha256"] = file_sha256(file)
@@ -312,7 +312,7 @@ class TestFilesAreCommitted:
 class TestSealCopies:
     def test_a_zeroed_seal_checksum_fails(self, converted):
         path = entries(converted.cold)[0]
-        entry = read_entry(path)
+        entry = read_manifest(path)
         entry["seal"][SEAL_CHECKSUM] = "0" * 64
         write_raw(path, entry)
         failures = converted.verify().failures
@@ -323,7 +323,7 @@ class TestSealCopies:
         trail = make_trail(tmp_path, "signed")
         trail.convert()
         path = entries(trail.cold)[0]
-        entry = read_entry(path)
+        entry = read_manifest(path)
         del entry["seal"]["signature"]
         # Even re-authenticating the seal copy and the entry with the HMAC key (an insider who has
         # it but not the signing key) leaves the copy unsigned.
@@ -357,7 +357,7 @@ def cut_last_rows(trail: Trail, count: int, attacker_key: bytes | None) -> None:
     kept = table.slice(0, table.num_rows - count)
     rewrite(file, kept)
     path = entries(trail.cold)[-1]
-    entry = read_entry(path)
+    entry = read_manifest(path)
     rows = sorted(
         (row for f in trail.parquet() if f.stem == Path(entry["source"]).stem for row in pq.read_table(f).to_pylist()),
         key=lambda row: row["source_line"])
@@ -402,7 +402,7 @@ class TestForgedEntry:
         from workbench.trail import _converted
 
         second = self.forge(trail)
-        assert not _converted(second, trail.cold, trail.hmac_key,
+        assert not _converted(second, trail.cold, set(), trail.hmac_key,
                               None if trail.signing_key is None else trail.signing_key.public_key())
         assert second in open_trail(trail.base).hot.files
 
@@ -483,7 +483,7 @@ class TestRoot:
 
     def test_an_entry_deleted_with_its_parquet_fails(self, converted):
         path = entries(converted.cold)[0]
-        for output in read_entry(path)["outputs"]:
+        for output in read_manifest(path)["outputs"]:
             (converted.cold / output["path"]).unlink()
         path.unlink()
         report = converted.verify()
@@ -519,7 +519,7 @@ def retire_first_day(trail: Trail) -> Path:
     (trail.cold / JOURNAL_DIR / f"{plan_id}.json").write_text(json.dumps({"plan_id": plan_id, "status": "done"}))
     retired_from = None
     for path in entries(trail.cold):
-        entry = read_entry(path)
+        entry = read_manifest(path)
         gone = [o for o in entry["outputs"] if o["path"].startswith("year=2026/month=01/day=05/")]
         if not gone:
             continue
@@ -554,7 +554,7 @@ class TestRetiredEntries:
 
     def test_an_entry_deleted_with_its_parquet_fails(self, retired):
         path = entries(retired.cold)[-1]
-        for output in read_entry(path)["outputs"]:
+        for output in read_manifest(path)["outputs"]:
             (retired.cold / output["path"]).unlink()
         path.unlink()
         assert kinds(retired.verify()) == {"root_invalid"}

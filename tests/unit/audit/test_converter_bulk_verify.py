@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from audit_core import AuditConfig, AuditEventEmitter
-from audit_core._bulk_verify import _MerkleStream, rebuild_line, scan_file, strip_line, verify_scanned
+from audit_core._bulk_verify import rebuild_line, scan_file, strip_line, verify_scanned
 from audit_core.integrity import digest_file, merkle_leaf_hash, merkle_root, split_record, verify
+from audit_core.merkle import MerkleTree
 
 
 def sealed_file(base: Path, events: int = 60, hmac_key: bytes | None = None) -> Path:
@@ -23,15 +24,32 @@ def sealed_file(base: Path, events: int = 60, hmac_key: bytes | None = None) -> 
     return path
 
 
-class TestMerkleStream:
+class TestOneTreeBuilder:
+    """The converter's fast path feeds hashed leaves in chunks to the same ``MerkleTree`` seals use."""
+
     @pytest.mark.parametrize("size", [0, 1, 2, 3, 5, 7, 8, 9, 31, 32, 33, 100])
     def test_root_matches_rfc6962_reference_for_any_split(self, size):
         records = [f"r{i}".encode() for i in range(size)]
         for feed in (1, 3, 8):
-            stream = _MerkleStream(block=4)
+            tree = MerkleTree(block=4)
             for start in range(0, size, feed):
-                stream.add([merkle_leaf_hash(r) for r in records[start : start + feed]])
-            assert stream.root() == merkle_root(records), (size, feed)
+                tree.add_leaf_hashes([merkle_leaf_hash(r) for r in records[start : start + feed]])
+            assert tree.root() == merkle_root(records), (size, feed)
+
+    @pytest.mark.parametrize("size", [0, 1, 5, 9, 17, 40])
+    def test_single_records_and_hashed_blocks_mix_in_any_order(self, size):
+        records = [f"r{i}".encode() for i in range(size)]
+        tree = MerkleTree(block=4)
+        for index, record in enumerate(records):  # alternate: one by one, then a few hashed at once
+            if index % 3 == 0:
+                tree.add(record)
+            else:
+                tree.add_leaf_hashes([merkle_leaf_hash(record)])
+        assert tree.size == size and tree.root() == merkle_root(records)
+
+    def test_block_must_be_a_power_of_two(self):
+        with pytest.raises(ValueError, match="block=6: expected a power of two"):
+            MerkleTree(block=6)
 
 
 class TestColdRecordLayout:

@@ -11,9 +11,18 @@ import pytest
 from audit_core import AuditConfig, AuditEventEmitter, parse_record
 from audit_core import retention as retention_module
 from audit_core.converter import MANIFEST_DIR, ParquetConverter, verify_cold
-from audit_core.errors import AuditConfigError
+from audit_core.documents import canonical_bytes, keyed_digest
+from audit_core.errors import AuditConfigError, AuditFormatError, RetentionJournalError
 from audit_core.integrity import FailureKind, read_seal, verify
-from audit_core.retention import HOLDS_FILE, JOURNAL_DIR, LegalHold, apply_retention, load_holds
+from audit_core.retention import (
+    HOLDS_FILE,
+    JOURNAL_CHECKSUM,
+    JOURNAL_DIR,
+    MAX_RETENTION_DAYS,
+    LegalHold,
+    apply_retention,
+    load_holds,
+)
 
 JAN_1 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 HOUR = 3600 * 10**9
@@ -94,6 +103,10 @@ class TestWindow:
     def test_negative_days_is_a_config_error(self, trail):
         with pytest.raises(AuditConfigError, match="days=-1"):
             apply_retention(*trail, days=-1)
+
+    def test_more_than_a_hundred_years_is_a_config_error(self, trail):
+        with pytest.raises(AuditConfigError, match=f"days=99999999999: expected .* to {MAX_RETENTION_DAYS}"):
+            apply_retention(*trail, days=99999999999)
 
 
 class TestTheRecord:
@@ -186,8 +199,45 @@ class TestNeverRemoved:
     def test_malformed_hold_file_names_the_entry(self, trail):
         _, cold = trail
         (cold / HOLDS_FILE).write_text(json.dumps([{"start": "2026-13-01", "end": "2026-01-02"}]))
-        with pytest.raises(AuditConfigError, match="hold #0"):
+        with pytest.raises(AuditFormatError, match="hold #0"):
             load_holds(cold)
+
+
+class TestTheJournal:
+    def test_it_is_an_authenticated_document(self, trail):
+        hot, cold = trail
+        plan = apply_retention(hot, cold, days=3, now=utc(2026, 1, 7))
+        journal = json.loads((cold / JOURNAL_DIR / f"{plan.plan_id}.json").read_text())
+        assert journal[JOURNAL_CHECKSUM] == keyed_digest(canonical_bytes(journal, [JOURNAL_CHECKSUM]))
+        assert journal["plan_id"] == plan.plan_id and "signature" not in journal  # no signing key configured
+
+    def test_a_journal_whose_record_never_reached_the_trail_removed_nothing_and_is_abandoned(self, trail, monkeypatch):
+        hot, cold = trail
+        monkeypatch.setattr(retention_module, "_record", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
+        with pytest.raises(KeyboardInterrupt):
+            apply_retention(hot, cold, days=3, now=utc(2026, 1, 7))
+        monkeypatch.undo()
+        plan = apply_retention(hot, cold, days=0)
+        assert plan.resumed is False and len(partitions(cold)) == DAYS and retention_records(hot) == []
+        [journal] = (cold / JOURNAL_DIR).glob("*.json")
+        assert json.loads(journal.read_text())["status"] == "abandoned"
+
+    def test_a_finished_journal_of_an_older_version_is_ignored(self, trail):
+        hot, cold = trail
+        (cold / JOURNAL_DIR).mkdir()
+        (cold / JOURNAL_DIR / ("a" * 32 + ".json")).write_text(json.dumps(
+            {"plan_id": "a" * 32, "cutoff": None, "partitions": [], "hot_files": [], "status": "done"}))
+        apply_retention(hot, cold, days=3, now=utc(2026, 1, 7))
+        assert len(partitions(cold)) == 2
+
+    def test_an_unfinished_journal_without_a_checksum_is_refused(self, trail):
+        hot, cold = trail
+        (cold / JOURNAL_DIR).mkdir()
+        (cold / JOURNAL_DIR / ("a" * 32 + ".json")).write_text(json.dumps(
+            {"plan_id": "a" * 32, "cutoff": None, "partitions": [], "hot_files": [], "status": "recorded"}))
+        with pytest.raises(RetentionJournalError, match=f"{'a' * 32}.json: journal_checksum does not match"):
+            apply_retention(hot, cold, days=3, now=utc(2026, 1, 7))
+        assert len(partitions(cold)) == DAYS
 
 
 class TestCrashHalfWay:
