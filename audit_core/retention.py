@@ -61,13 +61,17 @@ from audit_core._retention_guard import (
     trail_files,
 )
 from audit_core.config import AuditConfig
-from audit_core.converter import MANIFEST_DIR
 from audit_core.converter import write_json_atomically as _write_json
 from audit_core.emitter import AuditEventEmitter
 from audit_core.errors import AuditConfigError, AuditFormatError
 from audit_core.events import AuditEventType
 from audit_core.integrity import fsync_directory, read_seal, retention_records, verify
-from audit_core.manifest import converted_entry
+from audit_core.manifest import (
+    converted_entry,
+    entry_problems,
+    update_cold_root,
+    write_entry,
+)
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -245,6 +249,7 @@ def _cutoff(days: object, now: dt.datetime) -> dt.date | None:
 
 def _write_journal(path: Path, state: dict[str, Any], keys: TrailKeys) -> None:
     _write_json(path, authenticated_journal(state, keys))
+    update_cold_root(path.parent.parent, keys.hmac_key, keys.signing_key)  # the root commits to every journal
 
 
 # --- planning -----------------------------------------------------------------------------------
@@ -355,7 +360,7 @@ def _carry_out(
     _write_journal(journal, {**plan.payload(), "status": "planned"}, keys)
     plan.record_sequence = _record(plan.payload(), hot, emitter, config, keys)
     _write_journal(journal, {**plan.payload(), "status": "recorded", "record_sequence": plan.record_sequence}, keys)
-    _remove(plan.payload(), cold, hot)
+    _remove(plan.payload(), cold, hot, keys)
     _write_journal(journal, {**plan.payload(), "status": "done", "record_sequence": plan.record_sequence}, keys)
 
 
@@ -379,7 +384,7 @@ def _finish_interrupted(
                 _write_journal(journal.path, {**payload, "status": "abandoned"}, keys)
                 continue
         allowed, kept = _replayable(payload, cold, hot, current)
-        _remove(allowed, cold, hot)
+        _remove(allowed, cold, hot, keys)
         status = "recorded" if kept else "done"
         _write_journal(journal.path, {**payload, "status": status, "record_sequence": sequence}, keys)
         finished = RetentionPlan(
@@ -461,7 +466,7 @@ def _trader_of(hot: Path) -> str:
     raise AuditConfigError(f"no hot files in {hot} to take a trader id from; pass config=AuditConfig(...)")
 
 
-def _remove(payload: dict[str, Any], cold: Path, hot: Path | None) -> None:
+def _remove(payload: dict[str, Any], cold: Path, hot: Path | None, keys: TrailKeys) -> None:
     """Remove a plan's partitions and hot files (each confined again), then mark them in the manifests."""
     retired: set[str] = set()
     for partition in payload["partitions"]:
@@ -483,7 +488,10 @@ def _remove(payload: dict[str, Any], cold: Path, hot: Path | None) -> None:
         for target in (path, seal_path(path), checkpoint_path(path)):
             target.unlink(missing_ok=True)
         fsync_directory(path.parent)
-    for name, entry in manifest_entries(cold):
+    converter_key = None if keys.signing_key is None else keys.signing_key.public_key()
+    for _, entry in manifest_entries(cold):
+        if entry_problems(entry, keys.hmac_key, converter_key):
+            continue  # never re-authenticate an entry that was not authentic: it keeps failing verification
         outputs = [o for o in entry.get("outputs", []) if isinstance(o, dict)]
         gone = [o for o in outputs if o.get("path") in retired or _in_partitions(o.get("path"), payload["partitions"])]
         hot_gone = any(h["file"] == entry.get("source") for h in payload["hot_files"])
@@ -493,7 +501,7 @@ def _remove(payload: dict[str, Any], cold: Path, hot: Path | None) -> None:
         entry["retired"] = [*entry.get("retired", []), *({**o, "plan_id": payload["plan_id"]} for o in gone)]
         if hot_gone:
             entry["hot_removed_by"] = payload["plan_id"]
-        _write_json(cold / MANIFEST_DIR / name, entry)
+        write_entry(cold, entry, keys.hmac_key, keys.signing_key)
 
 
 def _in_partitions(output: object, partitions: list[str]) -> bool:

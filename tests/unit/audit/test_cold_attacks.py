@@ -197,8 +197,6 @@ class TestCleanTrails:
         report = trail.verify()
         assert report.ok, report.to_text()
 
-    @pytest.mark.xfail(strict=True, reason="retention must rewrite manifest entries with manifest.write_entry and "
-                                           "call manifest.update_cold_root (helper E's retention.py)")
     def test_a_trail_after_retention_verifies(self, converted):
         plan = apply_retention(converted.hot, converted.cold, days=1, now=dt.datetime(2026, 1, 7, 12, tzinfo=dt.UTC),
                                config=converted.config)

@@ -59,7 +59,8 @@ class Trail:
             settings["signing_key_path"] = self.private
         self.config = AuditConfig(**settings)
         self.emit(DAYS * 48)
-        results = ParquetConverter(self.hot, self.cold, hmac_key=self.hmac_key, public_key=self.public).convert_all()
+        # The converter signs manifest entries and the cold root with the trail's key, as retention does.
+        results = ParquetConverter.from_config(self.config, self.cold, public_key=self.public).convert_all()
         assert all(r.converted for r in results), results
 
     def emit(self, count: int, start_ns: int | None = None) -> None:
@@ -79,7 +80,7 @@ class Trail:
         return verify(self.hot, self.hmac_key, public_key=self.public)
 
     def verify_cold(self) -> Any:
-        return verify_cold(self.cold, hmac_key=self.hmac_key)
+        return verify_cold(self.cold, hmac_key=self.hmac_key, public_key=self.public)
 
     def main_files(self) -> list[Path]:
         return sorted(self.hot.glob("audit.T1.main.*.jsonl"))
