@@ -175,6 +175,28 @@ def retention(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def update_root(args: argparse.Namespace) -> int:
+    """Rewrite the cold store's signed root (COLD/_root.json) to commit to what the store holds now.
+
+    The converter and retention do this themselves. Run it by hand after a deliberate change to
+    COLD/_legal_holds.json, with --accept-legal-holds: until then verify fails and retention
+    refuses, so a hold deleted or edited behind the root's back lifts nothing. A root that does
+    not authenticate with the keys given is never overwritten (exit 1).
+
+    example:
+      ledgerline update-root trail/cold --accept-legal-holds --hmac-key-env LEDGERLINE_KEY --signing-key converter.key
+    """
+    from audit_core.manifest import update_cold_root
+
+    root = update_cold_root(
+        _existing(args.cold), _hmac_key(args.hmac_key_env), _signing_key(args.signing_key, args.signing_key_env),
+        accept_legal_holds=args.accept_legal_holds,
+    )
+    print(f"root rewritten: {len(root['manifests'])} manifest entries, {len(root['parquet'])} Parquet files, "
+          f"{len(root['retention_journals'])} retention journals, legal holds {root['legal_holds_sha256'][:16]}")
+    return EXIT_OK
+
+
 def tail(args: argparse.Namespace) -> int:
     """Print the newest events, one line each, oldest first; exit 1 if a line had to be skipped.
 
@@ -407,6 +429,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hmac-key-env", metavar="VAR", help="environment variable holding the HMAC key")
     p.add_argument("--public-key", metavar="KEY", help="public key file: hot files' seals must be signed by it")
     p.add_argument("--signing-key", metavar="KEY", help="private key file of a signed trail: signs journals and seals")
+    p.add_argument("--signing-key-env", metavar="VAR", help="environment variable holding that private key instead")
+
+    p = _add_verb(verbs, "update-root", update_root)
+    p.add_argument("cold", metavar="COLD", help="cold store root")
+    p.add_argument("--accept-legal-holds", action="store_true",
+                   help="commit to the legal holds file as it is now (after a deliberate change)")
+    p.add_argument("--hmac-key-env", metavar="VAR", help="environment variable holding the HMAC key")
+    p.add_argument("--signing-key", metavar="KEY", help="private key file: sign the root (the converter's key)")
     p.add_argument("--signing-key-env", metavar="VAR", help="environment variable holding that private key instead")
 
     p = _add_verb(verbs, "tail", tail)

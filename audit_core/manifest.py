@@ -363,6 +363,34 @@ def update_cold_root(
     return root
 
 
+def legal_holds_problem(
+    cold: Path | str, hmac_key: bytes | None = None, public_key: Ed25519PublicKey | None = None
+) -> str | None:
+    """Why ``cold/_legal_holds.json`` cannot be trusted as it is, or None: for retention, before it plans.
+
+    The root commits to the holds file's SHA-256. A root that exists must authenticate (with
+    ``hmac_key`` and the cold key ``public_key``), and the holds file must be the one it commits to:
+    a hold deleted or edited behind the root's back lifts nothing. None when there is no root yet
+    (``verify_cold`` reports that) or everything matches.
+    """
+    cold = Path(cold)
+    try:
+        root = read_root(cold)
+    except (OSError, ValueError) as exc:
+        return f"{root_path(cold)} is unreadable ({exc}): verify the cold store"
+    if root is None:
+        return None
+    problems = documents.check_document(root, ROOT_CHECKSUM, hmac_key, public_key, what="cold root")
+    if problems:
+        return f"{root_path(cold)}: {problems[0]}: verify the cold store"
+    committed, present = root.get("legal_holds_sha256"), legal_holds_sha256(cold)
+    if committed != present:
+        return (f"{cold / HOLDS_FILE} is not the legal holds file the cold root commits to ({str(committed)[:16]}, "
+                f"the file is {present[:16]}): deleted or edited? After a deliberate change, accept it with "
+                "`ledgerline update-root --accept-legal-holds` (update_cold_root(..., accept_legal_holds=True))")
+    return None
+
+
 def root_problems(
     cold: Path, hmac_key: bytes | None = None, public_key: Ed25519PublicKey | None = None
 ) -> list[str]:

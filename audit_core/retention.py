@@ -69,6 +69,7 @@ from audit_core.integrity import fsync_directory, read_seal, retention_records, 
 from audit_core.manifest import (
     converted_entry,
     entry_problems,
+    legal_holds_problem,
     update_cold_root,
     write_entry,
 )
@@ -216,6 +217,10 @@ def apply_retention(
     check_trail_keys(hot, cold, keys, dry_run)
     journals = load_journals(cold, hot, keys)
     all_holds = [*load_holds(cold), *holds] if cutoff is not None else []
+    holds_problem = legal_holds_problem(cold, keys.hmac_key, None if keys.signing_key is None
+                                        else keys.signing_key.public_key())
+    if holds_problem is not None:  # a hold deleted or edited behind the root's back lifts nothing
+        raise AuditConfigError(f"{holds_problem}; retention touched nothing")
     resumed = None
     if journals and not dry_run:
         current = None if cutoff is None else _plan(hot, cold, cutoff, all_holds, keys)

@@ -464,6 +464,29 @@ class TestLegalHolds:
         (held.cold / HOLDS_FILE).write_text("[]")
         assert kinds(held.verify()) == {"root_invalid"}
 
+    def test_retention_refuses_while_the_holds_file_is_not_the_one_committed_to(self, held):
+        from audit_core.errors import AuditConfigError
+
+        before = sorted(p.name for p in held.parquet())
+        (held.cold / HOLDS_FILE).unlink()  # the attack: lift the hold, let retention purge the held day
+        with pytest.raises(AuditConfigError, match="not the legal holds file the cold root commits to"):
+            apply_retention(held.hot, held.cold, days=1, now=dt.datetime(2026, 1, 20, tzinfo=dt.UTC),
+                            config=held.config, public_key=held.public_key)
+        assert sorted(p.name for p in held.parquet()) == before
+
+    def test_the_cli_accepts_a_deliberate_change(self, held, capsys, monkeypatch):
+        (held.cold / HOLDS_FILE).write_text("[]")
+        assert kinds(held.verify()) == {"root_invalid"}
+        argv = ["update-root", str(held.cold), "--accept-legal-holds"]
+        if held.hmac_key is not None:
+            monkeypatch.setenv("COLD_KEY", held.hmac_key.decode())
+            argv += ["--hmac-key-env", "COLD_KEY"]
+        if held.signing_key is not None:
+            argv += ["--signing-key", str(held.base / "writer.key")]
+        assert main(argv) == 0
+        assert "root rewritten" in capsys.readouterr().out
+        assert held.verify().ok
+
     def test_the_next_conversion_does_not_bless_a_deleted_hold(self, held, tmp_path):
         (held.cold / HOLDS_FILE).unlink()
         write_days(held.config, JAN_5 + 10 * 24 * HOUR)  # more files to convert

@@ -14,6 +14,7 @@ from audit_core.converter import MANIFEST_DIR, ParquetConverter, verify_cold
 from audit_core.documents import canonical_bytes, keyed_digest
 from audit_core.errors import AuditConfigError, AuditFormatError, RetentionJournalError
 from audit_core.integrity import FailureKind, read_seal, verify
+from audit_core.manifest import update_cold_root
 from audit_core.retention import (
     HOLDS_FILE,
     JOURNAL_CHECKSUM,
@@ -165,6 +166,7 @@ class TestNeverRemoved:
     def test_a_legal_hold_pins_its_days(self, trail):
         hot, cold = trail
         (cold / HOLDS_FILE).write_text(json.dumps([{"start": "2026-01-02", "end": "2026-01-02", "reason": "SEC 42"}]))
+        update_cold_root(cold, accept_legal_holds=True)  # the deliberate change, committed to by the cold root
         plan = apply_retention(hot, cold, days=1, now=utc(2026, 1, 20))
         assert partitions(cold) == ["2026-01-02"]
         assert [f[14:24] for f in main_files(hot)] == ["2026-01-02"]

@@ -79,6 +79,10 @@ class Trail:
     def verify(self) -> Any:
         return verify(self.hot, self.hmac_key, public_key=self.public)
 
+    def accept_legal_holds(self) -> None:
+        """Commit the cold root to the holds file as it is now: how a deliberate change to it is made."""
+        ParquetConverter.from_config(self.config, self.cold).update_root(accept_legal_holds=True)
+
     def verify_cold(self) -> Any:
         return verify_cold(self.cold, hmac_key=self.hmac_key, public_key=self.public)
 
@@ -345,6 +349,7 @@ class TestReplayFollowsTheCurrentPolicy:
         crash_during_removal(keyed, monkeypatch)
         hold = {"start": "2026-01-02", "end": "2026-01-02", "reason": "SEC"}
         (keyed.cold / HOLDS_FILE).write_text(json.dumps([hold]))
+        keyed.accept_legal_holds()
         keyed.retention()
         assert keyed.partitions() == [f"year=2026/month=01/day=0{d}" for d in (2, 4, 5)]
         assert "2026-01-02" in " ".join(p.name for p in keyed.main_files())
@@ -544,6 +549,7 @@ class TestHonestRetentionVerifiesClean:
     def test_legal_holds(self, tmp_path, mode):
         trail = Trail(tmp_path / "trail", mode)
         (trail.cold / HOLDS_FILE).write_text(json.dumps([{"start": "2026-01-02", "end": "2026-01-02", "reason": "x"}]))
+        trail.accept_legal_holds()
         trail.retention(days=1, now=dt.datetime(2026, 1, 20, tzinfo=dt.UTC))
         assert trail.partitions() == ["year=2026/month=01/day=02"]
         assert trail.verify().ok and trail.verify_cold().ok
