@@ -20,6 +20,7 @@ from audit_core.events import (
 )
 from audit_core.integrity import FailureKind, VerificationFailure, VerificationReport, verify
 from audit_core.reader import describe_event, tail
+from audit_core.verification import TrailReport, verify_trail
 from audit_core.writer import AppendOnlyWriter
 
 __all__ = [
@@ -42,6 +43,7 @@ __all__ = [
     "SignalFilterReason",
     "SystemEvent",
     "TradeEvent",
+    "TrailReport",
     "VerificationFailure",
     "VerificationReport",
     "describe_event",
@@ -49,4 +51,5 @@ __all__ = [
     "reason",
     "tail",
     "verify",
+    "verify_trail",
 ]

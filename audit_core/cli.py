@@ -15,7 +15,6 @@ import datetime as dt
 import inspect
 import json
 import os
-import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -25,20 +24,18 @@ from audit_core.checkpoint import verifier_key
 from audit_core.config import AuditConfig
 from audit_core.converter import UNREADABLE
 from audit_core.errors import AuditError, AuditFormatError, AuditIntegrityError
-from audit_core.integrity import verify as verify_trail
-from audit_core.manifest import MANIFEST_DIR, ROOT_FILE
 from audit_core.proofs import check_proof as check_proof_file
 from audit_core.proofs import prove as prove_record
 from audit_core.reader import describe_event
 from audit_core.reader import tail as tail_trail
 from audit_core.retention import MAX_RETENTION_DAYS
 from audit_core.signing import generate_keypair, load_public_key
+from audit_core.verification import verify_trail
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-_PARTITION = re.compile(r"^year=\d+/month=\d+/day=\d+$")
 
 
 def verify(args: argparse.Namespace) -> int:
@@ -58,18 +55,10 @@ def verify(args: argparse.Namespace) -> int:
     key = _hmac_key(args.hmac_key_env)
     public_key = _public_key(args.public_key)
     cold_public_key = _public_key(args.cold_public_key)
-    root = Path(args.path)
-    cold_roots = _cold_roots(root)
-    reports = []
-    if not cold_roots or any(root.rglob("*.jsonl")) or root.is_file():
-        reports.append(verify_trail(root, hmac_key=key, public_key=public_key))
-    for cold in cold_roots:
-        from audit_core.cold_verify import verify_cold
-
-        reports.append(verify_cold(cold, hmac_key=key, public_key=public_key, cold_public_key=cold_public_key))
-    for report in reports:
+    trail = verify_trail(Path(args.path), hmac_key=key, public_key=public_key, cold_public_key=cold_public_key)
+    for _, report in trail.parts:
         print(json.dumps(report.to_dict(), indent=2) if args.json else report.to_text(args.max_failures))
-    return EXIT_OK if all(report.ok for report in reports) else EXIT_FAILED
+    return EXIT_OK if trail.ok else EXIT_FAILED
 
 
 def convert(args: argparse.Namespace) -> int:
@@ -299,20 +288,6 @@ def _existing(path: str) -> Path:
     if not Path(path).exists():
         raise AuditError(f"{path}: no such file or directory")
     return Path(path)
-
-
-def _cold_roots(root: Path) -> list[Path]:
-    """Cold stores at or under ``root``: directories holding day partitions of Parquet, a ``_manifest`` or a root.
-
-    A store whose ``_manifest/`` was deleted is still found (by its Parquet files or its root) and
-    fails verification; it is never skipped.
-    """
-    if root.is_file() or not root.exists():
-        return []
-    found = {manifest.parent for manifest in root.rglob(MANIFEST_DIR) if manifest.is_dir()}
-    found |= {path.parent for path in root.rglob(ROOT_FILE) if path.is_file()}
-    found |= {path.parents[3] for path in root.rglob("*.parquet") if _PARTITION.match("/".join(path.parts[-4:-1]))}
-    return sorted(found)
 
 
 def _iso(ts_ns: int | None) -> str:

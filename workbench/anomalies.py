@@ -64,15 +64,9 @@ class UnexplainedChanges:
     def integrity(self) -> list[VerificationFailure]:
         if not self.check_integrity:
             return []
-        from audit_core.converter import verify_cold
-        from audit_core.integrity import verify
+        from audit_core.verification import verify_trail
 
-        failures: list[VerificationFailure] = []
-        if self.trail.hot_path.is_dir() and any(self.trail.hot_path.glob("*.jsonl")):
-            failures += verify(self.trail.hot_path, self.hmac_key).failures
-        if self.trail.cold_path.is_dir():
-            failures += verify_cold(self.trail.cold_path, self.hmac_key).failures
-        return failures
+        return list(verify_trail(self.trail.path, hmac_key=self.hmac_key).failures)
 
     @property
     def integrity_ok(self) -> bool:

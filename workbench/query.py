@@ -222,26 +222,12 @@ class AuditQuery:
         """Every change of ``param_name`` in order (see ``parameter_history``)."""
         return parameter_history(self.trail, param_name, source, start=start_time, end=end_time).to_pandas()
 
-    def verify_checksums(self, hmac_key: bytes | None = None) -> VerificationReport:
-        """Verify checksums, chains and seals of the hot files and the cold store; one report for both.
+    def verify_checksums(self, hmac_key: bytes | None = None, public_key: Any = None) -> VerificationReport:
+        """Verify the trail's hot files and cold store (``audit_core.verify_trail``); one report for both.
 
-        Returns ``audit_core.VerificationReport`` (``.ok``, ``.failures``, ``.to_text()``); it never
-        raises for tampering (``report.raise_for_failures()`` does).
+        Returns ``audit_core.VerificationReport`` (``.ok``, ``.failures``, ``.to_text()``; ``.parts``
+        per hot and cold part); it never raises for tampering (``report.raise_for_failures()`` does).
         """
-        from audit_core.converter import verify_cold
-        from audit_core.integrity import VerificationReport, verify
+        from audit_core.verification import verify_trail
 
-        report = VerificationReport(keyed=hmac_key is not None)
-        parts = []
-        if self.trail.hot_path.is_dir() and any(self.trail.hot_path.glob("*.jsonl")):
-            parts.append(verify(self.trail.hot_path, hmac_key))
-        if self.trail.cold_path.is_dir():
-            parts.append(verify_cold(self.trail.cold_path, hmac_key))
-        for part in parts:
-            report.files += part.files
-            report.records += part.records
-            report.failures += part.failures
-            report.recovered += part.recovered
-            report.streams.update(part.streams)
-            report.sealed_files += part.sealed_files
-        return report
+        return verify_trail(self.trail.path, hmac_key=hmac_key, public_key=public_key)

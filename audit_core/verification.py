@@ -1,0 +1,96 @@
+"""One verification of a whole trail: every hot chain and seal, every cold store, one report.
+
+``verify_trail`` is what ``ledgerline verify``, ``workbench.AuditQuery.verify_checksums`` and the
+workbench's integrity findings all call, so that what "the trail verifies" means is decided in one
+place. The hot side is ``integrity.verify``; each cold store is ``cold_verify.verify_cold``
+(pyarrow and DuckDB, imported only when a cold store is there).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from audit_core.integrity import VerificationReport, verify
+from audit_core.manifest import MANIFEST_DIR, ROOT_FILE
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+_PARTITION = re.compile(r"^year=\d+/month=\d+/day=\d+$")
+
+
+def cold_stores(root: Path | str) -> list[Path]:
+    """Cold stores at or under ``root``: directories holding day partitions of Parquet, a ``_manifest`` or a root.
+
+    A store whose ``_manifest/`` was deleted is still found (by its Parquet files or its root) and
+    fails verification; it is never skipped.
+    """
+    root = Path(root)
+    if root.is_file() or not root.exists():
+        return []
+    found = {manifest.parent for manifest in root.rglob(MANIFEST_DIR) if manifest.is_dir()}
+    found |= {path.parent for path in root.rglob(ROOT_FILE) if path.is_file()}
+    found |= {path.parents[3] for path in root.rglob("*.parquet") if _PARTITION.match("/".join(path.parts[-4:-1]))}
+    return sorted(found)
+
+
+@dataclass
+class TrailReport(VerificationReport):
+    """A ``VerificationReport`` over hot and cold together, keeping each part's own report.
+
+    ``parts`` is ``[(label, report)]``: ``"hot <path>"`` for the hot files, ``"cold <path>"`` for each
+    cold store. The totals and ``failures`` are the parts' together, so ``ok`` is true only when
+    every part verified.
+    """
+
+    parts: list[tuple[str, VerificationReport]] = field(default_factory=list)
+
+    def add(self, label: str, part: VerificationReport) -> None:
+        self.parts.append((label, part))
+        self.files += part.files
+        self.records += part.records
+        self.failures += part.failures
+        self.recovered += part.recovered
+        self.retired += part.retired
+        self.streams.update(part.streams)
+        self.sealed_files += part.sealed_files
+        self.signing_key_id = self.signing_key_id or part.signing_key_id
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "parts": [{"part": label, **part.to_dict()} for label, part in self.parts]}
+
+
+def verify_trail(
+    path: Path | str,
+    hmac_key: bytes | None = None,
+    public_key: Ed25519PublicKey | None = None,
+    *,
+    cold_public_key: Ed25519PublicKey | None = None,
+) -> TrailReport:
+    """Verify everything under ``path``: hot files as chains with their seals, and every cold store.
+
+    Args:
+        path: A trail's root (its ``hot/`` and ``cold/``), any directory above trails, a hot
+            directory, a cold store, or one hot file.
+        hmac_key: The trail's HMAC key, if it is keyed.
+        public_key: The key seals were signed with; every seal and seal copy must then be signed.
+        cold_public_key: The key manifests and the cold root were signed with, when the converter
+            has a key of its own (default: ``public_key``).
+
+    Returns:
+        One report (``parts`` keeps the hot and each cold report); it never raises for tampering.
+    """
+    root = Path(path)
+    report = TrailReport(keyed=hmac_key is not None)
+    stores = cold_stores(root)
+    if not stores or root.is_file() or any(root.rglob("*.jsonl")):
+        report.add(f"hot {root}", verify(root, hmac_key=hmac_key, public_key=public_key))
+    for store in stores:
+        from audit_core.cold_verify import verify_cold
+
+        report.add(f"cold {store}", verify_cold(store, hmac_key=hmac_key, public_key=public_key,
+                                                 cold_public_key=cold_public_key))
+    return report

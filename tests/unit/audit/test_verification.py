@@ -1,0 +1,73 @@
+"""``verify_trail``: one verification of hot and cold, the one the CLI, AuditQuery and the workbench call."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from audit_core import AuditConfig, AuditEventEmitter, FailureKind, TrailReport, verify_trail
+from audit_core.cli import main
+from audit_core.converter import ParquetConverter
+from audit_core.verification import cold_stores
+
+DAY = 86_400 * 10**9
+T = int(dt.datetime(2026, 1, 5, tzinfo=dt.UTC).timestamp()) * 10**9
+
+
+@pytest.fixture
+def trail(tmp_path) -> Path:
+    """Two days of records, the first converted to Parquet, the second still hot."""
+    now = [T]
+    with AuditEventEmitter(AuditConfig(base_path=tmp_path, sync_writes=False), clock=lambda: now[0]) as audit:
+        for day in range(2):
+            now[0] = T + day * DAY
+            for value in range(5):
+                audit.emit_param_change("meta_controller", "k", value, value + 1, "test", ts_event=now[0] + value)
+    converter = ParquetConverter(tmp_path / "hot", tmp_path / "cold")
+    (first, _) = sorted((tmp_path / "hot").glob("*.jsonl"))
+    assert converter.convert_file(first).converted
+    return tmp_path
+
+
+def test_one_report_with_a_labelled_part_for_hot_and_for_cold(trail):
+    report = verify_trail(trail)
+    assert isinstance(report, TrailReport) and report.ok
+    assert [label.split()[0] for label, _ in report.parts] == ["hot", "cold"]
+    assert report.records == sum(part.records for _, part in report.parts) and report.records >= 10
+    assert cold_stores(trail) == [trail / "cold"]
+
+
+def test_a_damaged_cold_column_fails_the_whole_trail(trail):
+    (parquet,) = sorted((trail / "cold").rglob("*.parquet"))
+    table = pq.read_table(parquet)
+    forged = pa.array([99.0] * table.num_rows, pa.float64())  # the record column is left alone
+    edited = table.set_column(table.column_names.index("new_value_num"), "new_value_num", forged)
+    parquet.chmod(0o644)
+    pq.write_table(edited, parquet)
+    report = verify_trail(trail)
+    assert not report.ok
+    hot, cold = (part for _, part in report.parts)
+    assert hot.ok and not cold.ok  # the failure is the cold part's, and the whole trail's
+    assert {failure.kind for failure in report.failures} & {FailureKind.COLUMN_MISMATCH, FailureKind.PARQUET_MISMATCH}
+
+
+def test_the_cli_and_audit_query_give_the_library_answer(trail, capsys):
+    from workbench import AuditQuery
+
+    assert main(["verify", str(trail)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("OK:") == 2  # the hot part, then the cold part
+    checked = AuditQuery(trail).verify_checksums()
+    assert isinstance(checked, TrailReport) and checked.ok
+    assert [label for label, _ in checked.parts] == [label for label, _ in verify_trail(trail).parts]
+
+
+def test_a_hot_only_trail_has_one_part(tmp_path):
+    with AuditEventEmitter(AuditConfig(base_path=tmp_path, sync_writes=False)) as audit:
+        audit.emit_system("sys.regime_change", "meta", {"to": "DORSAL"})
+    report = verify_trail(tmp_path)
+    assert report.ok and [label.split()[0] for label, _ in report.parts] == ["hot"]
