@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from audit_core.integrity import VerificationReport, verify
-from audit_core.manifest import MANIFEST_DIR, ROOT_FILE
+from audit_core.integrity import FailureKind, VerificationFailure, VerificationReport, hot_files, read_seal, verify
+from audit_core.manifest import MANIFEST_DIR, ROOT_FILE, read_manifest
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -88,9 +88,42 @@ def verify_trail(
     stores = cold_stores(root)
     if not stores or root.is_file() or any(root.rglob("*.jsonl")):
         report.add(f"hot {root}", verify(root, hmac_key=hmac_key, public_key=public_key))
+    hot = {file.name: file for file in hot_files(root)} if root.is_dir() else {}
     for store in stores:
         from audit_core.cold_verify import verify_cold
 
-        report.add(f"cold {store}", verify_cold(store, hmac_key=hmac_key, public_key=public_key,
-                                                 cold_public_key=cold_public_key))
+        part = verify_cold(store, hmac_key=hmac_key, public_key=public_key, cold_public_key=cold_public_key)
+        part.failures += _seal_copies_against_hot_files(store, hot)
+        report.add(f"cold {store}", part)
     return report
+
+
+#: What a manifest's copy of a seal must share with the seal its hot file still has.
+_SEAL_IDENTITY = ("records", "file_size", "first_sequence", "last_sequence", "last_hash", "file_sha256",
+                  "merkle_root")
+
+
+def _seal_copies_against_hot_files(store: Path, hot: dict[str, Path]) -> list[VerificationFailure]:
+    """Each manifest's seal copy against the seal of its source, while that hot file is still there.
+
+    Without a key, someone who recomputes every hash can make a cold store agree with itself (rows,
+    seal copy, entry, root); the hot file's own seal, verified with the hot chain, still tells.
+    """
+    failures = []
+    for path in sorted((store / MANIFEST_DIR).glob("*.json")):
+        try:
+            entry = read_manifest(path)
+            source = hot.get(str(entry["source"]))
+            seal = read_seal(source) if source is not None else None
+        except (OSError, ValueError):
+            continue  # unreadable entries and seals are verify_cold's and verify's failures already
+        if source is None or seal is None:
+            continue
+        copy = entry["seal"]
+        differ = [key for key in _SEAL_IDENTITY if copy.get(key) != seal.get(key)]
+        if differ:
+            failures.append(VerificationFailure(
+                str(path), 0, None, FailureKind.SEAL_MISMATCH,
+                f"the manifest's copy of {source.name}'s seal differs from the seal the hot file has "
+                f"({', '.join(f'{key}: {copy.get(key)!r} vs {seal.get(key)!r}' for key in differ[:3])})"))
+    return failures

@@ -71,3 +71,18 @@ def test_a_hot_only_trail_has_one_part(tmp_path):
         audit.emit_system("sys.regime_change", "meta", {"to": "DORSAL"})
     report = verify_trail(tmp_path)
     assert report.ok and [label.split()[0] for label, _ in report.parts] == ["hot"]
+
+
+def test_a_cold_store_that_agrees_with_itself_still_fails_against_its_hot_file(trail):
+    """Unkeyed: rows cut and the seal copy, entry and root recomputed agree among themselves; the hot
+    file's own seal, still on disk, does not (found by the tamper battery)."""
+    import json
+
+    (manifest,) = sorted((trail / "cold" / "_manifest").glob("*.json"))
+    entry = json.loads(manifest.read_text())
+    entry["seal"]["records"] -= 1  # what a forger who cut a row would write into the copy
+    manifest.chmod(0o644)
+    manifest.write_text(json.dumps(entry))
+    failures = [f for f in verify_trail(trail).failures if "differs from the seal the hot file has" in f.detail]
+    assert [f.kind for f in failures] == [FailureKind.SEAL_MISMATCH]
+    assert "records: 4 vs 5" in failures[0].detail
