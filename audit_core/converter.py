@@ -305,11 +305,12 @@ class ParquetConverter:
         # The table is in (ts_event, source_line) order; scanning it in order keeps each day's file sorted,
         # and its zone maps let each day's range skip the rest.
         con.execute("SET preserve_insertion_order = true")
-        first, last = con.execute(f"SELECT min(ts_event), max(ts_event) FROM {table}").fetchone() or (None, None)
+        # The days that hold rows, not every day between the first and the last: a file may hold an
+        # instant at 1970 and one in 2262, and 106k empty COPYs would never end.
+        days = [day for (day,) in con.execute(
+            f"SELECT DISTINCT ts_event // {NS_PER_DAY} AS day FROM {table} ORDER BY day").fetchall()]
         outputs: list[dict[str, Any]] = []
-        if first is None:
-            return outputs
-        for start in range(first // NS_PER_DAY * NS_PER_DAY, last + 1, NS_PER_DAY):
+        for start in (day * NS_PER_DAY for day in days):
             day = utc_day(start)
             year, month, date = f"{day.year:04d}", f"{day.month:02d}", f"{day.day:02d}"
             staged = staging / f"{year}{month}{date}.parquet"

@@ -270,6 +270,18 @@ class TestPartitions:
         assert sum(s.rows for s in stats) == len(lines) == result.rows
         assert stats[0].last_ts_event < 1_767_657_600 * 10**9 <= stats[1].first_ts_event
 
+    def test_instants_centuries_apart_make_two_partitions_not_a_day_by_day_walk(self, tmp_path):
+        """``ts_event`` may be any int64 instant: 1970 and 2262 in one file are two partitions (the
+        converter used to write one COPY per day in between: 106,000 of them, a conversion that never ends)."""
+        config = AuditConfig(base_path=tmp_path / "t", rotate_daily=False, sync_writes=False)
+        with AuditEventEmitter(config, clock=lambda: JAN_5_2359) as emitter:
+            emitter.emit_system("sys.note", "clock", {"edge": "epoch"}, ts_event=0)
+            emitter.emit_system("sys.note", "clock", {"edge": "int64 max"}, ts_event=2**63 - 1)
+        result = ParquetConverter(tmp_path / "t" / "hot", tmp_path / "cold").convert_all()[0]
+        assert [output.split("/")[:3] for output in result.outputs] == [
+            ["year=1970", "month=01", "day=01"], ["year=2262", "month=04", "day=11"]]
+        assert result.rows == 2 and verify_cold(tmp_path / "cold").ok
+
 
 class TestVerifyBeforeConvert:
     def test_unsealed_file_is_not_converted(self, tmp_path, crash):
