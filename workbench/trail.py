@@ -117,6 +117,7 @@ class Trail:
         self.on_unknown = on_unknown
         self._definition: ir.Table | None = None
         self._catalogue: Catalogue | None = None
+        self._keys: tuple[bytes | None, Any] = (None, None)  # kept for refresh(); never shown
 
     @property
     def catalogue(self) -> Catalogue:
@@ -195,7 +196,9 @@ class Trail:
 
     def refresh(self) -> Trail:
         """Open the trail again, picking up records written and files converted since."""
-        return open_trail(self.path, self.backend, include_hot=self.include_hot, on_unknown=self.on_unknown)
+        hmac_key, public_key = self._keys
+        return open_trail(self.path, self.backend, include_hot=self.include_hot, on_unknown=self.on_unknown,
+                          hmac_key=hmac_key, public_key=public_key)
 
     def filter(
         self,
@@ -343,7 +346,15 @@ def _suggestions(value: str, known: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(extended[:3] + close))[:3]
 
 
-def open_trail(path: Path | str, backend: Any = None, *, include_hot: bool = True, on_unknown: str = "warn") -> Trail:
+def open_trail(
+    path: Path | str,
+    backend: Any = None,
+    *,
+    include_hot: bool = True,
+    on_unknown: str = "warn",
+    hmac_key: bytes | None = None,
+    public_key: Any = None,
+) -> Trail:
     """Open the trail under ``path`` (its ``cold/`` partitions and ``hot/`` files) as lazy Ibis tables.
 
     Parameters
@@ -368,6 +379,11 @@ def open_trail(path: Path | str, backend: Any = None, *, include_hot: bool = Tru
         parameter, instrument without its venue suffix...) does: ``"warn"`` (the default, an
         ``UnknownValueWarning`` suggesting close values), ``"raise"`` (``WorkbenchInputError``) or
         ``"ignore"``.
+    hmac_key, public_key
+        The trail's HMAC key and the converter's Ed25519 public key. Whether a hot file was
+        converted is decided from an authentic manifest entry (``audit_core.manifest.converted_entry``):
+        on a keyed trail, without the key no entry is authentic, so every hot file still present is
+        read again (its rows also in cold count once: the answers are the same, only slower).
 
     Returns
     -------
@@ -392,7 +408,8 @@ def open_trail(path: Path | str, backend: Any = None, *, include_hot: bool = Tru
                       "if it is still there. `ledgerline verify` reports the damage", UnreadableFileWarning,
                       stacklevel=2)
     lost = {file.resolve() for file, _ in damaged}
-    hot, snapshot = (_read_hot(backend, hot_dir, cold_dir, schema, lost) if include_hot and hot_dir.is_dir()
+    keys = (hmac_key, public_key)
+    hot, snapshot = (_read_hot(backend, hot_dir, cold_dir, schema, lost, keys) if include_hot and hot_dir.is_dir()
                      else (None, HotSnapshot()))
     if cold is not None:
         cold = cold.select(*schema.names)
@@ -417,12 +434,19 @@ def open_trail(path: Path | str, backend: Any = None, *, include_hot: bool = Tru
                          base.event_type, base.source,
                          *[base[name] for name in schema.names if name not in first])
     trail = Trail(root, backend, _backend.as_view(backend, events), snapshot, include_hot, on_unknown)
+    trail._keys = keys
     trail._definition = events  # keeps the hot memtable alive as long as the view that reads it
     return trail
 
 
-def _read_hot(backend: Any, hot_dir: Path, cold_dir: Path, schema: ibis.Schema,
-              lost: set[Path] | None = None) -> tuple[ir.Table | None, HotSnapshot]:
+def _read_hot(
+    backend: Any,
+    hot_dir: Path,
+    cold_dir: Path,
+    schema: ibis.Schema,
+    lost: set[Path] | None = None,
+    keys: tuple[bytes | None, Any] = (None, None),
+) -> tuple[ir.Table | None, HotSnapshot]:
     """Unconverted hot files as one in-memory table with the cold schema.
 
     What cannot be read is left out with an ``UnreadableFileWarning`` naming the file: lines that
@@ -443,7 +467,7 @@ def _read_hot(backend: Any, hot_dir: Path, cold_dir: Path, schema: ibis.Schema,
     tables = []
     for file in hot_files(hot_dir):
         try:
-            if _converted(file, cold_dir, lost or set()):
+            if _converted(file, cold_dir, lost or set(), *keys):
                 continue
         except (AuditFormatError, OSError) as exc:
             unreadable(exc, "cannot tell whether it was converted; reading its hot rows")

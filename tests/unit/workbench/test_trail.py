@@ -204,3 +204,28 @@ def test_a_query_error_is_raised_not_an_empty_result(generated_trail):
     victim.write_bytes(b"not parquet at all")
     with pytest.raises(Exception, match=r"(?i)parquet|magic|invalid"):
         trail.events.count().execute()
+
+
+class TestKeyedTrails:
+    def test_with_the_key_converted_hot_files_are_not_read_again(self, tmp_path):
+        """Manifest entries of a keyed trail are authentic only with its key: without it the workbench
+        reads every hot file (same answers, rows counted once); with it only the unconverted ones."""
+        from audit_core import AuditConfig, AuditEventEmitter
+        from audit_core.converter import ParquetConverter
+
+        key = "workbench-test-key"
+        now = [T0]
+        config = AuditConfig(base_path=tmp_path, sync_writes=False, hmac_key=key)
+        with AuditEventEmitter(config, clock=lambda: now[0]) as audit:
+            for day in range(2):
+                now[0] = T0 + day * 86_400 * S
+                for value in range(3):
+                    audit.emit_param_change("meta", "k", value, value + 1, "test", ts_event=now[0] + value)
+        first = sorted((tmp_path / "hot").glob("*.jsonl"))[0]
+        assert ParquetConverter(tmp_path / "hot", tmp_path / "cold", hmac_key=key.encode()).convert_file(
+            first).converted
+        without = open_trail(tmp_path)
+        keyed = open_trail(tmp_path, hmac_key=key.encode())
+        assert len(without.hot.files) == 2 and len(keyed.hot.files) == 1
+        assert count(without.events) == count(keyed.events) == 6
+        assert len(keyed.refresh().hot.files) == 1  # refresh keeps the keys
