@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import platform
 import statistics
 import subprocess
 import sys
@@ -37,6 +36,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from benchmarks._machine import load_average, machine
 from benchmarks.trail_gen import CACHE_DIR, cached_trail
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -259,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     warmup = 1
     if args.quick:
         args.events, args.days, args.runs, warmup = 10_000, 3, 1, 0
-    load_before = _load()
+    load_before = load_average()
     started = time.perf_counter()
     base = cached_trail(args.events, days=args.days, root=args.cache,
                         progress=lambda n: print(f"  generated {n:,}", file=sys.stderr) if n % 10**6 == 0 else None)
@@ -268,8 +268,8 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "command": " ".join(["python -m benchmarks.bench_bulk", *(sys.argv[1:] if argv is None else argv)]),
         "date": dt.date.today().isoformat(),
-        "load_average_before_after": [load_before, _load()],
-        "machine": f"{platform.machine()}, {_cpus()} CPU(s), Python {platform.python_version()}, {platform.system()}",
+        "load_average_before_after": [load_before, load_average()],
+        "machine": machine(),
         "versions": {name: metadata.version(name) for name in ("ibis-framework", "duckdb", "pyarrow", "pandas")},
         "events": args.events, "days": args.days, "runs": args.runs, "warmup": warmup,
         "method": (f"Median of {args.runs} runs per side after {warmup} warm-up run(s); every run a fresh "
@@ -285,19 +285,6 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "bulk.md").write_text(markdown, encoding="utf-8")
     print(markdown, end="")
     return 0
-
-
-def _load() -> list[float]:
-    """1, 5 and 15-minute load averages: other work on the machine skews every number."""
-    import os
-
-    return [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else []
-
-
-def _cpus() -> int:
-    import os
-
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 0
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import platform
 import statistics
 import sys
 import time
@@ -28,7 +27,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from benchmarks.bench_workbench import _cpus, _load, _middle_day, build_cases, raw_connection
+from benchmarks._machine import load_average, machine
+from benchmarks.bench_workbench import _middle_day, build_cases, raw_connection
 from benchmarks.trail_gen import cached_trail
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     sizes = [10_000] if args.quick else (args.events or [10_000_000])
     days, runs = (3, 2) if args.quick else (args.days, args.runs)
-    load_before = _load()
+    load_before = load_average()
     started = time.perf_counter()
     from workbench import _spark
 
@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     report: dict[str, Any] = {
         "command": COMMAND + (" --quick" if args.quick else "".join(f" --events {n}" for n in args.events or [])),
         "date": dt.date.today().isoformat(),
-        "machine": f"{platform.machine()}, {_cpus()} CPU(s), Python {platform.python_version()}, {platform.system()}",
+        "machine": machine(),
         "versions": {name: metadata.version(name) for name in ("ibis-framework", "duckdb", "pyspark", "pyarrow")},
         "spark_conf": ", ".join(f"{key}={value}" for key, value in _spark.LOCAL_CONF.items()),
         "runs": runs, "sizes": [], "reading": READING,
@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{events:,} events ({base})", file=sys.stderr)
         report["sizes"].append(measure(base, backend, startup_ms, runs))
     session.stop()
-    report["load"] = [load_before, _load()]
+    report["load"] = [load_before, load_average()]
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "spark.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     (args.out / "spark.md").write_text(render_markdown(report), encoding="utf-8")

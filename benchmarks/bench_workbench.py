@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import platform
 import re
 import statistics
 import sys
@@ -31,6 +30,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from benchmarks._machine import load_average, machine
 from benchmarks.trail_gen import CACHE_DIR, cached_trail
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -350,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.events, args.days, args.runs = [10_000], 3, 3
-    load_before = _load()
+    load_before = load_average()
     sizes = []
     for events in args.events:
         started = time.perf_counter()
@@ -360,8 +360,8 @@ def main(argv: list[str] | None = None) -> int:
         sizes.append(measure(base, events, args.runs))
     report = {
         "command": " ".join(["python -m benchmarks.bench_workbench", *(sys.argv[1:] if argv is None else argv)]),
-        "load_average_before_after": [load_before, _load()],
-        "machine": f"{platform.machine()}, {_cpus()} CPU(s), Python {platform.python_version()}, {platform.system()}",
+        "load_average_before_after": [load_before, load_average()],
+        "machine": machine(),
         "versions": {name: metadata.version(name) for name in ("ibis-framework", "duckdb", "pyarrow", "sqlglot")},
         "days": args.days,
         "method": ("Median of runs after 2 warm-up runs; the workbench call (`to_pyarrow()` on its expression: Ibis "
@@ -376,19 +376,6 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "workbench.md").write_text(markdown, encoding="utf-8")
     print(markdown, end="")
     return 0
-
-
-def _load() -> list[float]:
-    """1, 5 and 15-minute load averages: other work on the machine skews every number."""
-    import os
-
-    return [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else []
-
-
-def _cpus() -> int:
-    import os
-
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 0
 
 
 if __name__ == "__main__":

@@ -26,8 +26,9 @@ CAUSAL_STEPS = {
     "trade.signal": 0, "trade.order": 1, "trade.order.accepted": 2, "trade.rejected": 2, "trade.fill": 3,
     "trade.canceled": 3, "trade.position_opened": 4, "trade.position_changed": 5, "trade.position_closed": 6,
 }
-#: Helper columns ``chronological`` sorts by; dropped from its result.
-_CAUSAL_KEYS = ("_anchor_stream", "_anchor_sequence", "_causal_step")
+#: Helper columns ``causal_keys`` adds, and the full causal sort order over them.
+CAUSAL_KEYS = ("_anchor_stream", "_anchor_sequence", "_causal_step")
+CAUSAL_ORDER = ("ts_event", *CAUSAL_KEYS, "stream", "sequence")
 
 
 def causal_keys(table: ir.Table) -> ir.Table:
@@ -70,7 +71,7 @@ def chronological(table: ir.Table) -> ir.Table:
     the step within it, then (``stream``, ``sequence``).
     """
     keyed = causal_keys(table)
-    return keyed.order_by("ts_event", *_CAUSAL_KEYS, "stream", "sequence").drop(*_CAUSAL_KEYS)
+    return keyed.order_by(*CAUSAL_ORDER).drop(*CAUSAL_KEYS)
 
 
 def decimal_text(value: ir.Value) -> ir.StringValue:

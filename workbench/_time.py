@@ -29,7 +29,7 @@ def to_ns(value: Any, argument: str) -> int:
 
     if isinstance(value, bool) or value is None:
         raise WorkbenchInputError(f"{argument}={value!r} is not an instant; expected {INSTANT_FORMS}")
-    if isinstance(value, int) or type(value).__name__ in ("int64", "int32"):
+    if is_integer(value):
         if int(value) < 0:
             raise WorkbenchInputError(f"{argument}={value!r}: nanoseconds since the epoch must be >= 0")
         return int(value)
@@ -52,6 +52,11 @@ def to_ns(value: Any, argument: str) -> int:
         raise WorkbenchInputError(f"{argument}={value!r} is not an instant (NaT)")
     stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
     return int(stamp.value)
+
+
+def is_integer(value: Any) -> bool:
+    """Whether ``value`` is an integer instant: a Python int or a numpy int64/int32 (not a bool)."""
+    return not isinstance(value, bool) and (isinstance(value, int) or type(value).__name__ in ("int64", "int32"))
 
 
 def to_duration_ns(value: Any, argument: str, unit_ns: int = NS_PER_MINUTE) -> int:

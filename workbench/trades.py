@@ -27,7 +27,7 @@ import ibis
 import ibis.expr.types as ir
 
 from workbench import filters
-from workbench._columns import causal_keys
+from workbench._columns import CAUSAL_KEYS, CAUSAL_ORDER, causal_keys
 from workbench.describe import with_description
 from workbench.errors import WorkbenchInputError
 
@@ -102,15 +102,14 @@ def trade_lifecycle(
     touched = t.filter(t.event_type.startswith("trade.position_"), t.order_id.isin(own_orders)).correlation_id
     positions = made.union(position_rows.filter(position_rows.correlation_id.isin(touched)), distinct=True)
     rows = causal_keys(with_description(anchored.union(signals).union(positions)))
-    causal = ["ts_event", "_anchor_stream", "_anchor_sequence", "_causal_step", "stream", "sequence"]
-    ordered = ibis.window(order_by=causal)
+    ordered = ibis.window(order_by=list(CAUSAL_ORDER))
     derived = {
         "step": rows.event_type.substitute(_STEPS, else_=rows.event_type),
         "since_previous_ns": rows.ts_event - rows.ts_event.lag().over(ordered),
         "since_start_ns": rows.ts_event - rows.ts_event.min().over(ibis.window()),
     }
     columns = [derived[name].name(name) if name in derived else name for name in LIFECYCLE_COLUMNS]
-    return rows.select(*columns, *causal[1:4]).order_by(*causal).drop(*causal[1:4])
+    return rows.select(*columns, *CAUSAL_KEYS).order_by(*CAUSAL_ORDER).drop(*CAUSAL_KEYS)
 
 
 #: Columns of ``SignalConversion.summary`` (after the ``by`` column).

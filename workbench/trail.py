@@ -30,7 +30,7 @@ import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
 
 from workbench import _backend, filters
-from workbench._time import NS_PER_SECOND, to_ns, utc_day
+from workbench._time import NS_PER_SECOND, is_integer, to_ns, utc_day
 from workbench.errors import TrailNotFoundError, UnknownValueWarning, UnreadableFileWarning, WorkbenchInputError
 
 #: Cold columns that are storage, not evidence to query: the stored form of the record (for
@@ -169,7 +169,7 @@ class Trail:
         pass instead. Other integers (tiny synthetic test times included) are taken as given.
         """
         ns = to_ns(value, argument)
-        if isinstance(value, (str, bool)) or not (isinstance(value, int) or type(value).__name__ in ("int64", "int32")):
+        if not is_integer(value):
             return ns
         catalogue = self.catalogue
         first, last = catalogue.first_ts, catalogue.last_ts

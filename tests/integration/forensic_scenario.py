@@ -56,6 +56,7 @@ from typing import Any
 
 from audit_core import AuditConfig, AuditEventEmitter, parse_record
 from audit_core._layout import parse_hot_file_name
+from benchmarks.trail_gen import FakeClock
 
 S = 1_000_000_000
 MINUTE = 60 * S
@@ -147,14 +148,6 @@ class Scenario:
 
 
 # --- writing ---------------------------------------------------------------------------------
-
-
-class _Clock:
-    def __init__(self, now: int) -> None:
-        self.now = now
-
-    def __call__(self) -> int:
-        return self.now
 
 
 @dataclasses.dataclass
@@ -421,7 +414,7 @@ def write_scenario(base: Path, seed: int = 14) -> Scenario:
     _signals(builder)
     builder.account_state(END)
     _fix_kelly_chain(builder.steps)
-    clock = _Clock(START)
+    clock = FakeClock(START)
     emitters = {stream_id: AuditEventEmitter(AuditConfig(base_path=base, trader_id=TRADER, stream_id=stream_id,
                                                          sync_writes=False, flush_interval_s=3600), clock=clock)
                 for stream_id in STREAM_IDS}
@@ -467,7 +460,7 @@ def _fix_kelly_chain(steps: list[_Step]) -> None:
 
 def write_no_balance_trail(base: Path) -> list[Record]:
     """A trail of specification-style fills with realized P&L and no account state at all."""
-    clock = _Clock(DAY1 + 9 * HOUR)
+    clock = FakeClock(DAY1 + 9 * HOUR)
     records = []
     with AuditEventEmitter(AuditConfig(base_path=base, trader_id=TRADER, stream_id=CARRY, sync_writes=False),
                            clock=clock) as emitter:
