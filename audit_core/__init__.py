@@ -3,9 +3,7 @@
 Imports nothing heavier than pydantic, so a trading process that only emits stays light.
 """
 
-from audit_core.audited import AuditedComponent, AuditedParameter, reason
 from audit_core.config import AuditConfig
-from audit_core.emitter import AuditEventEmitter
 from audit_core.errors import AuditConfigError, AuditError, AuditFormatError, AuditIntegrityError, AuditWriteError
 from audit_core.events import (
     AuditEvent,
@@ -18,10 +16,13 @@ from audit_core.events import (
     TradeEvent,
     parse_record,
 )
-from audit_core.integrity import FailureKind, VerificationFailure, VerificationReport, verify
-from audit_core.reader import describe_event, tail
+from audit_core.hot.emitter import AuditEventEmitter
+from audit_core.hot.reader import describe_event, tail
+from audit_core.hot.verifier import verify
+from audit_core.hot.writer import AppendOnlyWriter
+from audit_core.integrations.audited import AuditedComponent, AuditedParameter, reason
+from audit_core.trust.report import FailureKind, VerificationFailure, VerificationReport
 from audit_core.verification import TrailReport, verify_trail
-from audit_core.writer import AppendOnlyWriter
 
 __all__ = [
     "AppendOnlyWriter",

@@ -20,16 +20,16 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
-from audit_core.checkpoint import verifier_key
+from audit_core.cold.converter import UNREADABLE
+from audit_core.cold.retention import MAX_RETENTION_DAYS
 from audit_core.config import AuditConfig
-from audit_core.converter import UNREADABLE
 from audit_core.errors import AuditError, AuditFormatError, AuditIntegrityError
-from audit_core.proofs import check_proof as check_proof_file
-from audit_core.proofs import prove as prove_record
-from audit_core.reader import describe_event
-from audit_core.reader import tail as tail_trail
-from audit_core.retention import MAX_RETENTION_DAYS
-from audit_core.signing import generate_keypair, load_public_key
+from audit_core.hot.reader import describe_event
+from audit_core.hot.reader import tail as tail_trail
+from audit_core.trust.checkpoint import verifier_key
+from audit_core.trust.proofs import check_proof as check_proof_file
+from audit_core.trust.proofs import prove as prove_record
+from audit_core.trust.signing import generate_keypair, load_public_key
 from audit_core.verification import verify_trail
 
 if TYPE_CHECKING:
@@ -72,7 +72,7 @@ def convert(args: argparse.Namespace) -> int:
     example:
       ledgerline convert trail/hot trail/cold --public-key ledgerline.pub --signing-key converter.key
     """
-    from audit_core.converter import ParquetConverter
+    from audit_core.cold.converter import ParquetConverter
 
     converter = ParquetConverter(
         _existing(args.hot), args.cold, hmac_key=_hmac_key(args.hmac_key_env), public_key=_public_key(args.public_key),
@@ -104,7 +104,7 @@ def stats(args: argparse.Namespace) -> int:
     example:
       ledgerline stats trail/cold
     """
-    from audit_core.converter import ParquetConverter
+    from audit_core.cold.converter import ParquetConverter
 
     unreadable = _SkippedReporter("stats")
     partitions = ParquetConverter(args.cold, _existing(args.cold)).get_partition_stats(on_error=unreadable)
@@ -135,7 +135,7 @@ def retention(args: argparse.Namespace) -> int:
     example:
       ledgerline retention trail/cold --hot trail/hot --days 90 --dry-run
     """
-    from audit_core.retention import apply_retention
+    from audit_core.cold.retention import apply_retention
 
     cold = _existing(args.cold)
     hot = Path(args.hot) if args.hot else cold.parent / "hot"
@@ -175,7 +175,7 @@ def update_root(args: argparse.Namespace) -> int:
     example:
       ledgerline update-root trail/cold --accept-legal-holds --hmac-key-env LEDGERLINE_KEY --signing-key converter.key
     """
-    from audit_core.manifest import update_cold_root
+    from audit_core.cold.manifest import update_cold_root
 
     root = update_cold_root(
         _existing(args.cold), _hmac_key(args.hmac_key_env), _signing_key(args.signing_key, args.signing_key_env),
@@ -279,7 +279,7 @@ def _public_key(path: str | None) -> Ed25519PublicKey | None:
 def _signing_key(path: str | None, env_var: str | None) -> Ed25519PrivateKey | None:
     if path is None and env_var is None:
         return None
-    from audit_core.signing import load_private_key
+    from audit_core.trust.signing import load_private_key
 
     return load_private_key(path, env_var=env_var)
 

@@ -28,7 +28,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from audit_core.integrity import CHECKSUM_SUFFIX_PREFIX, compute_checksum
+from audit_core.trust.record import build_line, compute_checksum
 
 __all__ = [
     "AuditEvent",
@@ -216,8 +216,7 @@ class AuditEvent(BaseModel):
 
     def to_line(self) -> bytes:
         """The full record line, ``\\n``-terminated, as it is (or would be) written."""
-        body = self.canonical_bytes()
-        return body[:-1] + CHECKSUM_SUFFIX_PREFIX + self.checksum.encode() + b'"}\n'
+        return build_line(self.canonical_bytes(), self.checksum)
 
 
 class ParameterChangeEvent(AuditEvent):
@@ -330,7 +329,7 @@ def event_class_for(event_type: str) -> type[AuditEvent]:
 def parse_record(line: bytes | str) -> AuditEvent:
     """Parse one record line back into its model, keeping its stored checksum.
 
-    The checksum is not checked here; that is ``integrity.verify``'s job.
+    The checksum is not checked here; that is ``hot.verifier.verify``'s job.
 
     Raises:
         pydantic.ValidationError: the line is not a valid record.

@@ -2,7 +2,7 @@
 
 ``verify_trail`` is what ``ledgerline verify``, ``workbench.AuditQuery.verify_checksums`` and the
 workbench's integrity findings all call, so that what "the trail verifies" means is decided in one
-place. The hot side is ``integrity.verify``; each cold store is ``cold_verify.verify_cold``
+place. The hot side is ``hot.verifier.verify``; each cold store is ``cold_verify.verify_cold``
 (pyarrow and DuckDB, imported only when a cold store is there).
 """
 
@@ -13,8 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from audit_core.integrity import FailureKind, VerificationFailure, VerificationReport, hot_files, read_seal, verify
-from audit_core.manifest import MANIFEST_DIR, ROOT_FILE, read_manifest
+from audit_core.cold.manifest import MANIFEST_DIR, ROOT_FILE, read_manifest
+from audit_core.hot.verifier import hot_files, verify
+from audit_core.trust.report import FailureKind, VerificationFailure, VerificationReport
+from audit_core.trust.seals import read_seal
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -90,7 +92,7 @@ def verify_trail(
         report.add(f"hot {root}", verify(root, hmac_key=hmac_key, public_key=public_key))
     hot = {file.name: file for file in hot_files(root)} if root.is_dir() else {}
     for store in stores:
-        from audit_core.cold_verify import verify_cold
+        from audit_core.cold.cold_verify import verify_cold
 
         part = verify_cold(store, hmac_key=hmac_key, public_key=public_key, cold_public_key=cold_public_key)
         part.failures += _seal_copies_against_hot_files(store, hot)

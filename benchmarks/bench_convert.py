@@ -6,7 +6,7 @@ case runs in its own fresh subprocess, one after the other in the same run, whic
 time (``time.perf_counter``) and its peak RSS (``ru_maxrss``):
 
 - ``verify``: our fast verification alone (``_bulk_verify.scan_file`` + seal checks).
-- ``verify_hot``: ``integrity.verify`` of the hot file, what ``ledgerline verify`` runs on it.
+- ``verify_hot``: ``hot.verifier.verify`` of the hot file, what ``ledgerline verify`` runs on it.
 - ``verify_cold``: ``verify_cold`` of the cold store ``verify_convert`` wrote (root, manifest, seal
   copy, Parquet SHA-256, every record's checksum and chain, every typed column derived again).
 - ``verify_convert``: ``ParquetConverter.convert_file``: verify + JSON parse + day partitions.
@@ -158,26 +158,26 @@ def cached_trail(events: int) -> Path:
 #: Each case, run as ``python -c`` in a fresh process; prints {"seconds": ..., "rows": ...} as JSON.
 _CASE_CODE = {
     "verify": """
-from audit_core._bulk_verify import scan_file, verify_scanned
+from audit_core.cold._bulk_verify import scan_file, verify_scanned
 scan = scan_file(SOURCE)
 report = verify_scanned(SOURCE, scan)
 assert report.ok, report.to_text()
 out = {"rows": report.records, "fast_path": scan.clean}
 """,
     "verify_hot": """
-from audit_core.integrity import verify
+from audit_core.hot.verifier import verify
 report = verify(SOURCE)
 assert report.ok, report.to_text()
 out = {"rows": report.records}
 """,
     "verify_convert": """
-from audit_core.converter import ParquetConverter
+from audit_core.cold.converter import ParquetConverter
 result = ParquetConverter(SOURCE, OUT).convert_file(SOURCE)
 assert result.converted, result.failures
 out = {"rows": result.rows, "outputs": result.outputs}
 """,
     "verify_cold": """
-from audit_core.cold_verify import verify_cold
+from audit_core.cold.cold_verify import verify_cold
 report = verify_cold(OUT)
 assert report.ok, report.to_text()
 out = {"rows": report.records}

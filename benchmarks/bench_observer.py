@@ -72,7 +72,7 @@ def ticks_for(fills_target: int, trade_every: int = TRADE_EVERY) -> int:
 def _run_case(scenario: ModuleType, case: str, base: Path, ticks: int) -> dict[str, Any]:
     from nautilus_trader.model.events import OrderFilled
 
-    from audit_core.observer import AuditObserver, AuditObserverConfig
+    from audit_core.integrations.observer import AuditObserver, AuditObserverConfig
 
     if case == "observer":
         engine, _, observer = scenario.build_engine(str(base), ticks=ticks, trade_every=TRADE_EVERY)

@@ -320,7 +320,7 @@ def generate_trail(
         for emitter in emitters.values():
             emitter.close()
     if convert:
-        from audit_core.converter import ParquetConverter
+        from audit_core.cold.converter import ParquetConverter
 
         ParquetConverter(base / "hot", base / "cold").convert_all()
     return GeneratedTrail(base, written, first_ts or start_ns, last_ts, kept)

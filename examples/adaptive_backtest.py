@@ -38,7 +38,7 @@ from nautilus_trader.test_kit.providers import TestInstrumentProvider
 from nautilus_trader.trading.strategy import Strategy
 
 from audit_core import AuditConfig, AuditEventEmitter
-from audit_core.observer import AuditObserver, AuditObserverConfig, audit_tags
+from audit_core.integrations.observer import AuditObserver, AuditObserverConfig, audit_tags
 from examples.adaptive_control import (
     AlphaEvolveBridge,
     MetaController,

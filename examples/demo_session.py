@@ -22,8 +22,9 @@ import time
 from pathlib import Path
 
 from audit_core import verify
-from audit_core.converter import ParquetConverter, verify_cold
-from audit_core.signing import generate_keypair, load_public_key
+from audit_core.cold.cold_verify import verify_cold
+from audit_core.cold.converter import ParquetConverter
+from audit_core.trust.signing import generate_keypair, load_public_key
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "audit_forensics_example.ipynb"

@@ -35,7 +35,7 @@ from workbench.parameters import parameter_changes
 if TYPE_CHECKING:
     import pandas as pd
 
-    from audit_core.integrity import VerificationFailure
+    from audit_core.trust.report import VerificationFailure
     from workbench.trail import Trail
 
 #: Columns of the findings (``UnexplainedChanges.findings`` and ``to_pandas()``).

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     import ibis.expr.types as ir
     import pandas as pd
 
-    from audit_core.integrity import VerificationReport
+    from audit_core.trust.report import VerificationReport
 
 DEFAULT_LIMIT = 10_000
 #: Columns ``query_time_range`` returns only when asked (``payload=True`` or ``columns=``): the

@@ -39,11 +39,11 @@ STORAGE_COLUMNS = frozenset({"record", "torn_bytes", "source_line"})
 
 
 def cold_schema() -> ibis.Schema:
-    """The queryable cold schema: ``audit_core.converter.COLUMNS`` (DuckDB types) without
+    """The queryable cold schema: ``audit_core.cold.converter.COLUMNS`` (DuckDB types) without
     ``STORAGE_COLUMNS``, plus the int32 day partitions."""
     from ibis.backends.sql.datatypes import DuckDBType
 
-    from audit_core.converter import COLUMNS
+    from audit_core.cold.projection import COLUMNS
 
     columns = {name: DuckDBType.from_string(sql_type) for name, sql_type, _ in COLUMNS if name not in STORAGE_COLUMNS}
     return ibis.schema({**columns, **dict.fromkeys(_backend.PARTITIONS, dt.int32)})
@@ -96,7 +96,7 @@ class Trail:
     Build one with ``open_trail``. Columns of ``events``: ``ts_event`` (int64 ns since the epoch,
     UTC: the canonical instant, exact on every engine and in ``to_pandas()``; pass it back to any
     analysis), ``time`` (the same instant as a UTC timestamp, microseconds: for display only),
-    ``event_type``, ``source``, the other columns of ``audit_core.converter.COLUMNS`` but
+    ``event_type``, ``source``, the other columns of ``audit_core.cold.converter.COLUMNS`` but
     ``STORAGE_COLUMNS`` (``stream`` is ``<trader_id>.<stream_id>``; ``sequence`` is NULL on
     ``sys.torn_line`` rows, which stand for a torn line a crash left in a converted file; ``owner``
     is the component whose parameter a ``param.*`` record changed; parameter values are typed in
@@ -381,7 +381,7 @@ def open_trail(
         ``"ignore"``.
     hmac_key, public_key
         The trail's HMAC key and the converter's Ed25519 public key. Whether a hot file was
-        converted is decided from an authentic manifest entry (``audit_core.manifest.converted_entry``):
+        converted is decided from an authentic manifest entry (``audit_core.cold.manifest.converted_entry``):
         on a keyed trail, without the key no entry is authentic, so every hot file still present is
         read again (its rows also in cold count once: the answers are the same, only slower).
 
@@ -456,9 +456,9 @@ def _read_hot(
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from audit_core.converter import read_hot_file
+    from audit_core.cold.converter import read_hot_file
     from audit_core.errors import AuditFormatError
-    from audit_core.integrity import hot_files
+    from audit_core.hot.verifier import hot_files
 
     def unreadable(error: AuditFormatError | OSError, what: str = "left out") -> None:
         warnings.warn(f"open_trail: {what}: {error}", UnreadableFileWarning, stacklevel=4)
@@ -497,13 +497,13 @@ def _converted(
 ) -> bool:
     """Whether the cold store holds this exact file (same seal) by an authentic entry, in outputs present, not ``lost``.
 
-    ``audit_core.manifest.converted_entry`` decides: a forged or edited entry hides no hot file.
+    ``audit_core.cold.manifest.converted_entry`` decides: a forged or edited entry hides no hot file.
     Without the trail's HMAC key, entries of a keyed trail cannot be authenticated, so every hot
     file is read (rows also in cold count once, see ``open_trail``). Raises ``AuditFormatError``
     when the file's seal or its manifest entry is not in its format.
     """
-    from audit_core.integrity import read_seal
-    from audit_core.manifest import converted_entry, manifest_path, read_manifest
+    from audit_core.cold.manifest import converted_entry, manifest_path, read_manifest
+    from audit_core.trust.seals import read_seal
 
     path = manifest_path(cold_dir, file.name)
     if not path.exists():

@@ -1,4 +1,4 @@
-"""Reference adaptive-control components, each audited through ``audit_core.audited``.
+"""Reference adaptive-control components, each audited through ``audit_core.integrations.audited``.
 
 Small, deterministic stand-ins for the components our users run, faithful enough that their
 audit trails look like the real thing: a meta-controller (system state, market harmony, risk

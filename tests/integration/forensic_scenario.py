@@ -406,7 +406,7 @@ def _signals(b: _Builder) -> None:
 
 def write_scenario(base: Path, seed: int = 14) -> Scenario:
     """Write the scenario's trail under ``base`` (hot JSONL, then the ``CONVERTED`` files to cold Parquet)."""
-    from audit_core.converter import ParquetConverter
+    from audit_core.cold.converter import ParquetConverter
 
     builder = _Builder(seed)
     builder.account_state(START)

@@ -20,7 +20,7 @@ from nautilus_trader.model.objects import Money, Price, Quantity
 from nautilus_trader.test_kit.providers import TestInstrumentProvider
 from nautilus_trader.trading.strategy import Strategy
 
-from audit_core.observer import AuditObserver, AuditObserverConfig, audit_tags
+from audit_core.integrations.observer import AuditObserver, AuditObserverConfig, audit_tags
 
 START_NS = 1_767_571_200_000_000_000  # 2026-01-05 00:00:00 UTC
 STARTING_BALANCE = Decimal(1_000_000)

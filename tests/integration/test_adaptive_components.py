@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from audit_core import AuditConfig, AuditEventEmitter, verify
-from audit_core.audited import AuditedComponent, to_json_value
+from audit_core.integrations.audited import AuditedComponent, to_json_value
 from examples.adaptive_control import (
     AlphaEvolveBridge,
     EvolutionTrigger,

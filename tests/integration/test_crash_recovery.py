@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from audit_core import AuditConfig, AuditEventEmitter, FailureKind, TradeEvent, parse_record, verify
-from audit_core.integrity import split_record
+from audit_core.trust.record import split_record
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 TRADER = "T-CRASH"

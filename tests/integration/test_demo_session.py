@@ -12,8 +12,8 @@ import nbformat
 import pytest
 
 from audit_core import verify
-from audit_core.converter import verify_cold
-from audit_core.signing import load_public_key
+from audit_core.cold.cold_verify import verify_cold
+from audit_core.trust.signing import load_public_key
 from examples import demo_session
 from examples.adaptive_backtest import (
     DAY_NS,

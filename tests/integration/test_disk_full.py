@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from audit_core import AuditConfig, AuditEvent, AuditEventEmitter, AuditWriteError, verify
-from audit_core.integrity import split_record
+from audit_core.trust.record import split_record
 
 TMPFS_SIZE = "256k"
 

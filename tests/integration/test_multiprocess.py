@@ -18,7 +18,7 @@ import pytest
 
 from audit_core import AuditConfig, AuditEventEmitter, AuditWriteError, verify
 from audit_core._layout import parse_hot_file_name
-from audit_core.integrity import GENESIS_HASH
+from audit_core.trust.record import GENESIS_HASH
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 THREADS = 8

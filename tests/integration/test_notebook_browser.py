@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from audit_core.converter import ParquetConverter
-from audit_core.signing import generate_keypair
+from audit_core.cold.converter import ParquetConverter
+from audit_core.trust.signing import generate_keypair
 from examples.adaptive_backtest import run_backtest
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -48,8 +48,8 @@ from nautilus_trader.trading.strategy import Strategy
 
 from audit_core import verify
 from audit_core._layout import parse_hot_file_name, seal_path, utc_day
-from audit_core.integrity import hot_files
-from audit_core.observer import EXPECTED_PRICE_TAG, SIGNAL_TAG, audit_tags, slippage_bps
+from audit_core.hot.verifier import hot_files
+from audit_core.integrations.observer import EXPECTED_PRICE_TAG, SIGNAL_TAG, audit_tags, slippage_bps
 
 ROOT = Path(__file__).resolve().parents[2]
 INSTRUMENT = InstrumentId.from_str("EUR/USD.SIM")
@@ -716,7 +716,7 @@ def test_observer_failures_are_logged_through_nautilus_trader(tmp_path):
         import nautilus_scenario
         from nautilus_trader.config import LoggingConfig
         from audit_core import AuditConfig, AuditEventEmitter
-        from audit_core.observer import AuditObserver, AuditObserverConfig
+        from audit_core.integrations.observer import AuditObserver, AuditObserverConfig
 
         # The scenario bypasses logging; this process turns it back on, errors only.
         nautilus_scenario.LoggingConfig = lambda **_: LoggingConfig(log_level="ERROR", log_colors=False)
@@ -749,7 +749,7 @@ def test_the_core_stays_light_and_the_observer_imports_with_the_extra():
         "import sys, audit_core\n"
         "assert 'nautilus_trader' not in sys.modules, 'import audit_core pulled in nautilus_trader'\n"
         "assert not hasattr(audit_core, 'AuditObserver')\n"
-        "import audit_core.observer as observer\n"
+        "import audit_core.integrations.observer as observer\n"
         "from nautilus_trader.common.actor import Actor\n"
         "assert issubclass(observer.AuditObserver, Actor)\n"
         "print(observer.audit_tags('S-1', expected_price='1.10000'))\n"

@@ -25,7 +25,7 @@ import pytest
 pytest.importorskip("pyspark")
 
 from audit_core import AuditConfig, AuditEventEmitter
-from audit_core.converter import ParquetConverter
+from audit_core.cold.converter import ParquetConverter
 from benchmarks.trail_gen import ALLOWED_SOURCES, FakeClock, generate_trail
 from workbench.errors import UnknownValueWarning
 

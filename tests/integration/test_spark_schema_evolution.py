@@ -18,7 +18,7 @@ pytest.importorskip("pyspark")
 import pyarrow.parquet as pq
 
 from audit_core import AuditConfig, AuditEventEmitter
-from audit_core.converter import ParquetConverter
+from audit_core.cold.converter import ParquetConverter
 from benchmarks.trail_gen import FakeClock
 
 pytestmark = pytest.mark.spark

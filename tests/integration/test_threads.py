@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from audit_core import AuditConfig, AuditEvent, AuditEventEmitter, verify
-from audit_core.integrity import split_record
+from audit_core.trust.record import split_record
 
 THREADS = 4
 

@@ -12,7 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from audit_core import AuditConfig, AuditEventEmitter, parse_record
-from audit_core.audited import (
+from audit_core.errors import AuditConfigError
+from audit_core.integrations.audited import (
     AuditedComponent,
     AuditedParameter,
     FrozenMapping,
@@ -21,7 +22,6 @@ from audit_core.audited import (
     reason,
     to_json_value,
 )
-from audit_core.errors import AuditConfigError
 
 
 class Regime(enum.StrEnum):

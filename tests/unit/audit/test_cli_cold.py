@@ -13,8 +13,9 @@ import pytest
 
 from audit_core import AuditConfig, AuditEventEmitter
 from audit_core.cli import main
-from audit_core.converter import ParquetConverter, verify_cold
-from audit_core.integrity import verify
+from audit_core.cold.cold_verify import verify_cold
+from audit_core.cold.converter import ParquetConverter
+from audit_core.hot.verifier import verify
 
 JAN_1 = int(dt.datetime(2026, 1, 1, tzinfo=dt.UTC).timestamp()) * 10**9
 HOUR = 3600 * 10**9

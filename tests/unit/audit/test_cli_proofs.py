@@ -14,9 +14,9 @@ import pytest
 
 from audit_core import AuditConfig, AuditEventEmitter
 from audit_core.cli import build_parser, main
-from audit_core.integrity import read_seal
-from audit_core.proofs import check_proof
-from audit_core.signing import key_id, load_public_key
+from audit_core.trust.proofs import check_proof
+from audit_core.trust.seals import read_seal
+from audit_core.trust.signing import key_id, load_public_key
 
 
 @pytest.fixture

@@ -28,12 +28,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from audit_core import AuditConfig, AuditEventEmitter, documents
-from audit_core._bulk_verify import rebuild_line
+from audit_core import AuditConfig, AuditEventEmitter
 from audit_core.cli import main
-from audit_core.converter import ParquetConverter, verify_cold
-from audit_core.integrity import SEAL_CHECKSUM, FailureKind, FileDigest, read_seal, split_record, verify
-from audit_core.manifest import (
+from audit_core.cold.cold_verify import verify_cold
+from audit_core.cold.converter import ParquetConverter
+from audit_core.cold.manifest import (
     HOLDS_FILE,
     JOURNAL_DIR,
     MANIFEST_DIR,
@@ -44,8 +43,13 @@ from audit_core.manifest import (
     update_cold_root,
     write_entry,
 )
-from audit_core.retention import apply_retention
-from audit_core.signing import generate_keypair, load_private_key, load_public_key
+from audit_core.cold.retention import apply_retention
+from audit_core.hot.verifier import verify
+from audit_core.trust import documents
+from audit_core.trust.record import rebuild_line, split_record
+from audit_core.trust.report import FailureKind
+from audit_core.trust.seals import SEAL_CHECKSUM, FileDigest, read_seal
+from audit_core.trust.signing import generate_keypair, load_private_key, load_public_key
 
 JAN_5 = 1_767_571_200 * 10**9  # 2026-01-05 00:00 UTC
 HOUR = 3600 * 10**9
@@ -595,7 +599,7 @@ def test_the_sql_checksum_is_pythons_sha256_and_hmac(key):
 
     import duckdb
 
-    from audit_core.cold_verify import _digest_sql
+    from audit_core.cold.cold_verify import _digest_sql
 
     bodies = ['{"a":1}', '{"text":"caf\u00e9 \u2603 \U0001f600"}', "", '{"x":"' + "y" * 5000 + '"}']
     sql, parameters = _digest_sql("body", key)

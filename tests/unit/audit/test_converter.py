@@ -12,15 +12,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from audit_core import AuditConfig, AuditEvent, AuditEventEmitter, parse_record
-from audit_core.converter import (
-    COLUMNS,
-    MANIFEST_DIR,
-    STAGING_DIR,
-    ParquetConverter,
-    read_hot_file,
-    rebuild_line,
-    verify_cold,
-)
+from audit_core.cold.cold_verify import verify_cold
+from audit_core.cold.converter import STAGING_DIR, ParquetConverter, read_hot_file
+from audit_core.cold.manifest import MANIFEST_DIR
+from audit_core.cold.projection import COLUMNS
+from audit_core.trust.record import rebuild_line
 
 JAN_5_2359 = 1_767_657_540 * 10**9  # 2026-01-05 23:59:00 UTC
 MINUTE = 60 * 10**9

@@ -1,4 +1,4 @@
-"""The converter's one-pass verification agrees with ``integrity.verify`` and the seal, chunk by chunk."""
+"""The converter's one-pass verification agrees with ``hot.verifier.verify`` and the seal, chunk by chunk."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ from pathlib import Path
 import pytest
 
 from audit_core import AuditConfig, AuditEventEmitter
-from audit_core._bulk_verify import rebuild_line, scan_file, strip_line, verify_scanned
-from audit_core.integrity import digest_file, merkle_leaf_hash, merkle_root, split_record, verify
-from audit_core.merkle import MerkleTree
+from audit_core.cold._bulk_verify import scan_file, verify_scanned
+from audit_core.hot.verifier import verify
+from audit_core.trust.merkle import MerkleTree, merkle_leaf_hash, merkle_root
+from audit_core.trust.record import rebuild_line, split_record, strip_line
+from audit_core.trust.seals import digest_file
 
 
 def sealed_file(base: Path, events: int = 60, hmac_key: bytes | None = None) -> Path:

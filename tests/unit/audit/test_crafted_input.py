@@ -25,13 +25,16 @@ from pathlib import Path
 import pytest
 
 from audit_core import AuditConfig, AuditEventEmitter, FailureKind, VerificationFailure, tail, verify
-from audit_core.checkpoint import parse_checkpoint
 from audit_core.cli import main
-from audit_core.converter import MANIFEST_DIR, UNREADABLE, ParquetConverter, read_hot_file, read_manifest, verify_cold
+from audit_core.cold.cold_verify import verify_cold
+from audit_core.cold.converter import UNREADABLE, ParquetConverter, read_hot_file
+from audit_core.cold.manifest import HOLDS_FILE, MANIFEST_DIR, read_manifest
+from audit_core.cold.retention import load_holds
 from audit_core.errors import AuditError, AuditFormatError
-from audit_core.integrity import compute_checksum, read_seal, seal_file, split_record
-from audit_core.retention import HOLDS_FILE, load_holds
-from audit_core.signing import generate_keypair, load_public_key
+from audit_core.trust.checkpoint import parse_checkpoint
+from audit_core.trust.record import compute_checksum, split_record
+from audit_core.trust.seals import read_seal, seal_file
+from audit_core.trust.signing import generate_keypair, load_public_key
 
 JAN_1 = int(dt.datetime(2026, 1, 1, tzinfo=dt.UTC).timestamp()) * 10**9
 HOUR = 3600 * 10**9

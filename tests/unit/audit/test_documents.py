@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from audit_core.documents import (
+from audit_core.trust.documents import (
     ProblemKind,
     authenticate,
     canonical_bytes,
@@ -13,7 +13,7 @@ from audit_core.documents import (
     keyed_digest,
     signed_bytes,
 )
-from audit_core.integrity import seal_signed_bytes
+from audit_core.trust.seals import seal_signed_bytes
 
 KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
 SEAL = {

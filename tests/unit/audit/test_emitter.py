@@ -22,7 +22,7 @@ from audit_core import (
     parse_record,
     verify,
 )
-from audit_core.integrity import GENESIS_HASH, compute_checksum
+from audit_core.trust.record import GENESIS_HASH, compute_checksum
 
 
 def _lines(emitter: AuditEventEmitter) -> list[bytes]:

@@ -24,7 +24,7 @@ from audit_core import (
     parse_record,
 )
 from audit_core.events import event_class_for
-from audit_core.integrity import compute_checksum, split_record
+from audit_core.trust.record import compute_checksum, split_record
 
 
 def _fill(**overrides):

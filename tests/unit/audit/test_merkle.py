@@ -1,7 +1,7 @@
 """RFC 6962 inclusion proofs: audit paths match the RFC's definition, verify for every record, fail when altered.
 
 The reference ``rfc6962_path`` below is PATH(m, D[n]) of RFC 6962 section 2.1.1 written as the RFC
-states it, independently of ``audit_core.merkle``. Real files are written by the emitter, sealed on
+states it, independently of ``audit_core.trust.merkle``. Real files are written by the emitter, sealed on
 close, and every record is proved against the seal's ``merkle_root``.
 """
 
@@ -15,9 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from audit_core import AuditConfig, AuditEventEmitter, AuditIntegrityError, integrity, merkle
-from audit_core.integrity import read_seal
-from audit_core.merkle import (
+from audit_core import AuditConfig, AuditEventEmitter, AuditIntegrityError
+from audit_core.trust.merkle import (
     HASH_SIZE,
     RFC6962_LEAF_PREFIX,
     RFC6962_NODE_PREFIX,
@@ -26,7 +25,8 @@ from audit_core.merkle import (
     merkle_root,
     verify_inclusion,
 )
-from audit_core.proofs import check_proof, prove
+from audit_core.trust.proofs import check_proof, prove
+from audit_core.trust.seals import read_seal
 
 PROPERTY = settings(max_examples=60, deadline=None)
 
@@ -70,10 +70,6 @@ def flip(data: bytes, at: int = 0) -> bytes:
 class TestModule:
     def test_prefixes_are_the_rfc_constants(self):
         assert (RFC6962_LEAF_PREFIX, RFC6962_NODE_PREFIX, HASH_SIZE) == (b"\x00", b"\x01", 32)
-
-    def test_integrity_re_exports_the_merkle_code(self):
-        for name in ("MerkleTree", "merkle_root", "merkle_leaf_hash", "merkle_node_hash", "RFC6962_LEAF_PREFIX"):
-            assert getattr(integrity, name) is getattr(merkle, name)
 
 
 class TestInclusionProof:

@@ -9,21 +9,22 @@ from pathlib import Path
 import pytest
 
 from audit_core import AuditConfig, AuditEventEmitter, parse_record
-from audit_core import retention as retention_module
-from audit_core.converter import MANIFEST_DIR, ParquetConverter, verify_cold
-from audit_core.documents import canonical_bytes, keyed_digest
-from audit_core.errors import AuditConfigError, AuditFormatError, RetentionJournalError
-from audit_core.integrity import FailureKind, read_seal, verify
-from audit_core.manifest import update_cold_root
-from audit_core.retention import (
-    HOLDS_FILE,
-    JOURNAL_CHECKSUM,
-    JOURNAL_DIR,
+from audit_core.cold import retention as retention_module
+from audit_core.cold._retention_guard import JOURNAL_CHECKSUM
+from audit_core.cold.cold_verify import verify_cold
+from audit_core.cold.converter import ParquetConverter
+from audit_core.cold.manifest import HOLDS_FILE, JOURNAL_DIR, MANIFEST_DIR, update_cold_root
+from audit_core.cold.retention import (
     MAX_RETENTION_DAYS,
     LegalHold,
     apply_retention,
     load_holds,
 )
+from audit_core.errors import AuditConfigError, AuditFormatError, RetentionJournalError
+from audit_core.hot.verifier import verify
+from audit_core.trust.documents import canonical_bytes, keyed_digest
+from audit_core.trust.report import FailureKind
+from audit_core.trust.seals import read_seal
 
 JAN_1 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 HOUR = 3600 * 10**9

@@ -17,21 +17,20 @@ from typing import Any
 import pytest
 
 from audit_core import AuditConfig, AuditEventEmitter
-from audit_core import retention as retention_module
 from audit_core._layout import checkpoint_path, seal_path
 from audit_core.cli import main
-from audit_core.converter import ParquetConverter, verify_cold
-from audit_core.documents import authenticate, canonical_bytes, keyed_digest
+from audit_core.cold import retention as retention_module
+from audit_core.cold._retention_guard import JOURNAL_CHECKSUM, JOURNAL_FORMAT
+from audit_core.cold.cold_verify import verify_cold
+from audit_core.cold.converter import ParquetConverter
+from audit_core.cold.manifest import HOLDS_FILE, JOURNAL_DIR
+from audit_core.cold.retention import apply_retention
 from audit_core.errors import AuditConfigError, RetentionJournalError
-from audit_core.integrity import FailureKind, read_seal, verify
-from audit_core.retention import (
-    HOLDS_FILE,
-    JOURNAL_CHECKSUM,
-    JOURNAL_DIR,
-    JOURNAL_FORMAT,
-    apply_retention,
-)
-from audit_core.signing import generate_keypair, load_public_key
+from audit_core.hot.verifier import verify
+from audit_core.trust.documents import authenticate, canonical_bytes, keyed_digest
+from audit_core.trust.report import FailureKind
+from audit_core.trust.seals import read_seal
+from audit_core.trust.signing import generate_keypair, load_public_key
 
 JAN_1 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 JAN_7 = dt.datetime(2026, 1, 7, tzinfo=dt.UTC)  # with days=3 the cutoff is 2026-01-04

@@ -16,7 +16,8 @@ import pytest
 
 from audit_core import AuditConfig, AuditEventEmitter, AuditWriteError, FailureKind, verify
 from audit_core._layout import hot_file_name, seal_path, utc_day
-from audit_core.integrity import GENESIS_HASH, read_seal, split_record
+from audit_core.trust.record import GENESIS_HASH, split_record
+from audit_core.trust.seals import read_seal
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _NS = 1_000_000_000

@@ -24,14 +24,9 @@ from hypothesis import strategies as st
 
 from audit_core import AuditConfig, AuditEventEmitter, FailureKind, VerificationReport, verify
 from audit_core._layout import parse_hot_file_name, seal_path
-from audit_core.documents import canonical_bytes
-from audit_core.integrity import (
-    CHECKSUM_SUFFIX_PREFIX,
-    MerkleTree,
-    compute_checksum,
-    merkle_root,
-    split_record,
-)
+from audit_core.trust.documents import canonical_bytes
+from audit_core.trust.merkle import MerkleTree, merkle_root
+from audit_core.trust.record import CHECKSUM_SUFFIX_PREFIX, compute_checksum, split_record
 
 PROPERTY = settings(max_examples=40, deadline=None)
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)

@@ -2,7 +2,7 @@
 
 The checkpoint format is checked by an independent reading of the C2SP signed-note and
 tlog-checkpoint rules written in this file (parse the note, recompute the key id, verify the
-Ed25519 signature with ``cryptography`` directly), not with ``audit_core.checkpoint``.
+Ed25519 signature with ``cryptography`` directly), not with ``audit_core.trust.checkpoint``.
 """
 
 from __future__ import annotations
@@ -25,11 +25,12 @@ from pydantic import ValidationError
 
 from audit_core import AuditConfig, AuditConfigError, AuditEventEmitter, FailureKind, VerificationReport, verify
 from audit_core._layout import checkpoint_path, seal_path
-from audit_core.checkpoint import DEFAULT_KEY_NAME, sign_checkpoint, verify_checkpoint
-from audit_core.documents import canonical_bytes
 from audit_core.errors import AuditIntegrityError
-from audit_core.integrity import compute_checksum, read_seal, seal_signed_bytes
-from audit_core.signing import generate_keypair, key_id, load_private_key, load_public_key
+from audit_core.trust.checkpoint import DEFAULT_KEY_NAME, sign_checkpoint, verify_checkpoint
+from audit_core.trust.documents import canonical_bytes
+from audit_core.trust.record import compute_checksum
+from audit_core.trust.seals import read_seal, seal_signed_bytes
+from audit_core.trust.signing import generate_keypair, key_id, load_private_key, load_public_key
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 DAY_1 = (dt.datetime(2026, 3, 1, 12, tzinfo=dt.UTC) - _EPOCH) // dt.timedelta(microseconds=1) * 1000
@@ -87,7 +88,7 @@ def failures(report: VerificationReport, kind: FailureKind) -> list[str]:
 
 class TestKeys:
     def test_cryptography_is_imported_only_when_a_key_is_used(self):
-        code = "import sys, audit_core, audit_core.cli, audit_core.proofs; print('cryptography' in sys.modules)"
+        code = "import sys, audit_core, audit_core.cli, audit_core.trust.proofs; print('cryptography' in sys.modules)"
         result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
         assert result.stdout.strip() == "False"
 
@@ -190,7 +191,7 @@ class TestSignedSeals:
         (path,) = write_trail(tmp_path, signing_key_path=private)
         os.chmod(path, 0o640)
         path.write_bytes(b"".join(path.read_bytes().splitlines(keepends=True)[:-1]))
-        from audit_core.integrity import digest_file
+        from audit_core.trust.seals import digest_file
 
         rewrite_seal(path, lambda seal: seal.update(digest_file(path).seal_fields()))
         assert verify(tmp_path).ok, "a plain SHA-256 trail re-sealed by a forger passes without a key"

@@ -23,16 +23,9 @@ from hypothesis import strategies as st
 
 from audit_core import AuditConfig, AuditEventEmitter, FailureKind, SignalFilterReason, SystemEvent, verify
 from audit_core._layout import seal_path
-from audit_core.integrity import (
-    CHECKSUM_SUFFIX_PREFIX,
-    GENESIS_HASH,
-    VerificationFailure,
-    VerificationReport,
-    compute_checksum,
-    read_seal,
-    seal_file,
-    split_record,
-)
+from audit_core.trust.record import CHECKSUM_SUFFIX_PREFIX, GENESIS_HASH, compute_checksum, split_record
+from audit_core.trust.report import VerificationFailure, VerificationReport
+from audit_core.trust.seals import read_seal, seal_file
 
 PROPERTY = settings(max_examples=60, deadline=None)
 

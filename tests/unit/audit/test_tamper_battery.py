@@ -46,11 +46,13 @@ from test_cold_attacks import rewrite as rewrite_parquet
 from test_retention_attacks import delete_hot_file, forged_retention_line, reseal_without_key
 from test_tamper import checksum_of, edit_field, forged_line, read_lines, rechain_from, rewrite, with_checksum
 
-from audit_core import AuditEventEmitter, documents
+from audit_core import AuditEventEmitter
 from audit_core._layout import checkpoint_path, seal_path
-from audit_core.integrity import SEAL_CHECKSUM, FailureKind, read_seal, seal_file
-from audit_core.manifest import HOLDS_FILE, JOURNAL_DIR, MANIFEST_DIR, ROOT_FILE, read_manifest, write_entry
-from audit_core.retention import apply_retention
+from audit_core.cold.manifest import HOLDS_FILE, JOURNAL_DIR, MANIFEST_DIR, ROOT_FILE, read_manifest, write_entry
+from audit_core.cold.retention import apply_retention
+from audit_core.trust import documents
+from audit_core.trust.report import FailureKind
+from audit_core.trust.seals import SEAL_CHECKSUM, read_seal, seal_file
 from audit_core.verification import TrailReport, verify_trail
 
 EXPECTED_FILE = Path(__file__).with_name("tamper_battery_expected.json")

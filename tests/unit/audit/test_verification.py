@@ -11,7 +11,7 @@ import pytest
 
 from audit_core import AuditConfig, AuditEventEmitter, FailureKind, TrailReport, verify_trail
 from audit_core.cli import main
-from audit_core.converter import ParquetConverter
+from audit_core.cold.converter import ParquetConverter
 from audit_core.verification import cold_stores
 
 DAY = 86_400 * 10**9

@@ -2,7 +2,7 @@
 
 Three implementations of the chain and seal rules check the same bytes:
 
-- ``integrity.verify``: the scalar reference, record by record;
+- ``hot.verifier.verify``: the scalar reference, record by record;
 - the converter's bulk path, ``_bulk_verify.scan_file`` column-wise in pyarrow, whose ``clean`` verdict
   is what lets a file be converted without the reference looking at it;
 - an independent verifier written from docs/format.md alone (``test_format_vectors.verify_file``).
@@ -21,8 +21,9 @@ from hypothesis import strategies as st
 from test_format_vectors import verify_file
 from test_tamper import EVENTS, generated_trail, read_lines, rewrite
 
-from audit_core._bulk_verify import scan_file, verify_scanned
-from audit_core.integrity import read_seal, verify
+from audit_core.cold._bulk_verify import scan_file, verify_scanned
+from audit_core.hot.verifier import verify
+from audit_core.trust.seals import read_seal
 
 AGREEMENT = settings(max_examples=40, deadline=None)
 KEYS = [None, "differential-key"]

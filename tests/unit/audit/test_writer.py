@@ -12,7 +12,7 @@ import pytest
 
 from audit_core import AppendOnlyWriter, AuditConfig, AuditWriteError
 from audit_core._layout import seal_path
-from audit_core.integrity import read_seal
+from audit_core.trust.seals import read_seal
 
 DAY_NS = 86_400 * 10**9
 JAN_5 = 1_767_571_200 * 10**9  # 2026-01-05 00:00:00 UTC

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from audit_core import AuditConfig, AuditEventEmitter
-from audit_core.converter import MANIFEST_DIR, ParquetConverter
+from audit_core.cold.converter import ParquetConverter
+from audit_core.cold.manifest import MANIFEST_DIR
 from benchmarks.trail_gen import FakeClock, GeneratedTrail, generate_trail
 
 S = 1_000_000_000

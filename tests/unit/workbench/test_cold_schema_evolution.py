@@ -63,7 +63,7 @@ def test_a_store_mixing_old_and_new_files_opens_with_every_column(mixed):
 def test_new_rows_keep_their_typed_values_next_to_old_rows(mixed, tmp_path):
     # A string value in a new file: only union-by-name reading keeps its new_value_text.
     from audit_core import AuditConfig, AuditEventEmitter
-    from audit_core.converter import ParquetConverter
+    from audit_core.cold.converter import ParquetConverter
 
     config = AuditConfig(base_path=mixed.base, trader_id="TRADER-001", stream_id="ops", sync_writes=False)
     with AuditEventEmitter(config, clock=lambda: MIDNIGHT + 600 * S) as audit:

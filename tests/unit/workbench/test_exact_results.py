@@ -18,7 +18,7 @@ import pyarrow as pa
 import pytest
 
 from audit_core import AuditConfig, AuditEventEmitter
-from audit_core.converter import ParquetConverter
+from audit_core.cold.converter import ParquetConverter
 from benchmarks.trail_gen import FakeClock
 from workbench import open_trail
 from workbench._backend import ExactDuckDBBackend, exact_frame

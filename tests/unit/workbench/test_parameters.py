@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 
 from audit_core import AuditConfig, AuditEventEmitter
-from audit_core.audited import AuditedComponent, AuditedParameter, reason
-from audit_core.converter import ParquetConverter
+from audit_core.cold.converter import ParquetConverter
+from audit_core.integrations.audited import AuditedComponent, AuditedParameter, reason
 from benchmarks.trail_gen import FakeClock
 from workbench import UnknownValueWarning, WorkbenchInputError, open_trail, parameter_history, state_at
 from workbench.parameters import BY_SOURCE_COLUMNS, HISTORY_COLUMNS, STATE_COLUMNS, decode_values

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from audit_core import AuditConfig, AuditEventEmitter
-from audit_core.converter import ParquetConverter
+from audit_core.cold.converter import ParquetConverter
 from benchmarks.trail_gen import FakeClock
 from workbench import WorkbenchInputError, open_trail, pnl_reconciliation, realized_pnl_series
 from workbench.charts import pnl_over_time

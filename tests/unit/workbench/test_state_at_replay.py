@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from audit_core import AuditConfig, AuditEventEmitter, ParameterChangeEvent
-from audit_core.converter import ParquetConverter
+from audit_core.cold.converter import ParquetConverter
 from benchmarks.trail_gen import PARAMETERS, TRADER, FakeClock, generate_trail
 from workbench import open_trail, state_at
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from audit_core import AuditConfig, AuditEventEmitter
-from audit_core.converter import ParquetConverter
+from audit_core.cold.converter import ParquetConverter
 from workbench import detect_unexplained_changes, open_trail, reconstruct_incident
 
 S = 1_000_000_000

@@ -211,7 +211,7 @@ class TestKeyedTrails:
         """Manifest entries of a keyed trail are authentic only with its key: without it the workbench
         reads every hot file (same answers, rows counted once); with it only the unconverted ones."""
         from audit_core import AuditConfig, AuditEventEmitter
-        from audit_core.converter import ParquetConverter
+        from audit_core.cold.converter import ParquetConverter
 
         key = "workbench-test-key"
         now = [T0]

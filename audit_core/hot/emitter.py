@@ -16,7 +16,6 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
-from audit_core._stream import StreamTail
 from audit_core.config import AuditConfig
 from audit_core.errors import AuditIntegrityError
 from audit_core.events import (
@@ -28,8 +27,9 @@ from audit_core.events import (
     TradeEvent,
     record_too_large_error,
 )
-from audit_core.integrity import CHECKSUM_SUFFIX_PREFIX, GENESIS_HASH, compute_checksum, split_record
-from audit_core.writer import AppendOnlyWriter, StateChange
+from audit_core.hot._stream import StreamTail
+from audit_core.hot.writer import AppendOnlyWriter, StateChange
+from audit_core.trust.record import GENESIS_HASH, build_line, compute_checksum, split_record
 
 logger = logging.getLogger("ledgerline.emitter")
 
@@ -131,7 +131,7 @@ class AuditEventEmitter:
         """
         body = event.__pydantic_serializer__.to_json(event)
         checksum = compute_checksum(body, self._hmac_key)
-        line = body[:-1] + CHECKSUM_SUFFIX_PREFIX + checksum.encode() + b'"}\n'
+        line = build_line(body, checksum)
         if len(line) > self._max_bytes:
             raise record_too_large_error(event, len(line), self._max_bytes)
         appended = self._writer.append(line)

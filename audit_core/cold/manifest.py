@@ -40,10 +40,11 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from audit_core import _jsonfile, documents
+from audit_core import _jsonfile
+from audit_core.cold.projection import PROJECTION_VERSION
 from audit_core.errors import AuditFormatError, AuditIntegrityError
-from audit_core.integrity import SEAL_CHECKSUM, check_seal_format, fsync_directory, read_seal
-from audit_core.projection import PROJECTION_VERSION
+from audit_core.trust import documents
+from audit_core.trust.seals import SEAL_CHECKSUM, check_seal_format, fsync_directory, read_seal
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -151,7 +152,7 @@ def read_manifest(path: Path) -> dict[str, Any]:
     """One entry of ``cold/_manifest``, its form checked: what converter, retention, verify and workbench read.
 
     An entry is an object with ``source`` (the hot file's name), ``seal`` (a copy of its seal,
-    ``integrity.check_seal_format``), ``outputs`` (``[{"path": <relative .parquet path>, "rows": n}]``)
+    ``seals.check_seal_format``), ``outputs`` (``[{"path": <relative .parquet path>, "rows": n}]``)
     and, after retention, ``retired`` (outputs removed, same form) and ``hot_removed_by`` (a plan id).
     Only the form is checked; whether the entry is true is ``verify_cold``'s job.
 

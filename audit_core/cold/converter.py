@@ -13,7 +13,7 @@ partitions written; a file that fails is reported and nothing of it is kept.
 
 Every row keeps its record in ``record`` in the cold layout of ``_bulk_verify``: the line without
 its checksum field and without its prev_hash value, which are in the ``checksum`` and ``prev_hash``
-columns; ``_bulk_verify.rebuild_line`` restores the original line byte for byte, so the cold side
+columns; ``trust.record.rebuild_line`` restores the original line byte for byte, so the cold side
 can recompute checksums, the chain and the Merkle root, and no field of any event type (a user's own
 included) is ever lost. A torn line that a crash left behind (closed off by recovery and described
 by a ``sys.recovery`` record) is carried over as a row of event type ``sys.torn_line`` with NULL
@@ -34,28 +34,29 @@ from pathlib import Path
 from typing import Any
 
 from audit_core import _jsonfile
-from audit_core._bulk_verify import batch_schema, scan_file, verify_scanned
-from audit_core._bulk_verify import rebuild_line as rebuild_line
 from audit_core._layout import NS_PER_DAY, parse_hot_file_name, utc_day
-from audit_core.cold_verify import verify_cold as verify_cold
-from audit_core.errors import AuditFormatError
-from audit_core.integrity import fsync_directory, hot_files, read_seal
-from audit_core.manifest import MANIFEST_DIR as MANIFEST_DIR
-from audit_core.manifest import (
+from audit_core.cold._bulk_verify import batch_schema, scan_file, verify_scanned
+from audit_core.cold.manifest import (
     ROOT_FILE,
     converted_entry,
     file_sha256,
     fsync_file,
     manifest_path,
     new_entry,
+    read_manifest,
     update_cold_root,
     write_entry,
 )
-from audit_core.manifest import read_manifest as read_manifest
-from audit_core.manifest import write_json_atomically as write_json_atomically
-from audit_core.projection import COLUMNS as COLUMNS
-from audit_core.projection import PROJECTION_METADATA_KEY, PROJECTION_VERSION, SELECT, structure
-from audit_core.projection import TORN_EVENT_TYPE as TORN_EVENT_TYPE
+from audit_core.cold.projection import (
+    COLUMNS,
+    PROJECTION_METADATA_KEY,
+    PROJECTION_VERSION,
+    SELECT,
+    structure,
+)
+from audit_core.errors import AuditFormatError
+from audit_core.hot.verifier import hot_files
+from audit_core.trust.seals import fsync_directory, read_seal
 
 STAGING_DIR = "_staging"
 #: ``ConversionResult.skipped`` of a file whose seal, manifest entry or records could not be read.
@@ -127,7 +128,7 @@ class ParquetConverter:
     @classmethod
     def from_config(cls, config: Any, cold_path: Path | str, **options: Any) -> ParquetConverter:
         """A converter of ``config``'s hot directory with its HMAC key and signing key (``AuditConfig``)."""
-        from audit_core.signing import load_private_key
+        from audit_core.trust.signing import load_private_key
 
         signing_key = None
         if config.signing_key_path is not None or config.signing_key_env is not None:
@@ -245,10 +246,10 @@ class ParquetConverter:
     ) -> Any:
         """Remove what is older than ``days`` (default ``config.retention_days``, else 90), recording it first.
 
-        See ``audit_core.retention.apply_retention``; this passes the converter's paths and keys.
+        See ``audit_core.cold.retention.apply_retention``; this passes the converter's paths and keys.
         Returns the ``RetentionPlan`` carried out.
         """
-        from audit_core.retention import apply_retention
+        from audit_core.cold.retention import apply_retention
 
         if days is None:
             days = config.retention_days if config is not None else 90
@@ -573,7 +574,7 @@ def _not_records(path: Path, lines: list[bytes], rows: Any) -> AuditFormatError 
     """One error naming the lines of ``path`` that ``read_hot_file`` left out, but for recovered torn lines."""
     import itertools
 
-    from audit_core.reader import described_torn_lines, is_described
+    from audit_core.hot.reader import described_torn_lines, is_described
 
     read = set(rows.column("source_line").to_pylist())
     offsets = [0, *itertools.accumulate(len(line) + 1 for line in lines)]

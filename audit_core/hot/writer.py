@@ -44,7 +44,9 @@ from audit_core._layout import (
     seal_path,
     utc_day,
 )
-from audit_core._stream import (
+from audit_core.config import AuditConfig
+from audit_core.errors import AuditWriteError
+from audit_core.hot._stream import (
     StreamTail,
     acquire_stream,
     append_to,
@@ -53,10 +55,8 @@ from audit_core._stream import (
     records_continuing,
     write_synced,
 )
-from audit_core.config import AuditConfig
-from audit_core.errors import AuditWriteError
-from audit_core.integrity import fsync_directory, seal_file
-from audit_core.signing import load_private_key
+from audit_core.trust.seals import fsync_directory, seal_file
+from audit_core.trust.signing import load_private_key
 
 logger = logging.getLogger("ledgerline.writer")
 

@@ -1,20 +1,17 @@
-"""Fast verification of one sealed hot file, and the cold-side record layout, for the converter.
+"""Fast verification of one sealed hot file for the converter: one read, hashed and handed on as Arrow batches.
 
-``scan_file`` reads the file once, in chunks, and for every chunk checks what ``integrity.verify``
+``scan_file`` reads the file once, in chunks, and for every chunk checks what ``verify``
 checks for one sealed file: each record's layout, checksum, sequence and chain, plus everything the
 seal says (count, size, sequence range, hashes, file SHA-256 and the RFC 6962 Merkle root, seal
-checksum and signature, through ``integrity._check_seal``). Canonical lines are sliced with one RE2
+checksum and signature, through ``seals.check_seal``). Canonical lines are sliced with one RE2
 pattern over the whole chunk (pyarrow); only the SHA-256 calls run per line in Python. Whatever is
 not plainly right (a torn or non-canonical line, any mismatch) makes ``verify_scanned`` fall back
-to the full ``integrity.verify``, so the verdict and the failure kinds are always ``verify``'s.
+to the full ``verify``, so the verdict and the failure kinds are always ``verify``'s.
 
-Each chunk is also handed to the caller as an Arrow batch (``BATCH_SCHEMA``): the converter's
+Each chunk is also handed to the caller as an Arrow batch (``batch_schema()``): the converter's
 columnar pass consumes it while the next chunk is being hashed, so the file is read once.
 
-Cold ``record`` layout: the record line without its ``checksum`` field (``,"checksum":"..."``) and
-without the value of its top-level ``prev_hash`` when that is a string (``"prev_hash":`` is kept,
-followed directly by the next field). Both are in their own columns; ``rebuild_line`` puts them
-back byte for byte. This saves the two 64-character hashes per row that zstd cannot compress.
+The cold ``record`` layout (``strip_line``/``rebuild_line``) is ``trust/record.py``'s.
 """
 
 from __future__ import annotations
@@ -27,36 +24,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from audit_core.integrity import (
+from audit_core.hot.verifier import verify
+from audit_core.trust.merkle import RFC6962_LEAF_PREFIX, MerkleTree
+from audit_core.trust.record import (
+    CANONICAL_LINE,
     CHECKSUM_SUFFIX_PREFIX,
     GENESIS_HASH,
-    FileDigest,
-    VerificationReport,
-    _check_seal,
+    SUFFIX_LEN,
     split_record,
-    verify,
+    strip_line,
 )
-from audit_core.merkle import RFC6962_LEAF_PREFIX, MerkleTree
+from audit_core.trust.report import VerificationReport
+from audit_core.trust.seals import FileDigest, check_seal
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
+
 #: Bytes read per chunk: bounds memory (a chunk and its Arrow batch), large enough to amortize.
 CHUNK_BYTES = 8 << 20
 
-_SUFFIX_LEN = len(CHECKSUM_SUFFIX_PREFIX) + 64 + 2  # ,"checksum":"<64 hex>"}
-_PREV_KEY = b'"prev_hash":'
-_STRING = r'"(?:[^"\\]|\\.)*"'
-#: The canonical record layout the emitter writes. A line that matches it has exactly the fields
-#: ``integrity.split_record`` would slice (the first ``"sequence":`` and ``"prev_hash":`` are the
-#: top-level keys, because the fields before them cannot hold an unescaped quote).
-CANONICAL_LINE = (
-    r'^\{"ts_event":(?P<ts>\d+),"event_type":' + _STRING + ',"source":' + _STRING + ',"trader_id":' + _STRING
-    + r',"sequence":(?P<seq>\d+),"correlation_id":(?:null|' + _STRING + r')'
-    + r',"prev_hash":(?:null|"(?P<prev>[0-9a-f]{64})")[,}]'
-)
-#: ... and the end every record has (checked by slicing, not by the regex: RE2 would walk the line).
-_SUFFIX_START = CHECKSUM_SUFFIX_PREFIX
+
 #: What each chunk becomes for the columnar pass. ``line`` is the full line (NULL for a torn one);
 #: ``record`` the cold layout when Python made it (a non-canonical line; for a torn line its bytes
 #: decoded with replacement characters, for display), else NULL; ``torn_bytes`` the exact bytes of
@@ -70,52 +58,10 @@ BATCH_FIELDS = (
 )
 
 
-#: ``strip_line`` in DuckDB SQL, for a canonical ``line`` whose parsed JSON is ``j`` (positions are
-#: in characters, and ``"prev_hash":"`` first occurs at the top-level key in a canonical line).
-STRIP_SQL = """CASE WHEN j.prev_hash IS NULL THEN left(line, -79) || '}'
-    ELSE left(line, instr(line, '"prev_hash":"') + 11)
-         || substr(left(line, -79), instr(line, '"prev_hash":"') + 78) || '}' END"""
-
-
-_PREV_KEY_SQL = _PREV_KEY.decode()
-_SUFFIX_SQL = CHECKSUM_SUFFIX_PREFIX.decode()
-#: The checksummed body of a record line in DuckDB SQL, from the cold columns ``record`` and
-#: ``prev_hash``: ``record`` with its prev_hash value put back (the line without its checksum field).
-BODY_SQL = f"""(CASE WHEN prev_hash IS NULL THEN record
-    ELSE left(record, instr(record, '{_PREV_KEY_SQL}') + {len(_PREV_KEY_SQL) - 1}) || '"' || prev_hash || '"'
-         || substr(record, instr(record, '{_PREV_KEY_SQL}') + {len(_PREV_KEY_SQL)}) END)"""
-#: ``rebuild_line`` in DuckDB SQL: the whole line (without its newline) from a column ``body``
-#: (``BODY_SQL``) and ``checksum``; NULL on a torn line's row, whose checksum is NULL.
-LINE_SQL = f"""(left(body, -1) || '{_SUFFIX_SQL}' || checksum || '"}}')"""
-
-
 def batch_schema() -> pa.Schema:
     import pyarrow as pa
 
     return pa.schema([(name, getattr(pa, kind)()) for name, kind in BATCH_FIELDS])
-
-
-# --- the cold record layout -------------------------------------------------------------------
-
-
-def strip_line(line: bytes, prev_hash: str | None) -> bytes:
-    """The cold ``record`` of a record line (without its newline): no checksum, no prev_hash value."""
-    body = line[:-_SUFFIX_LEN] + b"}"
-    if prev_hash is None:
-        return body
-    at = body.find(_PREV_KEY) + len(_PREV_KEY)
-    return body[:at] + body[at + 66 :]
-
-
-def rebuild_line(record: bytes, prev_hash: str | None, checksum: str) -> bytes:
-    """The original record line (without its newline) from a cold ``record`` and its hash columns."""
-    if prev_hash is not None:
-        at = record.find(_PREV_KEY) + len(_PREV_KEY)
-        record = record[:at] + b'"' + prev_hash.encode() + b'"' + record[at:]
-    return record[:-1] + CHECKSUM_SUFFIX_PREFIX + checksum.encode() + b'"}'
-
-
-# --- the scan ---------------------------------------------------------------------------------
 
 
 @dataclass
@@ -190,11 +136,12 @@ def scan_file(
         canonical = fields.null_count == 0 and not torn_end
         if canonical:
             suffix_ok = pc.and_(
-                pc.equal(pc.binary_slice(arrow_lines, -_SUFFIX_LEN, -64 - 2), pa.scalar(_SUFFIX_START, pa.binary())),
+                pc.equal(pc.binary_slice(arrow_lines, -SUFFIX_LEN, len(CHECKSUM_SUFFIX_PREFIX) - SUFFIX_LEN),
+                         pa.scalar(CHECKSUM_SUFFIX_PREFIX, pa.binary())),
                 pc.ends_with(arrow_lines, '"}'),
             )
             shortest = pc.min(pc.binary_length(arrow_lines)).as_py()
-            canonical = pc.all(suffix_ok).as_py() is True and shortest > _SUFFIX_LEN
+            canonical = pc.all(suffix_ok).as_py() is True and shortest > SUFFIX_LEN
         if canonical:
             try:
                 sequences = fields.field("seq").cast(pa.int64())
@@ -204,9 +151,9 @@ def scan_file(
         if canonical:
             # The fast path: every line canonical, checked column-wise.
             if hmac_key is None:
-                digests = [sha(line[:-_SUFFIX_LEN] + b"}").digest() for line in lines]
+                digests = [sha(line[:-SUFFIX_LEN] + b"}").digest() for line in lines]
             else:
-                digests = [hmac.digest(hmac_key, line[:-_SUFFIX_LEN] + b"}", "sha256") for line in lines]
+                digests = [hmac.digest(hmac_key, line[:-SUFFIX_LEN] + b"}", "sha256") for line in lines]
             computed = pa.FixedSizeBinaryArray.from_buffers(
                 pa.binary(64), n, [None, pa.py_buffer(b"".join(digests).hex().encode())]
             ).cast(pa.binary())
@@ -308,12 +255,12 @@ def verify_scanned(
     if scan.clean:
         report = VerificationReport(keyed=hmac_key is not None)
         if public_key is not None:
-            from audit_core import signing
+            from audit_core.trust import signing
 
             report.signing_key_id = signing.key_id(public_key)
         report.files.append(str(path))
         report.records = scan.digest.lines
-        _check_seal(path, scan.digest, True, {path.name}, hmac_key, report, public_key)
+        check_seal(path, scan.digest, True, {path.name}, hmac_key, report, public_key)
         if report.ok and report.sealed_files:
             return report
     return verify([path], hmac_key, require_stream_start=False, public_key=public_key)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 
-from audit_core._bulk_verify import STRIP_SQL
+from audit_core.trust.record import STRIP_SQL
 
 #: Version of ``COLUMNS`` and their expressions (see the module docstring).
 PROJECTION_VERSION = 1

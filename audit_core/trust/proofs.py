@@ -19,10 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from audit_core import _jsonfile, signing
+from audit_core import _jsonfile
 from audit_core.errors import AuditError, AuditFormatError, AuditIntegrityError
-from audit_core.integrity import SEAL_FORMAT, read_seal, seal_signed_bytes, split_record
-from audit_core.merkle import HASH_SIZE, MerkleTree, audit_path, merkle_leaf_hash, verify_inclusion
+from audit_core.trust import signing
+from audit_core.trust.merkle import HASH_SIZE, MerkleTree, audit_path, merkle_leaf_hash, verify_inclusion
+from audit_core.trust.record import split_record
+from audit_core.trust.seals import SEAL_FORMAT, read_seal, seal_signed_bytes
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey

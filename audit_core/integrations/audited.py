@@ -39,9 +39,9 @@ from collections.abc import Iterator, Mapping
 from decimal import Decimal
 from typing import Any
 
-from audit_core.emitter import AuditEventEmitter
 from audit_core.errors import AuditConfigError
 from audit_core.events import AuditEventType
+from audit_core.hot.emitter import AuditEventEmitter
 
 _REASON: contextvars.ContextVar[str | None] = contextvars.ContextVar("ledgerline_reason", default=None)
 _UNSET = object()

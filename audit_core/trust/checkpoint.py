@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from audit_core.errors import AuditFormatError, AuditIntegrityError
-from audit_core.signing import ED25519_SIGNATURE_SIZE, raw_public_key
+from audit_core.trust.signing import ED25519_SIGNATURE_SIZE, raw_public_key
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from audit_core._layout import lock_path
 from audit_core.errors import AuditWriteError
-from audit_core.integrity import GENESIS_HASH, split_record
+from audit_core.trust.record import GENESIS_HASH, split_record
 
 
 @dataclass(frozen=True)

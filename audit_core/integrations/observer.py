@@ -34,8 +34,8 @@ from nautilus_trader.model.events import (
 from nautilus_trader.model.identifiers import ClientOrderId
 
 from audit_core.config import AuditConfig
-from audit_core.emitter import AuditEventEmitter
 from audit_core.events import AuditEventType
+from audit_core.hot.emitter import AuditEventEmitter
 
 SIGNAL_TAG = "ledgerline:signal="
 EXPECTED_PRICE_TAG = "ledgerline:expected_px="

@@ -24,7 +24,7 @@ authenticate and name only day partitions inside the cold store and trail files 
 directory, with no symbolic link on the way, or ``RetentionJournalError`` names it and nothing is
 removed. A journal left by a crash is replayed only for what the current policy (window, holds,
 verification) would remove too; one whose record never reached the trail removed nothing and is
-abandoned. ``integrity.verify`` accepts a stream whose first remaining record continues the last
+abandoned. ``hot.verifier.verify`` accepts a stream whose first remaining record continues the last
 hash a verified ``sys.retention`` record names, and ``converter.verify_cold`` skips outputs
 marked retired.
 """
@@ -43,12 +43,14 @@ from typing import TYPE_CHECKING, Any
 from pydantic import SecretStr
 
 from audit_core import _jsonfile
-from audit_core._layout import RETENTION_STREAM as RETENTION_STREAM  # its files are never purged
-from audit_core._layout import checkpoint_path, parse_hot_file_name, seal_path
-from audit_core._retention_guard import JOURNAL_CHECKSUM as JOURNAL_CHECKSUM
-from audit_core._retention_guard import JOURNAL_DIR as JOURNAL_DIR
-from audit_core._retention_guard import JOURNAL_FORMAT as JOURNAL_FORMAT
-from audit_core._retention_guard import (
+from audit_core._layout import (
+    RETENTION_STREAM,  # its files are never purged
+    checkpoint_path,
+    parse_hot_file_name,
+    seal_path,
+)
+from audit_core.cold._retention_guard import (
+    JOURNAL_DIR,
     HotIndex,
     Journal,
     TrailKeys,
@@ -60,24 +62,25 @@ from audit_core._retention_guard import (
     resolve_keys,
     trail_files,
 )
-from audit_core.config import AuditConfig
-from audit_core.converter import write_json_atomically as _write_json
-from audit_core.emitter import AuditEventEmitter
-from audit_core.errors import AuditConfigError, AuditFormatError
-from audit_core.events import AuditEventType
-from audit_core.integrity import fsync_directory, read_seal, retention_records, verify
-from audit_core.manifest import (
+from audit_core.cold.manifest import (
+    HOLDS_FILE,
     converted_entry,
     entry_problems,
     legal_holds_problem,
     update_cold_root,
     write_entry,
 )
+from audit_core.cold.manifest import write_json_atomically as _write_json
+from audit_core.config import AuditConfig
+from audit_core.errors import AuditConfigError, AuditFormatError
+from audit_core.events import AuditEventType
+from audit_core.hot.emitter import AuditEventEmitter
+from audit_core.hot.verifier import retention_records, verify
+from audit_core.trust.seals import fsync_directory, read_seal
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-HOLDS_FILE = "_legal_holds.json"
 #: The largest window: 100 years, as ``AuditConfig.retention_days``.
 MAX_RETENTION_DAYS = 36500
 

@@ -7,7 +7,7 @@
    entries, Parquet files (SHA-256), legal holds and retention journals the store holds. Parquet
    files or a root without a ``_manifest/`` directory is a failure, never a reason to skip.
 2. **Each manifest entry**: authentic, of this projection version, and its copy of the hot file's
-   seal passes the seal check of hot ``verify`` (``integrity.check_seal_copy``: ``seal_checksum``,
+   seal passes the seal check of hot ``verify`` (``seals.check_seal_copy``: ``seal_checksum``,
    and the signature with the writer's public key).
 3. **Each Parquet file** it names: inside the store, present, its SHA-256 and row count as the
    entry records (so no byte changes, footer statistics, page indexes and bloom filters included),
@@ -34,18 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from audit_core import signing
-from audit_core._bulk_verify import BODY_SQL, LINE_SQL
 from audit_core._layout import parse_hot_file_name
-from audit_core.errors import AuditFormatError
-from audit_core.integrity import (
-    GENESIS_HASH,
-    FailureKind,
-    VerificationFailure,
-    VerificationReport,
-    check_seal_copy,
-)
-from audit_core.manifest import (
+from audit_core.cold.manifest import (
     COLD_GLOB,
     JOURNAL_DIR,
     MANIFEST_DIR,
@@ -56,8 +46,7 @@ from audit_core.manifest import (
     root_problems,
     safe_relative,
 )
-from audit_core.merkle import RFC6962_LEAF_PREFIX, MerkleTree
-from audit_core.projection import (
+from audit_core.cold.projection import (
     COLUMNS,
     DERIVED_COLUMNS,
     PROJECTION_METADATA_KEY,
@@ -65,6 +54,12 @@ from audit_core.projection import (
     derivation,
     structure,
 )
+from audit_core.errors import AuditFormatError
+from audit_core.trust import signing
+from audit_core.trust.merkle import RFC6962_LEAF_PREFIX, MerkleTree
+from audit_core.trust.record import BODY_SQL, GENESIS_HASH, LINE_SQL
+from audit_core.trust.report import FailureKind, VerificationFailure, VerificationReport
+from audit_core.trust.seals import check_seal_copy
 
 if TYPE_CHECKING:
     import duckdb

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from audit_core.errors import AuditFormatError
 from audit_core.events import AuditEvent, parse_record
-from audit_core.integrity import hot_files
+from audit_core.hot.verifier import hot_files
 
 
 def tail(

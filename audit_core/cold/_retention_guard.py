@@ -24,17 +24,18 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from audit_core import documents, signing
 from audit_core._layout import checkpoint_path, parse_hot_file_name, seal_path
+from audit_core.cold.manifest import JOURNAL_DIR, MANIFEST_DIR, read_manifest
 from audit_core.config import AuditConfig
-from audit_core.converter import MANIFEST_DIR
 from audit_core.errors import AuditConfigError, RetentionJournalError
-from audit_core.integrity import SEAL_CHECKSUM, RecordFields, compute_checksum, hot_files, read_seal, split_record
+from audit_core.hot.verifier import hot_files
+from audit_core.trust import documents, signing
+from audit_core.trust.record import RecordFields, compute_checksum, split_record
+from audit_core.trust.seals import SEAL_CHECKSUM, read_seal
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-JOURNAL_DIR = "_retention"
 #: A journal is an authenticated document (``documents.py``) of this format and checksum field.
 JOURNAL_FORMAT = "ledgerline-retention-journal/1"
 JOURNAL_CHECKSUM = "journal_checksum"
@@ -308,8 +309,6 @@ class HotIndex:
 
 def manifest_entries(cold: Path) -> Iterable[tuple[str, dict[str, Any]]]:
     """(file name, entry) of every readable manifest that is not a symbolic link; others are skipped."""
-    from audit_core.converter import read_manifest
-
     for path in sorted((cold / MANIFEST_DIR).glob("*.json")):
         if path.is_symlink():
             continue

@@ -1,0 +1,1 @@
+"""The hot tier: appending records (``emitter``, ``writer``), reading them back (``reader``) and ``verify``."""

@@ -1,0 +1,200 @@
+"""``verify``: every hot file under a path, stream by stream, as one chain with its seals.
+
+Special records are parsed, never searched for: a ``sys.retention`` record excuses the files it
+names only if it is in a ``retention`` stream whose chain and seals verify (``retention_records``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from audit_core._layout import HOT_SUFFIX, RETENTION_STREAM, parse_hot_file_name, seal_path
+from audit_core.trust import signing
+from audit_core.trust.chain import Retired, verify_stream
+from audit_core.trust.record import RecordFields, parse_object
+from audit_core.trust.report import FailureKind, VerificationFailure, VerificationReport
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+
+def hot_files(path: Path | str) -> list[Path]:
+    """The JSONL files under ``path`` (or ``path`` itself), ordered by stream then day."""
+    root = Path(path)
+    if root.is_file():
+        return [root]
+    if not root.exists():
+        raise FileNotFoundError(f"no trail at {root}")
+    found = [p for p in root.rglob(f"*{HOT_SUFFIX}") if p.is_file()]
+    return sorted(found, key=_stream_order)
+
+
+def _stream_order(path: Path) -> tuple[str, str, str, int]:
+    name = parse_hot_file_name(path)
+    if name is None:
+        return (str(path), "", "", 0)
+    return (str(path.parent), name.stream_key, name.day.isoformat(), name.segment)
+
+
+def verify(
+    path: Path | str | Iterable[Path | str],
+    hmac_key: bytes | None = None,
+    *,
+    require_stream_start: bool = True,
+    public_key: Ed25519PublicKey | None = None,
+) -> VerificationReport:
+    """Verify checksums, sequences and chain of every record under ``path``.
+
+    Files of one stream (same trader and stream id in the name) are checked as one chain in date
+    order, so a deleted or reordered day breaks it too. A ``*.jsonl`` file in a searched directory
+    that is not named like a trail file is an ``unexpected_file`` failure and is not read; a file
+    passed by name is checked alone, whatever its name.
+
+    Special records are parsed, never searched for: a ``sys.retention`` record excuses the files it
+    names only if it is in a ``retention`` stream whose chain and seals verify (``retention_records``);
+    a ``sys.recovery`` record excuses only a torn line before it in its own stream.
+
+    Args:
+        path: A hot file, a directory to search, or several of those.
+        hmac_key: The key the trail was written with, if any.
+        require_stream_start: Each stream must begin at sequence 0 with the genesis hash, so a
+            deleted first record or first file is reported. Pass False to check a later file alone.
+        public_key: The trusted Ed25519 key the seals were signed with. With it, every seal must
+            carry a valid signature of this key (and its checkpoint, if present, must verify);
+            without it, signatures are not checked at all.
+
+    Returns:
+        A report; ``report.ok`` is false when anything failed. It never raises for tampering.
+    """
+    paths = [path] if isinstance(path, (str, Path)) else list(path)
+    report = VerificationReport(keyed=hmac_key is not None)
+    if public_key is not None:
+        report.signing_key_id = signing.key_id(public_key)
+    files = _trail_files(paths, report)
+    groups = list(_group_streams(files))
+    # The retention streams first: their verified records say which files retention removed.
+    starts: dict[str, dict[tuple[int, str], Retired]] = {}
+    for stream_key, stream_files in groups:
+        if _is_retention_file(stream_files[0]):
+            records = _verified_retention_records(
+                stream_key, stream_files, hmac_key, report, require_stream_start, public_key
+            )
+            if require_stream_start:
+                _add_retention_starts(starts, records)
+    for stream_key, stream_files in groups:
+        if not _is_retention_file(stream_files[0]):
+            verify_stream(
+                stream_key, stream_files, hmac_key, report, require_stream_start, public_key,
+                starts.get(stream_key, {}),
+            )
+    return report
+
+
+def _trail_files(paths: list[Path | str], report: VerificationReport) -> list[Path]:
+    """The hot files to verify. Files found in a directory must be named like trail files: any
+    other ``*.jsonl`` there (``notes.jsonl``) is reported as unexpected and never read. A file
+    given by name is checked alone, whatever its name."""
+    files = []
+    for given in paths:
+        searched = Path(given).is_dir()
+        for path in hot_files(given):
+            if searched and parse_hot_file_name(path) is None:
+                report.failures.append(VerificationFailure(
+                    str(path), 0, None, FailureKind.UNEXPECTED_FILE,
+                    "not a trail file (trail files are named audit.<trader>.<stream>.<YYYY-MM-DD>.<segment>"
+                    ".jsonl): not verified, and nothing in it is trusted",
+                ))
+            else:
+                files.append(path)
+    return files
+
+
+class RetentionRecord(NamedTuple):
+    """A ``sys.retention`` record of a retention stream whose chain and seal verify."""
+
+    file: Path
+    sequence: int
+    payload: dict[str, Any]
+
+
+def retention_records(
+    path: Path | str, hmac_key: bytes | None = None, *, public_key: Ed25519PublicKey | None = None
+) -> list[RetentionRecord]:
+    """The ``sys.retention`` records that count under ``path``: see ``_verified_retention_records``."""
+    files = [f for f in hot_files(path) if _is_retention_file(f)]
+    report = VerificationReport(keyed=hmac_key is not None)
+    records = []
+    for stream_key, stream_files in _group_streams(files):
+        records += _verified_retention_records(stream_key, stream_files, hmac_key, report, True, public_key)
+    return records
+
+
+def _is_retention_file(path: Path) -> bool:
+    name = parse_hot_file_name(path)
+    return name is not None and name.stream_id == RETENTION_STREAM
+
+
+def _verified_retention_records(
+    stream_key: str,
+    files: list[Path],
+    hmac_key: bytes | None,
+    report: VerificationReport,
+    require_stream_start: bool,
+    public_key: Ed25519PublicKey | None,
+) -> list[RetentionRecord]:
+    """Verify a retention stream into ``report``; return its ``sys.retention`` records that count.
+
+    A record counts when it parses as a JSON object whose ``event_type`` is exactly
+    ``sys.retention``, its checksum verifies, and its file and every earlier file of the stream
+    verify without a failure (chain, seal; with ``public_key``, the file must also be sealed and
+    signed by that key, so a line appended to a live file by someone without the key never counts).
+    """
+    collected: list[tuple[Path, RecordFields]] = []
+    verify_stream(stream_key, files, hmac_key, report, require_stream_start, public_key, collect=collected)
+    failed = {failure.file for failure in report.failures}
+    trusted: set[Path] = set()
+    for path in files:
+        if str(path) in failed or (public_key is not None and not seal_path(path).exists()):
+            break
+        trusted.add(path)
+    records = []
+    for path, record in collected:
+        fields = parse_object(record.body) if path in trusted else None
+        payload = fields.get("payload") if fields is not None and fields.get("event_type") == "sys.retention" else None
+        if isinstance(payload, dict):
+            records.append(RetentionRecord(path, record.sequence, payload))
+    return records
+
+
+def _add_retention_starts(starts: dict[str, dict[tuple[int, str], Retired]], records: list[RetentionRecord]) -> None:
+    """Where a stream may continue after files retention removed: (sequence, prev_hash) per stream.
+
+    Each ``sys.retention`` record names the removed files with their last sequence and hash, so
+    the next remaining record must continue exactly there. Deleting any file retention did not
+    announce still shows as a gap.
+    """
+    for record in records:
+        payload = record.payload
+        removed_files = payload.get("hot_files")
+        for removed in removed_files if isinstance(removed_files, list) else []:
+            if isinstance(removed, dict) and isinstance(removed.get("last_sequence"), int):
+                note = (
+                    f"stream {removed.get('stream')} continues after {removed.get('file')}, removed by "
+                    f"retention plan {payload.get('plan_id')} (sys.retention, sequence {record.sequence} "
+                    f"in {record.file.name})"
+                )
+                key = (removed["last_sequence"] + 1, str(removed.get("last_hash")))
+                starts.setdefault(str(removed.get("stream")), {})[key] = Retired(str(removed.get("file")), note)
+
+
+def _group_streams(files: list[Path]) -> Iterator[tuple[str, list[Path]]]:
+    groups: dict[str, list[Path]] = {}
+    for path in files:
+        name = parse_hot_file_name(path)
+        key = f"{path.parent}/{name.stream_key}" if name else str(path)
+        groups.setdefault(key, []).append(path)
+    for key, group in groups.items():
+        name = parse_hot_file_name(group[0])
+        yield (name.stream_key if name else key), group

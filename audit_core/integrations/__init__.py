@@ -1,0 +1,1 @@
+"""Integrations: the NautilusTrader observer and audited parameters of your own components."""

@@ -1,0 +1,158 @@
+"""The record line format: building a line, slicing its chain fields back out, and its cold layout.
+
+A record line is the event's canonical JSON (``events.AuditEvent.canonical_bytes``: compact, keys
+in the order the models declare them, starting with ``COMMON_FIELDS``) with
+``,"checksum":"<64 hex>"`` spliced in before its closing brace, and a ``\\n``. ``checksum`` covers
+the bytes without it (``compute_checksum``). Every other reader of the layout (the pyarrow regex
+``CANONICAL_LINE``, the DuckDB expressions ``STRIP_SQL``/``BODY_SQL``/``LINE_SQL``) is generated
+here from the same constants, so the layout is written down once. ``docs/format.md`` is its
+specification, with test vectors.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, NamedTuple
+
+from audit_core.trust import documents
+
+#: ``prev_hash`` of the first record of a stream.
+GENESIS_HASH = "0" * 64
+#: The fields every record begins with, in this order (the chain fields are sliced by position).
+COMMON_FIELDS = ("ts_event", "event_type", "source", "trader_id", "sequence", "correlation_id", "prev_hash")
+#: Every record ends with ``,"checksum":"<64 hex>"}``; a verifier slices it off without parsing.
+CHECKSUM_SUFFIX_PREFIX = b',"checksum":"'
+_HASH_HEX = 64
+#: Length of ``,"checksum":"<64 hex>"}``.
+SUFFIX_LEN = len(CHECKSUM_SUFFIX_PREFIX) + _HASH_HEX + 2
+_SEQUENCE_KEY = b'"sequence":'
+_PREV_KEY = b'"prev_hash":'
+_QUOTED_HASH = _HASH_HEX + 2
+
+
+def compute_checksum(body: bytes, hmac_key: bytes | None = None) -> str:
+    """SHA-256 hex of ``body``, or HMAC-SHA256 hex when ``hmac_key`` is given."""
+    return documents.keyed_digest(body, hmac_key)
+
+
+def build_line(body: bytes, checksum: str) -> bytes:
+    """The record line (``\\n``-terminated) of canonical ``body`` bytes and their ``checksum``."""
+    return body[:-1] + CHECKSUM_SUFFIX_PREFIX + checksum.encode() + b'"}\n'
+
+
+class RecordFields(NamedTuple):
+    """The chain fields of one record line, sliced from its bytes."""
+
+    body: bytes
+    checksum: str
+    sequence: int
+    prev_hash: str | None
+
+
+def split_record(line: bytes) -> RecordFields:
+    """Slice checksum, sequence and prev_hash out of a record line (with or without ``\\n``).
+
+    Raises:
+        ValueError: the line does not have the record layout.
+    """
+    if line.endswith(b"\n"):
+        line = line[:-1]
+    if len(line) < SUFFIX_LEN + 2 or not line.endswith(b'"}'):
+        raise ValueError("line does not end with the checksum field")
+    cut = len(line) - SUFFIX_LEN
+    if line[cut : cut + len(CHECKSUM_SUFFIX_PREFIX)] != CHECKSUM_SUFFIX_PREFIX:
+        raise ValueError("checksum is not the last field")
+    checksum = line[cut + len(CHECKSUM_SUFFIX_PREFIX) : -2].decode("ascii", "replace")
+    body = line[:cut] + b"}"
+    # The first occurrence is the top-level key: fields before it cannot hold a bare quote.
+    at = body.find(_SEQUENCE_KEY)
+    if at < 0:
+        raise ValueError("no sequence field")
+    end = body.find(b",", at)
+    sequence = int(body[at + len(_SEQUENCE_KEY) : end])
+    at = body.find(_PREV_KEY)
+    if at < 0:
+        raise ValueError("no prev_hash field")
+    start = at + len(_PREV_KEY)
+    if body[start : start + 4] == b"null":
+        prev_hash = None
+    elif body[start : start + 1] == b'"' and body[start + _QUOTED_HASH - 1 : start + _QUOTED_HASH] == b'"':
+        prev_hash = body[start + 1 : start + _QUOTED_HASH - 1].decode("ascii", "replace")
+    else:
+        raise ValueError("prev_hash is neither null nor a 64-character string")
+    return RecordFields(body, checksum, sequence, prev_hash)
+
+
+def parse_object(body: bytes) -> dict[str, Any] | None:
+    """A record's JSON object, or None if it is not one (or repeats a key, which JSON parsers resolve differently)."""
+    try:
+        parsed = json.loads(body, object_pairs_hook=_unique_keys)
+    except (ValueError, RecursionError):
+        return None
+    return parsed if isinstance(parsed, dict) else None
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        raise ValueError("repeated key")
+    return result
+
+
+# --- the same layout for pyarrow and DuckDB ---------------------------------------------------------
+
+_STRING = r'"(?:[^"\\]|\\.)*"'
+_FIELD_PATTERNS = {
+    "ts_event": r"(?P<ts>\d+)",
+    "event_type": _STRING,
+    "source": _STRING,
+    "trader_id": _STRING,
+    "sequence": r"(?P<seq>\d+)",
+    "correlation_id": rf"(?:null|{_STRING})",
+    "prev_hash": rf'(?:null|"(?P<prev>[0-9a-f]{{{_HASH_HEX}}})")',
+}
+#: The canonical start of a record line (RE2/Python regex). A line that matches it has exactly the
+#: fields ``split_record`` slices: the first ``"sequence":`` and ``"prev_hash":`` are the top-level
+#: keys, because the fields before them cannot hold an unescaped quote.
+CANONICAL_LINE = r"^\{" + ",".join(f'"{name}":{_FIELD_PATTERNS[name]}' for name in COMMON_FIELDS) + "[,}]"
+
+_PREV_KEY_SQL = _PREV_KEY.decode()
+_SUFFIX_SQL = CHECKSUM_SUFFIX_PREFIX.decode()
+#: ``strip_line`` in DuckDB SQL, for a canonical ``line`` whose parsed JSON is ``j`` (positions are
+#: in characters, and ``"prev_hash":"`` first occurs at the top-level key in a canonical line).
+STRIP_SQL = f"""CASE WHEN j.prev_hash IS NULL THEN left(line, -{SUFFIX_LEN}) || '}}'
+    ELSE left(line, instr(line, '{_PREV_KEY_SQL}"') + {len(_PREV_KEY) - 1})
+         || substr(left(line, -{SUFFIX_LEN}), instr(line, '{_PREV_KEY_SQL}"') + {len(_PREV_KEY) + _QUOTED_HASH})
+         || '}}' END"""
+#: The checksummed body of a record line in DuckDB SQL, from the cold columns ``record`` and
+#: ``prev_hash``: ``record`` with its prev_hash value put back (the line without its checksum field).
+BODY_SQL = f"""(CASE WHEN prev_hash IS NULL THEN record
+    ELSE left(record, instr(record, '{_PREV_KEY_SQL}') + {len(_PREV_KEY) - 1}) || '"' || prev_hash || '"'
+         || substr(record, instr(record, '{_PREV_KEY_SQL}') + {len(_PREV_KEY)}) END)"""
+#: ``rebuild_line`` in DuckDB SQL: the whole line (without its newline) from a column ``body``
+#: (``BODY_SQL``) and ``checksum``; NULL on a torn line's row, whose checksum is NULL.
+LINE_SQL = f"""(left(body, -1) || '{_SUFFIX_SQL}' || checksum || '"}}')"""
+
+
+# --- the cold record layout -------------------------------------------------------------------------
+
+
+def strip_line(line: bytes, prev_hash: str | None) -> bytes:
+    """The cold ``record`` of a record line (without its newline): no checksum, no prev_hash value.
+
+    The two 64-character hashes are in their own cold columns (zstd cannot compress them);
+    ``rebuild_line`` puts them back byte for byte.
+    """
+    body = line[:-SUFFIX_LEN] + b"}"
+    if prev_hash is None:
+        return body
+    at = body.find(_PREV_KEY) + len(_PREV_KEY)
+    return body[:at] + body[at + _QUOTED_HASH :]
+
+
+def rebuild_line(record: bytes, prev_hash: str | None, checksum: str) -> bytes:
+    """The original record line (without its newline) from a cold ``record`` and its hash columns."""
+    if prev_hash is not None:
+        at = record.find(_PREV_KEY) + len(_PREV_KEY)
+        record = record[:at] + b'"' + prev_hash.encode() + b'"' + record[at:]
+    return build_line(record, checksum)[:-1]

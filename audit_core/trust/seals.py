@@ -1,0 +1,324 @@
+"""Seals: what closes a hot file (count, hashes, RFC 6962 Merkle root, signature), and THE seal check.
+
+``seal_file`` writes a file's seal sidecar; ``check_seal`` compares a file with its seal and
+``check_seal_copy`` authenticates a seal wherever it is found (the hot sidecar, a cold manifest's
+copy): its ``seal_checksum`` (HMAC-SHA256 with the trail's key) and, with a trusted key, its Ed25519
+signature and C2SP checkpoint. Hot ``verify``, the converter's fast path, cold verification and
+stream resumption all call these.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from audit_core import _jsonfile
+from audit_core._layout import checkpoint_path, parse_hot_file_name, seal_path
+from audit_core.errors import AuditFormatError, AuditIntegrityError
+from audit_core.trust import checkpoint, documents
+from audit_core.trust.merkle import MerkleTree
+from audit_core.trust.record import RecordFields, split_record
+from audit_core.trust.report import FailureKind, VerificationFailure, VerificationReport
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+
+SEAL_FORMAT = "ledgerline-seal/1"
+
+
+_SEAL_MODE = 0o440  # sealed files and their seals lose their write bits
+
+
+#: A seal is an authenticated document (``documents.py``) with this checksum field.
+SEAL_CHECKSUM = "seal_checksum"
+
+
+@dataclass
+class FileDigest:
+    """What a seal says about a file, computed in one pass over its bytes."""
+
+    lines: int = 0
+    size: int = 0
+    first_sequence: int | None = None
+    last_sequence: int | None = None
+    first_hash: str | None = None
+    last_hash: str | None = None
+    file_sha256: str = ""
+    merkle_root: str = ""
+    _sha: Any = field(default_factory=hashlib.sha256, repr=False)
+    _tree: MerkleTree = field(default_factory=MerkleTree, repr=False)
+
+    def add_line(self, line: bytes, record: RecordFields | None) -> None:
+        self._sha.update(line)
+        self._tree.add(line[:-1] if line.endswith(b"\n") else line)
+        self.lines += 1
+        self.size += len(line)
+        if record is not None:
+            if self.first_sequence is None:
+                self.first_sequence, self.first_hash = record.sequence, record.checksum
+            self.last_sequence, self.last_hash = record.sequence, record.checksum
+
+    def finish(self) -> FileDigest:
+        self.file_sha256 = self._sha.hexdigest()
+        self.merkle_root = self._tree.root()
+        return self
+
+    def seal_fields(self) -> dict[str, Any]:
+        return {
+            "records": self.lines,
+            "file_size": self.size,
+            "first_sequence": self.first_sequence,
+            "last_sequence": self.last_sequence,
+            "first_hash": self.first_hash,
+            "last_hash": self.last_hash,
+            "file_sha256": self.file_sha256,
+            "merkle_root": self.merkle_root,
+        }
+
+
+def digest_file(path: Path) -> FileDigest:
+    """Count, sequence range, hashes, SHA-256 and Merkle root of a hot file."""
+    digest = FileDigest()
+    for line in read_lines(path):
+        try:
+            record = split_record(line) if line.endswith(b"\n") else None
+        except ValueError:
+            record = None
+        digest.add_line(line, record)
+    return digest.finish()
+
+
+def seal_file(
+    path: Path,
+    *,
+    next_file: str | None = None,
+    hmac_key: bytes | None = None,
+    sealed_at_ns: int = 0,
+    signing_key: Ed25519PrivateKey | None = None,
+) -> dict[str, Any]:
+    """Write ``path``'s seal sidecar and drop the write bits of both. Returns the seal.
+
+    The seal is written to a temporary name, synced and renamed, so it is whole or absent.
+    ``next_file`` names the stream's following file, so deleting that file is detectable.
+    ``seal_checksum`` covers the seal itself (HMAC-SHA256 with a key: unforgeable without it).
+    With ``signing_key`` the seal gets a ``signature`` (Ed25519 over its canonical bytes without
+    ``signature`` and ``seal_checksum``) and a C2SP checkpoint ``<file>.checkpoint`` is written first.
+    """
+    name = parse_hot_file_name(path)
+    seal: dict[str, Any] = {
+        "format": SEAL_FORMAT,
+        "file": path.name,
+        "stream": name.stream_key if name else None,
+        **digest_file(path).seal_fields(),
+        "next_file": next_file,
+        "sealed_at_ns": sealed_at_ns,
+    }
+    if signing_key is not None:
+        _write_read_only(checkpoint_path(path), checkpoint.sign_checkpoint(seal, signing_key).encode())
+    seal = documents.authenticate(seal, SEAL_CHECKSUM, hmac_key, signing_key)
+    _write_read_only(seal_path(path), json.dumps(seal, indent=1).encode() + b"\n")
+    os.chmod(path, _SEAL_MODE)
+    fsync_directory(path.parent)
+    return seal
+
+
+def _write_read_only(target: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary name, sync it, drop its write bits and rename it to ``target``."""
+    temporary = target.with_name(target.name + ".tmp")
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(temporary)  # a read-only leftover of a crash between chmod and rename
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o640)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.chmod(temporary, _SEAL_MODE)
+    os.replace(temporary, target)
+
+
+#: The fields ``seal_file`` writes and the JSON types each may hold; ``signature`` is there when signed.
+SEAL_FIELDS: dict[str, tuple[type, ...]] = {
+    "format": (str,), "file": (str,), "stream": (str, type(None)), "records": (int,), "file_size": (int,),
+    "first_sequence": (int, type(None)), "last_sequence": (int, type(None)), "first_hash": (str, type(None)),
+    "last_hash": (str, type(None)), "file_sha256": (str,), "merkle_root": (str,), "next_file": (str, type(None)),
+    "sealed_at_ns": (int,), "seal_checksum": (str,),
+}
+
+
+_OPTIONAL_SEAL_FIELDS: dict[str, tuple[type, ...]] = {"signature": (dict,)}
+
+
+_PLAIN = (str, int, float, bool, type(None))
+
+
+def read_seal(path: Path) -> dict[str, Any] | None:
+    """The seal of hot file ``path``, or None if it has none.
+
+    Raises:
+        AuditFormatError: the seal is not JSON, not a ``ledgerline-seal/1`` object, or a field
+            has the wrong type (``check_seal_format``); names the seal file.
+        OSError: the seal exists but cannot be read.
+    """
+    target = seal_path(path)
+    if not target.exists():
+        return None
+    seal = _jsonfile.read_object(target, "seal")
+    check_seal_format(seal, target)
+    return seal
+
+
+def check_seal_format(seal: Any, where: Path | str, name: str = "seal") -> None:
+    """Check that ``seal`` is a flat ``ledgerline-seal/1`` object with a value of the right type in every field.
+
+    Only the form is checked here; whether the values are true of the file is ``verify``'s job.
+    Fields other than ``SEAL_FIELDS`` may be present but must hold plain values, not arrays or objects;
+    ``signature`` is an object of plain values (``signing.verify_seal_signature`` checks what they say).
+
+    Raises:
+        AuditFormatError: names ``where`` and the field, with the type expected and the one found.
+    """
+    if not isinstance(seal, dict):
+        raise AuditFormatError(where, f"{name}: expected a JSON object, got {_jsonfile.type_name(seal)}")
+    if seal.get("format") != SEAL_FORMAT:
+        raise AuditFormatError(where, f"{name}: format {seal.get('format')!r}, expected {SEAL_FORMAT!r}")
+    for key, value in seal.items():
+        kinds = SEAL_FIELDS.get(key) or _OPTIONAL_SEAL_FIELDS.get(key) or _PLAIN
+        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+            expected = " or ".join(_jsonfile.type_name(kind()) if kind is not type(None) else "null" for kind in kinds)
+            raise AuditFormatError(
+                where, f"{name} field {key!r}: expected {expected}, got {_jsonfile.type_name(value)} {value!r:.40}"
+            )
+        if isinstance(value, dict) and not all(isinstance(item, _PLAIN) for item in value.values()):
+            raise AuditFormatError(
+                where, f"{name} field {key!r}: expected an object of plain values, got {value!r:.40}"
+            )
+    missing = [key for key in SEAL_FIELDS if key not in seal]
+    if missing:
+        raise AuditFormatError(where, f"{name} lacks field(s) {', '.join(missing)}")
+
+
+def seal_signed_bytes(seal: dict[str, Any]) -> bytes:
+    """The bytes a seal's Ed25519 ``signature`` covers: the canonical seal without signature and checksum."""
+    return documents.signed_bytes(seal, SEAL_CHECKSUM)
+
+
+def fsync_directory(directory: Path) -> None:
+    """Make a new or renamed file's name durable: its directory entry is synced."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def check_seal(
+    path: Path,
+    digest: FileDigest,
+    is_newest: bool,
+    stream_names: set[str],
+    hmac_key: bytes | None,
+    report: VerificationReport,
+    public_key: Ed25519PublicKey | None = None,
+) -> None:
+    """Compare a file with its seal; a file that is not its stream's newest must have one."""
+    where = str(path)
+    try:
+        seal = read_seal(path)
+    except (OSError, ValueError) as exc:
+        report.failures.append(VerificationFailure(where, 0, None, FailureKind.SEAL_INVALID, str(exc)))
+        return
+    if seal is None:
+        if not is_newest and parse_hot_file_name(path) is not None:
+            report.failures.append(VerificationFailure(
+                where, 0, digest.last_sequence, FailureKind.SEAL_MISSING,
+                "a file followed by later files of its stream must be sealed; its seal is missing",
+            ))
+        return
+    report.sealed_files += 1
+    _check_seal_document(path, seal, hmac_key, report, public_key)
+    expected = digest.seal_fields()
+    for key, value in expected.items():
+        if seal.get(key) != value:
+            report.failures.append(VerificationFailure(
+                where, digest.lines, digest.last_sequence, FailureKind.SEAL_MISMATCH,
+                f"seal says {key}={seal.get(key)!r}, the file has {value!r}",
+            ))
+    if seal.get("file") != path.name:
+        report.failures.append(VerificationFailure(
+            where, 0, None, FailureKind.SEAL_MISMATCH, f"seal names file {seal.get('file')!r}, not {path.name!r}",
+        ))
+    next_file = seal.get("next_file")
+    if next_file is not None and not isinstance(next_file, str):
+        report.failures.append(VerificationFailure(
+            where, 0, None, FailureKind.SEAL_INVALID, f"seal's next_file {next_file!r} is not a file name",
+        ))
+    elif next_file is not None and next_file not in stream_names and not (path.parent / next_file).exists():
+        report.failures.append(VerificationFailure(
+            where, digest.lines, digest.last_sequence, FailureKind.FILE_MISSING,
+            f"the seal names the stream's next file {next_file!r}, which is missing",
+        ))
+
+
+_SEAL_PROBLEM_KINDS = {
+    documents.ProblemKind.CHECKSUM: FailureKind.SEAL_INVALID,
+    documents.ProblemKind.SIGNATURE_MISSING: FailureKind.SIGNATURE_MISSING,
+    documents.ProblemKind.SIGNATURE_INVALID: FailureKind.SIGNATURE_INVALID,
+}
+
+
+def check_seal_copy(
+    seal: dict[str, Any],
+    where: str,
+    name: str,
+    hmac_key: bytes | None = None,
+    public_key: Ed25519PublicKey | None = None,
+) -> list[VerificationFailure]:
+    """The seal check of ``verify``: its ``seal_checksum`` and, with a trusted key, its signature.
+
+    Serves a hot file's seal and the copies of it elsewhere (a cold manifest entry's ``seal``).
+
+    Args:
+        seal: The parsed seal.
+        where: The file the failures are reported against.
+        name: How the messages name the seal (``x.jsonl.seal``, ``manifest x.jsonl.json: seal copy``).
+        hmac_key: The trail's HMAC key; None checks a plain SHA-256.
+        public_key: The trusted Ed25519 key; with it the seal must carry a valid signature of it.
+    """
+    problems = documents.check_document(seal, SEAL_CHECKSUM, hmac_key, public_key, what="seal")
+    return [VerificationFailure(where, 0, None, _SEAL_PROBLEM_KINDS[p.kind], f"{name}: {p}") for p in problems]
+
+
+def _check_seal_document(
+    path: Path,
+    seal: dict[str, Any],
+    hmac_key: bytes | None,
+    report: VerificationReport,
+    public_key: Ed25519PublicKey | None,
+) -> None:
+    """The seal's own checksum and (with a trusted key) signature, then its checkpoint, if any."""
+    where = str(path)
+    failures = check_seal_copy(seal, where, seal_path(path).name, hmac_key, public_key)
+    report.failures += failures
+    note = checkpoint_path(path)
+    signature_problems = [f for f in failures if f.kind is not FailureKind.SEAL_INVALID]
+    if public_key is None or signature_problems or not note.exists():
+        return
+    try:
+        checkpoint.verify_checkpoint(checkpoint.read_checkpoint(note), public_key, seal, source=note)
+    except AuditFormatError as exc:
+        report.failures.append(VerificationFailure(exc.path, 0, None, FailureKind.UNREADABLE_FILE, str(exc)))
+    except (AuditIntegrityError, OSError, ValueError) as exc:
+        report.failures.append(VerificationFailure(where, 0, None, FailureKind.SIGNATURE_INVALID, str(exc)))
+
+
+def read_lines(path: Path) -> Iterator[bytes]:
+    with path.open("rb") as handle:
+        yield from handle
