@@ -28,7 +28,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from audit_core.trust.record import build_line, compute_checksum
+from audit_core.trust.record import RECORD_FORMAT, build_line, compute_checksum
 
 __all__ = [
     "AuditEvent",
@@ -190,6 +190,10 @@ class AuditEvent(BaseModel):
     sequence: int | None = Field(default=None, ge=0)
     correlation_id: str | None = Field(default=None, min_length=1, max_length=256)
     prev_hash: Hash | None = None
+    # Stamped by the emitter with the chain fields (``RECORD_FORMAT``). Left out of the record when
+    # None, so a format-1 record (written before the field existed) parses and serializes back to
+    # exactly its own bytes.
+    format: int | None = Field(default=None, ge=1, le=RECORD_FORMAT, exclude_if=_is_none)
 
     # A slot, not a field or private attribute: it is not serialized, costs nothing to build,
     # and is not carried over by model_copy (a copy is not the record that was written).

@@ -29,7 +29,7 @@ from audit_core.events import (
 )
 from audit_core.hot._stream import StreamTail
 from audit_core.hot.writer import AppendOnlyWriter, StateChange
-from audit_core.trust.record import GENESIS_HASH, build_line, compute_checksum, split_record
+from audit_core.trust.record import GENESIS_HASH, RECORD_FORMAT, build_line, compute_checksum, split_record
 
 logger = logging.getLogger("ledgerline.emitter")
 
@@ -102,11 +102,13 @@ class AuditEventEmitter:
             _set(event, "trader_id", self.config.trader_id)
             _set(event, "sequence", self._next_sequence)
             _set(event, "prev_hash", self._prev_hash)
+            _set(event, "format", RECORD_FORMAT)
             try:
                 ticket, lead = self._append(event)
             except BaseException:
                 _set(event, "sequence", None)
                 _set(event, "prev_hash", None)
+                _set(event, "format", None)
                 raise
         return self._finish(event, durable, ticket, lead)
 
@@ -118,6 +120,7 @@ class AuditEventEmitter:
         with self._lock:
             fields["sequence"] = self._next_sequence
             fields["prev_hash"] = self._prev_hash
+            fields["format"] = RECORD_FORMAT
             event = cls.model_validate(fields)
             ticket, lead = self._append(event)
         return self._finish(event, durable, ticket, lead)

@@ -18,8 +18,14 @@ from audit_core.trust import documents
 
 #: ``prev_hash`` of the first record of a stream.
 GENESIS_HASH = "0" * 64
-#: The fields every record begins with, in this order (the chain fields are sliced by position).
+#: The record format this version writes. Format 2 records carry ``"format":2`` right after
+#: ``prev_hash``; a record without the field is format 1 (written before it existed) and reads the
+#: same way. A reader refuses a format newer than this one rather than guess at its meaning.
+RECORD_FORMAT = 2
+#: The fields every record begins with, in this order (the chain fields are sliced by position);
+#: ``format`` follows them from format 2 on.
 COMMON_FIELDS = ("ts_event", "event_type", "source", "trader_id", "sequence", "correlation_id", "prev_hash")
+FORMAT_FIELD = "format"
 #: Every record ends with ``,"checksum":"<64 hex>"}``; a verifier slices it off without parsing.
 CHECKSUM_SUFFIX_PREFIX = b',"checksum":"'
 _HASH_HEX = 64

@@ -15,7 +15,9 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from audit_core import (
+    AuditConfig,
     AuditEvent,
+    AuditEventEmitter,
     AuditEventType,
     ParameterChangeEvent,
     SignalEvent,
@@ -24,7 +26,7 @@ from audit_core import (
     parse_record,
 )
 from audit_core.events import event_class_for
-from audit_core.trust.record import compute_checksum, split_record
+from audit_core.trust.record import COMMON_FIELDS, RECORD_FORMAT, compute_checksum, split_record
 
 
 def _fill(**overrides):
@@ -284,3 +286,28 @@ class TestUserEventTypes:
         assert AuditEventType.TRADE_FILL == "trade.fill"
         event = ParameterChangeEvent(event_type=AuditEventType.PARAM_K_CHANGE, source="s", param_name="k", new_value=1)
         assert json.loads(event.to_line())["event_type"] == "param.k_change"
+
+
+class TestRecordFormat:
+    """``format``: stamped by the emitter right after ``prev_hash``; a record without it is format 1."""
+
+    def test_the_emitter_stamps_the_current_format_after_prev_hash(self, tmp_path):
+        with AuditEventEmitter(AuditConfig(base_path=tmp_path, sync_writes=False)) as audit:
+            built = audit.emit(ParameterChangeEvent(source="s", param_name="k", new_value=1))
+            fast = audit.emit_param_change("s", "k", 1, 2, "why")
+        for event in (built, fast):
+            assert event.format == RECORD_FORMAT == 2
+            keys = list(json.loads(event.to_line()))
+            assert keys[: len(COMMON_FIELDS) + 1] == [*COMMON_FIELDS, "format"]
+        (hot_file,) = (tmp_path / "hot").glob("*.jsonl")
+        assert [parse_record(line).format for line in hot_file.read_bytes().splitlines()] == [2, 2]
+
+    def test_a_format_1_record_reads_as_format_1_and_keeps_its_bytes(self):
+        event = parse_record(OLD_PARAM_LINE)
+        assert event.format is None  # absent: format 1
+        assert event.to_line() == OLD_PARAM_LINE
+
+    def test_a_newer_format_is_refused_naming_the_field_and_value(self):
+        newer = OLD_PARAM_LINE.replace(b'"prev_hash":null,', b'"prev_hash":null,"format":3,')
+        with pytest.raises(ValidationError, match=r"format[\s\S]*less than or equal to 2[\s\S]*input_value=3"):
+            parse_record(newer)
