@@ -69,8 +69,13 @@ def convert(args: argparse.Namespace) -> int:
     authenticated with the HMAC key and signed with --signing-key (the writer's key, or one of the
     converter's own whose public key verifiers pin with --cold-public-key).
 
+    With --rebuild, first derive the columns of every Parquet file written with an older cold
+    projection again from its verified records (the store is verified before, the rebuilt copy
+    after, and only then swapped in; each manifest entry records what it replaced).
+
     example:
       ledgerline convert trail/hot trail/cold --public-key ledgerline.pub --signing-key converter.key
+      ledgerline convert trail/hot trail/cold --rebuild --hmac-key-env LEDGERLINE_KEY
     """
     from audit_core.cold.converter import ParquetConverter
 
@@ -78,6 +83,9 @@ def convert(args: argparse.Namespace) -> int:
         _existing(args.hot), args.cold, hmac_key=_hmac_key(args.hmac_key_env), public_key=_public_key(args.public_key),
         signing_key=_signing_key(args.signing_key, args.signing_key_env),
     )
+    if args.rebuild:
+        with _progress_bar(args.quiet, "rebuilding") as progress:
+            print(converter.rebuild(progress=progress).summary())
     with _progress_bar(args.quiet) as progress:
         results = converter.convert_all(progress=progress)
     failed = [r for r in results if r.failures]
@@ -326,14 +334,14 @@ def _utc_datetime(text: str) -> dt.datetime:
 
 
 @contextlib.contextmanager
-def _progress_bar(quiet: bool) -> Iterator[Callable[[int, int, str], None] | None]:
+def _progress_bar(quiet: bool, what: str = "converting") -> Iterator[Callable[[int, int, str], None] | None]:
     """A tqdm bar on stderr fed by the library's progress callback (files done of total)."""
     if quiet:
         yield None
         return
     from tqdm import tqdm
 
-    bar = tqdm(total=0, unit="file", desc="converting", file=sys.stderr, disable=None)
+    bar = tqdm(total=0, unit="file", desc=what, file=sys.stderr, disable=None)
 
     def update(done: int, total: int, name: str) -> None:
         bar.total = total
@@ -387,6 +395,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--public-key", metavar="KEY", help="public key file: convert only files whose seals it signed")
     p.add_argument("--signing-key", metavar="KEY", help="private key file: sign manifest entries and the cold root")
     p.add_argument("--signing-key-env", metavar="VAR", help="environment variable holding that private key instead")
+    p.add_argument("--rebuild", action="store_true",
+                   help="first rebuild the columns of files written with an older cold projection")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no lines for skipped files")
 
     p = _add_verb(verbs, "stats", stats)

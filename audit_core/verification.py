@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from audit_core.cold.manifest import MANIFEST_DIR, ROOT_FILE, read_manifest
+from audit_core.cold.manifest import MANIFEST_DIR, ROOT_FILE, read_manifest, seal_copy_differences
 from audit_core.hot.verifier import hot_files, verify
 from audit_core.trust.report import FailureKind, VerificationFailure, VerificationReport
 from audit_core.trust.seals import read_seal
@@ -100,10 +100,6 @@ def verify_trail(
     return report
 
 
-#: What a manifest's copy of a seal must share with the seal its hot file still has.
-_SEAL_IDENTITY = ("records", "file_size", "first_sequence", "last_sequence", "last_hash", "file_sha256",
-                  "merkle_root")
-
 
 def _seal_copies_against_hot_files(store: Path, hot: dict[str, Path]) -> list[VerificationFailure]:
     """Each manifest's seal copy against the seal of its source, while that hot file is still there.
@@ -122,10 +118,10 @@ def _seal_copies_against_hot_files(store: Path, hot: dict[str, Path]) -> list[Ve
         if source is None or seal is None:
             continue
         copy = entry["seal"]
-        differ = [key for key in _SEAL_IDENTITY if copy.get(key) != seal.get(key)]
+        differ = seal_copy_differences(copy, seal)
         if differ:
             failures.append(VerificationFailure(
                 str(path), 0, None, FailureKind.SEAL_MISMATCH,
                 f"the manifest's copy of {source.name}'s seal differs from the seal the hot file has "
-                f"({', '.join(f'{key}: {copy.get(key)!r} vs {seal.get(key)!r}' for key in differ[:3])})"))
+                f"({', '.join(f'{key}: {copy.get(key)!r:.40} vs {seal.get(key)!r:.40}' for key in differ[:3])})"))
     return failures

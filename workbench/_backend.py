@@ -211,9 +211,10 @@ def read_cold(backend: Any, cold: Path, unreadable: list[tuple[Path, str]] | Non
     On DuckDB the partition values come from the paths (``hive_partitioning``), so a filter on
     them skips other days' files without opening them.
 
-    Files written before a column joined the cold schema (``audit_core.cold.converter.COLUMNS``) still
-    open: the column reads as NULL in their rows, and ``owner`` as the row's ``source`` on
-    ``param.*`` rows (a record without an owner is a change by its owner). Every file's footer is
+    Files written before a column joined the cold schema (``audit_core.cold.projection.COLUMNS``)
+    still open: the column reads as NULL in their rows (``record_format`` in files of projection 1,
+    which did not derive it, until ``ledgerline convert --rebuild``), and ``owner`` as the row's
+    ``source`` on ``param.*`` rows (a record without an owner is a change by its owner). Every file's footer is
     read once here (pyarrow, about 0.2 ms a file): only when the files' columns differ are they read
     by name (DuckDB ``union_by_name``, Spark ``mergeSchema``), because DuckDB's default takes the
     first file's columns and silently drops the others, and ``union_by_name`` costs every query

@@ -502,15 +502,11 @@ def _converted(
     file is read (rows also in cold count once, see ``open_trail``). Raises ``AuditFormatError``
     when the file's seal or its manifest entry is not in its format.
     """
-    from audit_core.cold.manifest import converted_entry, manifest_path, read_manifest
-    from audit_core.trust.seals import read_seal
+    from audit_core.cold.manifest import converted_entry, manifest_path
 
-    path = manifest_path(cold_dir, file.name)
-    if not path.exists():
+    if not manifest_path(cold_dir, file.name).exists():
         return False
-    read_seal(file)
-    read_manifest(path)  # only to raise for an entry that is not in its format
-    entry = converted_entry(file, cold_dir, hmac_key, public_key)
+    entry = converted_entry(file, cold_dir, hmac_key, public_key, strict=True)
     if entry is None:
         return False
     outputs = [(cold_dir / output["path"]).resolve() for output in entry["outputs"]]

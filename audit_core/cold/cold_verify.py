@@ -6,9 +6,9 @@
    key; Ed25519 signature with the converter's public key), and committing to exactly the manifest
    entries, Parquet files (SHA-256), legal holds and retention journals the store holds. Parquet
    files or a root without a ``_manifest/`` directory is a failure, never a reason to skip.
-2. **Each manifest entry**: authentic, of this projection version, and its copy of the hot file's
-   seal passes the seal check of hot ``verify`` (``seals.check_seal_copy``: ``seal_checksum``,
-   and the signature with the writer's public key).
+2. **Each manifest entry**: authentic, of a projection version this verifier knows, and its copy
+   of the hot file's seal passes the seal check of hot ``verify`` (``seals.check_seal_copy``:
+   ``seal_checksum``, and the signature with the writer's public key).
 3. **Each Parquet file** it names: inside the store, present, its SHA-256 and row count as the
    entry records (so no byte changes, footer statistics, page indexes and bloom filters included),
    the cold schema, the projection version in its key-value metadata.
@@ -17,9 +17,10 @@
    an unbroken chain from the seal's first to its last sequence and hash, the rows cover source
    lines 1..n once each, and all lines rebuild the seal's Merkle root. Entries with outputs retired
    by retention check what remains against what the entry recorded for each output.
-5. **Every typed column**: derived again from the row's rebuilt line with the projection the
-   converter used (``projection.py``) and compared in DuckDB (``IS DISTINCT FROM``), so an edited
-   ``price`` or ``ts_event`` is a ``column_mismatch`` naming the file, the source line and the column.
+5. **Every typed column**: derived again from the row's rebuilt line with the projection version
+   the converter used (``projection.PROJECTIONS``: older versions stay verifiable) and compared in
+   DuckDB (``IS DISTINCT FROM``), so an edited ``price`` or ``ts_event`` is a ``column_mismatch``
+   naming the file, the source line and the column.
 6. **No stray files**: a Parquet file no manifest entry names.
 
 Needs the ``workbench`` extra (duckdb, pyarrow).
@@ -46,14 +47,8 @@ from audit_core.cold.manifest import (
     root_problems,
     safe_relative,
 )
-from audit_core.cold.projection import (
-    COLUMNS,
-    DERIVED_COLUMNS,
-    PROJECTION_METADATA_KEY,
-    PROJECTION_VERSION,
-    derivation,
-    structure,
-)
+from audit_core.cold.manifest import engine as manifest_engine
+from audit_core.cold.projection import PROJECTION_METADATA_KEY, PROJECTIONS, derivation, derived_columns, structure
 from audit_core.errors import AuditFormatError
 from audit_core.trust import signing
 from audit_core.trust.merkle import RFC6962_LEAF_PREFIX, MerkleTree
@@ -76,7 +71,7 @@ _PARTITION_FILE = re.compile(r"^year=\d{4}/month=\d{2}/day=\d{2}/[^/]+\.parquet$
 #: Columns every cold file has had since the first version: what the record checks read.
 _RECORD_COLUMNS = ("source_line", "sequence", "checksum", "prev_hash", "record", "torn_bytes")
 #: Arrow types of the cold schema's DuckDB types.
-_ARROW_TYPES = {"BIGINT": "int64", "VARCHAR": "string", "DOUBLE": "double", "BOOLEAN": "bool",
+_ARROW_TYPES = {"BIGINT": "int64", "SMALLINT": "int16", "VARCHAR": "string", "DOUBLE": "double", "BOOLEAN": "bool",
                 "DECIMAL(38,18)": "decimal128(38, 18)", "BLOB": "binary"}
 
 
@@ -198,15 +193,16 @@ class _EntryCheck:
             entry.get("outputs"), list) else []
         retired = [o for o in entry.get("retired", []) if isinstance(o, dict)] if isinstance(
             entry.get("retired"), list) else []
+        known = isinstance(version, int) and not isinstance(version, bool) and version in PROJECTIONS
+        if not known:
+            self.fail(self.where, FailureKind.MANIFEST_INVALID,
+                      f"projection version {version!r} is not one this verifier knows ({sorted(PROJECTIONS)}): "
+                      "its columns cannot be derived again (a newer Ledgerline wrote it?)")
         checked = [output for output in (self._check_file(o, version) for o in outputs) if output is not None]
         self._check_retired(retired)
-        if version != PROJECTION_VERSION:
-            self.fail(self.where, FailureKind.MANIFEST_INVALID,
-                      f"projection version {version!r}, this verifier derives columns with version "
-                      f"{PROJECTION_VERSION}: rebuild the store's projection")
         torn = not _one_record_per_line(seal)
         for output in checked:
-            self._check_rows(output, stream, torn, derive=version == PROJECTION_VERSION)
+            self._check_rows(output, stream, torn, version=version if known else None, engine=entry.get("engine"))
         if checked or not retired:
             self._check_chain(checked, seal, partial=bool(retired), complete=len(checked) == len(outputs), torn=torn)
 
@@ -246,7 +242,8 @@ class _EntryCheck:
             self.fail(where, FailureKind.PARQUET_MISMATCH,
                       f"key-value metadata {PROJECTION_METADATA_KEY}={stored_version!r}, the manifest entry says "
                       f"{version!r}")
-        expected = {name: _ARROW_TYPES[sql_type] for name, sql_type, _ in COLUMNS}
+        columns = PROJECTIONS.get(version, ()) if isinstance(version, int) else ()
+        expected = {name: _ARROW_TYPES[sql_type] for name, sql_type, _ in columns}
         wrong = [f"{field.name} {field.type}" for field in schema
                  if str(field.type) != expected.get(field.name, str(field.type) + "?")]
         missing = [name for name in _RECORD_COLUMNS if name not in schema.names]
@@ -267,16 +264,19 @@ class _EntryCheck:
 
     # --- rows: checksums and columns ---------------------------------------------------------------
 
-    def _check_rows(self, output: _Output, stream: str | None, torn: bool, *, derive: bool) -> None:
+    def _check_rows(
+        self, output: _Output, stream: str | None, torn: bool, *, version: int | None, engine: object = None
+    ) -> None:
         """Each row's checksum and every typed column derived again from its record, in one DuckDB pass.
 
         The record's body (``record`` with its ``prev_hash`` put back) is hashed (SHA-256, or
         HMAC-SHA256 per RFC 2104 from two SHA-256 calls, so it runs in DuckDB too) and compared with
-        ``checksum``; it is parsed once and every column of ``projection.DERIVED_COLUMNS`` the file
-        has is derived with the converter's expressions and compared with ``IS DISTINCT FROM``.
-        Only rows that fail come back to Python.
+        ``checksum``; it is parsed once and every derived column of projection ``version`` the file
+        has is derived with the converter's expressions and compared with ``IS DISTINCT FROM``
+        (with no known version, only the checksums). Only rows that fail come back to Python.
         """
-        derived = [c for c in DERIVED_COLUMNS if derive and c[0] in output.columns and c[0] not in _BOUND_BY_HASHES]
+        derived = [] if version is None else [
+            c for c in derived_columns(version) if c[0] in output.columns and c[0] not in _BOUND_BY_HASHES]
         # The time a torn line is filed under: the record before it, else the file's first record.
         torn_ts = ("""coalesce(last_value(CASE WHEN torn_bytes IS NULL THEN ts_event END IGNORE NULLS)
                       OVER (ORDER BY source_line ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING),
@@ -304,8 +304,8 @@ class _EntryCheck:
             LIMIT {MAX_ROWS_NAMED}"""
         where = str(output.path)
         parameters.update(file=where, stream=stream)
-        if derived:
-            parameters["structure"] = structure()
+        if derived and version is not None:
+            parameters["structure"] = structure(version)
         try:
             rows = sorted(self.con.execute(sql, parameters).fetchall(), key=lambda row: row[0] or 0)
             total = len(rows)
@@ -314,6 +314,9 @@ class _EntryCheck:
         except Exception as exc:  # duckdb.Error: a record that no longer parses into the columns
             self.fail(where, FailureKind.COLUMN_MISMATCH, f"the rows cannot be checked against their records: {exc}")
             return
+        # The projection is DuckDB SQL: if another DuckDB derived the stored values, say so.
+        other_engine = (f" (derived by {engine}; this verifier runs {manifest_engine()})"
+                        if isinstance(engine, str) and engine != manifest_engine() else "")
         for source_line, sequence, bad_checksum_row, empty, columns in rows:
             line = source_line or 0
             if empty:
@@ -324,7 +327,7 @@ class _EntryCheck:
             for column in columns:
                 self.fail(where, FailureKind.COLUMN_MISMATCH,
                           f"column {column['column']}: stored {_short(column['stored'])}, the row's record says "
-                          f"{_short(column['derived'])}", line, sequence)
+                          f"{_short(column['derived'])}{other_engine}", line, sequence)
         if total > len(rows):
             checksums = any(row[2] for row in rows)
             self.fail(where, FailureKind.CHECKSUM_MISMATCH if checksums else FailureKind.COLUMN_MISMATCH,

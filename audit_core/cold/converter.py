@@ -24,7 +24,6 @@ the seal took over all lines can be rebuilt. Needs the ``workbench`` extra (duck
 from __future__ import annotations
 
 import contextlib
-import os
 import queue
 import shutil
 import threading
@@ -34,37 +33,29 @@ from pathlib import Path
 from typing import Any
 
 from audit_core import _jsonfile
-from audit_core._layout import NS_PER_DAY, parse_hot_file_name, utc_day
+from audit_core._layout import parse_hot_file_name
 from audit_core.cold._bulk_verify import batch_schema, scan_file, verify_scanned
+from audit_core.cold._parquet import STAGING_DIR, bounded_connection, write_partitions
 from audit_core.cold.manifest import (
     ROOT_FILE,
     converted_entry,
-    file_sha256,
-    fsync_file,
-    manifest_path,
     new_entry,
-    read_manifest,
     update_cold_root,
     write_entry,
 )
 from audit_core.cold.projection import (
     COLUMNS,
-    PROJECTION_METADATA_KEY,
     PROJECTION_VERSION,
-    SELECT,
+    PROJECTIONS,
+    select,
     structure,
 )
-from audit_core.errors import AuditFormatError
+from audit_core.errors import AuditConfigError, AuditFormatError
 from audit_core.hot.verifier import hot_files
-from audit_core.trust.seals import fsync_directory, read_seal
+from audit_core.trust.seals import read_seal
 
-STAGING_DIR = "_staging"
 #: ``ConversionResult.skipped`` of a file whose seal, manifest entry or records could not be read.
 UNREADABLE = "unreadable"
-
-#: Parquet writer settings: zstd level (3, DuckDB's default: 9 saved about 4% more on the benchmark file
-#: and doubled the COPY time) and v2 data pages (delta encodings: smaller and faster than v1 here).
-ZSTD_LEVEL = 3
 
 
 @dataclass
@@ -106,6 +97,11 @@ class ParquetConverter:
             host); verifiers then pin its public key (``verify_cold(cold_public_key=...)``).
         row_group_size: Rows per Parquet row group; with about 100k events a day, 8,192 makes an
             hour's query read a few row groups of a day's file.
+        projection_version: The cold projection to write (``projection.PROJECTIONS``); default
+            the current one. An older one only for a store that an older reader must still read.
+
+    Raises:
+        AuditConfigError: an unknown ``projection_version``.
     """
 
     def __init__(
@@ -117,13 +113,17 @@ class ParquetConverter:
         public_key: Any = None,
         signing_key: Any = None,
         row_group_size: int = 8_192,
+        projection_version: int = PROJECTION_VERSION,
     ) -> None:
+        if projection_version not in PROJECTIONS:
+            raise AuditConfigError(f"projection_version={projection_version!r}: expected one of {sorted(PROJECTIONS)}")
         self.hot_path = Path(hot_path)
         self.cold_path = Path(cold_path)
         self._hmac_key = hmac_key
         self._public_key = public_key
         self._signing_key = signing_key
         self._row_group_size = row_group_size
+        self.projection_version = projection_version
 
     @classmethod
     def from_config(cls, config: Any, cold_path: Path | str, **options: Any) -> ParquetConverter:
@@ -157,16 +157,28 @@ class ParquetConverter:
             self.update_root()
         return results
 
+    def rebuild(self, progress: Progress | None = None) -> Any:
+        """Derive the columns of every entry written with an older projection again (``rebuild.rebuild_projection``).
+
+        The store is verified first and the rebuilt copy before it replaces it; the records are
+        carried over byte for byte. Returns the ``RebuildResult``.
+        """
+        from audit_core.cold.rebuild import rebuild_projection
+
+        return rebuild_projection(self.cold_path, hmac_key=self._hmac_key, public_key=self._public_key,
+                                  signing_key=self._signing_key, row_group_size=self._row_group_size,
+                                  progress=progress)
+
     def update_root(self, *, accept_legal_holds: bool = False) -> dict[str, Any]:
         """Rewrite ``cold/_root.json`` with the converter's keys (``manifest.update_cold_root``)."""
         self.cold_path.mkdir(parents=True, exist_ok=True)
         return update_cold_root(self.cold_path, self._hmac_key, self._signing_key,
                                 accept_legal_holds=accept_legal_holds)
 
-    def converted_entry(self, path: Path | str) -> dict[str, Any] | None:
+    def converted_entry(self, path: Path | str, *, strict: bool = False) -> dict[str, Any] | None:
         """The authentic manifest entry showing hot file ``path`` converted, or None (``manifest.converted_entry``)."""
         public_key = None if self._signing_key is None else self._signing_key.public_key()
-        return converted_entry(path, self.cold_path, self._hmac_key, public_key)
+        return converted_entry(path, self.cold_path, self._hmac_key, public_key, strict=strict)
 
     def convert_file(self, path: Path | str) -> ConversionResult:
         """Verify one hot file (chain and seal) and, if it passes, write its Parquet partitions.
@@ -190,10 +202,8 @@ class ParquetConverter:
         if seal is None:
             result.skipped = "not sealed (the live file of a stream, or a crash not yet recovered)"
             return result
-        existing = manifest_path(self.cold_path, path.name)
-        if existing.exists():
-            read_manifest(existing)  # an entry not in its format: AuditFormatError, the file is reported unreadable
-        if self.converted_entry(path) is not None:  # a forged or edited entry does not count: convert again
+        # An entry not in its format raises AuditFormatError: the file is reported unreadable.
+        if self.converted_entry(path, strict=True) is not None:  # a forged or edited entry does not count
             result.skipped = "already converted"
             return result
         name = parse_hot_file_name(path)
@@ -205,7 +215,8 @@ class ParquetConverter:
         try:
             whole = _without_torn_lines(seal)
             source = path if whole else None
-            with _ColumnarPass(name.stream_key, staging, source, seal.get("first_sequence")) as columnar:
+            with _ColumnarPass(name.stream_key, staging, self.projection_version, source,
+                               seal.get("first_sequence")) as columnar:
                 # Without torn lines, DuckDB reads the file itself, in parallel, while Python hashes it;
                 # otherwise each scanned chunk goes to DuckDB (torn bytes and all) as the next is hashed.
                 scan = scan_file(path, self._hmac_key, None if whole else columnar.feed)
@@ -224,12 +235,18 @@ class ParquetConverter:
                         path, f"its records verify but cannot be loaded into the cold columns: {load_error}"
                     ) from load_error
                 _check_every_row_has_a_time(columnar, path)
-                outputs = self._write_partitions(columnar, path, staging)
+                if columnar.source is None:  # batches arrive in file order: sort once, then cut days
+                    con = columnar.con
+                    con.execute("CREATE TEMP TABLE sorted_rows AS SELECT * FROM rows ORDER BY ts_event, source_line")
+                    con.execute("DROP TABLE rows")
+                    con.execute("ALTER TABLE sorted_rows RENAME TO rows")
+                outputs = write_partitions(columnar.con, "rows", path.name, staging, self.cold_path,
+                                           row_group_size=self._row_group_size, version=self.projection_version)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         result.outputs = [str(output["path"]) for output in outputs]
         result.rows = sum(int(output["rows"]) for output in outputs)
-        entry = new_entry(path.name, name.stream_key, seal, outputs)
+        entry = new_entry(path.name, name.stream_key, seal, outputs, self.projection_version)
         write_entry(self.cold_path, entry, self._hmac_key, self._signing_key)  # last: marks the conversion done
         result.converted = True
         return result
@@ -293,59 +310,6 @@ class ParquetConverter:
             ))
         return stats
 
-    # --- internals ----------------------------------------------------------------------------
-
-    def _write_partitions(self, columnar: _ColumnarPass, path: Path, staging: Path) -> list[dict[str, Any]]:
-        """Write each UTC day's rows to its partition; the manifest entry's ``outputs`` (see ``manifest.py``)."""
-        con = columnar.con
-        table = "rows"
-        if columnar.source is None:  # batches arrive in file order: sort once, then cut days
-            con.execute("CREATE TEMP TABLE sorted_rows AS SELECT * FROM rows ORDER BY ts_event, source_line")
-            con.execute("DROP TABLE rows")
-            table = "sorted_rows"
-        # The table is in (ts_event, source_line) order; scanning it in order keeps each day's file sorted,
-        # and its zone maps let each day's range skip the rest.
-        con.execute("SET preserve_insertion_order = true")
-        # The days that hold rows, not every day between the first and the last: a file may hold an
-        # instant at 1970 and one in 2262, and 106k empty COPYs would never end.
-        days = [day for (day,) in con.execute(
-            f"SELECT DISTINCT ts_event // {NS_PER_DAY} AS day FROM {table} ORDER BY day").fetchall()]
-        outputs: list[dict[str, Any]] = []
-        for start in (day * NS_PER_DAY for day in days):
-            day = utc_day(start)
-            year, month, date = f"{day.year:04d}", f"{day.month:02d}", f"{day.day:02d}"
-            staged = staging / f"{year}{month}{date}.parquet"
-            # COPY returns the number of rows it wrote.
-            (count,) = con.execute(
-                f"""COPY (SELECT * FROM {table} WHERE ts_event >= $start AND ts_event < $end)
-                    TO '{_sql_string(staged)}'
-                    (FORMAT PARQUET, COMPRESSION ZSTD, COMPRESSION_LEVEL {ZSTD_LEVEL}, PARQUET_VERSION V2,
-                     ROW_GROUP_SIZE {self._row_group_size},
-                     KV_METADATA {{'{PROJECTION_METADATA_KEY}': '{PROJECTION_VERSION}'}})""",
-                {"start": start, "end": start + NS_PER_DAY},
-            ).fetchone() or (0,)
-            if not count:  # a day with no rows (a quiet day inside a long file) gets no partition
-                staged.unlink()
-                continue
-            target_dir = self.cold_path / f"year={year}" / f"month={month}" / f"day={date}"
-            target_dir.mkdir(parents=True, exist_ok=True)
-            target = target_dir / (path.name.removesuffix(".jsonl") + ".parquet")
-            first_sequence, last_sequence, first_hash, last_hash = con.execute(
-                f"""SELECT min(sequence), max(sequence), arg_min(checksum, sequence), arg_max(checksum, sequence)
-                    FROM {table} WHERE ts_event >= $start AND ts_event < $end AND sequence IS NOT NULL""",
-                {"start": start, "end": start + NS_PER_DAY},
-            ).fetchone() or (None, None, None, None)
-            fsync_file(staged)
-            output = {
-                "path": str(target.relative_to(self.cold_path)), "rows": int(count), "bytes": staged.stat().st_size,
-                "sha256": file_sha256(staged), "first_sequence": first_sequence, "last_sequence": last_sequence,
-                "first_hash": first_hash, "last_hash": last_hash,
-            }
-            os.replace(staged, target)  # atomic; converting again replaces, never duplicates
-            fsync_directory(target_dir)
-            outputs.append(output)
-        return outputs
-
 
 def _check_every_row_has_a_time(columnar: _ColumnarPass, path: Path) -> None:
     """A row without ``ts_event`` would fall into no day partition: refuse the file instead of losing it."""
@@ -392,16 +356,12 @@ class _ColumnarPass:
     in RAM.
     """
 
-    MEMORY_LIMIT = "1GB"
-
-    def __init__(self, stream: str, staging: Path, source: Path | None = None, first_sequence: Any = None) -> None:
-        import duckdb
-
-        self.con = duckdb.connect()
-        self.con.execute(f"SET memory_limit = '{self.MEMORY_LIMIT}'")
-        self.con.execute(f"SET temp_directory = '{_sql_string(staging / 'duckdb.tmp')}'")
+    def __init__(
+        self, stream: str, staging: Path, version: int, source: Path | None = None, first_sequence: Any = None
+    ) -> None:
+        self.con = bounded_connection(staging)
         self.con.execute("SET preserve_insertion_order = false")  # COPY sorts; lets the load run in parallel
-        self._stream = stream
+        self._stream, self._version = stream, version
         self.source, self._first_sequence = source, first_sequence
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=2)
         self._error: BaseException | None = None
@@ -413,14 +373,14 @@ class _ColumnarPass:
         try:
             self.con.execute(
                 f"""CREATE TEMP TABLE rows AS
-                SELECT {SELECT}
+                SELECT {select(self._version)}
                 FROM (SELECT *, j.sequence - $first + 1 AS source_line
                       FROM (SELECT line, NULL::VARCHAR AS record, NULL::BLOB AS torn_bytes, NULL::BIGINT AS torn_ts,
                                    json_transform(line, $structure) AS j
                             FROM read_csv($path, columns={{'line': 'VARCHAR'}}, delim=chr(1), quote='', escape='',
                                           header=false, auto_detect=false, strict_mode=false)))
                 ORDER BY ts_event, source_line""",
-                {"path": str(self.source), "stream": self._stream, "structure": structure(),
+                {"path": str(self.source), "stream": self._stream, "structure": structure(self._version),
                  "first": self._first_sequence},
             )
         except BaseException as exc:  # reported by finish()
@@ -434,9 +394,9 @@ class _ColumnarPass:
             self.con.register("batches", batches)
             self.con.execute(
                 f"""CREATE TEMP TABLE rows AS
-                SELECT {SELECT}
+                SELECT {select(self._version)}
                 FROM (SELECT *, json_transform(line, $structure) AS j FROM batches)""",
-                {"stream": self._stream, "structure": structure()},
+                {"stream": self._stream, "structure": structure(self._version)},
             )
             # A torn first line has no record before it to take its time from: the file's first time.
             self.con.execute("UPDATE rows SET ts_event = (SELECT min(ts_event) FROM rows) WHERE ts_event IS NULL")
@@ -476,10 +436,6 @@ class _ColumnarPass:
                 self._put(None)  # the scan failed half-way: let DuckDB finish, then drop everything
             self._thread.join()
         self.con.close()
-
-
-def _sql_string(path: Path) -> str:
-    return str(path).replace("'", "''")
 
 
 def read_parquet_table(file: Path, columns: list[str] | None = None) -> Any:
@@ -551,7 +507,7 @@ def read_hot_file(path: Path | str, on_error: Callable[[AuditFormatError], None]
     try:
         con.register("hot_lines", table)
         rows = con.execute(
-            f"""SELECT {SELECT}
+            f"""SELECT {select()}
             FROM (SELECT *, NULL::VARCHAR AS record, NULL::BLOB AS torn_bytes, NULL::BIGINT AS torn_ts,
                          json_transform(line, $structure) AS j
                   FROM hot_lines WHERE line LIKE '{{%}}' AND json_valid(line))

@@ -6,7 +6,7 @@ these Parquet files. It is an authenticated document (``documents.py``, checksum
 has a signing key)::
 
     {"format": "ledgerline-manifest/1", "source": <hot file name>, "stream": <trader_id.stream_id>,
-     "projection_version": 1, "seal": <the hot file's seal, as it was>,
+     "projection_version": 2, "engine": "duckdb <version>", "seal": <the hot file's seal, as it was>,
      "outputs": [{"path": "year=YYYY/month=MM/day=DD/<stem>.parquet", "rows": n, "bytes": n,
                   "sha256": <hex of the file>, "first_sequence": n, "last_sequence": n,
                   "first_hash": <checksum of first_sequence>, "last_hash": <checksum of last_sequence>}],
@@ -16,7 +16,8 @@ has a signing key)::
 
 The **cold root** (``cold/_root.json``) commits to the whole store, like a transparency log's
 checkpoint: every manifest entry and every Parquet file with its SHA-256, the legal holds file and
-the retention journals. It is an authenticated document too (``root_checksum``)::
+the retention journals (and, as ``projection_version``, the oldest projection version its entries
+use). It is an authenticated document too (``root_checksum``)::
 
     {"format": "ledgerline-cold-root/1", "projection_version": 1, "updated_at_ns": n,
      "manifests": [{"path": "_manifest/<hot file>.json", "source": ..., "sha256": <hex of the file>}],
@@ -44,7 +45,7 @@ from audit_core import _jsonfile
 from audit_core.cold.projection import PROJECTION_VERSION
 from audit_core.errors import AuditFormatError, AuditIntegrityError
 from audit_core.trust import documents
-from audit_core.trust.seals import SEAL_CHECKSUM, check_seal_format, fsync_directory, read_seal
+from audit_core.trust.seals import check_seal_format, fsync_directory, read_seal
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -55,7 +56,7 @@ MANIFEST_CHECKSUM = "manifest_checksum"
 ROOT_FILE = "_root.json"
 ROOT_FORMAT = "ledgerline-cold-root/1"
 ROOT_CHECKSUM = "root_checksum"
-#: The same names as ``retention.HOLDS_FILE`` and ``retention.JOURNAL_DIR`` (a test pins them equal).
+#: The legal holds file and the retention journals' directory, in the store's root.
 HOLDS_FILE = "_legal_holds.json"
 JOURNAL_DIR = "_retention"
 #: Where the Parquet files of a cold store are, relative to it.
@@ -124,16 +125,30 @@ def manifest_path(cold: Path, source: str) -> Path:
     return cold / MANIFEST_DIR / (source + ".json")
 
 
-def new_entry(source: str, stream: str, seal: dict[str, Any], outputs: list[dict[str, Any]]) -> dict[str, Any]:
-    """A manifest entry (not yet authenticated) for ``source`` converted into ``outputs``."""
+def new_entry(
+    source: str, stream: str, seal: dict[str, Any], outputs: list[dict[str, Any]], version: int = PROJECTION_VERSION
+) -> dict[str, Any]:
+    """A manifest entry (not yet authenticated): ``source`` converted into ``outputs`` with projection ``version``.
+
+    ``engine`` records the DuckDB that derived the columns: the projection is DuckDB SQL, so a
+    verifier running another version that derives a value differently can say so.
+    """
     return {
         "format": MANIFEST_FORMAT,
         "source": source,
         "stream": stream,
-        "projection_version": PROJECTION_VERSION,
+        "projection_version": version,
+        "engine": engine(),
         "seal": seal,
         "outputs": outputs,
     }
+
+
+def engine() -> str:
+    """The engine the projection's expressions run on, with its version (``"duckdb 1.5.6"``)."""
+    import duckdb
+
+    return f"duckdb {duckdb.__version__}"
 
 
 def write_entry(
@@ -226,17 +241,22 @@ def converted_entry(
     cold: Path | str,
     hmac_key: bytes | None = None,
     public_key: Ed25519PublicKey | None = None,
+    *,
+    strict: bool = False,
 ) -> dict[str, Any] | None:
     """The manifest entry that shows ``hot_file`` converted, or None: THE "is this hot file converted?".
 
     True only for an authentic entry (``entry_problems`` finds nothing, checked with the trail's
     ``hmac_key`` and the converter's ``public_key``) of this hot file whose copy of the seal is the
-    hot file's own seal (same ``seal_checksum`` and ``file_sha256``). A forged or edited entry
+    hot file's own seal (``seal_copy_differences`` finds nothing). A forged or edited entry
     therefore hides nothing: the converter converts the file, the workbench reads it from hot,
     retention keeps it. On a keyed trail an entry is authentic only with the key; without it every
     hot file counts as not converted. (Whether the outputs are still there is the caller's
     question: the workbench reads a file from hot when one is missing; retention, finishing a purge
     that removed some, must not.)
+
+    With ``strict``, a seal or entry that is not in its format raises ``AuditFormatError`` (naming
+    the file) instead of counting as "not converted", for callers that report unreadable files.
     """
     hot_file, cold = Path(hot_file), Path(cold)
     path = manifest_path(cold, hot_file.name)
@@ -244,15 +264,23 @@ def converted_entry(
         seal = read_seal(hot_file)
         entry = read_manifest(path) if path.is_file() else None
     except (OSError, ValueError):
+        if strict:
+            raise
         return None
     if seal is None or entry is None or entry.get("source") != hot_file.name:
         return None
     if entry_problems(entry, hmac_key, public_key):
         return None
-    copy = entry["seal"]
-    if copy.get(SEAL_CHECKSUM) != seal.get(SEAL_CHECKSUM) or copy.get("file_sha256") != seal.get("file_sha256"):
-        return None
-    return entry
+    return None if seal_copy_differences(entry["seal"], seal) else entry
+
+
+def seal_copy_differences(copy: dict[str, Any], seal: dict[str, Any]) -> list[str]:
+    """The fields in which a manifest's copy of a seal differs from the seal its hot file has.
+
+    Seals are never rewritten, so an honest copy is the seal itself, field for field (its
+    ``seal_checksum`` and signature included): any difference means one of the two was replaced.
+    """
+    return [key for key in sorted(copy.keys() | seal.keys()) if copy.get(key) != seal.get(key)]
 
 
 # --- the cold root ----------------------------------------------------------------------------------
@@ -277,7 +305,7 @@ def expected_root(
     with the Parquet files they name (hashes as the entries record them, not re-read). The legal
     holds and journals are hashed as they are on disk.
     """
-    manifests, parquet, left_out = [], [], []
+    manifests, parquet, left_out, versions = [], [], [], set()
     for path in sorted((cold / MANIFEST_DIR).glob("*.json")):
         try:
             data = path.read_bytes()
@@ -289,6 +317,8 @@ def expected_root(
         if problems:
             left_out.append(f"{path.name}: {problems[0]}")
             continue
+        if isinstance(entry.get("projection_version"), int):
+            versions.add(entry["projection_version"])
         manifests.append({"path": f"{MANIFEST_DIR}/{path.name}", "source": entry.get("source"),
                           "sha256": hashlib.sha256(data).hexdigest()})
         parquet += [{"path": o.get("path"), "rows": o.get("rows"), "sha256": o.get("sha256")} for o in entry["outputs"]]
@@ -296,7 +326,8 @@ def expected_root(
                 for path in sorted((cold / JOURNAL_DIR).glob("*.json"))]
     body = {
         "format": ROOT_FORMAT,
-        "projection_version": PROJECTION_VERSION,
+        # The oldest projection an entry uses: what a reader of the store must understand.
+        "projection_version": min(versions, default=PROJECTION_VERSION),
         "manifests": manifests,
         "parquet": sorted(parquet, key=lambda output: str(output["path"])),
         "legal_holds_sha256": legal_holds_sha256(cold),

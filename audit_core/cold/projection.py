@@ -7,8 +7,13 @@ derives them again from each row's stored record and compares (``IS DISTINCT FRO
 edited after conversion is found by file, row and column.
 
 ``PROJECTION_VERSION`` numbers this mapping. It is stored in each manifest entry and in each
-Parquet file's key-value metadata; changing any expression or column means a new version, and a
-cold store is then rebuilt from its verified records (never rewritten as evidence).
+Parquet file's key-value metadata; changing any expression or column means a new version, kept
+here beside the old ones (``PROJECTIONS``): ``verify_cold`` derives each file's columns with the
+version it was written with, so a store whose hot files are gone stays verifiable, and
+``ledgerline convert --rebuild`` (``rebuild.py``) derives an old store's columns again with the
+current version from its verified records (the evidence is carried over, never rewritten).
+
+Versions: 1, the first; 2 adds ``record_format`` (the record's format version, ``RECORD_FORMAT``).
 
 The expressions read, per row: ``line`` (the whole record line, VARCHAR), ``j``
 (``json_transform(line, structure())``), ``record`` (the cold layout of the line, or NULL to strip
@@ -23,7 +28,7 @@ import json
 from audit_core.trust.record import STRIP_SQL
 
 #: Version of ``COLUMNS`` and their expressions (see the module docstring).
-PROJECTION_VERSION = 1
+PROJECTION_VERSION = 2
 #: The Parquet key-value metadata key holding ``PROJECTION_VERSION``.
 PROJECTION_METADATA_KEY = "ledgerline.projection_version"
 #: The event type of a row that stands for a torn line.
@@ -37,7 +42,8 @@ TORN_EVENT_TYPE = "sys.torn_line"
 #: record's ``owner`` on ``param.*`` rows, else their ``source`` (a record without one, written
 #: before the field existed or by its owner, is a change by the owner), NULL on other rows.
 _DECIMAL = "DECIMAL(38,18)"
-COLUMNS: tuple[tuple[str, str, str], ...] = (
+Columns = tuple[tuple[str, str, str], ...]
+_VERSION_1: Columns = (
     ("ts_event", "BIGINT", "field"),
     ("event_type", "VARCHAR", "field"),
     ("source", "VARCHAR", "field"),
@@ -92,20 +98,32 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("source_line", "BIGINT", "batch"),
     ("torn_bytes", "BLOB", "batch"),
 )
+#: Every projection version's columns. "format" is the record's ``format``, 1 when it has none.
+PROJECTIONS: dict[int, Columns] = {
+    1: _VERSION_1,
+    2: (*_VERSION_1[:9], ("record_format", "SMALLINT", "format"), *_VERSION_1[9:]),
+}
+#: The columns the converter writes now.
+COLUMNS = PROJECTIONS[PROJECTION_VERSION]
 
 
 #: Columns that are not derived from the record but carry it (``record``, ``torn_bytes``, ``source_line``):
 #: the hashes bind them, not a projection.
 STORED_KINDS = frozenset({"record", "batch"})
-#: The columns ``verify_cold`` derives again and compares.
-DERIVED_COLUMNS = tuple((name, sql_type, kind) for name, sql_type, kind in COLUMNS if kind not in STORED_KINDS)
 
 
-def structure() -> str:
-    """The json_transform structure: each line is parsed once, into one struct."""
+def derived_columns(version: int = PROJECTION_VERSION) -> Columns:
+    """The columns of ``version`` that ``verify_cold`` derives again and compares."""
+    return tuple(column for column in PROJECTIONS[version] if column[2] not in STORED_KINDS)
+
+
+def structure(version: int = PROJECTION_VERSION) -> str:
+    """The json_transform structure of ``version``: each line is parsed once, into one struct."""
     keys = {}
-    for name, sql_type, kind in COLUMNS:
-        if kind == "field":
+    for name, sql_type, kind in PROJECTIONS[version]:
+        if kind == "format":
+            keys["format"] = sql_type
+        elif kind == "field":
             keys[name] = sql_type
         elif kind in ("json",):
             keys[name] = "JSON"
@@ -117,7 +135,7 @@ def structure() -> str:
 
 
 def derivation(name: str, sql_type: str, kind: str) -> str:
-    """The DuckDB expression (typed, without an alias) of one column of ``COLUMNS``."""
+    """The DuckDB expression (typed, without an alias) of one column of a projection."""
     if name == "ts_event":
         expression = "coalesce(j.ts_event, torn_ts)"
     elif name == "event_type":
@@ -130,6 +148,8 @@ def derivation(name: str, sql_type: str, kind: str) -> str:
         expression = name
     elif kind == "owner":
         expression = "CASE WHEN starts_with(j.event_type, 'param.') THEN coalesce(j.owner, j.source) END"
+    elif kind == "format":
+        expression = "CASE WHEN torn_bytes IS NULL THEN coalesce(j.format, 1) END"
     elif kind.startswith("num:"):
         value = f"j.{kind[4:]}"
         numeric = f"json_type({value}) IN ('BIGINT', 'UBIGINT', 'DOUBLE')"
@@ -149,5 +169,6 @@ def derivation(name: str, sql_type: str, kind: str) -> str:
     return f"CAST({expression} AS {sql_type})"
 
 
-#: The SELECT list that turns rows (see the module docstring) into the cold schema.
-SELECT = ",\n    ".join(f"{derivation(*column)} AS {column[0]}" for column in COLUMNS)
+def select(version: int = PROJECTION_VERSION) -> str:
+    """The SELECT list that turns rows (see the module docstring) into the cold schema of ``version``."""
+    return ",\n    ".join(f"{derivation(*column)} AS {column[0]}" for column in PROJECTIONS[version])

@@ -50,7 +50,6 @@ from audit_core._layout import (
     seal_path,
 )
 from audit_core.cold._retention_guard import (
-    JOURNAL_DIR,
     HotIndex,
     Journal,
     TrailKeys,
@@ -64,6 +63,7 @@ from audit_core.cold._retention_guard import (
 )
 from audit_core.cold.manifest import (
     HOLDS_FILE,
+    JOURNAL_DIR,
     converted_entry,
     entry_problems,
     legal_holds_problem,

@@ -1,0 +1,91 @@
+"""Writing cold Parquet: the day partitions of a table in the cold schema, with bounded memory.
+
+The converter writes a hot file's rows with it, and a rebuild of the projection writes the rows it
+derived again with it, so both produce files the same way (settings, names, atomic renames).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from audit_core._layout import NS_PER_DAY, utc_day
+from audit_core.cold.manifest import file_sha256, fsync_file
+from audit_core.cold.projection import PROJECTION_METADATA_KEY
+from audit_core.trust.seals import fsync_directory
+
+#: Where a conversion or rebuild writes before renaming into place (inside the store; removed after).
+STAGING_DIR = "_staging"
+#: Parquet writer settings: zstd level (3, DuckDB's default: 9 saved about 4% more on the benchmark file
+#: and doubled the COPY time) and v2 data pages (delta encodings: smaller and faster than v1 here).
+ZSTD_LEVEL = 3
+#: DuckDB's memory cap while converting; beyond it, it spills to the staging directory.
+MEMORY_LIMIT = "1GB"
+
+
+def bounded_connection(staging: Path) -> Any:
+    """A DuckDB connection whose memory is capped (``MEMORY_LIMIT``), spilling to ``staging``."""
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
+    con.execute(f"SET temp_directory = '{sql_string(staging / 'duckdb.tmp')}'")
+    return con
+
+
+def sql_string(path: Path) -> str:
+    """``path`` quoted for a DuckDB string literal."""
+    return str(path).replace("'", "''")
+
+
+def write_partitions(
+    con: Any, table: str, source: str, staging: Path, cold: Path, *, row_group_size: int, version: int
+) -> list[dict[str, Any]]:
+    """Write each UTC day's rows of ``table`` (cold schema, in ``ts_event``, ``source_line`` order) to its
+    partition, named after hot file ``source``; returns the manifest entry's ``outputs`` (``manifest.py``).
+
+    Each file is written to ``staging``, synced and renamed into place, so it is whole or absent.
+    """
+    # The table is in (ts_event, source_line) order; scanning it in order keeps each day's file sorted,
+    # and its zone maps let each day's range skip the rest.
+    con.execute("SET preserve_insertion_order = true")
+    # The days that hold rows, not every day between the first and the last: a file may hold an
+    # instant at 1970 and one in 2262, and 106k empty COPYs would never end.
+    days = [day for (day,) in con.execute(
+        f"SELECT DISTINCT ts_event // {NS_PER_DAY} AS day FROM {table} ORDER BY day").fetchall()]
+    outputs: list[dict[str, Any]] = []
+    for start in (day * NS_PER_DAY for day in days):
+        day = utc_day(start)
+        year, month, date = f"{day.year:04d}", f"{day.month:02d}", f"{day.day:02d}"
+        staged = staging / f"{year}{month}{date}.parquet"
+        # COPY returns the number of rows it wrote.
+        (count,) = con.execute(
+            f"""COPY (SELECT * FROM {table} WHERE ts_event >= $start AND ts_event < $end)
+                TO '{sql_string(staged)}'
+                (FORMAT PARQUET, COMPRESSION ZSTD, COMPRESSION_LEVEL {ZSTD_LEVEL}, PARQUET_VERSION V2,
+                 ROW_GROUP_SIZE {row_group_size},
+                 KV_METADATA {{'{PROJECTION_METADATA_KEY}': '{version}'}})""",
+            {"start": start, "end": start + NS_PER_DAY},
+        ).fetchone() or (0,)
+        if not count:  # a day with no rows (a quiet day inside a long file) gets no partition
+            staged.unlink()
+            continue
+        target_dir = cold / f"year={year}" / f"month={month}" / f"day={date}"
+        target_dir.mkdir(parents=True, exist_ok=True)
+        target = target_dir / (source.removesuffix(".jsonl") + ".parquet")
+        first_sequence, last_sequence, first_hash, last_hash = con.execute(
+            f"""SELECT min(sequence), max(sequence), arg_min(checksum, sequence), arg_max(checksum, sequence)
+                FROM {table} WHERE ts_event >= $start AND ts_event < $end AND sequence IS NOT NULL""",
+            {"start": start, "end": start + NS_PER_DAY},
+        ).fetchone() or (None, None, None, None)
+        fsync_file(staged)
+        output = {
+            "path": str(target.relative_to(cold)), "rows": int(count), "bytes": staged.stat().st_size,
+            "sha256": file_sha256(staged), "first_sequence": first_sequence, "last_sequence": last_sequence,
+            "first_hash": first_hash, "last_hash": last_hash,
+        }
+        os.replace(staged, target)  # atomic; converting again replaces, never duplicates
+        fsync_directory(target_dir)
+        outputs.append(output)
+    return outputs
