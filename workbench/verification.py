@@ -176,7 +176,9 @@ def verification_status(
     Returns
     -------
     VerificationStatus
-        Never raises for tampering or damage: that is a ``"failed"`` status.
+        Never raises for tampering or damage: that is a ``"failed"`` status. Should
+        ``verify_trail`` itself raise (an unusable key, a bug), the status is ``"unverified"`` and
+        its summary names the exception.
     """
     from audit_core import verify_trail
 
@@ -194,7 +196,10 @@ def verification_status(
             _remember(f"{key}:{before}", entry)
             return _status(root, entry[0], keys, hmac_key, entry[1], "disk cache", before)
     checked_at = _dt.datetime.now(_dt.UTC)
-    report = verify_trail(root, hmac_key=hmac_key, public_key=public_key)
+    try:
+        report = verify_trail(root, hmac_key=hmac_key, public_key=public_key)
+    except Exception as exc:  # a bug or an unusable key must not keep a trail from being investigated
+        return not_verified(root, f"verify_trail raised {type(exc).__name__}: {exc}")
     if cacheable and fingerprint(root) == before:  # files that changed meanwhile are not cached
         _remember(f"{key}:{before}", (report, checked_at))
         _write_disk(root, key, before, keys, hmac_key, report, checked_at)
@@ -395,12 +400,17 @@ def _status(root: Path, report: TrailReport, keys: dict[str, Any], hmac_key: byt
             checked_at: _dt.datetime, source: str, fingerprint_: str) -> VerificationStatus:
     """The state and one-line summary of a report checked with ``keys``."""
     mode = keys["mode"]
-    how = _how(report, mode, root)
+    how = _how(report, mode)
+    unchecked_signatures = "signature" not in mode and _signed(root)
     when = f"checked {_when(checked_at)}" + ("" if source == "verify_trail" else f" ({source})")
     mismatches = sum(failure.kind.value == "checksum_mismatch" for failure in report.failures)
     every_checksum_differs = bool(report.records) and mismatches >= report.records
     if report.ok and not report.records:
         state, summary = UNVERIFIED, f"not verified: the trail holds no records to check ({when})"
+    elif report.ok and unchecked_signatures:
+        state, summary = UNVERIFIED, (
+            f"not verified: the seals or cold root are signed but no public_key was given, so signatures and "
+            f"checkpoints were not checked (pass public_key=); {_extent(report)} passed {how}; {when}")
     elif report.ok:
         state, summary = VERIFIED, f"verified: {_extent(report)}; {how}; {when}"
     elif every_checksum_differs and hmac_key is None:
@@ -424,23 +434,23 @@ def _extent(report: TrailReport) -> str:
     return " + ".join(pieces) or "no files"
 
 
-def _how(report: TrailReport, mode: str, root: Path) -> str:
+def _how(report: TrailReport, mode: str) -> str:
     checks = {"unkeyed": "SHA-256 chains, unkeyed", "hmac": "HMAC-SHA256",
               "signature": "SHA-256 chains + Ed25519", "hmac+signature": "HMAC-SHA256 + Ed25519"}[mode]
     if report.signing_key_id:
         checks += f" key id {report.signing_key_id}"
-    if "signature" not in mode and _signed_seals(root):
-        checks += "; seal signatures present but not checked (pass public_key=)"
     return checks
 
 
-def _signed_seals(root: Path) -> bool:
-    for seal in root.rglob("*.seal"):
+def _signed(root: Path) -> bool:
+    """Whether a seal or a cold root under ``root`` carries an Ed25519 ``signature``."""
+    for document in (*root.rglob("*.seal"), *root.rglob("_root.json")):
         try:
-            if "signature" in json.loads(seal.read_bytes()):
-                return True
-        except (OSError, ValueError):
-            continue
+            parsed = json.loads(document.read_bytes())
+        except (OSError, ValueError, RecursionError):
+            continue  # unreadable: verify_trail reports it
+        if isinstance(parsed, dict) and "signature" in parsed:
+            return True
     return False
 
 

@@ -236,9 +236,10 @@ class TestKeys:
         signed = open_trail(tmp_path / "trail", hmac_key=KEY, public_key=public_key).verification
         assert signed.state == "verified" and signed.mode == "hmac+signature" and signed.key_id == key_id
         assert f"HMAC-SHA256 + Ed25519 key id {key_id}" in signed.summary
-        unchecked = open_trail(tmp_path / "trail", hmac_key=KEY).verification
-        assert unchecked.state == "verified" and unchecked.mode == "hmac"
-        assert "seal signatures present but not checked (pass public_key=)" in unchecked.summary
+        unchecked = open_trail(tmp_path / "trail", hmac_key=KEY).verification  # the chains verify, but...
+        assert unchecked.state == "unverified" and unchecked.mode == "hmac" and unchecked.report.ok
+        assert unchecked.summary.startswith("not verified: the seals or cold root are signed but no public_key was "
+                                            "given, so signatures and checkpoints were not checked (pass public_key=)")
 
 
 class TestCache:
@@ -324,3 +325,16 @@ class TestCache:
         monkeypatch.setattr(audit_core, "verify_trail", verify_while_a_file_changes)
         open_trail(base)
         assert cache_files() == []
+
+
+def test_a_verifier_that_raises_leaves_the_trail_open_and_unverified(base, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr(audit_core, "verify_trail", broken)
+    trail = open_trail(base)
+    assert trail.verification.state == "unverified" and cache_files() == []
+    assert trail.verification.summary == (
+        "not verified: verify_trail raised RecursionError: maximum recursion depth exceeded")
+    with pytest.warns(TrailNotVerifiedWarning, match="verify_trail raised RecursionError"):
+        reconstruct_incident(trail, NOON, 60)
