@@ -22,6 +22,24 @@ rewrite an unkeyed trail can recompute its hashes; ``Trail.verify()`` always ver
 entry that fails authentication, does not parse, or is for other files or keys is ignored and the
 trail verified again. An entry that cannot be written (a read-only home) leaves the in-process
 cache only.
+
+Examples
+--------
+>>> import shutil, tempfile
+>>> from benchmarks.trail_gen import generate_trail
+>>> from workbench import open_trail
+>>> base = tempfile.mkdtemp()
+>>> _ = generate_trail(base, events=300, days=2, seed=1)
+>>> status = open_trail(base).verification
+>>> status.state, status.mode, status.source
+('verified', 'unkeyed', 'verify_trail')
+>>> status.summary
+'verified: 304 hot records in 6 files + 304 cold rows in 6 Parquet files; SHA-256 chains, unkeyed; checked ...'
+>>> open_trail(base).verification.source   # the same files, the same keys: not verified again
+'memory cache'
+>>> open_trail(base, verify=False).verification.summary
+'not verified: opened with verify=False'
+>>> shutil.rmtree(base)
 """
 
 from __future__ import annotations
@@ -425,12 +443,15 @@ def _status(root: Path, report: TrailReport, keys: dict[str, Any], hmac_key: byt
 
 
 def _extent(report: TrailReport) -> str:
+    def counted(n: int, what: str) -> str:
+        return f"{n:,} {what}{'' if n == 1 else 's'}"
+
     pieces = []
     for label, part in report.parts:
         if label.startswith("hot "):
-            pieces.append(f"{part.records:,} hot records in {len(part.files):,} files")
+            pieces.append(f"{counted(part.records, 'hot record')} in {counted(len(part.files), 'file')}")
         else:
-            pieces.append(f"{part.records:,} cold rows in {len(part.files):,} Parquet files")
+            pieces.append(f"{counted(part.records, 'cold row')} in {counted(len(part.files), 'Parquet file')}")
     return " + ".join(pieces) or "no files"
 
 
