@@ -155,9 +155,11 @@ class Trail:
     def verify(self) -> VerificationStatus:
         """Verify the files again now, ignoring cached results (the fresh result is cached).
 
-        Returns the new status, which ``verification`` holds from now on. Use it after files
-        changed, or when a cached result is not enough (an unkeyed cache entry is only as
-        trustworthy as the directory it is in). A change of state warns again on the next read.
+        Returns the new status, which ``verification`` holds from now on. Use it when a cached
+        result is not enough (an unkeyed cache entry is only as trustworthy as the directory it is
+        in). It is the status of the files as they are now: hot rows were read when the trail was
+        opened, so after files changed ``refresh()`` (rows and status) is what you want. A change
+        of state warns again on the next read.
         """
         hmac_key, public_key = self._keys
         status = verification.verification_status(self.path, hmac_key, public_key, use_cache=False)
