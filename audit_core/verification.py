@@ -64,6 +64,17 @@ class TrailReport(VerificationReport):
     def to_dict(self) -> dict[str, Any]:
         return {**super().to_dict(), "parts": [{"part": label, **part.to_dict()} for label, part in self.parts]}
 
+    @classmethod
+    def from_dict(cls, document: dict[str, Any]) -> TrailReport:
+        """The report whose ``to_dict()`` is ``document`` (part by part, as ``verify_trail`` builds it)."""
+        report = cls(keyed=bool(document["keyed"]))
+        for part in document["parts"]:
+            report.add(str(part["part"]), VerificationReport.from_dict(
+                {key: value for key, value in part.items() if key != "part"}))
+        if report.to_dict() != document:
+            raise ValueError("the document does not rebuild to the same report")
+        return report
+
 
 def verify_trail(
     path: Path | str,

@@ -42,10 +42,10 @@ def _ms(function: Any) -> tuple[float, Any]:
 
 
 def measure(base: Path, backend: Any, startup_ms: float, runs: int) -> dict[str, Any]:
-    from workbench import open_trail
+    from benchmarks.trail_gen import open_unverified
 
-    open_duckdb_ms, duck = _ms(lambda: open_trail(base))
-    open_spark_ms, spark = _ms(lambda: open_trail(base, backend))
+    open_duckdb_ms, duck = _ms(lambda: open_unverified(base))
+    open_spark_ms, spark = _ms(lambda: open_unverified(base, backend))
     raw = raw_connection(base / "cold", list(duck.events.columns))
     day = _middle_day(raw)
     order_id = raw.execute(

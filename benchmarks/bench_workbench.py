@@ -228,10 +228,10 @@ def files_read(con: Any, sql: str) -> int:
 def measure(base: Path, events: int, runs: int) -> dict[str, Any]:
     import ibis
 
-    from workbench import open_trail
+    from benchmarks.trail_gen import open_unverified
 
     cold = base / "cold"
-    trail = open_trail(base)
+    trail = open_unverified(base)
     raw = raw_connection(cold, list(trail.events.columns))
     day = _middle_day(raw)
     orders = raw.execute(
@@ -287,14 +287,14 @@ def _middle_day(con: Any) -> dt.date:
 
 def _cold_start(base: Path, raw_hour_sql: str, day: dt.date, runs: int) -> dict[str, Any]:
     """``open_trail`` + first 1-hour query on a new connection, against a new raw connection's first query."""
-    from workbench import open_trail
+    from benchmarks.trail_gen import open_unverified
     from workbench._columns import CHRONOLOGICAL
 
     opens, firsts, raws = [], [], []
     columns = None
     for _ in range(runs):
         started = time.perf_counter()
-        trail = open_trail(base)
+        trail = open_unverified(base)
         opened = time.perf_counter()
         trail.filter(start=_hour(day), end=_hour(day) + NS_PER_HOUR).order_by(*CHRONOLOGICAL).to_pyarrow()
         done = time.perf_counter()

@@ -347,6 +347,23 @@ def cached_trail(events: int, *, days: int = 30, seed: int = 0, root: Path = CAC
     return base
 
 
+def open_unverified(base: Path | str, backend: Any = None) -> Any:
+    """``workbench.open_trail(base, backend, verify=False)``, its ``TrailNotVerifiedWarning`` taken here.
+
+    The benchmarks measure queries, not verification: a first open would verify the whole trail
+    (seconds per million events) and later ones would hit the verification cache.
+    """
+    import warnings
+
+    from workbench import TrailNotVerifiedWarning, open_trail
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", TrailNotVerifiedWarning)
+        trail = open_trail(base, backend, verify=False)
+        trail.events  # noqa: B018 - the first read warns, once per trail: here
+    return trail
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.trail_gen", description=__doc__.splitlines()[0])
     parser.add_argument("path", type=Path)

@@ -22,9 +22,8 @@ import time
 from pathlib import Path
 
 from audit_core import verify
-from audit_core.cold.cold_verify import verify_cold
-from audit_core.cold.converter import ParquetConverter
-from audit_core.trust.signing import generate_keypair, load_public_key
+from audit_core.cold import ParquetConverter, verify_cold
+from audit_core.trust.signing import generate_keypair, load_private_key, load_public_key
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "audit_forensics_example.ipynb"
@@ -71,13 +70,13 @@ def run_notebook(trail: Path, reports: Path) -> Path:
     return target
 
 
-def summarize(trail: Path, report_path: Path | None) -> dict[str, object]:
-    """The summary the demo prints, computed with the workbench from the trail alone."""
+def summarize(trail: Path, report_path: Path | None, public_key: object = None) -> dict[str, object]:
+    """The summary the demo prints, computed with the workbench from the trail alone (verified with ``public_key``)."""
     from examples.adaptive_backtest import INCIDENT_SOURCE
     from examples.adaptive_control import MetaController
     from workbench import AuditQuery, detect_unexplained_changes, open_trail, pnl_reconciliation, signal_conversion
 
-    opened = open_trail(trail)
+    opened = open_trail(trail, public_key=public_key)
     counts = AuditQuery(opened).count_by_type()
     findings = detect_unexplained_changes(
         opened, bounds=MetaController.parameter_bounds(),
@@ -86,7 +85,8 @@ def summarize(trail: Path, report_path: Path | None) -> dict[str, object]:
     suspicious = findings[(findings.param_name == "risk_multiplier") & (findings.source == INCIDENT_SOURCE)]
     pnl = pnl_reconciliation(opened)
     conversion = signal_conversion(opened).to_pandas()
-    return {"counts": counts, "incident": suspicious, "pnl": pnl, "conversion": conversion, "report": report_path}
+    return {"counts": counts, "incident": suspicious, "pnl": pnl, "conversion": conversion, "report": report_path,
+            "verification": opened.verification}
 
 
 def _money(value: object) -> str:
@@ -119,7 +119,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"      {strategy.signal_no} signals; trail in {out / 'hot'}/")
 
     steps("convert to Parquet (verified first)")
-    results = ParquetConverter(out / "hot", out / "cold", public_key=public_key).convert_all()
+    # The cold side (manifest entries, the cold root) is signed with the same key, so that the whole trail
+    # verifies against the one public key (`ledgerline verify --public-key`, `open_trail(public_key=)`).
+    results = ParquetConverter(out / "hot", out / "cold", public_key=public_key,
+                               signing_key=load_private_key(keys / "ledgerline.key")).convert_all()
     unconverted = [r for r in results if not r.converted]
     print(f"      {sum(r.rows for r in results)} rows from {len(results)} files -> {out / 'cold'}/")
 
@@ -135,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         steps(f"execute {NOTEBOOK.relative_to(ROOT)} into {args.reports}/")
         report_path = run_notebook(out, args.reports)
 
-    summary = summarize(out, report_path)
+    summary = summarize(out, report_path, public_key)
     import pandas as pd  # NULLs in result frames are pd.NA: test them with pd.isna, not truthiness
 
     print("\n=== Ledgerline demo summary ===")
@@ -147,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     if not integrity_ok:
         print(hot_report.to_text(10))
         print(cold_report.to_text(10))
+    print(f"workbench: {summary['verification']}")
     incident = summary["incident"]
     for _, rows in incident.groupby(["ts_event", "sequence"]):  # type: ignore[attr-defined]
         row = rows.iloc[0]

@@ -97,6 +97,8 @@ def pandas_result(expr: ir.Expr, table: Any, data_mapper: Any = None) -> Any:
 
     A table expression gives an ``exact_frame``; a column its Series; a scalar the Python value
     (``int``, ``decimal.Decimal``, ``pandas.Timestamp``, ``None``), as Ibis converts one value.
+    A frame or Series read from an opened trail carries its verification status in
+    ``attrs["verification"]`` (the summary) and ``attrs["verification_state"]``.
     ``data_mapper`` is the backend's Ibis ``PyArrowData`` class, which casts the Arrow columns to
     the expression's schema first (so DuckDB and Spark results have the same Arrow types).
     """
@@ -107,10 +109,14 @@ def pandas_result(expr: ir.Expr, table: Any, data_mapper: Any = None) -> Any:
         values = pd.DataFrame({name: column.to_pylist() for name, column in zip(table.column_names, table.columns,
                                                                                  strict=True)})
         return expr.__pandas_result__(values)
+    from workbench.verification import annotate
+
     table = expr.as_table().__pyarrow_result__(table, data_mapper=data_mapper)
-    frame = exact_frame(table)
+    frame = annotate(expr, exact_frame(table))  # attrs["verification"]: how verified the trail read is
     if isinstance(expr, ir.Column):
-        return frame[frame.columns[0]]
+        column = frame[frame.columns[0]]
+        column.attrs.update(frame.attrs)
+        return column
     return frame
 
 

@@ -35,8 +35,9 @@ from workbench.parameters import parameter_changes
 if TYPE_CHECKING:
     import pandas as pd
 
-    from audit_core.trust.report import VerificationFailure
+    from audit_core import VerificationFailure
     from workbench.trail import Trail
+    from workbench.verification import VerificationStatus
 
 #: Columns of the findings (``UnexplainedChanges.findings`` and ``to_pandas()``).
 FINDING_COLUMNS = ("kind", "time", "ts_event", "source", "param_name", "old_value", "new_value", "trigger_reason",
@@ -62,21 +63,39 @@ class UnexplainedChanges:
 
     @cached_property
     def integrity(self) -> list[VerificationFailure]:
+        """The trail's verification failures: ``trail.verification``'s, verified once and cached.
+
+        Verified now (through the same cache) only when the trail was opened with ``verify=False``
+        or ``hmac_key`` differs from the key it was opened with.
+        """
         if not self.check_integrity:
             return []
-        from audit_core.verification import verify_trail
+        status = self.trail.verification
+        trail_key, public_key = self.trail._keys
+        if status.report is None or (self.hmac_key is not None and self.hmac_key != trail_key):
+            from workbench.verification import verification_status
 
-        return list(verify_trail(self.trail.path, hmac_key=self.hmac_key).failures)
+            status = verification_status(self.trail.path, self.hmac_key or trail_key, public_key)
+        return status.failures
+
+    @property
+    def verification(self) -> VerificationStatus:
+        """The trail's verification status (``trail.verification``)."""
+        return self.trail.verification
 
     @property
     def integrity_ok(self) -> bool:
         return not self.integrity
 
     def to_pandas(self) -> pd.DataFrame:
-        """Findings then integrity failures, one row each (executes the query and the verification)."""
+        """Findings then integrity failures, one row each (executes the query and the verification).
+
+        ``attrs["verification"]`` is the trail's verification summary.
+        """
         import pandas as pd
 
         frame = self.findings.to_pandas()  # nullable Arrow dtypes: failures' missing ts_event/sequence fit
+        attrs = dict(frame.attrs)
         if not self.integrity:
             return frame
         failures = pd.DataFrame([{
@@ -84,9 +103,9 @@ class UnexplainedChanges:
             "file": f"{failure.file}:{failure.line}" if failure.line else failure.file,
         } for failure in self.integrity], columns=list(FINDING_COLUMNS))
         failures = failures.astype(frame.dtypes.to_dict())
-        if frame.empty:
-            return failures
-        return pd.concat([frame, failures], ignore_index=True)
+        combined = failures if frame.empty else pd.concat([frame, failures], ignore_index=True)
+        combined.attrs.update(attrs)
+        return combined
 
 
 def detect_unexplained_changes(

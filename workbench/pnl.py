@@ -56,6 +56,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from workbench.trail import Trail
+    from workbench.verification import VerificationStatus
 
 ACCOUNT_STATE = "sys.account_state"
 POSITION_CLOSED = "trade.position_closed"
@@ -186,7 +187,9 @@ class PnlReconciliation:
     group without P&L records. ``to_pandas()``: one row per currency (``RECONCILIATION_COLUMNS``),
     all money as ``decimal.Decimal``; ``difference`` is ``balance_change - realized_pnl``, exactly
     ``0`` when they reconcile; ``reconciled`` is True or False, or None for a currency without both
-    a starting and a final balance. ``ok`` sums it up; ``to_text()`` says it in words.
+    a starting and a final balance. ``ok`` sums it up; ``to_text()`` says it in words, ending with
+    the trail's verification status (``verification``), which ``to_pandas()`` carries in
+    ``attrs["verification"]``.
     """
 
     trail: Trail
@@ -244,9 +247,16 @@ class PnlReconciliation:
         """
         return self._verdict()[0]
 
+    @property
+    def verification(self) -> VerificationStatus:
+        """The verification status of the trail the P&L was read from (``trail.verification``)."""
+        return self.trail.verification
+
     def to_pandas(self) -> pd.DataFrame:
         """One row per currency (executes the queries once; later calls reuse the result)."""
-        return self.frame.copy()
+        frame = self.frame.copy()
+        frame.attrs.update(verification=self.verification.summary, verification_state=self.verification.state)
+        return frame
 
     def to_text(self) -> str:
         """The verdict in one line, then one line per currency (executes the queries once).
@@ -256,7 +266,7 @@ class PnlReconciliation:
         str
             ``"P&L reconciled exactly"``, ``"P&L NOT reconciled"`` or ``"P&L: nothing to reconcile
             (why)"``, then for each currency its realized P&L, the records counted, the balances and
-            the difference.
+            the difference, then ``"trail "`` and the trail's verification summary.
         """
         _, verdict = self._verdict()
         lines = [verdict]
@@ -266,13 +276,15 @@ class PnlReconciliation:
                         f"(change {_text(row.balance_change)}), difference {_text(row.difference)}")
             lines.append(f"  {row.currency}: realized {_text(row.realized_pnl)} from {row.pnl_records} record(s); "
                          f"{balances}")
+        lines.append(f"trail {self.verification.summary}")
         return "\n".join(lines)
 
     def __str__(self) -> str:
         return self.to_text()
 
     def __repr__(self) -> str:
-        return f"<PnlReconciliation: {self._verdict()[1]}>"
+        unverified = "" if self.verification.ok else f" [trail {self.verification.state}]"
+        return f"<PnlReconciliation: {self._verdict()[1]}{unverified}>"
 
     def _verdict(self) -> tuple[bool | None, str]:
         frame = self.frame

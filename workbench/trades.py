@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from workbench.trail import Trail
+    from workbench.verification import VerificationStatus
 
 #: Columns of ``trade_lifecycle``'s result.
 LIFECYCLE_COLUMNS = (
@@ -124,12 +125,14 @@ class SignalConversion:
     ``summary``: one row per group (the ``by`` column, then ``CONVERSION_COLUMNS``):
     ``conversion_rate`` = acted_on / signals, ``fill_rate`` = filled_orders / orders (NULL when
     the denominator is 0). ``not_traded``: one row per group and ``filter_reason`` with
-    ``signals`` and ``share`` (of the group's filtered signals). Both lazy.
+    ``signals`` and ``share`` (of the group's filtered signals). Both lazy. ``verification``: the
+    status of the trail they were read from (their frames carry it in ``attrs["verification"]``).
     """
 
     by: str
     summary: ir.Table
     not_traded: ir.Table
+    verification: VerificationStatus | None = None
 
     def to_pandas(self) -> pd.DataFrame:
         """The summary as a DataFrame (executes the query)."""
@@ -209,7 +212,8 @@ def signal_conversion(
     filtered = t.filter(is_signal & ~t.acted_on.fill_null(True))
     reasons = filtered.group_by([by, "filter_reason"]).aggregate(signals=filtered.count())
     reasons = reasons.mutate(share=reasons.signals / reasons.signals.sum().over(ibis.window(group_by=by)))
-    return SignalConversion(by, summary, reasons.order_by(by, ibis.desc("signals"), "filter_reason"))
+    return SignalConversion(by, summary, reasons.order_by(by, ibis.desc("signals"), "filter_reason"),
+                            trail.verification)
 
 
 def _window(window: Any) -> tuple[Any, Any]:

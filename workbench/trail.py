@@ -8,6 +8,8 @@ Examples
 >>> base = tempfile.mkdtemp()
 >>> generated = generate_trail(base, events=300, days=2, seed=1)
 >>> trail = open_trail(base)
+>>> trail.verification.state
+'verified'
 >>> int(trail.events.count().execute()) == generated.events
 True
 >>> fills = trail.filter(start="2026-01-01", end="2026-01-02", event_type="trade.fill")
@@ -19,6 +21,8 @@ True
 from __future__ import annotations
 
 import difflib
+import os
+import sys
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -29,9 +33,16 @@ import ibis
 import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
 
-from workbench import _backend, filters
+from workbench import _backend, filters, verification
 from workbench._time import NS_PER_SECOND, is_integer, to_ns, utc_day
-from workbench.errors import TrailNotFoundError, UnknownValueWarning, UnreadableFileWarning, WorkbenchInputError
+from workbench.errors import (
+    TrailNotFoundError,
+    TrailNotVerifiedWarning,
+    UnknownValueWarning,
+    UnreadableFileWarning,
+    WorkbenchInputError,
+)
+from workbench.verification import VerificationStatus
 
 #: Cold columns that are storage, not evidence to query: the stored form of the record (for
 #: ``verify_cold``), a torn line's bytes and the line number in the source file. Left out of ``events``.
@@ -103,21 +114,68 @@ class Trail:
     ``*_value_num``/``_text``/``_bool``/``_json`` beside their JSON text) and the int32 day
     partitions ``year``, ``month``, ``day``. A readable ``description`` is not a column: add it to
     the rows you select with ``workbench.with_description``.
+
+    ``verification`` says whether the files verified (``open_trail(verify=...)``). Reading
+    ``events`` (which every analysis does) on a trail whose status is not ``"verified"`` warns
+    ``TrailNotVerifiedWarning`` once per ``Trail``; the analysis still runs.
     """
 
     def __init__(self, path: Path, backend: Any, events: ir.Table, hot: HotSnapshot, include_hot: bool,
-                 on_unknown: str = "warn") -> None:
+                 on_unknown: str = "warn", status: VerificationStatus | None = None) -> None:
         if on_unknown not in ON_UNKNOWN:
             raise WorkbenchInputError(f"on_unknown={on_unknown!r}: expected one of {ON_UNKNOWN}")
         self.path = path
         self.backend = backend
-        self.events = events
+        self._events = events
         self.hot = hot
         self.include_hot = include_hot
         self.on_unknown = on_unknown
         self._definition: ir.Table | None = None
         self._catalogue: Catalogue | None = None
         self._keys: tuple[bytes | None, Any] = (None, None)  # kept for refresh(); never shown
+        self._verification = status if status is not None else verification.not_verified(path, "not checked")
+        self._warned = False
+        self._verify = True  # open_trail(verify=...), kept for refresh()
+        verification.register_view(events, self)
+
+    @property
+    def events(self) -> ir.Table:
+        """The trail's rows, lazy: what every analysis starts from.
+
+        The first read on a trail that is not ``"verified"`` warns ``TrailNotVerifiedWarning``.
+        """
+        self._warn_unless_verified()
+        return self._events
+
+    @property
+    def verification(self) -> VerificationStatus:
+        """The files' verification status: ``state``, ``summary``, ``report`` (``workbench.VerificationStatus``)."""
+        return self._verification
+
+    def verify(self) -> VerificationStatus:
+        """Verify the files again now, ignoring cached results (the fresh result is cached).
+
+        Returns the new status, which ``verification`` holds from now on. Use it when a cached
+        result is not enough (an unkeyed cache entry is only as trustworthy as the directory it is
+        in). It is the status of the files as they are now: hot rows were read when the trail was
+        opened, so after files changed ``refresh()`` (rows and status) is what you want. A change
+        of state warns again on the next read.
+        """
+        hmac_key, public_key = self._keys
+        status = verification.verification_status(self.path, hmac_key, public_key, use_cache=False)
+        if status.state != self._verification.state:
+            self._warned = False
+        self._verification = status
+        return status
+
+    def _warn_unless_verified(self) -> None:
+        if self._warned or self._verification.state == verification.VERIFIED:
+            return
+        self._warned = True
+        status = self._verification
+        warnings.warn(f"trail {str(self.path)!r} {status.summary}. Analyses still run and their results say so "
+                      "(df.attrs['verification']); trail.verification has the details", TrailNotVerifiedWarning,
+                      stacklevel=_caller_level())
 
     @property
     def catalogue(self) -> Catalogue:
@@ -184,7 +242,8 @@ class Trail:
 
     def __repr__(self) -> str:
         return (f"Trail({str(self.path)!r}, backend={_backend.backend_name(self.backend)!r}, "
-                f"hot_files={len(self.hot.files)}, hot_rows={self.hot.rows})")
+                f"hot_files={len(self.hot.files)}, hot_rows={self.hot.rows}, "
+                f"verification={self._verification.state!r})")
 
     @property
     def hot_path(self) -> Path:
@@ -195,10 +254,14 @@ class Trail:
         return self.path / "cold"
 
     def refresh(self) -> Trail:
-        """Open the trail again, picking up records written and files converted since."""
+        """Open the trail again, picking up records written and files converted since.
+
+        The keys and ``verify`` are kept; the verification status is computed again for the files
+        as they are now (a cached result only if no file changed).
+        """
         hmac_key, public_key = self._keys
         return open_trail(self.path, self.backend, include_hot=self.include_hot, on_unknown=self.on_unknown,
-                          hmac_key=hmac_key, public_key=public_key)
+                          hmac_key=hmac_key, public_key=public_key, verify=self._verify)
 
     def filter(
         self,
@@ -338,6 +401,18 @@ class Trail:
         return count_by_type(self, start, end, **options)
 
 
+def _caller_level() -> int:
+    """The ``stacklevel`` that points a warning at the first frame outside the workbench (and Ibis)."""
+    frame = sys._getframe(2)  # the caller of the method that warns
+    level = 2
+    package = str(Path(__file__).parent) + os.sep
+    while frame is not None and (frame.f_code.co_filename.startswith(package)
+                                 or f"{os.sep}ibis{os.sep}" in frame.f_code.co_filename):
+        frame = frame.f_back
+        level += 1
+    return level
+
+
 def _suggestions(value: str, known: Iterable[str]) -> list[str]:
     """Known values close to ``value``: the same name with a suffix (``EURUSD`` -> ``EURUSD.SIM``), or similar."""
     candidates = sorted(known, key=str)
@@ -354,6 +429,7 @@ def open_trail(
     on_unknown: str = "warn",
     hmac_key: bytes | None = None,
     public_key: Any = None,
+    verify: bool = True,
 ) -> Trail:
     """Open the trail under ``path`` (its ``cold/`` partitions and ``hot/`` files) as lazy Ibis tables.
 
@@ -384,11 +460,20 @@ def open_trail(
         converted is decided from an authentic manifest entry (``audit_core.cold.manifest.converted_entry``):
         on a keyed trail, without the key no entry is authentic, so every hot file still present is
         read again (its rows also in cold count once: the answers are the same, only slower).
+        Both are also what the files are verified with.
+    verify
+        Verify the files first (``audit_core.verify_trail``: hot chains and seals, every cold
+        store's Parquet columns, manifests and root) and keep the result as ``trail.verification``
+        (``VerificationStatus``: ``"verified"``, ``"failed"`` or ``"unverified"``). The result is
+        cached (``workbench.verification``): opening unchanged files again with the same keys does
+        not verify again. ``False``: not checked, ``"unverified"``. An analysis on a trail that is
+        not ``"verified"`` warns ``TrailNotVerifiedWarning`` once and says so in its result; a
+        failed trail is still opened, so that it can be investigated.
 
     Returns
     -------
     Trail
-        ``trail.events`` is the table every analysis starts from.
+        ``trail.events`` is the table every analysis starts from; ``trail.verification`` its status.
 
     Raises
     ------
@@ -397,9 +482,14 @@ def open_trail(
     """
     root = Path(path)
     cold_dir, hot_dir = root / "cold", root / "hot"
+    if not isinstance(verify, bool):
+        raise WorkbenchInputError(f"verify={verify!r}: expected True or False")
     if not cold_dir.is_dir() and not hot_dir.is_dir():
         raise TrailNotFoundError(f"path={str(path)!r} holds no trail: expected a cold/ or hot/ directory in it")
     backend = _backend.resolve(backend)
+    # Before the files are read: the status is for the files as they were, at most, when read.
+    status = (verification.verification_status(root, hmac_key, public_key) if verify
+              else verification.not_verified(root, "opened with verify=False"))
     schema = cold_schema()
     damaged: list[tuple[Path, str]] = []
     cold = _backend.read_cold(backend, cold_dir, damaged) if cold_dir.is_dir() else None
@@ -433,8 +523,9 @@ def open_trail(
     events = base.select(base.ts_event, _backend.event_time(backend, base.ts_event).name("time"),
                          base.event_type, base.source,
                          *[base[name] for name in schema.names if name not in first])
-    trail = Trail(root, backend, _backend.as_view(backend, events), snapshot, include_hot, on_unknown)
+    trail = Trail(root, backend, _backend.as_view(backend, events), snapshot, include_hot, on_unknown, status)
     trail._keys = keys
+    trail._verify = verify
     trail._definition = events  # keeps the hot memtable alive as long as the view that reads it
     return trail
 

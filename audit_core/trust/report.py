@@ -107,6 +107,27 @@ class VerificationReport:
             "retired": self.retired,
         }
 
+    @classmethod
+    def from_dict(cls, document: dict[str, Any]) -> VerificationReport:
+        """The report whose ``to_dict()`` is ``document``. Raises KeyError, TypeError or ValueError otherwise."""
+
+        def failures(items: list[dict[str, Any]]) -> list[VerificationFailure]:
+            return [VerificationFailure(str(item["file"]), int(item["line"]),
+                                        None if item["sequence"] is None else int(item["sequence"]),
+                                        FailureKind(item["kind"]), str(item["detail"])) for item in items]
+
+        report = cls(
+            files=[str(name) for name in document["files"]], records=int(document["records"]),
+            failures=failures(document["failures"]),
+            streams={str(name): StreamSummary(**values) for name, values in document["streams"].items()},
+            keyed=bool(document["keyed"]), recovered=failures(document["recovered"]),
+            retired=[str(note) for note in document["retired"]], sealed_files=int(document["sealed_files"]),
+            signing_key_id=document["signing_key_id"],
+        )
+        if report.to_dict() != {key: value for key, value in document.items() if key != "parts"}:
+            raise ValueError("the document does not rebuild to the same report")
+        return report
+
     def to_text(self, max_failures: int = 50) -> str:
         lines = [
             f"{'OK' if self.ok else 'FAILED'}: {len(self.files)} file(s), {self.records} record(s), "

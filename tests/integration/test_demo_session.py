@@ -6,6 +6,7 @@ The demo runs once per test session (about half a minute) and the tests read wha
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import nbformat
@@ -47,6 +48,8 @@ def test_the_demo_succeeds_and_prints_the_summary(demo):
     code, _, reports, printed = demo
     assert code == 0, printed
     assert "integrity: OK" in printed
+    assert re.search(r"workbench: verified: ([\d,]+) hot records in \d+ files \+ \1 cold rows in \d+ Parquet files; "
+                     r"SHA-256 chains \+ Ed25519 key id [0-9a-f]{16}; checked ", printed), printed
     assert ("incident found: 2026-01-07 14:32:00 UTC  risk_multiplier 1.0 -> 4.0 by ops_console, reason: NONE "
             "(missing_reason, out_of_bounds, unexpected_source)") in printed
     assert "difference 0 (reconciled exactly)" in printed
@@ -96,12 +99,32 @@ def test_seals_are_signed_and_both_sides_verify(demo):
     assert not any("PRIVATE" in path.read_text(errors="ignore") for path in (out / "hot").iterdir())
 
 
+def test_the_whole_trail_verifies_with_the_one_public_key(demo):
+    """What the demo tells the user to run: hot seals, manifest entries and the cold root, one key."""
+    from audit_core import verify_trail
+    from workbench import open_trail
+
+    _, out, _, _ = demo
+    public_key = load_public_key(out / "keys" / "ledgerline.pub")
+    assert verify_trail(out, public_key=public_key).ok
+    status = open_trail(out, public_key=public_key).verification
+    assert status.state == "verified" and status.mode == "signature" and status.key_id
+
+
+
 def test_the_notebook_ran_top_to_bottom_into_the_report(demo):
     _, _, reports, _ = demo
     executed = nbformat.read(reports / "audit_forensics_example.ipynb", as_version=4)
     code_cells = [cell for cell in executed.cells if cell.cell_type == "code"]
     assert all(cell.execution_count for cell in code_cells)
     assert not [o for cell in code_cells for o in cell.outputs if o.output_type == "error"]
+    (status,) = [cell for cell in code_cells if cell.source.startswith("trail.verification")]
+    assert code_cells.index(status) == 1  # right after opening the trail, computed
+    shown = status.outputs[0]["data"]
+    assert "VERIFIED" in shown["text/html"] and "Ed25519" in shown["text/html"] and "state='verified'" in shown[
+        "text/plain"]
+    assert not [o for cell in code_cells for o in cell.outputs if o.get("name") == "stderr"
+                and "TrailNotVerifiedWarning" in o.get("text", "")]
     charts = [o for cell in code_cells for o in cell.outputs if "application/vnd.vega.v5+json" in o.get("data", {})]
     assert len(charts) >= 5
     html = (reports / "audit_forensics_example.html").read_text()

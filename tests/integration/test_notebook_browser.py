@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from audit_core.cold.converter import ParquetConverter
-from audit_core.trust.signing import generate_keypair
+from audit_core.trust.signing import generate_keypair, load_private_key, load_public_key
 from examples.adaptive_backtest import run_backtest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,7 +46,9 @@ def lab(tmp_path_factory):
     (trail / "keys").mkdir(parents=True)
     generate_keypair(trail / "keys" / "ledgerline.key", trail / "keys" / "ledgerline.pub")
     run_backtest(trail, signing_key_path=trail / "keys" / "ledgerline.key")
-    ParquetConverter(trail / "hot", trail / "cold").convert_all()
+    # Signed as `make demo` signs it, so that the notebook's open_trail(public_key=) verifies the cold side too.
+    ParquetConverter(trail / "hot", trail / "cold", public_key=load_public_key(trail / "keys" / "ledgerline.pub"),
+                     signing_key=load_private_key(trail / "keys" / "ledgerline.key")).convert_all()
     notebooks.mkdir()
     shutil.copy(NOTEBOOK, notebooks / NOTEBOOK.name)
     # Render every cell (JupyterLab 4 only renders cells near the viewport by default).

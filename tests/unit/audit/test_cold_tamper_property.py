@@ -4,8 +4,9 @@ The attacker here rewrites a Parquet file with pyarrow and then does everything 
 lets them do: recomputes the manifest entry (the file's SHA-256, rows and sequence range) and the
 cold root. So whatever ``verify_cold`` reports comes from the rows themselves (each record's
 checksum, the chain in source-line order, the seal copy's counts and hashes, and every typed column
-derived again from the record) or from the entry's own rows disagreeing with its seal copy. With an HMAC key the attacker cannot re-authenticate the entry, so
-the entry fails too; the row checks must still name the row (they do not stop at the file hash).
+derived again from the record) or from the entry's own rows disagreeing with its seal copy. With
+an HMAC key the attacker cannot re-authenticate the entry, so the entry fails too; the row checks
+must still name the row (they do not stop at the file hash).
 """
 
 from __future__ import annotations

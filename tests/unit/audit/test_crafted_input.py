@@ -321,7 +321,7 @@ class TestLibraryReaders:
         assert sum(p.rows for p in stats) == (0 if case.stats_skips else PER_DAY)
 
     def test_open_trail_reports_and_skips(self, crafted, request):
-        from workbench import UnreadableFileWarning, open_trail
+        from workbench import TrailNotVerifiedWarning, UnreadableFileWarning, open_trail
 
         case, base, damaged = crafted
         if case.open_trail == "warns":
@@ -330,7 +330,15 @@ class TestLibraryReaders:
             assert any(damaged.name in str(w.message) for w in caught)
         else:
             trail = open_trail(base)
-        assert trail.events.count().execute() == RECORDS + case.extra_rows
+        # Opened without the keys, as an analyst who has none would: no crafted input passes as verified,
+        # and the status names the damaged file.
+        assert trail.verification.state != "verified"
+        if case.mode == "signed":  # signatures and checkpoints are checked only with the public key, and it says so
+            assert "no public_key was given" in trail.verification.summary
+        else:
+            assert any(damaged.name in f"{failure.file} {failure.detail}" for failure in trail.verification.failures)
+        with pytest.warns(TrailNotVerifiedWarning, match="FAILED|not verified"):
+            assert trail.events.count().execute() == RECORDS + case.extra_rows
 
 
 class TestCommandLine:

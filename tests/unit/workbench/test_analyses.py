@@ -11,6 +11,7 @@ import pytest
 from conftest import CONTROL, EXEC, MIDNIGHT, T0, S
 
 from workbench import (
+    TrailNotVerifiedWarning,
     UnknownValueWarning,
     WorkbenchInputError,
     detect_unexplained_changes,
@@ -243,7 +244,12 @@ def test_sequence_gaps_and_integrity_failures_are_surfaced(hand_trail):
     table = pq.read_table(day)
     keep = pa.array([sequence != 3 for sequence in table.column("sequence").to_pylist()])
     pq.write_table(table.filter(keep), day)  # someone deleted the fill of O-1 from cold storage
-    found = detect_unexplained_changes(open_trail(hand_trail.base))
+    trail = open_trail(hand_trail.base)
+    assert trail.verification.state == "failed"
+    with pytest.warns(TrailNotVerifiedWarning, match="FAILED: .*parquet_mismatch") as caught:
+        found = detect_unexplained_changes(trail)
+    assert len(caught) == 1
+    assert found.verification is trail.verification
     gaps = rows(found.findings.filter(found.findings.kind == "sequence_gap"), "stream", "sequence", "detail")
     assert gaps == [(EXEC, 4, "sequence jumps from 2 to 4 in stream TRADER-001.exec: 1 record(s) missing")]
     assert not found.integrity_ok

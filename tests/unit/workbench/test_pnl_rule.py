@@ -17,7 +17,13 @@ import pytest
 from audit_core import AuditConfig, AuditEventEmitter
 from audit_core.cold.converter import ParquetConverter
 from benchmarks.trail_gen import FakeClock
-from workbench import WorkbenchInputError, open_trail, pnl_reconciliation, realized_pnl_series
+from workbench import (
+    TrailNotVerifiedWarning,
+    WorkbenchInputError,
+    open_trail,
+    pnl_reconciliation,
+    realized_pnl_series,
+)
 from workbench.charts import pnl_over_time
 from workbench.pnl import realized_pnl_events
 
@@ -278,8 +284,11 @@ class TestNothingToReconcile:
     def test_an_empty_trail(self, tmp_path):
         (tmp_path / "hot").mkdir()
         trail = open_trail(tmp_path)
-        reconciliation = pnl_reconciliation(trail)
+        with pytest.warns(TrailNotVerifiedWarning, match="no records to check"):
+            reconciliation = pnl_reconciliation(trail)
         assert reconciliation.ok is None and reconciliation.to_pandas().empty
+        assert reconciliation.to_text().endswith("trail not verified: the trail holds no records to check "
+                                                 f"(checked {trail.verification.checked_at:%Y-%m-%d %H:%M:%S} UTC)")
         assert realized_pnl_series(trail).to_pandas().empty
 
     def test_pnl_without_balances(self, tmp_path):

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import CONTROL, EXEC, MIDNIGHT, T0, S
 
-from workbench import TrailNotFoundError, UnknownValueWarning, WorkbenchInputError, open_trail
+from workbench import TrailNotFoundError, TrailNotVerifiedWarning, UnknownValueWarning, WorkbenchInputError, open_trail
 from workbench.filters import event_types
 
 
@@ -41,8 +41,11 @@ class TestOpening:
         hand_trail.convert()
         hand_trail.forget_conversion_of("2026-01-06")  # its hot files are read again, and are in cold too
         trail = open_trail(hand_trail.base)
+        # Parquet files without their manifest entries: the cold store fails verification, and says so.
+        assert {failure.kind.value for failure in trail.verification.failures} == {"root_invalid", "unexpected_file"}
         assert trail.hot.rows == hand_trail.events - hand_trail.jan5
-        assert count(trail.events) == hand_trail.events
+        with pytest.warns(TrailNotVerifiedWarning, match="FAILED"):
+            assert count(trail.events) == hand_trail.events
         keys = trail.events.select("stream", "sequence").distinct()
         assert count(keys) == hand_trail.events
 
@@ -78,7 +81,9 @@ class TestOpening:
     def test_an_empty_trail_has_the_schema_and_no_rows(self, tmp_path):
         (tmp_path / "cold").mkdir()
         trail = open_trail(tmp_path)
-        assert count(trail.events) == 0 and "realized_pnl" in trail.events.columns
+        assert trail.verification.state == "unverified"  # nothing was checked, and it says so
+        with pytest.warns(TrailNotVerifiedWarning, match="no records to check"):
+            assert count(trail.events) == 0 and "realized_pnl" in trail.events.columns
 
 
 class TestPartitionPruning:
@@ -227,5 +232,8 @@ class TestKeyedTrails:
         without = open_trail(tmp_path)
         keyed = open_trail(tmp_path, hmac_key=key.encode())
         assert len(without.hot.files) == 2 and len(keyed.hot.files) == 1
-        assert count(without.events) == count(keyed.events) == 6
+        assert keyed.verification.state == "verified" and without.verification.state == "unverified"
+        with pytest.warns(TrailNotVerifiedWarning, match="looks keyed"):
+            assert count(without.events) == 6
+        assert count(keyed.events) == 6
         assert len(keyed.refresh().hot.files) == 1  # refresh keeps the keys

@@ -11,6 +11,7 @@ from conftest import MIDNIGHT, T0, S
 
 from audit_core import AuditConfig, AuditEventEmitter
 from workbench import (
+    TrailNotVerifiedWarning,
     UnknownValueWarning,
     WorkbenchInputError,
     count_by_type,
@@ -102,6 +103,8 @@ class TestTypos:
     def test_an_empty_trail_suggests_nothing(self, tmp_path):
         (tmp_path / "hot").mkdir()
         trail = open_trail(tmp_path)
+        with pytest.warns(TrailNotVerifiedWarning, match="no records to check"):  # nothing was verified either
+            trail.events  # noqa: B018 - the first read warns, once
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             assert count(trail.filter(source="anything")) == 0
