@@ -44,11 +44,10 @@ def simulate_crash(target: Any) -> None:
     writer._flusher.join()
     with writer._cond:
         writer._closed = True
-    for name in ("_fd", "_spill_fd"):
-        fd = getattr(writer, name)
-        if fd >= 0:
-            os.close(fd)
-            setattr(writer, name, -1)
+    if writer._fd >= 0:
+        os.close(writer._fd)
+        writer._fd = -1
+    writer._spill.close()
     writer._release_stream()
 
 

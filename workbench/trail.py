@@ -132,7 +132,7 @@ class Trail:
         self.on_unknown = on_unknown
         self._definition: ir.Table | None = None
         self._catalogue: Catalogue | None = None
-        self._keys: tuple[bytes | None, Any] = (None, None)  # kept for refresh(); never shown
+        self._keys: tuple[bytes | None, Any, Any] = (None, None, None)  # kept for refresh(); never shown
         self._verification = status if status is not None else verification.not_verified(path, "not checked")
         self._warned = False
         self._verify = True  # open_trail(verify=...), kept for refresh()
@@ -161,8 +161,9 @@ class Trail:
         opened, so after files changed ``refresh()`` (rows and status) is what you want. A change
         of state warns again on the next read.
         """
-        hmac_key, public_key = self._keys
-        status = verification.verification_status(self.path, hmac_key, public_key, use_cache=False)
+        hmac_key, public_key, cold_public_key = self._keys
+        status = verification.verification_status(self.path, hmac_key, public_key, use_cache=False,
+                                                  cold_public_key=cold_public_key)
         if status.state != self._verification.state:
             self._warned = False
         self._verification = status
@@ -259,9 +260,10 @@ class Trail:
         The keys and ``verify`` are kept; the verification status is computed again for the files
         as they are now (a cached result only if no file changed).
         """
-        hmac_key, public_key = self._keys
+        hmac_key, public_key, cold_public_key = self._keys
         return open_trail(self.path, self.backend, include_hot=self.include_hot, on_unknown=self.on_unknown,
-                          hmac_key=hmac_key, public_key=public_key, verify=self._verify)
+                          hmac_key=hmac_key, public_key=public_key, cold_public_key=cold_public_key,
+                          verify=self._verify)
 
     def filter(
         self,
@@ -429,6 +431,7 @@ def open_trail(
     on_unknown: str = "warn",
     hmac_key: bytes | None = None,
     public_key: Any = None,
+    cold_public_key: Any = None,
     verify: bool = True,
 ) -> Trail:
     """Open the trail under ``path`` (its ``cold/`` partitions and ``hot/`` files) as lazy Ibis tables.
@@ -455,12 +458,13 @@ def open_trail(
         parameter, instrument without its venue suffix...) does: ``"warn"`` (the default, an
         ``UnknownValueWarning`` suggesting close values), ``"raise"`` (``WorkbenchInputError``) or
         ``"ignore"``.
-    hmac_key, public_key
-        The trail's HMAC key and the converter's Ed25519 public key. Whether a hot file was
+    hmac_key, public_key, cold_public_key
+        The trail's HMAC key; the writer's Ed25519 public key (seals must be signed by it); the
+        converter's, when it signs manifests and the cold root with a key of its own (default:
+        ``public_key``). They are what the files are verified with. Whether a hot file was
         converted is decided from an authentic manifest entry (``audit_core.cold.manifest.converted_entry``):
         on a keyed trail, without the key no entry is authentic, so every hot file still present is
         read again (its rows also in cold count once: the answers are the same, only slower).
-        Both are also what the files are verified with.
     verify
         Verify the files first (``audit_core.verify_trail``: hot chains and seals, every cold
         store's Parquet columns, manifests and root) and keep the result as ``trail.verification``
@@ -488,8 +492,8 @@ def open_trail(
         raise TrailNotFoundError(f"path={str(path)!r} holds no trail: expected a cold/ or hot/ directory in it")
     backend = _backend.resolve(backend)
     # Before the files are read: the status is for the files as they were, at most, when read.
-    status = (verification.verification_status(root, hmac_key, public_key) if verify
-              else verification.not_verified(root, "opened with verify=False"))
+    status = (verification.verification_status(root, hmac_key, public_key, cold_public_key=cold_public_key)
+              if verify else verification.not_verified(root, "opened with verify=False"))
     schema = cold_schema()
     damaged: list[tuple[Path, str]] = []
     cold = _backend.read_cold(backend, cold_dir, damaged) if cold_dir.is_dir() else None
@@ -498,7 +502,7 @@ def open_trail(
                       "if it is still there. `ledgerline verify` reports the damage", UnreadableFileWarning,
                       stacklevel=2)
     lost = {file.resolve() for file, _ in damaged}
-    keys = (hmac_key, public_key)
+    keys = (hmac_key, public_key, cold_public_key)
     hot, snapshot = (_read_hot(backend, hot_dir, cold_dir, schema, lost, keys) if include_hot and hot_dir.is_dir()
                      else (None, HotSnapshot()))
     if cold is not None:
@@ -558,7 +562,7 @@ def _read_hot(
     tables = []
     for file in hot_files(hot_dir):
         try:
-            if _converted(file, cold_dir, lost or set(), *keys):
+            if _converted(file, cold_dir, lost or set(), keys[0], keys[2] if keys[2] is not None else keys[1]):
                 continue
         except (AuditFormatError, OSError) as exc:
             unreadable(exc, "cannot tell whether it was converted; reading its hot rows")

@@ -177,6 +177,7 @@ def not_verified(path: Path | str, reason: str) -> VerificationStatus:
 
 def verification_status(
     path: Path | str, hmac_key: bytes | None = None, public_key: Any = None, *, use_cache: bool = True,
+    cold_public_key: Any = None,
 ) -> VerificationStatus:
     """Verify the trail under ``path`` (``audit_core.verify_trail``), or take the cached result for these files, keys.
 
@@ -186,6 +187,9 @@ def verification_status(
         The trail's root.
     hmac_key, public_key
         The trail's HMAC key and the Ed25519 public key its seals and cold root are signed with.
+    cold_public_key
+        The converter's own public key, when it signs manifests and the cold root with a key of its
+        own (default: ``public_key``).
     use_cache
         Look the result up in the caches first (False: always verify). The result is stored in
         both either way, unless the files changed while they were being verified.
@@ -200,10 +204,10 @@ def verification_status(
     from audit_core import verify_trail
 
     root = Path(path).resolve()
-    keys = _key_identity(hmac_key, public_key)
+    keys = _key_identity(hmac_key, public_key, cold_public_key)
     before = fingerprint(root)
     key = _cache_key(root, keys)
-    cacheable = keys["public_key"] != "?"
+    cacheable = "?" not in (keys["public_key"], keys.get("cold_public_key"))
     if use_cache and cacheable:
         cached = _memory.get(f"{key}:{before}")
         if cached is not None:
@@ -214,7 +218,7 @@ def verification_status(
             return _status(root, entry[0], keys, hmac_key, entry[1], "disk cache", before)
     checked_at = _dt.datetime.now(_dt.UTC)
     try:
-        report = verify_trail(root, hmac_key=hmac_key, public_key=public_key)
+        report = verify_trail(root, hmac_key=hmac_key, public_key=public_key, cold_public_key=cold_public_key)
     except Exception as exc:  # a bug or an unusable key must not keep a trail from being investigated
         return not_verified(root, f"verify_trail raised {type(exc).__name__}: {exc}")
     if cacheable and fingerprint(root) == before:  # files that changed meanwhile are not cached
@@ -296,24 +300,33 @@ def annotate(expr: Any, frame: Any) -> Any:
 # --- private helpers --------------------------------------------------------------------------------------
 
 
-def _key_identity(hmac_key: bytes | None, public_key: Any) -> dict[str, Any]:
-    """What a cache entry records of the keys: the mode, an HMAC key tag, the public key's SHA-256.
+def _key_identity(hmac_key: bytes | None, public_key: Any, cold_public_key: Any = None) -> dict[str, Any]:
+    """What a cache entry records of the keys: the mode, an HMAC key tag, the public keys' SHA-256.
 
-    ``public_key`` is ``"?"`` when the key cannot be named (not an Ed25519 public key): such a
-    result is not cached (``verify_trail`` says what is wrong with the key).
+    A public key is ``"?"`` when it cannot be named (not an Ed25519 public key): such a result is
+    not cached (``verify_trail`` says what is wrong with the key). ``cold_public_key`` is recorded
+    only when given, so entries checked without one keep their identity.
     """
-    public_id = None
-    if public_key is not None:
-        try:
-            from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-
-            public_id = hashlib.sha256(public_key.public_bytes(Encoding.Raw, PublicFormat.Raw)).hexdigest()
-        except Exception:  # not a key we can name: verified, never cached
-            public_id = "?"
+    public_id = _public_id(public_key)
     tag = None if hmac_key is None else hmac.new(hmac_key, _KEY_TAG_LABEL, hashlib.sha256).hexdigest()
     mode = {(False, False): "unkeyed", (True, False): "hmac", (False, True): "signature",
             (True, True): "hmac+signature"}[(tag is not None, public_id is not None)]
-    return {"mode": mode, "hmac": tag, "public_key": public_id}
+    identity = {"mode": mode, "hmac": tag, "public_key": public_id}
+    if cold_public_key is not None:
+        identity["cold_public_key"] = _public_id(cold_public_key)
+    return identity
+
+
+def _public_id(public_key: Any) -> str | None:
+    """SHA-256 hex of an Ed25519 public key's raw bytes; None for no key, ``"?"`` for one that is not a key."""
+    if public_key is None:
+        return None
+    try:
+        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+        return hashlib.sha256(public_key.public_bytes(Encoding.Raw, PublicFormat.Raw)).hexdigest()
+    except Exception:  # not a key we can name: verified, never cached
+        return "?"
 
 
 def _cache_key(root: Path, keys: dict[str, Any]) -> str:

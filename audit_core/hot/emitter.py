@@ -27,8 +27,9 @@ from audit_core.events import (
     TradeEvent,
     record_too_large_error,
 )
+from audit_core.hot._degradation import StateChange
 from audit_core.hot._stream import StreamTail
-from audit_core.hot.writer import AppendOnlyWriter, StateChange
+from audit_core.hot.writer import AppendOnlyWriter
 from audit_core.trust.record import GENESIS_HASH, RECORD_FORMAT, build_line, compute_checksum, split_record
 
 logger = logging.getLogger("ledgerline.emitter")

@@ -33,7 +33,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,13 +46,19 @@ from audit_core._layout import (
 )
 from audit_core.config import AuditConfig
 from audit_core.errors import AuditWriteError
+from audit_core.hot._degradation import (
+    DEGRADING_ERRNOS,
+    Episode,
+    SpillFile,
+    StateChange,
+    spilled_records,
+)
 from audit_core.hot._stream import (
     StreamTail,
     acquire_stream,
     append_to,
     continues,
     read_tail,
-    records_continuing,
     write_synced,
 )
 from audit_core.trust.seals import fsync_directory, seal_file
@@ -63,9 +69,6 @@ logger = logging.getLogger("ledgerline.writer")
 _OPEN_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
 _FILE_MODE = 0o640
 _NEVER = 2**63
-#: Errors that mean "this disk cannot take the bytes now": degrade and retry, do not crash.
-DEGRADING_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG, errno.EROFS})
-SPILL_SUFFIX = ".spill"
 
 
 @dataclass
@@ -81,14 +84,6 @@ class WriterStats:
     degraded_episodes: int = 0
     spilled_bytes: int = 0
     blocked_appends: int = 0
-
-
-@dataclass(frozen=True)
-class StateChange:
-    """The writer became degraded or recovered; ``details`` go into the sys record's payload."""
-
-    kind: str  # "degraded" | "recovered"
-    details: dict[str, Any] = field(default_factory=dict)
 
 
 class AppendOnlyWriter:
@@ -132,10 +127,10 @@ class AppendOnlyWriter:
         self._fd = -1
         self._path: Path | None = None
         self._rotate_at_ns = _NEVER
-        self._degraded_since_ns: int | None = None
-        self._degraded_error = ""
+        self._episode = Episode(clock)
         self._next_retry = 0.0
-        self._spill_fd = -1
+        fallback = config.fallback_path
+        self._spill = SpillFile(None if fallback is None else Path(fallback))
         self._closed = False
         self._sealers: list[threading.Thread] = []
         self._unsealed_previous: Path | None = None  # rotated out, sealed once its successor is open
@@ -171,7 +166,7 @@ class AppendOnlyWriter:
     @property
     def is_degraded(self) -> bool:
         """True while the hot file is failing and records wait in memory (or the spill file)."""
-        return self._degraded_since_ns is not None
+        return self._episode.active
 
     @property
     def buffered_bytes(self) -> int:
@@ -199,7 +194,7 @@ class AppendOnlyWriter:
                     raise AuditWriteError(f"writer for {self._path} is closed")
             self.stats.records += 1
             self._queued += len(data)
-            if not (self._writing or self._pending or self._degraded_since_ns is not None or self._fd < 0) and (
+            if not (self._writing or self._pending or self._episode.active or self._fd < 0) and (
                 self._clock() < self._rotate_at_ns
             ):
                 # Uncontended: write here, under the lock, with no queueing at all.
@@ -216,7 +211,7 @@ class AppendOnlyWriter:
                 data = data[written:]  # short or failed: the leader's drain retries, or degrades
             self._pending.append(data)
             self._pending_bytes += len(data)
-            if self._degraded_since_ns is not None:
+            if self._episode.active:
                 self._unspilled.append(data)
             lead = not self._writing
             if lead:
@@ -233,9 +228,9 @@ class AppendOnlyWriter:
             self._drain()
         elif self._written < ticket:
             with self._mutex:
-                while self._written < ticket and self._writing and self._degraded_since_ns is None:
+                while self._written < ticket and self._writing and not self._episode.active:
                     self._wait()
-                lead = self._written < ticket and not self._writing and self._degraded_since_ns is None
+                lead = self._written < ticket and not self._writing and not self._episode.active
                 if lead:
                     self._writing = True
             if lead:
@@ -259,7 +254,7 @@ class AppendOnlyWriter:
                 if self._synced >= ticket or self._spilled >= ticket:
                     return
                 if self._written < ticket:
-                    if self._degraded_since_ns is None:
+                    if not self._episode.active:
                         if self._writing:
                             self._wait()
                             continue
@@ -270,7 +265,7 @@ class AppendOnlyWriter:
                         ):
                             raise AuditWriteError(
                                 errno.EIO,
-                                f"record cannot be made durable: {self._degraded_error}; {self._pending_bytes} "
+                                f"record cannot be made durable: {self._episode.error}; {self._pending_bytes} "
                                 "bytes wait in memory (configure fallback_path to spill them)",
                             )
                         if deadline is None:
@@ -343,16 +338,14 @@ class AppendOnlyWriter:
         finally:
             for sealer in self._sealers:
                 sealer.join()
-            if self._spill_fd >= 0:
-                os.close(self._spill_fd)
-                self._spill_fd = -1
+            self._spill.close()
             self._release_stream()
         if unwritten and self._spilled < self._queued:
             for line in unwritten:
                 logger.critical("ledgerline: unwritten audit record: %s", line.decode(errors="replace").rstrip())
             raise AuditWriteError(
                 errno.EIO, f"{len(unwritten)} queued record batch(es) could not be written to {self._path} "
-                f"({self._degraded_error}); they were logged at CRITICAL level"
+                f"({self._episode.error}); they were logged at CRITICAL level"
             )
 
     def stream_files(self) -> list[Path]:
@@ -384,7 +377,7 @@ class AppendOnlyWriter:
                 with self._mutex:
                     if not self._pending:
                         return
-                    if self._degraded_since_ns is not None and not force_retry and time.monotonic() < self._next_retry:
+                    if self._episode.active and not force_retry and time.monotonic() < self._next_retry:
                         spill = self._unspilled
                         self._unspilled = []
                         if not spill:
@@ -394,7 +387,7 @@ class AppendOnlyWriter:
                         batch = self._pending
                         self._pending = []
                 if spill:
-                    self._spill(spill)
+                    self._spill_lines(spill)
                     return
                 data = batch[0] if len(batch) == 1 else b"".join(batch)
                 written, failure = self._write_batch(data)
@@ -404,13 +397,14 @@ class AppendOnlyWriter:
                     if failure is None:
                         self.stats.batches += 1
                         self._head_whole = None
-                        if self._degraded_since_ns is not None:
-                            changes.append(self._recovered())
+                        if self._episode.active:
+                            changes.append(self._episode.end(self.stats.spilled_bytes, self._path))
+                        self._unspilled = []
                         self._notify()
                         continue
                     # The rest is appended when the disk recovers, completing a torn line in place.
                     self._requeue(batch, written)
-                    if self._degraded_since_ns is None:
+                    if not self._episode.active:
                         changes.append(self._degrade(failure))
                         # The spill gets whole records; a restart skips the ones already here.
                         self._unspilled = [self._head_whole or self._pending[0], *self._pending[1:]]
@@ -498,48 +492,22 @@ class AppendOnlyWriter:
     # --- degradation --------------------------------------------------------------------------
 
     def _degrade(self, failure: OSError) -> StateChange:
-        self._degraded_since_ns = self._clock()
-        self._degraded_error = f"{errno.errorcode.get(failure.errno or 0, failure.errno)}: {failure.strerror}"
         self.stats.degraded_episodes += 1
         self._wake_flusher.set()  # switch the flusher to retry_interval_s now, not after its sleep
-        logger.error("ledgerline: audit log degraded, %s on %s; buffering", self._degraded_error, self._path)
-        return StateChange("degraded", {
-            "error": self._degraded_error,
-            "file": self._path.name if self._path else None,
-            "buffered_bytes": self._pending_bytes,
-            "fallback_path": str(self._config.fallback_path) if self._config.fallback_path else None,
-        })
+        return self._episode.begin(failure, self._path, self._pending_bytes, self._spill.directory)
 
-    def _recovered(self) -> StateChange:
-        assert self._degraded_since_ns is not None
-        duration = self._clock() - self._degraded_since_ns
-        details = {
-            "error": self._degraded_error,
-            "degraded_for_ns": duration,
-            "spilled_bytes": self.stats.spilled_bytes,
-            "file": self._path.name if self._path else None,
-        }
-        self._degraded_since_ns = None
-        self._unspilled = []
-        logger.warning("ledgerline: audit log recovered after %.3f s", duration / 1e9)
-        return StateChange("recovered", details)
-
-    def _spill(self, lines: list[bytes]) -> None:
+    def _spill_lines(self, lines: list[bytes]) -> None:
         """Append records the hot file cannot take to the fallback file, synced."""
-        if self._config.fallback_path is None:
+        if self._spill.directory is None:
             return
         data = b"".join(lines)
         try:
-            if self._spill_fd < 0:
-                directory = Path(self._config.fallback_path)
-                directory.mkdir(parents=True, exist_ok=True)
-                assert self._path is not None
-                self._spill_fd = os.open(directory / (self._path.name + SPILL_SUFFIX), _OPEN_FLAGS, _FILE_MODE)
-            write_synced(self._spill_fd, data)
+            assert self._path is not None
+            self._spill.append(self._path, data)
         except OSError as exc:
             with self._mutex:
                 self._unspilled[:0] = lines
-            logger.error("ledgerline: spill to %s failed too: %s", self._config.fallback_path, exc)
+            logger.error("ledgerline: spill to %s failed too: %s", self._spill.directory, exc)
             return
         with self._mutex:
             self.stats.spilled_bytes += len(data)
@@ -594,21 +562,13 @@ class AppendOnlyWriter:
         self._import_spill()
 
     def _import_spill(self) -> None:
-        """Append records that a degraded process spilled but died before writing here.
-
-        Only records that continue this stream's chain are taken (sequence after the last record
-        on disk, matching prev_hash), so importing twice, or a spill that repeats records, adds nothing.
-        """
-        self.imported_records = 0
-        if self._config.fallback_path is None or not Path(self._config.fallback_path).is_dir():
-            return
-        pattern = f"audit.{self._config.trader_id}.{self.stream_id}.*{SPILL_SUFFIX}"
-        spills = sorted(Path(self._config.fallback_path).glob(pattern))
-        imported = records_continuing(self.tail.last_record, spills)
+        """Append records that a degraded process spilled but died before writing here."""
+        imported = spilled_records(self._spill.directory, self._config.trader_id, self.stream_id,
+                                   self.tail.last_record)
+        self.imported_records = len(imported)
         if not imported:
             return
         write_synced(self._fd, b"".join(imported))
-        self.imported_records = len(imported)
         self.tail = StreamTail(imported[-1], self.tail.torn_bytes, self.tail.torn_offset, self.tail.path)
         logger.warning("ledgerline: imported %d spilled record(s) into %s", len(imported), self._path)
 

@@ -241,6 +241,30 @@ class TestKeys:
         assert unchecked.summary.startswith("not verified: the seals or cold root are signed but no public_key was "
                                             "given, so signatures and checkpoints were not checked (pass public_key=)")
 
+    def test_a_converter_with_its_own_key_is_checked_with_cold_public_key(self, tmp_path):
+        from audit_core.cold import ParquetConverter
+        from audit_core.trust.signing import generate_keypair, load_private_key, load_public_key
+
+        generate_keypair(tmp_path / "writer.key", tmp_path / "writer.pub")
+        converter_id = generate_keypair(tmp_path / "converter.key", tmp_path / "converter.pub")
+        config = AuditConfig(base_path=tmp_path / "trail", sync_writes=False, hmac_key=KEY.decode(),
+                             signing_key_path=tmp_path / "writer.key")
+        now = [T0]
+        with AuditEventEmitter(config, clock=lambda: now[0]) as audit:
+            for day in range(2):
+                now[0] = T0 + day * 86_400 * S
+                audit.emit_param_change("meta", "k", day, day + 1, "test", ts_event=now[0])
+        writer, converter = load_public_key(tmp_path / "writer.pub"), load_public_key(tmp_path / "converter.pub")
+        assert all(r.converted for r in ParquetConverter(
+            config.hot_path, tmp_path / "trail" / "cold", hmac_key=KEY, public_key=writer,
+            signing_key=load_private_key(tmp_path / "converter.key")).convert_all())
+        both = open_trail(tmp_path / "trail", hmac_key=KEY, public_key=writer, cold_public_key=converter)
+        assert both.verification.state == "verified", both.verification.summary
+        assert int(both.events.count().execute()) == 2
+        # The writer's key alone cannot vouch for what the converter signed.
+        writer_only = open_trail(tmp_path / "trail", hmac_key=KEY, public_key=writer).verification
+        assert writer_only.state == "failed" and converter_id in writer_only.report.to_text()
+
 
 class TestCache:
     def test_an_unchanged_trail_is_not_verified_again(self, base, calls):
