@@ -553,14 +553,17 @@ def _read_hot(
 
     from audit_core.cold.converter import read_hot_file
     from audit_core.errors import AuditFormatError
-    from audit_core.hot.verifier import hot_files
+    from audit_core.hot.verifier import NOT_A_TRAIL_FILE, trail_files
 
     def unreadable(error: AuditFormatError | OSError, what: str = "left out") -> None:
         warnings.warn(f"open_trail: {what}: {error}", UnreadableFileWarning, stacklevel=4)
 
     snapshot = HotSnapshot()
     tables = []
-    for file in hot_files(hot_dir):
+    files, strays = trail_files(hot_dir)
+    for stray in strays:  # a forged record in notes.jsonl must not become a row
+        unreadable(AuditFormatError(stray, NOT_A_TRAIL_FILE))
+    for file in files:
         try:
             if _converted(file, cold_dir, lost or set(), keys[0], keys[2] if keys[2] is not None else keys[1]):
                 continue

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from audit_core.errors import AuditFormatError
 from audit_core.events import AuditEvent, parse_record
-from audit_core.hot.verifier import hot_files
+from audit_core.hot.verifier import NOT_A_TRAIL_FILE, trail_files
 
 
 def tail(
@@ -24,7 +24,8 @@ def tail(
     line without its newline (being appended, or torn) is left out. Among the newest ``n`` lines of
     each file, a line that is not a valid record (garbage, a torn write closed off by recovery,
     tampering) is left out and reported: to ``on_error`` if given (one ``AuditFormatError`` per
-    file, naming its first such line and how many), else by raising that error. ``verify`` says
+    file, naming its first such line and how many), else by raising that error. So is a ``*.jsonl``
+    file in the directory that is not named like a trail file (``notes.jsonl``): it is never read. ``verify`` says
     whether such a line is an honest torn write or damage.
 
     Raises:
@@ -34,7 +35,12 @@ def tail(
     if n < 1:
         raise ValueError(f"n must be at least 1, got {n}")
     newest: list[AuditEvent] = []
-    for file in hot_files(path):
+    files, strays = trail_files(path)
+    for stray in strays:  # reported, never read: a forged line there must not show as a record
+        if on_error is None:
+            raise AuditFormatError(stray, NOT_A_TRAIL_FILE)
+        on_error(AuditFormatError(stray, NOT_A_TRAIL_FILE))
+    for file in files:
         lines: deque[tuple[int, int, bytes]] = deque(maxlen=n)
         offset = 0
         with file.open("rb") as handle:

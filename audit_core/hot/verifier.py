@@ -92,22 +92,36 @@ def verify(
     return report
 
 
+#: Why a ``*.jsonl`` file found in a trail directory is not read.
+NOT_A_TRAIL_FILE = ("not a trail file (trail files are named audit.<trader>.<stream>.<YYYY-MM-DD>.<segment>.jsonl): "
+                    "not read, and nothing in it is trusted")
+
+
+def trail_files(path: Path | str) -> tuple[list[Path], list[Path]]:
+    """(trail files, stray files) under ``path``: THE rule for which hot files a reader may read.
+
+    Files found in a directory must be named like trail files; any other ``*.jsonl`` there
+    (``notes.jsonl``) is a stray, never read by ``verify``, the workbench, ``tail``, the converter
+    or retention. A file given by name is a trail file, whatever its name.
+    """
+    if Path(path).is_file():
+        return [Path(path)], []
+    files: list[Path] = []
+    strays: list[Path] = []
+    for found in hot_files(path):
+        (files if parse_hot_file_name(found) is not None else strays).append(found)
+    return files, strays
+
+
 def _trail_files(paths: list[Path | str], report: VerificationReport) -> list[Path]:
-    """The hot files to verify. Files found in a directory must be named like trail files: any
-    other ``*.jsonl`` there (``notes.jsonl``) is reported as unexpected and never read. A file
-    given by name is checked alone, whatever its name."""
+    """The hot files to verify; each stray is an ``unexpected_file`` failure."""
     files = []
     for given in paths:
-        searched = Path(given).is_dir()
-        for path in hot_files(given):
-            if searched and parse_hot_file_name(path) is None:
-                report.failures.append(VerificationFailure(
-                    str(path), 0, None, FailureKind.UNEXPECTED_FILE,
-                    "not a trail file (trail files are named audit.<trader>.<stream>.<YYYY-MM-DD>.<segment>"
-                    ".jsonl): not verified, and nothing in it is trusted",
-                ))
-            else:
-                files.append(path)
+        found, strays = trail_files(given)
+        files += found
+        report.failures += [
+            VerificationFailure(str(stray), 0, None, FailureKind.UNEXPECTED_FILE, NOT_A_TRAIL_FILE) for stray in strays
+        ]
     return files
 
 

@@ -172,6 +172,17 @@ def forge_appended_lines(base: Path) -> Path:
     return target
 
 
+def stray_forged_record(base: Path) -> Path:
+    """hot/notes.jsonl holding a well-formed record (a fill nobody made), its plain SHA-256 checksum right."""
+    record = json.loads(hot_file(base, 2).read_bytes().splitlines()[0])
+    record = {**record, "order_id": "FORGED", "sequence": 10_000}
+    del record["checksum"]
+    body = json.dumps(record, separators=(",", ":")).encode()
+    target = base / "hot" / "notes.jsonl"
+    target.write_bytes(body[:-1] + b',"checksum":"' + hashlib.sha256(body).hexdigest().encode() + b'"}\n')
+    return target
+
+
 def garbage_checkpoint(base: Path) -> Path:
     target = writable(hot_file(base, 1).with_name(hot_file(base, 1).name + ".checkpoint"))
     target.write_bytes(b"\xff\xfegarbage\n\n")
@@ -238,6 +249,8 @@ CRAFTED = [
     Crafted("two appended lines in a keyed trail", forge_appended_lines, hot_kind=FailureKind.CHECKSUM_MISMATCH,
             extra_rows=2, mode="keyed"),
     Crafted("garbage checkpoint", garbage_checkpoint, hot_kind=FailureKind.UNREADABLE_FILE, mode="signed"),
+    Crafted("stray notes.jsonl with a forged record", stray_forged_record, hot_kind=FailureKind.UNEXPECTED_FILE,
+            tail_skips=True, open_trail="warns"),
     parquet("truncated Parquet file", lambda data: data[: len(data) // 2]),
     parquet("Parquet file without its footer", lambda data: data[:-9]),
     parquet("garbage Parquet file", lambda data: b"PAR1 not parquet PAR1"),
