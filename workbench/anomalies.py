@@ -71,11 +71,12 @@ class UnexplainedChanges:
         if not self.check_integrity:
             return []
         status = self.trail.verification
-        trail_key, public_key = self.trail._keys
+        trail_key, public_key, cold_public_key = self.trail._keys
         if status.report is None or (self.hmac_key is not None and self.hmac_key != trail_key):
             from workbench.verification import verification_status
 
-            status = verification_status(self.trail.path, self.hmac_key or trail_key, public_key)
+            status = verification_status(self.trail.path, self.hmac_key or trail_key, public_key,
+                                         cold_public_key=cold_public_key)
         return status.failures
 
     @property
