@@ -114,3 +114,9 @@ def test_describe_macro_follows_the_columns_a_table_has(trail):
     expected = narrow.mutate(description=describe(narrow)).to_pyarrow().to_pylist()
     key = lambda row: tuple(str(value) for value in row.values())  # noqa: E731
     assert sorted(fast, key=key) == sorted(expected, key=key)
+
+
+def test_the_trail_view_has_the_schema_duckdb_reports(trail):
+    """``as_view`` writes the view's schema down instead of asking DuckDB: it must be what DuckDB reports."""
+    name = trail.events.op().name
+    assert trail.events.schema() == trail.backend.table(name).schema()
