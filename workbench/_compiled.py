@@ -80,8 +80,11 @@ class CompiledShapes:
             entry = self._templates[key]
         else:
             sentinels = {node: ops.Literal(_sentinel(i, node.dtype), node.dtype) for node, i in literals.items()}
-            shape = op.replace(sentinels) if sentinels else op
-            entry = self._template(shape, [_token(node) for node in sentinels.values()], limit)
+            try:
+                shape = op.replace(sentinels) if sentinels else op
+                entry = self._template(shape, [_token(node) for node in sentinels.values()], limit)
+            except Exception:  # Ibis refused a sentinel value: this shape is compiled every time
+                entry = None
             self._templates[key] = entry
             if len(self._templates) > self.max_shapes:
                 self._templates.popitem(last=False)

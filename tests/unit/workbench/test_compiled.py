@@ -96,6 +96,22 @@ def test_a_shape_whose_values_ibis_rewrites_is_compiled_every_time():
     assert shapes.compiles == 3  # the sentinel's compile, then each value's own
 
 
+def test_a_shape_whose_sentinel_ibis_refuses_is_compiled_every_time():
+    class Refusing:
+        """A backend whose compiler parses a value (a sentinel is no date): it refuses the sentinel."""
+
+        def compile(self, expr, limit=None):
+            (literal,) = expr.op().find(ibis.expr.operations.Literal)
+            if literal.value.startswith("__"):
+                raise ValueError(f"not a date: {literal.value}")
+            return f"SELECT DATE '{literal.value}'"
+
+    shapes = CompiledShapes(Refusing())
+    t = ibis.table({"d": "string"}, name="t")
+    for value in ("2026-01-05", "2026-01-06"):
+        assert shapes.sql(t.filter(t.d == value)) == f"SELECT DATE '{value}'"
+
+
 def test_describe_macro_writes_what_describe_writes(trail):
     events = trail.events
     macro = with_description(events).select("stream", "sequence", "description")
