@@ -7,9 +7,12 @@ Usage (from the repo root)::
     python -m benchmarks.bench_workbench --quick --out /tmp/bench   # 10k events over 3 days (smoke test)
 
 Trails are generated once (``benchmarks/trail_gen.py``, through the real emitter and converter) and
-cached under ``benchmarks/.cache``. Every case runs the workbench expression (``to_pyarrow()``:
-Ibis compiles, DuckDB executes) and the raw SQL (``duckdb`` directly, its own connection, the same
-projection, predicates and order) alternately: 2 warm-up runs each, then the median of ``--runs``.
+cached under ``benchmarks/.cache``. Every case builds the workbench expression and runs it
+(``to_pyarrow()``) alternately with raw SQL (``duckdb`` directly, its own connection) that returns
+the same values in the same order: the same projection, predicates, causal order and description
+text (``same_values`` compares both results column by column): 2 warm-up runs each, then the median
+of ``--runs``; each case's ratio is against its raw SQL of the same run (goals: ``MAX_RATIO``,
+``MAX_COLD_RATIO``).
 Both connections cache Parquet footers (``parquet_metadata_cache``), as ``open_trail`` sets it.
 Cold start (``open_trail`` and the first query on a new connection) is measured separately.
 Writes ``workbench.json`` and ``workbench.md`` to ``--out``.
@@ -281,6 +284,10 @@ def measure(base: Path, events: int, runs: int) -> dict[str, Any]:
 
     cold = base / "cold"
     trail = open_trail(base)
+    if trail.hot.rows:  # a generated trail is all converted: its hot rows are read only when its manifests are not
+        raise SystemExit(f"{base}: open_trail read {trail.hot.rows:,} hot rows again (its manifests are not "
+                         "recognized: "
+                         f"written by an older converter?); delete {base} to generate the trail again")
     raw = raw_connection(cold, list(trail.events.columns))
     day = _middle_day(raw)
     orders = raw.execute(
