@@ -19,3 +19,11 @@ def test_python_examples_run(tmp_path, monkeypatch, capsys):
     for block in blocks:
         exec(compile(block, "README.md", "exec"), {})
     assert "OK: 1 file(s), 5 record(s)" in capsys.readouterr().out
+
+
+def test_benchmark_tables_are_rendered_from_the_results_files():
+    """Every number in the README's marked tables comes from ``benchmarks/results/*.json``."""
+    from benchmarks.readme import render
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert render(text) == text, "README.md is stale: run python -m benchmarks.readme"

@@ -19,7 +19,11 @@ Examples
 
 from __future__ import annotations
 
+import functools
+from typing import Any
+
 import ibis
+import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
 
 from workbench._columns import decimal_text, float_text
@@ -114,7 +118,65 @@ def with_description(table: ir.Table) -> ir.Table:
     if "event_type" not in table.columns:
         raise WorkbenchInputError(f"table has no 'event_type' column: a description is written per event type; "
                                   f"got columns {list(table.columns)}")
-    return table.mutate(description=describe(table))
+    return table.mutate(description=_described(table))
+
+
+#: Every column ``describe`` reads (when the table has it).
+DESCRIBE_COLUMNS = (
+    "event_type", "source", "param_name", "old_value", "new_value", "trigger_reason", "strategy_source",
+    "signal_value", "instrument_id", "confidence", "acted_on", "filter_reason", "order_id", "side", "size",
+    "venue_order_id", "price", "slippage_bps", "reason", "position_id", "realized_pnl", "currency", "payload",
+)
+
+
+def _described(table: ir.Table) -> ir.StringValue:
+    """``describe(table)``; on DuckDB, a call of a temporary macro holding the same expression.
+
+    The expression is long (its SQL about 14k characters): built, compiled and bound on every
+    query it would cost more than the rows it describes. The macro's body is ``describe`` compiled
+    once per process (per column types), so DuckDB computes the same text; other backends get
+    ``describe`` itself.
+    """
+    from workbench._backend import backend_name
+
+    try:
+        backend = table._find_backend(use_default=False)
+    except Exception:  # no backend, or more than one: the portable expression
+        return describe(table)
+    if backend_name(backend) != "duckdb" or not hasattr(backend, "con"):
+        return describe(table)
+    columns = tuple((name, table.schema()[name]) for name in DESCRIBE_COLUMNS if name in table.columns)
+    name, body, function = _duckdb_describe(columns)
+    registered = backend.__dict__.setdefault("_ledgerline_macros", set())
+    if name not in registered:
+        parameters = ", ".join(f'"{column}"' for column, _ in columns)
+        backend.con.execute(f"CREATE OR REPLACE TEMP MACRO {name}({parameters}) AS {body}")
+        registered.add(name)
+    return function(*[table[column] for column, _ in columns])
+
+
+@functools.cache
+def _duckdb_describe(columns: tuple[tuple[str, Any], ...]) -> tuple[str, str, Any]:
+    """The DuckDB macro of ``describe`` over ``columns`` (name, Ibis type): its name, body and Ibis builtin."""
+    import hashlib
+
+    import sqlglot.expressions as sge
+    from ibis.backends.sql.compilers import DuckDBCompiler
+
+    unbound = ibis.table(dict(columns), name="ledgerline_describe_input")
+    select = DuckDBCompiler().to_sqlglot(unbound.select(description=describe(unbound)))
+    (aliased,) = select.expressions
+    body = aliased.this.transform(lambda node: sge.column(node.name, quoted=True)
+                                  if isinstance(node, sge.Column) else node)
+    sql = body.sql(dialect="duckdb")
+    digest = hashlib.sha256(repr(columns).encode() + sql.encode()).hexdigest()[:16]
+    name = f"ledgerline_describe_{digest}"
+    arguments = [f"a{i}" for i in range(len(columns))]
+    namespace: dict[str, Any] = {}
+    exec(f"def {name}({', '.join(arguments)}): ...", namespace)  # fixed identifiers only
+    function = ibis.udf.scalar.builtin(namespace[name], name=name,
+                                       signature=(tuple(dtype for _, dtype in columns), dt.string))
+    return name, sql, function
 
 
 def _optional(t: ir.Table, name: str, before: str, after: str) -> ir.StringValue:

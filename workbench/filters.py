@@ -64,26 +64,33 @@ def partition_predicate(table: ir.Table, first_ns: int, last_ns: int) -> ir.Bool
     """The day partitions holding ``first_ns..last_ns`` (inclusive), as year/month/day comparisons."""
     pieces = []
     for year, month_from, month_to, day_from, day_to in day_segments(utc_day(first_ns), utc_day(last_ns)):
-        piece = [table.year == year]
+        piece = [table.year == _part(year)]
         if month_from is not None and month_from == month_to:
-            piece.append(table.month == month_from)
+            piece.append(table.month == _part(month_from))
         elif month_from is not None:
-            piece.append(table.month.between(month_from, month_to))
+            piece.append(table.month.between(_part(month_from), _part(month_to)))
         if day_from is not None and day_from == day_to:
-            piece.append(table.day == day_from)
+            piece.append(table.day == _part(day_from))
         elif day_from is not None:
-            piece.append(table.day.between(day_from, day_to))
+            piece.append(table.day.between(_part(day_from), _part(day_to)))
         pieces.append(_all(piece))
     return _any(pieces)
 
 
+def _part(value: int) -> ir.IntegerValue:
+    """A partition value as an int32 literal, the partition columns' type (Ibis would pick int8 or int16):
+    on DuckDB, a literal of that type is lifted out of a query's shape (``workbench._compiled``)."""
+    return ibis.literal(value, type="int32")
+
+
 def _on_or_before(table: ir.Table, year: int, month: int, day: int) -> ir.BooleanValue:
+    year, month, day = _part(year), _part(month), _part(day)  # type: ignore[assignment]
     return (table.year < year) | ((table.year == year) & (
         (table.month < month) | ((table.month == month) & (table.day <= day))))
 
 
 def _is_day(table: ir.Table, day: Any) -> ir.BooleanValue:
-    return (table.year == day.year) & (table.month == day.month) & (table.day == day.day)
+    return (table.year == _part(day.year)) & (table.month == _part(day.month)) & (table.day == _part(day.day))
 
 
 def event_types(table: ir.Table, patterns: str | Iterable[str]) -> ir.BooleanValue:

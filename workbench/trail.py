@@ -132,6 +132,7 @@ class Trail:
         self.on_unknown = on_unknown
         self._definition: ir.Table | None = None
         self._catalogue: Catalogue | None = None
+        self._time_range: tuple[int | None, int | None] | None = None
         self._keys: tuple[bytes | None, Any, Any] = (None, None, None)  # kept for refresh(); never shown
         self._verification = status if status is not None else verification.not_verified(path, "not checked")
         self._warned = False
@@ -185,6 +186,20 @@ class Trail:
             self._catalogue = Catalogue.of(self.events)
         return self._catalogue
 
+    def time_range(self) -> tuple[int | None, int | None]:
+        """The first and last ``ts_event`` (None, None on an empty trail): the catalogue's, or one min/max query.
+
+        The min/max query costs a fraction of the catalogue's distinct values (a first query with
+        an integer instant needs only the range).
+        """
+        if self._catalogue is not None:
+            return self._catalogue.first_ts, self._catalogue.last_ts
+        if self._time_range is None:
+            events = self.events
+            (row,) = events.aggregate(first=events.ts_event.min(), last=events.ts_event.max()).to_pyarrow().to_pylist()
+            self._time_range = (row["first"], row["last"])
+        return self._time_range
+
     def check_values(self, argument: str, values: str | Iterable[str] | None) -> None:
         """Warn (or raise, per ``on_unknown``) when a value of ``argument`` matches nothing in the trail.
 
@@ -230,8 +245,7 @@ class Trail:
         ns = to_ns(value, argument)
         if not is_integer(value):
             return ns
-        catalogue = self.catalogue
-        first, last = catalogue.first_ts, catalogue.last_ts
+        first, last = self.time_range()
         if first is None or last is None or first <= ns <= last:
             return ns
         for unit, factor in _INSTANT_UNITS:

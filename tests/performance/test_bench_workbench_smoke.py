@@ -19,7 +19,7 @@ def test_quick_run_writes_consistent_results(tmp_path: Path) -> None:
     (size,) = report["sizes"]
     assert size["events"] >= 10_000
     for name, case in size["cases"].items():
-        assert case["same_rows"], name
+        assert case["same_rows"] and case["same_values"], name
         assert case["ibis_ms"] > 0 and case["raw_sql_ms"] > 0
         assert len(case["ibis_samples_ms"]) == 3
     assert size["cases"]["incident"]["rows"] > 0 and size["cases"]["lifecycle"]["rows"] >= 3

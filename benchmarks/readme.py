@@ -1,0 +1,67 @@
+"""Write the README's benchmark tables from ``benchmarks/results/*.json``, so that no number in it is typed by hand.
+
+Usage (from the repo root; ``make bench`` runs it after the benchmarks)::
+
+    python -m benchmarks.readme          # rewrite the tables in README.md
+    python -m benchmarks.readme --check  # exit 1 if README.md differs from the results
+
+Each table sits between ``<!-- results:NAME -->`` and ``<!-- /results:NAME -->`` lines;
+``TABLES`` says which results file and renderer fill it. ``tests/test_readme.py`` checks that the
+README matches the results files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from benchmarks.bench_workbench import RESULTS_DIR, readme_table
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+#: Table name -> (results file, renderer of its JSON report).
+TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
+    "workbench": ("workbench.json", readme_table),
+}
+
+
+def render(text: str, results: Path = RESULTS_DIR) -> str:
+    """``text`` (the README) with every marked table rendered again from ``results``."""
+    for name, (file, renderer) in TABLES.items():
+        report = json.loads((results / file).read_text(encoding="utf-8"))
+        pattern = re.compile(rf"^( *)(<!-- results:{name} -->\n).*?^( *<!-- /results:{name} -->)", re.S | re.M)
+        if not pattern.search(text):
+            raise SystemExit(f"README.md has no <!-- results:{name} --> ... <!-- /results:{name} --> block")
+
+        def block(match: re.Match[str], report: dict[str, Any] = report,
+                  renderer: Callable[[dict[str, Any]], str] = renderer) -> str:
+            indent = match.group(1)  # the table sits in a list item: indented as its markers are
+            table = "".join(indent + line if line.strip() else line for line in renderer(report).splitlines(True))
+            return indent + match.group(2) + table + match.group(3)
+
+        text = pattern.sub(block, text)
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.readme", description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="only check; exit 1 when README.md is stale")
+    args = parser.parse_args(argv)
+    text = README.read_text(encoding="utf-8")
+    updated = render(text)
+    if args.check:
+        if updated != text:
+            print("README.md's benchmark tables differ from benchmarks/results: run python -m benchmarks.readme",
+                  file=sys.stderr)
+            return 1
+        return 0
+    README.write_text(updated, encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,138 @@
+"""DuckDB's fast paths return what the portable path returns: SQL reused per expression shape, the describe macro.
+
+``ExactDuckDBBackend`` compiles each expression shape once (``workbench._compiled``) and
+``with_description`` calls a DuckDB macro holding ``describe`` (``workbench.describe``). Every
+analysis here runs twice with other values (the second run reuses the first one's SQL) and is
+compared with the same expression compiled by Ibis every time (``reuse_compiled_sql = False``)
+and with ``describe`` itself.
+"""
+
+from __future__ import annotations
+
+import ibis
+import pytest
+
+from workbench import (
+    count_by_type,
+    open_trail,
+    reconstruct_incident,
+    signal_conversion,
+    state_at,
+    trade_lifecycle,
+    with_description,
+)
+from workbench._columns import CHRONOLOGICAL
+from workbench._compiled import CompiledShapes
+from workbench.describe import describe
+
+NS_PER_HOUR = 3_600 * 10**9
+
+
+def _analyses(trail, day: int, order_ids: list[str]):
+    """Each analysis at two sets of values, within the trail's second day (``day``: its midnight), so that
+    both cover the same day partitions: (name, expression builder taking the set's index)."""
+    def at(hours: float) -> int:
+        return day + int(hours * NS_PER_HOUR)
+
+    return [
+        ("hour", lambda i: trail.filter(start=at(3 + 10 * i), end=at(4 + 10 * i)).order_by(*CHRONOLOGICAL)),
+        ("hour_filtered", lambda i: trail.filter(start=at(i), end=at(12 + i), event_type=["trade.*", "param.*"][i],
+                                                 check=False).order_by(*CHRONOLOGICAL)),
+        ("count_by_type", lambda i: count_by_type(trail, at(2 * i), at(10 + 2 * i))),
+        ("incident", lambda i: reconstruct_incident(trail, at(5 + 8 * i), 30)),
+        ("state_at", lambda i: state_at(trail, at(4 + 26 * i))),
+        ("conversion", lambda i: signal_conversion(trail, start=at(i), end=at(12 + 3 * i)).summary),
+        ("lifecycle", lambda i: trade_lifecycle(trail, order_ids[i])),
+    ]
+
+
+@pytest.fixture
+def trail(generated_trail):
+    return open_trail(generated_trail.base_path)
+
+
+def test_every_analysis_reuses_its_sql_and_returns_what_ibis_compiles(trail):
+    day = (trail.catalogue.first_ts // (24 * NS_PER_HOUR) + 1) * 24 * NS_PER_HOUR
+    order_ids = [row["order_id"] for row in trail.events.filter(trail.events.event_type == "trade.position_closed")
+                 .order_by("ts_event").select("order_id").limit(2).to_pyarrow().to_pylist()]
+    assert len(order_ids) == 2
+    shapes = trail.backend.compiled_shapes
+    for name, build in _analyses(trail, day, order_ids):
+        compiles = shapes.compiles
+        fast = [build(i).to_pyarrow() for i in (0, 1)]
+        assert shapes.compiles == compiles + 1, f"{name}: its second run compiled again"
+        trail.backend.reuse_compiled_sql = False
+        try:
+            portable = [build(i).to_pyarrow() for i in (0, 1)]
+        finally:
+            trail.backend.reuse_compiled_sql = True
+        for i in (0, 1):
+            assert fast[i].equals(portable[i]), f"{name}, values {i}"
+        assert fast[0].num_rows and fast[0] != fast[1], f"{name}: pick values that give two answers"
+
+
+def test_quotes_and_backslashes_in_lifted_strings_stay_values(trail):
+    events = trail.events
+    counts = []
+    for source in ("x' OR '1'='1", "AuditObserver", "a\\'b", "it's", "AuditObserver"):
+        counts.append(events.filter(events.source == source).count().execute())
+    assert counts[0] == counts[2] == counts[3] == 0
+    assert counts[1] == counts[4] == events.filter(events.source == "AuditObserver").count().execute() > 0
+    assert trail.backend.compiled_shapes.compiles <= 3  # one shape, whatever the catalogue queries compiled
+
+
+def test_a_shape_whose_values_ibis_rewrites_is_compiled_every_time():
+    class Rewriting:
+        """A backend whose compiler does arithmetic with a value (Ibis does so for some arguments)."""
+
+        def compile(self, expr, limit=None):
+            (literal,) = expr.op().find(ibis.expr.operations.Literal)
+            return f"SELECT {literal.value + 1}"
+
+    shapes = CompiledShapes(Rewriting())
+    t = ibis.table({"a": "int64"}, name="t")
+    for value in (5, 7):
+        assert shapes.sql(t.filter(t.a > ibis.literal(value, "int64"))) == f"SELECT {value + 1}"
+    assert shapes.compiles == 3  # the sentinel's compile, then each value's own
+
+
+def test_a_shape_whose_sentinel_ibis_refuses_is_compiled_every_time():
+    class Refusing:
+        """A backend whose compiler parses a value (a sentinel is no date): it refuses the sentinel."""
+
+        def compile(self, expr, limit=None):
+            (literal,) = expr.op().find(ibis.expr.operations.Literal)
+            if literal.value.startswith("__"):
+                raise ValueError(f"not a date: {literal.value}")
+            return f"SELECT DATE '{literal.value}'"
+
+    shapes = CompiledShapes(Refusing())
+    t = ibis.table({"d": "string"}, name="t")
+    for value in ("2026-01-05", "2026-01-06"):
+        assert shapes.sql(t.filter(t.d == value)) == f"SELECT DATE '{value}'"
+
+
+def test_describe_macro_writes_what_describe_writes(trail):
+    events = trail.events
+    macro = with_description(events).select("stream", "sequence", "description")
+    assert "ledgerline_describe_" in str(trail.backend.compile(macro)).lower()
+    portable = events.select("stream", "sequence", description=describe(events))
+    order = ["stream", "sequence"]
+    fast, expected = macro.order_by(*order).to_pyarrow(), portable.order_by(*order).to_pyarrow()
+    assert fast.num_rows == expected.num_rows > 1000
+    assert fast.equals(expected)
+
+
+def test_describe_macro_follows_the_columns_a_table_has(trail):
+    events = trail.events
+    narrow = events.select("event_type", "source", "param_name", "new_value")
+    fast = with_description(narrow).to_pyarrow().to_pylist()
+    expected = narrow.mutate(description=describe(narrow)).to_pyarrow().to_pylist()
+    key = lambda row: tuple(str(value) for value in row.values())  # noqa: E731
+    assert sorted(fast, key=key) == sorted(expected, key=key)
+
+
+def test_the_trail_view_has_the_schema_duckdb_reports(trail):
+    """``as_view`` writes the view's schema down instead of asking DuckDB: it must be what DuckDB reports."""
+    name = trail.events.op().name
+    assert trail.events.schema() == trail.backend.table(name).schema()

@@ -1,0 +1,176 @@
+"""SQL compiled once per expression shape: DuckDB's fast path past Ibis's compiler, transparent to callers.
+
+Ibis compiles an expression's whole tree on every execution (2-90 ms for a workbench analysis,
+more than DuckDB needs to answer it). Notebook queries repeat a few shapes with other values:
+another hour, another order id. ``CompiledShapes`` lifts the literal values a caller varies
+(``LIFTED`` types: int32, int64 and strings) out of an expression, keys the remaining tree (its
+*shape*), compiles each shape once with unique sentinel values in the lifted places, and puts
+the current values back into that SQL text in place of the sentinels. The SQL executed is the
+SQL Ibis would compile for the expression, values inlined the way Ibis inlines them (integers
+as digits, strings quoted with ``'`` doubled): nothing reaches DuckDB as a bound parameter, so
+its optimizer sees constants as before.
+
+A shape whose compiled SQL does not show every sentinel verbatim (Ibis computed with a value
+instead of writing it down) is compiled every time, as before. Only ``ExactDuckDBBackend`` uses
+this; on Spark and other backends Ibis compiles each expression as usual.
+
+Examples
+--------
+>>> import duckdb, ibis
+>>> from workbench._backend import ExactDuckDBBackend
+>>> con = ExactDuckDBBackend.from_connection(duckdb.connect())
+>>> t = con.create_table("t", {"a": [1, 2, 3], "s": ["x", "y", "it's"]})
+>>> [t.filter(t.a >= ibis.literal(low, "int64")).count().execute() for low in (1, 2, 3)]
+[3, 2, 1]
+>>> t.filter(t.s == "it's").a.sum().execute()
+3
+>>> len(con.compiled_shapes), con.compiled_shapes.compiles
+(2, 2)
+"""
+
+from __future__ import annotations
+
+import re
+from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Any
+
+import ibis.expr.datatypes as dt
+import ibis.expr.operations as ops
+
+#: Literal types whose values are lifted out of a shape. Smaller integers (``0`` in ``rank == 0``,
+#: a ``substr`` length) stay part of the shape: their values cannot be told apart in SQL text.
+LIFTED = (dt.Int64, dt.Int32, dt.String)
+_INT64_SENTINEL = 7_341_000_000_000_000_000  # 19 digits, as every int64 sentinel below it
+_INT32_SENTINEL = 2_041_000_000  # 10 digits
+_MAX_LIFTED = 100_000  # per type: keeps every sentinel of a type the same length
+_STRING_SENTINEL = "__ledgerline_literal_{}__"
+#: Shapes kept per connection (least recently used dropped first).
+MAX_SHAPES = 256
+
+
+class CompiledShapes:
+    """A connection's compiled SQL per expression shape (``MAX_SHAPES`` of them, least recently used dropped).
+
+    ``sql(expr, limit)`` returns what ``backend.compile(expr, limit=limit)`` returns, compiling
+    only for a shape not seen before. ``compiles`` counts the compilations done (a test's probe).
+    """
+
+    def __init__(self, backend: Any, max_shapes: int = MAX_SHAPES) -> None:
+        self.backend = backend
+        self.max_shapes = max_shapes
+        self.compiles = 0
+        self._templates: OrderedDict[Any, tuple[str, re.Pattern[str], list[str]] | None] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._templates)
+
+    def sql(self, expr: Any, limit: int | str | None = None) -> str:
+        """The SQL of ``expr`` (an Ibis table expression) with ``limit``, compiled once per shape."""
+        op = expr.op()
+        literals: dict[ops.Literal, int] = {}
+        try:
+            key = (_shape(op, literals), limit)
+        except RecursionError:  # a very deep tree: compiled as usual
+            return self._compile(expr, limit)
+        if len(literals) > _MAX_LIFTED:
+            return self._compile(expr, limit)
+        if key in self._templates:
+            self._templates.move_to_end(key)
+            entry = self._templates[key]
+        else:
+            sentinels = {node: ops.Literal(_sentinel(i, node.dtype), node.dtype) for node, i in literals.items()}
+            try:
+                shape = op.replace(sentinels) if sentinels else op
+                entry = self._template(shape, [_token(node) for node in sentinels.values()], limit)
+            except Exception:  # Ibis refused a sentinel value: this shape is compiled every time
+                entry = None
+            self._templates[key] = entry
+            if len(self._templates) > self.max_shapes:
+                self._templates.popitem(last=False)
+        if entry is None:  # a shape whose values Ibis does not write verbatim: compiled every time
+            return self._compile(expr, limit)
+        template, pattern, tokens = entry
+        if not tokens:
+            return template
+        values = {token: _render(node.value) for token, node in zip(tokens, literals, strict=True)}  # numbered order
+        return pattern.sub(lambda match: values[match.group(0)], template)
+
+    def _compile(self, expr: Any, limit: int | str | None) -> str:
+        self.compiles += 1
+        return str(self.backend.compile(expr, limit=limit))
+
+    def _template(self, shape: Any, tokens: list[str], limit: int | str | None) -> tuple[str, re.Pattern[str],
+                                                                                          list[str]] | None:
+        template = self._compile(shape.to_expr(), limit)
+        if not tokens:
+            return template, re.compile("(?!)"), tokens
+        pattern = re.compile("|".join(_token_pattern(token) for token in tokens))
+        found = {match.group(0) for match in pattern.finditer(template)}
+        if found != set(tokens):
+            return None
+        return template, pattern, tokens
+
+
+def _shape(op: ops.Node, literals: dict[ops.Literal, int]) -> tuple[Any, ...]:
+    """A hashable picture of the tree under ``op`` with lifted literals as ``("$", index, dtype)``;
+    ``literals`` collects them, numbered in the order first met.
+
+    The picture is flat: one entry per distinct node, in the order met, naming its children by
+    their entry's number (a tree shares subtrees; nested tuples would be hashed once per path,
+    exponentially many). Two expressions with equal pictures differ only in lifted values, and
+    number them alike. Cheaper than ``op.replace`` (no Ibis node is built), which only a shape
+    not seen before needs.
+    """
+    entries: list[Any] = []
+    numbers: dict[ops.Node, int] = {}
+
+    def visit(value: Any) -> Any:
+        if isinstance(value, ops.Node):
+            number = numbers.get(value)
+            if number is not None:
+                return ("#", number)
+            if isinstance(value, ops.Literal) and _lifted(value):
+                entry: Any = ("$", literals.setdefault(value, len(literals)), value.dtype)
+            else:
+                entry = (type(value), tuple(visit(argument) for argument in value.__args__))
+            numbers[value] = len(entries)
+            entries.append(entry)
+            return ("#", numbers[value])
+        if isinstance(value, tuple):
+            return tuple(visit(item) for item in value)
+        if isinstance(value, Mapping):
+            return (type(value), tuple((key, visit(item)) for key, item in value.items()))
+        return value
+
+    visit(op)
+    return tuple(entries)
+
+
+def _lifted(node: ops.Literal) -> bool:
+    return isinstance(node.dtype, LIFTED) and node.value is not None and not isinstance(node.value, bool)
+
+
+def _sentinel(index: int, dtype: dt.DataType) -> Any:
+    if isinstance(dtype, dt.String):
+        return _STRING_SENTINEL.format(index)
+    return (_INT64_SENTINEL if isinstance(dtype, dt.Int64) else _INT32_SENTINEL) + index
+
+
+def _token(sentinel: ops.Literal) -> str:
+    """The sentinel as it appears in compiled SQL."""
+    return _render(sentinel.value)
+
+
+def _token_pattern(token: str) -> str:
+    if token.startswith("'"):
+        return re.escape(token)
+    return rf"(?<![\w.]){re.escape(token)}(?![\w.])"  # a whole number, not digits of a longer one
+
+
+def _render(value: Any) -> str:
+    """A lifted value as SQL, as Ibis writes it inline (strings quoted, ``'`` doubled; negatives in parentheses)."""
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    number = int(value)
+    return str(number) if number >= 0 else f"({number})"
