@@ -23,9 +23,49 @@ from typing import Any
 from benchmarks.bench_workbench import RESULTS_DIR, readme_table
 
 README = Path(__file__).resolve().parents[1] / "README.md"
+_CONVERT_CASES = (
+    ("verify", "our fast verification of the hot file (what the converter runs)"),
+    ("verify_hot", "`verify` of the hot file (what `ledgerline verify` runs)"),
+    ("verify_convert", "verify + convert to Parquet (ours)"),
+    ("verify_cold", "`verify_cold` of the store it wrote (every record, chain and column)"),
+    ("pyarrow", "baseline: pyarrow `read_json` + `write_table` (verifies nothing)"),
+    ("duckdb", "baseline: DuckDB `COPY ... read_json` (verifies nothing)"),
+)
+
+
+def convert_table(report: dict[str, Any]) -> str:
+    """The converter's and verifiers' speed from ``convert.json``: a table, the ratios and the targets."""
+    cases, ratios = report["cases"], report["ratios"]
+    line_bytes = report["jsonl_bytes"] / report["events"]
+    lines = [
+        f"`{report['command']['python']}`, {report['date_utc'][:10]}, {report['events']:,} events of "
+        f"{line_bytes:.0f} bytes, {report['machine']['cpus_usable']} CPUs, load average at start "
+        f"{report['machine']['load_average_at_start'][0]}:",
+        "",
+        "| case | seconds | events/s | peak RSS MB | JSONL/Parquet |",
+        "|---|--:|--:|--:|--:|",
+    ]
+    for name, label in _CONVERT_CASES:
+        case = cases[name]
+        size = f"{case['size_ratio']:.2f}x" if "size_ratio" in case else "-"
+        lines.append(f"| {label} | {case['seconds']:.2f} | {case['events_per_s']:,.0f} | "
+                     f"{case['peak_rss_mb']:,.0f} | {size} |")
+    lines += [
+        "",
+        f"Verify + convert takes {ratios['verify_convert_vs_pyarrow']:.2f}x the time of pyarrow and "
+        f"{ratios['verify_convert_vs_duckdb']:.2f}x the time of DuckDB `COPY`; cold verification takes "
+        f"{ratios['verify_cold_vs_verify_hot']:.2f}x the time of hot `verify` of the same records.",
+        "",
+    ]
+    lines += [f"- {'PASS' if target['passed'] else 'MISS'}: {target['label']} {target['measured']:,} "
+              f"(target {target['op']} {target['limit']:,})" for target in report["targets"]]
+    return "\n".join(lines) + "\n"
+
+
 #: Table name -> (results file, renderer of its JSON report).
 TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "workbench": ("workbench.json", readme_table),
+    "convert": ("convert.json", convert_table),
 }
 
 
