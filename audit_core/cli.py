@@ -47,7 +47,8 @@ def verify(args: argparse.Namespace) -> int:
     seals, and every typed column derived again from its record. With --public-key every seal
     (and seal copy) must carry a valid Ed25519 signature of that key (and its checkpoint, if
     present, must verify); manifests and the cold root must be signed by --cold-public-key (default:
-    the same key). Without a public key signatures are not checked.
+    the same key). Without a public key signatures are not checked. A path that does not exist or
+    holds nothing to verify fails (nothing_verified) unless --allow-empty.
 
     example:
       ledgerline verify trail/ --hmac-key-env LEDGERLINE_KEY --public-key ledgerline.pub
@@ -55,7 +56,8 @@ def verify(args: argparse.Namespace) -> int:
     key = _hmac_key(args.hmac_key_env)
     public_key = _public_key(args.public_key)
     cold_public_key = _public_key(args.cold_public_key)
-    trail = verify_trail(Path(args.path), hmac_key=key, public_key=public_key, cold_public_key=cold_public_key)
+    trail = verify_trail(Path(args.path), hmac_key=key, public_key=public_key, cold_public_key=cold_public_key,
+                         allow_empty=args.allow_empty)
     for _, report in trail.parts:
         print(json.dumps(report.to_dict(), indent=2) if args.json else report.to_text(args.max_failures))
     return EXIT_OK if trail.ok else EXIT_FAILED
@@ -384,6 +386,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--public-key", metavar="KEY", help="public key file: require seals signed by it")
     p.add_argument("--cold-public-key", metavar="KEY",
                    help="public key file: require cold manifests and root signed by it (default: --public-key)")
+    p.add_argument("--allow-empty", action="store_true",
+                   help="pass when there is nothing to verify (default: a missing or empty path fails)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--max-failures", type=_int_between(0, MAX_LISTED_FAILURES), default=50,
                    help="failures to list (default 50)")

@@ -82,6 +82,7 @@ def verify_trail(
     public_key: Ed25519PublicKey | None = None,
     *,
     cold_public_key: Ed25519PublicKey | None = None,
+    allow_empty: bool = False,
 ) -> TrailReport:
     """Verify everything under ``path``: hot files as chains with their seals, and every cold store.
 
@@ -92,12 +93,18 @@ def verify_trail(
         public_key: The key seals were signed with; every seal and seal copy must then be signed.
         cold_public_key: The key manifests and the cold root were signed with, when the converter
             has a key of its own (default: ``public_key``).
+        allow_empty: Whether a path with nothing to verify (no trail file, no cold store) passes.
+            By default it fails (``nothing_verified``), as does a path that does not exist: a
+            trail deleted whole must not verify as "OK: 0 files".
 
     Returns:
         One report (``parts`` keeps the hot and each cold report); it never raises for tampering.
     """
     root = Path(path)
     report = TrailReport(keyed=hmac_key is not None)
+    if not root.exists():
+        report.add(f"trail {root}", _nothing_verified(root, "no such file or directory", hmac_key))
+        return report
     stores = cold_stores(root)
     if not stores or root.is_file() or any(root.rglob("*.jsonl")):
         report.add(f"hot {root}", verify(root, hmac_key=hmac_key, public_key=public_key))
@@ -108,7 +115,23 @@ def verify_trail(
         part = verify_cold(store, hmac_key=hmac_key, public_key=public_key, cold_public_key=cold_public_key)
         part.failures += _seal_copies_against_hot_files(store, hot)
         report.add(f"cold {store}", part)
+    if not report.files and not report.records and not allow_empty:
+        nothing = _nothing_verified(root, "no trail file and no cold store in it", hmac_key)
+        if report.parts:  # the (empty) hot part says it failed, and why
+            report.parts[0][1].failures += nothing.failures
+            report.failures += nothing.failures
+        else:
+            report.add(f"trail {root}", nothing)
     return report
+
+
+def _nothing_verified(root: Path, why: str, hmac_key: bytes | None) -> VerificationReport:
+    part = VerificationReport(keyed=hmac_key is not None)
+    part.failures.append(VerificationFailure(
+        str(root), 0, None, FailureKind.NOTHING_VERIFIED,
+        f"{why}: nothing was verified (a trail deleted whole looks like this; if an empty trail is expected, "
+        "pass allow_empty=True / --allow-empty)"))
+    return part
 
 
 

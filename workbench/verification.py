@@ -218,7 +218,9 @@ def verification_status(
             return _status(root, entry[0], keys, hmac_key, entry[1], "disk cache", before)
     checked_at = _dt.datetime.now(_dt.UTC)
     try:
-        report = verify_trail(root, hmac_key=hmac_key, public_key=public_key, cold_public_key=cold_public_key)
+        # An empty trail is "unverified: holds no records" here, not a failure: an analysis of nothing.
+        report = verify_trail(root, hmac_key=hmac_key, public_key=public_key, cold_public_key=cold_public_key,
+                              allow_empty=True)
     except Exception as exc:  # a bug or an unusable key must not keep a trail from being investigated
         return not_verified(root, f"verify_trail raised {type(exc).__name__}: {exc}")
     if cacheable and fingerprint(root) == before:  # files that changed meanwhile are not cached

@@ -23,6 +23,8 @@ class FailureKind(enum.StrEnum):
     UNEXPECTED_FILE = "unexpected_file"
     SIGNATURE_MISSING = "signature_missing"
     SIGNATURE_INVALID = "signature_invalid"
+    #: Nothing was there to verify: the path is missing, or holds no trail file and no cold store.
+    NOTHING_VERIFIED = "nothing_verified"
     #: A file that is not in its format (garbage, truncated, wrong types): a manifest, Parquet file or checkpoint.
     UNREADABLE_FILE = "unreadable_file"
     #: Cold store: a typed column differs from the value derived from the row's stored record.

@@ -60,10 +60,12 @@ class TestVerifyCommand:
         assert main(["verify", str(tmp_path), "--hmac-key-env", "LL_KEY"]) == 0
         assert main(["verify", str(tmp_path)]) == 1
 
-    def test_missing_path_is_a_one_line_error(self, tmp_path, capsys):
-        assert main(["verify", str(tmp_path / "nope")]) == 2
-        err = capsys.readouterr().err
-        assert err.startswith("ledgerline verify: error: no trail at") and err.count("\n") == 1
+    def test_a_missing_path_fails_verification_and_says_why(self, tmp_path, capsys):
+        # Issue 13: a trail deleted whole (or a mistyped path) must never read as verified; exit 1, not a usage error.
+        assert main(["verify", str(tmp_path / "nope")]) == 1
+        out, err = capsys.readouterr()
+        assert err == "" and out.startswith("FAILED: 0 file(s)")
+        assert "nothing_verified: no such file or directory" in out
 
 
 class TestTailCommand:

@@ -86,3 +86,29 @@ def test_a_cold_store_that_agrees_with_itself_still_fails_against_its_hot_file(t
     failures = [f for f in verify_trail(trail).failures if "differs from the seal the hot file has" in f.detail]
     assert [f.kind for f in failures] == [FailureKind.SEAL_MISMATCH]
     assert "records: 4 vs 5" in failures[0].detail
+
+
+class TestNothingVerified:
+    """A trail deleted whole, an empty directory or /dev/null is not "OK: 0 files" (issue 13, finding 1)."""
+
+    @pytest.mark.parametrize("where", ["empty", "missing", "devnull"])
+    def test_nothing_to_verify_fails_unless_allowed(self, tmp_path, capsys, where):
+        path = {"empty": tmp_path, "missing": tmp_path / "gone", "devnull": Path("/dev/null")}[where]
+        report = verify_trail(path)
+        assert not report.ok
+        assert [f.kind for f in report.failures] == [FailureKind.NOTHING_VERIFIED]
+        assert main(["verify", str(path)]) == 1
+        out = capsys.readouterr().out
+        assert "FAILED" in out and "nothing was verified" in out and "--allow-empty" in out
+        if where != "missing":
+            assert verify_trail(path, allow_empty=True).ok
+            assert main(["verify", str(path), "--allow-empty"]) == 0
+
+    def test_a_deleted_trail_fails_where_it_passed(self, tmp_path):
+        with AuditEventEmitter(AuditConfig(base_path=tmp_path, sync_writes=False)) as audit:
+            audit.emit_param_change("meta", "k", 1, 2, "why")
+        assert verify_trail(tmp_path).ok
+        for file in (tmp_path / "hot").iterdir():
+            file.chmod(0o644)
+            file.unlink()
+        assert [f.kind for f in verify_trail(tmp_path).failures] == [FailureKind.NOTHING_VERIFIED]
