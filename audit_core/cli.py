@@ -24,7 +24,7 @@ from audit_core.cold.converter import UNREADABLE
 from audit_core.cold.retention import MAX_RETENTION_DAYS
 from audit_core.config import AuditConfig
 from audit_core.errors import AuditError, AuditFormatError, AuditIntegrityError
-from audit_core.hot.reader import describe_event
+from audit_core.hot.reader import describe_event, printable
 from audit_core.hot.reader import tail as tail_trail
 from audit_core.trust.checkpoint import verifier_key
 from audit_core.trust.proofs import check_proof as check_proof_file
@@ -207,7 +207,8 @@ def tail(args: argparse.Namespace) -> int:
     """
     unreadable = _SkippedReporter("tail")
     for event in tail_trail(args.path, args.n, on_error=unreadable):
-        print(event.to_line().decode().rstrip("\n") if args.json else describe_event(event))
+        # Control characters and ANSI sequences in a record are shown escaped, never sent to the terminal.
+        print(printable(event.to_line().decode().rstrip("\n"), json=True) if args.json else describe_event(event))
     return EXIT_FAILED if unreadable.count else EXIT_OK
 
 

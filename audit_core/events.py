@@ -24,6 +24,8 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
+    field_validator,
     model_validator,
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
@@ -91,20 +93,48 @@ class SignalFilterReason(enum.StrEnum):
 # --- field types -------------------------------------------------------------------------------
 
 
-def _to_json_value(value: Any, _path: str = "") -> Any:
+#: How deeply containers may nest in a JSON value (a parameter value, a payload): deeper is refused
+#: at emit, so no reader (Python, DuckDB) ever meets a record it cannot parse.
+MAX_NESTING_DEPTH = 64
+#: The cold store's decimal columns are DECIMAL(38,18): at most this many digits before the point ...
+COLD_DECIMAL_INTEGER_DIGITS = 20
+#: ... and this many after it. A decimal that does not fit exactly is refused at emit.
+COLD_DECIMAL_FRACTION_DIGITS = 18
+
+
+def _check_text(text: str, what: str, path: str) -> None:
+    """Refuse a string UTF-8 cannot encode (a lone surrogate): it would be rewritten or fail later.
+
+    Callers skip it for ASCII text (``str.isascii`` is far cheaper than encoding)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"{what} {text!r}{_where(path)} contains a lone surrogate; UTF-8 cannot store it") from None
+
+
+def _to_json_value(value: Any, _path: str = "", _depth: int = 0) -> Any:
     """Accept a value only if it has an exact JSON form; enums and Decimals are converted.
 
     Floats must be finite: JSON has no NaN, and a NaN parameter would silently become null.
+    Strings and keys must be valid Unicode (no lone surrogates), keys must be strings (two keys that
+    would become the same string are refused, never merged), and containers may nest at most
+    ``MAX_NESTING_DEPTH`` deep.
     """
     kind = type(value)
-    if kind is str or kind is int or kind is bool or value is None:
+    if kind is str:
+        if not value.isascii():
+            _check_text(value, "string", _path)
+        return value
+    if kind is int or kind is bool or value is None:
         return value
     if kind is float:
         if not math.isfinite(value):
             raise ValueError(f"non-finite float {value!r}{_where(_path)} has no JSON form")
         return value
+    if kind is dict or kind is list or kind is tuple:
+        return _json_container(value, _path, _depth)
     if isinstance(value, enum.Enum):
-        return _to_json_value(value.value, _path)
+        return _to_json_value(value.value, _path, _depth)
     if isinstance(value, Decimal):
         if not value.is_finite():
             raise ValueError(f"non-finite decimal {value!r}{_where(_path)}")
@@ -112,41 +142,100 @@ def _to_json_value(value: Any, _path: str = "") -> Any:
     # Subclasses of the JSON scalars (numpy.float64 is a float) become the plain type.
     for plain in (bool, int, float, str):
         if isinstance(value, plain):
-            return _to_json_value(plain(value), _path)
-    if isinstance(value, Mapping):
-        out = {}
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise ValueError(f"mapping key {key!r}{_where(_path)} is not a string")
-            out[key] = _to_json_value(item, f"{_path}.{key}" if _path else key)
-        return out
-    if isinstance(value, (list, tuple)):
-        return [_to_json_value(item, f"{_path}[{i}]") for i, item in enumerate(value)]
+            return _to_json_value(plain(value), _path, _depth)
+    if isinstance(value, (Mapping, list, tuple)):
+        return _json_container(value, _path, _depth)
     item = getattr(value, "item", None)  # numpy scalars
     if callable(item):
-        return _to_json_value(item(), _path)
+        return _to_json_value(item(), _path, _depth)
     raise ValueError(f"{kind.__name__} value {value!r}{_where(_path)} has no exact JSON form")
+
+
+def _json_container(value: Mapping[Any, Any] | list[Any] | tuple[Any, ...], path: str, depth: int) -> Any:
+    """A mapping (string keys, none twice) or a sequence, ``depth`` levels down: its JSON form."""
+    if depth >= MAX_NESTING_DEPTH:
+        raise ValueError(f"nested deeper than {MAX_NESTING_DEPTH} levels{_where(path)} (MAX_NESTING_DEPTH)")
+    depth += 1
+    if not isinstance(value, Mapping):
+        return [_to_json_value(item, f"{path}[{i}]", depth) for i, item in enumerate(value)]
+    out = {}
+    for key, item in value.items():
+        if type(key) is not str:
+            if not isinstance(key, str):
+                raise ValueError(f"mapping key {key!r}{_where(path)} is not a string; keys must be strings")
+            key = str(key)
+        if not key.isascii():
+            _check_text(key, "mapping key", path)
+        if key in out:
+            raise ValueError(f"mapping key {key!r}{_where(path)} occurs twice")
+        out[key] = _to_json_value(item, f"{path}.{key}" if path else key, depth)
+    return out
+
+
+def _to_json_object(value: Any) -> Any:
+    """A JSON object (``SystemEvent.payload``): a mapping, checked like any JSON value."""
+    if type(value) is not dict and not isinstance(value, Mapping):
+        raise ValueError(f"expected a JSON object (a dict), got {type(value).__name__}")
+    return _json_container(value, "", 0)
 
 
 def _where(path: str) -> str:
     return f" at {path}" if path else ""
 
 
+_COLD_DECIMAL_LIMIT = (
+    f"the cold store holds at most {COLD_DECIMAL_INTEGER_DIGITS} integer digits and "
+    f"{COLD_DECIMAL_FRACTION_DIGITS} decimal places (DECIMAL(38,18))"
+)
+
+
 def _exact_decimal(value: Any) -> Any:
-    """Parse money and quantities in one pass: no floats (inexact), no NaN or infinity."""
+    """Parse money and quantities in one pass: no floats (inexact), no NaN or infinity, and nothing
+    the cold store's DECIMAL(38,18) cannot hold exactly."""
     if isinstance(value, float):
         raise ValueError(f"float {value!r} is inexact for money or quantity; pass a str or Decimal")
-    if isinstance(value, (str, int)) and not isinstance(value, bool):
+    if isinstance(value, str):
+        # A short plain string (at most 19 characters, no exponent) always fits: skip the digit walk.
+        short = len(value) <= 19 and "e" not in value and "E" not in value
         try:
             value = Decimal(value)
         except ArithmeticError:
             raise ValueError(f"{value!r} is not a decimal number") from None
-    if isinstance(value, Decimal) and not value.is_finite():
-        raise ValueError(f"{value!r} is not a finite decimal")
+        if not value.is_finite():
+            raise ValueError(f"{value!r} is not a finite decimal")
+        return value if short else _fits_cold(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        if -(10**COLD_DECIMAL_INTEGER_DIGITS) < value < 10**COLD_DECIMAL_INTEGER_DIGITS:
+            return Decimal(value)
+        raise ValueError(f"{value!r} has more than {COLD_DECIMAL_INTEGER_DIGITS} integer digits; {_COLD_DECIMAL_LIMIT}")
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise ValueError(f"{value!r} is not a finite decimal")
+        return _fits_cold(value)
+    return value
+
+
+def _fits_cold(value: Decimal) -> Decimal:
+    """``value`` if DECIMAL(38,18) holds it exactly, else a ValueError saying the limit."""
+    text = str(value)
+    if len(text) <= 19 and "E" not in text:  # plain notation this short always fits
+        return value
+    _, digits, exponent = value.as_tuple()
+    assert isinstance(exponent, int)  # finite
+    if not any(digits):
+        return value  # zero, whatever its exponent
+    if len(digits) + exponent > COLD_DECIMAL_INTEGER_DIGITS:
+        raise ValueError(f"{value} has more than {COLD_DECIMAL_INTEGER_DIGITS} integer digits; {_COLD_DECIMAL_LIMIT}")
+    beyond = -COLD_DECIMAL_FRACTION_DIGITS - exponent  # digits past the 18th decimal place
+    if beyond > 0 and any(digits[-beyond:]):
+        raise ValueError(
+            f"{value} has non-zero digits beyond {COLD_DECIMAL_FRACTION_DIGITS} decimal places; {_COLD_DECIMAL_LIMIT}"
+        )
     return value
 
 
 JsonValue = Annotated[Any, BeforeValidator(_to_json_value)]
+JsonObject = Annotated[dict[str, Any], BeforeValidator(_to_json_object)]
 ExactDecimal = Annotated[Decimal, BeforeValidator(_exact_decimal)]
 Text = Annotated[str, Field(min_length=1, max_length=256)]
 Hash = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
@@ -187,7 +276,7 @@ class AuditEvent(BaseModel):
     event_type: str = _event_type_field("")
     source: Text
     trader_id: str = Field(default="", max_length=64)
-    sequence: int | None = Field(default=None, ge=0)
+    sequence: int | None = Field(default=None, ge=0, lt=2**63)
     correlation_id: str | None = Field(default=None, min_length=1, max_length=256)
     prev_hash: Hash | None = None
     # Stamped by the emitter with the chain fields (``RECORD_FORMAT``). Left out of the record when
@@ -273,6 +362,11 @@ _TRADE_REQUIRED: dict[str, tuple[str, ...]] = {
 }
 
 
+def _needs_positive_size(event_type: str) -> bool:
+    """``trade.order``, ``trade.fill`` and their subtypes (``trade.order.accepted``)."""
+    return event_type in ("trade.order", "trade.fill") or event_type.startswith(("trade.order.", "trade.fill."))
+
+
 class TradeEvent(AuditEvent):
     """An order, fill, rejection, cancel or position change. Money and sizes are exact decimals."""
 
@@ -300,8 +394,17 @@ class TradeEvent(AuditEvent):
     realized_return: ExactDecimal | None = None
     avg_px_open: ExactDecimal | None = None
     avg_px_close: ExactDecimal | None = None
-    duration_ns: int | None = Field(default=None, ge=0)
+    duration_ns: int | None = Field(default=None, ge=0, lt=2**63)
     ts_init: int | None = Field(default=None, ge=0, lt=2**63)
+
+    @field_validator("size")
+    @classmethod
+    def _positive_size_on_orders_and_fills(cls, size: Decimal | None, info: ValidationInfo) -> Decimal | None:
+        # Orders and fills move a positive quantity (the side says which way); position records may
+        # carry 0 (closed), and prices may be negative (some instruments trade below zero).
+        if size is not None and size <= 0 and _needs_positive_size(info.data.get("event_type", "")):
+            raise ValueError(f"size must be > 0 on {info.data['event_type']}, got {size}")
+        return size
 
     @model_validator(mode="after")
     def _required_for_type(self) -> TradeEvent:
@@ -317,7 +420,7 @@ class SystemEvent(AuditEvent):
     event_type_root: ClassVar[str] = "sys"
 
     event_type: str = _event_type_field("sys")
-    payload: dict[str, JsonValue] = Field(default_factory=dict)
+    payload: JsonObject = Field(default_factory=dict)
 
 
 def event_class_for(event_type: str) -> type[AuditEvent]:

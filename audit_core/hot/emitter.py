@@ -259,7 +259,7 @@ class AuditEventEmitter:
             "event_type": event_type,
             "source": source,
             "correlation_id": correlation_id,
-            "payload": dict(payload or {}),
+            "payload": {} if payload is None else payload,  # a Mapping; checked and copied by the model
         })
 
     # --- lifecycle ----------------------------------------------------------------------------

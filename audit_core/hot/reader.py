@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 from collections import deque
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -107,6 +108,29 @@ def _first_error(exc: ValidationError) -> str:
     return f"{error['msg']} ({location})"
 
 
+#: What a terminal may act on instead of printing: C0 and C1 controls (ESC starts ANSI sequences,
+#: U+009B is a one-character CSI), DEL, line and paragraph separators, bidirectional overrides.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def _visible(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
+def _json_escape(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
+
+
+def printable(text: str, *, json: bool = False) -> str:
+    """``text`` with every control character and terminal escape shown as an escape, never obeyed.
+
+    ``"\\x1b[2J"`` (clear the screen) prints as the six characters ``\\x1b[2J``. With ``json`` the
+    escapes are JSON's (``\\u001b``), so a record line stays valid JSON with the same values.
+    """
+    return _UNPRINTABLE.sub(_json_escape if json else _visible, text)
+
+
 def describe_event(event: AuditEvent) -> str:
     """One human-readable line for an event."""
     when = dt.datetime.fromtimestamp(event.ts_event // 1_000_000_000, dt.UTC)
@@ -115,4 +139,4 @@ def describe_event(event: AuditEvent) -> str:
         exclude={"ts_event", "event_type", "source", "trader_id", "sequence", "prev_hash"}, exclude_none=True
     )
     detail = " ".join(f"{key}={value}" for key, value in fields.items())
-    return f"{stamp} #{event.sequence} {event.event_type:<24} {event.source:<20} {detail}"
+    return printable(f"{stamp} #{event.sequence} {event.event_type:<24} {event.source:<20} {detail}")

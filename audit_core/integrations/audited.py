@@ -126,7 +126,9 @@ def to_json_value(value: Any) -> Any:
     if isinstance(value, Decimal):
         return str(value)
     if isinstance(value, Mapping):
-        return {str(key): to_json_value(item) for key, item in value.items()}
+        # Keys are kept as they are: a non-string key (and so ``{1: ..., "1": ...}``, which would
+        # collapse into one key) is refused by the event model with a ValidationError naming it.
+        return {key: to_json_value(item) for key, item in value.items()}
     if isinstance(value, (frozenset, set)):
         return sorted((to_json_value(item) for item in value), key=repr)
     if isinstance(value, (tuple, list)):

@@ -10,7 +10,7 @@ order's ``tags`` when they submit.
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import Context, Decimal
 from typing import Any
 
 from nautilus_trader.common.actor import Actor
@@ -34,7 +34,7 @@ from nautilus_trader.model.events import (
 from nautilus_trader.model.identifiers import ClientOrderId
 
 from audit_core.config import AuditConfig
-from audit_core.events import AuditEventType
+from audit_core.events import COLD_DECIMAL_FRACTION_DIGITS, AuditEventType
 from audit_core.hot.emitter import AuditEventEmitter
 
 SIGNAL_TAG = "ledgerline:signal="
@@ -63,7 +63,27 @@ def slippage_bps(side: str, expected: Decimal, filled: Decimal) -> Decimal:
     if side not in ("BUY", "SELL"):
         raise ValueError(f"side must be 'BUY' or 'SELL', got {side!r}")
     bps = (filled - expected) / expected * _BPS * (1 if side == "BUY" else -1)
-    return bps if bps else Decimal(0)  # no "-0" in the trail
+    return cold_precision(bps)
+
+
+#: The finest step the cold store's DECIMAL(38,18) columns hold.
+_COLD_STEP = Decimal(1).scaleb(-COLD_DECIMAL_FRACTION_DIGITS)
+_WIDE = Context(prec=80)
+
+
+def cold_precision(value: Decimal) -> Decimal:
+    """A computed or float-derived decimal rounded (half even) to the 18 decimal places the trail
+    stores: a ratio like a slippage has 28 significant digits, ``Decimal(str(1.2e-05))`` 21 decimal
+    places, and the event model refuses digits the cold store would drop. Never ``-0``."""
+    exponent = value.as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -COLD_DECIMAL_FRACTION_DIGITS:
+        value = value.quantize(_COLD_STEP, context=_WIDE)
+    return value if value else Decimal(0)
+
+
+def _float_decimal(value: float) -> Decimal:
+    """A NautilusTrader float (average prices, returns) as the decimal the trail stores."""
+    return cold_precision(Decimal(str(value)))
 
 
 class AuditObserverConfig(ActorConfig, frozen=True):
@@ -245,15 +265,15 @@ class AuditObserver(Actor):
             "price": event.last_px.as_decimal(),
             "position_id": str(event.position_id),
             "strategy_source": str(event.strategy_id),
-            "avg_px_open": Decimal(str(event.avg_px_open)),
+            "avg_px_open": _float_decimal(event.avg_px_open),
             "ts_init": event.ts_init,
         }
         if event.realized_pnl is not None:
             fields["realized_pnl"] = event.realized_pnl.as_decimal()
             fields["currency"] = str(event.realized_pnl.currency)
         if isinstance(event, PositionClosed):
-            fields["realized_return"] = Decimal(str(event.realized_return))
-            fields["avg_px_close"] = Decimal(str(event.avg_px_close))
+            fields["realized_return"] = _float_decimal(event.realized_return)
+            fields["avg_px_close"] = _float_decimal(event.avg_px_close)
             fields["duration_ns"] = event.duration_ns
         self.emitter.emit_trade(event_type, "AuditObserver", str(event.instrument_id), correlation_id=signal,
                                 ts_event=event.ts_event, **{k: v for k, v in fields.items() if v is not None})

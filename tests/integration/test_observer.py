@@ -49,7 +49,13 @@ from nautilus_trader.trading.strategy import Strategy
 from audit_core import verify
 from audit_core._layout import parse_hot_file_name, seal_path, utc_day
 from audit_core.hot.verifier import hot_files
-from audit_core.integrations.observer import EXPECTED_PRICE_TAG, SIGNAL_TAG, audit_tags, slippage_bps
+from audit_core.integrations.observer import (
+    EXPECTED_PRICE_TAG,
+    SIGNAL_TAG,
+    audit_tags,
+    cold_precision,
+    slippage_bps,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 INSTRUMENT = InstrumentId.from_str("EUR/USD.SIM")
@@ -419,6 +425,14 @@ def test_slippage_bps_hand_computed(side, expected, filled, bps):
     assert slippage_bps(side, Decimal(expected), Decimal(filled)) == Decimal(bps)
 
 
+def test_slippage_and_float_fields_fit_the_cold_store():
+    # 0.00003 / 1.10012 * 10_000 has 28 significant digits; the event model refuses more than 18 places.
+    bps = slippage_bps("BUY", Decimal("1.10012"), Decimal("1.10015"))
+    assert bps == Decimal("0.272697523906482929") and bps.as_tuple().exponent == -18
+    assert cold_precision(Decimal(str(1.2345678901234567e-05))) == Decimal("0.000012345678901235")
+    assert str(cold_precision(Decimal("-1e-30"))) == "0"  # no "-0" in the trail
+
+
 @given(
     expected=st.decimals(min_value=Decimal("0.0001"), max_value=Decimal(100_000), places=5),
     delta=st.decimals(min_value=Decimal(-1), max_value=Decimal(1), places=5),
@@ -511,7 +525,8 @@ def test_slippage_sign_and_limit_price_fallback_on_real_fills(tmp_path):
         fill = fills[(order_id, row["trade_id"])]
         filled = fill.last_px.as_decimal()
         assert Decimal(row["expected_price"]) == expected, case
-        hand = (filled - expected) / expected * 10_000 * (1 if row["side"] == "BUY" else -1)
+        # Rounded to the 18 decimal places the trail stores (a ratio has 28 significant digits).
+        hand = cold_precision((filled - expected) / expected * 10_000 * (1 if row["side"] == "BUY" else -1))
         assert Decimal(row["slippage_bps"]) == hand == slippage_bps(row["side"], expected, filled), case
         by_case[case] = Decimal(row["slippage_bps"])
 

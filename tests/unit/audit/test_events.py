@@ -56,9 +56,9 @@ class TestCanonicalSerialization:
         assert keys[-1] == "checksum"
 
     def test_decimals_travel_as_strings_exactly(self):
-        line = _fill(price="1.100120000000000000001").to_line()
+        line = _fill(price="12345678901234567890.100120000000000001").to_line()
         data = json.loads(line)
-        assert data["price"] == "1.100120000000000000001"
+        assert data["price"] == "12345678901234567890.100120000000000001"
         assert data["size"] == "100000"
 
     def test_checksum_covers_every_field(self):
