@@ -189,9 +189,22 @@ _COLD_DECIMAL_LIMIT = (
 )
 
 
-def _exact_decimal(value: Any) -> Any:
-    """Parse money and quantities in one pass: no floats (inexact), no NaN or infinity, and nothing
-    the cold store's DECIMAL(38,18) cannot hold exactly."""
+#: ``model_validate(..., context=READING)``: a record read back, not a new one. Limits that only say
+#: what may be *written* (the cold decimal range, sizes > 0) do not reject what a trail already holds:
+#: records written before a limit existed stay readable evidence.
+READING = {"reading": True}
+
+
+def _reading(info: ValidationInfo) -> bool:
+    context = info.context
+    return isinstance(context, dict) and bool(context.get("reading"))
+
+
+def _exact_decimal(value: Any, info: ValidationInfo) -> Any:
+    """Parse money and quantities in one pass: no floats (inexact), no NaN or infinity, and (for a new
+    record) nothing the cold store's DECIMAL(38,18) cannot hold exactly."""
+    if _reading(info):
+        return _any_exact_decimal(value)
     if isinstance(value, float):
         raise ValueError(f"float {value!r} is inexact for money or quantity; pass a str or Decimal")
     if isinstance(value, str):
@@ -212,6 +225,18 @@ def _exact_decimal(value: Any) -> Any:
         if not value.is_finite():
             raise ValueError(f"{value!r} is not a finite decimal")
         return _fits_cold(value)
+    return value
+
+
+def _any_exact_decimal(value: Any) -> Any:
+    """A stored decimal read back: exact and finite, whatever its range."""
+    if isinstance(value, (str, int)) and not isinstance(value, bool):
+        try:
+            value = Decimal(value)
+        except ArithmeticError:
+            raise ValueError(f"{value!r} is not a decimal number") from None
+    if isinstance(value, Decimal) and not value.is_finite():
+        raise ValueError(f"{value!r} is not a finite decimal")
     return value
 
 
@@ -402,7 +427,9 @@ class TradeEvent(AuditEvent):
     def _positive_size_on_orders_and_fills(cls, size: Decimal | None, info: ValidationInfo) -> Decimal | None:
         # Orders and fills move a positive quantity (the side says which way); position records may
         # carry 0 (closed), and prices may be negative (some instruments trade below zero).
-        if size is not None and size <= 0 and _needs_positive_size(info.data.get("event_type", "")):
+        if size is None or size > 0 or _reading(info):
+            return size
+        if _needs_positive_size(info.data.get("event_type", "")):
             raise ValueError(f"size must be > 0 on {info.data['event_type']}, got {size}")
         return size
 
@@ -436,7 +463,8 @@ def event_class_for(event_type: str) -> type[AuditEvent]:
 def parse_record(line: bytes | str) -> AuditEvent:
     """Parse one record line back into its model, keeping its stored checksum.
 
-    The checksum is not checked here; that is ``hot.verifier.verify``'s job.
+    The checksum is not checked here; that is ``hot.verifier.verify``'s job. Limits on what may be
+    written now (``READING``) do not reject a record written before they existed.
 
     Raises:
         pydantic.ValidationError: the line is not a valid record.
@@ -446,7 +474,7 @@ def parse_record(line: bytes | str) -> AuditEvent:
         raise ValueError(f"record is a JSON {type(data).__name__}, expected an object")
     stored = data.pop("checksum", None)
     cls = event_class_for(str(data.get("event_type", "")))
-    event = cls.model_validate(data)
+    event = cls.model_validate(data, context=READING)
     if isinstance(stored, str):
         object.__setattr__(event, "_stamped_checksum", stored)
     return event

@@ -193,3 +193,37 @@ class TestSizes:
 def test_parameter_change_event_direct_construction_is_checked_too():
     with pytest.raises(ValidationError, match="lone surrogate"):
         ParameterChangeEvent(source="s", param_name="p", new_value=["\ud800"])
+
+
+class TestRecordsAlreadyWritten:
+    """The limits say what may be written now; a record written before they existed stays readable."""
+
+    OLD_LINES = [
+        # an order of size 0 and a fill whose slippage has 21 decimal places, as earlier versions wrote them
+        {"ts_event": 1, "event_type": "trade.order", "source": "obs", "trader_id": "T", "sequence": 0,
+         "correlation_id": None, "prev_hash": "0" * 64, "instrument_id": "EURUSD.SIM", "order_id": "O-1",
+         "side": "BUY", "size": "0"},
+        {"ts_event": 2, "event_type": "trade.fill", "source": "obs", "trader_id": "T", "sequence": 1,
+         "correlation_id": None, "prev_hash": "0" * 64, "instrument_id": "EURUSD.SIM", "order_id": "O-1",
+         "side": "BUY", "size": "1", "price": "1.1", "slippage_bps": "0.123456789012345678901"},
+    ]
+
+    def test_parse_record_and_tail_read_them(self, tmp_path):
+        from audit_core import parse_record, tail
+        from audit_core.trust.record import build_line, compute_checksum
+
+        lines = []
+        for fields in self.OLD_LINES:
+            body = json.dumps(fields, separators=(",", ":")).encode()
+            lines.append(build_line(body, compute_checksum(body)))
+        order, fill = (parse_record(line) for line in lines)
+        assert order.size == 0 and fill.slippage_bps == Decimal("0.123456789012345678901")  # exact, not refused
+        hot = tmp_path / "hot"
+        hot.mkdir()
+        (hot / "audit.T.main.2026-01-01.0000.jsonl").write_bytes(b"".join(lines))
+        assert [e.event_type for e in tail(hot, 5)] == ["trade.order", "trade.fill"]
+        # ... while a new record with the same values is refused.
+        with pytest.raises(ValidationError, match="size must be > 0"):
+            TradeEvent(**{k: v for k, v in self.OLD_LINES[0].items() if k not in ("sequence", "prev_hash")})
+        with pytest.raises(ValidationError, match="beyond 18 decimal places"):
+            TradeEvent(**{k: v for k, v in self.OLD_LINES[1].items() if k not in ("sequence", "prev_hash")})
