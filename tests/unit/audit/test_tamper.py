@@ -41,6 +41,8 @@ _PARAM_VALUE = st.one_of(
     st.dictionaries(st.text(max_size=8), _SCALAR, max_size=4),
 )
 _DECIMAL = st.decimals(allow_nan=False, allow_infinity=False, places=6, min_value=-(10**9), max_value=10**9).map(str)
+#: Orders and fills move a positive quantity (sizes <= 0 are refused at emit); prices may be negative.
+_SIZE = st.decimals(allow_nan=False, allow_infinity=False, places=6, min_value="0.000001", max_value=10**9).map(str)
 
 _PARAM = st.tuples(st.just("param"), _TEXT, _TEXT, _PARAM_VALUE, _PARAM_VALUE)
 _SIGNAL = st.tuples(
@@ -56,7 +58,7 @@ _TRADE = st.tuples(
     _TEXT,
     _TEXT,
     st.sampled_from(["BUY", "SELL"]),
-    _DECIMAL,
+    _SIZE,
     _DECIMAL,
 )
 _SYSTEM = st.tuples(
