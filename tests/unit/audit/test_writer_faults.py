@@ -7,12 +7,14 @@ a stream with segment 9999 sealed, the live file unlinked or replaced under a ru
 from __future__ import annotations
 
 import datetime as dt
+import os
+import stat
 from pathlib import Path
 
 import pytest
 
-from audit_core import AuditConfig, AuditEventEmitter, verify
-from audit_core._layout import hot_file_name, parse_hot_file_name, seal_path
+from audit_core import AppendOnlyWriter, AuditConfig, AuditEventEmitter, AuditWriteError, verify
+from audit_core._layout import hot_file_name, lock_path, parse_hot_file_name, seal_path
 from audit_core.trust.record import split_record
 
 JAN_5 = 1_767_571_200 * 10**9  # 2026-01-05 00:00:00 UTC
@@ -71,3 +73,63 @@ class TestSegmentsPastFourDigits:
         report = verify(tmp_path)
         assert report.ok, report.to_text()
         assert report.records == 3 and report.sealed_files == 3
+
+
+class TestLockFile:
+    def test_a_symlink_at_the_lock_path_is_refused_and_its_target_left_untouched(self, tmp_path):
+        config = config_for(tmp_path)
+        config.hot_path.mkdir(parents=True)
+        victim = tmp_path / "victim.txt"
+        victim.write_bytes(b"precious content that must survive\n")
+        lock = lock_path(config.hot_path, "T-1", "s1")
+        lock.symlink_to(victim)
+
+        with pytest.raises(AuditWriteError, match=r"lock file .*\.audit\.T-1\.s1\.lock is a symlink .*victim\.txt"):
+            AppendOnlyWriter(config, clock=Clock(JAN_5))
+
+        assert victim.read_bytes() == b"precious content that must survive\n"
+        assert lock.is_symlink()
+        assert not list(config.hot_path.glob("*.jsonl"))
+
+    def test_a_hard_link_at_the_lock_path_is_refused(self, tmp_path):
+        config = config_for(tmp_path)
+        config.hot_path.mkdir(parents=True)
+        victim = tmp_path / "victim.txt"
+        victim.write_bytes(b"precious\n")
+        os.link(victim, lock_path(config.hot_path, "T-1", "s1"))
+
+        with pytest.raises(AuditWriteError, match="has 2 hard links"):
+            AppendOnlyWriter(config, clock=Clock(JAN_5))
+        assert victim.read_bytes() == b"precious\n"
+
+    def test_a_fifo_at_the_lock_path_is_refused_without_blocking(self, tmp_path):
+        config = config_for(tmp_path)
+        config.hot_path.mkdir(parents=True)
+        os.mkfifo(lock_path(config.hot_path, "T-1", "s1"))
+
+        with pytest.raises(AuditWriteError, match="not a regular file"):
+            AppendOnlyWriter(config, clock=Clock(JAN_5))
+
+    def test_the_pid_is_written_in_place_without_truncating(self, tmp_path):
+        config = config_for(tmp_path)
+        config.hot_path.mkdir(parents=True)
+        lock = lock_path(config.hot_path, "T-1", "s1")
+        lock.write_bytes(b"9" * 21 + b"-tail beyond the pid field\n")  # left by an older writer
+
+        writer = AppendOnlyWriter(config, clock=Clock(JAN_5))
+        try:
+            content = lock.read_bytes()
+            assert content[:21].decode().strip() == str(os.getpid())
+            assert content[21:] == b"-tail beyond the pid field\n"  # not truncated
+            assert stat.S_ISREG(lock.lstat().st_mode)
+        finally:
+            writer.close()
+
+    def test_a_held_stream_names_the_holder_pid(self, tmp_path):
+        config = config_for(tmp_path)
+        first = AppendOnlyWriter(config, clock=Clock(JAN_5))
+        try:
+            with pytest.raises(AuditWriteError, match=rf"held by another process \(pid {os.getpid()}\)"):
+                AppendOnlyWriter(config, clock=Clock(JAN_5))
+        finally:
+            first.close()
