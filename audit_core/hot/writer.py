@@ -32,6 +32,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +70,20 @@ logger = logging.getLogger("ledgerline.writer")
 _OPEN_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
 _FILE_MODE = 0o640
 _NEVER = 2**63
+
+#: Writers open in this process, disowned in a ``fork()`` child (see ``_disown_writers_after_fork``).
+_OPEN_WRITERS: weakref.WeakSet[AppendOnlyWriter] = weakref.WeakSet()
+
+
+def _disown_writers_after_fork() -> None:
+    for writer in list(_OPEN_WRITERS):
+        writer._disown_after_fork()
+
+
+# The pid check runs once, in the child, at fork time (not per append): the hot path keeps its one
+# ``_closed`` test. A C extension that forks without PyOS_AfterFork_Child bypasses this (and breaks
+# Python's own locks too).
+os.register_at_fork(after_in_child=_disown_writers_after_fork)
 
 
 @dataclass
@@ -137,6 +152,8 @@ class AppendOnlyWriter:
         self._head_whole: bytes | None = None  # the whole record whose rest heads the queue after a short write
         self._dir.mkdir(parents=True, exist_ok=True)
         self._lock_fd = -1
+        self._pid = os.getpid()
+        self._closed_reason: str | None = None  # why appends are refused, when not a plain close()
         self.stream_id = self._acquire_stream()
         try:
             files = self.stream_files()
@@ -154,6 +171,7 @@ class AppendOnlyWriter:
         self._wake_flusher = threading.Event()
         self._flusher = threading.Thread(target=self._flush_loop, name="ledgerline-flusher", daemon=True)
         self._flusher.start()
+        _OPEN_WRITERS.add(self)
 
     # --- public API ---------------------------------------------------------------------------
 
@@ -186,12 +204,12 @@ class AppendOnlyWriter:
         """
         with self._mutex:
             if self._closed:
-                raise AuditWriteError(f"writer for {self._path} is closed")
+                raise self._closed_error()
             while self._pending_bytes and self._pending_bytes + len(data) > self._config.max_buffer_bytes:
                 self.stats.blocked_appends += 1
                 self._wait(self._config.retry_interval_s)
                 if self._closed:
-                    raise AuditWriteError(f"writer for {self._path} is closed")
+                    raise self._closed_error()
             self.stats.records += 1
             self._queued += len(data)
             if not (self._writing or self._pending or self._episode.active or self._fd < 0) and (
@@ -251,6 +269,8 @@ class AppendOnlyWriter:
         deadline = None
         while True:
             with self._mutex:
+                if self._closed_reason is not None:
+                    raise self._closed_error()
                 if self._synced >= ticket or self._spilled >= ticket:
                     return
                 if self._written < ticket:
@@ -303,6 +323,8 @@ class AppendOnlyWriter:
     def flush(self) -> None:
         """Make everything written so far durable (no-op for bytes still queued while degraded)."""
         with self._mutex:
+            if self._closed_reason is not None:
+                raise self._closed_error()
             target = self._written
         if target > self._synced:
             self.sync_through(target)
@@ -318,6 +340,7 @@ class AppendOnlyWriter:
             if self._closed:
                 return
             self._closed = True  # no new appends from here on
+            _OPEN_WRITERS.discard(self)
             while self._writing:
                 self._wait()
             self._writing = True
@@ -353,6 +376,34 @@ class AppendOnlyWriter:
         prefix = f"audit.{self._config.trader_id}.{self.stream_id}."
         named = [(parse_hot_file_name(p), p) for p in self._dir.glob(prefix + "*.jsonl")]
         return [p for name, p in sorted((n, p) for n, p in named if n is not None and n.stream_id == self.stream_id)]
+
+    def _closed_error(self) -> AuditWriteError:
+        return AuditWriteError(self._closed_reason or f"writer for {self._path} is closed")
+
+    def _disown_after_fork(self) -> None:
+        """In a ``fork()`` child: the stream is the parent's. Refuse every write; touch none of its files.
+
+        Parent and child writing one stream would both use the same sequence numbers and fork the
+        chain. Only the calling thread survives a fork, so the mutex is recreated (a parent thread may
+        have held it); the child's copies of the fds are closed (the parent's stay open, and its flock
+        is held as long as any copy of the lock fd is); ``close()`` then does nothing, so the child
+        never drains, syncs or seals the parent's live file.
+        """
+        self._mutex = threading.Lock()
+        self._cond = threading.Condition(self._mutex)
+        self._waiters = 0
+        self._closed = True
+        self._closed_reason = (
+            f"the audit writer for {self._path} was opened in pid {self._pid} and this is pid {os.getpid()}, "
+            "a fork() child: it cannot write on the parent's stream; open a new emitter in the child "
+            "(with its own stream_id)"
+        )
+        for fd in (self._fd, self._lock_fd):
+            if fd >= 0:
+                os.close(fd)
+        self._fd = self._lock_fd = -1
+        self._spill.close()
+        self._sealers = []
 
     def _wait(self, timeout: float | None = None) -> None:
         """Wait for a state change; called with ``_mutex`` held."""

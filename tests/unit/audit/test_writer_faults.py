@@ -133,3 +133,76 @@ class TestLockFile:
                 AppendOnlyWriter(config, clock=Clock(JAN_5))
         finally:
             first.close()
+
+
+class TestForkAfterOpen:
+    # Python >= 3.12 warns on fork() in a process with threads (the writer's flusher); the child
+    # here only emits, reports through a pipe and leaves with os._exit.
+    @pytest.mark.filterwarnings("ignore:.*fork\\(\\) may lead to deadlocks:DeprecationWarning")
+    def test_the_child_refuses_to_write_on_the_parent_stream_and_the_parent_keeps_working(self, tmp_path):
+        config = config_for(tmp_path)
+        emitter = AuditEventEmitter(config, clock=Clock(JAN_5 + 5))
+        emitter.emit_system("sys.note", "test", {"text": "before fork"})
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: report through the pipe and the exit code, never return into pytest
+            code = 1
+            try:
+                os.close(read_end)
+                try:
+                    emitter.emit_system("sys.note", "test", {"text": "from the child"})
+                    report = "the child's emit succeeded"
+                except AuditWriteError as exc:
+                    report, code = str(exc), 0
+                try:
+                    emitter.flush()
+                    report, code = report + "; the child's flush succeeded", 1
+                except AuditWriteError:
+                    pass
+                emitter.close()  # must not drain, sync or seal the parent's file
+                os.write(write_end, report.encode())
+            finally:
+                os._exit(code)
+        os.close(write_end)
+        with os.fdopen(read_end, "rb") as pipe:
+            report = pipe.read().decode()
+        _, status = os.waitpid(pid, 0)
+
+        assert os.waitstatus_to_exitcode(status) == 0, report
+        assert f"opened in pid {os.getpid()} and this is pid {pid}" in report
+        assert "open a new emitter in the child" in report
+        path = emitter.writer.path
+        assert not seal_path(path).exists()  # the child's close did not seal the parent's file
+        emitter.emit_system("sys.note", "test", {"text": "after fork"})
+        emitter.flush()
+        emitter.close()
+        records = [split_record(line) for line in path.read_bytes().splitlines()]
+        assert [r.sequence for r in records] == [0, 1]
+        assert b"from the child" not in path.read_bytes()
+        report = verify(tmp_path)
+        assert report.ok, report.to_text()
+
+    @pytest.mark.filterwarnings("ignore:.*fork\\(\\) may lead to deadlocks:DeprecationWarning")
+    def test_a_new_emitter_in_the_child_needs_its_own_stream(self, tmp_path):
+        # The parent's stream stays locked across the fork (the child closes only its copy of the fd).
+        config = config_for(tmp_path)
+        with AuditEventEmitter(config, clock=Clock(JAN_5)):
+            read_end, write_end = os.pipe()
+            pid = os.fork()
+            if pid == 0:
+                code = 1
+                try:
+                    try:
+                        AuditEventEmitter(config, clock=Clock(JAN_5)).close()
+                        report = "the child took the parent's stream"
+                    except AuditWriteError as exc:
+                        report, code = str(exc), 0
+                    os.write(write_end, report.encode())
+                finally:
+                    os._exit(code)
+            os.close(write_end)
+            with os.fdopen(read_end, "rb") as pipe:
+                report = pipe.read().decode()
+            _, status = os.waitpid(pid, 0)
+            assert os.waitstatus_to_exitcode(status) == 0, report
+            assert "held by another process" in report
