@@ -59,6 +59,7 @@ from audit_core.hot._stream import (
     acquire_stream,
     append_to,
     continues,
+    file_lost,
     read_tail,
     write_synced,
 )
@@ -150,6 +151,10 @@ class AppendOnlyWriter:
         self._sealers: list[threading.Thread] = []
         self._unsealed_previous: Path | None = None  # rotated out, sealed once its successor is open
         self._head_whole: bytes | None = None  # the whole record whose rest heads the queue after a short write
+        # (synced, written) offsets when a live file was found deleted or replaced: tickets in
+        # (synced, written] went into that file and are lost with it (see ``_abandon_live_file``).
+        self._lost_ranges: list[tuple[int, int, str]] = []
+        self._file_start = 0
         self._dir.mkdir(parents=True, exist_ok=True)
         self._lock_fd = -1
         self._pid = os.getpid()
@@ -271,6 +276,8 @@ class AppendOnlyWriter:
             with self._mutex:
                 if self._closed_reason is not None:
                     raise self._closed_error()
+                if self._lost_ranges and self._spilled < ticket:
+                    self._raise_if_lost(ticket)
                 if self._synced >= ticket or self._spilled >= ticket:
                     return
                 if self._written < ticket:
@@ -307,9 +314,14 @@ class AppendOnlyWriter:
                 self._drain(force_retry=True)
                 continue
             synced = False
+            lost = None
             try:
                 os.fdatasync(fd)
-                synced = True
+                # After the sync: a file deleted before it is caught here, so a ticket is only
+                # acknowledged durable while its bytes are in the file at the stream's path.
+                assert path is not None
+                lost = file_lost(fd, path)
+                synced = lost is None
             except OSError as exc:
                 raise AuditWriteError(exc.errno, f"fdatasync of {path} failed: {exc.strerror}") from exc
             finally:
@@ -319,6 +331,9 @@ class AppendOnlyWriter:
                         self.stats.syncs += 1
                         self._synced = max(self._synced, target)
                     self._notify()
+            if lost is not None:
+                assert path is not None
+                self._give_up_file(path, lost)  # then the loop raises for this ticket
 
     def flush(self) -> None:
         """Make everything written so far durable (no-op for bytes still queued while degraded)."""
@@ -328,6 +343,8 @@ class AppendOnlyWriter:
             target = self._written
         if target > self._synced:
             self.sync_through(target)
+        else:
+            self._check_live_file()  # nothing to sync: still notice a deleted file while idle
 
     def close(self) -> None:
         """Write what is queued, seal the current file, release the stream. Idempotent.
@@ -355,7 +372,7 @@ class AppendOnlyWriter:
             self._flusher.join()
         try:
             if self._fd >= 0:
-                self._retire_fd()
+                self._retire_fd()  # raises, and nothing is sealed, if the live file was deleted or replaced
                 assert self._path is not None
                 self._seal(self._path, next_file=None)
         finally:
@@ -490,7 +507,7 @@ class AppendOnlyWriter:
             while written < len(data):
                 written += os.write(self._fd, data[written:] if written else data)
         except OSError as exc:
-            if exc.errno not in DEGRADING_ERRNOS:
+            if exc.errno not in DEGRADING_ERRNOS and exc.errno != errno.ESTALE:  # ESTALE: logged where found
                 logger.error("ledgerline: unexpected write error on %s: %s", self._path, exc)
             return written, exc
         return written, None
@@ -501,7 +518,12 @@ class AppendOnlyWriter:
             return
         if self._fd >= 0:
             self._unsealed_previous = self._path
-            self._retire_fd()  # closes the fd even when its final sync fails
+            try:
+                self._retire_fd()  # closes the fd even when its final sync fails
+            except AuditWriteError as exc:
+                if exc.errno == errno.ESTALE:
+                    self._unsealed_previous = None  # not our file any more: never seal what is at its path
+                raise
         day = utc_day(now)
         self._path = self._dir / hot_file_name(self._config.trader_id, self.stream_id, day, self._next_segment(day))
         self._rotate_at_ns = next_midnight_ns(now) if self._config.rotate_daily else _NEVER
@@ -511,6 +533,7 @@ class AppendOnlyWriter:
         assert self._path is not None
         created = not self._path.exists()
         self._fd = os.open(self._path, _OPEN_FLAGS, _FILE_MODE)
+        self._file_start = self._written  # the stream offset this file starts taking bytes at
         if created:
             fsync_directory(self._dir)
         previous, self._unsealed_previous = self._unsealed_previous, None
@@ -528,17 +551,100 @@ class AppendOnlyWriter:
             while self._fd_users:  # syncs running outside the lock finish on the open fd first
                 self._wait()
             fd, self._fd = self._fd, -1
+        assert self._path is not None
         try:
             if self._written > self._synced:
                 os.fdatasync(fd)
                 self.stats.syncs += 1
+            lost = file_lost(fd, self._path)
         except OSError as exc:
             raise AuditWriteError(exc.errno, f"fdatasync of {self._path} failed: {exc.strerror}") from exc
         finally:
             os.close(fd)
         with self._mutex:
+            if lost is not None:
+                error = self._record_loss(self._path, lost)
+                self._notify()
+                raise error
             self._synced = max(self._synced, self._written)
             self._notify()
+
+    # --- the live file deleted or replaced -------------------------------------------------------
+
+    def _check_live_file(self) -> None:
+        """Give up the live file if it was deleted or replaced (the flusher's idle check)."""
+        with self._mutex:
+            if self._fd < 0 or self._closed or self._path is None:
+                return
+            fd, path = self._fd, self._path
+            self._fd_users += 1
+        try:
+            lost = file_lost(fd, path)
+        finally:
+            with self._mutex:
+                self._fd_users -= 1
+                self._notify()
+        if lost is not None:
+            self._give_up_file(path, lost)
+
+    def _give_up_file(self, path: Path, reason: str) -> None:
+        """Become the leader and abandon ``path`` (unless a rotation, another thread or close got there)."""
+        with self._mutex:
+            while self._writing and not self._closed:
+                self._wait()
+            if self._closed or self._path != path or self._fd < 0:
+                return  # close() checks the file itself; a new file is already open
+            self._writing = True
+        changes: list[StateChange] = []
+        try:
+            changes = self._abandon_live_file(reason)
+        finally:
+            with self._mutex:
+                self._writing = False
+                self._notify()
+            self._report(changes)
+
+    def _abandon_live_file(self, reason: str) -> list[StateChange]:
+        """Stop writing to a live file that was deleted or replaced; degrade until a new segment opens.
+
+        The bytes this writer put in it since its last checked sync are gone with the inode (durable
+        tickets among them raise); nothing is sealed (a replaced path holds someone else's bytes).
+        The degradation episode (``sys.degraded``) names the file and reason; the next drain opens a
+        new segment, never reusing the name, and ends the episode (``sys.recovered``) there. Only
+        the leader calls this.
+        """
+        with self._mutex:
+            while self._fd_users:
+                self._wait()
+            fd, self._fd = self._fd, -1
+            assert self._path is not None
+            lost_path = self._path
+            error = self._record_loss(lost_path, reason)
+        os.close(fd)
+        with self._mutex:
+            changes = [] if self._episode.active else [self._degrade(error)]
+            self._next_retry = time.monotonic() + self._config.retry_interval_s
+            self.stats.write_errors += 1
+            day = utc_day(self._clock())
+            self._path = self._dir / hot_file_name(self._config.trader_id, self.stream_id, day, self._next_segment(day))
+            self._notify()
+        return changes
+
+    def _record_loss(self, path: Path, reason: str) -> AuditWriteError:
+        """Remember which tickets went into a lost file; log it at ERROR. Called with ``_mutex`` held."""
+        message = (
+            f"live audit file {path} {reason} while this writer had it open; bytes "
+            f"{self._file_start}..{self._written} this writer put in it are gone with it "
+            f"({self._synced}..{self._written} not yet acknowledged durable)"
+        )
+        self._lost_ranges.append((self._synced, self._written, message))
+        logger.error("ledgerline: %s", message)
+        return AuditWriteError(errno.ESTALE, message)
+
+    def _raise_if_lost(self, ticket: int) -> None:
+        for low, high, message in self._lost_ranges:
+            if low < ticket <= high:
+                raise AuditWriteError(errno.ESTALE, f"record cannot be made durable: {message}")
 
     # --- degradation --------------------------------------------------------------------------
 
@@ -624,8 +730,11 @@ class AppendOnlyWriter:
         logger.warning("ledgerline: imported %d spilled record(s) into %s", len(imported), self._path)
 
     def _next_segment(self, day: Any) -> int:
+        # The current file counts even when it is gone (deleted under us): its name is never reused.
+        current = [] if self._path is None else [self._path]
         segments = [
-            name.segment for name in map(parse_hot_file_name, self.stream_files()) if name and name.day == day
+            name.segment for name in map(parse_hot_file_name, [*self.stream_files(), *current])
+            if name and name.day == day
         ]
         return max(segments) + 1 if segments else 0
 

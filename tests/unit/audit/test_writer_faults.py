@@ -7,8 +7,11 @@ a stream with segment 9999 sealed, the live file unlinked or replaced under a ru
 from __future__ import annotations
 
 import datetime as dt
+import json
+import logging
 import os
 import stat
+import time
 from pathlib import Path
 
 import pytest
@@ -206,3 +209,115 @@ class TestForkAfterOpen:
             _, status = os.waitpid(pid, 0)
             assert os.waitstatus_to_exitcode(status) == 0, report
             assert "held by another process" in report
+
+
+def wait_until(predicate, timeout_s=10.0):
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def hot_records(config, skip=()):
+    """(file name, event_type, sequence) of every record in the stream's files, in stream order."""
+    rows = []
+    paths = [p for p in config.hot_path.glob("audit.T-1.s1.*.jsonl") if p not in skip]
+    for path in sorted(paths, key=lambda p: parse_hot_file_name(p).order):
+        for line in path.read_bytes().splitlines():
+            record = json.loads(line)
+            rows.append((path.name, record["event_type"], record["sequence"]))
+    return rows
+
+
+class TestLiveFileLost:
+    """The live file unlinked or replaced under a running writer: noticed on the sync path, degraded loudly."""
+
+    def make(self, tmp_path, **overrides):
+        config = config_for(tmp_path, retry_interval_s=0.02, durable_event_types=("sys.durable",), **overrides)
+        return config, AuditEventEmitter(config, clock=Clock(JAN_5 + 5))
+
+    def test_a_durable_emit_into_a_deleted_file_raises_and_continues_in_a_new_segment(self, tmp_path, caplog):
+        config, emitter = self.make(tmp_path)
+        emitter.emit_system("sys.durable", "test", {})  # durable: synced into the live file
+        first = emitter.writer.path
+        os.unlink(first)
+
+        lost = r"cannot be made durable: live audit file .*0000\.jsonl was deleted"
+        with caplog.at_level(logging.ERROR, logger="ledgerline.writer"), pytest.raises(AuditWriteError, match=lost):
+            emitter.emit_system("sys.durable", "test", {})
+        assert any("was deleted" in r.getMessage() for r in caplog.records if r.levelno == logging.ERROR)
+
+        wait_until(lambda: not emitter.is_degraded)  # the next drain opened a new segment
+        second = emitter.writer.path
+        assert second.name.endswith(".0001.jsonl") and second != first
+        emitter.emit_system("sys.durable", "test", {})  # durable again, in the new file
+        emitter.close()
+
+        rows = hot_records(config)
+        assert [(r[1], r[2]) for r in rows] == [("sys.degraded", 2), ("sys.recovered", 3), ("sys.durable", 4)]
+        degraded = json.loads(second.read_bytes().splitlines()[0])
+        assert "ESTALE" in degraded["payload"]["error"] and first.name in degraded["payload"]["error"]
+        assert degraded["payload"]["file"] == first.name
+        assert seal_path(second).exists() and not seal_path(first).exists()
+        report = verify(tmp_path)  # records 0 and 1 are gone: honest verification fails, it does not say OK
+        assert not report.ok
+
+    def test_a_replaced_file_is_neither_written_nor_sealed(self, tmp_path):
+        config, emitter = self.make(tmp_path)
+        emitter.emit_system("sys.durable", "test", {})
+        live = emitter.writer.path
+        impostor = tmp_path / "impostor.jsonl"
+        impostor.write_bytes(b"planted\n")
+        os.replace(impostor, live)
+
+        with pytest.raises(AuditWriteError, match="was replaced by another file"):
+            emitter.emit_system("sys.durable", "test", {})
+        wait_until(lambda: not emitter.is_degraded)
+        emitter.close()
+
+        assert live.read_bytes() == b"planted\n"
+        assert not seal_path(live).exists()
+        assert [r[1] for r in hot_records(config, skip=[live])] == ["sys.degraded", "sys.recovered"]
+
+    def test_the_flusher_notices_a_deleted_file_without_any_durable_emit(self, tmp_path):
+        config, emitter = self.make(tmp_path, flush_interval_s=0.02)
+        emitter.emit_system("sys.note", "test", {"text": "not durable"})
+        first = emitter.writer.path
+        os.unlink(first)
+
+        wait_until(lambda: emitter.writer.stats.degraded_episodes == 1)
+        wait_until(lambda: not emitter.is_degraded)
+        emitter.close()
+
+        assert [(r[1], r[2]) for r in hot_records(config)] == [("sys.degraded", 1), ("sys.recovered", 2)]
+
+    def test_close_raises_when_the_live_file_was_deleted(self, tmp_path):
+        _, emitter = self.make(tmp_path, flush_interval_s=3600)
+        emitter.emit_system("sys.note", "test", {"text": "not durable"})
+        first = emitter.writer.path
+        os.unlink(first)
+
+        gone = r"live audit file .* was deleted .* bytes 0\.\.\d+ this writer put in it are gone"
+        with pytest.raises(AuditWriteError, match=gone):
+            emitter.close()
+        assert not seal_path(first).exists()
+        with pytest.raises(AuditWriteError, match="is closed"):
+            emitter.emit_system("sys.note", "test", {"text": "after close"})
+
+    def test_a_file_deleted_before_midnight_is_not_sealed_by_the_rotation(self, tmp_path):
+        config = config_for(tmp_path, retry_interval_s=0.02, flush_interval_s=3600)
+        clock = Clock(JAN_5 + 5)
+        emitter = AuditEventEmitter(config, clock=clock)
+        emitter.emit_system("sys.note", "test", {"text": "day 5"})
+        first = emitter.writer.path
+        os.unlink(first)
+        clock.now += 86_400 * 10**9  # the next write rotates to 2026-01-06
+
+        emitter.emit_system("sys.note", "test", {"text": "day 6"})
+        wait_until(lambda: emitter.writer.stats.degraded_episodes == 1 and not emitter.is_degraded)
+        emitter.close()
+
+        assert not seal_path(first).exists()
+        rows = hot_records(config)
+        assert all(".2026-01-06." in r[0] for r in rows)
+        assert [r[1] for r in rows] == ["sys.note", "sys.degraded", "sys.recovered"]
