@@ -109,7 +109,9 @@ class AuditEventEmitter:
             AuditWriteError: the record could not be queued (writer closed: the sequence is not
                 consumed), or a durable record could not be made durable anywhere. In the second
                 case the record keeps its sequence and is written when the disk recovers: do not
-                emit it again.
+                emit it again (if the live file was deleted or replaced, the record went with it;
+                the chain's ``sys.degraded`` record says so), or the emitter was inherited through
+                ``fork()`` (open a new one in the child).
         """
         if event.sequence is not None:
             raise ValueError(f"event already emitted as sequence {event.sequence}; build a new event")

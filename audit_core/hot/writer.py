@@ -19,6 +19,16 @@ with ``os.write`` to a file opened ``O_APPEND``; bytes once written are never to
   ``on_state_change`` so the emitter can chain ``sys.degraded``/``sys.recovered`` records. A short
   write is completed by appending the rest of the bytes, so the file ends byte-identical to a clean
   write. A durable record that cannot be made durable anywhere raises ``AuditWriteError``.
+- **The live file deleted or replaced.** After each ``fdatasync`` (and by the flusher when idle), at
+  rotation and at close, the writer compares its fd with the path (``file_lost``: link count 0,
+  nothing at the path, or another inode there). A lost file is a degradation like a failed disk:
+  logged at ERROR, never written or sealed again, ``sys.degraded`` names it, the next drain opens a
+  new segment and ends the episode there. Tickets that went into it since the last good sync raise
+  ``AuditWriteError`` (they are gone with the inode; nothing rewrites them), ``close`` raises too.
+  Records acknowledged before that check were in the file and are lost with it: an external anchor,
+  not the writer, is what can prove their existence. The non-durable append path is unchanged.
+- **fork().** A child process's copy of a writer refuses every write (``os.register_at_fork``, so the
+  pid is compared once at fork time, not per append) and its ``close`` touches nothing.
 
 No disk-space check runs per write (a full disk shows up as the write's own error) and no date is
 formatted per write (one integer comparison decides rotation).
