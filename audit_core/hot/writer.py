@@ -397,6 +397,10 @@ class AppendOnlyWriter:
                 errno.EIO, f"{len(unwritten)} queued record batch(es) could not be written to {self._path} "
                 f"({self._episode.error}); they were logged at CRITICAL level"
             )
+        if self._episode.active and self._lost_ranges:
+            # A live file was lost and nothing was written after it: no sys.recovered record in the
+            # trail follows it, so closing must not look like a clean close.
+            raise AuditWriteError(errno.ESTALE, f"closed while degraded: {self._lost_ranges[-1][2]}")
 
     def stream_files(self) -> list[Path]:
         """This stream's hot files, oldest first."""

@@ -321,3 +321,16 @@ class TestLiveFileLost:
         rows = hot_records(config)
         assert all(".2026-01-06." in r[0] for r in rows)
         assert [r[1] for r in rows] == ["sys.note", "sys.degraded", "sys.recovered"]
+
+    def test_a_bare_writer_raises_on_flush_and_close_after_its_file_was_deleted(self, tmp_path):
+        writer = AppendOnlyWriter(config_for(tmp_path, flush_interval_s=3600), clock=Clock(JAN_5))
+        changes = []
+        writer.on_state_change = changes.append
+        writer.write(b"a\n")
+        os.unlink(writer.path)
+
+        with pytest.raises(AuditWriteError, match="was deleted"):
+            writer.flush()
+        assert writer.is_degraded and [c.kind for c in changes] == ["degraded"]
+        with pytest.raises(AuditWriteError, match=r"closed while degraded: live audit file .* was deleted"):
+            writer.close()
