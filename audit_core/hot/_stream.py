@@ -176,27 +176,6 @@ def _tail_of(path: Path, max_record_bytes: int) -> StreamTail | None:
     return StreamTail(chunk[start : end + 1], torn, torn_offset, path)
 
 
-def file_lost(fd: int, path: Path) -> str | None:
-    """Why the file open as ``fd`` is no longer the file at ``path``, or None while it still is.
-
-    Unlinked (link count 0), moved away (nothing at ``path``) or replaced (another inode at
-    ``path``, a symlink included): bytes written to ``fd`` then reach no file a reader will open.
-    Two system calls; the writer runs this on its sync path, never per record.
-    """
-    mine = os.fstat(fd)
-    try:
-        there: os.stat_result | None = os.lstat(path)
-    except FileNotFoundError:
-        there = None
-    if there is not None and (there.st_dev, there.st_ino) != (mine.st_dev, mine.st_ino):
-        return "was replaced by another file"
-    if mine.st_nlink == 0:
-        return "was deleted (unlinked)"
-    if there is None:
-        return "was moved away (nothing at its path)"
-    return None
-
-
 def write_synced(fd: int, data: bytes) -> None:
     """Write all of ``data`` to ``fd`` (looping over short writes), then fdatasync it."""
     written = 0

@@ -19,16 +19,12 @@ with ``os.write`` to a file opened ``O_APPEND``; bytes once written are never to
   ``on_state_change`` so the emitter can chain ``sys.degraded``/``sys.recovered`` records. A short
   write is completed by appending the rest of the bytes, so the file ends byte-identical to a clean
   write. A durable record that cannot be made durable anywhere raises ``AuditWriteError``.
-- **The live file deleted or replaced.** After each ``fdatasync`` (and by the flusher when idle), at
-  rotation and at close, the writer compares its fd with the path (``file_lost``: link count 0,
-  nothing at the path, or another inode there). A lost file is a degradation like a failed disk:
-  logged at ERROR, never written or sealed again, ``sys.degraded`` names it, the next drain opens a
-  new segment and ends the episode there. Tickets that went into it since the last good sync raise
-  ``AuditWriteError`` (they are gone with the inode; nothing rewrites them), ``close`` raises too.
-  Records acknowledged before that check were in the file and are lost with it: an external anchor,
-  not the writer, is what can prove their existence. The non-durable append path is unchanged.
-- **fork().** A child process's copy of a writer refuses every write (``os.register_at_fork``, so the
-  pid is compared once at fork time, not per append) and its ``close`` touches nothing.
+- **The live file deleted or replaced** (checked after each sync, by the idle flusher, at rotation
+  and at close; see ``_live_file``) is a degradation like a failed disk: logged at ERROR, never
+  written or sealed again; the stream continues in a new segment; durable tickets that went into it
+  raise ``AuditWriteError``, and so does ``close``. The non-durable append path is unchanged.
+- **fork().** A child's copy of a writer refuses every write (disowned once, at fork time, via
+  ``os.register_at_fork``: no per-append pid check) and its ``close`` touches nothing.
 
 No disk-space check runs per write (a full disk shows up as the write's own error) and no date is
 formatted per write (one integer comparison decides rotation).
@@ -64,12 +60,12 @@ from audit_core.hot._degradation import (
     StateChange,
     spilled_records,
 )
+from audit_core.hot._live_file import LiveFileGuard, file_lost
 from audit_core.hot._stream import (
     StreamTail,
     acquire_stream,
     append_to,
     continues,
-    file_lost,
     read_tail,
     write_synced,
 )
@@ -112,7 +108,7 @@ class WriterStats:
     blocked_appends: int = 0
 
 
-class AppendOnlyWriter:
+class AppendOnlyWriter(LiveFileGuard):
     """Appends record lines to the current file of one stream.
 
     Args:
@@ -161,9 +157,7 @@ class AppendOnlyWriter:
         self._sealers: list[threading.Thread] = []
         self._unsealed_previous: Path | None = None  # rotated out, sealed once its successor is open
         self._head_whole: bytes | None = None  # the whole record whose rest heads the queue after a short write
-        # (synced, written) offsets when a live file was found deleted or replaced: tickets in
-        # (synced, written] went into that file and are lost with it (see ``_abandon_live_file``).
-        self._lost_ranges: list[tuple[int, int, str]] = []
+        self._lost_ranges: list[tuple[int, int, str]] = []  # see LiveFileGuard
         self._file_start = 0
         self._dir.mkdir(parents=True, exist_ok=True)
         self._lock_fd = -1
@@ -412,14 +406,9 @@ class AppendOnlyWriter:
         return AuditWriteError(self._closed_reason or f"writer for {self._path} is closed")
 
     def _disown_after_fork(self) -> None:
-        """In a ``fork()`` child: the stream is the parent's. Refuse every write; touch none of its files.
-
-        Parent and child writing one stream would both use the same sequence numbers and fork the
-        chain. Only the calling thread survives a fork, so the mutex is recreated (a parent thread may
-        have held it); the child's copies of the fds are closed (the parent's stay open, and its flock
-        is held as long as any copy of the lock fd is); ``close()`` then does nothing, so the child
-        never drains, syncs or seals the parent's live file.
-        """
+        """In a ``fork()`` child the stream is the parent's (both would write the same sequences):
+        refuse every write and touch none of its files. A parent thread may have held the mutex, so
+        it is recreated; the child's fd copies are closed (the parent's flock stays held)."""
         self._mutex = threading.Lock()
         self._cond = threading.Condition(self._mutex)
         self._waiters = 0
@@ -582,83 +571,6 @@ class AppendOnlyWriter:
                 raise error
             self._synced = max(self._synced, self._written)
             self._notify()
-
-    # --- the live file deleted or replaced -------------------------------------------------------
-
-    def _check_live_file(self) -> None:
-        """Give up the live file if it was deleted or replaced (the flusher's idle check)."""
-        with self._mutex:
-            if self._fd < 0 or self._closed or self._path is None:
-                return
-            fd, path = self._fd, self._path
-            self._fd_users += 1
-        try:
-            lost = file_lost(fd, path)
-        finally:
-            with self._mutex:
-                self._fd_users -= 1
-                self._notify()
-        if lost is not None:
-            self._give_up_file(path, lost)
-
-    def _give_up_file(self, path: Path, reason: str) -> None:
-        """Become the leader and abandon ``path`` (unless a rotation, another thread or close got there)."""
-        with self._mutex:
-            while self._writing and not self._closed:
-                self._wait()
-            if self._closed or self._path != path or self._fd < 0:
-                return  # close() checks the file itself; a new file is already open
-            self._writing = True
-        changes: list[StateChange] = []
-        try:
-            changes = self._abandon_live_file(reason)
-        finally:
-            with self._mutex:
-                self._writing = False
-                self._notify()
-            self._report(changes)
-
-    def _abandon_live_file(self, reason: str) -> list[StateChange]:
-        """Stop writing to a live file that was deleted or replaced; degrade until a new segment opens.
-
-        The bytes this writer put in it since its last checked sync are gone with the inode (durable
-        tickets among them raise); nothing is sealed (a replaced path holds someone else's bytes).
-        The degradation episode (``sys.degraded``) names the file and reason; the next drain opens a
-        new segment, never reusing the name, and ends the episode (``sys.recovered``) there. Only
-        the leader calls this.
-        """
-        with self._mutex:
-            while self._fd_users:
-                self._wait()
-            fd, self._fd = self._fd, -1
-            assert self._path is not None
-            lost_path = self._path
-            error = self._record_loss(lost_path, reason)
-        os.close(fd)
-        with self._mutex:
-            changes = [] if self._episode.active else [self._degrade(error)]
-            self._next_retry = time.monotonic() + self._config.retry_interval_s
-            self.stats.write_errors += 1
-            day = utc_day(self._clock())
-            self._path = self._dir / hot_file_name(self._config.trader_id, self.stream_id, day, self._next_segment(day))
-            self._notify()
-        return changes
-
-    def _record_loss(self, path: Path, reason: str) -> AuditWriteError:
-        """Remember which tickets went into a lost file; log it at ERROR. Called with ``_mutex`` held."""
-        message = (
-            f"live audit file {path} {reason} while this writer had it open; bytes "
-            f"{self._file_start}..{self._written} this writer put in it are gone with it "
-            f"({self._synced}..{self._written} not yet acknowledged durable)"
-        )
-        self._lost_ranges.append((self._synced, self._written, message))
-        logger.error("ledgerline: %s", message)
-        return AuditWriteError(errno.ESTALE, message)
-
-    def _raise_if_lost(self, ticket: int) -> None:
-        for low, high, message in self._lost_ranges:
-            if low < ticket <= high:
-                raise AuditWriteError(errno.ESTALE, f"record cannot be made durable: {message}")
 
     # --- degradation --------------------------------------------------------------------------
 

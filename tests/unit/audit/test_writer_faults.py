@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import stat
+import threading
 import time
 from pathlib import Path
 
@@ -334,3 +335,32 @@ class TestLiveFileLost:
         assert writer.is_degraded and [c.kind for c in changes] == ["degraded"]
         with pytest.raises(AuditWriteError, match=r"closed while degraded: live audit file .* was deleted"):
             writer.close()
+
+    def test_deletions_under_concurrent_emitters_neither_hang_nor_raise_anything_else(self, tmp_path):
+        config, emitter = self.make(tmp_path, flush_interval_s=0.01)
+        stop, unexpected, lost = threading.Event(), [], []
+
+        def emit(durable):
+            while not stop.is_set():
+                try:
+                    emitter.emit_system("sys.durable" if durable else "sys.note", "test", {})
+                except AuditWriteError as exc:
+                    (lost if "live audit file" in str(exc) else unexpected).append(exc)
+
+        threads = [threading.Thread(target=emit, args=(n % 2 == 0,)) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        for _ in range(5):
+            time.sleep(0.03)
+            os.unlink(emitter.writer.path)
+            wait_until(lambda: not emitter.is_degraded and emitter.writer.path.exists())
+        stop.set()
+        for thread in threads:
+            thread.join(10)
+        assert not any(thread.is_alive() for thread in threads)
+        emitter.close()
+
+        assert not unexpected and lost
+        assert emitter.writer.stats.degraded_episodes == 5
+        (survivor,) = config.hot_path.glob("*.jsonl")  # the five deleted files are gone; the sixth is sealed
+        assert survivor.name.endswith(".0005.jsonl") and seal_path(survivor).exists()
