@@ -4,6 +4,11 @@ A hot file is ``audit.<trader_id>.<stream_id>.<YYYY-MM-DD>.<segment>.jsonl``. Th
 name keeps two processes out of each other's files and chains; the UTC date and then the segment
 order a stream's files. A new segment starts when a process reopens a stream whose file of the
 day was sealed by a clean close (sealed files are never appended to again).
+
+Segments have no width limit: ``0000``..``9999``, then ``10000``, ``10001``... (at least four
+digits, no leading zero beyond four), so one name per segment, and files order by the parsed number,
+never by the name's text. (With a fixed four-digit pattern, segment 10000 did not parse, so the
+writer did not see it, picked 10000 again on the next open and appended to a sealed file.)
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ SEAL_SUFFIX = ".seal"
 CHECKPOINT_SUFFIX = ".checkpoint"
 _HOT_NAME = re.compile(
     r"^audit\.(?P<trader>[A-Za-z0-9_\-]+)\.(?P<stream>[A-Za-z0-9_\-]+)"
-    r"\.(?P<day>\d{4}-\d{2}-\d{2})\.(?P<segment>\d{4})\.jsonl$"
+    r"\.(?P<day>\d{4}-\d{2}-\d{2})\.(?P<segment>\d{4}|[1-9]\d{4,})\.jsonl$"
 )
 
 NS_PER_DAY = 86_400 * 1_000_000_000
@@ -42,6 +47,9 @@ class HotFileName(NamedTuple):
 
 
 def hot_file_name(trader_id: str, stream_id: str, day: dt.date, segment: int = 0) -> str:
+    """The name of a hot file; ``segment`` is zero-padded to four digits and may grow past them."""
+    if segment < 0:
+        raise ValueError(f"segment must be >= 0, got {segment}")
     return f"audit.{trader_id}.{stream_id}.{day.isoformat()}.{segment:04d}{HOT_SUFFIX}"
 
 

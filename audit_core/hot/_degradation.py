@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from audit_core._layout import parse_hot_file_name
 from audit_core.hot._stream import records_continuing, write_synced
 
 logger = logging.getLogger("ledgerline.writer")
@@ -99,5 +100,11 @@ def spilled_records(directory: Path | None, trader_id: str, stream_id: str, last
     """
     if directory is None or not directory.is_dir():
         return []
-    spills = sorted(directory.glob(f"audit.{trader_id}.{stream_id}.*{SPILL_SUFFIX}"))
+    spills = sorted(directory.glob(f"audit.{trader_id}.{stream_id}.*{SPILL_SUFFIX}"), key=_spill_order)
     return records_continuing(last_record, spills)
+
+
+def _spill_order(path: Path) -> tuple[int, Any, str]:
+    """Spill files in stream order: by the hot file they stand in for (segment 10000 after 9999)."""
+    name = parse_hot_file_name(path.with_name(path.name.removesuffix(SPILL_SUFFIX)))
+    return (0, name.order, path.name) if name is not None else (1, None, path.name)

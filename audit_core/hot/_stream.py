@@ -5,14 +5,18 @@ Helpers of ``writer``: plain functions over files, so the writer class keeps to 
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 from audit_core._layout import lock_path
 from audit_core.errors import AuditWriteError
 from audit_core.trust.record import GENESIS_HASH, split_record
+
+_PID_WIDTH = 21  # 20 digits hold any 64-bit pid, plus a newline
 
 
 @dataclass(frozen=True)
@@ -37,24 +41,64 @@ def acquire_stream(directory: Path, trader_id: str, stream_id: str, *, explicit:
 
     An ``explicit`` stream id held by another process is an error naming its pid; a defaulted one
     moves on to ``<id>-2``, ``<id>-3``...
+
+    Raises:
+        AuditWriteError: the stream is held, or the lock path is not a plain file of its own (a
+            symlink, a hard link to another file, a FIFO or device): refused, nothing written.
     """
     candidates = [stream_id] if explicit else [stream_id, *(f"{stream_id}-{n}" for n in range(2, 100))]
     holder = "?"
     for stream in candidates:
-        fd = os.open(lock_path(directory, trader_id, stream), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        fd = _open_lock_file(lock_path(directory, trader_id, stream))
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            holder = os.pread(fd, _PID_WIDTH, 0).decode(errors="replace").strip() or "?"
             os.close(fd)
             continue
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        # The pid is written over the first bytes in place, never truncating: the file was checked
+        # above to be a regular file with one link, created by (or for) a writer of this stream, so
+        # only lock-file content is ever overwritten; a fixed width means a shorter pid never leaves
+        # digits of a longer one behind (readers strip the padding).
+        os.pwrite(fd, f"{os.getpid():<{_PID_WIDTH - 1}}\n".encode(), 0)
         return stream, fd
     raise AuditWriteError(
         f"stream {stream_id!r} of trader {trader_id!r} is held by another process (pid {holder}); "
         "give each process its own stream_id"
     )
+
+
+def _open_lock_file(path: Path) -> int:
+    """Open (creating) a lock file without following a symlink and without truncating anything.
+
+    ``O_NOFOLLOW`` refuses a symlink planted at the lock path (the pid was once written through one
+    into whatever it pointed at); a hard link planted there is refused by its link count, and a FIFO
+    or device by its type, since those would let the writer touch a file that is not its lock file.
+    ``O_NONBLOCK`` keeps a planted FIFO from blocking the open; flock and pwrite ignore it.
+    """
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NOCTTY | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags, 0o640)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            try:
+                target = repr(os.readlink(path))
+            except OSError:
+                target = "?"
+            raise AuditWriteError(
+                exc.errno, f"lock file {path} is a symlink (to {target}); refusing to follow it: "
+                "remove it (a writer creates its lock file itself)"
+            ) from exc
+        raise AuditWriteError(exc.errno, f"cannot open lock file {path}: {exc.strerror}") from exc
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+        os.close(fd)
+        what = "not a regular file" if not stat.S_ISREG(info.st_mode) else f"has {info.st_nlink} hard links"
+        raise AuditWriteError(
+            errno.EPERM,
+            f"lock file {path} {what}; refusing to use it: remove it (a writer creates its lock file itself)",
+        )
+    return fd
 
 
 def read_tail(files: list[Path], max_record_bytes: int) -> StreamTail:

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
@@ -38,6 +40,18 @@ E = TypeVar("E", bound=AuditEvent)
 EventCallback = Callable[[AuditEvent], None]
 
 _set = object.__setattr__  # events are frozen for their users; only the emitter stamps them
+
+_EMITTERS: weakref.WeakSet[AuditEventEmitter] = weakref.WeakSet()
+
+
+def _reset_locks_after_fork() -> None:
+    # Only the forking thread survives: a lock another thread held would block the child's emit
+    # forever instead of letting the writer refuse it with a clear error.
+    for emitter in list(_EMITTERS):
+        emitter._lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_reset_locks_after_fork)
 
 
 class AuditEventEmitter:
@@ -68,6 +82,7 @@ class AuditEventEmitter:
         self._writer = writer if writer is not None else AppendOnlyWriter(config, clock)
         self._writer.on_state_change = self._record_state_change
         self._lock = threading.Lock()
+        _EMITTERS.add(self)
         self._durable: dict[str, bool] = {}
         self._callbacks: list[EventCallback] = list(on_event)
         self._max_bytes = config.max_record_bytes
@@ -94,7 +109,9 @@ class AuditEventEmitter:
             AuditWriteError: the record could not be queued (writer closed: the sequence is not
                 consumed), or a durable record could not be made durable anywhere. In the second
                 case the record keeps its sequence and is written when the disk recovers: do not
-                emit it again.
+                emit it again (if the live file was deleted or replaced, the record went with it;
+                the chain's ``sys.degraded`` record says so), or the emitter was inherited through
+                ``fork()`` (open a new one in the child).
         """
         if event.sequence is not None:
             raise ValueError(f"event already emitted as sequence {event.sequence}; build a new event")

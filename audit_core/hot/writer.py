@@ -19,6 +19,12 @@ with ``os.write`` to a file opened ``O_APPEND``; bytes once written are never to
   ``on_state_change`` so the emitter can chain ``sys.degraded``/``sys.recovered`` records. A short
   write is completed by appending the rest of the bytes, so the file ends byte-identical to a clean
   write. A durable record that cannot be made durable anywhere raises ``AuditWriteError``.
+- **The live file deleted or replaced** (checked after each sync, by the idle flusher, at rotation
+  and at close; see ``_live_file``) is a degradation like a failed disk: logged at ERROR, never
+  written or sealed again; the stream continues in a new segment; durable tickets that went into it
+  raise ``AuditWriteError``, and so does ``close``. The non-durable append path is unchanged.
+- **fork().** A child's copy of a writer refuses every write (disowned once, at fork time, via
+  ``os.register_at_fork``: no per-append pid check) and its ``close`` touches nothing.
 
 No disk-space check runs per write (a full disk shows up as the write's own error) and no date is
 formatted per write (one integer comparison decides rotation).
@@ -32,6 +38,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +60,7 @@ from audit_core.hot._degradation import (
     StateChange,
     spilled_records,
 )
+from audit_core.hot._live_file import LiveFileGuard, file_lost
 from audit_core.hot._stream import (
     StreamTail,
     acquire_stream,
@@ -70,6 +78,20 @@ _OPEN_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
 _FILE_MODE = 0o640
 _NEVER = 2**63
 
+#: Writers open in this process, disowned in a ``fork()`` child (see ``_disown_writers_after_fork``).
+_OPEN_WRITERS: weakref.WeakSet[AppendOnlyWriter] = weakref.WeakSet()
+
+
+def _disown_writers_after_fork() -> None:
+    for writer in list(_OPEN_WRITERS):
+        writer._disown_after_fork()
+
+
+# The pid check runs once, in the child, at fork time (not per append): the hot path keeps its one
+# ``_closed`` test. A C extension that forks without PyOS_AfterFork_Child bypasses this (and breaks
+# Python's own locks too).
+os.register_at_fork(after_in_child=_disown_writers_after_fork)
+
 
 @dataclass
 class WriterStats:
@@ -86,7 +108,7 @@ class WriterStats:
     blocked_appends: int = 0
 
 
-class AppendOnlyWriter:
+class AppendOnlyWriter(LiveFileGuard):
     """Appends record lines to the current file of one stream.
 
     Args:
@@ -135,8 +157,12 @@ class AppendOnlyWriter:
         self._sealers: list[threading.Thread] = []
         self._unsealed_previous: Path | None = None  # rotated out, sealed once its successor is open
         self._head_whole: bytes | None = None  # the whole record whose rest heads the queue after a short write
+        self._lost_ranges: list[tuple[int, int, str]] = []  # see LiveFileGuard
+        self._file_start = 0
         self._dir.mkdir(parents=True, exist_ok=True)
         self._lock_fd = -1
+        self._pid = os.getpid()
+        self._closed_reason: str | None = None  # why appends are refused, when not a plain close()
         self.stream_id = self._acquire_stream()
         try:
             files = self.stream_files()
@@ -154,6 +180,7 @@ class AppendOnlyWriter:
         self._wake_flusher = threading.Event()
         self._flusher = threading.Thread(target=self._flush_loop, name="ledgerline-flusher", daemon=True)
         self._flusher.start()
+        _OPEN_WRITERS.add(self)
 
     # --- public API ---------------------------------------------------------------------------
 
@@ -186,12 +213,12 @@ class AppendOnlyWriter:
         """
         with self._mutex:
             if self._closed:
-                raise AuditWriteError(f"writer for {self._path} is closed")
+                raise self._closed_error()
             while self._pending_bytes and self._pending_bytes + len(data) > self._config.max_buffer_bytes:
                 self.stats.blocked_appends += 1
                 self._wait(self._config.retry_interval_s)
                 if self._closed:
-                    raise AuditWriteError(f"writer for {self._path} is closed")
+                    raise self._closed_error()
             self.stats.records += 1
             self._queued += len(data)
             if not (self._writing or self._pending or self._episode.active or self._fd < 0) and (
@@ -251,6 +278,10 @@ class AppendOnlyWriter:
         deadline = None
         while True:
             with self._mutex:
+                if self._closed_reason is not None:
+                    raise self._closed_error()
+                if self._lost_ranges and self._spilled < ticket:
+                    self._raise_if_lost(ticket)
                 if self._synced >= ticket or self._spilled >= ticket:
                     return
                 if self._written < ticket:
@@ -287,9 +318,14 @@ class AppendOnlyWriter:
                 self._drain(force_retry=True)
                 continue
             synced = False
+            lost = None
             try:
                 os.fdatasync(fd)
-                synced = True
+                # After the sync: a file deleted before it is caught here, so a ticket is only
+                # acknowledged durable while its bytes are in the file at the stream's path.
+                assert path is not None
+                lost = file_lost(fd, path)
+                synced = lost is None
             except OSError as exc:
                 raise AuditWriteError(exc.errno, f"fdatasync of {path} failed: {exc.strerror}") from exc
             finally:
@@ -299,13 +335,20 @@ class AppendOnlyWriter:
                         self.stats.syncs += 1
                         self._synced = max(self._synced, target)
                     self._notify()
+            if lost is not None:
+                assert path is not None
+                self._give_up_file(path, lost)  # then the loop raises for this ticket
 
     def flush(self) -> None:
         """Make everything written so far durable (no-op for bytes still queued while degraded)."""
         with self._mutex:
+            if self._closed_reason is not None:
+                raise self._closed_error()
             target = self._written
         if target > self._synced:
             self.sync_through(target)
+        else:
+            self._check_live_file()  # nothing to sync: still notice a deleted file while idle
 
     def close(self) -> None:
         """Write what is queued, seal the current file, release the stream. Idempotent.
@@ -318,6 +361,7 @@ class AppendOnlyWriter:
             if self._closed:
                 return
             self._closed = True  # no new appends from here on
+            _OPEN_WRITERS.discard(self)
             while self._writing:
                 self._wait()
             self._writing = True
@@ -332,7 +376,7 @@ class AppendOnlyWriter:
             self._flusher.join()
         try:
             if self._fd >= 0:
-                self._retire_fd()
+                self._retire_fd()  # raises, and nothing is sealed, if the live file was deleted or replaced
                 assert self._path is not None
                 self._seal(self._path, next_file=None)
         finally:
@@ -347,12 +391,39 @@ class AppendOnlyWriter:
                 errno.EIO, f"{len(unwritten)} queued record batch(es) could not be written to {self._path} "
                 f"({self._episode.error}); they were logged at CRITICAL level"
             )
+        if self._episode.active and self._lost_ranges:
+            # A live file was lost and nothing was written after it: no sys.recovered record in the
+            # trail follows it, so closing must not look like a clean close.
+            raise AuditWriteError(errno.ESTALE, f"closed while degraded: {self._lost_ranges[-1][2]}")
 
     def stream_files(self) -> list[Path]:
         """This stream's hot files, oldest first."""
         prefix = f"audit.{self._config.trader_id}.{self.stream_id}."
         named = [(parse_hot_file_name(p), p) for p in self._dir.glob(prefix + "*.jsonl")]
         return [p for name, p in sorted((n, p) for n, p in named if n is not None and n.stream_id == self.stream_id)]
+
+    def _closed_error(self) -> AuditWriteError:
+        return AuditWriteError(self._closed_reason or f"writer for {self._path} is closed")
+
+    def _disown_after_fork(self) -> None:
+        """In a ``fork()`` child the stream is the parent's (both would write the same sequences):
+        refuse every write and touch none of its files. A parent thread may have held the mutex, so
+        it is recreated; the child's fd copies are closed (the parent's flock stays held)."""
+        self._mutex = threading.Lock()
+        self._cond = threading.Condition(self._mutex)
+        self._waiters = 0
+        self._closed = True
+        self._closed_reason = (
+            f"the audit writer for {self._path} was opened in pid {self._pid} and this is pid {os.getpid()}, "
+            "a fork() child: it cannot write on the parent's stream; open a new emitter in the child "
+            "(with its own stream_id)"
+        )
+        for fd in (self._fd, self._lock_fd):
+            if fd >= 0:
+                os.close(fd)
+        self._fd = self._lock_fd = -1
+        self._spill.close()
+        self._sealers = []
 
     def _wait(self, timeout: float | None = None) -> None:
         """Wait for a state change; called with ``_mutex`` held."""
@@ -439,7 +510,7 @@ class AppendOnlyWriter:
             while written < len(data):
                 written += os.write(self._fd, data[written:] if written else data)
         except OSError as exc:
-            if exc.errno not in DEGRADING_ERRNOS:
+            if exc.errno not in DEGRADING_ERRNOS and exc.errno != errno.ESTALE:  # ESTALE: logged where found
                 logger.error("ledgerline: unexpected write error on %s: %s", self._path, exc)
             return written, exc
         return written, None
@@ -450,7 +521,12 @@ class AppendOnlyWriter:
             return
         if self._fd >= 0:
             self._unsealed_previous = self._path
-            self._retire_fd()  # closes the fd even when its final sync fails
+            try:
+                self._retire_fd()  # closes the fd even when its final sync fails
+            except AuditWriteError as exc:
+                if exc.errno == errno.ESTALE:
+                    self._unsealed_previous = None  # not our file any more: never seal what is at its path
+                raise
         day = utc_day(now)
         self._path = self._dir / hot_file_name(self._config.trader_id, self.stream_id, day, self._next_segment(day))
         self._rotate_at_ns = next_midnight_ns(now) if self._config.rotate_daily else _NEVER
@@ -460,6 +536,7 @@ class AppendOnlyWriter:
         assert self._path is not None
         created = not self._path.exists()
         self._fd = os.open(self._path, _OPEN_FLAGS, _FILE_MODE)
+        self._file_start = self._written  # the stream offset this file starts taking bytes at
         if created:
             fsync_directory(self._dir)
         previous, self._unsealed_previous = self._unsealed_previous, None
@@ -477,15 +554,21 @@ class AppendOnlyWriter:
             while self._fd_users:  # syncs running outside the lock finish on the open fd first
                 self._wait()
             fd, self._fd = self._fd, -1
+        assert self._path is not None
         try:
             if self._written > self._synced:
                 os.fdatasync(fd)
                 self.stats.syncs += 1
+            lost = file_lost(fd, self._path)
         except OSError as exc:
             raise AuditWriteError(exc.errno, f"fdatasync of {self._path} failed: {exc.strerror}") from exc
         finally:
             os.close(fd)
         with self._mutex:
+            if lost is not None:
+                error = self._record_loss(self._path, lost)
+                self._notify()
+                raise error
             self._synced = max(self._synced, self._written)
             self._notify()
 
@@ -573,8 +656,11 @@ class AppendOnlyWriter:
         logger.warning("ledgerline: imported %d spilled record(s) into %s", len(imported), self._path)
 
     def _next_segment(self, day: Any) -> int:
+        # The current file counts even when it is gone (deleted under us): its name is never reused.
+        current = [] if self._path is None else [self._path]
         segments = [
-            name.segment for name in map(parse_hot_file_name, self.stream_files()) if name and name.day == day
+            name.segment for name in map(parse_hot_file_name, [*self.stream_files(), *current])
+            if name and name.day == day
         ]
         return max(segments) + 1 if segments else 0
 

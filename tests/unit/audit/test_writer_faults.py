@@ -1,0 +1,366 @@
+"""Faults that lost or forged records on an unhardened writer (issue 13): each test fails without its fix.
+
+Real files and real os calls throughout: a planted symlink at the lock path, a real ``os.fork()``,
+a stream with segment 9999 sealed, the live file unlinked or replaced under a running writer.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import stat
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from audit_core import AppendOnlyWriter, AuditConfig, AuditEventEmitter, AuditWriteError, verify
+from audit_core._layout import hot_file_name, lock_path, parse_hot_file_name, seal_path
+from audit_core.trust.record import split_record
+
+JAN_5 = 1_767_571_200 * 10**9  # 2026-01-05 00:00:00 UTC
+DAY_5 = dt.date(2026, 1, 5)
+
+
+class Clock:
+    def __init__(self, now: int) -> None:
+        self.now = now
+
+    def __call__(self) -> int:
+        return self.now
+
+
+def config_for(tmp_path, **overrides):
+    return AuditConfig(base_path=tmp_path, trader_id="T-1", stream_id="s1", **overrides)
+
+
+def emit_one(config, clock, text):
+    with AuditEventEmitter(config, clock=clock) as emitter:
+        emitter.emit_system("sys.note", "test", {"text": text})
+        return emitter.writer.path
+
+
+class TestSegmentsPastFourDigits:
+    def test_names_parse_for_any_digit_count_and_order_numerically(self):
+        names = [hot_file_name("T", "s", DAY_5, n) for n in (10000, 9999, 123456, 0)]
+        assert names[0].endswith(".10000.jsonl") and names[3].endswith(".0000.jsonl")
+        parsed = [parse_hot_file_name(Path(n)) for n in names]
+        assert [p.segment for p in parsed] == [10000, 9999, 123456, 0]
+        assert sorted(p.order[1] for p in parsed) == [0, 9999, 10000, 123456]
+
+    @pytest.mark.parametrize("segment", ["00001", "010000", "123"])
+    def test_a_segment_has_one_name(self, segment):
+        # Leading zeros beyond four digits would give one segment two names (and two files).
+        assert parse_hot_file_name(Path(f"audit.T.s.2026-01-05.{segment}.jsonl")) is None
+
+    def test_a_stream_with_segment_9999_sealed_rotates_to_10000_and_never_appends_to_it_again(self, tmp_path):
+        config, clock = config_for(tmp_path), Clock(JAN_5 + 5)
+        hot = config.hot_path
+        hot.mkdir(parents=True)
+        (hot / hot_file_name("T-1", "s1", DAY_5, 9999)).touch()  # an unsealed file of today: the writer continues it
+        first = emit_one(config, clock, "in 9999")
+        assert first.name.endswith(".9999.jsonl") and seal_path(first).exists()
+
+        second = emit_one(config, clock, "in 10000")
+        assert second.name.endswith(".10000.jsonl") and seal_path(second).exists()
+        sealed_bytes = second.read_bytes()
+
+        third = emit_one(config, clock, "in 10001")
+
+        assert third.name.endswith(".10001.jsonl")
+        assert second.read_bytes() == sealed_bytes  # the sealed segment was not appended to
+        lines = [line for path in (first, second, third) for line in path.read_bytes().splitlines()]
+        assert [split_record(line).sequence for line in lines] == [0, 1, 2]
+        report = verify(tmp_path)
+        assert report.ok, report.to_text()
+        assert report.records == 3 and report.sealed_files == 3
+
+
+class TestLockFile:
+    def test_a_symlink_at_the_lock_path_is_refused_and_its_target_left_untouched(self, tmp_path):
+        config = config_for(tmp_path)
+        config.hot_path.mkdir(parents=True)
+        victim = tmp_path / "victim.txt"
+        victim.write_bytes(b"precious content that must survive\n")
+        lock = lock_path(config.hot_path, "T-1", "s1")
+        lock.symlink_to(victim)
+
+        with pytest.raises(AuditWriteError, match=r"lock file .*\.audit\.T-1\.s1\.lock is a symlink .*victim\.txt"):
+            AppendOnlyWriter(config, clock=Clock(JAN_5))
+
+        assert victim.read_bytes() == b"precious content that must survive\n"
+        assert lock.is_symlink()
+        assert not list(config.hot_path.glob("*.jsonl"))
+
+    def test_a_hard_link_at_the_lock_path_is_refused(self, tmp_path):
+        config = config_for(tmp_path)
+        config.hot_path.mkdir(parents=True)
+        victim = tmp_path / "victim.txt"
+        victim.write_bytes(b"precious\n")
+        os.link(victim, lock_path(config.hot_path, "T-1", "s1"))
+
+        with pytest.raises(AuditWriteError, match="has 2 hard links"):
+            AppendOnlyWriter(config, clock=Clock(JAN_5))
+        assert victim.read_bytes() == b"precious\n"
+
+    def test_a_fifo_at_the_lock_path_is_refused_without_blocking(self, tmp_path):
+        config = config_for(tmp_path)
+        config.hot_path.mkdir(parents=True)
+        os.mkfifo(lock_path(config.hot_path, "T-1", "s1"))
+
+        with pytest.raises(AuditWriteError, match="not a regular file"):
+            AppendOnlyWriter(config, clock=Clock(JAN_5))
+
+    def test_the_pid_is_written_in_place_without_truncating(self, tmp_path):
+        config = config_for(tmp_path)
+        config.hot_path.mkdir(parents=True)
+        lock = lock_path(config.hot_path, "T-1", "s1")
+        lock.write_bytes(b"9" * 21 + b"-tail beyond the pid field\n")  # left by an older writer
+
+        writer = AppendOnlyWriter(config, clock=Clock(JAN_5))
+        try:
+            content = lock.read_bytes()
+            assert content[:21].decode().strip() == str(os.getpid())
+            assert content[21:] == b"-tail beyond the pid field\n"  # not truncated
+            assert stat.S_ISREG(lock.lstat().st_mode)
+        finally:
+            writer.close()
+
+    def test_a_held_stream_names_the_holder_pid(self, tmp_path):
+        config = config_for(tmp_path)
+        first = AppendOnlyWriter(config, clock=Clock(JAN_5))
+        try:
+            with pytest.raises(AuditWriteError, match=rf"held by another process \(pid {os.getpid()}\)"):
+                AppendOnlyWriter(config, clock=Clock(JAN_5))
+        finally:
+            first.close()
+
+
+class TestForkAfterOpen:
+    # Python >= 3.12 warns on fork() in a process with threads (the writer's flusher); the child
+    # here only emits, reports through a pipe and leaves with os._exit.
+    @pytest.mark.filterwarnings("ignore:.*fork\\(\\) may lead to deadlocks:DeprecationWarning")
+    def test_the_child_refuses_to_write_on_the_parent_stream_and_the_parent_keeps_working(self, tmp_path):
+        config = config_for(tmp_path)
+        emitter = AuditEventEmitter(config, clock=Clock(JAN_5 + 5))
+        emitter.emit_system("sys.note", "test", {"text": "before fork"})
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: report through the pipe and the exit code, never return into pytest
+            code = 1
+            try:
+                os.close(read_end)
+                try:
+                    emitter.emit_system("sys.note", "test", {"text": "from the child"})
+                    report = "the child's emit succeeded"
+                except AuditWriteError as exc:
+                    report, code = str(exc), 0
+                try:
+                    emitter.flush()
+                    report, code = report + "; the child's flush succeeded", 1
+                except AuditWriteError:
+                    pass
+                emitter.close()  # must not drain, sync or seal the parent's file
+                os.write(write_end, report.encode())
+            finally:
+                os._exit(code)
+        os.close(write_end)
+        with os.fdopen(read_end, "rb") as pipe:
+            report = pipe.read().decode()
+        _, status = os.waitpid(pid, 0)
+
+        assert os.waitstatus_to_exitcode(status) == 0, report
+        assert f"opened in pid {os.getpid()} and this is pid {pid}" in report
+        assert "open a new emitter in the child" in report
+        path = emitter.writer.path
+        assert not seal_path(path).exists()  # the child's close did not seal the parent's file
+        emitter.emit_system("sys.note", "test", {"text": "after fork"})
+        emitter.flush()
+        emitter.close()
+        records = [split_record(line) for line in path.read_bytes().splitlines()]
+        assert [r.sequence for r in records] == [0, 1]
+        assert b"from the child" not in path.read_bytes()
+        report = verify(tmp_path)
+        assert report.ok, report.to_text()
+
+    @pytest.mark.filterwarnings("ignore:.*fork\\(\\) may lead to deadlocks:DeprecationWarning")
+    def test_a_new_emitter_in_the_child_needs_its_own_stream(self, tmp_path):
+        # The parent's stream stays locked across the fork (the child closes only its copy of the fd).
+        config = config_for(tmp_path)
+        with AuditEventEmitter(config, clock=Clock(JAN_5)):
+            read_end, write_end = os.pipe()
+            pid = os.fork()
+            if pid == 0:
+                code = 1
+                try:
+                    try:
+                        AuditEventEmitter(config, clock=Clock(JAN_5)).close()
+                        report = "the child took the parent's stream"
+                    except AuditWriteError as exc:
+                        report, code = str(exc), 0
+                    os.write(write_end, report.encode())
+                finally:
+                    os._exit(code)
+            os.close(write_end)
+            with os.fdopen(read_end, "rb") as pipe:
+                report = pipe.read().decode()
+            _, status = os.waitpid(pid, 0)
+            assert os.waitstatus_to_exitcode(status) == 0, report
+            assert "held by another process" in report
+
+
+def wait_until(predicate, timeout_s=10.0):
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def hot_records(config, skip=()):
+    """(file name, event_type, sequence) of every record in the stream's files, in stream order."""
+    rows = []
+    paths = [p for p in config.hot_path.glob("audit.T-1.s1.*.jsonl") if p not in skip]
+    for path in sorted(paths, key=lambda p: parse_hot_file_name(p).order):
+        for line in path.read_bytes().splitlines():
+            record = json.loads(line)
+            rows.append((path.name, record["event_type"], record["sequence"]))
+    return rows
+
+
+class TestLiveFileLost:
+    """The live file unlinked or replaced under a running writer: noticed on the sync path, degraded loudly."""
+
+    def make(self, tmp_path, **overrides):
+        config = config_for(tmp_path, retry_interval_s=0.02, durable_event_types=("sys.durable",), **overrides)
+        return config, AuditEventEmitter(config, clock=Clock(JAN_5 + 5))
+
+    def test_a_durable_emit_into_a_deleted_file_raises_and_continues_in_a_new_segment(self, tmp_path, caplog):
+        config, emitter = self.make(tmp_path)
+        emitter.emit_system("sys.durable", "test", {})  # durable: synced into the live file
+        first = emitter.writer.path
+        os.unlink(first)
+
+        lost = r"cannot be made durable: live audit file .*0000\.jsonl was deleted"
+        with caplog.at_level(logging.ERROR, logger="ledgerline.writer"), pytest.raises(AuditWriteError, match=lost):
+            emitter.emit_system("sys.durable", "test", {})
+        assert any("was deleted" in r.getMessage() for r in caplog.records if r.levelno == logging.ERROR)
+
+        wait_until(lambda: not emitter.is_degraded)  # the next drain opened a new segment
+        second = emitter.writer.path
+        assert second.name.endswith(".0001.jsonl") and second != first
+        emitter.emit_system("sys.durable", "test", {})  # durable again, in the new file
+        emitter.close()
+
+        rows = hot_records(config)
+        assert [(r[1], r[2]) for r in rows] == [("sys.degraded", 2), ("sys.recovered", 3), ("sys.durable", 4)]
+        degraded = json.loads(second.read_bytes().splitlines()[0])
+        assert "ESTALE" in degraded["payload"]["error"] and first.name in degraded["payload"]["error"]
+        assert degraded["payload"]["file"] == first.name
+        assert seal_path(second).exists() and not seal_path(first).exists()
+        report = verify(tmp_path)  # records 0 and 1 are gone: honest verification fails, it does not say OK
+        assert not report.ok
+
+    def test_a_replaced_file_is_neither_written_nor_sealed(self, tmp_path):
+        config, emitter = self.make(tmp_path)
+        emitter.emit_system("sys.durable", "test", {})
+        live = emitter.writer.path
+        impostor = tmp_path / "impostor.jsonl"
+        impostor.write_bytes(b"planted\n")
+        os.replace(impostor, live)
+
+        with pytest.raises(AuditWriteError, match="was replaced by another file"):
+            emitter.emit_system("sys.durable", "test", {})
+        wait_until(lambda: not emitter.is_degraded)
+        emitter.close()
+
+        assert live.read_bytes() == b"planted\n"
+        assert not seal_path(live).exists()
+        assert [r[1] for r in hot_records(config, skip=[live])] == ["sys.degraded", "sys.recovered"]
+
+    def test_the_flusher_notices_a_deleted_file_without_any_durable_emit(self, tmp_path):
+        config, emitter = self.make(tmp_path, flush_interval_s=0.02)
+        emitter.emit_system("sys.note", "test", {"text": "not durable"})
+        first = emitter.writer.path
+        os.unlink(first)
+
+        wait_until(lambda: emitter.writer.stats.degraded_episodes == 1)
+        wait_until(lambda: not emitter.is_degraded)
+        emitter.close()
+
+        assert [(r[1], r[2]) for r in hot_records(config)] == [("sys.degraded", 1), ("sys.recovered", 2)]
+
+    def test_close_raises_when_the_live_file_was_deleted(self, tmp_path):
+        _, emitter = self.make(tmp_path, flush_interval_s=3600)
+        emitter.emit_system("sys.note", "test", {"text": "not durable"})
+        first = emitter.writer.path
+        os.unlink(first)
+
+        gone = r"live audit file .* was deleted .* bytes 0\.\.\d+ this writer put in it are gone"
+        with pytest.raises(AuditWriteError, match=gone):
+            emitter.close()
+        assert not seal_path(first).exists()
+        with pytest.raises(AuditWriteError, match="is closed"):
+            emitter.emit_system("sys.note", "test", {"text": "after close"})
+
+    def test_a_file_deleted_before_midnight_is_not_sealed_by_the_rotation(self, tmp_path):
+        config = config_for(tmp_path, retry_interval_s=0.02, flush_interval_s=3600)
+        clock = Clock(JAN_5 + 5)
+        emitter = AuditEventEmitter(config, clock=clock)
+        emitter.emit_system("sys.note", "test", {"text": "day 5"})
+        first = emitter.writer.path
+        os.unlink(first)
+        clock.now += 86_400 * 10**9  # the next write rotates to 2026-01-06
+
+        emitter.emit_system("sys.note", "test", {"text": "day 6"})
+        wait_until(lambda: emitter.writer.stats.degraded_episodes == 1 and not emitter.is_degraded)
+        emitter.close()
+
+        assert not seal_path(first).exists()
+        rows = hot_records(config)
+        assert all(".2026-01-06." in r[0] for r in rows)
+        assert [r[1] for r in rows] == ["sys.note", "sys.degraded", "sys.recovered"]
+
+    def test_a_bare_writer_raises_on_flush_and_close_after_its_file_was_deleted(self, tmp_path):
+        writer = AppendOnlyWriter(config_for(tmp_path, flush_interval_s=3600), clock=Clock(JAN_5))
+        changes = []
+        writer.on_state_change = changes.append
+        writer.write(b"a\n")
+        os.unlink(writer.path)
+
+        with pytest.raises(AuditWriteError, match="was deleted"):
+            writer.flush()
+        assert writer.is_degraded and [c.kind for c in changes] == ["degraded"]
+        with pytest.raises(AuditWriteError, match=r"closed while degraded: live audit file .* was deleted"):
+            writer.close()
+
+    def test_deletions_under_concurrent_emitters_neither_hang_nor_raise_anything_else(self, tmp_path):
+        config, emitter = self.make(tmp_path, flush_interval_s=0.01)
+        stop, unexpected, lost = threading.Event(), [], []
+
+        def emit(durable):
+            while not stop.is_set():
+                try:
+                    emitter.emit_system("sys.durable" if durable else "sys.note", "test", {})
+                except AuditWriteError as exc:
+                    (lost if "live audit file" in str(exc) else unexpected).append(exc)
+
+        threads = [threading.Thread(target=emit, args=(n % 2 == 0,)) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        for _ in range(5):
+            time.sleep(0.03)
+            os.unlink(emitter.writer.path)
+            wait_until(lambda: not emitter.is_degraded and emitter.writer.path.exists())
+        stop.set()
+        for thread in threads:
+            thread.join(10)
+        assert not any(thread.is_alive() for thread in threads)
+        emitter.close()
+
+        assert not unexpected and lost
+        assert emitter.writer.stats.degraded_episodes == 5
+        (survivor,) = config.hot_path.glob("*.jsonl")  # the five deleted files are gone; the sixth is sealed
+        assert survivor.name.endswith(".0005.jsonl") and seal_path(survivor).exists()
