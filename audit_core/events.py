@@ -202,42 +202,21 @@ def _reading(info: ValidationInfo) -> bool:
 
 def _exact_decimal(value: Any, info: ValidationInfo) -> Any:
     """Parse money and quantities in one pass: no floats (inexact), no NaN or infinity, and (for a new
-    record) nothing the cold store's DECIMAL(38,18) cannot hold exactly."""
-    if _reading(info):
-        return _any_exact_decimal(value)
+    record, not one read back) nothing the cold store's DECIMAL(38,18) cannot hold exactly."""
     if isinstance(value, float):
         raise ValueError(f"float {value!r} is inexact for money or quantity; pass a str or Decimal")
-    if isinstance(value, str):
-        # A short plain string (at most 19 characters, no exponent) always fits: skip the digit walk.
-        short = len(value) <= 19 and "e" not in value and "E" not in value
-        try:
-            value = Decimal(value)
-        except ArithmeticError:
-            raise ValueError(f"{value!r} is not a decimal number") from None
-        if not value.is_finite():
-            raise ValueError(f"{value!r} is not a finite decimal")
-        return value if short else _fits_cold(value)
-    if isinstance(value, int) and not isinstance(value, bool):
-        if -(10**COLD_DECIMAL_INTEGER_DIGITS) < value < 10**COLD_DECIMAL_INTEGER_DIGITS:
-            return Decimal(value)
-        raise ValueError(f"{value!r} has more than {COLD_DECIMAL_INTEGER_DIGITS} integer digits; {_COLD_DECIMAL_LIMIT}")
-    if isinstance(value, Decimal):
-        if not value.is_finite():
-            raise ValueError(f"{value!r} is not a finite decimal")
-        return _fits_cold(value)
-    return value
-
-
-def _any_exact_decimal(value: Any) -> Any:
-    """A stored decimal read back: exact and finite, whatever its range."""
+    # A short plain string (at most 19 characters, no exponent) always fits: skip the digit walk.
+    short = isinstance(value, str) and len(value) <= 19 and "e" not in value and "E" not in value
     if isinstance(value, (str, int)) and not isinstance(value, bool):
         try:
             value = Decimal(value)
         except ArithmeticError:
             raise ValueError(f"{value!r} is not a decimal number") from None
-    if isinstance(value, Decimal) and not value.is_finite():
+    if not isinstance(value, Decimal):
+        return value
+    if not value.is_finite():
         raise ValueError(f"{value!r} is not a finite decimal")
-    return value
+    return value if short or _reading(info) else _fits_cold(value)
 
 
 def _fits_cold(value: Decimal) -> Decimal:

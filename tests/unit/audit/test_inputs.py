@@ -227,3 +227,10 @@ class TestRecordsAlreadyWritten:
             TradeEvent(**{k: v for k, v in self.OLD_LINES[0].items() if k not in ("sequence", "prev_hash")})
         with pytest.raises(ValidationError, match="beyond 18 decimal places"):
             TradeEvent(**{k: v for k, v in self.OLD_LINES[1].items() if k not in ("sequence", "prev_hash")})
+
+    def test_a_stored_float_amount_is_still_refused_when_read(self):
+        from audit_core import parse_record
+
+        fields = {**self.OLD_LINES[1], "price": 1.1}  # a JSON number, never written by the emitter: inexact
+        with pytest.raises(ValidationError, match="float 1.1 is inexact"):
+            parse_record(json.dumps(fields, separators=(",", ":")) + "\n")
