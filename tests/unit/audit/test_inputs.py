@@ -232,5 +232,5 @@ class TestRecordsAlreadyWritten:
         from audit_core import parse_record
 
         fields = {**self.OLD_LINES[1], "price": 1.1}  # a JSON number, never written by the emitter: inexact
-        with pytest.raises(ValidationError, match="float 1.1 is inexact"):
+        with pytest.raises(ValidationError, match=r"float 1\.1 is inexact"):
             parse_record(json.dumps(fields, separators=(",", ":")) + "\n")

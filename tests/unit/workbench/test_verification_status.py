@@ -110,6 +110,18 @@ def keyed_trail(tmp_path: Path) -> Path:
     return base
 
 
+def signed_trail(tmp_path: Path) -> AuditConfig:
+    """Two days of a keyed stream whose seals are signed with ``tmp_path/writer.key``; returns its config."""
+    config = AuditConfig(base_path=tmp_path / "trail", sync_writes=False, hmac_key=KEY.decode(),
+                         signing_key_path=tmp_path / "writer.key")
+    now = [T0]
+    with AuditEventEmitter(config, clock=lambda: now[0]) as audit:
+        for day in range(2):
+            now[0] = T0 + day * 86_400 * S
+            audit.emit_param_change("meta", "k", day, day + 1, "test", ts_event=now[0])
+    return config
+
+
 def cache_files() -> list[Path]:
     return sorted(verification_module.cache_dir().glob("*.json"))
 
@@ -225,13 +237,7 @@ class TestKeys:
         from audit_core.trust.signing import generate_keypair, load_public_key
 
         key_id = generate_keypair(tmp_path / "writer.key", tmp_path / "writer.pub")
-        config = AuditConfig(base_path=tmp_path / "trail", sync_writes=False, hmac_key=KEY.decode(),
-                             signing_key_path=tmp_path / "writer.key")
-        now = [T0]
-        with AuditEventEmitter(config, clock=lambda: now[0]) as audit:
-            for day in range(2):
-                now[0] = T0 + day * 86_400 * S
-                audit.emit_param_change("meta", "k", day, day + 1, "test", ts_event=now[0])
+        signed_trail(tmp_path)
         public_key = load_public_key(tmp_path / "writer.pub")
         signed = open_trail(tmp_path / "trail", hmac_key=KEY, public_key=public_key).verification
         assert signed.state == "verified" and signed.mode == "hmac+signature" and signed.key_id == key_id
@@ -247,13 +253,7 @@ class TestKeys:
 
         generate_keypair(tmp_path / "writer.key", tmp_path / "writer.pub")
         converter_id = generate_keypair(tmp_path / "converter.key", tmp_path / "converter.pub")
-        config = AuditConfig(base_path=tmp_path / "trail", sync_writes=False, hmac_key=KEY.decode(),
-                             signing_key_path=tmp_path / "writer.key")
-        now = [T0]
-        with AuditEventEmitter(config, clock=lambda: now[0]) as audit:
-            for day in range(2):
-                now[0] = T0 + day * 86_400 * S
-                audit.emit_param_change("meta", "k", day, day + 1, "test", ts_event=now[0])
+        config = signed_trail(tmp_path)
         writer, converter = load_public_key(tmp_path / "writer.pub"), load_public_key(tmp_path / "converter.pub")
         assert all(r.converted for r in ParquetConverter(
             config.hot_path, tmp_path / "trail" / "cold", hmac_key=KEY, public_key=writer,
