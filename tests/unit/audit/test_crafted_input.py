@@ -123,28 +123,21 @@ def append(day: int, data: bytes) -> Callable[[Path], Path]:
     return damage
 
 
-def replace_seal(data: bytes | Callable[[dict[str, object]], object]) -> Callable[[Path], Path]:
-    def damage(base: Path) -> Path:
-        target = writable(hot_file(base, 1).with_name(hot_file(base, 1).name + ".seal"))
-        if callable(data):
-            target.write_text(json.dumps(data(json.loads(target.read_bytes()))))
-        else:
-            target.write_bytes(data)
-        return target
+def _replace(target: Path, data: bytes | Callable[[dict[str, object]], object]) -> Path:
+    """Write ``data`` over ``target``, or ``data(its parsed JSON)`` as JSON when ``data`` is a function."""
+    if callable(data):
+        target.write_text(json.dumps(data(json.loads(target.read_bytes()))))
+    else:
+        target.write_bytes(data)
+    return target
 
-    return damage
+
+def replace_seal(data: bytes | Callable[[dict[str, object]], object]) -> Callable[[Path], Path]:
+    return lambda base: _replace(writable(hot_file(base, 1).with_name(hot_file(base, 1).name + ".seal")), data)
 
 
 def replace_manifest(data: bytes | Callable[[dict[str, object]], object]) -> Callable[[Path], Path]:
-    def damage(base: Path) -> Path:
-        target = base / "cold" / MANIFEST_DIR / (hot_file(base, 1).name + ".json")
-        if callable(data):
-            target.write_text(json.dumps(data(json.loads(target.read_bytes()))))
-        else:
-            target.write_bytes(data)
-        return target
-
-    return damage
+    return lambda base: _replace(base / "cold" / MANIFEST_DIR / (hot_file(base, 1).name + ".json"), data)
 
 
 def damage_parquet(cut: Callable[[bytes], bytes]) -> Callable[[Path], Path]:
