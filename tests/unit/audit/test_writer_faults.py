@@ -13,6 +13,7 @@ import os
 import stat
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -139,6 +140,29 @@ class TestLockFile:
             first.close()
 
 
+def in_child(body: Callable[[], tuple[str, int]]) -> tuple[int, str, int]:
+    """Run ``body`` in a real ``os.fork()`` child; (child pid, the report it wrote, its exit code).
+
+    The child reports through a pipe and its exit code and leaves with ``os._exit``: it never
+    returns into pytest, whatever ``body`` does.
+    """
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.close(read_end)
+            report, code = body()
+            os.write(write_end, report.encode())
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        report = pipe.read().decode()
+    _, status = os.waitpid(pid, 0)
+    return pid, report, os.waitstatus_to_exitcode(status)
+
+
 class TestForkAfterOpen:
     # Python >= 3.12 warns on fork() in a process with threads (the writer's flusher); the child
     # here only emits, reports through a pipe and leaves with os._exit.
@@ -147,32 +171,23 @@ class TestForkAfterOpen:
         config = config_for(tmp_path)
         emitter = AuditEventEmitter(config, clock=Clock(JAN_5 + 5))
         emitter.emit_system("sys.note", "test", {"text": "before fork"})
-        read_end, write_end = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # the child: report through the pipe and the exit code, never return into pytest
-            code = 1
-            try:
-                os.close(read_end)
-                try:
-                    emitter.emit_system("sys.note", "test", {"text": "from the child"})
-                    report = "the child's emit succeeded"
-                except AuditWriteError as exc:
-                    report, code = str(exc), 0
-                try:
-                    emitter.flush()
-                    report, code = report + "; the child's flush succeeded", 1
-                except AuditWriteError:
-                    pass
-                emitter.close()  # must not drain, sync or seal the parent's file
-                os.write(write_end, report.encode())
-            finally:
-                os._exit(code)
-        os.close(write_end)
-        with os.fdopen(read_end, "rb") as pipe:
-            report = pipe.read().decode()
-        _, status = os.waitpid(pid, 0)
 
-        assert os.waitstatus_to_exitcode(status) == 0, report
+        def child() -> tuple[str, int]:
+            try:
+                emitter.emit_system("sys.note", "test", {"text": "from the child"})
+                report, code = "the child's emit succeeded", 1
+            except AuditWriteError as exc:
+                report, code = str(exc), 0
+            try:
+                emitter.flush()
+                report, code = report + "; the child's flush succeeded", 1
+            except AuditWriteError:
+                pass
+            emitter.close()  # must not drain, sync or seal the parent's file
+            return report, code
+
+        pid, report, code = in_child(child)
+        assert code == 0, report
         assert f"opened in pid {os.getpid()} and this is pid {pid}" in report
         assert "open a new emitter in the child" in report
         path = emitter.writer.path
@@ -191,24 +206,16 @@ class TestForkAfterOpen:
         # The parent's stream stays locked across the fork (the child closes only its copy of the fd).
         config = config_for(tmp_path)
         with AuditEventEmitter(config, clock=Clock(JAN_5)):
-            read_end, write_end = os.pipe()
-            pid = os.fork()
-            if pid == 0:
-                code = 1
+
+            def child() -> tuple[str, int]:
                 try:
-                    try:
-                        AuditEventEmitter(config, clock=Clock(JAN_5)).close()
-                        report = "the child took the parent's stream"
-                    except AuditWriteError as exc:
-                        report, code = str(exc), 0
-                    os.write(write_end, report.encode())
-                finally:
-                    os._exit(code)
-            os.close(write_end)
-            with os.fdopen(read_end, "rb") as pipe:
-                report = pipe.read().decode()
-            _, status = os.waitpid(pid, 0)
-            assert os.waitstatus_to_exitcode(status) == 0, report
+                    AuditEventEmitter(config, clock=Clock(JAN_5)).close()
+                    return "the child took the parent's stream", 1
+                except AuditWriteError as exc:
+                    return str(exc), 0
+
+            _, report, code = in_child(child)
+            assert code == 0, report
             assert "held by another process" in report
 
 
