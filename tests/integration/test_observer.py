@@ -114,7 +114,9 @@ class Run:
         return counts
 
     def expected_records(self) -> int:
-        return sum(self.expected_trade_counts().values()) + len(self.account_events)
+        # Each fill also gets its sys.fill_accounting record.
+        counts = self.expected_trade_counts()
+        return sum(counts.values()) + counts["trade.fill"] + len(self.account_events)
 
 
 def run_backtest(base: Path, *, setup: Callable[..., None] | None = None, **scenario: Any) -> Run:
