@@ -1,5 +1,8 @@
 """Realized P&L from the trail alone, by one rule, with exact decimals, reconciled against recorded balances.
 
+``pnl_reconciliation`` reconciles by account type (margin, cash, converted amounts) and checks
+fills against orders and positions; its docstring and the README say exactly what it checks.
+
 **The rule** (``realized_pnl_events``; ``pnl_reconciliation``, ``realized_pnl_series`` and
 ``charts.pnl_over_time`` all use it). A record counts towards realized P&L, with its
 ``realized_pnl`` as recorded, exactly when
@@ -191,11 +194,13 @@ class PnlReconciliation:
     ``by_strategy`` (lazy): realized P&L, the records counted, closed positions, commissions and
     fills per (``strategy_source``, ``instrument_id``, ``currency``); ``realized_pnl`` is NULL for a
     group without P&L records. ``to_pandas()``: one row per currency (``RECONCILIATION_COLUMNS``),
-    all money as ``decimal.Decimal``; ``difference`` is ``balance_change - realized_pnl``, exactly
-    ``0`` when they reconcile; ``reconciled`` is True or False, or None for a currency without both
-    a starting and a final balance. ``ok`` sums it up; ``to_text()`` says it in words, ending with
-    the trail's verification status (``verification``), which ``to_pandas()`` carries in
-    ``attrs["verification"]``.
+    all money as ``decimal.Decimal``; ``difference`` is ``balance_change - expected_change``
+    (``expected_change`` = ``realized_pnl - commission + notional + converted``), exactly ``0``
+    when they reconcile (or within ``tolerance``); ``reconciled`` is True or False, or None for a
+    currency without both a starting and a final balance or that needs a rate (``status`` says
+    which). ``fill_checks``/``fill_problems``: the fill-level checks. ``ok`` sums it up;
+    ``to_text()`` says it in words, ending with the trail's verification status
+    (``verification``), which ``to_pandas()`` carries in ``attrs["verification"]``.
     """
 
     trail: Trail
@@ -382,13 +387,30 @@ def pnl_reconciliation(
     end: Any = None,
     events: ir.Table | None = None,
 ) -> PnlReconciliation:
-    """Realized P&L summed from the trail by the module's rule, exactly, against the balances recorded in it (or given).
+    """Each currency's balance change against what the fills should have done to it, by account type, plus fill checks.
 
-    The P&L of a currency is the sum of ``realized_pnl`` over the records of
-    ``realized_pnl_events`` (closed positions, and fills carrying ``realized_pnl`` that no closing
-    record covers) after the first ``sys.account_state`` record in the window and up to the last
-    one; the balance change is the last state's total minus the first's. A closing record and the
-    account state it caused share a timestamp, the state coming after it in the stream.
+    What it checks, per currency: the change of the recorded balances (the last
+    ``sys.account_state`` in the window minus the first, summed over accounts; or ``balances`` /
+    ``starting_balances``) against the expected change from what happened after the first state
+    and up to the last (a record and the account state it caused share a timestamp, the state
+    coming after it in the stream):
+
+    * fills with a ``sys.fill_accounting`` record (the NautilusTrader observer) are booked by
+      account type: on a margin account the change of the position's realized P&L each fill caused
+      (commissions in the P&L currency included) and commissions in any other currency against
+      that currency; on a cash account the signed notional in the quote currency, the quantity in
+      the base currency (multi-currency account) and the commission; on a single-currency account
+      an amount in another currency converted with the engine's rate recorded at the fill, or,
+      without one, the currencies are reported as needing a rate (``reconciled`` None);
+    * P&L of positions without such records counts by the module's rule (``realized_pnl_events``:
+      closed positions, commissions included, and fills carrying ``realized_pnl`` no closing
+      record covers).
+
+    ``tolerance`` is zero, or one minor unit per amount the engine converted or rounded. The
+    fill-level checks (``fill_problems``) run over every row given, whatever the window, when
+    the rows hold any ``sys.fill_accounting``: every fill has its accounting record and vice versa,
+    each order's filled quantity equals the sum of its fill records, each position's fill records
+    net to its last recorded quantity. Funding and rollover are not recorded, so not booked.
 
     Parameters
     ----------
@@ -401,12 +423,15 @@ def pnl_reconciliation(
         Balances at the start instead of the first recorded state.
     start, end
         Only this time window.
+    events
+        A table derived from ``trail.events`` (filtered, or edited) to reconcile instead of the
+        whole trail.
 
     Returns
     -------
     PnlReconciliation
-        ``by_strategy`` lazy; ``to_pandas()``, ``ok`` (True, False, or None when there is nothing to
-        reconcile) and ``to_text()`` execute the per-currency comparison once.
+        ``by_strategy`` lazy; ``to_pandas()``, ``ok`` (True; False; None when nothing was checked
+        or a currency needs a rate), ``fill_problems`` and ``to_text()`` execute the comparison once.
 
     Raises
     ------

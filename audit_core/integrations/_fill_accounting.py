@@ -35,6 +35,7 @@ def fill_accounting_payload(cache: Any, event: OrderFilled) -> dict[str, Any]:
         "position_id": None if event.position_id is None else str(event.position_id),
         "account_id": str(event.account_id),
         "commission_currency": str(event.commission.currency),
+        "ts_init": event.ts_init,
     }
     if order is not None:
         payload["order_filled_qty"] = str(order.filled_qty.as_decimal())

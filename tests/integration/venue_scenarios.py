@@ -71,7 +71,7 @@ SETUPS = {
               (Money(1_000_000, USD), Money(100, BNB)), "ema_cross", Decimal(100_000), 1.10000,
               fee_model=lambda: FixedFeeModel(Money("0.05", BNB))),
         Setup("bracket", _eurusd, OmsType.NETTING, AccountType.MARGIN, USD, (Money(1_000_000, USD),),
-              "bracket", Decimal(100_000), 1.10000),
+              "bracket", Decimal(100_000), 1.10000, ticks=1_500),
         Setup("trailing_stop", _eurusd, OmsType.NETTING, AccountType.MARGIN, USD, (Money(1_000_000, USD),),
               "trailing_stop", Decimal(100_000), 1.10000),
     )
