@@ -38,8 +38,28 @@ class Booking:
                 + self.notional.get(currency, Decimal(0)) + self.converted.get(currency, Decimal(0)))
 
 
+#: Identifiers that are unique only within the node that wrote them (two backtests both have a
+#: fill ``SIM-1-001``): the booking and the checks compare them within one stream.
+SCOPED = ("trade_id", "order_id", "position_id")
+
+
+def scoped_id(stream: str | None, value: str | None) -> str | None:
+    """``value`` qualified by the stream that recorded it: ``"nautilus:SIM-1-001"``."""
+    return None if value is None else f"{stream}:{value}"
+
+
+def scoped(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows with ``SCOPED`` identifiers qualified by their ``stream`` (``scoped_id``)."""
+    return [{**row, **{key: scoped_id(row.get("stream"), row.get(key)) for key in SCOPED if key in row}}
+            for row in rows]
+
+
 def accounting_by_trade(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """``trade_id`` -> the ``sys.fill_accounting`` payload, parsed exactly (unparsable payloads left out)."""
+    """Scoped ``trade_id`` -> the ``sys.fill_accounting`` payload (ids scoped), parsed exactly.
+
+    Payloads that do not parse, or carry no ``trade_id``, are left out: their fills then fail
+    the fill checks rather than being believed.
+    """
     found = {}
     for row in rows:
         try:
@@ -47,6 +67,7 @@ def accounting_by_trade(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]
         except ValueError:
             continue
         if isinstance(payload, dict) and isinstance(payload.get("trade_id"), str):
+            payload = scoped([{**payload, "stream": row.get("stream")}])[0]
             found[payload["trade_id"]] = payload
     return found
 

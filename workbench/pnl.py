@@ -52,7 +52,15 @@ import ibis
 import ibis.expr.types as ir
 
 from workbench import filters
-from workbench._booking import FILL_ACCOUNTING, POSITION_RECORDS, accounting_by_trade, book, fill_problems
+from workbench._booking import (
+    FILL_ACCOUNTING,
+    POSITION_RECORDS,
+    accounting_by_trade,
+    book,
+    fill_problems,
+    scoped,
+    scoped_id,
+)
 from workbench._columns import CHRONOLOGICAL
 from workbench.errors import WorkbenchInputError
 
@@ -224,8 +232,8 @@ class PnlReconciliation:
         # Fills, positions and their accounting over everything given: a position's P&L before the
         # window is what its first change in the window is measured from, and the fill checks are
         # about the whole trail.
-        fills = _rows(rows, FILL, FILL_COLUMNS)
-        positions = _rows(rows, POSITION_RECORDS, POSITION_COLUMNS)
+        fills = scoped(_rows(rows, FILL, FILL_COLUMNS))
+        positions = scoped(_rows(rows, POSITION_RECORDS, POSITION_COLUMNS))
         accounting = accounting_by_trade(_rows(rows, FILL_ACCOUNTING, ("payload",)))
         booking = book(fills, positions, accounting, (first_ts, last_ts))
         checks, problems = fill_problems(fills, positions, accounting)
@@ -234,8 +242,8 @@ class PnlReconciliation:
             counted = counted.filter(counted.ts_event > first_ts, counted.ts_event <= last_ts)
         totals: dict[str, list[Any]] = {}
         for row in counted.select("currency", "realized_pnl", "event_type", *(
-                ["position_id"] if "position_id" in counted.columns else [])).to_pyarrow().to_pylist():
-            if row.get("position_id") in booking.positions:
+                key for key in ("stream", "position_id") if key in counted.columns)).to_pyarrow().to_pylist():
+            if scoped_id(row.get("stream"), row.get("position_id")) in booking.positions:
                 continue  # booked fill by fill (its sys.fill_accounting records), not by its closing record
             total = totals.setdefault(row["currency"], [Decimal(0), 0, 0])
             total[0] += row["realized_pnl"]
@@ -516,12 +524,16 @@ def _decimals(values: Mapping[str, Any] | None, argument: str) -> dict[str, Deci
 
 
 def _balances(rows: list[dict[str, Any]]) -> list[tuple[int, dict[tuple[str, str], Decimal]]]:
-    """(ts_event, {(account_id, currency): total}) of each account state, from its JSON payload, exactly."""
+    """(ts_event, {(account, currency): total}) of each account state, from its JSON payload, exactly.
+
+    The account is its ``account_id`` within the stream that recorded it: two backtests written
+    to one trail both have an account ``SIM-001``.
+    """
     states = []
     for row in rows:
         payload = json.loads(row["payload"] or "{}", parse_float=Decimal)
         balances = payload.get("balances") or {}
-        account = str(payload.get("account_id"))
+        account = f"{row.get('stream')}:{payload.get('account_id')}"
         states.append((row["ts_event"], {(account, currency): Decimal(str(balance["total"]))
                                          for currency, balance in balances.items() if "total" in balance}))
     return states
@@ -540,4 +552,5 @@ def _rows(table: ir.Table, event_types: str | tuple[str, ...], columns: tuple[st
     kinds = [event_types] if isinstance(event_types, str) else list(event_types)
     chosen = [column for column in columns if column in table.columns]
     found = table.filter(table.event_type.isin(kinds)).order_by(*CHRONOLOGICAL)
-    return found.select("ts_event", "event_type", *chosen).to_pyarrow().to_pylist()  # type: ignore[no-any-return]
+    streams = ["stream"] if "stream" in table.columns else []
+    return found.select("ts_event", "event_type", *streams, *chosen).to_pyarrow().to_pylist()  # type: ignore[no-any-return]

@@ -162,7 +162,22 @@ def test_removing_a_fill_and_its_accounting_record_is_still_caught(runs):
     assert any(dropped["position_id"] in problem for problem in reconciliation.fill_problems)
 
 
-def test_an_empty_window_checks_nothing_and_says_so(runs, tmp_path: Path):
+def test_an_empty_window_checks_nothing_and_says_so(runs):
     _, trail = runs["netting_margin"]
     reconciliation = pnl_reconciliation(trail, end="2000-01-01")
     assert reconciliation.ok is None and "nothing to reconcile" in reconciliation.to_text()
+
+
+def test_two_backtests_in_one_trail_reconcile_each_in_its_own_stream(tmp_path: Path):
+    # Both runs have a fill SIM-1-001, an order O-...-1 and an account SIM-001: ids count per stream.
+    first = run_setup(SETUPS["netting_margin"], tmp_path, stream_id="first")
+    second = run_setup(SETUPS["hedging_margin"], tmp_path, stream_id="second")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trail = open_trail(tmp_path)
+    reconciliation = pnl_reconciliation(trail)
+    assert reconciliation.ok is True, reconciliation.to_text()
+    row = reconciliation.to_pandas().set_index("currency").loc["USD"]
+    start = Decimal(1_000_000)
+    assert row.balance_change == (first.balances["USD"] - start) + (second.balances["USD"] - start) != 0
+    assert reconciliation.fill_checks > 2 * len(first.orders)

@@ -134,8 +134,8 @@ def _strategy(setup: Setup, instrument: Any) -> Any:
     raise ValueError(f"unknown strategy {setup.strategy!r}")
 
 
-def run_setup(setup: Setup, base: Path) -> SetupRun:
-    """Run ``setup`` with an ``AuditObserver`` writing to ``base``; dispose the engine; return the run."""
+def run_setup(setup: Setup, base: Path, stream_id: str = "nautilus") -> SetupRun:
+    """Run ``setup`` with an ``AuditObserver`` writing stream ``stream_id`` to ``base``; dispose the engine."""
     engine = BacktestEngine(BacktestEngineConfig(
         trader_id=TraderId("BACKTESTER-001"), logging=LoggingConfig(log_level="ERROR", bypass_logging=True)))
     instrument = setup.instrument()
@@ -146,7 +146,8 @@ def run_setup(setup: Setup, base: Path) -> SetupRun:
     engine.add_instrument(instrument)
     engine.add_data(quotes(instrument, setup))
     engine.add_strategy(_strategy(setup, instrument))
-    observer = AuditObserver(AuditObserverConfig(base_path=str(base), stream_id="nautilus"))
+    # No fdatasync per record: what is recorded is the same, and these runs test the records, not durability.
+    observer = AuditObserver(AuditObserverConfig(base_path=str(base), stream_id=stream_id, sync_writes=False))
     engine.add_actor(observer)
     run = SetupRun(setup, base, orders=[])
     engine.kernel.msgbus.subscribe(topic="events.position.*", handler=run.position_events.append)
