@@ -54,11 +54,20 @@ def scoped(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             for row in rows]
 
 
-def accounting_by_trade(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Scoped ``trade_id`` -> the ``sys.fill_accounting`` payload (ids scoped), parsed exactly.
+@dataclass
+class Accounting:
+    """The ``sys.fill_accounting`` records given: well-formed payloads by scoped ``trade_id``, and how many."""
 
-    Payloads that do not parse, or carry no ``trade_id``, are left out: their fills then fail
-    the fill checks rather than being believed.
+    by_trade: dict[str, dict[str, Any]]
+    records: int
+    malformed: int
+
+
+def accounting_by_trade(rows: list[dict[str, Any]]) -> Accounting:
+    """The ``sys.fill_accounting`` payloads (ids scoped), parsed exactly.
+
+    Payloads that do not parse or have a field of the wrong type are left out and counted: the
+    fill checks report them, and their fills fail the checks rather than being believed.
     """
     found = {}
     for row in rows:
@@ -66,10 +75,38 @@ def accounting_by_trade(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]
             payload = json.loads(row["payload"] or "{}", parse_float=Decimal)
         except ValueError:
             continue
-        if isinstance(payload, dict) and isinstance(payload.get("trade_id"), str):
+        if isinstance(payload, dict) and _well_formed(payload):
             payload = scoped([{**payload, "stream": row.get("stream")}])[0]
             found[payload["trade_id"]] = payload
-    return found
+    return Accounting(found, len(rows), len(rows) - len(found))
+
+
+_TEXT_FIELDS = ("order_id", "position_id", "account_id", "account_type", "account_currency", "base_currency",
+                "quote_currency", "settlement_currency", "commission_currency")
+
+
+def _well_formed(payload: dict[str, Any]) -> bool:
+    """Whether every field the booking reads has the type the observer writes (read back: untrusted)."""
+    if not isinstance(payload.get("trade_id"), str):
+        return False
+    if any(not isinstance(payload.get(key), (str, type(None))) for key in _TEXT_FIELDS):
+        return False
+    if payload.get("account_type") == "CASH" and not isinstance(payload.get("quote_currency"), str):
+        return False
+    rates, precisions = payload.get("xrates") or {}, payload.get("precisions") or {}
+    if not isinstance(rates, dict) or not isinstance(precisions, dict):
+        return False
+    if any(type(value) is not int or not 0 <= value <= 18 for value in precisions.values()):
+        return False
+    decimals = [*rates.values(), *([] if payload.get("order_filled_qty") is None else [payload["order_filled_qty"]])]
+    return all(isinstance(value, str) and _is_decimal(value) for value in decimals)
+
+
+def _is_decimal(text: str) -> bool:
+    try:
+        return Decimal(text).is_finite()
+    except ArithmeticError:
+        return False
 
 
 def book(fills: list[dict[str, Any]], positions: list[dict[str, Any]], accounting: dict[str, dict[str, Any]],
@@ -106,7 +143,7 @@ def book(fills: list[dict[str, Any]], positions: list[dict[str, Any]], accountin
             result.records[currency] += 1
             return currency
         rate = (info.get("xrates") or {}).get(currency)
-        if rate is None:
+        if rate is None or Decimal(rate) <= 0:
             result.needs_rate[currency].add(currency)
             result.needs_rate[account_currency].add(currency)
             result.records[currency] += 1
@@ -132,7 +169,12 @@ def book(fills: list[dict[str, Any]], positions: list[dict[str, Any]], accountin
         if inside(record["ts_event"]) and pnl != before:
             rate_info = accounting.get(record.get("trade_id") or "", info)
             booked_in = post(rate_info, result.realized, record["currency"], pnl - before)
-            result.closed[booked_in] += record["event_type"] == "trade.position_closed"
+        else:  # where a change would have been booked: the account currency when converted
+            target = info.get("account_currency")
+            converts = target and target != record["currency"] and record["currency"] in (info.get("xrates") or {})
+            booked_in = target if converts else record["currency"]
+        if inside(record["ts_event"]) and record["event_type"] == "trade.position_closed":
+            result.closed[booked_in] += 1
     for fill in fills:
         info = accounting.get(fill.get("trade_id") or "")
         if info is None or not inside(fill["ts_event"]):
@@ -143,7 +185,7 @@ def book(fills: list[dict[str, Any]], positions: list[dict[str, Any]], accountin
         result.account_types[currency].add(info.get("account_type") or "MARGIN")
         if cash:
             sign = Decimal(1) if fill.get("side") == "BUY" else Decimal(-1)
-            size, price = Decimal(fill["size"]), Decimal(fill["price"])
+            size, price = Decimal(fill.get("size") or 0), Decimal(fill.get("price") or 0)
             quote = info["quote_currency"]
             notional = -sign * size * price
             result.account_types[quote].add("CASH")
@@ -165,11 +207,12 @@ def book(fills: list[dict[str, Any]], positions: list[dict[str, Any]], accountin
 
 
 def fill_problems(fills: list[dict[str, Any]], positions: list[dict[str, Any]],
-                  accounting: dict[str, dict[str, Any]]) -> tuple[int, list[str]]:
+                  given: Accounting) -> tuple[int, list[str]]:
     """The fill-level checks: (how many checks ran, what failed), over every row given.
 
     1. every ``trade.fill`` has its ``sys.fill_accounting`` record and every such record its fill
-       (same ``trade_id``), once the trail holds any;
+       (same ``trade_id``), once the rows hold any (well-formed or not: a malformed or duplicate
+       accounting record is a failure of its own);
     2. each order's filled quantity (the largest ``order_filled_qty`` recorded for it) equals the
        sum of its fills' sizes;
     3. each position with fills the observer accounted for: the sum of its fills' signed sizes
@@ -177,8 +220,13 @@ def fill_problems(fills: list[dict[str, Any]], positions: list[dict[str, Any]],
     """
     problems: list[str] = []
     checks = 0
-    if not accounting:
+    if not given.records:
         return checks, problems
+    accounting = given.by_trade
+    checks += 1
+    if given.malformed:
+        problems.append(f"{given.malformed} sys.fill_accounting record(s) malformed or with a duplicate trade_id: "
+                        "left out")
     seen: dict[str, int] = defaultdict(int)
     filled: dict[str, Decimal] = defaultdict(Decimal)
     net: dict[str, Decimal] = defaultdict(Decimal)

@@ -235,7 +235,7 @@ class PnlReconciliation:
         fills = scoped(_rows(rows, FILL, FILL_COLUMNS))
         positions = scoped(_rows(rows, POSITION_RECORDS, POSITION_COLUMNS))
         accounting = accounting_by_trade(_rows(rows, FILL_ACCOUNTING, ("payload",)))
-        booking = book(fills, positions, accounting, (first_ts, last_ts))
+        booking = book(fills, positions, accounting.by_trade, (first_ts, last_ts))
         checks, problems = fill_problems(fills, positions, accounting)
         counted = realized_pnl_events(rows, start=self.start, end=self.end)
         if first_ts is not None:  # P&L after the first recorded balance, up to the last one

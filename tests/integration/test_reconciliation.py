@@ -181,3 +181,15 @@ def test_two_backtests_in_one_trail_reconcile_each_in_its_own_stream(tmp_path: P
     start = Decimal(1_000_000)
     assert row.balance_change == (first.balances["USD"] - start) + (second.balances["USD"] - start) != 0
     assert reconciliation.fill_checks > 2 * len(first.orders)
+
+
+def test_a_malformed_accounting_record_is_reported_not_believed(runs):
+    _, trail = runs["netting_margin"]
+    events = trail.events
+    broken = events.mutate(payload=events.payload.re_replace(r'"order_filled_qty":"', '"order_filled_qty":"x'))
+    reconciliation = pnl_reconciliation(trail, events=broken)
+    assert reconciliation.ok is False  # not the old closed-position rule, which would reconcile
+    problems = reconciliation.fill_problems
+    assert problems[0].startswith(f"{len([r for r in _rows(trail) if r['event_type'] == 'trade.fill'])} "
+                                  "sys.fill_accounting record(s) malformed")
+    assert any("no sys.fill_accounting record" in problem for problem in problems)
