@@ -36,6 +36,7 @@ from nautilus_trader.model.identifiers import ClientOrderId
 from audit_core.config import AuditConfig
 from audit_core.events import COLD_DECIMAL_FRACTION_DIGITS, AuditEventType
 from audit_core.hot.emitter import AuditEventEmitter
+from audit_core.integrations._fill_accounting import FILL_ACCOUNTING, fill_accounting_payload
 
 SIGNAL_TAG = "ledgerline:signal="
 EXPECTED_PRICE_TAG = "ledgerline:expected_px="
@@ -178,6 +179,11 @@ class AuditObserver(Actor):
             self._record_order_event(event)
         except Exception as exc:
             self._failed(event, exc)
+        if isinstance(event, OrderFilled):  # a record of its own: recorded, or counted as a failure
+            try:
+                self._record_fill_accounting(event)
+            except Exception as exc:
+                self._failed(event, exc)
 
     def _on_position_event(self, event: PositionEvent) -> None:
         try:
@@ -277,6 +283,13 @@ class AuditObserver(Actor):
             fields["duration_ns"] = event.duration_ns
         self.emitter.emit_trade(event_type, "AuditObserver", str(event.instrument_id), correlation_id=signal,
                                 ts_event=event.ts_event, **{k: v for k, v in fields.items() if v is not None})
+        self.recorded += 1
+
+    def _record_fill_accounting(self, event: OrderFilled) -> None:
+        """What the fill did to the account (``sys.fill_accounting``), for ``pnl_reconciliation``."""
+        self.emitter.emit_system(FILL_ACCOUNTING, "AuditObserver", fill_accounting_payload(self.cache, event),
+                                 correlation_id=self._expected.get(event.client_order_id, (None, None))[1],
+                                 ts_event=event.ts_event)
         self.recorded += 1
 
     # --- helpers ------------------------------------------------------------------------------

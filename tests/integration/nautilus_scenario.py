@@ -15,6 +15,18 @@ from nautilus_trader.config import LoggingConfig, RiskEngineConfig, StrategyConf
 from nautilus_trader.model.currencies import USD
 from nautilus_trader.model.data import QuoteTick
 from nautilus_trader.model.enums import AccountType, OmsType, OrderSide, TimeInForce
+from nautilus_trader.model.events import (
+    OrderAccepted,
+    OrderCanceled,
+    OrderDenied,
+    OrderExpired,
+    OrderFilled,
+    OrderRejected,
+    OrderSubmitted,
+    PositionChanged,
+    PositionClosed,
+    PositionOpened,
+)
 from nautilus_trader.model.identifiers import InstrumentId, TraderId, Venue
 from nautilus_trader.model.objects import Money, Price, Quantity
 from nautilus_trader.test_kit.providers import TestInstrumentProvider
@@ -24,6 +36,22 @@ from audit_core.integrations.observer import AuditObserver, AuditObserverConfig,
 
 START_NS = 1_767_571_200_000_000_000  # 2026-01-05 00:00:00 UTC
 STARTING_BALANCE = Decimal(1_000_000)
+
+#: NautilusTrader event class -> the trail's event type for it.
+ORDER_EVENT_TYPES: dict[type, str] = {
+    OrderSubmitted: "trade.order",
+    OrderAccepted: "trade.order.accepted",
+    OrderFilled: "trade.fill",
+    OrderRejected: "trade.rejected",
+    OrderDenied: "trade.rejected",
+    OrderCanceled: "trade.canceled",
+    OrderExpired: "trade.canceled",
+}
+POSITION_EVENT_TYPES: dict[type, str] = {
+    PositionOpened: "trade.position_opened",
+    PositionChanged: "trade.position_changed",
+    PositionClosed: "trade.position_closed",
+}
 
 
 class ScenarioConfig(StrategyConfig, frozen=True):

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from nautilus_scenario import START_NS, STARTING_BALANCE, build_engine
+from nautilus_scenario import ORDER_EVENT_TYPES, POSITION_EVENT_TYPES, START_NS, STARTING_BALANCE, build_engine
 from nautilus_trader.common.actor import Actor
 from nautilus_trader.config import ActorConfig, StrategyConfig
 from nautilus_trader.model.currencies import USD
@@ -37,7 +37,6 @@ from nautilus_trader.model.events import (
     OrderFilled,
     OrderRejected,
     OrderSubmitted,
-    PositionChanged,
     PositionClosed,
     PositionEvent,
     PositionOpened,
@@ -60,23 +59,6 @@ from audit_core.integrations.observer import (
 ROOT = Path(__file__).resolve().parents[2]
 INSTRUMENT = InstrumentId.from_str("EUR/USD.SIM")
 MINUTE_NS = 60_000_000_000
-
-#: NautilusTrader event class -> the trail's event type for it.
-ORDER_EVENT_TYPES: dict[type, str] = {
-    OrderSubmitted: "trade.order",
-    OrderAccepted: "trade.order.accepted",
-    OrderFilled: "trade.fill",
-    OrderRejected: "trade.rejected",
-    OrderDenied: "trade.rejected",
-    OrderCanceled: "trade.canceled",
-    OrderExpired: "trade.canceled",
-}
-POSITION_EVENT_TYPES: dict[type, str] = {
-    PositionOpened: "trade.position_opened",
-    PositionChanged: "trade.position_changed",
-    PositionClosed: "trade.position_closed",
-}
-
 
 def _no_floats(text: str) -> Any:
     raise AssertionError(f"binary float {text} in the trail")
@@ -114,7 +96,9 @@ class Run:
         return counts
 
     def expected_records(self) -> int:
-        return sum(self.expected_trade_counts().values()) + len(self.account_events)
+        # Each fill also gets its sys.fill_accounting record.
+        counts = self.expected_trade_counts()
+        return sum(counts.values()) + counts["trade.fill"] + len(self.account_events)
 
 
 def run_backtest(base: Path, *, setup: Callable[..., None] | None = None, **scenario: Any) -> Run:
