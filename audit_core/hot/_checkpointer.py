@@ -1,0 +1,211 @@
+"""The background checkpointer: keeps a stream's tree sidecar and sends its checkpoints to a witness.
+
+It runs in its own thread and never on the emit path: it reads back the lines the writer has put in
+the stream's files (so the emit path has no hook at all), hashes them into leaves, appends those to
+the sidecar and fsyncs it, makes the checkpoint note (signing it if a key is configured), replaces
+the stream's local checkpoint file and hands the note, with a consistency proof from the size the
+witness holds, to the witness. It does so every ``checkpoint_interval_s`` seconds, after
+``checkpoint_every_records`` appends, and once more at close, after the last file is sealed.
+
+A witness or disk failure never reaches the trading loop and never vanishes: it is counted
+(``failures``), kept (``last_error``) and logged at ERROR, as degradation is; the next checkpoint
+tries again with a proof from whatever the witness holds.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from audit_core._layout import parse_hot_file_name, stream_checkpoint_path, stream_leaves_path
+from audit_core.errors import AuditIntegrityError
+from audit_core.hot.anchors import read_sidecar, rebuild_stream
+from audit_core.trust.merkle import HASH_SIZE, merkle_leaf_hash
+from audit_core.trust.stream_tree import LeafSource, StreamTree, line_leaves, make_note, stream_origin
+from audit_core.trust.witness import DirectoryWitness, Witness, WitnessConflict, write_atomically
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from audit_core.config import AuditConfig
+
+logger = logging.getLogger("ledgerline.checkpointer")
+
+#: How often the thread looks at the record count when ``checkpoint_every_records`` is set.
+_POLL_S = 0.05
+
+
+class _SidecarLeaves(LeafSource):
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def leaves(self, start: int, end: int) -> list[bytes]:
+        data = os.pread(self.fd, (end - start) * HASH_SIZE, start * HASH_SIZE)
+        return [data[i : i + HASH_SIZE] for i in range(0, len(data), HASH_SIZE)]
+
+
+class Checkpointer:
+    """Checkpoints one stream in a background thread (see the module docstring)."""
+
+    def __init__(
+        self,
+        config: AuditConfig,
+        stream_id: str,
+        list_files: Callable[[], list[Path]],
+        appended: Callable[[], int],
+        *,
+        hmac_key: bytes | None,
+        signing_key: Ed25519PrivateKey | None,
+        witness: Witness | None,
+    ) -> None:
+        self._dir = config.hot_path
+        self._trader, self._stream = config.trader_id, stream_id
+        self.origin = stream_origin(config.trader_id, stream_id)
+        self._interval = config.checkpoint_interval_s or 0.0
+        self._every = config.checkpoint_every_records
+        self._list_files, self._appended = list_files, appended
+        self._hmac_key, self._signing_key, self.witness = hmac_key, signing_key, witness
+        self.failures = 0
+        self.checkpoints = 0
+        self.last_error: str | None = None
+        self.witnessed_size = 0  # the size the witness is believed to hold
+        self.published_size = -1  # the size of the last local checkpoint note
+        self.tree: StreamTree | None = None
+        self._fd = -1
+        self._file: Path | None = None  # the file being read, and how far
+        self._offset = 0
+        self._lock = threading.Lock()  # one checkpoint at a time (thread, close)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="ledgerline-checkpointer", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        """Stop the thread and make the final checkpoint (the files are sealed by now). Never raises."""
+        self._stop.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join()
+        self.checkpoint()
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def _run(self) -> None:
+        last_time, last_count = time.monotonic(), self._appended()
+        poll = min(self._interval, _POLL_S) if self._every else self._interval
+        while not self._stop.wait(poll):
+            count = self._appended()
+            if time.monotonic() - last_time >= self._interval or (self._every and count - last_count >= self._every):
+                last_time, last_count = time.monotonic(), count
+                self.checkpoint()
+
+    def checkpoint(self) -> None:
+        """Take new lines into the tree and publish a checkpoint; failures are counted, never raised."""
+        with self._lock:
+            try:
+                if self.tree is None:
+                    self._open()
+                self._take_new_lines()
+                size = self._size()
+                if size != self.published_size or (self.witness is not None and self.witnessed_size != size):
+                    self._publish()
+            except Exception as exc:  # a checkpoint failure must never reach the trading loop
+                self.failures += 1
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                logger.error("ledgerline: checkpoint of %s failed (%d so far): %s; the records after the last "
+                             "witnessed checkpoint are not anchored", self.origin, self.failures, self.last_error)
+
+    def _size(self) -> int:
+        return 0 if self.tree is None else self.tree.size
+
+    def _open(self) -> None:
+        """Rebuild the tree from the files and the sidecar (a crash may have left either behind)."""
+        path = stream_leaves_path(self._dir, self._trader, self._stream)
+        files = self._list_files()
+        rebuilt = rebuild_stream(files, read_sidecar(path))
+        if rebuilt.sidecar_problem is not None:
+            logger.error("ledgerline: tree sidecar %s: %s; rewriting it from the files", path, rebuilt.sidecar_problem)
+        data = b"".join(rebuilt.leaves)
+        if rebuilt.sidecar_problem is not None or (path.exists() and path.stat().st_size != len(data)):
+            write_atomically(path, data)  # derived data: a partial hash from a crash, or a sidecar of lost lines
+        self._fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o640)
+        if not data:
+            os.fsync(self._fd)
+        self.tree = StreamTree(_SidecarLeaves(self._fd), len(rebuilt.leaves))
+        if files:  # the last file's trailing piece is taken once it ends its line
+            self._file, self._offset = files[-1], rebuilt.last_file_covered
+
+    def _take_new_lines(self) -> None:
+        """Hash the lines written since the last checkpoint into the sidecar; True if there were any."""
+        files = self._list_files()
+        leaves: list[bytes] = []
+        while files:
+            if self._file is None or self._file not in files:
+                if self._file is not None:
+                    logger.error("ledgerline: %s disappeared before its lines were checkpointed", self._file)
+                gone = None if self._file is None else parse_hot_file_name(self._file)
+                later = [f for f in files if gone is None or _order(f) > gone.order]
+                if not later:
+                    break
+                self._file, self._offset = later[0], 0
+            with self._file.open("rb") as handle:
+                handle.seek(self._offset)
+                data = handle.read()
+            cut = data.rfind(b"\n") + 1
+            leaves += line_leaves(data[:cut])
+            self._offset += cut
+            following = files.index(self._file) + 1
+            if following == len(files):
+                break
+            if cut < len(data):  # a later file exists: this file is final, its trailing piece a line
+                leaves.append(merkle_leaf_hash(data[cut:]))
+            self._file, self._offset = files[following], 0
+        if leaves:
+            assert self.tree is not None
+            os.write(self._fd, b"".join(leaves))
+            os.fdatasync(self._fd)
+            self.tree.extend_to(self.tree.size + len(leaves))
+
+    def _publish(self) -> None:
+        assert self.tree is not None
+        size = self.tree.size
+        note = make_note(self.origin, size, self.tree.root(), signing_key=self._signing_key, hmac_key=self._hmac_key)
+        write_atomically(stream_checkpoint_path(self._dir, self._trader, self._stream), note.encode())
+        self.checkpoints += 1
+        self.published_size = size
+        if self.witness is None:
+            return
+        try:
+            self.witness.add_checkpoint(note, self.witnessed_size, self.tree.consistency_proof(self.witnessed_size))
+        except WitnessConflict as conflict:
+            if conflict.held_size > size:
+                raise AuditIntegrityError(
+                    f"the witness holds {self.origin} at {conflict.held_size} line(s), the stream has only {size}: "
+                    "lines the witness covers were truncated or rolled back") from None
+            self.witness.add_checkpoint(note, conflict.held_size, self.tree.consistency_proof(conflict.held_size))
+        self.witnessed_size = size
+
+
+def _order(path: Path) -> tuple[object, ...]:
+    name = parse_hot_file_name(path)
+    return () if name is None else name.order
+
+
+def start_checkpointer(
+    config: AuditConfig,
+    stream_id: str,
+    list_files: Callable[[], list[Path]],
+    appended: Callable[[], int],
+    keys: tuple[bytes | None, Ed25519PrivateKey | None],
+    witness: Witness | None,
+) -> Checkpointer | None:
+    """The writer's checkpointer (None when ``checkpoint_interval_s`` is None); ``keys`` are (HMAC, signing)."""
+    if config.checkpoint_interval_s is None:
+        return None
+    if witness is None and config.witness_path is not None:
+        witness = DirectoryWitness(config.witness_path)
+    return Checkpointer(config, stream_id, list_files, appended, hmac_key=keys[0], signing_key=keys[1], witness=witness)
