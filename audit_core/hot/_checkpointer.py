@@ -49,6 +49,19 @@ class _SidecarLeaves(LeafSource):
         return [data[i : i + HASH_SIZE] for i in range(0, len(data), HASH_SIZE)]
 
 
+class NoCheckpoints:
+    """Stream checkpoints turned off (``checkpoint_interval_s=None``): no thread, no sidecar, no witness."""
+
+    failures = checkpoints = 0
+    last_error: str | None = None
+
+    def close(self) -> None:
+        pass
+
+    def kill(self) -> None:
+        pass
+
+
 class Checkpointer:
     """Checkpoints one stream in a background thread (see the module docstring)."""
 
@@ -93,6 +106,15 @@ class Checkpointer:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+
+    def kill(self) -> None:
+        """Stop as SIGKILL would stop it: no final checkpoint (tests simulating a crash use this)."""
+        self._stop.set()
+        self._thread.join()
+        with self._lock:
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
 
     def _run(self) -> None:
         last_time, last_count = time.monotonic(), self._appended()
@@ -202,10 +224,10 @@ def start_checkpointer(
     appended: Callable[[], int],
     keys: tuple[bytes | None, Ed25519PrivateKey | None],
     witness: Witness | None,
-) -> Checkpointer | None:
-    """The writer's checkpointer (None when ``checkpoint_interval_s`` is None); ``keys`` are (HMAC, signing)."""
+) -> Checkpointer | NoCheckpoints:
+    """The writer's checkpointer (``NoCheckpoints`` if ``checkpoint_interval_s`` is None); ``keys``: (HMAC, signing)."""
     if config.checkpoint_interval_s is None:
-        return None
+        return NoCheckpoints()
     if witness is None and config.witness_path is not None:
         witness = DirectoryWitness(config.witness_path)
     return Checkpointer(config, stream_id, list_files, appended, hmac_key=keys[0], signing_key=keys[1], witness=witness)

@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from audit_core._layout import parse_hot_file_name, stream_leaves_path
-from audit_core.errors import AuditError
+from audit_core.errors import AuditError, AuditFormatError, AuditIntegrityError
 from audit_core.trust.merkle import HASH_SIZE, merkle_leaf_hash
 from audit_core.trust.report import FailureKind, VerificationFailure
-from audit_core.trust.stream_tree import MemoryLeaves, StreamCheckpoint, StreamTree, line_leaves
+from audit_core.trust.stream_tree import MemoryLeaves, StreamCheckpoint, StreamTree, line_leaves, verify_consistency
 
 if TYPE_CHECKING:
     from audit_core.hot.verifier import RetentionRecord
@@ -60,7 +60,10 @@ def read_sidecar(path: Path) -> list[bytes]:
     except FileNotFoundError:
         return []
     with os.fdopen(fd, "rb") as handle:
-        data = handle.read(MAX_SIDECAR_BYTES)
+        size = os.fstat(handle.fileno()).st_size
+        if size > MAX_SIDECAR_BYTES:
+            raise AuditFormatError(path, f"tree sidecar of {size} bytes is larger than {MAX_SIDECAR_BYTES}")
+        data = handle.read()
     return [data[i : i + HASH_SIZE] for i in range(0, len(data) - len(data) % HASH_SIZE, HASH_SIZE)]
 
 
@@ -178,3 +181,43 @@ def group_stream_files(files: Iterable[Path]) -> dict[str, list[Path]]:
     for group in groups.values():
         group.sort(key=lambda path: parse_hot_file_name(path).order)  # type: ignore[union-attr]
     return groups
+
+
+CONSISTENCY_FORMAT = "ledgerline-consistency-proof/1"
+
+
+def prove_consistency(
+    old: StreamCheckpoint, new: StreamCheckpoint, hot_dir: Path, files: list[Path]
+) -> dict[str, object]:
+    """A checked RFC 9162 consistency proof that checkpoint ``new`` extends ``old``, from the stream's leaves.
+
+    Args:
+        old, new: Two checkpoints of one stream (already parsed and authenticated by the caller).
+        hot_dir: Where the stream's sidecar is.
+        files: The stream's hot files, in order.
+
+    Returns:
+        ``{"format", "origin", "old_size", "new_size", "old_root", "new_root", "proof": [hex...]}``, verified.
+
+    Raises:
+        AuditIntegrityError: different streams, ``new`` smaller than ``old``, or the trail does not
+            rebuild to both roots (it was truncated or rewritten, or the checkpoints are a split view).
+    """
+    if old.origin != new.origin:
+        raise AuditIntegrityError(f"the checkpoints are of two streams: {old.origin} and {new.origin}")
+    if new.size < old.size:
+        raise AuditIntegrityError(f"the newer checkpoint has {new.size} line(s), the older {old.size}: a rollback")
+    rebuilt = rebuild_stream(files, read_sidecar(stream_leaves_path(hot_dir, new.trader_id, new.stream_id)))
+    if len(rebuilt.leaves) < new.size:
+        raise AuditIntegrityError(f"{new.origin}: the trail holds {len(rebuilt.leaves)} line(s), the newer "
+                                  f"checkpoint {new.size}: lines it covers were truncated or deleted")
+    tree = StreamTree(MemoryLeaves(rebuilt.leaves), new.size)
+    for checkpoint in (old, new):
+        root = tree.root(checkpoint.size)
+        if root != checkpoint.root:
+            raise AuditIntegrityError(f"{new.origin}: the trail's root at {checkpoint.size} line(s) is {root.hex()}, "
+                                      f"the checkpoint says {checkpoint.root.hex()}")
+    proof = tree.consistency_proof(old.size, new.size)
+    verify_consistency(old.size, new.size, old.root, new.root, proof)
+    return {"format": CONSISTENCY_FORMAT, "origin": new.origin, "old_size": old.size, "new_size": new.size,
+            "old_root": old.root.hex(), "new_root": new.root.hex(), "proof": [node.hex() for node in proof]}

@@ -390,8 +390,7 @@ class AppendOnlyWriter(LiveFileGuard):
             for sealer in self._sealers:
                 sealer.join()
             self._spill.close()
-            if self.checkpointer is not None:
-                self.checkpointer.close()  # the final checkpoint, of the sealed files, before the lock goes
+            self.checkpointer.close()  # the final checkpoint, of the sealed files, before the lock goes
             self._release_stream()
         if unwritten and self._spilled < self._queued:
             for line in unwritten:
@@ -496,7 +495,7 @@ class AppendOnlyWriter(LiveFileGuard):
             with self._mutex:
                 self._writing = False
                 self._notify()
-            report_changes(self.on_state_change, changes)
+            self._report(changes)
 
     def _requeue(self, batch: list[bytes], written: int) -> None:
         """Put back what a failed write left of ``batch``; remember the whole record a cut falls in."""
@@ -605,6 +604,9 @@ class AppendOnlyWriter(LiveFileGuard):
             self.stats.spilled_bytes += len(data)
             self._spilled = self._written + self._pending_bytes - sum(map(len, self._unspilled))
             self._notify()
+
+    def _report(self, changes: list[StateChange]) -> None:
+        report_changes(self.on_state_change, changes)
 
     # --- opening a stream ---------------------------------------------------------------------
 

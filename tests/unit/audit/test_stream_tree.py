@@ -142,7 +142,8 @@ class TestNotes:
     def test_unsigned_note_round_trips_and_a_changed_size_is_caught(self) -> None:
         note = make_note("ledgerline/T1/main", 8, self.ROOT)
         checkpoint = read_note(note)
-        assert (checkpoint.trader_id, checkpoint.stream_id, checkpoint.size, checkpoint.trust) == ("T1", "main", 8, "none")
+        assert checkpoint[:3] == ("T1", "main", 8)
+        assert checkpoint.trust == "none"
         with pytest.raises(AuditIntegrityError, match="SHA-256"):
             read_note(note.replace("\n8\n", "\n9\n"))
 
