@@ -248,7 +248,8 @@ def prove(args: argparse.Namespace) -> int:
     if args.consistency is not None:
         if args.file is None or args.sequence is not None:
             raise ValueError("--consistency OLD NEW takes the trail as its one path, and no --sequence")
-        proof = consistency_proof(args.consistency[0], args.consistency[1], args.file, hmac_key=_hmac_key(args.hmac_key_env),
+        old, new = args.consistency
+        proof = consistency_proof(old, new, args.file, hmac_key=_hmac_key(args.hmac_key_env),
                                   public_key=_public_key(args.public_key))
         print(json.dumps(proof, indent=2))
         print(f"OK: {proof['origin']} at {proof['new_size']} line(s) extends its checkpoint at {proof['old_size']}",

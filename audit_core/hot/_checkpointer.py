@@ -150,13 +150,14 @@ class Checkpointer:
         files = self._list_files()
         rebuilt = rebuild_stream(files, read_sidecar(path))
         if rebuilt.sidecar_problem is not None:
-            logger.error("ledgerline: tree sidecar %s: %s; rewriting it from the files", path, rebuilt.sidecar_problem)
+            kept = path.with_name(f"{path.name}.replaced-{time.time_ns()}")
+            logger.error("ledgerline: tree sidecar %s: %s; it is kept as %s and rebuilt from the files",
+                         path, rebuilt.sidecar_problem, kept.name)
+            path.rename(kept)  # evidence of what the stream held: never overwritten
         data = b"".join(rebuilt.leaves)
-        if rebuilt.sidecar_problem is not None or (path.exists() and path.stat().st_size != len(data)):
-            write_atomically(path, data)  # derived data: a partial hash from a crash, or a sidecar of lost lines
-        self._fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o640)
-        if not data:
-            os.fsync(self._fd)
+        if not path.exists() or path.stat().st_size != len(data):
+            write_atomically(path, data)  # new, rebuilt, or ending in a partial hash from a crash
+        self._fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC)
         self.tree = StreamTree(_SidecarLeaves(self._fd), len(rebuilt.leaves))
         if files:  # the last file's trailing piece is taken once it ends its line
             self._file, self._offset = files[-1], rebuilt.last_file_covered
