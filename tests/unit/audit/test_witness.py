@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import os
 import shutil
@@ -275,3 +276,45 @@ class TestCli:
         assert main(["verify", trail, "--checkpoint", new]) == 1
         assert main(["prove", "--consistency", old, new, trail]) == 1
         assert "anchor_mismatch" in capsys.readouterr().out
+
+
+class TestRetention:
+    """Files retention removed (with a verified sys.retention record) are not a missing stream: the
+    sidecar keeps their leaves, and the rebuilt tree must still reach the witnessed root."""
+
+    @pytest.fixture
+    def retained(self, tmp_path: Path) -> Path:
+        from audit_core.cold.converter import ParquetConverter
+        from audit_core.cold.retention import apply_retention
+
+        day = 86_400 * 10**9
+        start = int(dt.datetime(2026, 1, 1, tzinfo=dt.UTC).timestamp()) * 10**9
+        now = [start]
+        with AuditEventEmitter(config(tmp_path), clock=lambda: now[0]) as emitter:
+            for i in range(5 * 4):  # four records a day for five days
+                now[0] = start + i * day // 4 + 1
+                emit(emitter, 1, i)
+        trail = tmp_path / "trail"
+        assert all(r.converted for r in ParquetConverter(trail / "hot", trail / "cold").convert_all())
+        after = dt.datetime(2026, 1, 7, 0, 0, 1, tzinfo=dt.UTC)
+        plan = apply_retention(trail / "hot", trail / "cold", days=3, now=after)
+        assert len(plan.hot_files) == 3
+        return trail
+
+    def test_a_stream_whose_first_files_retention_removed_still_verifies(self, retained: Path, tmp_path: Path) -> None:
+        report = verify_trail(retained, witness=tmp_path / "witness")
+        assert report.ok, report.failures
+
+    def test_a_tampered_sidecar_of_removed_lines_is_detected(self, retained: Path, tmp_path: Path) -> None:
+        sidecar = stream_leaves_path(retained / "hot", TRADER, "main")
+        data = bytearray(sidecar.read_bytes())
+        data[0] ^= 1  # the first removed line's leaf
+        sidecar.write_bytes(bytes(data))
+        report = verify_trail(retained, witness=tmp_path / "witness")
+        assert kinds(report) == {FailureKind.ANCHOR_MISMATCH}
+        assert "root expected" in str(report.failures[0])
+
+    def test_a_deleted_sidecar_loses_the_removed_lines_and_is_detected(self, retained: Path, tmp_path: Path) -> None:
+        stream_leaves_path(retained / "hot", TRADER, "main").unlink()
+        report = verify_trail(retained, witness=tmp_path / "witness")
+        assert kinds(report) == {FailureKind.ANCHOR_MISMATCH}
