@@ -179,7 +179,9 @@ class Checkpointer:
                 handle.seek(self._offset)
                 data = handle.read()
             cut = data.rfind(b"\n") + 1
-            leaves += line_leaves(data[:cut])
+            # Per-line SHA-256 holds the GIL (hashlib frees it only from 2 KiB): yield it between batches
+            # so a burst never stalls the emitting thread for a whole switch interval.
+            leaves += line_leaves(data[:cut], pause=_yield_gil)
             self._offset += cut
             following = files.index(self._file) + 1
             if following == len(files):
@@ -211,6 +213,10 @@ class Checkpointer:
                     "lines the witness covers were truncated or rolled back") from None
             self.witness.add_checkpoint(note, conflict.held_size, self.tree.consistency_proof(conflict.held_size))
         self.witnessed_size = size
+
+
+def _yield_gil() -> None:
+    time.sleep(0)
 
 
 def _order(path: Path) -> tuple[object, ...]:

@@ -30,7 +30,7 @@ import base64
 import hashlib
 import hmac
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
 from audit_core.errors import AuditFormatError, AuditIntegrityError
@@ -232,10 +232,19 @@ def verify_consistency(
             f"got {fr.hex()}; new root expected {new_root.hex()}, got {sr.hex()} (the log was rewritten or truncated)")
 
 
-def line_leaves(data: bytes) -> list[bytes]:
-    """Leaf hashes of the complete lines of ``data`` (a trailing piece without newline is not a leaf)."""
-    lines = data.split(b"\n")
-    return [merkle_leaf_hash(line) for line in lines[:-1]]
+def line_leaves(data: bytes, pause: Callable[[], object] | None = None, batch: int = 256) -> list[bytes]:
+    """Leaf hashes of the complete lines of ``data`` (a trailing piece without newline is not a leaf).
+
+    ``pause`` is called after every ``batch`` lines (a background thread gives up the GIL there).
+    """
+    lines = data.split(b"\n")[:-1]
+    if pause is None:
+        return [merkle_leaf_hash(line) for line in lines]
+    leaves: list[bytes] = []
+    for start in range(0, len(lines), batch):
+        leaves += [merkle_leaf_hash(line) for line in lines[start : start + batch]]
+        pause()
+    return leaves
 
 
 # --- notes ---------------------------------------------------------------------------------------
