@@ -6,6 +6,7 @@ import datetime as dt
 import itertools
 import os
 import shutil
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -318,3 +319,27 @@ class TestRetention:
         stream_leaves_path(retained / "hot", TRADER, "main").unlink()
         report = verify_trail(retained, witness=tmp_path / "witness")
         assert kinds(report) == {FailureKind.ANCHOR_MISMATCH}
+
+
+class TestConfig:
+    @pytest.mark.parametrize(("field", "value"), [("checkpoint_interval_s", 0), ("checkpoint_every_records", 0)])
+    def test_bad_values_name_the_field(self, tmp_path: Path, field: str, value: object) -> None:
+        from pydantic import ValidationError
+
+        with pytest.raises(ValidationError, match=field):
+            config(tmp_path, **{field: value})
+
+    def test_checkpoints_off_writes_no_sidecar_and_no_note(self, tmp_path: Path) -> None:
+        write_stream(tmp_path, 5, checkpoint_interval_s=None)
+        assert not stream_leaves_path(hot(tmp_path), TRADER, "main").exists()
+        assert not stream_checkpoint_path(hot(tmp_path), TRADER, "main").exists()
+        assert not (tmp_path / "witness").exists()
+
+    def test_every_n_records_checkpoints_without_waiting_for_the_interval(self, tmp_path: Path) -> None:
+        with AuditEventEmitter(config(tmp_path, checkpoint_every_records=5)) as emitter:
+            emit(emitter, 12)
+            deadline = 200
+            while emitter.writer.checkpointer.checkpoints == 0 and deadline:
+                threading.Event().wait(0.05)  # the checkpointer's thread, not a timing assert: it polls every 50 ms
+                deadline -= 1
+            assert emitter.writer.checkpointer.checkpoints >= 1
