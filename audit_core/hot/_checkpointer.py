@@ -130,6 +130,7 @@ class Checkpointer:
         with self._lock:
             try:
                 if self.tree is None:
+                    self._file, self._offset = None, 0
                     self._open()
                 self._take_new_lines()
                 size = self._size()
@@ -163,37 +164,50 @@ class Checkpointer:
             self._file, self._offset = files[-1], rebuilt.last_file_covered
 
     def _take_new_lines(self) -> None:
-        """Hash the lines written since the last checkpoint into the sidecar; True if there were any."""
+        """Hash the lines written since the last checkpoint into the sidecar and the tree.
+
+        Where it has read to moves on only once the sidecar holds the new leaves; a failed or short
+        sidecar write drops the tree, so the next checkpoint rebuilds it from the files.
+        """
         files = self._list_files()
+        current, offset = self._file, self._offset
         leaves: list[bytes] = []
         while files:
-            if self._file is None or self._file not in files:
-                if self._file is not None:
-                    logger.error("ledgerline: %s disappeared before its lines were checkpointed", self._file)
-                gone = None if self._file is None else parse_hot_file_name(self._file)
+            if current is None or current not in files:
+                if current is not None:
+                    logger.error("ledgerline: %s disappeared before its lines were checkpointed", current)
+                gone = None if current is None else parse_hot_file_name(current)
                 later = [f for f in files if gone is None or _order(f) > gone.order]
                 if not later:
                     break
-                self._file, self._offset = later[0], 0
-            with self._file.open("rb") as handle:
-                handle.seek(self._offset)
+                current, offset = later[0], 0
+            with current.open("rb") as handle:
+                handle.seek(offset)
                 data = handle.read()
             cut = data.rfind(b"\n") + 1
             # Per-line SHA-256 holds the GIL (hashlib frees it only from 2 KiB): yield it between batches
             # so a burst never stalls the emitting thread for a whole switch interval.
             leaves += line_leaves(data[:cut], pause=_yield_gil)
-            self._offset += cut
-            following = files.index(self._file) + 1
+            offset += cut
+            following = files.index(current) + 1
             if following == len(files):
                 break
             if cut < len(data):  # a later file exists: this file is final, its trailing piece a line
                 leaves.append(merkle_leaf_hash(data[cut:]))
-            self._file, self._offset = files[following], 0
+            current, offset = files[following], 0
         if leaves:
             assert self.tree is not None
-            os.write(self._fd, b"".join(leaves))
-            os.fdatasync(self._fd)
+            try:
+                data = b"".join(leaves)
+                if os.write(self._fd, data) != len(data):
+                    raise OSError(f"short write to the tree sidecar of {self.origin}")
+                os.fdatasync(self._fd)
+            except OSError:
+                os.close(self._fd)
+                self._fd, self.tree = -1, None
+                raise
             self.tree.extend_to(self.tree.size + len(leaves))
+        self._file, self._offset = current, offset
 
     def _publish(self) -> None:
         assert self.tree is not None

@@ -343,3 +343,35 @@ class TestConfig:
                 threading.Event().wait(0.05)  # the checkpointer's thread, not a timing assert: it polls every 50 ms
                 deadline -= 1
             assert emitter.writer.checkpointer.checkpoints >= 1
+
+
+class TestSidecarFailures:
+    def test_a_failed_sidecar_sync_is_counted_and_the_next_checkpoint_rebuilds(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        import audit_core.hot._checkpointer as checkpointer_module
+
+        class FailingSync:
+            """The os module as the checkpointer sees it, with fdatasync failing as on a dying disk."""
+
+            def __getattr__(self, name: str) -> object:
+                return getattr(os, name)
+
+            @staticmethod
+            def fdatasync(fd: int) -> None:
+                raise OSError(5, "Input/output error")
+
+        with AuditEventEmitter(config(tmp_path)) as emitter:
+            checkpointer = emitter.writer.checkpointer
+            emit(emitter, 3)
+            checkpointer.checkpoint()
+            monkeypatch.setattr(checkpointer_module, "os", FailingSync())
+            emit(emitter, 3, 3)
+            checkpointer.checkpoint()
+            assert checkpointer.failures == 1 and "Input/output error" in str(checkpointer.last_error)
+            monkeypatch.undo()
+            emit(emitter, 3, 6)
+        assert checkpointer.failures == 1
+        lines = len(newest_file(tmp_path).read_bytes().splitlines())
+        assert stream_leaves_path(hot(tmp_path), TRADER, "main").stat().st_size == 32 * lines
+        assert verify_trail(tmp_path / "trail", witness=tmp_path / "witness").ok
