@@ -277,6 +277,12 @@ class TestCli:
         assert main(["verify", trail, "--checkpoint", new]) == 1
         assert main(["prove", "--consistency", old, new, trail]) == 1
         assert "anchor_mismatch" in capsys.readouterr().out
+        garbage = tmp_path / "garbage.checkpoint"
+        garbage.write_bytes(b"ledgerline/T-W/main\nnot a size\n")
+        assert main(["verify", trail, "--checkpoint", str(garbage)]) == 1
+        assert "unreadable_file" in capsys.readouterr().out
+        assert main(["prove", "--consistency", str(garbage), new, trail]) == 1  # FAILED, one line, no traceback
+        assert "FAILED" in capsys.readouterr().err
 
 
 class TestRetention:
