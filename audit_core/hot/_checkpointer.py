@@ -20,10 +20,11 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 from audit_core._layout import parse_hot_file_name, stream_checkpoint_path, stream_leaves_path
 from audit_core.errors import AuditIntegrityError
+from audit_core.hot._degradation import StateChange, report_changes
 from audit_core.hot.anchors import read_sidecar, rebuild_stream
 from audit_core.trust.merkle import HASH_SIZE, merkle_leaf_hash
 from audit_core.trust.stream_tree import LeafSource, StreamTree, line_leaves, make_note, stream_origin
@@ -75,8 +76,10 @@ class Checkpointer:
         hmac_key: bytes | None,
         signing_key: Ed25519PrivateKey | None,
         witness: Witness | None,
+        report: Callable[[StateChange], None] | None = None,
     ) -> None:
         self._dir = config.hot_path
+        self._report = report  # the writer's on_state_change: the emitter chains sys.checkpoint_* records
         self._trader, self._stream = config.trader_id, stream_id
         self.origin = stream_origin(config.trader_id, stream_id)
         self._interval = config.checkpoint_interval_s or 0.0
@@ -84,6 +87,7 @@ class Checkpointer:
         self._list_files, self._appended = list_files, appended
         self._hmac_key, self._signing_key, self.witness = hmac_key, signing_key, witness
         self.failures = 0
+        self._failing = False  # in a failure episode (reported once when it starts and once when it ends)
         self.checkpoints = 0
         self.last_error: str | None = None
         self.witnessed_size = 0  # the size the witness is believed to hold
@@ -102,7 +106,7 @@ class Checkpointer:
         self._stop.set()
         if self._thread is not threading.current_thread():
             self._thread.join()
-        self.checkpoint()
+        self.checkpoint(final=True)
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
@@ -125,8 +129,15 @@ class Checkpointer:
                 last_time, last_count = time.monotonic(), count
                 self.checkpoint()
 
-    def checkpoint(self) -> None:
-        """Take new lines into the tree and publish a checkpoint; failures are counted, never raised."""
+    def checkpoint(self, *, final: bool = False) -> None:
+        """Take new lines into the tree and publish a checkpoint; failures are counted, never raised.
+
+        The first failure of an episode and the success that ends it are also reported to the writer's
+        ``on_state_change`` (``checkpoint_failed``/``checkpoint_recovered``), which the emitter chains
+        as ``sys.checkpoint_failed``/``sys.checkpoint_recovered`` records, as it does for degradation;
+        not at close (``final``), when the stream takes no more records: the ERROR log says it.
+        """
+        change = None
         with self._lock:
             try:
                 if self.tree is None:
@@ -136,11 +147,21 @@ class Checkpointer:
                 size = self._size()
                 if size != self.published_size or (self.witness is not None and self.witnessed_size != size):
                     self._publish()
+                if self._failing:
+                    self._failing = False
+                    change = StateChange("checkpoint_recovered", {
+                        "origin": self.origin, "failures": self.failures, "witnessed_size": self.witnessed_size})
             except Exception as exc:  # a checkpoint failure must never reach the trading loop
                 self.failures += 1
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 logger.error("ledgerline: checkpoint of %s failed (%d so far): %s; the records after the last "
                              "witnessed checkpoint are not anchored", self.origin, self.failures, self.last_error)
+                if not self._failing:
+                    self._failing = True
+                    change = StateChange("checkpoint_failed", {
+                        "origin": self.origin, "error": self.last_error, "witnessed_size": self.witnessed_size})
+        if change is not None and not final:
+            report_changes(self._report, [change])
 
     def _size(self) -> int:
         return 0 if self.tree is None else self.tree.size
@@ -238,11 +259,20 @@ def _order(path: Path) -> tuple[object, ...]:
     return () if name is None else name.order
 
 
+class CheckpointedWriter(Protocol):
+    """What the checkpointer uses of its writer."""
+
+    stream_id: str
+    stats: Any  # .records: appends so far
+
+    def stream_files(self) -> list[Path]: ...
+
+    def _report(self, changes: list[StateChange]) -> None: ...
+
+
 def start_checkpointer(
     config: AuditConfig,
-    stream_id: str,
-    list_files: Callable[[], list[Path]],
-    appended: Callable[[], int],
+    writer: CheckpointedWriter,
     keys: tuple[bytes | None, Ed25519PrivateKey | None],
     witness: Witness | None,
 ) -> Checkpointer | NoCheckpoints:
@@ -251,4 +281,6 @@ def start_checkpointer(
         return NoCheckpoints()
     if witness is None and config.witness_path is not None:
         witness = DirectoryWitness(config.witness_path)
-    return Checkpointer(config, stream_id, list_files, appended, hmac_key=keys[0], signing_key=keys[1], witness=witness)
+    return Checkpointer(config, writer.stream_id, writer.stream_files, lambda: int(writer.stats.records),
+                        hmac_key=keys[0], signing_key=keys[1], witness=witness,
+                        report=lambda change: writer._report([change]))

@@ -185,8 +185,7 @@ class AppendOnlyWriter(LiveFileGuard):
         self._wake_flusher = threading.Event()
         self._flusher = threading.Thread(target=self._flush_loop, name="ledgerline-flusher", daemon=True)
         self._flusher.start()
-        self.checkpointer = start_checkpointer(config, self.stream_id, self.stream_files, lambda: self.stats.records,
-                                               (self._hmac_key, self._signing_key), witness)  # see _checkpointer
+        self.checkpointer = start_checkpointer(config, self, (self._hmac_key, self._signing_key), witness)
         _OPEN_WRITERS.add(self)
 
     # --- public API ---------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from audit_core import AuditConfig, AuditEventEmitter, FailureKind
+from audit_core import AuditConfig, AuditEventEmitter, FailureKind, parse_record
 from audit_core._layout import stream_checkpoint_path, stream_leaves_path
 from audit_core.cli import main
 from audit_core.hot.anchors import rebuild_stream
@@ -87,17 +87,27 @@ class TestCheckpointsReachTheWitness:
             assert old_size == old.size
             verify_consistency(old.size, new.size, old.root, new.root, proof)
 
-    def test_a_failing_witness_is_counted_and_never_reaches_emit(self, tmp_path: Path) -> None:
-        def refuse(note: str, old_size: int, proof: Sequence[bytes]) -> None:
-            raise OSError("witness host unreachable")
+    def test_a_failing_witness_is_counted_chained_and_never_reaches_emit(self, tmp_path: Path) -> None:
+        down = [True]
 
-        writer = AppendOnlyWriter(config(tmp_path, witness_path=None), witness=CallbackWitness(refuse))
+        def publish(note: str, old_size: int, proof: Sequence[bytes]) -> None:
+            if down[0]:
+                raise OSError("witness host unreachable")
+
+        writer = AppendOnlyWriter(config(tmp_path, witness_path=None), witness=CallbackWitness(publish))
         with AuditEventEmitter(config(tmp_path, witness_path=None), writer=writer) as emitter:
             emit(emitter, 3)
             writer.checkpointer.checkpoint()
             emit(emitter, 3, 3)
-        assert writer.checkpointer.failures == 2  # the periodic one and the one at close
+            writer.checkpointer.checkpoint()  # still down: counted, not chained again
+            down[0] = False
+            writer.checkpointer.checkpoint()
+            emit(emitter, 1, 6)
+        assert writer.checkpointer.failures == 2
         assert "witness host unreachable" in str(writer.checkpointer.last_error)
+        types = [parse_record(line).event_type for line in newest_file(tmp_path).read_bytes().splitlines()]
+        assert [t for t in types if t.startswith("sys.")] == ["sys.checkpoint_failed", "sys.checkpoint_recovered"]
+        assert types.index("sys.checkpoint_failed") == 3  # chained right after the records it could not anchor
         assert verify_trail(tmp_path / "trail").ok  # the trail itself is whole
 
     def test_signed_trail_sends_c2sp_notes_the_witness_checks(self, tmp_path: Path) -> None:
