@@ -28,7 +28,13 @@ from audit_core.hot._degradation import StateChange, report_changes
 from audit_core.hot.anchors import read_sidecar, rebuild_stream
 from audit_core.trust.merkle import HASH_SIZE, merkle_leaf_hash
 from audit_core.trust.stream_tree import LeafSource, StreamTree, line_leaves, make_note, stream_origin
-from audit_core.trust.witness import DirectoryWitness, Witness, WitnessConflict, write_atomically
+from audit_core.trust.witness import (
+    DirectoryWitness,
+    Witness,
+    WitnessConflict,
+    remove_stale_temp_files,
+    write_atomically,
+)
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -169,6 +175,8 @@ class Checkpointer:
     def _open(self) -> None:
         """Rebuild the tree from the files and the sidecar (a crash may have left either behind)."""
         path = stream_leaves_path(self._dir, self._trader, self._stream)
+        for ours in (path, stream_checkpoint_path(self._dir, self._trader, self._stream)):
+            remove_stale_temp_files(ours)  # a process killed mid-replace left it; this writer holds the stream lock
         files = self._list_files()
         rebuilt = rebuild_stream(files, read_sidecar(path))
         if rebuilt.sidecar_problem is not None:

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 CHECKPOINT_FILE_SUFFIX = ".checkpoint"
+TEMP_SUFFIX = ".tmp"
 #: Largest note a witness reads back: a note is a few hundred bytes.
 MAX_NOTE_BYTES = 64 * 1024
 
@@ -134,7 +135,9 @@ class DirectoryWitness:
                     raise WitnessRefused(f"checkpoint of {new.origin} refused: {exc}") from None
                 if held.size == new.size:
                     return  # nothing new: keep the note held
-            write_atomically(self.path_for(new.trader_id, new.stream_id), note.encode())
+            target = self.path_for(new.trader_id, new.stream_id)
+            remove_stale_temp_files(target)  # under the lock: only a killed writer's can be there
+            write_atomically(target, note.encode())
 
     def checkpoints(self) -> list[tuple[Path, StreamCheckpoint | Exception]]:
         """Every checkpoint file in the directory, parsed; a damaged one comes back as its error."""
@@ -188,9 +191,17 @@ def read_note_file(path: Path, *, missing_ok: bool = False) -> str | None:
         raise AuditFormatError(path, f"checkpoint is not UTF-8: {exc}") from None
 
 
+def remove_stale_temp_files(path: Path) -> None:
+    """Remove temp files of ``write_atomically(path, ...)`` that a killed process left (never a live one's:
+    the caller holds the lock that lets it write ``path``)."""
+    for temp in path.parent.glob(f".{path.name}.*{TEMP_SUFFIX}"):
+        if temp.is_file() and not temp.is_symlink():
+            temp.unlink(missing_ok=True)
+
+
 def write_atomically(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically and durably (temp file, fsync, rename, fsync directory)."""
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temp = path.with_name(f".{path.name}.{os.getpid()}{TEMP_SUFFIX}")
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o640)
     try:
         os.write(fd, data)

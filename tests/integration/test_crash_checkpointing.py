@@ -110,6 +110,8 @@ def test_kills_during_checkpointing_lose_nothing_and_the_witness_still_verifies(
     assert held is not None
     lines = sum(len(path.read_bytes().splitlines()) for path in (tmp_path / "trail" / "hot").glob("*.jsonl"))
     assert held.size == lines  # the close after the last round witnessed every line
+    for directory in (tmp_path / "trail" / "hot", tmp_path / "witness"):
+        assert not list(directory.glob(".*.tmp"))  # temp files of killed replaces were cleaned up
     assert len(returned) > ROUNDS  # the kills did land while emits were running
     # ... and in many rounds the child had sent checkpoints to the witness before it was killed.
     assert checkpointed_rounds > ROUNDS // 3, checkpointed_rounds
