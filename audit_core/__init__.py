@@ -22,6 +22,7 @@ from audit_core.hot.verifier import verify
 from audit_core.hot.writer import AppendOnlyWriter
 from audit_core.integrations.audited import AuditedComponent, AuditedParameter, reason
 from audit_core.trust.report import FailureKind, VerificationFailure, VerificationReport
+from audit_core.trust.witness import CallbackWitness, DirectoryWitness, WitnessConflict, WitnessError, WitnessRefused
 from audit_core.verification import TrailReport, verify_trail
 
 __all__ = [
@@ -37,6 +38,8 @@ __all__ = [
     "AuditWriteError",
     "AuditedComponent",
     "AuditedParameter",
+    "CallbackWitness",
+    "DirectoryWitness",
     "FailureKind",
     "OrderSide",
     "ParameterChangeEvent",
@@ -47,6 +50,9 @@ __all__ = [
     "TrailReport",
     "VerificationFailure",
     "VerificationReport",
+    "WitnessConflict",
+    "WitnessError",
+    "WitnessRefused",
     "describe_event",
     "parse_record",
     "reason",

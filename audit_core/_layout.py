@@ -23,6 +23,8 @@ HOT_SUFFIX = ".jsonl"
 RETENTION_STREAM = "retention"
 SEAL_SUFFIX = ".seal"
 CHECKPOINT_SUFFIX = ".checkpoint"
+LEAVES_SUFFIX = ".leaves"
+STREAM_CHECKPOINT_SUFFIX = ".stream-checkpoint"
 _HOT_NAME = re.compile(
     r"^audit\.(?P<trader>[A-Za-z0-9_\-]+)\.(?P<stream>[A-Za-z0-9_\-]+)"
     r"\.(?P<day>\d{4}-\d{2}-\d{2})\.(?P<segment>\d{4}|[1-9]\d{4,})\.jsonl$"
@@ -70,6 +72,16 @@ def seal_path(path: Path) -> Path:
 def checkpoint_path(path: Path) -> Path:
     """The C2SP checkpoint sidecar of a hot file, written next to its seal when the seal is signed."""
     return path.with_name(path.name + CHECKPOINT_SUFFIX)
+
+
+def stream_leaves_path(directory: Path, trader_id: str, stream_id: str) -> Path:
+    """The sidecar of a stream's tree: its RFC 6962 leaf hashes, 32 bytes each (see trust/stream_tree)."""
+    return directory / f"audit.{trader_id}.{stream_id}{LEAVES_SUFFIX}"
+
+
+def stream_checkpoint_path(directory: Path, trader_id: str, stream_id: str) -> Path:
+    """The stream's latest checkpoint note, kept next to its files (an anchor only once a witness holds it)."""
+    return directory / f"audit.{trader_id}.{stream_id}{STREAM_CHECKPOINT_SUFFIX}"
 
 
 def lock_path(directory: Path, trader_id: str, stream_id: str) -> Path:

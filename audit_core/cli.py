@@ -30,7 +30,7 @@ from audit_core.trust.checkpoint import verifier_key
 from audit_core.trust.proofs import check_proof as check_proof_file
 from audit_core.trust.proofs import prove as prove_record
 from audit_core.trust.signing import generate_keypair, load_public_key
-from audit_core.verification import verify_trail
+from audit_core.verification import consistency_proof, verify_trail
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -48,16 +48,19 @@ def verify(args: argparse.Namespace) -> int:
     (and seal copy) must carry a valid Ed25519 signature of that key (and its checkpoint, if
     present, must verify); manifests and the cold root must be signed by --cold-public-key (default:
     the same key). Without a public key signatures are not checked. A path that does not exist or
-    holds nothing to verify fails (nothing_verified) unless --allow-empty.
+    holds nothing to verify fails (nothing_verified) unless --allow-empty. With --witness DIR (a
+    witness directory) or --checkpoint FILE (one stream checkpoint), every line a checkpoint covers
+    must still be there unchanged: truncation, rollback and a deleted stream fail.
 
     example:
       ledgerline verify trail/ --hmac-key-env LEDGERLINE_KEY --public-key ledgerline.pub
+      ledgerline verify trail/ --witness /mnt/witness --public-key ledgerline.pub
     """
     key = _hmac_key(args.hmac_key_env)
     public_key = _public_key(args.public_key)
     cold_public_key = _public_key(args.cold_public_key)
     trail = verify_trail(Path(args.path), hmac_key=key, public_key=public_key, cold_public_key=cold_public_key,
-                         allow_empty=args.allow_empty)
+                         allow_empty=args.allow_empty, witness=args.witness, checkpoint=args.checkpoint)
     for _, report in trail.parts:
         print(json.dumps(report.to_dict(), indent=2) if args.json else report.to_text(args.max_failures))
     return EXIT_OK if trail.ok else EXIT_FAILED
@@ -229,14 +232,31 @@ def keygen(args: argparse.Namespace) -> int:
 
 
 def prove(args: argparse.Namespace) -> int:
-    """Print a JSON inclusion proof that the record with --sequence N is in sealed FILE.
+    """Print a JSON inclusion proof that the record with --sequence N is in sealed FILE; or, with
+    --consistency OLD NEW TRAIL, check that stream checkpoint NEW extends OLD (the log only grew).
 
-    The proof holds the record line, its leaf index, the tree size, the RFC 6962 audit path, the
-    root and the file's seal, so `ledgerline check-proof` needs nothing else.
+    An inclusion proof holds the record line, its leaf index, the tree size, the RFC 6962 audit
+    path, the root and the file's seal, so `ledgerline check-proof` needs nothing else. A consistency
+    proof (RFC 9162 section 2.1.4) is built from TRAIL (its files and tree sidecar), verified against
+    both checkpoints' roots and printed; exit 1 if it does not hold. The notes are authenticated
+    with --public-key or --hmac-key-env when given.
 
     example:
       ledgerline prove --sequence 17 trail/hot/audit.TRADER-001.main.2026-03-01.0000.jsonl > proof.json
+      ledgerline prove --consistency monday.checkpoint friday.checkpoint trail/ --public-key ledgerline.pub
     """
+    if args.consistency is not None:
+        if args.file is None or args.sequence is not None:
+            raise ValueError("--consistency OLD NEW takes the trail as its one path, and no --sequence")
+        old, new = args.consistency
+        proof = consistency_proof(old, new, args.file, hmac_key=_hmac_key(args.hmac_key_env),
+                                  public_key=_public_key(args.public_key))
+        print(json.dumps(proof, indent=2))
+        print(f"OK: {proof['origin']} at {proof['new_size']} line(s) extends its checkpoint at {proof['old_size']}",
+              file=sys.stderr)
+        return EXIT_OK
+    if args.file is None or args.sequence is None:
+        raise ValueError("prove needs FILE and --sequence N (or --consistency OLD NEW TRAIL)")
     print(json.dumps(prove_record(args.file, args.sequence), indent=2))
     return EXIT_OK
 
@@ -389,6 +409,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="public key file: require cold manifests and root signed by it (default: --public-key)")
     p.add_argument("--allow-empty", action="store_true",
                    help="pass when there is nothing to verify (default: a missing or empty path fails)")
+    p.add_argument("--witness", metavar="DIR", help="witness directory: every stream checkpoint in it must hold")
+    p.add_argument("--checkpoint", metavar="FILE", help="a stream checkpoint note that must hold")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--max-failures", type=_int_between(0, MAX_LISTED_FAILURES), default=50,
                    help="failures to list (default 50)")
@@ -439,9 +461,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("public", metavar="PUBLIC", help="file to create for the public key")
 
     p = _add_verb(verbs, "prove", prove)
-    p.add_argument("file", metavar="FILE", help="a sealed hot JSONL file")
-    p.add_argument("--sequence", type=_int_between(0, MAX_SEQUENCE), required=True, metavar="N",
-                   help="sequence number of the record")
+    p.add_argument("file", metavar="FILE", nargs="?", help="a sealed hot JSONL file (with --consistency: the trail)")
+    p.add_argument("--sequence", type=_int_between(0, MAX_SEQUENCE), metavar="N", help="sequence number of the record")
+    p.add_argument("--consistency", nargs=2, metavar=("OLD", "NEW"), help="two checkpoint files of one stream")
+    p.add_argument("--public-key", metavar="KEY", help="with --consistency: the notes must be signed by it")
+    p.add_argument("--hmac-key-env", metavar="VAR", help="with --consistency: the notes' HMAC key")
 
     p = _add_verb(verbs, "check-proof", check_proof)
     p.add_argument("proof", metavar="PROOF.json", help="a proof printed by `ledgerline prove`")

@@ -54,6 +54,13 @@ class AuditConfig(BaseModel):
             extra. The key is read once at start-up and never written to the trail.
         signing_key_env: Name of an environment variable that holds the private key instead (PEM,
             or base64 of its raw 32 bytes).
+        checkpoint_interval_s: How often a background thread checkpoints the stream's tree (and at
+            close): it keeps the tree sidecar and the stream's checkpoint note and sends the note to
+            the witness. None turns stream checkpoints off (no sidecar, no witness).
+        checkpoint_every_records: Also checkpoint after this many appends (None: by time only).
+        witness_path: Directory of a ``DirectoryWitness`` the checkpoints go to. A directory on the
+            trail's own disk is for tests: a real witness lives where whoever can change the trail
+            cannot (another host, object-lock storage); see ``trust.witness``.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -76,6 +83,9 @@ class AuditConfig(BaseModel):
     durable_wait_s: float = Field(default=5.0, gt=0, le=3600)
     signing_key_path: Path | None = None
     signing_key_env: str | None = None
+    checkpoint_interval_s: float | None = Field(default=2.0, gt=0, le=3600)
+    checkpoint_every_records: int | None = Field(default=None, ge=1)
+    witness_path: Path | None = None
 
     @field_validator("durable_event_types")
     @classmethod

@@ -14,9 +14,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from audit_core.cold.manifest import MANIFEST_DIR, ROOT_FILE, read_manifest, seal_copy_differences
-from audit_core.hot.verifier import hot_files, verify
+from audit_core.errors import AuditError
+from audit_core.hot.anchors import check_checkpoints, group_stream_files, prove_consistency
+from audit_core.hot.verifier import hot_files, retention_records, trail_files, verify
 from audit_core.trust.report import FailureKind, VerificationFailure, VerificationReport
 from audit_core.trust.seals import read_seal
+from audit_core.trust.stream_tree import StreamCheckpoint, read_note
+from audit_core.trust.witness import DirectoryWitness, read_note_file
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -83,6 +87,8 @@ def verify_trail(
     *,
     cold_public_key: Ed25519PublicKey | None = None,
     allow_empty: bool = False,
+    witness: Path | str | None = None,
+    checkpoint: Path | str | None = None,
 ) -> TrailReport:
     """Verify everything under ``path``: hot files as chains with their seals, and every cold store.
 
@@ -96,6 +102,11 @@ def verify_trail(
         allow_empty: Whether a path with nothing to verify (no trail file, no cold store) passes.
             By default it fails (``nothing_verified``), as does a path that does not exist: a
             trail deleted whole must not verify as "OK: 0 files".
+        witness: A ``DirectoryWitness`` directory. Every stream checkpoint it holds must be covered
+            by the trail: fewer lines (truncation, a rolled-back file), other lines, or a stream with no
+            file left and no verified retention record is a failure. Notes are checked with
+            ``public_key`` (Ed25519) or ``hmac_key`` (HMAC line) when given.
+        checkpoint: One stream checkpoint note file, checked the same way.
 
     Returns:
         One report (``parts`` keeps the hot and each cold report); it never raises for tampering.
@@ -115,6 +126,9 @@ def verify_trail(
         part = verify_cold(store, hmac_key=hmac_key, public_key=public_key, cold_public_key=cold_public_key)
         part.failures += _seal_copies_against_hot_files(store, hot)
         report.add(f"cold {store}", part)
+    if witness is not None or checkpoint is not None:
+        report.add(f"anchors {witness or checkpoint}",
+                   verify_anchors(root, witness, checkpoint, hmac_key=hmac_key, public_key=public_key))
     if not report.files and not report.records and not allow_empty:
         nothing = _nothing_verified(root, "no trail file and no cold store in it", hmac_key)
         if report.parts:  # the (empty) hot part says it failed, and why
@@ -123,6 +137,81 @@ def verify_trail(
         else:
             report.add(f"trail {root}", nothing)
     return report
+
+
+def verify_anchors(
+    root: Path,
+    witness: Path | str | None,
+    checkpoint: Path | str | None,
+    *,
+    hmac_key: bytes | None = None,
+    public_key: Ed25519PublicKey | None = None,
+) -> VerificationReport:
+    """The trail under ``root`` against the checkpoints a witness directory holds (and/or one note file).
+
+    A damaged or unauthentic note is an ``unreadable_file`` failure; a witness that holds nothing
+    is ``nothing_verified`` (it anchors nothing).
+    """
+    part = VerificationReport(keyed=hmac_key is not None)
+    notes: list[tuple[str, StreamCheckpoint | Exception]] = []
+    if witness is not None:
+        held = DirectoryWitness(witness, public_key=public_key, hmac_key=hmac_key).checkpoints()
+        notes += [(str(path), found) for path, found in held]
+        if not held:
+            part.failures.append(VerificationFailure(
+                str(witness), 0, None, FailureKind.NOTHING_VERIFIED,
+                "the witness holds no stream checkpoint: nothing is anchored (wrong directory, or it was emptied)"))
+    if checkpoint is not None:
+        try:
+            text = read_note_file(Path(checkpoint))
+            assert text is not None
+            notes.append((str(checkpoint), read_note(text, str(checkpoint), public_key=public_key, hmac_key=hmac_key)))
+        except (OSError, AuditError) as exc:
+            notes.append((str(checkpoint), exc))
+    files = [] if not root.exists() else trail_files(root)[0]
+    hot_dir = hot_directory(root)
+    try:
+        retention = retention_records(root, hmac_key, public_key=public_key) if root.exists() else []
+    except (OSError, AuditError):
+        retention = []  # the hot part reports why the retention stream does not verify
+    failures, checked = check_checkpoints(hot_dir, notes, group_stream_files(files), retention)
+    part.failures += failures
+    part.files += [source for source, found in notes if not isinstance(found, Exception)][:checked]
+    return part
+
+
+def hot_directory(root: Path) -> Path:
+    """Where a trail's hot files and tree sidecars are: ``root/hot``, ``root`` itself, or a file's directory."""
+    return root / "hot" if (root / "hot").is_dir() else (root if root.is_dir() else root.parent)
+
+
+def consistency_proof(
+    old: Path | str,
+    new: Path | str,
+    trail: Path | str,
+    *,
+    hmac_key: bytes | None = None,
+    public_key: Ed25519PublicKey | None = None,
+) -> dict[str, object]:
+    """Show that checkpoint file ``new`` extends checkpoint file ``old`` (the log only grew): a checked proof.
+
+    Both notes are authenticated with ``public_key`` / ``hmac_key`` when given; the proof is built
+    from ``trail`` (its files and tree sidecar) and verified against both roots (RFC 9162 section 2.1.4).
+
+    Raises:
+        AuditFormatError: a note file is not a stream checkpoint.
+        AuditIntegrityError: a note does not verify, or the proof does not hold.
+        OSError: a file cannot be read.
+    """
+    notes = []
+    for path in (Path(old), Path(new)):
+        text = read_note_file(path)
+        assert text is not None
+        notes.append(read_note(text, str(path), public_key=public_key, hmac_key=hmac_key))
+    root = Path(trail)
+    key = f"{notes[1].trader_id}.{notes[1].stream_id}"
+    files = group_stream_files(trail_files(root)[0]).get(key, []) if root.exists() else []
+    return prove_consistency(notes[0], notes[1], hot_directory(root), files)
 
 
 def _nothing_verified(root: Path, why: str, hmac_key: bytes | None) -> VerificationReport:

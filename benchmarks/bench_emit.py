@@ -192,6 +192,38 @@ def bench_emit_param_change(tmp: Path, count: int, warmup: int) -> tuple[CaseRes
     return result, lines
 
 
+#: Stream checkpoints off, and on with a busier checkpointer than the default (every 50 ms or 1,000
+#: records, to a witness directory), so that the timed events overlap many checkpoints.
+CHECKPOINT_CASES = {
+    "emit_checkpoints_off": {"checkpoint_interval_s": None},
+    "emit_checkpoints_on": {"checkpoint_interval_s": 0.05, "checkpoint_every_records": 1000},
+}
+
+
+def bench_checkpoint_overhead(tmp: Path, count: int, warmup: int, blocks: int = 6) -> list[CaseResult]:
+    """Non-durable ``emit_param_change`` with stream checkpoints off vs on, in interleaved blocks
+    (off-on, on-off, ...), each block a fresh stream, so drift on a shared machine hits both alike.
+    The checkpointer runs in its own thread: what it adds to emit is GIL and cache contention."""
+    per_block = max(1, count // blocks)
+    values = param_values(warmup + per_block + 1)
+    samples: dict[str, list[int]] = {name: [] for name in CHECKPOINT_CASES}
+    checkpoints = dict.fromkeys(CHECKPOINT_CASES, 0)
+    for block in range(blocks):
+        cases = list(CHECKPOINT_CASES.items())
+        for name, options in cases[::-1] if block % 2 else cases:  # alternate which runs first
+            witness = {"witness_path": tmp / f"{name}-{block}-witness"} if options["checkpoint_interval_s"] else {}
+            with _emitter(tmp / f"{name}-{block}", sync_writes=True, **options, **witness) as emitter:
+                samples[name] += time_calls(_param_call(emitter, values), per_block, warmup)
+                checkpointer = emitter.writer.checkpointer
+            checkpoints[name] += checkpointer.checkpoints
+    descriptions = {
+        "emit_checkpoints_off": "emit_param_change, non-durable, checkpoint_interval_s=None",
+        "emit_checkpoints_on": "emit_param_change, non-durable, checkpoints every 50 ms or 1,000 records to a witness",
+    }
+    return [summarize(name, descriptions[name], samples[name], warmup, notes={"blocks": blocks,
+                      "checkpoints": checkpoints[name]}) for name in CHECKPOINT_CASES]
+
+
 def bench_raw_write(tmp: Path, lines: list[bytes], warmup: int, *, sync: bool) -> CaseResult:
     """Cases 2 and 6: ``os.write`` (and ``os.fdatasync`` with ``sync``) of the emitter's own lines."""
     name = "raw_write_fdatasync" if sync else "raw_write"
@@ -334,6 +366,8 @@ def run_all(tmp: Path, events: int, durable_events: int) -> dict[str, CaseResult
     keep(bench_pydantic_floor(tmp, events, warmup))
     keep(bench_logging_json(tmp, events, warmup))
     keep(bench_structlog_json(tmp, events, warmup))
+    for result in bench_checkpoint_overhead(tmp, events, warmup):
+        keep(result)
     trade, trade_lines = bench_emit_trade_durable(tmp, durable_events, durable_warmup)
     keep(trade)
     keep(bench_raw_write(tmp, trade_lines, durable_warmup, sync=True))
@@ -347,3 +381,15 @@ def as_json(result: CaseResult) -> dict[str, Any]:
         data[key] = round(value, 3) if isinstance(value, float) else value
     json.dumps(data)  # fail here, not half-way through writing the file
     return data
+
+
+if __name__ == "__main__":
+    # A quick look at the checkpoint overhead alone: python -m benchmarks.bench_emit [events]
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="emit-ckpt-") as directory:
+        found = bench_checkpoint_overhead(Path(directory), int(sys.argv[1]) if len(sys.argv) > 1 else 60_000, 1000)
+    for case in found:
+        print(f"{case.name:<22} p50 {case.p50_us:7.2f} us  p99 {case.p99_us:7.2f} us  p99.9 {case.p999_us:7.2f} us  "
+              f"checkpoints {case.notes['checkpoints']}")
+    print(f"added p50: {found[1].p50_us - found[0].p50_us:+.2f} us; load average {os.getloadavg()}")

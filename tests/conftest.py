@@ -42,6 +42,7 @@ def simulate_crash(target: Any) -> None:
     writer._stop_flusher.set()
     writer._wake_flusher.set()
     writer._flusher.join()
+    writer.checkpointer.kill()
     with writer._cond:
         writer._closed = True
     if writer._fd >= 0:

@@ -37,6 +37,17 @@ class StateChange:
     details: dict[str, Any] = field(default_factory=dict)
 
 
+def report_changes(callback: Callable[[StateChange], None] | None, changes: list[StateChange]) -> None:
+    """Tell ``callback`` (the emitter, which chains sys records) of each change; a failing callback is logged."""
+    for change in changes:
+        if callback is None:
+            continue
+        try:
+            callback(change)
+        except Exception:
+            logger.exception("ledgerline: on_state_change callback failed for %s", change.kind)
+
+
 class Episode:
     """One degradation at a time: when it began, and why."""
 

@@ -326,7 +326,8 @@ class AuditEventEmitter:
 
     def _record_state_change(self, change: StateChange) -> None:
         """Chain the writer's degraded/recovered episodes into the trail itself."""
-        event_type = AuditEventType.SYS_DEGRADED if change.kind == "degraded" else AuditEventType.SYS_RECOVERED
+        kinds = {"degraded": AuditEventType.SYS_DEGRADED, "recovered": AuditEventType.SYS_RECOVERED}
+        event_type = kinds.get(change.kind, f"sys.{change.kind}")  # and sys.checkpoint_failed/_recovered
         self.emit_system(event_type, "ledgerline.writer", change.details)
 
     def _record_recovery(self, tail: StreamTail, imported: int) -> None:

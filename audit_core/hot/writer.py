@@ -53,11 +53,13 @@ from audit_core._layout import (
 )
 from audit_core.config import AuditConfig
 from audit_core.errors import AuditWriteError
+from audit_core.hot._checkpointer import start_checkpointer
 from audit_core.hot._degradation import (
     DEGRADING_ERRNOS,
     Episode,
     SpillFile,
     StateChange,
+    report_changes,
     spilled_records,
 )
 from audit_core.hot._live_file import LiveFileGuard, file_lost
@@ -71,6 +73,7 @@ from audit_core.hot._stream import (
 )
 from audit_core.trust.seals import fsync_directory, seal_file
 from audit_core.trust.signing import load_private_key
+from audit_core.trust.witness import Witness
 
 logger = logging.getLogger("ledgerline.writer")
 
@@ -115,6 +118,7 @@ class AppendOnlyWriter(LiveFileGuard):
         config: Where to write, which stream, rotation, flushing, buffering and degradation.
         clock: Nanoseconds since the epoch (UTC); injectable so tests can cross midnight.
         on_state_change: Called (outside the writer's locks) when the writer degrades or recovers.
+        witness: Where stream checkpoints go (default: ``config.witness_path``, if set).
     """
 
     def __init__(
@@ -122,6 +126,7 @@ class AppendOnlyWriter(LiveFileGuard):
         config: AuditConfig,
         clock: Callable[[], int] = time.time_ns,
         on_state_change: Callable[[StateChange], None] | None = None,
+        witness: Witness | None = None,
     ) -> None:
         self._config = config
         self._clock = clock
@@ -180,6 +185,7 @@ class AppendOnlyWriter(LiveFileGuard):
         self._wake_flusher = threading.Event()
         self._flusher = threading.Thread(target=self._flush_loop, name="ledgerline-flusher", daemon=True)
         self._flusher.start()
+        self.checkpointer = start_checkpointer(config, self, (self._hmac_key, self._signing_key), witness)
         _OPEN_WRITERS.add(self)
 
     # --- public API ---------------------------------------------------------------------------
@@ -383,6 +389,7 @@ class AppendOnlyWriter(LiveFileGuard):
             for sealer in self._sealers:
                 sealer.join()
             self._spill.close()
+            self.checkpointer.close()  # the final checkpoint, of the sealed files, before the lock goes
             self._release_stream()
         if unwritten and self._spilled < self._queued:
             for line in unwritten:
@@ -598,13 +605,7 @@ class AppendOnlyWriter(LiveFileGuard):
             self._notify()
 
     def _report(self, changes: list[StateChange]) -> None:
-        for change in changes:
-            if self.on_state_change is None:
-                continue
-            try:
-                self.on_state_change(change)
-            except Exception:
-                logger.exception("ledgerline: on_state_change callback failed for %s", change.kind)
+        report_changes(self.on_state_change, changes)
 
     # --- opening a stream ---------------------------------------------------------------------
 

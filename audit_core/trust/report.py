@@ -27,6 +27,11 @@ class FailureKind(enum.StrEnum):
     NOTHING_VERIFIED = "nothing_verified"
     #: A file that is not in its format (garbage, truncated, wrong types): a manifest, Parquet file or checkpoint.
     UNREADABLE_FILE = "unreadable_file"
+    #: A stream a witnessed checkpoint covers has no file left, and no verified retention record removed it.
+    STREAM_MISSING = "stream_missing"
+    #: Lines a witnessed checkpoint covers are gone or changed (truncation, rollback), or the tree sidecar
+    #: disagrees with the files.
+    ANCHOR_MISMATCH = "anchor_mismatch"
     #: Cold store: a typed column differs from the value derived from the row's stored record.
     COLUMN_MISMATCH = "column_mismatch"
     #: Cold store: a Parquet file's SHA-256, row count, schema or projection version is not what its manifest says.

@@ -40,9 +40,16 @@ def test_quick_run_writes_consistent_results(tmp_path: Path) -> None:
         assert case["mean_us"] > 0, name
         assert case["events_per_s"] > 0, name
     assert cases["emit_param_change"]["wall_events_per_s"] > 0
+    # Checkpoints off vs on run in 6 interleaved blocks of a sixth of the events each.
+    for name in ("emit_checkpoints_off", "emit_checkpoints_on"):
+        assert cases[name]["count"] == 20_000 // 6 * 6, name
+        assert 0 < cases[name]["p50_us"] <= cases[name]["p99_us"] <= cases[name]["p999_us"], name
+    assert cases["emit_checkpoints_off"]["notes"]["checkpoints"] == 0
+    assert cases["emit_checkpoints_on"]["notes"]["checkpoints"] >= 6  # at least the one at each block's close
 
     assert {t["id"] for t in report["targets"]} == {
         "emit_p50", "emit_p99", "emit_events_per_s_timed", "emit_events_per_s_wall", "durable_p99_vs_raw",
+        "checkpoint_added_p50",
     }
     assert all(isinstance(t["passed"], bool) for t in report["targets"])
-    assert len(report["ratios"]) == 5
+    assert len(report["ratios"]) == 6
