@@ -33,7 +33,6 @@ formatted per write (one integer comparison decides rotation).
 from __future__ import annotations
 
 import errno
-import itertools
 import logging
 import os
 import threading
@@ -42,13 +41,10 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from audit_core._layout import (
     hot_file_name,
     next_midnight_ns,
-    parse_hot_file_name,
-    seal_path,
     utc_day,
 )
 from audit_core.config import AuditConfig
@@ -58,17 +54,10 @@ from audit_core.hot._degradation import (
     Episode,
     SpillFile,
     StateChange,
-    spilled_records,
 )
 from audit_core.hot._live_file import LiveFileGuard, file_lost
-from audit_core.hot._stream import (
-    StreamTail,
-    acquire_stream,
-    append_to,
-    continues,
-    read_tail,
-    write_synced,
-)
+from audit_core.hot._segments import NEVER as _NEVER
+from audit_core.hot._segments import StreamFiles
 from audit_core.trust.seals import fsync_directory, seal_file
 from audit_core.trust.signing import load_private_key
 
@@ -76,7 +65,6 @@ logger = logging.getLogger("ledgerline.writer")
 
 _OPEN_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
 _FILE_MODE = 0o640
-_NEVER = 2**63
 
 #: Writers open in this process, disowned in a ``fork()`` child (see ``_disown_writers_after_fork``).
 _OPEN_WRITERS: weakref.WeakSet[AppendOnlyWriter] = weakref.WeakSet()
@@ -108,7 +96,7 @@ class WriterStats:
     blocked_appends: int = 0
 
 
-class AppendOnlyWriter(LiveFileGuard):
+class AppendOnlyWriter(StreamFiles, LiveFileGuard):
     """Appends record lines to the current file of one stream.
 
     Args:
@@ -164,18 +152,7 @@ class AppendOnlyWriter(LiveFileGuard):
         self._pid = os.getpid()
         self._closed_reason: str | None = None  # why appends are refused, when not a plain close()
         self.stream_id = self._acquire_stream()
-        try:
-            files = self.stream_files()
-            self.tail = read_tail(files, self._config.max_record_bytes)
-            if self.tail.torn_bytes:
-                append_to(self.tail.path, b"\n")  # end the torn line; never truncate it
-                if continues(self.tail.last_record, self.tail.torn_bytes):
-                    # Only the newline was lost: the record is whole and now ends its line.
-                    self.tail = StreamTail(self.tail.torn_bytes + b"\n")
-            self._resume(files)
-        except BaseException:
-            self._release_stream()
-            raise
+        self._open_stream()
         self._stop_flusher = threading.Event()
         self._wake_flusher = threading.Event()
         self._flusher = threading.Thread(target=self._flush_loop, name="ledgerline-flusher", daemon=True)
@@ -396,12 +373,6 @@ class AppendOnlyWriter(LiveFileGuard):
             # trail follows it, so closing must not look like a clean close.
             raise AuditWriteError(errno.ESTALE, f"closed while degraded: {self._lost_ranges[-1][2]}")
 
-    def stream_files(self) -> list[Path]:
-        """This stream's hot files, oldest first."""
-        prefix = f"audit.{self._config.trader_id}.{self.stream_id}."
-        named = [(parse_hot_file_name(p), p) for p in self._dir.glob(prefix + "*.jsonl")]
-        return [p for name, p in sorted((n, p) for n, p in named if n is not None and n.stream_id == self.stream_id)]
-
     def _closed_error(self) -> AuditWriteError:
         return AuditWriteError(self._closed_reason or f"writer for {self._path} is closed")
 
@@ -605,64 +576,6 @@ class AppendOnlyWriter(LiveFileGuard):
                 self.on_state_change(change)
             except Exception:
                 logger.exception("ledgerline: on_state_change callback failed for %s", change.kind)
-
-    # --- opening a stream ---------------------------------------------------------------------
-
-    def _acquire_stream(self) -> str:
-        stream, self._lock_fd = acquire_stream(
-            self._dir, self._config.trader_id, self._config.stream_id,
-            explicit="stream_id" in self._config.model_fields_set,
-        )
-        return stream
-
-    def _release_stream(self) -> None:
-        if self._lock_fd >= 0:
-            os.close(self._lock_fd)  # closing releases the flock
-            self._lock_fd = -1
-
-    def _resume(self, files: list[Path]) -> None:
-        """Seal files a crash left unsealed; continue today's unsealed file or start a new one."""
-        today = utc_day(self._clock())
-        for older, newer in itertools.pairwise(files):
-            if not seal_path(older).exists():
-                self._seal(older, next_file=newer.name)
-        newest = files[-1] if files else None
-        if newest is not None and not seal_path(newest).exists():
-            name = parse_hot_file_name(newest)
-            if name is not None and name.day == today:
-                self._path = newest
-            else:
-                self._path = self._dir / hot_file_name(
-                    self._config.trader_id, self.stream_id, today, self._next_segment(today)
-                )
-                self._seal(newest, next_file=self._path.name)
-        else:
-            self._path = self._dir / hot_file_name(
-                self._config.trader_id, self.stream_id, today, self._next_segment(today)
-            )
-        self._open_current()
-        self._rotate_at_ns = next_midnight_ns(self._clock()) if self._config.rotate_daily else _NEVER
-        self._import_spill()
-
-    def _import_spill(self) -> None:
-        """Append records that a degraded process spilled but died before writing here."""
-        imported = spilled_records(self._spill.directory, self._config.trader_id, self.stream_id,
-                                   self.tail.last_record)
-        self.imported_records = len(imported)
-        if not imported:
-            return
-        write_synced(self._fd, b"".join(imported))
-        self.tail = StreamTail(imported[-1], self.tail.torn_bytes, self.tail.torn_offset, self.tail.path)
-        logger.warning("ledgerline: imported %d spilled record(s) into %s", len(imported), self._path)
-
-    def _next_segment(self, day: Any) -> int:
-        # The current file counts even when it is gone (deleted under us): its name is never reused.
-        current = [] if self._path is None else [self._path]
-        segments = [
-            name.segment for name in map(parse_hot_file_name, [*self.stream_files(), *current])
-            if name and name.day == day
-        ]
-        return max(segments) + 1 if segments else 0
 
     def _seal(self, path: Path, next_file: str | None) -> None:
         try:
