@@ -8,6 +8,7 @@ named (rotation, a lost live file).
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import logging
 import os
@@ -15,7 +16,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from audit_core._layout import hot_file_name, next_midnight_ns, parse_hot_file_name, seal_path, utc_day
+from audit_core._layout import (
+    day_start_ns,
+    hot_file_name,
+    next_midnight_ns,
+    parse_hot_file_name,
+    seal_path,
+    utc_day,
+)
 from audit_core.config import AuditConfig
 from audit_core.hot._degradation import SpillFile, spilled_records
 from audit_core.hot._stream import StreamTail, acquire_stream, append_to, continues, read_tail, write_synced
@@ -80,27 +88,27 @@ class StreamFiles:
             raise
 
     def _resume(self, files: list[Path]) -> None:
-        """Seal files a crash left unsealed; continue today's unsealed file or start a new one."""
-        today = utc_day(self._clock())
+        """Seal files a crash left unsealed; continue the newest unsealed file or start a new one.
+
+        The newest file is continued when its day is the writing day (``_writing_day``): a clock
+        behind it (an NTP step back, a backtest re-run into the same path) continues there too.
+        """
+        day = self._writing_day(self._clock())
         for older, newer in itertools.pairwise(files):
             if not seal_path(older).exists():
                 self._seal(older, next_file=newer.name)
         newest = files[-1] if files else None
         if newest is not None and not seal_path(newest).exists():
             name = parse_hot_file_name(newest)
-            if name is not None and name.day == today:
+            if name is not None and name.day == day:
                 self._path = newest
             else:
-                self._path = self._dir / hot_file_name(
-                    self._config.trader_id, self.stream_id, today, self._next_segment(today)
-                )
+                self._path = self._new_file_path(self._clock())
                 self._seal(newest, next_file=self._path.name)
         else:
-            self._path = self._dir / hot_file_name(
-                self._config.trader_id, self.stream_id, today, self._next_segment(today)
-            )
+            self._path = self._new_file_path(self._clock())
         self._open_current()
-        self._rotate_at_ns = next_midnight_ns(self._clock()) if self._config.rotate_daily else NEVER
+        self._rotate_at_ns = self._next_rotation_ns(self._clock())
         self._import_spill()
 
     def _import_spill(self) -> None:
@@ -122,3 +130,27 @@ class StreamFiles:
             if name and name.day == day
         ]
         return max(segments) + 1 if segments else 0
+
+    def _writing_day(self, now_ns: int) -> dt.date:
+        """The day a new file of the stream is named for: the clock's, never before the newest file's.
+
+        Files order by (day, segment); a file named for a day before the newest one would sort
+        before records it follows and break the chain. So a clock behind the newest file (an NTP
+        step back, a backtest re-run into the same path) keeps writing under the newest day.
+        """
+        current = [] if self._path is None else [self._path]
+        days = [name.day for name in map(parse_hot_file_name, [*self.stream_files(), *current]) if name]
+        return max([utc_day(now_ns), *days])
+
+    def _new_file_path(self, now_ns: int) -> Path:
+        """The path of the stream's next file: the writing day's next unused segment."""
+        day = self._writing_day(now_ns)
+        return self._dir / hot_file_name(self._config.trader_id, self.stream_id, day, self._next_segment(day))
+
+    def _next_rotation_ns(self, now_ns: int) -> int:
+        """When the current file rotates: the midnight ending its day (never, with ``rotate_daily`` off)."""
+        if not self._config.rotate_daily:
+            return NEVER
+        name = None if self._path is None else parse_hot_file_name(self._path)
+        start = now_ns if name is None else max(now_ns, day_start_ns(name.day))
+        return next_midnight_ns(start)

@@ -12,13 +12,16 @@ with ``os.write`` to a file opened ``O_APPEND``; bytes once written are never to
   ``fdatasync`` for everyone waiting, outside the write path, so N durable writers cost one sync.
 - **Rotation and seals.** At UTC midnight the file is synced, closed and sealed in the background
   (sidecar with count, hashes, file SHA-256 and Merkle root; write bits dropped). ``close`` seals too.
-  With a signing key configured, seals are signed and get a C2SP checkpoint.
+  With a signing key configured, seals are signed and get a C2SP checkpoint. A clock behind the
+  newest file's day (an NTP step back, a backtest re-run) keeps writing under that day (``_segments``).
 - **Degradation.** ``ENOSPC``/``EIO``/``EDQUOT`` never reach the trading loop for non-durable
   records: the unwritten bytes stay queued (and are spilled to ``fallback_path`` if configured), the
   writer reports ``is_degraded``, retries every ``retry_interval_s`` and reports the episode through
   ``on_state_change`` so the emitter can chain ``sys.degraded``/``sys.recovered`` records. A short
   write is completed by appending the rest of the bytes, so the file ends byte-identical to a clean
-  write. A durable record that cannot be made durable anywhere raises ``AuditWriteError``.
+  write; the rest goes into the record's own file before any rotation (midnight while the disk is
+  full never splits a record across two files). A durable record that cannot be made durable
+  anywhere raises ``AuditWriteError``.
 - **The live file deleted or replaced** (checked after each sync, by the idle flusher, at rotation
   and at close; see ``_live_file``) is a degradation like a failed disk: logged at ERROR, never
   written or sealed again; the stream continues in a new segment; durable tickets that went into it
@@ -42,11 +45,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from audit_core._layout import (
-    hot_file_name,
-    next_midnight_ns,
-    utc_day,
-)
 from audit_core.config import AuditConfig
 from audit_core.errors import AuditWriteError
 from audit_core.hot._degradation import (
@@ -424,6 +422,11 @@ class AppendOnlyWriter(StreamFiles, LiveFileGuard):
                         self._unspilled = []
                         if not spill:
                             return
+                    elif self._head_whole is not None:
+                        # The rest of a record a short write cut: written alone, so that it completes
+                        # the record in its own file before any rotation (see _write_batch).
+                        spill, batch = [], self._pending[:1]
+                        del self._pending[0]
                     else:
                         spill = []
                         batch = self._pending
@@ -475,7 +478,8 @@ class AppendOnlyWriter(StreamFiles, LiveFileGuard):
         """Append ``data`` to the hot file; return bytes written and the error that stopped it."""
         written = 0
         try:
-            self._rotate_if_due()
+            if self._head_whole is None:  # never rotate between the two halves of one record
+                self._rotate_if_due()
             if self._fd < 0:
                 self._open_current()
             while written < len(data):
@@ -498,9 +502,8 @@ class AppendOnlyWriter(StreamFiles, LiveFileGuard):
                 if exc.errno == errno.ESTALE:
                     self._unsealed_previous = None  # not our file any more: never seal what is at its path
                 raise
-        day = utc_day(now)
-        self._path = self._dir / hot_file_name(self._config.trader_id, self.stream_id, day, self._next_segment(day))
-        self._rotate_at_ns = next_midnight_ns(now) if self._config.rotate_daily else _NEVER
+        self._path = self._new_file_path(now)
+        self._rotate_at_ns = self._next_rotation_ns(now)
         self.stats.rotations += 1
 
     def _open_current(self) -> None:
