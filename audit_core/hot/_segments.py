@@ -93,7 +93,8 @@ class StreamFiles:
         The newest file is continued when its day is the writing day (``_writing_day``): a clock
         behind it (an NTP step back, a backtest re-run into the same path) continues there too.
         """
-        day = self._writing_day(self._clock())
+        now = self._clock()
+        day = self._writing_day(now)
         for older, newer in itertools.pairwise(files):
             if not seal_path(older).exists():
                 self._seal(older, next_file=newer.name)
@@ -103,10 +104,10 @@ class StreamFiles:
             if name is not None and name.day == day:
                 self._path = newest
             else:
-                self._path = self._new_file_path(self._clock())
+                self._path = self._new_file_path(now)
                 self._seal(newest, next_file=self._path.name)
         else:
-            self._path = self._new_file_path(self._clock())
+            self._path = self._new_file_path(now)
         self._open_current()
         self._rotate_at_ns = self._next_rotation_ns(self._clock())
         self._import_spill()
