@@ -149,8 +149,8 @@ def scan_file(
             try:
                 sequences = fields.field("seq").cast(pa.int64())
                 timestamps = fields.field("ts").cast(pa.int64())
-                recorded = fields.field("rec").cast(pa.int64())
-                formats = fields.field("format").cast(pa.int64())
+                recorded = _optional_int(fields.field("rec"))
+                formats = _optional_int(fields.field("format"))
             except pa.ArrowInvalid:  # a number beyond int64: not canonical, verify() judges the line
                 canonical = False
         if canonical:
@@ -251,6 +251,15 @@ def scan_file(
     digest.file_sha256 = file_sha.hexdigest()
     digest.merkle_root = tree.root()
     return result
+
+
+def _optional_int(group: Any) -> Any:
+    """An optional regex group as int64, NULL where it did not take part (RE2 gives an empty string)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    absent = pc.equal(pc.binary_length(group), 0)
+    return pc.if_else(absent, pa.scalar(None, group.type), group).cast(pa.int64())
 
 
 def _all_equal(left: Any, right: Any) -> bool:
