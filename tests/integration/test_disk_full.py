@@ -10,6 +10,7 @@ and once space returns the hot trail holds every record exactly once, in order, 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -27,13 +28,13 @@ from audit_core.trust.record import split_record
 TMPFS_SIZE = "256k"
 
 
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A freshly mounted 256 KiB tmpfs, lazily unmounted afterwards."""
+@contextlib.contextmanager
+def mounted_tmpfs(tmp_path: Path, size: str = TMPFS_SIZE) -> Iterator[Path]:
+    """A freshly mounted tmpfs of ``size``, lazily unmounted afterwards (skips where mounting is refused)."""
     mount_point = tmp_path / "small-disk"
     mount_point.mkdir()
     result = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={TMPFS_SIZE},mode=0755", "tmpfs", str(mount_point)],
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(mount_point)],
         capture_output=True,
         text=True,
         check=False,
@@ -47,6 +48,13 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         yield mount_point
     finally:
         subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A freshly mounted 256 KiB tmpfs, lazily unmounted afterwards."""
+    with mounted_tmpfs(tmp_path) as mount_point:
+        yield mount_point
 
 
 def fill(disk: Path) -> Path:
