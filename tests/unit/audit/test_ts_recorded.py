@@ -169,3 +169,26 @@ class TestEveryVerifierRefusesABackdatedRecord:
         scan = scan_file(path, KEY.encode())
         assert scan.clean and verify_scanned(path, scan, KEY.encode()).ok
         assert verify_file(path.read_bytes(), read_seal(path), KEY.encode()) == []
+
+
+def test_the_cold_verifier_applies_the_same_rule_to_a_store_converted_without_it(tmp_path, monkeypatch):
+    """A backdated record that reached cold storage (a converter without the rule: an older version, or
+    one an insider patched) is still reported by ``verify_cold``, from the bound ``ts_recorded`` column."""
+    from audit_core.cold import converter as converter_module
+    from audit_core.cold.cold_verify import verify_cold
+
+    path = TestEveryVerifierRefusesABackdatedRecord().trail(tmp_path)
+    forge_backdated(path, 3, KEY, by=1500)
+    real = converter_module.verify_scanned
+
+    def without_the_rule(*args, **kwargs):
+        report = real(*args, **kwargs)
+        report.failures = [f for f in report.failures if f.kind is not FailureKind.TS_RECORDED_BACKWARDS]
+        return report
+
+    monkeypatch.setattr(converter_module, "verify_scanned", without_the_rule)
+    converter = converter_module.ParquetConverter(tmp_path / "hot", tmp_path / "cold", hmac_key=KEY.encode())
+    results = converter.convert_all()
+    assert [r.converted for r in results] == [True]
+    report = verify_cold(tmp_path / "cold", hmac_key=KEY.encode())
+    assert [(f.kind, f.line, f.sequence) for f in report.failures] == [(FailureKind.TS_RECORDED_BACKWARDS, 4, 3)]
