@@ -30,7 +30,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from audit_core.trust.record import RECORD_FORMAT, build_line, compute_checksum
+from audit_core.trust.record import RECORD_FORMAT, TS_RECORDED_SINCE, build_line, compute_checksum
 
 __all__ = [
     "AuditEvent",
@@ -287,6 +287,11 @@ class AuditEvent(BaseModel):
     # None, so a format-1 record (written before the field existed) parses and serializes back to
     # exactly its own bytes.
     format: int | None = Field(default=None, ge=1, le=RECORD_FORMAT, exclude_if=_is_none)
+    #: When the emitter recorded the event (ns since the epoch, UTC): its clock (the engine clock
+    #: in a backtest), clamped so that it never goes backwards within a stream. Stamped with the
+    #: chain fields from format 3 on; left out when None, so older records keep their bytes.
+    #: ``ts_event`` is the caller's time of the event and may go backwards (venues differ).
+    ts_recorded: int | None = Field(default=None, ge=0, lt=2**63, exclude_if=_is_none)
 
     # A slot, not a field or private attribute: it is not serialized, costs nothing to build,
     # and is not carried over by model_copy (a copy is not the record that was written).
@@ -454,9 +459,23 @@ def parse_record(line: bytes | str) -> AuditEvent:
     stored = data.pop("checksum", None)
     cls = event_class_for(str(data.get("event_type", "")))
     event = cls.model_validate(data, context=READING)
+    if (event.format or 1) >= TS_RECORDED_SINCE and event.ts_recorded is None:
+        raise _format_error(cls, event.format, "needs ts_recorded (stamped by the emitter from format 3 on)")
+    if (event.format or 1) < TS_RECORDED_SINCE and event.ts_recorded is not None:
+        raise _format_error(cls, event.format, "has ts_recorded, which only format 3 and later records carry")
     if isinstance(stored, str):
         object.__setattr__(event, "_stamped_checksum", stored)
     return event
+
+
+def _format_error(cls: type[AuditEvent], record_format: int | None, problem: str) -> ValidationError:
+    detail: InitErrorDetails = {
+        "type": PydanticCustomError("record_format", "a format {format} record {problem}",
+                                    {"format": record_format or 1, "problem": problem}),
+        "loc": ("ts_recorded",),
+        "input": record_format,
+    }
+    return ValidationError.from_exception_data(cls.__name__, [detail])
 
 
 def record_too_large_error(event: AuditEvent, size: int, limit: int) -> ValidationError:

@@ -10,7 +10,7 @@ Examples
 >>> found = detect_unexplained_changes(open_trail(base), bounds={"risk_multiplier": (0.0, 2.0)},
 ...                                    allowed_sources=["meta_controller", "kelly_sizer", "particle_portfolio"])
 >>> frame = found.to_pandas()
->>> sorted(set(frame["kind"]) - {"missing_reason", "out_of_bounds", "unexpected_source"})
+>>> sorted(set(frame["kind"]) - {"missing_reason", "out_of_bounds", "unexpected_source", "backdated"})
 []
 >>> found.integrity_ok
 True
@@ -43,6 +43,8 @@ if TYPE_CHECKING:
 FINDING_COLUMNS = ("kind", "time", "ts_event", "source", "param_name", "old_value", "new_value", "trigger_reason",
                    "detail", "stream", "sequence", "file")
 Bounds = Mapping[str, tuple[float | None, float | None]]
+#: ``detect_unexplained_changes``: how far ``ts_event`` may lag ``ts_recorded`` before a record is ``backdated``.
+DEFAULT_BACKDATE_TOLERANCE_NS = 5_000_000_000
 AllowedSources = Collection[str] | Mapping[str, Collection[str]]
 
 
@@ -51,7 +53,7 @@ class UnexplainedChanges:
     """Findings: ``findings`` (lazy) from the records, ``integrity`` from verifying the files.
 
     Kinds in ``findings``: ``missing_reason``, ``out_of_bounds``, ``unexpected_source``,
-    ``sequence_gap``. ``integrity`` holds the failures of ``audit_core.verify`` over the hot files
+    ``sequence_gap``, ``backdated``. ``integrity`` holds the failures of ``audit_core.verify`` over the hot files
     and ``verify_cold`` over the cold store (computed on first use; their ``kind`` is the
     ``FailureKind`` value, such as ``checksum_mismatch`` or ``chain_break``).
     """
@@ -118,8 +120,9 @@ def detect_unexplained_changes(
     end: Any = None,
     integrity: bool = True,
     hmac_key: bytes | None = None,
+    backdate_tolerance_ns: int | None = DEFAULT_BACKDATE_TOLERANCE_NS,
 ) -> UnexplainedChanges:
-    """Parameter changes nobody can explain, sequence gaps, and integrity failures.
+    """Parameter changes nobody can explain, sequence gaps, backdated records, and integrity failures.
 
     Parameters
     ----------
@@ -138,6 +141,12 @@ def detect_unexplained_changes(
         Also verify the hot files and the cold store (``audit_core.verify``, ``verify_cold``).
     hmac_key
         The trail's HMAC key, if it is keyed (for the integrity check).
+    backdate_tolerance_ns
+        A record of any type whose ``ts_event`` is earlier than its ``ts_recorded`` (when the
+        emitter recorded it) by more than this many nanoseconds is ``backdated``: it claims to
+        have happened well before it was written (an "approval" written after the incident it
+        precedes). Venue timestamps and network delays make small lags normal; default 5 s.
+        None turns the check off. Records written before ``ts_recorded`` existed are not checked.
 
     Returns
     -------
@@ -165,6 +174,8 @@ def detect_unexplained_changes(
         parts.append(_finding(hit, "unexpected_source",
                               "source " + hit.source + " is not allowed (allowed: " + ", ".join(sorted(sources)) + ")"))
     parts.append(_sequence_gaps(t))
+    if _check_tolerance(backdate_tolerance_ns) is not None:
+        parts.append(_backdated(t, backdate_tolerance_ns))
     findings = parts[0]
     for part in parts[1:]:
         findings = findings.union(part)
@@ -190,6 +201,25 @@ def _sequence_gaps(t: ir.Table) -> ir.Table:
               + " in stream " + gaps.stream + ": " + (gaps.sequence - gaps._previous - 1).cast("string")
               + " record(s) missing")
     return _finding(gaps, "sequence_gap", detail)
+
+
+def _backdated(t: ir.Table, tolerance_ns: int) -> ir.Table:
+    """Records whose ``ts_event`` is more than ``tolerance_ns`` before their ``ts_recorded``."""
+    lag = t.ts_recorded - t.ts_event
+    hit = t.filter(t.ts_recorded.notnull(), lag > tolerance_ns)
+    lag = hit.ts_recorded - hit.ts_event
+    detail = ("ts_event is " + lag.cast("string") + " ns before ts_recorded " + hit.ts_recorded.cast("string")
+              + " (tolerance " + str(tolerance_ns) + " ns): recorded as if it happened earlier")
+    return _finding(hit, "backdated", detail)
+
+
+def _check_tolerance(tolerance_ns: int | None) -> int | None:
+    if tolerance_ns is None:
+        return None
+    if isinstance(tolerance_ns, bool) or not isinstance(tolerance_ns, int) or tolerance_ns < 0:
+        raise WorkbenchInputError(
+            f"backdate_tolerance_ns={tolerance_ns!r}: expected a non-negative integer (nanoseconds) or None")
+    return tolerance_ns
 
 
 def _check_bounds(bounds: Bounds | None) -> dict[str, tuple[float | None, float | None]]:

@@ -1,7 +1,8 @@
 """Fast verification of one sealed hot file for the converter: one read, hashed and handed on as Arrow batches.
 
 ``scan_file`` reads the file once, in chunks, and for every chunk checks what ``verify``
-checks for one sealed file: each record's layout, checksum, sequence and chain, plus everything the
+checks for one sealed file: each record's layout, checksum, sequence, chain and ``ts_recorded``
+order (``chain.check_record``'s rules, held identical by a differential test), plus everything the
 seal says (count, size, sequence range, hashes, file SHA-256 and the RFC 6962 Merkle root, seal
 checksum and signature, through ``seals.check_seal``). Canonical lines are sliced with one RE2
 pattern over the whole chunk (pyarrow); only the SHA-256 calls run per line in Python. Whatever is
@@ -31,6 +32,7 @@ from audit_core.trust.record import (
     CHECKSUM_SUFFIX_PREFIX,
     GENESIS_HASH,
     SUFFIX_LEN,
+    TS_RECORDED_SINCE,
     split_record,
     strip_line,
 )
@@ -115,6 +117,7 @@ def scan_file(
     expected_sequence: int | None = None
     last_checksum: str | None = None
     last_ts: int | None = None
+    last_recorded: int | None = None
 
     def problem(text: str) -> None:
         result.clean = False
@@ -146,8 +149,14 @@ def scan_file(
             try:
                 sequences = fields.field("seq").cast(pa.int64())
                 timestamps = fields.field("ts").cast(pa.int64())
+                recorded = _optional_int(fields.field("rec"))
+                formats = _optional_int(fields.field("format"))
             except pa.ArrowInvalid:  # a number beyond int64: not canonical, verify() judges the line
                 canonical = False
+        if canonical:
+            # split_record's rule: a record carries ts_recorded exactly when its format has it.
+            needs_recorded = pc.greater_equal(pc.fill_null(formats, 1), TS_RECORDED_SINCE)
+            canonical = _all_equal(needs_recorded, pc.is_valid(recorded))
         if canonical:
             # The fast path: every line canonical, checked column-wise.
             if hmac_key is None:
@@ -175,6 +184,13 @@ def scan_file(
                 prev_checked = prev
             if prev_checked.null_count or not _all_equal(prev_checked, expected_prev):
                 problem(f"chain break in lines {first_line}..{first_line + n - 1}")
+            # chain.check_record's rule: ts_recorded never below the latest one before it (older
+            # formats have none: the latest known value is carried over them).
+            carried_recorded = pa.concat_arrays([pa.array([last_recorded], pa.int64()), recorded])
+            latest_before = pc.fill_null_forward(carried_recorded)
+            if pc.any(pc.less(recorded, latest_before.slice(0, n))).as_py() is True:
+                problem(f"ts_recorded goes backwards in lines {first_line}..{first_line + n - 1}")
+            last_recorded = latest_before[n].as_py()
             # Decoded one by one, with replacement: a flipped byte can make a stored checksum invalid
             # UTF-8 (already a mismatch above), and a cast of the whole column would raise on it.
             def text(value: Any) -> str:
@@ -235,6 +251,15 @@ def scan_file(
     digest.file_sha256 = file_sha.hexdigest()
     digest.merkle_root = tree.root()
     return result
+
+
+def _optional_int(group: Any) -> Any:
+    """An optional regex group as int64, NULL where it did not take part (RE2 gives an empty string)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    absent = pc.equal(pc.binary_length(group), 0)
+    return pc.if_else(absent, pa.scalar(None, group.type), group).cast(pa.int64())
 
 
 def _all_equal(left: Any, right: Any) -> bool:

@@ -52,7 +52,7 @@ from audit_core.cold.projection import PROJECTION_METADATA_KEY, PROJECTIONS, der
 from audit_core.errors import AuditFormatError
 from audit_core.trust import signing
 from audit_core.trust.merkle import RFC6962_LEAF_PREFIX, MerkleTree
-from audit_core.trust.record import BODY_SQL, GENESIS_HASH, LINE_SQL
+from audit_core.trust.record import BODY_SQL, GENESIS_HASH, LINE_SQL, TS_RECORDED_FIELD
 from audit_core.trust.report import FailureKind, VerificationFailure, VerificationReport
 from audit_core.trust.seals import check_seal_copy
 
@@ -359,6 +359,8 @@ class _EntryCheck:
             if not linked and (sequence == previous + 1 or not partial):
                 self.fail(file, FailureKind.CHAIN_BREAK, "prev_hash does not match the previous record's checksum",
                           line, sequence)
+        if files and all(TS_RECORDED_FIELD in output.columns for output in outputs):
+            self._check_recorded_order(files)
         (count, lines, first_line, last_line, record_rows, first_sequence, first_hash, first_prev, last_sequence,
          last_hash) = (
             self.con.execute(
@@ -396,6 +398,22 @@ class _EntryCheck:
             # their bytes. (Without torn lines the root adds nothing: the chain from the seal's first
             # to its last hash, one record per source line, fixes every line byte for byte.)
             self._check_merkle_root(files, seal, source)
+
+    def _check_recorded_order(self, files: list[str]) -> None:
+        """``chain.check_record``'s rule on the ``ts_recorded`` column (bound to each row's record by
+        the column check): never below the latest one before it in source-line order."""
+        backwards = self.con.execute(
+            f"""SELECT filename, source_line, sequence, ts_recorded, latest FROM (
+                    SELECT *, last_value(ts_recorded IGNORE NULLS) OVER (ORDER BY source_line
+                        ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS latest
+                    FROM (SELECT filename, source_line, sequence, {TS_RECORDED_FIELD} AS ts_recorded
+                          FROM read_parquet($files, filename = true, union_by_name = true)))
+                WHERE ts_recorded < latest ORDER BY source_line LIMIT {MAX_ROWS_NAMED}""",
+            {"files": files}).fetchall()
+        for file, source_line, sequence, recorded, latest in backwards:
+            self.fail(file, FailureKind.TS_RECORDED_BACKWARDS,
+                      f"ts_recorded {recorded} is earlier than the previous record's {latest}", source_line or 0,
+                      sequence)
 
     def _check_merkle_root(self, files: list[str], seal: dict[str, Any], source: str) -> None:
         leaves = [] if not files else self.con.execute(

@@ -13,7 +13,8 @@ version it was written with, so a store whose hot files are gone stays verifiabl
 ``ledgerline convert --rebuild`` (``rebuild.py``) derives an old store's columns again with the
 current version from its verified records (the evidence is carried over, never rewritten).
 
-Versions: 1, the first; 2 adds ``record_format`` (the record's format version, ``RECORD_FORMAT``).
+Versions: 1, the first; 2 adds ``record_format`` (the record's format version, ``RECORD_FORMAT``);
+3 adds ``ts_recorded`` (when the emitter recorded the record; NULL for records before format 3).
 
 The expressions read, per row: ``line`` (the whole record line, VARCHAR), ``j``
 (``json_transform(line, structure())``), ``record`` (the cold layout of the line, or NULL to strip
@@ -28,7 +29,7 @@ import json
 from audit_core.trust.record import STRIP_SQL
 
 #: Version of ``COLUMNS`` and their expressions (see the module docstring).
-PROJECTION_VERSION = 2
+PROJECTION_VERSION = 3
 #: The Parquet key-value metadata key holding ``PROJECTION_VERSION``.
 PROJECTION_METADATA_KEY = "ledgerline.projection_version"
 #: The event type of a row that stands for a torn line.
@@ -102,6 +103,8 @@ _VERSION_1: Columns = (
 PROJECTIONS: dict[int, Columns] = {
     1: _VERSION_1,
     2: (*_VERSION_1[:9], ("record_format", "SMALLINT", "format"), *_VERSION_1[9:]),
+    3: (*_VERSION_1[:9], ("record_format", "SMALLINT", "format"), ("ts_recorded", "BIGINT", "field"),
+        *_VERSION_1[9:]),
 }
 #: The columns the converter writes now.
 COLUMNS = PROJECTIONS[PROJECTION_VERSION]

@@ -21,7 +21,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from audit_core._layout import hot_file_name, utc_day
 from audit_core.config import AuditConfig
 from audit_core.errors import AuditWriteError
 from audit_core.hot._degradation import Episode, StateChange
@@ -79,7 +78,7 @@ class LiveFileGuard:
         def _notify(self) -> None: ...
         def _report(self, changes: list[StateChange]) -> None: ...
         def _degrade(self, failure: OSError) -> StateChange: ...
-        def _next_segment(self, day: Any) -> int: ...
+        def _new_file_path(self, now_ns: int) -> Path: ...
 
     def _check_live_file(self) -> None:
         """Give up the live file if it was deleted or replaced (the flusher's idle check)."""
@@ -135,8 +134,7 @@ class LiveFileGuard:
             changes = [] if self._episode.active else [self._degrade(error)]
             self._next_retry = time.monotonic() + self._config.retry_interval_s
             self.stats.write_errors += 1
-            day = utc_day(self._clock())
-            self._path = self._dir / hot_file_name(self._config.trader_id, self.stream_id, day, self._next_segment(day))
+            self._path = self._new_file_path(self._clock())
             self._notify()
         return changes
 

@@ -59,8 +59,10 @@ class AuditEventEmitter:
 
     Args:
         config: Stream settings.
-        clock: Nanoseconds since the epoch; default ``time.time_ns``. Used for ``ts_event`` when
-            a helper is not given one, and for file rotation.
+        clock: Nanoseconds since the epoch; default ``time.time_ns`` (an ``AuditObserver`` passes
+            the node's clock: simulated time in a backtest). Stamps every record's ``ts_recorded``
+            (clamped non-decreasing per stream), gives ``ts_event`` when a helper is not given one,
+            and drives file rotation.
         on_event: Callbacks called with each event after it is written. A failing callback is
             logged and counted (``callback_errors``), never raised into the caller.
         writer: A writer to use instead of building one from ``config``.
@@ -88,7 +90,7 @@ class AuditEventEmitter:
         self._max_bytes = config.max_record_bytes
         self.callback_errors = 0
         try:
-            self._next_sequence, self._prev_hash = _resume_point(self._writer.tail)
+            self._next_sequence, self._prev_hash, self._last_recorded = _resume_point(self._writer.tail)
             if self._writer.tail.torn_bytes or self._writer.imported_records:
                 self._record_recovery(self._writer.tail, self._writer.imported_records)
         except BaseException:
@@ -121,29 +123,34 @@ class AuditEventEmitter:
             _set(event, "sequence", self._next_sequence)
             _set(event, "prev_hash", self._prev_hash)
             _set(event, "format", RECORD_FORMAT)
+            recorded = self._stamp_recorded(self._clock())
+            _set(event, "ts_recorded", recorded)
             try:
-                ticket, lead = self._append(event)
+                ticket, lead = self._append(event, recorded)
             except BaseException:
                 _set(event, "sequence", None)
                 _set(event, "prev_hash", None)
                 _set(event, "format", None)
+                _set(event, "ts_recorded", None)
                 raise
         return self._finish(event, durable, ticket, lead)
 
-    def _emit_new(self, cls: type[E], fields: dict[str, Any]) -> E:
+    def _emit_new(self, cls: type[E], fields: dict[str, Any], now: int) -> E:
         """Build and append an event in one step: the chain fields go in at construction,
-        which saves stamping them afterwards on the hot path."""
+        which saves stamping them afterwards on the hot path. ``now`` is the clock read by the
+        helper (one read gives a defaulted ``ts_event`` and ``ts_recorded``)."""
         durable = self._is_durable(fields["event_type"])
         fields["trader_id"] = self.config.trader_id
         with self._lock:
             fields["sequence"] = self._next_sequence
             fields["prev_hash"] = self._prev_hash
             fields["format"] = RECORD_FORMAT
+            fields["ts_recorded"] = recorded = self._stamp_recorded(now)
             event = cls.model_validate(fields)
-            ticket, lead = self._append(event)
+            ticket, lead = self._append(event, recorded)
         return self._finish(event, durable, ticket, lead)
 
-    def _append(self, event: AuditEvent) -> tuple[int, bool]:
+    def _append(self, event: AuditEvent, recorded: int) -> tuple[int, bool]:
         """Serialize once, hash, queue; advance the chain only if the append succeeded.
 
         Called with the lock held and the event's chain fields already stamped, so file order,
@@ -158,8 +165,15 @@ class AuditEventEmitter:
         appended = self._writer.append(line)
         self._next_sequence += 1
         self._prev_hash = checksum
+        self._last_recorded = recorded
         _set(event, "_stamped_checksum", checksum)
         return appended
+
+    def _stamp_recorded(self, now: int) -> int:
+        """``ts_recorded`` for the next record: the clock's ``now``, never before the stream's last one
+        (a clock stepped back, or a backtest re-run into the same path, does not make it go back;
+        nor does a thread that read the clock before another one took the lock)."""
+        return now if now > self._last_recorded else self._last_recorded
 
     def _finish(self, event: E, durable: bool, ticket: int, lead: bool) -> E:
         # Outside the lock: other threads queue records while this one writes a batch or waits
@@ -196,8 +210,9 @@ class AuditEventEmitter:
         overriding a controller's setting); None (the default) means ``source`` owns it, and the
         record then has no ``owner`` field at all.
         """
+        now = self._clock()
         return self._emit_new(ParameterChangeEvent, {
-            "ts_event": self._clock() if ts_event is None else ts_event,
+            "ts_event": now if ts_event is None else ts_event,
             "event_type": event_type,
             "source": source,
             "correlation_id": correlation_id,
@@ -206,7 +221,7 @@ class AuditEventEmitter:
             "new_value": new_value,
             "trigger_reason": trigger_reason,
             "owner": owner,
-        })
+        }, now)
 
     def emit_trade(
         self,
@@ -223,14 +238,15 @@ class AuditEventEmitter:
         ``fields`` are ``TradeEvent`` fields: order_id, side, size, price, slippage_bps,
         realized_pnl, commission, currency, position_id, strategy_source, reason.
         """
+        now = self._clock()
         return self._emit_new(TradeEvent, {
-            "ts_event": self._clock() if ts_event is None else ts_event,
+            "ts_event": now if ts_event is None else ts_event,
             "event_type": event_type,
             "source": source,
             "correlation_id": correlation_id,
             "instrument_id": instrument_id,
             **fields,
-        })
+        }, now)
 
     def emit_signal(
         self,
@@ -247,8 +263,9 @@ class AuditEventEmitter:
         ts_event: int | None = None,
     ) -> SignalEvent:
         """Record a signal and whether it was traded; a filtered signal needs ``filter_reason``."""
+        now = self._clock()
         return self._emit_new(SignalEvent, {
-            "ts_event": self._clock() if ts_event is None else ts_event,
+            "ts_event": now if ts_event is None else ts_event,
             "event_type": AuditEventType.TRADE_SIGNAL.value,
             "source": source,
             "correlation_id": correlation_id,
@@ -259,7 +276,7 @@ class AuditEventEmitter:
             "instrument_id": instrument_id,
             "acted_on": acted_on,
             "filter_reason": filter_reason,
-        })
+        }, now)
 
     def emit_system(
         self,
@@ -271,13 +288,14 @@ class AuditEventEmitter:
         ts_event: int | None = None,
     ) -> SystemEvent:
         """Record a system event (``sys.*``) with a JSON payload."""
+        now = self._clock()
         return self._emit_new(SystemEvent, {
-            "ts_event": self._clock() if ts_event is None else ts_event,
+            "ts_event": now if ts_event is None else ts_event,
             "event_type": event_type,
             "source": source,
             "correlation_id": correlation_id,
             "payload": {} if payload is None else payload,  # a Mapping; checked and copied by the model
-        })
+        }, now)
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -350,10 +368,10 @@ class AuditEventEmitter:
         self.emit_system(AuditEventType.SYS_RECOVERY, "ledgerline.writer", payload)
 
 
-def _resume_point(tail: StreamTail) -> tuple[int, str]:
-    """Next sequence and previous hash for a stream, from the last record on disk."""
+def _resume_point(tail: StreamTail) -> tuple[int, str, int]:
+    """Next sequence, previous hash and the floor of ``ts_recorded`` for a stream, from its last record."""
     if tail.last_record is None:
-        return 0, GENESIS_HASH
+        return 0, GENESIS_HASH, 0
     try:
         record = split_record(tail.last_record)
     except ValueError as exc:
@@ -361,4 +379,4 @@ def _resume_point(tail: StreamTail) -> tuple[int, str]:
             f"cannot continue the stream in {tail.path}: its last record is unreadable ({exc}); "
             "run `ledgerline verify` on it"
         ) from exc
-    return record.sequence + 1, record.checksum
+    return record.sequence + 1, record.checksum, record.ts_recorded or 0

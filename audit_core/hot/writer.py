@@ -12,13 +12,16 @@ with ``os.write`` to a file opened ``O_APPEND``; bytes once written are never to
   ``fdatasync`` for everyone waiting, outside the write path, so N durable writers cost one sync.
 - **Rotation and seals.** At UTC midnight the file is synced, closed and sealed in the background
   (sidecar with count, hashes, file SHA-256 and Merkle root; write bits dropped). ``close`` seals too.
-  With a signing key configured, seals are signed and get a C2SP checkpoint.
+  With a signing key configured, seals are signed and get a C2SP checkpoint. A clock behind the
+  newest file's day (an NTP step back, a backtest re-run) keeps writing under that day (``_segments``).
 - **Degradation.** ``ENOSPC``/``EIO``/``EDQUOT`` never reach the trading loop for non-durable
   records: the unwritten bytes stay queued (and are spilled to ``fallback_path`` if configured), the
   writer reports ``is_degraded``, retries every ``retry_interval_s`` and reports the episode through
   ``on_state_change`` so the emitter can chain ``sys.degraded``/``sys.recovered`` records. A short
   write is completed by appending the rest of the bytes, so the file ends byte-identical to a clean
-  write. A durable record that cannot be made durable anywhere raises ``AuditWriteError``.
+  write; the rest goes into the record's own file before any rotation (midnight while the disk is
+  full never splits a record across two files). A durable record that cannot be made durable
+  anywhere raises ``AuditWriteError``.
 - **The live file deleted or replaced** (checked after each sync, by the idle flusher, at rotation
   and at close; see ``_live_file``) is a degradation like a failed disk: logged at ERROR, never
   written or sealed again; the stream continues in a new segment; durable tickets that went into it
@@ -33,7 +36,6 @@ formatted per write (one integer comparison decides rotation).
 from __future__ import annotations
 
 import errno
-import itertools
 import logging
 import os
 import threading
@@ -42,15 +44,7 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from audit_core._layout import (
-    hot_file_name,
-    next_midnight_ns,
-    parse_hot_file_name,
-    seal_path,
-    utc_day,
-)
 from audit_core.config import AuditConfig
 from audit_core.errors import AuditWriteError
 from audit_core.hot._checkpointer import start_checkpointer
@@ -60,17 +54,10 @@ from audit_core.hot._degradation import (
     SpillFile,
     StateChange,
     report_changes,
-    spilled_records,
 )
 from audit_core.hot._live_file import LiveFileGuard, file_lost
-from audit_core.hot._stream import (
-    StreamTail,
-    acquire_stream,
-    append_to,
-    continues,
-    read_tail,
-    write_synced,
-)
+from audit_core.hot._segments import NEVER as _NEVER
+from audit_core.hot._segments import StreamFiles
 from audit_core.trust.seals import fsync_directory, seal_file
 from audit_core.trust.signing import load_private_key
 from audit_core.trust.witness import Witness
@@ -79,7 +66,6 @@ logger = logging.getLogger("ledgerline.writer")
 
 _OPEN_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
 _FILE_MODE = 0o640
-_NEVER = 2**63
 
 #: Writers open in this process, disowned in a ``fork()`` child (see ``_disown_writers_after_fork``).
 _OPEN_WRITERS: weakref.WeakSet[AppendOnlyWriter] = weakref.WeakSet()
@@ -111,7 +97,7 @@ class WriterStats:
     blocked_appends: int = 0
 
 
-class AppendOnlyWriter(LiveFileGuard):
+class AppendOnlyWriter(StreamFiles, LiveFileGuard):
     """Appends record lines to the current file of one stream.
 
     Args:
@@ -169,18 +155,7 @@ class AppendOnlyWriter(LiveFileGuard):
         self._pid = os.getpid()
         self._closed_reason: str | None = None  # why appends are refused, when not a plain close()
         self.stream_id = self._acquire_stream()
-        try:
-            files = self.stream_files()
-            self.tail = read_tail(files, self._config.max_record_bytes)
-            if self.tail.torn_bytes:
-                append_to(self.tail.path, b"\n")  # end the torn line; never truncate it
-                if continues(self.tail.last_record, self.tail.torn_bytes):
-                    # Only the newline was lost: the record is whole and now ends its line.
-                    self.tail = StreamTail(self.tail.torn_bytes + b"\n")
-            self._resume(files)
-        except BaseException:
-            self._release_stream()
-            raise
+        self._open_stream()
         self._stop_flusher = threading.Event()
         self._wake_flusher = threading.Event()
         self._flusher = threading.Thread(target=self._flush_loop, name="ledgerline-flusher", daemon=True)
@@ -403,12 +378,6 @@ class AppendOnlyWriter(LiveFileGuard):
             # trail follows it, so closing must not look like a clean close.
             raise AuditWriteError(errno.ESTALE, f"closed while degraded: {self._lost_ranges[-1][2]}")
 
-    def stream_files(self) -> list[Path]:
-        """This stream's hot files, oldest first."""
-        prefix = f"audit.{self._config.trader_id}.{self.stream_id}."
-        named = [(parse_hot_file_name(p), p) for p in self._dir.glob(prefix + "*.jsonl")]
-        return [p for name, p in sorted((n, p) for n, p in named if n is not None and n.stream_id == self.stream_id)]
-
     def _closed_error(self) -> AuditWriteError:
         return AuditWriteError(self._closed_reason or f"writer for {self._path} is closed")
 
@@ -460,6 +429,11 @@ class AppendOnlyWriter(LiveFileGuard):
                         self._unspilled = []
                         if not spill:
                             return
+                    elif self._head_whole is not None:
+                        # The rest of a record a short write cut: written alone, so that it completes
+                        # the record in its own file before any rotation (see _write_batch).
+                        spill, batch = [], self._pending[:1]
+                        del self._pending[0]
                     else:
                         spill = []
                         batch = self._pending
@@ -511,7 +485,8 @@ class AppendOnlyWriter(LiveFileGuard):
         """Append ``data`` to the hot file; return bytes written and the error that stopped it."""
         written = 0
         try:
-            self._rotate_if_due()
+            if self._head_whole is None:  # never rotate between the two halves of one record
+                self._rotate_if_due()
             if self._fd < 0:
                 self._open_current()
             while written < len(data):
@@ -534,9 +509,8 @@ class AppendOnlyWriter(LiveFileGuard):
                 if exc.errno == errno.ESTALE:
                     self._unsealed_previous = None  # not our file any more: never seal what is at its path
                 raise
-        day = utc_day(now)
-        self._path = self._dir / hot_file_name(self._config.trader_id, self.stream_id, day, self._next_segment(day))
-        self._rotate_at_ns = next_midnight_ns(now) if self._config.rotate_daily else _NEVER
+        self._path = self._new_file_path(now)
+        self._rotate_at_ns = self._next_rotation_ns(now)
         self.stats.rotations += 1
 
     def _open_current(self) -> None:
@@ -606,64 +580,6 @@ class AppendOnlyWriter(LiveFileGuard):
 
     def _report(self, changes: list[StateChange]) -> None:
         report_changes(self.on_state_change, changes)
-
-    # --- opening a stream ---------------------------------------------------------------------
-
-    def _acquire_stream(self) -> str:
-        stream, self._lock_fd = acquire_stream(
-            self._dir, self._config.trader_id, self._config.stream_id,
-            explicit="stream_id" in self._config.model_fields_set,
-        )
-        return stream
-
-    def _release_stream(self) -> None:
-        if self._lock_fd >= 0:
-            os.close(self._lock_fd)  # closing releases the flock
-            self._lock_fd = -1
-
-    def _resume(self, files: list[Path]) -> None:
-        """Seal files a crash left unsealed; continue today's unsealed file or start a new one."""
-        today = utc_day(self._clock())
-        for older, newer in itertools.pairwise(files):
-            if not seal_path(older).exists():
-                self._seal(older, next_file=newer.name)
-        newest = files[-1] if files else None
-        if newest is not None and not seal_path(newest).exists():
-            name = parse_hot_file_name(newest)
-            if name is not None and name.day == today:
-                self._path = newest
-            else:
-                self._path = self._dir / hot_file_name(
-                    self._config.trader_id, self.stream_id, today, self._next_segment(today)
-                )
-                self._seal(newest, next_file=self._path.name)
-        else:
-            self._path = self._dir / hot_file_name(
-                self._config.trader_id, self.stream_id, today, self._next_segment(today)
-            )
-        self._open_current()
-        self._rotate_at_ns = next_midnight_ns(self._clock()) if self._config.rotate_daily else _NEVER
-        self._import_spill()
-
-    def _import_spill(self) -> None:
-        """Append records that a degraded process spilled but died before writing here."""
-        imported = spilled_records(self._spill.directory, self._config.trader_id, self.stream_id,
-                                   self.tail.last_record)
-        self.imported_records = len(imported)
-        if not imported:
-            return
-        write_synced(self._fd, b"".join(imported))
-        self.tail = StreamTail(imported[-1], self.tail.torn_bytes, self.tail.torn_offset, self.tail.path)
-        logger.warning("ledgerline: imported %d spilled record(s) into %s", len(imported), self._path)
-
-    def _next_segment(self, day: Any) -> int:
-        # The current file counts even when it is gone (deleted under us): its name is never reused.
-        current = [] if self._path is None else [self._path]
-        segments = [
-            name.segment for name in map(parse_hot_file_name, [*self.stream_files(), *current])
-            if name and name.day == day
-        ]
-        return max(segments) + 1 if segments else 0
 
     def _seal(self, path: Path, next_file: str | None) -> None:
         try:

@@ -1,4 +1,4 @@
-"""THE chain rules: checksum, gapless sequence and prev_hash of each record, one stream at a time.
+"""THE chain rules: checksum, gapless sequence, prev_hash and ts_recorded order of each record, per stream.
 
 ``check_record`` is the rule for one record; ``verify_stream`` applies it to a stream's files in
 order (with each file's seal, through ``seals.check_seal``) and accounts for what honest crashes
@@ -58,6 +58,7 @@ def verify_stream(
     expected_sequence: int | None = 0 if require_stream_start else None
     prev_checksum: str | None = GENESIS_HASH if require_stream_start else None
     pending: PendingTorn | None = None
+    last_recorded: int | None = None  # the stream's latest ts_recorded so far (format 3 records)
     provisional: list[PendingTorn] = []  # rewritten whole; waiting for the sys.recovery that names them
     # A seal's next_file may be gone when a sys.retention record names it.
     names = {path.name for path in files} | {retired.file for retired in (retention_starts or {}).values()}
@@ -108,7 +109,9 @@ def verify_stream(
                 provisional.remove(earlier)
                 report.failures.remove(earlier.failure)
                 report.recovered.append(dataclasses.replace(earlier.failure, kind=FailureKind.TORN_LINE))
-            check_record(record, actual, where, line_no, expected_sequence, prev_checksum, report)
+            check_record(record, actual, where, line_no, expected_sequence, prev_checksum, report, last_recorded)
+            if record.ts_recorded is not None:
+                last_recorded = record.ts_recorded
             if collect is not None and valid:
                 collect.append((path, record))
             report.records += 1
@@ -149,8 +152,13 @@ def check_record(
     expected_sequence: int | None,
     prev_checksum: str | None,
     report: VerificationReport,
+    last_recorded: int | None = None,
 ) -> None:
-    """Checksum (``actual`` is what the record hashes to), sequence and chain of one record."""
+    """Checksum (``actual`` is what the record hashes to), sequence, chain and ``ts_recorded`` of one record.
+
+    ``ts_recorded`` never goes backwards within a stream: ``last_recorded`` is the latest one before
+    this record (records of formats 1 and 2 have none and are not compared).
+    """
     failures = report.failures
     if not hmac.compare_digest(actual.encode(), record.checksum.encode()):
         failures.append(VerificationFailure(
@@ -163,6 +171,7 @@ def check_record(
                 where, line_no, 0, FailureKind.CHAIN_BREAK,
                 f"sequence 0 must have prev_hash {GENESIS_HASH[:16]}..., got {record.prev_hash}",
             ))
+        _check_recorded(record, where, line_no, last_recorded, report)
         return
     if record.sequence > expected_sequence:
         failures.append(VerificationFailure(
@@ -180,6 +189,18 @@ def check_record(
             where, line_no, record.sequence, FailureKind.CHAIN_BREAK,
             f"prev_hash {str(record.prev_hash)[:16]}... does not match the previous record's checksum "
             f"{prev_checksum[:16]}...",
+        ))
+    _check_recorded(record, where, line_no, last_recorded, report)
+
+
+def _check_recorded(
+    record: RecordFields, where: str, line_no: int, last_recorded: int | None, report: VerificationReport
+) -> None:
+    if last_recorded is not None and record.ts_recorded is not None and record.ts_recorded < last_recorded:
+        report.failures.append(VerificationFailure(
+            where, line_no, record.sequence, FailureKind.TS_RECORDED_BACKWARDS,
+            f"ts_recorded {record.ts_recorded} is earlier than the previous record's {last_recorded} "
+            f"(by {last_recorded - record.ts_recorded} ns): recorded out of order, or backdated",
         ))
 
 

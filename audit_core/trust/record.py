@@ -20,12 +20,18 @@ from audit_core.trust import documents
 GENESIS_HASH = "0" * 64
 #: The record format this version writes. Format 2 records carry ``"format":2`` right after
 #: ``prev_hash``; a record without the field is format 1 (written before it existed) and reads the
-#: same way. A reader refuses a format newer than this one rather than guess at its meaning.
-RECORD_FORMAT = 2
+#: same way. Format 3 records carry ``"format":3,"ts_recorded":<ns>`` there: the time the emitter
+#: recorded them (its clock, clamped non-decreasing per stream), which the chain rule checks never
+#: goes backwards. Records of formats 1 and 2 stay valid with their bytes. A reader refuses a
+#: format newer than this one rather than guess at its meaning.
+RECORD_FORMAT = 3
 #: The fields every record begins with, in this order (the chain fields are sliced by position);
-#: ``format`` follows them from format 2 on.
+#: ``format`` follows them from format 2 on, and ``ts_recorded`` follows ``format`` from format 3 on.
 COMMON_FIELDS = ("ts_event", "event_type", "source", "trader_id", "sequence", "correlation_id", "prev_hash")
 FORMAT_FIELD = "format"
+TS_RECORDED_FIELD = "ts_recorded"
+#: The first format whose records carry ``ts_recorded`` (and must).
+TS_RECORDED_SINCE = 3
 #: Every record ends with ``,"checksum":"<64 hex>"}``; a verifier slices it off without parsing.
 CHECKSUM_SUFFIX_PREFIX = b',"checksum":"'
 _HASH_HEX = 64
@@ -33,6 +39,8 @@ _HASH_HEX = 64
 SUFFIX_LEN = len(CHECKSUM_SUFFIX_PREFIX) + _HASH_HEX + 2
 _SEQUENCE_KEY = b'"sequence":'
 _PREV_KEY = b'"prev_hash":'
+_FORMAT_KEY = f',"{FORMAT_FIELD}":'.encode()
+_TS_RECORDED_KEY = f',"{TS_RECORDED_FIELD}":'.encode()
 _QUOTED_HASH = _HASH_HEX + 2
 
 
@@ -47,12 +55,13 @@ def build_line(body: bytes, checksum: str) -> bytes:
 
 
 class RecordFields(NamedTuple):
-    """The chain fields of one record line, sliced from its bytes."""
+    """The chain fields of one record line, sliced from its bytes (``ts_recorded``: None before format 3)."""
 
     body: bytes
     checksum: str
     sequence: int
     prev_hash: str | None
+    ts_recorded: int | None = None
 
 
 def split_record(line: bytes) -> RecordFields:
@@ -81,12 +90,45 @@ def split_record(line: bytes) -> RecordFields:
         raise ValueError("no prev_hash field")
     start = at + len(_PREV_KEY)
     if body[start : start + 4] == b"null":
-        prev_hash = None
+        prev_hash, end = None, start + 4
     elif body[start : start + 1] == b'"' and body[start + _QUOTED_HASH - 1 : start + _QUOTED_HASH] == b'"':
-        prev_hash = body[start + 1 : start + _QUOTED_HASH - 1].decode("ascii", "replace")
+        prev_hash, end = body[start + 1 : start + _QUOTED_HASH - 1].decode("ascii", "replace"), start + _QUOTED_HASH
     else:
         raise ValueError("prev_hash is neither null nor a 64-character string")
-    return RecordFields(body, checksum, sequence, prev_hash)
+    return RecordFields(body, checksum, sequence, prev_hash, _ts_recorded(body, end))
+
+
+def _ts_recorded(body: bytes, end: int) -> int | None:
+    """``ts_recorded`` of a record whose ``prev_hash`` value ends at ``end`` (the regex ``CANONICAL_LINE``
+    reads it the same way: ``format`` directly follows ``prev_hash``, then ``ts_recorded``).
+
+    Raises:
+        ValueError: a format 3+ record without a well-formed ``ts_recorded`` there, or an older one with it.
+    """
+    if not body.startswith(_FORMAT_KEY, end):
+        return None
+    at = digits = end + len(_FORMAT_KEY)
+    while body[digits : digits + 1].isdigit():
+        digits += 1
+    if digits == at or body[digits : digits + 1] not in (b",", b"}"):
+        return None  # not a format number: the record's model refuses it when it is parsed
+    record_format = int(body[at:digits])
+    value = None
+    if body.startswith(_TS_RECORDED_KEY, digits):
+        at = end = digits + len(_TS_RECORDED_KEY)
+        while body[end : end + 1].isdigit():
+            end += 1
+        leading_zero = body[at : at + 1] == b"0" and end > at + 1
+        if end > at and not leading_zero and body[end : end + 1] in (b",", b"}"):
+            value = int(body[at:end])
+    if record_format >= TS_RECORDED_SINCE and value is None:
+        raise ValueError(f"a format {record_format} record needs {TS_RECORDED_FIELD} (a non-negative integer) "
+                         "right after format")
+    if record_format < TS_RECORDED_SINCE and value is not None:
+        raise ValueError(f"a format {record_format} record has {TS_RECORDED_FIELD} (added in format 3)")
+    if value is not None and value >= 2**63:
+        raise ValueError(f"{TS_RECORDED_FIELD} {value} is beyond int64")
+    return value
 
 
 def parse_object(body: bytes) -> dict[str, Any] | None:
@@ -120,7 +162,10 @@ _FIELD_PATTERNS = {
 #: The canonical start of a record line (RE2/Python regex). A line that matches it has exactly the
 #: fields ``split_record`` slices: the first ``"sequence":`` and ``"prev_hash":`` are the top-level
 #: keys, because the fields before them cannot hold an unescaped quote.
-CANONICAL_LINE = r"^\{" + ",".join(f'"{name}":{_FIELD_PATTERNS[name]}' for name in COMMON_FIELDS) + "[,}]"
+CANONICAL_LINE = (
+    r"^\{" + ",".join(f'"{name}":{_FIELD_PATTERNS[name]}' for name in COMMON_FIELDS)
+    + f'(?:,"{FORMAT_FIELD}":(?P<format>\\d+)(?:,"{TS_RECORDED_FIELD}":(?P<rec>0|[1-9]\\d*))?)?[,}}]'
+)
 
 _PREV_KEY_SQL = _PREV_KEY.decode()
 _SUFFIX_SQL = CHECKSUM_SUFFIX_PREFIX.decode()

@@ -14,6 +14,8 @@ class FailureKind(enum.StrEnum):
     CHAIN_BREAK = "chain_break"
     SEQUENCE_GAP = "sequence_gap"
     SEQUENCE_REPEAT = "sequence_repeat"
+    #: A record's ``ts_recorded`` is earlier than the one before it in its stream (format 3 on).
+    TS_RECORDED_BACKWARDS = "ts_recorded_backwards"
     UNPARSEABLE_LINE = "unparseable_line"
     TORN_LINE = "torn_line"
     SEAL_MISMATCH = "seal_mismatch"

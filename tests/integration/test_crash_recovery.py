@@ -32,14 +32,23 @@ TRADER = "T-CRASH"
 STREAM = "s1"
 
 #: Emits durable fills (and, from a second thread, non-durable param changes) until killed. After each
-#: durable emit returns it prints the order id: the parent knows which emits had returned at the kill.
+#: durable emit returns it prints the order id and its ts_recorded: the parent knows which emits had
+#: returned at the kill, and when (by the child's clock).
 CHILD_CODE = r"""
 import sys, threading, time
 from audit_core import AuditConfig, AuditEventEmitter
 
 base, round_id = sys.argv[1], sys.argv[2]
-config = AuditConfig(base_path=base, trader_id="T-CRASH", stream_id="s1", flush_interval_s=0.005)
-emitter = AuditEventEmitter(config)
+options, clock = {}, time.time_ns
+if len(sys.argv) > 3:
+    # Degraded-rotation rounds: a spill directory, and a clock that starts `lead` ns before a UTC
+    # midnight and runs at wall speed, so the stream rotates while the parent keeps its disk full.
+    fallback, midnight, lead = sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+    started = time.monotonic_ns()
+    clock = lambda: midnight - lead + time.monotonic_ns() - started
+    options = {"fallback_path": fallback, "retry_interval_s": 0.01}
+config = AuditConfig(base_path=base, trader_id="T-CRASH", stream_id="s1", flush_interval_s=0.005, **options)
+emitter = AuditEventEmitter(config, clock=clock)
 
 def params():
     step = 0
@@ -55,11 +64,11 @@ sys.stdout.flush()
 index = 0
 while True:
     order_id = f"{round_id}-{index}"
-    emitter.emit_trade(
+    fill = emitter.emit_trade(
         "trade.fill", "child.trades", "EURUSD", order_id=order_id, side="BUY", size="1", price="1.1",
         reason="x" * (index % 97),
     )
-    sys.stdout.write(order_id + "\n")
+    sys.stdout.write(f"{order_id} {fill.ts_recorded}\n")
     sys.stdout.flush()
     if index % 4 == 0:
         emitter.emit_param_change("child.main", "position", index, index + 1)
@@ -106,9 +115,9 @@ def trail_order_ids(base: Path, cache: dict[tuple[str, int, int], Counter[str]])
 class Child:
     """One child process; ``returned`` collects the order ids it printed."""
 
-    def __init__(self, base: Path, round_id: str) -> None:
+    def __init__(self, base: Path, round_id: str, extra: tuple[str, ...] = ()) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-c", CHILD_CODE, str(base), round_id],
+            [sys.executable, "-c", CHILD_CODE, str(base), round_id, *extra],
             cwd=PROJECT_ROOT,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -118,6 +127,7 @@ class Child:
         self._buffer = b""
         self.ready = False
         self.returned: list[str] = []
+        self.recorded: list[int] = []  # ts_recorded of each returned emit
 
     def _take(self, data: bytes) -> None:
         self._buffer += data
@@ -126,7 +136,9 @@ class Child:
             if line == b"ready":
                 self.ready = True
             else:
-                self.returned.append(line.decode())
+                order_id, _, recorded = line.decode().partition(" ")
+                self.returned.append(order_id)
+                self.recorded.append(int(recorded))
 
     def read_until(self, done: Callable[[], bool], timeout: float = 20.0) -> None:
         assert self.process.stdout is not None
@@ -211,6 +223,73 @@ class TestSigkillAtRandomMoments:
         sequences = [split_record(line).sequence for path in files for line in path.read_bytes().splitlines()
                      if line.endswith(b"}")]
         assert sequences == list(range(len(sequences)))
+
+
+class TestSigkillDuringDegradedRotation:
+    """Kills while the disk is full and the stream crosses a UTC midnight (spill + rotation degraded).
+
+    Each round the child starts shortly before a midnight of its own clock; the parent fills the
+    tmpfs the trail lives on, the child degrades (non-durable records wait, durable ones are spilled
+    and synced), midnight passes, and the child is killed at a random moment. The parent frees the
+    disk and reopens the stream (which ends a torn line and imports the spill). Every round: verify
+    passes and every durable emit that returned is in the trail exactly once.
+    """
+
+    ROUNDS = 40
+
+    def test_every_returned_durable_emit_survives_kills_during_a_degraded_rotation(self, tmp_path):
+        from test_disk_full import fill, mounted_tmpfs
+
+        rng = random.Random(20261130)
+        with mounted_tmpfs(tmp_path, size="16m") as disk:
+            base, fallback = disk / "trail", tmp_path / "fallback"
+            config = AuditConfig(base_path=base, trader_id=TRADER, stream_id=STREAM, fallback_path=fallback)
+            returned: list[str] = []
+            cache: dict[tuple[str, int, int], Counter[str]] = {}
+            degraded_after_midnight = 0
+            for round_no in range(self.ROUNDS):
+                midnight = FIRST_MIDNIGHT + round_no * NS_PER_DAY
+                lead = rng.randint(20, 100) * 1_000_000  # ms before midnight, by the child's clock
+                child = Child(base, f"d{round_no}", (str(fallback), str(midnight), str(lead)))
+                filler = None
+                try:
+                    child.read_until(lambda c=child: c.ready)
+                    wanted = rng.randint(1, 8)
+                    child.read_until(lambda c=child, n=wanted: len(c.returned) >= n)
+                    spilled_before = spill_size(fallback)
+                    filler = fill(disk)
+                    time.sleep(rng.uniform(0.02, 0.25))
+                    child.kill()
+                    assert child.process.returncode == -signal.SIGKILL, child.stderr()
+                finally:
+                    child.close()
+                    if filler is not None:
+                        filler.unlink()
+                returned += child.returned
+                if spill_size(fallback) > spilled_before and max(child.recorded) >= midnight:
+                    degraded_after_midnight += 1
+
+                with AuditEventEmitter(config, clock=lambda m=midnight: m + NS_PER_DAY // 2):
+                    pass  # recovery: ends a torn line, imports the spill, seals
+
+                report = verify(base)
+                assert report.ok, f"round {round_no}:\n{report.to_text()}"
+                found = trail_order_ids(base, cache)
+                missing = [order_id for order_id in returned if found[order_id] != 1]
+                assert not missing, f"round {round_no}: returned emits not in the trail exactly once: {missing[:10]}"
+                duplicated = [order_id for order_id, count in found.items() if count > 1]
+                assert not duplicated, f"round {round_no}: duplicated in the trail: {duplicated[:10]}"
+
+        # Most kills must have come while degraded and after the child's midnight, or this tested little.
+        assert degraded_after_midnight >= self.ROUNDS // 2, degraded_after_midnight
+
+
+FIRST_MIDNIGHT = 1_767_657_600 * 10**9  # 2026-01-06 00:00:00 UTC
+NS_PER_DAY = 86_400 * 10**9
+
+
+def spill_size(fallback: Path) -> int:
+    return sum(path.stat().st_size for path in fallback.glob("*")) if fallback.exists() else 0
 
 
 # --- torn writes at every byte offset -------------------------------------------------------------

@@ -10,6 +10,7 @@ and once space returns the hot trail holds every record exactly once, in order, 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -27,13 +28,13 @@ from audit_core.trust.record import split_record
 TMPFS_SIZE = "256k"
 
 
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A freshly mounted 256 KiB tmpfs, lazily unmounted afterwards."""
+@contextlib.contextmanager
+def mounted_tmpfs(tmp_path: Path, size: str = TMPFS_SIZE) -> Iterator[Path]:
+    """A freshly mounted tmpfs of ``size``, lazily unmounted afterwards (skips where mounting is refused)."""
     mount_point = tmp_path / "small-disk"
     mount_point.mkdir()
     result = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={TMPFS_SIZE},mode=0755", "tmpfs", str(mount_point)],
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(mount_point)],
         capture_output=True,
         text=True,
         check=False,
@@ -47,6 +48,13 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         yield mount_point
     finally:
         subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A freshly mounted 256 KiB tmpfs, lazily unmounted afterwards."""
+    with mounted_tmpfs(tmp_path) as mount_point:
+        yield mount_point
 
 
 def fill(disk: Path) -> Path:
@@ -347,3 +355,53 @@ class TestCrashWhileDegraded:
         assert len(recovery) == 1
         assert recovery[0]["payload"]["torn_length"] == len(torn_tail)
         assert recovery[0]["payload"]["imported_spilled_records"] == imported
+
+
+class Clock:
+    """An injected wall clock the test moves past midnight."""
+
+    def __init__(self, now: int) -> None:
+        self.now = now
+
+    def __call__(self) -> int:
+        return self.now
+
+
+JAN_5 = 1_767_571_200 * 10**9  # 2026-01-05 00:00:00 UTC
+DAY_NS = 86_400 * 10**9
+
+
+class TestShortWriteThenMidnight:
+    def test_the_rest_of_a_cut_record_completes_it_in_its_own_file_before_the_rotation(self, small_disk, tmp_path):
+        """A write cut short by ENOSPC, then midnight, then space again: the record's rest goes into the
+        file its first bytes are in, and only then does the stream rotate (it used to start the next
+        day's file with the rest: one record split across two files, failing verify forever)."""
+        base = small_disk / "trail"
+        clock = Clock(JAN_5 + DAY_NS - 10 * 10**9)  # 23:59:50
+        config = AuditConfig(base_path=base, fallback_path=tmp_path / "fallback", retry_interval_s=0.05)
+        emitter = AuditEventEmitter(config, clock=clock)
+        emitted = Emitted(emitter)
+        for _ in range(3):
+            emitted.param()
+        filler = fill(small_disk)
+        emitted.until_degraded()
+        (first_day,) = (base / "hot").glob("*.jsonl")
+        torn_tail = first_day.read_bytes().rsplit(b"\n", 1)[1]
+        assert torn_tail, "the write that hit ENOSPC was not short: nothing to complete in place"
+
+        clock.now = JAN_5 + DAY_NS + 10 * 10**9  # 00:00:10 the next day, disk still full
+        for _ in range(5):
+            emitted.param()
+        filler.unlink()
+        time.sleep(2 * config.retry_interval_s)
+        emitted.param()
+        assert wait_for(lambda: not emitter.is_degraded, 2.0), "the writer did not recover once space was back"
+        emitter.close()
+
+        assert_trail_has_exactly(base, emitted.events)
+        files = sorted((base / "hot").glob("*.jsonl"))
+        assert [path.name.split(".")[3] for path in files] == ["2026-01-05", "2026-01-06"]
+        completed = first_day.read_bytes().split(b"\n")[-2]
+        assert completed.startswith(torn_tail) and len(completed) > len(torn_tail)
+        split_record(completed)
+        assert files[1].read_bytes().startswith(b'{"ts_event":'), "the next day's file starts mid-record"

@@ -21,11 +21,12 @@ from audit_core.trust.record import rebuild_line
 JAN_5_2359 = 1_767_657_540 * 10**9  # 2026-01-05 23:59:00 UTC
 MINUTE = 60 * 10**9
 
-#: The cold schema (projection 2), pinned: changing it means a new projection version (projection.PROJECTIONS).
+#: The cold schema (projection 3), pinned: changing it means a new projection version (projection.PROJECTIONS).
 EXPECTED_SCHEMA = [
     ("ts_event", "int64"), ("event_type", "string"), ("source", "string"), ("trader_id", "string"),
     ("stream", "string"), ("sequence", "int64"), ("correlation_id", "string"), ("prev_hash", "string"),
-    ("checksum", "string"), ("record_format", "int16"), ("owner", "string"), ("param_name", "string"),
+    ("checksum", "string"), ("record_format", "int16"), ("ts_recorded", "int64"), ("owner", "string"),
+    ("param_name", "string"),
     ("old_value", "string"), ("new_value", "string"), ("old_value_num", "double"), ("new_value_num", "double"),
     ("old_value_text", "string"),
     ("new_value_text", "string"), ("old_value_bool", "bool"), ("new_value_bool", "bool"),

@@ -296,11 +296,11 @@ class TestRecordFormat:
             built = audit.emit(ParameterChangeEvent(source="s", param_name="k", new_value=1))
             fast = audit.emit_param_change("s", "k", 1, 2, "why")
         for event in (built, fast):
-            assert event.format == RECORD_FORMAT == 2
+            assert event.format == RECORD_FORMAT == 3
             keys = list(json.loads(event.to_line()))
-            assert keys[: len(COMMON_FIELDS) + 1] == [*COMMON_FIELDS, "format"]
+            assert keys[: len(COMMON_FIELDS) + 2] == [*COMMON_FIELDS, "format", "ts_recorded"]
         (hot_file,) = (tmp_path / "hot").glob("*.jsonl")
-        assert [parse_record(line).format for line in hot_file.read_bytes().splitlines()] == [2, 2]
+        assert [parse_record(line).format for line in hot_file.read_bytes().splitlines()] == [3, 3]
 
     def test_a_format_1_record_reads_as_format_1_and_keeps_its_bytes(self):
         event = parse_record(OLD_PARAM_LINE)
@@ -308,6 +308,6 @@ class TestRecordFormat:
         assert event.to_line() == OLD_PARAM_LINE
 
     def test_a_newer_format_is_refused_naming_the_field_and_value(self):
-        newer = OLD_PARAM_LINE.replace(b'"prev_hash":null,', b'"prev_hash":null,"format":3,')
-        with pytest.raises(ValidationError, match=r"format[\s\S]*less than or equal to 2[\s\S]*input_value=3"):
+        newer = OLD_PARAM_LINE.replace(b'"prev_hash":null,', b'"prev_hash":null,"format":4,"ts_recorded":1,')
+        with pytest.raises(ValidationError, match=r"format[\s\S]*less than or equal to 3[\s\S]*input_value=4"):
             parse_record(newer)

@@ -92,7 +92,7 @@ def verify_file(data: bytes, seal: dict, key: bytes | None) -> list[str]:
     if lines[-1] != b"":
         problems.append("the file does not end with a newline")
     lines = lines[:-1]
-    previous, expected = GENESIS, 0
+    previous, expected, recorded = GENESIS, 0, None
     for number, line in enumerate(lines, start=1):
         match = SUFFIX.search(line)
         if match is None:
@@ -112,6 +112,12 @@ def verify_file(data: bytes, seal: dict, key: bytes | None) -> list[str]:
             problems.append(f"line {number}: expected sequence {expected}, got {sequence}")
         if prev_hash != previous:
             problems.append(f"line {number}: chain break")
+        if record.get("format", 1) >= 3 and type(record.get("ts_recorded")) is not int:
+            problems.append(f"line {number}: a format {record['format']} record without ts_recorded")
+        elif "ts_recorded" in record:
+            if recorded is not None and record["ts_recorded"] < recorded:
+                problems.append(f"line {number}: ts_recorded goes backwards")
+            recorded = record["ts_recorded"]
         previous, expected = match.group(1).decode(), (sequence if isinstance(sequence, int) else expected) + 1
     claims = {
         "records": len(lines), "file_size": len(data), "file_sha256": hashlib.sha256(data).hexdigest(),

@@ -102,12 +102,12 @@ def versions(cold: Path) -> set[int]:
 
 class TestOldStores:
     def test_a_projection_1_store_verifies_and_lacks_the_new_column(self, old_store):
-        assert versions(old_store.cold) == {1} and PROJECTION_VERSION == 2
+        assert versions(old_store.cold) == {1} and PROJECTION_VERSION == 3
         report = old_store.verify()
         assert report.ok, report.to_text()
         assert report.records == 60
         for file in old_store.cold.glob("year=*/month=*/day=*/*.parquet"):
-            assert "record_format" not in pq.read_schema(file).names
+            assert not {"record_format", "ts_recorded"} & set(pq.read_schema(file).names)
             assert pq.read_metadata(file).metadata[PROJECTION_METADATA_KEY.encode()] == b"1"
 
     def test_an_edited_column_of_a_projection_1_file_is_still_found(self, old_store):
@@ -126,17 +126,18 @@ class TestOldStores:
     def test_the_workbench_reads_old_files_as_record_format_1_beside_new_ones(self, old_store):
         from workbench import open_trail
 
-        old_store.write(JAN_5 + 3 * 24 * HOUR, 3)  # a later day, converted with projection 2
+        old_store.write(JAN_5 + 3 * 24 * HOUR, 3)  # a later day, converted with projection 3
         assert any(r.converted for r in old_store.converter().convert_all())
-        assert versions(old_store.cold) == {1, 2}
+        assert versions(old_store.cold) == {1, 3}
         assert old_store.verify().ok
         assert read_root(old_store.cold)["projection_version"] == 1  # the oldest a reader must know
         trail = open_trail(old_store.base, hmac_key=old_store.hmac_key, public_key=old_store.public_key)
         counts = trail.events.aggregate(
-            unknown=trail.events.record_format.isnull().sum(), format_2=(trail.events.record_format == 2).sum(),
+            unknown=trail.events.record_format.isnull().sum(), format_3=(trail.events.record_format == 3).sum(),
+            recorded=trail.events.ts_recorded.notnull().sum(),
         ).to_pandas().iloc[0]
         # Projection 1 did not derive record_format: NULL (unknown) until a rebuild, never a guess.
-        assert (counts.unknown, counts.format_2) == (60, 6)
+        assert (counts.unknown, counts.format_3, counts.recorded) == (60, 6, 6)
 
 
 class TestRebuild:
@@ -144,20 +145,20 @@ class TestRebuild:
         before, old_hashes = stored(old_store.cold), {
             p.name: file_sha256(p) for p in old_store.cold.glob("year=*/month=*/day=*/*.parquet")}
         result = old_store.converter().rebuild()
-        assert result.rebuilt and result.from_versions == {1: 2} and result.to_version == 2
+        assert result.rebuilt and result.from_versions == {1: 2} and result.to_version == 3
         assert (result.files, result.rows, result.records) == (2, 60, 60)
-        assert "rebuilt 2 manifest entries (2 from projection 1) to projection 2" in result.summary()
+        assert "rebuilt 2 manifest entries (2 from projection 1) to projection 3" in result.summary()
         assert stored(old_store.cold) == before  # the evidence, byte for byte
         report = old_store.verify()
         assert report.ok, report.to_text()
-        assert versions(old_store.cold) == {2} and read_root(old_store.cold)["projection_version"] == 2
+        assert versions(old_store.cold) == {3} and read_root(old_store.cold)["projection_version"] == 3
         for path in (old_store.cold / MANIFEST_DIR).glob("*.json"):
             (history,) = read_manifest(path)["rebuilt"]
             assert history["from_projection_version"] == 1
             assert {Path(r["path"]).name: r["sha256"] for r in history["replaced"]}.items() <= old_hashes.items()
-        formats = duckdb.execute("SELECT DISTINCT record_format FROM read_parquet($g)",
+        formats = duckdb.execute("SELECT DISTINCT record_format, ts_recorded IS NULL FROM read_parquet($g)",
                                  {"g": str(old_store.cold / "year=*/month=*/day=*/*.parquet")}).fetchall()
-        assert formats == [(2,)]  # derived from the records, which this version's emitter wrote
+        assert formats == [(3, False)]  # derived from the records, which this version's emitter wrote
         assert not (old_store.base / ("cold" + BUILDING_SUFFIX)).exists()
         assert not (old_store.base / ("cold" + REPLACED_SUFFIX)).exists()
         again = old_store.converter().rebuild()
@@ -204,7 +205,7 @@ class TestRebuild:
         assert (old_store.base / ("cold" + BUILDING_SUFFIX)).is_dir()
         assert (old_store.base / ("cold" + REPLACED_SUFFIX)).is_dir()
         assert not old_store.converter().rebuild().rebuilt  # finishes the swap; nothing left to do
-        assert old_store.verify().ok and versions(old_store.cold) == {2}
+        assert old_store.verify().ok and versions(old_store.cold) == {PROJECTION_VERSION}
         assert not (old_store.base / ("cold" + REPLACED_SUFFIX)).exists()
 
 
@@ -236,5 +237,5 @@ def test_the_cli_rebuilds_then_converts(tmp_path, capsys, monkeypatch):
     assert main(["convert", str(trail.base / "hot"), str(trail.cold), "--rebuild", "-q",
                  "--hmac-key-env", "REBUILD_KEY"]) == 0
     out = capsys.readouterr().out
-    assert "rebuilt 2 manifest entries (2 from projection 1) to projection 2" in out
+    assert "rebuilt 2 manifest entries (2 from projection 1) to projection 3" in out
     assert main(["verify", str(trail.base), "--hmac-key-env", "REBUILD_KEY"]) == 0

@@ -7,6 +7,7 @@ derived from the same constants; these tests run each of them on real emitted li
 
 from __future__ import annotations
 
+import json
 import re
 
 import duckdb
@@ -32,11 +33,15 @@ from audit_core.trust.record import (
 _TEXT = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=30)
 
 
-def _line(source: str, reason: str, sequence: int, prev_hash: str | None, correlation_id: str | None) -> bytes:
+def _line(
+    source: str, reason: str, sequence: int, prev_hash: str | None, correlation_id: str | None,
+    stamp: tuple[int | None, int | None] = (None, None),
+) -> bytes:
+    """A record line; ``stamp`` is (format, ts_recorded): none (format 1), format 2, or format 3 with a time."""
     event = ParameterChangeEvent(
         ts_event=1_767_225_600_000_000_000 + sequence, source=source, param_name="max_position",
-        old_value=1, new_value={"nested": [reason, 2.5]}, trigger_reason=reason, trader_id="T-001",
-        sequence=sequence, prev_hash=prev_hash, correlation_id=correlation_id,
+        old_value=1, new_value={"nested": [reason, 2.5], "ts_recorded": 7}, trigger_reason=reason, trader_id="T-001",
+        sequence=sequence, prev_hash=prev_hash, correlation_id=correlation_id, format=stamp[0], ts_recorded=stamp[1],
     )
     body = event.canonical_bytes()
     return build_line(body, compute_checksum(body))
@@ -46,6 +51,7 @@ _LINES = st.builds(
     _line, _TEXT, _TEXT, st.integers(0, 2**40),
     st.one_of(st.none(), st.just(GENESIS_HASH), st.text("0123456789abcdef", min_size=64, max_size=64)),
     st.one_of(st.none(), _TEXT),
+    st.one_of(st.just((None, None)), st.just((2, None)), st.tuples(st.just(3), st.integers(0, 2**63 - 1))),
 )
 
 
@@ -64,6 +70,8 @@ def test_python_slicing_and_the_regex_agree_on_emitted_lines(line):
     assert match is not None
     assert int(match["seq"]) == fields.sequence
     assert match["prev"] == fields.prev_hash
+    assert (None if match["rec"] is None else int(match["rec"])) == fields.ts_recorded
+    assert json.loads(line).get("ts_recorded") == fields.ts_recorded
     stripped = strip_line(line[:-1], fields.prev_hash)
     assert rebuild_line(stripped, fields.prev_hash, fields.checksum) == line[:-1]
 
@@ -101,3 +109,31 @@ def test_a_line_whose_checksum_is_not_last_is_refused():
     moved = line.replace(b',"checksum":"', b',"checksum_":"')
     with pytest.raises(ValueError, match="checksum"):
         split_record(moved)
+
+
+@pytest.mark.parametrize(("stamp", "problem"), [
+    (b'"format":3,', "needs ts_recorded"),
+    (b'"format":3,"ts_recorded":-1,', "needs ts_recorded"),
+    (b'"format":3,"ts_recorded":01,', "needs ts_recorded"),
+    (b'"format":2,"ts_recorded":5,', "has ts_recorded"),
+    (b'"format":3,"ts_recorded":9223372036854775808,', "beyond int64"),
+])
+def test_a_record_whose_ts_recorded_does_not_fit_its_format_is_refused_by_every_reader(stamp, problem):
+    """split_record raises; the regex's (format, rec) pair shows the same mismatch to the bulk path."""
+    line = _line("sizer", "why", 0, GENESIS_HASH, None)
+    line = line.replace(b'"prev_hash":"' + GENESIS_HASH.encode() + b'",',
+                        b'"prev_hash":"' + GENESIS_HASH.encode() + b'",' + stamp)
+    with pytest.raises(ValueError, match=problem):
+        split_record(line)
+    match = re.match(CANONICAL_LINE, line.decode())
+    assert match is not None
+    record_format = int(match["format"])
+    rec = None if match["rec"] is None else int(match["rec"])
+    assert (record_format >= 3) != (rec is not None) or rec >= 2**63
+
+
+def test_a_payload_key_named_ts_recorded_is_not_the_records_own():
+    line = _line("sizer", "why", 0, GENESIS_HASH, None, (2, None))
+    assert b'"ts_recorded":7' in line
+    assert split_record(line).ts_recorded is None
+    assert re.match(CANONICAL_LINE, line.decode())["rec"] is None

@@ -371,3 +371,50 @@ class TestLiveFileLost:
         assert emitter.writer.stats.degraded_episodes == 5
         (survivor,) = config.hot_path.glob("*.jsonl")  # the five deleted files are gone; the sixth is sealed
         assert survivor.name.endswith(".0005.jsonl") and seal_path(survivor).exists()
+
+
+class TestRestartWithAnEarlierClock:
+    """A restart whose clock is behind the newest file's day (an NTP step back, a backtest re-run into
+    the same path) continues the newest day's file or its next segment: it used to name a file for
+    the earlier day, which sorts before the records it follows and broke an honest trail's chain."""
+
+    def test_after_a_clean_close_the_next_segment_of_the_newest_day_is_used(self, tmp_path):
+        config = config_for(tmp_path)
+        first = emit_one(config, Clock(JAN_5 + 86_400 * 10**9), "day 6")
+        second = emit_one(config, Clock(JAN_5 + 3600 * 10**9), "day 5, later")
+        assert first.name == hot_file_name("T-1", "s1", DAY_5 + dt.timedelta(days=1), 0)
+        assert second.name == hot_file_name("T-1", "s1", DAY_5 + dt.timedelta(days=1), 1)
+        report = verify(tmp_path)
+        assert report.ok, report.to_text()
+        assert report.records == 2
+
+    def test_after_a_crash_the_unsealed_newest_file_is_continued(self, tmp_path, crash):
+        config = config_for(tmp_path)
+        emitter = AuditEventEmitter(config, clock=Clock(JAN_5 + 86_400 * 10**9))
+        emitter.emit_system("sys.note", "test", {"text": "day 6"})
+        first = emitter.writer.path
+        crash(emitter)
+        assert not seal_path(first).exists()
+        second = emit_one(config, Clock(JAN_5 + 3600 * 10**9), "day 5, after the crash")
+        assert second == first
+        assert [p.name for p in sorted((tmp_path / "hot").glob("*.jsonl"))] == [first.name]
+        report = verify(tmp_path)
+        assert report.ok, report.to_text()
+        assert report.records == 2
+
+    def test_a_clock_behind_rotates_only_at_the_end_of_the_newest_day(self, tmp_path):
+        config = config_for(tmp_path)
+        emit_one(config, Clock(JAN_5 + 86_400 * 10**9), "day 6")
+        clock = Clock(JAN_5 + 3600 * 10**9)
+        with AuditEventEmitter(config, clock=clock) as emitter:
+            emitter.emit_system("sys.note", "test", {"text": "day 5"})
+            clock.now = JAN_5 + 86_400 * 10**9 + 5  # the clock reaches the newest day: same file
+            emitter.emit_system("sys.note", "test", {"text": "day 6 again"})
+            same = emitter.writer.path
+            clock.now = JAN_5 + 2 * 86_400 * 10**9 + 5  # past the newest day's midnight: rotates
+            emitter.emit_system("sys.note", "test", {"text": "day 7"})
+            assert emitter.writer.path != same
+        assert same.name == hot_file_name("T-1", "s1", DAY_5 + dt.timedelta(days=1), 1)
+        report = verify(tmp_path)
+        assert report.ok, report.to_text()
+        assert report.records == 4

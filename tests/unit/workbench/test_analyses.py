@@ -256,3 +256,45 @@ def test_sequence_gaps_and_integrity_failures_are_surfaced(hand_trail):
     kinds = set(found.to_pandas()["kind"])
     assert {"sequence_gap", "missing_reason"} <= kinds and kinds & {"seal_mismatch", "sequence_gap"}
     assert any(json.dumps(f.detail) for f in found.integrity)
+
+
+class TestBackdatedRecords:
+    """``ts_event`` well before ``ts_recorded``: an "approval" written after the incident it claims to precede."""
+
+    @staticmethod
+    def backdated_trail(base):
+        from audit_core import AuditConfig, AuditEventEmitter
+
+        now = [T0]
+        with AuditEventEmitter(AuditConfig(base_path=base, trader_id="T1", stream_id="ops", sync_writes=False),
+                               clock=lambda: now[0]) as emitter:
+            emitter.emit_param_change("meta_controller", "risk_multiplier", 1.0, 2.0, "drawdown")  # on time
+            now[0] = T0 + 600 * S
+            emitter.emit_trade("trade.fill", "obs", "ES", order_id="O-1", side="BUY", size="1", price="1",
+                               ts_event=T0 + 599 * S)  # a venue time 1 s behind: normal
+            emitter.emit_system("sys.approval", "risk_desk", {"approved": "risk_multiplier"},
+                                ts_event=T0 - 60 * S)  # written 11 minutes after the time it claims
+        return open_trail(base)
+
+    def test_a_record_claiming_a_time_before_it_was_recorded_is_flagged(self, tmp_path):
+        found = detect_unexplained_changes(self.backdated_trail(tmp_path), integrity=False)
+        assert rows(found.findings, "kind", "source", "sequence", "ts_event") == [
+            ("backdated", "risk_desk", 2, T0 - 60 * S)]
+        (detail,) = rows(found.findings, "detail")
+        assert detail[0] == (f"ts_event is {660 * S} ns before ts_recorded {T0 + 600 * S} "
+                             f"(tolerance 5000000000 ns): recorded as if it happened earlier")
+
+    def test_the_tolerance_is_configurable_and_none_turns_the_check_off(self, tmp_path):
+        trail = self.backdated_trail(tmp_path)
+        strict = detect_unexplained_changes(trail, integrity=False, backdate_tolerance_ns=0)
+        assert rows(strict.findings, "kind", "sequence") == [("backdated", 2), ("backdated", 1)]  # by ts_event
+        lax = detect_unexplained_changes(trail, integrity=False, backdate_tolerance_ns=3600 * S)
+        assert rows(lax.findings, "kind") == []
+        off = detect_unexplained_changes(trail, integrity=False, backdate_tolerance_ns=None)
+        assert rows(off.findings, "kind") == []
+
+    @pytest.mark.parametrize("bad", [-1, 1.5, True, "5s"])
+    def test_a_bad_tolerance_is_named(self, tmp_path, bad):
+        trail = self.backdated_trail(tmp_path)
+        with pytest.raises(WorkbenchInputError, match=r"backdate_tolerance_ns=.*non-negative integer"):
+            detect_unexplained_changes(trail, integrity=False, backdate_tolerance_ns=bad)
