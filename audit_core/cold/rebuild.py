@@ -9,6 +9,10 @@ manifest entry keeps its history (``rebuilt``: the version and the SHA-256 of ev
 replaced), authenticated like the rest of the entry and committed to by the new root: the rebuild
 is itself recorded in the store it changed.
 
+An entry at the current version whose files still have the v2 data pages of an older converter
+(BYTE_STREAM_SPLIT doubles, which Spark 4.0's vectorized reader refuses: ``_parquet.COPY_OPTIONS``)
+is rebuilt too, into v1 pages, at the same version.
+
 Crash-safe: the copy is built in ``<cold>.rebuild``; the swap renames the store to
 ``<cold>.replaced`` and the copy into its place, then deletes the old one. A run interrupted
 before the swap starts over; one interrupted inside it finishes the swap once the copy verifies.
@@ -25,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from audit_core.cold._parquet import STAGING_DIR, bounded_connection, write_partitions
+from audit_core.cold._parquet import STAGING_DIR, bounded_connection, uses_byte_stream_split, write_partitions
 from audit_core.cold.cold_verify import verify_cold
 from audit_core.cold.manifest import (
     MANIFEST_CHECKSUM,
@@ -130,7 +134,8 @@ def rebuild_projection(
             shutil.rmtree(leftover)
     entries = [(path, read_manifest(path)) for path in sorted((cold / MANIFEST_DIR).glob("*.json"))]
     result = RebuildResult(cold, PROJECTION_VERSION, records=before.records)
-    stale = [(path, entry) for path, entry in entries if entry.get("projection_version") != PROJECTION_VERSION]
+    stale = [(path, entry) for path, entry in entries if entry.get("projection_version") != PROJECTION_VERSION
+             or _old_pages(cold, entry)]
     if not stale:
         return result
     if signing_key is None and any(SIGNATURE_FIELD in entry for _, entry in entries):
@@ -211,6 +216,12 @@ def _rebuild_entry(
     result.from_versions[version] = result.from_versions.get(version, 0) + 1
     result.files += len(outputs)
     result.rows += sum(int(output["rows"]) for output in outputs)
+
+
+def _old_pages(cold: Path, entry: dict[str, Any]) -> bool:
+    """Whether a file of ``entry`` (verified) has the v2 pages an older converter wrote (``_parquet.COPY_OPTIONS``)."""
+    return any(uses_byte_stream_split(cold / str(output["path"])) for output in entry["outputs"]
+               if isinstance(output, dict))
 
 
 def _sibling(cold: Path, suffix: str) -> Path:
