@@ -49,6 +49,19 @@ def uses_byte_stream_split(file: Path) -> bool:
                for group in range(metadata.num_row_groups) for i in floating)
 
 
+def parameter_index_sql(rows: str) -> str:
+    """SQL for an output's ``parameters`` (``manifest.py``): each parameter changed in ``rows``, once.
+
+    ``[owner, param_name, ts_event of its last change]``, ordered; a change is a ``param.*`` row
+    with a ``param_name`` (as ``workbench.parameters`` counts them). The workbench's ``state_at``
+    reads, for each parameter, only the day of its last change before the instant asked about;
+    ``verify_cold`` runs this on each file and compares.
+    """
+    return f"""SELECT owner, param_name, max(ts_event) FROM {rows}
+               WHERE starts_with(event_type, 'param.') AND param_name IS NOT NULL
+               GROUP BY owner, param_name ORDER BY owner, param_name"""
+
+
 def bounded_connection(staging: Path) -> Any:
     """A DuckDB connection whose memory is capped (``MEMORY_LIMIT``), spilling to ``staging``."""
     import duckdb
@@ -103,11 +116,15 @@ def write_partitions(
                 FROM {table} WHERE ts_event >= $start AND ts_event < $end AND sequence IS NOT NULL""",
             {"start": start, "end": start + NS_PER_DAY},
         ).fetchone() or (None, None, None, None)
+        parameters = con.execute(
+            parameter_index_sql(f"(SELECT * FROM {table} WHERE ts_event >= $start AND ts_event < $end)"),
+            {"start": start, "end": start + NS_PER_DAY}).fetchall()
         fsync_file(staged)
         output = {
             "path": str(target.relative_to(cold)), "rows": int(count), "bytes": staged.stat().st_size,
             "sha256": file_sha256(staged), "first_sequence": first_sequence, "last_sequence": last_sequence,
             "first_hash": first_hash, "last_hash": last_hash,
+            "parameters": [[owner, name, last] for owner, name, last in parameters],
         }
         os.replace(staged, target)  # atomic; converting again replaces, never duplicates
         fsync_directory(target_dir)
