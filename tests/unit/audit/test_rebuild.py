@@ -282,3 +282,22 @@ class TestPageFormat:
     def test_an_unreadable_footer_is_not_taken_for_byte_stream_split(self, tmp_path):
         (tmp_path / "x.parquet").write_bytes(b"PAR1 not really")
         assert not parquet_module.uses_byte_stream_split(tmp_path / "x.parquet")
+
+
+def test_entries_without_the_parameter_index_are_rebuilt_with_it(tmp_path):
+    trail = make_trail(tmp_path, "hmac")
+    trail.converter().convert_all()
+    written = {}
+    for path in (trail.cold / MANIFEST_DIR).glob("*.json"):  # as the converter before the index wrote them
+        entry = {k: v for k, v in read_manifest(path).items() if k != "manifest_checksum"}
+        for output in entry["outputs"]:
+            written[output["path"]] = output.pop("parameters")
+        write_entry(trail.cold, entry, KEY)
+    trail.converter().update_root()
+    assert trail.verify().ok and all(written.values())
+    result = trail.converter().rebuild()
+    assert result.rebuilt and result.from_versions == {PROJECTION_VERSION: 2}
+    rebuilt = {output["path"]: output["parameters"] for path in (trail.cold / MANIFEST_DIR).glob("*.json")
+               for output in read_manifest(path)["outputs"]}
+    assert rebuilt == written
+    assert trail.verify().ok
