@@ -16,7 +16,8 @@ retention and a rebuild rewrite after every change) changes: one ``stat`` per ca
 ``MAX_DAYS`` days, or on a store without a root or entries, ``plan`` returns None and the whole
 trail is read, as before. (A Parquet file copied into the store by hand, without the converter and
 its root, is seen by ``state_at`` once the root changes or the trail is opened again; ``verify``
-reports such a file as unexpected.)
+reports such a file as unexpected.) The plan depends on ``at``'s day only, so on DuckDB the SQL is
+compiled once per day's shape (``workbench._compiled``), not once for every instant.
 """
 
 from __future__ import annotations
