@@ -45,6 +45,7 @@ bench: venv
 	$(PY) -m benchmarks.bench_observer
 	$(PY) -m benchmarks.bench_convert
 	$(PY) -m benchmarks.bench_audited
+	$(PY) -m benchmarks.bench_pages
 	$(PY) -m benchmarks.bench_spark
 	$(PY) -m benchmarks.bench_workbench
 	$(PY) -m benchmarks.bench_bulk --stock

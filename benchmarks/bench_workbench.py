@@ -405,7 +405,28 @@ def render_markdown(report: dict[str, Any]) -> str:
                   f"connection, its view and the same first query: {cold['raw_connect_view_first_query_ms']:.1f} ms "
                   f"(ratio {cold['ratio']:.2f}x; goal ≤ {MAX_COLD_RATIO}x: {_yes(cold['meets_ratio'])}).",
                   ""]
-    return "\n".join(lines) + "\n"
+    growth = growth_line(report)
+    return "\n".join([*lines, *([growth, ""] if growth else [])]) + "\n"
+
+
+#: Analyses whose cost must not grow with the trail's length, and how much it may grow (largest / smallest trail).
+HISTORY_INDEPENDENT = ("state_at", "lifecycle")
+MAX_GROWTH = 1.5
+
+
+def growth_line(report: dict[str, Any]) -> str:
+    """The history-independent analyses' time on the largest trail over the smallest, or "" with one size."""
+    sizes = sorted(report["sizes"], key=lambda size: size["events"])
+    if len(sizes) < 2:
+        return ""
+    small, large = sizes[0], sizes[-1]
+    cells = []
+    for name in HISTORY_INDEPENDENT:
+        if name in small["cases"] and name in large["cases"]:
+            ratio = large["cases"][name]["ibis_ms"] / small["cases"][name]["ibis_ms"]
+            cells.append(f"{small['cases'][name]['label']} {ratio:.2f}x{'' if ratio <= MAX_GROWTH else ' **over**'}")
+    return (f"Growth with the trail, {large['events'] // 10**6}M / {small['events'] // 10**6}M events (goal ≤ "
+            f"{MAX_GROWTH}x): " + ", ".join(cells) + ".")
 
 
 def _yes(value: bool) -> str:
@@ -432,7 +453,9 @@ def readme_table(report: dict[str, Any]) -> str:
                     f"({start['ratio']:.2f}x{mark})")
     lines.append(f"| cold start: `open_trail` + first 1-hour query | {' | '.join(cold)} |")
     loads = report["load_average_before_after"]
-    lines += ["", f"Measured by `{report['command']}` ({report['machine']}; load average {loads[0][0]} before, "
+    growth = growth_line(report)
+    lines += [*(["", growth] if growth else []),
+              "", f"Measured by `{report['command']}` ({report['machine']}; load average {loads[0][0]} before, "
               f"{loads[1][0]} after). Goals: ≤ {MAX_RATIO}x warm, ≤ {MAX_COLD_RATIO}x cold; **over** marks a "
               "case above its goal."]
     return "\n".join(lines) + "\n"

@@ -282,7 +282,7 @@ def read_cold(backend: Any, cold: Path, unreadable: list[tuple[Path, str]] | Non
     if name == "pyspark":
         from workbench import _spark
 
-        _spark.prepare_for_cold(backend)
+        _spark.prepare_for_cold(backend, files)
         # Spark, too, takes one file's columns unless told to merge them.
         spark_options = {"mergeSchema": "true"} if mixed else {}
         if damaged:  # files named one by one would lose Spark's partition discovery

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import ibis
@@ -102,11 +103,30 @@ def register_arrow(backend: Any, table: Any, prefix: str = "ledgerline_hot") -> 
     return backend.table(name)
 
 
-def prepare_for_cold(backend: Any) -> None:
-    """Session settings the cold Parquet needs on Spark 4.0 (runtime SQL settings of ``backend``'s session).
+#: Spark's switch for its vectorized (columnar, fast) Parquet reader.
+VECTORIZED_READER = "spark.sql.parquet.enableVectorizedReader"
+#: Set on a session once a cold file using BYTE_STREAM_SPLIT was opened through it: the reader stays off.
+ROW_READER_MARK = "ledgerline.parquet.rowReader"
 
-    The converter writes Parquet v2 data pages, where DuckDB encodes DOUBLE columns as
-    BYTE_STREAM_SPLIT; Spark 4.0's vectorized reader refuses that encoding ("Unsupported
-    encoding: BYTE_STREAM_SPLIT"), the parquet-mr reader reads it.
+
+def prepare_for_cold(backend: Any, files: Iterable[Path]) -> bool:
+    """Session settings for reading the cold Parquet ``files`` on Spark 4.0; returns whether the fast reader stays on.
+
+    The converter writes v1 data pages (PLAIN and dictionary encodings), which Spark's vectorized
+    reader reads. Stores converted before that hold v2 pages, where DuckDB encodes DOUBLE columns as
+    BYTE_STREAM_SPLIT, which the vectorized reader refuses ("Unsupported encoding: BYTE_STREAM_SPLIT"):
+    if any file uses it, the session falls back to the parquet-mr row reader (several times slower), and keeps
+    it for good (``ROW_READER_MARK``), because tables opened earlier on the session read lazily and one
+    of them may hold such files. ``ledgerline convert --rebuild`` writes an old store again in v1 pages.
+    Only the footers are read (the encodings of each row group's DOUBLE and FLOAT columns).
     """
-    backend._session.conf.set("spark.sql.parquet.enableVectorizedReader", "false")
+    from audit_core.cold._parquet import uses_byte_stream_split
+
+    session = backend._session
+    if any(uses_byte_stream_split(file) for file in files):
+        session.conf.set(ROW_READER_MARK, "true")
+    if session.conf.get(ROW_READER_MARK, "false") == "true":
+        session.conf.set(VECTORIZED_READER, "false")
+        return False
+    return str(session.conf.get(VECTORIZED_READER, "true")).lower() == "true"
+

@@ -77,6 +77,13 @@ def partition_predicate(table: ir.Table, first_ns: int, last_ns: int) -> ir.Bool
     return _any(pieces)
 
 
+def on_days(table: ir.Table, days: Iterable[Any]) -> ir.BooleanValue:
+    """Rows in the day partitions of ``days`` (dates, UTC), as year/month/day comparisons: other days' files
+    are skipped. No days: no rows."""
+    pieces = [_is_day(table, day) for day in sorted(days)]
+    return _any(pieces) if pieces else ibis.literal(False)
+
+
 def _part(value: int) -> ir.IntegerValue:
     """A partition value as an int32 literal, the partition columns' type (Ibis would pick int8 or int16):
     on DuckDB, a literal of that type is lifted out of a query's shape (``workbench._compiled``)."""

@@ -60,7 +60,7 @@ from typing import TYPE_CHECKING, Any
 import ibis
 import ibis.expr.types as ir
 
-from workbench import filters
+from workbench import _parameter_index, filters
 from workbench._columns import CHRONOLOGICAL
 from workbench.errors import WorkbenchInputError
 
@@ -146,6 +146,13 @@ def state_at(
         trail.check_values(argument, values)
     t = trail.events
     predicates = [filters.time_window(t, end=at + 1), *_is_change(t)]  # one filter: Ibis compiles it faster
+    # The day of ``at`` and each parameter's last change before it (``_parameter_index``); by source, a
+    # source's latest change can be older than its parameter's, which the index does not record.
+    reading = None if by_source else _parameter_index.plan(trail, at)
+    if reading is not None:
+        predicates += [filters.on_days(t, reading.whole_days | reading.instant_days),
+                       filters.on_days(t, reading.whole_days) | t.ts_event.isin(
+                           [ibis.literal(ts, "int64") for ts in sorted(reading.instants)])]
     if owner is not None:
         predicates.append(t.owner.isin(filters.string_values(owner, "owner")))
     if param_name is not None:

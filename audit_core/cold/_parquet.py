@@ -18,10 +18,48 @@ from audit_core.trust.seals import fsync_directory
 #: Where a conversion or rebuild writes before renaming into place (inside the store; removed after).
 STAGING_DIR = "_staging"
 #: Parquet writer settings: zstd level (3, DuckDB's default: 9 saved about 4% more on the benchmark file
-#: and doubled the COPY time) and v2 data pages (delta encodings: smaller and faster than v1 here).
+#: and doubled the COPY time) and v1 data pages. DuckDB's v2 pages encode DOUBLE columns as
+#: BYTE_STREAM_SPLIT, which Spark 4.0's vectorized Parquet reader refuses (the row reader it then
+#: needs is 5-40x slower); v1 pages use PLAIN/dictionary encodings every reader reads at full speed.
+#: Size and DuckDB read speed of both: ``python -m benchmarks.bench_pages`` (``results/pages.md``).
 ZSTD_LEVEL = 3
+#: The COPY options of every cold file (the converter's and the rebuild's), ROW_GROUP_SIZE and metadata aside.
+COPY_OPTIONS = f"FORMAT PARQUET, COMPRESSION ZSTD, COMPRESSION_LEVEL {ZSTD_LEVEL}, PARQUET_VERSION V1"
 #: DuckDB's memory cap while converting; beyond it, it spills to the staging directory.
 MEMORY_LIMIT = "1GB"
+
+
+def uses_byte_stream_split(file: Path) -> bool:
+    """Whether a DOUBLE or FLOAT column chunk of Parquet ``file`` is encoded BYTE_STREAM_SPLIT (its footer only).
+
+    Files written before ``COPY_OPTIONS`` moved to v1 pages have it; Spark 4.0's vectorized reader
+    refuses it, and ``ledgerline convert --rebuild`` writes such files again. A footer that cannot be
+    read counts as no: reading the file fails, and is reported, where it is read.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        metadata = pq.read_metadata(file)
+    except (pa.ArrowException, OSError):
+        return False
+    schema = metadata.schema
+    floating = [i for i in range(metadata.num_columns) if schema.column(i).physical_type in ("DOUBLE", "FLOAT")]
+    return any("BYTE_STREAM_SPLIT" in metadata.row_group(group).column(i).encodings
+               for group in range(metadata.num_row_groups) for i in floating)
+
+
+def parameter_index_sql(rows: str) -> str:
+    """SQL for an output's ``parameters`` (``manifest.py``): each parameter changed in ``rows``, once.
+
+    ``[owner, param_name, ts_event of its last change]``, ordered; a change is a ``param.*`` row
+    with a ``param_name`` (as ``workbench.parameters`` counts them). The workbench's ``state_at``
+    reads, for each parameter, only the day of its last change before the instant asked about;
+    ``verify_cold`` runs this on each file and compares.
+    """
+    return f"""SELECT owner, param_name, max(ts_event) FROM {rows}
+               WHERE starts_with(event_type, 'param.') AND param_name IS NOT NULL
+               GROUP BY owner, param_name ORDER BY owner, param_name"""
 
 
 def bounded_connection(staging: Path) -> Any:
@@ -63,8 +101,7 @@ def write_partitions(
         (count,) = con.execute(
             f"""COPY (SELECT * FROM {table} WHERE ts_event >= $start AND ts_event < $end)
                 TO '{sql_string(staged)}'
-                (FORMAT PARQUET, COMPRESSION ZSTD, COMPRESSION_LEVEL {ZSTD_LEVEL}, PARQUET_VERSION V2,
-                 ROW_GROUP_SIZE {row_group_size},
+                ({COPY_OPTIONS}, ROW_GROUP_SIZE {row_group_size},
                  KV_METADATA {{'{PROJECTION_METADATA_KEY}': '{version}'}})""",
             {"start": start, "end": start + NS_PER_DAY},
         ).fetchone() or (0,)
@@ -79,11 +116,15 @@ def write_partitions(
                 FROM {table} WHERE ts_event >= $start AND ts_event < $end AND sequence IS NOT NULL""",
             {"start": start, "end": start + NS_PER_DAY},
         ).fetchone() or (None, None, None, None)
+        parameters = con.execute(
+            parameter_index_sql(f"(SELECT * FROM {table} WHERE ts_event >= $start AND ts_event < $end)"),
+            {"start": start, "end": start + NS_PER_DAY}).fetchall()
         fsync_file(staged)
         output = {
             "path": str(target.relative_to(cold)), "rows": int(count), "bytes": staged.stat().st_size,
             "sha256": file_sha256(staged), "first_sequence": first_sequence, "last_sequence": last_sequence,
             "first_hash": first_hash, "last_hash": last_hash,
+            "parameters": [[owner, name, last] for owner, name, last in parameters],
         }
         os.replace(staged, target)  # atomic; converting again replaces, never duplicates
         fsync_directory(target_dir)

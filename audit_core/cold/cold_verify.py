@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from audit_core._layout import parse_hot_file_name
+from audit_core.cold._parquet import parameter_index_sql
 from audit_core.cold.manifest import (
     COLD_GLOB,
     JOURNAL_DIR,
@@ -203,6 +204,8 @@ class _EntryCheck:
         torn = not _one_record_per_line(seal)
         for output in checked:
             self._check_rows(output, stream, torn, version=version if known else None, engine=entry.get("engine"))
+            if "parameters" in output.recorded:
+                self._check_parameters(output)
         if checked or not retired:
             self._check_chain(checked, seal, partial=bool(retired), complete=len(checked) == len(outputs), torn=torn)
 
@@ -333,6 +336,27 @@ class _EntryCheck:
             self.fail(where, FailureKind.CHECKSUM_MISMATCH if checksums else FailureKind.COLUMN_MISMATCH,
                       f"... and {total - len(rows)} more row(s) whose checksum or columns do not match their "
                       "records" + (" (is the HMAC key the trail's?)" if checksums else ""))
+
+    def _check_parameters(self, output: _Output) -> None:
+        """The entry's ``parameters`` of a file (``state_at`` reads by it) are what the file's rows say.
+
+        A file without the columns it is derived from is not one the converter wrote (its SHA-256 is
+        reported already); there is nothing to derive the index from.
+        """
+        if not {"owner", "param_name", "event_type", "ts_event"} <= set(output.columns):
+            return
+        where = str(output.path)
+        try:
+            derived = [list(row) for row in self.con.execute(
+                parameter_index_sql("read_parquet($file)"), {"file": where}).fetchall()]
+        except Exception as exc:  # duckdb.Error: no owner/param_name column, or rows that cannot be read
+            self.fail(where, FailureKind.MANIFEST_INVALID, f"its parameter index cannot be checked: {exc}")
+            return
+        recorded = output.recorded["parameters"]
+        if recorded != derived:
+            self.fail(where, FailureKind.MANIFEST_INVALID,
+                      f"the manifest entry's parameter index lists {_short(recorded)}, the file's rows say "
+                      f"{_short(derived)} (state_at would read the wrong days)")
 
     # --- the chain and the seal ---------------------------------------------------------------------
 

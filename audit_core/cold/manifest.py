@@ -9,10 +9,15 @@ has a signing key)::
      "projection_version": 2, "engine": "duckdb <version>", "seal": <the hot file's seal, as it was>,
      "outputs": [{"path": "year=YYYY/month=MM/day=DD/<stem>.parquet", "rows": n, "bytes": n,
                   "sha256": <hex of the file>, "first_sequence": n, "last_sequence": n,
-                  "first_hash": <checksum of first_sequence>, "last_hash": <checksum of last_sequence>}],
+                  "first_hash": <checksum of first_sequence>, "last_hash": <checksum of last_sequence>,
+                  "parameters": [[<owner>, <param_name>, <ts_event of its last change in the file>], ...]}],
      "retired": [<an output retention removed, plus "plan_id">],   # after retention only
      "hot_removed_by": <plan id>,                                  # after retention only
      "signature": {...}, "manifest_checksum": <hex>}
+
+``parameters`` (written since the workbench's ``state_at`` uses it; absent in older entries) lists
+each parameter changed in the file, ordered (``_parquet.parameter_index_sql``); ``verify_cold``
+derives it again from the file's rows and reports a difference.
 
 The **cold root** (``cold/_root.json``) commits to the whole store, like a transparency log's
 checkpoint: every manifest entry and every Parquet file with its SHA-256, the legal holds file and

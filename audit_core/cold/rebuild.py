@@ -9,6 +9,11 @@ manifest entry keeps its history (``rebuilt``: the version and the SHA-256 of ev
 replaced), authenticated like the rest of the entry and committed to by the new root: the rebuild
 is itself recorded in the store it changed.
 
+An entry at the current version written by an older converter is rebuilt too, at the same
+version: one whose files have v2 data pages (BYTE_STREAM_SPLIT doubles, which Spark 4.0's
+vectorized reader refuses: ``_parquet.COPY_OPTIONS``) or whose outputs lack the parameter index
+(``parameters``, which ``state_at`` reads by).
+
 Crash-safe: the copy is built in ``<cold>.rebuild``; the swap renames the store to
 ``<cold>.replaced`` and the copy into its place, then deletes the old one. A run interrupted
 before the swap starts over; one interrupted inside it finishes the swap once the copy verifies.
@@ -25,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from audit_core.cold._parquet import STAGING_DIR, bounded_connection, write_partitions
+from audit_core.cold._parquet import STAGING_DIR, bounded_connection, uses_byte_stream_split, write_partitions
 from audit_core.cold.cold_verify import verify_cold
 from audit_core.cold.manifest import (
     MANIFEST_CHECKSUM,
@@ -130,7 +135,8 @@ def rebuild_projection(
             shutil.rmtree(leftover)
     entries = [(path, read_manifest(path)) for path in sorted((cold / MANIFEST_DIR).glob("*.json"))]
     result = RebuildResult(cold, PROJECTION_VERSION, records=before.records)
-    stale = [(path, entry) for path, entry in entries if entry.get("projection_version") != PROJECTION_VERSION]
+    stale = [(path, entry) for path, entry in entries if entry.get("projection_version") != PROJECTION_VERSION
+             or _outdated(cold, entry)]
     if not stale:
         return result
     if signing_key is None and any(SIGNATURE_FIELD in entry for _, entry in entries):
@@ -211,6 +217,13 @@ def _rebuild_entry(
     result.from_versions[version] = result.from_versions.get(version, 0) + 1
     result.files += len(outputs)
     result.rows += sum(int(output["rows"]) for output in outputs)
+
+
+def _outdated(cold: Path, entry: dict[str, Any]) -> bool:
+    """Whether an output of ``entry`` (verified) was written by an older converter of the same projection:
+    without the parameter index (``parameters``), or with v2 pages (``_parquet.COPY_OPTIONS``)."""
+    outputs = [output for output in entry["outputs"] if isinstance(output, dict)]
+    return any("parameters" not in output or uses_byte_stream_split(cold / str(output["path"])) for output in outputs)
 
 
 def _sibling(cold: Path, suffix: str) -> Path:

@@ -306,3 +306,40 @@ class TestSparkSpecifics:
 
         with pytest.raises(WorkbenchInputError, match=r"backend='sparc'.*'duckdb', 'spark'"):
             open_trail(trail_path, backend="sparc")
+
+
+class TestParquetReader:
+    """The converter's v1 pages let Spark use its vectorized reader; a store with an older converter's v2 pages
+    (BYTE_STREAM_SPLIT doubles, which that reader refuses) still opens, with the row reader."""
+
+    def test_the_cold_files_are_read_by_the_vectorized_reader(self, trails):
+        trail = trails["spark"]
+        session = trail.backend._session
+        assert session.conf.get("spark.sql.parquet.enableVectorizedReader") == "true"
+        plan = session.sql(trail.backend.compile(trail.events))._jdf.queryExecution().executedPlan().toString()
+        assert "Batched: true" in plan, plan
+
+    def test_a_store_with_v2_pages_is_read_with_the_row_reader(self, trail_path, trails, tmp_path, monkeypatch):
+        import shutil
+
+        from audit_core.cold import _parquet
+        from workbench import _spark, open_trail
+
+        old = tmp_path / "old"
+        shutil.copytree(trail_path, old, ignore=shutil.ignore_patterns("cold"))
+        monkeypatch.setattr(_parquet, "COPY_OPTIONS", _parquet.COPY_OPTIONS.replace("V1", "V2"))
+        converter = ParquetConverter(old / "hot", old / "cold")
+        for path in sorted((old / "hot").glob("*.jsonl")):
+            if ".2026-01-03." not in path.name:
+                assert converter.convert_file(path).converted, path
+        monkeypatch.undo()
+        assert any(_parquet.uses_byte_stream_split(file) for file in (old / "cold").rglob("*.parquet"))
+        session = trails["spark"].backend._session.newSession()  # its own SQL settings, the same JVM
+        trail = open_trail(old, _spark.connect(session))
+        assert session.conf.get("spark.sql.parquet.enableVectorizedReader") == "false"
+        assert rows(chrono(trail.events)) == rows(chrono(trails["duckdb"].events))
+        assert rows(trail.state_at(DAY3)) == rows(trails["duckdb"].state_at(DAY3))
+        # A new store opened later on the same session keeps the row reader: the old one's tables read lazily.
+        open_trail(trail_path, _spark.connect(session))
+        assert session.conf.get("spark.sql.parquet.enableVectorizedReader") == "false"
+        assert trails["spark"].backend._session.conf.get("spark.sql.parquet.enableVectorizedReader") == "true"

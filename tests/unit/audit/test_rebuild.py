@@ -21,6 +21,7 @@ import pytest
 from audit_core import AuditConfig, AuditEventEmitter, AuditIntegrityError
 from audit_core.cli import main
 from audit_core.cold import ParquetConverter, verify_cold
+from audit_core.cold import _parquet as parquet_module
 from audit_core.cold import rebuild as rebuild_module
 from audit_core.cold.manifest import MANIFEST_DIR, file_sha256, read_manifest, read_root, write_entry
 from audit_core.cold.projection import PROJECTION_METADATA_KEY, PROJECTION_VERSION, PROJECTIONS
@@ -239,3 +240,65 @@ def test_the_cli_rebuilds_then_converts(tmp_path, capsys, monkeypatch):
     out = capsys.readouterr().out
     assert "rebuilt 2 manifest entries (2 from projection 1) to projection 3" in out
     assert main(["verify", str(trail.base), "--hmac-key-env", "REBUILD_KEY"]) == 0
+
+
+class TestPageFormat:
+    """Cold files have v1 data pages (no BYTE_STREAM_SPLIT, which Spark 4.0's fast reader refuses); a store an
+    older converter wrote with v2 pages is written again in v1 pages by ``convert --rebuild``."""
+
+    @staticmethod
+    def files(cold: Path) -> list[Path]:
+        return sorted(cold.glob("year=*/month=*/day=*/*.parquet"))
+
+    def test_the_converter_writes_v1_pages_and_no_byte_stream_split(self, tmp_path):
+        trail = make_trail(tmp_path, "hmac")
+        trail.converter().convert_all()
+        assert "PARQUET_VERSION V1" in parquet_module.COPY_OPTIONS
+        for file in self.files(trail.cold):
+            metadata = pq.read_metadata(file)
+            assert metadata.format_version == "1.0"
+            assert pq.read_table(file, columns=["new_value_num"]).column(0).null_count < metadata.num_rows
+            assert not parquet_module.uses_byte_stream_split(file)
+
+    def test_a_store_with_v2_pages_is_rebuilt_into_v1_pages_at_the_same_version(self, tmp_path, monkeypatch):
+        trail = make_trail(tmp_path, "signed")
+        with monkeypatch.context() as patch:  # the previous converter: the same code with v2 pages
+            patch.setattr(parquet_module, "COPY_OPTIONS",
+                          parquet_module.COPY_OPTIONS.replace("PARQUET_VERSION V1", "PARQUET_VERSION V2"))
+            assert all(r.converted for r in trail.converter().convert_all())
+        assert all(parquet_module.uses_byte_stream_split(file) for file in self.files(trail.cold))
+        assert versions(trail.cold) == {PROJECTION_VERSION}
+        before = stored(trail.cold)
+        result = trail.converter().rebuild()
+        assert result.rebuilt and result.from_versions == {PROJECTION_VERSION: 2} and result.files == 2
+        assert not any(parquet_module.uses_byte_stream_split(file) for file in self.files(trail.cold))
+        assert stored(trail.cold) == before
+        report = trail.verify()
+        assert report.ok, report.to_text()
+        for path in (trail.cold / MANIFEST_DIR).glob("*.json"):
+            (history,) = read_manifest(path)["rebuilt"]
+            assert history["from_projection_version"] == PROJECTION_VERSION
+        assert not trail.converter().rebuild().rebuilt
+
+    def test_an_unreadable_footer_is_not_taken_for_byte_stream_split(self, tmp_path):
+        (tmp_path / "x.parquet").write_bytes(b"PAR1 not really")
+        assert not parquet_module.uses_byte_stream_split(tmp_path / "x.parquet")
+
+
+def test_entries_without_the_parameter_index_are_rebuilt_with_it(tmp_path):
+    trail = make_trail(tmp_path, "hmac")
+    trail.converter().convert_all()
+    written = {}
+    for path in (trail.cold / MANIFEST_DIR).glob("*.json"):  # as the converter before the index wrote them
+        entry = {k: v for k, v in read_manifest(path).items() if k != "manifest_checksum"}
+        for output in entry["outputs"]:
+            written[output["path"]] = output.pop("parameters")
+        write_entry(trail.cold, entry, KEY)
+    trail.converter().update_root()
+    assert trail.verify().ok and all(written.values())
+    result = trail.converter().rebuild()
+    assert result.rebuilt and result.from_versions == {PROJECTION_VERSION: 2}
+    rebuilt = {output["path"]: output["parameters"] for path in (trail.cold / MANIFEST_DIR).glob("*.json")
+               for output in read_manifest(path)["outputs"]}
+    assert rebuilt == written
+    assert trail.verify().ok

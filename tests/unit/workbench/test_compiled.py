@@ -40,7 +40,8 @@ def _analyses(trail, day: int, order_ids: list[str]):
                                                  check=False).order_by(*CHRONOLOGICAL)),
         ("count_by_type", lambda i: count_by_type(trail, at(2 * i), at(10 + 2 * i))),
         ("incident", lambda i: reconstruct_incident(trail, at(5 + 8 * i), 30)),
-        ("state_at", lambda i: state_at(trail, at(4 + 26 * i))),
+        # Within the day: which earlier days state_at reads depends on the day (``_parameter_index``).
+        ("state_at", lambda i: state_at(trail, at(4 + 16 * i))),
         ("conversion", lambda i: signal_conversion(trail, start=at(i), end=at(12 + 3 * i)).summary),
         ("lifecycle", lambda i: trade_lifecycle(trail, order_ids[i])),
     ]

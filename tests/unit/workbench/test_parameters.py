@@ -15,7 +15,14 @@ from audit_core import AuditConfig, AuditEventEmitter
 from audit_core.cold.converter import ParquetConverter
 from audit_core.integrations.audited import AuditedComponent, AuditedParameter, reason
 from benchmarks.trail_gen import FakeClock
-from workbench import UnknownValueWarning, WorkbenchInputError, open_trail, parameter_history, state_at
+from workbench import (
+    TrailNotVerifiedWarning,
+    UnknownValueWarning,
+    WorkbenchInputError,
+    open_trail,
+    parameter_history,
+    state_at,
+)
 from workbench.parameters import BY_SOURCE_COLUMNS, HISTORY_COLUMNS, STATE_COLUMNS, decode_values
 
 S, MINUTE = 1_000_000_000, 60 * 1_000_000_000
@@ -173,3 +180,71 @@ class TestDecodeValues:
     def test_an_unknown_column_is_named(self):
         with pytest.raises(WorkbenchInputError, match=r"columns=\['valu'\]: \['valu'\] not in"):
             decode_values(pd.DataFrame({"value": ["1"]}), columns=["valu"])
+
+
+class TestParameterIndex:
+    """``state_at`` reads by the manifests' parameter index where it can vouch, and whole days where it cannot."""
+
+    @staticmethod
+    def strip_index(cold, day: str) -> None:
+        """Entries as an older converter wrote them: no ``parameters`` on the outputs of ``day``."""
+        from audit_core.cold.manifest import MANIFEST_DIR, read_manifest, update_cold_root, write_entry
+
+        for path in sorted((cold / MANIFEST_DIR).glob("*.json")):
+            entry = read_manifest(path)
+            for output in entry["outputs"]:
+                if f"/day={day}/" in output["path"]:
+                    output.pop("parameters")
+            write_entry(cold, {k: v for k, v in entry.items() if k != "manifest_checksum"}, None)
+        update_cold_root(cold, None)
+
+    @staticmethod
+    def full_scan(trail, at: int, monkeypatch) -> list[dict]:
+        from workbench import _parameter_index
+
+        with monkeypatch.context() as patch:
+            patch.setattr(_parameter_index, "plan", lambda trail, at: None)
+            return state_at(trail, at).to_pyarrow().to_pylist()
+
+    def test_days_without_an_index_are_read_whole_and_the_answers_stay_right(self, generated_trail, monkeypatch):
+        from workbench import _parameter_index
+        from workbench._time import utc_day
+
+        trail = open_trail(generated_trail.base_path)
+        late = generated_trail.last_ts
+        indexed = _parameter_index.plan(trail, late)
+        assert indexed is not None and indexed.whole_days == {utc_day(late)} and indexed.instants
+        before = state_at(trail, late).to_pyarrow().to_pylist()
+        assert before == self.full_scan(trail, late, monkeypatch) and len(before) >= 5
+        first_day = utc_day(generated_trail.first_ts)
+        self.strip_index(generated_trail.cold_path, f"{first_day.day:02d}")
+        # The same Trail: the root changed, so the index is read again.
+        unindexed = _parameter_index.plan(trail, late)
+        assert unindexed is not None and unindexed.whole_days == {utc_day(late), first_day}
+        for at in (generated_trail.first_ts + 3_600 * S, (generated_trail.first_ts + late) // 2, late):
+            assert state_at(trail, at).to_pyarrow().to_pylist() == self.full_scan(trail, at, monkeypatch)
+
+    def test_a_store_without_a_root_is_read_whole(self, generated_trail):
+        from workbench import _parameter_index
+
+        (generated_trail.cold_path / "_root.json").unlink()
+        trail = open_trail(generated_trail.base_path, verify=False)
+        assert _parameter_index.plan(trail, generated_trail.last_ts) is None
+        with pytest.warns(TrailNotVerifiedWarning):
+            assert len(state_at(trail, generated_trail.last_ts).to_pyarrow()) >= 5
+
+    def test_only_the_files_of_the_days_planned_are_read(self, generated_trail):
+        import re
+
+        from workbench import _parameter_index
+
+        trail = open_trail(generated_trail.base_path)
+        late = generated_trail.last_ts
+        reading = _parameter_index.plan(trail, late)
+        assert reading is not None
+        days = reading.whole_days | reading.instant_days
+        planned = [file for day in days for file in generated_trail.cold_path.glob(
+            f"year={day.year}/month={day.month:02d}/day={day.day:02d}/*.parquet")]
+        sql = str(trail.backend.compile(state_at(trail, late)))
+        explained = trail.backend.con.execute("EXPLAIN ANALYZE " + sql).fetchall()[0][1]
+        assert sum(int(n) for n in re.findall(r"Total Files Read: (\d+)", explained)) == len(planned) > 0

@@ -19,16 +19,23 @@ from hypothesis import strategies as st
 from audit_core import AuditConfig, AuditEventEmitter, ParameterChangeEvent
 from audit_core.cold.converter import ParquetConverter
 from benchmarks.trail_gen import PARAMETERS, TRADER, FakeClock, generate_trail
-from workbench import open_trail, state_at
+from workbench import _parameter_index, open_trail, state_at
+from workbench._time import utc_day
 
 S = 1_000_000_000
 OVERRIDE_VALUES = (8.0, 3, "MANUAL \"hold\" é", True, False, {"momentum": 1.0}, [1, 2], None)
 
 
-@pytest.fixture(scope="module")
-def replayed(tmp_path_factory):
-    """A generated trail plus operator overrides, its first day converted and the rest left hot."""
-    generated = generate_trail(tmp_path_factory.mktemp("replay") / "trail", events=1_200, days=2, seed=23,
+@pytest.fixture(scope="module", params=["split", "cold"])
+def replayed(request, tmp_path_factory):
+    """A generated trail plus operator overrides: "split", its first day converted and the rest left hot;
+    "cold", five days all converted, so that ``state_at`` reads by the manifests' parameter index."""
+    return _replayed(tmp_path_factory, days=2, convert_all=False) if request.param == "split" else _replayed(
+        tmp_path_factory, days=5, convert_all=True)
+
+
+def _replayed(tmp_path_factory, *, days: int, convert_all: bool):
+    generated = generate_trail(tmp_path_factory.mktemp("replay") / "trail", events=1_200, days=days, seed=23,
                                keep_events=True, convert=False)
     changes = [(stream, event) for stream, event in generated.emitted if isinstance(event, ParameterChangeEvent)]
     rng = random.Random(7)
@@ -45,7 +52,7 @@ def replayed(tmp_path_factory):
                                           owner=PARAMETERS[name][0], ts_event=ts)
             changes.append((f"{TRADER}.ops", event))
     converter = ParquetConverter(generated.hot_path, generated.cold_path)
-    for path in sorted(generated.hot_path.glob("*.2026-01-01.*.jsonl")):
+    for path in sorted(generated.hot_path.glob("*.jsonl" if convert_all else "*.2026-01-01.*.jsonl")):
         assert converter.convert_file(path).converted
     return open_trail(generated.base_path), changes, generated
 
@@ -118,9 +125,14 @@ def test_by_source_is_each_sources_last_change_marking_the_one_in_force(replayed
 
 def test_the_trail_has_overrides_ties_and_is_split_between_cold_and_hot(replayed):
     trail, changes, _ = replayed
-    assert trail.hot.rows > 0 and len(changes) > 90
+    assert len(changes) > 90
     overrides = [change for _, change in changes if change.owner is not None]
     owned = {change.ts_event for _, change in changes if change.owner is None}
     assert len(overrides) == 43 and sum(change.ts_event in owned for change in overrides) >= 15
     late = max(change.ts_event for _, change in changes)
     assert {row["source"] for row in state_at(trail, late).to_pyarrow().to_pylist()} >= {"ops_console"}
+    # state_at reads the last day (and the hot rows' days) whole, and before it only each parameter's last change.
+    reading = _parameter_index.plan(trail, late)
+    hot_days = {utc_day(trail.hot.first_ts), utc_day(trail.hot.last_ts)} if trail.hot.rows else set()
+    assert reading is not None and reading.whole_days == {utc_day(late), *hot_days}
+    assert reading.instants and utc_day(late) not in reading.instant_days
