@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -62,7 +63,17 @@ def run_notebook(trail: Path, reports: Path) -> Path:
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     os.environ["LEDGERLINE_TRAIL"] = str(trail.resolve())
     os.environ["LEDGERLINE_REPORTS"] = str(reports.resolve())
-    NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}).execute()
+    from jupyter_client import KernelManager
+
+    # IPC sockets: the kernel's local channels need no TCP port, and ipykernel then has no reason to warn
+    # that TCP is unencrypted (a warning the demo's user could do nothing about).
+    with tempfile.TemporaryDirectory(prefix="ledgerline-kernel-") as sockets:
+        kernel = KernelManager(kernel_name="python3", transport="ipc", ip=str(Path(sockets) / "kernel"))
+        try:
+            NotebookClient(notebook, km=kernel, timeout=600, resources={"metadata": {"path": str(ROOT)}}).execute()
+        finally:
+            if kernel.has_kernel:  # a kernel manager we made is ours to stop
+                kernel.shutdown_kernel(now=False)
     nbformat.write(notebook, reports / "audit_forensics_example.ipynb")  # executed, with its outputs
     html, _ = HTMLExporter().from_notebook_node(notebook)
     target = reports / "audit_forensics_example.html"
@@ -112,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     key_id = generate_keypair(keys / "ledgerline.key", keys / "ledgerline.pub")
     public_key = load_public_key(keys / "ledgerline.pub")
 
-    steps("backtest: 4 days, 3 FX pairs, adaptive strategy, AuditObserver attached (about a minute)")
+    steps("backtest: 4 days, 3 FX pairs, adaptive strategy, AuditObserver attached")
     from examples.adaptive_backtest import run_backtest
 
     strategy = run_backtest(out, seed=args.seed, signing_key_path=keys / "ledgerline.key")
