@@ -63,17 +63,14 @@ def run_notebook(trail: Path, reports: Path) -> Path:
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     os.environ["LEDGERLINE_TRAIL"] = str(trail.resolve())
     os.environ["LEDGERLINE_REPORTS"] = str(reports.resolve())
-    from jupyter_client import KernelManager
+    from traitlets.config import Config
 
     # IPC sockets: the kernel's local channels need no TCP port, and ipykernel then has no reason to warn
     # that TCP is unencrypted (a warning the demo's user could do nothing about).
     with tempfile.TemporaryDirectory(prefix="ledgerline-kernel-") as sockets:
-        kernel = KernelManager(kernel_name="python3", transport="ipc", ip=str(Path(sockets) / "kernel"))
-        try:
-            NotebookClient(notebook, km=kernel, timeout=600, resources={"metadata": {"path": str(ROOT)}}).execute()
-        finally:
-            if kernel.has_kernel:  # a kernel manager we made is ours to stop
-                kernel.shutdown_kernel(now=False)
+        ipc = Config({"KernelManager": {"transport": "ipc", "ip": str(Path(sockets) / "kernel")}})
+        NotebookClient(notebook, timeout=600, kernel_name="python3", config=ipc,
+                       resources={"metadata": {"path": str(ROOT)}}).execute()
     nbformat.write(notebook, reports / "audit_forensics_example.ipynb")  # executed, with its outputs
     html, _ = HTMLExporter().from_notebook_node(notebook)
     target = reports / "audit_forensics_example.html"
