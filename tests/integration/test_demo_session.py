@@ -199,9 +199,9 @@ def test_every_rendered_finding_matches_an_independent_computation(demo):
         (r["position_id"], Decimal(r["realized_pnl"])) for r in losers[:3]]
     if losers:
         worst = losers[0]
-        began = min(r["ts_event"] for r in rows if r.get("correlation_id") == worst["correlation_id"])
-        assert found["worst_lifecycle_start_ns"] == began
-        when = "after the override" if began >= INCIDENT_NS else "before the override, so the override is not"
+        opened = worst["ts_event"] - worst["duration_ns"]
+        assert found["worst_opened_ns"] == opened
+        when = "after the override." if opened >= INCIDENT_NS else "before the override and held through it"
         assert f"lost ${abs(float(Decimal(worst['realized_pnl']))):,.2f}" in rendered and when in rendered
     assert found["verified"] is True and "The record verifies end to end" in rendered
     assert found["pnl_reconciled"] is True and "reconciles exactly" in rendered
