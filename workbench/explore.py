@@ -27,7 +27,7 @@ LINKED_ROWS = 3_000
 _COLUMNS = ["ts_event", "time", "event_type", "source", "stream", "sequence", "description", "param_name",
             "old_value", "new_value", "trigger_reason", "instrument_id", "side", "size", "price", "realized_pnl"]
 #: The events table's columns and their x offsets (px).
-_TABLE = {"time_utc": 0, "event_type": 215, "source": 365, "stream": 490, "sequence": 660, "description": 725}
+_TABLE = {"time_utc": 0, "event_type": 232, "source": 380, "stream": 500, "sequence": 665, "description": 728}
 
 
 def explore_timeline(events: Any, at: Any = None, window: Any = None, *, max_rows: int = LINKED_ROWS,
@@ -102,7 +102,7 @@ def explore_timeline(events: Any, at: Any = None, window: Any = None, *, max_row
         tooltip=tooltip,
     ).add_params(brush, types).properties(width=820, height=12 * len(lanes) + 10, name="overview",
                                           title=alt.Title("Overview: drag to select a time range", fontSize=12))
-    detail = base.mark_point(filled=True, size=80).encode(
+    detail = base.mark_point(filled=True, size=80, clip=True).encode(
         x=_zoomed(brush),
         y=lane_y, yOffset=alt.YOffset("slot:O"), color=event_color(extra=lanes),
         shape=event_shape(extra=lanes), tooltip=tooltip,

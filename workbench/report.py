@@ -103,6 +103,16 @@ def notebook_html(notebook: Any, title: str | None = None) -> str:
     from nbconvert import HTMLExporter
 
     notebook = copy.deepcopy(notebook)
+    # The cell tagged "report-summary" (the findings) is shown first too: a reader starts with the answer.
+    summary = [cell for cell in notebook.cells if "report-summary" in cell.get("metadata", {}).get("tags", [])]
+    texts = [output["data"]["text/markdown"] for cell in summary for output in cell.get("outputs", [])
+             if "text/markdown" in output.get("data", {})]
+    if texts:
+        from nbformat.v4 import new_markdown_cell
+
+        first = 1 if notebook.cells and notebook.cells[0].cell_type == "markdown" else 0
+        notebook.cells.insert(first, new_markdown_cell("## Summary\n\n*Computed from the trail when this report was "
+                                                       "made; the details follow.*\n\n" + "\n\n".join(texts)))
     number = 0
     for cell in notebook.cells:
         for output in cell.get("outputs", []):
