@@ -61,11 +61,26 @@ def verify(args: argparse.Namespace) -> int:
     key = _hmac_key(args.hmac_key_env)
     public_key = _public_key(args.public_key)
     cold_public_key = _public_key(args.cold_public_key)
+    progress = _verify_progress() if args.progress or (args.progress is None and sys.stderr.isatty()) else None
     trail = verify_trail(Path(args.path), hmac_key=key, public_key=public_key, cold_public_key=cold_public_key,
-                         allow_empty=args.allow_empty)
+                         allow_empty=args.allow_empty, progress=progress)
     for label, report in trail.parts:
         print(json.dumps(report.to_dict(), indent=2) if args.json else _labelled(label, report, args.max_failures))
     return EXIT_OK if trail.ok else EXIT_FAILED
+
+
+def _verify_progress() -> Callable[[str], None]:
+    """Progress of ``verify`` on stderr: which part it is on and how long the previous one took."""
+    started = [time.perf_counter()]
+
+    def show(label: str) -> None:
+        now = time.perf_counter()
+        took = f" ({now - started[0]:.1f} s)" if label == "done" else ""
+        kind, _, where = label.partition(" ")
+        what = "done" if label == "done" else f"verifying {_PART_CHECKS.get(kind, kind).split(':')[0]} ({where})..."
+        print(f"ledgerline verify: {what}{took}", file=sys.stderr, flush=True)
+
+    return show
 
 
 #: What each part of ``verify_trail`` checks, by the first word of its label.
@@ -441,6 +456,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-empty", action="store_true",
                    help="pass when there is nothing to verify (default: a missing or empty path fails)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="say on stderr which part is being verified (default: when stderr is a terminal)")
     p.add_argument("--max-failures", type=_int_between(0, MAX_LISTED_FAILURES), default=50,
                    help="failures to list (default 50)")
 

@@ -19,6 +19,8 @@ from audit_core.trust.report import FailureKind, VerificationFailure, Verificati
 from audit_core.trust.seals import read_seal
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 _PARTITION = re.compile(r"^year=\d+/month=\d+/day=\d+$")
@@ -83,6 +85,7 @@ def verify_trail(
     *,
     cold_public_key: Ed25519PublicKey | None = None,
     allow_empty: bool = False,
+    progress: Callable[[str], None] | None = None,
 ) -> TrailReport:
     """Verify everything under ``path``: hot files as chains with their seals, and every cold store.
 
@@ -96,6 +99,8 @@ def verify_trail(
         allow_empty: Whether a path with nothing to verify (no trail file, no cold store) passes.
             By default it fails (``nothing_verified``), as does a path that does not exist: a
             trail deleted whole must not verify as "OK: 0 files".
+        progress: Called with the label of each part (``"hot <path>"``, ``"cold <store>"``) before
+            it is verified, and with ``"done"`` at the end: ``ledgerline verify`` shows it on a terminal.
 
     Returns:
         One report (``parts`` keeps the hot and each cold report); it never raises for tampering.
@@ -106,12 +111,15 @@ def verify_trail(
         report.add(f"trail {root}", _nothing_verified(root, "no such file or directory", hmac_key))
         return report
     stores = cold_stores(root)
+    tell = progress or (lambda _: None)
     if not stores or root.is_file() or any(root.rglob("*.jsonl")):
+        tell(f"hot {root}")
         report.add(f"hot {root}", verify(root, hmac_key=hmac_key, public_key=public_key))
     hot = {file.name: file for file in hot_files(root)} if root.is_dir() else {}
     for store in stores:
         from audit_core.cold.cold_verify import verify_cold
 
+        tell(f"cold {store}")
         part = verify_cold(store, hmac_key=hmac_key, public_key=public_key, cold_public_key=cold_public_key)
         part.failures += _seal_copies_against_hot_files(store, hot)
         report.add(f"cold {store}", part)
@@ -122,6 +130,7 @@ def verify_trail(
             report.failures += nothing.failures
         else:
             report.add(f"trail {root}", nothing)
+    tell("done")
     return report
 
 

@@ -136,6 +136,15 @@ class TestPolish:
             main(["--version"])
         assert exit_.value.code == 0 and re.fullmatch(r"ledgerline \S+\n", capsys.readouterr().out)
 
+    def test_verify_progress_goes_to_stderr_on_request_only(self, trail, capsys):
+        assert main(["verify", str(trail)]) == 0
+        assert capsys.readouterr().err == ""  # not a terminal, not asked: silent
+        assert main(["verify", str(trail), "--progress"]) == 0
+        out, err = capsys.readouterr()
+        assert err.splitlines()[0] == f"ledgerline verify: verifying hot JSONL ({trail})..."
+        assert re.fullmatch(r"ledgerline verify: done \(\d+\.\d s\)", err.splitlines()[-1])
+        assert "verifying" not in out
+
     def test_a_closed_pipe_exits_quietly(self, trail):
         # `ledgerline tail | head -1`: no traceback, no "Exception ignored" message, the shell's SIGPIPE status.
         process = subprocess.Popen([sys.executable, "-m", "audit_core.cli", "tail", str(trail), "-n", "31"],
