@@ -22,7 +22,8 @@ import pandas as pd
 __all__ = ["enable_readable_tables", "notebook_html", "readable"]
 
 VEGA5_MIME = "application/vnd.vega.v5+json"
-_SCROLL_CSS = ".ll-table{overflow-x:auto;max-width:100%}.ll-table table{white-space:nowrap}"
+_SCROLL_CSS = (".ll-table{overflow-x:auto;max-width:100%}"
+               ".ll-table th,.ll-table td{white-space:nowrap !important;text-align:left !important}")
 
 
 def readable(frame: pd.DataFrame) -> pd.DataFrame:
@@ -67,7 +68,9 @@ def _iso_ns(ns: int) -> str:
 def _frame_html(frame: pd.DataFrame) -> str:
     shown = frame if len(frame) <= 60 else pd.concat([frame.head(30), frame.tail(30)])
     note = f"<p><small>{len(frame):,} rows; first and last 30 shown</small></p>" if len(frame) > 60 else ""
-    return f'<div class="ll-table">{readable(shown).to_html(index=False, escape=True)}</div>{note}'
+    # The style travels with the table: JupyterLab and the exported report both keep cells on one line.
+    return (f"<style>{_SCROLL_CSS}</style>"
+            f'<div class="ll-table">{readable(shown).to_html(index=False, escape=True)}</div>{note}')
 
 
 def enable_readable_tables() -> None:
