@@ -49,6 +49,7 @@ bench: venv
 	$(PY) -m benchmarks.bench_spark
 	$(PY) -m benchmarks.bench_workbench
 	$(PY) -m benchmarks.bench_bulk --stock
+	$(PY) -m benchmarks.bench_demo
 	$(PY) -m benchmarks.readme
 
 clean:

@@ -16,6 +16,7 @@ import inspect
 import json
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
@@ -24,8 +25,7 @@ from audit_core.cold.converter import UNREADABLE
 from audit_core.cold.retention import MAX_RETENTION_DAYS
 from audit_core.config import AuditConfig
 from audit_core.errors import AuditError, AuditFormatError, AuditIntegrityError
-from audit_core.hot.reader import describe_event, printable
-from audit_core.hot.reader import tail as tail_trail
+from audit_core.hot.reader import describe_event, printable, tail_streams
 from audit_core.trust.checkpoint import verifier_key
 from audit_core.trust.proofs import check_proof as check_proof_file
 from audit_core.trust.proofs import prove as prove_record
@@ -35,7 +35,12 @@ from audit_core.verification import consistency_proof, verify_trail
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+    from audit_core.events import AuditEvent
+    from audit_core.trust.report import VerificationReport
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+#: What a shell reports for a command killed by SIGPIPE (128 + 13): the output was cut, so not "OK".
+EXIT_CLOSED_PIPE = 141
 
 
 def verify(args: argparse.Namespace) -> int:
@@ -59,11 +64,43 @@ def verify(args: argparse.Namespace) -> int:
     key = _hmac_key(args.hmac_key_env)
     public_key = _public_key(args.public_key)
     cold_public_key = _public_key(args.cold_public_key)
+    progress = _verify_progress() if args.progress or (args.progress is None and sys.stderr.isatty()) else None
     trail = verify_trail(Path(args.path), hmac_key=key, public_key=public_key, cold_public_key=cold_public_key,
-                         allow_empty=args.allow_empty, witness=args.witness, checkpoint=args.checkpoint)
-    for _, report in trail.parts:
-        print(json.dumps(report.to_dict(), indent=2) if args.json else report.to_text(args.max_failures))
+                         allow_empty=args.allow_empty, witness=args.witness, checkpoint=args.checkpoint,
+                         progress=progress)
+    for label, report in trail.parts:
+        print(json.dumps(report.to_dict(), indent=2) if args.json else _labelled(label, report, args.max_failures))
     return EXIT_OK if trail.ok else EXIT_FAILED
+
+
+def _verify_progress() -> Callable[[str], None]:
+    """Progress of ``verify`` on stderr: which part it is on and how long the previous one took."""
+    started = [time.perf_counter()]
+
+    def show(label: str) -> None:
+        now = time.perf_counter()
+        took = f" ({now - started[0]:.1f} s)" if label == "done" else ""
+        kind, _, where = label.partition(" ")
+        what = "done" if label == "done" else f"verifying {_PART_CHECKS.get(kind, kind).split(':')[0]} ({where})..."
+        print(f"ledgerline verify: {what}{took}", file=sys.stderr, flush=True)
+
+    return show
+
+
+#: What each part of ``verify_trail`` checks, by the first word of its label.
+_PART_CHECKS = {
+    "hot": "hot JSONL: record checksums, sequences, hash chains, seals",
+    "cold": "cold Parquet: file hashes, manifests, cold root, every row against its record and seal",
+    "anchors": "witness anchors: every stream checkpoint held against the trail's lines and tree sidecars",
+    "trail": "trail",
+}
+
+
+def _labelled(label: str, report: VerificationReport, max_failures: int) -> str:
+    """A part's report under a heading that names the part and what it checked."""
+    kind, _, where = label.partition(" ")
+    lines = report.to_text(max_failures).splitlines()
+    return "\n".join([f"{_PART_CHECKS.get(kind, kind)} ({where})", *("  " + line for line in lines)])
 
 
 def convert(args: argparse.Namespace) -> int:
@@ -202,17 +239,47 @@ def update_root(args: argparse.Namespace) -> int:
 def tail(args: argparse.Namespace) -> int:
     """Print the newest events, one line each, oldest first; exit 1 if a line had to be skipped.
 
-    A line among the newest that is not a record (and not a torn write that crash recovery
-    described) is left out and named on stderr; `ledgerline verify` says more.
+    Each line starts with the stream it came from (trader.stream). --stream, --type and --since
+    keep only matching events (repeat an option for several; a type ending in * is a prefix);
+    --follow keeps printing new events as they are appended (Ctrl-C stops). A line among the
+    newest that is not a record (and not a torn write that crash recovery described) is left out
+    and named on stderr; `ledgerline verify` says more.
 
     example:
-      ledgerline tail trail/ -n 50
+      ledgerline tail trail/ -n 50 --type 'param.*' --since 2026-01-07T14:00
+      ledgerline tail trail/hot --stream nautilus --follow
     """
     unreadable = _SkippedReporter("tail")
-    for event in tail_trail(args.path, args.n, on_error=unreadable):
-        # Control characters and ANSI sequences in a record are shown escaped, never sent to the terminal.
-        print(printable(event.to_line().decode().rstrip("\n"), json=True) if args.json else describe_event(event))
-    return EXIT_FAILED if unreadable.count else EXIT_OK
+    accept = _tail_filter(args.stream, args.type, args.since)
+    offsets: dict[Path, int] = {}
+    n = args.n
+    while True:
+        for stream, event in tail_streams(args.path, n, on_error=unreadable, accept=accept, after=offsets):
+            # Control characters and ANSI sequences in a record are shown escaped, never sent to the terminal.
+            print(printable(event.to_line().decode().rstrip("\n"), json=True) if args.json
+                  else f"{printable(stream):<28} {describe_event(event)}", flush=args.follow)
+        if not args.follow:
+            return EXIT_FAILED if unreadable.count else EXIT_OK
+        n = MAX_TAIL  # from now on, every new line
+        time.sleep(args.interval)
+
+
+def _tail_filter(streams: list[str] | None, types: list[str] | None,
+                 since: dt.datetime | None) -> Callable[[str, AuditEvent], bool] | None:
+    """``tail``'s --stream/--type/--since as one predicate; a type ending in ``*`` is a prefix (``trade.*``)."""
+    if not (streams or types or since):
+        return None
+    since_ns = None if since is None else int(since.timestamp()) * 1_000_000_000 + since.microsecond * 1_000
+
+    def accept(stream: str, event: AuditEvent) -> bool:
+        if streams and not any(stream == s or stream.endswith(f".{s}") for s in streams):
+            return False
+        if types and not any(event.event_type.startswith(t[:-1]) if t.endswith("*") else event.event_type == t
+                             for t in types):
+            return False
+        return since_ns is None or event.ts_event >= since_ns
+
+    return accept
 
 
 def keygen(args: argparse.Namespace) -> int:
@@ -399,6 +466,7 @@ def _add_verb(
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="ledgerline", description="Tamper-evident audit trail for trading systems.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="COMMAND")
 
     p = _add_verb(verbs, "verify", verify)
@@ -412,6 +480,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--witness", metavar="DIR", help="witness directory: every stream checkpoint in it must hold")
     p.add_argument("--checkpoint", metavar="FILE", help="a stream checkpoint note that must hold")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="say on stderr which part is being verified (default: when stderr is a terminal)")
     p.add_argument("--max-failures", type=_int_between(0, MAX_LISTED_FAILURES), default=50,
                    help="failures to list (default 50)")
 
@@ -455,6 +525,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path", help="a hot JSONL file or a trail directory")
     p.add_argument("-n", type=_int_between(1, MAX_TAIL), default=20, help="how many events (default 20)")
     p.add_argument("--json", action="store_true", help="print the raw record lines")
+    p.add_argument("--stream", action="append", metavar="NAME", help="only this stream (trader.stream or stream)")
+    p.add_argument("--type", action="append", metavar="TYPE", help="only this event type (a trailing * is a prefix)")
+    p.add_argument("--since", type=_utc_datetime, metavar="ISO", help="only events at or after this time (UTC)")
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing events as they are appended")
+    p.add_argument("--interval", type=float, default=1.0, metavar="S", help=argparse.SUPPRESS)
 
     p = _add_verb(verbs, "keygen", keygen)
     p.add_argument("private", metavar="PRIVATE", help="file to create for the private key")
@@ -473,10 +548,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("ledgerline")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         code: int = args.run(args)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler, not at interpreter exit
+    except BrokenPipeError:
+        return _reader_went_away()
+    except KeyboardInterrupt:  # `tail --follow` ends this way
+        return EXIT_OK
     except (AuditIntegrityError, AuditFormatError) as exc:  # a damaged trail, not a usage mistake
         print(f"ledgerline {args.verb}: FAILED: {exc}", file=sys.stderr)
         return EXIT_FAILED
@@ -484,6 +573,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"ledgerline {args.verb}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     return code
+
+
+def _reader_went_away() -> int:
+    """``ledgerline verify | head``: the reader closed the pipe; stop quietly, with the exit status of ``cat``."""
+    # Python would report the failed flush of stdout at exit: point stdout at /dev/null first.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EXIT_CLOSED_PIPE
 
 
 if __name__ == "__main__":

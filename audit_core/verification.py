@@ -23,6 +23,8 @@ from audit_core.trust.stream_tree import StreamCheckpoint, read_note
 from audit_core.trust.witness import DirectoryWitness, read_note_file
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 _PARTITION = re.compile(r"^year=\d+/month=\d+/day=\d+$")
@@ -89,6 +91,7 @@ def verify_trail(
     allow_empty: bool = False,
     witness: Path | str | None = None,
     checkpoint: Path | str | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> TrailReport:
     """Verify everything under ``path``: hot files as chains with their seals, and every cold store.
 
@@ -107,6 +110,8 @@ def verify_trail(
             file left and no verified retention record is a failure. Notes are checked with
             ``public_key`` (Ed25519) or ``hmac_key`` (HMAC line) when given.
         checkpoint: One stream checkpoint note file, checked the same way.
+        progress: Called with the label of each part (``"hot <path>"``, ``"cold <store>"``) before
+            it is verified, and with ``"done"`` at the end: ``ledgerline verify`` shows it on a terminal.
 
     Returns:
         One report (``parts`` keeps the hot and each cold report); it never raises for tampering.
@@ -117,16 +122,20 @@ def verify_trail(
         report.add(f"trail {root}", _nothing_verified(root, "no such file or directory", hmac_key))
         return report
     stores = cold_stores(root)
+    tell = progress or (lambda _: None)
     if not stores or root.is_file() or any(root.rglob("*.jsonl")):
+        tell(f"hot {root}")
         report.add(f"hot {root}", verify(root, hmac_key=hmac_key, public_key=public_key))
     hot = {file.name: file for file in hot_files(root)} if root.is_dir() else {}
     for store in stores:
         from audit_core.cold.cold_verify import verify_cold
 
+        tell(f"cold {store}")
         part = verify_cold(store, hmac_key=hmac_key, public_key=public_key, cold_public_key=cold_public_key)
         part.failures += _seal_copies_against_hot_files(store, hot)
         report.add(f"cold {store}", part)
     if witness is not None or checkpoint is not None:
+        tell(f"anchors {witness or checkpoint}")
         report.add(f"anchors {witness or checkpoint}",
                    verify_anchors(root, witness, checkpoint, hmac_key=hmac_key, public_key=public_key))
     if not report.files and not report.records and not allow_empty:
@@ -136,6 +145,7 @@ def verify_trail(
             report.failures += nothing.failures
         else:
             report.add(f"trail {root}", nothing)
+    tell("done")
     return report
 
 

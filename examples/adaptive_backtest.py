@@ -8,10 +8,13 @@ trades market orders tagged with the signal id, so the ``AuditObserver`` links e
 and position to its signal.
 
 The incident: on the third day at 14:32 UTC an operator console sets ``risk_multiplier`` to 4.0,
-far outside the controller's own 0.25..1.0, with no reason. Sizes jump; a violent, whipsawing
-market follows; drawdown builds until the meta-controller flips to DORSAL and the AlphaEvolve
-bridge fires a DRAWDOWN trigger. ``notebooks/audit_forensics_example.ipynb`` is the walk an
-analyst takes to find all that from the trail alone.
+far outside the controller's own 0.25..1.0, with no reason. What follows is scripted, the same
+for every seed (``INCIDENT_SCRIPT``): a clean rally that the trend followers buy into at four times
+their normal size, then a sell-off that those larger positions run into. Drawdown builds until the
+meta-controller flips to SYMPATHETIC, then DORSAL (where the strategy's target is flat, so the losses
+are realized), and the AlphaEvolve bridge fires a DRAWDOWN trigger. The story is asserted on the
+trail for several seeds (``tests/integration/test_demo_story.py``);
+``notebooks/audit_forensics_example.ipynb`` is the walk an analyst takes to find it from the trail alone.
 """
 
 from __future__ import annotations
@@ -71,16 +74,25 @@ class Regime:
     mean_revert: float = 0.0  # pull towards the regime's start price, per hour
 
 
-STORM_LEGS = (Regime("storm", -0.03, 0.0040, 10), Regime("storm", 0.03, 0.0040, 10))
+#: The market after the override, whatever the seed: (minutes after the incident it ends, regime).
+#: A low-noise rally draws the trend followers in at the overridden size; the sell-off that follows is
+#: the adverse move those larger positions run into; then the market calms down.
+INCIDENT_SCRIPT = (
+    (-75, None),
+    (0, Regime("rally", 0.0120, 0.0006, 30)),
+    (45, Regime("rally", 0.0060, 0.0006, 30)),
+    (55, Regime("selloff", -0.2400, 0.0020, 10)),
+    (165, Regime("aftermath", 0.0, 0.0015, 15)),
+)
 
 
 def regime_at(ts_ns: int, rng: random.Random) -> Regime:
-    """The regime of each hour: quiet nights, then trend / range / volatile days, the incident's storm."""
+    """The regime of each hour: quiet nights, then trend / range / volatile days; the incident's script."""
     hour = (ts_ns - START_NS) // (60 * MINUTE_NS)
-    if INCIDENT_NS <= ts_ns < INCIDENT_NS + 3 * 60 * MINUTE_NS:
-        # The storm after the incident: 40-minute legs that reverse, hard on any trend follower.
-        leg = (ts_ns - INCIDENT_NS) // (40 * MINUTE_NS)
-        return STORM_LEGS[leg % 2]
+    starts = INCIDENT_NS + INCIDENT_SCRIPT[0][0] * MINUTE_NS
+    for ends_minutes, scripted in INCIDENT_SCRIPT[1:]:
+        if starts <= ts_ns < INCIDENT_NS + ends_minutes * MINUTE_NS:
+            return scripted
     if hour % 24 < 6:
         return Regime("night", 0.0, 0.0006, 90)
     choice = random.Random(hour * 7919 + rng.randint(0, 0)).random()
@@ -104,7 +116,7 @@ def synthetic_quotes(instrument, start_price: float, seed: int) -> list[QuoteTic
         shock = rng.gauss(0.0, 1.0) * regime.sigma * math.sqrt(dt_hours)
         pull = regime.mean_revert * (anchor - price) / price * dt_hours
         price *= math.exp(regime.drift * dt_hours + pull + shock)
-        half_spread = 0.00001 if regime.name != "storm" else 0.00003
+        half_spread = 0.00001 if regime.name not in ("selloff", "aftermath") else 0.00002
         bid, ask = round(price - half_spread, 5), round(price + half_spread, 5)
         ticks.append(QuoteTick(
             instrument.id, Price(bid, 5), Price(ask, 5), Quantity.from_int(5_000_000), Quantity.from_int(5_000_000),
@@ -254,15 +266,18 @@ class AdaptiveFX(Strategy):
         signal_id = f"SIG-{self.signal_no:06d}"
         target = self.sizer.size(consensus.value, self.meta.risk_multiplier)
         target = target if consensus.value > 0 else -target
+        dorsal = self.meta.system_state == SystemState.DORSAL
+        if dorsal:
+            target = Decimal(0)  # shut down: flat, so what the drawdown cost is realized, not carried
         position = self.cache.positions_open(instrument_id=instrument_id, strategy_id=self.id)
         current = sum(
             (p.quantity.as_decimal() if p.is_long else -p.quantity.as_decimal() for p in position), Decimal(0)
         )
         delta = target - current
-        if abs(consensus.value) < cfg.signal_threshold:
+        if dorsal:
+            outcome = "regime_filter" if current == 0 else None
+        elif abs(consensus.value) < cfg.signal_threshold:
             outcome = "below_threshold"
-        elif self.meta.system_state == SystemState.DORSAL:
-            outcome = "regime_filter"
         elif consensus.confidence < cfg.min_confidence:
             outcome = "low_confidence"
         elif abs(target) > cfg.max_units:

@@ -35,17 +35,42 @@ import altair as alt
 import pandas as pd
 import vl_convert
 
-#: Altair's default embedding limit; every chart stays within it.
-MAX_ROWS = 5_000
+from workbench.chart_encoding import (
+    MAX_ROWS,
+    _instant_ns,
+    chartable,
+    event_color,
+    event_family,
+    event_shape,
+    event_styles,
+    utc_text,
+    utc_x,
+)
+from workbench.explore import LINKED_ROWS, explore_timeline
+
 VEGA5_MIME = "application/vnd.vega.v5+json"
 _MS, _S, _MIN, _H = 10**6, 10**9, 60 * 10**9, 3600 * 10**9
 #: Bucket widths (ns) a reduced chart may use, smallest first: round durations read better on an axis.
 _BUCKET_WIDTHS = [_MS, 10 * _MS, 100 * _MS, _S, 5 * _S, 15 * _S, 30 * _S, _MIN, 5 * _MIN, 15 * _MIN, 30 * _MIN,
                   _H, 6 * _H, 12 * _H, 24 * _H, 7 * 24 * _H]
-#: A UTC time axis with 24-hour labels (Vega's default multi-format uses a 12-hour clock with no AM/PM).
-_UTC_X = {"scale": alt.Scale(type="utc"), "title": "time (UTC)", "axis": alt.Axis(format={
-    "milliseconds": ".%L", "seconds": ":%S", "minutes": "%H:%M", "hours": "%H:%M", "date": "%b %d", "week": "%b %d",
-    "month": "%b %Y", "quarter": "%b %Y", "year": "%Y"})}
+__all__ = [
+    "LINKED_ROWS",
+    "MAX_ROWS",
+    "chartable",
+    "conversion_funnel",
+    "enable_offline_rendering",
+    "event_color",
+    "event_family",
+    "event_shape",
+    "event_styles",
+    "explore_timeline",
+    "incident_timeline",
+    "parameter_history_chart",
+    "pnl_over_time",
+    "save_chart",
+    "utc_text",
+    "utc_x",
+]
 _NO_REASON = "(no reason given)"
 
 
@@ -64,22 +89,8 @@ def _frame(data: Any, columns: Sequence[str]) -> pd.DataFrame:
         raise ValueError(f"events need a 'ts_event' or 'time' column: expected one of them, got {list(data.columns)}")
     frame["ts_event"] = ns
     frame["time"] = ns // _MS  # epoch ms: what Vega reads as a timestamp
-    frame["time_utc"] = _utc_text(ns)
+    frame["time_utc"] = utc_text(ns)
     return frame.sort_values(["ts_event", "sequence"], kind="stable").reset_index(drop=True)
-
-
-def _utc_text(ns: pd.Series) -> pd.Series:
-    """Exact UTC text of ns timestamps, e.g. ``2026-01-05 14:32:00.000000001 UTC``."""
-    whole = pd.to_datetime(ns, unit="ns", utc=True).dt.strftime("%Y-%m-%d %H:%M:%S")
-    return whole + "." + (ns % 1_000_000_000).astype(str).str.zfill(9) + " UTC"
-
-
-def _instant_ns(at: Any) -> int:
-    """``at`` (datetime, string, pandas Timestamp or int ns) as int ns since the epoch, naive = UTC."""
-    if isinstance(at, numbers.Integral) and not isinstance(at, bool):
-        return int(at)
-    stamp = pd.Timestamp(at)
-    return (stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp).value
 
 
 def _bucket(frame: pd.DataFrame, series: Sequence[str], max_rows: int) -> pd.Series:
@@ -107,20 +118,30 @@ def _keep_last_per_bucket(frame: pd.DataFrame, series: list[str], max_rows: int,
 
 
 def incident_timeline(events: Any, at: Any = None, title: str = "Incident timeline",
-                      max_rows: int = MAX_ROWS) -> alt.LayerChart:
-    """Events on a UTC time axis, one lane per source, coloured by event type.
+                      max_rows: int = MAX_ROWS, window: Any = None, annotations: Any = None) -> alt.LayerChart:
+    """Events on a UTC time axis, one lane per event type, coloured and shaped by type.
+
+    Lanes are grouped by family (parameter, signal, order/fill, position, system) and each type
+    keeps its colour and shape in every chart (``workbench.chart_encoding``). Events at the same
+    instant in one lane are stacked within the lane, not drawn on top of each other. The time axis
+    is drawn at the top and the bottom, so it stays in view.
 
     Parameters
     ----------
     events : pandas.DataFrame or ibis.expr.types.Table
         Trail rows (``ts_event`` or ``time``, ``event_type``, ``source``; optional
-        ``description``, ``param_name``, old/new values, ``trigger_reason``, ``filter_reason``).
+        ``description``, ``param_name``, old/new values, ``trigger_reason``, ``filter_reason``,
+        ``stream``, ``sequence``).
     at : datetime, str, int or None
         The incident instant (int = ns since the epoch; naive = UTC), drawn as a red rule.
     title : str
         Chart title.
     max_rows : int
-        Above this many events, events are counted per (source, event type, time bucket).
+        Above this many events, events are counted per (event type, time bucket), and the subtitle says so.
+    window : int, pandas.Timedelta or None
+        With ``at``: show ``at - window .. at + window`` (ns or a timedelta), the incident centred.
+    annotations : mapping of label to instant, optional
+        More instants to mark and label (``{"DORSAL": ts}``), as grey rules.
 
     Returns
     -------
@@ -129,13 +150,14 @@ def incident_timeline(events: Any, at: Any = None, title: str = "Incident timeli
     Examples
     --------
     >>> import pandas as pd
-    >>> events = pd.DataFrame({"ts_event": [0, 10**9], "event_type": ["param.change", "trade.signal"],
-    ...                        "source": ["controller", "strategy"]})
-    >>> incident_timeline(events, at="1970-01-01 00:00:01").to_dict()["layer"][0]["mark"]["type"]
-    'point'
+    >>> events = pd.DataFrame({"ts_event": [0, 0, 10**9], "event_type": ["trade.fill", "trade.fill", "trade.signal"],
+    ...                        "source": ["obs", "obs", "strategy"]})
+    >>> spec = incident_timeline(events, at=10**9, window=10**9).to_dict()
+    >>> spec["layer"][0]["encoding"]["x"]["scale"]["domain"], spec["layer"][0]["encoding"]["yOffset"]["field"]
+    ([0, 2000], 'slot')
     """
     columns = ["ts_event", "time", "event_type", "source", "description", "param_name", "old_value",
-               "new_value", "trigger_reason", "filter_reason", "sequence"]
+               "new_value", "trigger_reason", "filter_reason", "stream", "sequence"]
     if not isinstance(events, pd.DataFrame) and "description" not in events.columns and "event_type" in events.columns:
         from workbench.describe import with_description
 
@@ -144,32 +166,52 @@ def incident_timeline(events: Any, at: Any = None, title: str = "Incident timeli
     frame["events"] = 1
     subtitle = []
     if len(frame) > max_rows:
-        frame["bucket"] = _bucket(frame, ["source", "event_type"], max_rows)
-        grouped = frame.groupby(["source", "event_type", "bucket"], dropna=False)
+        frame["bucket"] = _bucket(frame, ["event_type"], max_rows)
+        grouped = frame.groupby(["event_type", "bucket"], dropna=False)
         frame = grouped.agg(ts_event=("ts_event", "min"), last=("time_utc", "max"), events=("events", "sum"),
-                            first=("time_utc", "min")).reset_index()
+                            first=("time_utc", "min"), source=("source", "first")).reset_index()
         frame["time"] = frame["ts_event"] // _MS
         frame["time_utc"] = frame["first"]
         frame["description"] = frame["events"].astype(str) + " events up to " + frame["last"]
         frame = frame.drop(columns=["bucket", "first", "last"]).reindex(columns=[*columns, "time_utc", "events"])
-        subtitle.append(f"{int(frame['events'].sum()):,} events counted per source, type and time bucket")
+        subtitle.append(f"{int(frame['events'].sum()):,} events counted per type and time bucket")
     text = ["description", "param_name", "old_value", "new_value", "trigger_reason", "filter_reason"]
     frame[text] = frame[text].astype(object).where(frame[text].notna(), "")  # a blank, not "null", in tooltips
+    # Simultaneous events in one lane: stacked into slots within the lane (up to 4, then they share).
+    frame["slot"] = frame.groupby(["event_type", "ts_event"], sort=False).cumcount() % 4
+    styles = event_styles(frame["event_type"].dropna().unique())
+    lanes = [t for t in styles.event_type if t in set(frame["event_type"])]
+    domain = None
+    if at is not None and window is not None:
+        half = window if isinstance(window, numbers.Integral) else pd.Timedelta(window).value
+        domain = [_instant_ns(at) - int(half), _instant_ns(at) + int(half)]
+        frame = frame[(frame.ts_event >= domain[0]) & (frame.ts_event <= domain[1])]
     size = alt.Size("events:Q", legend=None, scale=alt.Scale(range=[40, 400])) if subtitle else alt.value(60)
-    points = alt.Chart(frame).mark_point(filled=True, opacity=0.8).encode(
-        x=alt.X("time:T", **_UTC_X), y=alt.Y("source:N", title="source"), yOffset="event_type:N",
-        color=alt.Color("event_type:N", title="event type"), size=size,
-        tooltip=["time_utc:N", "event_type:N", "source:N", *(f"{c}:N" for c in text), "events:Q"],
+    points = alt.Chart(frame).mark_point(filled=True, opacity=0.85).encode(
+        x=utc_x(domain=domain), y=alt.Y("event_type:N", title=None, sort=lanes, axis=alt.Axis(grid=True)),
+        yOffset=alt.YOffset("slot:O"), color=event_color(extra=lanes, legend=alt.Legend(values=lanes)),
+        shape=event_shape(extra=lanes), size=size,
+        tooltip=["time_utc:N", "event_type:N", "source:N", "stream:N", "sequence:Q", *(f"{c}:N" for c in text),
+                 "events:Q"],
     )
-    layers: list[alt.Chart] = [points]
-    if at is not None:
-        at_ns = pd.Series([_instant_ns(at)])
-        instant = pd.DataFrame({"time": at_ns // _MS, "time_utc": _utc_text(at_ns), "label": "incident"})
-        rule = alt.Chart(instant).mark_rule(color="firebrick", strokeWidth=2).encode(
-            x=alt.X("time:T"), tooltip=["label:N", "time_utc:N"])
-        layers += [rule, rule.mark_text(align="left", dx=4, dy=-6, color="firebrick").encode(
-            text="label:N", y=alt.value(0))]
-    return alt.layer(*layers).properties(title=alt.Title(title, subtitle=subtitle), width=800)
+    # The same axis on top: a day view is taller than a screen's bottom edge on small displays.
+    top_axis = alt.Chart(frame).mark_point(opacity=0).encode(x=utc_x(domain=domain, orient="top", title=None))
+    layers: list[alt.Chart] = [points, top_axis]
+    marks = {"incident": at} if at is not None else {}
+    marks.update(annotations or {})
+    if marks:
+        at_ns = pd.Series([_instant_ns(v) for v in marks.values()])
+        instant = pd.DataFrame({"time": at_ns // _MS, "time_utc": utc_text(at_ns), "label": list(marks),
+                                "incident": [label == "incident" and at is not None for label in marks]})
+        color = alt.condition("datum.incident", alt.value("firebrick"), alt.value("#555"))
+        instant["label_y"] = [4 + 14 * i for i in range(len(instant))]  # staggered: close instants stay legible
+        rule = alt.Chart(instant).mark_rule(strokeWidth=2).encode(x=alt.X("time:T", axis=None), color=color,
+                                                                  tooltip=["label:N", "time_utc:N"])
+        layers += [rule, rule.mark_text(align="left", dx=4, baseline="top", fontWeight="bold").encode(
+            text="label:N", y=alt.Y("label_y:Q", scale=None, axis=None))]
+    height = min(780, 26 * max(1, len(lanes)) * (2 if len(frame) and frame["slot"].max() > 0 else 1))
+    chart = alt.layer(*layers).resolve_axis(x="independent")
+    return chart.properties(title=alt.Title(title, subtitle=subtitle), width=820, height=height)
 
 
 def parameter_history_chart(history: Any, max_rows: int = MAX_ROWS) -> alt.FacetChart:
@@ -237,7 +279,7 @@ def parameter_history_chart(history: Any, max_rows: int = MAX_ROWS) -> alt.Facet
     data = data.drop(columns=["unexplained", "stream"]).sort_values(["path", "ts_event", "is_change"],
                                                                     ascending=[True, True, False], kind="stable")
     component = alt.Legend(title=["component", "line: owner", "point: changed by"])
-    base = alt.Chart().encode(x=alt.X("time:T", **_UTC_X), y=alt.Y("new_value_num:Q", title="value in force"))
+    base = alt.Chart().encode(x=utc_x(), y=alt.Y("new_value_num:Q", title="value in force"))
     line = base.mark_line(interpolate="step-after").encode(
         color=alt.Color("owner:N", legend=component), detail="path:N", order=alt.Order("ts_event:Q"))
     points = base.mark_point(filled=True, size=70).encode(
@@ -351,7 +393,7 @@ def pnl_over_time(events: Any, by: str = "strategy_source", per_currency: bool |
     frame["realized_pnl"] = frame["realized_pnl"].astype(str)
     encoding: dict[str, Any] = {"strokeDash": alt.StrokeDash("currency:N")} if per_currency else {}
     return alt.Chart(frame).mark_line(interpolate="step-after", point=alt.OverlayMarkDef(size=12)).encode(
-        x=alt.X("time:T", **_UTC_X), y=alt.Y("cumulative_pnl:Q", title="cumulative realized P&L"),
+        x=utc_x(), y=alt.Y("cumulative_pnl:Q", title="cumulative realized P&L"),
         color=alt.Color(f"{by}:N", title=by),
         tooltip=["time_utc:N", f"{by}:N", "currency:N", "realized_pnl:N",
                  alt.Tooltip("cumulative_exact:N", title="cumulative P&L")],

@@ -148,14 +148,19 @@ class VerificationStatus:
     def _repr_html_(self) -> str:
         color = {VERIFIED: "#2e7d32", FAILED: "#c62828"}.get(self.state, "#ef6c00")
         label = {VERIFIED: "VERIFIED", FAILED: "FAILED"}.get(self.state, "NOT VERIFIED")
-        checked = _when(self.checked_at) if self.checked_at else "never"
+        # The badge says the state and the summary says when it was checked: neither is repeated.
+        state_word, _, rest = self.summary.partition(": ")
+        headline = rest if state_word.upper() == label else self.summary
         details = (f"mode <code>{self.mode}</code>"
                    + (f", Ed25519 key <code>{html.escape(self.key_id)}</code>" if self.key_id else "")
-                   + f" &middot; checked {html.escape(checked)} ({html.escape(self.source)})"
                    + f" &middot; <code>{html.escape(self.path)}</code>")
+        if self.report is not None and getattr(self.report, "parts", None):
+            details += "".join(f"<br>{html.escape(label_)}: {'OK' if part.ok else 'FAILED'}, "
+                               f"{len(part.files):,} file(s), {part.records:,} record(s)"
+                               for label_, part in self.report.parts)
         parts = [f'<div class="ledgerline-verification" style="border-left:6px solid {color};padding:4px 10px;'
                  f'margin:4px 0">',
-                 f'<b style="color:{color}">{label}</b> {html.escape(self.summary)}<br>',
+                 f'<b style="color:{color}">{label}</b> {html.escape(headline)}<br>',
                  f'<small>{details}</small>']
         failures = self.failures
         if failures:

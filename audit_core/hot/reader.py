@@ -11,6 +11,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from audit_core._layout import parse_hot_file_name
 from audit_core.errors import AuditFormatError
 from audit_core.events import AuditEvent, parse_record
 from audit_core.hot.verifier import NOT_A_TRAIL_FILE, trail_files
@@ -33,25 +34,52 @@ def tail(
         ValueError: ``n`` is less than 1.
         AuditFormatError: a line is not a record (only without ``on_error``); names the file and line.
     """
+    return [event for _, event in tail_streams(path, n, on_error)]
+
+
+def tail_streams(
+    path: Path | str,
+    n: int = 20,
+    on_error: Callable[[AuditFormatError], None] | None = None,
+    accept: Callable[[str, AuditEvent], bool] | None = None,
+    after: dict[Path, int] | None = None,
+) -> list[tuple[str, AuditEvent]]:
+    """``tail``, with the stream of each event (``trader.stream``), newest ``n`` that ``accept`` keeps.
+
+    Args:
+        accept: Keeps an event (given its stream) or not. With a filter, each file is read whole,
+            since the newest matching lines may be anywhere in it; without, only its newest ``n`` lines count.
+        after: Byte offset per file already shown (``--follow``): only complete lines past it are read;
+            updated in place to each file's end of complete lines.
+    """
     if n < 1:
         raise ValueError(f"n must be at least 1, got {n}")
-    newest: list[AuditEvent] = []
+    newest: list[tuple[str, AuditEvent]] = []
     files, strays = trail_files(path)
     for stray in strays:  # reported, never read: a forged line there must not show as a record
         if on_error is None:
             raise AuditFormatError(stray, NOT_A_TRAIL_FILE)
         on_error(AuditFormatError(stray, NOT_A_TRAIL_FILE))
     for file in files:
-        lines: deque[tuple[int, int, bytes]] = deque(maxlen=n)
+        name = parse_hot_file_name(file)
+        stream = name.stream_key if name else file.name
+        lines: deque[tuple[int, int, bytes]] = deque(maxlen=None if accept else n)
         offset = 0
+        start = after.get(file, 0) if after is not None else 0
         with file.open("rb") as handle:
             for number, line in enumerate(handle, start=1):
                 if line.endswith(b"\n"):
-                    lines.append((number, offset, line))
-                offset += len(line)
+                    if offset >= start:
+                        lines.append((number, offset, line))
+                    offset += len(line)
+                else:
+                    break  # being appended, or torn: not yet a line
+        if after is not None:
+            after[file] = offset
         bad: list[tuple[int, str]] = []
         unparsed: list[tuple[int, int, bytes, str]] = []
         recoveries: list[object] = []
+        kept: deque[tuple[str, AuditEvent]] = deque(maxlen=n)
         for number, offset, line in lines:
             try:
                 event = parse_record(line)
@@ -64,9 +92,11 @@ def tail(
             except ValueError as exc:
                 unparsed.append((number, offset, line, f"not a JSON record: {exc}"))
                 continue
-            newest.append(event)
             if event.event_type == "sys.recovery":
                 recoveries.append(getattr(event, "payload", None))
+            if accept is None or accept(stream, event):
+                kept.append((stream, event))
+        newest.extend(kept)
         described = described_torn_lines(recoveries, file.name)
         bad = [(number, why) for number, offset, line, why in unparsed if not is_described(offset, line, described)]
         if bad:
@@ -78,7 +108,7 @@ def tail(
             if on_error is None:
                 raise error
             on_error(error)
-    newest.sort(key=lambda e: (e.ts_event, e.trader_id, e.sequence or 0))
+    newest.sort(key=lambda item: (item[1].ts_event, item[1].trader_id, item[0], item[1].sequence or 0))
     return newest[-n:]
 
 

@@ -140,7 +140,8 @@ class VerificationReport:
     def to_text(self, max_failures: int = 50) -> str:
         lines = [
             f"{'OK' if self.ok else 'FAILED'}: {len(self.files)} file(s), {self.records} record(s), "
-            f"{len(self.streams)} stream(s), {self.sealed_files} sealed, "
+            + (f"{len(self.streams)} stream(s), " if self.streams else "")  # a cold report lists none
+            + f"{self.sealed_files} sealed, "
             f"checksums {'HMAC-SHA256' if self.keyed else 'SHA-256'}"
         ]
         if self.sealed_files:

@@ -142,3 +142,66 @@ def test_same_seed_same_payloads(tmp_path):
     assert names == sorted(p.name for p in (second / "hot").glob("*.jsonl"))
     for name in names:
         assert (first / "hot" / name).read_bytes() == (second / "hot" / name).read_bytes(), name
+
+
+def test_every_rendered_finding_matches_an_independent_computation(demo):
+    """The notebook's narrative is computed: each claim against the raw hot records, computed here again."""
+    from decimal import Decimal
+
+    _, out, reports, _ = demo
+    found = json.loads((reports / "findings.json").read_text())
+    executed = nbformat.read(reports / "audit_forensics_example.ipynb", as_version=4)
+    rendered = "\n".join(o["data"]["text/markdown"] for cell in executed.cells if cell.cell_type == "code"
+                         for o in cell.outputs if "text/markdown" in o.get("data", {}))
+    rows = sorted(records(out / "hot"), key=lambda r: (r["ts_event"], r["source"], r["sequence"]))
+    hour, minute = 3_600 * 10**9, 60 * 10**9
+
+    assert found["incident"]["ts_event"] == INCIDENT_NS and found["incident"]["source"] == INCIDENT_SOURCE
+    assert "At 2026-01-07 14:32:00 UTC, `ops_console` set `risk_multiplier` from 1.0 to 4.0" in rendered
+
+    risk = [r for r in rows if r.get("param_name") == "risk_multiplier" and r["ts_event"] > INCIDENT_NS]
+    assert found["in_force_ns"] == risk[0]["ts_event"] - INCIDENT_NS
+    assert f"stayed in force for {found['in_force_ns'] / minute:.0f} min" in rendered
+
+    def sizes(start: int, end: int) -> list[Decimal]:
+        return [abs(Decimal(r["size"])) for r in rows
+                if r["event_type"] == "trade.order" and start <= r["ts_event"] < end]
+
+    before, after = sizes(INCIDENT_NS - 4 * hour, INCIDENT_NS), sizes(INCIDENT_NS, INCIDENT_NS + hour)
+    before_mean, after_mean = float(sum(before) / len(before)), float(sum(after) / len(after))
+    orders = found["orders"]
+    assert (orders["before_count"], orders["after_count"]) == (len(before), len(after))
+    assert orders["before_mean"] == pytest.approx(before_mean) and orders["after_mean"] == pytest.approx(after_mean)
+    ratio = after_mean / before_mean
+    verb = "were larger" if ratio >= 1.5 else "were not clearly larger"
+    assert (f"Orders {verb} after it: {len(after)} orders in the hour after averaged {after_mean:,.0f} units, "
+            f"{ratio:.1f}x the {before_mean:,.0f} of the {len(before)} orders") in rendered
+
+    closed = [r for r in rows if r["event_type"] == "trade.position_closed"
+              and INCIDENT_NS <= r["ts_event"] < INCIDENT_NS + 2 * hour]
+    total = sum((Decimal(r["realized_pnl"]) for r in closed), Decimal(0))
+    assert Decimal(found["realized_2h"]["total"]) == total and found["realized_2h"]["trades"] == len(closed)
+    sign = "-" if total < 0 else "+"
+    assert (f"realized {sign}${abs(float(total)):,.2f} over {len(closed)} closed trades"
+            + (" (a loss)." if total < 0 else " (no loss).")) in rendered
+
+    flip = next(r for r in rows if r["event_type"] == "sys.regime_change" and r["ts_event"] >= INCIDENT_NS)
+    trigger = next(r for r in rows if r["event_type"] == "sys.evolution_trigger" and r["ts_event"] >= INCIDENT_NS)
+    assert found["first_flip"] == {"ts_event": flip["ts_event"], "to": flip["payload"]["to"],
+                                   "drawdown": flip["payload"]["drawdown"]}
+    assert (f"{(flip['ts_event'] - INCIDENT_NS) / minute:.0f} min after the override the meta-controller went to "
+            f"{flip['payload']['to']} at a drawdown of {flip['payload']['drawdown']:.2%}") in rendered
+    assert found["first_trigger"] == {"ts_event": trigger["ts_event"], "trigger": trigger["payload"]["trigger"]}
+    assert f"fired a {trigger['payload']['trigger']} evolution trigger" in rendered
+
+    losers = sorted((r for r in closed if Decimal(r["realized_pnl"]) < 0), key=lambda r: Decimal(r["realized_pnl"]))
+    assert [(w["position_id"], Decimal(w["realized_pnl"])) for w in found["worst"]] == [
+        (r["position_id"], Decimal(r["realized_pnl"])) for r in losers[:3]]
+    if losers:
+        worst = losers[0]
+        opened = worst["ts_event"] - worst["duration_ns"]
+        assert found["worst_opened_ns"] == opened
+        when = "after the override." if opened >= INCIDENT_NS else "before the override and held through it"
+        assert f"lost ${abs(float(Decimal(worst['realized_pnl']))):,.2f}" in rendered and when in rendered
+    assert found["verified"] is True and "The record verifies end to end" in rendered
+    assert found["pnl_reconciled"] is True and "reconciles exactly" in rendered

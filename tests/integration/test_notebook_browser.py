@@ -40,15 +40,21 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    root = tmp_path_factory.mktemp("lab")
-    trail, reports, notebooks, settings = root / "trail", root / "reports", root / "notebooks", root / "settings"
+def demo_trail(tmp_path_factory):
+    trail = tmp_path_factory.mktemp("trail")
     (trail / "keys").mkdir(parents=True)
     generate_keypair(trail / "keys" / "ledgerline.key", trail / "keys" / "ledgerline.pub")
     run_backtest(trail, signing_key_path=trail / "keys" / "ledgerline.key")
     # Signed as `make demo` signs it, so that the notebook's open_trail(public_key=) verifies the cold side too.
     ParquetConverter(trail / "hot", trail / "cold", public_key=load_public_key(trail / "keys" / "ledgerline.pub"),
                      signing_key=load_private_key(trail / "keys" / "ledgerline.key")).convert_all()
+    return trail
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory, demo_trail):
+    root = tmp_path_factory.mktemp("lab")
+    trail, reports, notebooks, settings = demo_trail, root / "reports", root / "notebooks", root / "settings"
     notebooks.mkdir()
     shutil.copy(NOTEBOOK, notebooks / NOTEBOOK.name)
     # Render every cell (JupyterLab 4 only renders cells near the viewport by default).
@@ -133,5 +139,83 @@ def test_notebook_runs_in_jupyterlab_and_charts_render(lab):
             (ROOT / "reports").mkdir(exist_ok=True)
             page.screenshot(path=str(ROOT / "reports" / "notebook_browser.png"), full_page=True)
             assert not [e for e in console_errors if "vega" in e.lower()], console_errors
+        finally:
+            browser.close()
+
+
+# Absolute page position of the items of a named Vega mark: (x, y, width, height) per item, nested groups added up.
+_ITEMS = """([div, name]) => {
+    const view = div.vegaView, [ox, oy] = view.origin(), box = view.container().querySelector('canvas, svg')
+        .getBoundingClientRect();
+    const found = [];
+    const walk = (scene, dx, dy) => (scene.items || []).forEach(item => {
+        if (scene.name === name) {
+            const b = item.bounds, group = scene.marktype === 'group';  // a group: its plot area, not its axes
+            found.push(group ? [box.left + ox + dx + item.x, box.top + oy + dy + item.y, item.width, item.height, null]
+                : [box.left + ox + dx + b.x1, box.top + oy + dy + b.y1, b.x2 - b.x1, b.y2 - b.y1, item.datum]);
+        }
+        (item.items || []).forEach(child => walk(child, dx + (item.x || 0), dy + (item.y || 0)));
+    });
+    walk(view.scenegraph().root, 0, 0);
+    return found;
+}"""
+
+
+@pytest.fixture(scope="module")
+def offline_report(tmp_path_factory, demo_trail):
+    from examples.demo_session import run_notebook
+
+    return run_notebook(demo_trail, tmp_path_factory.mktemp("report"))
+
+
+def test_the_report_is_interactive_offline(offline_report):
+    """The HTML report from file:// with the network off: charts draw; the brush and legend filter the linked views."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
+        try:
+            context = browser.new_context(viewport={"width": 1400, "height": 1000}, offline=True)
+            requested: list[str] = []
+            context.route("**/*", lambda route: route.continue_() if route.request.url.startswith("file://")
+                          else (requested.append(route.request.url), route.abort()))
+            page = context.new_page()
+            console_errors: list[str] = []
+            page.on("console", lambda message: console_errors.append(message.text) if message.type == "error" else None)
+            page.goto(offline_report.as_uri())
+            page.wait_for_function("() => document.querySelectorAll('.ll-chart').length > 0 && Array.from("
+                                   "document.querySelectorAll('.ll-chart')).every(d => d.vegaView)", timeout=60_000)
+            drawn = page.eval_on_selector_all(
+                ".ll-chart canvas, .ll-chart svg.marks",
+                "nodes => nodes.filter(n => n.getBoundingClientRect().width > 100).length")
+            assert drawn >= CHART_CELLS + 1  # the five charts and the explorer
+            assert not requested and not console_errors, (requested, console_errors)
+            assert "Summary" in page.inner_text("body") and "ops_console" in page.inner_text("body")
+
+            explorer = page.evaluate_handle("() => Array.from(document.querySelectorAll('.ll-chart'))"
+                                            ".find(d => d.vegaView.getState().signals.brush !== undefined)")
+            items = lambda name: page.evaluate(_ITEMS, [explorer, name])  # noqa: E731
+            rows_before, detail_before = len(items("events_table_layer_1_marks")), len(items("detail_1_marks"))
+            assert rows_before > 0 and detail_before > 0
+            explorer.scroll_into_view_if_needed()
+            [(x, y, width, height, _)] = items("concat_0_group")  # the overview's plot area
+            page.mouse.move(x + 0.50 * width, y + height / 2)
+            page.mouse.down()
+            page.mouse.move(x + 0.52 * width, y + height / 2, steps=5)
+            page.mouse.up()
+            page.wait_for_timeout(300)
+            rows_after = len(items("events_table_layer_1_marks"))
+            assert rows_after != rows_before, "brushing the overview did not change the events table"
+            page.screenshot(path=str(ROOT / "reports" / "report_brushed.png"), full_page=False)
+
+            labels = items("event_type_legend_labels")
+            [(lx, ly, lw, lh, _)] = [label for label in labels if label[4]["value"] == "trade.signal"]
+            page.mouse.click(lx + lw / 2, ly + lh / 2)
+            page.wait_for_timeout(300)
+            detail_after = items("detail_1_marks")
+            assert 0 < len(detail_after) < detail_before, "the legend filter did not hide the other types"
+            assert {item[4]["event_type"] for item in detail_after} == {"trade.signal"}
+            (ROOT / "reports").mkdir(exist_ok=True)
+            page.screenshot(path=str(ROOT / "reports" / "report_offline.png"), full_page=True)
         finally:
             browser.close()

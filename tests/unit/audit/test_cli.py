@@ -36,13 +36,15 @@ def _tamper_line(trail: Path, index: int) -> None:
 class TestVerifyCommand:
     def test_clean_trail_exits_zero(self, trail, capsys):
         assert main(["verify", str(trail)]) == 0
-        assert capsys.readouterr().out.startswith("OK: 1 file(s), 31 record(s)")
+        heading, result = capsys.readouterr().out.splitlines()[:2]
+        assert heading == f"hot JSONL: record checksums, sequences, hash chains, seals ({trail})"
+        assert result.startswith("  OK: 1 file(s), 31 record(s)")
 
     def test_tampered_trail_exits_one_and_names_the_sequence(self, trail, capsys):
         _tamper_line(trail, 7)
         assert main(["verify", str(trail)]) == 1
         out = capsys.readouterr().out
-        assert out.startswith("FAILED")
+        assert out.splitlines()[1].startswith("  FAILED")
         assert re.search(r":8: sequence 7: checksum_mismatch", out)
         assert not verify(trail).ok
 
@@ -64,7 +66,7 @@ class TestVerifyCommand:
         # Issue 13: a trail deleted whole (or a mistyped path) must never read as verified; exit 1, not a usage error.
         assert main(["verify", str(tmp_path / "nope")]) == 1
         out, err = capsys.readouterr()
-        assert err == "" and out.startswith("FAILED: 0 file(s)")
+        assert err == "" and out.splitlines()[1].startswith("  FAILED: 0 file(s)")
         assert "nothing_verified: no such file or directory" in out
 
 
@@ -78,6 +80,78 @@ class TestTailCommand:
     def test_json_prints_raw_records(self, trail, capsys):
         main(["tail", str(trail), "-n", "1", "--json"])
         assert json.loads(capsys.readouterr().out)["sequence"] == 30
+
+
+class TestTailFilters:
+    @pytest.fixture
+    def two_streams(self, tmp_path):
+        for stream, source in (("ctrl", "meta_controller"), ("obs", "observer")):
+            clock = iter(range(10**18, 10**18 + 10**12, 10**9))
+            config = AuditConfig(base_path=tmp_path, stream_id=stream)
+            with AuditEventEmitter(config, clock=lambda c=clock: next(c)) as em:
+                for i in range(5):
+                    if stream == "ctrl":
+                        em.emit_param_change(source, "risk_multiplier", i, i + 1, "drawdown")
+                    else:
+                        em.emit_trade("trade.fill", source, "EURUSD.SIM", order_id=f"O-{i}", side="BUY", size="1",
+                                      price="1.1")
+        return tmp_path
+
+    def test_each_line_names_its_stream(self, two_streams, capsys):
+        assert main(["tail", str(two_streams), "-n", "4"]) == 0
+        streams = {line.split()[0] for line in capsys.readouterr().out.splitlines()}
+        assert {s.split(".")[-1] for s in streams} == {"ctrl", "obs"}
+
+    def test_type_stream_and_since_filter_before_counting(self, two_streams, capsys):
+        # The newest matching events, not the matching ones among the newest: -n counts after the filter.
+        assert main(["tail", str(two_streams), "-n", "3", "--type", "param.*"]) == 0
+        lines = capsys.readouterr().out.splitlines()
+        assert len(lines) == 3 and all(line.split()[4].startswith("param.") for line in lines)
+        assert main(["tail", str(two_streams), "-n", "50", "--stream", "obs", "--type", "trade.fill"]) == 0
+        lines = capsys.readouterr().out.splitlines()
+        assert len(lines) == 5 and all(line.split()[0].endswith(".obs") for line in lines)
+        assert main(["tail", str(two_streams), "-n", "50"]) == 0
+        stamps = [line.split()[2] for line in capsys.readouterr().out.splitlines()]  # HH:MM:SS.nnnnnnnnnZ
+        since = sorted(stamps)[len(stamps) // 2][:8]
+        assert main(["tail", str(two_streams), "-n", "50", "--since", f"2001-09-09T{since}"]) == 0
+        shown = [line.split()[2] for line in capsys.readouterr().out.splitlines()]
+        assert sorted(shown) == sorted(stamp for stamp in stamps if stamp[:8] >= since) and len(shown) < len(stamps)
+
+    def test_follow_prints_appended_events(self, trail):
+        process = subprocess.Popen([sys.executable, "-m", "audit_core.cli", "tail", str(trail), "-n", "1", "--follow",
+                                    "--interval", "0.1"], stdout=subprocess.PIPE, text=True)
+        try:
+            assert "#30 trade.fill" in process.stdout.readline()
+            with AuditEventEmitter(AuditConfig(base_path=trail)) as em:
+                em.emit_param_change("meta_controller", "risk_multiplier", 1, 2, "appended later")
+            assert "appended later" in process.stdout.readline()
+        finally:
+            process.kill()
+            process.communicate()
+
+
+class TestPolish:
+    def test_version(self, capsys):
+        with pytest.raises(SystemExit) as exit_:
+            main(["--version"])
+        assert exit_.value.code == 0 and re.fullmatch(r"ledgerline \S+\n", capsys.readouterr().out)
+
+    def test_verify_progress_goes_to_stderr_on_request_only(self, trail, capsys):
+        assert main(["verify", str(trail)]) == 0
+        assert capsys.readouterr().err == ""  # not a terminal, not asked: silent
+        assert main(["verify", str(trail), "--progress"]) == 0
+        out, err = capsys.readouterr()
+        assert err.splitlines()[0] == f"ledgerline verify: verifying hot JSONL ({trail})..."
+        assert re.fullmatch(r"ledgerline verify: done \(\d+\.\d s\)", err.splitlines()[-1])
+        assert "verifying" not in out
+
+    def test_a_closed_pipe_exits_quietly(self, trail):
+        # `ledgerline tail | head -1`: no traceback, no "Exception ignored" message, the shell's SIGPIPE status.
+        process = subprocess.Popen([sys.executable, "-m", "audit_core.cli", "tail", str(trail), "-n", "31"],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        process.stdout.close()  # the reader went away before reading anything
+        _, err = process.communicate(timeout=60)
+        assert err == b"" and process.returncode == 141
 
 
 class TestCommandDocs:

@@ -13,16 +13,23 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from workbench.chart_encoding import EVENT_FAMILIES
 from workbench.charts import (
     MAX_ROWS,
     VEGA5_MIME,
+    chartable,
     conversion_funnel,
     enable_offline_rendering,
+    event_color,
+    event_family,
+    explore_timeline,
     incident_timeline,
     parameter_history_chart,
     pnl_over_time,
     save_chart,
+    utc_x,
 )
+from workbench.report import readable
 
 T0 = 1_767_623_520_000_000_000  # 2026-01-05 14:32:00 UTC, in ns
 SECOND = 1_000_000_000
@@ -102,14 +109,20 @@ def embedded_rows(chart: alt.TopLevelMixin) -> int:
 
 
 class TestIncidentTimeline:
-    def test_points_on_a_utc_time_axis_one_lane_per_source_coloured_by_type(self) -> None:
+    def test_points_on_a_utc_time_axis_one_lane_per_type_in_family_order(self) -> None:
         spec = incident_timeline(events_frame(), at=T0).to_dict()
         points = spec["layer"][0]
         enc = points["encoding"]
         assert points["mark"]["type"] == "point"
         assert (enc["x"]["field"], enc["x"]["type"], enc["x"]["scale"]["type"]) == ("time", "temporal", "utc")
-        assert (enc["y"]["field"], enc["y"]["type"]) == ("source", "nominal")
-        assert enc["color"]["field"] == "event_type"
+        assert (enc["y"]["field"], enc["y"]["type"]) == ("event_type", "nominal")
+        lanes = enc["y"]["sort"]
+        assert sorted(lanes) == sorted(set(events_frame().event_type))
+        assert [event_family(t) for t in lanes] == sorted((event_family(t) for t in lanes),
+                                                          key=list(EVENT_FAMILIES).index)  # grouped by family
+        assert enc["color"]["field"] == "event_type" and enc["shape"]["field"] == "event_type"
+        assert enc["color"]["legend"]["values"] == lanes  # the legend lists what is drawn
+        assert spec["layer"][1]["encoding"]["x"]["axis"]["orient"] == "top"  # the time axis on top too
         assert {"time_utc", "event_type", "source", "description", "param_name", "old_value", "new_value",
                 "trigger_reason"} <= tooltip_fields(enc)
         rows = data_of(spec, points)
@@ -120,17 +133,18 @@ class TestIncidentTimeline:
                                     pd.Timestamp("2026-01-05 14:32")])
     def test_the_incident_instant_is_a_rule_whatever_form_at_takes(self, at: object) -> None:
         spec = incident_timeline(events_frame(), at=at).to_dict()
-        rule = spec["layer"][1]
+        rule = spec["layer"][2]
         assert rule["mark"]["type"] == "rule"
         assert rule["encoding"]["x"]["field"] == "time"
-        assert data_of(spec, rule) == [{"time": T0 // 10**6, "time_utc": "2026-01-05 14:32:00.000000000 UTC",
-                                        "label": "incident"}]
+        [row] = data_of(spec, rule)
+        assert {k: row[k] for k in ("time", "time_utc", "label")} == {
+            "time": T0 // 10**6, "time_utc": "2026-01-05 14:32:00.000000000 UTC", "label": "incident"}
 
     def test_without_at_there_is_no_rule_and_time_alone_is_enough(self) -> None:
         frame = events_frame()
         frame["time"] = pd.to_datetime(frame.pop("ts_event"), unit="ns", utc=True)
         spec = incident_timeline(frame.drop(columns=["description"])).to_dict()
-        assert len(spec["layer"]) == 1
+        assert [layer["mark"]["type"] for layer in spec["layer"]] == ["point", "point"]  # the points, the top axis
         assert data_of(spec, spec["layer"][0])[0]["description"] == ""  # blank in the tooltip, not "null"
         assert spec["layer"][0]["encoding"]["size"] == {"value": 60}
 
@@ -368,3 +382,78 @@ class TestOfflineRendering:
         assert set(bundle) == {VEGA5_MIME, "text/plain"}
         tooltips = [m for m in bundle[VEGA5_MIME]["marks"] if "tooltip" in json.dumps(m.get("encode", {}))]
         assert tooltips  # the compiled spec keeps its tooltips
+
+
+class TestSharedEncodings:
+    def test_a_type_keeps_its_colour_and_shape_in_every_chart(self) -> None:
+        day = incident_timeline(events_frame(), at=T0).to_dict()["layer"][0]["encoding"]
+        only_two = events_frame()[events_frame().event_type.isin(["trade.fill", "param.risk_change"])]
+        small = incident_timeline(only_two).to_dict()["layer"][0]["encoding"]
+        explore = explore_timeline(events_frame(), at=T0).to_dict()["vconcat"][0]["layer"][0]["encoding"]
+        def mapping(encoding: dict, channel: str) -> dict[str, str]:
+            scale = encoding[channel]["scale"]
+            return dict(zip(scale["domain"], scale["range"], strict=True))
+
+        for channel in ("color", "shape"):
+            # The known types keep theirs; a chart whose data has unknown types adds those after them.
+            known = mapping(small, channel)
+            assert {t: mapping(day, channel)[t] for t in known} == known == {
+                t: mapping(explore, channel)[t] for t in known}
+            assert mapping(day, channel) == mapping(explore, channel)
+        pairs = {(mapping(day, "color")[t], mapping(day, "shape")[t]) for t in mapping(day, "color")}
+        assert len(pairs) == len(mapping(day, "color"))  # every type drawn distinctly (colour and shape)
+
+    def test_simultaneous_events_are_stacked_and_the_window_is_centred(self) -> None:
+        frame = pd.DataFrame({"ts_event": [T0, T0, T0 + SECOND], "event_type": ["trade.fill"] * 3,
+                              "source": ["obs"] * 3, "sequence": [0, 1, 2]})
+        spec = incident_timeline(frame, at=T0, window=pd.Timedelta(minutes=5)).to_dict()
+        points = spec["layer"][0]
+        assert [row["slot"] for row in data_of(spec, points)] == [0, 1, 0]
+        assert points["encoding"]["x"]["scale"]["domain"] == [(T0 - 300 * SECOND) // 10**6,
+                                                              (T0 + 300 * SECOND) // 10**6]
+
+    def test_chartable_casts_decimals_and_aggregates_past_the_limit(self) -> None:
+        frame = pd.DataFrame({"ts_event": range(0, 10_000 * SECOND, SECOND), "event_type": ["trade.fill"] * 10_000,
+                              "size": [Decimal("0E-18")] * 10_000})
+        small = chartable(frame.head(3))
+        assert small["size"].dtype == float and small["size_exact"].tolist() == ["0"] * 3
+        assert small.attrs["aggregated"] is False
+        big = chartable(ibis.memtable(frame.drop(columns=["size"])))
+        assert big.attrs["aggregated"] is True and "not linked" in big.attrs["note"]
+        assert len(big) <= MAX_ROWS and big["events"].sum() == 10_000
+        alt.Chart(big).mark_point().encode(x=utc_x(), color=event_color()).to_dict()  # no MaxRowsError
+
+
+class TestExploreTimeline:
+    def test_brush_legend_detail_and_table_are_linked(self) -> None:
+        spec = explore_timeline(events_frame(), at=T0).to_dict()
+        assert {p["name"] for p in spec["params"]} == {"brush", "types"}
+        overview, detail, table = spec["vconcat"]
+        assert detail["layer"][0]["encoding"]["x"]["scale"]["domain"] == {"param": "brush"}
+        assert {"filter": {"param": "types"}} in detail["layer"][0]["transform"]
+        rows = table["layer"][1]
+        assert rows["mark"]["type"] == "text"
+        assert {"filter": {"param": "brush"}} in rows["transform"]
+        assert {"filter": {"param": "types"}} in rows["transform"]
+        assert {"time_utc:N", "sequence:Q", "stream:N"} <= {
+            f"{t['field']}:{t['type'][0].upper()}" for t in overview["layer"][0]["encoding"]["tooltip"]}
+
+    def test_raw_rows_are_capped_nearest_the_incident_and_the_rest_counted(self) -> None:
+        chart = explore_timeline(many_events(), at=T0, max_rows=500)
+        spec = chart.to_dict()
+        rows = data_of(spec, spec["vconcat"][0]["layer"][0])
+        assert len(rows) == 500 and embedded_rows(chart) == 500 + 1 + 6  # + the incident rule, the table header
+        nearest = sorted(abs(int(t) - T0) for t in many_events().ts_event)[:500]
+        assert sorted(abs(row["ts_event"] - T0) for row in rows) == nearest
+        assert "the 500 nearest the incident of 50,000" in spec["title"]["subtitle"][0]
+
+
+class TestReadable:
+    def test_tables_for_people(self) -> None:
+        frame = pd.DataFrame({"realized_pnl": [Decimal("0E-18"), Decimal("-12.340000000000000000")],
+                              "ts_event": [T0, T0 + 1], "since_previous_ns": [1.2e12, float("nan")]})
+        shown = readable(frame)
+        assert shown["realized_pnl"].tolist() == ["0", "-12.34"]
+        assert shown["ts_event"].tolist() == ["2026-01-05T14:32:00.000000000Z", "2026-01-05T14:32:00.000000001Z"]
+        assert shown["since_previous_ns"].tolist() == ["1,200,000,000,000", ""]
+        assert frame["realized_pnl"][0] == Decimal(0)  # the caller's frame is untouched
