@@ -7,6 +7,7 @@ release in between (or a backport) gets the behaviour it actually has.
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import nautilus_trader
 from nautilus_trader.common.component import MessageBus, TestClock
@@ -38,3 +39,15 @@ def wildcards_reach_existing_topics() -> bool:
 
 def _ignore(_message: object) -> None:
     pass
+
+
+def cycle_realized_pnl(cache: Any, instrument_id: Any) -> float:
+    """Realized P&L of the instrument's positions in ``cache``, as ``Portfolio.realized_pnl`` gave it in 1.221.
+
+    A netting position's realized P&L starts again from zero each time it reopens. 1.221's
+    ``Portfolio.realized_pnl(instrument_id)`` summed the positions as they stand (so only the current
+    cycle of a netting position); 1.231 also adds the closed cycles' snapshots, a cumulative figure.
+    Code that reasons about P&L the 1.221 way (the demo strategy's equity) calls this on both.
+    """
+    return sum(float(p.realized_pnl) for p in cache.positions(instrument_id=instrument_id)
+               if p.realized_pnl is not None)

@@ -24,7 +24,7 @@ from typing import Any
 from nautilus_trader.common.actor import Actor
 from nautilus_trader.common.component import TestClock
 from nautilus_trader.config import ActorConfig
-from nautilus_trader.model.enums import OrderSide
+from nautilus_trader.model.enums import OrderSide, OrderType
 from nautilus_trader.model.events import (
     AccountState,
     OrderAccepted,
@@ -157,6 +157,8 @@ class AuditObserver(Actor):
         self._owns_emitter = emitter is None
         self._expected: dict[ClientOrderId, tuple[Decimal | None, str | None]] = {}
         self._signals: dict[ClientOrderId, str] = {}  # opening order -> signal, until its position closes
+        self._seen: dict[ClientOrderId, int] = {}  # open order -> how many of its events were handled
+        self._caught_up: set[Any] = set()  # ids of events recorded from an order before their publication
         self._failures = 0
         self._failure_lock = threading.Lock()
         self._recorded = 0
@@ -239,6 +241,13 @@ class AuditObserver(Actor):
         for account in self.cache.accounts():
             if self.msgbus.is_subscribed(f"events.account.{account.id}", self._on_account_state):
                 self.msgbus.unsubscribe(topic=f"events.account.{account.id}", handler=self._on_account_state)
+        for cid in list(self._seen):  # events applied after the last one published (a final pending cancel)
+            order = self.cache.order(cid)
+            if order is not None:
+                try:
+                    self._catch_up(order)
+                except Exception as exc:
+                    self._failed("order events", exc)
         if self._recorder is not None:
             self._recorder.close()  # everything queued is written before the session is closed
         if self._emitter is not None and self.session_id is not None:
@@ -321,12 +330,6 @@ class AuditObserver(Actor):
 
     # --- handlers -----------------------------------------------------------------------------
 
-    def _on_order_event(self, event: OrderEvent) -> None:
-        try:
-            self._record_order_event(event)
-        except Exception as exc:
-            self._failed(type(event).__name__, exc)
-
     def _on_position_event(self, event: PositionEvent) -> None:
         try:
             self._record_position_event(event)
@@ -351,12 +354,47 @@ class AuditObserver(Actor):
             return
         self._system("sys.account_state", "AccountState", payload, event.ts_event)
 
-    def _record_order_event(self, event: OrderEvent) -> None:
+    def _on_order_event(self, event: OrderEvent) -> None:
+        try:
+            if self._caught_up and event.id in self._caught_up:
+                self._caught_up.discard(event.id)  # already recorded from the order's own events
+                return
+            order = self.cache.order(event.client_order_id)
+            if order is not None:
+                self._catch_up(order, event)
+            self._record_order_event(event, order)
+            if order is not None and order.is_closed:
+                self._expected.pop(event.client_order_id, None)
+        except Exception as exc:
+            self._failed(type(event).__name__, exc)
+
+    def _catch_up(self, order: Any, event: Any = None) -> None:
+        """Record the order's events that were applied but never published before ``event``.
+
+        A strategy's ``cancel_all_orders`` applies ``OrderPendingCancel`` to each order without
+        publishing it (NautilusTrader 1.221 and 1.231): counting the order's events finds them, at
+        the cost of one integer compare per event.
+        """
+        cid = order.client_order_id
+        count = order.event_count
+        seen = self._seen.get(cid, 0)
+        if count - seen > 1 or (event is None and count > seen):
+            for missed in order.events[seen:]:
+                if event is not None and missed.id == event.id:
+                    continue
+                if type(missed) in _ORDER_EVENT_TYPES:
+                    self._caught_up.add(missed.id)
+                    self._record_order_event(missed, order)
+        if order.is_closed:
+            self._seen.pop(cid, None)
+        else:
+            self._seen[cid] = count
+
+    def _record_order_event(self, event: OrderEvent, order: Any) -> None:
         kind = type(event)
         event_type = _ORDER_EVENT_TYPES.get(kind)
         if event_type is None:
             return  # OrderInitialized: the order is recorded when it is submitted (or denied)
-        order = self.cache.order(event.client_order_id)
         fields = self._common(event, order)
         if order is not None and event.client_order_id not in self._expected:
             # Usually on OrderSubmitted; an order the risk engine denies is never submitted.
@@ -393,8 +431,6 @@ class AuditObserver(Actor):
             venue_order_id = getattr(event, "venue_order_id", None)
             if venue_order_id is not None and kind is not OrderSubmitted:
                 fields["venue_order_id"] = str(venue_order_id)
-        if order is not None and order.is_closed:
-            self._expected.pop(event.client_order_id, None)
         self._trade(event_type, kind.__name__, str(event.instrument_id), signal, event.ts_event,
                     {k: v for k, v in fields.items() if v is not None})
 
@@ -455,7 +491,7 @@ class AuditObserver(Actor):
                 signal = tag[len(SIGNAL_TAG):]
             elif tag.startswith(EXPECTED_PRICE_TAG):
                 expected = Decimal(tag[len(EXPECTED_PRICE_TAG):])
-        if expected is None and order.has_trigger_price:
+        if expected is None and order.order_type in _TRIGGERED_TYPES:
             expected = _FROM_TRIGGER
         if expected is None:
             expected = _price_of(order)
@@ -469,6 +505,12 @@ class AuditObserver(Actor):
             self._signals[order.client_order_id] = signal
 
 
+#: Order types whose fills are measured against their trigger price (``has_trigger_price`` is False
+#: on a trailing stop until the venue sets its first trigger).
+_TRIGGERED_TYPES = frozenset({
+    OrderType.STOP_MARKET, OrderType.STOP_LIMIT, OrderType.MARKET_IF_TOUCHED, OrderType.LIMIT_IF_TOUCHED,
+    OrderType.TRAILING_STOP_MARKET, OrderType.TRAILING_STOP_LIMIT,
+})
 #: Stands for "the order's trigger price at the time": stops are measured against their trigger.
 _FROM_TRIGGER: Any = Decimal("NaN")
 
@@ -549,6 +591,6 @@ def _price_of(order: Any) -> Decimal | None:
 
 
 def _trigger_of(order: Any) -> Decimal | None:
-    """The order's trigger price now (a trailing stop has none until it activates)."""
-    trigger = getattr(order, "trigger_price", None) if order is not None and order.has_trigger_price else None
+    """The order's trigger price now (a trailing stop has none until the venue sets it)."""
+    trigger = getattr(order, "trigger_price", None)
     return None if trigger is None else trigger.as_decimal()  # type: ignore[no-any-return]

@@ -100,8 +100,10 @@ def quotes(instrument, count: int, step_ns: int, seed: int = 7, size: int = 10_0
 
 def build_engine(audit_base: str | None, *, ticks: int = 2_000, step_ns: int = 60_000_000_000,
                  trade_every: int = 20, stream_id: str = "nautilus",
-                 quote_size: int = 10_000_000) -> tuple[BacktestEngine, ScenarioStrategy,
-                                                                                 AuditObserver | None]:
+                 quote_size: int = 10_000_000, strategy: Strategy | None = None,
+                 observer_config: dict | None = None) -> tuple[BacktestEngine, Strategy, AuditObserver | None]:
+    """The scenario's engine; ``strategy`` replaces ScenarioStrategy, ``observer_config`` adds to the
+    observer's config (``sync_writes``, ``environment``)."""
     engine = BacktestEngine(BacktestEngineConfig(
         trader_id=TraderId("BACKTESTER-001"),
         logging=LoggingConfig(log_level="ERROR", bypass_logging=True),
@@ -114,10 +116,12 @@ def build_engine(audit_base: str | None, *, ticks: int = 2_000, step_ns: int = 6
     instrument = TestInstrumentProvider.default_fx_ccy("EUR/USD")
     engine.add_instrument(instrument)
     engine.add_data(quotes(instrument, ticks, step_ns, size=quote_size))
-    strategy = ScenarioStrategy(ScenarioConfig(instrument_id=instrument.id, trade_every=trade_every))
+    if strategy is None:
+        strategy = ScenarioStrategy(ScenarioConfig(instrument_id=instrument.id, trade_every=trade_every))
     engine.add_strategy(strategy)
     observer = None
     if audit_base is not None:
-        observer = AuditObserver(AuditObserverConfig(base_path=audit_base, stream_id=stream_id))
+        observer = AuditObserver(AuditObserverConfig(base_path=audit_base, stream_id=stream_id,
+                                                     **(observer_config or {})))
         engine.add_actor(observer)
     return engine, strategy, observer

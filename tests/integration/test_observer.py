@@ -237,7 +237,9 @@ def assert_trail_matches_engine(run: Run) -> None:
         row = one(run.of_type("trade.canceled"), order_id=str(order.client_order_id))
         assert row["ts_event"] == event.ts_event
         assert row["reason"] == ("expired" if isinstance(event, OrderExpired) else "canceled")
-        assert Decimal(row["price"]) == order.price.as_decimal()
+        assert row.get("price") == (str(order.price.as_decimal()) if order.has_price else None)
+        assert row.get("trigger_price") == (str(order.trigger_price.as_decimal()) if order.has_trigger_price
+                                            and order.trigger_price is not None else None)
 
     # Position events: same kinds, ids, sizes, prices and P&L, in the order the engine published them.
     fills_by_trade_id = {str(event.trade_id): event for _, event in run.order_events(OrderFilled)}
