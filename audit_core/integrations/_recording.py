@@ -48,8 +48,9 @@ def recording_mode(environment: str, sync_writes: bool | None = None) -> Recordi
 class RecorderStats:
     """Counters of a ``RecordingThread`` (read them any time; they only grow, but ``pending``)."""
 
+    #: Calls queued, and those that ran to the end or raised (records, and a flush at stop).
     submitted: int = 0
-    recorded: int = 0
+    completed: int = 0
     failed: int = 0
     #: Submissions that found the queue full and waited for room, and the total time they waited.
     backpressure_waits: int = 0
@@ -129,4 +130,4 @@ class RecordingThread:
                 self.stats.failed += 1
                 self._on_error(what, exc)
             else:
-                self.stats.recorded += 1
+                self.stats.completed += 1

@@ -8,7 +8,7 @@ import importlib
 import pytest
 
 MODULES = ["filters", "trail", "describe", "incident", "parameters", "trades", "pnl", "anomalies", "query",
-           "charts", "_columns", "_backend", "verification"]
+           "charts", "_columns", "_backend", "verification", "sessions"]
 
 
 @pytest.mark.parametrize("name", MODULES)
