@@ -118,10 +118,9 @@ def session_config_diff(trail: Trail, first: str, second: str) -> pd.DataFrame:
         _flatten(payload.get("configuration"), "configuration", fields)
         flat.append(fields)
     names = list(dict.fromkeys([*flat[0], *flat[1]]))
-    missing = object()
     rows = [
-        {"field": name, "first": _text(flat[0].get(name, missing)), "second": _text(flat[1].get(name, missing))}
-        for name in names if flat[0].get(name, missing) != flat[1].get(name, missing)
+        {"field": name, "first": _text(flat[0].get(name, _MISSING)), "second": _text(flat[1].get(name, _MISSING))}
+        for name in names if flat[0].get(name, _MISSING) != flat[1].get(name, _MISSING)
     ]
     result = pd.DataFrame(rows, columns=["field", "first", "second"])
     result.attrs.update(frame.attrs)
@@ -158,7 +157,8 @@ def _flatten(value: Any, prefix: str, into: dict[str, Any]) -> None:
         into[prefix] = value
 
 
+_MISSING = object()  # a field one session has and the other lacks
+
+
 def _text(value: Any) -> str | None:
-    if isinstance(value, object) and type(value) is object:
-        return None  # the field is missing on that side
-    return json.dumps(value, sort_keys=True)
+    return None if value is _MISSING else json.dumps(value, sort_keys=True)

@@ -28,6 +28,7 @@ from test_observer import assert_trail_matches_engine, run_backtest
 
 from audit_core import verify
 from audit_core.integrations.observer import slippage_bps
+from workbench import open_trail, trade_lifecycle
 
 INSTRUMENT = "EUR/USD.SIM"
 #: Distances in the scenario's random walk (0 to 3 tenths of a pip a minute).
@@ -185,6 +186,21 @@ def test_bracket_orders_every_step_once_with_trigger_prices(tmp_path):
             row = next(r for r in run.of_type("trade.fill") if r["trade_id"] == str(fill.trade_id))
             assert abs(Decimal(row["price"]) - Decimal(row["expected_price"])) <= PIP
     assert verify(tmp_path).ok
+
+    # The workbench's lifecycle of a moved take-profit shows every step, in the engine's order.
+    trail = open_trail(tmp_path)
+    steps = {"OrderSubmitted": "order", "OrderAccepted": "accepted", "OrderPendingUpdate": "pending_update",
+             "OrderUpdated": "updated", "OrderTriggered": "triggered", "OrderPendingCancel": "pending_cancel",
+             "OrderFilled": "fill", "OrderCanceled": "canceled"}
+    for order in run.orders:
+        kinds_of_order = [type(e).__name__ for e in order.events]
+        if "OrderUpdated" not in kinds_of_order and "OrderTriggered" not in kinds_of_order:
+            continue
+        life = trade_lifecycle(trail, order_id=str(order.client_order_id)).to_pandas()
+        own = life[(life["order_id"] == str(order.client_order_id)) & ~life["step"].str.startswith("position_")]
+        assert list(own["step"]) == [steps[k] for k in kinds_of_order if k in steps]
+        for row in own[own["step"] == "updated"].itertuples():
+            assert row.description == f"order {order.client_order_id} updated @ {Decimal(row.price).normalize()}"
 
 
 def test_a_trailing_stop_records_thousands_of_updates_exactly_once(tmp_path):

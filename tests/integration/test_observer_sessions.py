@@ -31,7 +31,7 @@ INSTRUMENT = InstrumentId.from_str("EUR/USD.SIM")
 ENGINE = {"venue": "SIM", "oms_type": "NETTING", "account_type": "MARGIN", "starting_balance": "1000000 USD"}
 
 
-def identified(trade_every: int, ticks: int, seed: int = 7):
+def identified(ticks: int, seed: int = 7):
     """A setup callback that names the run the way a user would before ``engine.run()``."""
     def setup(_engine, strategy, observer):
         instrument = TestInstrumentProvider.default_fx_ccy("EUR/USD")
@@ -45,7 +45,7 @@ def strategy(trade_every: int) -> ScenarioStrategy:
 
 
 def test_session_records_say_what_produced_the_run_and_count_what_it_recorded(tmp_path):
-    run = run_backtest(tmp_path, ticks=400, strategy=strategy(20), setup=identified(20, 400))
+    run = run_backtest(tmp_path, ticks=400, strategy=strategy(20), setup=identified(400))
     assert_trail_matches_engine(run)
 
     start, end = run.rows[0], run.rows[-1]
@@ -71,7 +71,7 @@ def test_session_records_say_what_produced_the_run_and_count_what_it_recorded(tm
 
 def test_two_runs_are_told_apart_by_their_configuration(tmp_path):
     for stream, every in (("run-a", 20), ("run-b", 10)):
-        run_backtest(tmp_path, ticks=300, stream_id=stream, strategy=strategy(every), setup=identified(every, 300))
+        run_backtest(tmp_path, ticks=300, stream_id=stream, strategy=strategy(every), setup=identified(300))
     trail = open_trail(tmp_path)
     table = sessions(trail)
     assert list(table["stream"]) == ["BACKTESTER-001.run-a", "BACKTESTER-001.run-b"]
@@ -92,7 +92,7 @@ def test_two_runs_are_told_apart_by_their_configuration(tmp_path):
 
 @pytest.mark.parametrize("environment", ["live", "sandbox"])
 def test_live_and_sandbox_record_off_the_loop_and_sync_every_trade(tmp_path, environment):
-    engine, strat, observer = build_engine(str(tmp_path), ticks=400, observer_config={"environment": environment})
+    engine, _, observer = build_engine(str(tmp_path), ticks=400, observer_config={"environment": environment})
     published = []
     engine.kernel.msgbus.subscribe(topic="events.position.*", handler=published.append)
     engine.run()
