@@ -94,12 +94,13 @@ def _run_case(scenario: ModuleType, case: str, base: Path, ticks: int) -> dict[s
             "orders": len(orders),
             "fills": sum(isinstance(event, OrderFilled) for order in orders for event in order.events),
         }
-        if observer is not None:
-            stats = observer.emitter.writer.stats
-            result |= {"records": observer.recorded, "failures": observer.failures, "fdatasyncs": stats.syncs,
-                       "rotations": stats.rotations}
+        stats = observer.emitter.writer.stats if observer is not None else None
     finally:
         engine.dispose()
+    if observer is not None:
+        # After dispose: the observer writes sys.session_end and the writer syncs and seals there.
+        result |= {"records": observer.recorded, "failures": observer.failures, "fdatasyncs": stats.syncs,
+                   "rotations": stats.rotations}
     return result
 
 

@@ -81,8 +81,8 @@ def trade_lifecycle(
         even at the same nanosecond in another stream); columns ``LIFECYCLE_COLUMNS``:
         ``step`` (``signal``, ``order``, ``accepted``, ``updated``, ``triggered``, ``pending_update``,
         ``pending_cancel``, ``modify_rejected``, ``cancel_rejected``, ``emulated``, ``released``, ``fill``,
-        ``rejected``, ``canceled``, ``position_opened``/``_changed``/``_closed``), ``since_previous_ns`` (latency from the
-        previous step, NULL on the first) and ``since_start_ns`` (from the first step).
+        ``rejected``, ``canceled``, ``position_opened``/``_changed``/``_closed``), ``since_previous_ns``
+        (latency from the previous step, NULL on the first) and ``since_start_ns`` (from the first step).
     """
     if (order_id is None) == (correlation_id is None):
         raise WorkbenchInputError(
