@@ -219,6 +219,11 @@ class AuditObserver(Actor):
         if mode.off_loop and self._recorder is None:
             self._recorder = RecordingThread(self._failed, max_pending=cfg.max_pending)
         self._record_session_start()
+        # Orders that exist already (a live node's reconciled orders) count from here: what they did
+        # before this session is not caught up as if it were new.
+        for order in self.cache.orders():
+            if not order.is_closed:
+                self._seen[order.client_order_id] = order.event_count
         # Publishers use events.order.{strategy_id} and events.position.{strategy_id}.
         self.msgbus.subscribe(topic="events.order.*", handler=self._on_order_event)
         self.msgbus.subscribe(topic="events.position.*", handler=self._on_position_event)
