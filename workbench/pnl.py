@@ -1,5 +1,8 @@
 """Realized P&L from the trail alone, by one rule, with exact decimals, reconciled against recorded balances.
 
+``pnl_reconciliation`` reconciles by account type (margin, cash, converted amounts) and checks
+fills against orders and positions; its docstring and the README say exactly what it checks.
+
 **The rule** (``realized_pnl_events``; ``pnl_reconciliation``, ``realized_pnl_series`` and
 ``charts.pnl_over_time`` all use it). A record counts towards realized P&L, with its
 ``realized_pnl`` as recorded, exactly when
@@ -49,6 +52,15 @@ import ibis
 import ibis.expr.types as ir
 
 from workbench import filters
+from workbench._booking import (
+    FILL_ACCOUNTING,
+    POSITION_RECORDS,
+    accounting_by_trade,
+    book,
+    fill_problems,
+    scoped,
+    scoped_id,
+)
 from workbench._columns import CHRONOLOGICAL
 from workbench.errors import WorkbenchInputError
 
@@ -63,7 +75,12 @@ POSITION_CLOSED = "trade.position_closed"
 FILL = "trade.fill"
 #: Columns of ``PnlReconciliation.to_pandas()``.
 RECONCILIATION_COLUMNS = ("currency", "realized_pnl", "balance_start", "balance_end", "balance_change",
-                          "difference", "reconciled", "positions_closed", "pnl_records", "start_ts", "end_ts")
+                          "difference", "reconciled", "positions_closed", "pnl_records", "start_ts", "end_ts",
+                          "account_type", "commission", "notional", "converted", "expected_change", "tolerance",
+                          "status")
+#: The columns of fills and position records the booking reads.
+FILL_COLUMNS = ("trade_id", "order_id", "side", "size", "price", "commission", "currency", "position_id")
+POSITION_COLUMNS = ("position_id", "realized_pnl", "currency", "side", "size", "trade_id")
 #: Columns of ``realized_pnl_series``.
 SERIES_COLUMNS = ("time", "ts_event", "group", "currency", "realized_pnl", "cumulative_pnl", "position_id",
                   "instrument_id", "strategy_source", "event_type")
@@ -185,11 +202,13 @@ class PnlReconciliation:
     ``by_strategy`` (lazy): realized P&L, the records counted, closed positions, commissions and
     fills per (``strategy_source``, ``instrument_id``, ``currency``); ``realized_pnl`` is NULL for a
     group without P&L records. ``to_pandas()``: one row per currency (``RECONCILIATION_COLUMNS``),
-    all money as ``decimal.Decimal``; ``difference`` is ``balance_change - realized_pnl``, exactly
-    ``0`` when they reconcile; ``reconciled`` is True or False, or None for a currency without both
-    a starting and a final balance. ``ok`` sums it up; ``to_text()`` says it in words, ending with
-    the trail's verification status (``verification``), which ``to_pandas()`` carries in
-    ``attrs["verification"]``.
+    all money as ``decimal.Decimal``; ``difference`` is ``balance_change - expected_change``
+    (``expected_change`` = ``realized_pnl - commission + notional + converted``), exactly ``0``
+    when they reconcile (or within ``tolerance``); ``reconciled`` is True or False, or None for a
+    currency without both a starting and a final balance or that needs a rate (``status`` says
+    which). ``fill_checks``/``fill_problems``: the fill-level checks. ``ok`` sums it up;
+    ``to_text()`` says it in words, ending with the trail's verification status
+    (``verification``), which ``to_pandas()`` carries in ``attrs["verification"]``.
     """
 
     trail: Trail
@@ -198,52 +217,100 @@ class PnlReconciliation:
     end: int | None = None
     balances: Mapping[str, Decimal] | None = None
     starting_balances: Mapping[str, Decimal] | None = None
+    events: ir.Table | None = None
 
     @cached_property
-    def frame(self) -> pd.DataFrame:
+    def _checked(self) -> tuple[pd.DataFrame, int, list[str]]:
         import pandas as pd
 
-        t = self.trail.filter(start=self.start, end=self.end)
+        rows = self.events if self.events is not None else self.trail.events
+        t = self.trail.filter(start=self.start, end=self.end, table=rows, check=False)
         states = _balances(t.filter(t.event_type == ACCOUNT_STATE).select("ts_event", "payload", *CHRONOLOGICAL[1:])
                            .order_by(*CHRONOLOGICAL).to_pyarrow().to_pylist())
         first_ts = states[0][0] if states else None
         last_ts = states[-1][0] if states else None
-        counted = realized_pnl_events(self.trail, start=self.start, end=self.end)
+        # Fills, positions and their accounting over everything given: a position's P&L before the
+        # window is what its first change in the window is measured from, and the fill checks are
+        # about the whole trail.
+        fills = scoped(_rows(rows, FILL, FILL_COLUMNS))
+        positions = scoped(_rows(rows, POSITION_RECORDS, POSITION_COLUMNS))
+        accounting = accounting_by_trade(_rows(rows, FILL_ACCOUNTING, ("payload",)))
+        booking = book(fills, positions, accounting.by_trade, (first_ts, last_ts))
+        checks, problems = fill_problems(fills, positions, accounting)
+        counted = realized_pnl_events(rows, start=self.start, end=self.end)
         if first_ts is not None:  # P&L after the first recorded balance, up to the last one
             counted = counted.filter(counted.ts_event > first_ts, counted.ts_event <= last_ts)
-        totals = {row["currency"]: (row["realized_pnl"] or Decimal(0), row["positions_closed"], row["pnl_records"])
-                  for row in counted.group_by("currency").aggregate(
-                      realized_pnl=counted.realized_pnl.sum(),
-                      positions_closed=(counted.event_type == POSITION_CLOSED).sum(),
-                      pnl_records=counted.count()).to_pyarrow().to_pylist()}
-        recorded_start: dict[str, Decimal] = {}
-        recorded_end: dict[str, Decimal] = {}
-        for _, balances in states:  # a currency's first and last recorded total
+        totals: dict[str, list[Any]] = {}
+        for row in counted.select("currency", "realized_pnl", "event_type", *(
+                key for key in ("stream", "position_id") if key in counted.columns)).to_pyarrow().to_pylist():
+            if scoped_id(row.get("stream"), row.get("position_id")) in booking.positions:
+                continue  # booked fill by fill (its sys.fill_accounting records), not by its closing record
+            total = totals.setdefault(row["currency"], [Decimal(0), 0, 0])
+            total[0] += row["realized_pnl"]
+            total[1] += row["event_type"] == POSITION_CLOSED
+            total[2] += 1
+        recorded_start: dict[tuple[str, str], Decimal] = {}
+        recorded_end: dict[tuple[str, str], Decimal] = {}
+        for _, balances in states:  # each account's first and last recorded total per currency
             recorded_end.update(balances)
-            for currency, total in balances.items():
-                recorded_start.setdefault(currency, total)
-        start_balances = dict(self.starting_balances if self.starting_balances is not None else recorded_start)
-        end_balances = dict(self.balances if self.balances is not None else recorded_end)
-        rows = []
-        for currency in sorted(set(totals) | set(start_balances) | set(end_balances), key=str):
+            for key, total in balances.items():
+                recorded_start.setdefault(key, total)
+        start_balances = _per_currency(recorded_start) if self.starting_balances is None else dict(
+            self.starting_balances)
+        end_balances = _per_currency(recorded_end) if self.balances is None else dict(self.balances)
+        frame_rows = []
+        currencies = set(totals) | set(start_balances) | set(end_balances) | set(booking.records)
+        for currency in sorted(currencies, key=str):
             realized, closed, records = totals.get(currency, (Decimal(0), 0, 0))
+            realized += booking.realized.get(currency, Decimal(0))
+            records += booking.records.get(currency, 0)
+            closed += booking.closed.get(currency, 0)
+            expected = realized + booking.expected(currency) - booking.realized.get(currency, Decimal(0))
+            tolerance = booking.tolerance.get(currency, Decimal(0))
             begin, finish = start_balances.get(currency), end_balances.get(currency)
             change = None if begin is None or finish is None else finish - begin
-            difference = None if change is None else change - realized
-            rows.append((currency, realized, begin, finish, change, difference,
-                         None if difference is None else difference == 0, int(closed or 0), records,
-                         first_ts, last_ts))
-        return pd.DataFrame(rows, columns=list(RECONCILIATION_COLUMNS))
+            difference = None if change is None else change - expected
+            if booking.needs_rate.get(currency):
+                reconciled, status = None, "needs a rate for " + ", ".join(sorted(booking.needs_rate[currency]))
+            elif difference is None:
+                reconciled, status = None, "no balances to compare"
+            else:
+                reconciled = abs(difference) <= tolerance
+                status = "reconciled" if reconciled else "NOT reconciled"
+            frame_rows.append((currency, realized, begin, finish, change, difference, reconciled, int(closed or 0),
+                               records, first_ts, last_ts, "/".join(sorted(booking.account_types.get(currency, ())))
+                               or None, booking.commissions.get(currency, Decimal(0)),
+                               booking.notional.get(currency, Decimal(0)),
+                               booking.converted.get(currency, Decimal(0)), expected, tolerance, status))
+        return pd.DataFrame(frame_rows, columns=list(RECONCILIATION_COLUMNS)), checks, problems
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        return self._checked[0]
+
+    @property
+    def fill_checks(self) -> int:
+        """How many fill-level checks ran (fill/accounting pairs, orders, positions); 0 without fill accounting."""
+        return self._checked[1]
+
+    @property
+    def fill_problems(self) -> list[str]:
+        """What the fill-level checks found, one line each (a missing or extra fill); empty when none."""
+        return list(self._checked[2])
 
     @property
     def ok(self) -> bool | None:
         """Whether the realized P&L and the balances agree exactly, in every currency.
 
-        None when there is nothing to reconcile: no realized P&L records in the window (after the
-        first recorded balance, up to the last), or no currency with both a starting and a final
-        balance. Otherwise True only when every currency's difference is exactly zero; a currency
-        with P&L but no balances to compare it with makes it False. Test it with ``is True``:
-        ``None`` is falsy but is not a failure to reconcile.
+        False when a fill-level check failed (``fill_problems``), when a currency's difference is
+        beyond its tolerance, or when a currency with P&L has no balances to compare it with. None
+        when there is nothing to reconcile (no realized P&L or booked fill in the window, after
+        the first recorded balance and up to the last; or no currency with both a starting and a
+        final balance), or when a currency needs a conversion rate the trail does not hold and
+        nothing else failed: such a currency is neither matched nor mismatched. True only when
+        every currency's difference is exactly zero, or within its ``tolerance`` (one minor unit
+        per amount the engine converted or rounded). Test it with ``is True``: ``None`` is falsy
+        but is not a failure to reconcile.
         """
         return self._verdict()[0]
 
@@ -264,9 +331,11 @@ class PnlReconciliation:
         Returns
         -------
         str
-            ``"P&L reconciled exactly"``, ``"P&L NOT reconciled"`` or ``"P&L: nothing to reconcile
-            (why)"``, then for each currency its realized P&L, the records counted, the balances and
-            the difference, then ``"trail "`` and the trail's verification summary.
+            ``"P&L reconciled exactly"`` (or within the engine's rounding), ``"P&L NOT reconciled"``
+            (with the first failed fill check, if any), ``"P&L not reconciled: ... need a
+            conversion rate"`` or ``"P&L: nothing to reconcile (why)"``, then for each currency its
+            realized P&L, what was booked apart from it, the records counted, the balances, the
+            difference and its status, then ``"trail "`` and the trail's verification summary.
         """
         _, verdict = self._verdict()
         lines = [verdict]
@@ -274,8 +343,11 @@ class PnlReconciliation:
             balances = ("no balances to compare" if row.balance_change is None else
                         f"balance {_text(row.balance_start)} -> {_text(row.balance_end)} "
                         f"(change {_text(row.balance_change)}), difference {_text(row.difference)}")
-            lines.append(f"  {row.currency}: realized {_text(row.realized_pnl)} from {row.pnl_records} record(s); "
-                         f"{balances}")
+            booked = "".join(f", {name} {_text(value)}" for name, value in (
+                ("commissions apart", row.commission), ("notional", row.notional), ("converted in", row.converted))
+                if value)
+            lines.append(f"  {row.currency}: realized {_text(row.realized_pnl)}{booked} from {row.pnl_records} "
+                         f"record(s); {balances}; {row.status}")
         lines.append(f"trail {self.verification.summary}")
         return "\n".join(lines)
 
@@ -287,7 +359,9 @@ class PnlReconciliation:
         return f"<PnlReconciliation: {self._verdict()[1]}{unverified}>"
 
     def _verdict(self) -> tuple[bool | None, str]:
-        frame = self.frame
+        frame, checks, problems = self._checked
+        if problems:
+            return False, f"P&L NOT reconciled: {len(problems)} fill check(s) failed ({problems[0]}...)"
         if not frame["pnl_records"].sum():
             where = "in the window" if self.start is not None or self.end is not None else "in the trail"
             if len(frame) and frame["start_ts"].notna().any():
@@ -297,9 +371,19 @@ class PnlReconciliation:
         if frame["balance_change"].isna().all():
             return None, (f"P&L: {NOTHING_TO_RECONCILE} (no currency has both a starting and a final balance: "
                           "no sys.account_state records and none given)")
-        if all(value is not None and bool(value) for value in frame["reconciled"]):
-            return True, "P&L reconciled exactly"
-        return False, "P&L NOT reconciled"
+        rated = frame["status"].str.startswith("needs a rate")
+        failed = [(value is not None and not value) or (value is None and not needs)
+                  for value, needs in zip(frame["reconciled"], rated, strict=True)]
+        if any(failed):
+            return False, "P&L NOT reconciled"
+        if rated.any():
+            return None, ("P&L not reconciled: " + ", ".join(frame.currency[rated]) + " need a conversion rate "
+                          "the trail does not record (neither matched nor mismatched)")
+        exact = all(value == 0 for value in frame["difference"])
+        fills = f" and {checks} fill checks" if checks else ""
+        if exact:
+            return True, f"P&L reconciled exactly{fills}"
+        return True, f"P&L reconciled within the engine's rounding of converted amounts{fills}"
 
 
 def pnl_reconciliation(
@@ -309,14 +393,32 @@ def pnl_reconciliation(
     starting_balances: Mapping[str, Decimal | str | int] | None = None,
     start: Any = None,
     end: Any = None,
+    events: ir.Table | None = None,
 ) -> PnlReconciliation:
-    """Realized P&L summed from the trail by the module's rule, exactly, against the balances recorded in it (or given).
+    """Each currency's balance change against what the fills should have done to it, by account type, plus fill checks.
 
-    The P&L of a currency is the sum of ``realized_pnl`` over the records of
-    ``realized_pnl_events`` (closed positions, and fills carrying ``realized_pnl`` that no closing
-    record covers) after the first ``sys.account_state`` record in the window and up to the last
-    one; the balance change is the last state's total minus the first's. A closing record and the
-    account state it caused share a timestamp, the state coming after it in the stream.
+    What it checks, per currency: the change of the recorded balances (the last
+    ``sys.account_state`` in the window minus the first, summed over accounts; or ``balances`` /
+    ``starting_balances``) against the expected change from what happened after the first state
+    and up to the last (a record and the account state it caused share a timestamp, the state
+    coming after it in the stream):
+
+    * fills with a ``sys.fill_accounting`` record (the NautilusTrader observer) are booked by
+      account type: on a margin account the change of the position's realized P&L each fill caused
+      (commissions in the P&L currency included) and commissions in any other currency against
+      that currency; on a cash account the signed notional in the quote currency, the quantity in
+      the base currency (multi-currency account) and the commission; on a single-currency account
+      an amount in another currency converted with the engine's rate recorded at the fill, or,
+      without one, the currencies are reported as needing a rate (``reconciled`` None);
+    * P&L of positions without such records counts by the module's rule (``realized_pnl_events``:
+      closed positions, commissions included, and fills carrying ``realized_pnl`` no closing
+      record covers).
+
+    ``tolerance`` is zero, or one minor unit per amount the engine converted or rounded. The
+    fill-level checks (``fill_problems``) run over every row given, whatever the window, when
+    the rows hold any ``sys.fill_accounting``: every fill has its accounting record and vice versa,
+    each order's filled quantity equals the sum of its fill records, each position's fill records
+    net to its last recorded quantity. Funding and rollover are not recorded, so not booked.
 
     Parameters
     ----------
@@ -329,12 +431,15 @@ def pnl_reconciliation(
         Balances at the start instead of the first recorded state.
     start, end
         Only this time window.
+    events
+        A table derived from ``trail.events`` (filtered, or edited) to reconcile instead of the
+        whole trail.
 
     Returns
     -------
     PnlReconciliation
-        ``by_strategy`` lazy; ``to_pandas()``, ``ok`` (True, False, or None when there is nothing to
-        reconcile) and ``to_text()`` execute the per-currency comparison once.
+        ``by_strategy`` lazy; ``to_pandas()``, ``ok`` (True; False; None when nothing was checked
+        or a currency needs a rate), ``fill_problems`` and ``to_text()`` execute the comparison once.
 
     Raises
     ------
@@ -358,8 +463,9 @@ def pnl_reconciliation(
     """
     from workbench._time import to_ns
 
-    counted = realized_pnl_events(trail, start=start, end=end)
-    window = trail.filter(start=start, end=end)
+    rows = trail.events if events is None else events
+    counted = realized_pnl_events(rows, start=start, end=end)
+    window = trail.filter(start=start, end=end, table=rows)
     # A plain predicate, not filter(event_type=...): a trail without fills is not a typo to warn about.
     fills = window.filter(window.event_type == FILL)
     keys = ["strategy_source", "instrument_id", "currency"]
@@ -376,6 +482,7 @@ def pnl_reconciliation(
         trail, by_strategy,
         start=None if start is None else to_ns(start, "start"), end=None if end is None else to_ns(end, "end"),
         balances=_decimals(balances, "balances"), starting_balances=_decimals(starting_balances, "starting_balances"),
+        events=events,
     )
 
 
@@ -416,12 +523,34 @@ def _decimals(values: Mapping[str, Any] | None, argument: str) -> dict[str, Deci
     return result
 
 
-def _balances(rows: list[dict[str, Any]]) -> list[tuple[int, dict[str, Decimal]]]:
-    """(ts_event, {currency: total}) of each account state, from its JSON payload, exactly."""
+def _balances(rows: list[dict[str, Any]]) -> list[tuple[int, dict[tuple[str, str], Decimal]]]:
+    """(ts_event, {(account, currency): total}) of each account state, from its JSON payload, exactly.
+
+    The account is its ``account_id`` within the stream that recorded it: two backtests written
+    to one trail both have an account ``SIM-001``.
+    """
     states = []
     for row in rows:
         payload = json.loads(row["payload"] or "{}", parse_float=Decimal)
         balances = payload.get("balances") or {}
-        states.append((row["ts_event"], {currency: Decimal(str(balance["total"]))
+        account = f"{row.get('stream')}:{payload.get('account_id')}"
+        states.append((row["ts_event"], {(account, currency): Decimal(str(balance["total"]))
                                          for currency, balance in balances.items() if "total" in balance}))
     return states
+
+
+def _per_currency(balances: Mapping[tuple[str, str], Decimal]) -> dict[str, Decimal]:
+    """The accounts' totals summed per currency."""
+    totals: dict[str, Decimal] = {}
+    for (_, currency), total in balances.items():
+        totals[currency] = totals.get(currency, Decimal(0)) + total
+    return totals
+
+
+def _rows(table: ir.Table, event_types: str | tuple[str, ...], columns: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Records of ``event_types`` (``ts_event`` and ``columns`` that exist), chronological, as Python rows."""
+    kinds = [event_types] if isinstance(event_types, str) else list(event_types)
+    chosen = [column for column in columns if column in table.columns]
+    found = table.filter(table.event_type.isin(kinds)).order_by(*CHRONOLOGICAL)
+    streams = ["stream"] if "stream" in table.columns else []
+    return found.select("ts_event", "event_type", *streams, *chosen).to_pyarrow().to_pylist()  # type: ignore[no-any-return]

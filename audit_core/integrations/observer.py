@@ -53,6 +53,7 @@ from nautilus_trader.model.identifiers import ClientOrderId
 from audit_core.config import AuditConfig
 from audit_core.events import COLD_DECIMAL_FRACTION_DIGITS, AuditEventType
 from audit_core.hot.emitter import AuditEventEmitter
+from audit_core.integrations._fill_accounting import FILL_ACCOUNTING, fill_accounting_payload
 from audit_core.integrations._nautilus_compat import NAUTILUS_VERSION, wildcards_reach_existing_topics
 from audit_core.integrations._recording import RecordingMode, RecordingThread, recording_mode
 
@@ -290,9 +291,11 @@ class AuditObserver(Actor):
         self._record(lambda: emit(event_type, "AuditObserver", instrument_id, correlation_id=correlation_id,
                                   ts_event=ts_event, **fields), what, event_type)
 
-    def _system(self, event_type: str, what: str, payload: dict[str, Any], ts_event: int) -> None:
+    def _system(self, event_type: str, what: str, payload: dict[str, Any], ts_event: int,
+                correlation_id: str | None = None) -> None:
         emit = self.emitter.emit_system
-        self._record(lambda: emit(event_type, "AuditObserver", payload, ts_event=ts_event), what, event_type)
+        self._record(lambda: emit(event_type, "AuditObserver", payload, correlation_id=correlation_id,
+                                  ts_event=ts_event), what, event_type)
 
     # --- run identity -------------------------------------------------------------------------
 
@@ -360,18 +363,24 @@ class AuditObserver(Actor):
         self._system("sys.account_state", "AccountState", payload, event.ts_event)
 
     def _on_order_event(self, event: OrderEvent) -> None:
+        if self._caught_up and event.id in self._caught_up:
+            self._caught_up.discard(event.id)  # already recorded from the order's own events
+            return
+        order = None
         try:
-            if self._caught_up and event.id in self._caught_up:
-                self._caught_up.discard(event.id)  # already recorded from the order's own events
-                return
             order = self.cache.order(event.client_order_id)
             if order is not None:
                 self._catch_up(order, event)
             self._record_order_event(event, order)
-            if order is not None and order.is_closed:
-                self._expected.pop(event.client_order_id, None)
         except Exception as exc:
             self._failed(type(event).__name__, exc)
+        if type(event) is OrderFilled:  # a record of its own: recorded, or counted as a failure
+            try:
+                self._record_fill_accounting(event)
+            except Exception as exc:
+                self._failed(type(event).__name__, exc)
+        if order is not None and order.is_closed:
+            self._expected.pop(event.client_order_id, None)
 
     def _catch_up(self, order: Any, event: Any = None) -> None:
         """Record the order's events that were applied but never published before ``event``.
@@ -471,6 +480,11 @@ class AuditObserver(Actor):
             fields["duration_ns"] = event.duration_ns
         self._trade(event_type, type(event).__name__, str(event.instrument_id), signal, event.ts_event,
                     {k: v for k, v in fields.items() if v is not None})
+
+    def _record_fill_accounting(self, event: OrderFilled) -> None:
+        """What the fill did to the account (``sys.fill_accounting``), for ``pnl_reconciliation``."""
+        self._system(FILL_ACCOUNTING, "fill accounting", fill_accounting_payload(self.cache, event), event.ts_event,
+                     correlation_id=self._expected.get(event.client_order_id, (None, None))[1])
 
     # --- helpers ------------------------------------------------------------------------------
 

@@ -15,6 +15,26 @@ from nautilus_trader.config import LoggingConfig, RiskEngineConfig, StrategyConf
 from nautilus_trader.model.currencies import USD
 from nautilus_trader.model.data import QuoteTick
 from nautilus_trader.model.enums import AccountType, OmsType, OrderSide, TimeInForce
+from nautilus_trader.model.events import (
+    OrderAccepted,
+    OrderCanceled,
+    OrderCancelRejected,
+    OrderDenied,
+    OrderEmulated,
+    OrderExpired,
+    OrderFilled,
+    OrderModifyRejected,
+    OrderPendingCancel,
+    OrderPendingUpdate,
+    OrderRejected,
+    OrderReleased,
+    OrderSubmitted,
+    OrderTriggered,
+    OrderUpdated,
+    PositionChanged,
+    PositionClosed,
+    PositionOpened,
+)
 from nautilus_trader.model.identifiers import InstrumentId, TraderId, Venue
 from nautilus_trader.model.objects import Money, Price, Quantity
 from nautilus_trader.test_kit.providers import TestInstrumentProvider
@@ -24,6 +44,32 @@ from audit_core.integrations.observer import AuditObserver, AuditObserverConfig,
 
 START_NS = 1_767_571_200_000_000_000  # 2026-01-05 00:00:00 UTC
 STARTING_BALANCE = Decimal(1_000_000)
+
+#: NautilusTrader event class -> the trail's event type for it.
+ORDER_EVENT_TYPES: dict[type, str] = {
+    OrderSubmitted: "trade.order",
+    OrderAccepted: "trade.order.accepted",
+    OrderFilled: "trade.fill",
+    OrderRejected: "trade.rejected",
+    OrderDenied: "trade.rejected",
+    OrderCanceled: "trade.canceled",
+    OrderExpired: "trade.canceled",
+    OrderUpdated: "trade.order.updated",
+    OrderTriggered: "trade.order.triggered",
+    OrderPendingUpdate: "trade.order.pending_update",
+    OrderPendingCancel: "trade.order.pending_cancel",
+    OrderModifyRejected: "trade.order.modify_rejected",
+    OrderCancelRejected: "trade.order.cancel_rejected",
+    OrderEmulated: "trade.order.emulated",
+    OrderReleased: "trade.order.released",
+}
+#: sys.session_start and sys.session_end around every run.
+SESSION_RECORDS = 2
+POSITION_EVENT_TYPES: dict[type, str] = {
+    PositionOpened: "trade.position_opened",
+    PositionChanged: "trade.position_changed",
+    PositionClosed: "trade.position_closed",
+}
 
 
 class ScenarioConfig(StrategyConfig, frozen=True):

@@ -23,7 +23,14 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from nautilus_scenario import START_NS, STARTING_BALANCE, build_engine
+from nautilus_scenario import (
+    ORDER_EVENT_TYPES,
+    POSITION_EVENT_TYPES,
+    SESSION_RECORDS,
+    START_NS,
+    STARTING_BALANCE,
+    build_engine,
+)
 from nautilus_trader.common.actor import Actor
 from nautilus_trader.config import ActorConfig, StrategyConfig
 from nautilus_trader.model.currencies import USD
@@ -32,20 +39,11 @@ from nautilus_trader.model.enums import OrderSide, OrderType, TimeInForce
 from nautilus_trader.model.events import (
     OrderAccepted,
     OrderCanceled,
-    OrderCancelRejected,
     OrderDenied,
-    OrderEmulated,
     OrderExpired,
     OrderFilled,
-    OrderModifyRejected,
-    OrderPendingCancel,
-    OrderPendingUpdate,
     OrderRejected,
-    OrderReleased,
     OrderSubmitted,
-    OrderTriggered,
-    OrderUpdated,
-    PositionChanged,
     PositionClosed,
     PositionEvent,
     PositionOpened,
@@ -68,33 +66,6 @@ from audit_core.integrations.observer import (
 ROOT = Path(__file__).resolve().parents[2]
 INSTRUMENT = InstrumentId.from_str("EUR/USD.SIM")
 MINUTE_NS = 60_000_000_000
-
-#: NautilusTrader event class -> the trail's event type for it.
-ORDER_EVENT_TYPES: dict[type, str] = {
-    OrderSubmitted: "trade.order",
-    OrderAccepted: "trade.order.accepted",
-    OrderFilled: "trade.fill",
-    OrderRejected: "trade.rejected",
-    OrderDenied: "trade.rejected",
-    OrderCanceled: "trade.canceled",
-    OrderExpired: "trade.canceled",
-    OrderUpdated: "trade.order.updated",
-    OrderTriggered: "trade.order.triggered",
-    OrderPendingUpdate: "trade.order.pending_update",
-    OrderPendingCancel: "trade.order.pending_cancel",
-    OrderModifyRejected: "trade.order.modify_rejected",
-    OrderCancelRejected: "trade.order.cancel_rejected",
-    OrderEmulated: "trade.order.emulated",
-    OrderReleased: "trade.order.released",
-}
-#: sys.session_start and sys.session_end around every run.
-SESSION_RECORDS = 2
-POSITION_EVENT_TYPES: dict[type, str] = {
-    PositionOpened: "trade.position_opened",
-    PositionChanged: "trade.position_changed",
-    PositionClosed: "trade.position_closed",
-}
-
 
 def _no_floats(text: str) -> Any:
     raise AssertionError(f"binary float {text} in the trail")
@@ -132,7 +103,9 @@ class Run:
         return counts
 
     def expected_records(self) -> int:
-        return sum(self.expected_trade_counts().values()) + len(self.account_events) + SESSION_RECORDS
+        # Each fill also gets its sys.fill_accounting record; every run its session start and end.
+        counts = self.expected_trade_counts()
+        return sum(counts.values()) + counts["trade.fill"] + len(self.account_events) + SESSION_RECORDS
 
 
 def run_backtest(base: Path, *, setup: Callable[..., None] | None = None, **scenario: Any) -> Run:

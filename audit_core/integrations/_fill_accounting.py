@@ -1,0 +1,78 @@
+"""What a fill did to the account, as the engine books it: the ``sys.fill_accounting`` payload of one fill.
+
+``workbench.pnl_reconciliation`` needs, per fill, facts the ``trade.fill`` record does not hold:
+the account type (margin accounts book realized P&L, cash accounts book notional), the currencies
+the instrument settles and quotes in, the order's filled quantity after the fill (so a missing or
+extra fill record shows), and, on a single-currency account, the exchange rates the engine used to
+convert the fill's P&L and commission into the account's currency. Recorded once per fill, next to
+its ``trade.fill`` record, sharing its ``trade_id``.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from nautilus_trader.model.enums import OrderSide, PriceType
+from nautilus_trader.model.events import OrderFilled
+
+FILL_ACCOUNTING = "sys.fill_accounting"
+
+
+def fill_accounting_payload(cache: Any, event: OrderFilled) -> dict[str, Any]:
+    """The payload of the ``sys.fill_accounting`` record of ``event``, read from the node's cache.
+
+    Rates are those ``AccountsManager._update_balance_single_currency`` asks the cache for (bid
+    for a SELL, ask for a BUY, at the fill), written as the shortest decimal of the float the
+    engine multiplies with; recorded only for a currency that differs from the account's.
+    """
+    order = cache.order(event.client_order_id)
+    account = cache.account(event.account_id)
+    instrument = cache.instrument(event.instrument_id)
+    payload: dict[str, Any] = {
+        "trade_id": str(event.trade_id),
+        "order_id": str(event.client_order_id),
+        "position_id": None if event.position_id is None else str(event.position_id),
+        "account_id": str(event.account_id),
+        "commission_currency": str(event.commission.currency),
+        "ts_init": event.ts_init,
+    }
+    if order is not None:
+        payload["order_filled_qty"] = str(order.filled_qty.as_decimal())
+        payload["order_quantity"] = str(order.quantity.as_decimal())
+    if instrument is not None:
+        base = instrument.get_base_currency()
+        payload |= {
+            "base_currency": None if base is None else str(base),
+            "quote_currency": str(instrument.quote_currency),
+            "settlement_currency": str(instrument.get_settlement_currency()),
+            "multiplier": str(instrument.multiplier.as_decimal()),
+            "inverse": bool(instrument.is_inverse),
+        }
+        currencies = {base, instrument.quote_currency, instrument.get_settlement_currency(), event.commission.currency}
+        # Minor units: the engine rounds each booked amount to its currency's precision.
+        payload["precisions"] = {str(c): c.precision for c in currencies if c is not None}
+    if account is not None:
+        payload["account_type"] = account.type.name
+        account_currency = account.base_currency
+        payload["account_currency"] = None if account_currency is None else str(account_currency)
+        if account_currency is not None:
+            payload["xrates"] = _xrates(cache, event, instrument, account, account_currency)
+    return payload
+
+
+def _xrates(cache: Any, event: OrderFilled, instrument: Any, account: Any, account_currency: Any) -> dict[str, str]:
+    """{currency: rate into the account's currency} for the fill's P&L and commission currencies."""
+    currencies = {event.commission.currency}
+    if instrument is not None:
+        # A margin account books P&L in the settlement currency, a cash account in the quote currency.
+        cash = account.type.name == "CASH"
+        currencies.add(instrument.quote_currency if cash else instrument.get_settlement_currency())
+    price_type = PriceType.BID if event.order_side == OrderSide.SELL else PriceType.ASK
+    rates = {}
+    for currency in sorted(currencies - {account_currency}, key=str):
+        rate = cache.get_xrate(venue=event.instrument_id.venue, from_currency=currency,
+                               to_currency=account_currency, price_type=price_type)
+        if rate is not None:
+            rates[str(currency)] = str(Decimal(repr(float(rate))))
+    return rates
