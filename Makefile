@@ -16,7 +16,7 @@ PYTHON_LATEST ?= $(firstword $(wildcard $(or $(PYENV_ROOT),$(HOME)/.pyenv)/versi
 VENV_LATEST := .venv312
 STAMP_LATEST := $(VENV_LATEST)/.installed
 NAUTILUS_TESTS := tests/integration/test_observer.py tests/integration/test_observer_lifecycles.py \
-	tests/integration/test_observer_sessions.py \
+	tests/integration/test_observer_sessions.py tests/integration/test_reconciliation.py \
 	tests/integration/test_demo_session.py tests/performance/test_bench_observer_smoke.py \
 	tests/unit/audit/test_recording.py
 
