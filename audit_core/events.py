@@ -64,6 +64,11 @@ class AuditEventType(enum.StrEnum):
     TRADE_POSITION_CHANGED = "trade.position_changed"
     TRADE_POSITION_CLOSED = "trade.position_closed"
 
+    TRADE_ORDER_UPDATED = "trade.order.updated"
+    TRADE_ORDER_TRIGGERED = "trade.order.triggered"
+    TRADE_ORDER_PENDING_UPDATE = "trade.order.pending_update"
+    TRADE_ORDER_PENDING_CANCEL = "trade.order.pending_cancel"
+
     SYS_REGIME_CHANGE = "sys.regime_change"
     SYS_RESAMPLING = "sys.resampling"
     SYS_EVOLUTION_TRIGGER = "sys.evolution_trigger"
@@ -72,6 +77,9 @@ class AuditEventType(enum.StrEnum):
     SYS_DEGRADED = "sys.degraded"
     SYS_RECOVERED = "sys.recovered"
     SYS_RETENTION = "sys.retention"
+    # Written by the NautilusTrader observer around each run.
+    SYS_SESSION_START = "sys.session_start"
+    SYS_SESSION_END = "sys.session_end"
 
 
 class OrderSide(enum.StrEnum):
@@ -397,6 +405,9 @@ class TradeEvent(AuditEvent):
     # Execution details an auditor needs; all optional, recorded when the source knows them.
     order_type: str | None = Field(default=None, max_length=64)
     expected_price: ExactDecimal | None = None
+    # A stop's trigger price (NautilusTrader observer). Left out when None, so records written
+    # before the field existed keep their bytes.
+    trigger_price: ExactDecimal | None = Field(default=None, exclude_if=_is_none)
     venue_order_id: str | None = Field(default=None, max_length=256)
     trade_id: str | None = Field(default=None, max_length=256)
     liquidity_side: str | None = Field(default=None, max_length=32)

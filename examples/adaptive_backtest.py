@@ -41,6 +41,7 @@ from nautilus_trader.test_kit.providers import TestInstrumentProvider
 from nautilus_trader.trading.strategy import Strategy
 
 from audit_core import AuditConfig, AuditEventEmitter
+from audit_core.integrations._nautilus_compat import cycle_realized_pnl
 from audit_core.integrations.observer import AuditObserver, AuditObserverConfig, audit_tags
 from examples.adaptive_control import (
     AlphaEvolveBridge,
@@ -253,8 +254,11 @@ class AdaptiveFX(Strategy):
         """Realized plus unrealized P&L in USD (every pair is USD-quoted)."""
         total = 0.0
         for instrument_id in self.ids:
-            for money in (self.portfolio.realized_pnl(instrument_id), self.portfolio.unrealized_pnl(instrument_id)):
-                total += float(money) if money is not None else 0.0
+            # Portfolio.realized_pnl changed meaning in NautilusTrader 1.231 (cumulative over a netting
+            # position's cycles): the same figure on every supported release, so the run is the same.
+            total += cycle_realized_pnl(self.cache, instrument_id)
+            unrealized = self.portfolio.unrealized_pnl(instrument_id)
+            total += float(unrealized) if unrealized is not None else 0.0
         return total
 
     def _decide(self, instrument_id: InstrumentId, subsignals: dict[str, float]) -> None:

@@ -23,6 +23,7 @@ from workbench.incident import reconstruct_incident
 from workbench.parameters import decode_values, parameter_changes, parameter_history, state_at
 from workbench.pnl import PnlReconciliation, pnl_reconciliation, realized_pnl_events, realized_pnl_series
 from workbench.query import AuditQuery, count_by_type
+from workbench.sessions import session_config_diff, sessions
 from workbench.trades import SignalConversion, signal_conversion, trade_lifecycle
 from workbench.trail import Trail, open_trail
 from workbench.verification import VerificationStatus
@@ -54,6 +55,8 @@ __all__ = [
     "realized_pnl_events",
     "realized_pnl_series",
     "reconstruct_incident",
+    "session_config_diff",
+    "sessions",
     "signal_conversion",
     "state_at",
     "trade_lifecycle",

@@ -59,6 +59,9 @@ def describe(t: ir.Table) -> ir.StringValue:
         (kind == "trade.order", col("strategy_source") + " submitted order " + order + ": " + col("side") + " "
          + col("size") + " " + col("instrument_id")),
         (kind == "trade.order.accepted", "order " + order + " accepted (venue id " + col("venue_order_id") + ")"),
+        # The rest of an order's life (NautilusTrader observer): updated, triggered, pending_update, ...
+        (kind.startswith("trade.order."), "order " + order + " " + kind.substr(12).replace("_", " ")
+         + _optional(t, "price", " @ ", "") + _optional(t, "reason", ": ", "")),
         (kind == "trade.fill", "order " + order + " filled: " + col("side") + " " + col("size") + " "
          + col("instrument_id") + " @ " + col("price") + _optional(t, "slippage_bps", " (slippage ", " bps)")),
         (kind == "trade.rejected", "order " + order + " rejected: " + col("reason", "no reason given")),

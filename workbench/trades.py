@@ -48,6 +48,12 @@ _STEPS = {
     "trade.signal": "signal", "trade.order": "order", "trade.order.accepted": "accepted", "trade.fill": "fill",
     "trade.rejected": "rejected", "trade.canceled": "canceled", "trade.position_opened": "position_opened",
     "trade.position_changed": "position_changed", "trade.position_closed": "position_closed",
+    # The rest of an order's life, as the NautilusTrader observer records it; a stop's trigger price is
+    # its expected_price (the record itself also carries trigger_price).
+    "trade.order.updated": "updated", "trade.order.triggered": "triggered",
+    "trade.order.pending_update": "pending_update", "trade.order.pending_cancel": "pending_cancel",
+    "trade.order.modify_rejected": "modify_rejected", "trade.order.cancel_rejected": "cancel_rejected",
+    "trade.order.emulated": "emulated", "trade.order.released": "released",
 }
 
 
@@ -73,9 +79,10 @@ def trade_lifecycle(
     ir.Table
         Lazy, in causal order (``workbench.chronological``: a signal before the order it caused
         even at the same nanosecond in another stream); columns ``LIFECYCLE_COLUMNS``:
-        ``step`` (``signal``, ``order``, ``accepted``, ``fill``, ``rejected``, ``canceled``,
-        ``position_opened``/``_changed``/``_closed``), ``since_previous_ns`` (latency from the
-        previous step, NULL on the first) and ``since_start_ns`` (from the first step).
+        ``step`` (``signal``, ``order``, ``accepted``, ``updated``, ``triggered``, ``pending_update``,
+        ``pending_cancel``, ``modify_rejected``, ``cancel_rejected``, ``emulated``, ``released``, ``fill``,
+        ``rejected``, ``canceled``, ``position_opened``/``_changed``/``_closed``), ``since_previous_ns``
+        (latency from the previous step, NULL on the first) and ``since_start_ns`` (from the first step).
     """
     if (order_id is None) == (correlation_id is None):
         raise WorkbenchInputError(

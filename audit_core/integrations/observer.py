@@ -10,22 +10,39 @@ order's ``tags`` when they submit.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import subprocess
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
 from decimal import Context, Decimal
+from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 from nautilus_trader.common.actor import Actor
+from nautilus_trader.common.component import TestClock
 from nautilus_trader.config import ActorConfig
-from nautilus_trader.model.enums import OrderSide
+from nautilus_trader.model.enums import OrderSide, OrderType
 from nautilus_trader.model.events import (
     AccountState,
     OrderAccepted,
     OrderCanceled,
+    OrderCancelRejected,
     OrderDenied,
+    OrderEmulated,
     OrderEvent,
     OrderExpired,
     OrderFilled,
+    OrderModifyRejected,
+    OrderPendingCancel,
+    OrderPendingUpdate,
     OrderRejected,
+    OrderReleased,
     OrderSubmitted,
+    OrderTriggered,
+    OrderUpdated,
     PositionChanged,
     PositionClosed,
     PositionEvent,
@@ -37,6 +54,8 @@ from audit_core.config import AuditConfig
 from audit_core.events import COLD_DECIMAL_FRACTION_DIGITS, AuditEventType
 from audit_core.hot.emitter import AuditEventEmitter
 from audit_core.integrations._fill_accounting import FILL_ACCOUNTING, fill_accounting_payload
+from audit_core.integrations._nautilus_compat import NAUTILUS_VERSION, wildcards_reach_existing_topics
+from audit_core.integrations._recording import RecordingMode, RecordingThread, recording_mode
 
 SIGNAL_TAG = "ledgerline:signal="
 EXPECTED_PRICE_TAG = "ledgerline:expected_px="
@@ -48,7 +67,8 @@ def audit_tags(signal_id: str | None = None, expected_price: Decimal | str | Non
 
     ``strategy.order_factory.market(..., tags=audit_tags("SIG-17", expected_price=quote.ask_price))``
     makes the fills of that order carry ``correlation_id="SIG-17"`` and a slippage measured against
-    ``expected_price`` (without it: the limit price, or the best quote when the order was submitted).
+    ``expected_price`` (without it: the trigger price of a stop or stop-limit order as it stood when the
+    order filled, else the limit price, else the best quote when the order was submitted).
     """
     tags = []
     if signal_id is not None:
@@ -94,21 +114,36 @@ class AuditObserverConfig(ActorConfig, frozen=True):
         base_path: Root of the audit trail (hot files go to ``base_path/hot``).
         stream_id: This node's stream (one per process).
         hmac_key_env: Environment variable holding the trail's HMAC key, if it is keyed.
-        sync_writes: Make trade records durable before the handler returns (keep True in production).
+        environment: ``"backtest"``, ``"sandbox"`` or ``"live"``; None reads it from the node's clock
+            (a backtest's simulated clock, else live). It sets the recording rule (``_recording``):
+            live and sandbox sync every trade record and write from a recording thread, off the
+            event loop; a backtest writes inline and syncs at rotation and close.
+        sync_writes: Override the rule's syncing: True syncs every trade record before it counts as
+            written, False syncs only at rotation and close. None follows the environment.
+        max_pending: Live and sandbox: records that may wait for the recording thread before the
+            event loop waits for room (bounded memory; nothing is dropped; waits are counted).
         signing_key_path: File with the Ed25519 private key that signs seals (``ledgerline keygen``).
         signing_key_env: Environment variable holding that key instead.
+        code_version: The strategy code's version, recorded in ``sys.session_start``.
+        code_path: Git work tree whose commit ``sys.session_start`` records (default: the working directory).
     """
 
     base_path: str = "audit_trail"
     stream_id: str = "nautilus"
     hmac_key_env: str | None = None
-    sync_writes: bool = True
+    environment: str | None = None
+    sync_writes: bool | None = None
+    max_pending: int = 10_000
     signing_key_path: str | None = None
     signing_key_env: str | None = None
+    code_version: str | None = None
+    code_path: str | None = None
 
 
 class AuditObserver(Actor):
-    """Records orders, fills, rejections, cancels and positions of every strategy on the node.
+    """Records orders (with every update, trigger and pending step), fills, rejections, cancels,
+    positions and balances of every strategy on the node, between a ``sys.session_start`` and a
+    ``sys.session_end`` record.
 
     ``ts_event`` of each record is NautilusTrader's own event timestamp (and ``ts_init`` is kept);
     prices, quantities, commissions and P&L are exact decimal strings from ``Price``/``Quantity``/
@@ -123,17 +158,54 @@ class AuditObserver(Actor):
         self._owns_emitter = emitter is None
         self._expected: dict[ClientOrderId, tuple[Decimal | None, str | None]] = {}
         self._signals: dict[ClientOrderId, str] = {}  # opening order -> signal, until its position closes
-        self.failures = 0
-        self.recorded = 0
+        self._seen: dict[ClientOrderId, int] = {}  # open order -> how many of its events were handled
+        self._caught_up: set[Any] = set()  # ids of events recorded from an order before their publication
+        self._failures = 0
+        self._failure_lock = threading.Lock()
+        self._recorded = 0
+        self.recorded_by_type: Counter[str] = Counter()
+        self.mode: RecordingMode | None = None
+        self._recorder: RecordingThread | None = None
+        self._run_identity: dict[str, Any] = {}
+        self.session_id: str | None = None
 
     @property
     def emitter(self) -> AuditEventEmitter:
         assert self._emitter is not None, "the observer has not started"
         return self._emitter
 
+    @property
+    def recorded(self) -> int:
+        """Records written so far (in live and sandbox: by the recording thread)."""
+        return self._recorded
+
+    @property
+    def failures(self) -> int:
+        """Events that could not be recorded (each also logged)."""
+        return self._failures
+
+    @property
+    def recorder(self) -> RecordingThread | None:
+        """The recording thread (live and sandbox), with its backpressure counters in ``stats``."""
+        return self._recorder
+
+    def identify_run(self, *, engine_config: Any = None, strategy_configs: Iterable[Any] = (),
+                     dataset: str | Mapping[str, Any] | None = None, seed: int | None = None) -> None:
+        """What produced this run, for ``sys.session_start``: call before the node or engine starts.
+
+        Configurations are NautilusTrader configs (or plain mappings); ``configuration_hash`` is the
+        SHA-256 of their canonical JSON, so two runs with the same settings share it. ``dataset``
+        names the data (a catalog path and version, or ``data_fingerprint(...)``).
+        """
+        configuration = {"engine": _config_json(engine_config),
+                         "strategies": [_config_json(config) for config in strategy_configs]}
+        self._run_identity = {"configuration": configuration, "dataset": dataset, "seed": seed}
+
     def on_start(self) -> None:
+        cfg = self._audit_config
+        environment = cfg.environment or ("backtest" if isinstance(self.clock, TestClock) else "live")
+        self.mode = mode = recording_mode(environment, cfg.sync_writes)
         if self._emitter is None:
-            cfg = self._audit_config
             # The node's clock: wall time live, simulated time in a backtest, so a backtest's files
             # are dated (and rotate at midnight) by the time it simulates.
             self._emitter = AuditEventEmitter(AuditConfig(
@@ -141,25 +213,32 @@ class AuditObserver(Actor):
                 trader_id=str(self.trader_id),
                 stream_id=cfg.stream_id,
                 hmac_key_env=cfg.hmac_key_env,
-                sync_writes=cfg.sync_writes,
+                sync_writes=mode.sync_trades,
                 signing_key_path=cfg.signing_key_path,
                 signing_key_env=cfg.signing_key_env,
             ), clock=self.clock.timestamp_ns)
+        if mode.off_loop and self._recorder is None:
+            self._recorder = RecordingThread(self._failed, max_pending=cfg.max_pending)
+        self._record_session_start()
+        # Orders that exist already (a live node's reconciled orders) count from here: what they did
+        # before this session is not caught up as if it were new.
+        for order in self.cache.orders():
+            if not order.is_closed:
+                self._seen[order.client_order_id] = order.event_count
         # Publishers use events.order.{strategy_id} and events.position.{strategy_id}.
         self.msgbus.subscribe(topic="events.order.*", handler=self._on_order_event)
         self.msgbus.subscribe(topic="events.position.*", handler=self._on_position_event)
         self.msgbus.subscribe(topic="events.account.*", handler=self._on_account_state)
-        # Topics already published before this actor started (a venue's first account state) do not
-        # pick up new wildcard subscribers in NautilusTrader 1.221: subscribe to them by name too.
         for account in self.cache.accounts():
-            self.msgbus.subscribe(topic=f"events.account.{account.id}", handler=self._on_account_state)
+            if not wildcards_reach_existing_topics():
+                self.msgbus.subscribe(topic=f"events.account.{account.id}", handler=self._on_account_state)
             self._on_account_state(account.last_event)  # the starting balances, for reconciliation
 
     def on_stop(self) -> None:
         # Keep recording: strategies stopping after this actor still close positions, and those
         # fills belong in the trail. Make what is written durable now; on_dispose closes and seals.
         if self._emitter is not None:
-            self._emitter.flush()
+            self._record(self._emitter.flush, "flush")
 
     def on_dispose(self) -> None:
         self.msgbus.unsubscribe(topic="events.order.*", handler=self._on_order_event)
@@ -168,33 +247,107 @@ class AuditObserver(Actor):
         for account in self.cache.accounts():
             if self.msgbus.is_subscribed(f"events.account.{account.id}", self._on_account_state):
                 self.msgbus.unsubscribe(topic=f"events.account.{account.id}", handler=self._on_account_state)
+        for cid in list(self._seen):  # events applied after the last one published (a final pending cancel)
+            order = self.cache.order(cid)
+            if order is not None:
+                try:
+                    self._catch_up(order)
+                except Exception as exc:
+                    self._failed("order events", exc)
+        if self._recorder is not None:
+            self._recorder.close()  # everything queued is written before the session is closed
+        if self._emitter is not None and self.session_id is not None:
+            self._record_session_end()
         if self._owns_emitter and self._emitter is not None:
             self._emitter.close()
             self._emitter = None
 
-    # --- handlers -----------------------------------------------------------------------------
+    # --- recording ----------------------------------------------------------------------------
 
-    def _on_order_event(self, event: OrderEvent) -> None:
+    def _record(self, write: Callable[[], object], what: str, event_type: str | None = None) -> None:
+        """Run ``write`` inline (backtest) or queue it for the recording thread (live, sandbox)."""
+        def run() -> None:
+            write()
+            if event_type is not None:
+                self._recorded += 1
+                self.recorded_by_type[event_type] += 1
+        if self._recorder is not None and self._recorder.is_open:
+            self._recorder.submit(what, run)  # a failure there is reported through _failed
+            return
         try:
-            self._record_order_event(event)
+            run()
         except Exception as exc:
-            self._failed(event, exc)
-        if isinstance(event, OrderFilled):  # a record of its own: recorded, or counted as a failure
-            try:
-                self._record_fill_accounting(event)
-            except Exception as exc:
-                self._failed(event, exc)
+            self._failed(what, exc)
+
+    def _failed(self, what: str, exc: Exception) -> None:
+        # Never stop the node for the audit trail, and never stay silent about it.
+        with self._failure_lock:  # the event loop and the recording thread both count
+            self._failures += 1
+        self.log.error(f"AuditObserver could not record {what}: {exc!r}")
+
+    def _trade(self, event_type: str, what: str, instrument_id: str, correlation_id: str | None, ts_event: int,
+               fields: dict[str, Any]) -> None:
+        emit = self.emitter.emit_trade
+        self._record(lambda: emit(event_type, "AuditObserver", instrument_id, correlation_id=correlation_id,
+                                  ts_event=ts_event, **fields), what, event_type)
+
+    def _system(self, event_type: str, what: str, payload: dict[str, Any], ts_event: int,
+                correlation_id: str | None = None) -> None:
+        emit = self.emitter.emit_system
+        self._record(lambda: emit(event_type, "AuditObserver", payload, correlation_id=correlation_id,
+                                  ts_event=ts_event), what, event_type)
+
+    # --- run identity -------------------------------------------------------------------------
+
+    def _record_session_start(self) -> None:
+        cfg, mode = self._audit_config, self.mode
+        assert mode is not None
+        identity = self._run_identity or {"configuration": {"engine": None, "strategies": []},
+                                          "dataset": None, "seed": None}
+        configuration_hash = _sha256_json(identity["configuration"])
+        # Unique in the trail (the chain position), and the same for the same fresh run.
+        self.session_id = _sha256_json([str(self.trader_id), cfg.stream_id, self.emitter.next_sequence,
+                                        self.emitter.last_hash, configuration_hash])[:16]
+        ts = self.clock.timestamp_ns()
+        self._system("sys.session_start", "sys.session_start", {
+            "session_id": self.session_id,
+            "environment": mode.environment,
+            "sync_trades": mode.sync_trades,
+            "ledgerline_version": _ledgerline_version(),
+            "nautilus_trader_version": NAUTILUS_VERSION,
+            "code_version": cfg.code_version,
+            "git_commit": _git_commit(cfg.code_path),
+            "configuration_hash": configuration_hash,
+            **identity,
+            "ts_init": ts,
+        }, ts)
+
+    def _record_session_end(self) -> None:
+        ts = self.clock.timestamp_ns()
+        stats = self._recorder.stats if self._recorder is not None else None
+        self._system("sys.session_end", "sys.session_end", {
+            "session_id": self.session_id,
+            "records": self.recorded,  # before this one
+            "records_by_type": dict(sorted(self.recorded_by_type.items())),
+            "failures": self.failures,
+            "backpressure_waits": None if stats is None else stats.backpressure_waits,
+            "backpressure_ns": None if stats is None else stats.backpressure_ns,
+            "max_pending_seen": None if stats is None else stats.high_water,
+            "ts_init": ts,
+        }, ts)
+
+    # --- handlers -----------------------------------------------------------------------------
 
     def _on_position_event(self, event: PositionEvent) -> None:
         try:
             self._record_position_event(event)
         except Exception as exc:
-            self._failed(event, exc)
+            self._failed(type(event).__name__, exc)
 
     def _on_account_state(self, event: AccountState) -> None:
         """Balances as the venue reports them, so P&L can be reconciled from the trail alone."""
         try:
-            self.emitter.emit_system("sys.account_state", "AuditObserver", {
+            payload = {
                 "account_id": str(event.account_id),
                 "account_type": event.account_type.name,
                 "balances": {
@@ -203,53 +356,97 @@ class AuditObserver(Actor):
                     for b in event.balances
                 },
                 "ts_init": event.ts_init,
-            }, ts_event=event.ts_event)
-            self.recorded += 1
+            }
         except Exception as exc:
-            self._failed(event, exc)
+            self._failed(type(event).__name__, exc)
+            return
+        self._system("sys.account_state", "AccountState", payload, event.ts_event)
 
-    def _failed(self, event: Any, exc: Exception) -> None:
-        # Never stop the node for the audit trail, and never stay silent about it.
-        self.failures += 1
-        self.log.error(f"AuditObserver could not record {type(event).__name__}: {exc!r}")
+    def _on_order_event(self, event: OrderEvent) -> None:
+        if self._caught_up and event.id in self._caught_up:
+            self._caught_up.discard(event.id)  # already recorded from the order's own events
+            return
+        order = None
+        try:
+            order = self.cache.order(event.client_order_id)
+            if order is not None:
+                self._catch_up(order, event)
+            self._record_order_event(event, order)
+        except Exception as exc:
+            self._failed(type(event).__name__, exc)
+        if type(event) is OrderFilled:  # a record of its own: recorded, or counted as a failure
+            try:
+                self._record_fill_accounting(event)
+            except Exception as exc:
+                self._failed(type(event).__name__, exc)
+        if order is not None and order.is_closed:
+            self._expected.pop(event.client_order_id, None)
 
-    def _record_order_event(self, event: OrderEvent) -> None:
-        order = self.cache.order(event.client_order_id)
-        common = self._common(event, order)
+    def _catch_up(self, order: Any, event: Any = None) -> None:
+        """Record the order's events that were applied but never published before ``event``.
+
+        A strategy's ``cancel_all_orders`` applies ``OrderPendingCancel`` to each order without
+        publishing it (NautilusTrader 1.221 and 1.231): counting the order's events finds them, at
+        the cost of one integer compare per event.
+        """
+        cid = order.client_order_id
+        count = order.event_count
+        seen = self._seen.get(cid, 0)
+        if count - seen > 1 or (event is None and count > seen):
+            for missed in order.events[seen:]:
+                if event is not None and missed.id == event.id:
+                    continue
+                if type(missed) in _ORDER_EVENT_TYPES:
+                    self._caught_up.add(missed.id)
+                    self._record_order_event(missed, order)
+        if order.is_closed:
+            self._seen.pop(cid, None)
+        else:
+            self._seen[cid] = count
+
+    def _record_order_event(self, event: OrderEvent, order: Any) -> None:
+        kind = type(event)
+        event_type = _ORDER_EVENT_TYPES.get(kind)
+        if event_type is None:
+            return  # OrderInitialized: the order is recorded when it is submitted (or denied)
+        fields = self._common(event, order)
         if order is not None and event.client_order_id not in self._expected:
             # Usually on OrderSubmitted; an order the risk engine denies is never submitted.
             self._remember_expectation(order)
-        if isinstance(event, OrderSubmitted):
-            expected, signal = self._expected[event.client_order_id]
-            self._emit(AuditEventType.TRADE_ORDER, event, common, correlation_id=signal,
-                       expected_price=expected, price=_price_of(order))
-        elif isinstance(event, OrderAccepted):
-            self._emit("trade.order.accepted", event, common, venue_order_id=str(event.venue_order_id),
-                       price=_price_of(order))
-        elif isinstance(event, OrderFilled):
-            expected, _ = self._expected.get(event.client_order_id, (None, None))
+        expected, signal = self._expected.get(event.client_order_id, (None, None))
+        if kind is OrderFilled:
             side = _side(event.order_side)
             filled = event.last_px.as_decimal()
-            self._emit(
-                AuditEventType.TRADE_FILL, event, {**common, "side": side, "size": event.last_qty.as_decimal()},
-                price=filled,
-                expected_price=expected,
-                slippage_bps=None if expected is None else slippage_bps(side, expected, filled),
-                commission=event.commission.as_decimal(),
-                currency=str(event.commission.currency),
-                liquidity_side=event.liquidity_side.name,
-                venue_order_id=str(event.venue_order_id),
-                trade_id=str(event.trade_id),
-                position_id=None if event.position_id is None else str(event.position_id),
-            )
-        elif isinstance(event, (OrderRejected, OrderDenied)):
-            self._emit(AuditEventType.TRADE_REJECTED, event, common, reason=str(event.reason),
-                       price=_price_of(order))
-        elif isinstance(event, (OrderCanceled, OrderExpired)):
-            reason = "expired" if isinstance(event, OrderExpired) else "canceled"
-            self._emit(AuditEventType.TRADE_CANCELED, event, common, reason=reason, price=_price_of(order))
-        if order is not None and order.is_closed:
-            self._expected.pop(event.client_order_id, None)
+            if expected is _FROM_TRIGGER:
+                expected = _trigger_of(order)
+            fields |= {
+                "side": side, "size": event.last_qty.as_decimal(), "price": filled, "expected_price": expected,
+                "slippage_bps": None if expected is None else slippage_bps(side, expected, filled),
+                "commission": event.commission.as_decimal(), "currency": str(event.commission.currency),
+                "liquidity_side": event.liquidity_side.name, "venue_order_id": str(event.venue_order_id),
+                "trade_id": str(event.trade_id),
+                "position_id": None if event.position_id is None else str(event.position_id),
+            }
+        else:
+            fields["price"] = _price_of(order)
+            fields["trigger_price"] = _trigger_of(order)
+            if kind is OrderSubmitted:
+                fields["expected_price"] = _trigger_of(order) if expected is _FROM_TRIGGER else expected
+            elif kind is OrderUpdated:
+                fields |= {"size": event.quantity.as_decimal(),
+                           "price": None if event.price is None else event.price.as_decimal(),
+                           "trigger_price": None if event.trigger_price is None else event.trigger_price.as_decimal()}
+            elif kind is OrderReleased:
+                fields["price"] = event.released_price.as_decimal()
+            elif kind in (OrderRejected, OrderDenied, OrderModifyRejected, OrderCancelRejected):
+                fields["reason"] = str(event.reason)
+            elif kind in (OrderCanceled, OrderExpired):
+                fields["reason"] = "expired" if kind is OrderExpired else "canceled"
+            venue_order_id = getattr(event, "venue_order_id", None)
+            if venue_order_id is not None and kind is not OrderSubmitted:
+                fields["venue_order_id"] = str(venue_order_id)
+        self._trade(event_type, kind.__name__, str(event.instrument_id), signal, event.ts_event,
+                    {k: v for k, v in fields.items() if v is not None})
 
     def _record_position_event(self, event: PositionEvent) -> None:
         event_type = {
@@ -281,16 +478,13 @@ class AuditObserver(Actor):
             fields["realized_return"] = _float_decimal(event.realized_return)
             fields["avg_px_close"] = _float_decimal(event.avg_px_close)
             fields["duration_ns"] = event.duration_ns
-        self.emitter.emit_trade(event_type, "AuditObserver", str(event.instrument_id), correlation_id=signal,
-                                ts_event=event.ts_event, **{k: v for k, v in fields.items() if v is not None})
-        self.recorded += 1
+        self._trade(event_type, type(event).__name__, str(event.instrument_id), signal, event.ts_event,
+                    {k: v for k, v in fields.items() if v is not None})
 
     def _record_fill_accounting(self, event: OrderFilled) -> None:
         """What the fill did to the account (``sys.fill_accounting``), for ``pnl_reconciliation``."""
-        self.emitter.emit_system(FILL_ACCOUNTING, "AuditObserver", fill_accounting_payload(self.cache, event),
-                                 correlation_id=self._expected.get(event.client_order_id, (None, None))[1],
-                                 ts_event=event.ts_event)
-        self.recorded += 1
+        self._system(FILL_ACCOUNTING, "fill accounting", fill_accounting_payload(self.cache, event), event.ts_event,
+                     correlation_id=self._expected.get(event.client_order_id, (None, None))[1])
 
     # --- helpers ------------------------------------------------------------------------------
 
@@ -305,23 +499,19 @@ class AuditObserver(Actor):
             }
         return fields
 
-    def _emit(self, event_type: str, event: OrderEvent, fields: dict[str, Any], **extra: Any) -> None:
-        _, signal = self._expected.get(event.client_order_id, (None, None))
-        merged = {**fields, **{k: v for k, v in extra.items() if v is not None}}
-        correlation_id = merged.pop("correlation_id", signal)
-        self.emitter.emit_trade(event_type, "AuditObserver", str(event.instrument_id),
-                                correlation_id=correlation_id, ts_event=event.ts_event, **merged)
-        self.recorded += 1
-
-    def _remember_expectation(self, order: Any) -> tuple[Decimal | None, str | None]:
-        """Expected price (tag, else limit price, else best quote now) and signal id of an order."""
-        expected: Decimal | None = None
+    def _remember_expectation(self, order: Any) -> None:
+        """Expected price and signal id of an order: the ``audit_tags`` price, else the trigger price
+        (``_FROM_TRIGGER``: read when the order fills, as a trailing stop moves it), else the limit
+        price, else the best quote now."""
+        expected: Any = None
         signal: str | None = None
         for tag in order.tags or ():
             if tag.startswith(SIGNAL_TAG):
                 signal = tag[len(SIGNAL_TAG):]
             elif tag.startswith(EXPECTED_PRICE_TAG):
                 expected = Decimal(tag[len(EXPECTED_PRICE_TAG):])
+        if expected is None and order.order_type in _TRIGGERED_TYPES:
+            expected = _FROM_TRIGGER
         if expected is None:
             expected = _price_of(order)
         if expected is None:
@@ -332,7 +522,81 @@ class AuditObserver(Actor):
         self._expected[order.client_order_id] = (expected, signal)
         if signal is not None:
             self._signals[order.client_order_id] = signal
-        return expected, signal
+
+
+#: Order types whose fills are measured against their trigger price (``has_trigger_price`` is False
+#: on a trailing stop until the venue sets its first trigger).
+_TRIGGERED_TYPES = frozenset({
+    OrderType.STOP_MARKET, OrderType.STOP_LIMIT, OrderType.MARKET_IF_TOUCHED, OrderType.LIMIT_IF_TOUCHED,
+    OrderType.TRAILING_STOP_MARKET, OrderType.TRAILING_STOP_LIMIT,
+})
+#: Stands for "the order's trigger price at the time": stops are measured against their trigger.
+_FROM_TRIGGER: Any = Decimal("NaN")
+
+#: NautilusTrader order event -> the trail's event type (OrderInitialized is not recorded).
+_ORDER_EVENT_TYPES: dict[type, str] = {
+    OrderSubmitted: AuditEventType.TRADE_ORDER.value,
+    OrderAccepted: "trade.order.accepted",
+    OrderFilled: AuditEventType.TRADE_FILL.value,
+    OrderRejected: AuditEventType.TRADE_REJECTED.value,
+    OrderDenied: AuditEventType.TRADE_REJECTED.value,
+    OrderCanceled: AuditEventType.TRADE_CANCELED.value,
+    OrderExpired: AuditEventType.TRADE_CANCELED.value,
+    OrderUpdated: "trade.order.updated",
+    OrderTriggered: "trade.order.triggered",
+    OrderPendingUpdate: "trade.order.pending_update",
+    OrderPendingCancel: "trade.order.pending_cancel",
+    OrderModifyRejected: "trade.order.modify_rejected",
+    OrderCancelRejected: "trade.order.cancel_rejected",
+    OrderEmulated: "trade.order.emulated",
+    OrderReleased: "trade.order.released",
+}
+
+
+def data_fingerprint(data: Iterable[Any]) -> str:
+    """SHA-256 over the ``repr`` of each data item in order (quotes, trades, bars): a data set
+    identity for ``identify_run(dataset=...)`` when the data has no catalog version of its own."""
+    digest = hashlib.sha256()
+    count = 0
+    for item in data:
+        digest.update(repr(item).encode())
+        digest.update(b"\n")
+        count += 1
+    return f"sha256:{digest.hexdigest()}:{count}"
+
+
+def _config_json(config: Any) -> Any:
+    """A configuration as plain JSON values: NautilusTrader configs through their own JSON."""
+    if config is None:
+        return None
+    if hasattr(config, "json"):
+        return json.loads(config.json())
+    return json.loads(json.dumps(config, sort_keys=True, default=str))
+
+
+def _sha256_json(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
+
+
+def _ledgerline_version() -> str | None:
+    try:
+        return metadata.version("ledgerline")
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _git_commit(path: str | None) -> str | None:
+    """The commit checked out at ``path`` (with ``+dirty`` when it has changes), None without git."""
+    cwd = Path(path) if path is not None else None
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5)
+        if head.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
+                               capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head.stdout.strip() + ("+dirty" if dirty.returncode == 0 and dirty.stdout.strip() else "")
 
 
 def _side(side: OrderSide) -> str:
@@ -343,3 +607,9 @@ def _price_of(order: Any) -> Decimal | None:
     if order is None or not order.has_price:
         return None
     return order.price.as_decimal()  # type: ignore[no-any-return]
+
+
+def _trigger_of(order: Any) -> Decimal | None:
+    """The order's trigger price now (a trailing stop has none until the venue sets it)."""
+    trigger = getattr(order, "trigger_price", None)
+    return None if trigger is None else trigger.as_decimal()  # type: ignore[no-any-return]

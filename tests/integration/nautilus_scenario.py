@@ -18,11 +18,19 @@ from nautilus_trader.model.enums import AccountType, OmsType, OrderSide, TimeInF
 from nautilus_trader.model.events import (
     OrderAccepted,
     OrderCanceled,
+    OrderCancelRejected,
     OrderDenied,
+    OrderEmulated,
     OrderExpired,
     OrderFilled,
+    OrderModifyRejected,
+    OrderPendingCancel,
+    OrderPendingUpdate,
     OrderRejected,
+    OrderReleased,
     OrderSubmitted,
+    OrderTriggered,
+    OrderUpdated,
     PositionChanged,
     PositionClosed,
     PositionOpened,
@@ -46,7 +54,17 @@ ORDER_EVENT_TYPES: dict[type, str] = {
     OrderDenied: "trade.rejected",
     OrderCanceled: "trade.canceled",
     OrderExpired: "trade.canceled",
+    OrderUpdated: "trade.order.updated",
+    OrderTriggered: "trade.order.triggered",
+    OrderPendingUpdate: "trade.order.pending_update",
+    OrderPendingCancel: "trade.order.pending_cancel",
+    OrderModifyRejected: "trade.order.modify_rejected",
+    OrderCancelRejected: "trade.order.cancel_rejected",
+    OrderEmulated: "trade.order.emulated",
+    OrderReleased: "trade.order.released",
 }
+#: sys.session_start and sys.session_end around every run.
+SESSION_RECORDS = 2
 POSITION_EVENT_TYPES: dict[type, str] = {
     PositionOpened: "trade.position_opened",
     PositionChanged: "trade.position_changed",
@@ -128,8 +146,10 @@ def quotes(instrument, count: int, step_ns: int, seed: int = 7, size: int = 10_0
 
 def build_engine(audit_base: str | None, *, ticks: int = 2_000, step_ns: int = 60_000_000_000,
                  trade_every: int = 20, stream_id: str = "nautilus",
-                 quote_size: int = 10_000_000) -> tuple[BacktestEngine, ScenarioStrategy,
-                                                                                 AuditObserver | None]:
+                 quote_size: int = 10_000_000, strategy: Strategy | None = None,
+                 observer_config: dict | None = None) -> tuple[BacktestEngine, Strategy, AuditObserver | None]:
+    """The scenario's engine; ``strategy`` replaces ScenarioStrategy, ``observer_config`` adds to the
+    observer's config (``sync_writes``, ``environment``)."""
     engine = BacktestEngine(BacktestEngineConfig(
         trader_id=TraderId("BACKTESTER-001"),
         logging=LoggingConfig(log_level="ERROR", bypass_logging=True),
@@ -142,10 +162,12 @@ def build_engine(audit_base: str | None, *, ticks: int = 2_000, step_ns: int = 6
     instrument = TestInstrumentProvider.default_fx_ccy("EUR/USD")
     engine.add_instrument(instrument)
     engine.add_data(quotes(instrument, ticks, step_ns, size=quote_size))
-    strategy = ScenarioStrategy(ScenarioConfig(instrument_id=instrument.id, trade_every=trade_every))
+    if strategy is None:
+        strategy = ScenarioStrategy(ScenarioConfig(instrument_id=instrument.id, trade_every=trade_every))
     engine.add_strategy(strategy)
     observer = None
     if audit_base is not None:
-        observer = AuditObserver(AuditObserverConfig(base_path=audit_base, stream_id=stream_id))
+        observer = AuditObserver(AuditObserverConfig(base_path=audit_base, stream_id=stream_id,
+                                                     **(observer_config or {})))
         engine.add_actor(observer)
     return engine, strategy, observer

@@ -23,7 +23,14 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from nautilus_scenario import ORDER_EVENT_TYPES, POSITION_EVENT_TYPES, START_NS, STARTING_BALANCE, build_engine
+from nautilus_scenario import (
+    ORDER_EVENT_TYPES,
+    POSITION_EVENT_TYPES,
+    SESSION_RECORDS,
+    START_NS,
+    STARTING_BALANCE,
+    build_engine,
+)
 from nautilus_trader.common.actor import Actor
 from nautilus_trader.config import ActorConfig, StrategyConfig
 from nautilus_trader.model.currencies import USD
@@ -96,9 +103,9 @@ class Run:
         return counts
 
     def expected_records(self) -> int:
-        # Each fill also gets its sys.fill_accounting record.
+        # Each fill also gets its sys.fill_accounting record; every run its session start and end.
         counts = self.expected_trade_counts()
-        return sum(counts.values()) + counts["trade.fill"] + len(self.account_events)
+        return sum(counts.values()) + counts["trade.fill"] + len(self.account_events) + SESSION_RECORDS
 
 
 def run_backtest(base: Path, *, setup: Callable[..., None] | None = None, **scenario: Any) -> Run:
@@ -122,13 +129,15 @@ def run_backtest(base: Path, *, setup: Callable[..., None] | None = None, **scen
             position_events=published,
             account_events=accounts,
             balance_change=account.balance_total(USD).as_decimal() - STARTING_BALANCE,
-            observer_recorded=observer.recorded,
-            observer_failures=observer.failures,
+            observer_recorded=0,
+            observer_failures=0,
             files=[],
             rows=[],
         )
     finally:
         engine.dispose()
+    # After dispose: the observer closes its session there (sys.session_end).
+    run.observer_recorded, run.observer_failures = observer.recorded, observer.failures
     run.files = hot_files(base / "hot")
     run.rows = [
         json.loads(line, parse_float=_no_floats) for path in run.files for line in path.read_bytes().splitlines()
@@ -201,7 +210,9 @@ def assert_trail_matches_engine(run: Run) -> None:
         row = one(run.of_type("trade.canceled"), order_id=str(order.client_order_id))
         assert row["ts_event"] == event.ts_event
         assert row["reason"] == ("expired" if isinstance(event, OrderExpired) else "canceled")
-        assert Decimal(row["price"]) == order.price.as_decimal()
+        assert row.get("price") == (str(order.price.as_decimal()) if order.has_price else None)
+        assert row.get("trigger_price") == (str(order.trigger_price.as_decimal()) if order.has_trigger_price
+                                            and order.trigger_price is not None else None)
 
     # Position events: same kinds, ids, sizes, prices and P&L, in the order the engine published them.
     fills_by_trade_id = {str(event.trade_id): event for _, event in run.order_events(OrderFilled)}
@@ -725,8 +736,8 @@ def test_observer_failures_are_logged_through_nautilus_trader(tmp_path):
         observer = AuditObserver(AuditObserverConfig(base_path={str(tmp_path)!r}), emitter=emitter)
         engine.add_actor(observer)
         engine.run()
-        print("TICKS", strategy.count, "FAILURES", observer.failures, "RECORDED", observer.recorded, flush=True)
         engine.dispose()
+        print("TICKS", strategy.count, "FAILURES", observer.failures, "RECORDED", observer.recorded, flush=True)
     """)
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]

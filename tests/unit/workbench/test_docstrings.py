@@ -8,7 +8,8 @@ import importlib
 import pytest
 
 MODULES = ["filters", "trail", "describe", "incident", "parameters", "trades", "pnl", "anomalies", "query",
-           "charts", "chart_encoding", "explore", "report", "_columns", "_backend", "verification"]
+           "charts", "chart_encoding", "explore", "report", "_columns", "_backend", "verification",
+           "sessions"]
 
 
 @pytest.mark.parametrize("name", MODULES)

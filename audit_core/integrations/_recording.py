@@ -1,0 +1,133 @@
+"""Where the observer's records are written from, and how durably, by environment.
+
+Stdlib only (no NautilusTrader), so the rule and the recording thread are tested on their own.
+
+The rule (``recording_mode``): in ``live`` and ``sandbox`` every ``trade.*`` record is fdatasync'ed,
+and records are written and synced on a recording thread of their own, never on the node's event
+loop; in ``backtest`` records are written inline (the simulated clock does not wait for anything)
+and synced when a file rotates and when the trail closes, which is when a backtest's files are
+sealed. An explicit ``sync_writes`` overrides the sync part of the rule, never the thread part.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+Environment = Literal["backtest", "sandbox", "live"]
+ENVIRONMENTS: tuple[Environment, ...] = ("backtest", "sandbox", "live")
+
+
+@dataclass(frozen=True)
+class RecordingMode:
+    """How an observer records: ``sync_trades`` (fdatasync each trade record before it counts as
+    written) and ``off_loop`` (write from a recording thread, not the caller's)."""
+
+    environment: Environment
+    sync_trades: bool
+    off_loop: bool
+
+
+def recording_mode(environment: str, sync_writes: bool | None = None) -> RecordingMode:
+    """The recording rule for ``environment`` (see the module docstring).
+
+    Raises:
+        ValueError: ``environment`` is not ``backtest``, ``sandbox`` or ``live``.
+    """
+    if environment not in ENVIRONMENTS:
+        raise ValueError(f"environment must be one of {', '.join(ENVIRONMENTS)}, got {environment!r}")
+    live = environment != "backtest"
+    return RecordingMode(environment, live if sync_writes is None else sync_writes, live)
+
+
+@dataclass
+class RecorderStats:
+    """Counters of a ``RecordingThread`` (read them any time; they only grow, but ``pending``)."""
+
+    #: Calls queued, and those that ran to the end or raised (records, and a flush at stop).
+    submitted: int = 0
+    completed: int = 0
+    failed: int = 0
+    #: Submissions that found the queue full and waited for room, and the total time they waited.
+    backpressure_waits: int = 0
+    backpressure_ns: int = 0
+    #: Most records ever waiting at once.
+    high_water: int = 0
+
+
+class RecordingThread:
+    """Runs record calls, in submission order, on a thread of its own.
+
+    ``submit`` returns at once while fewer than ``max_pending`` records wait; when the disk falls
+    that far behind, it waits for room (bounded memory, nothing dropped) and counts the wait in
+    ``stats``. A call that raises is counted in ``stats.failed`` and reported to ``on_error``;
+    the thread carries on with the next record.
+    """
+
+    def __init__(self, on_error: Callable[[str, Exception], None], max_pending: int = 10_000,
+                 name: str = "ledgerline-recorder") -> None:
+        if max_pending < 1:
+            raise ValueError(f"max_pending must be >= 1, got {max_pending}")
+        self.stats = RecorderStats()
+        self._on_error = on_error
+        self._queue: queue.Queue[tuple[str, Callable[[], object]] | None] = queue.Queue(max_pending)
+        self._open = True
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    @property
+    def is_open(self) -> bool:
+        """Whether ``submit`` still takes records (until ``close``)."""
+        return self._open
+
+    @property
+    def pending(self) -> int:
+        return self._queue.qsize()
+
+    def submit(self, what: str, call: Callable[[], object]) -> None:
+        """Queue ``call`` (``what`` names it in error reports); wait only while the queue is full.
+
+        Raises:
+            RuntimeError: the thread was closed.
+        """
+        if not self._open:
+            raise RuntimeError(f"the recording thread is closed; cannot record {what}")
+        item = (what, call)
+        try:
+            self._queue.put_nowait(item)
+        except queue.Full:
+            started = time.perf_counter_ns()
+            self._queue.put(item)
+            self.stats.backpressure_waits += 1
+            self.stats.backpressure_ns += time.perf_counter_ns() - started
+        self.stats.submitted += 1
+        waiting = self._queue.qsize()
+        if waiting > self.stats.high_water:
+            self.stats.high_water = waiting
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Record everything queued, then stop the thread. False if it did not finish in ``timeout``."""
+        if self._open:
+            self._open = False
+            self._queue.put(None)  # the stop mark, after everything queued
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            what, call = item
+            try:
+                call()
+            except Exception as exc:
+                self.stats.failed += 1
+                self._on_error(what, exc)
+            else:
+                self.stats.completed += 1
