@@ -171,11 +171,10 @@ def main(argv: list[str] | None = None) -> int:
     frame = pnl.to_pandas()  # type: ignore[attr-defined]
     if pnl.ok is None:  # type: ignore[attr-defined]
         print(pnl.to_text())  # type: ignore[attr-defined]  # says why there was nothing to reconcile
-    for row in frame.itertuples():  # realized P&L by the workbench's one rule (workbench.pnl)
-        verdict = ("no balances to compare" if row.reconciled is None else
-                   "reconciled exactly" if row.reconciled else "NOT reconciled")
-        print(f"P&L {row.currency}: realized {_money(row.realized_pnl)} vs balance change "
-              f"{_money(row.balance_change)}: difference {_money(row.difference)} ({verdict})")
+    for row in frame.itertuples():  # booked by account type (workbench.pnl), status as reconciled
+        print(f"P&L {row.currency}: realized {_money(row.realized_pnl)}, expected balance change "
+              f"{_money(row.expected_change)} vs recorded {_money(row.balance_change)}: difference "
+              f"{_money(row.difference)} ({row.status})")
     print("signal conversion per strategy:")
     for row in summary["conversion"].itertuples():  # type: ignore[attr-defined]
         print(f"  {row.strategy_source:<16} {row.signals:>5} signals, {row.acted_on:>4} acted on, "

@@ -257,7 +257,9 @@ class AppendOnlyWriter(StreamFiles, LiveFileGuard):
             AuditWriteError: the bytes cannot be made durable (hot disk failing, no fallback path).
         """
         deadline = None
+        spill_tried = False
         while True:
+            retry_hot = True
             with self._mutex:
                 if self._closed_reason is not None:
                     raise self._closed_error()
@@ -272,20 +274,32 @@ class AppendOnlyWriter(StreamFiles, LiveFileGuard):
                             continue
                         self._writing = lead = True
                     else:
-                        if self._config.durable_failure == "raise" or (
+                        if self._writing:
+                            # The leader degrades first and spills next: its spill may cover this ticket.
+                            self._wait()
+                            continue
+                        if self._unspilled and self._spill.directory is not None and not spill_tried:
+                            # Queued while the last leader was spilling (it took the list before this
+                            # record joined it): nobody else will spill it, so lead one drain here.
+                            spill_tried = self._writing = lead = True
+                            retry_hot = False
+                        elif self._config.durable_failure == "raise" or (
                             deadline is not None and time.monotonic() >= deadline
                         ):
                             raise AuditWriteError(
                                 errno.EIO,
                                 f"record cannot be made durable: {self._episode.error}; {self._pending_bytes} "
-                                "bytes wait in memory (configure fallback_path to spill them)",
+                                "bytes wait in memory " + ("(configure fallback_path to spill them)"
+                                                           if self._spill.directory is None else
+                                                           f"(the spill to {self._spill.directory} failed too)"),
                             )
-                        if deadline is None:
-                            deadline = time.monotonic() + self._config.durable_wait_s
-                        self._wait(self._config.retry_interval_s)
-                        if self._writing:
-                            continue
-                        self._writing = lead = True
+                        else:
+                            if deadline is None:
+                                deadline = time.monotonic() + self._config.durable_wait_s
+                            self._wait(self._config.retry_interval_s)
+                            if self._writing:
+                                continue
+                            self._writing = lead = True
                 else:
                     lead = False
                     if self._fd_users or self._fd < 0:
@@ -296,7 +310,7 @@ class AppendOnlyWriter(StreamFiles, LiveFileGuard):
                     target, fd, path = self._written, self._fd, self._path
                     self._fd_users += 1
             if lead:
-                self._drain(force_retry=True)
+                self._drain(force_retry=retry_hot)
                 continue
             synced = False
             lost = None

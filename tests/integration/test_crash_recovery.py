@@ -241,7 +241,7 @@ class TestSigkillDuringDegradedRotation:
         from test_disk_full import fill, mounted_tmpfs
 
         rng = random.Random(20261130)
-        with mounted_tmpfs(tmp_path, size="16m") as disk:
+        with mounted_tmpfs(tmp_path, size="96m") as disk:  # room for 40 rounds of imported spills
             base, fallback = disk / "trail", tmp_path / "fallback"
             config = AuditConfig(base_path=base, trader_id=TRADER, stream_id=STREAM, fallback_path=fallback)
             returned: list[str] = []

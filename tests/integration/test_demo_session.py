@@ -52,7 +52,7 @@ def test_the_demo_succeeds_and_prints_the_summary(demo):
                      r"SHA-256 chains \+ Ed25519 key id [0-9a-f]{16}; checked ", printed), printed
     assert ("incident found: 2026-01-07 14:32:00 UTC  risk_multiplier 1.0 -> 4.0 by ops_console, reason: NONE "
             "(missing_reason, out_of_bounds, unexpected_source)") in printed
-    assert "difference 0 (reconciled exactly)" in printed
+    assert "difference 0 (reconciled)" in printed
     assert f"report: {reports / 'audit_forensics_example.html'}" in printed
     assert "make lab" in printed
 

@@ -418,3 +418,110 @@ class TestRestartWithAnEarlierClock:
         report = verify(tmp_path)
         assert report.ok, report.to_text()
         assert report.records == 4
+
+
+class TestDurableEmitWhileTheLeaderSpills:
+    """A durable emit that finds the disk full is made durable by the spill, never refused while it can be.
+
+    Two races, both seen in the SIGKILL harness as a child that died of "cannot be made durable"
+    with a working fallback path: the leader degrades (waking the waiters) before it spills, and a
+    record queued while the leader spills is not in the list the leader took.
+    """
+
+    @staticmethod
+    def degraded_writer(tmp_path: Path) -> tuple[AuditEventEmitter, threading.Event, threading.Event]:
+        import errno
+
+        config = AuditConfig(base_path=tmp_path / "trail", fallback_path=tmp_path / "fallback",
+                             flush_interval_s=60, retry_interval_s=60)
+        emitter = AuditEventEmitter(config)
+        writer = emitter.writer
+        disk_full = OSError(errno.ENOSPC, "No space left on device")
+        writer._write_batch = lambda data: (0, disk_full)  # type: ignore[method-assign]
+        spilling, release = threading.Event(), threading.Event()
+        spill_lines = writer._spill_lines
+
+        def slow_spill(lines: list[bytes]) -> None:
+            spilling.set()
+            assert release.wait(10)
+            spill_lines(lines)
+
+        writer._spill_lines = slow_spill  # type: ignore[method-assign]
+        with writer._mutex:
+            writer._writing = True  # the leader started below holds the write path, as a flusher would
+        return emitter, spilling, release
+
+    @staticmethod
+    def in_thread(call: Callable[[], object]) -> tuple[threading.Thread, list[object]]:
+        outcome: list[object] = []
+
+        def run() -> None:
+            try:
+                outcome.append(call())
+            except AuditWriteError as exc:
+                outcome.append(exc)
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        return thread, outcome
+
+    @staticmethod
+    def wait_for(condition: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + 10
+        while not condition():
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
+
+    @staticmethod
+    def fill(emitter: AuditEventEmitter, order_id: str) -> Callable[[], object]:
+        return lambda: emitter.emit_trade("trade.fill", "strategy", "EURUSD", order_id=order_id,
+                                          side="BUY", size="1", price="1.1")
+
+    @staticmethod
+    def finish(tmp_path: Path, emitter: AuditEventEmitter, *order_ids: str) -> None:
+        spilled = b"".join(path.read_bytes() for path in (tmp_path / "fallback").rglob("*") if path.is_file())
+        for order_id in order_ids:
+            assert f'"order_id":"{order_id}"'.encode() in spilled
+        del emitter.writer._write_batch, emitter.writer._spill_lines  # the disk has room again
+        emitter.close()
+        assert verify(tmp_path / "trail").ok
+
+    def test_a_waiter_woken_by_the_degradation_waits_for_the_spill(self, tmp_path):
+        emitter, spilling, release = self.degraded_writer(tmp_path)
+        waiter, outcome = self.in_thread(self.fill(emitter, "O-1"))
+        self.wait_for(lambda: bool(emitter.writer._pending))  # queued behind the leader
+        leader = threading.Thread(target=emitter.writer._drain)
+        leader.start()
+        assert spilling.wait(10)  # degraded, waiters woken, spill not yet done
+        time.sleep(0.05)  # the moment in which the waiter used to raise
+        assert not outcome, outcome
+        release.set()
+        waiter.join(10)
+        leader.join(10)
+        assert len(outcome) == 1 and not isinstance(outcome[0], AuditWriteError), outcome
+        self.finish(tmp_path, emitter, "O-1")
+
+    def test_a_record_queued_during_the_spill_is_spilled_too(self, tmp_path):
+        emitter, spilling, release = self.degraded_writer(tmp_path)
+        writer = emitter.writer
+        release.set()
+        first, first_outcome = self.in_thread(self.fill(emitter, "O-1"))
+        self.wait_for(lambda: bool(writer._pending))
+        writer._drain()  # degraded: O-1 and the sys.degraded record are spilled
+        first.join(10)
+        spilling.clear()
+        release.clear()
+        with writer._mutex:
+            writer._writing = True
+        emitter.emit_param_change("strategy", "threshold", 1, 2, "tick")  # non-durable: queued, returns
+        leader = threading.Thread(target=writer._drain)  # a later spill, with no state change to report
+        leader.start()
+        assert spilling.wait(10)  # the leader took the list to spill: O-2 is not in it
+        second, second_outcome = self.in_thread(self.fill(emitter, "O-2"))
+        self.wait_for(lambda: len(writer._unspilled) == 1)
+        release.set()
+        for thread in (second, leader):
+            thread.join(10)
+        for outcome in (first_outcome, second_outcome):
+            assert len(outcome) == 1 and not isinstance(outcome[0], AuditWriteError), outcome
+        self.finish(tmp_path, emitter, "O-1", "O-2")
