@@ -54,16 +54,20 @@ _SHADES = {  # dark to light per hue: ColorBrewer sequential schemes, readable o
     "green": ["#00441b", "#238b45", "#74c476", "#a50f15", "#fb6a4a", "#41ab5d", "#006d2c"],
     "orange": ["#a63603", "#e6550d", "#fd8d3c"],
     "grey": ["#252525", "#525252", "#737373", "#969696", "#bdbdbd", "#d62728", "#2ca02c", "#8c564b"],
+    "teal": ["#01665e", "#35978f", "#80cdc1", "#8c510a", "#bf812d"],  # types of no known family
 }
 _SHAPES = ["circle", "square", "triangle-up", "diamond", "cross", "triangle-down", "triangle-right", "triangle-left"]
 #: The known event types, family by family: each gets (family, colour, shape), fixed for every chart.
 _KNOWN = [
     "param.state_change", "param.weight_change", "param.risk_change", "param.k_change",
     "trade.signal",
-    "trade.order", "trade.fill", "trade.accepted", "trade.rejected", "trade.canceled",
+    "trade.order", "trade.fill", "trade.order.accepted", "trade.rejected", "trade.canceled",
+    "trade.order.updated", "trade.order.triggered", "trade.order.pending_update", "trade.order.pending_cancel",
+    "trade.order.modify_rejected", "trade.order.cancel_rejected", "trade.order.emulated", "trade.order.released",
     "trade.position_opened", "trade.position_changed", "trade.position_closed",
     "sys.regime_change", "sys.evolution_trigger", "sys.resampling", "sys.account_state", "sys.recovery",
     "sys.degraded", "sys.recovered", "sys.retention",
+    "sys.fill_accounting", "sys.session_start", "sys.session_end", "sys.checkpoint_failed", "sys.checkpoint_recovered",
 ]
 
 
@@ -90,12 +94,15 @@ def event_styles(extra: Any = ()) -> pd.DataFrame:
     order = [*EVENT_FAMILIES, "other"]
     for event_type in types:
         family = event_family(event_type)
-        hue = EVENT_FAMILIES[family][1] if family in EVENT_FAMILIES else "grey"
+        hue = EVENT_FAMILIES[family][1] if family in EVENT_FAMILIES else "teal"
         shades = _SHADES[hue]
         rank = used[family]
         used[family] += 1
+        # Past the shades of a hue, each round shifts the shapes by one: (colour, shape) stays unique
+        # for len(shades) * len(_SHAPES) types of one family (rank % len(_SHAPES) repeated both).
+        shape = _SHAPES[(rank % len(shades) + rank // len(shades)) % len(_SHAPES)]
         rows.append({"event_type": event_type, "family": family, "color": shades[rank % len(shades)],
-                     "shape": _SHAPES[rank % len(_SHAPES)], "family_rank": order.index(family), "rank": rank})
+                     "shape": shape, "family_rank": order.index(family), "rank": rank})
     styles = pd.DataFrame(rows).sort_values(["family_rank", "rank"], kind="stable").reset_index(drop=True)
     styles["lane"] = range(len(styles))
     return styles.drop(columns=["family_rank", "rank"])

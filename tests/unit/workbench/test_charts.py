@@ -403,6 +403,22 @@ class TestSharedEncodings:
         pairs = {(mapping(day, "color")[t], mapping(day, "shape")[t]) for t in mapping(day, "color")}
         assert len(pairs) == len(mapping(day, "color"))  # every type drawn distinctly (colour and shape)
 
+    def test_every_type_the_library_writes_has_its_own_colour_and_shape(self) -> None:
+        from audit_core.events import AuditEventType
+        from audit_core.integrations._fill_accounting import FILL_ACCOUNTING
+        from audit_core.integrations.observer import _ORDER_EVENT_TYPES
+        from workbench.chart_encoding import event_styles
+
+        written = {*map(str, AuditEventType), *_ORDER_EVENT_TYPES.values(), FILL_ACCOUNTING,
+                   "sys.checkpoint_failed", "sys.checkpoint_recovered"}
+        unknown = {f"sys.custom_{n}" for n in range(12)} | {"custom.thing"}
+        styles = event_styles(extra=written | unknown).set_index("event_type")
+        assert written <= set(styles.index)
+        pairs = list(zip(styles.color, styles["shape"], strict=True))
+        assert len(set(pairs)) == len(pairs), styles[styles.duplicated(["color", "shape"], keep=False)]
+        # Unknown types never take the encoding a known type has in other charts.
+        assert event_styles().set_index("event_type").loc[sorted(written)].equals(styles.loc[sorted(written)])
+
     def test_simultaneous_events_are_stacked_and_the_window_is_centred(self) -> None:
         frame = pd.DataFrame({"ts_event": [T0, T0, T0 + SECOND], "event_type": ["trade.fill"] * 3,
                               "source": ["obs"] * 3, "sequence": [0, 1, 2]})
