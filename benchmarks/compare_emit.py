@@ -49,6 +49,18 @@ def measure(tree: Path, events: int, scratch: Path) -> dict[str, float]:
     return json.loads(out.strip().splitlines()[-1])
 
 
+def _commit(tree: Path) -> str:
+    """The git commit a source tree is at (``+dirty`` with uncommitted changes), or ``unknown``."""
+    try:
+        head = subprocess.run(["git", "-C", str(tree), "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(tree), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.compare_emit", description=__doc__.splitlines()[0])
     parser.add_argument("--baseline", type=Path, required=True, help="the other source tree (a checkout of main)")
@@ -70,8 +82,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"median p50: baseline {medians['baseline']['p50_us']:.2f} us, candidate "
           f"{medians['candidate']['p50_us']:.2f} us, difference {delta:+.2f} us; load average {os.getloadavg()}")
     if args.output is not None:
-        args.output.write_text(json.dumps({"events": args.events, "rounds": runs, "medians": medians,
-                                           "p50_difference_us": delta, "load_average": os.getloadavg()}, indent=1))
+        trees = {name: _commit(tree) for name, tree in (("baseline", args.baseline), ("candidate", CANDIDATE))}
+        args.output.write_text(json.dumps({
+            "command": "python -m benchmarks.compare_emit " + " ".join(argv if argv is not None else sys.argv[1:]),
+            "commits": trees, "events": args.events, "rounds": runs, "medians": medians,
+            "p50_difference_us": delta, "load_average": os.getloadavg()}, indent=1))
     return 0
 
 
