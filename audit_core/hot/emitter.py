@@ -132,7 +132,7 @@ class AuditEventEmitter:
                 raise
         return self._finish(event, durable, ticket, lead)
 
-    def emit_many(self, events: Iterable[AuditEvent]) -> list[AuditEvent]:
+    def emit_many(self, events: Iterable[E]) -> list[E]:
         """Append ``events``, in order, as one batch: one write and at most one sync for all of them.
 
         Each record gets the bytes ``emit`` would give it (same stamping, chaining, serialization;
@@ -191,10 +191,9 @@ class AuditEventEmitter:
         try:
             self._writer.commit(ticket, lead, durable)
         except AuditWriteError as exc:
-            raise AuditWriteError(
-                exc.errno, f"none of the batch of {len(batch)} records (sequences {first}..{first + len(batch) - 1}) "
-                f"is acknowledged durable: {exc.strerror or exc}"
-            ) from exc
+            message = (f"none of the batch of {len(batch)} records (sequences {first}..{first + len(batch) - 1}) "
+                       f"is acknowledged durable: {exc.strerror or exc}")
+            raise (AuditWriteError(message) if exc.errno is None else AuditWriteError(exc.errno, message)) from exc
         if self._callbacks:
             for event in batch:
                 self._notify(event)
