@@ -265,6 +265,7 @@ class AppendOnlyWriter(StreamFiles, LiveFileGuard):
             AuditWriteError: the bytes cannot be made durable (hot disk failing, no fallback path).
         """
         deadline = None
+        spill = spill_tried = False
         while True:
             with self._mutex:
                 if self._closed_reason is not None:
@@ -279,6 +280,14 @@ class AppendOnlyWriter(StreamFiles, LiveFileGuard):
                             self._wait()
                             continue
                         self._writing = lead = True
+                    elif self._writing:
+                        # A leader is draining: it may be spilling (or writing) this ticket right now,
+                        # so a durable caller woken by the degradation does not give up before it ends.
+                        self._wait(self._config.retry_interval_s)
+                        continue
+                    elif self._unspilled and self._spill.directory is not None and not spill_tried:
+                        # Appended after the last leader took the spill list: spill it here, not raise.
+                        self._writing = lead = spill = spill_tried = True
                     else:
                         if self._config.durable_failure == "raise" or (
                             deadline is not None and time.monotonic() >= deadline
@@ -302,7 +311,8 @@ class AppendOnlyWriter(StreamFiles, LiveFileGuard):
                     target, fd, path = self._written, self._fd, self._path
                     self._fd_users += 1
             if lead:
-                self._drain(force_retry=True)
+                self._drain(force_retry=not spill)
+                spill = False
                 continue
             synced = False
             lost = None

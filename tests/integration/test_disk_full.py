@@ -216,6 +216,58 @@ class TestDiskFullWithFallback:
         assert event_types(rows) == ["sys.degraded", "sys.recovered"]
 
 
+class TestDurableRecordQueuedBehindALeader:
+    def test_a_durable_record_appended_after_the_leader_took_the_spill_list_is_spilled_not_refused(
+        self, small_disk, tmp_path
+    ):
+        """The race a kill test found: while degraded, a durable record is queued while another thread
+        leads the drain and has already taken the list of records to spill; that leader returns without
+        it. The durable caller must spill it itself (a fallback is configured), not raise."""
+        base = small_disk / "trail"
+        config = AuditConfig(base_path=base, fallback_path=tmp_path / "fallback", retry_interval_s=60,
+                             flush_interval_s=3600)
+        emitter = AuditEventEmitter(config)
+        emitted = Emitted(emitter)
+        emitted.param()
+        filler = fill(small_disk)
+        emitted.until_degraded()
+        writer = emitter.writer
+        with writer._mutex:
+            writer._writing = True  # stand in for a leader between taking the spill list and returning
+        results: list[object] = []
+        trade = threading.Thread(target=lambda: results.append(_try(emitted.trade)))
+        trade.start()
+        assert wait_for(lambda: writer.buffered_bytes > 0 and writer._unspilled, 2.0)
+        with writer._mutex:
+            writer._writing = False  # the leader returns without having spilled the trade
+            writer._notify()
+        trade.join(10)
+        assert not trade.is_alive()
+        assert results and not isinstance(results[0], BaseException), results
+        (spill,) = (tmp_path / "fallback").iterdir()
+        spilled = {split_record(line).sequence for line in spill.read_bytes().splitlines()}
+        assert emitted.events[-1].sequence in spilled
+
+        filler.unlink()
+        assert _retry_now(emitter), "the writer did not recover once space was back"
+        emitter.close()
+        assert_trail_has_exactly(base, emitted.events)
+
+
+def _try(call: Callable[[], object]) -> object:
+    try:
+        return call()
+    except BaseException as exc:
+        return exc
+
+
+def _retry_now(emitter: AuditEventEmitter) -> bool:
+    """``retry_interval_s`` is long in that test: make the next emit retry the hot file at once."""
+    emitter.writer._next_retry = 0.0
+    Emitted(emitter).param()
+    return wait_for(lambda: not emitter.is_degraded, 2.0)
+
+
 class TestDiskFullWithoutFallback:
     def test_non_durable_records_wait_in_memory_and_durable_ones_raise(self, small_disk):
         base = small_disk / "trail"
