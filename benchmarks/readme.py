@@ -62,10 +62,41 @@ def convert_table(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def group_commit_table(report: dict[str, Any]) -> str:
+    """Durable emit throughput from ``group_commit.json``: per thread count against the raw sync, and batches."""
+    cases = {case["name"]: case for case in report["cases"]}
+    machine = report["machine"]
+    vs_raw, vs_singles = report["ratio_vs_raw_same_threads"], report["batch_ratio_vs_single_durable_emits"]
+    threads = list(vs_raw)
+    lines = [
+        f"`{report['command']['python']}`, {report['date_utc'][:10]}, {report['events_per_case']:,} durable "
+        f"events per case, median of {report['rounds']} interleaved round(s), {machine['cpus_usable']} CPUs, "
+        f"load average at start {machine['load_average_at_start'][0]}:",
+        "",
+        "| durable `emit_trade`, threads | " + " | ".join(threads) + " |",
+        "|---|" + "--:|" * len(threads),
+        "| events/s | "
+        + " | ".join(f"{cases[f'emit_trade_durable_{t}t']['events_per_s']:,.0f}" for t in threads) + " |",
+        "| raw write + `fdatasync` per event, same threads | "
+        + " | ".join(f"{cases[f'raw_write_fdatasync_{t}t']['events_per_s']:,.0f}" for t in threads) + " |",
+        "| ours / raw | " + " | ".join(f"{vs_raw[t]:.2f}x" for t in threads) + " |",
+        "",
+        "| `emit_many` of durable trades, batch size | events/s | / single durable `emit_trade` |",
+        "|---|--:|--:|",
+    ]
+    lines += [f"| {b} | {cases[f'emit_many_durable_batch_{b}']['events_per_s']:,.0f} | {ratio:.2f}x |"
+              for b, ratio in vs_singles.items()]
+    lines.append("")
+    lines += [f"- {'PASS' if target['passed'] else 'MISS'}: {target['label']} {target['measured']:.2f}x "
+              f"(target {target['op']} {target['limit']:.2f}x)" for target in report["targets"]]
+    return "\n".join(lines) + "\n"
+
+
 #: Table name -> (results file, renderer of its JSON report).
 TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "workbench": ("workbench.json", readme_table),
     "convert": ("convert.json", convert_table),
+    "group_commit": ("group_commit.json", group_commit_table),
 }
 
 

@@ -23,14 +23,13 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from benchmarks import bench_group_commit as group_commit
+from benchmarks._machine import load_average
 from benchmarks.bench_emit import CaseResult, as_json, run_all, structlog_serializer
-from benchmarks.bench_group_commit import ThroughputResult, run_group_commit
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 FULL_EVENTS = 200_000
 FULL_DURABLE_EVENTS = 5_000
-FULL_GROUP_COMMIT_EVENTS = 8_000
-GROUP_COMMIT_TARGET = 25_000.0  # durable events/s with 4 threads
 
 # Targets for the emitter.
 P50_TARGET_US = 5.0
@@ -53,12 +52,15 @@ def main(argv: list[str] | None = None) -> int:
     tmp_root = RESULTS_DIR / "tmp"
     tmp_root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="emit-", dir=tmp_root))
+    group_events = group_commit.FULL_EVENTS // scale
+    group_rounds = 1 if args.quick else group_commit.FULL_ROUNDS
     try:
         print(f"emit benchmark: {events:,} non-durable + {durable_events:,} durable events in {tmp}", file=sys.stderr)
         results = run_all(tmp, events, durable_events)
-        group_events = FULL_GROUP_COMMIT_EVENTS // scale
-        print(f"group commit benchmark: {group_events:,} durable events per case", file=sys.stderr)
-        group = run_group_commit(tmp, group_events)
+        group_load = load_average()
+        print(f"group commit benchmark: {group_events:,} durable events per case, {group_rounds} round(s), "
+              f"load average {group_load}", file=sys.stderr)
+        group = group_commit.run_group_commit(tmp, group_events, group_rounds)
         filesystem = _filesystem_of(tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -72,64 +74,12 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "emit_latency.md").write_text(markdown, encoding="utf-8")
     print(markdown, end="")
 
-    group_report = build_group_report(group, report)
-    group_markdown = render_group_markdown(group_report)
+    group_report = group_commit.build_group_report(group, report, group_events, group_rounds, group_load)
+    group_markdown = group_commit.render_group_markdown(group_report)
     (args.out / "group_commit.json").write_text(json.dumps(group_report, indent=2) + "\n", encoding="utf-8")
     (args.out / "group_commit.md").write_text(group_markdown, encoding="utf-8")
     print(group_markdown, end="")
     return 0
-
-
-def build_group_report(results: list[ThroughputResult], emit_report: dict[str, Any]) -> dict[str, Any]:
-    by_name = {r.name: r for r in results}
-    baseline = by_name["raw_write_fdatasync_1t"].events_per_s
-    four = by_name["emit_trade_durable_4t"].events_per_s
-    return {
-        "benchmark": "group_commit",
-        "command": emit_report["command"],
-        "date_utc": emit_report["date_utc"],
-        "machine": emit_report["machine"],
-        "method": (
-            "N threads share one emitter and emit durable trade.fill events (each returns after its record "
-            "is synced); wall time from a barrier to the last join. Baseline: os.write + os.fdatasync per "
-            "event of the same bytes on one shared O_APPEND fd, same thread counts, same run and disk."
-        ),
-        "cases": [{k: (round(v, 3) if isinstance(v, float) else v) for k, v in vars(r).items()} for r in results],
-        "ratios_vs_one_fdatasync_per_event_1_thread": {
-            r.name: round(r.events_per_s / baseline, 3) for r in results if r.name.startswith("emit")
-        },
-        "targets": [
-            _target("durable_4_threads", "durable emit_trade events/s with 4 threads", four, ">=",
-                    GROUP_COMMIT_TARGET, "events/s"),
-        ],
-    }
-
-
-def render_group_markdown(report: dict[str, Any]) -> str:
-    lines = [
-        "# Ledgerline group commit: durable trade throughput",
-        "",
-        f"`make bench` (`python -m benchmarks.run`), {report['date_utc']}, "
-        f"{report['machine']['cpu_count']} CPUs, {report['machine']['filesystem']}.",
-        "",
-        report["method"],
-        "",
-        "| case | threads | events | seconds | events/s | fdatasyncs | events per sync | os.write batches |",
-        "|---|--:|--:|--:|--:|--:|--:|--:|",
-    ]
-    for case in report["cases"]:
-        batches = case["batches"] if case["batches"] is not None else "-"
-        lines.append(
-            f"| {case['name']} | {case['threads']} | {case['events']:,} | {case['seconds']:.3f} "
-            f"| {case['events_per_s']:,.0f} | {case['syncs']:,} | {case['events_per_sync']:.2f} | {batches} |"
-        )
-    lines += ["", "Emitter throughput relative to one fdatasync per event on one thread:", ""]
-    for name, ratio in report["ratios_vs_one_fdatasync_per_event_1_thread"].items():
-        lines.append(f"- {name}: {ratio:.2f}x")
-    lines += ["", "Targets:", ""]
-    for target in report["targets"]:
-        lines.append("- " + _target_line(target))
-    return "\n".join(lines) + "\n"
 
 
 # --- report ------------------------------------------------------------------------------------

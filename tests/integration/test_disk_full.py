@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from audit_core import AuditConfig, AuditEvent, AuditEventEmitter, AuditWriteError, verify
+from audit_core import AuditConfig, AuditEvent, AuditEventEmitter, AuditWriteError, TradeEvent, verify
 from audit_core.trust.record import split_record
 
 TMPFS_SIZE = "256k"
@@ -216,6 +216,58 @@ class TestDiskFullWithFallback:
         assert event_types(rows) == ["sys.degraded", "sys.recovered"]
 
 
+class TestDurableRecordQueuedBehindALeader:
+    def test_a_durable_record_appended_after_the_leader_took_the_spill_list_is_spilled_not_refused(
+        self, small_disk, tmp_path
+    ):
+        """The race a kill test found: while degraded, a durable record is queued while another thread
+        leads the drain and has already taken the list of records to spill; that leader returns without
+        it. The durable caller must spill it itself (a fallback is configured), not raise."""
+        base = small_disk / "trail"
+        config = AuditConfig(base_path=base, fallback_path=tmp_path / "fallback", retry_interval_s=60,
+                             flush_interval_s=3600)
+        emitter = AuditEventEmitter(config)
+        emitted = Emitted(emitter)
+        emitted.param()
+        filler = fill(small_disk)
+        emitted.until_degraded()
+        writer = emitter.writer
+        with writer._mutex:
+            writer._writing = True  # stand in for a leader between taking the spill list and returning
+        results: list[object] = []
+        trade = threading.Thread(target=lambda: results.append(_try(emitted.trade)))
+        trade.start()
+        assert wait_for(lambda: writer.buffered_bytes > 0 and writer._unspilled, 2.0)
+        with writer._mutex:
+            writer._writing = False  # the leader returns without having spilled the trade
+            writer._notify()
+        trade.join(10)
+        assert not trade.is_alive()
+        assert results and not isinstance(results[0], BaseException), results
+        (spill,) = (tmp_path / "fallback").iterdir()
+        spilled = {split_record(line).sequence for line in spill.read_bytes().splitlines()}
+        assert emitted.events[-1].sequence in spilled
+
+        filler.unlink()
+        assert _retry_now(emitter), "the writer did not recover once space was back"
+        emitter.close()
+        assert_trail_has_exactly(base, emitted.events)
+
+
+def _try(call: Callable[[], object]) -> object:
+    try:
+        return call()
+    except BaseException as exc:
+        return exc
+
+
+def _retry_now(emitter: AuditEventEmitter) -> bool:
+    """``retry_interval_s`` is long in that test: make the next emit retry the hot file at once."""
+    emitter.writer._next_retry = 0.0
+    Emitted(emitter).param()
+    return wait_for(lambda: not emitter.is_degraded, 2.0)
+
+
 class TestDiskFullWithoutFallback:
     def test_non_durable_records_wait_in_memory_and_durable_ones_raise(self, small_disk):
         base = small_disk / "trail"
@@ -267,6 +319,77 @@ class TestDiskFullWithoutFallback:
         finally:
             emitter.close()
         assert_trail_has_exactly(base, emitted.events)
+
+
+def trade_batch(emitted: Emitted, n: int) -> list[AuditEvent]:
+    """``n`` new trade events for one ``emit_many``, recorded in ``emitted`` as the emitter returns them."""
+    batch: list[AuditEvent] = [
+        TradeEvent(event_type="trade.fill", source="disk-test", instrument_id="ES", order_id=f"batch-{i}",
+                   side="BUY", size="1", price="5000.25", reason="r" * 40)
+        for i in range(n)
+    ]
+    emitted.events.extend(batch)
+    return batch
+
+
+class TestDiskFullMidBatch:
+    """A durable batch (``emit_many``) that the disk fills up in the middle of: the policy is the one
+    for single durable records, applied to the whole batch, and no record of it is acknowledged alone."""
+
+    def test_without_fallback_the_whole_batch_is_refused_and_written_once_after_recovery(self, small_disk):
+        base = small_disk / "trail"
+        config = AuditConfig(base_path=base, retry_interval_s=0.05)
+        emitter = AuditEventEmitter(config)
+        emitted = Emitted(emitter)
+        emitted.param()
+        filler = fill(small_disk)  # the hot file's last page still takes a few records: the batch is cut
+        (hot,) = (base / "hot").glob("*.jsonl")
+        before = len(hot.read_bytes())
+
+        batch = trade_batch(emitted, 30)  # ~11 KB: more than the page left, so the disk fills mid-batch
+        with pytest.raises(AuditWriteError, match=r"none of the batch of 30 records \(sequences 1\.\.30\)"):
+            emitter.emit_many(batch)
+        assert emitter.is_degraded
+        at_failure = hot.read_bytes()[before:]
+        batch_bytes = b"".join(event.to_line() for event in batch)
+        assert batch_bytes.startswith(at_failure) and len(at_failure) < len(batch_bytes)
+        assert at_failure, "the batch was not cut: nothing of it reached the file before ENOSPC"
+
+        filler.unlink()
+        assert wait_for(lambda: not emitter.is_degraded, 2.0), "the writer did not recover once space was back"
+        emitter.close()
+        rows = assert_trail_has_exactly(base, emitted.events)
+        assert [row["order_id"] for row in rows if row["event_type"] == "trade.fill"] == [
+            f"batch-{i}" for i in range(30)
+        ]
+        # The whole batch is contiguous, and the episode is chained after it.
+        assert [row["sequence"] for row in rows if row["event_type"] == "trade.fill"] == list(range(1, 31))
+        assert event_types(rows) == ["sys.degraded", "sys.recovered"]
+
+    def test_with_fallback_the_batch_is_durable_in_the_spill_file_and_returns(self, small_disk, tmp_path):
+        base = small_disk / "trail"
+        fallback = tmp_path / "fallback"
+        config = AuditConfig(base_path=base, fallback_path=fallback, retry_interval_s=0.05)
+        emitter = AuditEventEmitter(config)
+        emitted = Emitted(emitter)
+        emitted.param()
+        filler = fill(small_disk)
+
+        batch = emitter.emit_many(trade_batch(emitted, 30))  # returns: every record is synced somewhere
+        assert emitter.is_degraded
+        (spill,) = fallback.iterdir()
+        spilled = {split_record(line).sequence for line in spill.read_bytes().splitlines()}
+        hot_bytes = b"".join(path.read_bytes() for path in (base / "hot").glob("*.jsonl"))
+        # A record not in the spill file is one the hot file took whole before the disk filled.
+        for event in batch:
+            assert event.sequence in spilled or event.to_line() in hot_bytes, event.sequence
+        assert batch[-1].sequence in spilled  # the batch did not fit: its end went to the spill file
+
+        filler.unlink()
+        assert wait_for(lambda: not emitter.is_degraded, 2.0), "the writer did not recover once space was back"
+        emitter.close()
+        rows = assert_trail_has_exactly(base, emitted.events)
+        assert event_types(rows) == ["sys.degraded", "sys.recovered"]
 
 
 class TestDurableWaitPolicy:

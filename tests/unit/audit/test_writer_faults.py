@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from audit_core import AppendOnlyWriter, AuditConfig, AuditEventEmitter, AuditWriteError, verify
+from audit_core import AppendOnlyWriter, AuditConfig, AuditEventEmitter, AuditWriteError, SystemEvent, verify
 from audit_core._layout import hot_file_name, lock_path, parse_hot_file_name, seal_path
 from audit_core.trust.record import split_record
 
@@ -269,6 +269,26 @@ class TestLiveFileLost:
         assert seal_path(second).exists() and not seal_path(first).exists()
         report = verify(tmp_path)  # records 0 and 1 are gone: honest verification fails, it does not say OK
         assert not report.ok
+
+    def test_a_durable_batch_into_a_deleted_file_raises_for_the_whole_batch(self, tmp_path):
+        config, emitter = self.make(tmp_path)
+        emitter.emit_system("sys.durable", "test", {})
+        first = emitter.writer.path
+        os.unlink(first)
+
+        batch = [SystemEvent(event_type="sys.durable", source="test", payload={"n": n}) for n in range(4)]
+        lost = r"none of the batch of 4 records \(sequences 1\.\.4\) is acknowledged durable: .*was deleted"
+        with pytest.raises(AuditWriteError, match=lost):
+            emitter.emit_many(batch)
+        # The batch kept its sequences (they went into the lost file): the chain goes on after them.
+        assert [e.sequence for e in batch] == [1, 2, 3, 4]
+        wait_until(lambda: not emitter.is_degraded)
+        emitter.emit_many([SystemEvent(event_type="sys.durable", source="test")])
+        emitter.close()
+
+        rows = hot_records(config)
+        assert [(r[1], r[2]) for r in rows] == [("sys.degraded", 5), ("sys.recovered", 6), ("sys.durable", 7)]
+        assert not seal_path(first).exists()
 
     def test_a_replaced_file_is_neither_written_nor_sealed(self, tmp_path):
         config, emitter = self.make(tmp_path)
