@@ -52,6 +52,19 @@ def worth_parallel(files: Iterable[Path], jobs: int) -> bool:
 
 
 def pool_context() -> BaseContext:
-    """Workers start from a fork server: one forked from a process with threads (DuckDB, a writer)
-    could inherit a lock held at that moment and hang."""
-    return multiprocessing.get_context("forkserver")
+    """Fork when this process has one thread; else start workers from a fork server.
+
+    A worker forked from a process with other threads (DuckDB's, a writer's, a trading node's)
+    could inherit a lock one of them held at that moment and hang. Fork is the fast start and needs
+    no re-import of ``__main__``; a fork server (and so an ``if __name__ == "__main__":`` guard
+    in a script that verifies a large trail) is the price of threads.
+    """
+    return multiprocessing.get_context("fork" if _single_threaded() else "forkserver")
+
+
+def _single_threaded() -> bool:
+    """Whether this process runs one thread, native ones included (Linux ``/proc``); False when unknown."""
+    try:
+        return len(os.listdir("/proc/self/task")) == 1
+    except OSError:
+        return False

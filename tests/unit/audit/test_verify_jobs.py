@@ -9,6 +9,8 @@ to 0), and checks that the worker path was really taken.
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -212,3 +214,22 @@ def test_cli_takes_jobs(six_days, capsys, monkeypatch, workers_always):
         main(["verify", str(six_days.base), "--jobs", "0"])
     assert usage.value.code == 2
     assert "expected an integer from 1" in capsys.readouterr().err
+
+
+def test_a_single_threaded_process_forks_its_workers_and_gets_the_same_report(six_days):
+    """In pytest DuckDB's threads make the workers start from a fork server; a plain script forks them."""
+    code = """
+import sys
+from pathlib import Path
+from audit_core.trust import jobs
+jobs.PARALLEL_MIN_BYTES = 0
+assert jobs.pool_context().get_start_method() == "fork"
+from audit_core.hot.verifier import verify
+key = sys.argv[2].encode()
+one, many = verify(Path(sys.argv[1]), key, jobs=1), verify(Path(sys.argv[1]), key, jobs=2)
+assert one.ok and len(one.files) > 1, one.to_text()
+print("same" if many.to_dict() == one.to_dict() else "different")
+"""
+    done = subprocess.run([sys.executable, "-c", code, str(six_days.base), six_days.hmac_key.decode()],
+                          capture_output=True, text=True, check=False)
+    assert done.stdout.strip() == "same", done.stderr
