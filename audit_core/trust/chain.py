@@ -107,9 +107,9 @@ def verify_file(
     summary.files.append(str(path))
     digest = FileDigest()
     offset = 0
+    where = str(path)
     for line_no, line in enumerate(read_lines(path), start=1):
         line_offset, offset = offset, offset + len(line)
-        where = str(path)
         try:
             if not line.endswith(b"\n"):
                 raise ValueError(f"last line has no newline ({len(line)} bytes): a torn write")
@@ -146,7 +146,7 @@ def verify_file(
                 state.provisional.append(pending)
                 state.expected_sequence, state.prev_checksum = pending.expected_sequence, pending.prev_checksum
             state.pending = None
-        for earlier in [p for p in state.provisional if valid and _recovers(record, p)]:
+        for earlier in [p for p in state.provisional if valid and _recovers(record, p)] if state.provisional else ():
             state.provisional.remove(earlier)
             report.failures.remove(earlier.failure)
             report.recovered.append(dataclasses.replace(earlier.failure, kind=FailureKind.TORN_LINE))
