@@ -31,7 +31,6 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -53,7 +52,7 @@ from audit_core.cold.manifest import engine as manifest_engine
 from audit_core.cold.projection import PROJECTION_METADATA_KEY, PROJECTIONS, derivation, derived_columns, structure
 from audit_core.errors import AuditFormatError
 from audit_core.trust import signing
-from audit_core.trust.jobs import check_jobs, pool_context, worth_parallel
+from audit_core.trust.jobs import check_jobs, run_tasks, worth_parallel
 from audit_core.trust.merkle import RFC6962_LEAF_PREFIX, MerkleTree
 from audit_core.trust.record import BODY_SQL, GENESIS_HASH, LINE_SQL, TS_RECORDED_FIELD
 from audit_core.trust.report import FailureKind, VerificationFailure, VerificationReport
@@ -131,13 +130,13 @@ def verify_cold(
     if worth_parallel(parquet, workers) and len(manifests) > 1:
         raw = [None if key is None else signing.raw_public_key(key) for key in (public_key, manifest_key)]
         tasks = [_Entries(cold, path, hmac_key, raw[0], raw[1]) for path in manifests]
-        with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=pool_context()) as pool:
-            for part, part_named in pool.map(_check_entry, tasks):  # in manifest order: the report jobs=1 gives
-                report.files += part.files
-                report.records += part.records
-                report.failures += part.failures
-                report.sealed_files += part.sealed_files
-                named |= part_named
+        weights = [_entry_bytes(cold, path) for path in manifests]
+        for part, part_named in run_tasks(_check_entry, tasks, workers, weights):
+            report.files += part.files  # in manifest order: the report jobs=1 gives
+            report.records += part.records
+            report.failures += part.failures
+            report.sealed_files += part.sealed_files
+            named |= part_named
     else:
         _check_entries(cold, manifests, hmac_key, public_key, manifest_key, report, named, threads=workers)
     for file in parquet:
@@ -177,6 +176,15 @@ class _Entries:
     hmac_key: bytes | None
     public_key: bytes | None
     manifest_key: bytes | None
+
+
+def _entry_bytes(cold: Path, manifest: Path) -> int:
+    """The Parquet bytes a manifest entry names, roughly (its day partitions' files): how long it takes to check."""
+    try:
+        source = manifest.name.removesuffix(".json")
+        return sum(path.stat().st_size for path in cold.glob(f"year=*/month=*/day=*/{Path(source).stem}*.parquet"))
+    except (OSError, ValueError):
+        return 0
 
 
 def _check_entry(task: _Entries) -> tuple[VerificationReport, set[Path]]:

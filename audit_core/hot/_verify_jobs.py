@@ -12,7 +12,6 @@ parent from the real state. So the chain rule is ``chain.py``'s alone and the re
 
 from __future__ import annotations
 
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,7 +27,7 @@ from audit_core.trust.chain import (
     stream_summary,
     verify_file,
 )
-from audit_core.trust.jobs import pool_context
+from audit_core.trust.jobs import run_tasks
 from audit_core.trust.report import StreamSummary, VerificationReport
 
 if TYPE_CHECKING:
@@ -92,23 +91,29 @@ def verify_streams(
             start = start_state(require_stream_start) if index == 0 else None
             tasks.append(_Task(path, stream_key, start, hmac_key, raw_key, index == len(files) - 1, names,
                                retention_starts))
-    with ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=pool_context()) as pool:
-        done = iter(pool.map(_verify_task, tasks))
-        for stream_key, files in groups:
-            retention_starts = starts.get(stream_key, {})
-            summary = stream_summary(stream_key, files, report)
-            names = stream_names(files, retention_starts)
-            state = start_state(require_stream_start)
-            for index, path in enumerate(files):
-                result = next(done)
-                exact = result.report is not None and (
-                    result.assumed is None or continues(state, result.assumed, result.first_recorded))
-                if exact and result.report is not None and result.summary is not None and result.end is not None:
-                    _merge(report, summary, result.report, result.summary)
-                    state = result.end
-                else:  # the boundary does not stitch: verify this file again, from the real state
-                    verify_file(path, state, hmac_key, report, summary, index == len(files) - 1, names,
-                                public_key, retention_starts)
+    done = iter(run_tasks(_verify_task, tasks, jobs, [_size(task.path) for task in tasks]))
+    for stream_key, files in groups:
+        retention_starts = starts.get(stream_key, {})
+        summary = stream_summary(stream_key, files, report)
+        names = stream_names(files, retention_starts)
+        state = start_state(require_stream_start)
+        for index, path in enumerate(files):
+            result = next(done)
+            exact = result.report is not None and (
+                result.assumed is None or continues(state, result.assumed, result.first_recorded))
+            if exact and result.report is not None and result.summary is not None and result.end is not None:
+                _merge(report, summary, result.report, result.summary)
+                state = result.end
+            else:  # the boundary does not stitch: verify this file again, from the real state
+                verify_file(path, state, hmac_key, report, summary, index == len(files) - 1, names,
+                            public_key, retention_starts)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def _merge(report: VerificationReport, summary: StreamSummary, part: VerificationReport, seen: StreamSummary) -> None:

@@ -9,9 +9,16 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Iterable
-from multiprocessing.context import BaseContext
+import pickle
+import subprocess
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 #: Below this many bytes of input a worker pool costs more than it saves (start-up ~0.1 s per worker).
 PARALLEL_MIN_BYTES = 32 << 20
@@ -38,7 +45,8 @@ def check_jobs(jobs: int | None) -> int:
 
 
 def worth_parallel(files: Iterable[Path], jobs: int) -> bool:
-    """Whether ``jobs`` workers pay for themselves on ``files``: more than one, of ``PARALLEL_MIN_BYTES`` or more."""
+    """Whether ``jobs`` workers pay for themselves on ``files``: more than one, of ``PARALLEL_MIN_BYTES`` or more
+    (four times that in a process with threads, whose workers start as fresh interpreters)."""
     if jobs < 2:
         return False
     count = total = 0
@@ -48,18 +56,66 @@ def worth_parallel(files: Iterable[Path], jobs: int) -> bool:
             total += path.stat().st_size
         except OSError:
             continue  # the verifier reports it
-    return count > 1 and total >= PARALLEL_MIN_BYTES
+    # Fresh interpreters (a process with threads) take ~0.3 s each to start, forked workers ~10 ms.
+    return count > 1 and total >= PARALLEL_MIN_BYTES * (1 if _single_threaded() else 4)
 
 
-def pool_context() -> BaseContext:
-    """Fork when this process has one thread; else start workers from a fork server.
+def run_tasks(function: Callable[[T], R], tasks: Sequence[T], jobs: int, weights: Sequence[int]) -> list[R]:
+    """``[function(task) for task in tasks]``, computed by up to ``jobs`` worker processes.
 
-    A worker forked from a process with other threads (DuckDB's, a writer's, a trading node's)
-    could inherit a lock one of them held at that moment and hang. Fork is the fast start and needs
-    no re-import of ``__main__``; a fork server (and so an ``if __name__ == "__main__":`` guard
-    in a script that verifies a large trail) is the price of threads.
+    A process with one thread forks its workers (fast; nothing is imported again). A process with
+    other threads (DuckDB's, a writer's, a trading node's) must not fork: a child could inherit a
+    lock one of them held at that moment and hang. It starts fresh interpreters instead, which
+    import only ``audit_core`` (never the caller's ``__main__``, as multiprocessing's fork server
+    and spawn would) and take a share of the tasks, heaviest first by ``weights`` (bytes).
+    ``function`` must be a module-level function; tasks and results must pickle.
     """
-    return multiprocessing.get_context("fork" if _single_threaded() else "forkserver")
+    workers = max(1, min(jobs, len(tasks)))
+    if _single_threaded():
+        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            return list(pool.map(function, tasks))
+    shares: list[list[int]] = [[] for _ in range(workers)]
+    loads = [0] * workers
+    for index in sorted(range(len(tasks)), key=lambda i: -weights[i]):
+        lightest = loads.index(min(loads))
+        shares[lightest].append(index)
+        loads[lightest] += weights[index]
+    package_parent = str(Path(__file__).resolve().parents[2])
+    code = f"import sys; sys.path.insert(0, {package_parent!r}); from audit_core.trust.jobs import _serve; _serve()"
+    children = []
+    for share in shares:
+        child = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        assert child.stdin is not None
+        child.stdin.write(pickle.dumps((function, [tasks[i] for i in share])))
+        child.stdin.close()
+        children.append(child)
+    results: list[Any] = [None] * len(tasks)
+    try:
+        for share, child in zip(shares, children, strict=True):
+            assert child.stdout is not None
+            with child.stdout:
+                output = child.stdout.read()
+            if child.wait() != 0:
+                raise RuntimeError(f"a verification worker failed (exit status {child.returncode}); its error is above")
+            for index, result in zip(share, pickle.loads(output), strict=True):  # our own child's output
+                results[index] = result
+    finally:
+        for child in children:  # after a failure, the others are not waited for
+            if child.poll() is None:
+                child.kill()
+            child.wait()
+            if child.stdout is not None:
+                child.stdout.close()
+    return results
+
+
+def _serve() -> None:
+    """A worker started by ``run_tasks``: tasks from stdin, results to stdout, both pickled."""
+    out = sys.stdout.buffer
+    sys.stdout = sys.stderr  # nothing printed by an import may corrupt the results
+    function, tasks = pickle.loads(sys.stdin.buffer.read())
+    out.write(pickle.dumps([function(task) for task in tasks]))
+    out.flush()
 
 
 def _single_threaded() -> bool:

@@ -43,13 +43,13 @@ def workers_always(monkeypatch) -> list[int]:
         return original(*args, **kwargs)
 
     monkeypatch.setattr(verifier, "verify_streams", spy)
-    pool = cold_verify.ProcessPoolExecutor
+    run_tasks = cold_verify.run_tasks
 
-    def counted_pool(*args, **kwargs):
+    def counted_run(*args, **kwargs):
         taken.append(2)
-        return pool(*args, **kwargs)
+        return run_tasks(*args, **kwargs)
 
-    monkeypatch.setattr(cold_verify, "ProcessPoolExecutor", counted_pool)
+    monkeypatch.setattr(cold_verify, "run_tasks", counted_run)
     verify_file = verify_jobs.verify_file
 
     def again(*args, **kwargs):  # a file whose boundary did not stitch, verified again in the parent
@@ -217,13 +217,13 @@ def test_cli_takes_jobs(six_days, capsys, monkeypatch, workers_always):
 
 
 def test_a_single_threaded_process_forks_its_workers_and_gets_the_same_report(six_days):
-    """In pytest DuckDB's threads make the workers start from a fork server; a plain script forks them."""
+    """In pytest DuckDB's threads make the workers fresh interpreters; a plain script forks them."""
     code = """
 import sys
 from pathlib import Path
 from audit_core.trust import jobs
 jobs.PARALLEL_MIN_BYTES = 0
-assert jobs.pool_context().get_start_method() == "fork"
+assert jobs._single_threaded()  # so its workers are forked
 from audit_core.hot.verifier import verify
 key = sys.argv[2].encode()
 one, many = verify(Path(sys.argv[1]), key, jobs=1), verify(Path(sys.argv[1]), key, jobs=2)
