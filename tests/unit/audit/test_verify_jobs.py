@@ -233,3 +233,11 @@ print("same" if many.to_dict() == one.to_dict() else "different")
     done = subprocess.run([sys.executable, "-c", code, str(six_days.base), six_days.hmac_key.decode()],
                           capture_output=True, text=True, check=False)
     assert done.stdout.strip() == "same", done.stderr
+
+
+@pytest.mark.parametrize("forked", [True, False])
+def test_run_tasks_keeps_task_order_and_reports_a_failing_worker(forked, monkeypatch):
+    monkeypatch.setattr(jobs_module, "_single_threaded", lambda: forked)
+    assert jobs_module.run_tasks(int, ["3", "10", "7", "1"], 2, [1, 9, 5, 2]) == [3, 10, 7, 1]
+    with pytest.raises((ValueError, RuntimeError)):
+        jobs_module.run_tasks(int, ["1", "not a number"], 2, [1, 1])
