@@ -44,9 +44,10 @@ def check_jobs(jobs: int | None) -> int:
     return jobs
 
 
-def worth_parallel(files: Iterable[Path], jobs: int) -> bool:
+def worth_parallel(files: Iterable[Path], jobs: int, *, weight: int = 1) -> bool:
     """Whether ``jobs`` workers pay for themselves on ``files``: more than one, of ``PARALLEL_MIN_BYTES`` or more
-    (four times that in a process with threads, whose workers start as fresh interpreters)."""
+    (four times that in a process with threads, whose workers start as fresh interpreters). ``weight``:
+    how many bytes of hot JSONL one byte of ``files`` holds (Parquet: about 5)."""
     if jobs < 2:
         return False
     count = total = 0
@@ -57,7 +58,7 @@ def worth_parallel(files: Iterable[Path], jobs: int) -> bool:
         except OSError:
             continue  # the verifier reports it
     # Fresh interpreters (a process with threads) take ~0.3 s each to start, forked workers ~10 ms.
-    return count > 1 and total >= PARALLEL_MIN_BYTES * (1 if _single_threaded() else 4)
+    return count > 1 and total * weight >= PARALLEL_MIN_BYTES * (1 if _single_threaded() else 4)
 
 
 def run_tasks(function: Callable[[T], R], tasks: Sequence[T], jobs: int, weights: Sequence[int]) -> list[R]:
