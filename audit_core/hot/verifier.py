@@ -68,8 +68,9 @@ def verify(
             carry a valid signature of this key (and its checkpoint, if present, must verify);
             without it, signatures are not checked at all.
         jobs: Worker processes verifying files side by side (default: all cores). The report is the
-            same whatever the number; a trail under ``PARALLEL_MIN_BYTES`` (32 MiB) or of one file
-            is verified in this process, where starting workers would cost more than it saves.
+            same whatever the number; a trail under ``trust.jobs.PARALLEL_MIN_BYTES`` (32 MiB; 128 MiB
+            in a process with threads) or of one file is verified in this process, where starting
+            workers would cost more than it saves.
 
     Returns:
         A report; ``report.ok`` is false when anything failed. It never raises for tampering.
