@@ -93,13 +93,12 @@ out = {"rows": report.records}
 }
 
 _RUNNER = """
-import json, resource, sys, time
+import json, sys, time
 from pathlib import Path
 HOT, COLD, JOBS = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
 started = time.perf_counter()
 {code}
 out["seconds"] = time.perf_counter() - started
-out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(json.dumps(out))
 """
 
@@ -138,7 +137,6 @@ def run_verify_benchmark(events: int, rounds: int, jobs: int) -> dict[str, Any]:
             "seconds_each": [round(result["seconds"], 3) for result in results],
             "records": results[0]["rows"],
             "records_per_s": round(results[0]["rows"] / seconds, 1),
-            "peak_rss_mb": round(max(result["peak_rss_mb"] for result in results), 1),
         }
     minimal = cases["minimal"]["records_per_s"]
     ratios = {
@@ -218,8 +216,8 @@ def readme_table(report: dict[str, Any]) -> str:
 
 def render_markdown(report: dict[str, Any]) -> str:
     lines = ["# Ledgerline verification on every core", "", report["method"], "", readme_table(report).rstrip(), ""]
-    lines += ["| case | each round (s) | peak RSS MB (parent) |", "|---|---|--:|"]
-    lines += [f"| {name} | {', '.join(f'{s:.2f}' for s in case['seconds_each'])} | {case['peak_rss_mb']:,.0f} |"
+    lines += ["| case | each round (s) |", "|---|---|"]
+    lines += [f"| {name} | {', '.join(f'{s:.2f}' for s in case['seconds_each'])} |"
               for name, case in report["cases"].items()]
     return "\n".join(lines) + "\n"
 
