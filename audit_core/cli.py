@@ -67,7 +67,7 @@ def verify(args: argparse.Namespace) -> int:
     progress = _verify_progress() if args.progress or (args.progress is None and sys.stderr.isatty()) else None
     trail = verify_trail(Path(args.path), hmac_key=key, public_key=public_key, cold_public_key=cold_public_key,
                          allow_empty=args.allow_empty, witness=args.witness, checkpoint=args.checkpoint,
-                         progress=progress)
+                         progress=progress, jobs=args.jobs)
     for label, report in trail.parts:
         print(json.dumps(report.to_dict(), indent=2) if args.json else _labelled(label, report, args.max_failures))
     return EXIT_OK if trail.ok else EXIT_FAILED
@@ -413,6 +413,7 @@ def _int_between(low: int, high: int) -> Callable[[str], int]:
 MAX_SEQUENCE = 2**63 - 1
 MAX_TAIL = 1_000_000
 MAX_LISTED_FAILURES = 1_000_000
+MAX_JOBS = 1024
 
 
 def _utc_datetime(text: str) -> dt.datetime:
@@ -484,6 +485,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="say on stderr which part is being verified (default: when stderr is a terminal)")
     p.add_argument("--max-failures", type=_int_between(0, MAX_LISTED_FAILURES), default=50,
                    help="failures to list (default 50)")
+    p.add_argument("--jobs", type=_int_between(1, MAX_JOBS), default=None, metavar="N",
+                   help="worker processes (default: all cores; a small trail is verified in one)")
 
     p = _add_verb(verbs, "convert", convert)
     p.add_argument("hot", metavar="HOT", help="hot directory (or one hot file)")

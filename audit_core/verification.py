@@ -17,6 +17,7 @@ from audit_core.cold.manifest import MANIFEST_DIR, ROOT_FILE, read_manifest, sea
 from audit_core.errors import AuditError
 from audit_core.hot.anchors import check_checkpoints, group_stream_files, prove_consistency
 from audit_core.hot.verifier import hot_files, retention_records, trail_files, verify
+from audit_core.trust.jobs import check_jobs
 from audit_core.trust.report import FailureKind, VerificationFailure, VerificationReport
 from audit_core.trust.seals import read_seal
 from audit_core.trust.stream_tree import StreamCheckpoint, read_note
@@ -92,6 +93,7 @@ def verify_trail(
     witness: Path | str | None = None,
     checkpoint: Path | str | None = None,
     progress: Callable[[str], None] | None = None,
+    jobs: int | None = None,
 ) -> TrailReport:
     """Verify everything under ``path``: hot files as chains with their seals, and every cold store.
 
@@ -112,10 +114,16 @@ def verify_trail(
         checkpoint: One stream checkpoint note file, checked the same way.
         progress: Called with the label of each part (``"hot <path>"``, ``"cold <store>"``) before
             it is verified, and with ``"done"`` at the end: ``ledgerline verify`` shows it on a terminal.
+        jobs: Worker processes for the hot files and the cold entries (default: all cores; small
+            trails are verified in this process). The report is the same whatever the number.
 
     Returns:
         One report (``parts`` keeps the hot and each cold report); it never raises for tampering.
+
+    Raises:
+        ValueError: ``jobs`` is not a positive whole number.
     """
+    check_jobs(jobs)
     root = Path(path)
     report = TrailReport(keyed=hmac_key is not None)
     if not root.exists():
@@ -125,13 +133,14 @@ def verify_trail(
     tell = progress or (lambda _: None)
     if not stores or root.is_file() or any(root.rglob("*.jsonl")):
         tell(f"hot {root}")
-        report.add(f"hot {root}", verify(root, hmac_key=hmac_key, public_key=public_key))
+        report.add(f"hot {root}", verify(root, hmac_key=hmac_key, public_key=public_key, jobs=jobs))
     hot = {file.name: file for file in hot_files(root)} if root.is_dir() else {}
     for store in stores:
         from audit_core.cold.cold_verify import verify_cold
 
         tell(f"cold {store}")
-        part = verify_cold(store, hmac_key=hmac_key, public_key=public_key, cold_public_key=cold_public_key)
+        part = verify_cold(store, hmac_key=hmac_key, public_key=public_key, cold_public_key=cold_public_key,
+                           jobs=jobs)
         part.failures += _seal_copies_against_hot_files(store, hot)
         report.add(f"cold {store}", part)
     if witness is not None or checkpoint is not None:

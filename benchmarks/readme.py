@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from benchmarks.bench_verify import readme_table as verify_table
 from benchmarks.bench_workbench import RESULTS_DIR, readme_table
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -97,6 +98,7 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "workbench": ("workbench.json", readme_table),
     "convert": ("convert.json", convert_table),
     "group_commit": ("group_commit.json", group_commit_table),
+    "verify": ("verify.json", verify_table),
 }
 
 

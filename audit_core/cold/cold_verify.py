@@ -52,6 +52,7 @@ from audit_core.cold.manifest import engine as manifest_engine
 from audit_core.cold.projection import PROJECTION_METADATA_KEY, PROJECTIONS, derivation, derived_columns, structure
 from audit_core.errors import AuditFormatError
 from audit_core.trust import signing
+from audit_core.trust.jobs import check_jobs, run_tasks, worth_parallel
 from audit_core.trust.merkle import RFC6962_LEAF_PREFIX, MerkleTree
 from audit_core.trust.record import BODY_SQL, GENESIS_HASH, LINE_SQL, TS_RECORDED_FIELD
 from audit_core.trust.report import FailureKind, VerificationFailure, VerificationReport
@@ -71,6 +72,8 @@ _EMPTY_ROW = "(record IS NULL AND torn_bytes IS NULL)"
 _PARTITION_FILE = re.compile(r"^year=\d{4}/month=\d{2}/day=\d{2}/[^/]+\.parquet$")
 #: Columns every cold file has had since the first version: what the record checks read.
 _RECORD_COLUMNS = ("source_line", "sequence", "checksum", "prev_hash", "record", "torn_bytes")
+#: Records per byte of Parquet, against JSONL: the cold store is about 5x smaller (benchmarks/results/convert.md).
+_PARQUET_WEIGHT = 5
 #: Arrow types of the cold schema's DuckDB types.
 _ARROW_TYPES = {"BIGINT": "int64", "SMALLINT": "int16", "VARCHAR": "string", "DOUBLE": "double", "BOOLEAN": "bool",
                 "DECIMAL(38,18)": "decimal128(38, 18)", "BLOB": "binary"}
@@ -82,6 +85,7 @@ def verify_cold(
     public_key: Ed25519PublicKey | None = None,
     *,
     cold_public_key: Ed25519PublicKey | None = None,
+    jobs: int | None = None,
 ) -> VerificationReport:
     """Verify a cold store: root, manifest entries, seal copies, Parquet files, records and every column.
 
@@ -94,12 +98,17 @@ def verify_cold(
         cold_public_key: The key manifest entries and the root must be signed with (the
             converter's own key, when it has one); default ``public_key``. Without either,
             signatures are not checked.
+        jobs: Processes checking manifest entries side by side (default: all cores); below
+            ``PARALLEL_MIN_BYTES`` of Parquet, one process whose DuckDB uses ``jobs`` threads. The
+            report is the same whatever the number.
 
     Returns:
         A report; ``report.ok`` is false when anything failed. It never raises for tampering.
-    """
-    import duckdb
 
+    Raises:
+        ValueError: ``jobs`` is not a positive whole number.
+    """
+    workers = check_jobs(jobs)
     cold = Path(cold_path)
     report = VerificationReport(keyed=hmac_key is not None)
     if public_key is not None:
@@ -120,17 +129,73 @@ def verify_cold(
             for problem in root_problems(cold, hmac_key, manifest_key)
         ]
     named: set[Path] = set()
-    con = duckdb.connect()
-    try:
-        for path in manifests:
-            _EntryCheck(con, cold, path, hmac_key, public_key, manifest_key, report, named).run()
-    finally:
-        con.close()
+    if worth_parallel(parquet, workers, weight=_PARQUET_WEIGHT) and len(manifests) > 1:
+        raw = [None if key is None else signing.raw_public_key(key) for key in (public_key, manifest_key)]
+        tasks = [_Entries(cold, path, hmac_key, raw[0], raw[1]) for path in manifests]
+        weights = [_entry_bytes(cold, path) for path in manifests]
+        for part, part_named in run_tasks(_check_entry, tasks, workers, weights):
+            report.files += part.files  # in manifest order: the report jobs=1 gives
+            report.records += part.records
+            report.failures += part.failures
+            report.sealed_files += part.sealed_files
+            named |= part_named
+    else:
+        _check_entries(cold, manifests, hmac_key, public_key, manifest_key, report, named, threads=workers)
     for file in parquet:
         if file.resolve() not in named:
             report.failures.append(VerificationFailure(
                 str(file), 0, None, FailureKind.UNEXPECTED_FILE, "no manifest entry names this Parquet file"))
     return report
+
+
+def _check_entries(
+    cold: Path,
+    manifests: list[Path],
+    hmac_key: bytes | None,
+    public_key: Ed25519PublicKey | None,
+    manifest_key: Ed25519PublicKey | None,
+    report: VerificationReport,
+    named: set[Path],
+    *,
+    threads: int,
+) -> None:
+    import duckdb
+
+    con = duckdb.connect(config={"threads": threads})
+    try:
+        for path in manifests:
+            _EntryCheck(con, cold, path, hmac_key, public_key, manifest_key, report, named).run()
+    finally:
+        con.close()
+
+
+@dataclass
+class _Entries:
+    """One manifest entry for a worker; keys as raw bytes (key objects do not pickle)."""
+
+    cold: Path
+    manifest: Path
+    hmac_key: bytes | None
+    public_key: bytes | None
+    manifest_key: bytes | None
+
+
+def _entry_bytes(cold: Path, manifest: Path) -> int:
+    """The Parquet bytes a manifest entry names, roughly (its day partitions' files): how long it takes to check."""
+    try:
+        source = manifest.name.removesuffix(".json")
+        return sum(path.stat().st_size for path in cold.glob(f"year=*/month=*/day=*/{Path(source).stem}*.parquet"))
+    except (OSError, ValueError):
+        return 0
+
+
+def _check_entry(task: _Entries) -> tuple[VerificationReport, set[Path]]:
+    keys = [None if raw is None else signing.public_key_from_raw(raw) for raw in (task.public_key, task.manifest_key)]
+    report = VerificationReport(keyed=task.hmac_key is not None)
+    named: set[Path] = set()
+    # One DuckDB thread: the processes are the parallelism.
+    _check_entries(task.cold, [task.manifest], task.hmac_key, keys[0], keys[1], report, named, threads=1)
+    return report, named
 
 
 @dataclass

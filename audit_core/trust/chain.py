@@ -41,6 +41,25 @@ class PendingTorn:
     prev_checksum: str | None
 
 
+@dataclass
+class ChainState:
+    """Where a stream's chain stands between two of its files: what the next record must continue.
+
+    ``None`` means unknown (a partial stream, or after an unreadable line): that one check is skipped.
+    """
+
+    expected_sequence: int | None
+    prev_checksum: str | None
+    last_recorded: int | None = None  # the stream's latest ts_recorded so far (format 3 records)
+    pending: PendingTorn | None = None  # an unreadable line a following sys.recovery may account for
+    provisional: list[PendingTorn] = dataclasses.field(default_factory=list)  # rewritten whole, awaiting sys.recovery
+
+
+def start_state(require_stream_start: bool) -> ChainState:
+    """The state before a stream's first file: sequence 0 and the genesis hash, or unknown."""
+    return ChainState(0, GENESIS_HASH) if require_stream_start else ChainState(None, None)
+
+
 def verify_stream(
     stream_key: str,
     files: list[Path],
@@ -52,76 +71,132 @@ def verify_stream(
     collect: list[tuple[Path, RecordFields]] | None = None,
 ) -> None:
     """Verify one stream's files as one chain into ``report``; ``collect`` gets every record whose checksum verifies."""
+    summary = stream_summary(stream_key, files, report)
+    state = start_state(require_stream_start)
+    names = stream_names(files, retention_starts)
+    for index, path in enumerate(files):
+        verify_file(path, state, hmac_key, report, summary, index == len(files) - 1, names, public_key,
+                    retention_starts, collect)
+
+
+def stream_summary(stream_key: str, files: list[Path], report: VerificationReport) -> StreamSummary:
     summary = StreamSummary(stream=stream_key)
     report.streams[str(files[0].parent / stream_key)] = summary
-    # None means unknown (a partial stream, or after an unreadable line): skip that one check.
-    expected_sequence: int | None = 0 if require_stream_start else None
-    prev_checksum: str | None = GENESIS_HASH if require_stream_start else None
-    pending: PendingTorn | None = None
-    last_recorded: int | None = None  # the stream's latest ts_recorded so far (format 3 records)
-    provisional: list[PendingTorn] = []  # rewritten whole; waiting for the sys.recovery that names them
-    # A seal's next_file may be gone when a sys.retention record names it.
-    names = {path.name for path in files} | {retired.file for retired in (retention_starts or {}).values()}
-    for index, path in enumerate(files):
-        report.files.append(str(path))
-        summary.files.append(str(path))
-        digest = FileDigest()
-        offset = 0
-        for line_no, line in enumerate(read_lines(path), start=1):
-            line_offset, offset = offset, offset + len(line)
-            where = str(path)
-            try:
-                if not line.endswith(b"\n"):
-                    raise ValueError(f"last line has no newline ({len(line)} bytes): a torn write")
-                record = split_record(line)
-            except ValueError as exc:
-                digest.add_line(line, None)
-                kind = FailureKind.UNPARSEABLE_LINE if line.endswith(b"\n") else FailureKind.TORN_LINE
-                failure = VerificationFailure(where, line_no, expected_sequence, kind, str(exc))
-                report.failures.append(failure)
-                pending = PendingTorn(
-                    failure, path.name, line_offset, line.rstrip(b"\n"), expected_sequence, prev_checksum
-                )
-                # Assume the bad line held one record, so one damaged line is one failure, not three.
-                prev_checksum, expected_sequence = None, _next(expected_sequence)
-                continue
-            digest.add_line(line, record)
-            if line_no == 1 and retention_starts and expected_sequence not in (None, record.sequence):
-                retired = retention_starts.get((record.sequence, str(record.prev_hash)))
-                if retired is not None:  # the files before this one were removed, and the trail says so
-                    expected_sequence, prev_checksum = record.sequence, record.prev_hash
-                    report.retired.append(retired.note)
-            actual = compute_checksum(record.body, hmac_key)
-            valid = hmac.compare_digest(actual.encode(), record.checksum.encode())
-            if pending is not None:
-                if valid and _recovers(record, pending):
-                    # A crash tore this line and the writer said so in the chain on restart.
-                    report.failures.remove(pending.failure)
-                    report.recovered.append(dataclasses.replace(pending.failure, kind=FailureKind.TORN_LINE))
-                    expected_sequence, prev_checksum = pending.expected_sequence, pending.prev_checksum
-                elif pending.data and line.startswith(pending.data):
-                    # The torn record was written again whole (imported from the spill file after a
-                    # crash while degraded). Honest only if a later sys.recovery record names it.
-                    provisional.append(pending)
-                    expected_sequence, prev_checksum = pending.expected_sequence, pending.prev_checksum
-                pending = None
-            for earlier in [p for p in provisional if valid and _recovers(record, p)]:
-                provisional.remove(earlier)
-                report.failures.remove(earlier.failure)
-                report.recovered.append(dataclasses.replace(earlier.failure, kind=FailureKind.TORN_LINE))
-            check_record(record, actual, where, line_no, expected_sequence, prev_checksum, report, last_recorded)
-            if record.ts_recorded is not None:
-                last_recorded = record.ts_recorded
-            if collect is not None and valid:
-                collect.append((path, record))
-            report.records += 1
-            summary.records += 1
-            if summary.first_sequence is None:
-                summary.first_sequence = record.sequence
-            summary.last_sequence, summary.last_hash = record.sequence, record.checksum
-            expected_sequence, prev_checksum = record.sequence + 1, record.checksum
-        is_newest = index == len(files) - 1
-        check_seal(path, digest.finish(), is_newest, names, hmac_key, report, public_key)
+    return summary
+
+
+def stream_names(files: list[Path], retention_starts: dict[tuple[int, str], Retired] | None) -> set[str]:
+    """The file names a seal's ``next_file`` may give: the stream's, and those a sys.retention record removed."""
+    return {path.name for path in files} | {retired.file for retired in (retention_starts or {}).values()}
+
+
+def verify_file(
+    path: Path,
+    state: ChainState,
+    hmac_key: bytes | None,
+    report: VerificationReport,
+    summary: StreamSummary,
+    is_newest: bool,
+    names: set[str],
+    public_key: Ed25519PublicKey | None = None,
+    retention_starts: dict[tuple[int, str], Retired] | None = None,
+    collect: list[tuple[Path, RecordFields]] | None = None,
+) -> None:
+    """Verify one file of a stream, continuing from ``state`` (updated to where the file ends), and its seal."""
+    report.files.append(str(path))
+    summary.files.append(str(path))
+    digest = FileDigest()
+    offset = 0
+    where = str(path)
+    for line_no, line in enumerate(read_lines(path), start=1):
+        line_offset, offset = offset, offset + len(line)
+        try:
+            if not line.endswith(b"\n"):
+                raise ValueError(f"last line has no newline ({len(line)} bytes): a torn write")
+            record = split_record(line)
+        except ValueError as exc:
+            digest.add_line(line, None)
+            kind = FailureKind.UNPARSEABLE_LINE if line.endswith(b"\n") else FailureKind.TORN_LINE
+            failure = VerificationFailure(where, line_no, state.expected_sequence, kind, str(exc))
+            report.failures.append(failure)
+            state.pending = PendingTorn(
+                failure, path.name, line_offset, line.rstrip(b"\n"), state.expected_sequence, state.prev_checksum
+            )
+            # Assume the bad line held one record, so one damaged line is one failure, not three.
+            state.prev_checksum, state.expected_sequence = None, _next(state.expected_sequence)
+            continue
+        digest.add_line(line, record)
+        if line_no == 1 and retention_starts and state.expected_sequence not in (None, record.sequence):
+            retired = retention_starts.get((record.sequence, str(record.prev_hash)))
+            if retired is not None:  # the files before this one were removed, and the trail says so
+                state.expected_sequence, state.prev_checksum = record.sequence, record.prev_hash
+                report.retired.append(retired.note)
+        actual = compute_checksum(record.body, hmac_key)
+        valid = hmac.compare_digest(actual.encode(), record.checksum.encode())
+        pending = state.pending
+        if pending is not None:
+            if valid and _recovers(record, pending):
+                # A crash tore this line and the writer said so in the chain on restart.
+                report.failures.remove(pending.failure)
+                report.recovered.append(dataclasses.replace(pending.failure, kind=FailureKind.TORN_LINE))
+                state.expected_sequence, state.prev_checksum = pending.expected_sequence, pending.prev_checksum
+            elif pending.data and line.startswith(pending.data):
+                # The torn record was written again whole (imported from the spill file after a
+                # crash while degraded). Honest only if a later sys.recovery record names it.
+                state.provisional.append(pending)
+                state.expected_sequence, state.prev_checksum = pending.expected_sequence, pending.prev_checksum
+            state.pending = None
+        for earlier in [p for p in state.provisional if valid and _recovers(record, p)] if state.provisional else ():
+            state.provisional.remove(earlier)
+            report.failures.remove(earlier.failure)
+            report.recovered.append(dataclasses.replace(earlier.failure, kind=FailureKind.TORN_LINE))
+        check_record(record, actual, where, line_no, state.expected_sequence, state.prev_checksum, report,
+                     state.last_recorded)
+        if record.ts_recorded is not None:
+            state.last_recorded = record.ts_recorded
+        if collect is not None and valid:
+            collect.append((path, record))
+        report.records += 1
+        summary.records += 1
+        if summary.first_sequence is None:
+            summary.first_sequence = record.sequence
+        summary.last_sequence, summary.last_hash = record.sequence, record.checksum
+        state.expected_sequence, state.prev_checksum = record.sequence + 1, record.checksum
+    check_seal(path, digest.finish(), is_newest, names, hmac_key, report, public_key)
+
+
+def continues(state: ChainState, assumed: ChainState, first_recorded: int | None) -> bool:
+    """Whether a file verified from ``assumed`` (taken from its own first record) got what ``state`` would give.
+
+    Files are verified apart (``verify(jobs=N)``), each assuming its first record continues the
+    stream; this is the stitch. It holds when the previous file left nothing pending, its next
+    sequence and hash are what the first record carries, and the first record's ``ts_recorded``
+    is not backwards from the stream's latest (``assumed`` knows none). Then every check of the file
+    comes out as it would have in one pass; otherwise the file is verified again from ``state``.
+    """
+    return (
+        state.pending is None
+        and not state.provisional
+        and assumed.pending is None
+        and not assumed.provisional
+        and assumed.last_recorded is None
+        and (state.expected_sequence, state.prev_checksum) == (assumed.expected_sequence, assumed.prev_checksum)
+        and (state.last_recorded is None
+             or (first_recorded is not None and not _backwards(first_recorded, state.last_recorded)))
+    )
+
+
+def assumed_state(path: Path) -> tuple[ChainState, int | None] | None:
+    """The state a file's first record says it continues, and its ``ts_recorded``; None if it has no such record."""
+    with path.open("rb") as handle:
+        line = handle.readline()
+    try:
+        record = split_record(line) if line.endswith(b"\n") else None
+    except ValueError:
+        record = None
+    if record is None or record.prev_hash is None:
+        return None
+    return ChainState(record.sequence, record.prev_hash), record.ts_recorded
 
 
 def _recovers(record: RecordFields, pending: PendingTorn) -> bool:
@@ -196,12 +271,17 @@ def check_record(
 def _check_recorded(
     record: RecordFields, where: str, line_no: int, last_recorded: int | None, report: VerificationReport
 ) -> None:
-    if last_recorded is not None and record.ts_recorded is not None and record.ts_recorded < last_recorded:
+    if last_recorded is not None and record.ts_recorded is not None and _backwards(record.ts_recorded, last_recorded):
         report.failures.append(VerificationFailure(
             where, line_no, record.sequence, FailureKind.TS_RECORDED_BACKWARDS,
             f"ts_recorded {record.ts_recorded} is earlier than the previous record's {last_recorded} "
             f"(by {last_recorded - record.ts_recorded} ns): recorded out of order, or backdated",
         ))
+
+
+def _backwards(ts_recorded: int, last_recorded: int) -> bool:
+    """THE ``ts_recorded`` order rule: a record may not be recorded before the stream's latest."""
+    return ts_recorded < last_recorded
 
 
 def _next(sequence: int | None) -> int | None:

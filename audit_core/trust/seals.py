@@ -22,7 +22,7 @@ from audit_core import _jsonfile
 from audit_core._layout import checkpoint_path, parse_hot_file_name, seal_path
 from audit_core.errors import AuditFormatError, AuditIntegrityError
 from audit_core.trust import checkpoint, documents
-from audit_core.trust.merkle import MerkleTree
+from audit_core.trust.merkle import MerkleTree, merkle_leaf_hash
 from audit_core.trust.record import RecordFields, split_record
 from audit_core.trust.report import FailureKind, VerificationFailure, VerificationReport
 
@@ -40,6 +40,10 @@ _SEAL_MODE = 0o440  # sealed files and their seals lose their write bits
 SEAL_CHECKSUM = "seal_checksum"
 
 
+#: Leaves hashed per block before they join the Merkle tree (``MerkleTree``'s block: one reduction each).
+_LEAF_BLOCK = 4096
+
+
 @dataclass
 class FileDigest:
     """What a seal says about a file, computed in one pass over its bytes."""
@@ -54,10 +58,14 @@ class FileDigest:
     merkle_root: str = ""
     _sha: Any = field(default_factory=hashlib.sha256, repr=False)
     _tree: MerkleTree = field(default_factory=MerkleTree, repr=False)
+    _leaves: list[bytes] = field(default_factory=list, repr=False)  # hashed, joining the tree a block at a time
 
     def add_line(self, line: bytes, record: RecordFields | None) -> None:
         self._sha.update(line)
-        self._tree.add(line[:-1] if line.endswith(b"\n") else line)
+        self._leaves.append(merkle_leaf_hash(line[:-1] if line.endswith(b"\n") else line))
+        if len(self._leaves) == _LEAF_BLOCK:
+            self._tree.add_leaf_hashes(self._leaves)
+            self._leaves = []
         self.lines += 1
         self.size += len(line)
         if record is not None:
@@ -67,6 +75,8 @@ class FileDigest:
 
     def finish(self) -> FileDigest:
         self.file_sha256 = self._sha.hexdigest()
+        self._tree.add_leaf_hashes(self._leaves)
+        self._leaves = []
         self.merkle_root = self._tree.root()
         return self
 

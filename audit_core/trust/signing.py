@@ -108,6 +108,11 @@ def raw_public_key(public_key: Ed25519PublicKey) -> bytes:
     return raw
 
 
+def public_key_from_raw(raw: bytes) -> Ed25519PublicKey:
+    """The Ed25519 public key whose RFC 8032 encoding is ``raw`` (``raw_public_key``'s inverse)."""
+    return cast("Ed25519PublicKey", _ed25519().Ed25519PublicKey.from_public_bytes(raw))
+
+
 def key_id(public_key: Ed25519PublicKey) -> str:
     """Hex of the first 8 bytes of SHA-256(raw public key): the name a seal gives its signer."""
     return hashlib.sha256(raw_public_key(public_key)).hexdigest()[:16]

@@ -54,6 +54,9 @@ class TestCanonicalBytes:
     def test_keyed_digest_is_sha256_or_hmac(self):
         assert keyed_digest(b"") == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
         assert keyed_digest(b"", b"k") != keyed_digest(b"")
+        # RFC 4231 test case 2: HMAC-SHA-256 with key "Jefe".
+        assert keyed_digest(b"what do ya want for nothing?", b"Jefe") == (
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843")
 
 
 class TestCheckDocument:

@@ -388,3 +388,19 @@ class TestKeyedSeals:
         self.reseal(path, lambda seal: None, checksum_key=b"k")
 
         assert verify(tmp_path, hmac_key=b"k").ok
+
+
+@pytest.mark.parametrize("lines", [0, 1, 4095, 4096, 4097, 8192 + 3])
+def test_file_digest_hashes_leaves_in_blocks_to_the_same_merkle_root(lines):
+    """``FileDigest`` joins leaves to its tree a block at a time; the root is RFC 6962's over every line."""
+    from audit_core.trust.seals import FileDigest
+
+    records = [b'{"n":%d}' % i for i in range(lines)]
+    digest = FileDigest()
+    for record in records[:-1]:
+        digest.add_line(record + b"\n", None)
+    if records:
+        digest.add_line(records[-1], None)  # a last line without a newline is a leaf of its own bytes too
+    digest.finish()
+    assert digest.merkle_root == merkle_root(records)
+    assert digest.file_sha256 == hashlib.sha256(b"\n".join(records)).hexdigest()

@@ -1,0 +1,127 @@
+"""How many worker processes a verification may use, and when they are worth starting.
+
+CPython's hashlib keeps the GIL for inputs under 2 KiB (every record), so verification spreads
+over processes, not threads: ``hot/_verify_jobs.py`` (hot files) and ``cold/cold_verify.py``
+(manifest entries).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import pickle
+import subprocess
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+#: Below this many bytes of input a worker pool costs more than it saves (start-up ~0.1 s per worker).
+PARALLEL_MIN_BYTES = 32 << 20
+
+
+def default_jobs() -> int:
+    """All the cores this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def check_jobs(jobs: int | None) -> int:
+    """``jobs`` as a worker count: None means all cores.
+
+    Raises:
+        ValueError: ``jobs`` is not a positive whole number; names it.
+    """
+    if jobs is None:
+        return default_jobs()
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs must be a positive whole number of processes, got {jobs!r}")
+    return jobs
+
+
+def worth_parallel(files: Iterable[Path], jobs: int, *, weight: int = 1) -> bool:
+    """Whether ``jobs`` workers pay for themselves on ``files``: more than one, of ``PARALLEL_MIN_BYTES`` or more
+    (four times that in a process with threads, whose workers start as fresh interpreters). ``weight``:
+    how many bytes of hot JSONL one byte of ``files`` holds (Parquet: about 5)."""
+    if jobs < 2:
+        return False
+    count = total = 0
+    for path in files:
+        count += 1
+        try:
+            total += path.stat().st_size
+        except OSError:
+            continue  # the verifier reports it
+    # Fresh interpreters (a process with threads) take ~0.3 s each to start, forked workers ~10 ms.
+    return count > 1 and total * weight >= PARALLEL_MIN_BYTES * (1 if _single_threaded() else 4)
+
+
+def run_tasks(function: Callable[[T], R], tasks: Sequence[T], jobs: int, weights: Sequence[int]) -> list[R]:
+    """``[function(task) for task in tasks]``, computed by up to ``jobs`` worker processes.
+
+    A process with one thread forks its workers (fast; nothing is imported again). A process with
+    other threads (DuckDB's, a writer's, a trading node's) must not fork: a child could inherit a
+    lock one of them held at that moment and hang. It starts fresh interpreters instead, which
+    import only ``audit_core`` (never the caller's ``__main__``, as multiprocessing's fork server
+    and spawn would) and take a share of the tasks, heaviest first by ``weights`` (bytes).
+    ``function`` must be a module-level function; tasks and results must pickle.
+    """
+    workers = max(1, min(jobs, len(tasks)))
+    if _single_threaded():
+        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            return list(pool.map(function, tasks))
+    shares: list[list[int]] = [[] for _ in range(workers)]
+    loads = [0] * workers
+    for index in sorted(range(len(tasks)), key=lambda i: -weights[i]):
+        lightest = loads.index(min(loads))
+        shares[lightest].append(index)
+        loads[lightest] += weights[index]
+    package_parent = str(Path(__file__).resolve().parents[2])
+    code = f"import sys; sys.path.insert(0, {package_parent!r}); from audit_core.trust.jobs import _serve; _serve()"
+    children = []
+    for share in shares:
+        child = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        assert child.stdin is not None
+        child.stdin.write(pickle.dumps((function, [tasks[i] for i in share])))
+        child.stdin.close()
+        children.append(child)
+    results: list[Any] = [None] * len(tasks)
+    try:
+        for share, child in zip(shares, children, strict=True):
+            assert child.stdout is not None
+            with child.stdout:
+                output = child.stdout.read()
+            if child.wait() != 0:
+                raise RuntimeError(f"a verification worker failed (exit status {child.returncode}); its error is above")
+            for index, result in zip(share, pickle.loads(output), strict=True):  # our own child's output
+                results[index] = result
+    finally:
+        for child in children:  # after a failure, the others are not waited for
+            if child.poll() is None:
+                child.kill()
+            child.wait()
+            if child.stdout is not None:
+                child.stdout.close()
+    return results
+
+
+def _serve() -> None:
+    """A worker started by ``run_tasks``: tasks from stdin, results to stdout, both pickled."""
+    out = sys.stdout.buffer
+    sys.stdout = sys.stderr  # nothing printed by an import may corrupt the results
+    function, tasks = pickle.loads(sys.stdin.buffer.read())
+    out.write(pickle.dumps([function(task) for task in tasks]))
+    out.flush()
+
+
+def _single_threaded() -> bool:
+    """Whether this process runs one thread, native ones included (Linux ``/proc``); False when unknown."""
+    try:
+        return len(os.listdir("/proc/self/task")) == 1
+    except OSError:
+        return False

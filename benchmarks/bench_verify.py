@@ -1,0 +1,259 @@
+"""Verification on every core: ``verify`` and ``verify_cold`` at jobs=1 and jobs=all against a minimal chain verifier.
+
+The trail is ``trail_gen``'s (three streams over 30 days, so 90 sealed daily hot files, converted
+to a cold store), generated once and reused. Each case runs in its own fresh subprocess, and the
+cases are interleaved round by round (``--rounds``, median reported), so the reference and ours
+meet the same load:
+
+- ``minimal``: a minimal single-process chain verifier written here: each line's SHA-256 against
+  its checksum, gapless sequence and prev_hash per stream. No seals, no Merkle root, no file hash,
+  no torn-line or retention handling: the floor of what checking a chain costs in CPython.
+- ``verify_1`` / ``verify_all``: ``hot.verifier.verify`` of the hot files with jobs=1 / all cores.
+- ``cold_1`` / ``cold_all``: ``verify_cold`` of the cold store with jobs=1 / all cores.
+
+Target (issue 18): ``verify`` at jobs=all reaches >= 0.8x the minimal verifier's throughput per core
+(ours_records_per_s / cores >= 0.8 x minimal_records_per_s).
+
+Usage (from the repo root)::
+
+    python -m benchmarks.bench_verify                    # 1M events, writes results/verify.*
+    python -m benchmarks.bench_verify --events 200000 --rounds 1 --out /tmp/bench
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+PER_CORE_TARGET = 0.8
+CASES = ("minimal", "verify_1", "verify_all", "cold_1", "cold_all")
+
+_CASE_CODE = {
+    "minimal": """
+import hashlib
+from collections import defaultdict
+GENESIS = "0" * 64
+streams = defaultdict(list)
+for path in sorted(HOT.glob("*.jsonl")):
+    streams[path.name.split(".")[2]].append(path)  # audit.<trader>.<stream>.<day>.<segment>.jsonl
+rows = failures = 0
+sha256 = hashlib.sha256
+for files in streams.values():
+    expected, prev = 0, GENESIS.encode()
+    for path in sorted(files):
+        with path.open("rb") as handle:
+            for line in handle:
+                # ... ,"sequence":N,"prev_hash":"<64 hex>", ... ,"checksum":"<64 hex>"}\\n
+                stored = line[-67:-3]
+                if sha256(line[:-80] + b"}").hexdigest().encode() != stored:
+                    failures += 1
+                at = line.index(b'"sequence":') + 11
+                sequence = int(line[at:line.index(b",", at)])
+                at = line.index(b'"prev_hash":"', at) + 13
+                if sequence != expected or line[at:at + 64] != prev:
+                    failures += 1
+                expected, prev = sequence + 1, stored
+                rows += 1
+assert failures == 0, failures
+out = {"rows": rows}
+""",
+    "verify_1": """
+from audit_core.hot.verifier import verify
+report = verify(HOT, jobs=1)
+assert report.ok, report.to_text()
+out = {"rows": report.records}
+""",
+    "verify_all": """
+from audit_core.hot.verifier import verify
+report = verify(HOT, jobs=JOBS)
+assert report.ok, report.to_text()
+out = {"rows": report.records}
+""",
+    "cold_1": """
+from audit_core.cold.cold_verify import verify_cold
+report = verify_cold(COLD, jobs=1)
+assert report.ok, report.to_text()
+out = {"rows": report.records}
+""",
+    "cold_all": """
+from audit_core.cold.cold_verify import verify_cold
+report = verify_cold(COLD, jobs=JOBS)
+assert report.ok, report.to_text()
+out = {"rows": report.records}
+""",
+}
+
+_RUNNER = """
+import json, sys, time
+from pathlib import Path
+HOT, COLD, JOBS = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
+started = time.perf_counter()
+{code}
+out["seconds"] = time.perf_counter() - started
+print(json.dumps(out))
+"""
+
+
+def run_case(case: str, hot: Path, cold: Path, jobs: int) -> dict[str, Any]:
+    """One case in a fresh interpreter: wall time from its first import to its end, rows, peak RSS."""
+    code = _RUNNER.replace("{code}", _CASE_CODE[case])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run([sys.executable, "-c", code, str(hot), str(cold), str(jobs)], cwd=ROOT, check=True,
+                          capture_output=True, text=True, env=env)
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def run_verify_benchmark(events: int, rounds: int, jobs: int) -> dict[str, Any]:
+    from benchmarks.trail_gen import cached_trail
+
+    base = cached_trail(events)
+    hot, cold = base / "hot", base / "cold"
+    hot_bytes = sum(p.stat().st_size for p in hot.glob("*.jsonl"))
+    runs: dict[str, list[dict[str, Any]]] = {case: [] for case in CASES}
+    loads = []
+    for round_no in range(rounds):
+        for case in CASES:  # interleaved: each round runs every case once, reference first
+            loads.append(os.getloadavg()[0])
+            print(f"  round {round_no + 1}/{rounds}: {case} ...", file=sys.stderr)
+            runs[case].append(run_case(case, hot, cold, jobs))
+    cases: dict[str, dict[str, Any]] = {}
+    records = runs["minimal"][0]["rows"]
+    for case, results in runs.items():
+        if any(result["rows"] != records for result in results) and not case.startswith("cold"):
+            raise AssertionError(f"{case} saw {[r['rows'] for r in results]} records, the minimal verifier {records}")
+        seconds = statistics.median(result["seconds"] for result in results)
+        cases[case] = {
+            "seconds": round(seconds, 3),
+            "seconds_each": [round(result["seconds"], 3) for result in results],
+            "records": results[0]["rows"],
+            "records_per_s": round(results[0]["rows"] / seconds, 1),
+        }
+    minimal = cases["minimal"]["records_per_s"]
+    ratios = {
+        "verify_1_vs_minimal": round(cases["verify_1"]["records_per_s"] / minimal, 3),
+        "verify_all_vs_minimal": round(cases["verify_all"]["records_per_s"] / minimal, 3),
+        "verify_all_per_core_vs_minimal": round(cases["verify_all"]["records_per_s"] / jobs / minimal, 3),
+        "verify_speedup": round(cases["verify_1"]["seconds"] / cases["verify_all"]["seconds"], 3),
+        "cold_1_vs_minimal": round(cases["cold_1"]["records_per_s"] / minimal, 3),
+        "cold_all_per_core_vs_minimal": round(cases["cold_all"]["records_per_s"] / jobs / minimal, 3),
+        "cold_speedup": round(cases["cold_1"]["seconds"] / cases["cold_all"]["seconds"], 3),
+    }
+    per_core = ratios["verify_all_per_core_vs_minimal"]
+    cold_per_core = ratios["cold_all_per_core_vs_minimal"]
+    return {
+        "benchmark": "verify",
+        "command": {"python": "python -m benchmarks.bench_verify", "argv": []},
+        "date_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": _machine(hot),
+        "method": (
+            f"benchmarks.trail_gen trail of {events:,} events ({records:,} hot records in "
+            f"{len(list(hot.glob('*.jsonl')))} sealed files, {hot_bytes / 1e6:,.0f} MB of JSONL, and its cold "
+            f"store); each case in a fresh subprocess, {rounds} interleaved round(s), median wall time from the "
+            f"case's first import to its end; jobs=all is {jobs} worker processes."
+        ),
+        "events": events,
+        "jobs": jobs,
+        "rounds": rounds,
+        "hot_bytes": hot_bytes,
+        "load_average_during": [round(min(loads), 2), round(max(loads), 2)],
+        "cases": cases,
+        "ratios": ratios,
+        "targets": [
+            {"id": "verify_per_core", "label": f"`verify` jobs={jobs}: records/s per core / minimal verifier's",
+             "measured": per_core, "op": ">=", "limit": PER_CORE_TARGET, "passed": per_core >= PER_CORE_TARGET},
+            {"id": "cold_per_core", "label": f"`verify_cold` jobs={jobs}: records/s per core / minimal verifier's",
+             "measured": cold_per_core, "op": ">=", "limit": PER_CORE_TARGET,
+             "passed": cold_per_core >= PER_CORE_TARGET},
+        ],
+    }
+
+
+_LABELS = {
+    "minimal": "reference: minimal single-process chain verifier (checksum, sequence, prev_hash only)",
+    "verify_1": "`verify`, jobs=1",
+    "verify_all": "`verify`, jobs=all",
+    "cold_1": "`verify_cold`, jobs=1",
+    "cold_all": "`verify_cold`, jobs=all",
+}
+
+
+def readme_table(report: dict[str, Any]) -> str:
+    """The table ``benchmarks.readme`` puts between the README's ``results:verify`` markers."""
+    cases, ratios, jobs = report["cases"], report["ratios"], report["jobs"]
+    lines = [
+        f"`{_command(report)}`, {report['date_utc'][:10]}, {report['events']:,} events "
+        f"({report['hot_bytes'] / 1e6:,.0f} MB of JSONL), jobs=all is {jobs}, {report['machine']['cpus_usable']} "
+        f"CPUs, load average {report['load_average_during'][0]}-{report['load_average_during'][1]} during the run:",
+        "",
+        "| case | seconds | records/s | per core / minimal |",
+        "|---|--:|--:|--:|",
+    ]
+    for name, label in _LABELS.items():
+        case = cases[name]
+        per_core = case["records_per_s"] / (jobs if name.endswith("_all") else 1) / cases["minimal"]["records_per_s"]
+        lines.append(f"| {label.replace('jobs=all', f'jobs={jobs}')} | {case['seconds']:.2f} | "
+                     f"{case['records_per_s']:,.0f} | {per_core:.2f}x |")
+    lines += [
+        "",
+        f"`verify` with {jobs} workers runs {ratios['verify_speedup']:.2f}x as fast as with one; "
+        f"`verify_cold` {ratios['cold_speedup']:.2f}x.",
+        "",
+    ]
+    lines += [f"- {'PASS' if t['passed'] else 'MISS'}: {t['label']} {t['measured']:.2f} (target {t['op']} {t['limit']})"
+              for t in report["targets"]]
+    return "\n".join(lines) + "\n"
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    lines = ["# Ledgerline verification on every core", "", report["method"], "", readme_table(report).rstrip(), ""]
+    lines += ["| case | each round (s) |", "|---|---|"]
+    lines += [f"| {name} | {', '.join(f'{s:.2f}' for s in case['seconds_each'])} |"
+              for name, case in report["cases"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def _command(report: dict[str, Any]) -> str:
+    argv = " ".join(report["command"]["argv"])
+    return report["command"]["python"] + (f" {argv}" if argv else "")
+
+
+def _machine(where: Path) -> dict[str, Any]:
+    from benchmarks.run import _filesystem_of, _machine_info
+
+    info = _machine_info(_filesystem_of(where))
+    info["load_average_at_start"] = [round(x, 2) for x in os.getloadavg()]
+    return info
+
+
+def main(argv: list[str] | None = None) -> int:
+    from audit_core.trust.jobs import default_jobs
+
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_verify", description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=1_000_000, help="events in the trail (default 1,000,000)")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the median is reported (default 3)")
+    parser.add_argument("--jobs", type=int, default=default_jobs(),
+                        help="jobs=all: worker processes (default: all cores)")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR, help=f"results directory (default {RESULTS_DIR})")
+    args = parser.parse_args(argv)
+    print(f"verify benchmark: {args.events:,} events, jobs 1 and {args.jobs}, {args.rounds} round(s)", file=sys.stderr)
+    report = run_verify_benchmark(args.events, args.rounds, args.jobs)
+    report["command"]["argv"] = sys.argv[1:] if argv is None else list(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "verify.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    (args.out / "verify.md").write_text(render_markdown(report), encoding="utf-8")
+    print(render_markdown(report), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
