@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import ibis
 import ibis.expr.types as ir
 
-from workbench import filters
+from workbench import _id_index, filters
 from workbench._columns import CAUSAL_KEYS, CAUSAL_ORDER, causal_keys
 from workbench.describe import with_description
 from workbench.errors import WorkbenchInputError
@@ -72,7 +72,11 @@ def trade_lifecycle(
     whose id the order carries, and the position events its orders made plus the round trips those
     touched (each position record carries its opening signal's id); other round trips of a netting
     position id are left out. ``start``/``end``
-    narrow the search to a time window, which is faster on a large trail.
+    narrow the search to a time window.
+
+    On a converted trail it reads only the days that may hold the trade's ids (the order and
+    correlation ids it finds there first, by one or two small queries, and the cold files' id filters:
+    ``workbench._id_index``), so its cost grows with the trade, not with the trail.
 
     Returns
     -------
@@ -95,6 +99,10 @@ def trade_lifecycle(
     else:
         (value,) = filters.string_values(correlation_id, "correlation_id")  # type: ignore[arg-type]
         anchor = t.correlation_id == value
+    days = _reading_days(trail, t, anchor, by_order=order_id is not None, value=value)
+    if days is not None:
+        t = t.filter(filters.on_days(t, days))
+        anchor = (t.order_id if order_id is not None else t.correlation_id) == value
     # Three simple filters, not one OR: each keeps its predicates next to the scan (an OR over IN
     # subqueries makes the engine build every row of the trail first).
     anchored = t.filter(anchor)
@@ -118,6 +126,35 @@ def trade_lifecycle(
     }
     columns = [derived[name].name(name) if name in derived else name for name in LIFECYCLE_COLUMNS]
     return rows.select(*columns, *CAUSAL_KEYS).order_by(*CAUSAL_ORDER).drop(*CAUSAL_KEYS)
+
+
+def _reading_days(trail: Trail, t: ir.Table, anchor: ir.BooleanValue, *, by_order: bool,
+                  value: str) -> frozenset[Any] | None:
+    """The days holding every row ``trade_lifecycle`` returns or derives them from, or None for all days.
+
+    Every such row carries the anchor ``value``, an order id of its orders and fills (``own``), or
+    the correlation id of its signal or of a round trip its orders touched: those ids are read first
+    from the days that may hold them (``_id_index``), then the days holding any of them are the answer.
+    """
+    days = _id_index.days_holding(trail, [value])
+    if not days:
+        return days
+    anchored = t.filter(filters.on_days(t, days), anchor).select("event_type", "order_id", "correlation_id")
+    rows = anchored.to_pyarrow().to_pylist()
+    own = {row["order_id"] for row in rows if row["event_type"] in ("trade.order", "trade.fill")} - {None}
+    ids = {value, *own, *(row["correlation_id"] for row in rows)} - {None}
+    if by_order:  # own is at most {value}: the position records its orders made are among the rows read
+        made = [row for row in rows if row["order_id"] in own]
+    elif own:
+        own_days = _id_index.days_holding(trail, own)
+        if own_days is None:
+            return None
+        made = t.filter(filters.on_days(t, own_days), t.order_id.isin(sorted(own))).select(
+            "event_type", "order_id", "correlation_id").to_pyarrow().to_pylist()
+    else:
+        made = []
+    ids.update(row["correlation_id"] for row in made if str(row["event_type"]).startswith("trade.position_"))
+    return _id_index.days_holding(trail, ids - {None})
 
 
 #: Columns of ``SignalConversion.summary`` (after the ``by`` column).
