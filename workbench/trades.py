@@ -99,9 +99,12 @@ def trade_lifecycle(
     else:
         (value,) = filters.string_values(correlation_id, "correlation_id")  # type: ignore[arg-type]
         anchor = t.correlation_id == value
-    days = _reading_days(trail, t, anchor, by_order=order_id is not None, value=value)
-    if days is not None:
-        t = t.filter(filters.on_days(t, days))
+    reading = _reading(trail, t, anchor, by_order=order_id is not None, value=value)
+    if reading is not None:
+        days, orders, correlations = reading
+        # Every row the lifecycle returns or derives its rows from carries one of these ids: the engine
+        # keeps those rows of those days before any join (a handful, not every signal and position record).
+        t = _rows_carrying(t.filter(filters.on_days(t, days)), orders, correlations)
         anchor = (t.order_id if order_id is not None else t.correlation_id) == value
     # Three simple filters, not one OR: each keeps its predicates next to the scan (an OR over IN
     # subqueries makes the engine build every row of the trail first).
@@ -128,21 +131,51 @@ def trade_lifecycle(
     return rows.select(*columns, *CAUSAL_KEYS).order_by(*CAUSAL_ORDER).drop(*CAUSAL_KEYS)
 
 
-def _reading_days(trail: Trail, t: ir.Table, anchor: ir.BooleanValue, *, by_order: bool,
-                  value: str) -> frozenset[Any] | None:
-    """The days holding every row ``trade_lifecycle`` returns or derives them from, or None for all days.
+#: Up to this many ids get a scan each; more are read by two scans with IN lists.
+_SCANS = 16
 
-    Every such row carries the anchor ``value``, an order id of its orders and fills (``own``), or
-    the correlation id of its signal or of a round trip its orders touched: those ids are read first
-    from the days that may hold them (``_id_index``), then the days holding any of them are the answer.
+
+def _rows_carrying(t: ir.Table, orders: set[str], correlations: set[str]) -> ir.Table:
+    """The rows of ``t`` whose ``order_id`` is one of ``orders`` or whose ``correlation_id`` is one of
+    ``correlations``, each row once.
+
+    One scan per id, each with one ``=`` comparison: DuckDB filters a Parquet scan by an equality but
+    uses an IN list or an OR only to skip row groups, reading every other row of the day whole first
+    (thousands of signal and position records, for a few). The scans are disjoint: a row has one
+    order id, and one correlation id, and rows with one of ``orders`` are left out of the others.
+    """
+    if len(orders) + len(correlations) > _SCANS:
+        by_order = t.filter(t.order_id.isin(sorted(orders)))
+        return by_order.union(t.filter(t.correlation_id.isin(sorted(correlations)),
+                                       t.order_id.isnull() | ~t.order_id.isin(sorted(orders))))
+    scans = [t.filter(t.order_id == value) for value in sorted(orders)]
+    others = [t.order_id.isnull() | ~t.order_id.isin(sorted(orders))] if orders else []
+    scans += [t.filter(t.correlation_id == value, *others) for value in sorted(correlations)]
+    if not scans:
+        return t.filter(ibis.literal(False))
+    rows = scans[0]
+    for scan in scans[1:]:
+        rows = rows.union(scan)
+    return rows
+
+
+def _reading(trail: Trail, t: ir.Table, anchor: ir.BooleanValue, *, by_order: bool,
+             value: str) -> tuple[frozenset[Any], set[str], set[str]] | None:
+    """The days holding every row ``trade_lifecycle`` returns or derives them from, and the order and
+    correlation ids each such row carries one of; None to read every row.
+
+    Such a row carries the anchor ``value``, an order id of the anchor's orders and fills (``own``),
+    or the correlation id of an anchored record (its signal) or of a round trip its orders touched:
+    those ids are read first from the days that may hold them (``_id_index``), then the days holding
+    any of them are the answer.
     """
     days = _id_index.days_holding(trail, [value])
-    if not days:
-        return days
-    anchored = t.filter(filters.on_days(t, days), anchor).select("event_type", "order_id", "correlation_id")
-    rows = anchored.to_pyarrow().to_pylist()
+    if days is None:
+        return None
+    columns = ("event_type", "order_id", "correlation_id")
+    rows = t.filter(filters.on_days(t, days), anchor).select(*columns).to_pyarrow().to_pylist() if days else []
     own = {row["order_id"] for row in rows if row["event_type"] in ("trade.order", "trade.fill")} - {None}
-    ids = {value, *own, *(row["correlation_id"] for row in rows)} - {None}
+    correlations = {row["correlation_id"] for row in rows} - {None}
     if by_order:  # own is at most {value}: the position records its orders made are among the rows read
         made = [row for row in rows if row["order_id"] in own]
     elif own:
@@ -150,11 +183,16 @@ def _reading_days(trail: Trail, t: ir.Table, anchor: ir.BooleanValue, *, by_orde
         if own_days is None:
             return None
         made = t.filter(filters.on_days(t, own_days), t.order_id.isin(sorted(own))).select(
-            "event_type", "order_id", "correlation_id").to_pyarrow().to_pylist()
+            *columns).to_pyarrow().to_pylist()
     else:
         made = []
-    ids.update(row["correlation_id"] for row in made if str(row["event_type"]).startswith("trade.position_"))
-    return _id_index.days_holding(trail, ids - {None})
+    correlations.update(row["correlation_id"] for row in made
+                        if str(row["event_type"]).startswith("trade.position_") and row["correlation_id"])
+    orders = own | {value} if by_order else own
+    if not by_order:
+        correlations.add(value)
+    every = _id_index.days_holding(trail, orders | correlations)
+    return None if every is None else (every, orders, correlations)
 
 
 #: Columns of ``SignalConversion.summary`` (after the ``by`` column).
