@@ -74,9 +74,10 @@ def trade_lifecycle(
     position id are left out. ``start``/``end``
     narrow the search to a time window.
 
-    On a converted trail it reads only the days that may hold the trade's ids (the order and
-    correlation ids it finds there first, by one or two small queries, and the cold files' id filters:
-    ``workbench._id_index``), so its cost grows with the trade, not with the trail.
+    On a converted trail it first finds the trade's order and correlation ids (one or two small
+    queries, executed when called: the rest stays lazy), then reads only the rows carrying one of
+    them in the days whose cold files' id filters may hold them (``workbench._id_index``), so its
+    cost grows with the trade and the rows per day, not with the trail's length.
 
     Returns
     -------
