@@ -105,7 +105,7 @@ def trade_lifecycle(
         days, orders, correlations = reading
         # Every row the lifecycle returns or derives its rows from carries one of these ids: the engine
         # keeps those rows of those days before any join (a handful, not every signal and position record).
-        t = _rows_carrying(t.filter(filters.on_days(t, days)), orders, correlations)
+        t = _rows_carrying(t.filter(_on_days(t, days)), orders, correlations)
         anchor = (t.order_id if order_id is not None else t.correlation_id) == value
     # Three simple filters, not one OR: each keeps its predicates next to the scan (an OR over IN
     # subqueries makes the engine build every row of the trail first).
@@ -149,15 +149,34 @@ def _rows_carrying(t: ir.Table, orders: set[str], correlations: set[str]) -> ir.
         by_order = t.filter(t.order_id.isin(sorted(orders)))
         return by_order.union(t.filter(t.correlation_id.isin(sorted(correlations)),
                                        t.order_id.isnull() | ~t.order_id.isin(sorted(orders))))
-    scans = [t.filter(t.order_id == value) for value in sorted(orders)]
-    others = [t.order_id.isnull() | ~t.order_id.isin(sorted(orders))] if orders else []
-    scans += [t.filter(t.correlation_id == value, *others) for value in sorted(correlations)]
-    if not scans:
-        return t.filter(ibis.literal(False))
+    # Padded (a repeated id's scan keeps no row) so that most trades share one query shape, compiled
+    # once (``workbench._compiled``).
+    nothing = ibis.literal(False)
+    ordered = _padded(sorted(orders), 2)
+    scans = [t.filter(t.order_id == value, *([nothing] if n >= len(orders) else []))
+             for n, value in enumerate(ordered or [""])]
+    others = [t.order_id.isnull() | ~t.order_id.isin(ordered)] if orders else []
+    padded = _padded(sorted(correlations), 4)
+    scans += [t.filter(t.correlation_id == value, *others, *([nothing] if n >= len(correlations) else []))
+              for n, value in enumerate(padded)]
     rows = scans[0]
     for scan in scans[1:]:
         rows = rows.union(scan)
     return rows
+
+
+def _padded(values: list[Any], least: int) -> list[Any]:
+    """``values`` with its last repeated up to ``least`` or the next power of two: a query over them has the
+    same shape (``workbench._compiled``) for any count in that range. Empty stays empty."""
+    size = least
+    while size < len(values):
+        size *= 2
+    return values + values[-1:] * (size - len(values)) if values else values
+
+
+def _on_days(t: ir.Table, days: frozenset[Any]) -> ir.BooleanValue:
+    """``filters.on_days`` over ``days`` padded (``_padded``): a repeated day changes no answer, only the shape."""
+    return filters.on_days(t, _padded(sorted(days), 4))
 
 
 def _reading(trail: Trail, t: ir.Table, anchor: ir.BooleanValue, *, by_order: bool,
@@ -174,7 +193,7 @@ def _reading(trail: Trail, t: ir.Table, anchor: ir.BooleanValue, *, by_order: bo
     if days is None:
         return None
     columns = ("event_type", "order_id", "correlation_id")
-    rows = t.filter(filters.on_days(t, days), anchor).select(*columns).to_pyarrow().to_pylist() if days else []
+    rows = t.filter(_on_days(t, days), anchor).select(*columns).to_pyarrow().to_pylist() if days else []
     own = {row["order_id"] for row in rows if row["event_type"] in ("trade.order", "trade.fill")} - {None}
     correlations = {row["correlation_id"] for row in rows} - {None}
     if by_order:  # own is at most {value}: the position records its orders made are among the rows read
@@ -183,7 +202,7 @@ def _reading(trail: Trail, t: ir.Table, anchor: ir.BooleanValue, *, by_order: bo
         own_days = _id_index.days_holding(trail, own)
         if own_days is None:
             return None
-        made = t.filter(filters.on_days(t, own_days), t.order_id.isin(sorted(own))).select(
+        made = t.filter(_on_days(t, own_days), t.order_id.isin(_padded(sorted(own), 4))).select(
             *columns).to_pyarrow().to_pylist()
     else:
         made = []
