@@ -425,8 +425,13 @@ def growth_line(report: dict[str, Any]) -> str:
         if name in small["cases"] and name in large["cases"]:
             ratio = large["cases"][name]["ibis_ms"] / small["cases"][name]["ibis_ms"]
             cells.append(f"{small['cases'][name]['label']} {ratio:.2f}x{'' if ratio <= MAX_GROWTH else ' **over**'}")
-    return (f"Growth with the trail, {large['events'] // 10**6}M / {small['events'] // 10**6}M events (goal ≤ "
+    return (f"Growth with the trail, {_millions(large['events'])} / {_millions(small['events'])} events (goal ≤ "
             f"{MAX_GROWTH}x): " + ", ".join(cells) + ".")
+
+
+def _millions(events: int) -> str:
+    """``10M``, ``1M``, ``0.1M``: a trail's size as the growth line names it (a 100k trail is not ``0M``)."""
+    return f"{events / 10**6:.2g}M"
 
 
 def _yes(value: bool) -> str:

@@ -119,34 +119,20 @@ def build(cold: Path, version: tuple[int, ...]) -> ParameterIndex | None:
     Entries are read as untrusted input: one that cannot be read, or an output whose ``parameters``
     is not in its form, vouches for nothing (its files' days are read whole).
     """
-    from audit_core.cold.manifest import MANIFEST_DIR, read_manifest
-    from audit_core.errors import AuditError
-
     files = [str(path.relative_to(cold)) for path in cold.glob(_COLD_GLOB)]
-    recorded: dict[str, list[tuple[str, str, int]]] = {}
-    entries = sorted((cold / MANIFEST_DIR).glob("*.json"))
-    if not entries:
+    outputs = recorded_outputs(cold)
+    if outputs is None:
         return None
-    for path in entries:
-        try:
-            entry = read_manifest(path)
-        except (AuditError, OSError, ValueError):
-            continue
-        outputs = entry.get("outputs")
-        for output in outputs if isinstance(outputs, list) else []:
-            if isinstance(output, dict) and isinstance(output.get("path"), str):
-                parameters = _parameters(output.get("parameters"))
-                if parameters is not None:
-                    recorded[output["path"]] = parameters
+    recorded: dict[str, list[tuple[str, str, int]]] = {}
+    for relative, output in outputs.items():
+        parameters = _parameters(output.get("parameters"))
+        if parameters is not None:
+            recorded[relative] = parameters
     unknown: set[dt.date] = set()
     changes: dict[tuple[str, str], list[tuple[int, dt.date]]] = defaultdict(list)
     for relative in files:
-        match = _PARTITION.match(relative.replace("\\", "/"))
-        if match is None:
-            return None
-        try:
-            day = dt.date(*(int(part) for part in match.groups()))
-        except ValueError:
+        day = file_day(relative)
+        if day is None:
             return None
         parameters = recorded.get(relative)
         if parameters is None:
@@ -155,6 +141,41 @@ def build(cold: Path, version: tuple[int, ...]) -> ParameterIndex | None:
         for owner, name, last in parameters:
             changes[(owner, name)].append((last, day))
     return ParameterIndex(version, frozenset(unknown), dict(changes))
+
+
+def recorded_outputs(cold: Path) -> dict[str, dict[str, Any]] | None:
+    """Each output the manifest entries of cold store ``cold`` record, by path; None if it has no entries.
+
+    Entries are read as untrusted input: one that cannot be read (not authentic, not JSON) records nothing.
+    """
+    from audit_core.cold.manifest import MANIFEST_DIR, read_manifest
+    from audit_core.errors import AuditError
+
+    entries = sorted((cold / MANIFEST_DIR).glob("*.json"))
+    if not entries:
+        return None
+    recorded: dict[str, dict[str, Any]] = {}
+    for path in entries:
+        try:
+            entry = read_manifest(path)
+        except (AuditError, OSError, ValueError):
+            continue
+        outputs = entry.get("outputs")
+        for output in outputs if isinstance(outputs, list) else []:
+            if isinstance(output, dict) and isinstance(output.get("path"), str):
+                recorded[output["path"]] = output
+    return recorded
+
+
+def file_day(relative: str) -> dt.date | None:
+    """The UTC day of a cold file from its path (``year=/month=/day=/<name>.parquet``); None if not one."""
+    match = _PARTITION.match(relative.replace("\\", "/"))
+    if match is None:
+        return None
+    try:
+        return dt.date(*(int(part) for part in match.groups()))
+    except ValueError:
+        return None
 
 
 def _parameters(value: Any) -> list[tuple[str, str, int]] | None:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import ibis
 import ibis.expr.types as ir
 
-from workbench import filters
+from workbench import _id_index, filters
 from workbench._columns import CAUSAL_KEYS, CAUSAL_ORDER, causal_keys
 from workbench.describe import with_description
 from workbench.errors import WorkbenchInputError
@@ -72,7 +72,12 @@ def trade_lifecycle(
     whose id the order carries, and the position events its orders made plus the round trips those
     touched (each position record carries its opening signal's id); other round trips of a netting
     position id are left out. ``start``/``end``
-    narrow the search to a time window, which is faster on a large trail.
+    narrow the search to a time window.
+
+    On a converted trail it first finds the trade's order and correlation ids (one or two small
+    queries, executed when called: the rest stays lazy), then reads only the rows carrying one of
+    them in the days whose cold files' id filters may hold them (``workbench._id_index``), so its
+    cost grows with the trade and the rows per day, not with the trail's length.
 
     Returns
     -------
@@ -95,6 +100,13 @@ def trade_lifecycle(
     else:
         (value,) = filters.string_values(correlation_id, "correlation_id")  # type: ignore[arg-type]
         anchor = t.correlation_id == value
+    reading = _reading(trail, t, anchor, by_order=order_id is not None, value=value)
+    if reading is not None:
+        days, orders, correlations = reading
+        # Every row the lifecycle returns or derives its rows from carries one of these ids: the engine
+        # keeps those rows of those days before any join (a handful, not every signal and position record).
+        t = _rows_carrying(t.filter(_on_days(t, days)), orders, correlations)
+        anchor = (t.order_id if order_id is not None else t.correlation_id) == value
     # Three simple filters, not one OR: each keeps its predicates next to the scan (an OR over IN
     # subqueries makes the engine build every row of the trail first).
     anchored = t.filter(anchor)
@@ -118,6 +130,89 @@ def trade_lifecycle(
     }
     columns = [derived[name].name(name) if name in derived else name for name in LIFECYCLE_COLUMNS]
     return rows.select(*columns, *CAUSAL_KEYS).order_by(*CAUSAL_ORDER).drop(*CAUSAL_KEYS)
+
+
+#: Up to this many ids get a scan each; more are read by two scans with IN lists.
+_SCANS = 16
+
+
+def _rows_carrying(t: ir.Table, orders: set[str], correlations: set[str]) -> ir.Table:
+    """The rows of ``t`` whose ``order_id`` is one of ``orders`` or whose ``correlation_id`` is one of
+    ``correlations``, each row once.
+
+    One scan per id, each with one ``=`` comparison: DuckDB filters a Parquet scan by an equality but
+    uses an IN list or an OR only to skip row groups, reading every other row of the day whole first
+    (thousands of signal and position records, for a few). The scans are disjoint: a row has one
+    order id, and one correlation id, and rows with one of ``orders`` are left out of the others.
+    """
+    if len(orders) + len(correlations) > _SCANS:
+        by_order = t.filter(t.order_id.isin(sorted(orders)))
+        return by_order.union(t.filter(t.correlation_id.isin(sorted(correlations)),
+                                       t.order_id.isnull() | ~t.order_id.isin(sorted(orders))))
+    # Padded (a repeated id's scan keeps no row) so that most trades share one query shape, compiled
+    # once (``workbench._compiled``).
+    nothing = ibis.literal(False)
+    ordered = _padded(sorted(orders), 2)
+    scans = [t.filter(t.order_id == value, *([nothing] if n >= len(orders) else []))
+             for n, value in enumerate(ordered or [""])]
+    others = [t.order_id.isnull() | ~t.order_id.isin(ordered)] if orders else []
+    padded = _padded(sorted(correlations), 4)
+    scans += [t.filter(t.correlation_id == value, *others, *([nothing] if n >= len(correlations) else []))
+              for n, value in enumerate(padded)]
+    rows = scans[0]
+    for scan in scans[1:]:
+        rows = rows.union(scan)
+    return rows
+
+
+def _padded(values: list[Any], least: int) -> list[Any]:
+    """``values`` with its last repeated up to ``least`` or the next power of two: a query over them has the
+    same shape (``workbench._compiled``) for any count in that range. Empty stays empty."""
+    size = least
+    while size < len(values):
+        size *= 2
+    return values + values[-1:] * (size - len(values)) if values else values
+
+
+def _on_days(t: ir.Table, days: frozenset[Any]) -> ir.BooleanValue:
+    """``filters.on_days`` over ``days`` padded (``_padded``): a repeated day changes no answer, only the shape."""
+    return filters.on_days(t, _padded(sorted(days), 4))
+
+
+def _reading(trail: Trail, t: ir.Table, anchor: ir.BooleanValue, *, by_order: bool,
+             value: str) -> tuple[frozenset[Any], set[str], set[str]] | None:
+    """The days holding every row ``trade_lifecycle`` returns or derives them from, and the order and
+    correlation ids each such row carries one of; None to read every row.
+
+    Such a row carries the anchor ``value``, an order id of the anchor's orders and fills (``own``),
+    or the correlation id of an anchored record (its signal) or of a round trip its orders touched:
+    those ids are read first from the days that may hold them (``_id_index``), then the days holding
+    any of them are the answer.
+    """
+    days = _id_index.days_holding(trail, [value])
+    if days is None:
+        return None
+    columns = ("event_type", "order_id", "correlation_id")
+    rows = t.filter(_on_days(t, days), anchor).select(*columns).to_pyarrow().to_pylist() if days else []
+    own = {row["order_id"] for row in rows if row["event_type"] in ("trade.order", "trade.fill")} - {None}
+    correlations = {row["correlation_id"] for row in rows} - {None}
+    if by_order:  # own is at most {value}: the position records its orders made are among the rows read
+        made = [row for row in rows if row["order_id"] in own]
+    elif own:
+        own_days = _id_index.days_holding(trail, own)
+        if own_days is None:
+            return None
+        made = t.filter(_on_days(t, own_days), t.order_id.isin(_padded(sorted(own), 4))).select(
+            *columns).to_pyarrow().to_pylist()
+    else:
+        made = []
+    correlations.update(row["correlation_id"] for row in made
+                        if str(row["event_type"]).startswith("trade.position_") and row["correlation_id"])
+    orders = own | {value} if by_order else own
+    if not by_order:
+        correlations.add(value)
+    every = _id_index.days_holding(trail, orders | correlations)
+    return None if every is None else (every, orders, correlations)
 
 
 #: Columns of ``SignalConversion.summary`` (after the ``by`` column).

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from audit_core._layout import NS_PER_DAY, utc_day
+from audit_core.cold._id_filter import id_filter
 from audit_core.cold.manifest import file_sha256, fsync_file
 from audit_core.cold.projection import PROJECTION_METADATA_KEY
 from audit_core.trust.seals import fsync_directory
@@ -119,12 +120,14 @@ def write_partitions(
         parameters = con.execute(
             parameter_index_sql(f"(SELECT * FROM {table} WHERE ts_event >= $start AND ts_event < $end)"),
             {"start": start, "end": start + NS_PER_DAY}).fetchall()
+        ids = id_filter(con, f"(SELECT * FROM {table} WHERE ts_event >= $start AND ts_event < $end)",
+                        {"start": start, "end": start + NS_PER_DAY})
         fsync_file(staged)
         output = {
             "path": str(target.relative_to(cold)), "rows": int(count), "bytes": staged.stat().st_size,
             "sha256": file_sha256(staged), "first_sequence": first_sequence, "last_sequence": last_sequence,
             "first_hash": first_hash, "last_hash": last_hash,
-            "parameters": [[owner, name, last] for owner, name, last in parameters],
+            "parameters": [[owner, name, last] for owner, name, last in parameters], "ids": ids,
         }
         os.replace(staged, target)  # atomic; converting again replaces, never duplicates
         fsync_directory(target_dir)

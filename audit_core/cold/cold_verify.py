@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from audit_core._layout import parse_hot_file_name
+from audit_core.cold._id_filter import ID_COLUMNS, id_filter
 from audit_core.cold._parquet import parameter_index_sql
 from audit_core.cold.manifest import (
     COLD_GLOB,
@@ -271,6 +272,8 @@ class _EntryCheck:
             self._check_rows(output, stream, torn, version=version if known else None, engine=entry.get("engine"))
             if "parameters" in output.recorded:
                 self._check_parameters(output)
+            if "ids" in output.recorded:
+                self._check_ids(output)
         if checked or not retired:
             self._check_chain(checked, seal, partial=bool(retired), complete=len(checked) == len(outputs), torn=torn)
 
@@ -422,6 +425,22 @@ class _EntryCheck:
             self.fail(where, FailureKind.MANIFEST_INVALID,
                       f"the manifest entry's parameter index lists {_short(recorded)}, the file's rows say "
                       f"{_short(derived)} (state_at would read the wrong days)")
+
+    def _check_ids(self, output: _Output) -> None:
+        """The entry's id filter of a file (``trade_lifecycle`` reads by it) is the one the file's rows make."""
+        if not set(ID_COLUMNS) <= set(output.columns):
+            return
+        where = str(output.path)
+        try:
+            derived = id_filter(self.con, "read_parquet($file)", {"file": where})
+        except Exception as exc:  # duckdb.Error: rows that cannot be read
+            self.fail(where, FailureKind.MANIFEST_INVALID, f"its id filter cannot be checked: {exc}")
+            return
+        recorded = output.recorded["ids"]
+        if recorded != derived:
+            self.fail(where, FailureKind.MANIFEST_INVALID,
+                      f"the manifest entry's id filter is {_short(recorded)}, the file's order and correlation "
+                      f"ids make {_short(derived)} (trade_lifecycle would skip the wrong days)")
 
     # --- the chain and the seal ---------------------------------------------------------------------
 

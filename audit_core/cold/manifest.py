@@ -10,14 +10,18 @@ has a signing key)::
      "outputs": [{"path": "year=YYYY/month=MM/day=DD/<stem>.parquet", "rows": n, "bytes": n,
                   "sha256": <hex of the file>, "first_sequence": n, "last_sequence": n,
                   "first_hash": <checksum of first_sequence>, "last_hash": <checksum of last_sequence>,
-                  "parameters": [[<owner>, <param_name>, <ts_event of its last change in the file>], ...]}],
+                  "parameters": [[<owner>, <param_name>, <ts_event of its last change in the file>], ...],
+                  "ids": {"bits": m, "hashes": k, "filter": <base64>} | null}],
      "retired": [<an output retention removed, plus "plan_id">],   # after retention only
      "hot_removed_by": <plan id>,                                  # after retention only
      "signature": {...}, "manifest_checksum": <hex>}
 
 ``parameters`` (written since the workbench's ``state_at`` uses it; absent in older entries) lists
 each parameter changed in the file, ordered (``_parquet.parameter_index_sql``); ``verify_cold``
-derives it again from the file's rows and reports a difference.
+derives it again from the file's rows and reports a difference. ``ids`` (written since the
+workbench's ``trade_lifecycle`` uses it; absent in older entries, null for a file with too many ids)
+is a Bloom filter over the file's ``order_id`` and ``correlation_id`` values (``_id_filter.py``),
+derived again and compared by ``verify_cold`` the same way.
 
 The **cold root** (``cold/_root.json``) commits to the whole store, like a transparency log's
 checkpoint: every manifest entry and every Parquet file with its SHA-256, the legal holds file and

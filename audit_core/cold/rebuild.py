@@ -12,7 +12,8 @@ is itself recorded in the store it changed.
 An entry at the current version written by an older converter is rebuilt too, at the same
 version: one whose files have v2 data pages (BYTE_STREAM_SPLIT doubles, which Spark 4.0's
 vectorized reader refuses: ``_parquet.COPY_OPTIONS``) or whose outputs lack the parameter index
-(``parameters``, which ``state_at`` reads by).
+(``parameters``, which ``state_at`` reads by) or the id filter (``ids``, which ``trade_lifecycle``
+reads by).
 
 Crash-safe: the copy is built in ``<cold>.rebuild``; the swap renames the store to
 ``<cold>.replaced`` and the copy into its place, then deletes the old one. A run interrupted
@@ -221,9 +222,11 @@ def _rebuild_entry(
 
 def _outdated(cold: Path, entry: dict[str, Any]) -> bool:
     """Whether an output of ``entry`` (verified) was written by an older converter of the same projection:
-    without the parameter index (``parameters``), or with v2 pages (``_parquet.COPY_OPTIONS``)."""
+    without the parameter index (``parameters``) or the id filter (``ids``), or with v2 pages
+    (``_parquet.COPY_OPTIONS``)."""
     outputs = [output for output in entry["outputs"] if isinstance(output, dict)]
-    return any("parameters" not in output or uses_byte_stream_split(cold / str(output["path"])) for output in outputs)
+    return any("parameters" not in output or "ids" not in output
+               or uses_byte_stream_split(cold / str(output["path"])) for output in outputs)
 
 
 def _sibling(cold: Path, suffix: str) -> Path:

@@ -31,6 +31,7 @@ import pytest
 
 from audit_core import AuditConfig, AuditEventEmitter
 from audit_core.cli import main
+from audit_core.cold._id_filter import id_filter
 from audit_core.cold._parquet import parameter_index_sql
 from audit_core.cold.cold_verify import verify_cold
 from audit_core.cold.converter import ParquetConverter
@@ -355,8 +356,8 @@ class TestSealCopies:
 
 
 def cut_last_rows(trail: Trail, count: int, attacker_key: bytes | None) -> None:
-    """Cut the last ``count`` rows of the last file and make its seal copy, entry (its parameter index too) and
-    root agree."""
+    """Cut the last ``count`` rows of the last file and make its seal copy, entry (its parameter index and id
+    filter too) and root agree."""
     file = trail.parquet()[-1]
     table = pq.read_table(file).sort_by("source_line")
     kept = table.slice(0, table.num_rows - count)
@@ -377,7 +378,8 @@ def cut_last_rows(trail: Trail, count: int, attacker_key: bytes | None) -> None:
     output.update(rows=kept.num_rows, sha256=file_sha256(file), bytes=file.stat().st_size,
                   last_sequence=kept.column("sequence")[-1].as_py(), last_hash=kept.column("checksum")[-1].as_py(),
                   parameters=[list(row) for row in duckdb.execute(  # the cut rows held parameter changes
-                      parameter_index_sql("read_parquet($file)"), {"file": str(file)}).fetchall()])
+                      parameter_index_sql("read_parquet($file)"), {"file": str(file)}).fetchall()],
+                  ids=id_filter(duckdb.connect(), "read_parquet($file)", {"file": str(file)}))  # and their ids
     write_entry(trail.cold, entry, attacker_key, None)
     (trail.cold / ROOT_FILE).unlink()
     update_cold_root(trail.cold, attacker_key, None)

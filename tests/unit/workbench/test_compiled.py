@@ -60,8 +60,11 @@ def test_every_analysis_reuses_its_sql_and_returns_what_ibis_compiles(trail):
     shapes = trail.backend.compiled_shapes
     for name, build in _analyses(trail, day, order_ids):
         compiles = shapes.compiles
-        fast = [build(i).to_pyarrow() for i in (0, 1)]
-        assert shapes.compiles == compiles + 1, f"{name}: its second run compiled again"
+        first = build(0).to_pyarrow()
+        # trade_lifecycle runs two queries: the one finding the trade's ids (``_id_index``), then its own.
+        assert shapes.compiles == compiles + (2 if name == "lifecycle" else 1), name
+        fast = [first, build(1).to_pyarrow()]
+        assert shapes.compiles == compiles + (2 if name == "lifecycle" else 1), f"{name}: its second run compiled again"
         trail.backend.reuse_compiled_sql = False
         try:
             portable = [build(i).to_pyarrow() for i in (0, 1)]
