@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from workbench._parameter_index import _COLD_GLOB, MAX_DAYS, _store_version, file_day, recorded_outputs
+from workbench._parameter_index import _COLD_GLOB, MAX_DAYS, cached_index, file_day, recorded_outputs
 from workbench._time import utc_day
 
 if TYPE_CHECKING:
@@ -44,16 +44,9 @@ _INDEXES: weakref.WeakKeyDictionary[Any, IdIndex] = weakref.WeakKeyDictionary()
 def days_holding(trail: Trail, ids: Iterable[str]) -> frozenset[dt.date] | None:
     """The days whose rows may carry one of ``ids`` as ``order_id`` or ``correlation_id`` (every day that
     does is in it), or None to read the whole trail."""
-    cold = trail.cold_path
-    version = _store_version(cold)
-    if version is None:
+    index = cached_index(_INDEXES, trail, build)
+    if index is None:
         return None
-    index = _INDEXES.get(trail)
-    if index is None or index.version != version:
-        index = build(cold, version)
-        if index is None:
-            return None
-        _INDEXES[trail] = index
     wanted = sorted(set(ids))
     days = set(index.unknown_days)
     days.update(day for day, id_filter in index.filters

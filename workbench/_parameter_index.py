@@ -68,16 +68,9 @@ _INDEXES: weakref.WeakKeyDictionary[Any, ParameterIndex] = weakref.WeakKeyDictio
 
 def plan(trail: Trail, at: int) -> Plan | None:
     """The days and instants ``state_at(trail, at)`` must read, or None to read the whole trail."""
-    cold = trail.cold_path
-    version = _store_version(cold)
-    if version is None:
+    index = cached_index(_INDEXES, trail, build)
+    if index is None:
         return None
-    index = _INDEXES.get(trail)
-    if index is None or index.version != version:
-        index = build(cold, version)
-        if index is None:
-            return None
-        _INDEXES[trail] = index
     day = utc_day(at)
     day_start = (at // _NS_PER_DAY) * _NS_PER_DAY
     whole = {day, *(unknown for unknown in index.unknown_days if unknown <= day)}
@@ -99,6 +92,22 @@ def plan(trail: Trail, at: int) -> Plan | None:
     if len(whole | instant_days) > MAX_DAYS:
         return None
     return Plan(frozenset(whole), frozenset(instants), frozenset(instant_days))
+
+
+def cached_index(cache: Any, trail: Trail, build: Any) -> Any:
+    """``cache[trail]``, rebuilt with ``build(cold, version)`` when the store's root changed; None when
+    the store has no root or ``build`` cannot vouch for it (the caller then reads the whole trail)."""
+    cold = trail.cold_path
+    version = _store_version(cold)
+    if version is None:
+        return None
+    index = cache.get(trail)
+    if index is None or index.version != version:
+        index = build(cold, version)
+        if index is None:
+            return None
+        cache[trail] = index
+    return index
 
 
 def _store_version(cold: Path) -> tuple[int, ...] | None:
