@@ -4,7 +4,15 @@ Imports nothing heavier than pydantic, so a trading process that only emits stay
 """
 
 from audit_core.config import AuditConfig
-from audit_core.errors import AuditConfigError, AuditError, AuditFormatError, AuditIntegrityError, AuditWriteError
+from audit_core.errors import (
+    AuditConfigError,
+    AuditError,
+    AuditFormatError,
+    AuditIntegrityError,
+    AuditSigningError,
+    AuditWriteError,
+    KeyTrustError,
+)
 from audit_core.events import (
     AuditEvent,
     AuditEventType,
@@ -21,7 +29,10 @@ from audit_core.hot.reader import describe_event, tail
 from audit_core.hot.verifier import verify
 from audit_core.hot.writer import AppendOnlyWriter
 from audit_core.integrations.audited import AuditedComponent, AuditedParameter, reason
+from audit_core.trust.key_history import draft_trusted_keys, read_key_history
+from audit_core.trust.keyring import TrustedKeys
 from audit_core.trust.report import FailureKind, VerificationFailure, VerificationReport
+from audit_core.trust.signer import Signer
 from audit_core.trust.witness import CallbackWitness, DirectoryWitness, WitnessConflict, WitnessError, WitnessRefused
 from audit_core.verification import TrailReport, verify_trail
 
@@ -35,26 +46,32 @@ __all__ = [
     "AuditEventType",
     "AuditFormatError",
     "AuditIntegrityError",
+    "AuditSigningError",
     "AuditWriteError",
     "AuditedComponent",
     "AuditedParameter",
     "CallbackWitness",
     "DirectoryWitness",
     "FailureKind",
+    "KeyTrustError",
     "OrderSide",
     "ParameterChangeEvent",
     "SignalEvent",
     "SignalFilterReason",
+    "Signer",
     "SystemEvent",
     "TradeEvent",
     "TrailReport",
+    "TrustedKeys",
     "VerificationFailure",
     "VerificationReport",
     "WitnessConflict",
     "WitnessError",
     "WitnessRefused",
     "describe_event",
+    "draft_trusted_keys",
     "parse_record",
+    "read_key_history",
     "reason",
     "tail",
     "verify",

@@ -24,8 +24,9 @@ from typing import TYPE_CHECKING, NoReturn
 from audit_core.cold.converter import UNREADABLE
 from audit_core.cold.retention import MAX_RETENTION_DAYS
 from audit_core.config import AuditConfig
-from audit_core.errors import AuditError, AuditFormatError, AuditIntegrityError
+from audit_core.errors import AuditConfigError, AuditError, AuditFormatError, AuditIntegrityError
 from audit_core.hot.reader import describe_event, printable, tail_streams
+from audit_core.hot.verifier import trail_files
 from audit_core.trust.checkpoint import verifier_key
 from audit_core.trust.proofs import check_proof as check_proof_file
 from audit_core.trust.proofs import prove as prove_record
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
     from audit_core.events import AuditEvent
+    from audit_core.trust.keyring import TrustedKeys
     from audit_core.trust.report import VerificationReport
     from audit_core.trust.signing import SigningKey
 
@@ -53,7 +55,11 @@ def verify(args: argparse.Namespace) -> int:
     seals, and every typed column derived again from its record. With --public-key every seal
     (and seal copy) must carry a valid Ed25519 signature of that key (and its checkpoint, if
     present, must verify); manifests and the cold root must be signed by --cold-public-key (default:
-    the same key). Without a public key signatures are not checked. A path that does not exist or
+    the same key). With --trusted-keys FILE (docs/format.md section 6) instead, every signature must
+    be by a key the file lists for the document's role (writer: seals, checkpoints; converter:
+    manifests, root, journals) inside its window: key_untrusted / key_outside_window otherwise; key
+    rotations in the trail must be endorsed by the key they replace (key_rotation_invalid). Without a
+    public key signatures are not checked. A path that does not exist or
     holds nothing to verify fails (nothing_verified) unless --allow-empty. With --witness DIR (a
     witness directory) or --checkpoint FILE (one stream checkpoint), every line a checkpoint covers
     must still be there unchanged: truncation, rollback and a deleted stream fail.
@@ -61,14 +67,16 @@ def verify(args: argparse.Namespace) -> int:
     example:
       ledgerline verify trail/ --hmac-key-env LEDGERLINE_KEY --public-key ledgerline.pub
       ledgerline verify trail/ --witness /mnt/witness --public-key ledgerline.pub
+      ledgerline verify trail/ --trusted-keys trusted.json
     """
     key = _hmac_key(args.hmac_key_env)
+    trusted = _trusted_keys(args.trusted_keys, args.public_key, args.cold_public_key)
     public_key = _public_key(args.public_key)
     cold_public_key = _public_key(args.cold_public_key)
     progress = _verify_progress() if args.progress or (args.progress is None and sys.stderr.isatty()) else None
     trail = verify_trail(Path(args.path), hmac_key=key, public_key=public_key, cold_public_key=cold_public_key,
-                         allow_empty=args.allow_empty, witness=args.witness, checkpoint=args.checkpoint,
-                         progress=progress, jobs=args.jobs)
+                         trusted_keys=trusted, allow_empty=args.allow_empty, witness=args.witness,
+                         checkpoint=args.checkpoint, progress=progress, jobs=args.jobs)
     for label, report in trail.parts:
         print(json.dumps(report.to_dict(), indent=2) if args.json else _labelled(label, report, args.max_failures))
     return EXIT_OK if trail.ok else EXIT_FAILED
@@ -93,6 +101,7 @@ _PART_CHECKS = {
     "hot": "hot JSONL: record checksums, sequences, hash chains, seals",
     "cold": "cold Parquet: file hashes, manifests, cold root, every row against its record and seal",
     "anchors": "witness anchors: every stream checkpoint held against the trail's lines and tree sidecars",
+    "keys": "key history: each rotation endorsed by the key it replaces; revocations",
     "trail": "trail",
 }
 
@@ -318,7 +327,8 @@ def prove(args: argparse.Namespace) -> int:
             raise ValueError("--consistency OLD NEW takes the trail as its one path, and no --sequence")
         old, new = args.consistency
         proof = consistency_proof(old, new, args.file, hmac_key=_hmac_key(args.hmac_key_env),
-                                  public_key=_public_key(args.public_key))
+                                  public_key=_trusted_keys(args.trusted_keys, args.public_key)
+                                  or _public_key(args.public_key))
         print(json.dumps(proof, indent=2))
         print(f"OK: {proof['origin']} at {proof['new_size']} line(s) extends its checkpoint at {proof['old_size']}",
               file=sys.stderr)
@@ -332,13 +342,15 @@ def prove(args: argparse.Namespace) -> int:
 def check_proof(args: argparse.Namespace) -> int:
     """Check an inclusion proof using only its own contents; exit 1 if it does not hold.
 
-    With --public-key the seal inside must be signed by that key; without it the signature is not
+    With --public-key the seal inside must be signed by that key (with --trusted-keys FILE, by a
+    writer key of the file, inside its window, at the seal's sealed_at_ns); without it the signature is not
     checked, and the proof shows only that the record is in the tree the enclosed seal names.
 
     example:
       ledgerline check-proof proof.json --public-key ledgerline.pub
     """
-    checked = check_proof_file(args.proof, public_key=_public_key(args.public_key))
+    trusted = _trusted_keys(args.trusted_keys, args.public_key)
+    checked = check_proof_file(args.proof, public_key=trusted or _public_key(args.public_key))
     signed = (
         f"seal signed by key {checked.signing_key_id}"
         if checked.signing_key_id
@@ -369,6 +381,56 @@ def _hmac_key(env_var: str | None) -> bytes | None:
     if not value:
         raise AuditError(f"--hmac-key-env {env_var}: the variable is unset or empty")
     return value.encode()
+
+
+def _trusted_keys(path: str | None, *others: str | None) -> TrustedKeys | None:
+    """The trusted-keys file at ``path`` (a malformed file is a usage error naming the field), or None."""
+    if path is None:
+        return None
+    if any(other is not None for other in others):
+        raise ValueError("give --trusted-keys or --public-key/--cold-public-key, not both")
+    from audit_core.trust.keyring import TrustedKeys
+
+    try:
+        return TrustedKeys.load(path)
+    except AuditFormatError as exc:  # the auditor's own file: a usage mistake, not a damaged trail
+        raise AuditConfigError(f"--trusted-keys {exc}") from None
+
+
+def keys(args: argparse.Namespace) -> int:
+    """Draft a trusted-keys file from a trail's key rotations and revocations (`ledgerline keys trusted`).
+
+    The initial key (--initial-key, the key the trail was first signed with) is trusted as a writer
+    until the first rotation away from it; each key a valid rotation introduces (endorsed by the key
+    it replaces) from its rotation time until it is rotated out; a revocation ends a key's window at
+    its not_after_ns. --converter-key adds a converter key with no window. Review the file before
+    you trust it: it says what the trail claims, checked only as far as the endorsements go.
+
+    example:
+      ledgerline keys trusted trail/ --initial-key ledgerline-2026.pub -o trusted.json
+      ledgerline verify trail/ --trusted-keys trusted.json
+    """
+    from audit_core.trust.key_history import draft_trusted_keys, read_key_history
+    from audit_core.trust.keyring import ROLES, TrustedKey, key_id_of_raw
+    from audit_core.trust.signing import raw_public_key
+
+    history = read_key_history(trail_files(_existing(args.trail))[0])
+    for event in history.problems:
+        print(f"ledgerline keys: ignored: {event.describe()}", file=sys.stderr)
+    extra = []
+    for path in args.converter_key or []:
+        raw = raw_public_key(load_public_key(path))
+        extra.append(TrustedKey(key_id_of_raw(raw), raw, frozenset({ROLES[1]}), comment=f"converter key {path}"))
+    drafted = draft_trusted_keys(history, load_public_key(args.initial_key), extra=extra)
+    text = json.dumps(drafted.to_document(), indent=1) + "\n"
+    if args.output is None:
+        print(text, end="")
+    else:
+        with open(args.output, "x", encoding="utf-8") as out:  # never overwrite an auditor's file
+            out.write(text)
+        print(f"wrote {args.output}: {len(drafted.keys)} key(s); {len(history.events)} key record(s) in the trail",
+              file=sys.stderr)
+    return EXIT_OK
 
 
 def _public_key(path: str | None) -> Ed25519PublicKey | None:
@@ -477,6 +539,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--public-key", metavar="KEY", help="public key file: require seals signed by it")
     p.add_argument("--cold-public-key", metavar="KEY",
                    help="public key file: require cold manifests and root signed by it (default: --public-key)")
+    p.add_argument("--trusted-keys", metavar="FILE",
+                   help="trusted-keys file (roles and windows) instead of --public-key/--cold-public-key")
     p.add_argument("--allow-empty", action="store_true",
                    help="pass when there is nothing to verify (default: a missing or empty path fails)")
     p.add_argument("--witness", metavar="DIR", help="witness directory: every stream checkpoint in it must hold")
@@ -544,11 +608,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sequence", type=_int_between(0, MAX_SEQUENCE), metavar="N", help="sequence number of the record")
     p.add_argument("--consistency", nargs=2, metavar=("OLD", "NEW"), help="two checkpoint files of one stream")
     p.add_argument("--public-key", metavar="KEY", help="with --consistency: the notes must be signed by it")
+    p.add_argument("--trusted-keys", metavar="FILE", help="with --consistency: the notes' trusted keys")
     p.add_argument("--hmac-key-env", metavar="VAR", help="with --consistency: the notes' HMAC key")
 
     p = _add_verb(verbs, "check-proof", check_proof)
     p.add_argument("proof", metavar="PROOF.json", help="a proof printed by `ledgerline prove`")
     p.add_argument("--public-key", metavar="KEY", help="public key file: require the seal to be signed by it")
+    p.add_argument("--trusted-keys", metavar="FILE", help="trusted-keys file: the seal's key must be a writer in it")
+
+    p = _add_verb(verbs, "keys", keys)
+    p.add_argument("action", choices=["trusted"], help="trusted: draft a trusted-keys file")
+    p.add_argument("trail", metavar="TRAIL", help="the trail (or its hot directory)")
+    p.add_argument("--initial-key", metavar="PUB", required=True, help="public key the trail was first signed with")
+    p.add_argument("--converter-key", metavar="PUB", action="append", help="a converter public key to list")
+    p.add_argument("-o", "--output", metavar="FILE", help="file to create (default: print)")
     return parser
 
 

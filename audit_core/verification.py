@@ -18,6 +18,7 @@ from audit_core.errors import AuditError
 from audit_core.hot.anchors import check_checkpoints, group_stream_files, prove_consistency
 from audit_core.hot.verifier import hot_files, retention_records, trail_files, verify
 from audit_core.trust.jobs import check_jobs
+from audit_core.trust.key_history import read_key_history
 from audit_core.trust.report import FailureKind, VerificationFailure, VerificationReport
 from audit_core.trust.seals import read_seal
 from audit_core.trust.stream_tree import StreamCheckpoint, read_note
@@ -153,6 +154,10 @@ def verify_trail(
                            jobs=jobs)
         part.failures += _seal_copies_against_hot_files(store, hot)
         report.add(f"cold {store}", part)
+    if root.is_file() or any(root.rglob("*.jsonl")):
+        keys = verify_key_history(root)
+        if keys.key_history:
+            report.add(f"keys {root}", keys)
     if witness is not None or checkpoint is not None:
         tell(f"anchors {witness or checkpoint}")
         report.add(f"anchors {witness or checkpoint}",
@@ -206,6 +211,21 @@ def verify_anchors(
     failures, checked = check_checkpoints(hot_dir, notes, group_stream_files(files), retention)
     part.failures += failures
     part.files += [source for source, found in notes if not isinstance(found, Exception)][:checked]
+    return part
+
+
+def verify_key_history(root: Path | str) -> VerificationReport:
+    """The key rotations and revocations of the trail under ``root``, each rotation's endorsement checked.
+
+    Each rotation must be endorsed by the key it names as the old key, and follow the stream's
+    previous rotation (``trust.key_history``); otherwise ``key_rotation_invalid``. The history is
+    evidence for the auditor's trusted-keys file (``draft_trusted_keys``), never trust by itself.
+    """
+    history = read_key_history(trail_files(root)[0])
+    part = VerificationReport()
+    part.key_history = history.lines()
+    part.failures += [VerificationFailure(str(event.file), 0, event.sequence, FailureKind.KEY_ROTATION_INVALID,
+                                          event.describe()) for event in history.problems]
     return part
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from audit_core._layout import parse_hot_file_name, stream_leaves_path
-from audit_core.errors import AuditError, AuditFormatError, AuditIntegrityError
+from audit_core.errors import AuditError, AuditFormatError, AuditIntegrityError, KeyTrustError
 from audit_core.trust.merkle import HASH_SIZE, merkle_leaf_hash
 from audit_core.trust.report import FailureKind, VerificationFailure
 from audit_core.trust.stream_tree import MemoryLeaves, StreamCheckpoint, StreamTree, line_leaves, verify_consistency
@@ -113,7 +113,11 @@ def check_checkpoints(
     checked = 0
     for source, checkpoint in checkpoints:
         if isinstance(checkpoint, Exception):
-            failures.append(VerificationFailure(source, 0, None, FailureKind.UNREADABLE_FILE,
+            # a note whose key is not trusted (then) says so by its reason (format.md section 6)
+            kind = FailureKind.UNREADABLE_FILE
+            if isinstance(checkpoint, KeyTrustError):
+                kind = FailureKind(checkpoint.reason)
+            failures.append(VerificationFailure(source, 0, None, kind,
                                                 f"witnessed checkpoint cannot be used: {checkpoint}"))
             continue
         checked += 1

@@ -16,7 +16,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from audit_core.config import AuditConfig
 from audit_core.errors import AuditIntegrityError, AuditWriteError
@@ -29,10 +29,14 @@ from audit_core.events import (
     TradeEvent,
     record_too_large_error,
 )
+from audit_core.hot import key_lifecycle
 from audit_core.hot._degradation import StateChange
 from audit_core.hot._stream import StreamTail
 from audit_core.hot.writer import AppendOnlyWriter
 from audit_core.trust.record import GENESIS_HASH, RECORD_FORMAT, build_line, compute_checksum, split_record
+
+if TYPE_CHECKING:
+    from audit_core.trust.signing import SigningKey
 
 logger = logging.getLogger("ledgerline.emitter")
 
@@ -391,6 +395,18 @@ class AuditEventEmitter:
 
     def close(self) -> None:
         self._writer.close()
+
+    def rotate_signing_key(self, new_key: SigningKey) -> SystemEvent:
+        """Sign seals and checkpoints with ``new_key`` from now on (``hot.key_lifecycle``).
+
+        Writes a ``sys.key_rotation`` record endorsed by the current key, makes it durable, then
+        switches keys. Configure ``new_key`` for the next start (the writer refuses the old one).
+        """
+        return key_lifecycle.rotate_signing_key(self, new_key)
+
+    def revoke_signing_key(self, key_id: str, not_after_ns: int, reason: str) -> SystemEvent:
+        """Record that key ``key_id`` is not valid from ``not_after_ns`` on (``hot.key_lifecycle``)."""
+        return key_lifecycle.revoke_signing_key(self, key_id, not_after_ns, reason)
 
     def __enter__(self) -> AuditEventEmitter:
         return self

@@ -62,6 +62,7 @@ from audit_core.hot._degradation import (
 from audit_core.hot._live_file import LiveFileGuard, file_lost
 from audit_core.hot._segments import NEVER as _NEVER
 from audit_core.hot._segments import StreamFiles
+from audit_core.hot.key_lifecycle import check_signer_at_start
 from audit_core.trust.seals import fsync_directory, seal_file
 from audit_core.trust.signer import load_signer
 from audit_core.trust.signing import KeySlot
@@ -156,6 +157,7 @@ class AppendOnlyWriter(StreamFiles, LiveFileGuard):
         self._pid = os.getpid()
         self._closed_reason: str | None = None  # why appends are refused, when not a plain close()
         self.stream_id = self._acquire_stream()
+        check_signer_at_start(self)  # a rotated-out or revoked key must not seal anything on reopen
         self._open_stream()
         self._stop_flusher = threading.Event()
         self._wake_flusher = threading.Event()

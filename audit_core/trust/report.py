@@ -95,6 +95,8 @@ class VerificationReport:
     sealed_files: int = 0
     #: key id of the public key seal signatures were checked against; None: signatures not checked.
     signing_key_id: str | None = None
+    #: Key rotations and revocations found in the trail (``trust.key_history``), one line each.
+    key_history: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -120,6 +122,7 @@ class VerificationReport:
             "failures": [{**vars(f), "kind": f.kind.value} for f in self.failures],
             "recovered": [{**vars(f), "kind": f.kind.value} for f in self.recovered],
             "retired": self.retired,
+            **({"key_history": self.key_history} if self.key_history else {}),
         }
 
     @classmethod
@@ -138,6 +141,7 @@ class VerificationReport:
             keyed=bool(document["keyed"]), recovered=failures(document["recovered"]),
             retired=[str(note) for note in document["retired"]], sealed_files=int(document["sealed_files"]),
             signing_key_id=document["signing_key_id"],
+            key_history=[str(line) for line in document.get("key_history", [])],
         )
         if report.to_dict() != {key: value for key, value in document.items() if key != "parts"}:
             raise ValueError("the document does not rebuild to the same report")
@@ -165,6 +169,8 @@ class VerificationReport:
             lines.append(f"  recovered (not a failure): {torn}")
         for note in self.retired:
             lines.append(f"  retention (not a failure): {note}")
+        for note in self.key_history:
+            lines.append(f"  key history: {note}")
         for failure in self.failures[:max_failures]:
             lines.append(f"  {failure}")
         if len(self.failures) > max_failures:
