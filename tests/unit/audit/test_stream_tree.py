@@ -173,3 +173,81 @@ class TestNotes:
     def test_origins_that_are_not_streams_are_refused(self, origin: str) -> None:
         with pytest.raises(AuditFormatError, match="not a stream checkpoint"):
             read_note(make_note(origin, 8, self.ROOT))
+
+
+class TestSignedAt:
+    """The ``signed-at`` extension line (docs/format.md section 6) and trusted keys for notes."""
+
+    ROOT = VECTOR_ROOTS[7]
+    T0 = 1_767_225_600_000_000_000
+
+    @staticmethod
+    def trusted(private: object, **window: object) -> object:
+        import base64
+
+        from cryptography.hazmat.primitives import serialization
+
+        from audit_core.trust.keyring import TrustedKeys
+
+        raw = private.public_key().public_bytes(  # type: ignore[attr-defined]
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        return TrustedKeys.from_entries([{"key_id": hashlib.sha256(raw).hexdigest()[:16],
+                                          "public_key": base64.b64encode(raw).decode(), "roles": ["writer"],
+                                          "not_before_ns": None, "not_after_ns": None, **window}])
+
+    def test_the_line_is_the_fourth_text_line_and_is_signed(self) -> None:
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+        private = Ed25519PrivateKey.generate()
+        note = make_note("ledgerline/T1/main", 8, self.ROOT, signing_key=private, signed_at_ns=self.T0 + 5)
+        assert note.split("\n")[3] == f"signed-at {self.T0 + 5}" and note.split("\n")[4] == ""
+        checkpoint = read_note(note, public_key=private.public_key())
+        assert checkpoint.signed_at_ns == self.T0 + 5 and checkpoint.trust == "ed25519"
+        with pytest.raises(AuditIntegrityError, match="does not match its text"):
+            read_note(note.replace(f"signed-at {self.T0 + 5}", f"signed-at {self.T0 + 6}"),
+                      public_key=private.public_key())  # moving the time breaks the signature
+
+    def test_old_three_line_notes_stay_valid_with_an_unknown_signing_time(self) -> None:
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+        from audit_core.errors import KeyTrustError
+
+        private = Ed25519PrivateKey.generate()
+        note = make_note("ledgerline/T1/main", 8, self.ROOT, signing_key=private)
+        assert len(note.split("\n\n")[0].split("\n")) == 3
+        assert read_note(note, trusted_keys=self.trusted(private)).signed_at_ns is None  # unbounded key: fine
+        with pytest.raises(KeyTrustError, match="signing time unknown") as caught:
+            read_note(note, trusted_keys=self.trusted(private, not_before_ns=self.T0))
+        assert caught.value.reason == "key_outside_window"
+
+    def test_trusted_keys_check_role_and_window_and_name_the_key(self) -> None:
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+        from audit_core.errors import KeyTrustError
+        from audit_core.trust.signing import key_id
+
+        private = Ed25519PrivateKey.generate()
+        note = make_note("ledgerline/T1/main", 8, self.ROOT, signing_key=private, signed_at_ns=self.T0)
+        inside = read_note(note, trusted_keys=self.trusted(private, not_before_ns=self.T0))
+        assert inside.key_id == key_id(private.public_key())
+        with pytest.raises(KeyTrustError) as caught:
+            read_note(note, trusted_keys=self.trusted(private, not_after_ns=self.T0))
+        assert caught.value.reason == "key_outside_window"
+        with pytest.raises(KeyTrustError) as caught:
+            read_note(note, trusted_keys=self.trusted(private, roles=["converter"]))
+        assert caught.value.reason == "key_untrusted"
+        with pytest.raises(KeyTrustError) as caught:
+            read_note(note, trusted_keys=self.trusted(Ed25519PrivateKey.generate()))
+        assert caught.value.reason == "key_untrusted"
+
+    @pytest.mark.parametrize("line", ["signed-at", "signed-at -1", "signed-at 01", "signed-at 1e9", "other 5",
+                                      "signed-at 99999999999999999999"])
+    def test_a_malformed_fourth_line_is_refused(self, line: str) -> None:
+        note = make_note("ledgerline/T1/main", 8, self.ROOT, signed_at_ns=self.T0)
+        with pytest.raises(AuditFormatError, match="signed-at"):
+            read_note(note.replace(f"signed-at {self.T0}", line))
+
+    def test_unsigned_and_hmac_notes_carry_it_too(self) -> None:
+        assert read_note(make_note("ledgerline/T1/main", 8, self.ROOT, signed_at_ns=7)).signed_at_ns == 7
+        hmac_note = make_note("ledgerline/T1/main", 8, self.ROOT, hmac_key=b"k", signed_at_ns=7)
+        assert read_note(hmac_note, hmac_key=b"k").signed_at_ns == 7
