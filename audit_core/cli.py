@@ -132,7 +132,8 @@ def convert(args: argparse.Namespace) -> int:
     from audit_core.cold.converter import ParquetConverter
 
     converter = ParquetConverter(
-        _existing(args.hot), args.cold, hmac_key=_hmac_key(args.hmac_key_env), public_key=_public_key(args.public_key),
+        _existing(args.hot), args.cold, hmac_key=_hmac_key(args.hmac_key_env),
+        public_key=_trusted_keys(args.trusted_keys, args.public_key) or _public_key(args.public_key),
         signing_key=_signing_key(args.signing_key, args.signing_key_env),
     )
     if args.rebuild:
@@ -558,6 +559,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("cold", metavar="COLD", help="cold store root (created if missing)")
     p.add_argument("--hmac-key-env", metavar="VAR", help="environment variable holding the HMAC key")
     p.add_argument("--public-key", metavar="KEY", help="public key file: convert only files whose seals it signed")
+    p.add_argument("--trusted-keys", metavar="FILE", help="trusted-keys file: convert only files its writers sealed")
     p.add_argument("--signing-key", metavar="KEY", help="private key file: sign manifest entries and the cold root")
     p.add_argument("--signing-key-env", metavar="VAR", help="environment variable holding that private key instead")
     p.add_argument("--rebuild", action="store_true",

@@ -235,3 +235,25 @@ class TestForgery:
         assert kinds(report) == {"key_rotation_invalid"}
         drafted = draft_trusted_keys(history, load_public_key(keys.public[0]))
         assert [key.key_id for key in drafted.keys] == [keys.id(0)]
+
+
+class TestColdWithRotatedKeys:
+    def test_a_rotated_trail_converts_and_verifies_hot_and_cold_with_one_file(self, tmp_path, keys, capsys):
+        trail = tmp_path / "trail"
+        write_three_key_trail(trail, keys)
+        generate_keypair(tmp_path / "converter.key", tmp_path / "converter.pub")
+        trusted = tmp_path / "trusted.json"
+        assert main(["keys", "trusted", str(trail), "--initial-key", str(keys.public[0]),
+                     "--converter-key", str(tmp_path / "converter.pub"), "-o", str(trusted)]) == 0
+        assert main(["convert", str(trail / "hot"), str(trail / "cold"), "--trusted-keys", str(trusted),
+                     "--signing-key", str(tmp_path / "converter.key"), "-q"]) == 0
+        report = verify_trail(trail, trusted_keys=TrustedKeys.load(trusted))
+        assert report.ok and any(label.startswith("cold") for label, _ in report.parts), report.to_text()
+        # the converter key is trusted as converter only: manifests signed by a writer key would not do
+        entries = TrustedKeys.load(trusted).to_document()["keys"]
+        assert [entry["roles"] for entry in entries] == [["writer"]] * 3 + [["converter"]]
+        capsys.readouterr()
+        # with only the newest writer key, the cold side's seal copies of older files are untrusted too
+        assert main(["verify", str(trail), "--public-key", str(keys.public[2]),
+                     "--cold-public-key", str(tmp_path / "converter.pub")]) == 1
+        assert "key_untrusted" in capsys.readouterr().out
