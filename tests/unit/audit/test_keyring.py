@@ -241,3 +241,36 @@ class TestCheck:
         again = pickle.loads(pickle.dumps(error))
         assert (again.reason, again.key_id, again.role, again.signed_at_ns, str(again)) == (
             "key_outside_window", "ab" * 8, "writer", 5, "msg")
+
+
+class TestDocuments:
+    """``documents.check_document`` under trusted keys: the role and the signing time of each kind of document."""
+
+    def test_a_converter_document_needs_a_converter_key_and_without_a_time_an_unbounded_one(self, key_a):
+        from audit_core.trust.documents import CONVERTER_SIGNED, ProblemKind, authenticate, check_document
+
+        document = authenticate({"format": "x", "n": 1}, "x_checksum", None, key_a)
+        writer_only = TrustedKeys.from_entries([entry(key_a, roles=["writer"], not_before_ns=None, not_after_ns=None)])
+        (problem,) = check_document(document, "x_checksum", None, writer_only, what="manifest", **CONVERTER_SIGNED)
+        assert problem.kind is ProblemKind.KEY_UNTRUSTED
+        bounded = TrustedKeys.from_entries([entry(key_a, roles=["converter"])])
+        (problem,) = check_document(document, "x_checksum", None, bounded, what="manifest", **CONVERTER_SIGNED)
+        assert problem.kind is ProblemKind.KEY_OUTSIDE_WINDOW and "signing time unknown" in problem.detail
+        timed = authenticate({"format": "x", "written_at_ns": T0 + 1}, "x_checksum", None, key_a)
+        assert check_document(timed, "x_checksum", None, bounded, what="manifest", **CONVERTER_SIGNED) == []
+
+    def test_a_seal_is_checked_at_its_sealed_at_ns(self, key_a):
+        from audit_core.trust.documents import ProblemKind, authenticate, check_document
+
+        trusted = TrustedKeys.from_entries([entry(key_a)])
+        for sealed_at, expected in ((T0, []), (T0 + 24 * HOUR, [ProblemKind.KEY_OUTSIDE_WINDOW])):
+            seal = authenticate({"sealed_at_ns": sealed_at}, "seal_checksum", None, key_a)
+            problems = check_document(seal, "seal_checksum", None, trusted, what="seal", role="writer",
+                                      signed_at_field="sealed_at_ns")
+            assert [p.kind for p in problems] == expected
+        # an edited sealed_at_ns cannot move a seal into the window: the signature covers it
+        seal = authenticate({"sealed_at_ns": T0 + 24 * HOUR}, "seal_checksum", None, key_a)
+        seal["sealed_at_ns"] = T0
+        problems = check_document(seal, "seal_checksum", None, trusted, what="seal", role="writer",
+                                  signed_at_field="sealed_at_ns")
+        assert ProblemKind.SIGNATURE_INVALID in [p.kind for p in problems]
