@@ -412,17 +412,12 @@ def keys(args: argparse.Namespace) -> int:
       ledgerline verify trail/ --trusted-keys trusted.json
     """
     from audit_core.trust.key_history import draft_trusted_keys, read_key_history
-    from audit_core.trust.keyring import ROLES, TrustedKey, key_id_of_raw
-    from audit_core.trust.signing import raw_public_key
 
     history = read_key_history(trail_files(_existing(args.trail))[0])
     for event in history.problems:
         print(f"ledgerline keys: ignored: {event.describe()}", file=sys.stderr)
-    extra = []
-    for path in args.converter_key or []:
-        raw = raw_public_key(load_public_key(path))
-        extra.append(TrustedKey(key_id_of_raw(raw), raw, frozenset({ROLES[1]}), comment=f"converter key {path}"))
-    drafted = draft_trusted_keys(history, load_public_key(args.initial_key), extra=extra)
+    drafted = draft_trusted_keys(history, load_public_key(args.initial_key),
+                                 converter_keys=[load_public_key(path) for path in args.converter_key or []])
     text = json.dumps(drafted.to_document(), indent=1) + "\n"
     if args.output is None:
         print(text, end="")

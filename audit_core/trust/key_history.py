@@ -185,7 +185,7 @@ def current_key_problem(files: Iterable[Path], signing_key_id: str, now_ns: int)
 
 
 def draft_trusted_keys(
-    history: KeyHistory, initial_key: Ed25519PublicKey, *, extra: Iterable[TrustedKey] = ()
+    history: KeyHistory, initial_key: Ed25519PublicKey, *, converter_keys: Iterable[Ed25519PublicKey] = ()
 ) -> TrustedKeys:
     """A trusted-keys file drafted from a trail's key history, for the auditor to review.
 
@@ -194,7 +194,8 @@ def draft_trusted_keys(
     a revocation ends a key's window at its ``not_after_ns`` when that is earlier. Only rotations
     that hold are used (an invalid endorsement introduces nothing), and a key is introduced only
     by a rotation from a key already in the draft, so a forged chain cannot add a key.
-    ``extra`` (a converter key, a witness key) is listed as given.
+    ``converter_keys`` are listed with the role ``converter`` and no window (cold documents carry
+    no signing time, section 6).
     """
     from audit_core.trust.signing import raw_public_key
 
@@ -230,7 +231,10 @@ def draft_trusted_keys(
             until = start + 1  # revoked before it was rotated in: an empty window the file cannot hold
             window["comment"] += " (revoked before its rotation: window left at one nanosecond)"
         keys.append(TrustedKey(kid, window["raw"], frozenset({"writer"}), start, until, window["comment"]))
-    return TrustedKeys([*keys, *extra], source="drafted from the trail's key history")
+    for converter in converter_keys:
+        raw = raw_public_key(converter)
+        keys.append(TrustedKey(key_id_of_raw(raw), raw, frozenset({"converter"}), comment="converter key"))
+    return TrustedKeys(keys, source="drafted from the trail's key history")
 
 
 # --- checks ---------------------------------------------------------------------------------------
