@@ -71,7 +71,7 @@ class Selection:
                 raise AuditConfigError(f"{name}: expected nanoseconds since the epoch (0 .. 2**63-1), got {value!r}")
         if start_ns >= end_ns:
             raise AuditConfigError(f"the window is empty: start_ns {start_ns} is not before end_ns {end_ns}")
-        lists = {}
+        lists: dict[str, tuple[str, ...] | None] = {}
         for name, given in (("event_types", event_types), ("sources", sources), ("params", params)):
             if given is None:
                 lists[name] = None

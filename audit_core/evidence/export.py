@@ -181,7 +181,8 @@ def _checkpoints(
     When the witness holds fewer lines than the local checkpoint, the witness's note is the
     checkpoint: the bundle then claims only what a witness vouches for.
     """
-    local = _note(stream_checkpoint_path(hot, stream.trader_id, stream.stream_id), stream, missing_ok=witness is not None)
+    local_path = stream_checkpoint_path(hot, stream.trader_id, stream.stream_id)
+    local = _note(local_path, stream, missing_ok=witness is not None)
     if witness is None:
         assert local is not None
         return local, None
