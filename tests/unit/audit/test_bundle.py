@@ -391,3 +391,85 @@ class TestCli:
         done = subprocess.run([sys.executable, "-m", "audit_core.cli", "verify-bundle", str(tmp_path / "none")],
                               capture_output=True, text=True, check=False)
         assert done.returncode == 2 and "no such file" in done.stderr
+
+
+def handmade_stream(hot: Path, bodies: list[bytes | None], private_key) -> None:
+    """One stream file of chained records from canonical ``bodies`` (None: a torn line), its signed checkpoint."""
+    from audit_core.trust.merkle import merkle_leaf_hash
+    from audit_core.trust.record import GENESIS_HASH, build_line, compute_checksum
+    from audit_core.trust.stream_tree import make_note
+
+    hot.mkdir(parents=True)
+    lines, previous, sequence = [], GENESIS_HASH, 0
+    for body in bodies:
+        if body is None:
+            lines.append(b'{"ts_event":17')
+            continue
+        body = body.replace(b"SEQ", str(sequence).encode()).replace(b"PREV", previous.encode())
+        checksum = compute_checksum(body)
+        lines.append(build_line(body, checksum)[:-1])
+        previous, sequence = checksum, sequence + 1
+    (hot / "audit.T1.old.2026-01-06.0000.jsonl").write_bytes(b"".join(line + b"\n" for line in lines))
+    leaves = [merkle_leaf_hash(line) for line in lines]
+    root = StreamTree(MemoryLeaves(leaves), len(leaves)).root()
+    note = make_note("ledgerline/T1/old", len(leaves), root, signing_key=private_key)
+    stream_checkpoint_path(hot, "T1", "old").write_text(note)
+
+
+def body(ts_recorded: int | None, name: str = "k") -> bytes:
+    head = (b'{"ts_event":1,"event_type":"param.risk_change","source":"ctl","trader_id":"T1","sequence":SEQ,'
+            b'"correlation_id":null,"prev_hash":"PREV",')
+    stamp = b'"format":2,' if ts_recorded is None else b'"format":3,"ts_recorded":%d,' % ts_recorded
+    return head + stamp + b'"param_name":"%s","old_value":1,"new_value":2,"trigger_reason":null}' % name.encode()
+
+
+class TestOlderRecordsAndTornLines:
+    def test_a_record_without_ts_recorded_in_the_range_gives_positions_only(self, signed, tmp_path):
+        from audit_core.trust.signing import load_private_key
+
+        handmade_stream(tmp_path / "trail" / "hot", [body(T0), body(None), None, body(T0 + 2), body(T0 + 9)],
+                        load_private_key(signed.private_key))
+        out = export_bundle(tmp_path / "trail", tmp_path / "old.bundle", start_ns=T0 + 1, end_ns=T0 + 5)
+        report = verify(out, signed)
+        (stream,) = report.streams
+        assert report.claim == "positions-only" and report.valid
+        assert (stream.first, stream.end, stream.torn, stream.in_window, stream.matching) == (0, 5, 1, 1, 1)
+        assert "completeness by time not established" in report.to_text()
+
+    def test_a_record_whose_ts_recorded_goes_backwards(self, signed, tmp_path):
+        from audit_core.trust.signing import load_private_key
+
+        handmade_stream(tmp_path / "trail" / "hot", [body(T0), body(T0 + 5), body(T0 + 3), body(T0 + 9)],
+                        load_private_key(signed.private_key))
+        out = export_bundle(tmp_path / "trail", tmp_path / "b.bundle", start_ns=T0 + 1, end_ns=T0 + 8)
+        report = verify(out, signed)
+        assert reasons(report) == {("ts_recorded_backwards", "old")}
+        assert [f.position for f in report.failures] == [2]
+
+
+@pytest.fixture(scope="module")
+def keyed(tmp_path_factory):
+    root = tmp_path_factory.mktemp("keyed")
+    now = [T0]
+    with AuditEventEmitter(AuditConfig(base_path=root / "trail", trader_id="T1", hmac_key="k3y"),
+                           clock=lambda: now[0]) as emitter:
+        for minute in range(10):
+            now[0] = T0 + minute * MINUTE
+            emitter.emit_param_change("ctl", "k", minute, minute + 1, None, event_type="param.k_change")
+    return export_bundle(root / "trail", root / "k.bundle", start_ns=T0 + 2 * MINUTE, end_ns=T0 + 5 * MINUTE)
+
+
+class TestKeyedTrail:
+    def test_with_the_trail_key_the_hmac_checkpoint_authenticates_and_checksums_are_checked(self, keyed):
+        report = verify_bundle(keyed, hmac_key=b"k3y")
+        assert report.claim == "complete" and report.streams[0].trusted and report.streams[0].key_id is None
+        assert read_bundle(keyed)[0]["keyed"] is True
+
+    def test_without_it_nothing_authenticates_and_the_text_says_checksums_were_not_checked(self, keyed):
+        report = verify_bundle(keyed)
+        assert report.claim == "unauthenticated"
+        assert "were NOT checked" in report.to_text()
+
+    def test_a_wrong_key_fails_the_checkpoint_and_every_checksum(self, keyed):
+        report = verify_bundle(keyed, hmac_key=b"other")
+        assert {f.reason for f in report.failures} == {"signature_invalid", "checksum_mismatch"}
