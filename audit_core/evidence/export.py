@@ -33,7 +33,7 @@ from audit_core.evidence.bundle_format import (
 )
 from audit_core.hot.anchors import file_lines, group_stream_files, read_sidecar, rebuild_stream
 from audit_core.hot.verifier import trail_files
-from audit_core.trust.record import compute_checksum
+from audit_core.trust.record import compute_checksum, split_record
 from audit_core.trust.signing import key_id, raw_public_key
 from audit_core.trust.stream_tree import MemoryLeaves, StreamCheckpoint, StreamTree, read_note
 from audit_core.trust.witness import read_note_file
@@ -130,31 +130,21 @@ def _export_stream(
     stream: _Stream, hot: Path, selection: Selection, redact: bool, witness: Path | None
 ) -> tuple[dict[str, Any], bytes, bool]:
     checkpoint, witnessed = _checkpoints(stream, hot, witness)
-    rebuilt = rebuild_stream(stream.files, read_sidecar(stream_leaves_path(hot, stream.trader_id, stream.stream_id)))
-    if rebuilt.sidecar_problem is not None:
-        raise BundleExportError(f"stream {stream.key}: {rebuilt.sidecar_problem}; `ledgerline verify` says more")
     size = checkpoint.size
-    newest = max(size, witnessed.size if witnessed else 0)
-    if len(rebuilt.leaves) < newest:
-        raise BundleExportError(f"stream {stream.key}: its checkpoint covers {newest} line(s), its files hold "
-                                f"{len(rebuilt.leaves)}: lines were removed")
-    tree = StreamTree(MemoryLeaves(rebuilt.leaves), newest)
-    for note in (checkpoint, witnessed):
-        if note is not None and tree.root(note.size) != note.root:
-            raise BundleExportError(f"stream {stream.key}: its lines do not rebuild the root of its checkpoint at "
-                                    f"{note.size} line(s); `ledgerline verify` says more")
-    first, end, lines = _window(stream, rebuilt.removed, size, selection)
+    notes = [note for note in (checkpoint, witnessed) if note is not None]
+    tree, leaves, removed = _leaves(stream, hot, notes)
+    first, end, lines = _window(stream, removed, size, selection)
     redacted: dict[str, str] = {}
     full: list[bytes] = []
     keyed = False
     for position, line in enumerate(lines, start=first):
-        if line_leaf(line) != rebuilt.leaves[position]:
+        if line_leaf(line) != leaves[position]:
             raise BundleExportError(f"stream {stream.key}: line {position} changed after its leaf was recorded")
         record = read_record(line)
         keyed |= record is not None and compute_checksum(record.body) != record.checksum
         if (redact and record is not None and first < position < end - 1 and selection.in_window(record.ts_recorded)
                 and not selection.matches(record)):
-            redacted[str(position)] = rebuilt.leaves[position].hex()
+            redacted[str(position)] = leaves[position].hex()
         else:
             full.append(line)
     entry: dict[str, Any] = {
@@ -171,6 +161,36 @@ def _export_stream(
         },
     }
     return entry, b"".join(line + b"\n" for line in full), keyed
+
+
+def _leaves(stream: _Stream, hot: Path, notes: list[StreamCheckpoint]) -> tuple[StreamTree, list[bytes], int]:
+    """The stream's tree, leaf hashes and the position of its first present line, proven by the notes' roots.
+
+    The sidecar is taken when its leaves rebuild every note's root (an untrusted file proven by the
+    signed root; the lines exported are compared with it one by one later); otherwise the leaves are
+    rebuilt from the files (``hot.anchors.rebuild_stream``), which must rebuild the roots too.
+    """
+    sidecar = read_sidecar(stream_leaves_path(hot, stream.trader_id, stream.stream_id))
+    newest = max(note.size for note in notes)
+    first_lines = file_lines(stream.files[0], last=len(stream.files) == 1)
+    if first_lines and len(sidecar) >= newest:
+        leaf = line_leaf(first_lines[0])
+        removed = 0 if sidecar[0] == leaf else next((i for i, held in enumerate(sidecar) if held == leaf), -1)
+        tree = StreamTree(MemoryLeaves(sidecar), newest)
+        if removed >= 0 and all(tree.root(note.size) == note.root for note in notes):
+            return tree, sidecar, removed
+    rebuilt = rebuild_stream(stream.files, sidecar)
+    if rebuilt.sidecar_problem is not None:  # a damaged sidecar: the files alone, if none was removed
+        rebuilt = rebuild_stream(stream.files, [])
+    if len(rebuilt.leaves) < newest:
+        raise BundleExportError(f"stream {stream.key}: its checkpoint covers {newest} line(s), its files hold "
+                                f"{len(rebuilt.leaves)}: lines were removed")
+    tree = StreamTree(MemoryLeaves(rebuilt.leaves), newest)
+    for note in notes:
+        if tree.root(note.size) != note.root:
+            raise BundleExportError(f"stream {stream.key}: its lines do not rebuild the root of its checkpoint at "
+                                    f"{note.size} line(s); `ledgerline verify` says more")
+    return tree, rebuilt.leaves, rebuilt.removed
 
 
 def _checkpoints(
@@ -218,9 +238,15 @@ def _window(stream: _Stream, removed: int, size: int, selection: Selection) -> t
     position = removed
     first, kept, end, first_in_window = 0, [], None, None
     for index, path in enumerate(stream.files):
-        for line in file_lines(path, last=index == len(stream.files) - 1):
-            record = read_record(line)
-            ts = None if record is None else record.ts_recorded
+        lines = file_lines(path, last=index == len(stream.files) - 1)
+        last = next(((at, ts) for at in range(len(lines) - 1, -1, -1) if (ts := _ts(lines[at])) is not None), None)
+        if last is not None and last[1] < selection.start_ns and position + last[0] < size:
+            # ts_recorded never goes backwards: the whole file was recorded before the window
+            first, kept = position + last[0], lines[last[0]:]
+            position += len(lines)
+            continue
+        for line in lines:
+            ts = _ts(line)
             if ts is not None and ts < selection.start_ns and position < size:
                 first, kept = position, [line]
             elif ts is not None and ts >= selection.end_ns:
@@ -244,6 +270,14 @@ def _window(stream: _Stream, removed: int, size: int, selection: Selection) -> t
                                 "checkpoint")
     end = size if end is None else min(end, size)
     return first, end, kept[: end - first]
+
+
+def _ts(line: bytes) -> int | None:
+    """``ts_recorded`` of a record line, sliced without parsing it (None: not a record, or none)."""
+    try:
+        return split_record(line).ts_recorded
+    except ValueError:
+        return None
 
 
 def _key_entry(public_key: Ed25519PublicKey) -> dict[str, Any]:

@@ -473,3 +473,27 @@ class TestKeyedTrail:
     def test_a_wrong_key_fails_the_checkpoint_and_every_checksum(self, keyed):
         report = verify_bundle(keyed, hmac_key=b"other")
         assert {f.reason for f in report.failures} == {"signature_invalid", "checksum_mismatch"}
+
+
+class TestUntrustedTrailFiles:
+    """The exporter believes neither the sidecar nor the files: the signed checkpoint's root decides."""
+
+    def test_a_damaged_sidecar_is_not_needed_when_the_files_rebuild_the_root(self, tmp_path):
+        trail = write_signed_trail(tmp_path, minutes=20, witness=False)
+        sidecar = trail.trail / "hot" / "audit.T1.control.leaves"
+        sidecar.chmod(0o644)
+        sidecar.write_bytes(b"\x01" * 32 * 20)
+        out = export_bundle(trail.trail, tmp_path / "s.bundle", start_ns=T0 + 5 * MINUTE, end_ns=T0 + 9 * MINUTE)
+        assert verify(out, trail).claim == "complete"
+
+    def test_an_edited_hot_line_is_refused(self, tmp_path):
+        trail = write_signed_trail(tmp_path, minutes=20, witness=False)
+        (path,) = (trail.trail / "hot").glob("audit.T1.control.*.jsonl")
+        path.chmod(0o644)
+        path.write_bytes(path.read_bytes().replace(b'"minute":7', b'"minute":8'))
+        with pytest.raises(BundleExportError, match="line 7 changed|do not rebuild the root"):
+            export_bundle(trail.trail, tmp_path / "e.bundle", start_ns=T0 + 5 * MINUTE, end_ns=T0 + 9 * MINUTE)
+
+    def test_a_trail_without_hot_files_is_refused(self, tmp_path):
+        with pytest.raises(BundleExportError, match="nothing to export"):
+            export_bundle(tmp_path, tmp_path / "n.bundle", start_ns=T0, end_ns=T0 + 1)
