@@ -15,12 +15,13 @@ import json
 import os
 import time
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from audit_core._layout import hot_directory, stream_checkpoint_path, stream_leaves_path
+from audit_core._layout import hot_directory, parse_hot_file_name, stream_checkpoint_path, stream_leaves_path
 from audit_core.errors import AuditError
 from audit_core.evidence.bundle_format import (
     BUNDLE_FORMAT,
@@ -119,8 +120,6 @@ def export_bundle(
 
 
 def _stream_name(path: Path) -> tuple[str, str]:
-    from audit_core._layout import parse_hot_file_name
-
     name = parse_hot_file_name(path)
     assert name is not None  # group_stream_files keeps only named files
     return name.trader_id, name.stream_id
@@ -133,7 +132,12 @@ def _export_stream(
     size = checkpoint.size
     notes = [note for note in (checkpoint, witnessed) if note is not None]
     tree, leaves, removed = _leaves(stream, hot, notes)
-    first, end, lines = _window(stream, removed, size, selection)
+    sources: list[Callable[[], list[bytes]]] = [partial(file_lines, path, last=index == len(stream.files) - 1)
+                                                 for index, path in enumerate(stream.files)]
+    try:
+        first, end, lines = _window(stream, sources, removed, size, selection)
+    except _StartsInRemovedFiles:
+        first, end, lines = _window(stream, _cold_sources(stream, hot, removed) + sources, 0, size, selection)
     redacted: dict[str, str] = {}
     full: list[bytes] = []
     keyed = False
@@ -224,7 +228,9 @@ def _note(path: Path, stream: _Stream, *, missing_ok: bool) -> StreamCheckpoint 
     return note
 
 
-def _window(stream: _Stream, removed: int, size: int, selection: Selection) -> tuple[int, int, list[bytes]]:
+def _window(
+    stream: _Stream, sources: list[Callable[[], list[bytes]]], removed: int, size: int, selection: Selection
+) -> tuple[int, int, list[bytes]]:
     """``(first, end, lines of [first, end))``: the window's positions with its edge records, within ``size``.
 
     ``first`` is the last record recorded before the window (0 if none), ``end - 1`` the first record
@@ -237,8 +243,8 @@ def _window(stream: _Stream, removed: int, size: int, selection: Selection) -> t
     """
     position = removed
     first, kept, end, first_in_window = 0, [], None, None
-    for index, path in enumerate(stream.files):
-        lines = file_lines(path, last=index == len(stream.files) - 1)
+    for source in sources:
+        lines = source()
         last = next(((at, ts) for at in range(len(lines) - 1, -1, -1) if (ts := _ts(lines[at])) is not None), None)
         if last is not None and last[1] < selection.start_ns and position + last[0] < size:
             # ts_recorded never goes backwards: the whole file was recorded before the window
@@ -261,15 +267,64 @@ def _window(stream: _Stream, removed: int, size: int, selection: Selection) -> t
         if end is not None:
             break
     if first < removed:
-        raise BundleExportError(f"stream {stream.key}: the window starts at line {first}, in a hot file retention "
-                                f"removed (the stream's present files start at line {removed}); exporting lines "
-                                "from the cold store is not supported yet")
+        raise _StartsInRemovedFiles(first)
     if size == 0 or (first_in_window is not None and first_in_window >= size):
         raise BundleExportError(f"stream {stream.key}: its checkpoint covers {size} line(s), which do not reach the "
                                 f"window's first record (line {first_in_window}); export again after the next "
                                 "checkpoint")
     end = size if end is None else min(end, size)
     return first, end, kept[: end - first]
+
+
+class _StartsInRemovedFiles(Exception):
+    """The range starts before the stream's first present hot file: its lines must come from the cold store."""
+
+
+def _cold_sources(stream: _Stream, hot: Path, removed: int) -> list[Callable[[], list[bytes]]]:
+    """Line sources for the stream's first ``removed`` lines, from the cold store (``cold.lines.source_lines``).
+
+    The removed files are those with a manifest entry in ``<trail>/cold`` that come before the first
+    present file; their seal copies must count exactly ``removed`` lines. Each line is still
+    compared with the leaf the signed root proves before it goes into the bundle.
+
+    Raises:
+        BundleExportError: no cold store, or it does not hold the removed files' lines.
+    """
+    from audit_core.cold.lines import source_lines
+    from audit_core.cold.manifest import MANIFEST_DIR, manifest_path, read_manifest
+
+    first_present = parse_hot_file_name(stream.files[0])
+    assert first_present is not None
+    cold = hot.parent / "cold"
+    names = []
+    for entry in sorted((cold / MANIFEST_DIR).glob("*.json")) if cold.is_dir() else []:
+        name = parse_hot_file_name(Path(entry.name[: -len(".json")]))
+        if name is not None and name.stream_key == stream.key and name.order < first_present.order:
+            names.append((name.order, entry.name[: -len(".json")]))
+    sources: list[Callable[[], list[bytes]]] = []
+    counted = 0
+    for _, source in sorted(names):
+        try:
+            seal = read_manifest(manifest_path(cold, source))["seal"]
+        except (OSError, AuditError) as exc:
+            raise BundleExportError(f"stream {stream.key}: the cold store's entry for {source} cannot be read: "
+                                    f"{exc}") from None
+        counted += int(seal.get("records", 0)) if isinstance(seal, dict) else 0
+        sources.append(partial(_cold_lines, stream, cold, source, source_lines))
+    if counted != removed:
+        raise BundleExportError(
+            f"stream {stream.key}: the window starts in hot files retention removed (the first {removed} line(s) "
+            f"of the stream); the cold store {cold} holds entries for {counted} of those lines: they cannot be "
+            "exported")
+    return sources
+
+
+def _cold_lines(stream: _Stream, cold: Path, source: str, reader: Callable[[Path, str], Any]) -> list[bytes]:
+    try:
+        return [line[:-1] for line in reader(cold, source)]
+    except AuditError as exc:
+        raise BundleExportError(f"stream {stream.key}: the lines of removed hot file {source} cannot be read from "
+                                f"the cold store: {exc}") from None
 
 
 def _ts(line: bytes) -> int | None:

@@ -497,3 +497,45 @@ class TestUntrustedTrailFiles:
     def test_a_trail_without_hot_files_is_refused(self, tmp_path):
         with pytest.raises(BundleExportError, match="nothing to export"):
             export_bundle(tmp_path, tmp_path / "n.bundle", start_ns=T0, end_ns=T0 + 1)
+
+
+class TestRemovedHotFiles:
+    """Lines of hot files that are gone (retention) come from the cold store, checked against the signed leaves."""
+
+    @pytest.fixture
+    def three_days(self, tmp_path):
+        from audit_core.cold.converter import ParquetConverter
+        from audit_core.trust.signing import generate_keypair as keygen
+
+        keygen(tmp_path / "w.key", tmp_path / "w.pub")
+        now = [T0]
+        with AuditEventEmitter(AuditConfig(base_path=tmp_path / "trail", trader_id="T1", signing_key_path=tmp_path
+                                           / "w.key"), clock=lambda: now[0]) as emitter:
+            for hour in range(72):
+                now[0] = T0 + hour * 60 * MINUTE
+                emitter.emit_param_change("ctl", "k", hour, hour + 1, None, event_type="param.k_change")
+        hot = tmp_path / "trail" / "hot"
+        results = ParquetConverter(hot, tmp_path / "trail" / "cold").convert_all()
+        assert all(result.converted for result in results)
+        original = sorted(hot.glob("audit.T1.main.*.jsonl"))
+        lines = b"".join(path.read_bytes() for path in original).splitlines()
+        # What retention does to a converted day whose partition stays (a legal hold on the cold side, say).
+        original[0].unlink()
+        return tmp_path, lines
+
+    def test_a_window_in_a_removed_file_is_exported_from_the_cold_store(self, three_days):
+        root, lines = three_days
+        out = export_bundle(root / "trail", root / "cold.bundle", start_ns=T0 + 600 * MINUTE,
+                            end_ns=T0 + 26 * 60 * MINUTE)
+        report = verify_bundle(out, public_key=load_public_key(root / "w.pub"))
+        assert report.claim == "complete", report.to_dict()
+        index, entries = read_bundle(out)
+        main = stream_of(index, "main")
+        assert (main["first"], main["end"]) == (9, 27)  # hour 9 to hour 26: across the removed file's end
+        assert entries[main["lines"]] == b"".join(line + b"\n" for line in lines[9:27])
+
+    def test_without_the_cold_store_the_export_says_why(self, three_days):
+        root, _ = three_days
+        shutil.rmtree(root / "trail" / "cold")
+        with pytest.raises(BundleExportError, match="hot files retention removed"):
+            export_bundle(root / "trail", root / "x.bundle", start_ns=T0 + 600 * MINUTE, end_ns=T0 + 700 * MINUTE)
