@@ -61,8 +61,8 @@ from audit_core.cold.projection import (
     structure,
 )
 from audit_core.errors import AuditFormatError
-from audit_core.trust import signing
 from audit_core.trust.jobs import check_jobs, run_tasks, worth_parallel
+from audit_core.trust.keyring import TrustedKeys, as_trusted, trusted_key_ids
 from audit_core.trust.merkle import RFC6962_LEAF_PREFIX, MerkleTree
 from audit_core.trust.record import GENESIS_HASH, LINE_SQL, TS_RECORDED_FIELD
 from audit_core.trust.report import FailureKind, VerificationFailure, VerificationReport
@@ -70,7 +70,8 @@ from audit_core.trust.seals import check_seal_copy
 
 if TYPE_CHECKING:
     import duckdb
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    from audit_core.trust.keyring import VerifyingKeys
 
 #: Failing rows named per Parquet file (and chain breaks per entry) before the rest is counted in one line.
 MAX_ROWS_NAMED = 20
@@ -93,9 +94,9 @@ _ARROW_TYPES = {"BIGINT": "int64", "SMALLINT": "int16", "VARCHAR": "string", "DO
 def verify_cold(
     cold_path: Path | str,
     hmac_key: bytes | None = None,
-    public_key: Ed25519PublicKey | None = None,
+    public_key: VerifyingKeys | None = None,
     *,
-    cold_public_key: Ed25519PublicKey | None = None,
+    cold_public_key: VerifyingKeys | None = None,
     jobs: int | None = None,
 ) -> VerificationReport:
     """Verify a cold store: root, manifest entries, seal copies, Parquet files, records and every column.
@@ -123,7 +124,7 @@ def verify_cold(
     cold = Path(cold_path)
     report = VerificationReport(keyed=hmac_key is not None)
     if public_key is not None:
-        report.signing_key_id = signing.key_id(public_key)
+        report.signing_key_id = trusted_key_ids(public_key)
     manifest_key = cold_public_key if cold_public_key is not None else public_key
     parquet = sorted(cold.glob(COLD_GLOB))
     manifest_dir = cold / MANIFEST_DIR
@@ -141,7 +142,7 @@ def verify_cold(
         ]
     named: set[Path] = set()
     if worth_parallel(parquet, workers, weight=_PARQUET_WEIGHT) and len(manifests) > 1:
-        raw = [None if key is None else signing.raw_public_key(key) for key in (public_key, manifest_key)]
+        raw = [as_trusted(key) for key in (public_key, manifest_key)]
         tasks = [_Entries(cold, path, hmac_key, raw[0], raw[1]) for path in manifests]
         weights = [_entry_bytes(cold, path) for path in manifests]
         for part, part_named in run_tasks(_check_entry, tasks, workers, weights):
@@ -163,8 +164,8 @@ def _check_entries(
     cold: Path,
     manifests: list[Path],
     hmac_key: bytes | None,
-    public_key: Ed25519PublicKey | None,
-    manifest_key: Ed25519PublicKey | None,
+    public_key: VerifyingKeys | None,
+    manifest_key: VerifyingKeys | None,
     report: VerificationReport,
     named: set[Path],
     *,
@@ -182,13 +183,13 @@ def _check_entries(
 
 @dataclass
 class _Entries:
-    """One manifest entry for a worker; keys as raw bytes (key objects do not pickle)."""
+    """One manifest entry for a worker; keys as ``TrustedKeys`` (key objects do not pickle)."""
 
     cold: Path
     manifest: Path
     hmac_key: bytes | None
-    public_key: bytes | None
-    manifest_key: bytes | None
+    public_key: TrustedKeys | None
+    manifest_key: TrustedKeys | None
 
 
 def _entry_bytes(cold: Path, manifest: Path) -> int:
@@ -201,7 +202,7 @@ def _entry_bytes(cold: Path, manifest: Path) -> int:
 
 
 def _check_entry(task: _Entries) -> tuple[VerificationReport, set[Path]]:
-    keys = [None if raw is None else signing.public_key_from_raw(raw) for raw in (task.public_key, task.manifest_key)]
+    keys = [task.public_key, task.manifest_key]
     report = VerificationReport(keyed=task.hmac_key is not None)
     named: set[Path] = set()
     # One DuckDB thread: the processes are the parallelism.
@@ -227,8 +228,8 @@ class _EntryCheck:
         cold: Path,
         path: Path,
         hmac_key: bytes | None,
-        public_key: Ed25519PublicKey | None,
-        manifest_key: Ed25519PublicKey | None,
+        public_key: VerifyingKeys | None,
+        manifest_key: VerifyingKeys | None,
         report: VerificationReport,
         named: set[Path],
     ) -> None:

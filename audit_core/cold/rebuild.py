@@ -48,9 +48,10 @@ from audit_core.trust.record import LINE_SQL
 from audit_core.trust.seals import fsync_directory
 
 if TYPE_CHECKING:
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
     from audit_core.trust.report import VerificationReport
+    from audit_core.trust.signing import SigningKey
 
 #: Suffixes of the store's siblings during a rebuild: the copy being built, the store being replaced.
 BUILDING_SUFFIX, REPLACED_SUFFIX = ".rebuild", ".replaced"
@@ -87,7 +88,7 @@ def rebuild_projection(
     *,
     hmac_key: bytes | None = None,
     public_key: Ed25519PublicKey | None = None,
-    signing_key: Ed25519PrivateKey | None = None,
+    signing_key: SigningKey | None = None,
     cold_public_key: Ed25519PublicKey | None = None,
     row_group_size: int = 8_192,
     progress: Callable[[int, int, str], None] | None = None,
@@ -170,7 +171,7 @@ def _rebuild_entry(
     store: Path,
     entry: dict[str, Any],
     hmac_key: bytes | None,
-    signing_key: Ed25519PrivateKey | None,
+    signing_key: SigningKey | None,
     row_group_size: int,
     now_ns: int,
     result: RebuildResult,

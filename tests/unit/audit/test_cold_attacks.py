@@ -277,7 +277,8 @@ class TestKeys:
         assert pinned.ok, pinned.to_text()
         wrong = verify_cold(trail.cold, trail.hmac_key, trail.public_key)  # manifests not signed by the writer
         assert kinds(wrong) == {"manifest_invalid", "root_invalid"}
-        assert any("signed by another key" in f.detail for f in wrong.failures)
+        assert any("key_untrusted" in f.detail and "not listed as a trusted converter key" in f.detail
+                   for f in wrong.failures)
 
     def test_the_cli_converts_signed_and_verifies_with_both_keys(self, tmp_path, capsys, monkeypatch):
         trail = make_trail(tmp_path, "signed")
