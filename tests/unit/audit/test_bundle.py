@@ -539,3 +539,18 @@ class TestRemovedHotFiles:
         shutil.rmtree(root / "trail" / "cold")
         with pytest.raises(BundleExportError, match="hot files retention removed"):
             export_bundle(root / "trail", root / "x.bundle", start_ns=T0 + 600 * MINUTE, end_ns=T0 + 700 * MINUTE)
+
+
+def test_a_trusted_keys_file_whose_window_holds_the_signing_time_authenticates(signed, bundle, tmp_path):
+    import base64
+
+    raw = raw_public_key(load_public_key(signed.public_key))
+    entry = {"key_id": hashlib.sha256(raw).hexdigest()[:16], "public_key": base64.b64encode(raw).decode(),
+             "roles": ["writer"], "not_before_ns": T0, "not_after_ns": None}
+    keys = tmp_path / "trusted-keys.json"
+    keys.write_text(json.dumps({"format": "ledgerline-trusted-keys/1", "keys": [entry]}))
+    report = verify_bundle(bundle, trusted_keys=TrustedKeys.load(keys))
+    assert report.claim == "complete", report.to_dict()
+    index, _ = read_bundle(bundle)
+    assert "\nsigned-at " in stream_of(index, "control")["checkpoint"]  # the signing time the window is checked at
+    assert "signed at " in report.to_text()
