@@ -394,7 +394,10 @@ def verify_bundle(args: argparse.Namespace) -> int:
         raise ValueError("give --public-key or --trusted-keys, not both")
     if not Path(args.bundle).is_file():
         raise AuditError(f"{args.bundle}: no such file")
-    trusted = TrustedKeys.load(args.trusted_keys) if args.trusted_keys else None
+    try:
+        trusted = TrustedKeys.load(args.trusted_keys) if args.trusted_keys else None
+    except AuditFormatError as exc:  # the auditor's own file: a usage mistake, not a bundle that failed
+        raise AuditError(f"--trusted-keys: {exc}") from None
     report = check(args.bundle, trusted_keys=trusted, public_key=_public_key(args.public_key),
                    hmac_key=_hmac_key(args.hmac_key_env))
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.to_text())

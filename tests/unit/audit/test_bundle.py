@@ -554,3 +554,11 @@ def test_a_trusted_keys_file_whose_window_holds_the_signing_time_authenticates(s
     index, _ = read_bundle(bundle)
     assert "\nsigned-at " in stream_of(index, "control")["checkpoint"]  # the signing time the window is checked at
     assert "signed at " in report.to_text()
+
+
+def test_verify_bundle_with_a_malformed_trusted_keys_file_is_a_usage_error(bundle, tmp_path):
+    from audit_core.cli import main
+
+    (tmp_path / "keys.json").write_text('{"format": "ledgerline-trusted-keys/1", "keys": []}')
+    assert main(["verify-bundle", str(bundle), "--trusted-keys", str(tmp_path / "keys.json")]) == 2
+    assert main(["verify-bundle", str(bundle)]) == 0  # valid, unauthenticated: exit 0, and the text says so
