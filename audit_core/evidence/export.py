@@ -200,18 +200,19 @@ def _leaves(stream: _Stream, hot: Path, notes: list[StreamCheckpoint]) -> tuple[
 def _checkpoints(
     stream: _Stream, hot: Path, witness: Path | None
 ) -> tuple[StreamCheckpoint, StreamCheckpoint | None]:
-    """The stream's checkpoint and the witness's note (None without a witness).
+    """The stream's checkpoint and the witness's note (None without a witness, or when it holds none
+    for this stream: the bundle then shows the stream as not witnessed).
 
     When the witness holds fewer lines than the local checkpoint, the witness's note is the
     checkpoint: the bundle then claims only what a witness vouches for.
     """
     local_path = stream_checkpoint_path(hot, stream.trader_id, stream.stream_id)
     local = _note(local_path, stream, missing_ok=witness is not None)
-    if witness is None:
-        assert local is not None
+    held = None if witness is None else _note(witness / f"{stream.key}.checkpoint", stream, missing_ok=True)
+    if held is None:
+        if local is None:
+            raise BundleExportError(f"stream {stream.key}: no checkpoint, neither {local_path} nor the witness's")
         return local, None
-    held = _note(witness / f"{stream.key}.checkpoint", stream, missing_ok=False)
-    assert held is not None
     if local is None or local.size > held.size:
         return held, held
     return local, held

@@ -562,3 +562,14 @@ def test_verify_bundle_with_a_malformed_trusted_keys_file_is_a_usage_error(bundl
     (tmp_path / "keys.json").write_text('{"format": "ledgerline-trusted-keys/1", "keys": []}')
     assert main(["verify-bundle", str(bundle), "--trusted-keys", str(tmp_path / "keys.json")]) == 2
     assert main(["verify-bundle", str(bundle)]) == 0  # valid, unauthenticated: exit 0, and the text says so
+
+
+def test_a_stream_the_witness_does_not_hold_is_exported_unwitnessed(signed, tmp_path):
+    witness = tmp_path / "witness"
+    witness.mkdir()
+    shutil.copy(signed.witness / "T1.control.checkpoint", witness / "T1.control.checkpoint")
+    out = export_bundle(signed.trail, tmp_path / "w.bundle", **WINDOW, witness=witness)
+    report = verify(out, signed)
+    sizes = {s.origin.rsplit("/", 1)[-1]: s.witnessed_size for s in report.streams}
+    assert report.claim == "complete" and sizes == {"control": 60, "quiet": None}
+    assert "no witness in the bundle" in report.to_text()
