@@ -101,6 +101,9 @@ def _read_container(path: Path) -> tuple[dict[str, Any], dict[str, bytes]]:
             names = [info.filename for info in infos]
             for info in infos:
                 _check_entry_name(info.filename, names)
+                if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED) or info.flag_bits & 0x1:
+                    raise _Malformed(f"entry {info.filename[:80]!r} is encrypted or compressed with method "
+                                     f"{info.compress_type} (only stored or deflated)")
                 if info.file_size > MAX_ENTRY_BYTES or info.file_size < 0:
                     raise _Malformed(f"entry {info.filename!r} declares {info.file_size} bytes (at most "
                                      f"{MAX_ENTRY_BYTES})")

@@ -361,6 +361,14 @@ class TestTampering:
         path = write_bundle(tmp_path / "j.bundle", None, {**entries, "bundle.json": data})
         assert reasons(self.check(path, signed)) == {("bundle_malformed", None)}
 
+    def test_an_entry_compressed_otherwise_than_stored_or_deflated(self, signed, bundle, tmp_path):
+        _, entries = read_bundle(bundle)
+        with zipfile.ZipFile(tmp_path / "z.bundle", "w", compression=zipfile.ZIP_LZMA) as archive:
+            for name, data in entries.items():
+                archive.writestr(name, data)
+        report = self.check(tmp_path / "z.bundle", signed, ("bundle_malformed", None))
+        assert "only stored or deflated" in report.failures[0].message
+
     def test_not_a_zip_and_a_declared_size_bomb(self, signed, bundle, tmp_path):
         junk = tmp_path / "junk.bundle"
         junk.write_bytes(b"PK\x03\x04 not really")
