@@ -10,21 +10,36 @@ range).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
 import inspect
 import json
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
+from audit_core._cli_args import (
+    MAX_JOBS,
+    MAX_LISTED_FAILURES,
+    MAX_SEQUENCE,
+    MAX_TAIL,
+    existing_path,
+    hmac_key_from_env,
+    instant_ns,
+    int_between,
+    iso,
+    progress_bar,
+    public_key_file,
+    signing_key_from,
+    trusted_keys_file,
+    utc_datetime,
+)
 from audit_core.cold.converter import UNREADABLE
 from audit_core.cold.retention import MAX_RETENTION_DAYS
 from audit_core.config import AuditConfig
-from audit_core.errors import AuditConfigError, AuditError, AuditFormatError, AuditIntegrityError
+from audit_core.errors import AuditError, AuditFormatError, AuditIntegrityError
 from audit_core.hot.reader import describe_event, printable, tail_streams
 from audit_core.hot.verifier import trail_files
 from audit_core.trust.checkpoint import verifier_key
@@ -34,12 +49,9 @@ from audit_core.trust.signing import generate_keypair, load_public_key
 from audit_core.verification import consistency_proof, verify_trail
 
 if TYPE_CHECKING:
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
     from audit_core.events import AuditEvent
-    from audit_core.trust.keyring import TrustedKeys
     from audit_core.trust.report import VerificationReport
-    from audit_core.trust.signing import SigningKey
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 #: What a shell reports for a command killed by SIGPIPE (128 + 13): the output was cut, so not "OK".
@@ -69,10 +81,10 @@ def verify(args: argparse.Namespace) -> int:
       ledgerline verify trail/ --witness /mnt/witness --public-key ledgerline.pub
       ledgerline verify trail/ --trusted-keys trusted.json
     """
-    key = _hmac_key(args.hmac_key_env)
-    trusted = _trusted_keys(args.trusted_keys, args.public_key, args.cold_public_key)
-    public_key = _public_key(args.public_key)
-    cold_public_key = _public_key(args.cold_public_key)
+    key = hmac_key_from_env(args.hmac_key_env)
+    trusted = trusted_keys_file(args.trusted_keys, args.public_key, args.cold_public_key)
+    public_key = public_key_file(args.public_key)
+    cold_public_key = public_key_file(args.cold_public_key)
     progress = _verify_progress() if args.progress or (args.progress is None and sys.stderr.isatty()) else None
     trail = verify_trail(Path(args.path), hmac_key=key, public_key=public_key, cold_public_key=cold_public_key,
                          trusted_keys=trusted, allow_empty=args.allow_empty, witness=args.witness,
@@ -132,14 +144,14 @@ def convert(args: argparse.Namespace) -> int:
     from audit_core.cold.converter import ParquetConverter
 
     converter = ParquetConverter(
-        _existing(args.hot), args.cold, hmac_key=_hmac_key(args.hmac_key_env),
-        public_key=_trusted_keys(args.trusted_keys, args.public_key) or _public_key(args.public_key),
-        signing_key=_signing_key(args.signing_key, args.signing_key_env),
+        existing_path(args.hot), args.cold, hmac_key=hmac_key_from_env(args.hmac_key_env),
+        public_key=trusted_keys_file(args.trusted_keys, args.public_key) or public_key_file(args.public_key),
+        signing_key=signing_key_from(args.signing_key, args.signing_key_env),
     )
     if args.rebuild:
-        with _progress_bar(args.quiet, "rebuilding") as progress:
+        with progress_bar(args.quiet, "rebuilding") as progress:
             print(converter.rebuild(progress=progress).summary())
-    with _progress_bar(args.quiet) as progress:
+    with progress_bar(args.quiet) as progress:
         results = converter.convert_all(progress=progress)
     failed = [r for r in results if r.failures]
     unreadable = sum(r.skipped == UNREADABLE for r in failed)
@@ -168,14 +180,14 @@ def stats(args: argparse.Namespace) -> int:
     from audit_core.cold.converter import ParquetConverter
 
     unreadable = _SkippedReporter("stats")
-    partitions = ParquetConverter(args.cold, _existing(args.cold)).get_partition_stats(on_error=unreadable)
+    partitions = ParquetConverter(args.cold, existing_path(args.cold)).get_partition_stats(on_error=unreadable)
     code = EXIT_FAILED if unreadable.count else EXIT_OK
     if args.json:
         print(json.dumps([vars(p) for p in partitions], indent=2))
         return code
     print(f"{'partition':<28} {'files':>5} {'rows':>10} {'bytes':>12}  first .. last ts_event (UTC)")
     for p in partitions:
-        span = f"{_iso(p.first_ts_event)} .. {_iso(p.last_ts_event)}"
+        span = f"{iso(p.first_ts_event)} .. {iso(p.last_ts_event)}"
         print(f"{p.partition:<28} {p.files:>5} {p.rows:>10} {p.bytes:>12}  {span}")
     print(f"{len(partitions)} partition(s), {sum(p.rows for p in partitions)} rows, "
           f"{sum(p.bytes for p in partitions)} bytes"
@@ -198,7 +210,7 @@ def retention(args: argparse.Namespace) -> int:
     """
     from audit_core.cold.retention import apply_retention
 
-    cold = _existing(args.cold)
+    cold = existing_path(args.cold)
     hot = Path(args.hot) if args.hot else cold.parent / "hot"
     config = None
     if args.trader_id or args.hmac_key_env or args.signing_key or args.signing_key_env:
@@ -208,7 +220,7 @@ def retention(args: argparse.Namespace) -> int:
         )
     plan = apply_retention(
         hot if hot.exists() else None, cold, days=args.days, now=args.now, dry_run=args.dry_run, config=config,
-        public_key=_public_key(args.public_key),
+        public_key=public_key_file(args.public_key),
     )
     verb = "would remove" if plan.dry_run else "removed"
     if plan.resumed:
@@ -239,7 +251,8 @@ def update_root(args: argparse.Namespace) -> int:
     from audit_core.cold.manifest import update_cold_root
 
     root = update_cold_root(
-        _existing(args.cold), _hmac_key(args.hmac_key_env), _signing_key(args.signing_key, args.signing_key_env),
+        existing_path(args.cold), hmac_key_from_env(args.hmac_key_env),
+        signing_key_from(args.signing_key, args.signing_key_env),
         accept_legal_holds=args.accept_legal_holds,
     )
     print(f"root rewritten: {len(root['manifests'])} manifest entries, {len(root['parquet'])} Parquet files, "
@@ -327,9 +340,9 @@ def prove(args: argparse.Namespace) -> int:
         if args.file is None or args.sequence is not None:
             raise ValueError("--consistency OLD NEW takes the trail as its one path, and no --sequence")
         old, new = args.consistency
-        proof = consistency_proof(old, new, args.file, hmac_key=_hmac_key(args.hmac_key_env),
-                                  public_key=_trusted_keys(args.trusted_keys, args.public_key)
-                                  or _public_key(args.public_key))
+        proof = consistency_proof(old, new, args.file, hmac_key=hmac_key_from_env(args.hmac_key_env),
+                                  public_key=trusted_keys_file(args.trusted_keys, args.public_key)
+                                  or public_key_file(args.public_key))
         print(json.dumps(proof, indent=2))
         print(f"OK: {proof['origin']} at {proof['new_size']} line(s) extends its checkpoint at {proof['old_size']}",
               file=sys.stderr)
@@ -350,8 +363,8 @@ def check_proof(args: argparse.Namespace) -> int:
     example:
       ledgerline check-proof proof.json --public-key ledgerline.pub
     """
-    trusted = _trusted_keys(args.trusted_keys, args.public_key)
-    checked = check_proof_file(args.proof, public_key=trusted or _public_key(args.public_key))
+    trusted = trusted_keys_file(args.trusted_keys, args.public_key)
+    checked = check_proof_file(args.proof, public_key=trusted or public_key_file(args.public_key))
     signed = (
         f"seal signed by key {checked.signing_key_id}"
         if checked.signing_key_id
@@ -364,6 +377,59 @@ def check_proof(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def export(args: argparse.Namespace) -> int:
+    """Write an evidence bundle: the records of TRAIL recorded in [--start, --end), with proofs.
+
+    One file with, per stream, the lines of the window and its edge records exactly as written, an
+    RFC 6962 range proof against the stream's signed checkpoint and, with --witness, the witness's
+    note and a consistency proof. --type (a trailing .* is a prefix), --source and --param select
+    the records the bundle is about; with --redact the window's other records are left out as
+    hashes (the auditor still sees that nothing was removed). --start/--end take an ISO time (UTC)
+    or nanoseconds since the epoch. Check it with `ledgerline verify-bundle`.
+
+    example:
+      ledgerline export trail/ --start 2026-01-07 --end 2026-01-08 --type 'param.*' -o case.bundle
+      ledgerline export trail/ --start 2026-01-07T14:00 --end 2026-01-07T15:00 --param risk_multiplier \\
+          --redact --witness /mnt/witness --public-key ledgerline.pub -o case.bundle
+    """
+    from audit_core.evidence import export_bundle
+
+    keys = [] if args.public_key is None else [load_public_key(args.public_key)]
+    out = export_bundle(existing_path(args.trail), args.output, start_ns=args.start, end_ns=args.end,
+                        event_types=args.type, sources=args.source, params=args.param, redact=args.redact,
+                        witness=args.witness, public_keys=keys)
+    print(f"wrote {out} ({out.stat().st_size} bytes); check it with: ledgerline verify-bundle {out}")
+    return EXIT_OK
+
+
+def verify_bundle(args: argparse.Namespace) -> int:
+    """Check an evidence bundle offline and say what it proves and what it does not; exit 1 if invalid.
+
+    Trust comes only from the keys given: --trusted-keys (a trusted-keys file, with roles and
+    validity windows) or --public-key (one key). Without either the claim is at best
+    "unauthenticated". Claims: complete, complete-redacted, positions-only, unauthenticated, invalid.
+
+    example:
+      ledgerline verify-bundle case.bundle --trusted-keys trusted-keys.json
+      ledgerline verify-bundle case.bundle --public-key ledgerline.pub --json
+    """
+    from audit_core.evidence import verify_bundle as check
+    from audit_core.trust.keyring import TrustedKeys
+
+    if args.public_key and args.trusted_keys:
+        raise ValueError("give --public-key or --trusted-keys, not both")
+    if not Path(args.bundle).is_file():
+        raise AuditError(f"{args.bundle}: no such file")
+    try:
+        trusted = TrustedKeys.load(args.trusted_keys) if args.trusted_keys else None
+    except AuditFormatError as exc:  # the auditor's own file: a usage mistake, not a bundle that failed
+        raise AuditError(f"--trusted-keys: {exc}") from None
+    report = check(args.bundle, trusted_keys=trusted, public_key=public_key_file(args.public_key),
+                   hmac_key=hmac_key_from_env(args.hmac_key_env))
+    print(json.dumps(report.to_dict(), indent=2) if args.json else report.to_text())
+    return EXIT_OK if report.valid else EXIT_FAILED
+
+
 class _SkippedReporter:
     """An ``on_error`` callback: one line on stderr per file the library left out, counted."""
 
@@ -373,29 +439,6 @@ class _SkippedReporter:
     def __call__(self, error: AuditFormatError) -> None:
         self.count += 1
         print(f"ledgerline {self.verb}: skipped {error}", file=sys.stderr)
-
-
-def _hmac_key(env_var: str | None) -> bytes | None:
-    if env_var is None:
-        return None
-    value = os.environ.get(env_var)
-    if not value:
-        raise AuditError(f"--hmac-key-env {env_var}: the variable is unset or empty")
-    return value.encode()
-
-
-def _trusted_keys(path: str | None, *others: str | None) -> TrustedKeys | None:
-    """The trusted-keys file at ``path`` (a malformed file is a usage error naming the field), or None."""
-    if path is None:
-        return None
-    if any(other is not None for other in others):
-        raise ValueError("give --trusted-keys or --public-key/--cold-public-key, not both")
-    from audit_core.trust.keyring import TrustedKeys
-
-    try:
-        return TrustedKeys.load(path)
-    except AuditFormatError as exc:  # the auditor's own file: a usage mistake, not a damaged trail
-        raise AuditConfigError(f"--trusted-keys {exc}") from None
 
 
 def keys(args: argparse.Namespace) -> int:
@@ -413,7 +456,7 @@ def keys(args: argparse.Namespace) -> int:
     """
     from audit_core.trust.key_history import draft_trusted_keys, read_key_history
 
-    history = read_key_history(trail_files(_existing(args.trail))[0])
+    history = read_key_history(trail_files(existing_path(args.trail))[0])
     for event in history.problems:
         print(f"ledgerline keys: ignored: {event.describe()}", file=sys.stderr)
     drafted = draft_trusted_keys(history, load_public_key(args.initial_key),
@@ -427,81 +470,6 @@ def keys(args: argparse.Namespace) -> int:
         print(f"wrote {args.output}: {len(drafted.keys)} key(s); {len(history.events)} key record(s) in the trail",
               file=sys.stderr)
     return EXIT_OK
-
-
-def _public_key(path: str | None) -> Ed25519PublicKey | None:
-    return None if path is None else load_public_key(path)
-
-
-def _signing_key(path: str | None, env_var: str | None) -> SigningKey | None:
-    if path is None and env_var is None:
-        return None
-    from audit_core.trust.signing import load_private_key
-
-    return load_private_key(path, env_var=env_var)
-
-
-def _existing(path: str) -> Path:
-    if not Path(path).exists():
-        raise AuditError(f"{path}: no such file or directory")
-    return Path(path)
-
-
-def _iso(ts_ns: int | None) -> str:
-    if ts_ns is None:
-        return "-"
-    return dt.datetime.fromtimestamp(ts_ns / 1e9, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _int_between(low: int, high: int) -> Callable[[str], int]:
-    """An argparse type: an integer from ``low`` to ``high``, else a one-line usage error saying so."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = None
-        if value is None or not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"expected an integer from {low} to {high}, got {text[:40]!r}")
-        return value
-
-    return parse
-
-
-#: Bounds of numeric arguments: a sequence is an int64; retention's own bound on its window.
-MAX_SEQUENCE = 2**63 - 1
-MAX_TAIL = 1_000_000
-MAX_LISTED_FAILURES = 1_000_000
-MAX_JOBS = 1024
-
-
-def _utc_datetime(text: str) -> dt.datetime:
-    try:
-        parsed = dt.datetime.fromisoformat(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO date or datetime, e.g. 2026-01-31T00:00") from exc
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
-
-
-@contextlib.contextmanager
-def _progress_bar(quiet: bool, what: str = "converting") -> Iterator[Callable[[int, int, str], None] | None]:
-    """A tqdm bar on stderr fed by the library's progress callback (files done of total)."""
-    if quiet:
-        yield None
-        return
-    from tqdm import tqdm
-
-    bar = tqdm(total=0, unit="file", desc=what, file=sys.stderr, disable=None)
-
-    def update(done: int, total: int, name: str) -> None:
-        bar.total = total
-        bar.set_postfix_str(name, refresh=False)
-        bar.update(done - bar.n)
-
-    try:
-        yield update
-    finally:
-        bar.close()
 
 
 class _Parser(argparse.ArgumentParser):
@@ -544,9 +512,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="say on stderr which part is being verified (default: when stderr is a terminal)")
-    p.add_argument("--max-failures", type=_int_between(0, MAX_LISTED_FAILURES), default=50,
+    p.add_argument("--max-failures", type=int_between(0, MAX_LISTED_FAILURES), default=50,
                    help="failures to list (default 50)")
-    p.add_argument("--jobs", type=_int_between(1, MAX_JOBS), default=None, metavar="N",
+    p.add_argument("--jobs", type=int_between(1, MAX_JOBS), default=None, metavar="N",
                    help="worker processes (default: all cores; a small trail is verified in one)")
 
     p = _add_verb(verbs, "convert", convert)
@@ -567,11 +535,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _add_verb(verbs, "retention", retention)
     p.add_argument("cold", metavar="COLD", help="cold store root")
-    p.add_argument("--days", type=_int_between(0, MAX_RETENTION_DAYS), required=True, metavar="N",
+    p.add_argument("--days", type=int_between(0, MAX_RETENTION_DAYS), required=True, metavar="N",
                    help="keep N days (0: keep everything)")
     p.add_argument("--hot", metavar="DIR", help="hot directory (default: COLD/../hot)")
     p.add_argument("--dry-run", action="store_true", help="print what would be removed; change nothing")
-    p.add_argument("--now", type=_utc_datetime, metavar="ISO", help="the current time (default: now, UTC)")
+    p.add_argument("--now", type=utc_datetime, metavar="ISO", help="the current time (default: now, UTC)")
     p.add_argument("--trader-id", metavar="ID", help="trader id of the retention stream (default: the trail's)")
     p.add_argument("--hmac-key-env", metavar="VAR", help="environment variable holding the HMAC key")
     p.add_argument("--public-key", metavar="KEY", help="public key file: hot files' seals must be signed by it")
@@ -588,11 +556,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _add_verb(verbs, "tail", tail)
     p.add_argument("path", help="a hot JSONL file or a trail directory")
-    p.add_argument("-n", type=_int_between(1, MAX_TAIL), default=20, help="how many events (default 20)")
+    p.add_argument("-n", type=int_between(1, MAX_TAIL), default=20, help="how many events (default 20)")
     p.add_argument("--json", action="store_true", help="print the raw record lines")
     p.add_argument("--stream", action="append", metavar="NAME", help="only this stream (trader.stream or stream)")
     p.add_argument("--type", action="append", metavar="TYPE", help="only this event type (a trailing * is a prefix)")
-    p.add_argument("--since", type=_utc_datetime, metavar="ISO", help="only events at or after this time (UTC)")
+    p.add_argument("--since", type=utc_datetime, metavar="ISO", help="only events at or after this time (UTC)")
     p.add_argument("-f", "--follow", action="store_true", help="keep printing events as they are appended")
     p.add_argument("--interval", type=float, default=1.0, metavar="S", help=argparse.SUPPRESS)
 
@@ -602,7 +570,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _add_verb(verbs, "prove", prove)
     p.add_argument("file", metavar="FILE", nargs="?", help="a sealed hot JSONL file (with --consistency: the trail)")
-    p.add_argument("--sequence", type=_int_between(0, MAX_SEQUENCE), metavar="N", help="sequence number of the record")
+    p.add_argument("--sequence", type=int_between(0, MAX_SEQUENCE), metavar="N", help="sequence number of the record")
     p.add_argument("--consistency", nargs=2, metavar=("OLD", "NEW"), help="two checkpoint files of one stream")
     p.add_argument("--public-key", metavar="KEY", help="with --consistency: the notes must be signed by it")
     p.add_argument("--trusted-keys", metavar="FILE", help="with --consistency: the notes' trusted keys")
@@ -619,6 +587,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--initial-key", metavar="PUB", required=True, help="public key the trail was first signed with")
     p.add_argument("--converter-key", metavar="PUB", action="append", help="a converter public key to list")
     p.add_argument("-o", "--output", metavar="FILE", help="file to create (default: print)")
+
+    p = _add_verb(verbs, "export", export)
+    p.add_argument("trail", metavar="TRAIL", help="the trail directory")
+    p.add_argument("--start", type=instant_ns, required=True, metavar="WHEN", help="window start (ISO UTC or ns)")
+    p.add_argument("--end", type=instant_ns, required=True, metavar="WHEN", help="window end, exclusive")
+    p.add_argument("--type", action="append", metavar="PATTERN", help="event type (a trailing .* is a prefix)")
+    p.add_argument("--source", action="append", metavar="SOURCE", help="only records of this source")
+    p.add_argument("--param", action="append", metavar="NAME", help="only changes of this parameter")
+    p.add_argument("--redact", action="store_true", help="give the window's other records as hashes only")
+    p.add_argument("--witness", metavar="DIR", help="witness directory: add its notes and consistency proofs")
+    p.add_argument("--public-key", metavar="KEY", help="public key file to list in the bundle (for information)")
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="the bundle file to write")
+
+    p = _add_verb(verbs, "verify-bundle", verify_bundle)
+    p.add_argument("bundle", metavar="FILE", help="an evidence bundle")
+    p.add_argument("--public-key", metavar="KEY", help="public key file: the one writer key to trust")
+    p.add_argument("--trusted-keys", metavar="FILE", help="trusted-keys file: keys with roles and windows")
+    p.add_argument("--hmac-key-env", metavar="VAR", help="environment variable holding the trail's HMAC key")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
     return parser
 
 

@@ -372,7 +372,7 @@ class _ColumnarPass:
         try:
             self.con.execute(
                 f"""CREATE TEMP TABLE rows AS
-                SELECT {select(self._version)}
+                SELECT {select(self._version, working=True)}
                 FROM (SELECT *, j.sequence - $first + 1 AS source_line
                       FROM (SELECT line, NULL::VARCHAR AS record, NULL::BLOB AS torn_bytes, NULL::BIGINT AS torn_ts,
                                    json_transform(line, $structure) AS j
@@ -393,7 +393,7 @@ class _ColumnarPass:
             self.con.register("batches", batches)
             self.con.execute(
                 f"""CREATE TEMP TABLE rows AS
-                SELECT {select(self._version)}
+                SELECT {select(self._version, working=True)}
                 FROM (SELECT *, json_transform(line, $structure) AS j FROM batches)""",
                 {"stream": self._stream, "structure": structure(self._version)},
             )
