@@ -14,7 +14,8 @@ text (``same_values`` compares both results column by column): 2 warm-up runs ea
 of ``--runs``; each case's ratio is against its raw SQL of the same run (goals: ``MAX_RATIO``,
 ``MAX_COLD_RATIO``).
 Both connections cache Parquet footers (``parquet_metadata_cache``), as ``open_trail`` sets it.
-Cold start (``open_trail`` and the first query on a new connection) is measured separately.
+Cold start (``open_trail`` and the first query on a new connection) is measured separately
+(``COLD_START_FAIRNESS`` says what the workbench does there that the raw connection does not).
 Writes ``workbench.json`` and ``workbench.md`` to ``--out``.
 """
 
@@ -44,6 +45,16 @@ TARGETS = {1_000_000: (10.0, 25.0), 10_000_000: (30.0, 150.0)}
 #: ``MAX_COLD_RATIO`` times a raw connection's view and first query.
 MAX_RATIO = 1.2
 MAX_COLD_RATIO = 2.0
+#: What ``open_trail`` does at cold start that the raw connection does not (the benchmark's text says it).
+COLD_START_FAIRNESS = (
+    "`open_trail` is opened with `verify=False` (verification, seconds per million events, is cached and "
+    "not measured). It still does what the raw connection does not: it decides from each hot file's "
+    "manifest entry (authentic, with the hot file's own seal) whether the file's rows are in cold, reads "
+    "every Parquet footer (the files' column sets, and the `ts_event` extent the unit check of an integer "
+    "instant uses), sets the session time zone to UTC, creates the trail's view and compiles the first "
+    "query's SQL with Ibis. The raw side connects, creates a view over the same glob and runs the "
+    "hand-written query."
+)
 #: The columns of the narrow 1-hour case: what an incident timeline needs.
 NARROW = ("time", "ts_event", "event_type", "source", "description", "stream", "sequence", "correlation_id")
 HIVE = "hive_partitioning=true, hive_types={'year': INTEGER, 'month': INTEGER, 'day': INTEGER}"
@@ -136,7 +147,7 @@ def build_cases(trail: Any, day: dt.date, order_id: str) -> list[Case]:
                               count(*) FILTER (WHERE event_type = 'trade.fill') AS fills
                        FROM grouped GROUP BY strategy_source)
                  ORDER BY strategy_source"""),
-        Case("lifecycle", "trade_lifecycle (whole trail)", lambda: trade_lifecycle(trail, order_id),
+        Case("lifecycle", "trade_lifecycle of one closed trade", lambda: trade_lifecycle(trail, order_id),
              _lifecycle_sql(order_id)),
     ]
 
@@ -403,8 +414,8 @@ def render_markdown(report: dict[str, Any]) -> str:
                   f"Cold start: `open_trail` {cold['open_trail_ms']:.1f} ms, then the first 1-hour query "
                   f"{cold['first_query_ms']:.1f} ms (together {cold['open_plus_first_ms']:.1f} ms); a new raw "
                   f"connection, its view and the same first query: {cold['raw_connect_view_first_query_ms']:.1f} ms "
-                  f"(ratio {cold['ratio']:.2f}x; goal ≤ {MAX_COLD_RATIO}x: {_yes(cold['meets_ratio'])}).",
-                  ""]
+                  f"(ratio {cold['ratio']:.2f}x; goal ≤ {MAX_COLD_RATIO}x: {_yes(cold['meets_ratio'])}). "
+                  + COLD_START_FAIRNESS, ""]
     growth = growth_line(report)
     return "\n".join([*lines, *([growth, ""] if growth else [])]) + "\n"
 
