@@ -14,7 +14,8 @@ text (``same_values`` compares both results column by column): 2 warm-up runs ea
 of ``--runs``; each case's ratio is against its raw SQL of the same run (goals: ``MAX_RATIO``,
 ``MAX_COLD_RATIO``).
 Both connections cache Parquet footers (``parquet_metadata_cache``), as ``open_trail`` sets it.
-Cold start (``open_trail`` and the first query on a new connection) is measured separately.
+Cold start (``open_trail`` and the first query on a new connection) is measured separately
+(``COLD_START_FAIRNESS`` says what the workbench does there that the raw connection does not).
 Writes ``workbench.json`` and ``workbench.md`` to ``--out``.
 """
 
@@ -44,6 +45,16 @@ TARGETS = {1_000_000: (10.0, 25.0), 10_000_000: (30.0, 150.0)}
 #: ``MAX_COLD_RATIO`` times a raw connection's view and first query.
 MAX_RATIO = 1.2
 MAX_COLD_RATIO = 2.0
+#: What ``open_trail`` does at cold start that the raw connection does not (the benchmark's text says it).
+COLD_START_FAIRNESS = (
+    "`open_trail` is opened with `verify=False` (verification, seconds per million events, is cached and "
+    "not measured). It still does what the raw connection does not: it decides from each hot file's "
+    "manifest entry (authentic, with the hot file's own seal) whether the file's rows are in cold, reads "
+    "every Parquet footer (the files' column sets, and the `ts_event` extent the unit check of an integer "
+    "instant uses), sets the session time zone to UTC, creates the trail's view and compiles the first "
+    "query's SQL with Ibis. The raw side connects, creates a view over the same glob and runs the "
+    "hand-written query."
+)
 #: The columns of the narrow 1-hour case: what an incident timeline needs.
 NARROW = ("time", "ts_event", "event_type", "source", "description", "stream", "sequence", "correlation_id")
 HIVE = "hive_partitioning=true, hive_types={'year': INTEGER, 'month': INTEGER, 'day': INTEGER}"
@@ -136,7 +147,7 @@ def build_cases(trail: Any, day: dt.date, order_id: str) -> list[Case]:
                               count(*) FILTER (WHERE event_type = 'trade.fill') AS fills
                        FROM grouped GROUP BY strategy_source)
                  ORDER BY strategy_source"""),
-        Case("lifecycle", "trade_lifecycle (whole trail)", lambda: trade_lifecycle(trail, order_id),
+        Case("lifecycle", "trade_lifecycle of one closed trade", lambda: trade_lifecycle(trail, order_id),
              _lifecycle_sql(order_id)),
     ]
 
@@ -272,6 +283,13 @@ def median_ms(function: Callable[[], Any], runs: int) -> tuple[float, list[float
     return statistics.median(samples), samples
 
 
+def _timed(function: Callable[[], Any]) -> tuple[float, float]:
+    """Wall-clock and CPU milliseconds of one call (CPU: this process, DuckDB's threads included)."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    function()
+    return (time.perf_counter() - wall) * 1000, (time.process_time() - cpu) * 1000
+
+
 def files_read(con: Any, sql: str) -> int:
     plan = con.execute("EXPLAIN ANALYZE " + sql).fetchall()[0][1]
     return sum(int(n) for n in re.findall(r"Total Files Read: (\d+)", plan))
@@ -302,11 +320,14 @@ def measure(base: Path, events: int, runs: int) -> dict[str, Any]:
         for _ in range(2):  # warm-up: page cache, footers, Ibis's memtables
             case.run()
             run_raw()
-        ibis_samples, raw_samples = [], []
+        ibis_samples, raw_samples, ibis_cpu, raw_cpu = [], [], [], []
         for _ in range(runs):  # alternate, so both see the same machine
-            ibis_samples.append(median_ms(case.run, 1)[0])
-            raw_samples.append(median_ms(run_raw, 1)[0])
+            for function, wall, cpu in ((case.run, ibis_samples, ibis_cpu), (run_raw, raw_samples, raw_cpu)):
+                wall_ms, cpu_ms = _timed(function)
+                wall.append(wall_ms)
+                cpu.append(cpu_ms)
         ibis_ms, raw_ms = statistics.median(ibis_samples), statistics.median(raw_samples)
+        cpu_ratio = statistics.median(ibis_cpu) / max(statistics.median(raw_cpu), 1e-6)
         hour_target, other_target = TARGETS.get(events, (None, None))
         target = hour_target if case.hour_query else other_target
         results[case.name] = {
@@ -314,13 +335,17 @@ def measure(base: Path, events: int, runs: int) -> dict[str, Any]:
             "same_rows": mine.num_rows == theirs.num_rows, "same_values": same_values,
             "ibis_ms": round(ibis_ms, 2), "raw_sql_ms": round(raw_ms, 2), "ratio": round(ibis_ms / raw_ms, 2),
             "meets_ratio": ibis_ms / raw_ms <= MAX_RATIO,
+            "ibis_cpu_ms": round(statistics.median(ibis_cpu), 2),
+            "raw_sql_cpu_ms": round(statistics.median(raw_cpu), 2),
+            "cpu_ratio": round(cpu_ratio, 2),
             "compile_ms": round(median_ms(lambda case=case: trail.backend.compile(case.expression()), 5)[0], 2),
             "target_ms": target, "meets_target": None if target is None else ibis_ms <= target,
             "ibis_samples_ms": [round(x, 2) for x in ibis_samples],
             "raw_samples_ms": [round(x, 2) for x in raw_samples],
         }
         print(f"  {case.name:18} ibis {ibis_ms:8.2f} ms   raw {raw_ms:8.2f} ms   x{ibis_ms / raw_ms:.2f}  "
-              f"({mine.num_rows} rows, compile {results[case.name]['compile_ms']} ms)", file=sys.stderr)
+              f"(CPU x{cpu_ratio:.2f}; {mine.num_rows} rows, compile {results[case.name]['compile_ms']} ms)",
+              file=sys.stderr)
     hour_sql = ibis.to_sql(trail.filter(start=_hour(day), end=_hour(day) + NS_PER_HOUR))
     pruning = {
         "files_total": len(list(cold.glob("year=*/month=*/day=*/*.parquet"))),
@@ -391,11 +416,13 @@ def render_markdown(report: dict[str, Any]) -> str:
              report["method"], ""]
     for size in report["sizes"]:
         lines += [f"## {size['events']:,} events over {report['days']} days (measured day {size['day']})", "",
-                  f"| case | workbench (Ibis) | raw DuckDB SQL | ratio | ≤ {MAX_RATIO}x | rows | same values |",
-                  "|---|--:|--:|--:|:-:|--:|:-:|"]
+                  f"| case | workbench (Ibis) | raw DuckDB SQL | ratio | ≤ {MAX_RATIO}x | CPU ratio | rows | "
+                  "same values |",
+                  "|---|--:|--:|--:|:-:|--:|--:|:-:|"]
         for case in size["cases"].values():
+            cpu = f"{case['cpu_ratio']:.2f}x" if "cpu_ratio" in case else "-"
             lines.append(f"| {case['label']} | {case['ibis_ms']:.2f} ms | {case['raw_sql_ms']:.2f} ms | "
-                         f"{case['ratio']:.2f}x | {_yes(case['meets_ratio'])} | {case['rows']:,} | "
+                         f"{case['ratio']:.2f}x | {_yes(case['meets_ratio'])} | {cpu} | {case['rows']:,} | "
                          f"{_yes(case['same_values'])} |")
         pruning, cold = size["pruning"], size["cold_start"]
         lines += ["", f"Partition pruning, 1-hour query: the workbench reads {pruning['files_read_workbench_hour']} "
@@ -403,8 +430,8 @@ def render_markdown(report: dict[str, Any]) -> str:
                   f"Cold start: `open_trail` {cold['open_trail_ms']:.1f} ms, then the first 1-hour query "
                   f"{cold['first_query_ms']:.1f} ms (together {cold['open_plus_first_ms']:.1f} ms); a new raw "
                   f"connection, its view and the same first query: {cold['raw_connect_view_first_query_ms']:.1f} ms "
-                  f"(ratio {cold['ratio']:.2f}x; goal ≤ {MAX_COLD_RATIO}x: {_yes(cold['meets_ratio'])}).",
-                  ""]
+                  f"(ratio {cold['ratio']:.2f}x; goal ≤ {MAX_COLD_RATIO}x: {_yes(cold['meets_ratio'])}). "
+                  + COLD_START_FAIRNESS, ""]
     growth = growth_line(report)
     return "\n".join([*lines, *([growth, ""] if growth else [])]) + "\n"
 
@@ -496,7 +523,9 @@ def main(argv: list[str] | None = None) -> int:
                    "`workbench._compiled`) alternates with hand-written SQL on a plain DuckDB connection over "
                    "the same Parquet files, with the same columns, predicates (including the year/month/day "
                    "partition predicates), causal order and description text; `same values` compares both "
-                   "results column by column. Both cache Parquet footers."),
+                   "results column by column. Both cache Parquet footers. The CPU ratio compares the "
+                   "medians of this process's CPU time (DuckDB's threads included): other processes' load "
+                   "moves it less than the wall-clock ratio, which is the goal's."),
         "sizes": sizes,
     }
     args.out.mkdir(parents=True, exist_ok=True)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.bench_bundle import readme_table as bundle_table
+from benchmarks.bench_spark import readme_table as spark_table
 from benchmarks.bench_verify import readme_table as verify_table
 from benchmarks.bench_workbench import RESULTS_DIR, readme_table
 
@@ -101,6 +102,7 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "group_commit": ("group_commit.json", group_commit_table),
     "verify": ("verify.json", verify_table),
     "bundle": ("bundle.json", bundle_table),
+    "spark": ("spark.json", spark_table),
 }
 
 

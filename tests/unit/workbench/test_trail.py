@@ -237,3 +237,44 @@ class TestKeyedTrails:
             assert count(without.events) == 6
         assert count(keyed.events) == 6
         assert len(keyed.refresh().hot.files) == 1  # refresh keeps the keys
+
+
+class TestOpenTrailReadsNoMoreThanItMust:
+    """Cold start and per-query costs of open_trail (issue 19): the answers are the engine's own."""
+
+    def engine_range(self, trail) -> tuple[int, int]:
+        events = trail.events
+        (row,) = events.aggregate(first=events.ts_event.min(), last=events.ts_event.max()).to_pyarrow().to_pylist()
+        return row["first"], row["last"]
+
+    def test_time_range_comes_from_footers_and_hot_rows_and_is_the_engines(self, hand_trail):
+        hand_trail.convert(only_jan5=True)  # 2026-01-05 in cold, 2026-01-06 in hot
+        trail = open_trail(hand_trail.base)
+        assert trail.hot.rows > 0
+        assert trail._time_range is not None  # known at open: no min/max query before the first analysis
+        assert trail.time_range() == self.engine_range(trail)
+
+    def test_a_file_without_statistics_makes_the_engine_answer(self, hand_trail):
+        hand_trail.convert()
+        (file, *_) = sorted((hand_trail.base / "cold").glob("year=*/month=*/day=*/*.parquet"))
+        pq.write_table(pq.read_table(file), file, write_statistics=False)  # the same rows, no min/max
+        trail = open_trail(hand_trail.base, verify=False)
+        assert trail._time_range is None
+        with pytest.warns(TrailNotVerifiedWarning):
+            first, last = trail.time_range()
+        assert (first, last) == self.engine_range(trail) and first == T0 - 10 * S
+
+    def test_the_unit_check_still_refuses_seconds(self, hand_trail):
+        hand_trail.convert()
+        trail = open_trail(hand_trail.base)
+        with pytest.raises(WorkbenchInputError, match="as seconds"):
+            trail.filter(start=T0 // S, end=T0 // S + 60)
+
+    def test_the_view_is_one_projection_of_read_parquet(self, hand_trail):
+        hand_trail.convert()
+        trail = open_trail(hand_trail.base)
+        (sql,) = trail.backend.con.execute(
+            "SELECT sql FROM duckdb_views() WHERE view_name = ?", [trail.events.op().name]).fetchone()
+        # DuckDB binds every layer of a view on every query: Ibis's nesting cost each query ~1 ms.
+        assert sql.count("SELECT") == 1 and "read_parquet(" in sql.lower()
+        assert count(trail.events) == hand_trail.events
