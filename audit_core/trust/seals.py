@@ -22,7 +22,7 @@ from audit_core import _jsonfile
 from audit_core._layout import checkpoint_path, parse_hot_file_name, seal_path
 from audit_core.errors import AuditFormatError, AuditIntegrityError
 from audit_core.trust import checkpoint, documents
-from audit_core.trust.merkle import MerkleTree, merkle_leaf_hash
+from audit_core.trust.merkle import MerkleTree, leaf_hashes, merkle_leaf_hash
 from audit_core.trust.record import RecordFields, split_record
 from audit_core.trust.report import FailureKind, VerificationFailure, VerificationReport
 
@@ -72,6 +72,18 @@ class FileDigest:
             if self.first_sequence is None:
                 self.first_sequence, self.first_hash = record.sequence, record.checksum
             self.last_sequence, self.last_hash = record.sequence, record.checksum
+
+    def add_lines(self, chunk: bytes, prefixed: list[bytes]) -> None:
+        """``add_line`` of each whole line of ``chunk``, given also as ``prefixed`` (``b"\\0" + line``, no newline).
+
+        The record fields (first and last sequence and hash) are the caller's to set.
+        """
+        self._sha.update(chunk)
+        self._leaves += leaf_hashes(prefixed)
+        self._tree.add_leaf_hashes(self._leaves)
+        self._leaves = []
+        self.lines += len(prefixed)
+        self.size += len(chunk)
 
     def finish(self) -> FileDigest:
         self.file_sha256 = self._sha.hexdigest()
@@ -332,3 +344,22 @@ def _check_seal_document(
 def read_lines(path: Path) -> Iterator[bytes]:
     with path.open("rb") as handle:
         yield from handle
+
+
+#: Bytes ``read_chunks`` reads at a time: bounds memory (a chunk and what is sliced from it), large
+#: enough that the per-chunk costs vanish.
+CHUNK_BYTES = 8 << 20
+
+
+def read_chunks(path: Path) -> Iterator[bytes]:
+    """The file in pieces of whole lines (each ends with a newline but the last, if the file does not)."""
+    with path.open("rb") as handle:
+        rest = b""
+        while block := handle.read(CHUNK_BYTES):
+            block = rest + block
+            cut = block.rfind(b"\n") + 1
+            rest = block[cut:]
+            if cut:
+                yield block[:cut]
+        if rest:
+            yield rest
