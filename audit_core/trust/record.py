@@ -16,7 +16,7 @@ import hmac
 import json
 from collections.abc import Callable
 from itertools import repeat
-from operator import add, getitem
+from operator import add, getitem, itemgetter
 from typing import Any, NamedTuple, cast
 
 from audit_core.trust import documents
@@ -141,6 +141,7 @@ _CURRENT_TAIL = f'",{_FORMAT_KEY.decode()[1:]}{RECORD_FORMAT}{_TS_RECORDED_KEY.d
 _BODY = slice(1, -SUFFIX_LEN)
 _slice = cast("Callable[[bytes, slice], bytes]", getitem)  # bytes[a:b]; getitem's own type is overloaded
 _SUFFIX_TEXT = CHECKSUM_SUFFIX_PREFIX.decode()
+_END = itemgetter(slice(-SUFFIX_LEN, None))
 _SEQUENCE_TEXT = _SEQUENCE_KEY.decode()
 _PREV_TEXT = _PREV_KEY.decode() + '"'
 
@@ -170,8 +171,9 @@ def read_run(lines: list[bytes], first_sequence: int, prev_hashes: list[str], ch
     count = len(lines)
     if count == 0 or count != len(prev_hashes) or count != len(checksums):
         return None
-    ends = (_SUFFIX_TEXT + ('"}\n' + _SUFFIX_TEXT).join(checksums) + '"}').encode().split(b"\n")
-    if len(ends) != count or not all(map(bytes.endswith, lines, ends)):
+    # Each line ends with its checksum field: the last SUFFIX_LEN bytes of all lines, joined, are these.
+    ends = (_SUFFIX_TEXT + ('"}' + _SUFFIX_TEXT).join(checksums) + '"}').encode()
+    if len(ends) != count * SUFFIX_LEN or b"".join(map(_END, lines)) != ends:
         return None
     # Both keys are the first in their line, and hold these texts; a line shorter than split_record
     # accepts cannot hold them in front of its checksum field.
