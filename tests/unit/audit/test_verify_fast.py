@@ -180,5 +180,6 @@ def test_read_run_declines_a_run_that_does_not_count_on_or_chain():
 
 def test_compute_checksums_is_compute_checksum_in_bulk():
     bodies = [json.dumps({"n": n}).encode() for n in range(5)]
-    for key in (None, b"k" * 32):
+    for key in (None, b"k" * 32, b"long key " * 20, b""):  # a key over the block size is hashed first
         assert compute_checksums(bodies, key) == [compute_checksum(body, key) for body in bodies]
+        assert compute_checksums([], key) == []
