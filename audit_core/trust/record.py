@@ -160,21 +160,24 @@ def record_bodies(lines: list[bytes]) -> list[bytes]:
 def read_run(lines: list[bytes], first_sequence: int, prev_hashes: list[str], checksums: list[str]) -> list[int] | None:
     """Each line's ``ts_recorded``, if every line is a current-format record with exactly these chain fields.
 
-    ``lines`` are given as for ``record_bodies``. A line qualifies if
-    ``split_record`` reads from it the checksum ``checksums[i]``, the sequence ``first_sequence + i``
-    and the prev_hash ``prev_hashes[i]``, written the way this version writes them (decimal digits,
-    a quoted hash followed by ``"format":3`` and a canonical ``ts_recorded``). Otherwise this returns
-    None, and ``split_record`` reads the lines one by one (an older format, a null prev_hash, a torn
-    line, any other value). The fields are found where ``split_record`` finds them (the first
-    ``"sequence":`` and ``"prev_hash":`` of a line), so the values read are the ones it would read.
-    The texts each line must hold are built for all lines with one ``join`` and one ``split``.
+    ``lines`` are given as for ``record_bodies``. A line qualifies if ``split_record`` reads from it
+    the checksum ``checksums[i]``, the sequence ``first_sequence + i`` and the prev_hash
+    ``prev_hashes[i]``, written the way this version writes them (decimal digits, a quoted hash
+    followed by ``"format":3`` and a canonical ``ts_recorded``). Otherwise this returns None, and
+    ``split_record`` reads the lines one by one (an older format, a null prev_hash, a torn line, any
+    other value). The fields are found where ``split_record`` finds them (the first ``"sequence":``
+    and ``"prev_hash":`` of a line), so the values read are the ones it would read. The texts each
+    line must hold are built for all lines with one ``join`` and one ``split``.
     """
     count = len(lines)
     if count == 0 or count != len(prev_hashes) or count != len(checksums):
         return None
+    if set(map(len, prev_hashes)) | set(map(len, checksums)) != {_HASH_HEX} or not (
+            "".join(prev_hashes).isascii() and "".join(checksums).isascii()):
+        return None  # split_record reads 64 bytes, each one character, where a line holds a hash
     # Each line ends with its checksum field: the last SUFFIX_LEN bytes of all lines, joined, are these.
     ends = (_SUFFIX_TEXT + ('"}' + _SUFFIX_TEXT).join(checksums) + '"}').encode()
-    if len(ends) != count * SUFFIX_LEN or b"".join(map(_END, lines)) != ends:
+    if b"".join(map(_END, lines)) != ends:
         return None
     # Both keys are the first in their line, and hold these texts; a line shorter than split_record
     # accepts cannot hold them in front of its checksum field.
@@ -186,7 +189,7 @@ def read_run(lines: list[bytes], first_sequence: int, prev_hashes: list[str], ch
     at = list(map(bytes.find, lines, repeat(_PREV_KEY)))
     if len(values) != count or not all(map(bytes.startswith, lines, values, at)):
         return None
-    at = list(map(add, at, map(len, values)))  # where ts_recorded's digits start, up to the next comma
+    at = list(map(add, at, repeat(len(values[0]))))  # where ts_recorded's digits start, up to the next comma
     texts = list(map(_slice, lines, map(slice, at, map(bytes.find, lines, repeat(b","), at))))
     # Canonical decimals only: digits, no leading zero (split_record refuses one; "0" itself is left to it).
     if b"" in texts or not b"".join(texts).isdigit() or b" 0" in b" " + b" ".join(texts):

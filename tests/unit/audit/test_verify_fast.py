@@ -178,6 +178,17 @@ def test_read_run_declines_a_run_that_does_not_count_on_or_chain():
     assert read_run(lines, 0, [GENESIS_HASH, checksums[0]], checksums[::-1]) is None
 
 
+@pytest.mark.parametrize("odd", ["0" * 63, "0" * 65, "\u00e9" + "0" * 63, "0" * 32 + "\n" + "0" * 31])
+def test_read_run_declines_a_hash_no_line_can_hold(odd):
+    """split_record reads 64 one-byte characters where a hash is: a line holding anything else is not read."""
+    line = b'\0' + record_line(0, odd)
+    (checksum,) = compute_checksums([line[1:-79] + b"}"])
+    assert read_run([line], 0, [odd], [checksum]) is None
+    if b"\n" not in odd.encode():  # (a line cannot hold a newline at all)
+        with pytest.raises(ValueError):
+            split_record(line[1:] + b"\n")
+
+
 def test_compute_checksums_is_compute_checksum_in_bulk():
     bodies = [json.dumps({"n": n}).encode() for n in range(5)]
     for key in (None, b"k" * 32, b"long key " * 20, b""):  # a key over the block size is hashed first
