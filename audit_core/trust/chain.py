@@ -5,6 +5,10 @@ order (with each file's seal, through ``seals.check_seal``) and accounts for wha
 and retention leave: a torn line that a later ``sys.recovery`` record describes, and a stream that
 continues after files a verified ``sys.retention`` record removed. This is the scalar reference;
 the converter's fast path (``cold/_bulk_verify.py``) is held to it by a differential test.
+
+``verify_file`` first tries ``clean_file``: the same rules for a whole file at once, which only
+ever accepts a file the line-by-line pass would pass (anything else falls through to that pass,
+which alone writes failures; ``tests/unit/audit/test_verify_fast.py`` holds the two together).
 """
 
 from __future__ import annotations
@@ -193,13 +197,14 @@ def verify_file(
 def clean_file(path: Path, state: ChainState, hmac_key: bytes | None) -> tuple[FileDigest, int] | None:
     """``verify_file``'s fast path: the file's digest (finished) and first sequence if every record passes.
 
-    Every line must be a current-format record (``record.split_records``), and the records, taken
-    in bulk, must pass ``check_record`` from ``state``: checksums as computed, sequences counting on
-    from ``state.expected_sequence``, each ``prev_hash`` the previous checksum, and ``ts_recorded``
-    never backwards. Then the line-by-line pass would report nothing but the seal's checks, so
-    ``state`` is moved to where the file ends, as that pass would. Anything else (a failure, an
-    unknown start, a torn line pending, an empty or unreadable file) returns None with ``state``
-    untouched, and the line-by-line pass reports it.
+    The file is read in chunks of whole lines, each split once; every line must be a current-format
+    record holding what ``check_record`` expects from ``state`` (``record.read_run``): its own
+    checksum as computed, sequences counting on from ``state.expected_sequence``, each ``prev_hash``
+    the previous checksum; and ``ts_recorded`` never goes backwards. Then the line-by-line pass
+    would report nothing but the seal's checks, so ``state`` is moved to where the file ends, as
+    that pass would move it. Anything else (a failure, an unknown start, a torn line pending, an
+    older record format, an empty or unreadable file) returns None with ``state`` untouched, and the
+    line-by-line pass reports it.
     """
     expected, previous = state.expected_sequence, state.prev_checksum
     if expected is None or previous is None or state.pending is not None or state.provisional:
