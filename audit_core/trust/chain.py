@@ -197,7 +197,7 @@ def verify_file(
 def clean_file(path: Path, state: ChainState, hmac_key: bytes | None) -> tuple[FileDigest, int] | None:
     """``verify_file``'s fast path: the file's digest (finished) and first sequence if every record passes.
 
-    The file is read in chunks of whole lines, each split once; every line must be a current-format
+    The file is read in chunks of whole lines; every line must be a current-format
     record holding what ``check_record`` expects from ``state`` (``record.read_run``): its own
     checksum as computed, sequences counting on from ``state.expected_sequence``, each ``prev_hash``
     the previous checksum; and ``ts_recorded`` never goes backwards. Then the line-by-line pass
@@ -214,11 +214,9 @@ def clean_file(path: Path, state: ChainState, hmac_key: bytes | None) -> tuple[F
     last_recorded = state.last_recorded
     digest = FileDigest()
     try:
-        for chunk in read_chunks(path):
-            if not chunk.endswith(b"\n"):
+        for lines in read_chunks(path):
+            if not lines[-1].endswith(b"\n"):
                 return None  # a torn last line
-            lines = (b"\0" + chunk).replace(b"\n", b"\n\0").split(b"\n")
-            lines.pop()  # the NUL after the last newline
             checksums = compute_checksums(record_bodies(lines), hmac_key)
             # check_record's rules, for all lines at once: each checksum is what its record hashes to
             # (read_run reads exactly these), the sequence counts on, prev_hash is the previous checksum ...
@@ -229,7 +227,7 @@ def clean_file(path: Path, state: ChainState, hmac_key: bytes | None) -> tuple[F
             if (last_recorded is not None and _backwards(recorded[0], last_recorded)) or any(
                     map(_backwards, recorded[1:], recorded)):
                 return None
-            digest.add_lines(chunk, lines)
+            digest.add_lines(lines)
             if digest.first_sequence is None:
                 digest.first_sequence, digest.first_hash = expected, checksums[0]
             expected, previous, last_recorded = expected + len(lines), checksums[-1], recorded[-1]

@@ -139,33 +139,28 @@ def _ts_recorded(body: bytes, end: int) -> int | None:
 
 #: What directly follows a quoted ``prev_hash`` value in a record of the current format (``_ts_recorded``'s layout).
 _CURRENT_TAIL = f'",{_FORMAT_KEY.decode()[1:]}{RECORD_FORMAT}{_TS_RECORDED_KEY.decode()}'
-_BODY = slice(1, -SUFFIX_LEN)
+_BODY = slice(None, -SUFFIX_LEN - 1)
 _slice = cast("Callable[[bytes, slice], bytes]", getitem)  # bytes[a:b]; getitem's own type is overloaded
 _SUFFIX_TEXT = CHECKSUM_SUFFIX_PREFIX.decode()
-_END = itemgetter(slice(-SUFFIX_LEN, None))
+_END = itemgetter(slice(-SUFFIX_LEN - 1, None))
 _SEQUENCE_TEXT = _SEQUENCE_KEY.decode()
 _PREV_TEXT = _PREV_KEY.decode() + '"'
 
 
 def record_bodies(lines: list[bytes]) -> list[bytes]:
-    """What the checksum of each line covers (``split_record``'s ``body``), for lines given behind one byte.
-
-    The lines are given each behind one byte (a NUL: ``b"\\0" + line``, without its newline), the
-    form ``merkle.leaf_hashes`` hashes, so a whole file is sliced and hashed with one ``split`` and
-    no copy per line (``chain.clean_file``).
-    """
+    """What the checksum of each line covers (``split_record``'s ``body``), for whole lines as read (with newlines)."""
     return list(map(add, map(_slice, lines, repeat(_BODY)), repeat(b"}")))
 
 
 def read_run(lines: list[bytes], first_sequence: int, prev_hashes: list[str], checksums: list[str]) -> list[int] | None:
     """Each line's ``ts_recorded``, if every line is a current-format record with exactly these chain fields.
 
-    ``lines`` are given as for ``record_bodies``. A line qualifies if ``split_record`` reads from it
-    the checksum ``checksums[i]``, the sequence ``first_sequence + i`` and the prev_hash
-    ``prev_hashes[i]``, written the way this version writes them (decimal digits, a quoted hash
-    followed by ``"format":3`` and a canonical ``ts_recorded``). Otherwise this returns None, and
-    ``split_record`` reads the lines one by one (an older format, a null prev_hash, a torn line, any
-    other value). The fields are found where ``split_record`` finds them (the first ``"sequence":``
+    ``lines`` are whole lines as read (each ends with its newline). A line qualifies if
+    ``split_record`` reads from it the checksum ``checksums[i]``, the sequence
+    ``first_sequence + i`` and the prev_hash ``prev_hashes[i]``, written the way this version writes
+    them (decimal digits, a quoted hash followed by ``"format":3`` and a canonical ``ts_recorded``).
+    Otherwise this returns None, and ``split_record`` reads the lines one by one (an older format, a
+    null prev_hash, a torn line, any other value). The fields are found where ``split_record`` finds them (the first ``"sequence":``
     and ``"prev_hash":`` of a line), so the values read are the ones it would read. The texts each
     line must hold are built for all lines with one ``join`` and one ``split``.
     """
@@ -175,8 +170,8 @@ def read_run(lines: list[bytes], first_sequence: int, prev_hashes: list[str], ch
     if set(map(len, prev_hashes)) | set(map(len, checksums)) != {_HASH_HEX} or not (
             "".join(prev_hashes).isascii() and "".join(checksums).isascii()):
         return None  # split_record reads 64 bytes, each one character, where a line holds a hash
-    # Each line ends with its checksum field: the last SUFFIX_LEN bytes of all lines, joined, are these.
-    ends = (_SUFFIX_TEXT + ('"}' + _SUFFIX_TEXT).join(checksums) + '"}').encode()
+    # Each line ends with its checksum field and a newline: the ends of all lines, joined, are these.
+    ends = (_SUFFIX_TEXT + ('"}\n' + _SUFFIX_TEXT).join(checksums) + '"}\n').encode()
     if b"".join(map(_END, lines)) != ends:
         return None
     # Both keys are the first in their line, and hold these texts; a line shorter than split_record

@@ -123,7 +123,7 @@ def record_line(sequence: int, prev_hash: str, recorded: bytes = b"1767225923595
 
 def fast_read(line: bytes, sequence: int, prev_hash: str) -> list[int] | None:
     (checksum,) = compute_checksums([line[: -len(b',"checksum":"') - 66] + b"}"])
-    return read_run([b"\0" + line], sequence, [prev_hash], [checksum])
+    return read_run([line + b"\n"], sequence, [prev_hash], [checksum])
 
 
 def mutations(data: bytes):
@@ -170,8 +170,8 @@ def test_read_run_leaves_odd_ts_recorded_to_split_record(recorded):
 def test_read_run_declines_a_run_that_does_not_count_on_or_chain():
     first = record_line(0, GENESIS_HASH)
     second = record_line(1, split_record(first + b"\n").checksum)
-    lines = [b"\0" + first, b"\0" + second]
-    checksums = compute_checksums([line[1:-79] + b"}" for line in lines])
+    lines = [first + b"\n", second + b"\n"]
+    checksums = compute_checksums([line[:-80] + b"}" for line in lines])
     assert read_run(lines, 0, [GENESIS_HASH, checksums[0]], checksums) is not None
     assert read_run(lines, 1, [GENESIS_HASH, checksums[0]], checksums) is None
     assert read_run(lines, 0, [GENESIS_HASH, checksums[1]], checksums) is None
@@ -181,12 +181,12 @@ def test_read_run_declines_a_run_that_does_not_count_on_or_chain():
 @pytest.mark.parametrize("odd", ["0" * 63, "0" * 65, "\u00e9" + "0" * 63, "0" * 32 + "\n" + "0" * 31])
 def test_read_run_declines_a_hash_no_line_can_hold(odd):
     """split_record reads 64 one-byte characters where a hash is: a line holding anything else is not read."""
-    line = b'\0' + record_line(0, odd)
-    (checksum,) = compute_checksums([line[1:-79] + b"}"])
+    line = record_line(0, odd) + b"\n"
+    (checksum,) = compute_checksums([line[:-80] + b"}"])
     assert read_run([line], 0, [odd], [checksum]) is None
     if b"\n" not in odd.encode():  # (a line cannot hold a newline at all)
         with pytest.raises(ValueError):
-            split_record(line[1:] + b"\n")
+            split_record(line)
 
 
 def test_compute_checksums_is_compute_checksum_in_bulk():
