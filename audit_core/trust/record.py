@@ -160,9 +160,9 @@ def read_run(lines: list[bytes], first_sequence: int, prev_hashes: list[str], ch
     ``first_sequence + i`` and the prev_hash ``prev_hashes[i]``, written the way this version writes
     them (decimal digits, a quoted hash followed by ``"format":3`` and a canonical ``ts_recorded``).
     Otherwise this returns None, and ``split_record`` reads the lines one by one (an older format, a
-    null prev_hash, a torn line, any other value). The fields are found where ``split_record`` finds them (the first ``"sequence":``
-    and ``"prev_hash":`` of a line), so the values read are the ones it would read. The texts each
-    line must hold are built for all lines with one ``join`` and one ``split``.
+    null prev_hash, a torn line, any other value). The fields are found where ``split_record`` finds
+    them (the first ``"sequence":`` and ``"prev_hash":`` of a line), so the values read are the ones
+    it would read. The texts each line must hold are built for all lines with one ``join``.
     """
     count = len(lines)
     if count == 0 or count != len(prev_hashes) or count != len(checksums):
