@@ -5,6 +5,10 @@ order (with each file's seal, through ``seals.check_seal``) and accounts for wha
 and retention leave: a torn line that a later ``sys.recovery`` record describes, and a stream that
 continues after files a verified ``sys.retention`` record removed. This is the scalar reference;
 the converter's fast path (``cold/_bulk_verify.py``) is held to it by a differential test.
+
+``verify_file`` first tries ``clean_file``: the same rules for a whole file at once, which only
+ever accepts a file the line-by-line pass would pass (anything else falls through to that pass,
+which alone writes failures; ``tests/unit/audit/test_verify_fast.py`` holds the two together).
 """
 
 from __future__ import annotations
@@ -12,13 +16,24 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import hmac
+import operator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
-from audit_core.trust.record import GENESIS_HASH, RecordFields, compute_checksum, parse_object, split_record
+from audit_core.trust.record import (
+    GENESIS_HASH,
+    RecordFields,
+    compute_checksum,
+    compute_checksums,
+    parse_object,
+    read_run,
+    record_bodies,
+    split_record,
+)
 from audit_core.trust.report import FailureKind, StreamSummary, VerificationFailure, VerificationReport
-from audit_core.trust.seals import FileDigest, check_seal, read_lines
+from audit_core.trust.seals import FileDigest, check_seal, read_chunks, read_lines
 
 if TYPE_CHECKING:
     from audit_core.trust.keyring import VerifyingKeys
@@ -102,9 +117,23 @@ def verify_file(
     retention_starts: dict[tuple[int, str], Retired] | None = None,
     collect: list[tuple[Path, RecordFields]] | None = None,
 ) -> None:
-    """Verify one file of a stream, continuing from ``state`` (updated to where the file ends), and its seal."""
+    """Verify one file of a stream, continuing from ``state`` (updated to where the file ends), and its seal.
+
+    A file whose every record is plainly right (``clean_file``) is checked in bulk; any other is
+    checked line by line, below, which is what reports each failure.
+    """
     report.files.append(str(path))
     summary.files.append(str(path))
+    clean = clean_file(path, state, hmac_key) if collect is None else None
+    if clean is not None:
+        digest, first_sequence = clean
+        report.records += digest.lines
+        summary.records += digest.lines
+        if summary.first_sequence is None:
+            summary.first_sequence = first_sequence
+        summary.last_sequence, summary.last_hash = digest.last_sequence, digest.last_hash
+        check_seal(path, digest, is_newest, names, hmac_key, report, public_key)
+        return
     digest = FileDigest()
     offset = 0
     where = str(path)
@@ -163,6 +192,52 @@ def verify_file(
         summary.last_sequence, summary.last_hash = record.sequence, record.checksum
         state.expected_sequence, state.prev_checksum = record.sequence + 1, record.checksum
     check_seal(path, digest.finish(), is_newest, names, hmac_key, report, public_key)
+
+
+def clean_file(path: Path, state: ChainState, hmac_key: bytes | None) -> tuple[FileDigest, int] | None:
+    """``verify_file``'s fast path: the file's digest (finished) and first sequence if every record passes.
+
+    The file is read in chunks of whole lines; every line must be a current-format
+    record holding what ``check_record`` expects from ``state`` (``record.read_run``): its own
+    checksum as computed, sequences counting on from ``state.expected_sequence``, each ``prev_hash``
+    the previous checksum; and ``ts_recorded`` never goes backwards. Then the line-by-line pass
+    would report nothing but the seal's checks, so ``state`` is moved to where the file ends, as
+    that pass would move it. Anything else (a failure, an unknown start, a torn line pending, an
+    older record format, an empty or unreadable file) returns None with ``state`` untouched, and the
+    line-by-line pass reports it.
+    """
+    expected, previous = state.expected_sequence, state.prev_checksum
+    if expected is None or previous is None or state.pending is not None or state.provisional:
+        return None
+    if len(previous) != len(GENESIS_HASH) or not previous.isascii():
+        return None  # not a hash any record could carry: the line-by-line pass reports what follows
+    last_recorded = state.last_recorded
+    digest = FileDigest()
+    try:
+        for lines in read_chunks(path):
+            if not lines[-1].endswith(b"\n"):
+                return None  # a torn last line
+            checksums = compute_checksums(record_bodies(lines), hmac_key)
+            # check_record's rules, for all lines at once: each checksum is what its record hashes to
+            # (read_run reads exactly these), the sequence counts on, prev_hash is the previous checksum ...
+            recorded = read_run(lines, expected, [previous, *checksums[:-1]], checksums)
+            if recorded is None:
+                return None
+            # ... and ts_recorded never goes backwards.
+            if (last_recorded is not None and _backwards(recorded[0], last_recorded)) or any(
+                    map(_backwards, recorded[1:], recorded)):
+                return None
+            digest.add_lines(lines)
+            if digest.first_sequence is None:
+                digest.first_sequence, digest.first_hash = expected, checksums[0]
+            expected, previous, last_recorded = expected + len(lines), checksums[-1], recorded[-1]
+    except OSError:
+        return None  # the line-by-line pass meets it again and reports it as it always has
+    if digest.first_sequence is None:
+        return None
+    digest.last_sequence, digest.last_hash = expected - 1, previous
+    state.expected_sequence, state.prev_checksum, state.last_recorded = expected, previous, last_recorded
+    return digest.finish(), digest.first_sequence
 
 
 def continues(state: ChainState, assumed: ChainState, first_recorded: int | None) -> bool:
@@ -279,9 +354,9 @@ def _check_recorded(
         ))
 
 
-def _backwards(ts_recorded: int, last_recorded: int) -> bool:
-    """THE ``ts_recorded`` order rule: a record may not be recorded before the stream's latest."""
-    return ts_recorded < last_recorded
+#: THE ``ts_recorded`` order rule, ``_backwards(ts_recorded, last_recorded)``: a record may not be
+#: recorded before the stream's latest. A C function, so ``clean_file`` maps it over a whole file.
+_backwards: Callable[[int, int], bool] = operator.lt
 
 
 def _next(sequence: int | None) -> int | None:

@@ -7,13 +7,10 @@ over processes, not threads: ``hot/_verify_jobs.py`` (hot files) and ``cold/cold
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import pickle
-import subprocess
 import sys
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -71,6 +68,11 @@ def run_tasks(function: Callable[[T], R], tasks: Sequence[T], jobs: int, weights
     and spawn would) and take a share of the tasks, heaviest first by ``weights`` (bytes).
     ``function`` must be a module-level function; tasks and results must pickle.
     """
+    # Imported here: a verification that stays in one process (most) does not pay for them.
+    import multiprocessing
+    import subprocess
+    from concurrent.futures import ProcessPoolExecutor
+
     workers = max(1, min(jobs, len(tasks)))
     if _single_threaded():
         with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork")) as pool:

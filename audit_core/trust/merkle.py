@@ -15,6 +15,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Iterable, Sequence
+from itertools import repeat
+from operator import add
 
 from audit_core.errors import AuditIntegrityError
 
@@ -34,6 +36,20 @@ def merkle_leaf_hash(record: bytes) -> bytes:
 def merkle_node_hash(left: bytes, right: bytes) -> bytes:
     """SHA-256(0x01 || left || right)."""
     return hashlib.sha256(RFC6962_NODE_PREFIX + left + right).digest()
+
+
+_DIGEST = type(hashlib.sha256()).digest
+
+
+def leaf_hashes(records: Iterable[bytes]) -> list[bytes]:
+    """``merkle_leaf_hash`` of each of ``records``, with no Python call per record."""
+    return list(map(_DIGEST, map(hashlib.sha256, map(add, repeat(RFC6962_LEAF_PREFIX), records))))
+
+
+def _node_level(level: list[bytes]) -> list[bytes]:
+    """``merkle_node_hash`` of each pair of an even-length level, in order."""
+    pairs = map(add, map(add, repeat(RFC6962_NODE_PREFIX), level[0::2]), level[1::2])
+    return list(map(_DIGEST, map(hashlib.sha256, pairs)))
 
 
 class MerkleTree:
@@ -71,13 +87,20 @@ class MerkleTree:
         for start in range(0, full, block):
             level = self._pending[start : start + block]
             while len(level) > 1:
-                level = [merkle_node_hash(left, right) for left, right in zip(level[0::2], level[1::2], strict=True)]
+                level = _node_level(level)
             self._push(block, level[0])
         del self._pending[:full]
 
     def _flush_pending(self) -> None:
-        for leaf in self._pending:
-            self._push(1, leaf)
+        # The pending leaves start where a block starts, so they split into perfect subtrees, largest first.
+        pending, start = self._pending, 0
+        while start < len(pending):
+            size = 1 << ((len(pending) - start).bit_length() - 1)
+            level = pending[start : start + size]
+            while len(level) > 1:
+                level = _node_level(level)
+            self._push(size, level[0])
+            start += size
         self._pending = []
 
     def _push(self, size: int, node: bytes) -> None:

@@ -11,8 +11,14 @@ specification, with test vectors.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
-from typing import Any, NamedTuple
+from collections import deque
+from collections.abc import Callable
+from itertools import repeat
+from operator import add, getitem, itemgetter
+from typing import Any, NamedTuple, cast
 
 from audit_core.trust import documents
 
@@ -129,6 +135,76 @@ def _ts_recorded(body: bytes, end: int) -> int | None:
     if value is not None and value >= 2**63:
         raise ValueError(f"{TS_RECORDED_FIELD} {value} is beyond int64")
     return value
+
+
+#: What directly follows a quoted ``prev_hash`` value in a record of the current format (``_ts_recorded``'s layout).
+_CURRENT_TAIL = f'",{_FORMAT_KEY.decode()[1:]}{RECORD_FORMAT}{_TS_RECORDED_KEY.decode()}'
+_BODY = slice(None, -SUFFIX_LEN - 1)
+_slice = cast("Callable[[bytes, slice], bytes]", getitem)  # bytes[a:b]; getitem's own type is overloaded
+_SUFFIX_TEXT = CHECKSUM_SUFFIX_PREFIX.decode()
+_END = itemgetter(slice(-SUFFIX_LEN - 1, None))
+_SEQUENCE_TEXT = _SEQUENCE_KEY.decode()
+_PREV_TEXT = _PREV_KEY.decode() + '"'
+
+
+def record_bodies(lines: list[bytes]) -> list[bytes]:
+    """What the checksum of each line covers (``split_record``'s ``body``), for whole lines as read (with newlines)."""
+    return list(map(add, map(_slice, lines, repeat(_BODY)), repeat(b"}")))
+
+
+def read_run(lines: list[bytes], first_sequence: int, prev_hashes: list[str], checksums: list[str]) -> list[int] | None:
+    """Each line's ``ts_recorded``, if every line is a current-format record with exactly these chain fields.
+
+    ``lines`` are whole lines as read (each ends with its newline). A line qualifies if
+    ``split_record`` reads from it the checksum ``checksums[i]``, the sequence
+    ``first_sequence + i`` and the prev_hash ``prev_hashes[i]``, written the way this version writes
+    them (decimal digits, a quoted hash followed by ``"format":3`` and a canonical ``ts_recorded``).
+    Otherwise this returns None, and ``split_record`` reads the lines one by one (an older format, a
+    null prev_hash, a torn line, any other value). The fields are found where ``split_record`` finds
+    them (the first ``"sequence":`` and ``"prev_hash":`` of a line), so the values read are the ones
+    it would read. The texts each line must hold are built for all lines with one ``join``.
+    """
+    count = len(lines)
+    if count == 0 or count != len(prev_hashes) or count != len(checksums):
+        return None
+    if set(map(len, prev_hashes)) | set(map(len, checksums)) != {_HASH_HEX} or not (
+            "".join(prev_hashes).isascii() and "".join(checksums).isascii()):
+        return None  # split_record reads 64 bytes, each one character, where a line holds a hash
+    # Each line ends with its checksum field and a newline: the ends of all lines, joined, are these.
+    ends = (_SUFFIX_TEXT + ('"}\n' + _SUFFIX_TEXT).join(checksums) + '"}\n').encode()
+    if b"".join(map(_END, lines)) != ends:
+        return None
+    # Both keys are the first in their line, and hold these texts; a line shorter than split_record
+    # accepts cannot hold them in front of its checksum field.
+    numbers = (_SEQUENCE_TEXT + (",\n" + _SEQUENCE_TEXT).join(map(str, range(first_sequence, first_sequence + count)))
+               + ",").encode().split(b"\n")
+    if not all(map(bytes.startswith, lines, numbers, map(bytes.find, lines, repeat(_SEQUENCE_KEY)))):
+        return None
+    values = (_PREV_TEXT + (_CURRENT_TAIL + "\n" + _PREV_TEXT).join(prev_hashes) + _CURRENT_TAIL).encode().split(b"\n")
+    at = list(map(bytes.find, lines, repeat(_PREV_KEY)))
+    if len(values) != count or not all(map(bytes.startswith, lines, values, at)):
+        return None
+    at = list(map(add, at, repeat(len(values[0]))))  # where ts_recorded's digits start, up to the next comma
+    texts = list(map(_slice, lines, map(slice, at, map(bytes.find, lines, repeat(b","), at))))
+    # Canonical decimals only: digits, no leading zero (split_record refuses one; "0" itself is left to it).
+    if b"" in texts or not b"".join(texts).isdigit() or b" 0" in b" " + b" ".join(texts):
+        return None
+    recorded = list(map(int, texts))
+    return recorded if max(recorded) < 2**63 else None
+
+
+def compute_checksums(bodies: list[bytes], hmac_key: bytes | None = None) -> list[str]:
+    """``compute_checksum`` of each of ``bodies`` (``documents.keyed_digest``'s rule, in bulk)."""
+    if hmac_key is None:
+        return list(map(_HEXDIGEST, map(hashlib.sha256, bodies)))
+    # Copies of one keyed HMAC: hmac.digest sets the key up again for every record (OpenSSL 3.0:
+    # about 2.1 us a record against 1.6 us for a copy, and 0.65 us for a plain SHA-256).
+    macs = list(map(hmac.HMAC.copy, repeat(hmac.new(hmac_key, digestmod=hashlib.sha256), len(bodies))))
+    deque(map(hmac.HMAC.update, macs, bodies), maxlen=0)
+    return list(map(hmac.HMAC.hexdigest, macs))
+
+
+_HEXDIGEST = type(hashlib.sha256()).hexdigest
 
 
 def parse_object(body: bytes) -> dict[str, Any] | None:

@@ -13,8 +13,10 @@ import contextlib
 import hashlib
 import json
 import os
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +25,7 @@ from audit_core._layout import checkpoint_path, parse_hot_file_name, seal_path
 from audit_core.errors import AuditFormatError, AuditIntegrityError
 from audit_core.trust import checkpoint, documents
 from audit_core.trust.keyring import as_trusted
-from audit_core.trust.merkle import MerkleTree, merkle_leaf_hash
+from audit_core.trust.merkle import MerkleTree, leaf_hashes, merkle_leaf_hash
 from audit_core.trust.record import RecordFields, split_record
 from audit_core.trust.report import FailureKind, VerificationFailure, VerificationReport
 
@@ -41,6 +43,8 @@ _SEAL_MODE = 0o440  # sealed files and their seals lose their write bits
 #: A seal is an authenticated document (``documents.py``) with this checksum field.
 SEAL_CHECKSUM = "seal_checksum"
 
+
+_WITHOUT_NEWLINE = itemgetter(slice(None, -1))
 
 #: Leaves hashed per block before they join the Merkle tree (``MerkleTree``'s block: one reduction each).
 _LEAF_BLOCK = 4096
@@ -74,6 +78,15 @@ class FileDigest:
             if self.first_sequence is None:
                 self.first_sequence, self.first_hash = record.sequence, record.checksum
             self.last_sequence, self.last_hash = record.sequence, record.checksum
+
+    def add_lines(self, lines: list[bytes]) -> None:
+        """``add_line`` of each of ``lines`` (each ends with its newline); the record fields are the caller's to set."""
+        deque(map(self._sha.update, lines), maxlen=0)
+        self._leaves += leaf_hashes(map(_WITHOUT_NEWLINE, lines))
+        self._tree.add_leaf_hashes(self._leaves)
+        self._leaves = []
+        self.lines += len(lines)
+        self.size += sum(map(len, lines))
 
     def finish(self) -> FileDigest:
         self.file_sha256 = self._sha.hexdigest()
@@ -342,3 +355,19 @@ def _check_seal_document(
 def read_lines(path: Path) -> Iterator[bytes]:
     with path.open("rb") as handle:
         yield from handle
+
+
+#: Bytes of lines ``read_chunks`` gives at a time: bounds memory (a chunk and what is sliced from
+#: it), large enough that the per-chunk costs vanish.
+CHUNK_BYTES = 8 << 20
+
+
+def read_chunks(path: Path) -> Iterator[list[bytes]]:
+    """The file's lines (each with its newline; the last without, if the file does not end with one), a chunk at a time.
+
+    Read through the file's buffer (``readlines``), not into one large bytes object: a fresh large
+    allocation each file costs page faults that cost more than slicing the lines out of it.
+    """
+    with path.open("rb") as handle:
+        while lines := handle.readlines(CHUNK_BYTES):
+            yield lines
