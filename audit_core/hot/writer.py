@@ -59,7 +59,7 @@ from audit_core.hot._degradation import (
     StateChange,
     report_changes,
 )
-from audit_core.hot._live_file import LiveFileGuard, file_lost
+from audit_core.hot._live_file import LiveFileGuard, file_identity, file_lost
 from audit_core.hot._segments import NEVER as _NEVER
 from audit_core.hot._segments import StreamFiles
 from audit_core.trust.seals import fsync_directory, seal_file
@@ -142,7 +142,9 @@ class AppendOnlyWriter(StreamFiles, LiveFileGuard):
         self._writing = False  # a leader is writing; only the leader writes to or rotates the fd
         self._fd_users = 0  # fdatasyncs running outside the lock; the fd is not closed under them
         self._fd = -1
+        self._identity = (0, 0)  # file_identity(self._fd)
         self._path: Path | None = None
+        self._path_str = ""  # str(self._path) of the open file, for the per-sync check
         self._rotate_at_ns = _NEVER
         self._episode = Episode(clock)
         self._next_retry = 0.0
@@ -310,7 +312,7 @@ class AppendOnlyWriter(StreamFiles, LiveFileGuard):
                     if self._fd < 0:  # a rotation or a lost file: its retirement syncs or raises
                         self._wait()
                         continue
-                    target, fd, path = self._written, self._fd, self._path
+                    target, fd, path, identity = self._written, self._fd, self._path_str, self._identity
                     self._fd_users += 1
             if lead:
                 self._drain(force_retry=not spill)
@@ -322,8 +324,7 @@ class AppendOnlyWriter(StreamFiles, LiveFileGuard):
                 os.fdatasync(fd)
                 # After the sync: a file deleted before it is caught here, so a ticket is only
                 # acknowledged durable while its bytes are in the file at the stream's path.
-                assert path is not None
-                lost = file_lost(fd, path)
+                lost = file_lost(fd, path, identity)
                 synced = lost is None
             except OSError as exc:
                 raise AuditWriteError(exc.errno, f"fdatasync of {path} failed: {exc.strerror}") from exc
@@ -332,11 +333,16 @@ class AppendOnlyWriter(StreamFiles, LiveFileGuard):
                     self._fd_users -= 1
                     if synced:
                         self.stats.syncs += 1
-                        self._synced = max(self._synced, target)
-                    self._notify()
-            if lost is not None:
-                assert path is not None
-                self._give_up_file(path, lost)  # then the loop raises for this ticket
+                        if target > self._synced:
+                            self._synced = target
+                    if self._waiters:
+                        self._cond.notify_all()
+            if synced:
+                # ``target`` covers the ticket, and a ticket that went into a lost file raised above
+                # (under the same lock that took ``fd``): no need to look again.
+                return
+            assert lost is not None
+            self._give_up_file(Path(path), lost)  # then the loop raises for this ticket
 
     def flush(self) -> None:
         """Make everything written so far durable (no-op for bytes still queued while degraded)."""
@@ -535,6 +541,7 @@ class AppendOnlyWriter(StreamFiles, LiveFileGuard):
         assert self._path is not None
         created = not self._path.exists()
         self._fd = os.open(self._path, _OPEN_FLAGS, _FILE_MODE)
+        self._identity, self._path_str = file_identity(self._fd), str(self._path)
         self._file_start = self._written  # the stream offset this file starts taking bytes at
         if created:
             fsync_directory(self._dir)
@@ -558,7 +565,7 @@ class AppendOnlyWriter(StreamFiles, LiveFileGuard):
             if self._written > self._synced:
                 os.fdatasync(fd)
                 self.stats.syncs += 1
-            lost = file_lost(fd, self._path)
+            lost = file_lost(fd, self._path, self._identity)
         except OSError as exc:
             raise AuditWriteError(exc.errno, f"fdatasync of {self._path} failed: {exc.strerror}") from exc
         finally:

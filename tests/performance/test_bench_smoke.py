@@ -8,12 +8,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from benchmarks.run import main
 
 EXPECTED_COUNTS = {
     "emit_param_change": 20_000,
     "raw_write": 20_000,
     "pydantic_floor": 20_000,
+    "hand_floor": 20_000,
     "logging_json": 20_000,
     "structlog_json": 20_000,
     "emit_trade_durable": 500,
@@ -49,7 +52,12 @@ def test_quick_run_writes_consistent_results(tmp_path: Path) -> None:
 
     assert {t["id"] for t in report["targets"]} == {
         "emit_p50", "emit_p99", "emit_events_per_s_timed", "emit_events_per_s_wall", "durable_p99_vs_raw",
-        "checkpoint_added_p50",
+        "checkpoint_added_p50", "emit_p50_vs_hand_floor", "emit_p99_vs_raw_write",
     }
     assert all(isinstance(t["passed"], bool) for t in report["targets"])
-    assert len(report["ratios"]) == 6
+    assert len(report["ratios"]) == 7
+    emit, hand, raw = (cases[name] for name in ("emit_param_change", "hand_floor", "raw_write"))
+    by_id = {t["id"]: t for t in report["targets"]}
+    # The report rounds times and ratios to 0.001: compare within that.
+    assert by_id["emit_p50_vs_hand_floor"]["measured"] == pytest.approx(emit["p50_us"] / hand["p50_us"], abs=0.01)
+    assert by_id["emit_p99_vs_raw_write"]["measured"] == pytest.approx(emit["p99_us"] / raw["p99_us"], abs=0.01)
