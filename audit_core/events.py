@@ -211,20 +211,23 @@ def _reading(info: ValidationInfo) -> bool:
 def _exact_decimal(value: Any, info: ValidationInfo) -> Any:
     """Parse money and quantities in one pass: no floats (inexact), no NaN or infinity, and (for a new
     record, not one read back) nothing the cold store's DECIMAL(38,18) cannot hold exactly."""
-    if isinstance(value, float):
-        raise ValueError(f"float {value!r} is inexact for money or quantity; pass a str or Decimal")
-    # A short plain string (at most 19 characters, no exponent) always fits: skip the digit walk.
-    short = isinstance(value, str) and len(value) <= 19 and "e" not in value and "E" not in value
-    if isinstance(value, (str, int)) and not isinstance(value, bool):
+    # A plain str, the usual input, is tested first by its exact type: this runs for every money field.
+    if type(value) is str or (isinstance(value, (str, int)) and not isinstance(value, bool)):
+        # A short plain string (at most 19 characters, no exponent) always fits: skip the digit walk.
+        short = isinstance(value, str) and len(value) <= 19 and "e" not in value and "E" not in value
         try:
-            value = Decimal(value)
+            number = Decimal(value)
         except ArithmeticError:
             raise ValueError(f"{value!r} is not a decimal number") from None
-    if not isinstance(value, Decimal):
+    elif isinstance(value, float):
+        raise ValueError(f"float {value!r} is inexact for money or quantity; pass a str or Decimal")
+    elif isinstance(value, Decimal):
+        number, short = value, False
+    else:
         return value
-    if not value.is_finite():
-        raise ValueError(f"{value!r} is not a finite decimal")
-    return value if short or _reading(info) else _fits_cold(value)
+    if not number.is_finite():
+        raise ValueError(f"{number!r} is not a finite decimal")
+    return number if short or _reading(info) else _fits_cold(number)
 
 
 def _fits_cold(value: Decimal) -> Decimal:
