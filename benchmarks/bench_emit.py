@@ -309,18 +309,40 @@ def hand_param_line(i: int, ts: int, prev_hash: str, source: str, event_type: st
     return body[:-1] + b',"checksum":"' + checksum.encode() + b'"}\n'
 
 
-_compact_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 _json_text = json.encoder.encode_basestring  # type: ignore[attr-defined]  # the C string encoder json uses
 
 
+def _json_float(value: float) -> str:
+    """A finite float as the record has it (pydantic-core's form): ``repr``, except that a negative
+    exponent is not zero-padded (``2.5e-7``), a positive one keeps its sign (``1e+16``), and numbers
+    with exponent -5 are written out (``0.00001``)."""
+    text = repr(value)
+    if "e" not in text:
+        return text
+    mantissa, exponent = text.split("e")
+    power = int(exponent)
+    if power == -5:
+        sign = "-" if mantissa.startswith("-") else ""
+        return f"{sign}0.0000{mantissa.lstrip('-').replace('.', '')}"
+    return f"{mantissa}e{power}" if power < 0 else f"{mantissa}e+{power}"
+
+
 def _json_value(value: object) -> str:
-    """JSON text of a value ``_to_json_value`` accepted: floats as ``float.__repr__`` (what json writes)."""
+    """JSON text of a value ``_to_json_value`` accepted (plain JSON types only, string keys)."""
     kind = type(value)
     if kind is float:
-        return repr(value)
+        return _json_float(value)  # type: ignore[arg-type]
     if kind is str:
         return _json_text(value)  # type: ignore[no-any-return]
-    return _compact_json(value)
+    if value is None:
+        return "null"
+    if kind is bool:
+        return "true" if value else "false"
+    if kind is int:
+        return int.__repr__(value)  # type: ignore[arg-type]
+    if kind is list:
+        return "[" + ",".join(map(_json_value, value)) + "]"  # type: ignore[call-overload]
+    return "{" + ",".join(f"{_json_text(k)}:{_json_value(v)}" for k, v in value.items()) + "}"  # type: ignore[attr-defined]
 
 
 def bench_hand_floor(tmp: Path, count: int, warmup: int) -> CaseResult:
