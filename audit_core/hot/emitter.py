@@ -211,7 +211,9 @@ class AuditEventEmitter:
         it under the lock would make every other emitting thread wait for it.
         """
         event: E = cls.__pydantic_validator__.validate_python(fields)
-        durable = self._is_durable(event.event_type)
+        durable = self._durable.get(event.event_type)
+        if durable is None:
+            durable = self._is_durable(event.event_type)
         state = event.__dict__
         state["trader_id"] = self._trader_id
         state["format"] = RECORD_FORMAT

@@ -208,9 +208,11 @@ class AppendOnlyWriter(StreamFiles, LiveFileGuard):
                 self._wait(self._config.retry_interval_s)
                 if self._closed:
                     raise self._closed_error()
-            self.stats.records += records
-            self._queued += len(data)
-            if not (self._writing or self._pending or self._episode.active or self._fd < 0) and (
+            stats = self.stats
+            stats.records += records
+            size = len(data)
+            self._queued += size
+            if not (self._writing or self._pending or self._episode.since_ns is not None or self._fd < 0) and (
                 self._clock() < self._rotate_at_ns
             ):
                 # Uncontended: write here, under the lock, with no queueing at all.
@@ -219,8 +221,8 @@ class AppendOnlyWriter(StreamFiles, LiveFileGuard):
                 except OSError:
                     written = 0
                 self._written += written
-                if written == len(data):
-                    self.stats.batches += 1
+                if written == size:
+                    stats.batches += 1
                     return self._queued, False
                 if written:
                     self._head_whole = data
