@@ -165,7 +165,8 @@ def _json_container(value: Mapping[Any, Any] | list[Any] | tuple[Any, ...], path
         raise ValueError(f"nested deeper than {MAX_NESTING_DEPTH} levels{_where(path)} (MAX_NESTING_DEPTH)")
     depth += 1
     if not isinstance(value, Mapping):
-        return [_to_json_value(item, f"{path}[{i}]", depth) for i, item in enumerate(value)]
+        return [item if _plain_leaf(item) else _to_json_value(item, f"{path}[{i}]", depth)
+                for i, item in enumerate(value)]
     out = {}
     for key, item in value.items():
         if type(key) is not str:
@@ -176,8 +177,19 @@ def _json_container(value: Mapping[Any, Any] | list[Any] | tuple[Any, ...], path
             _check_text(key, "mapping key", path)
         if key in out:
             raise ValueError(f"mapping key {key!r}{_where(path)} occurs twice")
-        out[key] = _to_json_value(item, f"{path}.{key}" if path else key, depth)
+        out[key] = item if _plain_leaf(item) else _to_json_value(item, f"{path}.{key}" if path else key, depth)
     return out
+
+
+def _plain_leaf(value: Any) -> bool:
+    """Whether ``_to_json_value`` would return ``value`` as it is, told without building its path
+    (payloads are mostly such leaves; the path is only for error messages)."""
+    kind = type(value)
+    if kind is str:
+        return value.isascii()  # type: ignore[no-any-return]
+    if kind is int or kind is bool or value is None:
+        return True
+    return kind is float and math.isfinite(value)
 
 
 def _to_json_object(value: Any) -> Any:
