@@ -165,7 +165,8 @@ def _json_container(value: Mapping[Any, Any] | list[Any] | tuple[Any, ...], path
         raise ValueError(f"nested deeper than {MAX_NESTING_DEPTH} levels{_where(path)} (MAX_NESTING_DEPTH)")
     depth += 1
     if not isinstance(value, Mapping):
-        return [_to_json_value(item, f"{path}[{i}]", depth) for i, item in enumerate(value)]
+        return [item if _plain_leaf(item) else _to_json_value(item, f"{path}[{i}]", depth)
+                for i, item in enumerate(value)]
     out = {}
     for key, item in value.items():
         if type(key) is not str:
@@ -176,8 +177,19 @@ def _json_container(value: Mapping[Any, Any] | list[Any] | tuple[Any, ...], path
             _check_text(key, "mapping key", path)
         if key in out:
             raise ValueError(f"mapping key {key!r}{_where(path)} occurs twice")
-        out[key] = _to_json_value(item, f"{path}.{key}" if path else key, depth)
+        out[key] = item if _plain_leaf(item) else _to_json_value(item, f"{path}.{key}" if path else key, depth)
     return out
+
+
+def _plain_leaf(value: Any) -> bool:
+    """Whether ``_to_json_value`` would return ``value`` as it is, told without building its path
+    (payloads are mostly such leaves; the path is only for error messages)."""
+    kind = type(value)
+    if kind is str:
+        return value.isascii()  # type: ignore[no-any-return]
+    if kind is int or kind is bool or value is None:
+        return True
+    return kind is float and math.isfinite(value)
 
 
 def _to_json_object(value: Any) -> Any:
@@ -211,20 +223,23 @@ def _reading(info: ValidationInfo) -> bool:
 def _exact_decimal(value: Any, info: ValidationInfo) -> Any:
     """Parse money and quantities in one pass: no floats (inexact), no NaN or infinity, and (for a new
     record, not one read back) nothing the cold store's DECIMAL(38,18) cannot hold exactly."""
-    if isinstance(value, float):
-        raise ValueError(f"float {value!r} is inexact for money or quantity; pass a str or Decimal")
-    # A short plain string (at most 19 characters, no exponent) always fits: skip the digit walk.
-    short = isinstance(value, str) and len(value) <= 19 and "e" not in value and "E" not in value
-    if isinstance(value, (str, int)) and not isinstance(value, bool):
+    # A plain str, the usual input, is tested first by its exact type: this runs for every money field.
+    if type(value) is str or (isinstance(value, (str, int)) and not isinstance(value, bool)):
+        # A short plain string (at most 19 characters, no exponent) always fits: skip the digit walk.
+        short = isinstance(value, str) and len(value) <= 19 and "e" not in value and "E" not in value
         try:
-            value = Decimal(value)
+            number = Decimal(value)
         except ArithmeticError:
             raise ValueError(f"{value!r} is not a decimal number") from None
-    if not isinstance(value, Decimal):
+    elif isinstance(value, float):
+        raise ValueError(f"float {value!r} is inexact for money or quantity; pass a str or Decimal")
+    elif isinstance(value, Decimal):
+        number, short = value, False
+    else:
         return value
-    if not value.is_finite():
-        raise ValueError(f"{value!r} is not a finite decimal")
-    return value if short or _reading(info) else _fits_cold(value)
+    if not number.is_finite():
+        raise ValueError(f"{number!r} is not a finite decimal")
+    return number if short or _reading(info) else _fits_cold(number)
 
 
 def _fits_cold(value: Decimal) -> Decimal:

@@ -37,6 +37,9 @@ P99_TARGET_US = 8.0
 THROUGHPUT_TARGET = 200_000.0
 DURABLE_P99_MAX_RATIO = 1.2
 CHECKPOINT_ADDED_P50_US = 1.0  # stream checkpoints may add at most this to non-durable emit p50
+# Issue 18: against baselines of the same run, not absolute microseconds.
+P50_VS_HAND_FLOOR = 2.0  # emit_param_change p50 / the hand-written floor's p50 (same bytes, same checks)
+P99_VS_RAW_WRITE = 2.0  # emit_param_change p99 / raw os.write p99
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,6 +101,7 @@ def build_report(
         for a, b in [
             ("emit_param_change", "raw_write"),
             ("emit_param_change", "pydantic_floor"),
+            ("emit_param_change", "hand_floor"),
             ("emit_param_change", "logging_json"),
             ("emit_param_change", "structlog_json"),
             ("emit_trade_durable", "raw_write_fdatasync"),
@@ -106,7 +110,12 @@ def build_report(
     }
     checkpoints_on, checkpoints_off = results["emit_checkpoints_on"], results["emit_checkpoints_off"]
     raw_sync_p99 = results["raw_write_fdatasync"].p99_us
+    hand, raw = results["hand_floor"], results["raw_write"]
     targets = [
+        _target("emit_p50_vs_hand_floor", "non-durable emit p50 / hand-written floor p50 (same bytes, same checks)",
+                emit.p50_us / hand.p50_us, "<=", P50_VS_HAND_FLOOR, "x"),
+        _target("emit_p99_vs_raw_write", "non-durable emit p99 / raw os.write p99",
+                emit.p99_us / raw.p99_us, "<=", P99_VS_RAW_WRITE, "x"),
         _target("emit_p50", "non-durable emit p50", emit.p50_us, "<=", P50_TARGET_US, "us"),
         _target("emit_p99", "non-durable emit p99", emit.p99_us, "<=", P99_TARGET_US, "us"),
         _target("emit_events_per_s_timed", "non-durable emit events/s, sum of timed calls",

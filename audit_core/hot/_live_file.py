@@ -28,13 +28,30 @@ from audit_core.hot._degradation import Episode, StateChange
 logger = logging.getLogger("ledgerline.writer")
 
 
-def file_lost(fd: int, path: Path) -> str | None:
+def file_identity(fd: int) -> tuple[int, int]:
+    """``(st_dev, st_ino)`` of the file open as ``fd``: fixed for as long as ``fd`` stays open."""
+    info = os.fstat(fd)
+    return info.st_dev, info.st_ino
+
+
+def file_lost(fd: int, path: Path | str, identity: tuple[int, int] | None = None) -> str | None:
     """Why the file open as ``fd`` is no longer the file at ``path``, or None while it still is.
 
     Unlinked (link count 0), moved away (nothing at ``path``) or replaced (another inode at
     ``path``, a symlink included): bytes written to ``fd`` then reach no file a reader will open.
-    Two system calls; the writer runs this on its sync path, never per record.
+    The writer runs this on its sync path, never per record. With ``identity`` (``file_identity(fd)``,
+    taken when the file was opened) the usual answer costs one ``lstat``: our inode linked at
+    ``path`` is neither unlinked, nor moved, nor replaced (and its inode number cannot be reused
+    while it is open); any other answer is explained by the full check below.
     """
+    if identity is not None:
+        try:
+            found = os.lstat(path)
+        except FileNotFoundError:
+            pass
+        else:
+            if found.st_ino == identity[1] and found.st_dev == identity[0]:
+                return None
     mine = os.fstat(fd)
     try:
         there: os.stat_result | None = os.lstat(path)

@@ -92,6 +92,7 @@ class AuditEventEmitter:
         self._durable: dict[str, bool] = {}
         self._callbacks: list[EventCallback] = list(on_event)
         self._max_bytes = config.max_record_bytes
+        self._trader_id = config.trader_id
         self.callback_errors = 0
         try:
             self._next_sequence, self._prev_hash, self._last_recorded = _resume_point(self._writer.tail)
@@ -204,17 +205,26 @@ class AuditEventEmitter:
         return batch
 
     def _emit_new(self, cls: type[E], fields: dict[str, Any], now: int) -> E:
-        """Build and append an event in one step: the chain fields go in at construction,
-        which saves stamping them afterwards on the hot path. ``now`` is the clock read by the
-        helper (one read gives a defaulted ``ts_event`` and ``ts_recorded``)."""
-        durable = self._is_durable(fields["event_type"])
-        fields["trader_id"] = self.config.trader_id
+        """Build and append an event in one step. ``now`` is the clock read by the helper (one read
+        gives a defaulted ``ts_event`` and ``ts_recorded``).
+
+        Only the caller's fields are validated, outside the lock; the chain fields the emitter
+        produces itself (trader id from the validated config, sequence, previous hash, format,
+        ``ts_recorded``) are then stamped into the built event under the lock, as ``emit`` stamps an
+        event the caller built. Validating them again would re-check values made here, and doing
+        it under the lock would make every other emitting thread wait for it.
+        """
+        event: E = cls.__pydantic_validator__.validate_python(fields)
+        durable = self._durable.get(event.event_type)
+        if durable is None:
+            durable = self._is_durable(event.event_type)
+        state = event.__dict__
+        state["trader_id"] = self._trader_id
+        state["format"] = RECORD_FORMAT
         with self._lock:
-            fields["sequence"] = self._next_sequence
-            fields["prev_hash"] = self._prev_hash
-            fields["format"] = RECORD_FORMAT
-            fields["ts_recorded"] = recorded = self._stamp_recorded(now)
-            event = cls.model_validate(fields)
+            state["sequence"] = self._next_sequence
+            state["prev_hash"] = self._prev_hash
+            state["ts_recorded"] = recorded = self._stamp_recorded(now)
             ticket, lead = self._append(event, recorded)
         return self._finish(event, durable, ticket, lead)
 

@@ -35,13 +35,19 @@ def test_quick_run_writes_consistent_results(tmp_path: Path) -> None:
     for name, case in cases.items():
         assert case["fills"] == fills, name
         assert case["seconds"] > 0 and len(case["seconds_all"]) == 1, name
-    for name in ("observer", "observer_sync_writes_false"):
+    for name in ("observer", "observer_sync_trades"):
         case = cases[name]
         assert case["failures"] == 0
         assert case["trail_ok"] is True
         assert case["records"] == case["trail_records"] > 3 * fills
         assert case["sealed_files"] == case["trail_files"] >= 1
-    assert cases["observer"]["fdatasyncs"] > fills
+    # The target case follows the backtest rule (synced at rotation and close, not per record); the
+    # diagnostic case syncs every trade record (three per market-order fill).
+    assert (cases["observer"]["environment"], cases["observer"]["sync_trades"]) == ("backtest", False)
+    assert cases["observer"]["fdatasyncs"] < fills
+    assert cases["observer_sync_trades"]["sync_trades"] is True
+    assert cases["observer_sync_trades"]["fdatasyncs"] > fills
+    assert len(report["machine"]["load_average_at_start"]) == 3
     assert report["overhead_ratio"] == round(cases["observer"]["seconds"] / cases["baseline"]["seconds"], 3)
     target = report["target"]
     assert (target["op"], target["limit"]) == ("<=", 1.3)

@@ -6,7 +6,12 @@ No timing thresholds: machines are noisy. Only the shape and internal consistenc
 from __future__ import annotations
 
 import json
+import math
+import random
+import struct
 from pathlib import Path
+
+import pytest
 
 from benchmarks.run import main
 
@@ -14,6 +19,7 @@ EXPECTED_COUNTS = {
     "emit_param_change": 20_000,
     "raw_write": 20_000,
     "pydantic_floor": 20_000,
+    "hand_floor": 20_000,
     "logging_json": 20_000,
     "structlog_json": 20_000,
     "emit_trade_durable": 500,
@@ -49,7 +55,41 @@ def test_quick_run_writes_consistent_results(tmp_path: Path) -> None:
 
     assert {t["id"] for t in report["targets"]} == {
         "emit_p50", "emit_p99", "emit_events_per_s_timed", "emit_events_per_s_wall", "durable_p99_vs_raw",
-        "checkpoint_added_p50",
+        "checkpoint_added_p50", "emit_p50_vs_hand_floor", "emit_p99_vs_raw_write",
     }
     assert all(isinstance(t["passed"], bool) for t in report["targets"])
-    assert len(report["ratios"]) == 6
+    assert len(report["ratios"]) == 7
+    emit, hand, raw = (cases[name] for name in ("emit_param_change", "hand_floor", "raw_write"))
+    by_id = {t["id"]: t for t in report["targets"]}
+    # The report rounds times and ratios to 0.001: compare within that.
+    assert by_id["emit_p50_vs_hand_floor"]["measured"] == pytest.approx(emit["p50_us"] / hand["p50_us"], abs=0.01)
+    assert by_id["emit_p99_vs_raw_write"]["measured"] == pytest.approx(emit["p99_us"] / raw["p99_us"], abs=0.01)
+
+
+def test_the_hand_written_floor_writes_the_emitters_bytes(tmp_path: Path) -> None:
+    # The floor the emitter is judged against must write the same record: same fields, same bytes.
+    from audit_core import AuditConfig, AuditEventEmitter
+    from benchmarks.bench_emit import hand_param_line
+
+    ticks = iter(range(1_767_657_600 * 10**9, 1_767_657_600 * 10**9 + 100))
+    with AuditEventEmitter(AuditConfig(base_path=tmp_path), clock=lambda: next(ticks)) as emitter:
+        rng = random.Random(18)
+        floats = [struct.unpack("d", struct.pack("Q", rng.getrandbits(64)))[0] for _ in range(60)]
+        values = [(0.75, 0.8), (1, 2.5e-07), ("low\n\"q\"", None), ([1, {"k": "é", "f": 1e-05}], True),
+                  (1e16, -0.0), (-9.5e-05, 5e-324), *zip(floats[::2], floats[1::2], strict=True)]
+        for old, new in ((o, n) for o, n in values if all(map(_finite, (o, n)))):
+            # One clock read gives ts_event and ts_recorded, as the floor stamps them.
+            event = emitter.emit_param_change("meta_controller", "risk_multiplier", old, new, "drawdown > 10%",
+                                              event_type="param.risk_change")
+            assert event.ts_recorded == event.ts_event
+            line = hand_param_line(event.sequence, event.ts_event, event.prev_hash, "meta_controller",
+                                   "param.risk_change", "risk_multiplier", old, new, "drawdown > 10%")
+            assert line == event.to_line() == emitter.writer.path.read_bytes().splitlines(keepends=True)[-1]
+    with pytest.raises(ValueError, match="non-finite float"):
+        hand_param_line(0, 0, "0" * 64, "s", "param.x", "p", float("nan"), 1, None)
+    with pytest.raises(ValueError, match="event_type"):
+        hand_param_line(0, 0, "0" * 64, "s", "sys.x", "p", 1, 1, None)
+
+
+def _finite(value: object) -> bool:
+    return not isinstance(value, float) or math.isfinite(value)

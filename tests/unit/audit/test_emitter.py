@@ -9,6 +9,8 @@ import logging
 from decimal import Decimal
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from audit_core import (
@@ -18,7 +20,9 @@ from audit_core import (
     AuditWriteError,
     FailureKind,
     ParameterChangeEvent,
+    SignalEvent,
     SystemEvent,
+    TradeEvent,
     parse_record,
     verify,
 )
@@ -243,3 +247,73 @@ class TestUnreadableLastRecord:
             AuditEventEmitter(config)
         with pytest.raises(AuditIntegrityError):  # the lock was released: same error, not "held by pid"
             AuditEventEmitter(config)
+
+
+_json_scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(-(2**62), 2**62), st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=20),
+)
+_json_values = st.recursive(
+    _json_scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+_decimals = st.none() | st.decimals(allow_nan=False, allow_infinity=False, places=8, min_value=-(10**9),
+                                    max_value=10**9)
+_same_bytes = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+class TestHelpersWriteTheBytesOfTheWholeModel:
+    """The helpers validate only the caller's fields and stamp the chain fields into the built event
+    afterwards (issue 18). Each line must be, byte for byte, the line of the same record validated
+    with every field at once (how the helpers built it before), floats and decimals included."""
+
+    @staticmethod
+    def _check(emitter, event, cls, fields):
+        whole = cls.model_validate({
+            **fields, "trader_id": emitter.config.trader_id, "sequence": event.sequence,
+            "prev_hash": event.prev_hash, "format": event.format, "ts_recorded": event.ts_recorded,
+        })
+        assert _lines(emitter)[-1] == whole.to_line() == event.to_line()
+        assert event.checksum == whole.compute_checksum()
+        assert parse_record(whole.to_line()) == whole
+
+    @_same_bytes
+    @given(old=_json_values, new=_json_values, reason=st.none() | st.text(max_size=40),
+           source=st.text(min_size=1, max_size=30), owner=st.none() | st.text(min_size=1, max_size=30),
+           ts=st.integers(0, 2**63 - 1))
+    def test_param_change(self, emitter, old, new, reason, source, owner, ts):
+        event = emitter.emit_param_change(source, "p", old, new, reason, owner=owner, ts_event=ts)
+        self._check(emitter, event, ParameterChangeEvent, {
+            "ts_event": ts, "event_type": "param.state_change", "source": source, "correlation_id": None,
+            "param_name": "p", "old_value": old, "new_value": new, "trigger_reason": reason, "owner": owner,
+        })
+
+    @_same_bytes
+    @given(price=_decimals, size=st.decimals(min_value=1, max_value=10**12, places=4),
+           commission=_decimals, pnl=_decimals)
+    def test_trade(self, emitter, price, size, commission, pnl):
+        fields = {"order_id": "O-1", "side": "SELL", "size": size, "price": price, "commission": commission,
+                  "realized_pnl": pnl, "currency": "USD"}
+        event = emitter.emit_trade("trade.fill" if price is not None else "trade.order", "s", "EURUSD.SIM",
+                                   ts_event=5, **fields)
+        self._check(emitter, event, TradeEvent, {
+            "ts_event": 5, "event_type": event.event_type, "source": "s", "correlation_id": None,
+            "instrument_id": "EURUSD.SIM", **fields,
+        })
+
+    @_same_bytes
+    @given(value=st.floats(allow_nan=False, allow_infinity=False), confidence=st.floats(0.0, 1.0),
+           payload=st.dictionaries(st.text(max_size=8), _json_values, max_size=4))
+    def test_signal_and_system(self, emitter, value, confidence, payload):
+        signal = emitter.emit_signal("s", "m", value, confidence, ts_event=7)
+        self._check(emitter, signal, SignalEvent, {
+            "ts_event": 7, "event_type": "trade.signal", "source": "s", "correlation_id": None,
+            "strategy_source": "m", "signal_value": value, "confidence": confidence, "regime": None,
+            "instrument_id": None, "acted_on": True, "filter_reason": None,
+        })
+        system = emitter.emit_system("sys.regime_change", "s", payload, ts_event=8)
+        self._check(emitter, system, SystemEvent, {
+            "ts_event": 8, "event_type": "sys.regime_change", "source": "s", "correlation_id": None,
+            "payload": payload,
+        })

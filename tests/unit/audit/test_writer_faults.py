@@ -20,6 +20,7 @@ import pytest
 
 from audit_core import AppendOnlyWriter, AuditConfig, AuditEventEmitter, AuditWriteError, SystemEvent, verify
 from audit_core._layout import hot_file_name, lock_path, parse_hot_file_name, seal_path
+from audit_core.hot._live_file import file_identity, file_lost
 from audit_core.trust.record import split_record
 
 JAN_5 = 1_767_571_200 * 10**9  # 2026-01-05 00:00:00 UTC
@@ -306,6 +307,49 @@ class TestLiveFileLost:
         assert live.read_bytes() == b"planted\n"
         assert not seal_path(live).exists()
         assert [r[1] for r in hot_records(config, skip=[live])] == ["sys.degraded", "sys.recovered"]
+
+    @pytest.mark.parametrize(("change", "reason"), [
+        ("none", None),
+        ("unlink", "was deleted (unlinked)"),
+        ("rename", "was moved away (nothing at its path)"),
+        ("link_then_unlink", "was moved away (nothing at its path)"),  # still linked elsewhere: nlink 1
+        ("replace", "was replaced by another file"),
+        ("symlink_to_itself", "was replaced by another file"),
+    ])
+    def test_the_one_lstat_check_answers_as_the_full_check_does(self, tmp_path, change, reason):
+        # The sync path checks with the identity taken at open (one lstat); every way of losing the
+        # file must still be found, and named as the full check (fstat + lstat) names it.
+        path = tmp_path / "live.jsonl"
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        try:
+            identity = file_identity(fd)
+            if change == "unlink":
+                os.unlink(path)
+            elif change == "rename":
+                os.rename(path, tmp_path / "elsewhere.jsonl")
+            elif change == "link_then_unlink":
+                os.link(path, tmp_path / "elsewhere.jsonl")
+                os.unlink(path)
+            elif change == "replace":
+                (tmp_path / "impostor").write_bytes(b"planted\n")
+                os.replace(tmp_path / "impostor", path)
+            elif change == "symlink_to_itself":
+                os.rename(path, tmp_path / "real.jsonl")
+                os.symlink(tmp_path / "real.jsonl", path)  # same bytes behind it, but not the file at the path
+            assert file_lost(fd, path, identity) == file_lost(fd, path) == reason
+        finally:
+            os.close(fd)
+
+    def test_a_durable_emit_into_a_moved_file_raises(self, tmp_path):
+        _, emitter = self.make(tmp_path)
+        emitter.emit_system("sys.durable", "test", {})
+        live = emitter.writer.path
+        os.rename(live, tmp_path / "moved.jsonl")
+
+        with pytest.raises(AuditWriteError, match="was moved away"):
+            emitter.emit_system("sys.durable", "test", {})
+        wait_until(lambda: not emitter.is_degraded)
+        emitter.close()
 
     def test_the_flusher_notices_a_deleted_file_without_any_durable_emit(self, tmp_path):
         config, emitter = self.make(tmp_path, flush_interval_s=0.02)
