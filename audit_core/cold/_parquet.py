@@ -14,7 +14,7 @@ from audit_core._layout import NS_PER_DAY, utc_day
 from audit_core.cold._id_filter import id_filter
 from audit_core.cold.manifest import file_sha256, fsync_file
 from audit_core.cold.projection import DERIVED_PREV_HASH_SINCE, PROJECTION_METADATA_KEY
-from audit_core.trust.record import BODY_SQL
+from audit_core.trust.record import BODY_SQL, INT_FIELDS, strip_int_sql
 from audit_core.trust.seals import fsync_directory
 
 #: Where a conversion or rebuild writes before renaming into place (inside the store; removed after).
@@ -90,10 +90,13 @@ def write_partitions(
     # The table is in (ts_event, source_line) order; scanning it in order keeps each day's file sorted,
     # and its zone maps let each day's range skip the rest.
     con.execute("SET preserve_insertion_order = true")
-    written = "*"
+    written = f"(SELECT * FROM {table} WHERE ts_event >= $start AND ts_event < $end)"
     if version >= DERIVED_PREV_HASH_SINCE:
         _keep_underivable_prev_hashes(con, table)
-        written = "* EXCLUDE (prev_hash)"
+        written = f"(SELECT * EXCLUDE (prev_hash) FROM {table} WHERE ts_event >= $start AND ts_event < $end)"
+        for name in INT_FIELDS:  # one field a step: each step reads the record the one before made
+            written = (f"(SELECT * REPLACE (CASE WHEN torn_bytes IS NULL THEN {strip_int_sql('record', name)} "
+                       f"ELSE record END AS record) FROM {written})")
     # The days that hold rows, not every day between the first and the last: a file may hold an
     # instant at 1970 and one in 2262, and 106k empty COPYs would never end.
     days = [day for (day,) in con.execute(
@@ -105,7 +108,7 @@ def write_partitions(
         staged = staging / f"{year}{month}{date}.parquet"
         # COPY returns the number of rows it wrote.
         (count,) = con.execute(
-            f"""COPY (SELECT {written} FROM {table} WHERE ts_event >= $start AND ts_event < $end)
+            f"""COPY (SELECT * FROM {written})
                 TO '{sql_string(staged)}'
                 ({COPY_OPTIONS}, ROW_GROUP_SIZE {row_group_size},
                  KV_METADATA {{'{PROJECTION_METADATA_KEY}': '{version}'}})""",

@@ -235,7 +235,7 @@ class ParquetConverter:
                         path, f"its records verify but cannot be loaded into the cold columns: {load_error}"
                     ) from load_error
                 _check_every_row_has_a_time(columnar, path)
-                if columnar.source is None:  # batches arrive in file order: sort once, then cut days
+                if not scan.in_time_order:  # rows are in file order: sort once, then cut days
                     con = columnar.con
                     con.execute("CREATE TEMP TABLE sorted_rows AS SELECT * FROM rows ORDER BY ts_event, source_line")
                     con.execute("DROP TABLE rows")
@@ -360,7 +360,9 @@ class _ColumnarPass:
         self, stream: str, staging: Path, version: int, source: Path | None = None, first_sequence: Any = None
     ) -> None:
         self.con = bounded_connection(staging)
-        self.con.execute("SET preserve_insertion_order = false")  # COPY sorts; lets the load run in parallel
+        # ``rows`` is in file order, which is the cold order when ts_event never decreases (the scan
+        # tells): then no sort, the costliest step, and its memory.
+        self.con.execute("SET preserve_insertion_order = true")
         self._stream, self._version = stream, version
         self.source, self._first_sequence = source, first_sequence
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=2)
@@ -378,8 +380,7 @@ class _ColumnarPass:
                       FROM (SELECT line, NULL::VARCHAR AS record, NULL::BLOB AS torn_bytes, NULL::BIGINT AS torn_ts,
                                    json_transform(line, $structure) AS j
                             FROM read_csv($path, columns={{'line': 'VARCHAR'}}, delim=chr(1), quote='', escape='',
-                                          header=false, auto_detect=false, strict_mode=false)))
-                ORDER BY ts_event, source_line""",
+                                          header=false, auto_detect=false, strict_mode=false)))""",
                 {"path": str(self.source), "stream": self._stream, "structure": structure(self._version),
                  "first": self._first_sequence},
             )
