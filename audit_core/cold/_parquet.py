@@ -28,7 +28,7 @@ ZSTD_LEVEL = 3
 #: The COPY options of every cold file (the converter's and the rebuild's), ROW_GROUP_SIZE and metadata aside.
 COPY_OPTIONS = f"FORMAT PARQUET, COMPRESSION ZSTD, COMPRESSION_LEVEL {ZSTD_LEVEL}, PARQUET_VERSION V1"
 #: DuckDB's memory cap while converting; beyond it, it spills to the staging directory.
-MEMORY_LIMIT = "1GB"
+MEMORY_LIMIT = "600MB"
 
 
 def uses_byte_stream_split(file: Path) -> bool:
@@ -65,10 +65,15 @@ def parameter_index_sql(rows: str) -> str:
 
 
 def bounded_connection(staging: Path) -> Any:
-    """A DuckDB connection whose memory is capped (``MEMORY_LIMIT``), spilling to ``staging``."""
+    """A DuckDB connection whose memory is capped (``MEMORY_LIMIT``), spilling to ``staging``.
+
+    Its database is a file in ``staging``, so the tables built there (``CREATE TABLE``, not TEMP:
+    temporary tables stay in memory) are written to disk and read back a block at a time: a file
+    of millions of records does not need its size in RAM.
+    """
     import duckdb
 
-    con = duckdb.connect()
+    con = duckdb.connect(str(staging / "work.duckdb"))
     con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
     con.execute(f"SET temp_directory = '{sql_string(staging / 'duckdb.tmp')}'")
     return con
@@ -90,6 +95,9 @@ def write_partitions(
     # The table is in (ts_event, source_line) order; scanning it in order keeps each day's file sorted,
     # and its zone maps let each day's range skip the rest.
     con.execute("SET preserve_insertion_order = true")
+    # One thread: an ordered COPY on several buffers every thread's batches until the slowest catches
+    # up, which overran MEMORY_LIMIT on a 1M-record file.
+    con.execute("SET threads = 1")
     written = f"(SELECT * FROM {table} WHERE ts_event >= $start AND ts_event < $end)"
     if version >= DERIVED_PREV_HASH_SINCE:
         _keep_underivable_prev_hashes(con, table)
