@@ -239,7 +239,7 @@ class ParquetConverter:
                 _check_every_row_has_a_time(columnar, path)
                 if not scan.in_time_order:  # rows are in file order: sort once, then cut days
                     con = columnar.con
-                    con.execute("CREATE TABLE sorted_rows AS SELECT * FROM rows ORDER BY ts_event, source_line")
+                    con.execute("CREATE TEMP TABLE sorted_rows AS SELECT * FROM rows ORDER BY ts_event, source_line")
                     con.execute("DROP TABLE rows")
                     con.execute("ALTER TABLE sorted_rows RENAME TO rows")
                 outputs = write_partitions(columnar.con, "rows", path.name, staging, self.cold_path,
@@ -376,7 +376,7 @@ class _ColumnarPass:
     def _load_file(self) -> None:
         try:
             self.con.execute(
-                f"""CREATE TABLE rows AS
+                f"""CREATE TEMP TABLE rows AS
                 SELECT {select(self._version, working=True)}
                 FROM (SELECT *, j.sequence - $first + 1 AS source_line
                       FROM (SELECT line, NULL::VARCHAR AS record, NULL::BLOB AS torn_bytes, NULL::BIGINT AS torn_ts,
@@ -396,7 +396,7 @@ class _ColumnarPass:
             batches = pa.RecordBatchReader.from_batches(batch_schema(), iter(self._queue.get, None))
             self.con.register("batches", batches)
             self.con.execute(
-                f"""CREATE TABLE rows AS
+                f"""CREATE TEMP TABLE rows AS
                 SELECT {select(self._version, working=True)}
                 FROM (SELECT *, json_transform(line, $structure) AS j FROM batches)""",
                 {"stream": self._stream, "structure": structure(self._version)},

@@ -188,7 +188,7 @@ def _rebuild_entry(
                 files = chained_rows("read_parquet($files, filename = true, union_by_name = true)",
                                      int(entry["projection_version"]))
                 con.execute(
-                    f"""CREATE TABLE rows AS
+                    f"""CREATE TEMP TABLE rows AS
                     SELECT {select(working=True)}
                     FROM (SELECT *, json_transform(line, $structure) AS j
                           FROM (SELECT CASE WHEN torn_bytes IS NULL THEN {LINE_SQL} END AS line,
