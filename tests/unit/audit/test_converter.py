@@ -494,6 +494,7 @@ class TestTornLines:
         assert result.rows == len(lines)
         rows = sorted(cold_rows(tmp_path / "cold"), key=lambda row: row["source_line"])
         assert [original_line(row) for row in rows] == lines  # every line, in order, byte for byte
+        assert b"".join(source_lines(tmp_path / "cold", path.name)) == path.read_bytes()
         (torn,) = [row for row in rows if row["event_type"] == "sys.torn_line"]
         assert torn["torn_bytes"] == self.TORN and torn["sequence"] is None and torn["checksum"] is None
         assert torn["record"] == self.TORN.decode("utf-8", "replace")
