@@ -334,11 +334,14 @@ def cached_trail(events: int, *, days: int = 30, seed: int = 0, root: Path = CAC
     """The base path of a generated, converted trail, generated once and kept under ``root``.
 
     A trail is complete when its ``.complete`` marker exists; an incomplete one (an interrupted
-    run) is generated again from scratch.
+    run) is generated again from scratch. The cold projection version is part of the name: a cold
+    store of an older one is not what the benchmarks should measure.
     """
     import shutil
 
-    base = root / f"trail-{events}-{days}d-s{seed}"
+    from audit_core.cold.projection import PROJECTION_VERSION
+
+    base = root / f"trail-{events}-{days}d-s{seed}-p{PROJECTION_VERSION}"
     if (base / ".complete").exists():
         return base
     shutil.rmtree(base, ignore_errors=True)

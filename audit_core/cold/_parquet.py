@@ -14,7 +14,7 @@ from audit_core._layout import NS_PER_DAY, utc_day
 from audit_core.cold._id_filter import id_filter
 from audit_core.cold.manifest import file_sha256, fsync_file
 from audit_core.cold.projection import DERIVED_PREV_HASH_SINCE, PROJECTION_METADATA_KEY
-from audit_core.trust.record import BODY_SQL
+from audit_core.trust.record import BODY_SQL, INT_FIELDS, strip_int_sql
 from audit_core.trust.seals import fsync_directory
 
 #: Where a conversion or rebuild writes before renaming into place (inside the store; removed after).
@@ -27,8 +27,11 @@ STAGING_DIR = "_staging"
 ZSTD_LEVEL = 3
 #: The COPY options of every cold file (the converter's and the rebuild's), ROW_GROUP_SIZE and metadata aside.
 COPY_OPTIONS = f"FORMAT PARQUET, COMPRESSION ZSTD, COMPRESSION_LEVEL {ZSTD_LEVEL}, PARQUET_VERSION V1"
-#: DuckDB's memory cap while converting; beyond it, it spills to the staging directory.
-MEMORY_LIMIT = "1GB"
+#: DuckDB's memory cap while converting; beyond it, it spills to the staging directory. The process
+#: peaks at about the cap plus 500 MB (the verifying scan beside it, DuckDB's memory outside its
+#: buffer pool): on the 1M-event benchmark file 400 MB gave 888 MB RSS (issue 18: <= 1 GB), 500 MB
+#: 1,071 MB and 600 MB 1,183 MB, at about 25% less time than 400 MB (one loaded run each).
+MEMORY_LIMIT = "400MB"
 
 
 def uses_byte_stream_split(file: Path) -> bool:
@@ -90,10 +93,16 @@ def write_partitions(
     # The table is in (ts_event, source_line) order; scanning it in order keeps each day's file sorted,
     # and its zone maps let each day's range skip the rest.
     con.execute("SET preserve_insertion_order = true")
-    written = "*"
+    # One thread: an ordered COPY on several buffers every thread's batches until the slowest catches
+    # up, which overran MEMORY_LIMIT on a 1M-record file.
+    con.execute("SET threads = 1")
+    written = f"(SELECT * FROM {table} WHERE ts_event >= $start AND ts_event < $end)"
     if version >= DERIVED_PREV_HASH_SINCE:
         _keep_underivable_prev_hashes(con, table)
-        written = "* EXCLUDE (prev_hash)"
+        written = f"(SELECT * EXCLUDE (prev_hash) FROM {table} WHERE ts_event >= $start AND ts_event < $end)"
+        for name in INT_FIELDS:  # one field a step: each step reads the record the one before made
+            written = (f"(SELECT * REPLACE (CASE WHEN torn_bytes IS NULL THEN {strip_int_sql('record', name)} "
+                       f"ELSE record END AS record) FROM {written})")
     # The days that hold rows, not every day between the first and the last: a file may hold an
     # instant at 1970 and one in 2262, and 106k empty COPYs would never end.
     days = [day for (day,) in con.execute(
@@ -105,7 +114,7 @@ def write_partitions(
         staged = staging / f"{year}{month}{date}.parquet"
         # COPY returns the number of rows it wrote.
         (count,) = con.execute(
-            f"""COPY (SELECT {written} FROM {table} WHERE ts_event >= $start AND ts_event < $end)
+            f"""COPY (SELECT * FROM {written})
                 TO '{sql_string(staged)}'
                 ({COPY_OPTIONS}, ROW_GROUP_SIZE {row_group_size},
                  KV_METADATA {{'{PROJECTION_METADATA_KEY}': '{version}'}})""",

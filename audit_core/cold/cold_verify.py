@@ -64,7 +64,7 @@ from audit_core.errors import AuditFormatError
 from audit_core.trust.jobs import check_jobs, run_tasks, worth_parallel
 from audit_core.trust.keyring import TrustedKeys, as_trusted, trusted_key_ids
 from audit_core.trust.merkle import RFC6962_LEAF_PREFIX, MerkleTree
-from audit_core.trust.record import GENESIS_HASH, LINE_SQL, TS_RECORDED_FIELD
+from audit_core.trust.record import GENESIS_HASH, INT_FIELDS, LINE_SQL, TS_RECORDED_FIELD
 from audit_core.trust.report import FailureKind, VerificationFailure, VerificationReport
 from audit_core.trust.seals import check_seal_copy
 
@@ -402,13 +402,18 @@ class _EntryCheck:
         # The projection is DuckDB SQL: if another DuckDB derived the stored values, say so.
         other_engine = (f" (derived by {engine}; this verifier runs {manifest_engine()})"
                         if isinstance(engine, str) and engine != manifest_engine() else "")
+        # From projection 4 on, the hashed body is more than ``record``: name what else went into it.
+        parts = "" if version is None or version < DERIVED_PREV_HASH_SINCE else (
+            f"; the body is its record with {', '.join(INT_FIELDS)} from the row's columns and prev_hash from "
+            "the row one source line before, so any of them may have changed")
         for source_line, sequence, bad_checksum_row, empty, columns in rows:
             line = source_line or 0
             if empty:
                 self.fail(where, FailureKind.UNPARSEABLE_LINE, "row has neither a record nor torn bytes", line)
             elif bad_checksum_row:
                 self.fail(where, FailureKind.CHECKSUM_MISMATCH,
-                          f"the row's record does not hash to its checksum ({_mode(self.hmac_key)})", line, sequence)
+                          f"the row's record does not hash to its checksum ({_mode(self.hmac_key)}){parts}",
+                          line, sequence)
             for column in columns:
                 self.fail(where, FailureKind.COLUMN_MISMATCH,
                           f"column {column['column']}: stored {_short(column['stored'])}, the row's record says "

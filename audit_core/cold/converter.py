@@ -1,7 +1,7 @@
 """Sealed hot JSONL files to cold Parquet: verified first, partitioned by UTC day, atomic, idempotent.
 
 Layout: ``cold/year=YYYY/month=MM/day=DD/<source file stem>.parquet`` (a source file that spans
-midnight lands in two partitions), zstd, Parquet v2 pages, rows sorted by (``ts_event``,
+midnight lands in two partitions), zstd, Parquet v1 pages, rows sorted by (``ts_event``,
 ``source_line``), and ``cold/_manifest/<source file>.json`` recording the seal each source file had
 and the Parquet files it produced.
 
@@ -11,11 +11,13 @@ handed as an Arrow batch to a DuckDB thread that parses the JSON (``json_transfo
 struct) while the next chunk is hashed. Only when the whole file and its seal verify are the day
 partitions written; a file that fails is reported and nothing of it is kept.
 
-Every row keeps its record in ``record`` in the cold layout of ``_bulk_verify``: the line without
-its checksum field and without its prev_hash value, which are in the ``checksum`` and ``prev_hash``
-columns; ``trust.record.rebuild_line`` restores the original line byte for byte, so the cold side
-can recompute checksums, the chain and the Merkle root, and no field of any event type (a user's own
-included) is ever lost. A torn line that a crash left behind (closed off by recovery and described
+Every row keeps its record in ``record`` in the cold layout of the projection (``projection.py``;
+from version 4: the line without its checksum, which is the ``checksum`` column, without the values
+of ``ts_event``, ``sequence`` and ``ts_recorded``, which are their columns, and without its
+prev_hash value where the row one source line before it in the same file gives it back);
+``lines.source_lines`` restores the original lines byte for byte, so the cold side can recompute
+checksums, the chain and the Merkle root, and no field of any event type (a user's own included)
+is ever lost. A torn line that a crash left behind (closed off by recovery and described
 by a ``sys.recovery`` record) is carried over as a row of event type ``sys.torn_line`` with NULL
 sequence, its exact bytes in ``torn_bytes`` and its position in ``source_line``, so the Merkle root
 the seal took over all lines can be rebuilt. Needs the ``workbench`` extra (duckdb, pyarrow).
@@ -234,7 +236,7 @@ class ParquetConverter:
                         path, f"its records verify but cannot be loaded into the cold columns: {load_error}"
                     ) from load_error
                 _check_every_row_has_a_time(columnar, path)
-                if columnar.source is None:  # batches arrive in file order: sort once, then cut days
+                if not scan.in_time_order:  # rows are in file order: sort once, then cut days
                     con = columnar.con
                     con.execute("CREATE TEMP TABLE sorted_rows AS SELECT * FROM rows ORDER BY ts_event, source_line")
                     con.execute("DROP TABLE rows")
@@ -359,7 +361,9 @@ class _ColumnarPass:
         self, stream: str, staging: Path, version: int, source: Path | None = None, first_sequence: Any = None
     ) -> None:
         self.con = bounded_connection(staging)
-        self.con.execute("SET preserve_insertion_order = false")  # COPY sorts; lets the load run in parallel
+        # ``rows`` is in file order, which is the cold order when ts_event never decreases (the scan
+        # tells): then no sort, the costliest step, and its memory.
+        self.con.execute("SET preserve_insertion_order = true")
         self._stream, self._version = stream, version
         self.source, self._first_sequence = source, first_sequence
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=2)
@@ -377,8 +381,7 @@ class _ColumnarPass:
                       FROM (SELECT line, NULL::VARCHAR AS record, NULL::BLOB AS torn_bytes, NULL::BIGINT AS torn_ts,
                                    json_transform(line, $structure) AS j
                             FROM read_csv($path, columns={{'line': 'VARCHAR'}}, delim=chr(1), quote='', escape='',
-                                          header=false, auto_detect=false, strict_mode=false)))
-                ORDER BY ts_event, source_line""",
+                                          header=false, auto_detect=false, strict_mode=false)))""",
                 {"path": str(self.source), "stream": self._stream, "structure": structure(self._version),
                  "first": self._first_sequence},
             )

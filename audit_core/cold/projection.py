@@ -18,7 +18,8 @@ Versions: 1, the first; 2 adds ``record_format`` (the record's format version, `
 4 drops the ``prev_hash`` column: a record's ``prev_hash`` is the checksum of the row one source
 line before it in the same file, so ``record`` leaves it out only where that row gives it back
 (``chained_rows``) and keeps it everywhere else (a file's first row, a day's first row, the row
-after a torn line, a ``null`` one).
+after a torn line, a ``null`` one); and ``record`` leaves out the values of ``ts_event``,
+``sequence`` and ``ts_recorded``, which are in their columns (``trust.record.INT_FIELDS``).
 
 The expressions read, per row: ``line`` (the whole record line, VARCHAR), ``j``
 (``json_transform(line, structure())``), ``record`` (the cold layout of the line, or NULL to strip
@@ -30,7 +31,16 @@ from __future__ import annotations
 
 import json
 
-from audit_core.trust.record import BODY_SQL, KEPT_PREV_SQL, STRIP_SQL, STRIPPED_SQL, UNSTRIPPED_SQL, body_sql
+from audit_core.trust.record import (
+    BODY_SQL,
+    INT_FIELDS,
+    KEPT_PREV_SQL,
+    STRIP_SQL,
+    STRIPPED_SQL,
+    UNSTRIPPED_SQL,
+    body_sql,
+    insert_int_sql,
+)
 
 #: Version of ``COLUMNS`` and their expressions (see the module docstring).
 PROJECTION_VERSION = 4
@@ -211,6 +221,14 @@ def chained_rows(files: str, version: int | None) -> str:
     """
     if version is None or version < DERIVED_PREV_HASH_SINCE:
         return f"(SELECT *, CASE WHEN torn_bytes IS NULL THEN {BODY_SQL} END AS body FROM {files})"
+    rows = _with_prev_hash(files)
+    for name in INT_FIELDS:  # one field a step: each step reads the body the one before made
+        rows = f"(SELECT * REPLACE ({insert_int_sql('body', name)} AS body) FROM {rows})"
+    return rows
+
+
+def _with_prev_hash(files: str) -> str:
+    """``chained_rows`` of projection 4 before its ``INT_FIELDS`` are put back."""
     return f"""(SELECT * EXCLUDE (prior_file, next_line, prior),
                        CASE WHEN torn_bytes IS NULL THEN
                             CASE WHEN {STRIPPED_SQL} THEN {body_sql(_PRIOR_JSON, quoted=False)}

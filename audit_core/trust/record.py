@@ -275,6 +275,32 @@ def body_sql(prev_hash: str, *, quoted: bool = True) -> str:
 
 #: ``body_sql`` of the cold column ``prev_hash`` (projections 1 to 3 store it).
 BODY_SQL = body_sql("prev_hash")
+#: Top-level integer fields whose values a cold ``record`` (projection 4 on) leaves out, each kept
+#: in the typed column of the same name: ``strip_int_sql`` takes a value out, ``insert_int_sql``
+#: puts it back. The first occurrence of ``"<name>":`` in a record is the top-level key (as for
+#: ``prev_hash``), and the value is taken out only where it is exactly the column's decimal text.
+INT_FIELDS = ("ts_event", "sequence", TS_RECORDED_FIELD)
+
+
+def _value_at_sql(text: str, name: str) -> str:
+    return f"""(instr({text}, '"{name}":') + {len(name) + 3})"""
+
+
+def strip_int_sql(text: str, name: str) -> str:
+    """SQL: ``text`` (a record) without the value of its first ``"<name>":`` when that value is the text
+    of the column ``name`` (then followed by ``,`` or ``}``); else ``text`` as it is."""
+    at, value = _value_at_sql(text, name), f"CAST({name} AS VARCHAR)"
+    return f"""(CASE WHEN instr({text}, '"{name}":') > 0 AND {value} IS NOT NULL
+                       AND substr({text}, {at}, length({value}) + 1) IN ({value} || ',', {value} || '}}')
+                  THEN left({text}, {at} - 1) || substr({text}, {at} + length({value})) ELSE {text} END)"""
+
+
+def insert_int_sql(text: str, name: str) -> str:
+    """SQL: ``text`` (a record or body) with the column ``name``'s value put back where ``strip_int_sql``
+    took it out (its first ``"<name>":`` directly followed by ``,`` or ``}``). A NULL column: NULL."""
+    at = _value_at_sql(text, name)
+    return f"""(CASE WHEN instr({text}, '"{name}":') > 0 AND substr({text}, {at}, 1) IN (',', '}}')
+                  THEN left({text}, {at} - 1) || CAST({name} AS VARCHAR) || substr({text}, {at}) ELSE {text} END)"""
 #: ``rebuild_line`` in DuckDB SQL: the whole line (without its newline) from a column ``body``
 #: (``BODY_SQL``) and ``checksum``; NULL on a torn line's row, whose checksum is NULL.
 LINE_SQL = f"""(left(body, -1) || '{_SUFFIX_SQL}' || checksum || '"}}')"""
@@ -302,12 +328,22 @@ def is_stripped(record: bytes) -> bool:
     return record[at : at + 1] in (b",", b"}")
 
 
-def rebuild_line(record: bytes, prev_hash: str | None, checksum: str) -> bytes:
+def rebuild_line(record: bytes, prev_hash: str | None, checksum: str, **ints: int | None) -> bytes:
     """The original record line (without its newline) from a cold ``record`` and its hash columns.
 
-    ``prev_hash`` is put back only into a ``record`` that leaves it out (``is_stripped``).
+    ``prev_hash`` is put back only into a ``record`` that leaves it out (``is_stripped``); so is
+    each value of ``INT_FIELDS`` given as a keyword (``ts_event=``, ``sequence=``, ``ts_recorded=``:
+    the row's columns, which projection 4 on leaves out of ``record``; ``insert_int_sql`` in Python).
     """
     if prev_hash is not None and is_stripped(record):
         at = record.find(_PREV_KEY) + len(_PREV_KEY)
         record = record[:at] + b'"' + prev_hash.encode() + b'"' + record[at:]
+    for name, value in ints.items():
+        if name not in INT_FIELDS:
+            raise TypeError(f"rebuild_line() got an unexpected keyword argument {name!r}")
+        key = f'"{name}":'.encode()
+        found = record.find(key)
+        at = found + len(key)
+        if value is not None and found >= 0 and record[at : at + 1] in (b",", b"}"):
+            record = record[:at] + str(value).encode() + record[at:]
     return build_line(record, checksum)[:-1]
