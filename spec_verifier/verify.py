@@ -1,0 +1,360 @@
+"""Checking an evidence bundle and stating what it proves: docs/format.md section 7.
+
+``verify_bundle`` runs every check of section 7 on every stream and returns the report dict
+(``claim``, ``failures``, ``streams``); ``check_bundle`` returns the same as a :class:`Report` that
+also carries the sentences saying what was not proved.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from spec_verifier.container import Bundle, Malformed, Selection, StreamEntry, read_bundle
+from spec_verifier.keys import Key, key_from_public_key, load_trusted_keys, public_key_bytes
+from spec_verifier.merkle import consistent, leaf_hash, range_root
+from spec_verifier.notes import Note, NoteError, SignatureResult, check_signature, parse_note
+
+#: A record line ends with its checksum field (section 1, "Checksum").
+_CHECKSUM_SUFFIX = re.compile(rb',"checksum":"([0-9a-f]{64})"\}$')
+#: The common fields of a record (section 1) and the JSON types they must have.
+_COMMON_FIELDS: dict[str, tuple[type, ...]] = {
+    "ts_event": (int,), "event_type": (str,), "source": (str,), "trader_id": (str,), "sequence": (int,),
+    "correlation_id": (str, type(None)), "prev_hash": (str,), "checksum": (str,),
+}
+
+
+@dataclass
+class Failure:
+    reason: str
+    stream: str | None
+    position: int | None
+    message: str
+
+
+@dataclass
+class StreamReport:
+    origin: str
+    N: int | None = None
+    first: int = 0
+    end: int = 0
+    in_window: int = 0
+    matching: int = 0
+    redacted: int = 0
+    torn: int = 0
+    key_id: str | None = None
+    trusted: bool = False
+    witnessed_size: int | None = None
+    authenticated: bool = False
+    time_complete: bool = True
+
+
+@dataclass
+class Report:
+    failures: list[Failure] = field(default_factory=list)
+    streams: list[StreamReport] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def claim(self) -> str:
+        if self.failures:
+            return "invalid"
+        if not all(stream.authenticated for stream in self.streams):
+            return "unauthenticated"
+        if not all(stream.time_complete for stream in self.streams):
+            return "positions-only"
+        if any(stream.redacted for stream in self.streams):
+            return "complete-redacted"
+        return "complete"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "claim": self.claim,
+            "failures": [{"reason": f.reason, "stream": f.stream, "position": f.position, "message": f.message}
+                         for f in self.failures],
+            "streams": [{"origin": s.origin, "N": s.N, "first": s.first, "end": s.end, "in_window": s.in_window,
+                         "matching": s.matching, "redacted": s.redacted, "torn": s.torn, "key_id": s.key_id,
+                         "trusted": s.trusted, "witnessed_size": s.witnessed_size} for s in self.streams],
+        }
+
+
+def verify_bundle(path: str | Path, *, trusted_keys_path: str | Path | None = None,
+                  public_key_b64: str | None = None, hmac_key: bytes | None = None) -> dict[str, Any]:
+    """Check the bundle at ``path`` as docs/format.md section 7 says; return the report dict.
+
+    Args:
+        path: the bundle file (untrusted: anything wrong with it is a ``bundle_malformed`` failure).
+        trusted_keys_path: the auditor's trusted-keys file (section 6).
+        public_key_b64: or one public key (base64 of the raw 32 bytes, or PEM), trusted for every
+            role with an unbounded window.
+        hmac_key: the trail key, to check record checksums of a keyed trail and HMAC notes.
+
+    Raises:
+        KeyFileError: the trusted-keys file or public key is not valid (the auditor's input).
+        FileNotFoundError: no file at ``path``.
+    """
+    return check_bundle(path, trusted_keys_path=trusted_keys_path, public_key_b64=public_key_b64,
+                        hmac_key=hmac_key).to_dict()
+
+
+def check_bundle(path: str | Path, *, trusted_keys_path: str | Path | None = None,
+                 public_key_b64: str | None = None, hmac_key: bytes | None = None) -> Report:
+    """As :func:`verify_bundle`, returning the :class:`Report` (with its notes)."""
+    if trusted_keys_path is not None and public_key_b64 is not None:
+        raise ValueError("give a trusted-keys file or a public key, not both")
+    trusted: list[Key] | None = None
+    if trusted_keys_path is not None:
+        trusted = load_trusted_keys(trusted_keys_path)
+    elif public_key_b64 is not None:
+        trusted = [key_from_public_key(public_key_bytes(public_key_b64))]
+    report = Report()
+    try:
+        bundle = read_bundle(path)
+    except Malformed as exc:
+        report.failures.append(Failure("bundle_malformed", None, None, str(exc)))
+        return report
+    if trusted is None:
+        report.notes.append("no trusted keys given: signatures were checked against the bundle's own keys, "
+                            "so nothing proves who wrote these records")
+    if bundle.keyed and hmac_key is None:
+        report.notes.append("keyed trail: record checksums (HMAC-SHA256) were not checked without the trail key")
+    for entry in bundle.streams:
+        report.streams.append(_check_stream(bundle, entry, trusted, hmac_key, report))
+    report.notes.append("a bundle never proves that the trail had no other stream than those it lists")
+    return report
+
+
+@dataclass
+class _Position:
+    line: bytes | None  # None: redacted
+    record: dict[str, Any] | None = None
+
+
+def _parse_record(line: bytes) -> dict[str, Any] | None:
+    """The record of a full line, or None for a line that is not a JSON object with the common fields."""
+    try:
+        value = json.loads(line.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return None
+    if not isinstance(value, dict):
+        return None
+    for name, types in _COMMON_FIELDS.items():
+        if name not in value or not isinstance(value[name], types) or isinstance(value[name], bool):
+            return None
+    return value
+
+
+def _ts_recorded(record: dict[str, Any]) -> int | None:
+    value = record.get("ts_recorded")
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _matches(record: dict[str, Any], selection: Selection) -> bool:
+    ts = _ts_recorded(record)
+    if ts is None or not selection.start_ns <= ts < selection.end_ns:
+        return False
+    event_type = record["event_type"]
+    if selection.event_types is not None and not any(
+            _type_matches(event_type, pattern) for pattern in selection.event_types):
+        return False
+    if selection.sources is not None and record["source"] not in selection.sources:
+        return False
+    return selection.params is None or (
+        event_type.startswith("param.") and record.get("param_name") in selection.params)
+
+
+def _type_matches(event_type: str, pattern: str) -> bool:
+    if pattern == "*":
+        return True
+    if pattern.endswith(".*"):
+        return event_type.startswith(pattern[:-1])
+    return event_type == pattern
+
+
+def _check_stream(bundle: Bundle, entry: StreamEntry, trusted: list[Key] | None, hmac_key: bytes | None,
+                  report: Report) -> StreamReport:
+    origin = entry.origin
+    out = StreamReport(origin, first=entry.first, end=entry.end, redacted=len(entry.redacted))
+
+    def fail(reason: str, position: int | None, message: str) -> None:
+        report.failures.append(Failure(reason, origin, position, message))
+
+    # Positions: full lines from the `.lines` entry, redacted ones from the index.
+    data = bundle.entries[entry.lines]
+    lines = data.split(b"\n")
+    if lines[-1] != b"":
+        fail("bundle_malformed", None, f"{entry.lines}: the last line has no newline")
+        return out
+    lines.pop()
+    expected = entry.end - entry.first - len(entry.redacted)
+    if len(lines) != expected or any(not entry.first <= p < entry.end for p in entry.redacted):
+        fail("bundle_malformed", None, f"{entry.lines}: expected {expected} lines for positions "
+             f"{entry.first}..{entry.end - 1} less {len(entry.redacted)} redacted (all inside the range), "
+             f"got {len(lines)}")
+        return out
+    given = iter(lines)
+    positions = {p: _Position(None) if p in entry.redacted else _Position(next(given))
+                 for p in range(entry.first, entry.end)}
+    for position in positions.values():
+        if position.line is not None:
+            position.record = _parse_record(position.line)
+
+    # The checkpoint: its note, its signature, the range proof against its root.
+    note = _checkpoint(entry.checkpoint, origin, "checkpoint", fail)
+    if note is not None:
+        out.N = note.size
+        signature = _signature(note, bundle, trusted, hmac_key, "checkpoint", fail)
+        if signature.key is not None and signature.failure is None:
+            out.key_id, out.trusted = signature.key.key_id, signature.trusted
+            out.authenticated = signature.trusted
+        if entry.end > note.size:
+            fail("range_proof_invalid", None, f"the range ends at {entry.end}, past the checkpoint's size {note.size}")
+        else:
+            def leaf(p: int) -> bytes:
+                line = positions[p].line
+                return entry.redacted[p] if line is None else leaf_hash(line)
+
+            root = range_root(entry.first, entry.end, note.size, leaf, entry.range_proof)
+            if root != note.root:
+                fail("range_proof_invalid", None, "the lines and the range proof do not give the checkpoint's root"
+                     if root is not None else "the range proof has too few or too many hashes")
+        if entry.end == note.size:
+            report.notes.append(f"{origin}: the window is covered only up to position {note.size - 1} (the "
+                                "checkpoint); records recorded after it are not covered")
+        _witness(entry, note, bundle, trusted, hmac_key, out, fail)
+
+    _boundaries_and_redactions(bundle, entry, positions, fail)
+    _chain(bundle, entry, positions, hmac_key, fail)
+
+    # Counts and time completeness.
+    selection = bundle.selection
+    for position in positions.values():
+        if position.line is None:
+            continue
+        if position.record is None:
+            out.torn += 1
+            continue
+        ts = _ts_recorded(position.record)
+        if ts is None:
+            out.time_complete = False
+        elif selection.start_ns <= ts < selection.end_ns:
+            out.in_window += 1
+            out.matching += _matches(position.record, selection)
+    if not out.time_complete:
+        report.notes.append(f"{origin}: positions {entry.first}..{entry.end - 1} only; completeness by time "
+                            "not established (a record without ts_recorded)")
+    return out
+
+
+def _checkpoint(text: str, origin: str, what: str, fail: Any) -> Note | None:
+    try:
+        note = parse_note(text)
+    except NoteError as exc:
+        fail("checkpoint_malformed", None, f"{what}: {exc}")
+        return None
+    if note.origin != origin:
+        fail("checkpoint_malformed", None, f"{what}: origin {note.origin!r}, expected {origin!r}")
+        return None
+    return note
+
+
+def _signature(note: Note, bundle: Bundle, trusted: list[Key] | None, hmac_key: bytes | None, what: str,
+               fail: Any) -> SignatureResult:
+    keys = bundle.keys if trusted is None else trusted
+    result = check_signature(note, keys, trusted=trusted is not None, hmac_key=hmac_key)
+    if trusted is None and result.failure in ("key_untrusted", "key_outside_window"):
+        # The bundle's own keys and windows vouch for nothing: only a signature that fails under them counts.
+        return SignatureResult(None, result.message, result.key, False, checked=False)
+    if result.failure is not None:
+        fail(result.failure, None, f"{what}: {result.message}")
+    return result
+
+
+def _witness(entry: StreamEntry, note: Note, bundle: Bundle, trusted: list[Key] | None, hmac_key: bytes | None,
+             out: StreamReport, fail: Any) -> None:
+    if entry.witness is None:
+        return
+    witnessed = _checkpoint(entry.witness.note, entry.origin, "witness note", fail)
+    if witnessed is None:
+        return
+    out.witnessed_size = witnessed.size
+    _signature(witnessed, bundle, trusted, hmac_key, "witness note", fail)
+    if not consistent(note.size, witnessed.size, note.root, witnessed.root, entry.witness.consistency_proof):
+        fail("consistency_invalid", None, f"no valid RFC 9162 consistency proof from size {note.size} to the "
+             f"witnessed size {witnessed.size}")
+
+
+def _boundaries_and_redactions(bundle: Bundle, entry: StreamEntry, positions: dict[int, _Position], fail: Any) -> None:
+    selection = bundle.selection
+    first, last = entry.first, entry.end - 1
+    # Left edge: position 0, or a record recorded before the window.
+    left = positions[first].record
+    left_ts = _ts_recorded(left) if left is not None else None
+    if first != 0 and (left_ts is None or left_ts >= selection.start_ns):
+        fail("boundary_unproven", first, f"position {first} is not a record recorded before the window "
+             f"(start_ns {selection.start_ns})")
+    # Right edge: a record recorded at or after the window's end, or the checkpoint's last position.
+    right = positions[last].record
+    right_ts = _ts_recorded(right) if right is not None else None
+    note_size = _note_size(entry.checkpoint)
+    if entry.end != note_size and (right_ts is None or right_ts < selection.end_ns):
+        fail("boundary_unproven", last, f"position {last} is not a record recorded at or after the window's end "
+             f"(end_ns {selection.end_ns}) and the range does not end at the checkpoint")
+    if not entry.redacted:
+        return
+    # Redacted positions: only in a redacted bundle, never at an edge, only inside the window.
+    before = [p for p, pos in positions.items() if pos.record is not None
+              and (ts := _ts_recorded(pos.record)) is not None and ts < selection.start_ns]
+    after = [p for p, pos in positions.items() if pos.record is not None
+             and (ts := _ts_recorded(pos.record)) is not None and ts >= selection.end_ns]
+    low, high = max(before, default=first - 1), min(after, default=entry.end)
+    for p in sorted(entry.redacted):
+        if not bundle.redacted:
+            fail("redaction_not_allowed", p, f"position {p} is redacted in a bundle with redacted: false")
+        elif p in (first, last):
+            fail("redaction_not_allowed", p, f"position {p} is an edge of the range and may not be redacted")
+        elif not low < p < high:
+            fail("redaction_not_allowed", p, f"position {p} is outside the window (records at {low} and {high} "
+                 "bound it)")
+
+
+def _note_size(text: str) -> int | None:
+    try:
+        return parse_note(text).size
+    except NoteError:
+        return None
+
+
+def _chain(bundle: Bundle, entry: StreamEntry, positions: dict[int, _Position], hmac_key: bytes | None,
+           fail: Any) -> None:
+    check_key: bytes | None = None
+    check = not bundle.keyed or hmac_key is not None
+    if bundle.keyed:
+        check_key = hmac_key
+    previous: dict[str, Any] | None = None
+    for p in range(entry.first, entry.end):
+        record = positions[p].record
+        line = positions[p].line
+        if record is not None and line is not None and check:
+            match = _CHECKSUM_SUFFIX.search(line)
+            if match is None:
+                fail("checksum_mismatch", p, "the line does not end with its checksum field")
+            else:
+                body = line[:match.start()] + b"}"
+                digest = (hmac.new(check_key, body, hashlib.sha256) if check_key is not None
+                          else hashlib.sha256(body)).hexdigest()
+                if digest != match.group(1).decode():
+                    fail("checksum_mismatch", p, f"checksum {match.group(1).decode()}, computed {digest}")
+        if record is not None and previous is not None:
+            if record["sequence"] != previous["sequence"] + 1 or record["prev_hash"] != previous["checksum"]:
+                fail("chain_broken", p, f"sequence {record['sequence']} after {previous['sequence']}, prev_hash "
+                     f"{record['prev_hash'][:16]}... after checksum {previous['checksum'][:16]}...")
+            ts, ts_before = _ts_recorded(record), _ts_recorded(previous)
+            if ts is not None and ts_before is not None and ts < ts_before:
+                fail("ts_recorded_backwards", p, f"ts_recorded {ts} after {ts_before}")
+        previous = record
