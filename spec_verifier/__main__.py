@@ -56,7 +56,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for stream in report.streams:
             trust = "trusted" if stream.trusted else "not trusted"
             key = f"key {stream.key_id} ({trust})" if stream.key_id else "no key"
-            print(f"  {stream.origin}: positions {stream.first}..{stream.end - 1} of {stream.N}, "
+            span = ("no checkpoint" if stream.N is None
+                    else f"positions {stream.first}..{(stream.end or 0) - 1} of {stream.N}")
+            print(f"  {stream.origin}: {span}, "
                   f"{stream.in_window} records in the window, {stream.matching} matching, {stream.redacted} redacted, "
                   f"{stream.torn} torn; {key}; witnessed size {stream.witnessed_size}")
         for failure in report.failures:

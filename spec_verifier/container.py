@@ -87,6 +87,8 @@ def read_bundle(path: str | Path) -> Bundle:
                 if name not in names:
                     raise Malformed(f"bundle.json names {name!r}, which is not in the archive")
                 entries[name] = _read_entry(archive, names[name], ENTRY_LIMIT)
+                if entries[name] and not entries[name].endswith(b"\n"):
+                    raise Malformed(f"entry {name!r} does not end with a newline")
     except Malformed:
         raise
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError, NotImplementedError, RuntimeError,
@@ -141,15 +143,44 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+def _unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise ValueError("a key is repeated in an object")
+    return obj
+
+
+def loads(text: str) -> Any:
+    """Strict JSON: no repeated key in an object, no NaN/Infinity (section 7, "Container")."""
+    return json.loads(text, parse_constant=_refuse_constant, object_pairs_hook=_unique_object)
+
+
+#: The fields of each object of the index, exactly as section 7 shows them.
+_FIELDS = {
+    "bundle.json": {"format", "created_ns", "selection", "redacted", "keyed", "streams", "keys"},
+    "selection": {"start_ns", "end_ns", "event_types", "sources", "params"},
+    "stream": {"origin", "checkpoint", "first", "end", "lines", "redacted", "range_proof", "witness"},
+    "witness": {"note", "consistency_proof"},
+    "key": {"key_id", "public_key", "roles", "not_before_ns", "not_after_ns"},
+}
+
+
+def _fields(obj: Any, kind: str, where: str) -> dict[str, Any]:
+    if not isinstance(obj, dict):
+        raise Malformed(f"{where}: expected an object, got {obj!r:.80}")
+    if set(obj) != _FIELDS[kind]:
+        raise Malformed(f"{where}: expected the fields {sorted(_FIELDS[kind])}, got {sorted(obj)}")
+    return obj
+
+
 def _parse_index(data: bytes) -> tuple[Selection, bool, bool, list[StreamEntry], list[Key]]:
     try:
-        document = json.loads(data.decode("utf-8"), parse_constant=_refuse_constant)
+        document = loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise Malformed(f"bundle.json is not UTF-8 JSON: {str(exc)[:200]}") from None
-    if not isinstance(document, dict):
-        raise Malformed("bundle.json: expected an object")
-    if document.get("format") != BUNDLE_FORMAT:
+    if isinstance(document, dict) and document.get("format") != BUNDLE_FORMAT:
         raise Malformed(f"bundle.json format: expected {BUNDLE_FORMAT!r}, got {document.get('format')!r:.80}")
+    _fields(document, "bundle.json", "bundle.json")
     _int(document, "created_ns", "bundle.json")
     selection = _selection(document.get("selection"))
     redacted = _bool(document, "redacted", "bundle.json")
@@ -161,8 +192,12 @@ def _parse_index(data: bytes) -> tuple[Selection, bool, bool, list[StreamEntry],
     origins = [stream.origin for stream in streams]
     if len(set(origins)) != len(origins):
         raise Malformed("bundle.json streams: an origin is listed twice")
+    raw_keys = document["keys"]
+    if isinstance(raw_keys, list):
+        for i, item in enumerate(raw_keys):
+            _fields(item, "key", f"bundle.json keys[{i}]")
     try:
-        keys = parse_key_list(document.get("keys"), "bundle.json keys")
+        keys = parse_key_list(raw_keys, "bundle.json keys")
     except KeyFileError as exc:
         raise Malformed(str(exc)) from None
     return selection, redacted, keyed, streams, keys
@@ -196,8 +231,7 @@ def _hashes(value: Any, where: str) -> list[bytes]:
 
 
 def _selection(value: Any) -> Selection:
-    if not isinstance(value, dict):
-        raise Malformed(f"bundle.json selection: expected an object, got {value!r:.80}")
+    _fields(value, "selection", "bundle.json selection")
     lists: list[list[str] | None] = []
     for field in ("event_types", "sources", "params"):
         item = value.get(field)
@@ -206,13 +240,15 @@ def _selection(value: Any) -> Selection:
             raise Malformed(f"bundle.json selection {field}: expected null or a non-empty list of strings, "
                             f"got {item!r:.80}")
         lists.append(item)
-    return Selection(_int(value, "start_ns", "selection"), _int(value, "end_ns", "selection"), *lists)
+    start_ns, end_ns = _int(value, "start_ns", "selection"), _int(value, "end_ns", "selection")
+    if start_ns >= end_ns:
+        raise Malformed(f"bundle.json selection: start_ns {start_ns} is not before end_ns {end_ns}")
+    return Selection(start_ns, end_ns, *lists)
 
 
 def _stream(value: Any, i: int) -> StreamEntry:
     where = f"bundle.json streams[{i}]"
-    if not isinstance(value, dict):
-        raise Malformed(f"{where}: expected an object, got {value!r:.80}")
+    _fields(value, "stream", where)
     origin = _str(value, "origin", where)
     parsed = parse_origin(origin)
     if parsed is None:
@@ -220,9 +256,8 @@ def _stream(value: Any, i: int) -> StreamEntry:
     lines = _str(value, "lines", where)
     if lines != f"streams/{parsed[0]}.{parsed[1]}.lines":
         raise Malformed(f"{where} lines: expected 'streams/{parsed[0]}.{parsed[1]}.lines', got {lines[:80]!r}")
+    # A range that is not 0 <= first < end <= N is range_proof_invalid (checked against the checkpoint).
     first, end = _int(value, "first", where), _int(value, "end", where)
-    if not 0 <= first < end:
-        raise Malformed(f"{where}: expected 0 <= first < end, got first={first}, end={end}")
     raw_redacted = value.get("redacted")
     if not isinstance(raw_redacted, dict):
         raise Malformed(f"{where} redacted: expected an object, got {raw_redacted!r:.80}")
@@ -234,8 +269,7 @@ def _stream(value: Any, i: int) -> StreamEntry:
     witness = None
     raw_witness = value.get("witness")
     if raw_witness is not None:
-        if not isinstance(raw_witness, dict):
-            raise Malformed(f"{where} witness: expected null or an object, got {raw_witness!r:.80}")
+        _fields(raw_witness, "witness", f"{where} witness")
         witness = Witness(_str(raw_witness, "note", f"{where} witness"),
                           _hashes(raw_witness.get("consistency_proof"), f"{where} witness consistency_proof"))
     return StreamEntry(origin, _str(value, "checkpoint", where), first, end, lines, redacted,

@@ -23,6 +23,7 @@ _SIGNATURE_LINE = re.compile(r"\u2014 (\S+) (\S+)")
 HMAC_KEY_NAME = "ledgerline-hmac"
 UNSIGNED_KEY_NAME = "ledgerline-unsigned"
 _HMAC_KEY_ID_LABEL = b"ledgerline stream checkpoint key id"
+KEY_NAMES = (NOTE_KEY_NAME, HMAC_KEY_NAME, UNSIGNED_KEY_NAME)
 
 
 class NoteError(ValueError):
@@ -74,12 +75,17 @@ def parse_note(note: str) -> Note:
         if not match:
             raise NoteError(f"extension line {lines[3][:80]!r} is not 'signed-at <nanoseconds>'")
         signed_at = int(match.group(1))
-    signature_lines = signatures[:-1].split("\n")
-    if len(signature_lines) != 1:
-        raise NoteError(f"expected exactly one signature line, got {len(signature_lines)}")
-    match = _SIGNATURE_LINE.fullmatch(signature_lines[0])
-    if not match:
-        raise NoteError(f"signature line {signature_lines[0][:80]!r} is not '\u2014 <name> <base64>'")
+    # C2SP signed notes may carry other signatures (cosignatures): lines of other key names are ignored.
+    ours = []
+    for line in signatures[:-1].split("\n"):
+        match = _SIGNATURE_LINE.fullmatch(line)
+        if not match:
+            raise NoteError(f"signature line {line[:80]!r} is not '\u2014 <name> <base64>'")
+        if match.group(1) in KEY_NAMES:
+            ours.append(match)
+    if len(ours) != 1:
+        raise NoteError(f"expected exactly one signature line named one of {list(KEY_NAMES)}, got {len(ours)}")
+    match = ours[0]
     try:
         blob = base64.b64decode(match.group(2), validate=True)
     except (binascii.Error, ValueError):
@@ -94,26 +100,39 @@ def parse_note(note: str) -> Note:
 class SignatureResult:
     """What a note's signature line proved.
 
-    ``failure`` is a reason code or None; ``key`` the key that verified an Ed25519 line;
-    ``trusted`` whether that key came from the auditor; ``checked`` False when nothing could be
-    checked (an HMAC note without the key).
+    ``failure`` is a reason code or None; ``key`` the trusted key that verified an Ed25519 line;
+    ``authenticated`` whether the note is vouched for (a trusted key, or the trail's HMAC key);
+    ``checked`` False when nothing could be checked.
     """
 
     failure: str | None
     message: str
     key: Key | None = None
-    trusted: bool = False
+    authenticated: bool = False
     checked: bool = True
 
 
-def check_signature(note: Note, keys: list[Key], *, trusted: bool, hmac_key: bytes | None,
+def check_signature(note: Note, keys: list[Key] | None, bundle_keys: list[Key], *, hmac_key: bytes | None,
                     role: str = "writer") -> SignatureResult:
-    """Check the note's signature line under ``keys`` (trusted: the auditor's; else the bundle's)."""
+    """Check the note's signature line (section 7, "Signature").
+
+    ``keys`` are the auditor's trusted keys (None when none were given: then the bundle's own
+    ``bundle_keys`` are tried, by signed-note key id only, and nothing is trusted).
+    """
     if note.key_name == NOTE_KEY_NAME:
+        if keys is None:
+            candidates = [key for key in bundle_keys if note_key_id(key.public_key) == note.key_id]
+            if not candidates:
+                return SignatureResult(None, "no trusted keys given and no bundle key has signed-note key id "
+                                       f"{note.key_id.hex()}: not checked", checked=False)
+            if not any(ed25519.verify(key.public_key, note.text, note.signature) for key in candidates):
+                return SignatureResult("signature_invalid", "the Ed25519 signature does not verify under the "
+                                       "bundle's key " + ", ".join(key.key_id for key in candidates))
+            return SignatureResult(None, "verified only under a key the bundle itself lists: not trusted")
         candidates = [key for key in keys if role in key.roles and note_key_id(key.public_key) == note.key_id]
         if not candidates:
-            return SignatureResult("key_untrusted", f"no {'trusted' if trusted else 'bundle'} {role} key has "
-                                   f"signed-note key id {note.key_id.hex()}")
+            return SignatureResult("key_untrusted", f"no trusted {role} key has signed-note key id "
+                                   f"{note.key_id.hex()}")
         verified = [key for key in candidates if ed25519.verify(key.public_key, note.text, note.signature)]
         if not verified:
             return SignatureResult("signature_invalid", "the Ed25519 signature does not verify under key "
@@ -122,8 +141,8 @@ def check_signature(note: Note, keys: list[Key], *, trusted: bool, hmac_key: byt
         if not in_window:
             when = "signing time unknown" if note.signed_at_ns is None else f"signed at {note.signed_at_ns}"
             return SignatureResult("key_outside_window", f"key {verified[0].key_id} does not hold the note's "
-                                   f"signing time ({when})", verified[0], trusted)
-        return SignatureResult(None, f"signed by key {in_window[0].key_id}", in_window[0], trusted)
+                                   f"signing time ({when})")
+        return SignatureResult(None, f"signed by trusted key {in_window[0].key_id}", in_window[0], True)
     if note.key_name == HMAC_KEY_NAME:
         if hmac_key is None:
             return SignatureResult(None, "an HMAC note: not checked without the trail key", checked=False)
@@ -131,9 +150,7 @@ def check_signature(note: Note, keys: list[Key], *, trusted: bool, hmac_key: byt
         expected = hmac.new(hmac_key, note.text, hashlib.sha256).digest()
         if note.key_id != expected_id or not hmac.compare_digest(note.signature, expected):
             return SignatureResult("signature_invalid", "the HMAC note does not verify under the trail key")
-        return SignatureResult(None, "an HMAC note, checked with the trail key (not a public-key signature)")
-    if note.key_name == UNSIGNED_KEY_NAME:
-        if note.key_id != b"\0\0\0\0" or note.signature != hashlib.sha256(note.text).digest():
-            return SignatureResult("signature_invalid", "the unsigned note's SHA-256 does not match its text")
-        return SignatureResult(None, "an unsigned note: proves nothing about who wrote it")
-    return SignatureResult("checkpoint_malformed", f"unknown key name {note.key_name[:80]!r}")
+        return SignatureResult(None, "an HMAC note, checked with the trail key", None, True)
+    if note.key_id != b"\0\0\0\0" or note.signature != hashlib.sha256(note.text).digest():
+        return SignatureResult("signature_invalid", "the unsigned note's SHA-256 does not match its text")
+    return SignatureResult(None, "an unsigned note: proves nothing about who wrote it")

@@ -9,23 +9,22 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from spec_verifier.container import Bundle, Malformed, Selection, StreamEntry, read_bundle
+from spec_verifier.container import Bundle, Malformed, Selection, StreamEntry, loads, read_bundle
 from spec_verifier.keys import Key, key_from_public_key, load_trusted_keys, public_key_bytes
 from spec_verifier.merkle import consistent, leaf_hash, range_root
 from spec_verifier.notes import Note, NoteError, SignatureResult, check_signature, parse_note
 
 #: A record line ends with its checksum field (section 1, "Checksum").
 _CHECKSUM_SUFFIX = re.compile(rb',"checksum":"([0-9a-f]{64})"\}$')
-#: The common fields of a record (section 1) and the JSON types they must have.
-_COMMON_FIELDS: dict[str, tuple[type, ...]] = {
-    "ts_event": (int,), "event_type": (str,), "source": (str,), "trader_id": (str,), "sequence": (int,),
-    "correlation_id": (str, type(None)), "prev_hash": (str,), "checksum": (str,),
+#: The fields a full line needs, with their JSON types, to be a record (section 7).
+_RECORD_FIELDS: dict[str, type] = {
+    "ts_event": int, "sequence": int, "event_type": str, "source": str, "trader_id": str, "prev_hash": str,
+    "checksum": str,
 }
 
 
@@ -41,8 +40,8 @@ class Failure:
 class StreamReport:
     origin: str
     N: int | None = None
-    first: int = 0
-    end: int = 0
+    first: int | None = None
+    end: int | None = None
     in_window: int = 0
     matching: int = 0
     redacted: int = 0
@@ -136,22 +135,24 @@ class _Position:
 
 
 def _parse_record(line: bytes) -> dict[str, Any] | None:
-    """The record of a full line, or None for a line that is not a JSON object with the common fields."""
+    """The record of a full line (section 7, "A record here is ..."), or None for a line that is not one."""
     try:
-        value = json.loads(line.decode("utf-8"))
+        value = loads(line.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):
         return None
-    if not isinstance(value, dict):
+    if not isinstance(value, dict) or not value or list(value)[-1] != "checksum":
         return None
-    for name, types in _COMMON_FIELDS.items():
-        if name not in value or not isinstance(value[name], types) or isinstance(value[name], bool):
+    for name, kind in _RECORD_FIELDS.items():
+        item = value.get(name)
+        if not isinstance(item, kind) or isinstance(item, bool):
             return None
+    if "ts_recorded" in value and (not isinstance(value["ts_recorded"], int) or isinstance(value["ts_recorded"], bool)):
+        return None
     return value
 
 
-def _ts_recorded(record: dict[str, Any]) -> int | None:
-    value = record.get("ts_recorded")
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+def _ts_recorded(record: dict[str, Any] | None) -> int | None:
+    return None if record is None else record.get("ts_recorded")
 
 
 def _matches(record: dict[str, Any], selection: Selection) -> bool:
@@ -179,24 +180,30 @@ def _type_matches(event_type: str, pattern: str) -> bool:
 def _check_stream(bundle: Bundle, entry: StreamEntry, trusted: list[Key] | None, hmac_key: bytes | None,
                   report: Report) -> StreamReport:
     origin = entry.origin
-    out = StreamReport(origin, first=entry.first, end=entry.end, redacted=len(entry.redacted))
+    out = StreamReport(origin)
 
     def fail(reason: str, position: int | None, message: str) -> None:
         report.failures.append(Failure(reason, origin, position, message))
 
-    # Positions: full lines from the `.lines` entry, redacted ones from the index.
-    data = bundle.entries[entry.lines]
-    lines = data.split(b"\n")
-    if lines[-1] != b"":
-        fail("bundle_malformed", None, f"{entry.lines}: the last line has no newline")
+    # The checkpoint first: without it nothing else of the stream can be checked.
+    note = _checkpoint(entry.checkpoint, origin, "checkpoint", fail)
+    if note is None:
         return out
-    lines.pop()
+    out.N, out.first, out.end = note.size, entry.first, entry.end
+    # The range and its positions: full lines from the `.lines` entry, redacted ones from the index.
+    lines = bundle.entries[entry.lines].split(b"\n")[:-1]
     expected = entry.end - entry.first - len(entry.redacted)
-    if len(lines) != expected or any(not entry.first <= p < entry.end for p in entry.redacted):
-        fail("bundle_malformed", None, f"{entry.lines}: expected {expected} lines for positions "
-             f"{entry.first}..{entry.end - 1} less {len(entry.redacted)} redacted (all inside the range), "
-             f"got {len(lines)}")
+    if not 0 <= entry.first < entry.end <= note.size:
+        fail("range_proof_invalid", None, f"the range {entry.first}..{entry.end} is not 0 <= first < end <= N "
+             f"(N = {note.size})")
         return out
+    outside = sorted(p for p in entry.redacted if not entry.first <= p < entry.end)
+    if outside or len(lines) != expected:
+        fail("range_proof_invalid", outside[0] if outside else None,
+             f"redacted positions outside the range: {outside[:5]}" if outside else
+             f"{entry.lines}: expected {expected} lines, got {len(lines)}")
+        return out
+    out.redacted = len(entry.redacted)
     given = iter(lines)
     positions = {p: _Position(None) if p in entry.redacted else _Position(next(given))
                  for p in range(entry.first, entry.end)}
@@ -204,35 +211,29 @@ def _check_stream(bundle: Bundle, entry: StreamEntry, trusted: list[Key] | None,
         if position.line is not None:
             position.record = _parse_record(position.line)
 
-    # The checkpoint: its note, its signature, the range proof against its root.
-    note = _checkpoint(entry.checkpoint, origin, "checkpoint", fail)
-    if note is not None:
-        out.N = note.size
-        signature = _signature(note, bundle, trusted, hmac_key, "checkpoint", fail)
-        if signature.key is not None and signature.failure is None:
-            out.key_id, out.trusted = signature.key.key_id, signature.trusted
-            out.authenticated = signature.trusted
-        if entry.end > note.size:
-            fail("range_proof_invalid", None, f"the range ends at {entry.end}, past the checkpoint's size {note.size}")
-        else:
-            def leaf(p: int) -> bytes:
-                line = positions[p].line
-                return entry.redacted[p] if line is None else leaf_hash(line)
+    signature = _signature(note, bundle, trusted, hmac_key, "checkpoint", fail)
+    out.authenticated = signature.authenticated
+    out.trusted = signature.authenticated
+    out.key_id = signature.key.key_id if signature.key is not None else None
 
-            root = range_root(entry.first, entry.end, note.size, leaf, entry.range_proof)
-            if root != note.root:
-                fail("range_proof_invalid", None, "the lines and the range proof do not give the checkpoint's root"
-                     if root is not None else "the range proof has too few or too many hashes")
-        if entry.end == note.size:
-            report.notes.append(f"{origin}: the window is covered only up to position {note.size - 1} (the "
-                                "checkpoint); records recorded after it are not covered")
-        _witness(entry, note, bundle, trusted, hmac_key, out, fail)
+    def leaf(p: int) -> bytes:
+        line = positions[p].line
+        return entry.redacted[p] if line is None else leaf_hash(line)
 
-    _boundaries_and_redactions(bundle, entry, positions, fail)
+    root = range_root(entry.first, entry.end, note.size, leaf, entry.range_proof)
+    if root != note.root:
+        fail("range_proof_invalid", None, "the lines and the range proof do not give the checkpoint's root"
+             if root is not None else "the range proof has too few or too many hashes")
+    if entry.end == note.size:
+        report.notes.append(f"{origin}: the window is covered only up to position {note.size - 1} (the "
+                            "checkpoint); records recorded after it are not covered")
+    _witness(entry, note, bundle, trusted, hmac_key, out, fail)
+    _boundaries_and_redactions(bundle, entry, note.size, positions, fail)
     _chain(bundle, entry, positions, hmac_key, fail)
 
     # Counts and time completeness.
     selection = bundle.selection
+    out.in_window = len(entry.redacted)
     for position in positions.values():
         if position.line is None:
             continue
@@ -265,11 +266,7 @@ def _checkpoint(text: str, origin: str, what: str, fail: Any) -> Note | None:
 
 def _signature(note: Note, bundle: Bundle, trusted: list[Key] | None, hmac_key: bytes | None, what: str,
                fail: Any) -> SignatureResult:
-    keys = bundle.keys if trusted is None else trusted
-    result = check_signature(note, keys, trusted=trusted is not None, hmac_key=hmac_key)
-    if trusted is None and result.failure in ("key_untrusted", "key_outside_window"):
-        # The bundle's own keys and windows vouch for nothing: only a signature that fails under them counts.
-        return SignatureResult(None, result.message, result.key, False, checked=False)
+    result = check_signature(note, trusted, bundle.keys, hmac_key=hmac_key)
     if result.failure is not None:
         fail(result.failure, None, f"{what}: {result.message}")
     return result
@@ -282,61 +279,52 @@ def _witness(entry: StreamEntry, note: Note, bundle: Bundle, trusted: list[Key] 
     witnessed = _checkpoint(entry.witness.note, entry.origin, "witness note", fail)
     if witnessed is None:
         return
-    out.witnessed_size = witnessed.size
     _signature(witnessed, bundle, trusted, hmac_key, "witness note", fail)
-    if not consistent(note.size, witnessed.size, note.root, witnessed.root, entry.witness.consistency_proof):
+    if witnessed.size < note.size or not consistent(note.size, witnessed.size, note.root, witnessed.root,
+                                                    entry.witness.consistency_proof):
         fail("consistency_invalid", None, f"no valid RFC 9162 consistency proof from size {note.size} to the "
              f"witnessed size {witnessed.size}")
+        return
+    out.witnessed_size = witnessed.size
 
 
-def _boundaries_and_redactions(bundle: Bundle, entry: StreamEntry, positions: dict[int, _Position], fail: Any) -> None:
+def _boundaries_and_redactions(bundle: Bundle, entry: StreamEntry, size: int, positions: dict[int, _Position],
+                               fail: Any) -> None:
     selection = bundle.selection
     first, last = entry.first, entry.end - 1
+    # Edges are never redacted; a redacted edge is reported as that rather than as an unproven boundary.
+    for edge in sorted({first, last} & set(entry.redacted)):
+        fail("redaction_not_allowed", edge, f"position {edge} is an edge of the range and may not be redacted")
     # Left edge: position 0, or a record recorded before the window.
-    left = positions[first].record
-    left_ts = _ts_recorded(left) if left is not None else None
-    if first != 0 and (left_ts is None or left_ts >= selection.start_ns):
+    left_ts = _ts_recorded(positions[first].record)
+    if first != 0 and first not in entry.redacted and (left_ts is None or left_ts >= selection.start_ns):
         fail("boundary_unproven", first, f"position {first} is not a record recorded before the window "
              f"(start_ns {selection.start_ns})")
     # Right edge: a record recorded at or after the window's end, or the checkpoint's last position.
-    right = positions[last].record
-    right_ts = _ts_recorded(right) if right is not None else None
-    note_size = _note_size(entry.checkpoint)
-    if entry.end != note_size and (right_ts is None or right_ts < selection.end_ns):
+    right_ts = _ts_recorded(positions[last].record)
+    if entry.end != size and last not in entry.redacted and (right_ts is None or right_ts < selection.end_ns):
         fail("boundary_unproven", last, f"position {last} is not a record recorded at or after the window's end "
              f"(end_ns {selection.end_ns}) and the range does not end at the checkpoint")
-    if not entry.redacted:
-        return
-    # Redacted positions: only in a redacted bundle, never at an edge, only inside the window.
-    before = [p for p, pos in positions.items() if pos.record is not None
-              and (ts := _ts_recorded(pos.record)) is not None and ts < selection.start_ns]
-    after = [p for p, pos in positions.items() if pos.record is not None
-             and (ts := _ts_recorded(pos.record)) is not None and ts >= selection.end_ns]
+    # Other redacted positions: only in a redacted bundle, and only inside the window.
+    before = [p for p, pos in positions.items() if (ts := _ts_recorded(pos.record)) is not None
+              and ts < selection.start_ns]
+    after = [p for p, pos in positions.items() if (ts := _ts_recorded(pos.record)) is not None
+             and ts >= selection.end_ns]
     low, high = max(before, default=first - 1), min(after, default=entry.end)
-    for p in sorted(entry.redacted):
+    for p in sorted(set(entry.redacted) - {first, last}):
         if not bundle.redacted:
             fail("redaction_not_allowed", p, f"position {p} is redacted in a bundle with redacted: false")
-        elif p in (first, last):
-            fail("redaction_not_allowed", p, f"position {p} is an edge of the range and may not be redacted")
         elif not low < p < high:
             fail("redaction_not_allowed", p, f"position {p} is outside the window (records at {low} and {high} "
                  "bound it)")
 
 
-def _note_size(text: str) -> int | None:
-    try:
-        return parse_note(text).size
-    except NoteError:
-        return None
-
-
 def _chain(bundle: Bundle, entry: StreamEntry, positions: dict[int, _Position], hmac_key: bytes | None,
            fail: Any) -> None:
-    check_key: bytes | None = None
     check = not bundle.keyed or hmac_key is not None
-    if bundle.keyed:
-        check_key = hmac_key
+    check_key = hmac_key if bundle.keyed else None
     previous: dict[str, Any] | None = None
+    latest_ts: int | None = None
     for p in range(entry.first, entry.end):
         record = positions[p].record
         line = positions[p].line
@@ -350,11 +338,13 @@ def _chain(bundle: Bundle, entry: StreamEntry, positions: dict[int, _Position], 
                           else hashlib.sha256(body)).hexdigest()
                 if digest != match.group(1).decode():
                     fail("checksum_mismatch", p, f"checksum {match.group(1).decode()}, computed {digest}")
-        if record is not None and previous is not None:
-            if record["sequence"] != previous["sequence"] + 1 or record["prev_hash"] != previous["checksum"]:
-                fail("chain_broken", p, f"sequence {record['sequence']} after {previous['sequence']}, prev_hash "
-                     f"{record['prev_hash'][:16]}... after checksum {previous['checksum'][:16]}...")
-            ts, ts_before = _ts_recorded(record), _ts_recorded(previous)
-            if ts is not None and ts_before is not None and ts < ts_before:
-                fail("ts_recorded_backwards", p, f"ts_recorded {ts} after {ts_before}")
+        if record is not None and previous is not None and (
+                record["sequence"] != previous["sequence"] + 1 or record["prev_hash"] != previous["checksum"]):
+            fail("chain_broken", p, f"sequence {record['sequence']} after {previous['sequence']}, prev_hash "
+                 f"{record['prev_hash'][:16]}... after checksum {previous['checksum'][:16]}...")
+        ts = _ts_recorded(record)
+        if ts is not None:
+            if latest_ts is not None and ts < latest_ts:
+                fail("ts_recorded_backwards", p, f"ts_recorded {ts} after {latest_ts}")
+            latest_ts = ts if latest_ts is None else max(latest_ts, ts)
         previous = record

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import base64
 import hashlib
+import hmac
 import json
 import os
 import subprocess
@@ -288,7 +289,8 @@ class TestValidBundles:
         report = spec_verifier.verify_bundle(bundle, trusted_keys_path=keys_file)
         assert report["claim"] == "complete-redacted"
         assert report["streams"][0]["redacted"] == 2
-        assert report["streams"][0]["in_window"] == 8
+        assert report["streams"][0]["in_window"] == 10  # records in the window plus redacted positions
+        assert report["streams"][0]["matching"] == 8
 
     def test_a_witness_that_saw_the_stream_grow(self, tmp_path: Path, keys_file: Path) -> None:
         trail = write_trail(tmp_path, 20)
@@ -414,7 +416,7 @@ class TestTampering:
                                                             keys_file: Path) -> None:
         edge = make_bundle(trail, tmp_path / "e.bundle", *window(10, 20), redact=(9,))
         assert {(f["reason"], f["position"]) for f in spec_verifier.verify_bundle(
-            edge, trusted_keys_path=keys_file)["failures"]} == {("redaction_not_allowed", 9), ("boundary_unproven", 9)}
+            edge, trusted_keys_path=keys_file)["failures"]} == {("redaction_not_allowed", 9)}
         # The range 5..21 with a window 10..20: position 7 is a record before the window.
         outside = make_bundle(trail, tmp_path / "o.bundle", *window(10, 20), redact=(7,), bounds=(5, 21))
         assert {(f["reason"], f["position"]) for f in spec_verifier.verify_bundle(
@@ -457,13 +459,24 @@ def sign_note(text: str, private: Ed25519PrivateKey = PRIVATE) -> str:
     return f"{text}\n\u2014 ledgerline {base64.b64encode(key_id + signature).decode()}\n"
 
 
+def hmac_note(text: str, key: bytes = b"trail-key") -> str:
+    key_id = hmac.new(key, b"ledgerline stream checkpoint key id", hashlib.sha256).digest()[:4]
+    signature = hmac.new(key, text.encode(), hashlib.sha256).digest()
+    return f"{text}\n\u2014 ledgerline-hmac {base64.b64encode(key_id + signature).decode()}\n"
+
+
+def unsigned_note(text: str) -> str:
+    blob = b"\0\0\0\0" + hashlib.sha256(text.encode()).digest()
+    return f"{text}\n\u2014 ledgerline-unsigned {base64.b64encode(blob).decode()}\n"
+
+
 def hand_bundle(path: Path, lines: list[bytes], first: int, end: int, start_ns: int, end_ns: int,
-                signed_at: int | None = T0) -> Path:
+                signed_at: int | None = T0, note: Any = sign_note) -> Path:
     root = NaiveTree([leaf(line) for line in lines]).root()
     text = f"ledgerline/T9/s\n{len(lines)}\n{base64.b64encode(root).decode()}\n"
     if signed_at is not None:
         text += f"signed-at {signed_at}\n"
-    item, data = stream_entry("ledgerline/T9/s", sign_note(text), lines, first, end)
+    item, data = stream_entry("ledgerline/T9/s", note(text), lines, first, end)
     return write_bundle(path, bundle_index([item], start_ns, end_ns, keys=[key_entry(PUBLIC)]), {item["lines"]: data})
 
 
@@ -507,6 +520,88 @@ class TestHandMadeStreams:
         assert reasons(spec_verifier.verify_bundle(unknown, trusted_keys_path=inside)) == {"key_outside_window"}
 
 
+    def test_ts_recorded_may_not_fall_below_any_earlier_record_of_the_range(self, tmp_path: Path,
+                                                                             keys_file: Path) -> None:
+        lines = chain(6, [T0, T0 + 5, None, T0 + 1, T0 + 6, T0 + 6])  # position 3 is below position 1
+        report = spec_verifier.verify_bundle(hand_bundle(tmp_path / "b.bundle", lines, 0, 6, T0, T0 + 100),
+                                             trusted_keys_path=keys_file)
+        assert {(f["reason"], f["position"]) for f in report["failures"]} == {("ts_recorded_backwards", 3)}
+
+    def test_what_makes_a_line_a_record(self, tmp_path: Path, keys_file: Path) -> None:
+        lines = chain(3)
+        not_records = [
+            lines[1][:-1] + b',"zz":1}',  # checksum not the last field
+            lines[1].replace(b'"sequence":1', b'"sequence":"1"'),
+            lines[1].replace(b'"ts_recorded":', b'"ts_recorded":"').replace(b',"param_name"', b'","param_name"'),
+            lines[1].replace(b'"source":"risk"', b'"source":"risk","source":"risk"'),
+            b"[1, 2]", b"\xff\xfe",
+        ]
+        for bad in not_records:
+            bundle = hand_bundle(tmp_path / "b.bundle", [lines[0], bad, lines[2]], 0, 3, T0, T0 + 100 * STEP)
+            report = spec_verifier.verify_bundle(bundle, trusted_keys_path=keys_file)
+            assert report["streams"][0]["torn"] == 1, bad
+            assert report["claim"] == "complete", (bad, report["failures"])
+        # correlation_id is not needed (section 7 lists what a record needs).
+        plain = record(0, "0" * 64, T0).replace(b',"correlation_id":null', b"")
+        body = plain.rsplit(b',"checksum"', 1)[0] + b"}"
+        plain = body[:-1] + b',"checksum":"' + hashlib.sha256(body).hexdigest().encode() + b'"}'
+        report = spec_verifier.verify_bundle(hand_bundle(tmp_path / "p.bundle", [plain], 0, 1, T0, T0 + 1),
+                                             trusted_keys_path=keys_file)
+        assert (report["claim"], report["streams"][0]["torn"]) == ("complete", 0)
+
+
+class TestCheckpointNotes:
+    def test_other_signature_lines_are_ignored_but_ours_must_be_exactly_one(self, tmp_path: Path,
+                                                                            keys_file: Path) -> None:
+        cosigned = lambda text: sign_note(text) + "\u2014 witness.example AAAAAAAAAAAA\n"  # noqa: E731
+        report = spec_verifier.verify_bundle(hand_bundle(tmp_path / "a.bundle", chain(3), 0, 3, T0, T0 + 9 * STEP,
+                                                         note=cosigned), trusted_keys_path=keys_file)
+        assert report["claim"] == "complete"
+        twice = lambda text: sign_note(text) + sign_note(text).split("\n\n")[1]  # noqa: E731
+        for note in (twice, lambda text: text + "\n\u2014 other AAAAAAAA\n", lambda text: text + "\n"):
+            report = spec_verifier.verify_bundle(hand_bundle(tmp_path / "b.bundle", chain(3), 0, 3, T0,
+                                                             T0 + 9 * STEP, note=note), trusted_keys_path=keys_file)
+            assert reasons(report) == {"checkpoint_malformed"}
+            stream = report["streams"][0]
+            assert (stream["N"], stream["first"], stream["end"], stream["in_window"]) == (None, None, None, 0)
+
+    @pytest.mark.parametrize("text", [
+        "ledgerline/T9/s\n3\n{root}\nsigned-at 01\n", "ledgerline/T9/s\n03\n{root}\n",
+        "ledgerline/T9/s\n3\n{root}\nother extension\n", "ledgerline/T9/s\n3\n{root}=\n",
+        "ledgerline/T9\n3\n{root}\n", "ledgerline/T9/s\n3\n"])
+    def test_malformed_note_texts(self, tmp_path: Path, keys_file: Path, text: str) -> None:
+        lines = chain(3)
+        root = base64.b64encode(NaiveTree([leaf(line) for line in lines]).root()).decode()
+        item, data = stream_entry("ledgerline/T9/s", sign_note(text.format(root=root)), lines, 0, 3)
+        item["range_proof"] = []
+        bundle = write_bundle(tmp_path / "b.bundle", bundle_index([item], T0, T0 + 1), {item["lines"]: data})
+        assert reasons(spec_verifier.verify_bundle(bundle, trusted_keys_path=keys_file)) == {"checkpoint_malformed"}
+
+    def test_hmac_and_unsigned_notes(self, tmp_path: Path, keys_file: Path) -> None:
+        lines = chain(3)
+        hmac_bundle = hand_bundle(tmp_path / "h.bundle", lines, 0, 3, T0, T0 + 9 * STEP, note=hmac_note)
+        with_key = spec_verifier.verify_bundle(hmac_bundle, hmac_key=b"trail-key")
+        assert (with_key["claim"], with_key["streams"][0]["key_id"]) == ("complete", None)
+        assert spec_verifier.verify_bundle(hmac_bundle, trusted_keys_path=keys_file)["claim"] == "unauthenticated"
+        assert reasons(spec_verifier.verify_bundle(hmac_bundle, hmac_key=b"other")) == {"signature_invalid"}
+        unsigned = hand_bundle(tmp_path / "u.bundle", lines, 0, 3, T0, T0 + 9 * STEP, note=unsigned_note)
+        assert spec_verifier.verify_bundle(unsigned, trusted_keys_path=keys_file)["claim"] == "unauthenticated"
+        forged = tampered(unsigned, tmp_path / "f.bundle", lambda i, e: i["streams"][0].__setitem__(
+            "checkpoint", i["streams"][0]["checkpoint"].replace("signed-at 1", "signed-at 2")))
+        assert reasons(spec_verifier.verify_bundle(forged)) == {"signature_invalid"}
+
+    def test_without_trusted_keys_only_a_bundle_key_with_the_same_id_is_tried(self, tmp_path: Path) -> None:
+        bundle = hand_bundle(tmp_path / "a.bundle", chain(3), 0, 3, T0, T0 + 9 * STEP)
+        report = spec_verifier.verify_bundle(bundle)
+        assert (report["claim"], report["streams"][0]["key_id"], report["streams"][0]["trusted"]) == (
+            "unauthenticated", None, False)
+        flipped = tampered(bundle, tmp_path / "b.bundle", lambda i, e: i["streams"][0].__setitem__(
+            "checkpoint", flip_signature(i["streams"][0]["checkpoint"])))
+        assert reasons(spec_verifier.verify_bundle(flipped)) == {"signature_invalid"}
+        no_keys = tampered(flipped, tmp_path / "c.bundle", lambda i, e: i.__setitem__("keys", []))
+        assert spec_verifier.verify_bundle(no_keys)["claim"] == "unauthenticated"
+
+
 # --- the container as untrusted input -----------------------------------------------------------------
 
 class TestContainer:
@@ -547,7 +642,12 @@ class TestContainer:
         lambda i: i.__setitem__("format", "ledgerline-bundle/2"),
         lambda i: i["streams"][0].__setitem__("first", "9"),
         lambda i: i["streams"][0].__setitem__("first", True),
-        lambda i: i["streams"][0].__setitem__("end", 9),
+        lambda i: i["streams"][0].__setitem__("checkpoint", None),
+        lambda i: i["streams"][0].pop("witness"),
+        lambda i: i["streams"][0].__setitem__("comment", "x"),
+        lambda i: i.__setitem__("extra", 1),
+        lambda i: i["keys"][0].__setitem__("comment", "x"),
+        lambda i: i["selection"].__setitem__("end_ns", i["selection"]["start_ns"]),
         lambda i: i["streams"][0].__setitem__("range_proof", ["XYZ"]),
         lambda i: i["streams"][0].__setitem__("redacted", {"x": "00" * 32}),
         lambda i: i["streams"][0].__setitem__("lines", "streams/T2.main.lines"),
@@ -571,13 +671,30 @@ class TestContainer:
         _, name, data = parts
         self.malformed(write_zip(tmp_path / "z.bundle", [("bundle.json", index), (name, data)]))
 
-    def test_wrong_number_of_lines_names_the_stream(self, parts: tuple[bytes, str, bytes], tmp_path: Path) -> None:
-        index, name, data = parts
-        for lines in (data + b"extra\n", data[:-1], data.split(b"\n", 1)[1]):
-            path = write_zip(tmp_path / "z.bundle", [("bundle.json", index), (name, lines)])
-            report = spec_verifier.verify_bundle(path)
+    def test_ranges_and_line_counts_that_do_not_fit(self, parts: tuple[bytes, str, bytes], tmp_path: Path) -> None:
+        raw, name, data = parts
+        for lines, change in [(data + b"extra\n", None), (data.split(b"\n", 1)[1], None),
+                              (data, lambda i: i["streams"][0].__setitem__("end", 9)),
+                              (data, lambda i: i["streams"][0].__setitem__("end", 31)),
+                              (data, lambda i: i["streams"][0].__setitem__("first", -1)),
+                              (data, lambda i: i["streams"][0]["redacted"].__setitem__("40", "00" * 32))]:
+            index = json.loads(raw)
+            if change:
+                change(index)
+            report = spec_verifier.verify_bundle(write_bundle(tmp_path / "z.bundle", index, {name: lines}))
             assert [(f["reason"], f["stream"]) for f in report["failures"]] == [
-                ("bundle_malformed", "ledgerline/T1/main")]
+                ("range_proof_invalid", "ledgerline/T1/main")]
+            stream = report["streams"][0]
+            assert (stream["in_window"], stream["matching"], stream["torn"], stream["redacted"]) == (0, 0, 0, 0)
+        # A `.lines` entry whose last line has no newline is refused whole.
+        path = write_zip(tmp_path / "z.bundle", [("bundle.json", raw), (name, data[:-1])])
+        assert "newline" in self.malformed(path)
+
+    def test_a_repeated_key_is_not_json(self, parts: tuple[bytes, str, bytes], tmp_path: Path) -> None:
+        raw, name, data = parts
+        doubled = raw.replace(b'"redacted": false', b'"redacted": false, "redacted": false', 1)
+        assert doubled != raw
+        assert "repeated" in self.malformed(write_zip(tmp_path / "z.bundle", [("bundle.json", doubled), (name, data)]))
 
     def test_size_limits_declared_and_actual(self, parts: tuple[bytes, str, bytes], tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
