@@ -99,3 +99,8 @@ def next_midnight_ns(ts_ns: int) -> int:
 
 def day_start_ns(day: dt.date) -> int:
     return (day - dt.date(1970, 1, 1)).days * NS_PER_DAY
+
+
+def hot_directory(root: Path) -> Path:
+    """Where a trail's hot files and tree sidecars are: ``root/hot``, ``root`` itself, or a file's directory."""
+    return root / "hot" if (root / "hot").is_dir() else (root if root.is_dir() else root.parent)

@@ -350,6 +350,56 @@ def check_proof(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def export(args: argparse.Namespace) -> int:
+    """Write an evidence bundle: the records of TRAIL recorded in [--start, --end), with proofs.
+
+    One file with, per stream, the lines of the window and its edge records exactly as written, an
+    RFC 6962 range proof against the stream's signed checkpoint and, with --witness, the witness's
+    note and a consistency proof. --type (a trailing .* is a prefix), --source and --param select
+    the records the bundle is about; with --redact the window's other records are left out as
+    hashes (the auditor still sees that nothing was removed). --start/--end take an ISO time (UTC)
+    or nanoseconds since the epoch. Check it with `ledgerline verify-bundle`.
+
+    example:
+      ledgerline export trail/ --start 2026-01-07 --end 2026-01-08 --type 'param.*' -o case.bundle
+      ledgerline export trail/ --start 2026-01-07T14:00 --end 2026-01-07T15:00 --param risk_multiplier \\
+          --redact --witness /mnt/witness --public-key ledgerline.pub -o case.bundle
+    """
+    from audit_core.evidence import export_bundle
+
+    keys = [] if args.public_key is None else [load_public_key(args.public_key)]
+    out = export_bundle(_existing(args.trail), args.output, start_ns=args.start, end_ns=args.end,
+                        event_types=args.type, sources=args.source, params=args.param, redact=args.redact,
+                        witness=args.witness, public_keys=keys)
+    print(f"wrote {out} ({out.stat().st_size} bytes); check it with: ledgerline verify-bundle {out}")
+    return EXIT_OK
+
+
+def verify_bundle(args: argparse.Namespace) -> int:
+    """Check an evidence bundle offline and say what it proves and what it does not; exit 1 if invalid.
+
+    Trust comes only from the keys given: --trusted-keys (a trusted-keys file, with roles and
+    validity windows) or --public-key (one key). Without either the claim is at best
+    "unauthenticated". Claims: complete, complete-redacted, positions-only, unauthenticated, invalid.
+
+    example:
+      ledgerline verify-bundle case.bundle --trusted-keys trusted-keys.json
+      ledgerline verify-bundle case.bundle --public-key ledgerline.pub --json
+    """
+    from audit_core.evidence import verify_bundle as check
+    from audit_core.trust.keyring import TrustedKeys
+
+    if args.public_key and args.trusted_keys:
+        raise ValueError("give --public-key or --trusted-keys, not both")
+    if not Path(args.bundle).is_file():
+        raise AuditError(f"{args.bundle}: no such file")
+    trusted = TrustedKeys.load(args.trusted_keys) if args.trusted_keys else None
+    report = check(args.bundle, trusted_keys=trusted, public_key=_public_key(args.public_key),
+                   hmac_key=_hmac_key(args.hmac_key_env))
+    print(json.dumps(report.to_dict(), indent=2) if args.json else report.to_text())
+    return EXIT_OK if report.valid else EXIT_FAILED
+
+
 class _SkippedReporter:
     """An ``on_error`` callback: one line on stderr per file the library left out, counted."""
 
@@ -422,6 +472,14 @@ def _utc_datetime(text: str) -> dt.datetime:
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"{text!r} is not an ISO date or datetime, e.g. 2026-01-31T00:00") from exc
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+def _instant_ns(text: str) -> int:
+    """An argparse type: nanoseconds since the epoch, or an ISO date/time (UTC unless it says otherwise)."""
+    if text.isascii() and text.isdigit():
+        return int(text)
+    since_epoch = _utc_datetime(text) - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    return since_epoch // dt.timedelta(microseconds=1) * 1_000
 
 
 @contextlib.contextmanager
@@ -548,6 +606,25 @@ def build_parser() -> argparse.ArgumentParser:
     p = _add_verb(verbs, "check-proof", check_proof)
     p.add_argument("proof", metavar="PROOF.json", help="a proof printed by `ledgerline prove`")
     p.add_argument("--public-key", metavar="KEY", help="public key file: require the seal to be signed by it")
+
+    p = _add_verb(verbs, "export", export)
+    p.add_argument("trail", metavar="TRAIL", help="the trail directory")
+    p.add_argument("--start", type=_instant_ns, required=True, metavar="WHEN", help="window start (ISO UTC or ns)")
+    p.add_argument("--end", type=_instant_ns, required=True, metavar="WHEN", help="window end, exclusive")
+    p.add_argument("--type", action="append", metavar="PATTERN", help="event type (a trailing .* is a prefix)")
+    p.add_argument("--source", action="append", metavar="SOURCE", help="only records of this source")
+    p.add_argument("--param", action="append", metavar="NAME", help="only changes of this parameter")
+    p.add_argument("--redact", action="store_true", help="give the window's other records as hashes only")
+    p.add_argument("--witness", metavar="DIR", help="witness directory: add its notes and consistency proofs")
+    p.add_argument("--public-key", metavar="KEY", help="public key file to list in the bundle (for information)")
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="the bundle file to write")
+
+    p = _add_verb(verbs, "verify-bundle", verify_bundle)
+    p.add_argument("bundle", metavar="FILE", help="an evidence bundle")
+    p.add_argument("--public-key", metavar="KEY", help="public key file: the one writer key to trust")
+    p.add_argument("--trusted-keys", metavar="FILE", help="trusted-keys file: keys with roles and windows")
+    p.add_argument("--hmac-key-env", metavar="VAR", help="environment variable holding the trail's HMAC key")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
     return parser
 
 

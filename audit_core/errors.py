@@ -29,6 +29,28 @@ class AuditIntegrityError(AuditError):
         self.report = report
 
 
+class KeyTrustError(AuditIntegrityError):
+    """A signature's key is not one the verifier trusts for that document at that time.
+
+    Attributes:
+        reason: ``key_untrusted`` (no trusted key with that id and role) or ``key_outside_window``
+            (the key is trusted, but not at the signing time, or the signing time is unknown).
+        key_id: The signing key's id as the document names it (16 hex, or 8 hex for a note key id).
+        role: The role the document needs (``writer``, ``converter``, ``witness``).
+        signed_at_ns: The document's signing time, or None when it has none.
+    """
+
+    def __init__(self, reason: str, message: str, key_id: str, role: str, signed_at_ns: int | None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.key_id = key_id
+        self.role = role
+        self.signed_at_ns = signed_at_ns
+
+    def __reduce__(self) -> tuple[type[KeyTrustError], tuple[str, str, str, str, int | None]]:
+        return type(self), (self.reason, str(self), self.key_id, self.role, self.signed_at_ns)
+
+
 class AuditFormatError(AuditError, ValueError):
     """A file the core reads back is not in its format: a record line, seal, checkpoint, manifest,
     legal holds file or Parquet file that is garbage, truncated, too deeply nested or has a field of

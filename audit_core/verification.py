@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from audit_core._layout import hot_directory
 from audit_core.cold.manifest import MANIFEST_DIR, ROOT_FILE, read_manifest, seal_copy_differences
 from audit_core.errors import AuditError
 from audit_core.hot.anchors import check_checkpoints, group_stream_files, prove_consistency
@@ -197,11 +198,6 @@ def verify_anchors(
     part.failures += failures
     part.files += [source for source, found in notes if not isinstance(found, Exception)][:checked]
     return part
-
-
-def hot_directory(root: Path) -> Path:
-    """Where a trail's hot files and tree sidecars are: ``root/hot``, ``root`` itself, or a file's directory."""
-    return root / "hot" if (root / "hot").is_dir() else (root if root.is_dir() else root.parent)
 
 
 def consistency_proof(

@@ -137,6 +137,8 @@ class Trail:
         self._verification = status if status is not None else verification.not_verified(path, "not checked")
         self._warned = False
         self._verify = True  # open_trail(verify=...), kept for refresh()
+        #: The ``audit_core.evidence.BundleReport`` of a trail opened from an evidence bundle, else None.
+        self.bundle_report: Any = None
         verification.register_view(events, self)
 
     @property
@@ -454,7 +456,8 @@ def open_trail(
     ----------
     path
         The trail's root (``AuditConfig.base_path``): ``path/cold`` holds the Parquet partitions
-        written by ``ParquetConverter``, ``path/hot`` the JSONL files.
+        written by ``ParquetConverter``, ``path/hot`` the JSONL files. A file is taken as an
+        evidence bundle (``ledgerline export``) and opened with ``workbench.bundle.open_bundle``.
     backend
         An Ibis backend connection (``ibis.duckdb.connect(...)``, ``ibis.pyspark.connect(spark)``),
         or a name: ``"duckdb"`` (the default, a new in-process connection) or ``"spark"`` (a local
@@ -499,6 +502,10 @@ def open_trail(
         ``path`` has neither ``cold/`` nor ``hot/``.
     """
     root = Path(path)
+    if root.is_file():  # an evidence bundle (``ledgerline export``): verified, then opened read-only
+        from workbench.bundle import open_bundle
+
+        return open_bundle(root, backend, on_unknown=on_unknown, hmac_key=hmac_key, public_key=public_key)
     cold_dir, hot_dir = root / "cold", root / "hot"
     if not isinstance(verify, bool):
         raise WorkbenchInputError(f"verify={verify!r}: expected True or False")
@@ -535,17 +542,21 @@ def open_trail(
     else:
         base = ibis.memtable(schema.to_pyarrow().empty_table())
     assert base is not None
-    first = ("ts_event", "event_type", "source")
-    # No description column: a view holding its long expression costs every query on the view ~9 ms
-    # of planning, selected or not. Analyses that show one add it (``describe.with_description``).
-    events = base.select(base.ts_event, _backend.event_time(backend, base.ts_event).name("time"),
-                         base.event_type, base.source,
-                         *[base[name] for name in schema.names if name not in first])
+    events = events_of(backend, base, schema)
     trail = Trail(root, backend, _backend.as_view(backend, events), snapshot, include_hot, on_unknown, status)
     trail._keys = keys
     trail._verify = verify
     trail._definition = events  # keeps the hot memtable alive as long as the view that reads it
     return trail
+
+
+def events_of(backend: Any, base: ir.Table, schema: ibis.Schema) -> ir.Table:
+    """The ``events`` columns of a trail from rows in the cold schema (``base``): ``time`` after ``ts_event``."""
+    first = ("ts_event", "event_type", "source")
+    # No description column: a view holding its long expression costs every query on the view ~9 ms
+    # of planning, selected or not. Analyses that show one add it (``describe.with_description``).
+    return base.select(base.ts_event, _backend.event_time(backend, base.ts_event).name("time"),
+                       base.event_type, base.source, *[base[name] for name in schema.names if name not in first])
 
 
 def _read_hot(

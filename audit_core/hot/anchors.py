@@ -41,6 +41,15 @@ def file_leaves(path: Path, *, last: bool) -> tuple[list[bytes], int]:
     return leaves, covered
 
 
+def file_lines(path: Path, *, last: bool) -> list[bytes]:
+    """The lines of one hot file (without newlines) that are leaves of its stream, by ``file_leaves``'s rule."""
+    lines = path.read_bytes().split(b"\n")
+    trailing = lines.pop()
+    if trailing and not last:
+        lines.append(trailing)
+    return lines
+
+
 @dataclass
 class RebuiltStream:
     """The leaves of a stream: ``removed`` from the sidecar, then those of the present files."""

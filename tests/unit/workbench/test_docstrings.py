@@ -9,7 +9,7 @@ import pytest
 
 MODULES = ["filters", "trail", "describe", "incident", "parameters", "trades", "pnl", "anomalies", "query",
            "charts", "chart_encoding", "explore", "report", "_columns", "_backend", "verification",
-           "sessions"]
+           "sessions", "bundle"]
 
 
 @pytest.mark.parametrize("name", MODULES)
