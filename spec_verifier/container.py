@@ -87,8 +87,6 @@ def read_bundle(path: str | Path) -> Bundle:
                 if name not in names:
                     raise Malformed(f"bundle.json names {name!r}, which is not in the archive")
                 entries[name] = _read_entry(archive, names[name], ENTRY_LIMIT)
-                if entries[name] and not entries[name].endswith(b"\n"):
-                    raise Malformed(f"entry {name!r} does not end with a newline")
     except Malformed:
         raise
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError, NotImplementedError, RuntimeError,

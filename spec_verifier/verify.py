@@ -190,8 +190,17 @@ def _check_stream(bundle: Bundle, entry: StreamEntry, trusted: list[Key] | None,
     if note is None:
         return out
     out.N, out.first, out.end = note.size, entry.first, entry.end
-    # The range and its positions: full lines from the `.lines` entry, redacted ones from the index.
-    lines = bundle.entries[entry.lines].split(b"\n")[:-1]
+    signature = _signature(note, bundle, trusted, hmac_key, "checkpoint", fail)
+    out.authenticated = out.trusted = signature.authenticated
+    out.key_id = signature.key.key_id if signature.key is not None else None
+    _witness(entry, note, bundle, trusted, hmac_key, out, fail)
+    # The range and its positions (full lines from the `.lines` entry, redacted ones from the index): when
+    # they do not fit, none of the stream's positions is checked and its counts stay 0.
+    data = bundle.entries[entry.lines]
+    if data and not data.endswith(b"\n"):
+        fail("bundle_malformed", None, f"{entry.lines} does not end with a newline")
+        return out
+    lines = data.split(b"\n")[:-1]
     expected = entry.end - entry.first - len(entry.redacted)
     if not 0 <= entry.first < entry.end <= note.size:
         fail("range_proof_invalid", None, f"the range {entry.first}..{entry.end} is not 0 <= first < end <= N "
@@ -211,11 +220,6 @@ def _check_stream(bundle: Bundle, entry: StreamEntry, trusted: list[Key] | None,
         if position.line is not None:
             position.record = _parse_record(position.line)
 
-    signature = _signature(note, bundle, trusted, hmac_key, "checkpoint", fail)
-    out.authenticated = signature.authenticated
-    out.trusted = signature.authenticated
-    out.key_id = signature.key.key_id if signature.key is not None else None
-
     def leaf(p: int) -> bytes:
         line = positions[p].line
         return entry.redacted[p] if line is None else leaf_hash(line)
@@ -227,7 +231,6 @@ def _check_stream(bundle: Bundle, entry: StreamEntry, trusted: list[Key] | None,
     if entry.end == note.size:
         report.notes.append(f"{origin}: the window is covered only up to position {note.size - 1} (the "
                             "checkpoint); records recorded after it are not covered")
-    _witness(entry, note, bundle, trusted, hmac_key, out, fail)
     _boundaries_and_redactions(bundle, entry, note.size, positions, fail)
     _chain(bundle, entry, positions, hmac_key, fail)
 

@@ -686,9 +686,11 @@ class TestContainer:
                 ("range_proof_invalid", "ledgerline/T1/main")]
             stream = report["streams"][0]
             assert (stream["in_window"], stream["matching"], stream["torn"], stream["redacted"]) == (0, 0, 0, 0)
-        # A `.lines` entry whose last line has no newline is refused whole.
-        path = write_zip(tmp_path / "z.bundle", [("bundle.json", raw), (name, data[:-1])])
-        assert "newline" in self.malformed(path)
+        # A `.lines` entry whose last line has no newline: malformed, reported for its stream.
+        report = spec_verifier.verify_bundle(write_zip(tmp_path / "z.bundle", [("bundle.json", raw),
+                                                                                (name, data[:-1])]))
+        assert [(f["reason"], f["stream"]) for f in report["failures"]] == [("bundle_malformed", "ledgerline/T1/main")]
+        assert report["streams"][0]["in_window"] == 0
 
     def test_a_repeated_key_is_not_json(self, parts: tuple[bytes, str, bytes], tmp_path: Path) -> None:
         raw, name, data = parts

@@ -1,0 +1,254 @@
+"""The two bundle verifiers agree: audit_core.evidence.verify_bundle and spec_verifier (written from docs/format.md).
+
+For valid bundles written by the exporter and for tampered ones, both must give the same claim, the
+same set of (reason, stream) pairs and the same per-stream counts (docs/format.md section 7,
+"agree"). Any disagreement fails: either a verifier or the specification is wrong.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from _bundle_tools import NaiveTree, key_entry, leaf, read_zip, stream_lines, tampered, write_trusted_keys, write_zip
+from bundle_helpers import MINUTE, T0, SignedTrail, write_signed_trail
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+import spec_verifier
+from audit_core.evidence import export_bundle, verify_bundle
+from audit_core.trust.keyring import TrustedKeys
+from audit_core.trust.signing import load_public_key
+
+#: The per-stream fields both verifiers must give alike (the counts, the range and what vouches for it).
+COMPARED = ("origin", "N", "first", "end", "in_window", "matching", "redacted", "torn", "witnessed_size")
+
+
+def raw_public_key(path: Path) -> bytes:
+    return load_public_key(path).public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+
+def agree(bundle: Path, *, keys_file: Path | None = None, public_key: Path | None = None,
+          hmac_key: bytes | None = None) -> dict[str, Any]:
+    """Run both verifiers; fail on any disagreement; return the (common) report."""
+    trusted = TrustedKeys.load(keys_file) if keys_file is not None else None
+    theirs = verify_bundle(bundle, trusted_keys=trusted, public_key=load_public_key(public_key) if public_key else None,
+                           hmac_key=hmac_key).to_dict()
+    mine = spec_verifier.verify_bundle(
+        bundle, trusted_keys_path=keys_file, hmac_key=hmac_key,
+        public_key_b64=base64.b64encode(raw_public_key(public_key)).decode() if public_key else None)
+    pairs = [{(f["reason"], f["stream"]) for f in report["failures"]} for report in (theirs, mine)]
+    streams = [sorted(tuple(stream[name] for name in COMPARED) for stream in report["streams"])
+               for report in (theirs, mine)]
+    detail = json.dumps({"audit_core": theirs, "spec_verifier": mine}, indent=1)[:6000]
+    assert theirs["claim"] == mine["claim"], detail
+    assert pairs[0] == pairs[1], detail
+    assert streams[0] == streams[1], detail
+    # Beyond the definition: the key that vouched, and where each failure is.
+    assert sorted((s["origin"], s["key_id"], s["trusted"]) for s in theirs["streams"]) == sorted(
+        (s["origin"], s["key_id"], s["trusted"]) for s in mine["streams"]), detail
+    assert sorted({(f["reason"], f["stream"], f["position"]) for f in theirs["failures"]}, key=str) == sorted(
+        {(f["reason"], f["stream"], f["position"]) for f in mine["failures"]}, key=str), detail
+    return mine
+
+
+@pytest.fixture(scope="module")
+def signed(tmp_path_factory: pytest.TempPathFactory) -> SignedTrail:
+    return write_signed_trail(tmp_path_factory.mktemp("parity"))
+
+
+@pytest.fixture(scope="module")
+def keys_file(signed: SignedTrail) -> Path:
+    return write_trusted_keys(signed.root / "trusted.json", [key_entry(raw_public_key(signed.public_key))])
+
+
+def export(signed: SignedTrail, out: Path, **kwargs: Any) -> Path:
+    kwargs.setdefault("start_ns", T0 + 10 * MINUTE)
+    kwargs.setdefault("end_ns", T0 + 25 * MINUTE)
+    return export_bundle(signed.trail, out, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def bundle(signed: SignedTrail, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return export(signed, tmp_path_factory.mktemp("bundle") / "case.bundle", witness=signed.witness)
+
+
+class TestValidBundles:
+    @pytest.mark.parametrize(("name", "kwargs", "claim"), [
+        ("complete", {}, "complete"),
+        ("filtered", {"event_types": ["param.*"], "params": ["risk_multiplier"]}, "complete"),
+        ("sources", {"sources": ["kelly_sizer"]}, "complete"),
+        ("redacted", {"params": ["kelly_fraction"], "redact": True}, "complete-redacted"),
+        ("past the checkpoint", {"end_ns": T0 + 10_000 * MINUTE}, "complete"),
+        ("from the start", {"start_ns": T0 - MINUTE}, "complete"),
+        ("empty window", {"start_ns": T0 + 10 * MINUTE + 1, "end_ns": T0 + 10 * MINUTE + 2}, "complete"),
+    ])
+    @pytest.mark.parametrize("witness", [False, True])
+    def test_exported_bundles(self, signed: SignedTrail, keys_file: Path, tmp_path: Path, name: str,
+                              kwargs: dict[str, Any], claim: str, witness: bool) -> None:
+        bundle = export(signed, tmp_path / "b.bundle", witness=signed.witness if witness else None, **kwargs)
+        report = agree(bundle, keys_file=keys_file)
+        assert report["claim"] == claim
+        assert len(report["streams"]) == 2  # control and quiet
+        assert all((s["witnessed_size"] is not None) == witness for s in report["streams"])
+        assert agree(bundle, public_key=signed.public_key)["claim"] == claim
+        assert agree(bundle)["claim"] == "unauthenticated"
+
+
+def _lines_name(index: dict[str, Any], stream: int = 0) -> str:
+    name: str = index["streams"][stream]["lines"]
+    return name
+
+
+def _edit_record(index: dict[str, Any], entries: dict[str, bytes]) -> None:
+    name = next(name for name, data in sorted(entries.items()) if b'"new_value":' in data)
+    entries[name] = entries[name].replace(b'"new_value":', b'"new_value":1', 1)
+
+
+def _drop_record(index: dict[str, Any], entries: dict[str, bytes], shrink: bool) -> None:
+    name = _lines_name(index)
+    lines = entries[name].split(b"\n")
+    del lines[len(lines) // 2]
+    entries[name] = b"\n".join(lines)
+    if shrink:
+        index["streams"][0]["end"] -= 1
+
+
+def _redact_in_plain_bundle(index: dict[str, Any], entries: dict[str, bytes]) -> None:
+    stream = index["streams"][0]
+    name = stream["lines"]
+    lines = entries[name].split(b"\n")
+    at = len(lines) // 2
+    stream["redacted"][str(stream["first"] + at)] = leaf(lines.pop(at)).hex()
+    entries[name] = b"\n".join(lines)
+
+
+def _swap_checkpoints(index: dict[str, Any], entries: dict[str, bytes]) -> None:
+    a, b = index["streams"]
+    a["checkpoint"], b["checkpoint"] = b["checkpoint"], a["checkpoint"]
+
+
+def _narrow(signed: SignedTrail, index: dict[str, Any], entries: dict[str, bytes], edge: str) -> None:
+    """Remove a boundary record and recompute an honest range proof for the narrower range."""
+    stream = index["streams"][0]
+    _, trader, name = stream["origin"].split("/")
+    lines = stream_lines(signed.trail / "hot", trader, name)
+    size = int(stream["checkpoint"].split("\n")[1])
+    if edge == "left":
+        stream["first"] += 1
+        entries[stream["lines"]] = entries[stream["lines"]].split(b"\n", 1)[1]
+    else:
+        stream["end"] -= 1
+        entries[stream["lines"]] = b"\n".join(entries[stream["lines"]].split(b"\n")[:-2]) + b"\n"
+    tree = NaiveTree([leaf(line) for line in lines[:size]])
+    stream["range_proof"] = [h.hex() for h in tree.range_proof(stream["first"], stream["end"], size)]
+
+
+def _flip_signature(note: str) -> str:
+    text, line = note.rstrip("\n").rsplit("\n", 1)
+    prefix, encoded = line.rsplit(" ", 1)
+    blob = bytearray(base64.b64decode(encoded))
+    blob[40] ^= 1
+    return f"{text}\n{prefix} {base64.b64encode(bytes(blob)).decode()}\n"
+
+
+TAMPERINGS = {
+    "record edit": _edit_record,
+    "dropped record": lambda i, e: _drop_record(i, e, shrink=False),
+    "dropped record, range shrunk": lambda i, e: _drop_record(i, e, shrink=True),
+    "proof edit": lambda i, e: i["streams"][0]["range_proof"].__setitem__(0, "0" * 64),
+    "proof hash added": lambda i, e: i["streams"][0]["range_proof"].append("0" * 64),
+    "checkpoints swapped between streams": _swap_checkpoints,
+    "redaction in a non-redacted bundle": _redact_in_plain_bundle,
+    "signature flipped": lambda i, e: i["streams"][0].__setitem__(
+        "checkpoint", _flip_signature(i["streams"][0]["checkpoint"])),
+    "witness proof edit": lambda i, e: i["streams"][0]["witness"]["consistency_proof"].append("0" * 64),
+    "witness note of another stream": lambda i, e: i["streams"][0]["witness"].__setitem__(
+        "note", i["streams"][1]["witness"]["note"]),
+    "range past the checkpoint": lambda i, e: i["streams"][0].__setitem__("end", 10**6),
+    "window emptied": lambda i, e: i["selection"].__setitem__("end_ns", i["selection"]["start_ns"]),
+    "extra field": lambda i, e: i["streams"][0].__setitem__("note", "x"),
+    "bundle keys replaced": lambda i, e: i.__setitem__("keys", []),
+}
+
+
+class TestTamperedBundles:
+    @pytest.mark.parametrize("case", sorted(TAMPERINGS))
+    def test_tampering(self, signed: SignedTrail, bundle: Path, keys_file: Path, tmp_path: Path, case: str) -> None:
+        bad = tampered(bundle, tmp_path / "bad.bundle", TAMPERINGS[case])
+        report = agree(bad, keys_file=keys_file)
+        if case != "bundle keys replaced":  # the keys list is information only
+            assert report["claim"] == "invalid"
+        agree(bad)
+
+    @pytest.mark.parametrize("edge", ["left", "right"])
+    def test_boundary_removed(self, signed: SignedTrail, bundle: Path, keys_file: Path, tmp_path: Path,
+                              edge: str) -> None:
+        bad = tampered(bundle, tmp_path / "bad.bundle", lambda i, e: _narrow(signed, i, e, edge))
+        assert {f["reason"] for f in agree(bad, keys_file=keys_file)["failures"]} == {"boundary_unproven"}
+
+    def test_checkpoint_of_another_trail(self, bundle: Path, keys_file: Path, tmp_path: Path) -> None:
+        other = write_signed_trail(tmp_path / "other")
+        foreign = export(other, tmp_path / "other.bundle")
+        note = read_zip(foreign)[0]["streams"][0]["checkpoint"]
+        bad = tampered(bundle, tmp_path / "bad.bundle", lambda i, e: i["streams"][0].__setitem__("checkpoint", note))
+        assert agree(bad, keys_file=keys_file)["claim"] == "invalid"
+        other_keys = write_trusted_keys(tmp_path / "k.json", [key_entry(raw_public_key(other.public_key))])
+        assert agree(bad, keys_file=other_keys)["claim"] == "invalid"
+
+    def test_key_outside_its_window(self, signed: SignedTrail, bundle: Path, tmp_path: Path) -> None:
+        public = raw_public_key(signed.public_key)
+        for window in [(1, 2), (None, 1), (2**62, None)]:
+            keys = write_trusted_keys(tmp_path / "k.json", [key_entry(public, not_before_ns=window[0],
+                                                                      not_after_ns=window[1])])
+            report = agree(bundle, keys_file=keys)
+            assert {f["reason"] for f in report["failures"]} == {"key_outside_window"}
+        converter_only = write_trusted_keys(tmp_path / "c.json", [key_entry(public, roles=["converter"])])
+        assert {f["reason"] for f in agree(bundle, keys_file=converter_only)["failures"]} == {"key_untrusted"}
+
+    @pytest.mark.parametrize("entries", [
+        lambda index, lines: [("bundle.json", index), *lines, ("../evil", b"x")],
+        lambda index, lines: [("bundle.json", index), *lines, ("/abs", b"x")],
+        lambda index, lines: [("bundle.json", index), *lines, lines[0]],
+        lambda index, lines: [("bundle.json", index), ("bundle.json", index), *lines],
+        lambda index, lines: [("bundle.json", index), *lines, ("streams/T1.other.lines", b"")],
+        lambda index, lines: [("bundle.json", b"{not json"), *lines],
+        lambda index, lines: [("bundle.json", index.replace(b'"keyed": false', b'"keyed": false, "keyed": false')),
+                              *lines],
+        lambda index, lines: [("bundle.json", index.replace(b'"created_ns": ', b'"created_ns": NaN, "x": ')), *lines],
+        lambda index, lines: [("bundle.json", index), *[(name, data[:-1]) for name, data in lines]],
+        lambda index, lines: lines,
+    ])
+    def test_container_attacks(self, bundle: Path, keys_file: Path, tmp_path: Path, entries: Any) -> None:
+        index, lines = read_zip(bundle)
+        raw = json.dumps(index).encode()
+        bad = write_zip(tmp_path / "bad.bundle", entries(raw, sorted(lines.items())))
+        report = agree(bad, keys_file=keys_file)
+        assert {f["reason"] for f in report["failures"]} == {"bundle_malformed"}
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from audit_core.trust.signing import generate_keypair
+    from examples.adaptive_backtest import run_backtest
+
+    root = tmp_path_factory.mktemp("demo")
+    generate_keypair(root / "writer.key", root / "writer.pub")
+    run_backtest(root / "trail", signing_key_path=root / "writer.key")
+    return root
+
+
+def test_demo_trail_bundles(demo: Path, tmp_path: Path) -> None:
+    from examples.adaptive_backtest import DAY_NS, INCIDENT_NS, START_NS
+
+    day3 = START_NS + 2 * DAY_NS
+    day = export_bundle(demo / "trail", tmp_path / "day.bundle", start_ns=day3, end_ns=day3 + DAY_NS,
+                        event_types=["param.*"])
+    assert agree(day, public_key=demo / "writer.pub")["claim"] == "complete"
+    incident = export_bundle(demo / "trail", tmp_path / "incident.bundle", start_ns=INCIDENT_NS - 3_600 * 10**9,
+                             end_ns=INCIDENT_NS + 3_600 * 10**9, params=["risk_multiplier"], redact=True)
+    assert agree(incident, public_key=demo / "writer.pub")["claim"] == "complete-redacted"
+    edited = tampered(day, tmp_path / "edited.bundle", _edit_record)
+    assert agree(edited, public_key=demo / "writer.pub")["claim"] == "invalid"
