@@ -196,21 +196,22 @@ def _check_stream(bundle: Bundle, entry: StreamEntry, trusted: list[Key] | None,
     _witness(entry, note, bundle, trusted, hmac_key, out, fail)
     # The range and its positions (full lines from the `.lines` entry, redacted ones from the index): when
     # they do not fit, none of the stream's positions is checked and its counts stay 0.
+    if not 0 <= entry.first < entry.end <= note.size:
+        fail("range_proof_invalid", None, f"the range {entry.first}..{entry.end} is not 0 <= first < end <= N "
+             f"(N = {note.size})")
+        return out
+    outside = sorted(p for p in entry.redacted if not entry.first <= p < entry.end)
+    if outside:
+        fail("range_proof_invalid", outside[0], f"redacted positions outside the range: {outside[:5]}")
+        return out
     data = bundle.entries[entry.lines]
     if data and not data.endswith(b"\n"):
         fail("bundle_malformed", None, f"{entry.lines} does not end with a newline")
         return out
     lines = data.split(b"\n")[:-1]
     expected = entry.end - entry.first - len(entry.redacted)
-    if not 0 <= entry.first < entry.end <= note.size:
-        fail("range_proof_invalid", None, f"the range {entry.first}..{entry.end} is not 0 <= first < end <= N "
-             f"(N = {note.size})")
-        return out
-    outside = sorted(p for p in entry.redacted if not entry.first <= p < entry.end)
-    if outside or len(lines) != expected:
-        fail("range_proof_invalid", outside[0] if outside else None,
-             f"redacted positions outside the range: {outside[:5]}" if outside else
-             f"{entry.lines}: expected {expected} lines, got {len(lines)}")
+    if len(lines) != expected:
+        fail("range_proof_invalid", None, f"{entry.lines}: expected {expected} lines, got {len(lines)}")
         return out
     out.redacted = len(entry.redacted)
     given = iter(lines)

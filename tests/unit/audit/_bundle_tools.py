@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import io
 import json
 import warnings
@@ -16,6 +17,21 @@ from collections.abc import Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+T0 = 1_767_657_600_000_000_000  # 2026-01-06 00:00:00 UTC
+STEP = 1_000_000
+SEED = bytes(range(32))  # a test key, never a real one
+
+
+def raw_public(private: Ed25519PrivateKey) -> bytes:
+    return private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+
+PRIVATE = Ed25519PrivateKey.from_private_bytes(SEED)
+PUBLIC = raw_public(PRIVATE)
 
 
 def leaf(line: bytes) -> bytes:
@@ -186,3 +202,66 @@ def tampered(source: Path, out: Path, change: Callable[[dict[str, Any], dict[str
     index, entries = read_zip(source)
     change(index, entries)
     return write_bundle(out, index, entries)
+
+
+# --- hand-made streams: records, notes and bundles built here, signed with the test key -----------------
+
+def record(sequence: int, prev: str, ts: int | None, **extra: Any) -> bytes:
+    """A record line of section 1 (format 3 with ``ts``, else format 2 without ``ts_recorded``)."""
+    fields: dict[str, Any] = {"ts_event": T0, "event_type": "param.risk_change", "source": "risk",
+                              "trader_id": "T9", "sequence": sequence, "correlation_id": None, "prev_hash": prev}
+    fields["format"] = 2
+    if ts is not None:
+        fields.update({"format": 3, "ts_recorded": ts})
+    fields.update({"param_name": "max_position", "old_value": 1, "new_value": 2, "trigger_reason": "x"}, **extra)
+    body = json.dumps(fields, separators=(",", ":"), ensure_ascii=False).encode()
+    return body[:-1] + b',"checksum":"' + hashlib.sha256(body).hexdigest().encode() + b'"}'
+
+
+def chain(count: int, ts: Sequence[int | None] | None = None) -> list[bytes]:
+    lines, prev = [], "0" * 64
+    for i in range(count):
+        line = record(i, prev, T0 + i * STEP if ts is None else ts[i])
+        prev = json.loads(line)["checksum"]
+        lines.append(line)
+    return lines
+
+
+def sign_note(text: str, private: Ed25519PrivateKey = PRIVATE) -> str:
+    key_id = hashlib.sha256(b"ledgerline\n\x01" + raw_public(private)).digest()[:4]
+    signature = private.sign(text.encode())
+    return f"{text}\n\u2014 ledgerline {base64.b64encode(key_id + signature).decode()}\n"
+
+
+def hmac_note(text: str, key: bytes = b"trail-key") -> str:
+    key_id = hmac.new(key, b"ledgerline stream checkpoint key id", hashlib.sha256).digest()[:4]
+    signature = hmac.new(key, text.encode(), hashlib.sha256).digest()
+    return f"{text}\n\u2014 ledgerline-hmac {base64.b64encode(key_id + signature).decode()}\n"
+
+
+def unsigned_note(text: str) -> str:
+    blob = b"\0\0\0\0" + hashlib.sha256(text.encode()).digest()
+    return f"{text}\n\u2014 ledgerline-unsigned {base64.b64encode(blob).decode()}\n"
+
+
+def flip_signature(note: str) -> str:
+    """The note with one bit of its signature (not of its key id) flipped."""
+    text, line = note.rstrip("\n").rsplit("\n", 1)
+    prefix, encoded = line.rsplit(" ", 1)
+    blob = bytearray(base64.b64decode(encoded))
+    blob[20] ^= 1
+    return f"{text}\n{prefix} {base64.b64encode(bytes(blob)).decode()}\n"
+
+
+def hand_bundle(path: Path, lines: list[bytes], first: int, end: int, start_ns: int, end_ns: int,
+                signed_at: int | None = T0, note: Callable[[str], str] = sign_note, redact: Sequence[int] = (),
+                **index: Any) -> Path:
+    """A one-stream bundle (origin ledgerline/T9/s) over ``lines``, its checkpoint made by ``note``."""
+    root = NaiveTree([leaf(line) for line in lines]).root()
+    text = f"ledgerline/T9/s\n{len(lines)}\n{base64.b64encode(root).decode()}\n"
+    if signed_at is not None:
+        text += f"signed-at {signed_at}\n"
+    item, data = stream_entry("ledgerline/T9/s", note(text), lines, first, end, redact=redact)
+    index.setdefault("redacted", bool(redact))
+    return write_bundle(path, bundle_index([item], start_ns, end_ns, keys=[key_entry(PUBLIC)], **index),
+                        {item["lines"]: data})

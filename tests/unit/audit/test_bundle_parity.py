@@ -9,11 +9,32 @@ from __future__ import annotations
 
 import base64
 import json
+import random
 from pathlib import Path
 from typing import Any
 
 import pytest
-from _bundle_tools import NaiveTree, key_entry, leaf, read_zip, stream_lines, tampered, write_trusted_keys, write_zip
+from _bundle_tools import (
+    PUBLIC,
+    STEP,
+    NaiveTree,
+    chain,
+    flip_signature,
+    hand_bundle,
+    hmac_note,
+    key_entry,
+    leaf,
+    read_zip,
+    record,
+    sign_note,
+    stream_lines,
+    tampered,
+    unsigned_note,
+    write_bundle,
+    write_trusted_keys,
+    write_zip,
+)
+from _bundle_tools import T0 as HAND_T0
 from bundle_helpers import MINUTE, T0, SignedTrail, write_signed_trail
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
@@ -146,14 +167,6 @@ def _narrow(signed: SignedTrail, index: dict[str, Any], entries: dict[str, bytes
     stream["range_proof"] = [h.hex() for h in tree.range_proof(stream["first"], stream["end"], size)]
 
 
-def _flip_signature(note: str) -> str:
-    text, line = note.rstrip("\n").rsplit("\n", 1)
-    prefix, encoded = line.rsplit(" ", 1)
-    blob = bytearray(base64.b64decode(encoded))
-    blob[40] ^= 1
-    return f"{text}\n{prefix} {base64.b64encode(bytes(blob)).decode()}\n"
-
-
 TAMPERINGS = {
     "record edit": _edit_record,
     "dropped record": lambda i, e: _drop_record(i, e, shrink=False),
@@ -163,7 +176,7 @@ TAMPERINGS = {
     "checkpoints swapped between streams": _swap_checkpoints,
     "redaction in a non-redacted bundle": _redact_in_plain_bundle,
     "signature flipped": lambda i, e: i["streams"][0].__setitem__(
-        "checkpoint", _flip_signature(i["streams"][0]["checkpoint"])),
+        "checkpoint", flip_signature(i["streams"][0]["checkpoint"])),
     "witness proof edit": lambda i, e: i["streams"][0]["witness"]["consistency_proof"].append("0" * 64),
     "witness note of another stream": lambda i, e: i["streams"][0]["witness"].__setitem__(
         "note", i["streams"][1]["witness"]["note"]),
@@ -227,6 +240,140 @@ class TestTamperedBundles:
         bad = write_zip(tmp_path / "bad.bundle", entries(raw, sorted(lines.items())))
         report = agree(bad, keys_file=keys_file)
         assert {f["reason"] for f in report["failures"]} == {"bundle_malformed"}
+
+
+# --- hand-made streams: what the exporter never writes, both verifiers must still judge alike -------
+
+def _records_that_are_not(lines: list[bytes]) -> list[bytes]:
+    return [lines[1][:-1] + b',"zz":1}', lines[1].replace(b'"sequence":1', b'"sequence":"1"'),
+            lines[1].replace(b'"ts_recorded":', b'"ts_recorded":"').replace(b',"param_name"', b'","param_name"'),
+            lines[1].replace(b'"source":"risk"', b'"source":"risk","source":"risk"'), b"[1, 2]", b"\xff\xfe",
+            b'{"ts_event":1,"event_ty', lines[1].replace(b'"trader_id":"T9"', b'"trader_id":null'),
+            lines[1].replace(b'"ts_event":', b'"ts_event":1.5,"x":')]
+
+
+def _hand_cases() -> dict[str, Any]:
+    t0, lines = HAND_T0, chain(8)
+    far = t0 + 100 * STEP
+    broken = list(lines)
+    broken[3] = record(3, "f" * 64, t0 + 3 * STEP)
+    broken[5] = record(5, "0" * 64, t0)
+    broken[6] = broken[6].replace(b'"x"', b'"y"')
+    cases: dict[str, Any] = {
+        "chain, clock and checksum": lambda p: hand_bundle(p, broken, 0, 8, t0, far),
+        "ts below an earlier record": lambda p: hand_bundle(p, chain(6, [t0, t0 + 5, None, t0 + 1, t0 + 6, t0 + 6]),
+                                                            0, 6, t0, far),
+        "positions only": lambda p: hand_bundle(p, chain(5, [None, None, t0, t0, t0]), 0, 5, t0, t0 + 1),
+        "cosigned note": lambda p: hand_bundle(p, lines, 0, 8, t0, far,
+                                               note=lambda text: sign_note(text) + "\u2014 w.example AAAAAAAAAAAA\n"),
+        "two signature lines": lambda p: hand_bundle(
+            p, lines, 0, 8, t0, far, note=lambda text: sign_note(text) + sign_note(text).split("\n\n")[1]),
+        "no signature line": lambda p: hand_bundle(p, lines, 0, 8, t0, far, note=lambda text: text + "\n"),
+        "hmac note": lambda p: hand_bundle(p, lines, 0, 8, t0, far, note=hmac_note),
+        "unsigned note": lambda p: hand_bundle(p, lines, 0, 8, t0, far, note=unsigned_note),
+        "unsigned note forged": lambda p: hand_bundle(
+            p, lines, 0, 8, t0, far, note=lambda text: unsigned_note(text).replace("signed-at 1", "signed-at 2")),
+        "signature flipped": lambda p: hand_bundle(p, lines, 0, 8, t0, far,
+                                                   note=lambda text: flip_signature(sign_note(text))),
+        "signed late": lambda p: hand_bundle(p, lines, 0, 8, t0, far, signed_at=t0 + 10),
+        "signing time unknown": lambda p: hand_bundle(p, lines, 0, 8, t0, far, signed_at=None),
+        "redacted inside": lambda p: hand_bundle(p, lines, 1, 8, t0 + 2 * STEP, t0 + 6 * STEP, redact=(3, 4)),
+        "redacted before the window": lambda p: hand_bundle(p, lines, 0, 8, t0 + 3 * STEP, t0 + 6 * STEP,
+                                                            redact=(1,)),
+        "redacted after the window": lambda p: hand_bundle(p, lines, 0, 8, t0 + 1 * STEP, t0 + 4 * STEP,
+                                                           redact=(6,)),
+        "redacted edge": lambda p: hand_bundle(p, lines, 1, 8, t0 + 2 * STEP, t0 + 6 * STEP, redact=(1,)),
+        "redacted in a plain bundle": lambda p: hand_bundle(p, lines, 1, 8, t0 + 2 * STEP, t0 + 6 * STEP,
+                                                            redact=(3,), redacted=False),
+        "left boundary missing": lambda p: hand_bundle(p, lines, 3, 8, t0 + 2 * STEP, t0 + 6 * STEP),
+        "right boundary missing": lambda p: hand_bundle(p, lines, 1, 6, t0 + 2 * STEP, t0 + 6 * STEP),
+        "keyed hint": lambda p: hand_bundle(p, lines, 0, 8, t0, far, keyed=True),
+        "a window with nothing in it": lambda p: hand_bundle(p, lines, 7, 8, far, far + 1),
+    }
+    for i, bad in enumerate(_records_that_are_not(lines)):
+        cases[f"not a record {i}"] = lambda p, bad=bad: hand_bundle(p, [lines[0], bad, *lines[2:]], 0, 8, t0, far)
+        cases[f"not a record at an edge {i}"] = lambda p, bad=bad: hand_bundle(
+            p, [lines[0], bad, *lines[2:]], 1, 8, t0 + 2 * STEP, far)
+    for name, text in {"zero-padded size": "ledgerline/T9/s\n08\n{root}\n", "other extension": "ledgerline/T9/s\n"
+                       "8\n{root}\nx y\n", "origin": "ledgerline/T9\n8\n{root}\n", "root": "ledgerline/T9/s\n8\nAA==\n",
+                       "signed-at": "ledgerline/T9/s\n8\n{root}\nsigned-at -1\n"}.items():
+        cases[f"note: {name}"] = lambda p, text=text: _with_note_text(p, lines, text)
+    return cases
+
+
+def _with_note_text(path: Path, lines: list[bytes], text: str) -> Path:
+    root = base64.b64encode(NaiveTree([leaf(line) for line in lines]).root()).decode()
+    bundle = hand_bundle(path, lines, 0, 8, HAND_T0, HAND_T0 + 100 * STEP)
+    return tampered(bundle, path, lambda i, e: i["streams"][0].__setitem__("checkpoint",
+                                                                          sign_note(text.format(root=root))))
+
+
+HAND_CASES = _hand_cases()
+
+
+@pytest.mark.parametrize("case", sorted(HAND_CASES))
+def test_hand_made_bundles(case: str, tmp_path: Path) -> None:
+    bundle = HAND_CASES[case](tmp_path / "b.bundle")
+    bounded = write_trusted_keys(tmp_path / "k.json", [key_entry(PUBLIC, not_before_ns=HAND_T0,
+                                                                 not_after_ns=HAND_T0 + 1)])
+    agree(bundle, keys_file=bounded)
+    agree(bundle, keys_file=write_trusted_keys(tmp_path / "u.json", [key_entry(PUBLIC)]))
+    agree(bundle)
+    agree(bundle, hmac_key=b"trail-key")
+    agree(bundle, hmac_key=b"other key")
+
+
+def test_random_edits_of_an_exported_bundle(bundle: Path, keys_file: Path, tmp_path: Path) -> None:
+    """Seeded random edits of the index and the lines: whatever the verdict, both verifiers give it."""
+    rng = random.Random(2026)
+    index, entries = read_zip(bundle)
+    verdicts: set[str] = set()
+    for i in range(120):
+        edited_index, edited_entries = json.loads(json.dumps(index)), dict(entries)
+        for _ in range(rng.randint(1, 3)):
+            _random_edit(rng, edited_index, edited_entries)
+        path = write_bundle(tmp_path / f"r{i}.bundle", edited_index, edited_entries)
+        verdicts.add(agree(path, keys_file=keys_file)["claim"])
+    assert "invalid" in verdicts
+
+
+def _random_edit(rng: random.Random, index: dict[str, Any], entries: dict[str, bytes]) -> None:
+    stream = rng.choice(index["streams"])
+    kind = rng.randrange(9)
+    if kind == 0:
+        stream[rng.choice(["first", "end"])] += rng.choice([-1, 1])
+    elif kind == 1 and stream["range_proof"]:
+        proof = stream["range_proof"]
+        j = rng.randrange(len(proof))
+        proof[j] = rng.choice([proof[-1 - j], "0" * 64, proof[j][::-1]])
+    elif kind == 2:
+        lines = entries[stream["lines"]].split(b"\n")
+        j = rng.randrange(len(lines))
+        lines.insert(j, lines[j]) if rng.random() < 0.5 else lines.pop(j)
+        entries[stream["lines"]] = b"\n".join(lines)
+    elif kind == 3 and entries[stream["lines"]]:
+        data = bytearray(entries[stream["lines"]])
+        data[rng.randrange(len(data))] = rng.choice(b'0123456789abcdef{}",:\n ')
+        entries[stream["lines"]] = bytes(data)
+    elif kind == 4:
+        selection = index["selection"]
+        selection[rng.choice(["start_ns", "end_ns"])] += rng.choice([-1, 1]) * rng.choice([1, MINUTE, 10 * MINUTE])
+    elif kind == 5:
+        note = stream["checkpoint"].split("\n")
+        note[1] = str(int(note[1]) + rng.choice([-1, 1]))
+        stream["checkpoint"] = "\n".join(note)
+    elif kind == 6 and stream["witness"]:
+        stream["witness"]["consistency_proof"].append("ab" * 32)
+    elif kind == 7:
+        lines = entries[stream["lines"]].split(b"\n")[:-1]
+        if len(lines) > 2:
+            j = rng.randrange(1, len(lines) - 1)
+            stream["redacted"][str(stream["first"] + j)] = leaf(lines.pop(j)).hex()
+            entries[stream["lines"]] = b"".join(line + b"\n" for line in lines)
+            index["redacted"] = rng.random() < 0.7
+    else:
+        index["selection"][rng.choice(["event_types", "sources", "params"])] = rng.choice(
+            [None, ["param.*"], ["sys.heartbeat"], ["kelly_sizer"], ["risk_multiplier"], ["*"]])
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import ast
 import base64
 import hashlib
-import hmac
 import json
 import os
 import subprocess
@@ -22,14 +21,27 @@ from typing import Any
 
 import pytest
 from _bundle_tools import (
+    PRIVATE,
+    PUBLIC,
+    SEED,
+    STEP,
+    T0,
     NaiveTree,
     bundle_index,
+    chain,
+    flip_signature,
+    hand_bundle,
+    hmac_note,
     key_entry,
     leaf,
+    raw_public,
     read_zip,
+    record,
+    sign_note,
     stream_entry,
     stream_lines,
     tampered,
+    unsigned_note,
     window_range,
     write_bundle,
     write_trusted_keys,
@@ -45,18 +57,7 @@ from spec_verifier import container, ed25519, merkle
 from spec_verifier.__main__ import main as cli_main
 
 ROOT = Path(__file__).resolve().parents[3]
-T0 = 1_767_657_600_000_000_000  # 2026-01-06 00:00:00 UTC
-STEP = 1_000_000
-SEED = bytes(range(32))  # a test key, never a real one
 ENV = "SPEC_VERIFIER_TEST_KEY"
-
-
-def raw_public(private: Ed25519PrivateKey) -> bytes:
-    return private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-
-
-PRIVATE = Ed25519PrivateKey.from_private_bytes(SEED)
-PUBLIC = raw_public(PRIVATE)
 
 
 # --- Ed25519 (RFC 8032) -------------------------------------------------------------------------------
@@ -314,15 +315,6 @@ class TestValidBundles:
         assert reasons(spec_verifier.verify_bundle(broken, trusted_keys_path=keys_file)) == {"consistency_invalid"}
 
 
-def flip_signature(note: str) -> str:
-    """The note with one bit of its Ed25519 signature (not of its key id) flipped."""
-    text, line = note.rstrip("\n").rsplit("\n", 1)
-    prefix, encoded = line.rsplit(" ", 1)
-    blob = bytearray(base64.b64decode(encoded))
-    blob[40] ^= 1
-    return f"{text}\n{prefix} {base64.b64encode(bytes(blob)).decode()}\n"
-
-
 def _edit_line(entries: dict[str, bytes], index: int, old: bytes, new: bytes) -> None:
     (name,) = entries
     lines = entries[name].split(b"\n")
@@ -433,52 +425,6 @@ class TestTampering:
 
 
 # --- hand-made streams: chain, checksums, torn lines, old formats ------------------------------------
-
-def record(sequence: int, prev: str, ts: int | None, **extra: Any) -> bytes:
-    fields: dict[str, Any] = {"ts_event": T0, "event_type": "param.risk_change", "source": "risk",
-                              "trader_id": "T9", "sequence": sequence, "correlation_id": None, "prev_hash": prev}
-    if ts is not None:
-        fields.update({"format": 3, "ts_recorded": ts})
-    fields.update({"param_name": "max_position", "old_value": 1, "new_value": 2, "trigger_reason": "x"}, **extra)
-    body = json.dumps(fields, separators=(",", ":"), ensure_ascii=False).encode()
-    return body[:-1] + b',"checksum":"' + hashlib.sha256(body).hexdigest().encode() + b'"}'
-
-
-def chain(count: int, ts: list[int | None] | None = None) -> list[bytes]:
-    lines, prev = [], "0" * 64
-    for i in range(count):
-        line = record(i, prev, T0 + i * STEP if ts is None else ts[i])
-        prev = json.loads(line)["checksum"]
-        lines.append(line)
-    return lines
-
-
-def sign_note(text: str, private: Ed25519PrivateKey = PRIVATE) -> str:
-    key_id = hashlib.sha256(b"ledgerline\n\x01" + raw_public(private)).digest()[:4]
-    signature = private.sign(text.encode())
-    return f"{text}\n\u2014 ledgerline {base64.b64encode(key_id + signature).decode()}\n"
-
-
-def hmac_note(text: str, key: bytes = b"trail-key") -> str:
-    key_id = hmac.new(key, b"ledgerline stream checkpoint key id", hashlib.sha256).digest()[:4]
-    signature = hmac.new(key, text.encode(), hashlib.sha256).digest()
-    return f"{text}\n\u2014 ledgerline-hmac {base64.b64encode(key_id + signature).decode()}\n"
-
-
-def unsigned_note(text: str) -> str:
-    blob = b"\0\0\0\0" + hashlib.sha256(text.encode()).digest()
-    return f"{text}\n\u2014 ledgerline-unsigned {base64.b64encode(blob).decode()}\n"
-
-
-def hand_bundle(path: Path, lines: list[bytes], first: int, end: int, start_ns: int, end_ns: int,
-                signed_at: int | None = T0, note: Any = sign_note) -> Path:
-    root = NaiveTree([leaf(line) for line in lines]).root()
-    text = f"ledgerline/T9/s\n{len(lines)}\n{base64.b64encode(root).decode()}\n"
-    if signed_at is not None:
-        text += f"signed-at {signed_at}\n"
-    item, data = stream_entry("ledgerline/T9/s", note(text), lines, first, end)
-    return write_bundle(path, bundle_index([item], start_ns, end_ns, keys=[key_entry(PUBLIC)]), {item["lines"]: data})
-
 
 class TestHandMadeStreams:
     def test_chain_checksum_and_clock_rules_are_each_named_at_their_position(self, tmp_path: Path,
