@@ -134,8 +134,34 @@ class _Position:
     record: dict[str, Any] | None = None
 
 
+_LAYOUT_SUFFIX = re.compile(rb',"checksum":".{64}"\}\Z', re.S)
+_PREV_KEY = b'"prev_hash":'
+_FORMAT_SLOT = re.compile(rb',"format":([0-9]+)(?=[,}])')
+_TS_SLOT = re.compile(rb',"ts_recorded":(0|[1-9][0-9]*)(?=[,}])')
+
+
+def _keeps_layout(line: bytes) -> bool:
+    """Section 1's layout where the chain fields are read (section 7: the checksum suffix, the prev_hash
+    slot, and ``"format":F,"ts_recorded":N`` directly after it exactly when F >= 3)."""
+    at = line.find(_PREV_KEY)
+    if not _LAYOUT_SUFFIX.search(line) or at < 0:
+        return False
+    start = at + len(_PREV_KEY)
+    if line[start:start + 1] != b'"' or line[start + 65:start + 66] != b'"':
+        return False
+    fmt = _FORMAT_SLOT.match(line, start + 66)
+    if fmt is None:
+        return True
+    ts = _TS_SLOT.match(line, fmt.end())
+    if int(fmt.group(1)) >= 3:
+        return ts is not None and int(ts.group(1)) < 2**63
+    return ts is None
+
+
 def _parse_record(line: bytes) -> dict[str, Any] | None:
     """The record of a full line (section 7, "A record here is ..."), or None for a line that is not one."""
+    if not _keeps_layout(line):
+        return None
     try:
         value = loads(line.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):

@@ -249,7 +249,15 @@ def _records_that_are_not(lines: list[bytes]) -> list[bytes]:
             lines[1].replace(b'"ts_recorded":', b'"ts_recorded":"').replace(b',"param_name"', b'","param_name"'),
             lines[1].replace(b'"source":"risk"', b'"source":"risk","source":"risk"'), b"[1, 2]", b"\xff\xfe",
             b'{"ts_event":1,"event_ty', lines[1].replace(b'"trader_id":"T9"', b'"trader_id":null'),
-            lines[1].replace(b'"ts_event":', b'"ts_event":1.5,"x":')]
+            lines[1].replace(b'"ts_event":', b'"ts_event":1.5,"x":'), *_layout_breaks(lines[1])]
+
+
+def _layout_breaks(line: bytes) -> list[bytes]:
+    """Valid JSON with the right types that leaves section 1's layout (section 7: not a record)."""
+    return [line.replace(b'"ts_recorded":', b'"ts_recorded": '), line.replace(b'"format":3', b'"format":2'),
+            line.replace(b'"ts_recorded":', b'"ts_recorded":0'), line.replace(b'"checksum":"', b'"checksum": "'),
+            line.replace(b'"format":3,"ts_recorded":', b'"format":3,"x":1,"ts_recorded":'),
+            line.replace(b'"prev_hash":"', b'"prev_hash":"ab'), line.replace(b'"prev_hash":', b'"prev_hash": ')]
 
 
 def _hand_cases() -> dict[str, Any]:

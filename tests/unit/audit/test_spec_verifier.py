@@ -481,6 +481,9 @@ class TestHandMadeStreams:
             lines[1].replace(b'"ts_recorded":', b'"ts_recorded":"').replace(b',"param_name"', b'","param_name"'),
             lines[1].replace(b'"source":"risk"', b'"source":"risk","source":"risk"'),
             b"[1, 2]", b"\xff\xfe",
+            # valid JSON, right types, but not section 1's layout
+            lines[1].replace(b'"ts_recorded":', b'"ts_recorded": '), lines[1].replace(b'"format":3', b'"format":2'),
+            lines[1].replace(b'"checksum":"', b'"checksum": "'), lines[1].replace(b'"prev_hash":"', b'"prev_hash":"a'),
         ]
         for bad in not_records:
             bundle = hand_bundle(tmp_path / "b.bundle", [lines[0], bad, lines[2]], 0, 3, T0, T0 + 100 * STEP)
