@@ -118,6 +118,47 @@ class TestValidBundles:
         assert agree(bundle)["claim"] == "unauthenticated"
 
 
+def write_trail_in_mode(root: Path, mode: str) -> Path:
+    """A one-stream trail written unkeyed, with an HMAC key, or with an HMAC key and an Ed25519 key."""
+    from audit_core import AuditConfig, AuditEventEmitter
+    from audit_core.trust.signing import generate_keypair
+
+    options: dict[str, Any] = {}
+    if mode in ("hmac", "signed"):
+        options["hmac_key"] = "parity-key"
+    if mode == "signed":
+        generate_keypair(root / "w.key", root / "w.pub")
+        options["signing_key_path"] = root / "w.key"
+    now = [T0]
+    config = AuditConfig(base_path=root / "trail", trader_id="T3", stream_id="m", witness_path=root / "witness",
+                         **options)
+    with AuditEventEmitter(config, clock=lambda: now[0]) as emitter:
+        for minute in range(20):
+            now[0] = T0 + minute * MINUTE
+            emitter.emit_param_change("risk", "max_position", minute, minute + 1, "review")
+    return root / "trail"
+
+
+@pytest.mark.parametrize("mode", ["unkeyed", "hmac", "signed"])
+def test_trails_in_every_mode(mode: str, tmp_path: Path) -> None:
+    trail = write_trail_in_mode(tmp_path, mode)
+    bundle = export_bundle(trail, tmp_path / "b.bundle", start_ns=T0 + 5 * MINUTE, end_ns=T0 + 9 * MINUTE,
+                           witness=tmp_path / "witness")
+    claims = {}
+    for key in (None, b"parity-key", b"wrong key"):
+        claims[key] = agree(bundle, hmac_key=key)["claim"]
+        if mode == "signed":
+            agree(bundle, hmac_key=key, public_key=tmp_path / "w.pub")
+    edited = tampered(bundle, tmp_path / "e.bundle", _edit_record)
+    for key in (None, b"parity-key"):
+        assert agree(edited, hmac_key=key)["claim"] == "invalid"
+    assert claims[None] == "unauthenticated"
+    if mode == "hmac":  # the trail key authenticates an HMAC note
+        assert claims[b"parity-key"] == "complete"
+    if mode != "unkeyed":
+        assert claims[b"wrong key"] == "invalid"
+
+
 def _lines_name(index: dict[str, Any], stream: int = 0) -> str:
     name: str = index["streams"][stream]["lines"]
     return name
@@ -304,7 +345,11 @@ def _hand_cases() -> dict[str, Any]:
             p, [lines[0], bad, *lines[2:]], 1, 8, t0 + 2 * STEP, far)
     for name, text in {"zero-padded size": "ledgerline/T9/s\n08\n{root}\n", "other extension": "ledgerline/T9/s\n"
                        "8\n{root}\nx y\n", "origin": "ledgerline/T9\n8\n{root}\n", "root": "ledgerline/T9/s\n8\nAA==\n",
-                       "signed-at": "ledgerline/T9/s\n8\n{root}\nsigned-at -1\n"}.items():
+                       "signed-at": "ledgerline/T9/s\n8\n{root}\nsigned-at -1\n",
+                       "signed-at zero-padded": "ledgerline/T9/s\n8\n{root}\nsigned-at 01\n",
+                       "signed-at twice": "ledgerline/T9/s\n8\n{root}\nsigned-at 1\nsigned-at 1\n",
+                       "signed-at first": "signed-at 1\nledgerline/T9/s\n8\n{root}\n",
+                       "well formed": "ledgerline/T9/s\n8\n{root}\nsigned-at 1767657600000000000\n"}.items():
         cases[f"note: {name}"] = lambda p, text=text: _with_note_text(p, lines, text)
     return cases
 
