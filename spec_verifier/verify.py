@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,8 +20,15 @@ from spec_verifier.keys import Key, key_from_public_key, load_trusted_keys, publ
 from spec_verifier.merkle import consistent, leaf_hash, range_root
 from spec_verifier.notes import Note, NoteError, SignatureResult, check_signature, parse_note
 
+#: Records a failure of the stream being checked: (reason, position, message).
+Fail = Callable[[str, int | None, str], None]
 #: A record line ends with its checksum field (section 1, "Checksum").
-_CHECKSUM_SUFFIX = re.compile(rb',"checksum":"([0-9a-f]{64})"\}$')
+_CHECKSUM_SUFFIX = re.compile(rb',"checksum":"([0-9a-f]{64})"\}\Z')
+#: Section 1's layout where the chain fields are read (section 7 requires it of a record).
+_LAYOUT_SUFFIX = re.compile(rb',"checksum":".{64}"\}\Z', re.S)
+_PREV_KEY = b'"prev_hash":'
+_FORMAT_SLOT = re.compile(rb',"format":([0-9]+)(?=[,}])')
+_TS_SLOT = re.compile(rb',"ts_recorded":(0|[1-9][0-9]*)(?=[,}])')
 #: The fields a full line needs, with their JSON types, to be a record (section 7).
 _RECORD_FIELDS: dict[str, type] = {
     "ts_event": int, "sequence": int, "event_type": str, "source": str, "trader_id": str, "prev_hash": str,
@@ -49,7 +57,6 @@ class StreamReport:
     key_id: str | None = None
     trusted: bool = False
     witnessed_size: int | None = None
-    authenticated: bool = False
     time_complete: bool = True
 
 
@@ -63,7 +70,7 @@ class Report:
     def claim(self) -> str:
         if self.failures:
             return "invalid"
-        if not all(stream.authenticated for stream in self.streams):
+        if not all(stream.trusted for stream in self.streams):
             return "unauthenticated"
         if not all(stream.time_complete for stream in self.streams):
             return "positions-only"
@@ -118,8 +125,8 @@ def check_bundle(path: str | Path, *, trusted_keys_path: str | Path | None = Non
         report.failures.append(Failure("bundle_malformed", None, None, str(exc)))
         return report
     if trusted is None:
-        report.notes.append("no trusted keys given: signatures were checked against the bundle's own keys, "
-                            "so nothing proves who wrote these records")
+        report.notes.append("no trusted keys given: Ed25519 signatures were checked only against the bundle's own "
+                            "keys, which proves nothing about who wrote these records")
     if bundle.keyed and hmac_key is None:
         report.notes.append("keyed trail: record checksums (HMAC-SHA256) were not checked without the trail key")
     for entry in bundle.streams:
@@ -132,12 +139,6 @@ def check_bundle(path: str | Path, *, trusted_keys_path: str | Path | None = Non
 class _Position:
     line: bytes | None  # None: redacted
     record: dict[str, Any] | None = None
-
-
-_LAYOUT_SUFFIX = re.compile(rb',"checksum":".{64}"\}\Z', re.S)
-_PREV_KEY = b'"prev_hash":'
-_FORMAT_SLOT = re.compile(rb',"format":([0-9]+)(?=[,}])')
-_TS_SLOT = re.compile(rb',"ts_recorded":(0|[1-9][0-9]*)(?=[,}])')
 
 
 def _keeps_layout(line: bytes) -> bool:
@@ -217,7 +218,7 @@ def _check_stream(bundle: Bundle, entry: StreamEntry, trusted: list[Key] | None,
         return out
     out.N, out.first, out.end = note.size, entry.first, entry.end
     signature = _signature(note, bundle, trusted, hmac_key, "checkpoint", fail)
-    out.authenticated = out.trusted = signature.authenticated
+    out.trusted = signature.authenticated
     out.key_id = signature.key.key_id if signature.key is not None else None
     _witness(entry, note, bundle, trusted, hmac_key, out, fail)
     # The range and its positions (full lines from the `.lines` entry, redacted ones from the index): when
@@ -282,7 +283,7 @@ def _check_stream(bundle: Bundle, entry: StreamEntry, trusted: list[Key] | None,
     return out
 
 
-def _checkpoint(text: str, origin: str, what: str, fail: Any) -> Note | None:
+def _checkpoint(text: str, origin: str, what: str, fail: Fail) -> Note | None:
     try:
         note = parse_note(text)
     except NoteError as exc:
@@ -295,7 +296,7 @@ def _checkpoint(text: str, origin: str, what: str, fail: Any) -> Note | None:
 
 
 def _signature(note: Note, bundle: Bundle, trusted: list[Key] | None, hmac_key: bytes | None, what: str,
-               fail: Any) -> SignatureResult:
+               fail: Fail) -> SignatureResult:
     result = check_signature(note, trusted, bundle.keys, hmac_key=hmac_key)
     if result.failure is not None:
         fail(result.failure, None, f"{what}: {result.message}")
@@ -303,7 +304,7 @@ def _signature(note: Note, bundle: Bundle, trusted: list[Key] | None, hmac_key: 
 
 
 def _witness(entry: StreamEntry, note: Note, bundle: Bundle, trusted: list[Key] | None, hmac_key: bytes | None,
-             out: StreamReport, fail: Any) -> None:
+             out: StreamReport, fail: Fail) -> None:
     if entry.witness is None:
         return
     witnessed = _checkpoint(entry.witness.note, entry.origin, "witness note", fail)
@@ -319,7 +320,7 @@ def _witness(entry: StreamEntry, note: Note, bundle: Bundle, trusted: list[Key] 
 
 
 def _boundaries_and_redactions(bundle: Bundle, entry: StreamEntry, size: int, positions: dict[int, _Position],
-                               fail: Any) -> None:
+                               fail: Fail) -> None:
     selection = bundle.selection
     first, last = entry.first, entry.end - 1
     # Edges are never redacted; a redacted edge is reported as that rather than as an unproven boundary.
@@ -350,7 +351,7 @@ def _boundaries_and_redactions(bundle: Bundle, entry: StreamEntry, size: int, po
 
 
 def _chain(bundle: Bundle, entry: StreamEntry, positions: dict[int, _Position], hmac_key: bytes | None,
-           fail: Any) -> None:
+           fail: Fail) -> None:
     check = not bundle.keyed or hmac_key is not None
     check_key = hmac_key if bundle.keyed else None
     previous: dict[str, Any] | None = None
