@@ -68,6 +68,7 @@ bench: venv
 	$(PY) -m benchmarks.bench_observer
 	$(PY) -m benchmarks.bench_convert
 	$(PY) -m benchmarks.bench_verify
+	$(PY) -m benchmarks.bench_bundle
 	$(PY) -m benchmarks.bench_audited
 	$(PY) -m benchmarks.bench_pages
 	$(PY) -m benchmarks.bench_spark

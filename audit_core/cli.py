@@ -33,10 +33,11 @@ from audit_core.trust.signing import generate_keypair, load_public_key
 from audit_core.verification import consistency_proof, verify_trail
 
 if TYPE_CHECKING:
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
     from audit_core.events import AuditEvent
     from audit_core.trust.report import VerificationReport
+    from audit_core.trust.signing import SigningKey
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 #: What a shell reports for a command killed by SIGPIPE (128 + 13): the output was cut, so not "OK".
@@ -393,7 +394,10 @@ def verify_bundle(args: argparse.Namespace) -> int:
         raise ValueError("give --public-key or --trusted-keys, not both")
     if not Path(args.bundle).is_file():
         raise AuditError(f"{args.bundle}: no such file")
-    trusted = TrustedKeys.load(args.trusted_keys) if args.trusted_keys else None
+    try:
+        trusted = TrustedKeys.load(args.trusted_keys) if args.trusted_keys else None
+    except AuditFormatError as exc:  # the auditor's own file: a usage mistake, not a bundle that failed
+        raise AuditError(f"--trusted-keys: {exc}") from None
     report = check(args.bundle, trusted_keys=trusted, public_key=_public_key(args.public_key),
                    hmac_key=_hmac_key(args.hmac_key_env))
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.to_text())
@@ -424,7 +428,7 @@ def _public_key(path: str | None) -> Ed25519PublicKey | None:
     return None if path is None else load_public_key(path)
 
 
-def _signing_key(path: str | None, env_var: str | None) -> Ed25519PrivateKey | None:
+def _signing_key(path: str | None, env_var: str | None) -> SigningKey | None:
     if path is None and env_var is None:
         return None
     from audit_core.trust.signing import load_private_key

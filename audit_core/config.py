@@ -54,6 +54,13 @@ class AuditConfig(BaseModel):
             extra. The key is read once at start-up and never written to the trail.
         signing_key_env: Name of an environment variable that holds the private key instead (PEM,
             or base64 of its raw 32 bytes).
+        signing_key_command: A command (argv list) that signs instead, so the private key never
+            touches this machine (a KMS or HSM client): it gets the message on stdin and prints the
+            base64 Ed25519 signature on stdout. Needs ``signing_public_key_path``; checked at
+            start-up by signing a probe. See ``trust.signer``.
+        signing_public_key_path: The public key (PEM or base64 raw) of ``signing_key_command``'s key.
+        signing_command_timeout_s: How long one signature by the command may take before it is
+            killed and the seal or checkpoint fails (counted, logged, retried; never in ``emit``).
         checkpoint_interval_s: How often a background thread checkpoints the stream's tree (and at
             close): it keeps the tree sidecar and the stream's checkpoint note and sends the note to
             the witness. None turns stream checkpoints off (no sidecar, no witness).
@@ -83,6 +90,9 @@ class AuditConfig(BaseModel):
     durable_wait_s: float = Field(default=5.0, gt=0, le=3600)
     signing_key_path: Path | None = None
     signing_key_env: str | None = None
+    signing_key_command: tuple[str, ...] | None = None
+    signing_public_key_path: Path | None = None
+    signing_command_timeout_s: float = Field(default=10.0, gt=0, le=600)
     checkpoint_interval_s: float | None = Field(default=2.0, gt=0, le=3600)
     checkpoint_every_records: int | None = Field(default=None, ge=1)
     witness_path: Path | None = None
@@ -101,8 +111,15 @@ class AuditConfig(BaseModel):
     def _check_key_source(self) -> AuditConfig:
         if self.hmac_key is not None and self.hmac_key_env is not None:
             raise ValueError("set hmac_key or hmac_key_env, not both")
-        if self.signing_key_path is not None and self.signing_key_env is not None:
-            raise ValueError("set signing_key_path or signing_key_env, not both")
+        sources = [name for name in ("signing_key_path", "signing_key_env", "signing_key_command")
+                   if getattr(self, name) is not None]
+        if len(sources) > 1:
+            raise ValueError(f"set one of signing_key_path, signing_key_env, signing_key_command, not {sources}")
+        if self.signing_key_command is not None and (not self.signing_key_command or not self.signing_key_command[0]):
+            raise ValueError("signing_key_command: expected a command and its arguments, got an empty one")
+        if (self.signing_key_command is None) != (self.signing_public_key_path is None):
+            raise ValueError("signing_key_command and signing_public_key_path go together: the public key "
+                             "checks every signature the command returns")
         if self.hmac_key is not None and not self.hmac_key.get_secret_value():
             raise ValueError("hmac_key is empty; omit it for plain SHA-256 checksums")
         if self.fallback_path is not None and Path(self.fallback_path).resolve() == self.hot_path.resolve():

@@ -29,6 +29,11 @@ class AuditIntegrityError(AuditError):
         self.report = report
 
 
+class AuditSigningError(AuditError):
+    """A signer could not sign: its command failed, timed out, or answered with a signature that does
+    not verify under the configured public key (a wrong key in the KMS)."""
+
+
 class KeyTrustError(AuditIntegrityError):
     """A signature's key is not one the verifier trusts for that document at that time.
 

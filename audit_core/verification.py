@@ -27,7 +27,7 @@ from audit_core.trust.witness import DirectoryWitness, read_note_file
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+    from audit_core.trust.keyring import TrustedKeys, VerifyingKeys
 
 _PARTITION = re.compile(r"^year=\d+/month=\d+/day=\d+$")
 
@@ -87,9 +87,10 @@ class TrailReport(VerificationReport):
 def verify_trail(
     path: Path | str,
     hmac_key: bytes | None = None,
-    public_key: Ed25519PublicKey | None = None,
+    public_key: VerifyingKeys | None = None,
     *,
-    cold_public_key: Ed25519PublicKey | None = None,
+    cold_public_key: VerifyingKeys | None = None,
+    trusted_keys: TrustedKeys | None = None,
     allow_empty: bool = False,
     witness: Path | str | None = None,
     checkpoint: Path | str | None = None,
@@ -105,6 +106,11 @@ def verify_trail(
         public_key: The key seals were signed with; every seal and seal copy must then be signed.
         cold_public_key: The key manifests and the cold root were signed with, when the converter
             has a key of its own (default: ``public_key``).
+        trusted_keys: The auditor's trusted-keys file (``TrustedKeys.load``, docs/format.md section 6),
+            instead of ``public_key``/``cold_public_key``: seals, stream checkpoints and witness notes
+            must be signed by a ``writer`` key, manifests, the root and retention journals by a
+            ``converter`` key, each inside its window (``key_untrusted``/``key_outside_window``
+            otherwise); key-rotation records must be endorsed by the key they replace.
         allow_empty: Whether a path with nothing to verify (no trail file, no cold store) passes.
             By default it fails (``nothing_verified``), as does a path that does not exist: a
             trail deleted whole must not verify as "OK: 0 files".
@@ -125,6 +131,10 @@ def verify_trail(
         ValueError: ``jobs`` is not a positive whole number.
     """
     check_jobs(jobs)
+    if trusted_keys is not None:
+        if public_key is not None or cold_public_key is not None:
+            raise ValueError("verify_trail: give trusted_keys or public_key/cold_public_key, not both")
+        public_key = cold_public_key = trusted_keys
     root = Path(path)
     report = TrailReport(keyed=hmac_key is not None)
     if not root.exists():
@@ -165,7 +175,7 @@ def verify_anchors(
     checkpoint: Path | str | None,
     *,
     hmac_key: bytes | None = None,
-    public_key: Ed25519PublicKey | None = None,
+    public_key: VerifyingKeys | None = None,
 ) -> VerificationReport:
     """The trail under ``root`` against the checkpoints a witness directory holds (and/or one note file).
 
@@ -206,7 +216,7 @@ def consistency_proof(
     trail: Path | str,
     *,
     hmac_key: bytes | None = None,
-    public_key: Ed25519PublicKey | None = None,
+    public_key: VerifyingKeys | None = None,
 ) -> dict[str, object]:
     """Show that checkpoint file ``new`` extends checkpoint file ``old`` (the log only grew): a checked proof.
 

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from benchmarks.bench_bundle import readme_table as bundle_table
 from benchmarks.bench_verify import readme_table as verify_table
 from benchmarks.bench_workbench import RESULTS_DIR, readme_table
 
@@ -99,6 +100,7 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "convert": ("convert.json", convert_table),
     "group_commit": ("group_commit.json", group_commit_table),
     "verify": ("verify.json", verify_table),
+    "bundle": ("bundle.json", bundle_table),
 }
 
 

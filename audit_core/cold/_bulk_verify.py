@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from audit_core.hot.verifier import verify
+from audit_core.trust.keyring import trusted_key_ids
 from audit_core.trust.merkle import RFC6962_LEAF_PREFIX, MerkleTree
 from audit_core.trust.record import (
     CANONICAL_LINE,
@@ -280,9 +281,8 @@ def verify_scanned(
     if scan.clean:
         report = VerificationReport(keyed=hmac_key is not None)
         if public_key is not None:
-            from audit_core.trust import signing
 
-            report.signing_key_id = signing.key_id(public_key)
+            report.signing_key_id = trusted_key_ids(public_key)
         report.files.append(str(path))
         report.records = scan.digest.lines
         check_seal(path, scan.digest, True, {path.name}, hmac_key, report, public_key)

@@ -13,7 +13,8 @@ from typing import Any
 from audit_core._layout import NS_PER_DAY, utc_day
 from audit_core.cold._id_filter import id_filter
 from audit_core.cold.manifest import file_sha256, fsync_file
-from audit_core.cold.projection import PROJECTION_METADATA_KEY
+from audit_core.cold.projection import DERIVED_PREV_HASH_SINCE, PROJECTION_METADATA_KEY
+from audit_core.trust.record import BODY_SQL
 from audit_core.trust.seals import fsync_directory
 
 #: Where a conversion or rebuild writes before renaming into place (inside the store; removed after).
@@ -89,6 +90,10 @@ def write_partitions(
     # The table is in (ts_event, source_line) order; scanning it in order keeps each day's file sorted,
     # and its zone maps let each day's range skip the rest.
     con.execute("SET preserve_insertion_order = true")
+    written = "*"
+    if version >= DERIVED_PREV_HASH_SINCE:
+        _keep_underivable_prev_hashes(con, table)
+        written = "* EXCLUDE (prev_hash)"
     # The days that hold rows, not every day between the first and the last: a file may hold an
     # instant at 1970 and one in 2262, and 106k empty COPYs would never end.
     days = [day for (day,) in con.execute(
@@ -100,7 +105,7 @@ def write_partitions(
         staged = staging / f"{year}{month}{date}.parquet"
         # COPY returns the number of rows it wrote.
         (count,) = con.execute(
-            f"""COPY (SELECT * FROM {table} WHERE ts_event >= $start AND ts_event < $end)
+            f"""COPY (SELECT {written} FROM {table} WHERE ts_event >= $start AND ts_event < $end)
                 TO '{sql_string(staged)}'
                 ({COPY_OPTIONS}, ROW_GROUP_SIZE {row_group_size},
                  KV_METADATA {{'{PROJECTION_METADATA_KEY}': '{version}'}})""",
@@ -133,3 +138,25 @@ def write_partitions(
         fsync_directory(target_dir)
         outputs.append(output)
     return outputs
+
+
+def _keep_underivable_prev_hashes(con: Any, table: str) -> None:
+    """Put each record's ``prev_hash`` back into its ``record`` where a reader cannot derive it.
+
+    ``table``'s ``record`` leaves every prev_hash value out and its ``prev_hash`` column holds them
+    (``projection.select(working=True)``). From projection 4 on a file has no ``prev_hash`` column:
+    a reader takes the checksum of the row one source line before in the same file, the same UTC
+    day (``projection.chained_rows``). Where that is not the record's prev_hash (a file's or a day's
+    first row, the row after a torn line), the record keeps its own. A few rows a file: only they
+    are rewritten, and the window reads three narrow columns.
+    """
+    con.execute(f"""
+        UPDATE {table} SET record = {BODY_SQL}
+        WHERE source_line IN (
+            SELECT source_line FROM (
+                SELECT source_line, prev_hash, ts_event // {NS_PER_DAY} AS day,
+                       lag(source_line) OVER w AS prior_line, lag(checksum) OVER w AS prior,
+                       lag(ts_event // {NS_PER_DAY}) OVER w AS prior_day
+                FROM {table} WINDOW w AS (ORDER BY source_line))
+            WHERE prev_hash IS NOT NULL AND (prior_line IS DISTINCT FROM source_line - 1
+                                             OR prior_day IS DISTINCT FROM day OR prior IS DISTINCT FROM prev_hash))""")

@@ -30,11 +30,15 @@ from audit_core.config import AuditConfig
 from audit_core.errors import AuditConfigError, RetentionJournalError
 from audit_core.hot import verifier
 from audit_core.trust import documents, signing
+from audit_core.trust.documents import CONVERTER_SIGNED
 from audit_core.trust.record import RecordFields, compute_checksum, split_record
 from audit_core.trust.seals import SEAL_CHECKSUM, read_seal
+from audit_core.trust.signer import load_signer
 
 if TYPE_CHECKING:
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    from audit_core.trust.signing import SigningKey
 
 #: A journal is an authenticated document (``documents.py``) of this format and checksum field.
 JOURNAL_FORMAT = "ledgerline-retention-journal/1"
@@ -52,7 +56,7 @@ _PARTITION = re.compile(r"^year=\d{4}/month=\d{2}/day=\d{2}$")
 @dataclass(frozen=True)
 class TrailKeys:
     hmac_key: bytes | None
-    signing_key: Ed25519PrivateKey | None
+    signing_key: SigningKey | None
     public_key: Ed25519PublicKey | None  # seals and journals must be signed by it, when set
 
 
@@ -63,9 +67,8 @@ def resolve_keys(
     configured = settings.resolve_hmac_key() if settings is not None else None
     if configured is not None and hmac_key is not None and configured != hmac_key:
         raise AuditConfigError("the config's HMAC key and hmac_key differ; give the trail's key once")
-    signing_key = None
-    if settings is not None and (settings.signing_key_path is not None or settings.signing_key_env is not None):
-        signing_key = signing.load_private_key(settings.signing_key_path, env_var=settings.signing_key_env)
+    signing_key = None if settings is None else load_signer(settings)
+    if signing_key is not None:
         own = signing_key.public_key()
         if public_key is not None and signing.key_id(public_key) != signing.key_id(own):
             raise AuditConfigError(
@@ -207,7 +210,8 @@ def _load_journal(path: Path, cold: Path, hot: Path | None, keys: TrailKeys) -> 
         raise RetentionJournalError(path, f"expected a JSON object, got {type(state).__name__}")
     if state.get("status") == "done" and JOURNAL_CHECKSUM not in state and "format" not in state:
         return None  # finished before journals were authenticated: it steers nothing
-    problems = documents.check_document(state, JOURNAL_CHECKSUM, keys.hmac_key, keys.public_key, what="journal")
+    problems = documents.check_document(
+        state, JOURNAL_CHECKSUM, keys.hmac_key, keys.public_key, what="journal", **CONVERTER_SIGNED)
     if problems:
         raise RetentionJournalError(path, "; ".join(map(str, problems)))
     if state.get("format") != JOURNAL_FORMAT:

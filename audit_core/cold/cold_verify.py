@@ -12,7 +12,8 @@
 3. **Each Parquet file** it names: inside the store, present, its SHA-256 and row count as the
    entry records (so no byte changes, footer statistics, page indexes and bloom filters included),
    the cold schema, the projection version in its key-value metadata.
-4. **Every row's record**: each line rebuilt from ``record``/``prev_hash``/``checksum`` (or
+4. **Every row's record**: each line rebuilt from ``record``/``prev_hash``/``checksum`` (from
+   projection 4 on, ``prev_hash`` from the row one source line before: ``projection.chained_rows``; or
    ``torn_bytes``) hashes to its checksum (HMAC with a key); in source-line order the records form
    an unbroken chain from the seal's first to its last sequence and hash, the rows cover source
    lines 1..n once each, and all lines rebuild the seal's Merkle root. Entries with outputs retired
@@ -50,18 +51,27 @@ from audit_core.cold.manifest import (
     safe_relative,
 )
 from audit_core.cold.manifest import engine as manifest_engine
-from audit_core.cold.projection import PROJECTION_METADATA_KEY, PROJECTIONS, derivation, derived_columns, structure
+from audit_core.cold.projection import (
+    DERIVED_PREV_HASH_SINCE,
+    PROJECTION_METADATA_KEY,
+    PROJECTIONS,
+    chained_rows,
+    derivation,
+    derived_columns,
+    structure,
+)
 from audit_core.errors import AuditFormatError
-from audit_core.trust import signing
 from audit_core.trust.jobs import check_jobs, run_tasks, worth_parallel
+from audit_core.trust.keyring import TrustedKeys, as_trusted, trusted_key_ids
 from audit_core.trust.merkle import RFC6962_LEAF_PREFIX, MerkleTree
-from audit_core.trust.record import BODY_SQL, GENESIS_HASH, LINE_SQL, TS_RECORDED_FIELD
+from audit_core.trust.record import GENESIS_HASH, LINE_SQL, TS_RECORDED_FIELD
 from audit_core.trust.report import FailureKind, VerificationFailure, VerificationReport
 from audit_core.trust.seals import check_seal_copy
 
 if TYPE_CHECKING:
     import duckdb
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    from audit_core.trust.keyring import VerifyingKeys
 
 #: Failing rows named per Parquet file (and chain breaks per entry) before the rest is counted in one line.
 MAX_ROWS_NAMED = 20
@@ -71,8 +81,9 @@ _BOUND_BY_HASHES = frozenset({"checksum"})
 _SHA256_BLOCK = 64
 _EMPTY_ROW = "(record IS NULL AND torn_bytes IS NULL)"
 _PARTITION_FILE = re.compile(r"^year=\d{4}/month=\d{2}/day=\d{2}/[^/]+\.parquet$")
-#: Columns every cold file has had since the first version: what the record checks read.
-_RECORD_COLUMNS = ("source_line", "sequence", "checksum", "prev_hash", "record", "torn_bytes")
+#: Columns every cold file has had since the first version: what the record checks read (and
+#: ``prev_hash`` before projection 4).
+_RECORD_COLUMNS = ("source_line", "sequence", "checksum", "record", "torn_bytes")
 #: Records per byte of Parquet, against JSONL: the cold store is about 5x smaller (benchmarks/results/convert.md).
 _PARQUET_WEIGHT = 5
 #: Arrow types of the cold schema's DuckDB types.
@@ -83,9 +94,9 @@ _ARROW_TYPES = {"BIGINT": "int64", "SMALLINT": "int16", "VARCHAR": "string", "DO
 def verify_cold(
     cold_path: Path | str,
     hmac_key: bytes | None = None,
-    public_key: Ed25519PublicKey | None = None,
+    public_key: VerifyingKeys | None = None,
     *,
-    cold_public_key: Ed25519PublicKey | None = None,
+    cold_public_key: VerifyingKeys | None = None,
     jobs: int | None = None,
 ) -> VerificationReport:
     """Verify a cold store: root, manifest entries, seal copies, Parquet files, records and every column.
@@ -113,7 +124,7 @@ def verify_cold(
     cold = Path(cold_path)
     report = VerificationReport(keyed=hmac_key is not None)
     if public_key is not None:
-        report.signing_key_id = signing.key_id(public_key)
+        report.signing_key_id = trusted_key_ids(public_key)
     manifest_key = cold_public_key if cold_public_key is not None else public_key
     parquet = sorted(cold.glob(COLD_GLOB))
     manifest_dir = cold / MANIFEST_DIR
@@ -131,7 +142,7 @@ def verify_cold(
         ]
     named: set[Path] = set()
     if worth_parallel(parquet, workers, weight=_PARQUET_WEIGHT) and len(manifests) > 1:
-        raw = [None if key is None else signing.raw_public_key(key) for key in (public_key, manifest_key)]
+        raw = [as_trusted(key) for key in (public_key, manifest_key)]
         tasks = [_Entries(cold, path, hmac_key, raw[0], raw[1]) for path in manifests]
         weights = [_entry_bytes(cold, path) for path in manifests]
         for part, part_named in run_tasks(_check_entry, tasks, workers, weights):
@@ -153,8 +164,8 @@ def _check_entries(
     cold: Path,
     manifests: list[Path],
     hmac_key: bytes | None,
-    public_key: Ed25519PublicKey | None,
-    manifest_key: Ed25519PublicKey | None,
+    public_key: VerifyingKeys | None,
+    manifest_key: VerifyingKeys | None,
     report: VerificationReport,
     named: set[Path],
     *,
@@ -172,13 +183,13 @@ def _check_entries(
 
 @dataclass
 class _Entries:
-    """One manifest entry for a worker; keys as raw bytes (key objects do not pickle)."""
+    """One manifest entry for a worker; keys as ``TrustedKeys`` (key objects do not pickle)."""
 
     cold: Path
     manifest: Path
     hmac_key: bytes | None
-    public_key: bytes | None
-    manifest_key: bytes | None
+    public_key: TrustedKeys | None
+    manifest_key: TrustedKeys | None
 
 
 def _entry_bytes(cold: Path, manifest: Path) -> int:
@@ -191,7 +202,7 @@ def _entry_bytes(cold: Path, manifest: Path) -> int:
 
 
 def _check_entry(task: _Entries) -> tuple[VerificationReport, set[Path]]:
-    keys = [None if raw is None else signing.public_key_from_raw(raw) for raw in (task.public_key, task.manifest_key)]
+    keys = [task.public_key, task.manifest_key]
     report = VerificationReport(keyed=task.hmac_key is not None)
     named: set[Path] = set()
     # One DuckDB thread: the processes are the parallelism.
@@ -217,8 +228,8 @@ class _EntryCheck:
         cold: Path,
         path: Path,
         hmac_key: bytes | None,
-        public_key: Ed25519PublicKey | None,
-        manifest_key: Ed25519PublicKey | None,
+        public_key: VerifyingKeys | None,
+        manifest_key: VerifyingKeys | None,
         report: VerificationReport,
         named: set[Path],
     ) -> None:
@@ -275,7 +286,8 @@ class _EntryCheck:
             if "ids" in output.recorded:
                 self._check_ids(output)
         if checked or not retired:
-            self._check_chain(checked, seal, partial=bool(retired), complete=len(checked) == len(outputs), torn=torn)
+            self._check_chain(checked, seal, partial=bool(retired), complete=len(checked) == len(outputs), torn=torn,
+                              version=version if known else None)
 
     # --- files ------------------------------------------------------------------------------------
 
@@ -317,7 +329,9 @@ class _EntryCheck:
         expected = {name: _ARROW_TYPES[sql_type] for name, sql_type, _ in columns}
         wrong = [f"{field.name} {field.type}" for field in schema
                  if str(field.type) != expected.get(field.name, str(field.type) + "?")]
-        missing = [name for name in _RECORD_COLUMNS if name not in schema.names]
+        needed = _RECORD_COLUMNS + (("prev_hash",) if isinstance(version, int) and version < DERIVED_PREV_HASH_SINCE
+                                    else ())
+        missing = [name for name in needed if name not in schema.names]
         if wrong or missing:
             self.fail(where, FailureKind.PARQUET_MISMATCH,
                       f"not the cold schema: unexpected {wrong or 'none'}, missing {missing or 'none'}")
@@ -340,8 +354,8 @@ class _EntryCheck:
     ) -> None:
         """Each row's checksum and every typed column derived again from its record, in one DuckDB pass.
 
-        The record's body (``record`` with its ``prev_hash`` put back) is hashed (SHA-256, or
-        HMAC-SHA256 per RFC 2104 from two SHA-256 calls, so it runs in DuckDB too) and compared with
+        The record's body (``record`` with its ``prev_hash`` put back: ``projection.chained_rows``) is
+        hashed (SHA-256, or HMAC-SHA256 per RFC 2104 from two SHA-256 calls, so it runs in DuckDB too) and compared with
         ``checksum``; it is parsed once and every derived column of projection ``version`` the file
         has is derived with the converter's expressions and compared with ``IS DISTINCT FROM``
         (with no known version, only the checksums). Only rows that fail come back to Python.
@@ -364,8 +378,8 @@ class _EntryCheck:
         failing = f"""
             FROM (SELECT *{values}
                   FROM (SELECT *, {"json_transform(body, $structure)" if derived else "NULL"} AS j
-                        FROM (SELECT *, CASE WHEN torn_bytes IS NULL THEN {BODY_SQL} END AS body,
-                                     {torn_ts} AS torn_ts FROM read_parquet($file))))
+                        FROM (SELECT *, {torn_ts} AS torn_ts
+                              FROM {chained_rows("read_parquet($file, filename = true)", version)})))
             WHERE {" OR ".join([bad_checksum, _EMPTY_ROW, *differs])}"""
         # No ORDER BY and no window: on a clean file nothing passes the WHERE, and the query streams.
         sql = f"""
@@ -445,13 +459,15 @@ class _EntryCheck:
     # --- the chain and the seal ---------------------------------------------------------------------
 
     def _check_chain(
-        self, outputs: list[_Output], seal: dict[str, Any], *, partial: bool, complete: bool, torn: bool
+        self, outputs: list[_Output], seal: dict[str, Any], *, partial: bool, complete: bool, torn: bool,
+        version: int | None,
     ) -> None:
         """Sequence, chain and line coverage over all outputs in source-line order; then the seal's claims."""
         files = [str(output.path) for output in outputs]
         source = self.path.name.removesuffix(".json")
-        rows = """(SELECT filename, source_line, sequence, checksum, prev_hash, torn_bytes IS NOT NULL AS torn
-                    FROM read_parquet($files, filename = true, union_by_name = true))"""
+        files_sql = "read_parquet($files, filename = true, union_by_name = true)"
+        rows = f"""(SELECT filename, source_line, sequence, checksum, prev_hash, torn_bytes IS NOT NULL AS torn
+                    FROM {chained_rows(files_sql, version)})"""
         breaks = self.con.execute(
             f"""SELECT filename, source_line, sequence, prev_sequence, prev_hash = prev_checksum AS linked
                 FROM (SELECT *, lag(sequence) OVER w AS prev_sequence, lag(checksum) OVER w AS prev_checksum
@@ -505,7 +521,7 @@ class _EntryCheck:
             # Torn lines are outside the chain: only the seal's Merkle root over every line covers
             # their bytes. (Without torn lines the root adds nothing: the chain from the seal's first
             # to its last hash, one record per source line, fixes every line byte for byte.)
-            self._check_merkle_root(files, seal, source)
+            self._check_merkle_root(files, seal, source, version)
 
     def _check_recorded_order(self, files: list[str]) -> None:
         """``chain.check_record``'s rule on the ``ts_recorded`` column (bound to each row's record by
@@ -523,12 +539,12 @@ class _EntryCheck:
                       f"ts_recorded {recorded} is earlier than the previous record's {latest}", source_line or 0,
                       sequence)
 
-    def _check_merkle_root(self, files: list[str], seal: dict[str, Any], source: str) -> None:
+    def _check_merkle_root(self, files: list[str], seal: dict[str, Any], source: str, version: int | None) -> None:
+        rows = chained_rows("read_parquet($files, filename = true, union_by_name = true)", version)
         leaves = [] if not files else self.con.execute(
             f"""SELECT unhex(sha256(unhex('{RFC6962_LEAF_PREFIX.hex()}')
                        || coalesce(torn_bytes, encode({LINE_SQL}))))
-                FROM (SELECT *, {BODY_SQL} AS body FROM read_parquet($files, union_by_name = true))
-                ORDER BY source_line""", {"files": files}).to_arrow_table().column(0).to_pylist()
+                FROM {rows} ORDER BY source_line""", {"files": files}).to_arrow_table().column(0).to_pylist()
         tree = MerkleTree()
         tree.add_leaf_hashes([leaf for leaf in leaves if leaf is not None])
         root = tree.root()

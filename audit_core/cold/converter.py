@@ -128,11 +128,10 @@ class ParquetConverter:
     @classmethod
     def from_config(cls, config: Any, cold_path: Path | str, **options: Any) -> ParquetConverter:
         """A converter of ``config``'s hot directory with its HMAC key and signing key (``AuditConfig``)."""
-        from audit_core.trust.signing import load_private_key
+        from audit_core.trust.signer import load_signer
 
-        signing_key = None
-        if config.signing_key_path is not None or config.signing_key_env is not None:
-            signing_key = load_private_key(config.signing_key_path, env_var=config.signing_key_env)
+        signing_key = load_signer(config)  # a key file, a variable, or a signing command (KMS)
+        if signing_key is not None:
             options.setdefault("public_key", signing_key.public_key())
         return cls(config.hot_path, cold_path, hmac_key=config.resolve_hmac_key(), signing_key=signing_key, **options)
 
@@ -373,7 +372,7 @@ class _ColumnarPass:
         try:
             self.con.execute(
                 f"""CREATE TEMP TABLE rows AS
-                SELECT {select(self._version)}
+                SELECT {select(self._version, working=True)}
                 FROM (SELECT *, j.sequence - $first + 1 AS source_line
                       FROM (SELECT line, NULL::VARCHAR AS record, NULL::BLOB AS torn_bytes, NULL::BIGINT AS torn_ts,
                                    json_transform(line, $structure) AS j
@@ -394,7 +393,7 @@ class _ColumnarPass:
             self.con.register("batches", batches)
             self.con.execute(
                 f"""CREATE TEMP TABLE rows AS
-                SELECT {select(self._version)}
+                SELECT {select(self._version, working=True)}
                 FROM (SELECT *, json_transform(line, $structure) AS j FROM batches)""",
                 {"stream": self._stream, "structure": structure(self._version)},
             )

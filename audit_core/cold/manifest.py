@@ -54,10 +54,12 @@ from audit_core import _jsonfile
 from audit_core.cold.projection import PROJECTION_VERSION
 from audit_core.errors import AuditFormatError, AuditIntegrityError
 from audit_core.trust import documents
+from audit_core.trust.documents import CONVERTER_SIGNED
 from audit_core.trust.seals import check_seal_format, fsync_directory, read_seal
 
 if TYPE_CHECKING:
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+    from audit_core.trust.keyring import VerifyingKeys
+    from audit_core.trust.signing import SigningKey
 
 MANIFEST_DIR = "_manifest"
 MANIFEST_FORMAT = "ledgerline-manifest/1"
@@ -161,7 +163,7 @@ def engine() -> str:
 
 
 def write_entry(
-    cold: Path, entry: dict[str, Any], hmac_key: bytes | None = None, signing_key: Ed25519PrivateKey | None = None
+    cold: Path, entry: dict[str, Any], hmac_key: bytes | None = None, signing_key: SigningKey | None = None
 ) -> dict[str, Any]:
     """Authenticate ``entry`` (checksum, and signature with ``signing_key``) and write it atomically.
 
@@ -219,7 +221,7 @@ def _is_relative_parquet_path(relative: str) -> bool:
 
 
 def entry_problems(
-    entry: dict[str, Any], hmac_key: bytes | None = None, public_key: Ed25519PublicKey | None = None
+    entry: dict[str, Any], hmac_key: bytes | None = None, public_key: VerifyingKeys | None = None
 ) -> list[str]:
     """Why ``entry`` is not an authentic manifest entry of this version; empty when it is.
 
@@ -228,7 +230,7 @@ def entry_problems(
     together account for every line its seal counts.
     """
     problems = [str(p) for p in documents.check_document(entry, MANIFEST_CHECKSUM, hmac_key, public_key,
-                                                         what="manifest entry")]
+                                                         what="manifest entry", **CONVERTER_SIGNED)]
     if entry.get("format") != MANIFEST_FORMAT:
         problems.append(f"format is {entry.get('format')!r}, expected {MANIFEST_FORMAT!r} (written before "
                         "manifests were authenticated? convert the hot file again)")
@@ -249,7 +251,7 @@ def converted_entry(
     hot_file: Path | str,
     cold: Path | str,
     hmac_key: bytes | None = None,
-    public_key: Ed25519PublicKey | None = None,
+    public_key: VerifyingKeys | None = None,
     *,
     strict: bool = False,
 ) -> dict[str, Any] | None:
@@ -306,7 +308,7 @@ def legal_holds_sha256(cold: Path) -> str:
 
 
 def expected_root(
-    cold: Path, hmac_key: bytes | None = None, public_key: Ed25519PublicKey | None = None
+    cold: Path, hmac_key: bytes | None = None, public_key: VerifyingKeys | None = None
 ) -> tuple[dict[str, Any], list[str]]:
     """The root's commitments (no time, no authentication) for the store as it is, and what was left out.
 
@@ -363,7 +365,7 @@ def read_root(cold: Path) -> dict[str, Any] | None:
 def update_cold_root(
     cold: Path | str,
     hmac_key: bytes | None = None,
-    signing_key: Ed25519PrivateKey | None = None,
+    signing_key: SigningKey | None = None,
     *,
     accept_legal_holds: bool = False,
     now_ns: int | None = None,
@@ -392,7 +394,8 @@ def update_cold_root(
         raise AuditIntegrityError(
             f"{root_path(cold)}: unreadable ({exc}); verify the store before replacing it") from exc
     if previous is not None:
-        problems = documents.check_document(previous, ROOT_CHECKSUM, hmac_key, public_key, what="cold root")
+        problems = documents.check_document(
+            previous, ROOT_CHECKSUM, hmac_key, public_key, what="cold root", **CONVERTER_SIGNED)
         if problems:
             raise AuditIntegrityError(
                 f"{root_path(cold)}: {problems[0]}; not rewritten (verify the store, then move the root aside)")
@@ -405,7 +408,7 @@ def update_cold_root(
 
 
 def legal_holds_problem(
-    cold: Path | str, hmac_key: bytes | None = None, public_key: Ed25519PublicKey | None = None
+    cold: Path | str, hmac_key: bytes | None = None, public_key: VerifyingKeys | None = None
 ) -> str | None:
     """Why ``cold/_legal_holds.json`` cannot be trusted as it is, or None: for retention, before it plans.
 
@@ -421,7 +424,8 @@ def legal_holds_problem(
         return f"{root_path(cold)} is unreadable ({exc}): verify the cold store"
     if root is None:
         return None
-    problems = documents.check_document(root, ROOT_CHECKSUM, hmac_key, public_key, what="cold root")
+    problems = documents.check_document(
+        root, ROOT_CHECKSUM, hmac_key, public_key, what="cold root", **CONVERTER_SIGNED)
     if problems:
         return f"{root_path(cold)}: {problems[0]}: verify the cold store"
     committed, present = root.get("legal_holds_sha256"), legal_holds_sha256(cold)
@@ -433,7 +437,7 @@ def legal_holds_problem(
 
 
 def root_problems(
-    cold: Path, hmac_key: bytes | None = None, public_key: Ed25519PublicKey | None = None
+    cold: Path, hmac_key: bytes | None = None, public_key: VerifyingKeys | None = None
 ) -> list[str]:
     """Why ``cold/_root.json`` does not vouch for the store as it is; empty when it does.
 
@@ -447,7 +451,8 @@ def root_problems(
         return [f"{ROOT_FILE} is unreadable: {exc}"]
     if root is None:
         return [f"{ROOT_FILE} is missing: nothing vouches for the set of manifests, Parquet files and holds"]
-    problems = [str(p) for p in documents.check_document(root, ROOT_CHECKSUM, hmac_key, public_key, what="cold root")]
+    problems = [str(p) for p in documents.check_document(
+        root, ROOT_CHECKSUM, hmac_key, public_key, what="cold root", **CONVERTER_SIGNED)]
     expected, _ = expected_root(cold, hmac_key, public_key)
     for key in ROOT_COMMITMENTS:
         if root.get(key) != expected[key]:

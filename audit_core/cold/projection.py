@@ -14,7 +14,11 @@ version it was written with, so a store whose hot files are gone stays verifiabl
 current version from its verified records (the evidence is carried over, never rewritten).
 
 Versions: 1, the first; 2 adds ``record_format`` (the record's format version, ``RECORD_FORMAT``);
-3 adds ``ts_recorded`` (when the emitter recorded the record; NULL for records before format 3).
+3 adds ``ts_recorded`` (when the emitter recorded the record; NULL for records before format 3);
+4 drops the ``prev_hash`` column: a record's ``prev_hash`` is the checksum of the row one source
+line before it in the same file, so ``record`` leaves it out only where that row gives it back
+(``chained_rows``) and keeps it everywhere else (a file's first row, a day's first row, the row
+after a torn line, a ``null`` one).
 
 The expressions read, per row: ``line`` (the whole record line, VARCHAR), ``j``
 (``json_transform(line, structure())``), ``record`` (the cold layout of the line, or NULL to strip
@@ -26,10 +30,10 @@ from __future__ import annotations
 
 import json
 
-from audit_core.trust.record import STRIP_SQL
+from audit_core.trust.record import BODY_SQL, KEPT_PREV_SQL, STRIP_SQL, STRIPPED_SQL, UNSTRIPPED_SQL, body_sql
 
 #: Version of ``COLUMNS`` and their expressions (see the module docstring).
-PROJECTION_VERSION = 3
+PROJECTION_VERSION = 4
 #: The Parquet key-value metadata key holding ``PROJECTION_VERSION``.
 PROJECTION_METADATA_KEY = "ledgerline.projection_version"
 #: The event type of a row that stands for a torn line.
@@ -99,13 +103,19 @@ _VERSION_1: Columns = (
     ("source_line", "BIGINT", "batch"),
     ("torn_bytes", "BLOB", "batch"),
 )
+_VERSION_3: Columns = (*_VERSION_1[:9], ("record_format", "SMALLINT", "format"), ("ts_recorded", "BIGINT", "field"),
+                       *_VERSION_1[9:])
 #: Every projection version's columns. "format" is the record's ``format``, 1 when it has none.
 PROJECTIONS: dict[int, Columns] = {
     1: _VERSION_1,
     2: (*_VERSION_1[:9], ("record_format", "SMALLINT", "format"), *_VERSION_1[9:]),
-    3: (*_VERSION_1[:9], ("record_format", "SMALLINT", "format"), ("ts_recorded", "BIGINT", "field"),
-        *_VERSION_1[9:]),
+    3: _VERSION_3,
+    4: tuple(column for column in _VERSION_3 if column[0] != "prev_hash"),
 }
+#: The prior row's checksum as a JSON value for ``chained_rows``: quoted, or ``null`` when there is none.
+_PRIOR_JSON = """coalesce('"' || prior || '"', 'null')"""
+#: The first version without a ``prev_hash`` column (its records chain to the row one source line before).
+DERIVED_PREV_HASH_SINCE = 4
 #: The columns the converter writes now.
 COLUMNS = PROJECTIONS[PROJECTION_VERSION]
 
@@ -122,7 +132,7 @@ def derived_columns(version: int = PROJECTION_VERSION) -> Columns:
 
 def structure(version: int = PROJECTION_VERSION) -> str:
     """The json_transform structure of ``version``: each line is parsed once, into one struct."""
-    keys = {}
+    keys = {"prev_hash": "VARCHAR"}  # stripped out of ``record`` by STRIP_SQL, in every version
     for name, sql_type, kind in PROJECTIONS[version]:
         if kind == "format":
             keys["format"] = sql_type
@@ -172,6 +182,40 @@ def derivation(name: str, sql_type: str, kind: str) -> str:
     return f"CAST({expression} AS {sql_type})"
 
 
-def select(version: int = PROJECTION_VERSION) -> str:
-    """The SELECT list that turns rows (see the module docstring) into the cold schema of ``version``."""
-    return ",\n    ".join(f"{derivation(*column)} AS {column[0]}" for column in PROJECTIONS[version])
+def select(version: int = PROJECTION_VERSION, *, working: bool = False) -> str:
+    """The SELECT list that turns rows (see the module docstring) into the cold schema of ``version``.
+
+    ``working``: the rows a converter or rebuild will write with ``_parquet.write_partitions``: from
+    version 4 on, with the record's ``prev_hash`` in a last column, which ``write_partitions`` puts
+    back into ``record`` where ``chained_rows`` could not derive it, and leaves out of the file.
+    Without it (``read_hot_file``), ``record`` keeps its ``prev_hash`` from version 4 on.
+    """
+    columns = [f"{derivation(*column)} AS {column[0]}" for column in PROJECTIONS[version]]
+    if version >= DERIVED_PREV_HASH_SINCE:
+        if working:
+            columns.append("CAST(j.prev_hash AS VARCHAR) AS prev_hash")
+        else:
+            columns = [f"CAST(coalesce(record, {UNSTRIPPED_SQL}) AS VARCHAR) AS record" if column.endswith(" AS record")
+                       else column for column in columns]
+    return ",\n    ".join(columns)
+
+
+def chained_rows(files: str, version: int | None) -> str:
+    """SQL of the rows of cold Parquet ``files`` with each record's checksummed ``body`` and its ``prev_hash``.
+
+    ``files`` is a ``read_parquet(..., filename = true)`` call. Before version 4 ``prev_hash`` is a
+    column and ``BODY_SQL`` puts it back into ``record``. From version 4 on, a ``record`` whose
+    ``prev_hash`` value is left out (``STRIPPED_SQL``) takes the checksum of the row one source line
+    before it in the same file (none: ``body`` stays without it, so it fails its checksum); any
+    other record still holds its own. ``body`` is NULL on a torn line's row.
+    """
+    if version is None or version < DERIVED_PREV_HASH_SINCE:
+        return f"(SELECT *, CASE WHEN torn_bytes IS NULL THEN {BODY_SQL} END AS body FROM {files})"
+    return f"""(SELECT * EXCLUDE (prior_file, next_line, prior),
+                       CASE WHEN torn_bytes IS NULL THEN
+                            CASE WHEN {STRIPPED_SQL} THEN {body_sql(_PRIOR_JSON, quoted=False)}
+                                 ELSE record END END AS body,
+                       CASE WHEN {STRIPPED_SQL} THEN prior ELSE {KEPT_PREV_SQL} END AS prev_hash
+                FROM {files} LEFT JOIN (SELECT filename AS prior_file, source_line + 1 AS next_line, checksum AS prior
+                                        FROM {files} WHERE torn_bytes IS NULL) AS prior_rows
+                     ON prior_file = filename AND next_line = source_line)"""

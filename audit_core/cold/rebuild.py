@@ -41,16 +41,17 @@ from audit_core.cold.manifest import (
     update_cold_root,
     write_entry,
 )
-from audit_core.cold.projection import PROJECTION_VERSION, select, structure
+from audit_core.cold.projection import PROJECTION_VERSION, chained_rows, select, structure
 from audit_core.errors import AuditConfigError, AuditIntegrityError
 from audit_core.trust.documents import SIGNATURE_FIELD
-from audit_core.trust.record import BODY_SQL, LINE_SQL
+from audit_core.trust.record import LINE_SQL
 from audit_core.trust.seals import fsync_directory
 
 if TYPE_CHECKING:
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
     from audit_core.trust.report import VerificationReport
+    from audit_core.trust.signing import SigningKey
 
 #: Suffixes of the store's siblings during a rebuild: the copy being built, the store being replaced.
 BUILDING_SUFFIX, REPLACED_SUFFIX = ".rebuild", ".replaced"
@@ -87,7 +88,7 @@ def rebuild_projection(
     *,
     hmac_key: bytes | None = None,
     public_key: Ed25519PublicKey | None = None,
-    signing_key: Ed25519PrivateKey | None = None,
+    signing_key: SigningKey | None = None,
     cold_public_key: Ed25519PublicKey | None = None,
     row_group_size: int = 8_192,
     progress: Callable[[int, int, str], None] | None = None,
@@ -170,7 +171,7 @@ def _rebuild_entry(
     store: Path,
     entry: dict[str, Any],
     hmac_key: bytes | None,
-    signing_key: Ed25519PrivateKey | None,
+    signing_key: SigningKey | None,
     row_group_size: int,
     now_ns: int,
     result: RebuildResult,
@@ -185,13 +186,16 @@ def _rebuild_entry(
             with contextlib.closing(bounded_connection(staging)) as con:
                 # The projection reads the whole line and its parsed JSON, as the converter does; a
                 # torn line's row keeps its bytes, its display text (``record``) and the time it was filed under.
+                files = chained_rows("read_parquet($files, filename = true, union_by_name = true)",
+                                     int(entry["projection_version"]))
                 con.execute(
                     f"""CREATE TEMP TABLE rows AS
-                    SELECT {select()}
+                    SELECT {select(working=True)}
                     FROM (SELECT *, json_transform(line, $structure) AS j
-                          FROM (SELECT CASE WHEN torn_bytes IS NULL THEN {LINE_SQL} END AS line, record, torn_bytes,
+                          FROM (SELECT CASE WHEN torn_bytes IS NULL THEN {LINE_SQL} END AS line,
+                                       CASE WHEN torn_bytes IS NOT NULL THEN record END AS record, torn_bytes,
                                        CASE WHEN torn_bytes IS NOT NULL THEN ts_event END AS torn_ts, source_line
-                                FROM (SELECT *, {BODY_SQL} AS body FROM read_parquet($files, union_by_name = true))))
+                                FROM {files}))
                     ORDER BY ts_event, source_line""",
                     {"files": [str(store / str(output["path"])) for output in old_outputs],
                      "stream": entry.get("stream"), "structure": structure()},

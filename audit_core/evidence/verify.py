@@ -8,8 +8,6 @@ keys may show it is self-consistent, and the claim is ``unauthenticated``.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import hmac
 import json
@@ -17,7 +15,7 @@ import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
-from audit_core.errors import AuditFormatError, AuditIntegrityError, KeyTrustError
+from audit_core.errors import AuditConfigError, AuditFormatError, AuditIntegrityError, KeyTrustError
 from audit_core.evidence.bundle_format import (
     BUNDLE_FORMAT,
     INDEX_ENTRY,
@@ -36,7 +34,7 @@ from audit_core.evidence.report import BundleReport, StreamResult
 from audit_core.trust.checkpoint import DEFAULT_KEY_NAME, note_key_id, parse_checkpoint
 from audit_core.trust.keyring import TrustedKeys
 from audit_core.trust.record import compute_checksum
-from audit_core.trust.signing import key_id, public_key_from_raw
+from audit_core.trust.signing import key_id
 from audit_core.trust.stream_tree import HMAC_KEY_NAME, UNSIGNED_KEY_NAME, hmac_key_id, parse_origin, verify_consistency
 
 if TYPE_CHECKING:
@@ -45,6 +43,7 @@ if TYPE_CHECKING:
 _SIGNED_AT = "signed-at "
 _STREAM_FIELDS = {"origin", "checkpoint", "first", "end", "lines", "redacted", "range_proof", "witness"}
 _INDEX_FIELDS = {"format", "created_ns", "selection", "redacted", "keyed", "streams", "keys"}
+_KEY_FIELDS = {"key_id", "public_key", "roles", "not_before_ns", "not_after_ns"}
 
 
 class _Malformed(Exception):
@@ -102,6 +101,9 @@ def _read_container(path: Path) -> tuple[dict[str, Any], dict[str, bytes]]:
             names = [info.filename for info in infos]
             for info in infos:
                 _check_entry_name(info.filename, names)
+                if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED) or info.flag_bits & 0x1:
+                    raise _Malformed(f"entry {info.filename[:80]!r} is encrypted or compressed with method "
+                                     f"{info.compress_type} (only stored or deflated)")
                 if info.file_size > MAX_ENTRY_BYTES or info.file_size < 0:
                     raise _Malformed(f"entry {info.filename!r} declares {info.file_size} bytes (at most "
                                      f"{MAX_ENTRY_BYTES})")
@@ -209,22 +211,17 @@ class _BundleKey(NamedTuple):
 
 
 def _bundle_keys(value: list[Any]) -> list[_BundleKey]:
-    keys = []
+    """The keys the bundle lists (for information only), checked as trusted-keys file entries are."""
+    if not value:
+        return []
     for number, entry in enumerate(value):
-        raw = None
-        if isinstance(entry, dict) and isinstance(entry.get("public_key"), str):
-            try:
-                raw = base64.b64decode(entry["public_key"], validate=True)
-            except (binascii.Error, ValueError):
-                raw = None
-        _expect(raw is not None and len(raw) == 32 and entry.get("key_id") == hashlib.sha256(raw).hexdigest()[:16],
-                f"keys[{number}]", "{key_id, public_key} with the key id of the raw 32-byte key", entry)
-        assert raw is not None
-        try:
-            keys.append(_BundleKey(entry["key_id"], public_key_from_raw(raw)))
-        except ValueError:
-            raise _Malformed(f"keys[{number}].public_key: not an Ed25519 public key") from None
-    return keys
+        _expect(isinstance(entry, dict) and set(entry) == _KEY_FIELDS, f"keys[{number}]",
+                f"an object with exactly {sorted(_KEY_FIELDS)}", entry)
+    try:
+        listed = TrustedKeys.from_entries(value, f"{INDEX_ENTRY} keys")
+    except (AuditFormatError, AuditConfigError, ValueError) as exc:
+        raise _Malformed(str(exc)) from None
+    return [_BundleKey(key.key_id, key.public_key) for key in listed.keys]
 
 
 def _expect(ok: object, field: str, expected: str, got: object) -> None:

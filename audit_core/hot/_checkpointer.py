@@ -27,6 +27,7 @@ from audit_core.errors import AuditIntegrityError
 from audit_core.hot._degradation import StateChange, report_changes
 from audit_core.hot.anchors import read_sidecar, rebuild_stream
 from audit_core.trust.merkle import HASH_SIZE, merkle_leaf_hash
+from audit_core.trust.signing import KeySlot
 from audit_core.trust.stream_tree import LeafSource, StreamTree, line_leaves, make_note, stream_origin
 from audit_core.trust.witness import (
     DirectoryWitness,
@@ -37,8 +38,6 @@ from audit_core.trust.witness import (
 )
 
 if TYPE_CHECKING:
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
     from audit_core.config import AuditConfig
 
 logger = logging.getLogger("ledgerline.checkpointer")
@@ -80,7 +79,7 @@ class Checkpointer:
         appended: Callable[[], int],
         *,
         hmac_key: bytes | None,
-        signing_key: Ed25519PrivateKey | None,
+        signing_keys: KeySlot | None,
         witness: Witness | None,
         report: Callable[[StateChange], None] | None = None,
     ) -> None:
@@ -91,7 +90,8 @@ class Checkpointer:
         self._interval = config.checkpoint_interval_s or 0.0
         self._every = config.checkpoint_every_records
         self._list_files, self._appended = list_files, appended
-        self._hmac_key, self._signing_key, self.witness = hmac_key, signing_key, witness
+        self._hmac_key, self.witness = hmac_key, witness
+        self._signing_keys = signing_keys or KeySlot(None, time.time_ns)
         self.failures = 0
         self._failing = False  # in a failure episode (reported once when it starts and once when it ends)
         self.checkpoints = 0
@@ -241,7 +241,9 @@ class Checkpointer:
     def _publish(self) -> None:
         assert self.tree is not None
         size = self.tree.size
-        note = make_note(self.origin, size, self.tree.root(), signing_key=self._signing_key, hmac_key=self._hmac_key)
+        signer, signed_at_ns = self._signing_keys.stamp()
+        note = make_note(self.origin, size, self.tree.root(), signing_key=signer, hmac_key=self._hmac_key,
+                         signed_at_ns=signed_at_ns)
         write_atomically(stream_checkpoint_path(self._dir, self._trader, self._stream), note.encode())
         self.checkpoints += 1
         self.published_size = size
@@ -281,7 +283,7 @@ class CheckpointedWriter(Protocol):
 def start_checkpointer(
     config: AuditConfig,
     writer: CheckpointedWriter,
-    keys: tuple[bytes | None, Ed25519PrivateKey | None],
+    keys: tuple[bytes | None, KeySlot | None],
     witness: Witness | None,
 ) -> Checkpointer | NoCheckpoints:
     """The writer's checkpointer (``NoCheckpoints`` if ``checkpoint_interval_s`` is None); ``keys``: (HMAC, signing)."""
@@ -290,5 +292,5 @@ def start_checkpointer(
     if witness is None and config.witness_path is not None:
         witness = DirectoryWitness(config.witness_path)
     return Checkpointer(config, writer.stream_id, writer.stream_files, lambda: int(writer.stats.records),
-                        hmac_key=keys[0], signing_key=keys[1], witness=witness,
+                        hmac_key=keys[0], signing_keys=keys[1], witness=witness,
                         report=lambda change: writer._report([change]))

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from audit_core.trust import signing
 from audit_core.trust.chain import (
     ChainState,
     Retired,
@@ -28,10 +27,11 @@ from audit_core.trust.chain import (
     verify_file,
 )
 from audit_core.trust.jobs import run_tasks
+from audit_core.trust.keyring import TrustedKeys, as_trusted
 from audit_core.trust.report import StreamSummary, VerificationReport
 
 if TYPE_CHECKING:
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+    from audit_core.trust.keyring import VerifyingKeys
 
 @dataclass
 class _Task:
@@ -39,7 +39,7 @@ class _Task:
     stream_key: str
     start: ChainState | None  # the real start (a stream's first file), else taken from the file's first record
     hmac_key: bytes | None
-    public_key: bytes | None  # raw Ed25519: key objects do not pickle
+    public_key: TrustedKeys | None  # not key objects: they do not pickle
     is_newest: bool
     names: set[str]
     retention_starts: dict[tuple[int, str], Retired]
@@ -55,7 +55,7 @@ class _Done:
 
 
 def _verify_task(task: _Task) -> _Done:
-    public_key = None if task.public_key is None else signing.public_key_from_raw(task.public_key)
+    public_key = task.public_key
     first_recorded = None
     if task.start is not None:
         state, assumed = task.start, None
@@ -77,12 +77,12 @@ def verify_streams(
     hmac_key: bytes | None,
     report: VerificationReport,
     require_stream_start: bool,
-    public_key: Ed25519PublicKey | None,
+    public_key: VerifyingKeys | None,
     starts: dict[str, dict[tuple[int, str], Retired]],
     jobs: int,
 ) -> None:
     """``chain.verify_stream`` for each of ``groups``, in order, with the files verified by ``jobs`` workers."""
-    raw_key = None if public_key is None else signing.raw_public_key(public_key)
+    raw_key = as_trusted(public_key)
     tasks = []
     for stream_key, files in groups:
         retention_starts = starts.get(stream_key, {})

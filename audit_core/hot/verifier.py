@@ -12,14 +12,14 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from audit_core._layout import HOT_SUFFIX, RETENTION_STREAM, parse_hot_file_name, seal_path
 from audit_core.hot._verify_jobs import verify_streams
-from audit_core.trust import signing
 from audit_core.trust.chain import Retired, verify_stream
 from audit_core.trust.jobs import check_jobs, worth_parallel
+from audit_core.trust.keyring import trusted_key_ids
 from audit_core.trust.record import RecordFields, parse_object
 from audit_core.trust.report import FailureKind, VerificationFailure, VerificationReport
 
 if TYPE_CHECKING:
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+    from audit_core.trust.keyring import VerifyingKeys
 
 
 def hot_files(path: Path | str) -> list[Path]:
@@ -45,7 +45,7 @@ def verify(
     hmac_key: bytes | None = None,
     *,
     require_stream_start: bool = True,
-    public_key: Ed25519PublicKey | None = None,
+    public_key: VerifyingKeys | None = None,
     jobs: int | None = None,
 ) -> VerificationReport:
     """Verify checksums, sequences and chain of every record under ``path``.
@@ -82,7 +82,7 @@ def verify(
     paths = [path] if isinstance(path, (str, Path)) else list(path)
     report = VerificationReport(keyed=hmac_key is not None)
     if public_key is not None:
-        report.signing_key_id = signing.key_id(public_key)
+        report.signing_key_id = trusted_key_ids(public_key)
     files = _trail_files(paths, report)
     groups = list(_group_streams(files))
     # The retention streams first: their verified records say which files retention removed.
@@ -147,7 +147,7 @@ class RetentionRecord(NamedTuple):
 
 
 def retention_records(
-    path: Path | str, hmac_key: bytes | None = None, *, public_key: Ed25519PublicKey | None = None
+    path: Path | str, hmac_key: bytes | None = None, *, public_key: VerifyingKeys | None = None
 ) -> list[RetentionRecord]:
     """The ``sys.retention`` records that count under ``path``: see ``_verified_retention_records``."""
     files = [f for f in hot_files(path) if _is_retention_file(f)]
@@ -169,7 +169,7 @@ def _verified_retention_records(
     hmac_key: bytes | None,
     report: VerificationReport,
     require_stream_start: bool,
-    public_key: Ed25519PublicKey | None,
+    public_key: VerifyingKeys | None,
 ) -> list[RetentionRecord]:
     """Verify a retention stream into ``report``; return its ``sys.retention`` records that count.
 

@@ -50,7 +50,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from audit_core.config import AuditConfig
-from audit_core.errors import AuditWriteError
+from audit_core.errors import AuditSigningError, AuditWriteError
 from audit_core.hot._checkpointer import start_checkpointer
 from audit_core.hot._degradation import (
     DEGRADING_ERRNOS,
@@ -63,7 +63,8 @@ from audit_core.hot._live_file import LiveFileGuard, file_lost
 from audit_core.hot._segments import NEVER as _NEVER
 from audit_core.hot._segments import StreamFiles
 from audit_core.trust.seals import fsync_directory, seal_file
-from audit_core.trust.signing import load_private_key
+from audit_core.trust.signer import load_signer
+from audit_core.trust.signing import KeySlot
 from audit_core.trust.witness import Witness
 
 logger = logging.getLogger("ledgerline.writer")
@@ -123,11 +124,7 @@ class AppendOnlyWriter(StreamFiles, LiveFileGuard):
         self.on_state_change = on_state_change
         self._dir = config.hot_path
         self._hmac_key = config.resolve_hmac_key()
-        self._signing_key = (
-            load_private_key(config.signing_key_path, env_var=config.signing_key_env)
-            if config.signing_key_path is not None or config.signing_key_env is not None
-            else None
-        )
+        self.signing_keys = KeySlot(load_signer(config), clock)  # a key rotation swaps it
         self.stats = WriterStats()
         self._mutex = threading.Lock()  # guards the queue and offsets below
         self._cond = threading.Condition(self._mutex)
@@ -164,7 +161,7 @@ class AppendOnlyWriter(StreamFiles, LiveFileGuard):
         self._wake_flusher = threading.Event()
         self._flusher = threading.Thread(target=self._flush_loop, name="ledgerline-flusher", daemon=True)
         self._flusher.start()
-        self.checkpointer = start_checkpointer(config, self, (self._hmac_key, self._signing_key), witness)
+        self.checkpointer = start_checkpointer(config, self, (self._hmac_key, self.signing_keys), witness)
         _OPEN_WRITERS.add(self)
 
     # --- public API ---------------------------------------------------------------------------
@@ -601,12 +598,10 @@ class AppendOnlyWriter(StreamFiles, LiveFileGuard):
 
     def _seal(self, path: Path, next_file: str | None) -> None:
         try:
-            seal_file(
-                path, next_file=next_file, hmac_key=self._hmac_key, sealed_at_ns=self._clock(),
-                signing_key=self._signing_key,
-            )
+            signer, sealed_at_ns = self.signing_keys.stamp()
+            seal_file(path, next_file=next_file, hmac_key=self._hmac_key, sealed_at_ns=sealed_at_ns, signing_key=signer)
             self.stats.seals += 1
-        except OSError as exc:
+        except (OSError, AuditSigningError) as exc:
             # The next open seals it (files a crash leaves unsealed are sealed on open).
             self.stats.seal_errors += 1
             logger.error("ledgerline: sealing %s failed: %s; it will be sealed when the stream reopens", path, exc)

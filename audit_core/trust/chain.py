@@ -21,7 +21,7 @@ from audit_core.trust.report import FailureKind, StreamSummary, VerificationFail
 from audit_core.trust.seals import FileDigest, check_seal, read_lines
 
 if TYPE_CHECKING:
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+    from audit_core.trust.keyring import VerifyingKeys
 
 
 class Retired(NamedTuple):
@@ -66,7 +66,7 @@ def verify_stream(
     hmac_key: bytes | None,
     report: VerificationReport,
     require_stream_start: bool,
-    public_key: Ed25519PublicKey | None = None,
+    public_key: VerifyingKeys | None = None,
     retention_starts: dict[tuple[int, str], Retired] | None = None,
     collect: list[tuple[Path, RecordFields]] | None = None,
 ) -> None:
@@ -98,7 +98,7 @@ def verify_file(
     summary: StreamSummary,
     is_newest: bool,
     names: set[str],
-    public_key: Ed25519PublicKey | None = None,
+    public_key: VerifyingKeys | None = None,
     retention_starts: dict[tuple[int, str], Retired] | None = None,
     collect: list[tuple[Path, RecordFields]] | None = None,
 ) -> None:

@@ -32,7 +32,9 @@ from audit_core.errors import AuditFormatError, AuditIntegrityError
 from audit_core.trust.signing import ED25519_SIGNATURE_SIZE, raw_public_key
 
 if TYPE_CHECKING:
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    from audit_core.trust.signing import SigningKey
 
 #: The key name in signature lines of ledgerline checkpoints.
 DEFAULT_KEY_NAME = "ledgerline"
@@ -77,7 +79,7 @@ def checkpoint_text(seal: dict[str, Any]) -> str:
     return f"{origin_for(seal)}\n{int(seal['records'])}\n{base64.b64encode(root).decode()}\n"
 
 
-def sign_checkpoint(seal: dict[str, Any], private_key: Ed25519PrivateKey, key_name: str = DEFAULT_KEY_NAME) -> str:
+def sign_checkpoint(seal: dict[str, Any], private_key: SigningKey, key_name: str = DEFAULT_KEY_NAME) -> str:
     """The signed checkpoint note of a seal: text, blank line, one Ed25519 signature line."""
     text = checkpoint_text(seal)
     signature = note_key_id(key_name, private_key.public_key()) + private_key.sign(text.encode())

@@ -26,11 +26,13 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from audit_core.errors import AuditIntegrityError
+from audit_core.errors import AuditIntegrityError, KeyTrustError
 from audit_core.trust import signing
+from audit_core.trust.keyring import as_trusted
 
 if TYPE_CHECKING:
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+    from audit_core.trust.keyring import VerifyingKeys
+    from audit_core.trust.signing import SigningKey
 
 #: The field that holds a document's Ed25519 signature.
 SIGNATURE_FIELD = "signature"
@@ -58,7 +60,7 @@ def authenticate(
     document: Mapping[str, Any],
     checksum_field: str,
     hmac_key: bytes | None = None,
-    signing_key: Ed25519PrivateKey | None = None,
+    signing_key: SigningKey | None = None,
 ) -> dict[str, Any]:
     """A copy of ``document`` with a fresh ``signature`` (when ``signing_key`` is given) and checksum.
 
@@ -72,10 +74,18 @@ def authenticate(
     return body
 
 
+#: ``check_document`` options for what the converter signs (format.md section 6: role ``converter``;
+#: the signing time is ``written_at_ns`` where a document has one, else unknown).
+CONVERTER_SIGNED: dict[str, Any] = {"role": "converter", "signed_at_field": "written_at_ns"}
+
+
 class ProblemKind(enum.StrEnum):
     CHECKSUM = "checksum"
     SIGNATURE_MISSING = "signature_missing"
     SIGNATURE_INVALID = "signature_invalid"
+    #: docs/format.md section 6: the signing key is not trusted for the role, or not at the signing time.
+    KEY_UNTRUSTED = "key_untrusted"
+    KEY_OUTSIDE_WINDOW = "key_outside_window"
 
 
 @dataclass(frozen=True)
@@ -93,9 +103,11 @@ def check_document(
     document: Mapping[str, Any],
     checksum_field: str,
     hmac_key: bytes | None = None,
-    public_key: Ed25519PublicKey | None = None,
+    public_key: VerifyingKeys | None = None,
     *,
     what: str = "document",
+    role: str = "writer",
+    signed_at_field: str | None = None,
 ) -> list[DocumentProblem]:
     """Everything that makes ``document`` not authentic; an empty list when it is.
 
@@ -103,9 +115,13 @@ def check_document(
         document: The parsed JSON object.
         checksum_field: The name of its checksum field.
         hmac_key: The trail's HMAC key; None checks a plain SHA-256.
-        public_key: The trusted Ed25519 key. With it the document must carry a valid signature of
-            it; without it the signature is not checked (only covered by the checksum).
+        public_key: The trusted keys (a ``TrustedKeys``, or one Ed25519 key: every role, no window).
+            With them the document must carry a valid signature of a key trusted for ``role`` at
+            its signing time; without them the signature is not checked (only covered by the checksum).
         what: What the document is, for the messages ("seal", "retention journal").
+        role: The role its signer needs (docs/format.md section 6): ``writer`` or ``converter``.
+        signed_at_field: The field holding its signing time (``sealed_at_ns``); without one, or
+            when the field is absent, the signing time is unknown.
     """
     problems = []
     stored = document.get(checksum_field)
@@ -114,19 +130,27 @@ def check_document(
         problems.append(DocumentProblem(
             ProblemKind.CHECKSUM, f"{checksum_field} does not match the {what}'s contents (edited {what}?)"
         ))
-    if public_key is None:
+    trusted = as_trusted(public_key)
+    if trusted is None:
         return problems
     if SIGNATURE_FIELD not in document:
         problems.append(DocumentProblem(
             ProblemKind.SIGNATURE_MISSING,
             f"the {what} is unsigned, but a public key was given: expected a signature of key "
-            f"{signing.key_id(public_key)}",
+            f"{', '.join(key.key_id for key in trusted.keys)}",
         ))
         return problems
+    signature = document[SIGNATURE_FIELD]
+    signed_at = document.get(signed_at_field) if signed_at_field is not None else None
+    if not isinstance(signature, dict) or not isinstance(signature.get("key_id"), str):
+        problems.append(DocumentProblem(
+            ProblemKind.SIGNATURE_INVALID, f"the {what}'s signature must be an object with alg, key_id and sig"))
+        return problems
     try:
-        signing.verify_signature(
-            document[SIGNATURE_FIELD], signed_bytes(document, checksum_field), public_key, what=what
-        )
+        trusted_key = trusted.check(signature["key_id"], role, signed_at if type(signed_at) is int else None)
+        signing.verify_signature(signature, signed_bytes(document, checksum_field), trusted_key, what=what)
+    except KeyTrustError as exc:
+        problems.append(DocumentProblem(ProblemKind(exc.reason), f"{exc.reason}: the {what}'s {exc}"))
     except AuditIntegrityError as exc:
         problems.append(DocumentProblem(ProblemKind.SIGNATURE_INVALID, str(exc)))
     return problems

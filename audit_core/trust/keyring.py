@@ -23,7 +23,7 @@ import stat
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from audit_core import _jsonfile
 from audit_core.errors import AuditConfigError, AuditFormatError, KeyTrustError
@@ -32,6 +32,9 @@ from audit_core.trust.signing import ED25519_KEY_SIZE, public_key_from_raw, raw_
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    #: What a verifier takes: the auditor's trusted keys, or one public key (every role, no window).
+    VerifyingKeys: TypeAlias = "Ed25519PublicKey | TrustedKeys"
 
 TRUSTED_KEYS_FORMAT = "ledgerline-trusted-keys/1"
 ROLES = ("writer", "converter", "witness")
@@ -286,3 +289,17 @@ def _b64(value: object) -> bytes | None:
 def _show(value: object) -> str:
     text = json.dumps(value) if isinstance(value, (str, int, float, bool, type(None))) else _jsonfile.type_name(value)
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+def as_trusted(keys: Ed25519PublicKey | TrustedKeys | None) -> TrustedKeys | None:
+    """``keys`` as ``TrustedKeys``: one public key becomes ``TrustedKeys.from_public_key`` (one code path)."""
+    if keys is None or isinstance(keys, TrustedKeys):
+        return keys
+    return TrustedKeys.from_public_key(keys)
+
+
+def trusted_key_ids(keys: Ed25519PublicKey | TrustedKeys) -> str:
+    """The ids of the keys a verifier trusts, comma-separated (a report's ``signing_key_id``)."""
+    trusted = as_trusted(keys)
+    assert trusted is not None
+    return ",".join(key.key_id for key in trusted.keys)

@@ -22,12 +22,13 @@ from typing import TYPE_CHECKING, Any
 from audit_core import _jsonfile
 from audit_core.errors import AuditError, AuditFormatError, AuditIntegrityError
 from audit_core.trust import signing
+from audit_core.trust.keyring import as_trusted, trusted_key_ids
 from audit_core.trust.merkle import HASH_SIZE, MerkleTree, audit_path, merkle_leaf_hash, verify_inclusion
 from audit_core.trust.record import split_record
 from audit_core.trust.seals import SEAL_FORMAT, read_seal, seal_signed_bytes
 
 if TYPE_CHECKING:
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+    from audit_core.trust.keyring import VerifyingKeys
 
 PROOF_FORMAT = "ledgerline-inclusion-proof/1"
 
@@ -97,16 +98,17 @@ def prove(path: Path | str, sequence: int) -> dict[str, Any]:
     }
 
 
-def check_proof(proof: dict[str, Any] | Path | str, public_key: Ed25519PublicKey | None = None) -> CheckedProof:
+def check_proof(proof: dict[str, Any] | Path | str, public_key: VerifyingKeys | None = None) -> CheckedProof:
     """Check an inclusion proof from its own contents: no other file is read.
 
     Args:
         proof: The proof document, or the path of a JSON file holding it.
-        public_key: The trusted key the seal must be signed with. Without it the seal's signature is
-            not checked.
+        public_key: The trusted keys (or one key) the seal must be signed by, as a ``writer`` at its
+            ``sealed_at_ns``. Without them the seal's signature is not checked.
 
     Raises:
-        AuditIntegrityError: anything in the proof does not hold; the message says expected vs got.
+        AuditIntegrityError: anything in the proof does not hold; the message says expected vs got
+            (``KeyTrustError`` when the seal's key is not trusted, or not at its signing time).
         OSError, ValueError: ``proof`` is a path that cannot be read or is not JSON.
     """
     if not isinstance(proof, dict):
@@ -139,13 +141,16 @@ def check_proof(proof: dict[str, Any] | Path | str, public_key: Ed25519PublicKey
     path = [_hash(element, position) for position, element in enumerate(_field(proof, "audit_path", list))]
     verify_inclusion(leaf, index, tree_size, path, root)
     key_id = None
-    if public_key is not None:
-        if "signature" not in seal:
+    trusted = as_trusted(public_key)
+    if trusted is not None:
+        signature = seal.get("signature")
+        if not isinstance(signature, dict):
             raise AuditIntegrityError(
-                f"the proof's seal is unsigned: expected a signature of key {signing.key_id(public_key)}"
-            )
-        signing.verify_signature(seal["signature"], seal_signed_bytes(seal), public_key)
-        key_id = signing.key_id(public_key)
+                f"the proof's seal is unsigned: expected a signature of key {trusted_key_ids(trusted)}")
+        sealed_at = seal.get("sealed_at_ns")
+        signer = trusted.check(str(signature.get("key_id")), "writer", sealed_at if type(sealed_at) is int else None)
+        signing.verify_signature(signature, seal_signed_bytes(seal), signer)
+        key_id = signing.key_id(signer)
     return CheckedProof(file, sequence, index, tree_size, root, key_id)
 
 

@@ -175,11 +175,30 @@ STRIP_SQL = f"""CASE WHEN j.prev_hash IS NULL THEN left(line, -{SUFFIX_LEN}) || 
     ELSE left(line, instr(line, '{_PREV_KEY_SQL}"') + {len(_PREV_KEY) - 1})
          || substr(left(line, -{SUFFIX_LEN}), instr(line, '{_PREV_KEY_SQL}"') + {len(_PREV_KEY) + _QUOTED_HASH})
          || '}}' END"""
-#: The checksummed body of a record line in DuckDB SQL, from the cold columns ``record`` and
-#: ``prev_hash``: ``record`` with its prev_hash value put back (the line without its checksum field).
-BODY_SQL = f"""(CASE WHEN prev_hash IS NULL THEN record
-    ELSE left(record, instr(record, '{_PREV_KEY_SQL}') + {len(_PREV_KEY) - 1}) || '"' || prev_hash || '"'
-         || substr(record, instr(record, '{_PREV_KEY_SQL}') + {len(_PREV_KEY)}) END)"""
+#: The line without its checksum field, in DuckDB SQL (``strip_line`` of a line whose prev_hash is kept).
+UNSTRIPPED_SQL = f"(left(line, -{SUFFIX_LEN}) || '}}')"
+#: Where the value of a cold ``record``'s top-level prev_hash starts (or would, when it is left out).
+_PREV_AT_SQL = f"(instr(record, '{_PREV_KEY_SQL}') + {len(_PREV_KEY)})"
+#: Whether a cold ``record`` leaves its prev_hash value out (``strip_line``): ``"prev_hash":`` is
+#: directly followed by the next field or the end, where a kept value has a quote or ``null``.
+STRIPPED_SQL = f"(substr(record, {_PREV_AT_SQL}, 1) IN (',', '}}'))"
+#: The prev_hash value a cold ``record`` keeps (NULL when it is ``null`` or left out).
+KEPT_PREV_SQL = (f"""(CASE WHEN substr(record, {_PREV_AT_SQL}, 1) = '"' """
+                 f"THEN substr(record, {_PREV_AT_SQL} + 1, {_HASH_HEX}) END)")
+
+
+def body_sql(prev_hash: str, *, quoted: bool = True) -> str:
+    """The checksummed body of a record line in DuckDB SQL, from the cold column ``record`` and the SQL
+    ``prev_hash`` of its prev_hash value: ``record`` with the value put back (the line without its
+    checksum field); ``record`` itself where ``prev_hash`` is NULL. ``quoted=False``: ``prev_hash``
+    is JSON already (quotes or ``null``), never NULL."""
+    value = f"""'"' || {prev_hash} || '"'""" if quoted else prev_hash
+    return f"""(CASE WHEN {prev_hash} IS NULL THEN record
+    ELSE left(record, {_PREV_AT_SQL} - 1) || {value} || substr(record, {_PREV_AT_SQL}) END)"""
+
+
+#: ``body_sql`` of the cold column ``prev_hash`` (projections 1 to 3 store it).
+BODY_SQL = body_sql("prev_hash")
 #: ``rebuild_line`` in DuckDB SQL: the whole line (without its newline) from a column ``body``
 #: (``BODY_SQL``) and ``checksum``; NULL on a torn line's row, whose checksum is NULL.
 LINE_SQL = f"""(left(body, -1) || '{_SUFFIX_SQL}' || checksum || '"}}')"""
@@ -201,9 +220,18 @@ def strip_line(line: bytes, prev_hash: str | None) -> bytes:
     return body[:at] + body[at + _QUOTED_HASH :]
 
 
+def is_stripped(record: bytes) -> bool:
+    """Whether a cold ``record`` leaves its top-level prev_hash value out (``STRIPPED_SQL`` in Python)."""
+    at = record.find(_PREV_KEY) + len(_PREV_KEY)
+    return record[at : at + 1] in (b",", b"}")
+
+
 def rebuild_line(record: bytes, prev_hash: str | None, checksum: str) -> bytes:
-    """The original record line (without its newline) from a cold ``record`` and its hash columns."""
-    if prev_hash is not None:
+    """The original record line (without its newline) from a cold ``record`` and its hash columns.
+
+    ``prev_hash`` is put back only into a ``record`` that leaves it out (``is_stripped``).
+    """
+    if prev_hash is not None and is_stripped(record):
         at = record.find(_PREV_KEY) + len(_PREV_KEY)
         record = record[:at] + b'"' + prev_hash.encode() + b'"' + record[at:]
     return build_line(record, checksum)[:-1]

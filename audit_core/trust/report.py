@@ -25,6 +25,12 @@ class FailureKind(enum.StrEnum):
     UNEXPECTED_FILE = "unexpected_file"
     SIGNATURE_MISSING = "signature_missing"
     SIGNATURE_INVALID = "signature_invalid"
+    #: A signature by a key the trusted-keys file does not list for the document's role (format.md section 6).
+    KEY_UNTRUSTED = "key_untrusted"
+    #: A signature by a trusted key outside its validity window, or with an unknown signing time under a bounded key.
+    KEY_OUTSIDE_WINDOW = "key_outside_window"
+    #: A key-rotation record whose endorsement does not verify under the key it names as the old key.
+    KEY_ROTATION_INVALID = "key_rotation_invalid"
     #: Nothing was there to verify: the path is missing, or holds no trail file and no cold store.
     NOTHING_VERIFIED = "nothing_verified"
     #: A file that is not in its format (garbage, truncated, wrong types): a manifest, Parquet file or checkpoint.

@@ -22,12 +22,14 @@ from audit_core import _jsonfile
 from audit_core._layout import checkpoint_path, parse_hot_file_name, seal_path
 from audit_core.errors import AuditFormatError, AuditIntegrityError
 from audit_core.trust import checkpoint, documents
+from audit_core.trust.keyring import as_trusted
 from audit_core.trust.merkle import MerkleTree, merkle_leaf_hash
 from audit_core.trust.record import RecordFields, split_record
 from audit_core.trust.report import FailureKind, VerificationFailure, VerificationReport
 
 if TYPE_CHECKING:
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+    from audit_core.trust.keyring import VerifyingKeys
+    from audit_core.trust.signing import SigningKey
 
 
 SEAL_FORMAT = "ledgerline-seal/1"
@@ -111,7 +113,7 @@ def seal_file(
     next_file: str | None = None,
     hmac_key: bytes | None = None,
     sealed_at_ns: int = 0,
-    signing_key: Ed25519PrivateKey | None = None,
+    signing_key: SigningKey | None = None,
 ) -> dict[str, Any]:
     """Write ``path``'s seal sidecar and drop the write bits of both. Returns the seal.
 
@@ -236,7 +238,7 @@ def check_seal(
     stream_names: set[str],
     hmac_key: bytes | None,
     report: VerificationReport,
-    public_key: Ed25519PublicKey | None = None,
+    public_key: VerifyingKeys | None = None,
 ) -> None:
     """Compare a file with its seal; a file that is not its stream's newest must have one."""
     where = str(path)
@@ -281,6 +283,8 @@ _SEAL_PROBLEM_KINDS = {
     documents.ProblemKind.CHECKSUM: FailureKind.SEAL_INVALID,
     documents.ProblemKind.SIGNATURE_MISSING: FailureKind.SIGNATURE_MISSING,
     documents.ProblemKind.SIGNATURE_INVALID: FailureKind.SIGNATURE_INVALID,
+    documents.ProblemKind.KEY_UNTRUSTED: FailureKind.KEY_UNTRUSTED,
+    documents.ProblemKind.KEY_OUTSIDE_WINDOW: FailureKind.KEY_OUTSIDE_WINDOW,
 }
 
 
@@ -289,9 +293,9 @@ def check_seal_copy(
     where: str,
     name: str,
     hmac_key: bytes | None = None,
-    public_key: Ed25519PublicKey | None = None,
+    public_key: VerifyingKeys | None = None,
 ) -> list[VerificationFailure]:
-    """The seal check of ``verify``: its ``seal_checksum`` and, with a trusted key, its signature.
+    """The seal check of ``verify``: its ``seal_checksum`` and, with trusted keys, its signature.
 
     Serves a hot file's seal and the copies of it elsewhere (a cold manifest entry's ``seal``).
 
@@ -300,9 +304,11 @@ def check_seal_copy(
         where: The file the failures are reported against.
         name: How the messages name the seal (``x.jsonl.seal``, ``manifest x.jsonl.json: seal copy``).
         hmac_key: The trail's HMAC key; None checks a plain SHA-256.
-        public_key: The trusted Ed25519 key; with it the seal must carry a valid signature of it.
+        public_key: The trusted keys (or one key); with them the seal must carry a valid signature of
+            a key trusted as a ``writer`` at its ``sealed_at_ns``.
     """
-    problems = documents.check_document(seal, SEAL_CHECKSUM, hmac_key, public_key, what="seal")
+    problems = documents.check_document(seal, SEAL_CHECKSUM, hmac_key, public_key, what="seal",
+                                        role="writer", signed_at_field="sealed_at_ns")
     return [VerificationFailure(where, 0, None, _SEAL_PROBLEM_KINDS[p.kind], f"{name}: {p}") for p in problems]
 
 
@@ -311,9 +317,9 @@ def _check_seal_document(
     seal: dict[str, Any],
     hmac_key: bytes | None,
     report: VerificationReport,
-    public_key: Ed25519PublicKey | None,
+    public_key: VerifyingKeys | None,
 ) -> None:
-    """The seal's own checksum and (with a trusted key) signature, then its checkpoint, if any."""
+    """The seal's own checksum and (with trusted keys) signature, then its checkpoint, if any."""
     where = str(path)
     failures = check_seal_copy(seal, where, seal_path(path).name, hmac_key, public_key)
     report.failures += failures
@@ -321,8 +327,12 @@ def _check_seal_document(
     signature_problems = [f for f in failures if f.kind is not FailureKind.SEAL_INVALID]
     if public_key is None or signature_problems or not note.exists():
         return
+    trusted = as_trusted(public_key)
+    assert trusted is not None
+    signer = trusted.get(str(seal[documents.SIGNATURE_FIELD]["key_id"]))  # the key that verified the seal
+    assert signer is not None
     try:
-        checkpoint.verify_checkpoint(checkpoint.read_checkpoint(note), public_key, seal, source=note)
+        checkpoint.verify_checkpoint(checkpoint.read_checkpoint(note), signer.public_key, seal, source=note)
     except AuditFormatError as exc:
         report.failures.append(VerificationFailure(exc.path, 0, None, FailureKind.UNREADABLE_FILE, str(exc)))
     except (AuditIntegrityError, OSError, ValueError) as exc:

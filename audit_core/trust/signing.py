@@ -16,8 +16,10 @@ import base64
 import binascii
 import hashlib
 import os
+import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from audit_core.errors import AuditConfigError, AuditIntegrityError
 
@@ -31,6 +33,34 @@ ED25519_KEY_SIZE = 32
 ED25519_SIGNATURE_SIZE = 64
 _PRIVATE_KEY_MODE = 0o600
 _PUBLIC_KEY_MODE = 0o644
+
+
+class SigningKey(Protocol):
+    """What signs: an ``Ed25519PrivateKey``, or a ``trust.signer.Signer`` (a file, a variable, a command/KMS)."""
+
+    def public_key(self) -> Ed25519PublicKey: ...
+
+    def sign(self, data: bytes) -> bytes: ...
+
+
+class KeySlot:
+    """The signing key a writer uses now, swapped by a key rotation.
+
+    ``stamp`` returns the key and the signing time together under one lock, and ``replace`` takes
+    the rotation time under the same lock: every signature made before the rotation time is by the
+    old key, every one at or after it by the new key, so windows drafted from the rotation records
+    hold each signature.
+    """
+
+    def __init__(self, key: SigningKey | None, clock: Callable[[], int]) -> None:
+        self.current = key
+        self.clock = clock
+        self.lock = threading.Lock()
+
+    def stamp(self) -> tuple[SigningKey | None, int]:
+        """(the current key, now): sign with that key and call the signature made at that time."""
+        with self.lock:
+            return self.current, self.clock()
 
 
 def _ed25519() -> Any:
@@ -118,7 +148,7 @@ def key_id(public_key: Ed25519PublicKey) -> str:
     return hashlib.sha256(raw_public_key(public_key)).hexdigest()[:16]
 
 
-def sign(message: bytes, private_key: Ed25519PrivateKey) -> dict[str, str]:
+def sign(message: bytes, private_key: SigningKey) -> dict[str, str]:
     """The ``signature`` field of a document (a seal, a journal) whose signed bytes are ``message``."""
     return {
         "alg": SEAL_SIGNATURE_ALG,

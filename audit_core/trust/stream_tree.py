@@ -33,7 +33,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
-from audit_core.errors import AuditFormatError, AuditIntegrityError
+from audit_core.errors import AuditFormatError, AuditIntegrityError, KeyTrustError
 from audit_core.trust.checkpoint import (
     DEFAULT_KEY_NAME,
     SIGNATURE_LINE_PREFIX,
@@ -42,15 +42,20 @@ from audit_core.trust.checkpoint import (
     parse_checkpoint,
     verify_checkpoint,
 )
+from audit_core.trust.keyring import TrustedKeys, as_trusted
 from audit_core.trust.merkle import HASH_SIZE, merkle_leaf_hash, merkle_node_hash
 
 if TYPE_CHECKING:
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+    from audit_core.trust.keyring import VerifyingKeys
+    from audit_core.trust.signing import SigningKey
 
 #: Signature-line key names of the two non-C2SP note kinds.
 HMAC_KEY_NAME = "ledgerline-hmac"
 UNSIGNED_KEY_NAME = "ledgerline-unsigned"
 _UNSIGNED_KEY_ID = b"\x00\x00\x00\x00"
+#: The extension line (C2SP tlog-checkpoint) that states when a note was signed (format.md section 6).
+SIGNED_AT_PREFIX = "signed-at "
+_SIGNED_AT = re.compile(r"^signed-at (0|[1-9][0-9]{0,18})$")
 _NAME = r"[A-Za-z0-9][A-Za-z0-9_\-]{0,63}"
 _ORIGIN = re.compile(rf"^ledgerline/(?P<trader>{_NAME})/(?P<stream>{_NAME})$")
 #: Perfect subtrees of 2**_CACHE_LEVEL leaves and larger are cached; smaller ones are hashed again
@@ -250,8 +255,10 @@ def line_leaves(data: bytes, pause: Callable[[], object] | None = None, batch: i
 # --- notes ---------------------------------------------------------------------------------------
 
 
-def checkpoint_note_text(origin: str, size: int, root: bytes) -> str:
-    return f"{origin}\n{size}\n{base64.b64encode(root).decode()}\n"
+def checkpoint_note_text(origin: str, size: int, root: bytes, signed_at_ns: int | None = None) -> str:
+    """The note text: origin, size, root, and (when known) the ``signed-at`` extension line."""
+    text = f"{origin}\n{size}\n{base64.b64encode(root).decode()}\n"
+    return text if signed_at_ns is None else f"{text}{SIGNED_AT_PREFIX}{int(signed_at_ns)}\n"
 
 
 def hmac_key_id(hmac_key: bytes) -> bytes:
@@ -263,11 +270,16 @@ def make_note(
     size: int,
     root: bytes,
     *,
-    signing_key: Ed25519PrivateKey | None = None,
+    signing_key: SigningKey | None = None,
     hmac_key: bytes | None = None,
+    signed_at_ns: int | None = None,
 ) -> str:
-    """A stream checkpoint: C2SP signed note with Ed25519 if ``signing_key``, else a ledgerline note."""
-    text = checkpoint_note_text(origin, size, root)
+    """A stream checkpoint: C2SP signed note with Ed25519 if ``signing_key``, else a ledgerline note.
+
+    ``signed_at_ns`` adds the ``signed-at`` line (the signing time a trusted-keys window is checked
+    against); without it the note has the three lines of notes written before that line existed.
+    """
+    text = checkpoint_note_text(origin, size, root, signed_at_ns)
     if signing_key is not None:
         signature = note_key_id(DEFAULT_KEY_NAME, signing_key.public_key()) + signing_key.sign(text.encode())
         name = DEFAULT_KEY_NAME
@@ -281,7 +293,11 @@ def make_note(
 
 
 class StreamCheckpoint(NamedTuple):
-    """A parsed stream checkpoint; ``trust`` says what vouches for it (``ed25519``, ``hmac``, ``none``)."""
+    """A parsed stream checkpoint; ``trust`` says what vouches for it (``ed25519``, ``hmac``, ``none``).
+
+    ``signed_at_ns`` is the ``signed-at`` line's time (None in notes without it); ``key_id`` the
+    16-hex id of the trusted key whose Ed25519 signature verified (None when no key was checked).
+    """
 
     trader_id: str
     stream_id: str
@@ -289,6 +305,8 @@ class StreamCheckpoint(NamedTuple):
     root: bytes
     trust: str
     note: str
+    signed_at_ns: int | None = None
+    key_id: str | None = None
 
     @property
     def origin(self) -> str:
@@ -299,40 +317,82 @@ def read_note(
     note: str,
     source: str = "checkpoint",
     *,
-    public_key: Ed25519PublicKey | None = None,
+    public_key: VerifyingKeys | None = None,
     hmac_key: bytes | None = None,
+    trusted_keys: TrustedKeys | None = None,
 ) -> StreamCheckpoint:
     """Parse and check a stream checkpoint note (untrusted input).
 
-    With ``public_key`` an Ed25519 signature of that key is required. Otherwise an HMAC line is
-    checked when ``hmac_key`` is given (and required if the note has no Ed25519 line), and an
-    unsigned note's SHA-256 line must match its text.
+    With ``trusted_keys`` (or one ``public_key``, every role, no window) an Ed25519 signature line
+    of a key trusted as a ``writer`` at the note's ``signed-at`` time is required. Otherwise an HMAC
+    line is checked when ``hmac_key`` is given (and required if the note has no Ed25519 line), and
+    an unsigned note's SHA-256 line must match its text.
 
     Raises:
         AuditFormatError: not a note, or its origin is not a stream origin; names ``source``.
+        KeyTrustError: the Ed25519 line's key is not trusted (``key_untrusted``) or not at the
+            signing time (``key_outside_window``; a note without ``signed-at`` under a bounded key).
         AuditIntegrityError: a required signature is missing or does not verify.
     """
+    if public_key is not None and trusted_keys is not None:
+        raise ValueError("read_note: give public_key or trusted_keys, not both")
     checkpoint, text, signatures = parse_checkpoint(note, source)
     names = parse_origin(checkpoint.origin)
-    if names is None or len(checkpoint.root_hash) != HASH_SIZE or len(text.split("\n")) != 4:
+    lines = text.split("\n")[:-1]
+    signed_at = _signed_at(lines[3]) if len(lines) == 4 else None
+    if names is None or len(checkpoint.root_hash) != HASH_SIZE or not (len(lines) == 3 or signed_at is not None):
         raise AuditFormatError(source, f"not a stream checkpoint: origin {checkpoint.origin[:80]!r} "
-                                       "(expected ledgerline/<trader>/<stream>), a 32-byte root, three lines")
-    trust = _check_signatures(note, checkpoint, text, signatures, source, public_key, hmac_key)
-    return StreamCheckpoint(names[0], names[1], checkpoint.tree_size, checkpoint.root_hash, trust, note)
+                                       "(expected ledgerline/<trader>/<stream>), a 32-byte root, three lines "
+                                       "and an optional 'signed-at <ns>' line")
+    if public_key is not None:
+        trusted_keys = as_trusted(public_key)
+    if trusted_keys is not None:
+        key_id = _check_trusted_signature(note, signatures, source, trusted_keys, signed_at)
+        return StreamCheckpoint(names[0], names[1], checkpoint.tree_size, checkpoint.root_hash, "ed25519", note,
+                                signed_at, key_id)
+    trust = _check_signatures(checkpoint, text, signatures, source, hmac_key)
+    return StreamCheckpoint(names[0], names[1], checkpoint.tree_size, checkpoint.root_hash, trust, note, signed_at)
+
+
+def _signed_at(line: str) -> int | None:
+    match = _SIGNED_AT.match(line)
+    return None if match is None else int(match[1])
+
+
+def _check_trusted_signature(
+    note: str,
+    signatures: list[tuple[str, bytes, bytes]],
+    source: str,
+    trusted_keys: TrustedKeys,
+    signed_at_ns: int | None,
+) -> str:
+    """The key id of the trusted writer key whose Ed25519 line verifies (signed-note: other lines are ignored)."""
+    from audit_core.trust.signing import key_id
+
+    refused: KeyTrustError | None = None
+    for name, note_id, _ in signatures:
+        if name != DEFAULT_KEY_NAME:
+            continue
+        try:
+            public_key = trusted_keys.for_note_key_id(note_id, "writer", signed_at_ns)
+        except KeyTrustError as exc:
+            refused = refused or exc
+            continue
+        verify_checkpoint(note, public_key, source=source)
+        return key_id(public_key)
+    if refused is not None:
+        raise refused
+    raise AuditIntegrityError(f"{source}: the checkpoint has no Ed25519 signature line ({DEFAULT_KEY_NAME}); "
+                              "a trusted key was given, so one is required")
 
 
 def _check_signatures(
-    note: str,
     checkpoint: Checkpoint,
     text: str,
     signatures: list[tuple[str, bytes, bytes]],
     source: str,
-    public_key: Ed25519PublicKey | None,
     hmac_key: bytes | None,
 ) -> str:
-    if public_key is not None:
-        verify_checkpoint(note, public_key, source=source)
-        return "ed25519"
     by_name = {name: (kid, sig) for name, kid, sig in signatures}
     if HMAC_KEY_NAME in by_name and hmac_key is not None:
         kid, sig = by_name[HMAC_KEY_NAME]

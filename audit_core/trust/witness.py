@@ -28,10 +28,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from audit_core.errors import AuditError, AuditFormatError, AuditIntegrityError
+from audit_core.trust.keyring import as_trusted
 from audit_core.trust.stream_tree import StreamCheckpoint, read_note, verify_consistency
 
 if TYPE_CHECKING:
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+    from audit_core.trust.keyring import VerifyingKeys
 
 CHECKPOINT_FILE_SUFFIX = ".checkpoint"
 TEMP_SUFFIX = ".tmp"
@@ -92,11 +93,11 @@ class DirectoryWitness:
         self,
         directory: Path | str,
         *,
-        public_key: Ed25519PublicKey | None = None,
+        public_key: VerifyingKeys | None = None,
         hmac_key: bytes | None = None,
     ) -> None:
         self.directory = Path(directory)
-        self._public_key = public_key
+        self._public_key = as_trusted(public_key)  # one lookup table for every note
         self._hmac_key = hmac_key
 
     def path_for(self, trader_id: str, stream_id: str) -> Path:

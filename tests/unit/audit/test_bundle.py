@@ -361,6 +361,14 @@ class TestTampering:
         path = write_bundle(tmp_path / "j.bundle", None, {**entries, "bundle.json": data})
         assert reasons(self.check(path, signed)) == {("bundle_malformed", None)}
 
+    def test_an_entry_compressed_otherwise_than_stored_or_deflated(self, signed, bundle, tmp_path):
+        _, entries = read_bundle(bundle)
+        with zipfile.ZipFile(tmp_path / "z.bundle", "w", compression=zipfile.ZIP_LZMA) as archive:
+            for name, data in entries.items():
+                archive.writestr(name, data)
+        report = self.check(tmp_path / "z.bundle", signed, ("bundle_malformed", None))
+        assert "only stored or deflated" in report.failures[0].message
+
     def test_not_a_zip_and_a_declared_size_bomb(self, signed, bundle, tmp_path):
         junk = tmp_path / "junk.bundle"
         junk.write_bytes(b"PK\x03\x04 not really")
@@ -391,3 +399,185 @@ class TestCli:
         done = subprocess.run([sys.executable, "-m", "audit_core.cli", "verify-bundle", str(tmp_path / "none")],
                               capture_output=True, text=True, check=False)
         assert done.returncode == 2 and "no such file" in done.stderr
+
+
+def handmade_stream(hot: Path, bodies: list[bytes | None], private_key) -> None:
+    """One stream file of chained records from canonical ``bodies`` (None: a torn line), its signed checkpoint."""
+    from audit_core.trust.merkle import merkle_leaf_hash
+    from audit_core.trust.record import GENESIS_HASH, build_line, compute_checksum
+    from audit_core.trust.stream_tree import make_note
+
+    hot.mkdir(parents=True)
+    lines, previous, sequence = [], GENESIS_HASH, 0
+    for body in bodies:
+        if body is None:
+            lines.append(b'{"ts_event":17')
+            continue
+        body = body.replace(b"SEQ", str(sequence).encode()).replace(b"PREV", previous.encode())
+        checksum = compute_checksum(body)
+        lines.append(build_line(body, checksum)[:-1])
+        previous, sequence = checksum, sequence + 1
+    (hot / "audit.T1.old.2026-01-06.0000.jsonl").write_bytes(b"".join(line + b"\n" for line in lines))
+    leaves = [merkle_leaf_hash(line) for line in lines]
+    root = StreamTree(MemoryLeaves(leaves), len(leaves)).root()
+    note = make_note("ledgerline/T1/old", len(leaves), root, signing_key=private_key)
+    stream_checkpoint_path(hot, "T1", "old").write_text(note)
+
+
+def body(ts_recorded: int | None, name: str = "k") -> bytes:
+    head = (b'{"ts_event":1,"event_type":"param.risk_change","source":"ctl","trader_id":"T1","sequence":SEQ,'
+            b'"correlation_id":null,"prev_hash":"PREV",')
+    stamp = b'"format":2,' if ts_recorded is None else b'"format":3,"ts_recorded":%d,' % ts_recorded
+    return head + stamp + b'"param_name":"%s","old_value":1,"new_value":2,"trigger_reason":null}' % name.encode()
+
+
+class TestOlderRecordsAndTornLines:
+    def test_a_record_without_ts_recorded_in_the_range_gives_positions_only(self, signed, tmp_path):
+        from audit_core.trust.signing import load_private_key
+
+        handmade_stream(tmp_path / "trail" / "hot", [body(T0), body(None), None, body(T0 + 2), body(T0 + 9)],
+                        load_private_key(signed.private_key))
+        out = export_bundle(tmp_path / "trail", tmp_path / "old.bundle", start_ns=T0 + 1, end_ns=T0 + 5)
+        report = verify(out, signed)
+        (stream,) = report.streams
+        assert report.claim == "positions-only" and report.valid
+        assert (stream.first, stream.end, stream.torn, stream.in_window, stream.matching) == (0, 5, 1, 1, 1)
+        assert "completeness by time not established" in report.to_text()
+
+    def test_a_record_whose_ts_recorded_goes_backwards(self, signed, tmp_path):
+        from audit_core.trust.signing import load_private_key
+
+        handmade_stream(tmp_path / "trail" / "hot", [body(T0), body(T0 + 5), body(T0 + 3), body(T0 + 9)],
+                        load_private_key(signed.private_key))
+        out = export_bundle(tmp_path / "trail", tmp_path / "b.bundle", start_ns=T0 + 1, end_ns=T0 + 8)
+        report = verify(out, signed)
+        assert reasons(report) == {("ts_recorded_backwards", "old")}
+        assert [f.position for f in report.failures] == [2]
+
+
+@pytest.fixture(scope="module")
+def keyed(tmp_path_factory):
+    root = tmp_path_factory.mktemp("keyed")
+    now = [T0]
+    with AuditEventEmitter(AuditConfig(base_path=root / "trail", trader_id="T1", hmac_key="k3y"),
+                           clock=lambda: now[0]) as emitter:
+        for minute in range(10):
+            now[0] = T0 + minute * MINUTE
+            emitter.emit_param_change("ctl", "k", minute, minute + 1, None, event_type="param.k_change")
+    return export_bundle(root / "trail", root / "k.bundle", start_ns=T0 + 2 * MINUTE, end_ns=T0 + 5 * MINUTE)
+
+
+class TestKeyedTrail:
+    def test_with_the_trail_key_the_hmac_checkpoint_authenticates_and_checksums_are_checked(self, keyed):
+        report = verify_bundle(keyed, hmac_key=b"k3y")
+        assert report.claim == "complete" and report.streams[0].trusted and report.streams[0].key_id is None
+        assert read_bundle(keyed)[0]["keyed"] is True
+
+    def test_without_it_nothing_authenticates_and_the_text_says_checksums_were_not_checked(self, keyed):
+        report = verify_bundle(keyed)
+        assert report.claim == "unauthenticated"
+        assert "were NOT checked" in report.to_text()
+
+    def test_a_wrong_key_fails_the_checkpoint_and_every_checksum(self, keyed):
+        report = verify_bundle(keyed, hmac_key=b"other")
+        assert {f.reason for f in report.failures} == {"signature_invalid", "checksum_mismatch"}
+
+
+class TestUntrustedTrailFiles:
+    """The exporter believes neither the sidecar nor the files: the signed checkpoint's root decides."""
+
+    def test_a_damaged_sidecar_is_not_needed_when_the_files_rebuild_the_root(self, tmp_path):
+        trail = write_signed_trail(tmp_path, minutes=20, witness=False)
+        sidecar = trail.trail / "hot" / "audit.T1.control.leaves"
+        sidecar.chmod(0o644)
+        sidecar.write_bytes(b"\x01" * 32 * 20)
+        out = export_bundle(trail.trail, tmp_path / "s.bundle", start_ns=T0 + 5 * MINUTE, end_ns=T0 + 9 * MINUTE)
+        assert verify(out, trail).claim == "complete"
+
+    def test_an_edited_hot_line_is_refused(self, tmp_path):
+        trail = write_signed_trail(tmp_path, minutes=20, witness=False)
+        (path,) = (trail.trail / "hot").glob("audit.T1.control.*.jsonl")
+        path.chmod(0o644)
+        path.write_bytes(path.read_bytes().replace(b'"minute":7', b'"minute":8'))
+        with pytest.raises(BundleExportError, match="line 7 changed after its leaf was recorded"):
+            export_bundle(trail.trail, tmp_path / "e.bundle", start_ns=T0 + 5 * MINUTE, end_ns=T0 + 9 * MINUTE)
+
+    def test_a_trail_without_hot_files_is_refused(self, tmp_path):
+        with pytest.raises(BundleExportError, match="nothing to export"):
+            export_bundle(tmp_path, tmp_path / "n.bundle", start_ns=T0, end_ns=T0 + 1)
+
+
+class TestRemovedHotFiles:
+    """Lines of hot files that are gone (retention) come from the cold store, checked against the signed leaves."""
+
+    @pytest.fixture
+    def three_days(self, tmp_path):
+        from audit_core.cold.converter import ParquetConverter
+        from audit_core.trust.signing import generate_keypair as keygen
+
+        keygen(tmp_path / "w.key", tmp_path / "w.pub")
+        now = [T0]
+        with AuditEventEmitter(AuditConfig(base_path=tmp_path / "trail", trader_id="T1", signing_key_path=tmp_path
+                                           / "w.key"), clock=lambda: now[0]) as emitter:
+            for hour in range(72):
+                now[0] = T0 + hour * 60 * MINUTE
+                emitter.emit_param_change("ctl", "k", hour, hour + 1, None, event_type="param.k_change")
+        hot = tmp_path / "trail" / "hot"
+        results = ParquetConverter(hot, tmp_path / "trail" / "cold").convert_all()
+        assert all(result.converted for result in results)
+        original = sorted(hot.glob("audit.T1.main.*.jsonl"))
+        lines = b"".join(path.read_bytes() for path in original).splitlines()
+        # What retention does to a converted day whose partition stays (a legal hold on the cold side, say).
+        original[0].unlink()
+        return tmp_path, lines
+
+    def test_a_window_in_a_removed_file_is_exported_from_the_cold_store(self, three_days):
+        root, lines = three_days
+        out = export_bundle(root / "trail", root / "cold.bundle", start_ns=T0 + 600 * MINUTE,
+                            end_ns=T0 + 26 * 60 * MINUTE)
+        report = verify_bundle(out, public_key=load_public_key(root / "w.pub"))
+        assert report.claim == "complete", report.to_dict()
+        index, entries = read_bundle(out)
+        main = stream_of(index, "main")
+        assert (main["first"], main["end"]) == (9, 27)  # hour 9 to hour 26: across the removed file's end
+        assert entries[main["lines"]] == b"".join(line + b"\n" for line in lines[9:27])
+
+    def test_without_the_cold_store_the_export_says_why(self, three_days):
+        root, _ = three_days
+        shutil.rmtree(root / "trail" / "cold")
+        with pytest.raises(BundleExportError, match="hot files retention removed"):
+            export_bundle(root / "trail", root / "x.bundle", start_ns=T0 + 600 * MINUTE, end_ns=T0 + 700 * MINUTE)
+
+
+def test_a_trusted_keys_file_whose_window_holds_the_signing_time_authenticates(signed, bundle, tmp_path):
+    import base64
+
+    raw = raw_public_key(load_public_key(signed.public_key))
+    entry = {"key_id": hashlib.sha256(raw).hexdigest()[:16], "public_key": base64.b64encode(raw).decode(),
+             "roles": ["writer"], "not_before_ns": T0, "not_after_ns": None}
+    keys = tmp_path / "trusted-keys.json"
+    keys.write_text(json.dumps({"format": "ledgerline-trusted-keys/1", "keys": [entry]}))
+    report = verify_bundle(bundle, trusted_keys=TrustedKeys.load(keys))
+    assert report.claim == "complete", report.to_dict()
+    index, _ = read_bundle(bundle)
+    assert "\nsigned-at " in stream_of(index, "control")["checkpoint"]  # the signing time the window is checked at
+    assert "signed at " in report.to_text()
+
+
+def test_verify_bundle_with_a_malformed_trusted_keys_file_is_a_usage_error(bundle, tmp_path):
+    from audit_core.cli import main
+
+    (tmp_path / "keys.json").write_text('{"format": "ledgerline-trusted-keys/1", "keys": []}')
+    assert main(["verify-bundle", str(bundle), "--trusted-keys", str(tmp_path / "keys.json")]) == 2
+    assert main(["verify-bundle", str(bundle)]) == 0  # valid, unauthenticated: exit 0, and the text says so
+
+
+def test_a_stream_the_witness_does_not_hold_is_exported_unwitnessed(signed, tmp_path):
+    witness = tmp_path / "witness"
+    witness.mkdir()
+    shutil.copy(signed.witness / "T1.control.checkpoint", witness / "T1.control.checkpoint")
+    out = export_bundle(signed.trail, tmp_path / "w.bundle", **WINDOW, witness=witness)
+    report = verify(out, signed)
+    sizes = {s.origin.rsplit("/", 1)[-1]: s.witnessed_size for s in report.streams}
+    assert report.claim == "complete" and sizes == {"control": 60, "quiet": None}
+    assert "no witness in the bundle" in report.to_text()

@@ -125,7 +125,7 @@ class TestTamperedProofs:
         assert main(["keygen", str(tmp_path / "other.key"), str(tmp_path / "other.pub")]) == 0
         capsys.readouterr()
         assert main(["check-proof", str(tmp_path / "proof.json"), "--public-key", str(tmp_path / "other.pub")]) == 1
-        assert "seal signed by another key" in one_line_error(capsys, "check-proof")
+        assert "is not listed as a trusted writer key" in one_line_error(capsys, "check-proof")  # key_untrusted
 
     def test_proof_of_an_unsigned_trail_checks_without_a_key_only(self, tmp_path, keys, capsys):
         _, public = keys

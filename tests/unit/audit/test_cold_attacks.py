@@ -35,6 +35,7 @@ from audit_core.cold._id_filter import id_filter
 from audit_core.cold._parquet import parameter_index_sql
 from audit_core.cold.cold_verify import verify_cold
 from audit_core.cold.converter import ParquetConverter
+from audit_core.cold.lines import source_lines
 from audit_core.cold.manifest import (
     HOLDS_FILE,
     JOURNAL_DIR,
@@ -49,7 +50,7 @@ from audit_core.cold.manifest import (
 from audit_core.cold.retention import apply_retention
 from audit_core.hot.verifier import verify
 from audit_core.trust import documents
-from audit_core.trust.record import rebuild_line, split_record
+from audit_core.trust.record import split_record
 from audit_core.trust.report import FailureKind
 from audit_core.trust.seals import SEAL_CHECKSUM, FileDigest, read_seal
 from audit_core.trust.signing import generate_keypair, load_private_key, load_public_key
@@ -276,7 +277,8 @@ class TestKeys:
         assert pinned.ok, pinned.to_text()
         wrong = verify_cold(trail.cold, trail.hmac_key, trail.public_key)  # manifests not signed by the writer
         assert kinds(wrong) == {"manifest_invalid", "root_invalid"}
-        assert any("signed by another key" in f.detail for f in wrong.failures)
+        assert any("key_untrusted" in f.detail and "not listed as a trusted converter key" in f.detail
+                   for f in wrong.failures)
 
     def test_the_cli_converts_signed_and_verifies_with_both_keys(self, tmp_path, capsys, monkeypatch):
         trail = make_trail(tmp_path, "signed")
@@ -364,12 +366,8 @@ def cut_last_rows(trail: Trail, count: int, attacker_key: bytes | None) -> None:
     rewrite(file, kept)
     path = entries(trail.cold)[-1]
     entry = read_manifest(path)
-    rows = sorted(
-        (row for f in trail.parquet() if f.stem == Path(entry["source"]).stem for row in pq.read_table(f).to_pylist()),
-        key=lambda row: row["source_line"])
     digest = FileDigest()
-    for row in rows:
-        line = rebuild_line(row["record"].encode(), row["prev_hash"], row["checksum"]) + b"\n"
+    for line in source_lines(trail.cold, entry["source"]):
         digest.add_line(line, split_record(line))
     entry["seal"].update(digest.finish().seal_fields())
     entry["seal"].pop("signature", None)

@@ -31,8 +31,21 @@ T0 = 1_767_571_200 * 10**9  # 2026-01-05 00:00 UTC
 ROW_KINDS = {FailureKind.CHECKSUM_MISMATCH, FailureKind.CHAIN_BREAK, FailureKind.SEQUENCE_GAP,
              FailureKind.SEQUENCE_REPEAT, FailureKind.COLUMN_MISMATCH, FailureKind.SEAL_MISMATCH,
              FailureKind.UNPARSEABLE_LINE}
-TAMPERINGS = ("record", "checksum", "prev_hash", "delete", "duplicate", "swap_lines", "sequence", "ts_event",
-              "event_type", "new_value_num", "price", "source_line")
+TAMPERINGS = ("record", "checksum", "prev_hash", "strip_prev_hash", "delete", "delete_and_close_gap", "duplicate",
+              "swap_lines", "sequence", "ts_event", "event_type", "new_value_num", "price", "source_line")
+_PREV_KEY = '"prev_hash":'
+
+
+def _prev_at(record: str) -> int:
+    return record.index(_PREV_KEY) + len(_PREV_KEY)
+
+
+def _with_prev_hash(record: str, prev_hash: str) -> str:
+    """``record`` claiming ``prev_hash`` (projection 4 keeps it in the record where it cannot be derived)."""
+    at = _prev_at(record)
+    if record[at] == '"':  # it keeps one: replace it
+        return record[:at] + f'"{prev_hash}"' + record[at + 66:]
+    return record[:at] + f'"{prev_hash}"' + record[at:]
 CASES = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
@@ -67,10 +80,23 @@ def _tamper(table: pa.Table, kind: str, data: st.DataObject) -> pa.Table:
         row["record"] = text[:at] + replacement + text[at + 1:]
     elif kind == "checksum":
         row["checksum"] = ("0" if row["checksum"][0] != "0" else "1") + row["checksum"][1:]
-    elif kind == "prev_hash":
-        row["prev_hash"] = "f" * 64 if row["prev_hash"] != "f" * 64 else "e" * 64
+    elif kind == "prev_hash":  # the record claims another prev_hash than the one it was chained with
+        row["record"] = _with_prev_hash(row["record"], "f" * 64)
+    elif kind == "strip_prev_hash":  # a row that keeps its prev_hash (the file's first) drops it: nothing derives it
+        first = min(rows, key=lambda r: r["source_line"])
+        at = _prev_at(first["record"])
+        first["record"] = first["record"][:at] + first["record"][at + 66:]
     elif kind == "delete":
         del rows[i]
+    elif kind == "delete_and_close_gap":  # a row cut from the middle; the next row takes its line number and
+        # keeps its own prev_hash (the checksum of the row cut), so its body still hashes right
+        ordered = sorted(rows, key=lambda r: r["source_line"])
+        k = data.draw(st.integers(1, n - 2), label="middle")
+        cut, after = ordered[k], ordered[k + 1:]
+        after[0]["record"] = _with_prev_hash(after[0]["record"], cut["checksum"])
+        for later in after:
+            later["source_line"] -= 1
+        rows.remove(cut)
     elif kind == "duplicate":
         rows.insert(i, dict(row))
     elif kind == "swap_lines":  # two rows trade places in the source order
@@ -142,3 +168,47 @@ def test_rewriting_the_same_rows_is_no_row_failure(converted):
             assert report.ok, report.to_text()
         else:
             assert found and not found & ROW_KINDS, sorted(found)
+
+
+def _by_line(table: pa.Table) -> list[dict]:
+    return sorted(table.to_pylist(), key=lambda row: row["source_line"])
+
+
+@pytest.mark.parametrize(("kind", "expected"), [
+    # Projection 4 stores no prev_hash column: a row's prev_hash is the checksum of the row one source
+    # line before it in the file. Cut that row and the next one's body is incomplete.
+    ("delete_middle", {(FailureKind.CHECKSUM_MISMATCH, 13), (FailureKind.SEQUENCE_GAP, 13)}),
+    # Cut it, close the gap, and give the next row its own prev_hash back: its body hashes right, but
+    # the chain does not link (and the sequence jumps).
+    ("delete_and_close_gap", {(FailureKind.CHAIN_BREAK, 12), (FailureKind.SEQUENCE_GAP, 12)}),
+    # The first row keeps its prev_hash (nothing before it gives it back): strip it and nothing derives it.
+    ("strip_first_prev_hash", {(FailureKind.CHECKSUM_MISMATCH, 1)}),
+    # A row claims a prev_hash of its own instead of deriving it.
+    ("claim_prev_hash", {(FailureKind.CHECKSUM_MISMATCH, 7)}),
+])
+def test_prev_hash_tamperings_are_named_by_line(converted, kind, expected):
+    cold, key = converted
+    with tempfile.TemporaryDirectory() as scratch:
+        copy = Path(scratch) / "cold"
+        shutil.copytree(cold, copy)
+        (file,) = sorted(copy.glob("year=*/month=*/day=*/*.parquet"))
+        table = pq.read_table(file)
+        rows = _by_line(table)
+        assert rows[0]["record"][_prev_at(rows[0]["record"])] == '"'  # the first row keeps it
+        assert all(row["record"][_prev_at(row["record"])] == "," for row in rows[1:])  # the rest derive it
+        if kind == "delete_middle":
+            del rows[11]
+        elif kind == "delete_and_close_gap":
+            cut = rows.pop(11)
+            rows[11]["record"] = _with_prev_hash(rows[11]["record"], cut["checksum"])
+            for row in rows[11:]:
+                row["source_line"] -= 1
+        elif kind == "strip_first_prev_hash":
+            at = _prev_at(rows[0]["record"])
+            rows[0]["record"] = rows[0]["record"][:at] + rows[0]["record"][at + 66:]
+        else:
+            rows[6]["record"] = _with_prev_hash(rows[6]["record"], rows[4]["checksum"])
+        _rewrite_as_an_unkeyed_attacker(copy, file, pa.Table.from_pylist(rows, schema=table.schema), key)
+        report = verify_cold(copy, key)
+        found = {(failure.kind, failure.line) for failure in report.failures}
+        assert expected <= found, sorted(found)

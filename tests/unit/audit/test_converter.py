@@ -14,17 +14,19 @@ import pytest
 from audit_core import AuditConfig, AuditEvent, AuditEventEmitter, parse_record
 from audit_core.cold.cold_verify import verify_cold
 from audit_core.cold.converter import STAGING_DIR, ParquetConverter, read_hot_file
+from audit_core.cold.lines import source_lines
 from audit_core.cold.manifest import MANIFEST_DIR
 from audit_core.cold.projection import COLUMNS
-from audit_core.trust.record import rebuild_line
+from audit_core.errors import AuditFormatError
+from audit_core.trust.record import is_stripped, rebuild_line
 
 JAN_5_2359 = 1_767_657_540 * 10**9  # 2026-01-05 23:59:00 UTC
 MINUTE = 60 * 10**9
 
-#: The cold schema (projection 3), pinned: changing it means a new projection version (projection.PROJECTIONS).
+#: The cold schema (projection 4), pinned: changing it means a new projection version (projection.PROJECTIONS).
 EXPECTED_SCHEMA = [
     ("ts_event", "int64"), ("event_type", "string"), ("source", "string"), ("trader_id", "string"),
-    ("stream", "string"), ("sequence", "int64"), ("correlation_id", "string"), ("prev_hash", "string"),
+    ("stream", "string"), ("sequence", "int64"), ("correlation_id", "string"),
     ("checksum", "string"), ("record_format", "int16"), ("ts_recorded", "int64"), ("owner", "string"),
     ("param_name", "string"),
     ("old_value", "string"), ("new_value", "string"), ("old_value_num", "double"), ("new_value_num", "double"),
@@ -130,8 +132,24 @@ def expected_typed(value: object) -> dict:
 
 
 def cold_rows(cold: Path) -> list[dict]:
-    return [row for file in sorted(cold.glob("year=*/month=*/day=*/*.parquet"))
-            for row in pq.read_table(file).to_pylist()]
+    """Every row of the store, with its record's ``prev_hash`` (projection 4 stores no such column).
+
+    Worked out here in plain Python, apart from ``projection.chained_rows``: a record that leaves
+    its prev_hash out takes the checksum of the row one source line before it in the same file.
+    """
+    rows = []
+    for file in sorted(cold.glob("year=*/month=*/day=*/*.parquet")):
+        table = pq.read_table(file).to_pylist()
+        checksums = {row["source_line"]: row["checksum"] for row in table if row["torn_bytes"] is None}
+        for row in table:
+            if row["torn_bytes"] is not None:
+                row["prev_hash"] = None
+            elif is_stripped(row["record"].encode()):
+                row["prev_hash"] = checksums.get(row["source_line"] - 1)
+            else:
+                row["prev_hash"] = json.loads(row["record"])["prev_hash"]
+            rows.append(row)
+    return rows
 
 
 class TestSchema:
@@ -504,7 +522,29 @@ class TestParquetLayout:
     def test_record_has_neither_hash_but_rebuilds_the_line(self, tmp_path):
         lines = write_trail(tmp_path / "t")
         ParquetConverter(tmp_path / "t" / "hot", tmp_path / "cold").convert_all()
+        files = sorted((tmp_path / "cold").glob("year=*/month=*/day=*/*.parquet"))
+        assert len(files) == 2  # the trail crosses midnight
+        kept = []
         for row in cold_rows(tmp_path / "cold"):
-            assert row["checksum"] not in row["record"] and row["prev_hash"] not in row["record"]
-            assert '"prev_hash":,' in row["record"]
+            assert row["checksum"] not in row["record"]
+            if row["prev_hash"] in row["record"]:
+                kept.append(row["source_line"])
+            else:
+                assert '"prev_hash":,' in row["record"]
             assert original_line(row) == lines[row["source_line"] - 1]
+        # Only each file's first row keeps its prev_hash: no row before it in the file gives it back.
+        firsts = sorted(min(pq.read_table(f, columns=["source_line"]).column(0).to_pylist()) for f in files)
+        assert sorted(kept) == firsts and firsts[0] == 1
+
+    def test_source_lines_give_the_hot_file_back_byte_for_byte(self, tmp_path):
+        write_trail(tmp_path / "t")
+        (path,) = (tmp_path / "t" / "hot").glob("*.jsonl")
+        ParquetConverter(tmp_path / "t" / "hot", tmp_path / "cold").convert_all()
+        assert b"".join(source_lines(tmp_path / "cold", path.name)) == path.read_bytes()
+
+    @pytest.mark.parametrize("source", ["../escape.jsonl", "missing.jsonl"])
+    def test_source_lines_of_no_entry_is_a_format_error(self, tmp_path, source):
+        write_trail(tmp_path / "t")
+        ParquetConverter(tmp_path / "t" / "hot", tmp_path / "cold").convert_all()
+        with pytest.raises(AuditFormatError, match=r"source|manifest entry"):
+            list(source_lines(tmp_path / "cold", source))

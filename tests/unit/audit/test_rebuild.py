@@ -23,6 +23,7 @@ from audit_core.cli import main
 from audit_core.cold import ParquetConverter, verify_cold
 from audit_core.cold import _parquet as parquet_module
 from audit_core.cold import rebuild as rebuild_module
+from audit_core.cold.lines import source_lines
 from audit_core.cold.manifest import MANIFEST_DIR, file_sha256, read_manifest, read_root, write_entry
 from audit_core.cold.projection import PROJECTION_METADATA_KEY, PROJECTION_VERSION, PROJECTIONS
 from audit_core.cold.rebuild import BUILDING_SUFFIX, REPLACED_SUFFIX, rebuild_projection
@@ -89,12 +90,14 @@ def old_store(request, tmp_path) -> Trail:
     return trail
 
 
-def stored(cold: Path) -> list[tuple[Any, ...]]:
-    """The evidence columns of every row, in a fixed order."""
-    return duckdb.execute(
-        """SELECT filename[length($cold) + 1:], source_line, record, checksum, prev_hash, torn_bytes
-           FROM read_parquet($glob, filename = true, union_by_name = true) ORDER BY ALL""",
-        {"cold": str(cold), "glob": str(cold / "year=*/month=*/day=*/*.parquet")}).fetchall()
+def stored(cold: Path) -> dict[str, Any]:
+    """The evidence: each hot file's lines as the store gives them back (any projection), and its files."""
+    evidence: dict[str, Any] = {}
+    for path in sorted((cold / MANIFEST_DIR).glob("*.json")):
+        entry = read_manifest(path)
+        evidence[entry["source"]] = (sorted(o["path"] for o in entry["outputs"]),
+                                     b"".join(source_lines(cold, entry["source"])))
+    return evidence
 
 
 def versions(cold: Path) -> set[int]:
@@ -103,7 +106,7 @@ def versions(cold: Path) -> set[int]:
 
 class TestOldStores:
     def test_a_projection_1_store_verifies_and_lacks_the_new_column(self, old_store):
-        assert versions(old_store.cold) == {1} and PROJECTION_VERSION == 3
+        assert versions(old_store.cold) == {1} and PROJECTION_VERSION == 4
         report = old_store.verify()
         assert report.ok, report.to_text()
         assert report.records == 60
@@ -127,9 +130,9 @@ class TestOldStores:
     def test_the_workbench_reads_old_files_as_record_format_1_beside_new_ones(self, old_store):
         from workbench import open_trail
 
-        old_store.write(JAN_5 + 3 * 24 * HOUR, 3)  # a later day, converted with projection 3
+        old_store.write(JAN_5 + 3 * 24 * HOUR, 3)  # a later day, converted with projection 4
         assert any(r.converted for r in old_store.converter().convert_all())
-        assert versions(old_store.cold) == {1, 3}
+        assert versions(old_store.cold) == {1, 4}
         assert old_store.verify().ok
         assert read_root(old_store.cold)["projection_version"] == 1  # the oldest a reader must know
         trail = open_trail(old_store.base, hmac_key=old_store.hmac_key, public_key=old_store.public_key)
@@ -146,13 +149,13 @@ class TestRebuild:
         before, old_hashes = stored(old_store.cold), {
             p.name: file_sha256(p) for p in old_store.cold.glob("year=*/month=*/day=*/*.parquet")}
         result = old_store.converter().rebuild()
-        assert result.rebuilt and result.from_versions == {1: 2} and result.to_version == 3
+        assert result.rebuilt and result.from_versions == {1: 2} and result.to_version == 4
         assert (result.files, result.rows, result.records) == (2, 60, 60)
-        assert "rebuilt 2 manifest entries (2 from projection 1) to projection 3" in result.summary()
+        assert "rebuilt 2 manifest entries (2 from projection 1) to projection 4" in result.summary()
         assert stored(old_store.cold) == before  # the evidence, byte for byte
         report = old_store.verify()
         assert report.ok, report.to_text()
-        assert versions(old_store.cold) == {3} and read_root(old_store.cold)["projection_version"] == 3
+        assert versions(old_store.cold) == {4} and read_root(old_store.cold)["projection_version"] == 4
         for path in (old_store.cold / MANIFEST_DIR).glob("*.json"):
             (history,) = read_manifest(path)["rebuilt"]
             assert history["from_projection_version"] == 1
@@ -164,6 +167,22 @@ class TestRebuild:
         assert not (old_store.base / ("cold" + REPLACED_SUFFIX)).exists()
         again = old_store.converter().rebuild()
         assert not again.rebuilt and "nothing to rebuild" in again.summary()
+
+    def test_a_projection_3_store_loses_its_prev_hash_column_and_keeps_every_line(self, tmp_path):
+        trail = make_trail(tmp_path, "hmac")
+        assert all(r.converted for r in trail.converter(projection_version=3).convert_all())
+        files = sorted(trail.cold.glob("year=*/month=*/day=*/*.parquet"))
+        assert all("prev_hash" in pq.read_schema(file).names for file in files)
+        before, size = stored(trail.cold), sum(file.stat().st_size for file in files)
+        assert trail.verify().ok
+        result = trail.converter().rebuild()
+        assert result.rebuilt and result.from_versions == {3: 2}
+        assert stored(trail.cold) == before  # every line of every hot file, byte for byte
+        report = trail.verify()
+        assert report.ok and report.records == 60, report.to_text()
+        files = sorted(trail.cold.glob("year=*/month=*/day=*/*.parquet"))
+        assert not any("prev_hash" in pq.read_schema(file).names for file in files)
+        assert sum(file.stat().st_size for file in files) < size
 
     def test_a_store_whose_hot_files_are_gone_rebuilds_and_verifies(self, old_store):
         for path in (old_store.base / "hot").iterdir():
@@ -238,7 +257,7 @@ def test_the_cli_rebuilds_then_converts(tmp_path, capsys, monkeypatch):
     assert main(["convert", str(trail.base / "hot"), str(trail.cold), "--rebuild", "-q",
                  "--hmac-key-env", "REBUILD_KEY"]) == 0
     out = capsys.readouterr().out
-    assert "rebuilt 2 manifest entries (2 from projection 1) to projection 3" in out
+    assert "rebuilt 2 manifest entries (2 from projection 1) to projection 4" in out
     assert main(["verify", str(trail.base), "--hmac-key-env", "REBUILD_KEY"]) == 0
 
 
