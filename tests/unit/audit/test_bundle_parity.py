@@ -452,3 +452,20 @@ def test_demo_trail_bundles(demo: Path, tmp_path: Path) -> None:
     assert agree(incident, public_key=demo / "writer.pub")["claim"] == "complete-redacted"
     edited = tampered(day, tmp_path / "edited.bundle", _edit_record)
     assert agree(edited, public_key=demo / "writer.pub")["claim"] == "invalid"
+
+
+def test_both_commands_give_the_same_exit_status_and_json(signed: SignedTrail, bundle: Path, keys_file: Path,
+                                                          tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from audit_core.cli import main as ledgerline
+    from spec_verifier.__main__ import main as spec
+
+    bad = tampered(bundle, tmp_path / "bad.bundle", lambda i, e: i["streams"][0]["range_proof"].pop())
+    for path, options in [(bundle, ["--trusted-keys", str(keys_file)]),
+                          (bundle, ["--public-key", str(signed.public_key)]),
+                          (bundle, []), (bad, ["--trusted-keys", str(keys_file)])]:
+        theirs = ledgerline(["verify-bundle", str(path), *options, "--json"])
+        their_report = json.loads(capsys.readouterr().out)
+        mine = spec([str(path), *options, "--json"])
+        my_report = json.loads(capsys.readouterr().out)
+        assert theirs == mine == (1 if path == bad else 0)
+        assert their_report["claim"] == my_report["claim"]
