@@ -21,6 +21,10 @@ NOTE_KEY_NAME = "ledgerline"
 #: An Ed25519 SubjectPublicKeyInfo is this DER prefix and the raw 32 bytes (RFC 8410 section 4).
 _SPKI_PREFIX = bytes.fromhex("302a300506032b6570032100")
 _HEX16 = re.compile(r"[0-9a-f]{16}")
+_ENTRY_FIELDS = {"key_id", "public_key", "roles", "not_before_ns", "not_after_ns", "comment"}
+_MAX_NS = 2**63 - 1
+#: A reader takes at most this much of a trusted-keys file.
+TRUSTED_KEYS_LIMIT = 2**20
 
 
 class KeyFileError(ValueError):
@@ -84,12 +88,21 @@ def parse_key_entry(entry: Any, where: str) -> Key:
     if (not isinstance(roles, list) or not roles
             or not all(isinstance(role, str) and role in ROLES for role in roles)):
         raise KeyFileError(f"{where}.roles: expected a non-empty list of {list(ROLES)}, got {roles!r:.80}")
+    unknown = sorted(set(entry) - _ENTRY_FIELDS)
+    if unknown:
+        # A misspelt not_after_ns must not leave a key unbounded.
+        raise KeyFileError(f"{where}: unknown field {unknown[0]!r} (expected only {sorted(_ENTRY_FIELDS)})")
+    comment = entry.get("comment")
+    if comment is not None and not isinstance(comment, str):
+        raise KeyFileError(f"{where}.comment: expected a string or null, got {comment!r:.80}")
     bounds = []
     for field in ("not_before_ns", "not_after_ns"):
         value = entry.get(field)
-        if value is not None and not _is_int(value):
-            raise KeyFileError(f"{where}.{field}: expected an integer or null, got {value!r:.80}")
+        if value is not None and (not _is_int(value) or value > _MAX_NS):
+            raise KeyFileError(f"{where}.{field}: expected an integer up to 2^63 - 1 or null, got {value!r:.80}")
         bounds.append(value)
+    if bounds[0] is not None and bounds[1] is not None and bounds[1] <= bounds[0]:
+        raise KeyFileError(f"{where}: not_after_ns {bounds[1]} is not after not_before_ns {bounds[0]}")
     return Key(kid, raw, frozenset(roles), bounds[0], bounds[1])
 
 
@@ -106,19 +119,29 @@ def parse_key_list(entries: Any, where: str) -> list[Key]:
 
 
 def load_trusted_keys(path: str | Path) -> list[Key]:
-    """Read a trusted-keys file (untrusted input: every malformation is a KeyFileError)."""
+    """Read a trusted-keys file (untrusted input: every malformation is a KeyFileError naming the field)."""
+    path = Path(path)
     try:
-        data = Path(path).read_bytes()
+        if not path.is_file():
+            raise KeyFileError(f"{path}: not a regular file")
+        with path.open("rb") as stream:
+            data = stream.read(TRUSTED_KEYS_LIMIT + 1)
     except OSError as exc:
         raise KeyFileError(f"{path}: cannot read the trusted-keys file ({exc.strerror})") from None
+    if len(data) > TRUSTED_KEYS_LIMIT:
+        raise KeyFileError(f"{path}: larger than {TRUSTED_KEYS_LIMIT} bytes")
     try:
         document = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise KeyFileError(f"{path}: not UTF-8 JSON ({exc})") from None
     if not isinstance(document, dict) or document.get("format") != TRUSTED_KEYS_FORMAT:
         got = document.get("format") if isinstance(document, dict) else document
         raise KeyFileError(f"{path}: format: expected {TRUSTED_KEYS_FORMAT!r}, got {got!r:.80}")
-    return parse_key_list(document.get("keys"), f"{path}: keys")
+    if set(document) != {"format", "keys"}:
+        raise KeyFileError(f"{path}: expected the fields ['format', 'keys'], got {sorted(document)}")
+    if document["keys"] == []:
+        raise KeyFileError(f"{path}: keys: the list is empty (no key would be trusted)")
+    return parse_key_list(document["keys"], f"{path}: keys")
 
 
 def public_key_bytes(text: str) -> bytes:

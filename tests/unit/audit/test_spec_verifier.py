@@ -424,6 +424,51 @@ class TestTampering:
         assert reasons(spec_verifier.verify_bundle(bundle, trusted_keys_path=other)) == {"key_untrusted"}
 
 
+class TestTrustedKeysFile:
+    """Section 6: every malformation of the auditor's file is a KeyFileError naming the field and value."""
+
+    GOOD = key_entry(PUBLIC)
+
+    @pytest.mark.parametrize(("document", "field"), [
+        ({"format": "ledgerline-trusted-keys/2", "keys": [GOOD]}, "format"),
+        ({"format": "ledgerline-trusted-keys/1", "keys": []}, "empty"),
+        ({"format": "ledgerline-trusted-keys/1", "keys": [GOOD], "extra": 1}, "fields"),
+        ({"format": "ledgerline-trusted-keys/1", "keys": [GOOD, GOOD]}, "twice"),
+        ({"format": "ledgerline-trusted-keys/1", "keys": [{**GOOD, "not_after": 5}]}, "not_after"),
+        ({"format": "ledgerline-trusted-keys/1", "keys": [{**GOOD, "comment": 5}]}, "comment"),
+        ({"format": "ledgerline-trusted-keys/1", "keys": [{**GOOD, "not_before_ns": 5, "not_after_ns": 5}]},
+         "not_after_ns 5"),
+        ({"format": "ledgerline-trusted-keys/1", "keys": [{**GOOD, "not_after_ns": 2**63}]}, "not_after_ns"),
+        ({"format": "ledgerline-trusted-keys/1", "keys": [{**GOOD, "not_before_ns": "1"}]}, "not_before_ns"),
+        ({"format": "ledgerline-trusted-keys/1", "keys": [{**GOOD, "not_before_ns": True}]}, "not_before_ns"),
+        ({"format": "ledgerline-trusted-keys/1", "keys": [{**GOOD, "roles": []}]}, "roles"),
+        ({"format": "ledgerline-trusted-keys/1", "keys": [{**GOOD, "roles": ["auditor"]}]}, "roles"),
+        ({"format": "ledgerline-trusted-keys/1", "keys": [{**GOOD, "key_id": "0" * 16}]}, "key_id"),
+        ({"format": "ledgerline-trusted-keys/1", "keys": [{**GOOD, "public_key": "AAAA"}]}, "public_key"),
+        ([], "format"),
+    ])
+    def test_malformed_files_are_refused_naming_the_field(self, tmp_path: Path, document: Any, field: str) -> None:
+        path = tmp_path / "keys.json"
+        path.write_text(json.dumps(document), encoding="utf-8")
+        with pytest.raises(spec_verifier.KeyFileError, match=field):
+            spec_verifier.verify_bundle(tmp_path / "absent.bundle", trusted_keys_path=path)
+
+    def test_a_comment_is_allowed_and_size_and_kind_of_file_are_bounded(self, tmp_path: Path) -> None:
+        from spec_verifier.keys import load_trusted_keys
+
+        good = write_trusted_keys(tmp_path / "k.json", [{**self.GOOD, "comment": "writer, 2026"}])
+        assert [key.key_id for key in load_trusted_keys(good)] == [self.GOOD["key_id"]]
+        big = tmp_path / "big.json"
+        big.write_bytes(good.read_bytes()[:-1] + b" " * 2**20 + b"}")
+        with pytest.raises(spec_verifier.KeyFileError, match="larger than"):
+            load_trusted_keys(big)
+        with pytest.raises(spec_verifier.KeyFileError, match="not a regular file"):
+            load_trusted_keys(tmp_path)
+        (tmp_path / "bad.json").write_bytes(b"\xff")
+        with pytest.raises(spec_verifier.KeyFileError, match="UTF-8"):
+            load_trusted_keys(tmp_path / "bad.json")
+
+
 # --- hand-made streams: chain, checksums, torn lines, old formats ------------------------------------
 
 class TestHandMadeStreams:
