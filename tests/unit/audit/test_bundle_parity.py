@@ -259,6 +259,18 @@ class TestTamperedBundles:
                                                                       not_after_ns=window[1])])
             report = agree(bundle, keys_file=keys)
             assert {f["reason"] for f in report["failures"]} == {"key_outside_window"}
+        # Windows around the checkpoints' signing time (the signed-at line; without it, unknown time).
+        index, _ = read_zip(bundle)
+        times = {line.split()[1] for stream in index["streams"] for line in stream["checkpoint"].split("\n")
+                 if line.startswith("signed-at ")}
+        signed_at = int(times.pop()) if len(times) == 1 else None
+        for window, holds in [((T0 - MINUTE, T0 + 10**4 * MINUTE), True), ((None, T0 - MINUTE), False),
+                              ((T0 + 10**4 * MINUTE, None), False)]:
+            keys = write_trusted_keys(tmp_path / "w.json", [key_entry(public, not_before_ns=window[0],
+                                                                      not_after_ns=window[1])])
+            report = agree(bundle, keys_file=keys)
+            inside = signed_at is not None and holds
+            assert report["claim"] == ("complete" if inside else "invalid"), (signed_at, window)
         converter_only = write_trusted_keys(tmp_path / "c.json", [key_entry(public, roles=["converter"])])
         assert {f["reason"] for f in agree(bundle, keys_file=converter_only)["failures"]} == {"key_untrusted"}
 
