@@ -37,3 +37,8 @@ def test_importing_the_core_loads_no_heavy_dependency():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert result.stdout.strip() == "[]"
+
+
+def test_the_wheel_ships_the_independent_bundle_verifier():
+    wheel = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["hatch"]["build"]["targets"]["wheel"]
+    assert {"audit_core", "workbench", "spec_verifier"} <= set(wheel["packages"])

@@ -312,6 +312,14 @@ def _check_records(result: StreamResult, full: dict[int, bytes], redacted: dict[
         elif position in (first, end - 1):
             report.fail("redaction_not_allowed", origin, position, "an edge position of the range is redacted")
     records = {position: read_record(line) for position, line in full.items()}
+    # A redacted position must lie inside the window: ts_recorded never goes backwards, so one before a record
+    # recorded before start_ns, or after one recorded at or after end_ns, is outside it (format.md section 7).
+    stamped = [(p, r.ts_recorded) for p, r in records.items() if r is not None and r.ts_recorded is not None]
+    low = max((p for p, ts in stamped if ts < selection.start_ns), default=first - 1)
+    high = min((p for p, ts in stamped if ts >= selection.end_ns), default=end)
+    for position in sorted(redacted):
+        if context.redacted_allowed and position not in (first, end - 1) and not low < position < high:
+            report.fail("redaction_not_allowed", origin, position, "a redacted position outside the window")
     left = records.get(first)
     if first not in redacted and first != 0 and (left is None or left.ts_recorded is None
                                                   or left.ts_recorded >= selection.start_ns):
