@@ -533,10 +533,13 @@ class _EntryCheck:
         the column check): never below the latest one before it in source-line order."""
         backwards = self.con.execute(
             f"""SELECT filename, source_line, sequence, ts_recorded, latest FROM (
-                    SELECT *, last_value(ts_recorded IGNORE NULLS) OVER (ORDER BY source_line
-                        ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS latest
+                    SELECT *, lag(ts_recorded) OVER (ORDER BY source_line) AS latest
                     FROM (SELECT filename, source_line, sequence, {TS_RECORDED_FIELD} AS ts_recorded
-                          FROM read_parquet($files, filename = true, union_by_name = true)))
+                          FROM read_parquet($files, filename = true, union_by_name = true))
+                    -- Rows without one neither break nor move the rule, so the previous non-NULL
+                    -- row is the latest: lag over them alone (last_value IGNORE NULLS over a
+                    -- growing frame took seconds on a million all-NULL rows).
+                    WHERE ts_recorded IS NOT NULL)
                 WHERE ts_recorded < latest ORDER BY source_line LIMIT {MAX_ROWS_NAMED}""",
             {"files": files}).fetchall()
         for file, source_line, sequence, recorded, latest in backwards:
