@@ -118,7 +118,7 @@ class BundleReport:
 
 
 def _selection_text(selection: dict[str, Any]) -> str:
-    parts = [f"ts_recorded in [{_iso(selection.get('start_ns'))}, {_iso(selection.get('end_ns'))})"]
+    parts = [f"ts_recorded in [{iso_ns(selection.get('start_ns'))}, {iso_ns(selection.get('end_ns'))})"]
     for name in ("event_types", "sources", "params"):
         if selection.get(name) is not None:
             parts.append(f"{name} {', '.join(map(str, selection[name]))}")
@@ -145,7 +145,8 @@ def _stream_text(stream: StreamResult) -> list[str]:
     return lines
 
 
-def _iso(ts_ns: object) -> str:
+def iso_ns(ts_ns: object) -> str:
+    """``ts_ns`` (nanoseconds since the epoch) as ISO 8601 UTC with all nine digits; anything else as is."""
     if not isinstance(ts_ns, int):
         return str(ts_ns)
     moment = dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=ts_ns // 1000)

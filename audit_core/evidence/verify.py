@@ -30,7 +30,7 @@ from audit_core.evidence.bundle_format import (
     read_record,
     root_from_range,
 )
-from audit_core.evidence.report import BundleReport, StreamResult
+from audit_core.evidence.report import BundleReport, StreamResult, iso_ns
 from audit_core.trust.checkpoint import DEFAULT_KEY_NAME, note_key_id, parse_checkpoint
 from audit_core.trust.keyring import TrustedKeys
 from audit_core.trust.record import compute_checksum
@@ -442,7 +442,7 @@ def _check_signature(
             report.fail("signature_invalid", origin, None, f"{what}: the Ed25519 signature of key "
                                                            f"{key_id(public_key)} does not match its text")
             return False, None, f"key {key_id(public_key)} (signature invalid)"
-        when = "signing time unknown" if signed_at is None else f"signed at {signed_at}"
+        when = "signing time unknown" if signed_at is None else f"signed at {iso_ns(signed_at)}"
         return True, key_id(public_key), f"trusted writer key {key_id(public_key)} ({when})"
     for listed in context.bundle_keys:
         if note_key_id(DEFAULT_KEY_NAME, listed.public_key) == kid:
