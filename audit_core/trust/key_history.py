@@ -15,7 +15,6 @@ review, so nobody writes windows by hand.
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 import mmap
 import os
@@ -27,7 +26,13 @@ from typing import TYPE_CHECKING, Any
 from audit_core._layout import parse_hot_file_name
 from audit_core.trust.keyring import TrustedKey, TrustedKeys, key_id_of_raw
 from audit_core.trust.record import parse_object
-from audit_core.trust.signing import ED25519_KEY_SIZE, ED25519_SIGNATURE_SIZE, key_id, public_key_from_raw
+from audit_core.trust.signing import (
+    ED25519_KEY_SIZE,
+    ED25519_SIGNATURE_SIZE,
+    b64decode_strict,
+    key_id,
+    public_key_from_raw,
+)
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -241,13 +246,8 @@ def draft_trusted_keys(
 
 
 def _b64(value: object, size: int) -> bytes | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        decoded = base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError):
-        return None
-    return decoded if len(decoded) == size else None
+    decoded = b64decode_strict(value)
+    return decoded if decoded is not None and len(decoded) == size else None
 
 
 def _rotation_problem(payload: dict[str, Any], stream: str, previous_new: str | None) -> str | None:

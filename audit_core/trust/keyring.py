@@ -14,7 +14,6 @@ every malformation is an ``AuditFormatError`` naming the field and the value.
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import json
 import os
@@ -28,7 +27,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 from audit_core import _jsonfile
 from audit_core.errors import AuditConfigError, AuditFormatError, KeyTrustError
 from audit_core.trust.checkpoint import DEFAULT_KEY_NAME, note_key_id
-from audit_core.trust.signing import ED25519_KEY_SIZE, public_key_from_raw, raw_public_key
+from audit_core.trust.signing import ED25519_KEY_SIZE, b64decode_strict, public_key_from_raw, raw_public_key
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -243,7 +242,7 @@ def _parse_entry(entry: object, index: int, source: str) -> TrustedKey:
         raise AuditFormatError(
             source, f"keys[{index}]: unknown field(s) {sorted(extra)}; expected {sorted(_ENTRY_FIELDS)}")
     encoded = entry.get("public_key")
-    raw = _b64(encoded)
+    raw = b64decode_strict(encoded)
     if raw is None or len(raw) != ED25519_KEY_SIZE:
         raise bad("public_key",
                   f"expected base64 of the {ED25519_KEY_SIZE} raw bytes of an Ed25519 key, got {_show(encoded)}")
@@ -276,14 +275,6 @@ def _parse_entry(entry: object, index: int, source: str) -> TrustedKey:
         raise bad("comment", f"expected a string or null, got {_show(comment)}")
     return TrustedKey(key_id, raw, frozenset(roles), not_before, not_after, comment)
 
-
-def _b64(value: object) -> bytes | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError):
-        return None
 
 
 def _show(value: object) -> str:

@@ -176,7 +176,7 @@ def verify_signature(signature: object, message: bytes, public_key: Ed25519Publi
         raise AuditIntegrityError(
             f"{what} signed by another key: expected key_id {expected_id}, got {signature.get('key_id')!r}"
         )
-    sig = _b64decode(signature.get("sig"))
+    sig = b64decode_strict(signature.get("sig"))
     if sig is None or len(sig) != ED25519_SIGNATURE_SIZE:
         raise AuditIntegrityError(
             f"signature sig must be base64 of {ED25519_SIGNATURE_SIZE} bytes, got {signature.get('sig')!r}"
@@ -225,7 +225,7 @@ def _parse_key(data: bytes, where: str, *, private: bool) -> object:
         if not isinstance(key, wanted):
             raise AuditConfigError(f"{where}: expected an Ed25519 {kind} key, got {type(key).__name__}")
         return key
-    raw = _b64decode(text.decode("ascii", "replace"))
+    raw = b64decode_strict(text.decode("ascii", "replace"))
     if raw is None or len(raw) != ED25519_KEY_SIZE:
         raise AuditConfigError(
             f"{where}: expected a PEM Ed25519 {kind} key or base64 of its {ED25519_KEY_SIZE} raw bytes"
@@ -233,7 +233,8 @@ def _parse_key(data: bytes, where: str, *, private: bool) -> object:
     return wanted.from_private_bytes(raw) if private else wanted.from_public_bytes(raw)
 
 
-def _b64decode(value: object) -> bytes | None:
+def b64decode_strict(value: object) -> bytes | None:
+    """The bytes a standard-base64 string encodes, or None for anything else (a non-string, bad padding or alphabet)."""
     if not isinstance(value, str):
         return None
     try:
