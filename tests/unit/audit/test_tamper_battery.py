@@ -477,6 +477,18 @@ def clean_recovered_torn_line(trail: Trail, crash: Callable[[object], None]) -> 
 CLEAN = {name: function for name, function in globals().items() if name.startswith("clean_")}
 
 
+def damage(trail: Trail, case: str, crash: Callable[[object], None]) -> bool:
+    """Apply the battery's attack or clean state ``case`` to ``trail``; False when it does not apply in this mode."""
+    try:
+        if case in CLEAN:
+            CLEAN[case](trail, crash)
+        else:
+            ATTACKS[case](trail)
+    except NotApplicable:
+        return False
+    return True
+
+
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("state", sorted(CLEAN))
 def test_clean_trail_verifies(state, mode, templates, tmp_path, crash):

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from test_cold_attacks import DAYS, HOUR, JAN_5, MODES, Trail, make_trail, write_days
 from test_tamper import read_lines, rewrite
-from test_tamper_battery import ATTACKS, NotApplicable, clean_recovered_torn_line, clone, templates  # noqa: F401
+from test_tamper_battery import ATTACKS, clone, damage, templates  # noqa: F401
 
 import audit_core.cold.cold_verify as cold_verify
 import audit_core.hot._verify_jobs as verify_jobs
@@ -72,12 +72,7 @@ def test_tamper_battery_reports_the_same_with_workers(
     attack, mode, templates, tmp_path, workers_always, crash  # noqa: F811
 ):
     trail = clone(templates[mode], tmp_path / "trail")
-    try:
-        if attack == "clean_recovered_torn_line":
-            clean_recovered_torn_line(trail, crash)
-        elif attack != "clean_as_built":
-            ATTACKS[attack](trail)
-    except NotApplicable:
+    if not damage(trail, attack, crash):
         return
     one, many = both(trail)
     if len(trail.hot_files()) > 1:  # one file alone is never worth a pool
