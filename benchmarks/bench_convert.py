@@ -166,6 +166,33 @@ def cached_trail(events: int) -> Path:
 
 
 #: Each case, run as ``python -c`` in a fresh process; prints {"seconds": ..., "rows": ...} as JSON.
+#: The pyarrow reference: read the JSON Lines file and write Parquet (the cases below add to it).
+_PYARROW = """
+import io, itertools, json as json_module
+import pyarrow.json as pj, pyarrow.parquet as pq
+# pyarrow cannot read a field whose JSON type varies (old_value/new_value: numbers, objects, ...):
+# infer the schema of the other fields on a sample and ignore those two, as a baseline must.
+with SOURCE.open("rb") as handle:
+    sample = [json_module.loads(line) for line in itertools.islice(handle, 20_000)]
+sample = "\\n".join(json_module.dumps({k: v for k, v in r.items() if k not in ("old_value", "new_value")})
+                      for r in sample).encode()
+schema = pj.read_json(io.BytesIO(sample)).schema
+options = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
+table = pj.read_json(SOURCE, parse_options=options)
+pq.write_table(table, OUT / "pyarrow.parquet", compression="zstd")
+"""
+_SHA256_EVERY_LINE = """
+import hashlib
+sha256, hashed = hashlib.sha256, 0
+with SOURCE.open("rb") as handle:
+    for line in handle:
+        sha256(line).digest()
+        hashed += 1
+assert hashed == table.num_rows
+"""
+_ROWS = """out = {"rows": table.num_rows}
+"""
+
 _CASE_CODE = {
     "verify": """
 from audit_core.cold._bulk_verify import scan_file, verify_scanned
@@ -192,40 +219,9 @@ report = verify_cold(OUT)
 assert report.ok, report.to_text()
 out = {"rows": report.records}
 """,
-    "pyarrow": """
-import io, itertools, json as json_module
-import pyarrow.json as pj, pyarrow.parquet as pq
-# pyarrow cannot read a field whose JSON type varies (old_value/new_value: numbers, objects, ...):
-# infer the schema of the other fields on a sample and ignore those two, as a baseline must.
-with SOURCE.open("rb") as handle:
-    sample = [json_module.loads(line) for line in itertools.islice(handle, 20_000)]
-sample = "\\n".join(json_module.dumps({k: v for k, v in r.items() if k not in ("old_value", "new_value")})
-                      for r in sample).encode()
-schema = pj.read_json(io.BytesIO(sample)).schema
-options = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
-table = pj.read_json(SOURCE, parse_options=options)
-pq.write_table(table, OUT / "pyarrow.parquet", compression="zstd")
-out = {"rows": table.num_rows}
-""",
-    "pyarrow_sha256": """
-import hashlib, io, itertools, json as json_module
-import pyarrow.json as pj, pyarrow.parquet as pq
-with SOURCE.open("rb") as handle:
-    sample = [json_module.loads(line) for line in itertools.islice(handle, 20_000)]
-sample = "\\n".join(json_module.dumps({k: v for k, v in r.items() if k not in ("old_value", "new_value")})
-                      for r in sample).encode()
-schema = pj.read_json(io.BytesIO(sample)).schema
-options = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
-table = pj.read_json(SOURCE, parse_options=options)
-pq.write_table(table, OUT / "pyarrow.parquet", compression="zstd")
-sha256, hashed = hashlib.sha256, 0
-with SOURCE.open("rb") as handle:
-    for line in handle:
-        sha256(line).digest()
-        hashed += 1
-assert hashed == table.num_rows
-out = {"rows": table.num_rows}
-""",
+    "pyarrow": _PYARROW + _ROWS,
+    # the same, and a SHA-256 of every line: the least a verifying converter must add
+    "pyarrow_sha256": _PYARROW + _SHA256_EVERY_LINE + _ROWS,
     "duckdb": """
 import duckdb
 con = duckdb.connect()
