@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from audit_core.errors import AuditConfigError
-from audit_core.trust.merkle import merkle_leaf_hash, merkle_node_hash
+from audit_core.trust.merkle import largest_power_of_two_below, merkle_leaf_hash, merkle_node_hash
 from audit_core.trust.record import parse_object, split_record
 
 BUNDLE_FORMAT = "ledgerline-bundle/1"
@@ -152,11 +152,6 @@ def read_record(line: bytes) -> BundleRecord | None:
                         parsed["event_type"], parsed["source"], parsed.get("param_name"))
 
 
-def _split(size: int) -> int:
-    """k of RFC 6962 section 2.1: the largest power of two smaller than ``size`` (size > 1)."""
-    return 1 << ((size - 1).bit_length() - 1)
-
-
 def range_proof(subtree_hash: Callable[[int, int], bytes], size: int, first: int, end: int) -> list[bytes]:
     """The hashes ``NODE(0, size)`` consumes for the range ``[first, end)``, in the order it consumes them.
 
@@ -170,7 +165,7 @@ def range_proof(subtree_hash: Callable[[int, int], bytes], size: int, first: int
         if stop <= first or start >= end:
             proof.append(subtree_hash(start, stop))
         elif stop - start > 1:
-            k = _split(stop - start)
+            k = largest_power_of_two_below(stop - start)
             node(start, start + k)
             node(start + k, stop)
 
@@ -196,7 +191,7 @@ def root_from_range(
             return proof[taken - 1]
         if stop - start == 1:
             return leaf(start)
-        k = _split(stop - start)
+        k = largest_power_of_two_below(stop - start)
         left = node(start, start + k)
         right = None if left is None else node(start + k, stop)
         return None if right is None or left is None else merkle_node_hash(left, right)

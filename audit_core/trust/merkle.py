@@ -128,7 +128,7 @@ def merkle_root(records: Iterable[bytes]) -> str:
     return tree.root()
 
 
-def _largest_power_of_two_below(n: int) -> int:
+def largest_power_of_two_below(n: int) -> int:
     """k of RFC 6962 section 2.1: the largest power of two smaller than ``n`` (n > 1)."""
     return 1 << ((n - 1).bit_length() - 1)
 
@@ -137,7 +137,7 @@ def _subtree_hash(leaves: Sequence[bytes]) -> bytes:
     """MTH over leaf hashes (RFC 6962 section 2.1, with the leaves already hashed)."""
     if len(leaves) == 1:
         return leaves[0]
-    k = _largest_power_of_two_below(len(leaves))
+    k = largest_power_of_two_below(len(leaves))
     return merkle_node_hash(_subtree_hash(leaves[:k]), _subtree_hash(leaves[k:]))
 
 
@@ -155,7 +155,7 @@ def audit_path(leaf_hashes: Sequence[bytes], index: int) -> list[bytes]:
 def _audit_path(index: int, leaves: Sequence[bytes]) -> list[bytes]:
     if len(leaves) == 1:
         return []
-    k = _largest_power_of_two_below(len(leaves))
+    k = largest_power_of_two_below(len(leaves))
     if index < k:
         return [*_audit_path(index, leaves[:k]), _subtree_hash(leaves[k:])]
     return [*_audit_path(index - k, leaves[k:]), _subtree_hash(leaves[:k])]
@@ -241,7 +241,7 @@ def _path_length(index: int, tree_size: int) -> int:
     """How many elements the audit path of leaf ``index`` in a tree of ``tree_size`` has."""
     length, lo, size = 0, index, tree_size
     while size > 1:
-        k = _largest_power_of_two_below(size)
+        k = largest_power_of_two_below(size)
         if lo >= k:
             lo -= k
             size -= k

@@ -43,7 +43,7 @@ from audit_core.trust.checkpoint import (
     verify_checkpoint,
 )
 from audit_core.trust.keyring import TrustedKeys, as_trusted
-from audit_core.trust.merkle import HASH_SIZE, merkle_leaf_hash, merkle_node_hash
+from audit_core.trust.merkle import HASH_SIZE, largest_power_of_two_below, merkle_leaf_hash, merkle_node_hash
 
 if TYPE_CHECKING:
     from audit_core.trust.keyring import VerifyingKeys
@@ -140,7 +140,7 @@ class StreamTree:
             return EMPTY_ROOT
         if size & (size - 1) == 0 and start % size == 0:
             return self._perfect(start, size)
-        k = _largest_power_of_two_below(size)
+        k = largest_power_of_two_below(size)
         return merkle_node_hash(self.subtree_hash(start, start + k), self.subtree_hash(start + k, end))
 
     def root(self, size: int | None = None) -> bytes:
@@ -163,14 +163,10 @@ class StreamTree:
         n = end - start
         if m == n:
             return [] if whole else [self.subtree_hash(start, end)]
-        k = _largest_power_of_two_below(n)
+        k = largest_power_of_two_below(n)
         if m <= k:
             return [*self._subproof(m, start, start + k, whole), self.subtree_hash(start + k, end)]
         return [*self._subproof(m - k, start + k, end, False), self.subtree_hash(start, start + k)]
-
-
-def _largest_power_of_two_below(n: int) -> int:
-    return 1 << ((n - 1).bit_length() - 1)
 
 
 def _reduce(leaves: list[bytes]) -> bytes:
