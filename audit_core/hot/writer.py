@@ -475,8 +475,11 @@ class AppendOnlyWriter(StreamFiles, LiveFileGuard):
                     if failure is None:
                         self.stats.batches += 1
                         self._head_whole = None
-                        if self._episode.active:
+                        # Degraded until the whole backlog is in the file (the rest of a cut record
+                        # is written alone first); the disk took a write, so no waiting for the timer.
+                        if self._episode.active and not self._pending:
                             changes.append(self._episode.end(self.stats.spilled_bytes, self._path))
+                        force_retry = True
                         self._unspilled = []
                         self._notify()
                         continue
