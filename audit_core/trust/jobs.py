@@ -19,7 +19,8 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 R = TypeVar("R")
 
-#: Below this many bytes of input a worker pool costs more than it saves (start-up ~0.1 s per worker).
+#: Below this many bytes of input worker processes cost more than they save (a fresh interpreter
+#: takes ~0.3 s to start; a forked child little, but its results come back pickled).
 PARALLEL_MIN_BYTES = 32 << 20
 
 
@@ -56,7 +57,7 @@ def worth_parallel(files: Iterable[Path], jobs: int, *, weight: int = 1) -> bool
             total += path.stat().st_size
         except OSError:
             continue  # the verifier reports it
-    # Fresh interpreters (a process with threads) take ~0.3 s each to start, forked workers ~10 ms.
+    # Fresh interpreters (a process with threads) take ~0.3 s each to start, forked children a few ms.
     return count > 1 and total * weight >= PARALLEL_MIN_BYTES * (1 if _single_threaded() else 4)
 
 
