@@ -43,7 +43,10 @@ ROTATION_EVENT = "sys.key_rotation"
 REVOCATION_EVENT = "sys.key_revocation"
 #: The ``source`` of key-lifecycle records.
 KEY_RECORD_SOURCE = "ledgerline.keys"
-_MARKER = b'"event_type":"sys.key_'
+#: Bytes every key-lifecycle record line holds: only lines holding them are parsed, and only files
+#: holding them read (``verify`` notes those files as it checks them: ``key_record_files``).
+KEY_RECORD_MARKER = b'"event_type":"sys.key_'
+_MARKER = KEY_RECORD_MARKER
 
 
 def rotation_message(origin: str, old_key_id: str, new_key_id: str, new_public_key: str, rotated_at_ns: int) -> bytes:

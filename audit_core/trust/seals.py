@@ -61,6 +61,8 @@ class FileDigest:
     last_hash: str | None = None
     file_sha256: str = ""
     merkle_root: str = ""
+    #: Not a seal field: whether the lines hold ``key_history.KEY_RECORD_MARKER`` (``chain.verify_file`` notes it).
+    key_records: bool = False
     _sha: Any = field(default_factory=hashlib.sha256, repr=False)
     _tree: MerkleTree = field(default_factory=MerkleTree, repr=False)
     _leaves: list[bytes] = field(default_factory=list, repr=False)  # hashed, joining the tree a block at a time
@@ -78,9 +80,12 @@ class FileDigest:
                 self.first_sequence, self.first_hash = record.sequence, record.checksum
             self.last_sequence, self.last_hash = record.sequence, record.checksum
 
-    def add_lines(self, lines: list[bytes]) -> None:
-        """``add_line`` of each of ``lines`` (each ends with its newline); the record fields are the caller's to set."""
-        data = b"".join(lines)  # one SHA-256 update for the chunk, not one call per line
+    def add_lines(self, lines: list[bytes], data: bytes | None = None) -> None:
+        """``add_line`` of each of ``lines`` (each ends with its newline); the record fields are the caller's to set.
+
+        ``data``: the lines joined, if the caller has them (one SHA-256 update for them all, not one per line).
+        """
+        data = b"".join(lines) if data is None else data
         self._sha.update(data)
         self._leaves += leaf_hashes(map(_WITHOUT_NEWLINE, lines))
         self._tree.add_leaf_hashes(self._leaves)

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+import audit_core.trust.chain as chain
+import audit_core.verification as verification
 from audit_core import (
     AuditConfig,
     AuditConfigError,
@@ -29,8 +31,9 @@ from audit_core import (
     verify_trail,
 )
 from audit_core.cli import main
-from audit_core.hot.verifier import trail_files
-from audit_core.trust.key_history import KEY_RECORD_SOURCE, ROTATION_EVENT, rotation_message
+from audit_core.hot.verifier import trail_files, verify
+from audit_core.trust import jobs as jobs_module
+from audit_core.trust.key_history import KEY_RECORD_MARKER, KEY_RECORD_SOURCE, ROTATION_EVENT, rotation_message
 from audit_core.trust.signing import generate_keypair, key_id, load_public_key, raw_public_key
 from audit_core.trust.stream_tree import read_note
 
@@ -152,6 +155,31 @@ class TestThreeKeys:
         assert len(untrusted) == 4 and kinds(only_first) == {"key_untrusted"}, only_first.to_text()
         assert sum(keys.id(1) in f.detail for f in untrusted) == 2
         assert sum(keys.id(2) in f.detail for f in untrusted) == 1  # the note names its 4-byte signed-note id
+
+    def test_the_hot_pass_finds_the_files_with_key_records_and_the_history_reads_only_those(
+        self, tmp_path, keys, monkeypatch
+    ):
+        write_three_key_trail(tmp_path, keys)
+        files = trail_files(tmp_path)[0]
+        holding = [path for path in files if KEY_RECORD_MARKER in path.read_bytes()]
+        assert 0 < len(holding) < len(files)
+        monkeypatch.setattr(jobs_module, "PARALLEL_MIN_BYTES", 0)
+        for jobs in (1, 2):  # in this process (fast path), and in workers
+            found: list[Path] = []
+            verify(tmp_path, jobs=jobs, key_record_files=found)
+            assert found == holding, jobs
+        with monkeypatch.context() as patch:  # the line-by-line pass finds them too
+            patch.setattr(chain, "clean_file", lambda path, state, hmac_key: None)
+            found = []
+            verify(tmp_path, jobs=1, key_record_files=found)
+            assert found == holding
+        read: list[list[Path]] = []
+        original = verification.read_key_history
+        monkeypatch.setattr(verification, "read_key_history", lambda given: read.append(list(given)) or original(given))
+        report = verify_trail(tmp_path)
+        assert read == [holding]  # no file read again to find them
+        (history,) = [part.key_history for label, part in report.parts if label.startswith("keys ")]
+        assert history == original(files).lines() and history
 
     def test_the_cli_drafts_the_file_and_verifies_with_it(self, tmp_path, keys, capsys):
         trail = tmp_path / "trail"
