@@ -52,7 +52,7 @@ class _Done:
     report: VerificationReport | None
     summary: StreamSummary | None
     end: ChainState | None
-    key_records: bool = False  # the file holds chain.KEY_RECORD_MARKER
+    key_records: bool = False  # the file holds record.KEY_RECORD_MARKER
 
 
 def _verify_task(task: _Task) -> _Done:

@@ -73,7 +73,7 @@ def verify(
             in a process with threads) or of one file is verified in this process, where starting
             workers would cost more than it saves.
         key_record_files: If given, gets each file read that holds key-lifecycle records
-            (``key_history.KEY_RECORD_MARKER``), so ``verify_trail`` reads only those for the key history.
+            (``record.KEY_RECORD_MARKER``), so ``verify_trail`` reads only those for the key history.
 
     Returns:
         A report; ``report.ok`` is false when anything failed. It never raises for tampering.

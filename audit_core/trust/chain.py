@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
-from audit_core.trust.key_history import KEY_RECORD_MARKER
 from audit_core.trust.record import (
     GENESIS_HASH,
+    KEY_RECORD_MARKER,
     RecordFields,
     compute_checksum,
     compute_checksums,

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import pickle
-import signal
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -87,6 +85,8 @@ def run_tasks(function: Callable[[T], R], tasks: Sequence[T], jobs: int, weights
 
 def _forked(function: Callable[[T], R], tasks: Sequence[T], shares: list[list[int]]) -> list[R]:
     """``run_tasks`` in a single-threaded process: a forked child per share but the first, which is computed here."""
+    import pickle  # imported here, as in the other two: a verification in one process does not pay for it
+    import signal
     results: list[Any] = [None] * len(tasks)
     children: list[tuple[int, int, list[int]]] = []  # (pid, read end of its pipe, its share)
     try:
@@ -133,6 +133,7 @@ def _forked(function: Callable[[T], R], tasks: Sequence[T], shares: list[list[in
 
 def _interpreters(function: Callable[[T], R], tasks: Sequence[T], shares: list[list[int]]) -> list[R]:
     """``run_tasks`` in a process with threads: a fresh interpreter per share (``_serve``)."""
+    import pickle
     import subprocess  # imported here: a verification that forks (most) does not pay for it
 
     package_parent = str(Path(__file__).resolve().parents[2])
@@ -166,6 +167,8 @@ def _interpreters(function: Callable[[T], R], tasks: Sequence[T], shares: list[l
 
 def _serve() -> None:
     """A worker started by ``run_tasks``: tasks from stdin, results to stdout, both pickled."""
+    import pickle
+
     out = sys.stdout.buffer
     sys.stdout = sys.stderr  # nothing printed by an import may corrupt the results
     function, tasks = pickle.loads(sys.stdin.buffer.read())

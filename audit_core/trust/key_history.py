@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from audit_core._layout import parse_hot_file_name
 from audit_core.trust.keyring import TrustedKey, TrustedKeys, key_id_of_raw
-from audit_core.trust.record import parse_object
+from audit_core.trust.record import KEY_RECORD_MARKER, parse_object
 from audit_core.trust.signing import (
     ED25519_KEY_SIZE,
     ED25519_SIGNATURE_SIZE,
@@ -43,10 +43,7 @@ ROTATION_EVENT = "sys.key_rotation"
 REVOCATION_EVENT = "sys.key_revocation"
 #: The ``source`` of key-lifecycle records.
 KEY_RECORD_SOURCE = "ledgerline.keys"
-#: Bytes every key-lifecycle record line holds: only lines holding them are parsed, and only files
-#: holding them read (``verify`` notes those files as it checks them: ``key_record_files``).
-KEY_RECORD_MARKER = b'"event_type":"sys.key_'
-_MARKER = KEY_RECORD_MARKER
+_MARKER = KEY_RECORD_MARKER  # only lines holding it are parsed
 
 
 def rotation_message(origin: str, old_key_id: str, new_key_id: str, new_public_key: str, rotated_at_ns: int) -> bytes:

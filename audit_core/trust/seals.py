@@ -61,7 +61,7 @@ class FileDigest:
     last_hash: str | None = None
     file_sha256: str = ""
     merkle_root: str = ""
-    #: Not a seal field: whether the lines hold ``key_history.KEY_RECORD_MARKER`` (``chain.verify_file`` notes it).
+    #: Not a seal field: whether the lines hold ``record.KEY_RECORD_MARKER`` (``chain.verify_file`` notes it).
     key_records: bool = False
     _sha: Any = field(default_factory=hashlib.sha256, repr=False)
     _tree: MerkleTree = field(default_factory=MerkleTree, repr=False)

@@ -33,7 +33,8 @@ from audit_core import (
 from audit_core.cli import main
 from audit_core.hot.verifier import trail_files, verify
 from audit_core.trust import jobs as jobs_module
-from audit_core.trust.key_history import KEY_RECORD_MARKER, KEY_RECORD_SOURCE, ROTATION_EVENT, rotation_message
+from audit_core.trust.key_history import KEY_RECORD_SOURCE, ROTATION_EVENT, rotation_message
+from audit_core.trust.record import KEY_RECORD_MARKER
 from audit_core.trust.signing import generate_keypair, key_id, load_public_key, raw_public_key
 from audit_core.trust.stream_tree import read_note
 
