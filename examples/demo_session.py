@@ -1,6 +1,7 @@
 """`make demo`: a real NautilusTrader backtest with an incident in it, audited, converted, verified, analysed.
 
-1. Creates an Ed25519 key pair for signing seals (public key in ``demo_trail/keys/``, private key in ``demo_trail_signing/``).
+1. Creates an Ed25519 key pair for signing seals (public key in ``demo_trail/keys/``, private key
+   outside the trail in ``demo_trail_signing/``).
 2. Runs ``examples.adaptive_backtest``: four days of three FX pairs, an adaptive strategy built
    on the reference components, the ``AuditObserver`` recording every order, fill and position.
    On day 3 at 14:32 UTC an operator sets ``risk_multiplier`` to 4.0 with no reason.
