@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from benchmarks.bench_bulk import readme_table as bulk_table
 from benchmarks.bench_bundle import readme_table as bundle_table
 from benchmarks.bench_spark import readme_table as spark_table
 from benchmarks.bench_verify import readme_table as verify_table
@@ -146,6 +147,7 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "emit_latency": ("emit_latency.json", emit_latency_table),
     "verify": ("verify.json", verify_table),
     "bundle": ("bundle.json", bundle_table),
+    "bulk": ("bulk.json", bulk_table),
     "spark": ("spark.json", spark_table),
 }
 
