@@ -216,6 +216,39 @@ class TestThreeKeys:
             emitter.emit_param_change("risk", "current_key", 0, 1)
 
 
+class TestRevokingTheCurrentKey:
+    """A scheduled revocation of the key in use would leave the writer signing past its window."""
+
+    def test_the_key_signing_now_cannot_be_revoked_even_from_a_later_time(self, tmp_path, keys):
+        clock = Clock(DAY4_22)
+        with AuditEventEmitter(config(tmp_path, keys.private[0]), clock=clock) as emitter:
+            emitter.emit_param_change("risk", "before", 0, 1)
+            for not_after in (DAY4_22 - 1, DAY4_22 + 10**15):  # past and future
+                with pytest.raises(AuditConfigError, match=f"key {keys.id(0)} signs this stream now"):
+                    emitter.revoke_signing_key(keys.id(0), not_after, "leaked")
+            emitter.rotate_signing_key(keys.signer(1))
+            emitter.revoke_signing_key(keys.id(0), DAY4_22 + 1, "leaked")  # once rotated away, it can be
+        history = read_key_history(trail_files(tmp_path)[0])
+        assert [(event.kind, event.problem) for event in history.events] == [
+            ("rotation", None), ("revocation", None)]
+
+    def test_a_revoked_key_cannot_be_rotated_in(self, tmp_path, keys):
+        clock = Clock(DAY4_22)
+        with AuditEventEmitter(config(tmp_path, keys.private[0]), clock=clock) as emitter:
+            emitter.revoke_signing_key(keys.id(1), DAY4_22 + 10**15, "never to be used")
+            lines_before = sum(path.read_bytes().count(b"\n") for path in (tmp_path / "hot").glob("*.jsonl"))
+            with pytest.raises(AuditConfigError, match=f"key {keys.id(1)} cannot be rotated in: .*revoked"):
+                emitter.rotate_signing_key(keys.signer(1))
+            assert sum(path.read_bytes().count(b"\n") for path in (tmp_path / "hot").glob("*.jsonl")) == lines_before
+            emitter.rotate_signing_key(keys.signer(2))  # another key still can
+
+    def test_a_writer_refuses_to_start_with_a_key_revoked_from_a_later_time(self, tmp_path, keys):
+        with AuditEventEmitter(config(tmp_path, keys.private[0]), clock=Clock(DAY4_22)) as emitter:
+            emitter.revoke_signing_key(keys.id(1), DAY4_22 + 10**15, "retire at year end")
+        with pytest.raises(AuditConfigError, match=f"signing key {keys.id(1)} is revoked"):
+            AuditEventEmitter(config(tmp_path, keys.private[1]), clock=Clock(DAY4_22 + 1))
+
+
 class TestWindows:
     def test_a_seal_signed_after_its_key_was_revoked_is_outside_the_window(self, tmp_path, keys):
         write_three_key_trail(tmp_path, keys)
