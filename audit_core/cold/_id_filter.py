@@ -50,13 +50,18 @@ def id_filter(con: Any, rows: str, parameters: dict[str, Any] | None = None) -> 
     bits = _bits_for(int(count))
     if bits > MAX_BITS:
         return None
-    positions = con.execute(
-        f"""SELECT DISTINCT (md5_number_lower(v) % {bits} + i * (md5_number_upper(v) % {bits})) % {bits} AS p
-            FROM {values}, range({HASHES}) AS r(i)""", parameters or {}).fetchnumpy()["p"]
-    array = np.zeros(bits // 8, dtype=np.uint8)
-    positions = np.asarray(positions, dtype=np.uint64)
-    np.bitwise_or.at(array, (positions >> np.uint64(3)).astype(np.int64),
-                     np.left_shift(1, (positions & np.uint64(7)).astype(np.uint8)).astype(np.uint8))
+    # Both halves of each id's MD5 from DuckDB, the positions in numpy: the same integers as
+    # (h1 % m + i * (h2 % m)) % m in SQL (no uint64 overflow: m <= 2^27), without DuckDB's 128-bit
+    # arithmetic over ids x hashes rows (about 1 us each).
+    halves = con.execute(f"SELECT md5_number_lower(v) AS h1, md5_number_upper(v) AS h2 FROM {values}",
+                         parameters or {}).fetchnumpy()
+    first, second = (np.asarray(halves[name], dtype=np.uint64) for name in ("h1", "h2"))
+    modulus = np.uint64(bits)
+    first, step = first % modulus, second % modulus
+    flags = np.zeros(bits, dtype=bool)
+    for i in range(HASHES):
+        flags[(first + np.uint64(i) * step) % modulus] = True
+    array = np.packbits(flags, bitorder="little")  # bit i in byte i // 8 at 1 << (i % 8)
     return {"bits": bits, "hashes": HASHES, "filter": base64.b64encode(array.tobytes()).decode("ascii")}
 
 
