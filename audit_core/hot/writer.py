@@ -11,9 +11,10 @@ with ``os.write`` to a file opened ``O_APPEND``; bytes once written are never to
 - **Group commit.** ``sync_through(ticket)`` returns once the ticket is durable (``_group_commit``):
   a caller that a sync in flight already covers (it started after the caller's bytes were written)
   waits for that sync, with no ``fdatasync`` of its own; any other caller syncs everything written so
-  far itself, outside the write path, even while older syncs run. One thread costs one sync per
-  durable record and no hand-off. ``append`` takes whole batches of lines, so N records can share
-  one write and one sync (``AuditEventEmitter.emit_many``).
+  far itself, outside the write path, alongside an older sync; beyond two running syncs it waits for
+  the older one and is covered by the next, with every caller that piled up. One thread costs one
+  sync per durable record and no hand-off. ``append`` takes whole batches of lines, so N records can
+  share one write and one sync (``AuditEventEmitter.emit_many``).
 - **Rotation and seals.** At UTC midnight the file is synced, closed and sealed in the background
   (sidecar with count, hashes, file SHA-256 and Merkle root; write bits dropped). ``close`` seals too.
   With a signing key configured, seals are signed and get a C2SP checkpoint. A clock behind the
