@@ -29,6 +29,7 @@ Examples
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -315,7 +316,21 @@ def _duckdb_read_parquet(backend: Any, where: Any, options: dict[str, Any]) -> i
                                                for key, value in options.items()])
     backend._create_temp_view(name, sg.select(sge.Star()).from_(reader))
     backend.__dict__.setdefault("_ledgerline_readers", {})[name] = reader
-    return backend.table(name)
+    # The view's columns as DuckDB binds them (``backend.table(name)`` asks the same, then parses each
+    # type name again: ~6 ms of a cold start, for type names that repeat from one open to the next).
+    columns = backend.con.execute(f'DESCRIBE "{name}"').fetchall()
+    schema = ibis.schema({column: _duckdb_type(sql_type, nullable == "YES")
+                          for column, sql_type, nullable, *_ in columns})
+    return ops.DatabaseTable(name, schema=schema, source=backend,
+                             namespace=ops.Namespace(catalog=None, database=None)).to_expr()
+
+
+@functools.lru_cache(maxsize=256)
+def _duckdb_type(sql_type: str, nullable: bool) -> dt.DataType:
+    """Ibis's type for a DuckDB type name, as ``backend.table`` reads it (``DuckDBType.from_string``)."""
+    from ibis.backends.sql.datatypes import DuckDBType
+
+    return DuckDBType.from_string(sql_type, nullable=nullable)
 
 
 def _column_sets(files: list[Path]) -> tuple[set[tuple[str, ...]], list[tuple[Path, str]], list[int | None]]:
@@ -345,10 +360,14 @@ def _column_sets(files: list[Path]) -> tuple[set[tuple[str, ...]], list[tuple[Pa
 
 def _ts_event_extent(metadata: Any, lows: list[int], highs: list[int]) -> bool:
     """Append each row group's ``ts_event`` min and max; False when a row group has no such statistics."""
-    paths = [metadata.schema.column(number).path for number in range(len(metadata.schema))]
-    if "ts_event" not in paths:
-        return False
-    index = paths.index("ts_event")
+    schema = metadata.schema
+    names = schema.names  # leaf names: a nested leaf may be called ts_event too, so its path decides
+    index = names.index("ts_event") if "ts_event" in names else -1
+    if index < 0 or schema.column(index).path != "ts_event":
+        paths = [schema.column(number).path for number in range(len(schema))]
+        if "ts_event" not in paths:
+            return False
+        index = paths.index("ts_event")
     for group in range(metadata.num_row_groups):
         chunk = metadata.row_group(group)
         if chunk.num_rows == 0:
