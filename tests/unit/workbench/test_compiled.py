@@ -200,3 +200,31 @@ def test_describe_macro_writes_edge_doubles_as_describe_does():
     assert "ledgerline_describe_" in str(backend.compile(with_description(table))).lower()
     assert macro == portable
     assert "alpha signal 0.0008 on EURUSD.SIM (confidence 0.00001): acted on" in macro
+
+
+def test_the_pre_execute_hooks_run_when_a_query_needs_them():
+    """The fast path skips Ibis's pre-execute hooks only for a query with no in-memory table and no UDF
+    to define: a memtable is still registered and a Python UDF still defined before the query runs."""
+    import duckdb
+
+    from workbench._backend import ExactDuckDBBackend
+
+    backend = ExactDuckDBBackend.from_connection(duckdb.connect())
+    table = backend.create_table("t", {"a": [1, 2, 3]}, temp=True)
+    shapes = backend.compiled_shapes
+    assert shapes.prepare(table.filter(table.a > 1))[1] is False
+    assert with_description(backend.create_table("e", {"event_type": ["sys.x"], "source": ["s"]}, temp=True)) \
+        .description.to_pyarrow().to_pylist() == ["sys.x from s: {}"]  # a builtin (the macro) needs no hook
+
+    others = ibis.memtable({"a": [2, 3, 4], "b": ["two", "three", "four"]})
+    joined = table.join(others, "a").order_by("a")
+    assert shapes.prepare(joined)[1] is True
+    assert joined.b.to_pyarrow().to_pylist() == ["two", "three"]
+
+    @ibis.udf.scalar.python
+    def doubled(value: int) -> int:
+        return 2 * value
+
+    with_udf = table.select(d=doubled(table.a)).order_by("d")
+    assert shapes.prepare(with_udf)[1] is True
+    assert with_udf.d.to_pyarrow().to_pylist() == [2, 4, 6]
