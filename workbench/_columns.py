@@ -121,14 +121,14 @@ def float_text(value: ir.FloatingValue) -> ir.StringValue:
 
 
 def float_texts(values: Any) -> Any:
-    """``float_text`` of a pyarrow double array, computed in Python (the describe macro's function on DuckDB).
+    """``float_text`` of a pyarrow double array, computed in Python (on DuckDB, for the describe macro).
 
-    The same text (``tests/unit/workbench/test_describe_speed.py`` compares them on edge cases and
-    random doubles): Python's ``repr`` and DuckDB's cast print the same shortest digits, written
-    again here without an exponent. DuckDB binds ``float_text``'s SQL (5,000 characters, some
-    thirty regular expressions compiled per query) in about 3 ms per column on every query that
-    describes rows, more than describing an hour of rows costs; a function call binds in
-    microseconds, and runs only on the rows that show a double.
+    The same text (``tests/unit/workbench/test_compiled.py`` compares them on edge cases and random
+    doubles): Python's ``repr`` and DuckDB's cast print the same shortest digits, written again here
+    without an exponent. DuckDB binds ``float_text``'s SQL (5,000 characters, some thirty regular
+    expressions) in about 3 ms per column on every query that describes rows, more than describing
+    an hour of rows costs; the describe macro (``describe.FLOAT_TEXT_FUNCTION``) trims DuckDB's
+    own text in SQL and calls this only for text with an exponent.
     """
     import pyarrow as pa
 

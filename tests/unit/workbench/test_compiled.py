@@ -163,12 +163,13 @@ def _doubles() -> list[float | None]:
 
 
 def test_the_describe_macros_float_function_writes_what_float_text_writes():
-    """On DuckDB the describe macro writes doubles with a function (``float_texts``), not ``float_text``'s SQL."""
+    """On DuckDB the describe macro writes doubles with a short macro and a Python function (``float_texts``),
+    not ``float_text``'s SQL."""
     import duckdb
     import pyarrow as pa
 
     from workbench._backend import ExactDuckDBBackend
-    from workbench._columns import float_text
+    from workbench._columns import float_text, float_texts
     from workbench.describe import FLOAT_TEXT_FUNCTION, _register_float_text
 
     con = duckdb.connect()
@@ -181,6 +182,8 @@ def test_the_describe_macros_float_function_writes_what_float_text_writes():
     expected = t.select("i", text=float_text(t.x)).order_by("i").to_pyarrow().column("text").to_pylist()
     fast = [row[0] for row in con.execute(f"SELECT {FLOAT_TEXT_FUNCTION}(x) FROM v ORDER BY i").fetchall()]
     assert fast == expected
+    # The Python function alone (the macro sends it only text with an exponent) is right for every double.
+    assert float_texts(pa.array(values, pa.float64())).to_pylist() == expected
     assert "0.0008" in fast and "-0.00001" in fast and "10000000000000000" in fast and "-nan" in fast
 
 
