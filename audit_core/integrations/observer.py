@@ -55,7 +55,7 @@ from audit_core.events import COLD_DECIMAL_FRACTION_DIGITS, AuditEventType
 from audit_core.hot.emitter import AuditEventEmitter
 from audit_core.integrations._fill_accounting import FILL_ACCOUNTING, fill_accounting_payload
 from audit_core.integrations._nautilus_compat import NAUTILUS_VERSION, wildcards_reach_existing_topics
-from audit_core.integrations._recording import RecordingMode, RecordingThread, recording_mode
+from audit_core.integrations._recording import DeferredRecords, RecordingMode, RecordingThread, recording_mode
 
 SIGNAL_TAG = "ledgerline:signal="
 EXPECTED_PRICE_TAG = "ledgerline:expected_px="
@@ -122,6 +122,10 @@ class AuditObserverConfig(ActorConfig, frozen=True):
             written, False syncs only at rotation and close. None follows the environment.
         max_pending: Live and sandbox: records that may wait for the recording thread before the
             event loop waits for room (bounded memory; nothing is dropped; waits are counted).
+        backtest_batch: A backtest that syncs no record on its own (the default) writes its records
+            in batches of up to this many, each with the bytes and file it would have had if it had
+            been written at once (``_recording.DeferredRecords``); on stop and dispose everything is
+            written. 1 writes each record as it happens (to watch a backtest's trail as it grows).
         signing_key_path: File with the Ed25519 private key that signs seals (``ledgerline keygen``).
         signing_key_env: Environment variable holding that key instead.
         code_version: The strategy code's version, recorded in ``sys.session_start``.
@@ -134,6 +138,7 @@ class AuditObserverConfig(ActorConfig, frozen=True):
     environment: str | None = None
     sync_writes: bool | None = None
     max_pending: int = 10_000
+    backtest_batch: int = 512
     signing_key_path: str | None = None
     signing_key_env: str | None = None
     code_version: str | None = None
@@ -166,17 +171,24 @@ class AuditObserver(Actor):
         self.recorded_by_type: Counter[str] = Counter()
         self.mode: RecordingMode | None = None
         self._recorder: RecordingThread | None = None
+        self._deferred: DeferredRecords | None = None
         self._run_identity: dict[str, Any] = {}
         self.session_id: str | None = None
 
     @property
     def emitter(self) -> AuditEventEmitter:
+        """The observer's emitter, with every record captured so far written (a backtest writes in batches)."""
         assert self._emitter is not None, "the observer has not started"
+        if self._deferred is not None:
+            self._deferred.run()
         return self._emitter
 
     @property
     def recorded(self) -> int:
-        """Records written so far (in live and sandbox: by the recording thread)."""
+        """Records written so far (in live and sandbox: by the recording thread; in a backtest, the
+        records captured but not yet written are written first)."""
+        if self._deferred is not None:
+            self._deferred.run()
         return self._recorded
 
     @property
@@ -205,6 +217,12 @@ class AuditObserver(Actor):
         cfg = self._audit_config
         environment = cfg.environment or ("backtest" if isinstance(self.clock, TestClock) else "live")
         self.mode = mode = recording_mode(environment, cfg.sync_writes)
+        clock = self.clock.timestamp_ns
+        if self._emitter is None and not (mode.off_loop or mode.sync_trades) and cfg.backtest_batch > 1:
+            # Only an emitter of our own: its clock must be the batch's, and no one else writes to it
+            # between two of our records (a batch would reorder them).
+            self._deferred = DeferredRecords(clock, self._failed, cfg.backtest_batch)
+            clock = self._deferred.clock
         if self._emitter is None:
             # The node's clock: wall time live, simulated time in a backtest, so a backtest's files
             # are dated (and rotate at midnight) by the time it simulates.
@@ -216,7 +234,7 @@ class AuditObserver(Actor):
                 sync_writes=mode.sync_trades,
                 signing_key_path=cfg.signing_key_path,
                 signing_key_env=cfg.signing_key_env,
-            ), clock=self.clock.timestamp_ns)
+            ), clock=clock)
         if mode.off_loop and self._recorder is None:
             self._recorder = RecordingThread(self._failed, max_pending=cfg.max_pending)
         self._record_session_start()
@@ -237,6 +255,8 @@ class AuditObserver(Actor):
     def on_stop(self) -> None:
         # Keep recording: strategies stopping after this actor still close positions, and those
         # fills belong in the trail. Make what is written durable now; on_dispose closes and seals.
+        if self._deferred is not None:
+            self._deferred.close()  # and write each later record as it comes
         if self._emitter is not None:
             self._record(self._emitter.flush, "flush")
 
@@ -256,6 +276,8 @@ class AuditObserver(Actor):
                     self._failed("order events", exc)
         if self._recorder is not None:
             self._recorder.close()  # everything queued is written before the session is closed
+        if self._deferred is not None:
+            self._deferred.close()
         if self._emitter is not None and self.session_id is not None:
             self._record_session_end()
         if self._owns_emitter and self._emitter is not None:
@@ -265,7 +287,7 @@ class AuditObserver(Actor):
     # --- recording ----------------------------------------------------------------------------
 
     def _record(self, write: Callable[[], object], what: str, event_type: str | None = None) -> None:
-        """Run ``write`` inline (backtest) or queue it for the recording thread (live, sandbox)."""
+        """Run ``write`` now, in the backtest's next batch, or on the recording thread (live, sandbox)."""
         def run() -> None:
             write()
             if event_type is not None:
@@ -273,6 +295,9 @@ class AuditObserver(Actor):
                 self.recorded_by_type[event_type] += 1
         if self._recorder is not None and self._recorder.is_open:
             self._recorder.submit(what, run)  # a failure there is reported through _failed
+            return
+        if self._deferred is not None:
+            self._deferred.submit(what, run)  # likewise
             return
         try:
             run()
@@ -287,13 +312,13 @@ class AuditObserver(Actor):
 
     def _trade(self, event_type: str, what: str, instrument_id: str, correlation_id: str | None, ts_event: int,
                fields: dict[str, Any]) -> None:
-        emit = self.emitter.emit_trade
+        emit = self._emitter.emit_trade  # type: ignore[union-attr]
         self._record(lambda: emit(event_type, "AuditObserver", instrument_id, correlation_id=correlation_id,
                                   ts_event=ts_event, **fields), what, event_type)
 
     def _system(self, event_type: str, what: str, payload: dict[str, Any], ts_event: int,
                 correlation_id: str | None = None) -> None:
-        emit = self.emitter.emit_system
+        emit = self._emitter.emit_system  # type: ignore[union-attr]
         self._record(lambda: emit(event_type, "AuditObserver", payload, correlation_id=correlation_id,
                                   ts_event=ts_event), what, event_type)
 
