@@ -104,7 +104,11 @@ def cold_precision(value: Decimal) -> Decimal:
 
 def _float_decimal(value: float) -> Decimal:
     """A NautilusTrader float (average prices, returns) as the decimal the trail stores."""
-    return cold_precision(Decimal(str(value)))
+    text = repr(value)
+    if len(text) <= 19 and "e" not in text:  # at most 17 decimal places: nothing to round
+        number = Decimal(text)
+        return number if number else Decimal(0)
+    return cold_precision(Decimal(text))
 
 
 class AuditObserverConfig(ActorConfig, frozen=True):
@@ -172,6 +176,7 @@ class AuditObserver(Actor):
         self.mode: RecordingMode | None = None
         self._recorder: RecordingThread | None = None
         self._deferred: DeferredRecords | None = None
+        self._instruments: dict[Any, tuple[Any, dict[str, Any]]] = {}  # fill_accounting_payload's memo
         self._run_identity: dict[str, Any] = {}
         self.session_id: str | None = None
 
@@ -474,11 +479,7 @@ class AuditObserver(Actor):
                     {k: v for k, v in fields.items() if v is not None})
 
     def _record_position_event(self, event: PositionEvent) -> None:
-        event_type = {
-            PositionOpened: AuditEventType.TRADE_POSITION_OPENED,
-            PositionChanged: AuditEventType.TRADE_POSITION_CHANGED,
-            PositionClosed: AuditEventType.TRADE_POSITION_CLOSED,
-        }[type(event)]
+        event_type = _POSITION_EVENT_TYPES[type(event)]
         signal = self._signals.get(event.opening_order_id)
         if isinstance(event, PositionClosed):
             self._signals.pop(event.opening_order_id, None)
@@ -508,7 +509,8 @@ class AuditObserver(Actor):
 
     def _record_fill_accounting(self, event: OrderFilled) -> None:
         """What the fill did to the account (``sys.fill_accounting``), for ``pnl_reconciliation``."""
-        self._system(FILL_ACCOUNTING, "fill accounting", fill_accounting_payload(self.cache, event), event.ts_event,
+        payload = fill_accounting_payload(self.cache, event, self._instruments)
+        self._system(FILL_ACCOUNTING, "fill accounting", payload, event.ts_event,
                      correlation_id=self._expected.get(event.client_order_id, (None, None))[1])
 
     # --- helpers ------------------------------------------------------------------------------
@@ -557,6 +559,12 @@ _TRIGGERED_TYPES = frozenset({
 })
 #: Stands for "the order's trigger price at the time": stops are measured against their trigger.
 _FROM_TRIGGER: Any = Decimal("NaN")
+
+_POSITION_EVENT_TYPES: dict[type, str] = {
+    PositionOpened: AuditEventType.TRADE_POSITION_OPENED.value,
+    PositionChanged: AuditEventType.TRADE_POSITION_CHANGED.value,
+    PositionClosed: AuditEventType.TRADE_POSITION_CLOSED.value,
+}
 
 #: NautilusTrader order event -> the trail's event type (OrderInitialized is not recorded).
 _ORDER_EVENT_TYPES: dict[type, str] = {
