@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 Environment = Literal["backtest", "sandbox", "live"]
 ENVIRONMENTS: tuple[Environment, ...] = ("backtest", "sandbox", "live")
@@ -52,11 +52,14 @@ def recording_mode(environment: str, sync_writes: bool | None = None) -> Recordi
 class DeferredRecords:
     """Record calls captured on the event loop and run later, in capture order, in batches.
 
-    ``submit`` keeps the call with the clock's reading now; the batch runs when ``limit`` calls
-    wait, or on ``run``. While a call runs, ``clock`` (the emitter's clock) returns that call's
-    capture time, so its ``ts_recorded`` and the file it lands in (rotation follows the emitter's
-    clock) are those it would have had if it had run when it was captured. A call that raises is
-    reported to ``on_error`` and the next one runs. After ``close`` every call runs at once.
+    ``submit`` keeps the call and its arguments with the clock's reading now; the batch runs when
+    ``limit`` calls wait, or on ``run``. While a call runs, ``clock`` (the emitter's clock) returns
+    that call's capture time, so its ``ts_recorded`` and the file it lands in (rotation follows the
+    emitter's clock) are those it would have had if it had run when it was captured. A call that
+    raises is reported to ``on_error`` and the next one runs. After ``close`` every call runs at once.
+
+    A waiting call is one tuple (no closure): objects the garbage collector tracks, kept alive by
+    the hundreds, would trigger collections that each walk the whole engine's heap.
     """
 
     def __init__(self, clock: Callable[[], int], on_error: Callable[[str, Exception], None],
@@ -66,7 +69,7 @@ class DeferredRecords:
         self._now = clock
         self._on_error = on_error
         self._limit = limit
-        self._pending: list[tuple[str, Callable[[], object], int]] = []
+        self._pending: list[tuple[str, Callable[..., object], tuple[Any, ...], int]] = []
         self._pinned: int | None = None
         #: Batches run so far.
         self.batches = 0
@@ -80,10 +83,10 @@ class DeferredRecords:
         pinned = self._pinned
         return self._now() if pinned is None else pinned
 
-    def submit(self, what: str, call: Callable[[], object]) -> None:
-        """Keep ``call`` (``what`` names it in error reports) for the next batch; run the batch if full."""
+    def submit(self, what: str, call: Callable[..., object], args: tuple[Any, ...] = ()) -> None:
+        """Keep ``call(*args)`` (``what`` names it in error reports) for the next batch; run the batch if full."""
         pending = self._pending
-        pending.append((what, call, self._now()))
+        pending.append((what, call, args, self._now()))
         if len(pending) >= self._limit:
             self.run()
 
@@ -94,10 +97,10 @@ class DeferredRecords:
             return
         self.batches += 1
         try:
-            for what, call, captured_at in pending:
+            for what, call, args, captured_at in pending:
                 self._pinned = captured_at
                 try:
-                    call()
+                    call(*args)
                 except Exception as exc:
                     self._on_error(what, exc)
         finally:

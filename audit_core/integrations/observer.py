@@ -83,6 +83,8 @@ def slippage_bps(side: str, expected: Decimal, filled: Decimal) -> Decimal:
     receiving less on a SELL than expected is a positive number."""
     if side not in ("BUY", "SELL"):
         raise ValueError(f"side must be 'BUY' or 'SELL', got {side!r}")
+    if filled == expected and expected:
+        return Decimal(0)  # what the division gives, without it (most market fills at the quote)
     bps = (filled - expected) / expected * _BPS * (1 if side == "BUY" else -1)
     return cold_precision(bps)
 
@@ -177,6 +179,9 @@ class AuditObserver(Actor):
         self._recorder: RecordingThread | None = None
         self._deferred: DeferredRecords | None = None
         self._instruments: dict[Any, tuple[Any, dict[str, Any]]] = {}  # fill_accounting_payload's memo
+        self._write_bound = self._write
+        self._emit_trade: Callable[..., object] = _not_started
+        self._emit_system: Callable[..., object] = _not_started
         self._run_identity: dict[str, Any] = {}
         self.session_id: str | None = None
 
@@ -240,6 +245,8 @@ class AuditObserver(Actor):
                 signing_key_path=cfg.signing_key_path,
                 signing_key_env=cfg.signing_key_env,
             ), clock=clock)
+        # Bound once: a waiting record holds them, and each bound method is an object to collect.
+        self._emit_trade, self._emit_system = self._emitter.emit_trade, self._emitter.emit_system
         if mode.off_loop and self._recorder is None:
             self._recorder = RecordingThread(self._failed, max_pending=cfg.max_pending)
         self._record_session_start()
@@ -263,7 +270,7 @@ class AuditObserver(Actor):
         if self._deferred is not None:
             self._deferred.close()  # and write each later record as it comes
         if self._emitter is not None:
-            self._record(self._emitter.flush, "flush")
+            self._record("flush", self._emitter.flush)
 
     def on_dispose(self) -> None:
         self.msgbus.unsubscribe(topic="events.order.*", handler=self._on_order_event)
@@ -291,23 +298,25 @@ class AuditObserver(Actor):
 
     # --- recording ----------------------------------------------------------------------------
 
-    def _record(self, write: Callable[[], object], what: str, event_type: str | None = None) -> None:
-        """Run ``write`` now, in the backtest's next batch, or on the recording thread (live, sandbox)."""
-        def run() -> None:
-            write()
-            if event_type is not None:
-                self._recorded += 1
-                self.recorded_by_type[event_type] += 1
+    def _record(self, what: str, call: Callable[..., object], args: tuple[Any, ...] = ()) -> None:
+        """Run ``call(*args)`` now, in the backtest's next batch, or on the recording thread (live, sandbox)."""
         if self._recorder is not None and self._recorder.is_open:
-            self._recorder.submit(what, run)  # a failure there is reported through _failed
+            self._recorder.submit(what, lambda: call(*args))  # a failure there is reported through _failed
             return
         if self._deferred is not None:
-            self._deferred.submit(what, run)  # likewise
+            self._deferred.submit(what, call, args)  # likewise
             return
         try:
-            run()
+            call(*args)
         except Exception as exc:
             self._failed(what, exc)
+
+    def _write(self, emit: Callable[..., object], event_type: str, subject: Any, correlation_id: str | None,
+               ts_event: int, fields: dict[str, Any]) -> None:
+        """Emit one record (``subject``: a trade's instrument id, a system record's payload) and count it."""
+        emit(event_type, "AuditObserver", subject, correlation_id=correlation_id, ts_event=ts_event, **fields)
+        self._recorded += 1
+        self.recorded_by_type[event_type] += 1
 
     def _failed(self, what: str, exc: Exception) -> None:
         # Never stop the node for the audit trail, and never stay silent about it.
@@ -317,15 +326,13 @@ class AuditObserver(Actor):
 
     def _trade(self, event_type: str, what: str, instrument_id: str, correlation_id: str | None, ts_event: int,
                fields: dict[str, Any]) -> None:
-        emit = self._emitter.emit_trade  # type: ignore[union-attr]
-        self._record(lambda: emit(event_type, "AuditObserver", instrument_id, correlation_id=correlation_id,
-                                  ts_event=ts_event, **fields), what, event_type)
+        self._record(what, self._write_bound, (self._emit_trade, event_type, instrument_id, correlation_id, ts_event,
+                                               fields))
 
     def _system(self, event_type: str, what: str, payload: dict[str, Any], ts_event: int,
                 correlation_id: str | None = None) -> None:
-        emit = self._emitter.emit_system  # type: ignore[union-attr]
-        self._record(lambda: emit(event_type, "AuditObserver", payload, correlation_id=correlation_id,
-                                  ts_event=ts_event), what, event_type)
+        self._record(what, self._write_bound, (self._emit_system, event_type, payload, correlation_id, ts_event,
+                                               _NO_FIELDS))
 
     # --- run identity -------------------------------------------------------------------------
 
@@ -549,6 +556,13 @@ class AuditObserver(Actor):
         self._expected[order.client_order_id] = (expected, signal)
         if signal is not None:
             self._signals[order.client_order_id] = signal
+
+
+_NO_FIELDS: dict[str, Any] = {}
+
+
+def _not_started(*_args: Any, **_kwargs: Any) -> None:
+    raise RuntimeError("the observer has not started")
 
 
 #: Order types whose fills are measured against their trigger price (``has_trigger_price`` is False
