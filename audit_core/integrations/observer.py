@@ -51,7 +51,7 @@ from nautilus_trader.model.events import (
 from nautilus_trader.model.identifiers import ClientOrderId
 
 from audit_core.config import AuditConfig
-from audit_core.events import COLD_DECIMAL_FRACTION_DIGITS, AuditEventType
+from audit_core.events import COLD_DECIMAL_FRACTION_DIGITS, AuditEvent, AuditEventType, SystemEvent, TradeEvent
 from audit_core.hot.emitter import AuditEventEmitter
 from audit_core.integrations._fill_accounting import FILL_ACCOUNTING, fill_accounting_payload
 from audit_core.integrations._nautilus_compat import NAUTILUS_VERSION, wildcards_reach_existing_topics
@@ -180,8 +180,7 @@ class AuditObserver(Actor):
         self._deferred: DeferredRecords | None = None
         self._instruments: dict[Any, tuple[Any, dict[str, Any]]] = {}  # fill_accounting_payload's memo
         self._write_bound = self._write
-        self._emit_trade: Callable[..., object] = _not_started
-        self._emit_system: Callable[..., object] = _not_started
+        self._emit: Callable[[AuditEvent], object] = _not_started
         self._run_identity: dict[str, Any] = {}
         self.session_id: str | None = None
 
@@ -245,8 +244,7 @@ class AuditObserver(Actor):
                 signing_key_path=cfg.signing_key_path,
                 signing_key_env=cfg.signing_key_env,
             ), clock=clock)
-        # Bound once: a waiting record holds them, and each bound method is an object to collect.
-        self._emit_trade, self._emit_system = self._emitter.emit_trade, self._emitter.emit_system
+        self._emit = self._emitter.emit  # bound once: a waiting record holds it, and each one is an object to collect
         if mode.off_loop and self._recorder is None:
             self._recorder = RecordingThread(self._failed, max_pending=cfg.max_pending)
         self._record_session_start()
@@ -311,12 +309,12 @@ class AuditObserver(Actor):
         except Exception as exc:
             self._failed(what, exc)
 
-    def _write(self, emit: Callable[..., object], event_type: str, subject: Any, correlation_id: str | None,
-               ts_event: int, fields: dict[str, Any]) -> None:
-        """Emit one record (``subject``: a trade's instrument id, a system record's payload) and count it."""
-        emit(event_type, "AuditObserver", subject, correlation_id=correlation_id, ts_event=ts_event, **fields)
+    def _write(self, validate: Callable[[dict[str, Any]], AuditEvent], fields: dict[str, Any]) -> None:
+        """Build one record from its fields (validated as any caller's event is), emit it and count it."""
+        event = validate(fields)
+        self._emit(event)
         self._recorded += 1
-        self.recorded_by_type[event_type] += 1
+        self.recorded_by_type[event.event_type] += 1
 
     def _failed(self, what: str, exc: Exception) -> None:
         # Never stop the node for the audit trail, and never stay silent about it.
@@ -326,13 +324,19 @@ class AuditObserver(Actor):
 
     def _trade(self, event_type: str, what: str, instrument_id: str, correlation_id: str | None, ts_event: int,
                fields: dict[str, Any]) -> None:
-        self._record(what, self._write_bound, (self._emit_trade, event_type, instrument_id, correlation_id, ts_event,
-                                               fields))
+        """Record a ``TradeEvent``; ``fields`` that are None are left to the model's default (None)."""
+        record = {"ts_event": ts_event, "event_type": event_type, "source": _SOURCE,
+                  "correlation_id": correlation_id, "instrument_id": instrument_id}
+        for name, value in fields.items():
+            if value is not None:
+                record[name] = value
+        self._record(what, self._write_bound, (_TRADE_EVENT, record))
 
     def _system(self, event_type: str, what: str, payload: dict[str, Any], ts_event: int,
                 correlation_id: str | None = None) -> None:
-        self._record(what, self._write_bound, (self._emit_system, event_type, payload, correlation_id, ts_event,
-                                               _NO_FIELDS))
+        record = {"ts_event": ts_event, "event_type": event_type, "source": _SOURCE,
+                  "correlation_id": correlation_id, "payload": payload}
+        self._record(what, self._write_bound, (_SYSTEM_EVENT, record))
 
     # --- run identity -------------------------------------------------------------------------
 
@@ -482,8 +486,7 @@ class AuditObserver(Actor):
             venue_order_id = getattr(event, "venue_order_id", None)
             if venue_order_id is not None and kind is not OrderSubmitted:
                 fields["venue_order_id"] = str(venue_order_id)
-        self._trade(event_type, kind.__name__, str(event.instrument_id), signal, event.ts_event,
-                    {k: v for k, v in fields.items() if v is not None})
+        self._trade(event_type, kind.__name__, str(event.instrument_id), signal, event.ts_event, fields)
 
     def _record_position_event(self, event: PositionEvent) -> None:
         event_type = _POSITION_EVENT_TYPES[type(event)]
@@ -511,8 +514,7 @@ class AuditObserver(Actor):
             fields["realized_return"] = _float_decimal(event.realized_return)
             fields["avg_px_close"] = _float_decimal(event.avg_px_close)
             fields["duration_ns"] = event.duration_ns
-        self._trade(event_type, type(event).__name__, str(event.instrument_id), signal, event.ts_event,
-                    {k: v for k, v in fields.items() if v is not None})
+        self._trade(event_type, type(event).__name__, str(event.instrument_id), signal, event.ts_event, fields)
 
     def _record_fill_accounting(self, event: OrderFilled) -> None:
         """What the fill did to the account (``sys.fill_accounting``), for ``pnl_reconciliation``."""
@@ -558,7 +560,11 @@ class AuditObserver(Actor):
             self._signals[order.client_order_id] = signal
 
 
-_NO_FIELDS: dict[str, Any] = {}
+_SOURCE = "AuditObserver"
+#: The models' own validators, as ``AuditEventEmitter.emit_trade``/``emit_system`` call them; the
+#: observer builds each record's fields in one dict and hands the built event to ``emit``.
+_TRADE_EVENT: Callable[[dict[str, Any]], AuditEvent] = TradeEvent.__pydantic_validator__.validate_python
+_SYSTEM_EVENT: Callable[[dict[str, Any]], AuditEvent] = SystemEvent.__pydantic_validator__.validate_python
 
 
 def _not_started(*_args: Any, **_kwargs: Any) -> None:
