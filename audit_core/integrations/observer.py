@@ -179,7 +179,10 @@ class AuditObserver(Actor):
         self._recorder: RecordingThread | None = None
         self._deferred: DeferredRecords | None = None
         self._instruments: dict[Any, tuple[Any, dict[str, Any]]] = {}  # fill_accounting_payload's memo
+        # Bound once: a waiting record holds one, and each bound method made is an object to collect.
         self._write_bound = self._write
+        self._write_account_state_bound = self._write_account_state
+        self._write_position_event_bound = self._write_position_event
         self._emit: Callable[[AuditEvent], object] = _not_started
         self._run_identity: dict[str, Any] = {}
         self.session_id: str | None = None
@@ -244,7 +247,7 @@ class AuditObserver(Actor):
                 signing_key_path=cfg.signing_key_path,
                 signing_key_env=cfg.signing_key_env,
             ), clock=clock)
-        self._emit = self._emitter.emit  # bound once: a waiting record holds it, and each one is an object to collect
+        self._emit = self._emitter.emit
         if mode.off_loop and self._recorder is None:
             self._recorder = RecordingThread(self._failed, max_pending=cfg.max_pending)
         self._record_session_start()
@@ -324,18 +327,12 @@ class AuditObserver(Actor):
 
     def _trade(self, event_type: str, what: str, instrument_id: str, correlation_id: str | None, ts_event: int,
                fields: dict[str, Any]) -> None:
-        """Record a ``TradeEvent``; ``fields`` that are None are left to the model's default (None)."""
-        record = {"ts_event": ts_event, "event_type": event_type, "source": _SOURCE,
-                  "correlation_id": correlation_id, "instrument_id": instrument_id}
-        for name, value in fields.items():
-            if value is not None:
-                record[name] = value
-        self._record(what, self._write_bound, (_TRADE_EVENT, record))
+        self._record(what, self._write_bound,
+                     (_TRADE_EVENT, _trade_record(event_type, instrument_id, correlation_id, ts_event, fields)))
 
     def _system(self, event_type: str, what: str, payload: dict[str, Any], ts_event: int,
                 correlation_id: str | None = None) -> None:
-        record = {"ts_event": ts_event, "event_type": event_type, "source": _SOURCE,
-                  "correlation_id": correlation_id, "payload": payload}
+        record = _system_record(event_type, payload, ts_event, correlation_id)
         self._record(what, self._write_bound, (_SYSTEM_EVENT, record))
 
     # --- run identity -------------------------------------------------------------------------
@@ -386,22 +383,24 @@ class AuditObserver(Actor):
             self._failed(type(event).__name__, exc)
 
     def _on_account_state(self, event: AccountState) -> None:
-        """Balances as the venue reports them, so P&L can be reconciled from the trail alone."""
-        try:
-            payload = {
-                "account_id": str(event.account_id),
-                "account_type": event.account_type.name,
-                "balances": {
-                    str(b.currency): {"total": str(b.total.as_decimal()), "locked": str(b.locked.as_decimal()),
-                                      "free": str(b.free.as_decimal())}
-                    for b in event.balances
-                },
-                "ts_init": event.ts_init,
-            }
-        except Exception as exc:
-            self._failed(type(event).__name__, exc)
-            return
-        self._system("sys.account_state", "AccountState", payload, event.ts_event)
+        """Balances as the venue reports them, so P&L can be reconciled from the trail alone.
+
+        The event never changes: its record is built when it is written (in a backtest's batch, or
+        on the recording thread), off the handler."""
+        self._record(type(event).__name__, self._write_account_state_bound, (event,))
+
+    def _write_account_state(self, event: AccountState) -> None:
+        payload = {
+            "account_id": str(event.account_id),
+            "account_type": event.account_type.name,
+            "balances": {
+                str(b.currency): {"total": str(b.total.as_decimal()), "locked": str(b.locked.as_decimal()),
+                                  "free": str(b.free.as_decimal())}
+                for b in event.balances
+            },
+            "ts_init": event.ts_init,
+        }
+        self._write(_SYSTEM_EVENT, _system_record("sys.account_state", payload, event.ts_event))
 
     def _on_order_event(self, event: OrderEvent) -> None:
         if self._caught_up and event.id in self._caught_up:
@@ -489,12 +488,16 @@ class AuditObserver(Actor):
         self._trade(event_type, kind.__name__, str(event.instrument_id), signal, event.ts_event, fields)
 
     def _record_position_event(self, event: PositionEvent) -> None:
-        event_type = _POSITION_EVENT_TYPES[type(event)]
         signal = self._signals.get(event.opening_order_id)
         if isinstance(event, PositionClosed):
             self._signals.pop(event.opening_order_id, None)
         position = self.cache.position(event.position_id)
         last_fill = position.last_event if position is not None else None
+        # The event is a snapshot that never changes, and so is the fill: what the position is now
+        # was read above; the record is built when it is written (a backtest's batch, the recording thread).
+        self._record(type(event).__name__, self._write_position_event_bound, (event, signal, last_fill))
+
+    def _write_position_event(self, event: PositionEvent, signal: str | None, last_fill: OrderFilled | None) -> None:
         fields: dict[str, Any] = {
             # The order whose fill opened, changed or closed the position.
             "order_id": str(last_fill.client_order_id if last_fill is not None else event.opening_order_id),
@@ -514,7 +517,8 @@ class AuditObserver(Actor):
             fields["realized_return"] = _float_decimal(event.realized_return)
             fields["avg_px_close"] = _float_decimal(event.avg_px_close)
             fields["duration_ns"] = event.duration_ns
-        self._trade(event_type, type(event).__name__, str(event.instrument_id), signal, event.ts_event, fields)
+        self._write(_TRADE_EVENT, _trade_record(_POSITION_EVENT_TYPES[type(event)], str(event.instrument_id), signal,
+                                                event.ts_event, fields))
 
     def _record_fill_accounting(self, event: OrderFilled) -> None:
         """What the fill did to the account (``sys.fill_accounting``), for ``pnl_reconciliation``."""
@@ -565,6 +569,24 @@ _SOURCE = "AuditObserver"
 #: observer builds each record's fields in one dict and hands the built event to ``emit``.
 _TRADE_EVENT: Callable[[dict[str, Any]], AuditEvent] = TradeEvent.__pydantic_validator__.validate_python
 _SYSTEM_EVENT: Callable[[dict[str, Any]], AuditEvent] = SystemEvent.__pydantic_validator__.validate_python
+
+
+def _trade_record(event_type: str, instrument_id: str, correlation_id: str | None, ts_event: int,
+                  fields: dict[str, Any]) -> dict[str, Any]:
+    """A ``TradeEvent``'s fields; ``fields`` that are None are left to the model's default (None)."""
+    record = {"ts_event": ts_event, "event_type": event_type, "source": _SOURCE,
+              "correlation_id": correlation_id, "instrument_id": instrument_id}
+    for name, value in fields.items():
+        if value is not None:
+            record[name] = value
+    return record
+
+
+def _system_record(event_type: str, payload: dict[str, Any], ts_event: int,
+                   correlation_id: str | None = None) -> dict[str, Any]:
+    """A ``SystemEvent``'s fields."""
+    return {"ts_event": ts_event, "event_type": event_type, "source": _SOURCE, "correlation_id": correlation_id,
+            "payload": payload}
 
 
 def _not_started(*_args: Any, **_kwargs: Any) -> None:
