@@ -228,6 +228,8 @@ class AuditObserver(Actor):
         cfg = self._audit_config
         environment = cfg.environment or ("backtest" if isinstance(self.clock, TestClock) else "live")
         self.mode = mode = recording_mode(environment, cfg.sync_writes)
+        if cfg.backtest_batch < 1:
+            raise ValueError(f"backtest_batch must be >= 1 (1: each record as it happens), got {cfg.backtest_batch}")
         clock = self.clock.timestamp_ns
         if self._emitter is None and not (mode.off_loop or mode.sync_trades) and cfg.backtest_batch > 1:
             # Only an emitter of our own: its clock must be the batch's, and no one else writes to it

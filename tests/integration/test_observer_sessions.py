@@ -134,3 +134,12 @@ def test_a_backtest_written_in_batches_has_the_bytes_of_one_written_record_by_re
     assert len(trails[1]) == 2  # two simulated days, two files
     assert trails[7] == trails[1]
     assert verify(tmp_path / "batch-7").ok
+
+
+def test_a_batch_of_no_records_is_refused_by_name(tmp_path):
+    engine, _, _ = build_engine(str(tmp_path), ticks=10, observer_config={"backtest_batch": 0})
+    try:
+        with pytest.raises(ValueError, match=r"backtest_batch must be >= 1 .*, got 0"):
+            engine.run()
+    finally:
+        engine.dispose()
