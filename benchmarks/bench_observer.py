@@ -8,8 +8,9 @@ minute, a strategy trading on every quote) is run on a fresh BacktestEngine per 
 - ``observer``: the AuditObserver as ``build_engine`` attaches it, with its defaults: the environment
   is read from the engine's clock (a backtest), so the recording rule of ``_recording`` applies:
   every record (orders, fills, positions, accounts and the session's lifecycle records) is
-  validated, chained and written inline, and the trail is synced at rotation and close. This is
-  the case the target is about.
+  validated, chained and written on the event loop, in batches of ``backtest_batch`` records (each
+  with the bytes it would have had written at once), and the trail is synced at rotation and
+  close. This is the case the target is about.
 - ``observer_sync_trades``: the same observer with ``sync_writes=True``: every ``trade.*`` record is
   also fdatasync'ed before its handler returns (the durability a live or sandbox node gets, here
   inline, so its cost shows in ``engine.run()``; a live node syncs on its recording thread). It
@@ -157,8 +158,8 @@ def run_observer_benchmark(tmp: Path, fills_target: int = 10_000, repeats: int =
             "BacktestEngine per run, same quotes, same strategy; only engine.run() is timed "
             f"(time.perf_counter); cases interleaved, best of {repeats}. The observer case records every order, "
             "fill, position and account event and the session's lifecycle records with the observer's defaults "
-            "(a backtest: synced at rotation and close); observer_sync_trades also fdatasyncs each trade.* "
-            "record before its handler returns (a live node's durability, inline)."
+            "(a backtest: written in batches, synced at rotation and close); observer_sync_trades also fdatasyncs "
+            "each trade.* record before its handler returns (a live node's durability, inline)."
         ),
         "scenario": {"ticks": ticks, "trade_every": TRADE_EVERY, "fills": baseline["fills"],
                      "orders": baseline["orders"], "fills_target": fills_target},
