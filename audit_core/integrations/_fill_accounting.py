@@ -19,12 +19,14 @@ from nautilus_trader.model.events import OrderFilled
 FILL_ACCOUNTING = "sys.fill_accounting"
 
 
-def fill_accounting_payload(cache: Any, event: OrderFilled) -> dict[str, Any]:
+def fill_accounting_payload(cache: Any, event: OrderFilled,
+                            memo: dict[Any, tuple[Any, dict[str, Any]]] | None = None) -> dict[str, Any]:
     """The payload of the ``sys.fill_accounting`` record of ``event``, read from the node's cache.
 
     Rates are those ``AccountsManager._update_balance_single_currency`` asks the cache for (bid
     for a SELL, ask for a BUY, at the fill), written as the shortest decimal of the float the
     engine multiplies with; recorded only for a currency that differs from the account's.
+    ``memo`` (a dict the caller keeps) saves the instrument's part from one fill to the next.
     """
     order = cache.order(event.client_order_id)
     account = cache.account(event.account_id)
@@ -41,17 +43,7 @@ def fill_accounting_payload(cache: Any, event: OrderFilled) -> dict[str, Any]:
         payload["order_filled_qty"] = str(order.filled_qty.as_decimal())
         payload["order_quantity"] = str(order.quantity.as_decimal())
     if instrument is not None:
-        base = instrument.get_base_currency()
-        payload |= {
-            "base_currency": None if base is None else str(base),
-            "quote_currency": str(instrument.quote_currency),
-            "settlement_currency": str(instrument.get_settlement_currency()),
-            "multiplier": str(instrument.multiplier.as_decimal()),
-            "inverse": bool(instrument.is_inverse),
-        }
-        currencies = {base, instrument.quote_currency, instrument.get_settlement_currency(), event.commission.currency}
-        # Minor units: the engine rounds each booked amount to its currency's precision.
-        payload["precisions"] = {str(c): c.precision for c in currencies if c is not None}
+        payload |= _instrument_part(instrument, event.commission.currency, memo)
     if account is not None:
         payload["account_type"] = account.type.name
         account_currency = account.base_currency
@@ -59,6 +51,31 @@ def fill_accounting_payload(cache: Any, event: OrderFilled) -> dict[str, Any]:
         if account_currency is not None:
             payload["xrates"] = _xrates(cache, event, instrument, account, account_currency)
     return payload
+
+
+def _instrument_part(instrument: Any, commission_currency: Any,
+                     memo: dict[Any, tuple[Any, dict[str, Any]]] | None) -> dict[str, Any]:
+    """The instrument's currencies, multiplier, inverse flag and the currencies' precisions: the same
+    for every fill of that instrument object (an instrument the cache replaces is read again)."""
+    key = (instrument.id, commission_currency)
+    known = None if memo is None else memo.get(key)
+    if known is not None and known[0] is instrument:
+        return known[1]
+    base = instrument.get_base_currency()
+    part: dict[str, Any] = {
+        "base_currency": None if base is None else str(base),
+        "quote_currency": str(instrument.quote_currency),
+        "settlement_currency": str(instrument.get_settlement_currency()),
+        "multiplier": str(instrument.multiplier.as_decimal()),
+        "inverse": bool(instrument.is_inverse),
+    }
+    currencies = {base, instrument.quote_currency, instrument.get_settlement_currency(), commission_currency}
+    # Minor units: the engine rounds each booked amount to its currency's precision. In code order:
+    # a set of currencies iterates in an order that can differ from one process to the next.
+    part["precisions"] = dict(sorted((str(c), c.precision) for c in currencies if c is not None))
+    if memo is not None:
+        memo[key] = (instrument, part)
+    return part
 
 
 def _xrates(cache: Any, event: OrderFilled, instrument: Any, account: Any, account_currency: Any) -> dict[str, str]:

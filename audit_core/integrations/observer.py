@@ -51,11 +51,11 @@ from nautilus_trader.model.events import (
 from nautilus_trader.model.identifiers import ClientOrderId
 
 from audit_core.config import AuditConfig
-from audit_core.events import COLD_DECIMAL_FRACTION_DIGITS, AuditEventType
+from audit_core.events import COLD_DECIMAL_FRACTION_DIGITS, AuditEvent, AuditEventType, SystemEvent, TradeEvent
 from audit_core.hot.emitter import AuditEventEmitter
 from audit_core.integrations._fill_accounting import FILL_ACCOUNTING, fill_accounting_payload
 from audit_core.integrations._nautilus_compat import NAUTILUS_VERSION, wildcards_reach_existing_topics
-from audit_core.integrations._recording import RecordingMode, RecordingThread, recording_mode
+from audit_core.integrations._recording import DeferredRecords, RecordingMode, RecordingThread, recording_mode
 
 SIGNAL_TAG = "ledgerline:signal="
 EXPECTED_PRICE_TAG = "ledgerline:expected_px="
@@ -83,6 +83,8 @@ def slippage_bps(side: str, expected: Decimal, filled: Decimal) -> Decimal:
     receiving less on a SELL than expected is a positive number."""
     if side not in ("BUY", "SELL"):
         raise ValueError(f"side must be 'BUY' or 'SELL', got {side!r}")
+    if filled == expected and expected:
+        return Decimal(0)  # what the division gives, without it (most market fills at the quote)
     bps = (filled - expected) / expected * _BPS * (1 if side == "BUY" else -1)
     return cold_precision(bps)
 
@@ -104,7 +106,11 @@ def cold_precision(value: Decimal) -> Decimal:
 
 def _float_decimal(value: float) -> Decimal:
     """A NautilusTrader float (average prices, returns) as the decimal the trail stores."""
-    return cold_precision(Decimal(str(value)))
+    text = repr(value)
+    if len(text) <= 19 and "e" not in text:  # at most 17 decimal places: nothing to round
+        number = Decimal(text)
+        return number if number else Decimal(0)
+    return cold_precision(Decimal(text))
 
 
 class AuditObserverConfig(ActorConfig, frozen=True):
@@ -122,6 +128,10 @@ class AuditObserverConfig(ActorConfig, frozen=True):
             written, False syncs only at rotation and close. None follows the environment.
         max_pending: Live and sandbox: records that may wait for the recording thread before the
             event loop waits for room (bounded memory; nothing is dropped; waits are counted).
+        backtest_batch: A backtest that syncs no record on its own (the default) writes its records
+            in batches of up to this many, each with the bytes and file it would have had if it had
+            been written at once (``_recording.DeferredRecords``); on stop and dispose everything is
+            written. 1 writes each record as it happens (to watch a backtest's trail as it grows).
         signing_key_path: File with the Ed25519 private key that signs seals (``ledgerline keygen``).
         signing_key_env: Environment variable holding that key instead.
         code_version: The strategy code's version, recorded in ``sys.session_start``.
@@ -134,6 +144,7 @@ class AuditObserverConfig(ActorConfig, frozen=True):
     environment: str | None = None
     sync_writes: bool | None = None
     max_pending: int = 10_000
+    backtest_batch: int = 512
     signing_key_path: str | None = None
     signing_key_env: str | None = None
     code_version: str | None = None
@@ -166,17 +177,29 @@ class AuditObserver(Actor):
         self.recorded_by_type: Counter[str] = Counter()
         self.mode: RecordingMode | None = None
         self._recorder: RecordingThread | None = None
+        self._deferred: DeferredRecords | None = None
+        self._instruments: dict[Any, tuple[Any, dict[str, Any]]] = {}  # fill_accounting_payload's memo
+        # Bound once: a waiting record holds one, and each bound method made is an object to collect.
+        self._write_bound = self._write
+        self._write_position_event_bound = self._write_position_event
+        self._emit: Callable[[AuditEvent], object] = _not_started
         self._run_identity: dict[str, Any] = {}
         self.session_id: str | None = None
 
     @property
     def emitter(self) -> AuditEventEmitter:
+        """The observer's emitter, with every record captured so far written (a backtest writes in batches)."""
         assert self._emitter is not None, "the observer has not started"
+        if self._deferred is not None:
+            self._deferred.run()
         return self._emitter
 
     @property
     def recorded(self) -> int:
-        """Records written so far (in live and sandbox: by the recording thread)."""
+        """Records written so far (in live and sandbox: by the recording thread; in a backtest, the
+        records captured but not yet written are written first)."""
+        if self._deferred is not None:
+            self._deferred.run()
         return self._recorded
 
     @property
@@ -205,6 +228,14 @@ class AuditObserver(Actor):
         cfg = self._audit_config
         environment = cfg.environment or ("backtest" if isinstance(self.clock, TestClock) else "live")
         self.mode = mode = recording_mode(environment, cfg.sync_writes)
+        if cfg.backtest_batch < 1:
+            raise ValueError(f"backtest_batch must be >= 1 (1: each record as it happens), got {cfg.backtest_batch}")
+        clock = self.clock.timestamp_ns
+        if self._emitter is None and not (mode.off_loop or mode.sync_trades) and cfg.backtest_batch > 1:
+            # Only an emitter of our own: its clock must be the batch's, and no one else writes to it
+            # between two of our records (a batch would reorder them).
+            self._deferred = DeferredRecords(clock, self._failed, cfg.backtest_batch)
+            clock = self._deferred.clock
         if self._emitter is None:
             # The node's clock: wall time live, simulated time in a backtest, so a backtest's files
             # are dated (and rotate at midnight) by the time it simulates.
@@ -216,7 +247,8 @@ class AuditObserver(Actor):
                 sync_writes=mode.sync_trades,
                 signing_key_path=cfg.signing_key_path,
                 signing_key_env=cfg.signing_key_env,
-            ), clock=self.clock.timestamp_ns)
+            ), clock=clock)
+        self._emit = self._emitter.emit
         if mode.off_loop and self._recorder is None:
             self._recorder = RecordingThread(self._failed, max_pending=cfg.max_pending)
         self._record_session_start()
@@ -237,8 +269,10 @@ class AuditObserver(Actor):
     def on_stop(self) -> None:
         # Keep recording: strategies stopping after this actor still close positions, and those
         # fills belong in the trail. Make what is written durable now; on_dispose closes and seals.
+        if self._deferred is not None:
+            self._deferred.close()  # and write each later record as it comes
         if self._emitter is not None:
-            self._record(self._emitter.flush, "flush")
+            self._record("flush", self._emitter.flush)
 
     def on_dispose(self) -> None:
         self.msgbus.unsubscribe(topic="events.order.*", handler=self._on_order_event)
@@ -256,6 +290,8 @@ class AuditObserver(Actor):
                     self._failed("order events", exc)
         if self._recorder is not None:
             self._recorder.close()  # everything queued is written before the session is closed
+        if self._deferred is not None:
+            self._deferred.close()
         if self._emitter is not None and self.session_id is not None:
             self._record_session_end()
         if self._owns_emitter and self._emitter is not None:
@@ -264,20 +300,25 @@ class AuditObserver(Actor):
 
     # --- recording ----------------------------------------------------------------------------
 
-    def _record(self, write: Callable[[], object], what: str, event_type: str | None = None) -> None:
-        """Run ``write`` inline (backtest) or queue it for the recording thread (live, sandbox)."""
-        def run() -> None:
-            write()
-            if event_type is not None:
-                self._recorded += 1
-                self.recorded_by_type[event_type] += 1
+    def _record(self, what: str, call: Callable[..., object], args: tuple[Any, ...] = ()) -> None:
+        """Run ``call(*args)`` now, in the backtest's next batch, or on the recording thread (live, sandbox)."""
         if self._recorder is not None and self._recorder.is_open:
-            self._recorder.submit(what, run)  # a failure there is reported through _failed
+            self._recorder.submit(what, lambda: call(*args))  # a failure there is reported through _failed
+            return
+        if self._deferred is not None:
+            self._deferred.submit(what, call, args)  # likewise
             return
         try:
-            run()
+            call(*args)
         except Exception as exc:
             self._failed(what, exc)
+
+    def _write(self, validate: Callable[[dict[str, Any]], AuditEvent], fields: dict[str, Any]) -> None:
+        """Build one record from its fields (validated as any caller's event is), emit it and count it."""
+        event = validate(fields)
+        self._emit(event)
+        self._recorded += 1
+        self.recorded_by_type[event.event_type] += 1
 
     def _failed(self, what: str, exc: Exception) -> None:
         # Never stop the node for the audit trail, and never stay silent about it.
@@ -287,15 +328,13 @@ class AuditObserver(Actor):
 
     def _trade(self, event_type: str, what: str, instrument_id: str, correlation_id: str | None, ts_event: int,
                fields: dict[str, Any]) -> None:
-        emit = self.emitter.emit_trade
-        self._record(lambda: emit(event_type, "AuditObserver", instrument_id, correlation_id=correlation_id,
-                                  ts_event=ts_event, **fields), what, event_type)
+        self._record(what, self._write_bound,
+                     (_TRADE_EVENT, _trade_record(event_type, instrument_id, correlation_id, ts_event, fields)))
 
     def _system(self, event_type: str, what: str, payload: dict[str, Any], ts_event: int,
                 correlation_id: str | None = None) -> None:
-        emit = self.emitter.emit_system
-        self._record(lambda: emit(event_type, "AuditObserver", payload, correlation_id=correlation_id,
-                                  ts_event=ts_event), what, event_type)
+        record = _system_record(event_type, payload, ts_event, correlation_id)
+        self._record(what, self._write_bound, (_SYSTEM_EVENT, record))
 
     # --- run identity -------------------------------------------------------------------------
 
@@ -345,7 +384,11 @@ class AuditObserver(Actor):
             self._failed(type(event).__name__, exc)
 
     def _on_account_state(self, event: AccountState) -> None:
-        """Balances as the venue reports them, so P&L can be reconciled from the trail alone."""
+        """Balances as the venue reports them, so P&L can be reconciled from the trail alone.
+
+        Read here, when it is published, not when its record is written: read later, the balances
+        of the multi-currency and inverse setups of ``test_reconciliation`` no longer reconciled, so
+        an account state is not a snapshot to rely on (position events are: see below)."""
         try:
             payload = {
                 "account_id": str(event.account_id),
@@ -445,20 +488,19 @@ class AuditObserver(Actor):
             venue_order_id = getattr(event, "venue_order_id", None)
             if venue_order_id is not None and kind is not OrderSubmitted:
                 fields["venue_order_id"] = str(venue_order_id)
-        self._trade(event_type, kind.__name__, str(event.instrument_id), signal, event.ts_event,
-                    {k: v for k, v in fields.items() if v is not None})
+        self._trade(event_type, kind.__name__, str(event.instrument_id), signal, event.ts_event, fields)
 
     def _record_position_event(self, event: PositionEvent) -> None:
-        event_type = {
-            PositionOpened: AuditEventType.TRADE_POSITION_OPENED,
-            PositionChanged: AuditEventType.TRADE_POSITION_CHANGED,
-            PositionClosed: AuditEventType.TRADE_POSITION_CLOSED,
-        }[type(event)]
         signal = self._signals.get(event.opening_order_id)
         if isinstance(event, PositionClosed):
             self._signals.pop(event.opening_order_id, None)
         position = self.cache.position(event.position_id)
         last_fill = position.last_event if position is not None else None
+        # The event is a snapshot that never changes, and so is the fill: what the position is now
+        # was read above; the record is built when it is written (a backtest's batch, the recording thread).
+        self._record(type(event).__name__, self._write_position_event_bound, (event, signal, last_fill))
+
+    def _write_position_event(self, event: PositionEvent, signal: str | None, last_fill: OrderFilled | None) -> None:
         fields: dict[str, Any] = {
             # The order whose fill opened, changed or closed the position.
             "order_id": str(last_fill.client_order_id if last_fill is not None else event.opening_order_id),
@@ -478,12 +520,13 @@ class AuditObserver(Actor):
             fields["realized_return"] = _float_decimal(event.realized_return)
             fields["avg_px_close"] = _float_decimal(event.avg_px_close)
             fields["duration_ns"] = event.duration_ns
-        self._trade(event_type, type(event).__name__, str(event.instrument_id), signal, event.ts_event,
-                    {k: v for k, v in fields.items() if v is not None})
+        self._write(_TRADE_EVENT, _trade_record(_POSITION_EVENT_TYPES[type(event)], str(event.instrument_id), signal,
+                                                event.ts_event, fields))
 
     def _record_fill_accounting(self, event: OrderFilled) -> None:
         """What the fill did to the account (``sys.fill_accounting``), for ``pnl_reconciliation``."""
-        self._system(FILL_ACCOUNTING, "fill accounting", fill_accounting_payload(self.cache, event), event.ts_event,
+        payload = fill_accounting_payload(self.cache, event, self._instruments)
+        self._system(FILL_ACCOUNTING, "fill accounting", payload, event.ts_event,
                      correlation_id=self._expected.get(event.client_order_id, (None, None))[1])
 
     # --- helpers ------------------------------------------------------------------------------
@@ -524,6 +567,35 @@ class AuditObserver(Actor):
             self._signals[order.client_order_id] = signal
 
 
+_SOURCE = "AuditObserver"
+#: The models' own validators, as ``AuditEventEmitter.emit_trade``/``emit_system`` call them; the
+#: observer builds each record's fields in one dict and hands the built event to ``emit``.
+_TRADE_EVENT: Callable[[dict[str, Any]], AuditEvent] = TradeEvent.__pydantic_validator__.validate_python
+_SYSTEM_EVENT: Callable[[dict[str, Any]], AuditEvent] = SystemEvent.__pydantic_validator__.validate_python
+
+
+def _trade_record(event_type: str, instrument_id: str, correlation_id: str | None, ts_event: int,
+                  fields: dict[str, Any]) -> dict[str, Any]:
+    """A ``TradeEvent``'s fields; ``fields`` that are None are left to the model's default (None)."""
+    record = {"ts_event": ts_event, "event_type": event_type, "source": _SOURCE,
+              "correlation_id": correlation_id, "instrument_id": instrument_id}
+    for name, value in fields.items():
+        if value is not None:
+            record[name] = value
+    return record
+
+
+def _system_record(event_type: str, payload: dict[str, Any], ts_event: int,
+                   correlation_id: str | None = None) -> dict[str, Any]:
+    """A ``SystemEvent``'s fields."""
+    return {"ts_event": ts_event, "event_type": event_type, "source": _SOURCE, "correlation_id": correlation_id,
+            "payload": payload}
+
+
+def _not_started(*_args: Any, **_kwargs: Any) -> None:
+    raise RuntimeError("the observer has not started")
+
+
 #: Order types whose fills are measured against their trigger price (``has_trigger_price`` is False
 #: on a trailing stop until the venue sets its first trigger).
 _TRIGGERED_TYPES = frozenset({
@@ -532,6 +604,12 @@ _TRIGGERED_TYPES = frozenset({
 })
 #: Stands for "the order's trigger price at the time": stops are measured against their trigger.
 _FROM_TRIGGER: Any = Decimal("NaN")
+
+_POSITION_EVENT_TYPES: dict[type, str] = {
+    PositionOpened: AuditEventType.TRADE_POSITION_OPENED.value,
+    PositionChanged: AuditEventType.TRADE_POSITION_CHANGED.value,
+    PositionClosed: AuditEventType.TRADE_POSITION_CLOSED.value,
+}
 
 #: NautilusTrader order event -> the trail's event type (OrderInitialized is not recorded).
 _ORDER_EVENT_TYPES: dict[type, str] = {

@@ -117,3 +117,29 @@ def test_live_and_sandbox_record_off_the_loop_and_sync_every_trade(tmp_path, env
     assert [row["sequence"] for row in rows] == list(range(len(rows)))
     report = verify(tmp_path)
     assert report.ok, report.failures
+
+
+def test_a_backtest_written_in_batches_has_the_bytes_of_one_written_record_by_record(tmp_path):
+    """Batches of 7 records straddle the simulated midnight (1,600 one-minute quotes from 00:00):
+    every record keeps its ts_recorded and its day's file, and the trail is the same bytes."""
+    trails = {}
+    for batch in (1, 7):
+        base = tmp_path / f"batch-{batch}"
+        engine, _, observer = build_engine(str(base), ticks=1_600, trade_every=3,
+                                           observer_config={"backtest_batch": batch})
+        engine.run()
+        engine.dispose()
+        assert observer.failures == 0
+        trails[batch] = {path.name: path.read_bytes() for path in sorted((base / "hot").glob("*.jsonl"))}
+    assert len(trails[1]) == 2  # two simulated days, two files
+    assert trails[7] == trails[1]
+    assert verify(tmp_path / "batch-7").ok
+
+
+def test_a_batch_of_no_records_is_refused_by_name(tmp_path):
+    engine, _, _ = build_engine(str(tmp_path), ticks=10, observer_config={"backtest_batch": 0})
+    try:
+        with pytest.raises(ValueError, match=r"backtest_batch must be >= 1 .*, got 0"):
+            engine.run()
+    finally:
+        engine.dispose()

@@ -10,6 +10,7 @@ the reconciliation itself fail.
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections import Counter
 from decimal import Decimal
@@ -68,6 +69,11 @@ class TestEverySetup:
         trail_fill_ids = [row["trade_id"] for row in rows if row["event_type"] == "trade.fill"]
         assert Counter(trail_fill_ids) == Counter(fill_ids) and len(set(fill_ids)) == len(fill_ids)
         assert recorded["sys.fill_accounting"] == len(fill_ids)
+        payloads = [json.loads(row["payload"]) for row in rows if row["event_type"] == "sys.fill_accounting"]
+        # In currency-code order, so the same fill has the same bytes in every process (a set of
+        # NautilusTrader currencies iterates in an order that can change from one process to the next).
+        assert all(list(payload["precisions"]) == sorted(payload["precisions"]) for payload in payloads)
+        assert any(len(payload["precisions"]) > 1 for payload in payloads)
 
     def test_reconciles_per_currency_exactly(self, runs, name):
         run, trail = runs[name]

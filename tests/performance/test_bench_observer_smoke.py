@@ -49,6 +49,9 @@ def test_quick_run_writes_consistent_results(tmp_path: Path) -> None:
     assert cases["observer_sync_trades"]["fdatasyncs"] > fills
     assert len(report["machine"]["load_average_at_start"]) == 3
     assert report["overhead_ratio"] == round(cases["observer"]["seconds"] / cases["baseline"]["seconds"], 3)
+    assert all(case["cpu_seconds"] > 0 for case in cases.values())
+    assert report["cpu_overhead_ratio"] == round(cases["observer"]["cpu_seconds"] / cases["baseline"]["cpu_seconds"], 3)
+    assert "in CPU time" in markdown
     target = report["target"]
     assert (target["op"], target["limit"]) == ("<=", 1.3)
     assert target["passed"] is (target["measured"] <= 1.3)

@@ -1,7 +1,8 @@
 """The observer's recording rule by environment, and its recording thread (bounded, ordered, counted).
 
-The rule and the thread are stdlib only (``audit_core.integrations._recording``); the emitter and
-the files are real, so "trades are synced" is counted in fdatasyncs, not assumed from a flag.
+The rule, the thread and a backtest's deferred batches are stdlib only
+(``audit_core.integrations._recording``); the emitter and the files are real, so "trades are
+synced" is counted in fdatasyncs, not assumed from a flag.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from decimal import Decimal
 import pytest
 
 from audit_core import AuditConfig, AuditEventEmitter
-from audit_core.integrations._recording import RecordingThread, recording_mode
+from audit_core.integrations._recording import DeferredRecords, RecordingThread, recording_mode
 
 
 class TestRecordingMode:
@@ -116,3 +117,76 @@ class TestRecordingThread:
     def test_max_pending_must_be_positive(self):
         with pytest.raises(ValueError, match="max_pending must be >= 1, got 0"):
             RecordingThread(on_error=lambda what, exc: None, max_pending=0)
+
+
+class TestDeferredRecords:
+    """A backtest's batches: calls run later, in order, each under the clock reading of its capture."""
+
+    def test_calls_wait_for_a_full_batch_and_run_in_order_under_their_capture_time(self):
+        now = [100]
+        seen: list[tuple[str, int]] = []
+        deferred = DeferredRecords(lambda: now[0], on_error=lambda what, exc: None, limit=3)
+
+        def record(name: str) -> None:
+            deferred.submit(name, lambda: seen.append((name, deferred.clock())))
+
+        record("a")
+        now[0] = 200
+        record("b")
+        assert (seen, deferred.pending) == ([], 2)
+        now[0] = 300
+        record("c")  # the third: the batch runs, the clock pinned to each call's capture
+        assert seen == [("a", 100), ("b", 200), ("c", 300)]
+        assert (deferred.pending, deferred.batches) == (0, 1)
+        now[0] = 400
+        assert deferred.clock() == 400  # between batches: the clock itself
+
+    def test_an_emitter_on_the_deferred_clock_writes_the_bytes_of_immediate_writes(self, tmp_path):
+        """Same records, same clock readings: written at once, or in batches that straddle midnight."""
+        day = 86_400 * 10**9
+        times = [day - 3, day - 2, day - 1, day, day + 1, 2 * day + 5]
+
+        def trail(name: str, limit: int) -> dict[str, bytes]:
+            now = [0]
+            deferred = DeferredRecords(lambda: now[0], on_error=lambda what, exc: None, limit=limit)
+            emitter = AuditEventEmitter(AuditConfig(base_path=tmp_path / name, trader_id="T-1", sync_writes=False),
+                                        clock=deferred.clock)
+            for n, at in enumerate(times):
+                now[0] = at
+                deferred.submit("fill", lambda n=n: emitter.emit_trade(
+                    "trade.fill", "test", "EUR/USD.SIM", order_id=f"O-{n}", side="BUY", size=Decimal(1),
+                    price=Decimal("1.1")))
+            deferred.close()
+            emitter.close()
+            return {path.name: path.read_bytes() for path in sorted((tmp_path / name / "hot").glob("*.jsonl"))}
+
+        immediate, batched = trail("immediate", 1), trail("batched", 4)
+        assert len(immediate) == 3  # three UTC days, three files
+        assert batched == immediate
+
+    def test_a_failing_call_is_reported_and_the_next_ones_run(self):
+        errors: list[tuple[str, str]] = []
+        done: list[str] = []
+        deferred = DeferredRecords(lambda: 0, on_error=lambda what, exc: errors.append((what, str(exc))), limit=10)
+
+        def broken() -> None:
+            raise OSError("disk gone")
+
+        deferred.submit("OrderFilled", broken)
+        deferred.submit("OrderCanceled", lambda: done.append("canceled"))
+        deferred.run()
+        assert errors == [("OrderFilled", "disk gone")]
+        assert done == ["canceled"]
+
+    def test_after_close_each_call_runs_as_it_is_submitted(self):
+        done: list[str] = []
+        deferred = DeferredRecords(lambda: 0, on_error=lambda what, exc: None, limit=10)
+        deferred.submit("a", lambda: done.append("a"))
+        deferred.close()
+        assert done == ["a"]
+        deferred.submit("b", lambda: done.append("b"))
+        assert done == ["a", "b"]
+
+    def test_limit_must_be_positive(self):
+        with pytest.raises(ValueError, match="limit must be >= 1, got 0"):
+            DeferredRecords(lambda: 0, on_error=lambda what, exc: None, limit=0)
