@@ -13,6 +13,7 @@ both engines return the same values and dtypes. Everything else (compilation, vi
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterable, Mapping
@@ -29,8 +30,17 @@ LOCAL_CONF = {
     # The trail's instants are UTC; Ibis sets this too, but a session built here starts right.
     "spark.sql.session.timeZone": "UTC",
     "spark.ui.enabled": "false",
-    # A laptop-sized trail: 200 shuffle partitions (the default) would be 200 tiny tasks per shuffle.
-    "spark.sql.shuffle.partitions": "4",
+    # One shuffle partition: the analyses narrow to a day or a trade before they group, join or sort,
+    # so a shuffle carries few rows. It also spares every ORDER BY a second run of the plan under it:
+    # over more than one partition Spark first samples the sort's input to choose range bounds,
+    # reading the Parquet files again (measured on the 1-hour query: 3 jobs and 2x the JVM CPU, against
+    # 1 job). The default, 200, made 200 tiny tasks per shuffle.
+    "spark.sql.shuffle.partitions": "1",
+    # Adaptive execution re-plans after every shuffle or broadcast, each run as a job of its own: on
+    # these small queries that is pure overhead (count_by_type: 4 jobs with it, 1 without, and less
+    # JVM CPU; signal_conversion: 7 and 2). What it adapts to (skew, partition sizes) does not arise
+    # with one partition.
+    "spark.sql.adaptive.enabled": "false",
     # Arrow between Python and the JVM (hot rows in, results out).
     "spark.sql.execution.arrow.pyspark.enabled": "true",
     "spark.ui.showConsoleProgress": "false",
@@ -101,6 +111,31 @@ def register_arrow(backend: Any, table: Any, prefix: str = "ledgerline_hot") -> 
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     backend._session.createDataFrame(table).createOrReplaceTempView(name)
     return backend.table(name)
+
+
+def fetched(backend: Any, table: Any) -> Any:
+    """The rows of ``table`` (an Ibis table of ``backend``), computed now, as a temporary view of them.
+
+    For a few rows that one query reads several times: Spark inlines every reference to a subquery,
+    so each is computed again where it is used (``trade_lifecycle`` read its narrowed rows at every one
+    of its references: 141 Parquet scans and 40 broadcast joins per call on a 1M-event trail, 30 s).
+    The view holds the fetched rows (a local relation, no file read), with ``table``'s column types;
+    it is dropped when no Ibis expression refers to it any more.
+    """
+    import weakref
+
+    rows = table.to_pyarrow()
+    view = register_arrow(backend, rows, prefix="ledgerline_rows")
+    weakref.finalize(view.op(), _drop_view, backend._session, view.op().name)
+    schema = table.schema()
+    # Arrow's timestamp reads back from Spark without its time zone: the columns as ``table`` has them.
+    return view.select(*[view[name].cast(schema[name]).name(name) if view.schema()[name] != schema[name] else view[name]
+                         for name in schema.names])
+
+
+def _drop_view(session: Any, name: str) -> None:
+    with contextlib.suppress(Exception):  # a stopped session, or the interpreter shutting down: nothing to free
+        session.catalog.dropTempView(name)
 
 
 #: Spark's switch for its vectorized (columnar, fast) Parquet reader.
