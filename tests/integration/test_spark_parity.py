@@ -278,6 +278,27 @@ class TestSparkSpecifics:
                 assert int(trail.filter(source="x' OR '1'='1").count().execute()) == 0
             assert int(trail.filter(source=QUOTED_SOURCE).count().execute()) == 1
 
+    def test_a_query_shape_is_compiled_once_and_strings_keep_spark_escapes(self, trails):
+        # Spark reads a backslash in a string literal as an escape and '' as two strings run together:
+        # values put back into SQL compiled once per shape (``workbench._compiled``) are written as Ibis
+        # writes them for Spark, so the SQL is Ibis's own and a quote or backslash cannot end the string.
+        values = [QUOTED_SOURCE, EMOJI_SOURCE, "x\\' OR '1'='1", "x\\", "o\\'brien", "tab\there"]
+        counts = {}
+        for engine, trail in trails.items():
+            t = trail.events
+            shapes = trail.backend.compiled_shapes
+            before = shapes.compiles
+            for value in values:
+                expr = t.filter(t.source == value).select("source", "stream", "sequence").order_by("stream",
+                                                                                                  "sequence")
+                if engine == "spark":
+                    assert shapes.sql(expr, None) == str(trail.backend.compile(expr)), value
+            counts[engine] = [rows(t.filter(t.source == value).select("source", "stream", "sequence").order_by(
+                "stream", "sequence")) for value in values]
+            assert shapes.compiles - before == 1, engine  # one shape, whatever the value
+        assert counts["spark"] == counts["duckdb"]
+        assert [len(found) for found in counts["spark"]][:1] == [1] and not any(counts["spark"][2:])
+
     def test_a_day_window_prunes_partitions(self, trails):
         trail = trails["spark"]
         expr = trail.filter(start="2026-01-02 10:00", end="2026-01-02 11:00")
