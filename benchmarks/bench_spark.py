@@ -11,7 +11,8 @@ state_at, signal_conversion, trade_lifecycle) on one ``open_trail`` per engine. 
 ``local[2]`` (``workbench._spark.local_session``); its session start-up (JVM, SparkContext) is
 measured once, separately, as is ``open_trail`` on each engine. Every case: both engines' answers
 must be equal (``to_pyarrow().to_pylist()``, exact decimals) before anything is timed; then 1 warm-up
-run each and the median of ``--runs`` warm runs, engines alternating. Goal (issue 19): each case on
+run each and the median of ``--runs`` warm runs, engines alternating; one more Spark run counts its
+jobs (``spark_jobs``: scheduling costs each one). Goal (issue 19): each case on
 Spark within ``spark_allowed_ms`` of its DuckDB time (``MAX_RATIO`` times it, or it plus
 ``MAX_EXTRA_MS``, whichever is larger), on 10M events.
 Writes ``spark.json`` and ``spark.md`` to ``--out``; ``python -m benchmarks.readme`` renders
@@ -77,16 +78,18 @@ def measure(base: Path, backend: Any, startup_ms: float, runs: int) -> dict[str,
             duck_samples.append(_ms(on_duckdb.run)[0])
             spark_samples.append(_ms(on_spark.run)[0])
         duck_ms, spark_ms = statistics.median(duck_samples), statistics.median(spark_samples)
+        jobs = spark_jobs(backend._session, on_spark.run)
         results[on_duckdb.name] = {
             "label": on_duckdb.label, "rows": duck_rows.num_rows, "identical": same,
             "duckdb_ms": round(duck_ms, 1), "spark_ms": round(spark_ms, 1), "spark_first_ms": round(first_spark_ms, 1),
-            "spark_over_duckdb": round(spark_ms / duck_ms, 1),
+            "spark_over_duckdb": round(spark_ms / duck_ms, 1), "spark_jobs": jobs,
             "allowed_ms": round(spark_allowed_ms(duck_ms), 1), "meets_goal": spark_ms <= spark_allowed_ms(duck_ms),
             "duckdb_samples_ms": [round(x, 1) for x in duck_samples],
             "spark_samples_ms": [round(x, 1) for x in spark_samples],
         }
         print(f"  {on_duckdb.name:18} duckdb {duck_ms:9.1f} ms   spark {spark_ms:9.1f} ms   "
-              f"x{spark_ms / duck_ms:.1f}  ({duck_rows.num_rows} rows, identical: {same})", file=sys.stderr)
+              f"x{spark_ms / duck_ms:.1f}  ({duck_rows.num_rows} rows, identical: {same}, {jobs} Spark jobs)",
+              file=sys.stderr)
     events = int(duck.events.count().execute())
     duck.backend.disconnect()
     vectorized = str(backend._session.conf.get("spark.sql.parquet.enableVectorizedReader", "true")).lower() == "true"
@@ -94,6 +97,19 @@ def measure(base: Path, backend: Any, startup_ms: float, runs: int) -> dict[str,
             "vectorized_reader": vectorized,
             "open_trail_ms": {"duckdb": round(open_duckdb_ms, 1), "spark": round(open_spark_ms, 1)},
             "cases": results}
+
+
+def spark_jobs(session: Any, function: Any) -> int:
+    """How many Spark jobs one call of ``function`` runs (each costs scheduling on top of its work;
+    a query's broadcasts, and an ORDER BY's sampling of its input, run as jobs of their own)."""
+    context = session.sparkContext
+    group = f"ledgerline-bench-{time.perf_counter_ns()}"
+    context.setJobGroup(group, "bench_spark: jobs of one case")
+    try:
+        function()
+    finally:
+        context._jsc.clearJobGroup()
+    return len(context.statusTracker().getJobIdsForGroup(group))
 
 
 def render_markdown(report: dict[str, Any]) -> str:
@@ -119,15 +135,16 @@ def render_markdown(report: dict[str, Any]) -> str:
             "(Spark lists the partitions and reads the Parquet schema). Spark's Parquet reader: "
             + {True: "vectorized.", False: "row by row (the store has v2 pages).", None: "not recorded."}[
                 size.get("vectorized_reader")], "",
-            "| case | DuckDB | Spark | Spark / DuckDB | goal: Spark ≤ | met | Spark, first run | rows | identical |",
-            "|---|--:|--:|--:|--:|:-:|--:|--:|:-:|",
+            "| case | DuckDB | Spark | Spark / DuckDB | goal: Spark ≤ | met | Spark, first run | Spark jobs | rows "
+            "| identical |",
+            "|---|--:|--:|--:|--:|:-:|--:|--:|--:|:-:|",
         ]
         for case in size["cases"].values():
             allowed = spark_allowed_ms(case["duckdb_ms"])
             lines.append(f"| {case['label']} | {case['duckdb_ms']:,.1f} ms | {case['spark_ms']:,.1f} ms | "
                          f"{case['spark_over_duckdb']}x | {allowed:,.1f} ms | "
                          f"{_yes(case['spark_ms'] <= allowed)} | {case['spark_first_ms']:,.1f} ms | "
-                         f"{case['rows']:,} | {'yes' if case['identical'] else 'NO'} |")
+                         f"{case.get('spark_jobs', '-')} | {case['rows']:,} | {'yes' if case['identical'] else 'NO'} |")
     lines += ["", report["reading"], ""]
     return "\n".join(lines)
 

@@ -475,6 +475,21 @@ def _flat_sql(backend: Any, table: ir.Table) -> str:
     return str(query.sql(dialect="duckdb"))
 
 
+def few_rows(table: ir.Table) -> ir.Table:
+    """``table``, whose rows are few and which one query reads several times, ready for that query.
+
+    On Spark its rows are computed now, once, and the query reads them from memory
+    (``_spark.fetched``): Spark would compute the subquery again at every reference. Other backends
+    get ``table`` itself (DuckDB plans the references together).
+    """
+    backend = table._find_backend(use_default=False)
+    if backend_name(backend) != "pyspark":
+        return table
+    from workbench import _spark
+
+    return _spark.fetched(backend, table)
+
+
 def memtable(backend: Any, data: Any) -> ir.Table:
     """A small in-memory table (the hot rows, a pyarrow Table) usable in queries of ``backend``.
 

@@ -11,8 +11,9 @@ as digits, strings quoted with ``'`` doubled): nothing reaches DuckDB as a bound
 its optimizer sees constants as before.
 
 A shape whose compiled SQL does not show every sentinel verbatim (Ibis computed with a value
-instead of writing it down) is compiled every time, as before. Only ``ExactDuckDBBackend`` uses
-this; on Spark and other backends Ibis compiles each expression as usual.
+instead of writing it down) is compiled every time, as before. ``ExactDuckDBBackend`` and
+``_spark.ExactSparkBackend`` (which writes strings the Spark way) use this; on other backends Ibis
+compiles each expression as usual.
 
 Examples
 --------
@@ -32,7 +33,7 @@ from __future__ import annotations
 
 import re
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import ibis.expr.datatypes as dt
@@ -57,8 +58,10 @@ class CompiledShapes:
     only for a shape not seen before. ``compiles`` counts the compilations done (a test's probe).
     """
 
-    def __init__(self, backend: Any, max_shapes: int = MAX_SHAPES) -> None:
+    def __init__(self, backend: Any, max_shapes: int = MAX_SHAPES, render: Callable[[Any], str] | None = None) -> None:
         self.backend = backend
+        #: A lifted value as the backend's Ibis compiler writes it (``_render``: DuckDB's way).
+        self.render = render or _render
         self.max_shapes = max_shapes
         self.compiles = 0
         self._templates: OrderedDict[Any, tuple[str, re.Pattern[str], list[str]] | None] = OrderedDict()
@@ -94,7 +97,7 @@ class CompiledShapes:
             sentinels = {node: ops.Literal(_sentinel(i, node.dtype), node.dtype) for node, i in literals.items()}
             try:
                 shape = op.replace(sentinels) if sentinels else op
-                entry = self._template(shape, [_token(node) for node in sentinels.values()], limit)
+                entry = self._template(shape, [self.render(node.value) for node in sentinels.values()], limit)
             except Exception:  # Ibis refused a sentinel value: this shape is compiled every time
                 entry = None
             self._templates[key] = entry
@@ -105,7 +108,8 @@ class CompiledShapes:
         template, pattern, tokens = entry
         if not tokens:
             return template
-        values = {token: _render(node.value) for token, node in zip(tokens, literals, strict=True)}  # numbered order
+        # In numbered order.
+        values = {token: self.render(node.value) for token, node in zip(tokens, literals, strict=True)}
         return pattern.sub(lambda match: values[match.group(0)], template)
 
     def _compile(self, expr: Any, limit: int | str | None) -> str:
@@ -178,11 +182,6 @@ def _sentinel(index: int, dtype: dt.DataType) -> Any:
     if isinstance(dtype, dt.String):
         return _STRING_SENTINEL.format(index)
     return (_INT64_SENTINEL if isinstance(dtype, dt.Int64) else _INT32_SENTINEL) + index
-
-
-def _token(sentinel: ops.Literal) -> str:
-    """The sentinel as it appears in compiled SQL."""
-    return _render(sentinel.value)
 
 
 def _token_pattern(token: str) -> str:

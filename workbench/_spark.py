@@ -13,6 +13,7 @@ both engines return the same values and dtypes. Everything else (compilation, vi
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterable, Mapping
@@ -29,8 +30,17 @@ LOCAL_CONF = {
     # The trail's instants are UTC; Ibis sets this too, but a session built here starts right.
     "spark.sql.session.timeZone": "UTC",
     "spark.ui.enabled": "false",
-    # A laptop-sized trail: 200 shuffle partitions (the default) would be 200 tiny tasks per shuffle.
-    "spark.sql.shuffle.partitions": "4",
+    # One shuffle partition: the analyses narrow to a day or a trade before they group, join or sort,
+    # so a shuffle carries few rows. It also spares every ORDER BY a second run of the plan under it:
+    # over more than one partition Spark first samples the sort's input to choose range bounds,
+    # reading the Parquet files again (measured on the 1-hour query: 3 jobs and 2x the JVM CPU, against
+    # 1 job). The default, 200, made 200 tiny tasks per shuffle.
+    "spark.sql.shuffle.partitions": "1",
+    # Adaptive execution re-plans after every shuffle or broadcast, each run as a job of its own: on
+    # these small queries that is pure overhead (count_by_type: 4 jobs with it, 1 without, and less
+    # JVM CPU; signal_conversion: 7 and 2). What it adapts to (skew, partition sizes) does not arise
+    # with one partition.
+    "spark.sql.adaptive.enabled": "false",
     # Arrow between Python and the JVM (hot rows in, results out).
     "spark.sql.execution.arrow.pyspark.enabled": "true",
     "spark.ui.showConsoleProgress": "false",
@@ -59,12 +69,35 @@ def local_session(cores: int = 2, **conf: str) -> Any:
 
 
 class ExactSparkBackend(_IbisSparkBackend):  # type: ignore[misc]
-    """Ibis's pyspark backend, fetching results through Arrow so that values arrive exactly."""
+    """Ibis's pyspark backend, fetching results through Arrow so that values arrive exactly.
+
+    Queries reuse the SQL compiled for an earlier expression of the same shape
+    (``workbench._compiled``, as on DuckDB): Ibis compiling a workbench analysis costs as much as
+    Spark planning it (reconstruct_incident's description, trade_lifecycle).
+    """
+
+    #: Whether queries reuse SQL compiled for an earlier expression of the same shape.
+    reuse_compiled_sql = True
+
+    @property
+    def compiled_shapes(self) -> Any:
+        """This backend's compiled SQL per expression shape (``workbench._compiled.CompiledShapes``)."""
+        shapes = self.__dict__.get("_compiled_shapes")
+        if shapes is None:
+            from workbench._compiled import CompiledShapes
+
+            shapes = self.__dict__["_compiled_shapes"] = CompiledShapes(self, render=spark_literal)
+        return shapes
+
+    def _sql(self, expr: Any, params: Mapping[Any, Any] | None, limit: int | str | None, kwargs: Any) -> str:
+        self._run_pre_execute_hooks(expr)
+        if params or kwargs or not self.reuse_compiled_sql:
+            return str(self.compile(expr.as_table(), params=params, limit=limit, **kwargs))
+        return str(self.compiled_shapes.sql(expr.as_table(), limit))
 
     def to_pyarrow(self, expr: Any, /, *, params: Mapping[Any, Any] | None = None, limit: int | str | None = None,
                    **kwargs: Any) -> Any:
-        self._run_pre_execute_hooks(expr)
-        table = self._session.sql(self.compile(expr.as_table(), params=params, limit=limit, **kwargs)).toArrow()
+        table = self._session.sql(self._sql(expr, params, limit, kwargs)).toArrow()
         return expr.__pyarrow_result__(table)
 
     def execute(self, expr: Any, /, *, params: Mapping[Any, Any] | None = None, limit: int | str | None = None,
@@ -72,9 +105,25 @@ class ExactSparkBackend(_IbisSparkBackend):  # type: ignore[misc]
         """Execute ``expr``; pandas results as on DuckDB (``workbench._backend.pandas_result``)."""
         from workbench._backend import pandas_result
 
-        self._run_pre_execute_hooks(expr)
-        table = self._session.sql(self.compile(expr.as_table(), params=params, limit=limit, **kwargs)).toArrow()
+        table = self._session.sql(self._sql(expr, params, limit, kwargs)).toArrow()
         return pandas_result(expr, table)
+
+
+def spark_literal(value: Any) -> str:
+    """A value ``workbench._compiled`` lifts (int or str), written as Ibis writes it in Spark SQL.
+
+    Strings through sqlglot's Spark generator, Ibis's own path (``\\'`` and ``\\\\`` escapes: Spark
+    reads a backslash in a literal as an escape, and DuckDB's doubled quote as two strings run together).
+    Integers as on DuckDB.
+    """
+    if isinstance(value, str):
+        import sqlglot.expressions as sge
+        from ibis.backends.sql.compilers.pyspark import compiler
+
+        return str(sge.convert(value).sql(dialect=compiler.dialect))
+    from workbench._compiled import _render
+
+    return _render(value)
 
 
 def connect(session: Any = None) -> ExactSparkBackend:
@@ -101,6 +150,31 @@ def register_arrow(backend: Any, table: Any, prefix: str = "ledgerline_hot") -> 
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     backend._session.createDataFrame(table).createOrReplaceTempView(name)
     return backend.table(name)
+
+
+def fetched(backend: Any, table: Any) -> Any:
+    """The rows of ``table`` (an Ibis table of ``backend``), computed now, as a temporary view of them.
+
+    For a few rows that one query reads several times: Spark inlines every reference to a subquery,
+    so each is computed again where it is used (``trade_lifecycle`` read its narrowed rows at every one
+    of its references: 141 Parquet scans and 40 broadcast joins per call on a 1M-event trail, 30 s).
+    The view holds the fetched rows (a local relation, no file read), with ``table``'s column types;
+    it is dropped when no Ibis expression refers to it any more.
+    """
+    import weakref
+
+    rows = table.to_pyarrow()
+    view = register_arrow(backend, rows, prefix="ledgerline_rows")
+    weakref.finalize(view.op(), _drop_view, backend._session, view.op().name)
+    schema = table.schema()
+    # Arrow's timestamp reads back from Spark without its time zone: the columns as ``table`` has them.
+    return view.select(*[view[name].cast(schema[name]).name(name) if view.schema()[name] != schema[name] else view[name]
+                         for name in schema.names])
+
+
+def _drop_view(session: Any, name: str) -> None:
+    with contextlib.suppress(Exception):  # a stopped session, or the interpreter shutting down: nothing to free
+        session.catalog.dropTempView(name)
 
 
 #: Spark's switch for its vectorized (columnar, fast) Parquet reader.

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import ibis
 import ibis.expr.types as ir
 
-from workbench import _id_index, filters
+from workbench import _backend, _id_index, filters
 from workbench._columns import CAUSAL_KEYS, CAUSAL_ORDER, causal_keys
 from workbench.describe import with_description
 from workbench.errors import WorkbenchInputError
@@ -79,7 +79,8 @@ def trade_lifecycle(
     On a converted trail it first finds the trade's order and correlation ids (one or two small
     queries, executed when called: the rest stays lazy), then reads only the rows carrying one of
     them in the days whose cold files' id filters may hold them (``workbench._id_index``), so its
-    cost grows with the trade and the rows per day, not with the trail's length.
+    cost grows with the trade and the rows per day, not with the trail's length. On Spark those
+    rows are fetched when called too (``_backend.few_rows``).
 
     Returns
     -------
@@ -106,8 +107,9 @@ def trade_lifecycle(
     if reading is not None:
         days, orders, correlations = reading
         # Every row the lifecycle returns or derives its rows from carries one of these ids: the engine
-        # keeps those rows of those days before any join (a handful, not every signal and position record).
-        t = _rows_carrying(t.filter(_on_days(t, days)), orders, correlations)
+        # keeps those rows of those days before any join (a handful, not every signal and position record);
+        # Spark, which would read them again at every reference below, reads them once (``few_rows``).
+        t = _backend.few_rows(_rows_carrying(t.filter(_on_days(t, days)), orders, correlations))
         anchor = (t.order_id if order_id is not None else t.correlation_id) == value
     # Three simple filters, not one OR: each keeps its predicates next to the scan (an OR over IN
     # subqueries makes the engine build every row of the trail first).

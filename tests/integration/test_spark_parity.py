@@ -278,6 +278,27 @@ class TestSparkSpecifics:
                 assert int(trail.filter(source="x' OR '1'='1").count().execute()) == 0
             assert int(trail.filter(source=QUOTED_SOURCE).count().execute()) == 1
 
+    def test_a_query_shape_is_compiled_once_and_strings_keep_spark_escapes(self, trails):
+        # Spark reads a backslash in a string literal as an escape and '' as two strings run together:
+        # values put back into SQL compiled once per shape (``workbench._compiled``) are written as Ibis
+        # writes them for Spark, so the SQL is Ibis's own and a quote or backslash cannot end the string.
+        values = [QUOTED_SOURCE, EMOJI_SOURCE, "x\\' OR '1'='1", "x\\", "o\\'brien", "tab\there"]
+        counts = {}
+        for engine, trail in trails.items():
+            t = trail.events
+            shapes = trail.backend.compiled_shapes
+            before = shapes.compiles
+            for value in values:
+                expr = t.filter(t.source == value).select("source", "stream", "sequence").order_by("stream",
+                                                                                                  "sequence")
+                if engine == "spark":
+                    assert shapes.sql(expr, None) == str(trail.backend.compile(expr)), value
+            counts[engine] = [rows(t.filter(t.source == value).select("source", "stream", "sequence").order_by(
+                "stream", "sequence")) for value in values]
+            assert shapes.compiles - before == 1, engine  # one shape, whatever the value
+        assert counts["spark"] == counts["duckdb"]
+        assert [len(found) for found in counts["spark"]][:1] == [1] and not any(counts["spark"][2:])
+
     def test_a_day_window_prunes_partitions(self, trails):
         trail = trails["spark"]
         expr = trail.filter(start="2026-01-02 10:00", end="2026-01-02 11:00")
@@ -287,6 +308,36 @@ class TestSparkSpecifics:
         scans = re.findall(r"PartitionFilters: (.*), PushedFilters", plan)
         assert scans and all(re.search(r"\(year#\d+ = 2026\).*\(month#\d+ = 1\).*\(day#\d+ = 2\)", found)
                              for found in scans), plan
+
+    def test_an_ordered_query_is_not_sampled_first(self, trails):
+        # Over more than one shuffle partition Spark samples a sort's input to choose range bounds, running
+        # the plan under the sort (the Parquet scan) twice; one range needs no bounds. Adaptive execution
+        # would add a job per stage.
+        trail = trails["spark"]
+        plan = _executed_plan(trail, chrono(trail.filter(start="2026-01-02 10:00", end="2026-01-02 11:00")))
+        exchanges = re.findall(r"Exchange rangepartitioning\(.*?, (\d+)\)", plan)
+        assert exchanges == ["1"] and "AdaptiveSparkPlan" not in plan, plan
+
+    def test_a_trade_lifecycle_reads_the_files_once(self, trails):
+        # Spark computes a subquery again at every reference: the narrowed rows are fetched once
+        # (``_backend.few_rows``), so the lifecycle's query reads none of the files (on a 1M-event trail it
+        # read them 141 times), and the fetched rows are let go with the expression.
+        import gc
+
+        import workbench as wb
+
+        trail = trails["spark"]
+        session = trail.backend._session
+        before = {table.name for table in session.catalog.listTables()}
+        lifecycle = wb.trade_lifecycle(trail, "O-EDGE-1")
+        fetched = {table.name for table in session.catalog.listTables()} - before
+        plan = _executed_plan(trail, lifecycle)
+        assert "FileScan" not in plan and "LocalTableScan" in plan, plan
+        assert len(fetched) == 1, fetched
+        assert rows(lifecycle) == rows(wb.trade_lifecycle(trails["duckdb"], "O-EDGE-1"))
+        del lifecycle
+        gc.collect()
+        assert not fetched & {table.name for table in session.catalog.listTables()}
 
     def test_time_is_a_utc_timestamp(self, trails):
         schema = trails["spark"].events.schema()
@@ -306,6 +357,12 @@ class TestSparkSpecifics:
 
         with pytest.raises(WorkbenchInputError, match=r"backend='sparc'.*'duckdb', 'spark'"):
             open_trail(trail_path, backend="sparc")
+
+
+def _executed_plan(trail: Any, expr: Any) -> str:
+    session = trail.backend._session
+    session.conf.set("spark.sql.maxMetadataStringLength", "10000")  # explain strings in full
+    return str(session.sql(trail.backend.compile(expr))._jdf.queryExecution().executedPlan().toString())
 
 
 class TestParquetReader:
