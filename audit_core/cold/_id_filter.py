@@ -46,17 +46,21 @@ def id_filter(con: Any, rows: str, parameters: dict[str, Any] | None = None) -> 
 
     values = f"""(SELECT DISTINCT v FROM (SELECT order_id AS v FROM {rows} UNION ALL
                                           SELECT correlation_id FROM {rows}) WHERE v IS NOT NULL)"""
-    (count,) = con.execute(f"SELECT count(*) FROM {values}", parameters or {}).fetchone() or (0,)
-    bits = _bits_for(int(count))
+    # One MD5 per id, its halves to numpy; the positions in numpy: the same uint64 sums as in SQL
+    # (each term below 2^30), without the 2 * HASHES MD5 calls a cross join with range() cost.
+    halves = con.execute(f"SELECT md5_number_lower(v) AS h1, md5_number_upper(v) AS h2 FROM {values}",
+                         parameters or {}).fetchnumpy()
+    first = np.asarray(halves["h1"], dtype=np.uint64)
+    bits = _bits_for(len(first))
     if bits > MAX_BITS:
         return None
-    positions = con.execute(
-        f"""SELECT DISTINCT (md5_number_lower(v) % {bits} + i * (md5_number_upper(v) % {bits})) % {bits} AS p
-            FROM {values}, range({HASHES}) AS r(i)""", parameters or {}).fetchnumpy()["p"]
+    modulus = np.uint64(bits)
+    first, step = first % modulus, np.asarray(halves["h2"], dtype=np.uint64) % modulus
     array = np.zeros(bits // 8, dtype=np.uint8)
-    positions = np.asarray(positions, dtype=np.uint64)
-    np.bitwise_or.at(array, (positions >> np.uint64(3)).astype(np.int64),
-                     np.left_shift(1, (positions & np.uint64(7)).astype(np.uint8)).astype(np.uint8))
+    for i in range(HASHES):  # one hash at a time: memory of one position per id
+        positions = (first + np.uint64(i) * step) % modulus
+        np.bitwise_or.at(array, (positions >> np.uint64(3)).astype(np.int64),
+                         np.left_shift(1, (positions & np.uint64(7)).astype(np.uint8)).astype(np.uint8))
     return {"bits": bits, "hashes": HASHES, "filter": base64.b64encode(array.tobytes()).decode("ascii")}
 
 
