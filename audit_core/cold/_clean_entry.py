@@ -22,7 +22,7 @@ from audit_core.cold._id_filter import ID_COLUMNS, id_filter
 from audit_core.cold._parquet import parameter_index_sql
 from audit_core.cold.projection import DERIVED_PREV_HASH_SINCE, chained_rows, structure
 from audit_core.trust.chain import clean_run
-from audit_core.trust.record import GENESIS_HASH, LINE_SQL, split_record
+from audit_core.trust.record import GENESIS_HASH, build_line, split_record
 
 if TYPE_CHECKING:
     import duckdb
@@ -69,9 +69,11 @@ def _rows_and_chain(con: duckdb.DuckDBPyConnection, entry: EntryRows, hmac_key: 
     import pyarrow.compute as pc
 
     files = "read_parquet($files, filename = true, union_by_name = true)"
-    failing = " OR ".join(filter(None, ["torn_bytes IS NOT NULL", entry.empty_sql, entry.differs_sql]))
+    # A body must end with its closing brace: the line puts the checksum field in front of it.
+    failing = " OR ".join(filter(None, ["torn_bytes IS NOT NULL", "NOT suffix(body, '}')", entry.empty_sql,
+                                        entry.differs_sql]))
     reader = con.execute(
-        f"""SELECT source_line, encode({LINE_SQL} || chr(10)) AS line, {failing} AS failing
+        f"""SELECT source_line, encode(body) AS body, checksum, {failing} AS failing
             FROM (SELECT *{entry.values_sql}
                   FROM (SELECT *, json_transform(body, $structure) AS j, NULL::BIGINT AS torn_ts
                         FROM {chained_rows(files, entry.version)}))
@@ -87,14 +89,14 @@ def _rows_and_chain(con: duckdb.DuckDBPyConnection, entry: EntryRows, hmac_key: 
         size = batch.num_rows
         if size == 0:
             continue
-        source_lines, lines, bad = batch.column(0), batch.column(1), batch.column(2)
-        if lines.null_count or bad.null_count or pc.any(bad).as_py() or source_lines.null_count:
+        source_lines, bodies, stored, bad = batch.column(0), batch.column(1), batch.column(2), batch.column(3)
+        if bodies.null_count or stored.null_count or bad.null_count or pc.any(bad).as_py() or source_lines.null_count:
             return None
         if source_lines[0].as_py() != seen + 1 or source_lines[size - 1].as_py() != seen + size:
             return None  # sorted, so the first and last fix every line in between (or a repeat)
         if pc.count_distinct(source_lines).as_py() != size:
             return None
-        chunk: list[bytes] = lines.to_pylist()
+        chunk = _lines(bodies.to_pylist(), stored.to_pylist())
         if expected is None or previous is None:
             try:
                 head = split_record(chunk[0])
@@ -118,6 +120,11 @@ def _rows_and_chain(con: duckdb.DuckDBPyConnection, entry: EntryRows, hmac_key: 
             seal.get("last_sequence"), seal.get("last_hash")):
         return None
     return seen
+
+
+def _lines(bodies: list[bytes], checksums: list[str]) -> list[bytes]:
+    """Each record line (newline included) of its body and its stored checksum: ``LINE_SQL`` in Python."""
+    return list(map(build_line, bodies, checksums))
 
 
 def _indexes(con: duckdb.DuckDBPyConnection, path: Path, recorded: dict[str, Any], columns: list[str]) -> bool:
