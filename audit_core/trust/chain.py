@@ -3,8 +3,11 @@
 ``check_record`` is the rule for one record; ``verify_stream`` applies it to a stream's files in
 order (with each file's seal, through ``seals.check_seal``) and accounts for what honest crashes
 and retention leave: a torn line that a later ``sys.recovery`` record describes, and a stream that
-continues after files a verified ``sys.retention`` record removed. This is the scalar reference;
-the converter's fast path (``cold/_bulk_verify.py``) is held to it by a differential test.
+continues after files a verified ``sys.retention`` record removed. This is the scalar reference.
+
+``clean_run`` is the same rules for a run of whole lines at once; ``clean_file`` runs it on each
+chunk of a hot file, the converter's scan (``cold/_bulk_verify.py``) on each chunk it reads, and
+``verify_cold`` (``cold/_clean_entry.py``) on the lines it rebuilds from the cold store.
 
 ``verify_file`` first tries ``clean_file``: the same rules for a whole file at once, which only
 ever accepts a file the line-by-line pass would pass (anything else falls through to that pass,
