@@ -148,11 +148,11 @@ def scan_file(
             expected_sequence, last_checksum = digest.last_sequence + 1, last_hash
             # Whether ts_event never goes back (the converter then need not sort): read where every
             # canonical record has it, first; a line without it there only costs the sort.
-            timestamps = pc.extract_regex(arrow_lines, _TS_EVENT).field("ts")
-            if timestamps.null_count:
+            found = pc.extract_regex(arrow_lines, _TS_EVENT)
+            if found.null_count:  # a line that does not match is a null struct (its field is then "")
                 in_time_order = False
             else:
-                timestamps = timestamps.cast(pa.int64())
+                timestamps = found.field("ts").cast(pa.int64())
                 carried_ts = pa.concat_arrays([pa.array([last_ts if last_ts is not None else timestamps[0].as_py()],
                                                         pa.int64()), timestamps])
                 if pc.any(pc.less(timestamps, carried_ts.slice(0, n))).as_py() is True:
@@ -211,8 +211,9 @@ def scan_file(
     return result
 
 
-#: ``ts_event`` where a canonical record holds it: its first field (``record.COMMON_FIELDS``).
-_TS_EVENT = r'^\{"ts_event":(?P<ts>0|[1-9]\d{0,18}),'
+#: ``ts_event`` where a canonical record holds it: its first field (``record.COMMON_FIELDS``); up to
+#: 18 digits, so it fits an int64 (a larger one, not a time any trail holds, only costs the sort).
+_TS_EVENT = r'^\{"ts_event":(?P<ts>0|[1-9]\d{0,17}),'
 
 
 def _clean_chunk(

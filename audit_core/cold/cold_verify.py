@@ -175,6 +175,8 @@ def _check_entries(
     import duckdb
 
     con = duckdb.connect(config={"threads": threads})
+    # No progress bar: DuckDB draws it on stdout, where `ledgerline verify --json` writes its report.
+    con.execute("SET enable_progress_bar = false")
     try:
         for path in manifests:
             _EntryCheck(con, cold, path, hmac_key, public_key, manifest_key, report, named).run()
