@@ -149,10 +149,13 @@ def scan_file(
             # Whether ts_event never goes back (the converter then need not sort): read where every
             # canonical record has it, first; a line without it there only costs the sort.
             found = pc.extract_regex(arrow_lines, _TS_EVENT)
-            if found.null_count:  # a line that does not match is a null struct (its field is then "")
+            try:  # a line that does not match is a null struct (its field is then ""); a number may pass int64
+                timestamps = None if found.null_count else found.field("ts").cast(pa.int64())
+            except pa.ArrowInvalid:
+                timestamps = None
+            if timestamps is None:
                 in_time_order = False
             else:
-                timestamps = found.field("ts").cast(pa.int64())
                 carried_ts = pa.concat_arrays([pa.array([last_ts if last_ts is not None else timestamps[0].as_py()],
                                                         pa.int64()), timestamps])
                 if pc.any(pc.less(timestamps, carried_ts.slice(0, n))).as_py() is True:
@@ -211,9 +214,8 @@ def scan_file(
     return result
 
 
-#: ``ts_event`` where a canonical record holds it: its first field (``record.COMMON_FIELDS``); up to
-#: 18 digits, so it fits an int64 (a larger one, not a time any trail holds, only costs the sort).
-_TS_EVENT = r'^\{"ts_event":(?P<ts>0|[1-9]\d{0,17}),'
+#: ``ts_event`` where a canonical record holds it: its first field (``record.COMMON_FIELDS``).
+_TS_EVENT = r'^\{"ts_event":(?P<ts>0|[1-9]\d{0,18}),'
 
 
 def _clean_chunk(

@@ -32,6 +32,7 @@ from test_cold_tamper_property import (  # noqa: F401
 from test_tamper_battery import ATTACKS, CLEAN, clone, damage, templates  # noqa: F401
 
 import audit_core.cold.cold_verify as cold_verify
+from audit_core.cold._bulk_verify import scan_file
 from audit_core.cold._id_filter import HASHES, id_filter, parse
 from audit_core.trust import chain
 
@@ -137,3 +138,14 @@ def test_the_id_filter_sets_the_bits_of_its_sql_definition():
     assert {i for i in range(bits) if data[i >> 3] & (1 << (i & 7))} == positions
     parsed = parse(made)
     assert parsed is not None and all(parsed.may_contain(value) for value in ids)
+
+
+def test_the_converters_scan_of_a_time_ordered_file_is_clean_and_in_time_order(converted):  # noqa: F811
+    """The scan (``chain.clean_run`` per chunk) passes a clean file and reads its ``ts_event`` order, 19-digit
+    nanosecond times included (the converter skips its sort on it)."""
+    cold, key = converted
+    files = sorted((cold.parent / "hot").glob("*.jsonl"))
+    assert files
+    for path in files:
+        scan = scan_file(path, key)
+        assert scan.clean and scan.in_time_order, scan.problems
