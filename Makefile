@@ -78,4 +78,4 @@ bench: venv
 	$(PY) -m benchmarks.readme
 
 clean:
-	rm -rf $(VENV) $(VENV_LATEST) .pytest_cache .mypy_cache .ruff_cache demo_trail reports
+	rm -rf $(VENV) $(VENV_LATEST) .pytest_cache .mypy_cache .ruff_cache demo_trail demo_trail_signing reports

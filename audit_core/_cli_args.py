@@ -52,12 +52,61 @@ def public_key_file(path: str | None) -> Ed25519PublicKey | None:
     return None if path is None else load_public_key(path)
 
 
-def signing_key_from(path: str | None, env_var: str | None) -> SigningKey | None:
-    if path is None and env_var is None:
+def add_signing_options(parser: argparse.ArgumentParser, what: str) -> None:
+    """The private key a verb signs with: a file, an environment variable, or a signing command."""
+    parser.add_argument("--signing-key", metavar="KEY", help=f"private key file: {what}")
+    parser.add_argument("--signing-key-env", metavar="VAR",
+                        help="environment variable holding that private key instead")
+    parser.add_argument("--signing-key-command", metavar="CMD",
+                        help="sign through this command instead (KMS, HSM): message on stdin, base64 signature "
+                             "on stdout; needs --signing-public-key")
+    parser.add_argument("--signing-public-key", metavar="PUB", help="public key file of --signing-key-command's key")
+
+
+def _signing_command(args: argparse.Namespace) -> list[str] | None:
+    """``--signing-key-command`` split like a shell would, checked against the other signing options."""
+    chosen = [option for option, value in (("--signing-key", args.signing_key), ("--signing-key-env",
+              args.signing_key_env), ("--signing-key-command", args.signing_key_command)) if value is not None]
+    if len(chosen) > 1:
+        raise AuditConfigError(f"give one of --signing-key, --signing-key-env, --signing-key-command, not {chosen}")
+    if args.signing_key_command is None:
+        if args.signing_public_key is not None:
+            raise AuditConfigError("--signing-public-key goes with --signing-key-command")
+        return None
+    import shlex
+
+    try:
+        argv = shlex.split(args.signing_key_command)
+    except ValueError as exc:
+        raise AuditConfigError(f"--signing-key-command {args.signing_key_command!r}: {exc}") from None
+    if not argv:
+        raise AuditConfigError("--signing-key-command: expected a command, got an empty text")
+    if args.signing_public_key is None:
+        raise AuditConfigError("--signing-key-command needs --signing-public-key (the command's public key file)")
+    return argv
+
+
+def signing_key_from(args: argparse.Namespace) -> SigningKey | None:
+    """The key ``add_signing_options`` named, or None; a command is probed once (``Signer.from_command``)."""
+    command = _signing_command(args)
+    if command is not None:
+        from audit_core.trust.signer import Signer
+
+        return Signer.from_command(command, args.signing_public_key)
+    if args.signing_key is None and args.signing_key_env is None:
         return None
     from audit_core.trust.signing import load_private_key
 
-    return load_private_key(path, env_var=env_var)
+    return load_private_key(args.signing_key, env_var=args.signing_key_env)
+
+
+def signing_config(args: argparse.Namespace) -> dict[str, object]:
+    """The same choice as ``AuditConfig`` fields, for verbs that write records (retention)."""
+    command = _signing_command(args)
+    chosen = {"signing_key_path": args.signing_key, "signing_key_env": args.signing_key_env,
+              "signing_key_command": None if command is None else tuple(command),
+              "signing_public_key_path": args.signing_public_key}
+    return {field: value for field, value in chosen.items() if value is not None}
 
 
 def existing_path(path: str) -> Path:

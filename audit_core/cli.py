@@ -25,6 +25,7 @@ from audit_core._cli_args import (
     MAX_LISTED_FAILURES,
     MAX_SEQUENCE,
     MAX_TAIL,
+    add_signing_options,
     existing_path,
     hmac_key_from_env,
     instant_ns,
@@ -32,6 +33,7 @@ from audit_core._cli_args import (
     iso,
     progress_bar,
     public_key_file,
+    signing_config,
     signing_key_from,
     trusted_keys_file,
     utc_datetime,
@@ -146,7 +148,7 @@ def convert(args: argparse.Namespace) -> int:
     converter = ParquetConverter(
         existing_path(args.hot), args.cold, hmac_key=hmac_key_from_env(args.hmac_key_env),
         public_key=trusted_keys_file(args.trusted_keys, args.public_key) or public_key_file(args.public_key),
-        signing_key=signing_key_from(args.signing_key, args.signing_key_env),
+        signing_key=signing_key_from(args),
     )
     if args.rebuild:
         with progress_bar(args.quiet, "rebuilding") as progress:
@@ -213,10 +215,11 @@ def retention(args: argparse.Namespace) -> int:
     cold = existing_path(args.cold)
     hot = Path(args.hot) if args.hot else cold.parent / "hot"
     config = None
-    if args.trader_id or args.hmac_key_env or args.signing_key or args.signing_key_env:
+    signing = signing_config(args)
+    if args.trader_id or args.hmac_key_env or signing:
         config = AuditConfig(
-            base_path=hot.parent, hmac_key_env=args.hmac_key_env, signing_key_path=args.signing_key,
-            signing_key_env=args.signing_key_env, **({"trader_id": args.trader_id} if args.trader_id else {}),
+            base_path=hot.parent, hmac_key_env=args.hmac_key_env, **signing,
+            **({"trader_id": args.trader_id} if args.trader_id else {}),
         )
     plan = apply_retention(
         hot if hot.exists() else None, cold, days=args.days, now=args.now, dry_run=args.dry_run, config=config,
@@ -252,7 +255,7 @@ def update_root(args: argparse.Namespace) -> int:
 
     root = update_cold_root(
         existing_path(args.cold), hmac_key_from_env(args.hmac_key_env),
-        signing_key_from(args.signing_key, args.signing_key_env),
+        signing_key_from(args),
         accept_legal_holds=args.accept_legal_holds,
     )
     print(f"root rewritten: {len(root['manifests'])} manifest entries, {len(root['parquet'])} Parquet files, "
@@ -523,8 +526,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hmac-key-env", metavar="VAR", help="environment variable holding the HMAC key")
     p.add_argument("--public-key", metavar="KEY", help="public key file: convert only files whose seals it signed")
     p.add_argument("--trusted-keys", metavar="FILE", help="trusted-keys file: convert only files its writers sealed")
-    p.add_argument("--signing-key", metavar="KEY", help="private key file: sign manifest entries and the cold root")
-    p.add_argument("--signing-key-env", metavar="VAR", help="environment variable holding that private key instead")
+    add_signing_options(p, "sign manifest entries and the cold root")
     p.add_argument("--rebuild", action="store_true",
                    help="first rebuild the columns of files written with an older cold projection")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no lines for skipped files")
@@ -543,16 +545,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trader-id", metavar="ID", help="trader id of the retention stream (default: the trail's)")
     p.add_argument("--hmac-key-env", metavar="VAR", help="environment variable holding the HMAC key")
     p.add_argument("--public-key", metavar="KEY", help="public key file: hot files' seals must be signed by it")
-    p.add_argument("--signing-key", metavar="KEY", help="private key file of a signed trail: signs journals and seals")
-    p.add_argument("--signing-key-env", metavar="VAR", help="environment variable holding that private key instead")
+    add_signing_options(p, "a signed trail's key: signs journals and seals")
 
     p = _add_verb(verbs, "update-root", update_root)
     p.add_argument("cold", metavar="COLD", help="cold store root")
     p.add_argument("--accept-legal-holds", action="store_true",
                    help="commit to the legal holds file as it is now (after a deliberate change)")
     p.add_argument("--hmac-key-env", metavar="VAR", help="environment variable holding the HMAC key")
-    p.add_argument("--signing-key", metavar="KEY", help="private key file: sign the root (the converter's key)")
-    p.add_argument("--signing-key-env", metavar="VAR", help="environment variable holding that private key instead")
+    add_signing_options(p, "sign the root (the converter's key)")
 
     p = _add_verb(verbs, "tail", tail)
     p.add_argument("path", help="a hot JSONL file or a trail directory")

@@ -143,9 +143,12 @@ def verify_trail(
         return report
     stores = cold_stores(root)
     tell = progress or (lambda _: None)
+    key_files: list[Path] | None = None  # the hot files holding key records, found by the hot pass
     if not stores or root.is_file() or any(root.rglob("*.jsonl")):
         tell(f"hot {root}")
-        report.add(f"hot {root}", verify(root, hmac_key=hmac_key, public_key=public_key, jobs=jobs))
+        key_files = []
+        report.add(f"hot {root}", verify(root, hmac_key=hmac_key, public_key=public_key, jobs=jobs,
+                                         key_record_files=key_files))
     hot = {file.name: file for file in hot_files(root)} if root.is_dir() else {}
     for store in stores:
         from audit_core.cold.cold_verify import verify_cold
@@ -156,7 +159,7 @@ def verify_trail(
         part.failures += _seal_copies_against_hot_files(store, hot)
         report.add(f"cold {store}", part)
     if root.is_file() or any(root.rglob("*.jsonl")):
-        keys = verify_key_history(root)
+        keys = verify_key_history(root, key_files)
         if keys.key_history:
             report.add(f"keys {root}", keys)
     if witness is not None or checkpoint is not None:
@@ -215,14 +218,20 @@ def verify_anchors(
     return part
 
 
-def verify_key_history(root: Path | str) -> VerificationReport:
+def verify_key_history(root: Path | str, key_files: list[Path] | None = None) -> VerificationReport:
     """The key rotations and revocations of the trail under ``root``, each rotation's endorsement checked.
 
     Each rotation must be endorsed by the key it names as the old key, and follow the stream's
     previous rotation (``trust.key_history``); otherwise ``key_rotation_invalid``. The history is
     evidence for the auditor's trusted-keys file (``draft_trusted_keys``), never trust by itself.
+    ``key_files``: the trail files holding key records, as ``verify`` found them (``key_record_files``);
+    only those are read, in trail order. None: every trail file is searched.
     """
-    history = read_key_history(trail_files(root)[0])
+    files = trail_files(root)[0]
+    if key_files is not None:
+        holding = set(key_files)
+        files = [path for path in files if path in holding]
+    history = read_key_history(files)
     part = VerificationReport()
     part.key_history = history.lines()
     part.failures += [VerificationFailure(str(event.file), 0, event.sequence, FailureKind.KEY_ROTATION_INVALID,

@@ -213,13 +213,11 @@ def measure(base: Path, runs: int, warmup: int, stock: bool) -> dict[str, Any]:
     return result
 
 
-def render_markdown(report: dict[str, Any]) -> str:
-    lines = ["# Big results: every row into pandas", "",
-             f"Command: `{report['command']}`  ", f"Machine: {report['machine']}  ",
-             f"Versions: {', '.join(f'{k} {v}' for k, v in report['versions'].items())}  ",
-             f"Load average (1, 5, 15 min) before and after: {report['load_average_before_after']}", "",
-             report["method"], "",
-             f"## {report['events']:,} events over {report['days']} days", "",
+def readme_table(report: dict[str, Any]) -> str:
+    """The cases' table and what it rests on: the README's ``results:bulk`` block and the heart of ``bulk.md``."""
+    lines = [f"`{report['command']}`, {report['date']}, {report['events']:,} events over {report['days']} days, "
+             f"median of {report['runs']} runs per side; load average before and after "
+             f"{report['load_average_before_after'][0][0]} / {report['load_average_before_after'][1][0]}:", "",
              "| case | rows x columns | ours | reference | ratio (<= 1.5x) | peak RSS ours / reference "
              "(<= 1.5 GB) | same result |",
              "|---|--:|--:|--:|--:|--:|:-:|"]
@@ -240,6 +238,16 @@ def render_markdown(report: dict[str, Any]) -> str:
                   f"{stock['object_columns']} object columns, `ts_init` {stock['ts_init_dtype']}, "
                   f"`price` {stock['price_dtype']}."]
     return "\n".join(lines) + "\n"
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    lines = ["# Big results: every row into pandas", "",
+             f"Command: `{report['command']}`  ", f"Machine: {report['machine']}  ",
+             f"Versions: {', '.join(f'{k} {v}' for k, v in report['versions'].items())}  ",
+             f"Load average (1, 5, 15 min) before and after: {report['load_average_before_after']}", "",
+             report["method"], "",
+             f"## {report['events']:,} events over {report['days']} days", ""]
+    return "\n".join(lines) + "\n" + readme_table(report)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -236,8 +236,13 @@ import json, resource, sys, time
 from pathlib import Path
 SOURCE, OUT = Path(sys.argv[1]), Path(sys.argv[2])
 started = time.perf_counter()
+usage = resource.getrusage(resource.RUSAGE_SELF)
+cpu_started = usage.ru_utime + usage.ru_stime
 {code}
 out["seconds"] = time.perf_counter() - started
+# CPU time of the case's process, all its threads (DuckDB's, pyarrow's): steadier than wall time on a busy machine.
+usage = resource.getrusage(resource.RUSAGE_SELF)
+out["cpu_seconds"] = usage.ru_utime + usage.ru_stime - cpu_started
 # VmHWM is this process's own high-water mark; ru_maxrss would also hold the parent's (kept through fork + exec).
 with open("/proc/self/status") as status:
     hwm = [line.split()[1] for line in status if line.startswith("VmHWM:")]
@@ -271,6 +276,8 @@ def run_convert_benchmark(events: int, tmp: Path) -> dict[str, Any]:
             raise AssertionError(f"{case} saw {result['rows']} rows, expected {events}")
         result["events_per_s"] = round(events / result["seconds"], 1)
         result["seconds"] = round(result["seconds"], 3)
+        result["cpu_us_per_event"] = round(result["cpu_seconds"] / events * 1e6, 2)
+        result["cpu_seconds"] = round(result["cpu_seconds"], 3)
         result["peak_rss_mb"] = round(result["peak_rss_mb"], 1)
         if result["parquet_bytes"]:
             result["size_ratio"] = round(jsonl_bytes / result["parquet_bytes"], 2)
@@ -290,7 +297,8 @@ def run_convert_benchmark(events: int, tmp: Path) -> dict[str, Any]:
             f"one sealed hot file of {events:,} events from the real emitter ({jsonl_bytes / events:.0f} bytes "
             "per line on average; signals, parameter changes, orders, fills with every execution field, "
             "positions, system events, a user-defined type); each case in a fresh subprocess, run once, "
-            "one after the other; wall time from the case's first import to its end; peak RSS "
+            "one after the other; wall time from the case's first import to its end; CPU time is the "
+            "case process's user + system time over all its threads in that span, per event; peak RSS "
             "is the case process's own VmHWM (not ru_maxrss, which carries the parent's over)."
         ),
         "events": events,
@@ -302,6 +310,7 @@ def run_convert_benchmark(events: int, tmp: Path) -> dict[str, Any]:
             "throughput_vs_pyarrow": throughput_vs_pyarrow,
             "throughput_vs_pyarrow_sha256": throughput_vs_sha256,
             "verify_share_of_verify_convert": round(cases["verify"]["seconds"] / ours["seconds"], 2),
+            "cpu_verify_convert_vs_pyarrow": round(ours["cpu_seconds"] / cases["pyarrow"]["cpu_seconds"], 2),
             "verify_cold_vs_verify_hot": round(cases["verify_cold"]["seconds"] / cases["verify_hot"]["seconds"], 2),
             "verify_cold_vs_verify": round(cases["verify_cold"]["seconds"] / cases["verify"]["seconds"], 2),
         },
@@ -339,14 +348,15 @@ def render_markdown(report: dict[str, Any]) -> str:
         "",
         report["method"],
         "",
-        "| case | seconds | events/s | peak RSS MB | Parquet MB | JSONL/Parquet |",
-        "|---|--:|--:|--:|--:|--:|",
+        "| case | seconds | events/s | CPU us/event | peak RSS MB | Parquet MB | JSONL/Parquet |",
+        "|---|--:|--:|--:|--:|--:|--:|",
     ]
     for name, case in report["cases"].items():
         parquet = f"{case['parquet_bytes'] / 1e6:,.1f}" if case["parquet_bytes"] else "-"
         ratio = f"{case['size_ratio']:.2f}x" if "size_ratio" in case else "-"
-        lines.append(f"| {name} | {case['seconds']:.2f} | {case['events_per_s']:,.0f} | {case['peak_rss_mb']:,.0f} "
-                     f"| {parquet} | {ratio} |")
+        cpu = f"{case['cpu_us_per_event']:.1f}" if "cpu_us_per_event" in case else "-"
+        lines.append(f"| {name} | {case['seconds']:.2f} | {case['events_per_s']:,.0f} | {cpu} "
+                     f"| {case['peak_rss_mb']:,.0f} | {parquet} | {ratio} |")
     ratios = report["ratios"]
     lines += [
         "",
@@ -354,7 +364,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"write_table and {ratios['verify_convert_vs_duckdb']:.2f}x the time of DuckDB COPY (neither verifies "
         f"anything); verification alone is {ratios['verify_share_of_verify_convert']:.0%} of our time.",
         f"- verify+convert events/s over pyarrow's: {ratios['throughput_vs_pyarrow']:.2f}x; over pyarrow's "
-        f"with SHA-256 of every line: {ratios['throughput_vs_pyarrow_sha256']:.2f}x.",
+        f"with SHA-256 of every line: {ratios['throughput_vs_pyarrow_sha256']:.2f}x; its CPU time is "
+        f"{ratios['cpu_verify_convert_vs_pyarrow']:.2f}x pyarrow's (both cores' worth, steadier under load).",
         f"- cold verification (every record, chain and typed column of the store) takes "
         f"{ratios['verify_cold_vs_verify_hot']:.2f}x the time of hot `verify` of the same records "
         f"({ratios['verify_cold_vs_verify']:.2f}x the converter's fast verification path).",

@@ -56,6 +56,7 @@ class ThroughputResult:
     syncs: int | None = None
     events_per_sync: float | None = None
     batches: int | None = None
+    sync_waits: int | None = None  # durable emits a sync run by another thread covered
     rounds_events_per_s: list[float] = field(default_factory=list)
 
 
@@ -93,7 +94,7 @@ def _result(name: str, threads: int, total: int, elapsed: float, emitter: AuditE
         return ThroughputResult(name, threads, total, elapsed, total / elapsed, total, 1.0)
     stats = emitter.writer.stats
     return ThroughputResult(name, threads, total, elapsed, total / elapsed, stats.syncs,
-                            total / max(stats.syncs, 1), stats.batches)
+                            total / max(stats.syncs, 1), stats.batches, stats.sync_waits)
 
 
 def bench_emitter(tmp: Path, threads: int, events: int) -> ThroughputResult:
@@ -233,14 +234,16 @@ def render_group_markdown(report: dict[str, Any]) -> str:
         "",
         report["method"],
         "",
-        "| case | threads | events | seconds | events/s (median) | every round | fdatasyncs | events per sync |",
-        "|---|--:|--:|--:|--:|---|--:|--:|",
+        "| case | threads | events | seconds | events/s (median) | every round | fdatasyncs | events per sync "
+        "| waits on another's sync |",
+        "|---|--:|--:|--:|--:|---|--:|--:|--:|",
     ]
     for case in report["cases"]:
         every = ", ".join(f"{x:,.0f}" for x in case["rounds_events_per_s"])
         lines.append(
             f"| {case['name']} | {case['threads']} | {case['events']:,} | {case['seconds']:.3f} "
-            f"| {case['events_per_s']:,.0f} | {every} | {case['syncs']:,} | {case['events_per_sync']:.2f} |"
+            f"| {case['events_per_s']:,.0f} | {every} | {case['syncs']:,} | {case['events_per_sync']:.2f} "
+            f"| {'-' if case.get('sync_waits') is None else format(case['sync_waits'], ',')} |"
         )
     lines += ["", "Durable emit throughput / raw write + fdatasync per event, same thread count:", ""]
     lines += [f"- {t} thread(s): {ratio:.2f}x" for t, ratio in report["ratio_vs_raw_same_threads"].items()]

@@ -523,9 +523,12 @@ def main(argv: list[str] | None = None) -> int:
                    "`workbench._compiled`) alternates with hand-written SQL on a plain DuckDB connection over "
                    "the same Parquet files, with the same columns, predicates (including the year/month/day "
                    "partition predicates), causal order and description text; `same values` compares both "
-                   "results column by column. Both cache Parquet footers. The CPU ratio compares the "
-                   "medians of this process's CPU time (DuckDB's threads included): other processes' load "
-                   "moves it less than the wall-clock ratio, which is the goal's."),
+                   "results column by column. Both cache Parquet footers. The raw description casts doubles "
+                   "(signal value, confidence) with a plain `CAST` (right for this trail's values); the "
+                   "workbench's also writes a double DuckDB would print with an exponent (`1e-05`) without one "
+                   "(the same text on DuckDB and Spark), by a Python function (`workbench._columns.float_texts`). "
+                   "The CPU ratio compares the medians of this process's CPU time (DuckDB's threads included): "
+                   "other processes' load moves it less than the wall-clock ratio, which is the goal's."),
         "sizes": sizes,
     }
     args.out.mkdir(parents=True, exist_ok=True)

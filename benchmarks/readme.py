@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from benchmarks.bench_bulk import readme_table as bulk_table
 from benchmarks.bench_bundle import readme_table as bundle_table
 from benchmarks.bench_spark import readme_table as spark_table
 from benchmarks.bench_verify import readme_table as verify_table
@@ -98,13 +99,55 @@ def group_commit_table(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+_EMIT_CASES = (
+    ("emit_param_change", "`emit_param_change` (validated, chained, hashed, appended)"),
+    ("hand_floor", "hand-written floor (same checks, same bytes, chained, hashed, one `os.write`)"),
+    ("pydantic_floor", "the pydantic floor (validate + serialize + hash + write, no chain)"),
+    ("structlog_json", "structlog -> JSON file"),
+    ("logging_json", "stdlib logging + JSON formatter"),
+    ("raw_write", "raw `os.write` of the same line"),
+    ("emit_trade_durable", "durable `emit_trade`"),
+    ("raw_write_fdatasync", "raw `os.write` + `fdatasync`"),
+)
+
+
+def emit_latency_table(report: dict[str, Any]) -> str:
+    """Per-event latency from ``emit_latency.json``: our emits beside every reference of the same run."""
+    cases, ratios, events = report["cases"], report["ratios"], report["events"]
+    lines = [
+        f"`{report['command']['make'] or report['command']['python']}`, {report['date_utc'][:10]}, "
+        f"{events['non_durable']:,} non-durable and {events['durable']:,} durable events per case, "
+        f"{report['machine']['cpus_usable']} CPUs, {report['machine']['filesystem']}:",
+        "",
+        "| case | p50 | p99 | events/s |",
+        "|---|--:|--:|--:|",
+    ]
+    for name, label in _EMIT_CASES:
+        if name in cases:
+            case = cases[name]
+            lines.append(f"| {label} | {case['p50_us']:.1f} us | {case['p99_us']:.1f} us | "
+                         f"{case['events_per_s']:,.0f} |")
+    lines += ["", "| ratio | p50 | p99 |", "|---|--:|--:|"]
+    lines += [f"| {pair.replace('/', ' / ')} | {values['p50']:.2f}x | {values['p99']:.2f}x |"
+              for pair, values in ratios.items()]
+    lines.append("")
+    for target in report["targets"]:
+        digits = 0 if target["unit"] == "events/s" else 2
+        lines.append(f"- {'PASS' if target['passed'] else 'MISS'}: {target['label']} "
+                     f"{target['measured']:,.{digits}f} {target['unit']} "
+                     f"(target {target['op']} {target['limit']:,.{digits}f} {target['unit']})")
+    return "\n".join(lines) + "\n"
+
+
 #: Table name -> (results file, renderer of its JSON report).
 TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "workbench": ("workbench.json", readme_table),
     "convert": ("convert.json", convert_table),
     "group_commit": ("group_commit.json", group_commit_table),
+    "emit_latency": ("emit_latency.json", emit_latency_table),
     "verify": ("verify.json", verify_table),
     "bundle": ("bundle.json", bundle_table),
+    "bulk": ("bulk.json", bulk_table),
     "spark": ("spark.json", spark_table),
 }
 

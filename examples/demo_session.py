@@ -1,6 +1,7 @@
 """`make demo`: a real NautilusTrader backtest with an incident in it, audited, converted, verified, analysed.
 
-1. Creates an Ed25519 key pair for signing seals (``demo_trail/keys/``).
+1. Creates an Ed25519 key pair for signing seals (public key in ``demo_trail/keys/``, private key
+   outside the trail in ``demo_trail_signing/``).
 2. Runs ``examples.adaptive_backtest``: four days of three FX pairs, an adaptive strategy built
    on the reference components, the ``AuditObserver`` recording every order, fill and position.
    On day 3 at 14:32 UTC an operator sets ``risk_multiplier`` to 4.0 with no reason.
@@ -43,7 +44,7 @@ class Steps:
 
 def fresh_directory(out: Path) -> None:
     if out.exists():
-        print(f"replacing the previous demo trail in {out}/")
+        print(f"replacing the previous demo output in {out}/")
         # The demo's own output only; a real trail is never deleted like this.
         for path in out.rglob("*"):
             path.chmod(0o755 if path.is_dir() else 0o644)
@@ -118,20 +119,25 @@ def main(argv: list[str] | None = None) -> int:
     steps("signing key pair")
     keys = out / "keys"
     keys.mkdir()
-    key_id = generate_keypair(keys / "ledgerline.key", keys / "ledgerline.pub")
+    # The private key lives outside the trail: whoever can write the trail's disk must not also
+    # hold the key that signs it.
+    signing = out.with_name(out.name + "_signing")
+    fresh_directory(signing)
+    private_key_path = signing / "ledgerline.key"
+    key_id = generate_keypair(private_key_path, keys / "ledgerline.pub")
     public_key = load_public_key(keys / "ledgerline.pub")
 
     steps("backtest: 4 days, 3 FX pairs, adaptive strategy, AuditObserver attached")
     from examples.adaptive_backtest import run_backtest
 
-    strategy = run_backtest(out, seed=args.seed, signing_key_path=keys / "ledgerline.key")
+    strategy = run_backtest(out, seed=args.seed, signing_key_path=private_key_path)
     print(f"      {strategy.signal_no} signals; trail in {out / 'hot'}/")
 
     steps("convert to Parquet (verified first)")
     # The cold side (manifest entries, the cold root) is signed with the same key, so that the whole trail
     # verifies against the one public key (`ledgerline verify --public-key`, `open_trail(public_key=)`).
     results = ParquetConverter(out / "hot", out / "cold", public_key=public_key,
-                               signing_key=load_private_key(keys / "ledgerline.key")).convert_all()
+                               signing_key=load_private_key(private_key_path)).convert_all()
     unconverted = [r for r in results if not r.converted]
     print(f"      {sum(r.rows for r in results)} rows from {len(results)} files -> {out / 'cold'}/")
 

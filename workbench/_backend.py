@@ -29,6 +29,7 @@ Examples
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -151,8 +152,19 @@ class ExactDuckDBBackend(DuckDBBackend):  # type: ignore[misc]
         ``params`` are given or ``reuse_compiled_sql`` is False."""
         if params or kwargs or not self.reuse_compiled_sql:
             return super()._to_duckdb_relation(expr, params=params, limit=limit, **kwargs)
-        self._run_pre_execute_hooks(expr)
-        return self.con.sql(self.compiled_shapes.sql(expr.as_table(), limit))
+        return self.con.sql(self._prepared_sql(expr, limit))
+
+    def _prepared_sql(self, expr: ir.Expr, limit: int | str | None) -> str:
+        """The SQL of ``expr`` (``compiled_shapes``), after Ibis's pre-execute hooks when it needs them.
+
+        The hooks register in-memory tables and define UDFs; each walks the whole tree (up to 2 ms
+        of an incident's query). The walk that keys the shape finds whether any such node is
+        there; a table over a record batch reader already read from (Ibis's warning) runs them too.
+        """
+        sql, hooked = self.compiled_shapes.prepare(expr.as_table(), limit)
+        if hooked or self._record_batch_readers_consumed:
+            self._run_pre_execute_hooks(expr)
+        return sql
 
     def arrow_table(self, expr: ir.Expr, /, *, params: Mapping[Any, Any] | None = None,
                     limit: int | str | None = None, **kwargs: Any) -> Any:
@@ -162,8 +174,7 @@ class ExactDuckDBBackend(DuckDBBackend):  # type: ignore[misc]
             return relation.to_arrow_reader(STREAM_BATCH_ROWS).read_all()
         # A query, not a relation: ``con.sql`` plans the statement once to make the relation and again
         # to run it (4 ms of a 6 ms count_by_type, measured); streamed out the same (the same peak memory).
-        self._run_pre_execute_hooks(expr)
-        sql = self.compiled_shapes.sql(expr.as_table(), limit)
+        sql = self._prepared_sql(expr, limit)
         return self.con.execute(sql).to_arrow_reader(STREAM_BATCH_ROWS).read_all()
 
     def to_pyarrow(self, expr: ir.Expr, /, *, params: Mapping[Any, Any] | None = None,
@@ -315,7 +326,21 @@ def _duckdb_read_parquet(backend: Any, where: Any, options: dict[str, Any]) -> i
                                                for key, value in options.items()])
     backend._create_temp_view(name, sg.select(sge.Star()).from_(reader))
     backend.__dict__.setdefault("_ledgerline_readers", {})[name] = reader
-    return backend.table(name)
+    # The view's columns as DuckDB binds them (``backend.table(name)`` asks the same, then parses each
+    # type name again: ~6 ms of a cold start, for type names that repeat from one open to the next).
+    columns = backend.con.execute(f'DESCRIBE "{name}"').fetchall()
+    schema = ibis.schema({column: _duckdb_type(sql_type, nullable == "YES")
+                          for column, sql_type, nullable, *_ in columns})
+    return ops.DatabaseTable(name, schema=schema, source=backend,
+                             namespace=ops.Namespace(catalog=None, database=None)).to_expr()
+
+
+@functools.lru_cache(maxsize=256)
+def _duckdb_type(sql_type: str, nullable: bool) -> dt.DataType:
+    """Ibis's type for a DuckDB type name, as ``backend.table`` reads it (``DuckDBType.from_string``)."""
+    from ibis.backends.sql.datatypes import DuckDBType
+
+    return DuckDBType.from_string(sql_type, nullable=nullable)
 
 
 def _column_sets(files: list[Path]) -> tuple[set[tuple[str, ...]], list[tuple[Path, str]], list[int | None]]:
@@ -345,10 +370,14 @@ def _column_sets(files: list[Path]) -> tuple[set[tuple[str, ...]], list[tuple[Pa
 
 def _ts_event_extent(metadata: Any, lows: list[int], highs: list[int]) -> bool:
     """Append each row group's ``ts_event`` min and max; False when a row group has no such statistics."""
-    paths = [metadata.schema.column(number).path for number in range(len(metadata.schema))]
-    if "ts_event" not in paths:
-        return False
-    index = paths.index("ts_event")
+    schema = metadata.schema
+    names = schema.names  # leaf names: a nested leaf may be called ts_event too, so its path decides
+    index = names.index("ts_event") if "ts_event" in names else -1
+    if index < 0 or schema.column(index).path != "ts_event":
+        paths = [schema.column(number).path for number in range(len(schema))]
+        if "ts_event" not in paths:
+            return False
+        index = paths.index("ts_event")
     for group in range(metadata.num_row_groups):
         chunk = metadata.row_group(group)
         if chunk.num_rows == 0:

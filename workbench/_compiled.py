@@ -37,6 +37,7 @@ from typing import Any
 
 import ibis.expr.datatypes as dt
 import ibis.expr.operations as ops
+from ibis.expr.operations.udf import InputType
 
 #: Literal types whose values are lifted out of a shape. Smaller integers (``0`` in ``rank == 0``,
 #: a ``substr`` length) stay part of the shape: their values cannot be told apart in SQL text.
@@ -67,12 +68,23 @@ class CompiledShapes:
 
     def sql(self, expr: Any, limit: int | str | None = None) -> str:
         """The SQL of ``expr`` (an Ibis table expression) with ``limit``, compiled once per shape."""
+        return self.prepare(expr, limit)[0]
+
+    def prepare(self, expr: Any, limit: int | str | None = None) -> tuple[str, bool]:
+        """``sql(expr, limit)``, and whether ``expr`` holds a node Ibis's pre-execute hooks act on (an
+        in-memory table to register, a Python UDF to define): found by the walk that keys the shape,
+        so that a query without one skips the hooks' own three walks of the tree."""
         op = expr.op()
         literals: dict[ops.Literal, int] = {}
+        hooked: list[ops.Node] = []
         try:
-            key = (_shape(op, literals), limit)
+            key = (_shape(op, literals, hooked), limit)
         except RecursionError:  # a very deep tree: compiled as usual
-            return self._compile(expr, limit)
+            return self._compile(expr, limit), True
+        return self._sql(expr, limit, key, literals), bool(hooked)
+
+    def _sql(self, expr: Any, limit: int | str | None, key: Any, literals: dict[ops.Literal, int]) -> str:
+        op = expr.op()
         if len(literals) > _MAX_LIFTED:
             return self._compile(expr, limit)
         if key in self._templates:
@@ -112,9 +124,10 @@ class CompiledShapes:
         return template, pattern, tokens
 
 
-def _shape(op: ops.Node, literals: dict[ops.Literal, int]) -> tuple[Any, ...]:
+def _shape(op: ops.Node, literals: dict[ops.Literal, int], hooked: list[ops.Node] | None = None) -> tuple[Any, ...]:
     """A hashable picture of the tree under ``op`` with lifted literals as ``("$", index, dtype)``;
-    ``literals`` collects them, numbered in the order first met.
+    ``literals`` collects them, numbered in the order first met; ``hooked`` the nodes Ibis's
+    pre-execute hooks act on (``_hooked``).
 
     The picture is flat: one entry per distinct node, in the order met, naming its children by
     their entry's number (a tree shares subtrees; nested tuples would be hashed once per path,
@@ -133,6 +146,8 @@ def _shape(op: ops.Node, literals: dict[ops.Literal, int]) -> tuple[Any, ...]:
             if isinstance(value, ops.Literal) and _lifted(value):
                 entry: Any = ("$", literals.setdefault(value, len(literals)), value.dtype)
             else:
+                if hooked is not None and _hooked(value):
+                    hooked.append(value)
                 entry = (type(value), tuple(visit(argument) for argument in value.__args__))
             numbers[value] = len(entries)
             entries.append(entry)
@@ -145,6 +160,14 @@ def _shape(op: ops.Node, literals: dict[ops.Literal, int]) -> tuple[Any, ...]:
 
     visit(op)
     return tuple(entries)
+
+
+def _hooked(node: ops.Node) -> bool:
+    """Whether Ibis's pre-execute hooks act on ``node``: an in-memory table (registered with the
+    engine) or a UDF other than a builtin (defined in it); builtins (the describe macro's) need nothing."""
+    if isinstance(node, ops.InMemoryTable):
+        return True
+    return isinstance(node, ops.ScalarUDF) and node.__input_type__ != InputType.BUILTIN
 
 
 def _lifted(node: ops.Literal) -> bool:

@@ -298,8 +298,11 @@ def signal_conversion(
     t = t.select(*dict.fromkeys(["event_type", "acted_on", "order_id", "filter_reason", "correlation_id", by]))
     # An order, fill or rejection counts for the group of the signal it carries (its correlation id):
     # the strategy that emitted the signal, not the execution component that placed the order.
-    signal_groups = t.filter(t.event_type.startswith("trade.signal"), t.correlation_id.notnull()).group_by(
-        "correlation_id").aggregate(_signal_group=t[by].min())
+    # Grouped over ``t`` itself (the signal rows picked by the aggregate's ``where``), not a filter of it:
+    # the query then names one relation twice, which the engine reads once (a CTE), where a filtered
+    # copy scanned the day's files a second time (a third of the query's time on DuckDB, measured).
+    signal_groups = t.group_by("correlation_id").aggregate(
+        _signal_group=t[by].min(where=t.event_type.startswith("trade.signal")))
     joined = t.left_join(signal_groups, t.correlation_id == signal_groups.correlation_id)
     t = joined.select(
         *[name for name in ("event_type", "acted_on", "order_id", "filter_reason") if name != by],

@@ -46,21 +46,22 @@ def id_filter(con: Any, rows: str, parameters: dict[str, Any] | None = None) -> 
 
     values = f"""(SELECT DISTINCT v FROM (SELECT order_id AS v FROM {rows} UNION ALL
                                           SELECT correlation_id FROM {rows}) WHERE v IS NOT NULL)"""
-    # One MD5 per id, its halves to numpy; the positions in numpy: the same uint64 sums as in SQL
-    # (each term below 2^30), without the 2 * HASHES MD5 calls a cross join with range() cost.
-    halves = con.execute(f"SELECT md5_number_lower(v) AS h1, md5_number_upper(v) AS h2 FROM {values}",
-                         parameters or {}).fetchnumpy()
-    first = np.asarray(halves["h1"], dtype=np.uint64)
-    bits = _bits_for(len(first))
+    (count,) = con.execute(f"SELECT count(*) FROM {values}", parameters or {}).fetchone() or (0,)
+    bits = _bits_for(int(count))
     if bits > MAX_BITS:
         return None
+    # Both halves of each id's MD5 from DuckDB, the positions in numpy: the same integers as
+    # (h1 % m + i * (h2 % m)) % m in SQL (no uint64 overflow: m <= 2^27), without DuckDB's 128-bit
+    # arithmetic over ids x hashes rows (about 1 us each).
+    halves = con.execute(f"SELECT md5_number_lower(v) AS h1, md5_number_upper(v) AS h2 FROM {values}",
+                         parameters or {}).fetchnumpy()
+    first, second = (np.asarray(halves[name], dtype=np.uint64) for name in ("h1", "h2"))
     modulus = np.uint64(bits)
-    first, step = first % modulus, np.asarray(halves["h2"], dtype=np.uint64) % modulus
-    array = np.zeros(bits // 8, dtype=np.uint8)
-    for i in range(HASHES):  # one hash at a time: memory of one position per id
-        positions = (first + np.uint64(i) * step) % modulus
-        np.bitwise_or.at(array, (positions >> np.uint64(3)).astype(np.int64),
-                         np.left_shift(1, (positions & np.uint64(7)).astype(np.uint8)).astype(np.uint8))
+    first, step = first % modulus, second % modulus
+    flags = np.zeros(bits, dtype=bool)
+    for i in range(HASHES):
+        flags[(first + np.uint64(i) * step) % modulus] = True
+    array = np.packbits(flags, bitorder="little")  # bit i in byte i // 8 at 1 << (i % 8)
     return {"bits": bits, "hashes": HASHES, "filter": base64.b64encode(array.tobytes()).decode("ascii")}
 
 

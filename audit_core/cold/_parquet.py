@@ -13,8 +13,8 @@ from typing import Any
 from audit_core._layout import NS_PER_DAY, utc_day
 from audit_core.cold._id_filter import id_filter
 from audit_core.cold.manifest import file_sha256, fsync_file
-from audit_core.cold.projection import DERIVED_PREV_HASH_SINCE, PROJECTION_METADATA_KEY
-from audit_core.trust.record import BODY_SQL, INT_FIELDS, strip_int_sql
+from audit_core.cold.projection import DERIVED_PREV_HASH_SINCE, PROJECTION_METADATA_KEY, without_int_values
+from audit_core.trust.record import BODY_SQL
 from audit_core.trust.seals import fsync_directory
 
 #: Where a conversion or rebuild writes before renaming into place (inside the store; removed after).
@@ -99,10 +99,8 @@ def write_partitions(
     written = f"(SELECT * FROM {table} WHERE ts_event >= $start AND ts_event < $end)"
     if version >= DERIVED_PREV_HASH_SINCE:
         _keep_underivable_prev_hashes(con, table)
-        written = f"(SELECT * EXCLUDE (prev_hash) FROM {table} WHERE ts_event >= $start AND ts_event < $end)"
-        for name in INT_FIELDS:  # one field a step: each step reads the record the one before made
-            written = (f"(SELECT * REPLACE (CASE WHEN torn_bytes IS NULL THEN {strip_int_sql('record', name)} "
-                       f"ELSE record END AS record) FROM {written})")
+        written = without_int_values(
+            f"(SELECT * EXCLUDE (prev_hash) FROM {table} WHERE ts_event >= $start AND ts_event < $end)")
     # The days that hold rows, not every day between the first and the last: a file may hold an
     # instant at 1970 and one in 2262, and 106k empty COPYs would never end.
     days = [day for (day,) in con.execute(

@@ -52,6 +52,7 @@ class _Done:
     report: VerificationReport | None
     summary: StreamSummary | None
     end: ChainState | None
+    key_records: bool = False  # the file holds record.KEY_RECORD_MARKER
 
 
 def _verify_task(task: _Task) -> _Done:
@@ -67,9 +68,9 @@ def _verify_task(task: _Task) -> _Done:
         assumed = ChainState(state.expected_sequence, state.prev_checksum)
     report = VerificationReport(keyed=task.hmac_key is not None)
     summary = StreamSummary(stream=task.stream_key)
-    verify_file(task.path, state, task.hmac_key, report, summary, task.is_newest, task.names, public_key,
-                task.retention_starts)
-    return _Done(assumed, first_recorded, report, summary, state)
+    key_records = verify_file(task.path, state, task.hmac_key, report, summary, task.is_newest, task.names,
+                              public_key, task.retention_starts)
+    return _Done(assumed, first_recorded, report, summary, state, key_records)
 
 
 def verify_streams(
@@ -80,6 +81,7 @@ def verify_streams(
     public_key: VerifyingKeys | None,
     starts: dict[str, dict[tuple[int, str], Retired]],
     jobs: int,
+    key_record_files: list[Path] | None = None,
 ) -> None:
     """``chain.verify_stream`` for each of ``groups``, in order, with the files verified by ``jobs`` workers."""
     raw_key = as_trusted(public_key)
@@ -104,9 +106,12 @@ def verify_streams(
             if exact and result.report is not None and result.summary is not None and result.end is not None:
                 _merge(report, summary, result.report, result.summary)
                 state = result.end
+                key_records = result.key_records
             else:  # the boundary does not stitch: verify this file again, from the real state
-                verify_file(path, state, hmac_key, report, summary, index == len(files) - 1, names,
-                            public_key, retention_starts)
+                key_records = verify_file(path, state, hmac_key, report, summary, index == len(files) - 1, names,
+                                          public_key, retention_starts)
+            if key_records and key_record_files is not None:
+                key_record_files.append(path)
 
 
 def _size(path: Path) -> int:

@@ -4,7 +4,10 @@
 durable, and only then hands the writer's ``KeySlot`` the new key, all under the slot's lock: every
 seal and checkpoint signed before the record's ``rotated_at_ns`` is by the old key, every one after
 by the new (so a trusted-keys file drafted from the records holds each signature).
-``revoke_signing_key`` records that a key is not valid from a given time on. Formats:
+``revoke_signing_key`` records that a key is not valid from a given time on; the key signing the
+stream now cannot be revoked (not even from a later time: the writer would go on signing past it,
+and every later seal would fall outside the key's window), and a revoked key cannot be rotated in.
+Formats:
 ``trust.key_history`` and docs/format.md section 6.1.
 """
 
@@ -20,6 +23,7 @@ from audit_core.trust.key_history import (
     REVOCATION_EVENT,
     ROTATION_EVENT,
     current_key_problem,
+    read_key_history,
     rotation_payload,
 )
 from audit_core.trust.signing import KeySlot, key_id
@@ -65,7 +69,7 @@ def check_signer_at_start(writer: _Writer) -> None:
     signer = writer.signing_keys.current
     if signer is None:
         return
-    problem = current_key_problem(writer.stream_files(), key_id(signer.public_key()), writer.signing_keys.clock())
+    problem = current_key_problem(writer.stream_files(), key_id(signer.public_key()))
     if problem is not None:
         writer._release_stream()
         raise AuditConfigError(problem)
@@ -77,7 +81,7 @@ def rotate_signing_key(emitter: _Emitter, new_key: SigningKey) -> SystemEvent:
     """Replace the stream's signing key with ``new_key``; returns the ``sys.key_rotation`` record.
 
     Raises:
-        AuditConfigError: the trail is not signed, or ``new_key`` is the current key.
+        AuditConfigError: the trail is not signed, or ``new_key`` is the current key or one the stream revoked.
         AuditSigningError: the old key (a signing command) could not sign the endorsement; nothing changed.
         AuditWriteError: the record could not be made durable; the old key stays in use.
     """
@@ -87,8 +91,12 @@ def rotate_signing_key(emitter: _Emitter, new_key: SigningKey) -> SystemEvent:
         old = slot.current
         if old is None:
             raise AuditConfigError("this trail is not signed (no signing key configured): there is no key to rotate")
-        if key_id(old.public_key()) == key_id(new_key.public_key()):
-            raise AuditConfigError(f"key {key_id(new_key.public_key())} is already the signing key")
+        new_id = key_id(new_key.public_key())
+        if key_id(old.public_key()) == new_id:
+            raise AuditConfigError(f"key {new_id} is already the signing key")
+        for past in read_key_history(emitter.writer.stream_files()).events:
+            if past.kind == "revocation" and past.problem is None and past.payload["key_id"] == new_id:
+                raise AuditConfigError(f"key {new_id} cannot be rotated in: {past.describe()}")
         payload = rotation_payload(origin, old, new_key, slot.clock())
         event = emitter.emit_system(ROTATION_EVENT, KEY_RECORD_SOURCE, payload)
         emitter.flush()
@@ -99,10 +107,10 @@ def rotate_signing_key(emitter: _Emitter, new_key: SigningKey) -> SystemEvent:
 def revoke_signing_key(emitter: _Emitter, revoked_key_id: str, not_after_ns: int, reason: str) -> SystemEvent:
     """Record that key ``revoked_key_id`` is not valid from ``not_after_ns`` on; returns the record.
 
-    The stream's current key cannot be revoked from now or earlier: rotate to a new key first.
+    The key signing the stream now cannot be revoked, from any time: rotate to a new key first.
 
     Raises:
-        AuditConfigError: a malformed key id, time or reason, or the current key revoked too early.
+        AuditConfigError: a malformed key id, time or reason, or the stream's current key.
     """
     if not isinstance(revoked_key_id, str) or len(revoked_key_id) != 16 or not all(
             c in "0123456789abcdef" for c in revoked_key_id):
@@ -115,7 +123,7 @@ def revoke_signing_key(emitter: _Emitter, revoked_key_id: str, not_after_ns: int
     with slot.lock:
         current = slot.current
         now = slot.clock()
-        if current is not None and key_id(current.public_key()) == revoked_key_id and not_after_ns <= now:
+        if current is not None and key_id(current.public_key()) == revoked_key_id:
             raise AuditConfigError(
                 f"key {revoked_key_id} signs this stream now: rotate to a new key before revoking it")
         payload = {"key_id": revoked_key_id, "not_after_ns": not_after_ns, "reason": reason, "revoked_at_ns": now}

@@ -47,6 +47,7 @@ def verify(
     require_stream_start: bool = True,
     public_key: VerifyingKeys | None = None,
     jobs: int | None = None,
+    key_record_files: list[Path] | None = None,
 ) -> VerificationReport:
     """Verify checksums, sequences and chain of every record under ``path``.
 
@@ -71,6 +72,8 @@ def verify(
             same whatever the number; a trail under ``trust.jobs.PARALLEL_MIN_BYTES`` (32 MiB; 128 MiB
             in a process with threads) or of one file is verified in this process, where starting
             workers would cost more than it saves.
+        key_record_files: If given, gets each file read that holds key-lifecycle records
+            (``record.KEY_RECORD_MARKER``), so ``verify_trail`` reads only those for the key history.
 
     Returns:
         A report; ``report.ok`` is false when anything failed. It never raises for tampering.
@@ -90,18 +93,17 @@ def verify(
     for stream_key, stream_files in groups:
         if _is_retention_file(stream_files[0]):
             records = _verified_retention_records(
-                stream_key, stream_files, hmac_key, report, require_stream_start, public_key
+                stream_key, stream_files, hmac_key, report, require_stream_start, public_key, key_record_files
             )
             if require_stream_start:
                 _add_retention_starts(starts, records)
     chains = [(key, stream_files) for key, stream_files in groups if not _is_retention_file(stream_files[0])]
     if worth_parallel([path for _, stream_files in chains for path in stream_files], workers):
-        verify_streams(chains, hmac_key, report, require_stream_start, public_key, starts, workers)
+        verify_streams(chains, hmac_key, report, require_stream_start, public_key, starts, workers, key_record_files)
         return report
     for stream_key, stream_files in chains:
-        verify_stream(
-            stream_key, stream_files, hmac_key, report, require_stream_start, public_key, starts.get(stream_key, {}),
-        )
+        verify_stream(stream_key, stream_files, hmac_key, report, require_stream_start, public_key,
+                      starts.get(stream_key, {}), key_record_files=key_record_files)
     return report
 
 
@@ -170,6 +172,7 @@ def _verified_retention_records(
     report: VerificationReport,
     require_stream_start: bool,
     public_key: VerifyingKeys | None,
+    key_record_files: list[Path] | None = None,
 ) -> list[RetentionRecord]:
     """Verify a retention stream into ``report``; return its ``sys.retention`` records that count.
 
@@ -179,7 +182,8 @@ def _verified_retention_records(
     signed by that key, so a line appended to a live file by someone without the key never counts).
     """
     collected: list[tuple[Path, RecordFields]] = []
-    verify_stream(stream_key, files, hmac_key, report, require_stream_start, public_key, collect=collected)
+    verify_stream(stream_key, files, hmac_key, report, require_stream_start, public_key, collect=collected,
+                  key_record_files=key_record_files)
     failed = {failure.file for failure in report.failures}
     trusted: set[Path] = set()
     for path in files:

@@ -8,12 +8,13 @@ with ``os.write`` to a file opened ``O_APPEND``; bytes once written are never to
   in ticket order, with one ``os.write`` per batch; the others wait for their ticket to be written.
   Without contention a batch is one record. Queued bytes are bounded by ``max_buffer_bytes``;
   beyond it ``append`` blocks (back-pressure, never a silent drop).
-- **Group commit.** ``sync_through(ticket)`` returns once the ticket is durable. Each caller whose
-  bytes are written runs its own ``fdatasync`` at once, outside the write path, even while another
-  is running: the disk serves concurrent syncs of one file together, and no caller
-  waits for a Python-level handoff from another's sync. A caller a finished sync already covered
-  returns without syncing. ``append`` takes whole batches of lines, so N records can share one
-  write and one sync (``AuditEventEmitter.emit_many``).
+- **Group commit.** ``sync_through(ticket)`` returns once the ticket is durable (``_group_commit``):
+  a caller that a sync in flight already covers (it started after the caller's bytes were written)
+  waits for that sync, with no ``fdatasync`` of its own; any other caller syncs everything written so
+  far itself, outside the write path, alongside an older sync; beyond two running syncs it waits for
+  the older one and is covered by the next, with every caller that piled up. One thread costs one
+  sync per durable record and no hand-off. ``append`` takes whole batches of lines, so N records can
+  share one write and one sync (``AuditEventEmitter.emit_many``).
 - **Rotation and seals.** At UTC midnight the file is synced, closed and sealed in the background
   (sidecar with count, hashes, file SHA-256 and Merkle root; write bits dropped). ``close`` seals too.
   With a signing key configured, seals are signed and get a C2SP checkpoint. A clock behind the
@@ -59,6 +60,7 @@ from audit_core.hot._degradation import (
     StateChange,
     report_changes,
 )
+from audit_core.hot._group_commit import GroupCommit, Sync
 from audit_core.hot._live_file import LiveFileGuard, file_identity, file_lost
 from audit_core.hot._segments import NEVER as _NEVER
 from audit_core.hot._segments import StreamFiles
@@ -93,6 +95,7 @@ class WriterStats:
     records: int = 0
     batches: int = 0
     syncs: int = 0
+    sync_waits: int = 0  # durable waits a sync run by another caller covered (no fdatasync of their own)
     rotations: int = 0
     seals: int = 0
     seal_errors: int = 0
@@ -103,7 +106,7 @@ class WriterStats:
     blocked_appends: int = 0
 
 
-class AppendOnlyWriter(StreamFiles, LiveFileGuard):
+class AppendOnlyWriter(StreamFiles, LiveFileGuard, GroupCommit):
     """Appends record lines to the current file of one stream.
 
     Args:
@@ -139,12 +142,14 @@ class AppendOnlyWriter(StreamFiles, LiveFileGuard):
         self._unspilled: list[bytes] = []
         self._writing = False  # a leader is writing; only the leader writes to or rotates the fd
         self._fd_users = 0  # fdatasyncs running outside the lock; the fd is not closed under them
+        self._syncing: list[Sync] = []  # those fdatasyncs, oldest first (see _group_commit)
         self._fd = -1
         self._identity = (0, 0)  # file_identity(self._fd)
         self._path: Path | None = None
         self._path_str = ""  # str(self._path) of the open file, for the per-sync check
         self._rotate_at_ns = _NEVER
         self._episode = Episode(clock)
+        self._recoveries_unreported = 0  # episodes ended whose on_state_change has not returned yet
         self._next_retry = 0.0
         fallback = config.fallback_path
         self._spill = SpillFile(None if fallback is None else Path(fallback))
@@ -178,8 +183,9 @@ class AppendOnlyWriter(StreamFiles, LiveFileGuard):
 
     @property
     def is_degraded(self) -> bool:
-        """True while the hot file is failing and records wait in memory (or the spill file)."""
-        return self._episode.active
+        """True while the hot file is failing and records wait in memory (or the spill file), and
+        until the end of the episode has been reported (the emitter's ``sys.recovered`` record)."""
+        return self._episode.active or self._recoveries_unreported > 0
 
     @property
     def buffered_bytes(self) -> int:
@@ -255,97 +261,6 @@ class AppendOnlyWriter(StreamFiles, LiveFileGuard):
         if durable:
             self.sync_through(ticket)
 
-    def sync_through(self, ticket: int) -> None:
-        """Return once every byte up to ``ticket`` is durable (in the hot file or the spill file).
-
-        Group commit without a queue of syncs: a caller whose bytes are written runs its own
-        ``fdatasync`` (outside the write path) even while another one runs. The disk serves concurrent
-        syncs of one file together (on the development VM's journal-less ext4, raw per-event syncs
-        from 4 threads reach about 2x the events/s of one), and no caller waits for a wake-up from
-        another thread's sync (one at a time, with waiters queued behind it, and a leader syncing
-        for followers were both measured slower at 2 and 4 threads).
-
-        Raises:
-            AuditWriteError: the bytes cannot be made durable (hot disk failing, no fallback path).
-        """
-        deadline = None
-        spill = spill_tried = False
-        while True:
-            with self._mutex:
-                if self._closed_reason is not None:
-                    raise self._closed_error()
-                if self._lost_ranges and self._spilled < ticket:
-                    self._raise_if_lost(ticket)
-                if self._synced >= ticket or self._spilled >= ticket:
-                    return
-                if self._written < ticket:
-                    if not self._episode.active:
-                        if self._writing:
-                            self._wait()
-                            continue
-                        self._writing = lead = True
-                    elif self._writing:
-                        # A leader is draining: it may be spilling (or writing) this ticket right now,
-                        # so a durable caller woken by the degradation does not give up before it ends.
-                        self._wait(self._config.retry_interval_s)
-                        continue
-                    elif self._unspilled and self._spill.directory is not None and not spill_tried:
-                        # Appended after the last leader took the spill list: spill it here, not raise.
-                        self._writing = lead = spill = spill_tried = True
-                    else:
-                        if self._config.durable_failure == "raise" or (
-                            deadline is not None and time.monotonic() >= deadline
-                        ):
-                            raise AuditWriteError(
-                                errno.EIO,
-                                f"record cannot be made durable: {self._episode.error}; {self._pending_bytes} "
-                                "bytes wait in memory " + ("(configure fallback_path to spill them)"
-                                                           if self._spill.directory is None else
-                                                           f"(the spill to {self._spill.directory} failed too)"),
-                            )
-                        if deadline is None:
-                            deadline = time.monotonic() + self._config.durable_wait_s
-                        self._wait(self._config.retry_interval_s)
-                        if self._writing:
-                            continue
-                        self._writing = lead = True
-                else:
-                    lead = False
-                    if self._fd < 0:  # a rotation or a lost file: its retirement syncs or raises
-                        self._wait()
-                        continue
-                    target, fd, path, identity = self._written, self._fd, self._path_str, self._identity
-                    self._fd_users += 1
-            if lead:
-                self._drain(force_retry=not spill)
-                spill = False
-                continue
-            synced = False
-            lost = None
-            try:
-                os.fdatasync(fd)
-                # After the sync: a file deleted before it is caught here, so a ticket is only
-                # acknowledged durable while its bytes are in the file at the stream's path.
-                lost = file_lost(fd, path, identity)
-                synced = lost is None
-            except OSError as exc:
-                raise AuditWriteError(exc.errno, f"fdatasync of {path} failed: {exc.strerror}") from exc
-            finally:
-                with self._mutex:
-                    self._fd_users -= 1
-                    if synced:
-                        self.stats.syncs += 1
-                        if target > self._synced:
-                            self._synced = target
-                    if self._waiters:
-                        self._cond.notify_all()
-            if synced:
-                # ``target`` covers the ticket, and a ticket that went into a lost file raised above
-                # (under the same lock that took ``fd``): no need to look again.
-                return
-            assert lost is not None
-            self._give_up_file(Path(path), lost)  # then the loop raises for this ticket
-
     def flush(self) -> None:
         """Make everything written so far durable (no-op for bytes still queued while degraded)."""
         with self._mutex:
@@ -414,6 +329,7 @@ class AppendOnlyWriter(StreamFiles, LiveFileGuard):
         self._mutex = threading.Lock()
         self._cond = threading.Condition(self._mutex)
         self._waiters = 0
+        self._syncing = []
         self._closed = True
         self._closed_reason = (
             f"the audit writer for {self._path} was opened in pid {self._pid} and this is pid {os.getpid()}, "
@@ -479,6 +395,7 @@ class AppendOnlyWriter(StreamFiles, LiveFileGuard):
                         # is written alone first); the disk took a write, so no waiting for the timer.
                         if self._episode.active and not self._pending:
                             changes.append(self._episode.end(self.stats.spilled_bytes, self._path))
+                            self._recoveries_unreported += 1
                         force_retry = True
                         self._unspilled = []
                         self._notify()
@@ -497,7 +414,12 @@ class AppendOnlyWriter(StreamFiles, LiveFileGuard):
             with self._mutex:
                 self._writing = False
                 self._notify()
-            self._report(changes)
+            try:
+                self._report(changes)
+            finally:
+                if recovered := sum(change.kind == "recovered" for change in changes):
+                    with self._mutex:
+                        self._recoveries_unreported -= recovered
 
     def _requeue(self, batch: list[bytes], written: int) -> None:
         """Put back what a failed write left of ``batch``; remember the whole record a cut falls in."""

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from audit_core.trust.record import (
     GENESIS_HASH,
+    KEY_RECORD_MARKER,
     RecordFields,
     compute_checksum,
     compute_checksums,
@@ -87,14 +88,18 @@ def verify_stream(
     public_key: VerifyingKeys | None = None,
     retention_starts: dict[tuple[int, str], Retired] | None = None,
     collect: list[tuple[Path, RecordFields]] | None = None,
+    key_record_files: list[Path] | None = None,
 ) -> None:
-    """Verify one stream's files as one chain into ``report``; ``collect`` gets every record whose checksum verifies."""
+    """Verify one stream's files as one chain into ``report``; ``collect`` gets every record whose checksum verifies,
+    ``key_record_files`` every file that holds ``KEY_RECORD_MARKER``."""
     summary = stream_summary(stream_key, files, report)
     state = start_state(require_stream_start)
     names = stream_names(files, retention_starts)
     for index, path in enumerate(files):
-        verify_file(path, state, hmac_key, report, summary, index == len(files) - 1, names, public_key,
-                    retention_starts, collect)
+        marked = verify_file(path, state, hmac_key, report, summary, index == len(files) - 1, names, public_key,
+                             retention_starts, collect)
+        if marked and key_record_files is not None:
+            key_record_files.append(path)
 
 
 def stream_summary(stream_key: str, files: list[Path], report: VerificationReport) -> StreamSummary:
@@ -119,11 +124,12 @@ def verify_file(
     public_key: VerifyingKeys | None = None,
     retention_starts: dict[tuple[int, str], Retired] | None = None,
     collect: list[tuple[Path, RecordFields]] | None = None,
-) -> None:
+) -> bool:
     """Verify one file of a stream, continuing from ``state`` (updated to where the file ends), and its seal.
 
     A file whose every record is plainly right (``clean_file``) is checked in bulk; any other is
-    checked line by line, below, which is what reports each failure.
+    checked line by line, below, which is what reports each failure. Returns whether the file holds
+    ``KEY_RECORD_MARKER`` (so the key history reads only such files, and none twice).
     """
     report.files.append(str(path))
     summary.files.append(str(path))
@@ -136,12 +142,14 @@ def verify_file(
             summary.first_sequence = first_sequence
         summary.last_sequence, summary.last_hash = digest.last_sequence, digest.last_hash
         check_seal(path, digest, is_newest, names, hmac_key, report, public_key)
-        return
+        return digest.key_records
     digest = FileDigest()
     offset = 0
     where = str(path)
     for line_no, line in enumerate(read_lines(path), start=1):
         line_offset, offset = offset, offset + len(line)
+        if KEY_RECORD_MARKER in line:
+            digest.key_records = True
         try:
             if not line.endswith(b"\n"):
                 raise ValueError(f"last line has no newline ({len(line)} bytes): a torn write")
@@ -195,6 +203,7 @@ def verify_file(
         summary.last_sequence, summary.last_hash = record.sequence, record.checksum
         state.expected_sequence, state.prev_checksum = record.sequence + 1, record.checksum
     check_seal(path, digest.finish(), is_newest, names, hmac_key, report, public_key)
+    return digest.key_records
 
 
 def clean_file(path: Path, state: ChainState, hmac_key: bytes | None) -> tuple[FileDigest, int] | None:
@@ -224,7 +233,10 @@ def clean_file(path: Path, state: ChainState, hmac_key: bytes | None) -> tuple[F
             if run is None:
                 return None
             checksums, recorded = run
-            digest.add_lines(lines)
+            data = b"".join(lines)
+            digest.add_lines(lines, data)
+            if KEY_RECORD_MARKER in data:  # (a chunk is whole lines: the marker holds no newline)
+                digest.key_records = True
             if digest.first_sequence is None:
                 digest.first_sequence, digest.first_hash = expected, checksums[0]
             expected, previous, last_recorded = expected + len(lines), checksums[-1], recorded[-1]

@@ -7,8 +7,8 @@ over processes, not threads: ``hot/_verify_jobs.py`` (hot files) and ``cold/cold
 
 from __future__ import annotations
 
+import contextlib
 import os
-import pickle
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -17,7 +17,8 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 R = TypeVar("R")
 
-#: Below this many bytes of input a worker pool costs more than it saves (start-up ~0.1 s per worker).
+#: Below this many bytes of input worker processes cost more than they save (a fresh interpreter
+#: takes ~0.3 s to start; a forked child little, but its results come back pickled).
 PARALLEL_MIN_BYTES = 32 << 20
 
 
@@ -54,35 +55,87 @@ def worth_parallel(files: Iterable[Path], jobs: int, *, weight: int = 1) -> bool
             total += path.stat().st_size
         except OSError:
             continue  # the verifier reports it
-    # Fresh interpreters (a process with threads) take ~0.3 s each to start, forked workers ~10 ms.
+    # Fresh interpreters (a process with threads) take ~0.3 s each to start, forked children a few ms.
     return count > 1 and total * weight >= PARALLEL_MIN_BYTES * (1 if _single_threaded() else 4)
 
 
 def run_tasks(function: Callable[[T], R], tasks: Sequence[T], jobs: int, weights: Sequence[int]) -> list[R]:
-    """``[function(task) for task in tasks]``, computed by up to ``jobs`` worker processes.
+    """``[function(task) for task in tasks]``, computed by up to ``jobs`` processes.
 
-    A process with one thread forks its workers (fast; nothing is imported again). A process with
-    other threads (DuckDB's, a writer's, a trading node's) must not fork: a child could inherit a
-    lock one of them held at that moment and hang. It starts fresh interpreters instead, which
-    import only ``audit_core`` (never the caller's ``__main__``, as multiprocessing's fork server
-    and spawn would) and take a share of the tasks, heaviest first by ``weights`` (bytes).
-    ``function`` must be a module-level function; tasks and results must pickle.
+    The tasks are dealt into ``jobs`` shares of about equal weight (``weights``: bytes), heaviest
+    first. A process with one thread forks a child per share but one, and computes that one itself
+    (fast: nothing is imported again, and the tasks are already in the children's memory). A process
+    with other threads (DuckDB's, a writer's, a trading node's) must not fork: a child could inherit
+    a lock one of them held at that moment and hang. It starts fresh interpreters instead, one per
+    share, which import only ``audit_core`` (never the caller's ``__main__``, as multiprocessing's
+    fork server and spawn would). ``function`` must be a module-level function; its results must
+    pickle, and for fresh interpreters the tasks too.
     """
-    # Imported here: a verification that stays in one process (most) does not pay for them.
-    import multiprocessing
-    import subprocess
-    from concurrent.futures import ProcessPoolExecutor
-
     workers = max(1, min(jobs, len(tasks)))
-    if _single_threaded():
-        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork")) as pool:
-            return list(pool.map(function, tasks))
     shares: list[list[int]] = [[] for _ in range(workers)]
     loads = [0] * workers
     for index in sorted(range(len(tasks)), key=lambda i: -weights[i]):
         lightest = loads.index(min(loads))
         shares[lightest].append(index)
         loads[lightest] += weights[index]
+    if _single_threaded():
+        return _forked(function, tasks, shares)
+    return _interpreters(function, tasks, shares)
+
+
+def _forked(function: Callable[[T], R], tasks: Sequence[T], shares: list[list[int]]) -> list[R]:
+    """``run_tasks`` in a single-threaded process: a forked child per share but the first, which is computed here."""
+    import pickle  # imported here, as in the other two: a verification in one process does not pay for it
+    import signal
+    results: list[Any] = [None] * len(tasks)
+    children: list[tuple[int, int, list[int]]] = []  # (pid, read end of its pipe, its share)
+    try:
+        for share in shares[1:]:
+            read_end, write_end = os.pipe()
+            sys.stderr.flush()
+            pid = os.fork()
+            if pid == 0:  # the child: compute the share, pickle the results into the pipe, never return
+                status = 1
+                try:
+                    os.close(read_end)
+                    with os.fdopen(write_end, "wb") as out:
+                        out.write(pickle.dumps([function(tasks[i]) for i in share]))
+                    status = 0
+                except BaseException:
+                    import traceback
+
+                    traceback.print_exc()
+                finally:
+                    sys.stderr.flush()
+                    os._exit(status)
+            os.close(write_end)
+            children.append((pid, read_end, share))
+        for index in shares[0]:
+            results[index] = function(tasks[index])
+        while children:
+            pid, read_end, share = children[0]
+            with os.fdopen(read_end, "rb") as pipe:
+                output = pipe.read()
+            children.pop(0)
+            if os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) != 0:
+                raise RuntimeError("a verification worker failed; its error is above")
+            for index, result in zip(share, pickle.loads(output), strict=True):  # our own child's output
+                results[index] = result
+    finally:
+        for pid, read_end, _ in children:  # after a failure, the others are not waited for
+            os.close(read_end)
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+    return results
+
+
+def _interpreters(function: Callable[[T], R], tasks: Sequence[T], shares: list[list[int]]) -> list[R]:
+    """``run_tasks`` in a process with threads: a fresh interpreter per share (``_serve``)."""
+    import pickle
+    import subprocess  # imported here: a verification that forks (most) does not pay for it
+
     package_parent = str(Path(__file__).resolve().parents[2])
     code = f"import sys; sys.path.insert(0, {package_parent!r}); from audit_core.trust.jobs import _serve; _serve()"
     children = []
@@ -114,6 +167,8 @@ def run_tasks(function: Callable[[T], R], tasks: Sequence[T], jobs: int, weights
 
 def _serve() -> None:
     """A worker started by ``run_tasks``: tasks from stdin, results to stdout, both pickled."""
+    import pickle
+
     out = sys.stdout.buffer
     sys.stdout = sys.stderr  # nothing printed by an import may corrupt the results
     function, tasks = pickle.loads(sys.stdin.buffer.read())

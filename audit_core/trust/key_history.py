@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from audit_core._layout import parse_hot_file_name
 from audit_core.trust.keyring import TrustedKey, TrustedKeys, key_id_of_raw
-from audit_core.trust.record import parse_object
+from audit_core.trust.record import KEY_RECORD_MARKER, parse_object
 from audit_core.trust.signing import (
     ED25519_KEY_SIZE,
     ED25519_SIGNATURE_SIZE,
@@ -43,7 +43,7 @@ ROTATION_EVENT = "sys.key_rotation"
 REVOCATION_EVENT = "sys.key_revocation"
 #: The ``source`` of key-lifecycle records.
 KEY_RECORD_SOURCE = "ledgerline.keys"
-_MARKER = b'"event_type":"sys.key_'
+_MARKER = KEY_RECORD_MARKER  # only lines holding it are parsed
 
 
 def rotation_message(origin: str, old_key_id: str, new_key_id: str, new_public_key: str, rotated_at_ns: int) -> bytes:
@@ -169,12 +169,12 @@ def _marked_lines(path: Path) -> list[bytes]:
         return []  # verify reports unreadable files
 
 
-def current_key_problem(files: Iterable[Path], signing_key_id: str, now_ns: int) -> str | None:
+def current_key_problem(files: Iterable[Path], signing_key_id: str) -> str | None:
     """Why a writer must not sign its stream with ``signing_key_id`` now, or None.
 
     The stream's last valid rotation introduced another key (the configuration still names the old
     one: after a restart the writer would sign with a key the auditor's file closes), or the key
-    is revoked from a time at or before ``now_ns``.
+    is revoked, from any time (from a later one it would go on signing past the end of its window).
     """
     history = read_key_history(files)
     rotations = [event for event in history.events if event.kind == "rotation" and event.problem is None]
@@ -183,8 +183,7 @@ def current_key_problem(files: Iterable[Path], signing_key_id: str, now_ns: int)
         return (f"signing key {signing_key_id} is not the stream's current key: {last.describe()}; configure "
                 f"key {last.payload['new_key_id']} (a key changes only by a rotation its predecessor endorses)")
     for event in history.events:
-        if (event.kind == "revocation" and event.problem is None and event.payload["key_id"] == signing_key_id
-                and event.payload["not_after_ns"] <= now_ns):
+        if event.kind == "revocation" and event.problem is None and event.payload["key_id"] == signing_key_id:
             return f"signing key {signing_key_id} is revoked: {event.describe()}; rotate to a new key first"
     return None
 

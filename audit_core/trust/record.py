@@ -48,6 +48,10 @@ _PREV_KEY = b'"prev_hash":'
 _FORMAT_KEY = f',"{FORMAT_FIELD}":'.encode()
 _TS_RECORDED_KEY = f',"{TS_RECORDED_FIELD}":'.encode()
 _QUOTED_HASH = _HASH_HEX + 2
+#: Bytes every key-lifecycle record line (``sys.key_*`` event types, ``trust.key_history``) holds:
+#: only lines holding them are parsed for the key history, and only files holding them read
+#: (``verify`` notes those as it checks them: ``key_record_files``).
+KEY_RECORD_MARKER = b'"event_type":"sys.key_'
 
 
 def compute_checksum(body: bytes, hmac_key: bytes | None = None) -> str:

@@ -13,7 +13,6 @@ import contextlib
 import hashlib
 import json
 import os
-from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from operator import itemgetter
@@ -62,6 +61,8 @@ class FileDigest:
     last_hash: str | None = None
     file_sha256: str = ""
     merkle_root: str = ""
+    #: Not a seal field: whether the lines hold ``record.KEY_RECORD_MARKER`` (``chain.verify_file`` notes it).
+    key_records: bool = False
     _sha: Any = field(default_factory=hashlib.sha256, repr=False)
     _tree: MerkleTree = field(default_factory=MerkleTree, repr=False)
     _leaves: list[bytes] = field(default_factory=list, repr=False)  # hashed, joining the tree a block at a time
@@ -79,14 +80,18 @@ class FileDigest:
                 self.first_sequence, self.first_hash = record.sequence, record.checksum
             self.last_sequence, self.last_hash = record.sequence, record.checksum
 
-    def add_lines(self, lines: list[bytes]) -> None:
-        """``add_line`` of each of ``lines`` (each ends with its newline); the record fields are the caller's to set."""
-        deque(map(self._sha.update, lines), maxlen=0)
+    def add_lines(self, lines: list[bytes], data: bytes | None = None) -> None:
+        """``add_line`` of each of ``lines`` (each ends with its newline); the record fields are the caller's to set.
+
+        ``data``: the lines joined, if the caller has them (one SHA-256 update for them all, not one per line).
+        """
+        data = b"".join(lines) if data is None else data
+        self._sha.update(data)
         self._leaves += leaf_hashes(map(_WITHOUT_NEWLINE, lines))
         self._tree.add_leaf_hashes(self._leaves)
         self._leaves = []
         self.lines += len(lines)
-        self.size += sum(map(len, lines))
+        self.size += len(data)
 
     def finish(self) -> FileDigest:
         self.file_sha256 = self._sha.hexdigest()
@@ -358,8 +363,10 @@ def read_lines(path: Path) -> Iterator[bytes]:
 
 
 #: Bytes of lines ``read_chunks`` gives at a time: bounds memory (a chunk and what is sliced from
-#: it), large enough that the per-chunk costs vanish.
-CHUNK_BYTES = 8 << 20
+#: it), large enough that the per-chunk costs vanish, small enough that a chunk and the bodies and
+#: leaves made from it stay in the CPU's cache between the passes over them (8 MiB chunks cost
+#: ~5% more per record than 256 KiB ones).
+CHUNK_BYTES = 256 << 10
 
 
 def read_chunks(path: Path) -> Iterator[list[bytes]]:

@@ -205,3 +205,13 @@ def test_every_rendered_finding_matches_an_independent_computation(demo):
         assert f"lost ${abs(float(Decimal(worst['realized_pnl']))):,.2f}" in rendered and when in rendered
     assert found["verified"] is True and "The record verifies end to end" in rendered
     assert found["pnl_reconciled"] is True and "reconciles exactly" in rendered
+
+
+def test_the_signing_key_is_kept_outside_the_trail(demo):
+    """Whoever can write the trail's disk must not also hold the key that signs it."""
+    _, out, _, _ = demo
+    private = [path for path in out.rglob("*") if path.is_file() and b"PRIVATE KEY" in path.read_bytes()[:64]]
+    assert private == []
+    kept = out.with_name(out.name + "_signing") / "ledgerline.key"
+    assert kept.read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----")
+    assert kept.stat().st_mode & 0o077 == 0  # readable by its owner only

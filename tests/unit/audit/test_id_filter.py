@@ -10,72 +10,35 @@ authentication fails.
 from __future__ import annotations
 
 import base64
-import json
-from pathlib import Path
 from typing import Any
 
 import duckdb
 import pytest
+from manifest_store import HOUR, JAN_5, MODES, ManifestStore
 
-from audit_core import AuditConfig, AuditEventEmitter
 from audit_core.cold._id_filter import id_filter, parse
-from audit_core.cold.cold_verify import verify_cold
-from audit_core.cold.converter import ParquetConverter
-from audit_core.cold.manifest import MANIFEST_DIR, read_manifest, update_cold_root, write_entry
-from audit_core.trust.signing import generate_keypair, load_private_key, load_public_key
-
-JAN_5 = 1_767_571_200 * 10**9  # 2026-01-05 00:00 UTC
-HOUR = 3600 * 10**9
-KEY = b"ids-k3y"
 
 
-class Store:
-    def __init__(self, base: Path, mode: str) -> None:
-        base.mkdir(parents=True, exist_ok=True)
-        self.base, self.cold = base, base / "cold"
-        self.hmac_key = None if mode == "unkeyed" else KEY
-        self.signing_key = self.public_key = None
-        options: dict[str, Any] = {}
-        if mode == "signed":
-            generate_keypair(base / "writer.key", base / "writer.pub")
-            options["signing_key_path"] = base / "writer.key"
-            self.signing_key, self.public_key = load_private_key(base / "writer.key"), load_public_key(
-                base / "writer.pub")
-        config = AuditConfig(base_path=base, trader_id="T1", sync_writes=False,
-                             hmac_key=None if self.hmac_key is None else self.hmac_key.decode(), **options)
-        now = [JAN_5]
+class Store(ManifestStore):
+    def write(self, audit: Any, now: list[int]) -> None:
         self.ids: dict[int, set[str]] = {0: set(), 1: set()}
-        with AuditEventEmitter(config, clock=lambda: now[0]) as audit:
-            for i in range(12):  # two days
-                now[0] = JAN_5 + i * 4 * HOUR + 7
-                signal, order = f"SIG-{i}", f"O-{i}"
-                audit.emit_signal("strategy", "momentum", 0.5, 0.9, correlation_id=signal, instrument_id="EURUSD")
-                audit.emit_trade("trade.order", "exec", "EURUSD", correlation_id=signal, order_id=order,
-                                 side="BUY", size="1000")
-                audit.emit_system("sys.heartbeat", "node", {"i": i})
-                self.ids[i * 4 // 24].update({signal, order})
-        results = ParquetConverter(base / "hot", self.cold, hmac_key=self.hmac_key, public_key=self.public_key,
-                                   signing_key=self.signing_key).convert_all()
-        assert all(result.converted for result in results)
-
-    def entries(self) -> list[Path]:
-        return sorted((self.cold / MANIFEST_DIR).glob("*.json"))
-
-    def verify(self) -> Any:
-        return verify_cold(self.cold, self.hmac_key, self.public_key)
+        for i in range(12):  # two days
+            now[0] = JAN_5 + i * 4 * HOUR + 7
+            signal, order = f"SIG-{i}", f"O-{i}"
+            audit.emit_signal("strategy", "momentum", 0.5, 0.9, correlation_id=signal, instrument_id="EURUSD")
+            audit.emit_trade("trade.order", "exec", "EURUSD", correlation_id=signal, order_id=order,
+                             side="BUY", size="1000")
+            audit.emit_system("sys.heartbeat", "node", {"i": i})
+            self.ids[i * 4 // 24].update({signal, order})
 
 
-@pytest.fixture(params=["unkeyed", "hmac", "signed"])
+@pytest.fixture(params=MODES)
 def store(request, tmp_path) -> Store:
     return Store(tmp_path / "trail", request.param)
 
 
-def outputs(store: Store) -> dict[str, dict[str, Any]]:
-    return {output["path"]: output for path in store.entries() for output in read_manifest(path)["outputs"]}
-
-
 def test_each_output_holds_a_filter_that_says_yes_to_its_ids_and_no_to_others(store):
-    found = outputs(store)
+    found = store.outputs()
     assert [path.split("/")[2] for path in sorted(found)] == ["day=05", "day=06"]
     for path, output in found.items():
         day = int(path.split("day=")[1][:2]) - 5
@@ -102,17 +65,23 @@ def test_python_and_duckdb_set_the_same_bits():
     assert sum(parsed.may_contain(f"Q-{n}") for n in range(3000)) < 90  # about 1% false positives
 
 
-def _edit_filter(store: Store, change: Any, *, authenticate: bool) -> None:
-    path = store.entries()[0]
-    entry = read_manifest(path)
-    change(entry["outputs"][0])
-    if authenticate:  # someone with the key (or anyone, unkeyed) writes the entry and the root again
-        write_entry(store.cold, {k: v for k, v in entry.items() if k not in ("manifest_checksum", "signature")},
-                    store.hmac_key, store.signing_key)
-        update_cold_root(store.cold, store.hmac_key, store.signing_key)
-    else:  # an attacker without the key edits the JSON
-        path.chmod(0o644)
-        path.write_text(json.dumps(entry, indent=1))
+def test_the_filter_is_exactly_the_documented_bits():
+    """Every bit as the module docstring defines it, worked out here with hashlib, and no other bit set."""
+    import hashlib
+
+    values = [f"O-{n}" for n in range(500)] + ["é-ünïcode", ""]
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t AS SELECT v AS order_id, v AS correlation_id FROM unnest(?) AS u(v)", [values])
+    recorded = id_filter(con, "t")
+    assert recorded is not None
+    bits, expected = recorded["bits"], bytearray(recorded["bits"] // 8)
+    for value in values:
+        digest = hashlib.md5(value.encode(), usedforsecurity=False).digest()
+        h1, h2 = int.from_bytes(digest[8:], "little"), int.from_bytes(digest[:8], "little")
+        for i in range(recorded["hashes"]):
+            position = (h1 % bits + i * (h2 % bits)) % bits
+            expected[position >> 3] |= 1 << (position & 7)
+    assert base64.b64decode(recorded["filter"]) == bytes(expected)
 
 
 def _cleared(output: dict[str, Any]) -> None:
@@ -129,7 +98,7 @@ EDITS = {
 
 @pytest.mark.parametrize("edit", sorted(EDITS))
 def test_an_authentic_entry_with_a_wrong_filter_is_found_from_the_rows(store, edit):
-    _edit_filter(store, EDITS[edit], authenticate=True)
+    store.edit_first_output(EDITS[edit], authenticate=True)
     failures = store.verify().failures
     assert [failure.kind.value for failure in failures] == ["manifest_invalid"], failures
     assert "id filter is" in failures[0].detail and "ids make" in failures[0].detail
@@ -139,7 +108,7 @@ def test_an_authentic_entry_with_a_wrong_filter_is_found_from_the_rows(store, ed
 @pytest.mark.parametrize("edit", ["bits cleared", "removed"])
 def test_a_filter_edited_or_removed_without_the_key_fails_authentication(tmp_path, mode, edit):
     store = Store(tmp_path / "trail", mode)
-    _edit_filter(store, _cleared if edit != "removed" else lambda output: output.pop("ids"), authenticate=False)
+    store.edit_first_output(_cleared if edit != "removed" else lambda output: output.pop("ids"), authenticate=False)
     kinds = {failure.kind.value for failure in store.verify().failures}
     assert "manifest_invalid" in kinds, kinds
 
@@ -149,6 +118,6 @@ def test_a_filter_edited_or_removed_without_the_key_fails_authentication(tmp_pat
 def test_a_filter_of_the_wrong_form_is_reported_not_raised_and_vouches_for_nothing(tmp_path, malformed):
     assert parse(malformed) is None
     store = Store(tmp_path / "trail", "hmac")
-    _edit_filter(store, lambda output: output.__setitem__("ids", malformed), authenticate=True)
+    store.edit_first_output(lambda output: output.__setitem__("ids", malformed), authenticate=True)
     failures = store.verify().failures
     assert [failure.kind.value for failure in failures] == ["manifest_invalid"], failures

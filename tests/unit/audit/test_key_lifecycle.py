@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+import audit_core.trust.chain as chain
+import audit_core.verification as verification
 from audit_core import (
     AuditConfig,
     AuditConfigError,
@@ -29,8 +31,10 @@ from audit_core import (
     verify_trail,
 )
 from audit_core.cli import main
-from audit_core.hot.verifier import trail_files
+from audit_core.hot.verifier import trail_files, verify
+from audit_core.trust import jobs as jobs_module
 from audit_core.trust.key_history import KEY_RECORD_SOURCE, ROTATION_EVENT, rotation_message
+from audit_core.trust.record import KEY_RECORD_MARKER
 from audit_core.trust.signing import generate_keypair, key_id, load_public_key, raw_public_key
 from audit_core.trust.stream_tree import read_note
 
@@ -153,6 +157,31 @@ class TestThreeKeys:
         assert sum(keys.id(1) in f.detail for f in untrusted) == 2
         assert sum(keys.id(2) in f.detail for f in untrusted) == 1  # the note names its 4-byte signed-note id
 
+    def test_the_hot_pass_finds_the_files_with_key_records_and_the_history_reads_only_those(
+        self, tmp_path, keys, monkeypatch
+    ):
+        write_three_key_trail(tmp_path, keys)
+        files = trail_files(tmp_path)[0]
+        holding = [path for path in files if KEY_RECORD_MARKER in path.read_bytes()]
+        assert 0 < len(holding) < len(files)
+        monkeypatch.setattr(jobs_module, "PARALLEL_MIN_BYTES", 0)
+        for jobs in (1, 2):  # in this process (fast path), and in workers
+            found: list[Path] = []
+            verify(tmp_path, jobs=jobs, key_record_files=found)
+            assert found == holding, jobs
+        with monkeypatch.context() as patch:  # the line-by-line pass finds them too
+            patch.setattr(chain, "clean_file", lambda path, state, hmac_key: None)
+            found = []
+            verify(tmp_path, jobs=1, key_record_files=found)
+            assert found == holding
+        read: list[list[Path]] = []
+        original = verification.read_key_history
+        monkeypatch.setattr(verification, "read_key_history", lambda given: read.append(list(given)) or original(given))
+        report = verify_trail(tmp_path)
+        assert read == [holding]  # no file read again to find them
+        (history,) = [part.key_history for label, part in report.parts if label.startswith("keys ")]
+        assert history == original(files).lines() and history
+
     def test_the_cli_drafts_the_file_and_verifies_with_it(self, tmp_path, keys, capsys):
         trail = tmp_path / "trail"
         write_three_key_trail(trail, keys)
@@ -185,6 +214,39 @@ class TestThreeKeys:
         assert sorted(p.name for p in (tmp_path / "hot").iterdir()) == before  # nothing sealed or written
         with AuditEventEmitter(config(tmp_path, keys.private[2]), clock=Clock(ROTATE_2 + 10**12)) as emitter:
             emitter.emit_param_change("risk", "current_key", 0, 1)
+
+
+class TestRevokingTheCurrentKey:
+    """A scheduled revocation of the key in use would leave the writer signing past its window."""
+
+    def test_the_key_signing_now_cannot_be_revoked_even_from_a_later_time(self, tmp_path, keys):
+        clock = Clock(DAY4_22)
+        with AuditEventEmitter(config(tmp_path, keys.private[0]), clock=clock) as emitter:
+            emitter.emit_param_change("risk", "before", 0, 1)
+            for not_after in (DAY4_22 - 1, DAY4_22 + 10**15):  # past and future
+                with pytest.raises(AuditConfigError, match=f"key {keys.id(0)} signs this stream now"):
+                    emitter.revoke_signing_key(keys.id(0), not_after, "leaked")
+            emitter.rotate_signing_key(keys.signer(1))
+            emitter.revoke_signing_key(keys.id(0), DAY4_22 + 1, "leaked")  # once rotated away, it can be
+        history = read_key_history(trail_files(tmp_path)[0])
+        assert [(event.kind, event.problem) for event in history.events] == [
+            ("rotation", None), ("revocation", None)]
+
+    def test_a_revoked_key_cannot_be_rotated_in(self, tmp_path, keys):
+        clock = Clock(DAY4_22)
+        with AuditEventEmitter(config(tmp_path, keys.private[0]), clock=clock) as emitter:
+            emitter.revoke_signing_key(keys.id(1), DAY4_22 + 10**15, "never to be used")
+            lines_before = sum(path.read_bytes().count(b"\n") for path in (tmp_path / "hot").glob("*.jsonl"))
+            with pytest.raises(AuditConfigError, match=f"key {keys.id(1)} cannot be rotated in: .*revoked"):
+                emitter.rotate_signing_key(keys.signer(1))
+            assert sum(path.read_bytes().count(b"\n") for path in (tmp_path / "hot").glob("*.jsonl")) == lines_before
+            emitter.rotate_signing_key(keys.signer(2))  # another key still can
+
+    def test_a_writer_refuses_to_start_with_a_key_revoked_from_a_later_time(self, tmp_path, keys):
+        with AuditEventEmitter(config(tmp_path, keys.private[0]), clock=Clock(DAY4_22)) as emitter:
+            emitter.revoke_signing_key(keys.id(1), DAY4_22 + 10**15, "retire at year end")
+        with pytest.raises(AuditConfigError, match=f"signing key {keys.id(1)} is revoked"):
+            AuditEventEmitter(config(tmp_path, keys.private[1]), clock=Clock(DAY4_22 + 1))
 
 
 class TestWindows:

@@ -8,58 +8,24 @@ deriving it again from the rows; an index edited or removed without the key fail
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 import pytest
-
-from audit_core import AuditConfig, AuditEventEmitter
-from audit_core.cold.cold_verify import verify_cold
-from audit_core.cold.converter import ParquetConverter
-from audit_core.cold.manifest import MANIFEST_DIR, read_manifest, update_cold_root, write_entry
-from audit_core.trust.signing import generate_keypair, load_private_key, load_public_key
-
-JAN_5 = 1_767_571_200 * 10**9  # 2026-01-05 00:00 UTC
-HOUR = 3600 * 10**9
-KEY = b"index-k3y"
+from manifest_store import HOUR, JAN_5, MODES, ManifestStore
 
 
-class Store:
-    def __init__(self, base: Path, mode: str) -> None:
-        base.mkdir(parents=True, exist_ok=True)
-        self.base, self.cold = base, base / "cold"
-        self.hmac_key = None if mode == "unkeyed" else KEY
-        self.signing_key = self.public_key = None
-        options: dict[str, Any] = {}
-        if mode == "signed":
-            generate_keypair(base / "writer.key", base / "writer.pub")
-            options["signing_key_path"] = base / "writer.key"
-            self.signing_key, self.public_key = load_private_key(base / "writer.key"), load_public_key(
-                base / "writer.pub")
-        config = AuditConfig(base_path=base, trader_id="T1", sync_writes=False,
-                             hmac_key=None if self.hmac_key is None else self.hmac_key.decode(), **options)
-        now = [JAN_5]
+class Store(ManifestStore):
+    def write(self, audit: Any, now: list[int]) -> None:
         self.changes: list[tuple[str, str, int]] = []
-        with AuditEventEmitter(config, clock=lambda: now[0]) as audit:
-            for i in range(12):  # two days; an override by another source; a heartbeat between
-                now[0] = JAN_5 + i * 4 * HOUR + 7
-                audit.emit_param_change("meta", "risk_multiplier", i / 10, (i + 1) / 10, "drawdown",
-                                        event_type="param.risk_change")
-                self.changes.append(("meta", "risk_multiplier", now[0]))
-                if i % 5 == 1:
-                    audit.emit_param_change("ops_console", "k", i, i + 1, None, owner="sizer", ts_event=now[0] + 1)
-                    self.changes.append(("sizer", "k", now[0] + 1))
-                audit.emit_system("sys.heartbeat", "node", {"i": i})
-        results = ParquetConverter(base / "hot", self.cold, hmac_key=self.hmac_key, public_key=self.public_key,
-                                   signing_key=self.signing_key).convert_all()
-        assert all(result.converted for result in results)
-
-    def entries(self) -> list[Path]:
-        return sorted((self.cold / MANIFEST_DIR).glob("*.json"))
-
-    def verify(self) -> Any:
-        return verify_cold(self.cold, self.hmac_key, self.public_key)
+        for i in range(12):  # two days; an override by another source; a heartbeat between
+            now[0] = JAN_5 + i * 4 * HOUR + 7
+            audit.emit_param_change("meta", "risk_multiplier", i / 10, (i + 1) / 10, "drawdown",
+                                    event_type="param.risk_change")
+            self.changes.append(("meta", "risk_multiplier", now[0]))
+            if i % 5 == 1:
+                audit.emit_param_change("ops_console", "k", i, i + 1, None, owner="sizer", ts_event=now[0] + 1)
+                self.changes.append(("sizer", "k", now[0] + 1))
+            audit.emit_system("sys.heartbeat", "node", {"i": i})
 
     def expected(self, day: int) -> list[list[Any]]:
         last: dict[tuple[str, str], int] = {}
@@ -69,36 +35,19 @@ class Store:
         return [[owner, name, ts] for (owner, name), ts in sorted(last.items())]
 
 
-@pytest.fixture(params=["unkeyed", "hmac", "signed"])
+@pytest.fixture(params=MODES)
 def store(request, tmp_path) -> Store:
     return Store(tmp_path / "trail", request.param)
 
 
-def outputs(store: Store) -> dict[str, dict[str, Any]]:
-    return {output["path"]: output for path in store.entries() for output in read_manifest(path)["outputs"]}
-
-
 def test_each_output_lists_its_parameters_and_their_last_change(store):
-    found = outputs(store)
+    found = store.outputs()
     assert [path.split("/")[2] for path in sorted(found)] == ["day=05", "day=06"]
     by_day = {int(path.split("day=")[1][:2]) - 5: output["parameters"] for path, output in found.items()}
     assert by_day == {0: store.expected(0), 1: store.expected(1)}
     assert by_day[0] == [["meta", "risk_multiplier", JAN_5 + 20 * HOUR + 7], ["sizer", "k", JAN_5 + 4 * HOUR + 8]]
     report = store.verify()
     assert report.ok, report.to_text()
-
-
-def _edit_index(store: Store, change: Any, *, authenticate: bool) -> None:
-    path = store.entries()[0]
-    entry = read_manifest(path)
-    change(entry["outputs"][0])
-    if authenticate:  # someone with the key (or anyone, unkeyed) writes the entry and the root again
-        write_entry(store.cold, {k: v for k, v in entry.items() if k not in ("manifest_checksum", "signature")},
-                    store.hmac_key, store.signing_key)
-        update_cold_root(store.cold, store.hmac_key, store.signing_key)
-    else:  # an attacker without the key edits the JSON
-        path.chmod(0o644)
-        path.write_text(json.dumps(entry, indent=1))
 
 
 EDITS = {
@@ -110,7 +59,7 @@ EDITS = {
 
 @pytest.mark.parametrize("edit", sorted(EDITS))
 def test_an_authentic_entry_with_a_wrong_index_is_found_from_the_rows(store, edit):
-    _edit_index(store, EDITS[edit], authenticate=True)
+    store.edit_first_output(EDITS[edit], authenticate=True)
     failures = store.verify().failures
     assert [failure.kind.value for failure in failures] == ["manifest_invalid"], failures
     assert "parameter index lists" in failures[0].detail and "the file's rows say" in failures[0].detail
@@ -120,7 +69,7 @@ def test_an_authentic_entry_with_a_wrong_index_is_found_from_the_rows(store, edi
 @pytest.mark.parametrize("edit", ["instant moved", "removed"])
 def test_an_index_edited_or_removed_without_the_key_fails_authentication(tmp_path, mode, edit):
     store = Store(tmp_path / "trail", mode)
-    _edit_index(store, EDITS["instant moved"] if edit != "removed" else lambda output: output.pop("parameters"),
+    store.edit_first_output(EDITS["instant moved"] if edit != "removed" else lambda output: output.pop("parameters"),
                 authenticate=False)
     kinds = {failure.kind.value for failure in store.verify().failures}
     assert "manifest_invalid" in kinds, kinds
@@ -128,6 +77,6 @@ def test_an_index_edited_or_removed_without_the_key_fails_authentication(tmp_pat
 
 def test_an_index_of_the_wrong_form_is_reported_not_raised(tmp_path):
     store = Store(tmp_path / "trail", "hmac")
-    _edit_index(store, lambda output: output.__setitem__("parameters", "everything"), authenticate=True)
+    store.edit_first_output(lambda output: output.__setitem__("parameters", "everything"), authenticate=True)
     failures = store.verify().failures
     assert [failure.kind.value for failure in failures] == ["manifest_invalid"], failures

@@ -8,6 +8,7 @@ real KMS client is exercised through the same subprocess boundary.
 
 from __future__ import annotations
 
+import json
 import sys
 import textwrap
 from pathlib import Path
@@ -154,3 +155,62 @@ class TestCommandSigner:
         with AuditEventEmitter(kms.config(tmp_path / "trail")) as again:  # the reopen seals what was left
             again.emit_param_change("kms", "q", 0, 1)
         assert verify_trail(tmp_path / "trail", public_key=load_public_key(kms.public)).ok
+
+
+class TestCommandSignerOnTheCommandLine:
+    """``convert``, ``retention`` and ``update-root`` sign through the same command as the writer."""
+
+    def command(self, kms: Kms) -> list[str]:
+        import shlex
+
+        return ["--signing-key-command", shlex.join(kms.argv), "--signing-public-key", str(kms.public)]
+
+    def test_convert_and_update_root_sign_the_cold_store_through_the_command(self, tmp_path, kms, capsys):
+        from audit_core.cli import main
+        from audit_core.cold.cold_verify import verify_cold
+        from audit_core.cold.manifest import read_root
+
+        trail = tmp_path / "trail"
+        with AuditEventEmitter(kms.config(trail)) as emitter:
+            emitter.emit_param_change("kms", "p", 0, 1)
+        public = ["--public-key", str(kms.public)]
+        assert main(["convert", str(trail / "hot"), str(trail / "cold"), "-q", *public, *self.command(kms)]) == 0
+        assert main(["update-root", str(trail / "cold"), *self.command(kms)]) == 0
+        root = read_root(trail / "cold")
+        assert root is not None and root["signature"]["key_id"] == key_id(load_public_key(kms.public))
+        report = verify_cold(trail / "cold", None, load_public_key(kms.public))
+        assert report.ok, report.to_text()
+        kms.mode("fail")  # a KMS that refuses: a one-line usage error, nothing signed by anything else
+        capsys.readouterr()
+        assert main(["update-root", str(trail / "cold"), *self.command(kms)]) == 2
+        assert "kms: access denied for this key" in capsys.readouterr().err
+
+    def test_retention_signs_its_journal_and_record_through_the_command(self, tmp_path, kms):
+        from audit_core.cli import main
+
+        trail = tmp_path / "trail"
+        with AuditEventEmitter(kms.config(trail)) as emitter:
+            emitter.emit_param_change("kms", "p", 0, 1)
+        assert main(["convert", str(trail / "hot"), str(trail / "cold"), "-q", *self.command(kms)]) == 0
+        args = ["retention", str(trail / "cold"), "--days", "1", "--now", "2100-01-01", "--trader-id", "T-KMS"]
+        assert main([*args, *self.command(kms)]) == 0
+        (journal,) = (trail / "cold" / "_retention").glob("*.json")
+        signer = key_id(load_public_key(kms.public))
+        assert json.loads(journal.read_text())["signature"]["key_id"] == signer
+        (seal,) = (trail / "hot").glob("audit.T-KMS.retention.*.seal")  # the sys.retention record's file
+        assert json.loads(seal.read_text())["signature"]["key_id"] == signer
+        report = verify_trail(trail, public_key=load_public_key(kms.public))
+        assert report.ok, report.to_text()
+
+    @pytest.mark.parametrize(("extra", "message"), [
+        (["--signing-key", "k.key"], "give one of --signing-key, --signing-key-env, --signing-key-command"),
+        ([], "--signing-key-command needs --signing-public-key"),
+        (["--signing-public-key", "k.pub", "--signing-key-command", "'unclosed"], "No closing quotation"),
+    ])
+    def test_signing_options_that_do_not_fit_are_usage_errors(self, tmp_path, kms, capsys, extra, message):
+        from audit_core.cli import main
+
+        (tmp_path / "cold").mkdir()
+        command = [] if "--signing-key-command" in extra else ["--signing-key-command", "kms-sign"]
+        assert main(["update-root", str(tmp_path / "cold"), *command, *extra]) == 2
+        assert message in capsys.readouterr().err

@@ -8,6 +8,7 @@ to 0), and checks that the worker path was really taken.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -236,3 +237,19 @@ def test_run_tasks_keeps_task_order_and_reports_a_failing_worker(forked, monkeyp
     assert jobs_module.run_tasks(int, ["3", "10", "7", "1"], 2, [1, 9, 5, 2]) == [3, 10, 7, 1]
     with pytest.raises((ValueError, RuntimeError)):
         jobs_module.run_tasks(int, ["1", "not a number"], 2, [1, 1])
+
+
+def _pid_of(_: int) -> int:
+    return os.getpid()
+
+
+def test_a_forking_process_computes_one_share_itself_and_raises_its_own_error(monkeypatch):
+    """With fork, ``run_tasks`` deals the tasks into ``jobs`` shares by weight and computes the first share itself."""
+    monkeypatch.setattr(jobs_module, "_single_threaded", lambda: True)
+    pids = jobs_module.run_tasks(_pid_of, list(range(6)), 3, [6, 5, 4, 3, 2, 1])
+    assert pids[0] == pids[5] == os.getpid() and len(set(pids)) == 3, pids  # shares {0, 5}, {1, 4}, {2, 3}
+    with pytest.raises(ValueError):  # the parent's own task failed: its error, the children killed and reaped
+        jobs_module.run_tasks(int, ["not a number", "1", "2"], 3, [9, 1, 1])
+    with pytest.raises(RuntimeError, match="worker failed"):  # a child's task failed
+        jobs_module.run_tasks(int, ["1", "not a number", "2"], 3, [9, 1, 1])
+    assert jobs_module.run_tasks(int, ["5"], 4, [1]) == [5]  # one task: no child at all

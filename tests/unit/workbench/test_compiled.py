@@ -9,6 +9,9 @@ and with ``describe`` itself.
 
 from __future__ import annotations
 
+import random
+import struct
+
 import ibis
 import pytest
 
@@ -140,3 +143,91 @@ def test_the_trail_view_has_the_schema_duckdb_reports(trail):
     """``as_view`` writes the view's schema down instead of asking DuckDB: it must be what DuckDB reports."""
     name = trail.events.op().name
     assert trail.events.schema() == trail.backend.table(name).schema()
+
+
+#: Doubles whose text is hard to get right: exponents both ways, the largest and smallest, signed zero, NaN, infinities.
+EDGE_DOUBLES = [0.0, -0.0, 1.0, 100.0, 1e15, 1e16, 1.5e16, -1.05e16, 1.0000000000000002e16, 1e17, 1e21, 1e23,
+                12345678901234567890.0, 123456789012345.6, 1.5e-7, 8e-4, 1e-5, -1e-05, 1.25e-3,
+                0.30000000000000004, 1e300, -2.5e-300, 1.7976931348623157e308, 5e-324, 2.2250738585072014e-308,
+                float("inf"), float("-inf"), float("nan"), struct.unpack("d", struct.pack("Q", 0xFFF8000000000000))[0]]
+
+
+def _doubles() -> list[float | None]:
+    rng = random.Random(19)
+    values: list[float | None] = [*EDGE_DOUBLES, None]
+    for _ in range(5_000):
+        values.append(struct.unpack("d", struct.pack("Q", rng.getrandbits(64)))[0])  # any bit pattern
+        values.append(rng.uniform(-1e6, 1e6))
+        values.append(10 ** rng.uniform(-20, 25) * rng.choice((1, -1)))
+    return values
+
+
+def test_the_describe_macros_float_function_writes_what_float_text_writes():
+    """On DuckDB the describe macro writes doubles with a short macro and a Python function (``float_texts``),
+    not ``float_text``'s SQL."""
+    import duckdb
+    import pyarrow as pa
+
+    from workbench._backend import ExactDuckDBBackend
+    from workbench._columns import float_text, float_texts
+    from workbench.describe import FLOAT_TEXT_FUNCTION, _register_float_text
+
+    con = duckdb.connect()
+    values = _doubles()
+    con.register("doubles", pa.table({"i": range(len(values)), "x": pa.array(values, pa.float64())}))
+    con.execute("CREATE TABLE v AS SELECT * FROM doubles")
+    _register_float_text(con)
+    _register_float_text(con)  # a second backend object over the connection: the function is there already
+    t = ExactDuckDBBackend.from_connection(con).table("v")
+    expected = t.select("i", text=float_text(t.x)).order_by("i").to_pyarrow().column("text").to_pylist()
+    fast = [row[0] for row in con.execute(f"SELECT {FLOAT_TEXT_FUNCTION}(x) FROM v ORDER BY i").fetchall()]
+    assert fast == expected
+    # The Python function alone (the macro sends it only text with an exponent) is right for every double.
+    assert float_texts(pa.array(values, pa.float64())).to_pylist() == expected
+    assert "0.0008" in fast and "-0.00001" in fast and "10000000000000000" in fast and "-nan" in fast
+
+
+def test_describe_macro_writes_edge_doubles_as_describe_does():
+    import duckdb
+
+    from workbench._backend import ExactDuckDBBackend
+
+    backend = ExactDuckDBBackend.from_connection(duckdb.connect())
+    rows = {"event_type": ["trade.signal"] * len(EDGE_DOUBLES), "source": ["s"] * len(EDGE_DOUBLES),
+            "strategy_source": ["alpha"] * len(EDGE_DOUBLES), "instrument_id": ["EURUSD.SIM"] * len(EDGE_DOUBLES),
+            "signal_value": EDGE_DOUBLES, "confidence": [*EDGE_DOUBLES[1:], EDGE_DOUBLES[0]],
+            "acted_on": [True] * len(EDGE_DOUBLES), "i": list(range(len(EDGE_DOUBLES)))}
+    table = backend.create_table("signals", ibis.memtable(rows).to_pyarrow(), temp=True)
+    macro = with_description(table).order_by("i").description.to_pyarrow().to_pylist()
+    portable = table.mutate(description=describe(table)).order_by("i").description.to_pyarrow().to_pylist()
+    assert "ledgerline_describe_" in str(backend.compile(with_description(table))).lower()
+    assert macro == portable
+    assert "alpha signal 0.0008 on EURUSD.SIM (confidence 0.00001): acted on" in macro
+
+
+def test_the_pre_execute_hooks_run_when_a_query_needs_them():
+    """The fast path skips Ibis's pre-execute hooks only for a query with no in-memory table and no UDF
+    to define: a memtable is still registered and a Python UDF still defined before the query runs."""
+    import duckdb
+
+    from workbench._backend import ExactDuckDBBackend
+
+    backend = ExactDuckDBBackend.from_connection(duckdb.connect())
+    table = backend.create_table("t", {"a": [1, 2, 3]}, temp=True)
+    shapes = backend.compiled_shapes
+    assert shapes.prepare(table.filter(table.a > 1))[1] is False
+    assert with_description(backend.create_table("e", {"event_type": ["sys.x"], "source": ["s"]}, temp=True)) \
+        .description.to_pyarrow().to_pylist() == ["sys.x from s: {}"]  # a builtin (the macro) needs no hook
+
+    others = ibis.memtable({"a": [2, 3, 4], "b": ["two", "three", "four"]})
+    joined = table.join(others, "a").order_by("a")
+    assert shapes.prepare(joined)[1] is True
+    assert joined.b.to_pyarrow().to_pylist() == ["two", "three"]
+
+    @ibis.udf.scalar.python
+    def doubled(value: int) -> int:
+        return 2 * value
+
+    with_udf = table.select(d=doubled(table.a)).order_by("d")
+    assert shapes.prepare(with_udf)[1] is True
+    assert with_udf.d.to_pyarrow().to_pylist() == [2, 4, 6]
