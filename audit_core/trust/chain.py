@@ -3,8 +3,11 @@
 ``check_record`` is the rule for one record; ``verify_stream`` applies it to a stream's files in
 order (with each file's seal, through ``seals.check_seal``) and accounts for what honest crashes
 and retention leave: a torn line that a later ``sys.recovery`` record describes, and a stream that
-continues after files a verified ``sys.retention`` record removed. This is the scalar reference;
-the converter's fast path (``cold/_bulk_verify.py``) is held to it by a differential test.
+continues after files a verified ``sys.retention`` record removed. This is the scalar reference.
+
+``clean_run`` is the same rules for a run of whole lines at once; ``clean_file`` runs it on each
+chunk of a hot file, the converter's scan (``cold/_bulk_verify.py``) on each chunk it reads, and
+``verify_cold`` (``cold/_clean_entry.py``) on the lines it rebuilds from the cold store.
 
 ``verify_file`` first tries ``clean_file``: the same rules for a whole file at once, which only
 ever accepts a file the line-by-line pass would pass (anything else falls through to that pass,
@@ -226,16 +229,10 @@ def clean_file(path: Path, state: ChainState, hmac_key: bytes | None) -> tuple[F
         for lines in read_chunks(path):
             if not lines[-1].endswith(b"\n"):
                 return None  # a torn last line
-            checksums = compute_checksums(record_bodies(lines), hmac_key)
-            # check_record's rules, for all lines at once: each checksum is what its record hashes to
-            # (read_run reads exactly these), the sequence counts on, prev_hash is the previous checksum ...
-            recorded = read_run(lines, expected, [previous, *checksums[:-1]], checksums)
-            if recorded is None:
+            run = clean_run(lines, expected, previous, last_recorded, hmac_key)
+            if run is None:
                 return None
-            # ... and ts_recorded never goes backwards.
-            if (last_recorded is not None and _backwards(recorded[0], last_recorded)) or any(
-                    map(_backwards, recorded[1:], recorded)):
-                return None
+            checksums, recorded = run
             data = b"".join(lines)
             digest.add_lines(lines, data)
             if KEY_RECORD_MARKER in data:  # (a chunk is whole lines: the marker holds no newline)
@@ -250,6 +247,30 @@ def clean_file(path: Path, state: ChainState, hmac_key: bytes | None) -> tuple[F
     digest.last_sequence, digest.last_hash = expected - 1, previous
     state.expected_sequence, state.prev_checksum, state.last_recorded = expected, previous, last_recorded
     return digest.finish(), digest.first_sequence
+
+
+def clean_run(
+    lines: list[bytes], expected: int, previous: str, last_recorded: int | None, hmac_key: bytes | None
+) -> tuple[list[str], list[int]] | None:
+    """``check_record``'s rules for a run of whole lines at once: their checksums and ``ts_recorded`` if all pass.
+
+    ``lines`` (each ending with its newline) continue a chain at sequence ``expected`` after checksum
+    ``previous``, with the latest ``ts_recorded`` so far ``last_recorded`` (None: none yet). None
+    unless every line is a current-format record (``record.read_run``) holding its own checksum as
+    computed, counting on, chained to the one before, and not recorded before it. ``clean_file`` runs
+    it on each chunk; ``verify_cold`` on the lines it rebuilds from the cold store.
+    """
+    checksums = compute_checksums(record_bodies(lines), hmac_key)
+    # check_record's rules, for all lines at once: each checksum is what its record hashes to
+    # (read_run reads exactly these), the sequence counts on, prev_hash is the previous checksum ...
+    recorded = read_run(lines, expected, [previous, *checksums[:-1]], checksums)
+    if recorded is None:
+        return None
+    # ... and ts_recorded never goes backwards.
+    if (last_recorded is not None and _backwards(recorded[0], last_recorded)) or any(
+            map(_backwards, recorded[1:], recorded)):
+        return None
+    return checksums, recorded
 
 
 def continues(state: ChainState, assumed: ChainState, first_recorded: int | None) -> bool:

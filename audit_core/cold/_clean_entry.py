@@ -1,0 +1,138 @@
+"""``verify_cold``'s fast path for one manifest entry: accept it whole, or leave it to the careful checks.
+
+``clean_entry`` runs one DuckDB query over the entry's Parquet files: each row's line rebuilt from
+its record (``projection.chained_rows``, the careful checks' rule) and whether any typed column
+differs from its derivation from that record (``cold_verify``'s column checks). The lines come back
+in source-line order and THE chain rule's fast path runs over them (``chain.clean_run``: checksums,
+sequences, ``prev_hash`` links, ``ts_recorded`` order, as hot ``verify`` checks a file); then the
+seal's claims, and each file's parameter index and id filter. It only ever accepts an entry the
+careful checks would pass without a failure: anything it does not plainly recognise (a torn line, an
+older record format, any mismatch, anything unreadable) returns None, and
+``cold_verify._EntryCheck``, which alone writes failures, checks the entry row by row.
+``tests/unit/audit/test_cold_verify_fast.py`` holds the two to the same report.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from audit_core.cold._id_filter import ID_COLUMNS, id_filter
+from audit_core.cold._parquet import parameter_index_sql
+from audit_core.cold.projection import DERIVED_PREV_HASH_SINCE, chained_rows, structure
+from audit_core.trust.chain import clean_run
+from audit_core.trust.record import GENESIS_HASH, build_line, split_record
+
+if TYPE_CHECKING:
+    import duckdb
+
+#: What ``parameter_index_sql`` reads (``_EntryCheck._check_parameters`` checks an index only then).
+PARAMETER_COLUMNS = frozenset({"owner", "param_name", "event_type", "ts_event"})
+#: Lines handed to the chain rule at a time: bounds the memory of an entry of millions of rows.
+_BATCH_ROWS = 65_536
+_FILE_SQL = "read_parquet($file)"
+
+
+@dataclass(frozen=True)
+class EntryRows:
+    """What ``clean_entry`` checks of one entry: its files (each passed the file checks) and claims."""
+
+    files: list[tuple[Path, dict[str, Any], list[str]]]  # each output's path, its record in the entry, columns
+    seal: dict[str, Any]
+    stream: str | None
+    version: int
+    #: ``cold_verify``'s typed-column check of a row: the derived values, and whether any differs.
+    values_sql: str
+    differs_sql: str
+    #: The SQL test of a row with neither a record nor torn bytes.
+    empty_sql: str
+
+
+def clean_entry(con: duckdb.DuckDBPyConnection, entry: EntryRows, hmac_key: bytes | None) -> int | None:
+    """The entry's record count if every row, chain, seal claim, typed column and index checks out, else None."""
+    if entry.version < DERIVED_PREV_HASH_SINCE or not entry.files:
+        return None
+    if any(columns != entry.files[0][2] for _, _, columns in entry.files):
+        return None  # the column checks are per file: one query over all of them needs one schema
+    try:
+        count = _rows_and_chain(con, entry, hmac_key)
+        if count is None or not all(_indexes(con, path, recorded, columns) for path, recorded, columns in entry.files):
+            return None
+    except Exception:  # duckdb.Error: a file or a record that cannot be read: the careful checks report it
+        return None
+    return count
+
+
+def _rows_and_chain(con: duckdb.DuckDBPyConnection, entry: EntryRows, hmac_key: bytes | None) -> int | None:
+    """Source lines 1..n once each, no row failing, THE chain rule over the lines, and the seal's first and last."""
+    import pyarrow.compute as pc
+
+    files = "read_parquet($files, filename = true, union_by_name = true)"
+    # A body must end with its closing brace: the line puts the checksum field in front of it.
+    failing = " OR ".join(filter(None, ["torn_bytes IS NOT NULL", "NOT suffix(body, '}')", entry.empty_sql,
+                                        entry.differs_sql]))
+    reader = con.execute(
+        f"""SELECT source_line, encode(body) AS body, checksum, {failing} AS failing
+            FROM (SELECT *{entry.values_sql}
+                  FROM (SELECT *, json_transform(body, $structure) AS j, NULL::BIGINT AS torn_ts
+                        FROM {chained_rows(files, entry.version)}))
+            ORDER BY source_line""",
+        {"files": [str(path) for path, _, _ in entry.files], "structure": structure(entry.version),
+         "stream": entry.stream}).to_arrow_reader(_BATCH_ROWS)
+    seen = 0
+    expected: int | None = None
+    first: tuple[int, str] | None = None
+    previous: str | None = None
+    last_recorded: int | None = None
+    for batch in reader:
+        size = batch.num_rows
+        if size == 0:
+            continue
+        source_lines, bodies, stored, bad = batch.column(0), batch.column(1), batch.column(2), batch.column(3)
+        if bodies.null_count or stored.null_count or bad.null_count or pc.any(bad).as_py() or source_lines.null_count:
+            return None
+        if source_lines[0].as_py() != seen + 1 or source_lines[size - 1].as_py() != seen + size:
+            return None  # sorted, so the first and last fix every line in between (or a repeat)
+        if pc.count_distinct(source_lines).as_py() != size:
+            return None
+        chunk = _lines(bodies.to_pylist(), stored.to_pylist())
+        if expected is None or previous is None:
+            try:
+                head = split_record(chunk[0])
+            except ValueError:
+                return None
+            if head.prev_hash is None or (head.sequence == 0 and head.prev_hash != GENESIS_HASH):
+                return None
+            expected, previous = head.sequence, head.prev_hash
+        run = clean_run(chunk, expected, previous, last_recorded, hmac_key)
+        if run is None:
+            return None
+        checksums, recorded = run
+        if first is None:
+            first = (expected, checksums[0])
+        expected, previous, last_recorded = expected + size, checksums[-1], recorded[-1]
+        seen += size
+    seal = entry.seal
+    if first is None or expected is None or seen != seal.get("records"):
+        return None
+    if first != (seal.get("first_sequence"), seal.get("first_hash")) or (expected - 1, previous) != (
+            seal.get("last_sequence"), seal.get("last_hash")):
+        return None
+    return seen
+
+
+def _lines(bodies: list[bytes], checksums: list[str]) -> list[bytes]:
+    """Each record line (newline included) of its body and its stored checksum: ``LINE_SQL`` in Python."""
+    return list(map(build_line, bodies, checksums))
+
+
+def _indexes(con: duckdb.DuckDBPyConnection, path: Path, recorded: dict[str, Any], columns: list[str]) -> bool:
+    """A file's parameter index and id filter are what its rows make (where the entry records them)."""
+    names = set(columns)
+    parameters = {"file": str(path)}
+    if "parameters" in recorded and names >= PARAMETER_COLUMNS and recorded["parameters"] != [
+            list(row) for row in con.execute(parameter_index_sql(_FILE_SQL), parameters).fetchall()]:
+        return False
+    return not ("ids" in recorded and names >= set(ID_COLUMNS)
+                and recorded["ids"] != id_filter(con, _FILE_SQL, parameters))
