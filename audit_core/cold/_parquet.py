@@ -67,11 +67,19 @@ def parameter_index_sql(rows: str) -> str:
                GROUP BY owner, param_name ORDER BY owner, param_name"""
 
 
-def bounded_connection(staging: Path) -> Any:
-    """A DuckDB connection whose memory is capped (``MEMORY_LIMIT``), spilling to ``staging``."""
+def quiet_connection(**config: Any) -> Any:
+    """A DuckDB connection that draws no progress bar: DuckDB draws it on stdout, where
+    ``ledgerline verify --json`` writes its report and a benchmark case its result line."""
     import duckdb
 
-    con = duckdb.connect()
+    con = duckdb.connect(config=config)
+    con.execute("SET enable_progress_bar = false")  # refused as a connect() option in DuckDB 1.5
+    return con
+
+
+def bounded_connection(staging: Path) -> Any:
+    """A DuckDB connection whose memory is capped (``MEMORY_LIMIT``), spilling to ``staging``."""
+    con = quiet_connection()
     con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
     con.execute(f"SET temp_directory = '{sql_string(staging / 'duckdb.tmp')}'")
     return con

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 from audit_core._layout import parse_hot_file_name
 from audit_core.cold._clean_entry import EntryRows, clean_entry
 from audit_core.cold._id_filter import ID_COLUMNS, id_filter
-from audit_core.cold._parquet import parameter_index_sql
+from audit_core.cold._parquet import parameter_index_sql, quiet_connection
 from audit_core.cold.manifest import (
     COLD_GLOB,
     JOURNAL_DIR,
@@ -172,11 +172,7 @@ def _check_entries(
     *,
     threads: int,
 ) -> None:
-    import duckdb
-
-    con = duckdb.connect(config={"threads": threads})
-    # No progress bar: DuckDB draws it on stdout, where `ledgerline verify --json` writes its report.
-    con.execute("SET enable_progress_bar = false")
+    con = quiet_connection(threads=threads)
     try:
         for path in manifests:
             _EntryCheck(con, cold, path, hmac_key, public_key, manifest_key, report, named).run()

@@ -37,7 +37,7 @@ from typing import Any
 from audit_core import _jsonfile
 from audit_core._layout import parse_hot_file_name
 from audit_core.cold._bulk_verify import batch_schema, scan_file, verify_scanned
-from audit_core.cold._parquet import STAGING_DIR, bounded_connection, write_partitions
+from audit_core.cold._parquet import STAGING_DIR, bounded_connection, quiet_connection, write_partitions
 from audit_core.cold.manifest import (
     ROOT_FILE,
     converted_entry,
@@ -490,7 +490,6 @@ def read_hot_file(path: Path | str, on_error: Callable[[AuditFormatError], None]
     Raises:
         AuditFormatError: a line is not a record (only without ``on_error``); names the file and line.
     """
-    import duckdb
     import pyarrow as pa
 
     path = Path(path)
@@ -505,7 +504,7 @@ def read_hot_file(path: Path | str, on_error: Callable[[AuditFormatError], None]
         + [f"(j.{column} IS NULL OR TRY_CAST(j.{column} AS {sql_type}) IS NOT NULL)"
            for column, sql_type, kind in COLUMNS if kind == "decimal"]
     )
-    con = duckdb.connect()
+    con = quiet_connection()
     try:
         con.register("hot_lines", table)
         rows = con.execute(

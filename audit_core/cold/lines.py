@@ -11,6 +11,7 @@ import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
+from audit_core.cold._parquet import quiet_connection
 from audit_core.cold.manifest import manifest_path, read_manifest, safe_relative
 from audit_core.cold.projection import PROJECTIONS, chained_rows
 from audit_core.errors import AuditFormatError
@@ -57,7 +58,7 @@ def source_lines(cold_path: Path | str, source: str) -> Iterator[bytes]:
     if not files:
         return
     rows = chained_rows("read_parquet($files, filename = true, union_by_name = true)", version)
-    con = duckdb.connect()
+    con = quiet_connection()
     with contextlib.closing(con):
         try:
             reader = con.execute(
