@@ -73,7 +73,10 @@ def quiet_connection(**config: Any) -> Any:
     import duckdb
 
     con = duckdb.connect(config=config)
-    con.execute("SET enable_progress_bar = false")  # refused as a connect() option in DuckDB 1.5
+    # Refused as a connect() option in DuckDB 1.5; and in a Jupyter kernel, where the bar is off
+    # already, any SET of it raises unless ipywidgets is installed: set it only when it is on.
+    if con.execute("SELECT current_setting('enable_progress_bar')").fetchone() == (True,):
+        con.execute("SET enable_progress_bar = false")
     return con
 
 
