@@ -2,11 +2,12 @@
 
 ``scan_file`` reads the file once, in chunks, and for every chunk checks what ``verify``
 checks for one sealed file: each record's layout, checksum, sequence, chain and ``ts_recorded``
-order with THE chain rule's fast path (``chain.clean_run``, which hot ``verify`` runs on each chunk
-of a file too), plus everything the seal says (count, size, sequence range, hashes, file SHA-256
-and the RFC 6962 Merkle root, seal checksum and signature, through ``seals.check_seal``). Whatever
-is not plainly right (a torn line, an older record format, any mismatch) makes ``verify_scanned``
-fall back to the full ``verify``, so the verdict and the failure kinds are always ``verify``'s.
+order (``chain.check_record``'s rules, held identical by a differential test), plus everything the
+seal says (count, size, sequence range, hashes, file SHA-256 and the RFC 6962 Merkle root, seal
+checksum and signature, through ``seals.check_seal``). Canonical lines are sliced with one RE2
+pattern over the whole chunk (pyarrow); only the SHA-256 calls run per line in Python. Whatever is
+not plainly right (a torn or non-canonical line, any mismatch) makes ``verify_scanned`` fall back
+to the full ``verify``, so the verdict and the failure kinds are always ``verify``'s.
 
 Each chunk is also handed to the caller as an Arrow batch (``batch_schema()``): the converter's
 columnar pass consumes it while the next chunk is being hashed, so the file is read once.
@@ -18,18 +19,24 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import hmac
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from itertools import repeat
-from operator import add
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from audit_core.hot.verifier import verify
-from audit_core.trust.chain import ChainState, check_record, clean_run
 from audit_core.trust.keyring import trusted_key_ids
 from audit_core.trust.merkle import RFC6962_LEAF_PREFIX, MerkleTree
-from audit_core.trust.record import CANONICAL_LINE, GENESIS_HASH, compute_checksum, split_record, strip_line
+from audit_core.trust.record import (
+    CANONICAL_LINE,
+    CHECKSUM_SUFFIX_PREFIX,
+    GENESIS_HASH,
+    SUFFIX_LEN,
+    TS_RECORDED_SINCE,
+    split_record,
+    strip_line,
+)
 from audit_core.trust.report import VerificationReport
 from audit_core.trust.seals import FileDigest, check_seal
 
@@ -132,35 +139,77 @@ def scan_file(
         n = len(lines)
         tree.add_leaf_hashes([sha(RFC6962_LEAF_PREFIX + line).digest() for line in lines])
         arrow_lines = pa.array(lines, pa.binary())
+        fields = pc.extract_regex(arrow_lines, CANONICAL_LINE)
         first_line = line_no + 1
-        # THE chain rule's fast path (chain.clean_run, as hot verify runs it): every line a
-        # current-format record with its own checksum, counting on, chained, ts_recorded in order.
-        run = None if torn_end else _clean_chunk(
-            list(map(add, lines, repeat(b"\n"))), arrow_lines, expected_sequence, last_checksum, last_recorded,
-            hmac_key)
-        if isinstance(run, str):
-            problem(f"lines {first_line}..{first_line + n - 1}: {run}")
-        elif run is not None:
-            first_sequence, first_hash, last_hash, last_recorded = run
-            if digest.first_sequence is None:
-                digest.first_sequence, digest.first_hash = first_sequence, first_hash
-            digest.last_sequence, digest.last_hash = first_sequence + n - 1, last_hash
-            expected_sequence, last_checksum = digest.last_sequence + 1, last_hash
-            # Whether ts_event never goes back (the converter then need not sort): read where every
-            # canonical record has it, first; a line without it there only costs the sort.
-            found = pc.extract_regex(arrow_lines, _TS_EVENT)
-            try:  # a line that does not match is a null struct (its field is then ""); a number may pass int64
-                timestamps = None if found.null_count else found.field("ts").cast(pa.int64())
-            except pa.ArrowInvalid:
-                timestamps = None
-            if timestamps is None:
-                in_time_order = False
+        canonical = fields.null_count == 0 and not torn_end
+        if canonical:
+            suffix_ok = pc.and_(
+                pc.equal(pc.binary_slice(arrow_lines, -SUFFIX_LEN, len(CHECKSUM_SUFFIX_PREFIX) - SUFFIX_LEN),
+                         pa.scalar(CHECKSUM_SUFFIX_PREFIX, pa.binary())),
+                pc.ends_with(arrow_lines, '"}'),
+            )
+            shortest = pc.min(pc.binary_length(arrow_lines)).as_py()
+            canonical = pc.all(suffix_ok).as_py() is True and shortest > SUFFIX_LEN
+        if canonical:
+            try:
+                sequences = fields.field("seq").cast(pa.int64())
+                timestamps = fields.field("ts").cast(pa.int64())
+                recorded = _optional_int(fields.field("rec"))
+                formats = _optional_int(fields.field("format"))
+            except pa.ArrowInvalid:  # a number beyond int64: not canonical, verify() judges the line
+                canonical = False
+        if canonical:
+            # split_record's rule: a record carries ts_recorded exactly when its format has it.
+            needs_recorded = pc.greater_equal(pc.fill_null(formats, 1), TS_RECORDED_SINCE)
+            canonical = _all_equal(needs_recorded, pc.is_valid(recorded))
+        if canonical:
+            # The fast path: every line canonical, checked column-wise.
+            if hmac_key is None:
+                digests = [sha(line[:-SUFFIX_LEN] + b"}").digest() for line in lines]
             else:
-                carried_ts = pa.concat_arrays([pa.array([last_ts if last_ts is not None else timestamps[0].as_py()],
-                                                        pa.int64()), timestamps])
-                if pc.any(pc.less(timestamps, carried_ts.slice(0, n))).as_py() is True:
-                    in_time_order = False
-                last_ts = timestamps[n - 1].as_py()
+                digests = [hmac.digest(hmac_key, line[:-SUFFIX_LEN] + b"}", "sha256") for line in lines]
+            computed = pa.FixedSizeBinaryArray.from_buffers(
+                pa.binary(64), n, [None, pa.py_buffer(b"".join(digests).hex().encode())]
+            ).cast(pa.binary())
+            stored = pc.binary_slice(arrow_lines, -64 - 2, -2)
+            if not _all_equal(computed, stored):
+                problem(f"checksum mismatch in lines {first_line}..{first_line + n - 1}")
+            first_sequence = sequences[0].as_py()
+            start = first_sequence if expected_sequence is None else expected_sequence
+            if not _all_equal(sequences, pa.array(range(start, start + n), pa.int64())):
+                problem(f"sequence gap or repeat in lines {first_line}..{first_line + n - 1}")
+            prev = fields.field("prev")
+            if last_checksum is None and first_sequence == 0 and prev[0].as_py() != GENESIS_HASH.encode():
+                problem(f"line {first_line}: sequence 0 without the genesis prev_hash")
+            carried = pa.array([None if last_checksum is None else last_checksum.encode()], pa.binary())
+            expected_prev = pa.concat_arrays([carried, stored.slice(0, n - 1)])
+            if last_checksum is None:
+                expected_prev, prev_checked = expected_prev.slice(1), prev.slice(1)
+            else:
+                prev_checked = prev
+            if prev_checked.null_count or not _all_equal(prev_checked, expected_prev):
+                problem(f"chain break in lines {first_line}..{first_line + n - 1}")
+            # chain.check_record's rule: ts_recorded never below the latest one before it (older
+            # formats have none: the latest known value is carried over them).
+            carried_recorded = pa.concat_arrays([pa.array([last_recorded], pa.int64()), recorded])
+            latest_before = pc.fill_null_forward(carried_recorded)
+            if pc.any(pc.less(recorded, latest_before.slice(0, n))).as_py() is True:
+                problem(f"ts_recorded goes backwards in lines {first_line}..{first_line + n - 1}")
+            last_recorded = latest_before[n].as_py()
+            # Decoded one by one, with replacement: a flipped byte can make a stored checksum invalid
+            # UTF-8 (already a mismatch above), and a cast of the whole column would raise on it.
+            def text(value: Any) -> str:
+                return bytes(value.as_py()).decode("utf-8", "replace")
+
+            if digest.first_sequence is None:
+                digest.first_sequence, digest.first_hash = first_sequence, text(stored[0])
+            digest.last_sequence, digest.last_hash = sequences[n - 1].as_py(), text(stored[n - 1])
+            expected_sequence, last_checksum = digest.last_sequence + 1, digest.last_hash
+            carried_ts = pa.concat_arrays([pa.array([last_ts if last_ts is not None else timestamps[0].as_py()],
+                                                    pa.int64()), timestamps])
+            if pc.any(pc.less(timestamps, carried_ts.slice(0, n))).as_py() is True:
+                in_time_order = False
+            last_ts = timestamps[n - 1].as_py()
             try:
                 text_lines = arrow_lines.cast(pa.string())  # validates UTF-8
             except pa.ArrowInvalid:
@@ -174,7 +223,7 @@ def scan_file(
                     pa.nulls(n, pa.binary()),
                     pa.nulls(n, pa.int64()),
                 ], schema=schema))
-        if not isinstance(run, tuple):  # a torn, non-canonical or failing line in the chunk: verify() will judge
+        else:  # a torn or non-canonical line somewhere in the chunk: line by line, verify() will judge
             rows: list[list[Any]] = [[], [], [], [], []]
             for index, line in enumerate(lines):
                 whole = index < n - 1 or not torn_end
@@ -214,59 +263,20 @@ def scan_file(
     return result
 
 
-#: ``ts_event`` where a canonical record holds it: its first field (``record.COMMON_FIELDS``).
-_TS_EVENT = r'^\{"ts_event":(?P<ts>0|[1-9]\d{0,18}),'
-
-
-def _clean_chunk(
-    lines: list[bytes], arrow_lines: Any, expected: int | None, previous: str | None, last_recorded: int | None,
-    hmac_key: bytes | None,
-) -> tuple[int, str, str, int | None] | str | None:
-    """THE chain rule over a chunk of whole lines: its first sequence, first and last hash, latest ``ts_recorded``.
-
-    ``chain.clean_run`` takes a chunk of current-format records; a chunk it declines is checked line
-    by line with ``chain.check_record`` (records of older formats pass there), if every line has the
-    canonical layout (``record.CANONICAL_LINE``: the columnar pass strips lines by it). ``expected``
-    and ``previous`` None: the file's first chunk, which starts where its first record says (as
-    ``verify`` without ``require_stream_start``). A text: a rule failed (what, for the problems list;
-    ``verify`` names the line). None: not a canonical chunk, ``verify`` judges it.
-    """
+def _optional_int(group: Any) -> Any:
+    """An optional regex group as int64, NULL where it did not take part (RE2 gives an empty string)."""
+    import pyarrow as pa
     import pyarrow.compute as pc
 
-    if expected is None or previous is None:
-        try:
-            head = split_record(lines[0])
-        except ValueError:
-            return None
-        if head.prev_hash is None:
-            return None
-        if head.sequence == 0 and head.prev_hash != GENESIS_HASH:
-            return "sequence 0 without the genesis prev_hash"
-        expected, previous = head.sequence, head.prev_hash
-    run = clean_run(lines, expected, previous, last_recorded, hmac_key)
-    if run is not None:
-        checksums, recorded = run
-        return expected, checksums[0], checksums[-1], recorded[-1]
-    if pc.extract_regex(arrow_lines, CANONICAL_LINE).null_count:
-        return None
-    report = VerificationReport(keyed=hmac_key is not None)
-    state = ChainState(expected, previous, last_recorded)
-    first_hash = ""
-    for number, line in enumerate(lines, start=1):
-        try:
-            record = split_record(line)
-        except ValueError:
-            return None
-        check_record(record, compute_checksum(record.body, hmac_key), "", number, state.expected_sequence,
-                     state.prev_checksum, report, state.last_recorded)
-        if report.failures:
-            failure = report.failures[0]
-            return f"line {number} of the chunk: {failure.kind.value}: {failure.detail}"
-        first_hash = first_hash or record.checksum
-        state.expected_sequence, state.prev_checksum = record.sequence + 1, record.checksum
-        if record.ts_recorded is not None:
-            state.last_recorded = record.ts_recorded
-    return expected, first_hash, str(state.prev_checksum), state.last_recorded
+    absent = pc.equal(pc.binary_length(group), 0)
+    return pc.if_else(absent, pa.scalar(None, group.type), group).cast(pa.int64())
+
+
+def _all_equal(left: Any, right: Any) -> bool:
+    """Whether two Arrow arrays of one length are equal element by element (true when empty)."""
+    import pyarrow.compute as pc
+
+    return len(left) == 0 or pc.all(pc.equal(left, right)).as_py() is True
 
 
 def verify_scanned(

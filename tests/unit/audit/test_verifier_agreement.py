@@ -3,7 +3,7 @@
 Three implementations of the chain and seal rules check the same bytes:
 
 - ``hot.verifier.verify``: the scalar reference, record by record;
-- the converter's bulk path, ``_bulk_verify.scan_file`` (``chain.clean_run`` per chunk), whose ``clean`` verdict
+- the converter's bulk path, ``_bulk_verify.scan_file`` (its own column-wise copy of the rules), whose ``clean`` verdict
   is what lets a file be converted without the reference looking at it;
 - an independent verifier written from docs/format.md alone (``test_format_vectors.verify_file``).
 
