@@ -182,20 +182,17 @@ def run_observer_benchmark(tmp: Path, fills_target: int = 10_000, repeats: int =
     }
 
 
-def render_markdown(report: dict[str, Any]) -> str:
+def readme_table(report: dict[str, Any]) -> str:
+    """The cases and the verdict: the README's ``results:observer`` block and the heart of the .md file."""
     target, cases = report["target"], report["cases"]
     verdict = "PASS" if target["passed"] else "MISS"
     argv = " ".join(report["command"]["argv"])
     command = report["command"]["python"] + (f" {argv}" if argv else "")
     lines = [
-        "# Ledgerline AuditObserver: backtest overhead",
-        "",
-        f"`{command}`, {report['date_utc']}, {report['machine']['cpu_count']} CPUs, "
+        f"`{command}`, {report['date_utc'][:10]}, {report['machine']['cpu_count']} CPUs, "
         f"{report['machine']['filesystem']}, nautilus_trader {report['machine']['packages']['nautilus_trader']}, "
         f"load average {report['machine'].get('load_average_at_start')} at start, "
-        f"{report['machine'].get('load_average_at_end')} at end.",
-        "",
-        report["method"],
+        f"{report['machine'].get('load_average_at_end')} at end:",
         "",
         "| case | engine.run() s (best) | all runs s | CPU s (best) | fills | fills/s | records | fdatasyncs |",
         "|---|--:|--:|--:|--:|--:|--:|--:|",
@@ -221,6 +218,11 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"{observed['trail_files']} daily files, {observed['sealed_files']} sealed",
     ]
     return "\n".join(lines) + "\n"
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    return "\n".join(["# Ledgerline AuditObserver: backtest overhead", "", report["method"], ""]) + "\n" + (
+        readme_table(report))
 
 
 def _machine(tmp: Path) -> dict[str, Any]:

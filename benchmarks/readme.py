@@ -22,6 +22,7 @@ from typing import Any
 
 from benchmarks.bench_bulk import readme_table as bulk_table
 from benchmarks.bench_bundle import readme_table as bundle_table
+from benchmarks.bench_observer import readme_table as observer_table
 from benchmarks.bench_spark import readme_table as spark_table
 from benchmarks.bench_verify import readme_table as verify_table
 from benchmarks.bench_workbench import RESULTS_DIR, readme_table
@@ -148,6 +149,7 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "verify": ("verify.json", verify_table),
     "bundle": ("bundle.json", bundle_table),
     "bulk": ("bulk.json", bulk_table),
+    "observer": ("observer_overhead.json", observer_table),
     "spark": ("spark.json", spark_table),
 }
 
