@@ -44,6 +44,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks._targets import make_target, target_line
+
 ROOT = Path(__file__).resolve().parents[1]
 #: Issue 18: verify+convert throughput over pyarrow's (read_json + write_table), and over pyarrow's plus SHA-256.
 PYARROW_TARGET = 0.75
@@ -315,22 +317,16 @@ def run_convert_benchmark(events: int, tmp: Path) -> dict[str, Any]:
             "verify_cold_vs_verify": round(cases["verify_cold"]["seconds"] / cases["verify"]["seconds"], 2),
         },
         "targets": [
-            {"id": "throughput_vs_pyarrow", "label": "verify+convert events/s / pyarrow read_json+write_table's",
-             "measured": throughput_vs_pyarrow, "op": ">=", "limit": PYARROW_TARGET,
-             "passed": throughput_vs_pyarrow >= PYARROW_TARGET},
-            {"id": "throughput_vs_pyarrow_sha256",
-             "label": "verify+convert events/s / pyarrow read_json+write_table+SHA-256 per line's",
-             "measured": throughput_vs_sha256, "op": ">=", "limit": PYARROW_SHA256_TARGET,
-             "passed": throughput_vs_sha256 >= PYARROW_SHA256_TARGET},
-            {"id": "verify_convert_peak_rss_mb", "label": "verify+convert peak RSS MB (the case's own process)",
-             "measured": ours["peak_rss_mb"], "op": "<=", "limit": RSS_TARGET_MB,
-             "passed": ours["peak_rss_mb"] <= RSS_TARGET_MB},
-            {"id": "size_ratio", "label": "JSONL bytes / Parquet bytes", "measured": ours["size_ratio"],
-             "op": ">=", "limit": RATIO_TARGET, "passed": ours["size_ratio"] >= RATIO_TARGET},
-            {"id": "verify_cold_vs_verify_hot", "label": "cold verify time / hot verify time (same records)",
-             "measured": round(cases["verify_cold"]["seconds"] / cases["verify_hot"]["seconds"], 2), "op": "<=",
-             "limit": COLD_TARGET,
-             "passed": cases["verify_cold"]["seconds"] <= COLD_TARGET * cases["verify_hot"]["seconds"]},
+            make_target("throughput_vs_pyarrow", "verify+convert events/s / pyarrow read_json+write_table's",
+                        throughput_vs_pyarrow, ">=", PYARROW_TARGET, "x"),
+            make_target("throughput_vs_pyarrow_sha256",
+                        "verify+convert events/s / pyarrow read_json+write_table+SHA-256 per line's",
+                        throughput_vs_sha256, ">=", PYARROW_SHA256_TARGET, "x"),
+            make_target("verify_convert_peak_rss_mb", "verify+convert peak RSS (the case's own process)",
+                        ours["peak_rss_mb"], "<=", RSS_TARGET_MB, "MB"),
+            make_target("size_ratio", "JSONL bytes / Parquet bytes", ours["size_ratio"], ">=", RATIO_TARGET, "x"),
+            make_target("verify_cold_vs_verify_hot", "cold verify time / hot verify time (same records)",
+                        cases["verify_cold"]["seconds"] / cases["verify_hot"]["seconds"], "<=", COLD_TARGET, "x"),
         ],
     }
 
@@ -370,10 +366,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"{ratios['verify_cold_vs_verify_hot']:.2f}x the time of hot `verify` of the same records "
         f"({ratios['verify_cold_vs_verify']:.2f}x the converter's fast verification path).",
     ]
-    for target in report["targets"]:
-        verdict = "PASS" if target["passed"] else "MISS"
-        lines.append(f"- **{verdict}** {target['label']}: {target['measured']:,.2f} (target {target['op']} "
-                     f"{target['limit']:,})")
+    lines += ["- " + target_line(target) for target in report["targets"]]
     return "\n".join(lines) + "\n"
 
 

@@ -32,6 +32,7 @@ from typing import Any
 
 from audit_core import AuditConfig, AuditEventEmitter, TradeEvent
 from benchmarks._machine import load_average
+from benchmarks._targets import make_target, target_line
 
 THREAD_COUNTS = (1, 2, 4, 8)
 BATCH_SIZES = (10, 100)
@@ -186,7 +187,6 @@ def run_group_commit(tmp: Path, events: int, rounds: int = 1) -> list[Throughput
 def build_group_report(results: list[ThroughputResult], base: dict[str, Any], events: int, rounds: int,
                        load_at_start: list[float]) -> dict[str, Any]:
     """The JSON report; ``base`` gives ``command``, ``date_utc`` and ``machine``."""
-    from benchmarks.run import _target  # late: run.py imports this module
 
     by_name = {r.name: r for r in results}
     rate = {name: r.events_per_s for name, r in by_name.items()}
@@ -214,7 +214,7 @@ def build_group_report(results: list[ThroughputResult], base: dict[str, Any], ev
         "ratio_vs_raw_same_threads": vs_raw,
         "batch_ratio_vs_single_durable_emits": vs_singles,
         "targets": [
-            _target(f"durable_{t}t_vs_raw", f"durable emit_trade / raw write+fdatasync per event, {t} thread(s)",
+            make_target(f"durable_{t}t_vs_raw", f"durable emit_trade / raw write+fdatasync per event, {t} thread(s)",
                     vs_raw[str(t)], ">=", limit, "x")
             for t, limit in TARGET_RATIOS.items()
         ],
@@ -222,7 +222,6 @@ def build_group_report(results: list[ThroughputResult], base: dict[str, Any], ev
 
 
 def render_group_markdown(report: dict[str, Any]) -> str:
-    from benchmarks.run import _target_line  # late: run.py imports this module
 
     machine = report["machine"]
     lines = [
@@ -250,7 +249,7 @@ def render_group_markdown(report: dict[str, Any]) -> str:
     lines += ["", "emit_many throughput / single durable emit_trade (1 thread):", ""]
     lines += [f"- batches of {b}: {ratio:.2f}x" for b, ratio in report["batch_ratio_vs_single_durable_emits"].items()]
     lines += ["", "Targets:", ""]
-    lines += ["- " + _target_line(target) for target in report["targets"]]
+    lines += ["- " + target_line(target) for target in report["targets"]]
     return "\n".join(lines) + "\n"
 
 

@@ -45,6 +45,7 @@ from types import ModuleType
 from typing import Any
 
 from benchmarks._machine import load_average
+from benchmarks._targets import target_line
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -185,7 +186,6 @@ def run_observer_benchmark(tmp: Path, fills_target: int = 10_000, repeats: int =
 def readme_table(report: dict[str, Any]) -> str:
     """The cases and the verdict: the README's ``results:observer`` block and the heart of the .md file."""
     target, cases = report["target"], report["cases"]
-    verdict = "PASS" if target["passed"] else "MISS"
     argv = " ".join(report["command"]["argv"])
     command = report["command"]["python"] + (f" {argv}" if argv else "")
     lines = [
@@ -206,7 +206,7 @@ def readme_table(report: dict[str, Any]) -> str:
     observed = cases["observer"]
     lines += [
         "",
-        f"- **{verdict}** {target['label']}: {target['measured']:.2f}x (target {target['op']} {target['limit']}x)",
+        f"- {target_line({'unit': 'x', **target})}",
         f"- with `sync_writes=True` (each trade record fdatasync'ed inline, a live node's durability): "
         f"{report['overhead_ratio_sync_trades']:.2f}x",
         f"- overhead: {report['overhead_us_per_fill']:,.1f} us per fill, "

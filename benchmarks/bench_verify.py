@@ -33,6 +33,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from benchmarks._targets import make_target, target_line
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 PER_CORE_TARGET = 0.8
@@ -179,11 +181,10 @@ def run_verify_benchmark(events: int, rounds: int, jobs: int) -> dict[str, Any]:
         "cases": cases,
         "ratios": ratios,
         "targets": [
-            {"id": "verify_per_core", "label": f"`verify` jobs={jobs}: records/s per core / minimal verifier's",
-             "measured": per_core, "op": ">=", "limit": PER_CORE_TARGET, "passed": per_core >= PER_CORE_TARGET},
-            {"id": "cold_per_core", "label": f"`verify_cold` jobs={jobs}: records/s per core / minimal verifier's",
-             "measured": cold_per_core, "op": ">=", "limit": PER_CORE_TARGET,
-             "passed": cold_per_core >= PER_CORE_TARGET},
+            make_target("verify_per_core", f"`verify` jobs={jobs}: records/s per core / minimal verifier's",
+                        per_core, ">=", PER_CORE_TARGET, "x"),
+            make_target("cold_per_core", f"`verify_cold` jobs={jobs}: records/s per core / minimal verifier's",
+                        cold_per_core, ">=", PER_CORE_TARGET, "x"),
         ],
     }
 
@@ -219,8 +220,7 @@ def readme_table(report: dict[str, Any]) -> str:
         f"`verify_cold` {ratios['cold_speedup']:.2f}x.",
         "",
     ]
-    lines += [f"- {'PASS' if t['passed'] else 'MISS'}: {t['label']} {t['measured']:.2f} (target {t['op']} {t['limit']})"
-              for t in report["targets"]]
+    lines += ["- " + target_line(t) for t in report["targets"]]
     return "\n".join(lines) + "\n"
 
 

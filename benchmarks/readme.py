@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from benchmarks._targets import target_line
 from benchmarks.bench_bulk import readme_table as bulk_table
 from benchmarks.bench_bundle import readme_table as bundle_table
 from benchmarks.bench_observer import readme_table as observer_table
@@ -65,8 +66,7 @@ def convert_table(report: dict[str, Any]) -> str:
         f"{ratios['verify_cold_vs_verify_hot']:.2f}x the time of hot `verify` of the same records.",
         "",
     ]
-    lines += [f"- {'PASS' if target['passed'] else 'MISS'}: {target['label']} {target['measured']:,} "
-              f"(target {target['op']} {target['limit']:,})" for target in report["targets"]]
+    lines += ["- " + target_line(target) for target in report["targets"]]
     return "\n".join(lines) + "\n"
 
 
@@ -95,8 +95,7 @@ def group_commit_table(report: dict[str, Any]) -> str:
     lines += [f"| {b} | {cases[f'emit_many_durable_batch_{b}']['events_per_s']:,.0f} | {ratio:.2f}x |"
               for b, ratio in vs_singles.items()]
     lines.append("")
-    lines += [f"- {'PASS' if target['passed'] else 'MISS'}: {target['label']} {target['measured']:.2f}x "
-              f"(target {target['op']} {target['limit']:.2f}x)" for target in report["targets"]]
+    lines += ["- " + target_line(target) for target in report["targets"]]
     return "\n".join(lines) + "\n"
 
 
@@ -132,11 +131,7 @@ def emit_latency_table(report: dict[str, Any]) -> str:
     lines += [f"| {pair.replace('/', ' / ')} | {values['p50']:.2f}x | {values['p99']:.2f}x |"
               for pair, values in ratios.items()]
     lines.append("")
-    for target in report["targets"]:
-        digits = 0 if target["unit"] == "events/s" else 2
-        lines.append(f"- {'PASS' if target['passed'] else 'MISS'}: {target['label']} "
-                     f"{target['measured']:,.{digits}f} {target['unit']} "
-                     f"(target {target['op']} {target['limit']:,.{digits}f} {target['unit']})")
+    lines += ["- " + target_line(target) for target in report["targets"]]
     return "\n".join(lines) + "\n"
 
 

@@ -25,6 +25,7 @@ from typing import Any
 
 from benchmarks import bench_group_commit as group_commit
 from benchmarks._machine import load_average
+from benchmarks._targets import make_target, target_line
 from benchmarks.bench_emit import CaseResult, as_json, run_all, structlog_serializer
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -112,19 +113,19 @@ def build_report(
     raw_sync_p99 = results["raw_write_fdatasync"].p99_us
     hand, raw = results["hand_floor"], results["raw_write"]
     targets = [
-        _target("emit_p50_vs_hand_floor", "non-durable emit p50 / hand-written floor p50 (same bytes, same checks)",
+        make_target("emit_p50_vs_hand_floor", "non-durable emit p50 / hand-written floor p50 (same bytes, same checks)",
                 emit.p50_us / hand.p50_us, "<=", P50_VS_HAND_FLOOR, "x"),
-        _target("emit_p99_vs_raw_write", "non-durable emit p99 / raw os.write p99",
+        make_target("emit_p99_vs_raw_write", "non-durable emit p99 / raw os.write p99",
                 emit.p99_us / raw.p99_us, "<=", P99_VS_RAW_WRITE, "x"),
-        _target("emit_p50", "non-durable emit p50", emit.p50_us, "<=", P50_TARGET_US, "us"),
-        _target("emit_p99", "non-durable emit p99", emit.p99_us, "<=", P99_TARGET_US, "us"),
-        _target("emit_events_per_s_timed", "non-durable emit events/s, sum of timed calls",
+        make_target("emit_p50", "non-durable emit p50", emit.p50_us, "<=", P50_TARGET_US, "us"),
+        make_target("emit_p99", "non-durable emit p99", emit.p99_us, "<=", P99_TARGET_US, "us"),
+        make_target("emit_events_per_s_timed", "non-durable emit events/s, sum of timed calls",
                 emit.events_per_s, ">=", THROUGHPUT_TARGET, "events/s"),
-        _target("emit_events_per_s_wall", "non-durable emit events/s, wall clock, no per-call timers",
+        make_target("emit_events_per_s_wall", "non-durable emit events/s, wall clock, no per-call timers",
                 emit.wall_events_per_s or 0.0, ">=", THROUGHPUT_TARGET, "events/s"),
-        _target("checkpoint_added_p50", "stream checkpoints' added non-durable emit p50 (on - off, same run)",
+        make_target("checkpoint_added_p50", "stream checkpoints' added non-durable emit p50 (on - off, same run)",
                 checkpoints_on.p50_us - checkpoints_off.p50_us, "<=", CHECKPOINT_ADDED_P50_US, "us"),
-        _target("durable_p99_vs_raw", f"durable emit p99 <= {DURABLE_P99_MAX_RATIO}x raw write+fdatasync p99",
+        make_target("durable_p99_vs_raw", f"durable emit p99 <= {DURABLE_P99_MAX_RATIO}x raw write+fdatasync p99",
                 trade.p99_us, "<=", DURABLE_P99_MAX_RATIO * raw_sync_p99, "us"),
     ]
     return {
@@ -142,23 +143,6 @@ def build_report(
         "cases": {name: as_json(result) for name, result in results.items()},
         "ratios": {key: {k: round(v, 3) for k, v in value.items()} for key, value in ratios.items()},
         "targets": targets,
-    }
-
-
-def _target(key: str, label: str, measured: float, op: str, limit: float, unit: str) -> dict[str, Any]:
-    passed = measured <= limit if op == "<=" else measured >= limit
-    headroom = limit - measured if op == "<=" else measured - limit  # negative: missed by this much
-    return {
-        "id": key,
-        "label": label,
-        "measured": round(measured, 3),
-        "op": op,
-        "limit": round(limit, 3),
-        "unit": unit,
-        "passed": passed,
-        "ratio_to_limit": round(measured / limit, 3),
-        "headroom": round(headroom, 3),
-        "headroom_pct": round(100 * headroom / limit, 1),
     }
 
 
@@ -193,21 +177,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines.append(f"| {key} | {ratio['p50']:.2f}x | {ratio['p99']:.2f}x | {ratio['p99.9']:.2f}x |")
     lines += ["", "Targets:", ""]
     for target in report["targets"]:
-        lines.append("- " + _target_line(target))
+        lines.append("- " + target_line(target))
     return "\n".join(lines) + "\n"
-
-
-def _target_line(t: dict[str, Any]) -> str:
-    def fmt(value: float) -> str:
-        return f"{value:,.0f}" if t["unit"] == "events/s" else f"{value:.2f}"
-
-    verdict = "PASS" if t["passed"] else "MISS"
-    margin = "headroom" if t["passed"] else ("over by" if t["op"] == "<=" else "short by")
-    return (
-        f"**{verdict}** {t['label']}: {fmt(t['measured'])} {t['unit']} (limit {t['op']} {fmt(t['limit'])}; "
-        f"{t['ratio_to_limit']:.2f}x the limit, {margin} {fmt(abs(t['headroom']))} {t['unit']}, "
-        f"{abs(t['headroom_pct']):.0f}%)"
-    )
 
 
 # --- machine -----------------------------------------------------------------------------------
