@@ -26,11 +26,13 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from audit_core import AuditConfig, AuditEventEmitter, TradeEvent
+from audit_core.hot import _group_commit
 from benchmarks._machine import load_average
 
 THREAD_COUNTS = (1, 2, 4, 8)
@@ -57,10 +59,14 @@ class ThroughputResult:
     events_per_sync: float | None = None
     batches: int | None = None
     sync_waits: int | None = None  # durable emits a sync run by another thread covered
+    # Process CPU time (every thread's) per event: less moved by a loaded machine than wall time, and
+    # what one GIL serializes; a sync's wait is not in it.
+    cpu_us_per_event: float | None = None
     rounds_events_per_s: list[float] = field(default_factory=list)
 
 
-def _run_threads(threads: int, work: Any) -> float:
+def _run_threads(threads: int, work: Any) -> tuple[float, float]:
+    """Run ``work(index)`` on ``threads`` threads at once; return (wall seconds, process CPU seconds)."""
     barrier = threading.Barrier(threads + 1)
     errors: list[BaseException] = []
 
@@ -75,13 +81,13 @@ def _run_threads(threads: int, work: Any) -> float:
     for thread in pool:
         thread.start()
     barrier.wait()
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     for thread in pool:
         thread.join()
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     if errors:
         raise errors[0]
-    return elapsed
+    return elapsed, cpu
 
 
 def _emitter(tmp: Path, name: str) -> AuditEventEmitter:
@@ -89,25 +95,44 @@ def _emitter(tmp: Path, name: str) -> AuditEventEmitter:
     return AuditEventEmitter(AuditConfig(base_path=tmp / name, stream_id="bench"))
 
 
-def _result(name: str, threads: int, total: int, elapsed: float, emitter: AuditEventEmitter | None) -> ThroughputResult:
+def _result(name: str, threads: int, total: int, times: tuple[float, float],
+            emitter: AuditEventEmitter | None) -> ThroughputResult:
+    elapsed, cpu = times
+    cpu_us = cpu / total * 1e6
     if emitter is None:
-        return ThroughputResult(name, threads, total, elapsed, total / elapsed, total, 1.0)
+        return ThroughputResult(name, threads, total, elapsed, total / elapsed, total, 1.0, cpu_us_per_event=cpu_us)
     stats = emitter.writer.stats
     return ThroughputResult(name, threads, total, elapsed, total / elapsed, stats.syncs,
-                            total / max(stats.syncs, 1), stats.batches, stats.sync_waits)
+                            total / max(stats.syncs, 1), stats.batches, stats.sync_waits, cpu_us)
 
 
-def bench_emitter(tmp: Path, threads: int, events: int) -> ThroughputResult:
+@contextlib.contextmanager
+def _max_concurrent_syncs(limit: int | None) -> Iterator[None]:
+    """Run with ``_group_commit.MAX_CONCURRENT_SYNCS`` set to ``limit`` (None: the shipped value), to
+    compare the group-commit policy's one knob on the same disk in the same run."""
+    if limit is None:
+        yield
+        return
+    shipped = _group_commit.MAX_CONCURRENT_SYNCS
+    _group_commit.MAX_CONCURRENT_SYNCS = limit
+    try:
+        yield
+    finally:
+        _group_commit.MAX_CONCURRENT_SYNCS = shipped
+
+
+def bench_emitter(tmp: Path, threads: int, events: int, max_syncs: int | None = None) -> ThroughputResult:
     per_thread = events // threads
-    with _emitter(tmp, f"group-{threads}") as emitter:
+    suffix = "" if max_syncs is None else f"_max{max_syncs}"
+    with _max_concurrent_syncs(max_syncs), _emitter(tmp, f"group-{threads}") as emitter:
         emit = emitter.emit_trade
 
         def work(index: int) -> None:
             for i in range(per_thread):
                 emit("trade.fill", "AuditObserver", "EURUSD.SIM", **{**_TRADE, "order_id": f"O-{index}-{i}"})
 
-        elapsed = _run_threads(threads, work)
-        result = _result(f"emit_trade_durable_{threads}t", threads, per_thread * threads, elapsed, emitter)
+        times = _run_threads(threads, work)
+        result = _result(f"emit_trade_durable_{threads}t{suffix}", threads, per_thread * threads, times, emitter)
     return result
 
 
@@ -125,8 +150,8 @@ def bench_emit_many(tmp: Path, batch_size: int, events: int) -> ThroughputResult
                     for i in range(batch_size)
                 ])
 
-        elapsed = _run_threads(1, work)
-        result = _result(f"emit_many_durable_batch_{batch_size}", 1, batches * batch_size, elapsed, emitter)
+        times = _run_threads(1, work)
+        result = _result(f"emit_many_durable_batch_{batch_size}", 1, batches * batch_size, times, emitter)
     return result
 
 
@@ -142,10 +167,62 @@ def bench_raw_fdatasync(tmp: Path, threads: int, events: int, line: bytes) -> Th
                 os.write(fd, line)
                 os.fdatasync(fd)
 
-        elapsed = _run_threads(threads, work)
+        times = _run_threads(threads, work)
     finally:
         os.close(fd)
-    return _result(f"raw_write_fdatasync_{threads}t", threads, per_thread * threads, elapsed, None)
+    return _result(f"raw_write_fdatasync_{threads}t", threads, per_thread * threads, times, None)
+
+
+@dataclass
+class AfterSyncResult:
+    """Per-event CPU work timed back to back and right after a blocking ``fdatasync`` (medians, us).
+
+    The ``fdatasync`` (of another file, untimed) stands for the sync each durable event waits for:
+    what the 1-thread loops pay between two syncs is the after-sync figure, not the warm one.
+    """
+
+    events: int
+    emit_us_warm: float  # a non-durable emit_trade (the whole pipeline but the sync and its check)
+    emit_us_after_sync: float
+    raw_write_us_warm: float  # os.write of the record's bytes: the raw loop's only work besides the sync
+    raw_write_us_after_sync: float
+
+
+def bench_after_sync(tmp: Path, events: int, line: bytes) -> AfterSyncResult:
+    shutil.rmtree(tmp / "after-sync", ignore_errors=True)
+    config = AuditConfig(base_path=tmp / "after-sync", stream_id="bench", durable_event_types=())
+    other = os.open(tmp / "after-sync-other", _RAW_FLAGS, 0o640)
+    raw = os.open(tmp / "after-sync-raw.jsonl", _RAW_FLAGS, 0o640)
+    clock = time.perf_counter_ns
+    samples: dict[str, list[int]] = {"emit_warm": [], "emit_after": [], "write_warm": [], "write_after": []}
+    try:
+        with AuditEventEmitter(config) as emitter:
+            emit = emitter.emit_trade
+            for i in range(events):
+                for after in (False, True):
+                    if after:
+                        os.write(other, b"\n")
+                        os.fdatasync(other)
+                    start = clock()
+                    emit("trade.fill", "AuditObserver", "EURUSD.SIM", **{**_TRADE, "order_id": f"O-{i}"})
+                    samples["emit_after" if after else "emit_warm"].append(clock() - start)
+                for after in (False, True):
+                    if after:
+                        os.write(other, b"\n")
+                        os.fdatasync(other)
+                    start = clock()
+                    os.write(raw, line)
+                    samples["write_after" if after else "write_warm"].append(clock() - start)
+    finally:
+        os.close(other)
+        os.close(raw)
+
+    def median_us(key: str) -> float:
+        values = sorted(samples[key])
+        return values[len(values) // 2] / 1000
+
+    return AfterSyncResult(events, median_us("emit_warm"), median_us("emit_after"), median_us("write_warm"),
+                           median_us("write_after"))
 
 
 def sample_line(tmp: Path) -> bytes:
@@ -155,15 +232,19 @@ def sample_line(tmp: Path) -> bytes:
     return event.to_line()
 
 
-def run_group_commit(tmp: Path, events: int, rounds: int = 1) -> list[ThroughputResult]:
+def run_group_commit(tmp: Path, events: int, rounds: int = 1,
+                     max_syncs: tuple[int, ...] = ()) -> list[ThroughputResult]:
     """Every case once per round, baseline and ours interleaved (their order alternating by round);
-    each result is the round whose throughput is the median, with every round's figure kept."""
+    each result is the round whose throughput is the median, with every round's figure kept.
+    ``max_syncs``: other limits of concurrent syncs to run the durable cases with as well (their cases
+    are named ``..._max<N>``), interleaved with the rest."""
     line = sample_line(tmp)
     runs: dict[str, list[ThroughputResult]] = {}
     for round_index in range(rounds):
         for threads in THREAD_COUNTS:
             pair = [lambda t=threads: bench_raw_fdatasync(tmp, t, events, line),
-                    lambda t=threads: bench_emitter(tmp, t, events)]
+                    lambda t=threads: bench_emitter(tmp, t, events),
+                    *(lambda t=threads, m=m: bench_emitter(tmp, t, events, m) for m in max_syncs)]
             for case in pair if round_index % 2 == 0 else pair[::-1]:
                 os.sync()
                 result = case()
@@ -183,8 +264,25 @@ def run_group_commit(tmp: Path, events: int, rounds: int = 1) -> list[Throughput
 # --- report ------------------------------------------------------------------------------------
 
 
+def one_thread_gap(by_name: dict[str, ThroughputResult], after_sync: AfterSyncResult) -> dict[str, float]:
+    """Where the 1-thread durable emit's time per event goes beyond the raw loop's (us per event).
+
+    ``pipeline_after_sync`` is what the emitter's work costs right after a sync, less the raw loop's
+    own write there; ``rest`` is the remainder of the gap: the durable path's own work (the sync's
+    bookkeeping and the live-file ``lstat``) and whatever the two runs differ by (noise included).
+    """
+    raw_us = 1e6 / by_name["raw_write_fdatasync_1t"].events_per_s
+    ours_us = 1e6 / by_name["emit_trade_durable_1t"].events_per_s
+    pipeline = after_sync.emit_us_after_sync - after_sync.raw_write_us_after_sync
+    return {"raw_us_per_event": round(raw_us, 1), "durable_us_per_event": round(ours_us, 1),
+            "gap_us": round(ours_us - raw_us, 1), "pipeline_after_sync_us": round(pipeline, 1),
+            "rest_us": round(ours_us - raw_us - pipeline, 1),
+            "ratio_if_pipeline_ran_warm": round(raw_us / (ours_us - after_sync.emit_us_after_sync
+                                                         + after_sync.emit_us_warm), 3)}
+
+
 def build_group_report(results: list[ThroughputResult], base: dict[str, Any], events: int, rounds: int,
-                       load_at_start: list[float]) -> dict[str, Any]:
+                       load_at_start: list[float], after_sync: AfterSyncResult | None = None) -> dict[str, Any]:
     """The JSON report; ``base`` gives ``command``, ``date_utc`` and ``machine``."""
     from benchmarks.run import _target  # late: run.py imports this module
 
@@ -192,9 +290,21 @@ def build_group_report(results: list[ThroughputResult], base: dict[str, Any], ev
     rate = {name: r.events_per_s for name, r in by_name.items()}
     vs_raw = {str(t): round(rate[f"emit_trade_durable_{t}t"] / rate[f"raw_write_fdatasync_{t}t"], 3)
               for t in THREAD_COUNTS}
+    rate.update({f"emit_trade_durable_{t}t_max{_group_commit.MAX_CONCURRENT_SYNCS}": rate[f"emit_trade_durable_{t}t"]
+                 for t in THREAD_COUNTS})
     singles = rate["emit_trade_durable_1t"]
     vs_singles = {str(b): round(rate[f"emit_many_durable_batch_{b}"] / singles, 3) for b in BATCH_SIZES}
     machine = dict(base["machine"], load_average_at_start=load_at_start, load_average_at_end=load_average())
+    extra: dict[str, Any] = {}
+    sweep = sorted({int(name.rsplit("_max", 1)[1]) for name in by_name if "_max" in name})
+    if sweep:
+        extra["ratio_vs_raw_by_max_concurrent_syncs"] = {
+            str(m): {str(t): round(rate[f"emit_trade_durable_{t}t_max{m}"] / rate[f"raw_write_fdatasync_{t}t"], 3)
+                     for t in THREAD_COUNTS}
+            for m in (_group_commit.MAX_CONCURRENT_SYNCS, *sweep)
+        }
+    if after_sync is not None:
+        extra |= {"after_sync": vars(after_sync), "one_thread_gap": one_thread_gap(by_name, after_sync)}
     return {
         "benchmark": "group_commit",
         "command": base["command"],
@@ -218,6 +328,7 @@ def build_group_report(results: list[ThroughputResult], base: dict[str, Any], ev
                     vs_raw[str(t)], ">=", limit, "x")
             for t, limit in TARGET_RATIOS.items()
         ],
+        **extra,
     }
 
 
@@ -235,20 +346,42 @@ def render_group_markdown(report: dict[str, Any]) -> str:
         report["method"],
         "",
         "| case | threads | events | seconds | events/s (median) | every round | fdatasyncs | events per sync "
-        "| waits on another's sync |",
-        "|---|--:|--:|--:|--:|---|--:|--:|--:|",
+        "| waits on another's sync | CPU us per event |",
+        "|---|--:|--:|--:|--:|---|--:|--:|--:|--:|",
     ]
     for case in report["cases"]:
         every = ", ".join(f"{x:,.0f}" for x in case["rounds_events_per_s"])
         lines.append(
             f"| {case['name']} | {case['threads']} | {case['events']:,} | {case['seconds']:.3f} "
             f"| {case['events_per_s']:,.0f} | {every} | {case['syncs']:,} | {case['events_per_sync']:.2f} "
-            f"| {'-' if case.get('sync_waits') is None else format(case['sync_waits'], ',')} |"
+            f"| {'-' if case.get('sync_waits') is None else format(case['sync_waits'], ',')} "
+            f"| {'-' if case.get('cpu_us_per_event') is None else format(case['cpu_us_per_event'], '.1f')} |"
         )
     lines += ["", "Durable emit throughput / raw write + fdatasync per event, same thread count:", ""]
     lines += [f"- {t} thread(s): {ratio:.2f}x" for t, ratio in report["ratio_vs_raw_same_threads"].items()]
     lines += ["", "emit_many throughput / single durable emit_trade (1 thread):", ""]
     lines += [f"- batches of {b}: {ratio:.2f}x" for b, ratio in report["batch_ratio_vs_single_durable_emits"].items()]
+    if "ratio_vs_raw_by_max_concurrent_syncs" in report:
+        lines += ["", "Durable emit / raw by the limit of concurrent syncs (MAX_CONCURRENT_SYNCS; "
+                  f"shipped: {_group_commit.MAX_CONCURRENT_SYNCS}), threads "
+                  + ", ".join(map(str, THREAD_COUNTS)) + ":", ""]
+        lines += [f"- at most {m}: " + ", ".join(f"{r:.2f}x" for r in ratios.values())
+                  for m, ratios in report["ratio_vs_raw_by_max_concurrent_syncs"].items()]
+    if "after_sync" in report:
+        after, gap = report["after_sync"], report["one_thread_gap"]
+        lines += [
+            "", f"Per-event work right after a blocking fdatasync and back to back (medians of {after['events']:,}):",
+            "",
+            f"- non-durable emit_trade: {after['emit_us_after_sync']:.1f} us after a sync, "
+            f"{after['emit_us_warm']:.1f} us back to back",
+            f"- the raw loop's os.write: {after['raw_write_us_after_sync']:.1f} us after a sync, "
+            f"{after['raw_write_us_warm']:.1f} us back to back",
+            f"- 1 thread: durable {gap['durable_us_per_event']:.1f} us per event, "
+            f"raw {gap['raw_us_per_event']:.1f} us: "
+            f"gap {gap['gap_us']:.1f} us, of which the emitter's work after a sync (less the raw write) "
+            f"{gap['pipeline_after_sync_us']:.1f} us and the rest {gap['rest_us']:.1f} us; "
+            f"with that work at its back-to-back cost the ratio would be {gap['ratio_if_pipeline_ran_warm']:.2f}x",
+        ]
     lines += ["", "Targets:", ""]
     lines += ["- " + _target_line(target) for target in report["targets"]]
     return "\n".join(lines) + "\n"
@@ -261,6 +394,8 @@ def main(argv: list[str] | None = None) -> int:
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="10x fewer events and one round (smoke test)")
     parser.add_argument("--rounds", type=int, default=None, help=f"rounds (default {FULL_ROUNDS}, 1 with --quick)")
+    parser.add_argument("--max-syncs", type=int, nargs="+", default=[], metavar="N",
+                        help="also run the durable cases with at most N concurrent syncs (policy comparison)")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR, help=f"results directory (default {RESULTS_DIR})")
     args = parser.parse_args(argv)
     events = FULL_EVENTS // (10 if args.quick else 1)
@@ -272,7 +407,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         print(f"group commit benchmark: {events:,} durable events per case, {rounds} round(s), "
               f"load average {load_at_start}", file=sys.stderr)
-        results = run_group_commit(tmp, events, rounds)
+        results = run_group_commit(tmp, events, rounds, tuple(args.max_syncs))
+        after_sync = bench_after_sync(tmp, events, sample_line(tmp))
         filesystem = _filesystem_of(tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -284,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
         "date_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": _machine_info(filesystem),
     }
-    report = build_group_report(results, base, events, rounds, load_at_start)
+    report = build_group_report(results, base, events, rounds, load_at_start, after_sync)
     markdown = render_group_markdown(report)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "group_commit.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
