@@ -15,7 +15,7 @@ from benchmarks.run import _machine_info
 def test_a_tiny_run_reports_cpu_the_policy_sweep_and_the_one_thread_gap(tmp_path: Path) -> None:
     shipped = _group_commit.MAX_CONCURRENT_SYNCS
     results = bench.run_group_commit(tmp_path, events=200, rounds=1, max_syncs=(1,))
-    assert _group_commit.MAX_CONCURRENT_SYNCS == shipped  # the sweep puts the shipped limit back
+    assert shipped == _group_commit.MAX_CONCURRENT_SYNCS  # the sweep puts the shipped limit back
     after = bench.bench_after_sync(tmp_path, 8, bench.sample_line(tmp_path))
     base = {"command": {"python": "test"}, "date_utc": "2026-01-01", "machine": _machine_info("test")}
     report = bench.build_group_report(results, base, 200, 1, [0.0, 0.0, 0.0], after)
@@ -35,7 +35,7 @@ def test_a_tiny_run_reports_cpu_the_policy_sweep_and_the_one_thread_gap(tmp_path
     raw_4t = by_name["raw_write_fdatasync_4t"]["events_per_s"]
     assert sweep["1"]["4"] == pytest.approx(by_name["emit_trade_durable_4t_max1"]["events_per_s"] / raw_4t, abs=0.01)
 
-    assert 0 < after.emit_us_warm and 0 < after.emit_us_after_sync and 0 < after.raw_write_us_after_sync
+    assert min(after.emit_us_warm, after.emit_us_after_sync, after.raw_write_us_after_sync) > 0
     gap = report["one_thread_gap"]
     assert gap["gap_us"] == pytest.approx(gap["durable_us_per_event"] - gap["raw_us_per_event"], abs=0.2)
     assert gap["pipeline_after_sync_us"] + gap["rest_us"] == pytest.approx(gap["gap_us"], abs=0.2)
