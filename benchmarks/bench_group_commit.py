@@ -33,6 +33,7 @@ from typing import Any
 
 from audit_core import AuditConfig, AuditEventEmitter, TradeEvent
 from audit_core.hot import _group_commit
+from audit_core.hot._live_file import file_identity, file_lost
 from benchmarks._machine import load_average
 
 THREAD_COUNTS = (1, 2, 4, 8)
@@ -186,6 +187,8 @@ class AfterSyncResult:
     emit_us_after_sync: float
     raw_write_us_warm: float  # os.write of the record's bytes: the raw loop's only work besides the sync
     raw_write_us_after_sync: float
+    # The live-file check a durable sync adds (one lstat: the syscall the raw loop does not make).
+    live_check_us_after_sync: float
 
 
 def bench_after_sync(tmp: Path, events: int, line: bytes) -> AfterSyncResult:
@@ -194,7 +197,10 @@ def bench_after_sync(tmp: Path, events: int, line: bytes) -> AfterSyncResult:
     other = os.open(tmp / "after-sync-other", _RAW_FLAGS, 0o640)
     raw = os.open(tmp / "after-sync-raw.jsonl", _RAW_FLAGS, 0o640)
     clock = time.perf_counter_ns
-    samples: dict[str, list[int]] = {"emit_warm": [], "emit_after": [], "write_warm": [], "write_after": []}
+    samples: dict[str, list[int]] = {"emit_warm": [], "emit_after": [], "write_warm": [], "write_after": [],
+                                     "check_after": []}
+    raw_path = str(tmp / "after-sync-raw.jsonl")
+    identity = file_identity(raw)
     try:
         with AuditEventEmitter(config) as emitter:
             emit = emitter.emit_trade
@@ -213,6 +219,12 @@ def bench_after_sync(tmp: Path, events: int, line: bytes) -> AfterSyncResult:
                     start = clock()
                     os.write(raw, line)
                     samples["write_after" if after else "write_warm"].append(clock() - start)
+                os.write(other, b"\n")
+                os.fdatasync(other)
+                start = clock()
+                lost = file_lost(raw, raw_path, identity)
+                samples["check_after"].append(clock() - start)
+                assert lost is None, lost
     finally:
         os.close(other)
         os.close(raw)
@@ -222,7 +234,7 @@ def bench_after_sync(tmp: Path, events: int, line: bytes) -> AfterSyncResult:
         return values[len(values) // 2] / 1000
 
     return AfterSyncResult(events, median_us("emit_warm"), median_us("emit_after"), median_us("write_warm"),
-                           median_us("write_after"))
+                           median_us("write_after"), median_us("check_after"))
 
 
 def sample_line(tmp: Path) -> bytes:
@@ -269,7 +281,8 @@ def one_thread_gap(by_name: dict[str, ThroughputResult], after_sync: AfterSyncRe
 
     ``pipeline_after_sync`` is what the emitter's work costs right after a sync, less the raw loop's
     own write there; ``rest`` is the remainder of the gap: the durable path's own work (the sync's
-    bookkeeping and the live-file ``lstat``) and whatever the two runs differ by (noise included).
+    bookkeeping and the live-file ``lstat``, measured alone as ``live_check_after_sync``) and whatever the
+    two runs differ by (noise included).
     """
     raw_us = 1e6 / by_name["raw_write_fdatasync_1t"].events_per_s
     ours_us = 1e6 / by_name["emit_trade_durable_1t"].events_per_s
@@ -277,6 +290,7 @@ def one_thread_gap(by_name: dict[str, ThroughputResult], after_sync: AfterSyncRe
     return {"raw_us_per_event": round(raw_us, 1), "durable_us_per_event": round(ours_us, 1),
             "gap_us": round(ours_us - raw_us, 1), "pipeline_after_sync_us": round(pipeline, 1),
             "rest_us": round(ours_us - raw_us - pipeline, 1),
+            "live_check_after_sync_us": round(after_sync.live_check_us_after_sync, 1),
             "ratio_if_pipeline_ran_warm": round(raw_us / (ours_us - after_sync.emit_us_after_sync
                                                          + after_sync.emit_us_warm), 3)}
 
@@ -376,6 +390,8 @@ def render_group_markdown(report: dict[str, Any]) -> str:
             f"{after['emit_us_warm']:.1f} us back to back",
             f"- the raw loop's os.write: {after['raw_write_us_after_sync']:.1f} us after a sync, "
             f"{after['raw_write_us_warm']:.1f} us back to back",
+            f"- the live-file check a durable sync adds (one lstat): {after['live_check_us_after_sync']:.1f} us "
+            "after a sync",
             f"- 1 thread: durable {gap['durable_us_per_event']:.1f} us per event, "
             f"raw {gap['raw_us_per_event']:.1f} us: "
             f"gap {gap['gap_us']:.1f} us, of which the emitter's work after a sync (less the raw write) "
