@@ -6,7 +6,10 @@ measured in the same run on the same disk, does one ``os.write`` + ``os.fdatasyn
 the same bytes on one shared ``O_APPEND`` fd, with the same thread counts. The batch cases emit
 the same number of trades on one thread through ``emit_many`` in batches of 10 and 100 (one write
 and one sync per batch), against the single durable emits of the same round. Every round runs every
-case, baseline and ours interleaved; each figure is the median over the rounds.
+case; at each thread count the baseline and ours run in blocks of ``BLOCK_EVENTS`` events, their
+blocks interleaved, so that a shared machine's load and disk weather fall on both alike; each figure
+is the median over the rounds. ``--max-syncs N`` adds our cases with another limit of concurrent
+syncs, interleaved the same way.
 
 Usage (from the repo root)::
 
@@ -26,7 +29,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +43,8 @@ THREAD_COUNTS = (1, 2, 4, 8)
 BATCH_SIZES = (10, 100)
 FULL_EVENTS = 8_000
 FULL_ROUNDS = 3
+#: Events per block: each thread count's cases run block by block, interleaved.
+BLOCK_EVENTS = 400
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 _RAW_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
 _TRADE = {"order_id": "O-0", "side": "BUY", "size": "100000", "price": "1.10012", "strategy_source": "momentum",
@@ -122,19 +127,72 @@ def _max_concurrent_syncs(limit: int | None) -> Iterator[None]:
         _group_commit.MAX_CONCURRENT_SYNCS = shipped
 
 
-def bench_emitter(tmp: Path, threads: int, events: int, max_syncs: int | None = None) -> ThroughputResult:
-    per_thread = events // threads
+Block = Callable[[int], tuple[float, float]]  # run N events; (wall seconds, process CPU seconds)
+
+
+@contextlib.contextmanager
+def _durable_case(tmp: Path, threads: int, max_syncs: int | None) -> Iterator[tuple[Block, AuditEventEmitter]]:
+    """One emitter, ``threads`` threads emitting durable trades on it, block after block."""
     suffix = "" if max_syncs is None else f"_max{max_syncs}"
-    with _max_concurrent_syncs(max_syncs), _emitter(tmp, f"group-{threads}") as emitter:
+    with _emitter(tmp, f"group-{threads}t{suffix}") as emitter:
         emit = emitter.emit_trade
 
-        def work(index: int) -> None:
-            for i in range(per_thread):
-                emit("trade.fill", "AuditObserver", "EURUSD.SIM", **{**_TRADE, "order_id": f"O-{index}-{i}"})
+        def block(events: int) -> tuple[float, float]:
+            def work(index: int) -> None:
+                for i in range(events // threads):
+                    emit("trade.fill", "AuditObserver", "EURUSD.SIM", **{**_TRADE, "order_id": f"O-{index}-{i}"})
 
-        times = _run_threads(threads, work)
-        result = _result(f"emit_trade_durable_{threads}t{suffix}", threads, per_thread * threads, times, emitter)
-    return result
+            with _max_concurrent_syncs(max_syncs):
+                return _run_threads(threads, work)
+
+        yield block, emitter
+
+
+@contextlib.contextmanager
+def _raw_case(tmp: Path, threads: int, line: bytes) -> Iterator[Block]:
+    """One shared O_APPEND fd, ``threads`` threads doing os.write + os.fdatasync per event on it."""
+    path = tmp / f"raw-{threads}.jsonl"
+    path.unlink(missing_ok=True)
+    fd = os.open(path, _RAW_FLAGS, 0o640)
+    try:
+
+        def block(events: int) -> tuple[float, float]:
+            def work(index: int) -> None:
+                for _ in range(events // threads):
+                    os.write(fd, line)
+                    os.fdatasync(fd)
+
+            return _run_threads(threads, work)
+
+        yield block
+    finally:
+        os.close(fd)
+
+
+def bench_threads(tmp: Path, threads: int, events: int, line: bytes,
+                  max_syncs: tuple[int, ...] = ()) -> list[ThroughputResult]:
+    """The raw baseline and our durable emits (with the shipped limit of concurrent syncs, then each of
+    ``max_syncs``) at ``threads`` threads: ``events`` each, run in blocks of ``BLOCK_EVENTS``, the cases'
+    blocks interleaved (order alternating), so that a shared machine's load and disk weather fall on
+    every case alike."""
+    blocks = max(1, events // BLOCK_EVENTS)
+    block_events = events // blocks // threads * threads
+    with contextlib.ExitStack() as stack:
+        cases: list[tuple[str, Block, AuditEventEmitter | None]] = [
+            (f"raw_write_fdatasync_{threads}t", stack.enter_context(_raw_case(tmp, threads, line)), None)]
+        for limit in (None, *max_syncs):
+            block, emitter = stack.enter_context(_durable_case(tmp, threads, limit))
+            suffix = "" if limit is None else f"_max{limit}"
+            cases.append((f"emit_trade_durable_{threads}t{suffix}", block, emitter))
+        totals = {name: [0.0, 0.0] for name, _, _ in cases}
+        for index in range(blocks):
+            for name, block, _ in cases if index % 2 == 0 else cases[::-1]:
+                wall, cpu = block(block_events)
+                totals[name][0] += wall
+                totals[name][1] += cpu
+        # Read the emitters' counters before closing them (close syncs once more).
+        return [_result(name, threads, block_events * blocks, (totals[name][0], totals[name][1]), emitter)
+                for name, _, emitter in cases]
 
 
 def bench_emit_many(tmp: Path, batch_size: int, events: int) -> ThroughputResult:
@@ -154,24 +212,6 @@ def bench_emit_many(tmp: Path, batch_size: int, events: int) -> ThroughputResult
         times = _run_threads(1, work)
         result = _result(f"emit_many_durable_batch_{batch_size}", 1, batches * batch_size, times, emitter)
     return result
-
-
-def bench_raw_fdatasync(tmp: Path, threads: int, events: int, line: bytes) -> ThroughputResult:
-    per_thread = events // threads
-    path = tmp / f"raw-{threads}.jsonl"
-    path.unlink(missing_ok=True)
-    fd = os.open(path, _RAW_FLAGS, 0o640)
-    try:
-
-        def work(index: int) -> None:
-            for _ in range(per_thread):
-                os.write(fd, line)
-                os.fdatasync(fd)
-
-        times = _run_threads(threads, work)
-    finally:
-        os.close(fd)
-    return _result(f"raw_write_fdatasync_{threads}t", threads, per_thread * threads, times, None)
 
 
 @dataclass
@@ -246,20 +286,16 @@ def sample_line(tmp: Path) -> bytes:
 
 def run_group_commit(tmp: Path, events: int, rounds: int = 1,
                      max_syncs: tuple[int, ...] = ()) -> list[ThroughputResult]:
-    """Every case once per round, baseline and ours interleaved (their order alternating by round);
+    """Every case once per round, baseline and ours interleaved block by block (``bench_threads``);
     each result is the round whose throughput is the median, with every round's figure kept.
     ``max_syncs``: other limits of concurrent syncs to run the durable cases with as well (their cases
     are named ``..._max<N>``), interleaved with the rest."""
     line = sample_line(tmp)
     runs: dict[str, list[ThroughputResult]] = {}
-    for round_index in range(rounds):
+    for _ in range(rounds):
         for threads in THREAD_COUNTS:
-            pair = [lambda t=threads: bench_raw_fdatasync(tmp, t, events, line),
-                    lambda t=threads: bench_emitter(tmp, t, events),
-                    *(lambda t=threads, m=m: bench_emitter(tmp, t, events, m) for m in max_syncs)]
-            for case in pair if round_index % 2 == 0 else pair[::-1]:
-                os.sync()
-                result = case()
+            os.sync()
+            for result in bench_threads(tmp, threads, events, line, max_syncs):
                 runs.setdefault(result.name, []).append(result)
         for batch_size in BATCH_SIZES:
             os.sync()
@@ -328,11 +364,12 @@ def build_group_report(results: list[ThroughputResult], base: dict[str, Any], ev
         "rounds": rounds,
         "method": (
             "N threads share one emitter and emit durable trade.fill events (each returns after its record "
-            "is synced); wall time from a barrier to the last join. Baseline: os.write + os.fdatasync per "
-            "event of the same bytes on one shared O_APPEND fd, same thread counts, same run and disk. "
-            "Batches: the same number of durable trades on one thread through emit_many (events built in "
-            "the timed loop), against the single durable emits. Each round runs every case, baseline and "
-            "ours interleaved; each figure is the median round."
+            "is synced); wall time from a barrier to the last join, summed over blocks of "
+            f"{BLOCK_EVENTS} events, the baseline's and ours interleaved (order alternating). Baseline: "
+            "os.write + os.fdatasync per event of the same bytes on one shared O_APPEND fd, same thread "
+            "counts, same run and disk. Batches: the same number of durable trades on one thread through "
+            "emit_many (events built in the timed loop), against the single durable emits. Each figure is "
+            "the median round."
         ),
         "cases": [{k: (round(v, 3) if isinstance(v, float) else v) for k, v in vars(r).items()} for r in results],
         "ratio_vs_raw_same_threads": vs_raw,
