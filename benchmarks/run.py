@@ -65,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"group commit benchmark: {group_events:,} durable events per case, {group_rounds} round(s), "
               f"load average {group_load}", file=sys.stderr)
         group = group_commit.run_group_commit(tmp, group_events, group_rounds)
+        after_sync = group_commit.bench_after_sync(tmp, group_events, group_commit.sample_line(tmp))
         filesystem = _filesystem_of(tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -78,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "emit_latency.md").write_text(markdown, encoding="utf-8")
     print(markdown, end="")
 
-    group_report = group_commit.build_group_report(group, report, group_events, group_rounds, group_load)
+    group_report = group_commit.build_group_report(group, report, group_events, group_rounds, group_load,
+                                                   after_sync)
     group_markdown = group_commit.render_group_markdown(group_report)
     (args.out / "group_commit.json").write_text(json.dumps(group_report, indent=2) + "\n", encoding="utf-8")
     (args.out / "group_commit.md").write_text(group_markdown, encoding="utf-8")
