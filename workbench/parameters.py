@@ -91,7 +91,10 @@ def parameter_changes(trail: Trail, table: ir.Table | None = None) -> ir.Table:
 
 
 def _is_change(t: ir.Table) -> list[ir.BooleanValue]:
-    return [filters.event_types(t, "param.*"), t.param_name.notnull()]
+    # The range says ``param.*`` again, in a form the engine checks against each row group's min/max
+    # ``event_type``: the day's trade and signal files (most of its rows) are skipped without being read.
+    return [filters.event_types(t, "param.*"), t.event_type >= "param.", t.event_type < "param/",
+            t.param_name.notnull()]
 
 
 def state_at(
@@ -146,18 +149,23 @@ def state_at(
         trail.check_values(argument, values)
     t = trail.events
     predicates = [filters.time_window(t, end=at + 1), *_is_change(t)]  # one filter: Ibis compiles it faster
-    # The day of ``at`` and each parameter's last change before it (``_parameter_index``); by source, a
-    # source's latest change can be older than its parameter's, which the index does not record.
-    reading = None if by_source else _parameter_index.plan(trail, at)
-    if reading is not None:
-        predicates += [filters.on_days(t, reading.whole_days | reading.instant_days),
-                       filters.on_days(t, reading.whole_days) | t.ts_event.isin(
-                           [ibis.literal(ts, "int64") for ts in sorted(reading.instants)])]
     if owner is not None:
         predicates.append(t.owner.isin(filters.string_values(owner, "owner")))
     if param_name is not None:
         predicates.append(t.param_name.isin(filters.string_values(param_name, "param_name")))
-    changes = t.filter(*predicates)
+    # The day of ``at`` and each parameter's last change before it (``_parameter_index``); by source, a
+    # source's latest change can be older than its parameter's, which the index does not record.
+    reading = None if by_source else _parameter_index.plan(trail, at)
+    if reading is None:
+        changes = t.filter(*predicates)
+    else:
+        changes = t.filter(*predicates, filters.on_days(t, reading.whole_days))
+        earlier = reading.instant_days - reading.whole_days
+        if earlier and reading.instants:
+            # Its own scan, so that the instants reach the engine as a top-level ``IN``, which it checks
+            # against each row group's ``ts_event`` range (inside an ``OR`` it would read the days whole).
+            changes = changes.union(t.filter(*predicates, filters.on_days(t, earlier), t.ts_event.isin(
+                [ibis.literal(ts, "int64") for ts in sorted(reading.instants)])))
     newest_first = [ibis.desc(name) for name in CHRONOLOGICAL]
     latest = ibis.window(group_by=["owner", "param_name"], order_by=newest_first)
     ranked = changes.select(
