@@ -94,6 +94,11 @@ def plan(trail: Trail, at: int) -> Plan | None:
     return Plan(frozenset(whole), frozenset(instants), frozenset(instant_days))
 
 
+def day_start(day: dt.date) -> int:
+    """The first nanosecond of UTC day ``day``."""
+    return (day - dt.date(1970, 1, 1)).days * _NS_PER_DAY
+
+
 def cached_index(cache: Any, trail: Trail, build: Any) -> Any:
     """``cache[trail]``, rebuilt with ``build(cold, version)`` when the store's root changed; None when
     the store has no root or ``build`` cannot vouch for it (the caller then reads the whole trail)."""

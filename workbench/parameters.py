@@ -156,36 +156,42 @@ def state_at(
     # The day of ``at`` and each parameter's last change before it (``_parameter_index``); by source, a
     # source's latest change can be older than its parameter's, which the index does not record.
     reading = None if by_source else _parameter_index.plan(trail, at)
-    if reading is None:
-        changes = t.filter(*predicates)
+    if reading is not None:
+        instants = sorted(reading.instants)
+        # No row before the earliest instant or day to read: as a bound of its own, the engine checks
+        # it against each row group's ``ts_event`` range (the instants' ``IN`` sits inside an ``OR``).
+        earliest = min([*instants, _parameter_index.day_start(min(reading.whole_days))])
+        predicates += [filters.on_days(t, reading.whole_days | reading.instant_days),
+                       filters.on_days(t, reading.whole_days) | t.ts_event.isin(
+                           [ibis.literal(ts, "int64") for ts in instants]),
+                       t.ts_event >= ibis.literal(earliest, "int64")]
+    changes = t.filter(*predicates)
+    if not by_source:
+        # Each parameter's latest change as one aggregate (an ordered ``first``/``max_by`` of the row by
+        # its chronological key): a third of the CPU of numbering every change in a window, measured.
+        row = ibis.struct({name: _state_value(changes, name) for name in STATE_COLUMNS[2:]})
+        latest = ibis.struct({name: changes[name] for name in CHRONOLOGICAL})
+        result = changes.group_by(["owner", "param_name"]).aggregate(_row=row.argmax(latest)).unpack("_row")
+        columns, order = STATE_COLUMNS, ("owner", "param_name")
     else:
-        changes = t.filter(*predicates, filters.on_days(t, reading.whole_days))
-        earlier = reading.instant_days - reading.whole_days
-        if earlier and reading.instants:
-            # Its own scan, so that the instants reach the engine as a top-level ``IN``, which it checks
-            # against each row group's ``ts_event`` range (inside an ``OR`` it would read the days whole).
-            changes = changes.union(t.filter(*predicates, filters.on_days(t, earlier), t.ts_event.isin(
-                [ibis.literal(ts, "int64") for ts in sorted(reading.instants)])))
-    newest_first = [ibis.desc(name) for name in CHRONOLOGICAL]
-    latest = ibis.window(group_by=["owner", "param_name"], order_by=newest_first)
-    ranked = changes.select(
-        "owner", "param_name", value=changes.new_value,
-        **{f"value_{kind}": changes[f"new_value_{kind}"] for kind in VALUE_KINDS},
-        source=changes.source, trigger_reason=changes.trigger_reason, ts_event=changes.ts_event, time=changes.time,
-        event_type=changes.event_type, stream=changes.stream, sequence=changes.sequence,
-        _rank=ibis.row_number().over(latest),
-    )
-    if by_source:
+        newest_first = [ibis.desc(name) for name in CHRONOLOGICAL]
+        ranked = changes.select(
+            "owner", "param_name", **{name: _state_value(changes, name) for name in STATE_COLUMNS[2:]},
+            _rank=ibis.row_number().over(ibis.window(group_by=["owner", "param_name"], order_by=newest_first)),
+        )
         per_source = ibis.window(group_by=["owner", "source", "param_name"], order_by=newest_first)
         ranked = ranked.mutate(_source_rank=ibis.row_number().over(per_source))
         result = ranked.filter(ranked._source_rank == 0)
         result = result.mutate(in_force=result._rank == 0)
         columns, order = BY_SOURCE_COLUMNS, ("owner", "param_name", "source")
-    else:
-        result, columns, order = ranked.filter(ranked._rank == 0), STATE_COLUMNS, ("owner", "param_name")
     if source is not None:
         result = result.filter(filters.sources(result, source))
     return result.select(*columns).order_by(*order)
+
+
+def _state_value(changes: ir.Table, name: str) -> ir.Value:
+    """Column ``name`` of ``state_at``'s result from a change: ``value*`` from ``new_value*``, the rest as is."""
+    return changes[f"new_{name}"] if name.startswith("value") else changes[name]
 
 
 def parameter_history(
