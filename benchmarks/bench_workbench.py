@@ -5,6 +5,7 @@ Usage (from the repo root)::
     python -m benchmarks.bench_workbench                    # 1M and 10M events over 30 days
     python -m benchmarks.bench_workbench --events 1000000   # one size
     python -m benchmarks.bench_workbench --quick --out /tmp/bench   # 10k events over 3 days (smoke test)
+    python -m benchmarks.bench_workbench --cases state_at lifecycle --out /tmp/bench   # chosen cases only
 
 Trails are generated once (``benchmarks/trail_gen.py``, through the real emitter and converter) and
 cached under ``benchmarks/.cache``. Every case builds the workbench expression and runs it
@@ -28,7 +29,7 @@ import re
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -295,7 +296,8 @@ def files_read(con: Any, sql: str) -> int:
     return sum(int(n) for n in re.findall(r"Total Files Read: (\d+)", plan))
 
 
-def measure(base: Path, events: int, runs: int) -> dict[str, Any]:
+def measure(base: Path, events: int, runs: int, only: Sequence[str] | None = None) -> dict[str, Any]:
+    """Every case of ``build_cases`` (or those named in ``only``) on the trail at ``base``, pruning and cold start."""
     import ibis
 
     from benchmarks.trail_gen import open_unverified
@@ -312,8 +314,13 @@ def measure(base: Path, events: int, runs: int) -> dict[str, Any]:
         f"SELECT order_id FROM ev WHERE event_type = 'trade.position_closed' AND year = {day.year} "
         f"AND month = {day.month} AND day = {day.day} ORDER BY ts_event LIMIT 1").fetchall()
     cases = build_cases(trail, day, orders[0][0])
+    unknown = sorted(set(only or ()) - {case.name for case in cases})
+    if unknown:
+        raise SystemExit(f"--cases {' '.join(unknown)}: no such case (cases: {', '.join(c.name for c in cases)})")
     results = {}
     for case in cases:
+        if only is not None and case.name not in only:
+            continue
         run_raw = lambda case=case: raw.execute(case.raw).to_arrow_table()  # noqa: E731
         mine, theirs = case.run(), run_raw()
         same_values = _same_values(mine, theirs)
@@ -501,6 +508,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="10k events over 3 days, 3 runs (smoke test)")
     parser.add_argument("--cache", type=Path, default=CACHE_DIR, help="where generated trails are kept")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
+    parser.add_argument("--cases", nargs="+", metavar="CASE",
+                        help="measure only these cases (by name: state_at, lifecycle, hour, ...); pruning and cold "
+                             "start are measured always")
     args = parser.parse_args(argv)
     if args.quick:
         args.events, args.days, args.runs = [10_000], 3, 3
@@ -511,7 +521,7 @@ def main(argv: list[str] | None = None) -> int:
         base = cached_trail(events, days=args.days, root=args.cache,
                             progress=lambda n: print(f"  generated {n:,}", file=sys.stderr) if n % 10**6 == 0 else None)
         print(f"{events:,} events: trail ready in {time.perf_counter() - started:.1f} s ({base})", file=sys.stderr)
-        sizes.append(measure(base, events, args.runs))
+        sizes.append(measure(base, events, args.runs, args.cases))
     report = {
         "command": " ".join(["python -m benchmarks.bench_workbench", *(sys.argv[1:] if argv is None else argv)]),
         "load_average_before_after": [load_before, load_average()],

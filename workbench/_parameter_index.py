@@ -7,6 +7,11 @@ instant of each one's last change there (``parameters``: ``audit_core.cold._parq
 the latest of the recorded last changes before that day. So ``state_at`` reads ``at``'s day and,
 for each parameter, only the rows at the instant of its last change before that day, in the day
 partitions that hold it: a number of files that grows with the parameters, not with the trail.
+Within those files ``state_at`` asks for ``param.*`` as an ``event_type`` range and for nothing
+before the earliest instant or day planned, which the engine checks against each row group's
+statistics: row groups without parameter changes (a day's trade and signal files) are not read.
+What still grows with events per day is ``at``'s own day, read up to ``at``: a parameter's latest
+change before ``at`` can be anywhere in it, and the index records only each file's last change.
 
 Read whole, to stay right where the index cannot vouch: days with a file whose entry records no
 index (converted before it existed, unreadable, or not named by any entry), and the days of the hot
@@ -92,6 +97,11 @@ def plan(trail: Trail, at: int) -> Plan | None:
     if len(whole | instant_days) > MAX_DAYS:
         return None
     return Plan(frozenset(whole), frozenset(instants), frozenset(instant_days))
+
+
+def day_start(day: dt.date) -> int:
+    """The first nanosecond of UTC day ``day``."""
+    return (day - dt.date(1970, 1, 1)).days * _NS_PER_DAY
 
 
 def cached_index(cache: Any, trail: Trail, build: Any) -> Any:

@@ -25,3 +25,15 @@ def test_quick_run_writes_consistent_results(tmp_path: Path) -> None:
     assert size["cases"]["incident"]["rows"] > 0 and size["cases"]["lifecycle"]["rows"] >= 3
     pruning = size["pruning"]
     assert pruning["files_total"] == 9 and pruning["files_read_workbench_hour"] == 3
+
+
+def test_chosen_cases_only(tmp_path: Path) -> None:
+    import pytest
+
+    cache = str(tmp_path / "cache")
+    with pytest.raises(SystemExit, match="--cases bogus: no such case"):
+        main(["--quick", "--cases", "state_at", "bogus", "--out", str(tmp_path), "--cache", cache])
+    assert main(["--quick", "--cases", "state_at", "lifecycle", "--out", str(tmp_path), "--cache", cache]) == 0
+    (size,) = json.loads((tmp_path / "workbench.json").read_text(encoding="utf-8"))["sizes"]
+    assert list(size["cases"]) == ["state_at", "lifecycle"]
+    assert all(case["same_values"] for case in size["cases"].values())

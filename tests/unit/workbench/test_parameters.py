@@ -248,3 +248,34 @@ class TestParameterIndex:
         sql = str(trail.backend.compile(state_at(trail, late)))
         explained = trail.backend.con.execute("EXPLAIN ANALYZE " + sql).fetchall()[0][1]
         assert sum(int(n) for n in re.findall(r"Total Files Read: (\d+)", explained)) == len(planned) > 0
+
+    def test_row_groups_without_parameter_changes_are_skipped_unread(self, generated_trail):
+        """A day's trade and signal files are skipped by their row groups' ``event_type`` statistics: with
+        their data pages overwritten (footers intact), ``state_at`` still answers, while a read of them fails."""
+        import duckdb
+        import pyarrow.parquet as pq
+
+        from workbench._time import utc_day
+
+        trail = open_trail(generated_trail.base_path)
+        late = generated_trail.last_ts
+        expected = state_at(trail, late).to_pyarrow().to_pylist()
+        day = utc_day(late)
+        skipped = []
+        for path in sorted(generated_trail.cold_path.glob(
+                f"year={day.year}/month={day.month:02d}/day={day.day:02d}/*.parquet")):
+            metadata = pq.ParquetFile(path).metadata
+            column = metadata.schema.to_arrow_schema().names.index("event_type")
+            groups = [metadata.row_group(n).column(column).statistics for n in range(metadata.num_row_groups)]
+            if all(stats.has_min_max and not stats.min <= "param." <= stats.max and not stats.min.startswith("param.")
+                   for stats in groups):
+                skipped.append(path)
+        assert skipped, "no file of the day without parameter changes: the test would check nothing"
+        for path in skipped:
+            data = bytearray(path.read_bytes())
+            footer = int.from_bytes(data[-8:-4], "little") + 8  # footer, its length and the closing magic
+            data[4:-footer] = b"\xff" * (len(data) - footer - 4)
+            path.write_bytes(bytes(data))
+        assert state_at(trail, late).to_pyarrow().to_pylist() == expected and len(expected) >= 5
+        with pytest.raises(duckdb.Error):  # the overwritten pages are unreadable: had they been read, it fails
+            trail.backend.con.execute(f"SELECT sum(length(event_type)) FROM read_parquet('{skipped[0]}')").fetchall()
