@@ -5,11 +5,13 @@ midnight lands in two partitions), zstd, Parquet v1 pages, rows sorted by (``ts_
 ``source_line``), and ``cold/_manifest/<source file>.json`` recording the seal each source file had
 and the Parquet files it produced.
 
-The file is read once (``_bulk_verify.scan_file``): each chunk is verified (checksums, sequence,
-chain, Merkle leaves; SHA-256 per line in Python, everything else column-wise in pyarrow) and
-handed as an Arrow batch to a DuckDB thread that parses the JSON (``json_transform`` into one
-struct) while the next chunk is hashed. Only when the whole file and its seal verify are the day
-partitions written; a file that fails is reported and nothing of it is kept.
+A DuckDB thread parses the file (``json_transform`` into one struct) into a table on every core,
+then writes its day files into ``cold/_staging/<source>/`` on one core while Python verifies the
+file on the other (``_bulk_verify.scan_file``: checksums, sequence, chain, Merkle leaves; SHA-256
+per line in Python, everything else column-wise in pyarrow). A file with torn lines is instead
+handed to DuckDB chunk by chunk as the scan reads it. Only when the whole file and its seal verify
+are the staged files renamed into their partitions and the manifest entry written; a file that
+fails is reported, DuckDB is interrupted, and nothing of it is kept.
 
 Every row keeps its record in ``record`` in the cold layout of the projection (``projection.py``;
 from version 4: the line without its checksum, which is the ``checksum`` column, without the values
