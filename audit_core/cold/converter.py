@@ -239,6 +239,7 @@ class ParquetConverter:
                 if whole:
                     columnar.wait_loaded()
                 scan = scan_file(path, self._hmac_key, None if whole else columnar.feed)
+                columnar.end_of_input()  # DuckDB goes on (staging) while the verdict is worked out
                 report = verify_scanned(path, scan, self._hmac_key, self._public_key)
                 if not report.ok:
                     columnar.cancel()  # what it staged is removed below, never published
@@ -387,6 +388,7 @@ class _ColumnarPass:
         #: Whether every row made it into ``rows`` (an error after that came from sorting or staging).
         self.loaded = False
         self._cancelled = False
+        self._input_ended = False
         self._loaded_event = threading.Event()
         self._thread = threading.Thread(target=self._run, name="ledgerline-convert", daemon=True)
         self._thread.start()
@@ -468,10 +470,19 @@ class _ColumnarPass:
     def feed(self, batch: Any) -> None:
         self._put(batch)
 
+    def end_of_input(self) -> None:
+        """No more batches: DuckDB finishes ``rows`` and goes on to stage (a no-op when it reads ``source``)."""
+        if self.source is None and not self._input_ended:
+            self._input_ended = True
+            try:
+                self._put(None)
+            except BaseException as exc:
+                if exc is not self._error:  # the DuckDB thread's own error: finish() reports it
+                    raise
+
     def finish(self) -> None:
         """Wait until every row is in ``rows`` and staged; raises what the DuckDB thread raised."""
-        if self.source is None:
-            self._put(None)
+        self.end_of_input()
         self._thread.join()
         if self._error is not None:
             raise self._error
@@ -493,9 +504,8 @@ class _ColumnarPass:
         if self._thread.is_alive():
             if exc_info[0] is not None:
                 self.cancel()  # the scan failed half-way: nothing of this conversion is kept
-            if self.source is None:
-                with contextlib.suppress(BaseException):
-                    self._put(None)  # let the reader end so the thread can
+            with contextlib.suppress(BaseException):
+                self.end_of_input()  # let the reader end so the thread can
             self._thread.join()
         self.con.close()
 
