@@ -233,6 +233,63 @@ out = {"rows": rows}
 """,
 }
 
+#: ``--stages``: verify+convert with each step timed (wall span, the running thread's CPU, and the whole
+#: process's CPU over the span, which includes whatever ran beside it: DuckDB's workers, the other thread).
+_STAGES = """
+import re, threading, time, resource
+import audit_core.cold.converter as converter
+import audit_core.cold._parquet as parquet
+T0 = time.perf_counter()
+steps = []
+
+def process_cpu():
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+def timed(label, function):
+    def run(*args, **kwargs):
+        wall, cpu, own = time.perf_counter(), process_cpu(), time.thread_time()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            steps.append({"step": label, "thread": threading.current_thread().name, "start": wall - T0,
+                          "end": time.perf_counter() - T0, "thread_cpu": time.thread_time() - own,
+                          "process_cpu": process_cpu() - cpu})
+    return run
+
+class Timed:  # a DuckDB connection whose every statement is a step, named by its first words
+    def __init__(self, con):
+        self._con = con
+    def execute(self, sql, *args, **kwargs):
+        words = re.sub(r"\\s+", " ", sql).strip()
+        return timed("sql: " + words[:48], self._con.execute)(sql, *args, **kwargs)
+    def __getattr__(self, name):
+        return getattr(self._con, name)
+
+connect = converter.bounded_connection
+converter.bounded_connection = lambda staging: Timed(connect(staging))
+for module, name, label in [
+    (converter, "scan_file", "Python: verifying scan of the hot file"),
+    (converter, "verify_scanned", "seal checks (full verify if the scan was not clean)"),
+    (converter, "stage_partitions", "DuckDB: stage the day files (all of it)"),
+    (converter, "publish_partitions", "publish: rename into the partitions"),
+    (converter, "write_entry", "manifest entry"),
+    (parquet, "id_filter", "id filter (per day)"),
+    (parquet, "file_sha256", "SHA-256 of the staged file"),
+    (parquet, "fsync_file", "fsync of the staged file"),
+]:
+    setattr(module, name, timed(label, getattr(module, name)))
+columnar = converter._ColumnarPass
+columnar._load_file = timed("DuckDB: read, parse, cast into rows", columnar._load_file)
+columnar._load = timed("DuckDB: parse fed batches into rows", columnar._load)
+columnar.wait_loaded = timed("main thread waits for the load", columnar.wait_loaded)
+columnar.finish = timed("main thread waits for the staging", columnar.finish)
+result = converter.ParquetConverter(SOURCE, OUT).convert_file(SOURCE)
+assert result.converted, result.failures
+out = {"rows": result.rows, "steps": steps}
+"""
+_CASE_CODE["stages"] = _STAGES  # not in CASES: only with --stages
+
 _RUNNER = """
 import json, resource, sys, time
 from pathlib import Path
@@ -370,6 +427,48 @@ def render_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def run_stages(events: int, tmp: Path) -> dict[str, Any]:
+    """verify+convert of the cached file with every step timed (``_STAGES``), in a fresh process."""
+    import os
+
+    source = cached_trail(events)
+    load = [round(x, 2) for x in os.getloadavg()]  # other work on the 2 CPUs skews every step
+    result = run_case("stages", source, tmp / "stages")
+    result["load_average_at_start"] = load
+    return result
+
+
+def render_stages(result: dict[str, Any], events: int) -> str:
+    lines = [
+        f"# verify+convert step by step, {events:,} events (wall {result['seconds']:.2f} s, "
+        f"CPU {result['cpu_seconds']:.2f} s, peak RSS {result['peak_rss_mb']:.0f} MB; load average at start "
+        f"{result['load_average_at_start']})",
+        "",
+        "Wall span from the case's start; the thread's own CPU; the process's CPU over the span (all "
+        "threads: DuckDB's workers and whatever ran beside the step). Statements of one kind are summed.",
+        "",
+        "| step | thread | start s | end s | wall s | thread CPU s | process CPU s | calls |",
+        "|---|---|--:|--:|--:|--:|--:|--:|",
+    ]
+    merged: dict[tuple[str, str], dict[str, Any]] = {}
+    for step in result["steps"]:
+        key = (step["step"], step["thread"])
+        if key not in merged:
+            merged[key] = {**step, "wall": 0.0, "calls": 0, "thread_cpu": 0.0, "process_cpu": 0.0}
+        row = merged[key]
+        row["end"] = max(row["end"], step["end"])
+        row["wall"] += step["end"] - step["start"]
+        row["calls"] += 1
+        row["thread_cpu"] += step["thread_cpu"]
+        row["process_cpu"] += step["process_cpu"]
+    for row in sorted(merged.values(), key=lambda row: row["start"]):
+        if row["wall"] < 0.005:
+            continue
+        lines.append(f"| {row['step']} | {row['thread']} | {row['start']:.2f} | {row['end']:.2f} | {row['wall']:.2f} "
+                     f"| {row['thread_cpu']:.2f} | {row['process_cpu']:.2f} | {row['calls']} |")
+    return "\n".join(lines) + "\n"
+
+
 def _machine(tmp: Path) -> dict[str, Any]:
     from benchmarks.run import _filesystem_of, _machine_info
 
@@ -388,10 +487,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_convert", description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1_000_000, help="events in the hot file (default 1,000,000)")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR, help=f"results directory (default {RESULTS_DIR})")
+    parser.add_argument("--stages", action="store_true",
+                        help="only time verify+convert step by step (print a table; writes convert_stages.json)")
     args = parser.parse_args(argv)
     tmp_root = RESULTS_DIR / "tmp"
     tmp_root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="convert-", dir=tmp_root))
+    if args.stages:
+        try:
+            stages = run_stages(args.events, tmp)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "convert_stages.json").write_text(json.dumps(stages, indent=2) + "\n", encoding="utf-8")
+        print(render_stages(stages, args.events), end="")
+        return 0
     try:
         print(f"convert benchmark: {args.events:,} events", file=sys.stderr)
         report = run_convert_benchmark(args.events, tmp)

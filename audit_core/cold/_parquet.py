@@ -101,6 +101,28 @@ def write_partitions(
 
     Each file is written to ``staging``, synced and renamed into place, so it is whole or absent.
     """
+    return publish_partitions(stage_partitions(con, table, source, staging, cold, row_group_size=row_group_size,
+                                               version=version))
+
+
+#: A day file written and synced in the staging directory: (staged file, its place in the store, its output).
+Staged = tuple[Path, Path, dict[str, Any]]
+
+
+def publish_partitions(staged: list[Staged]) -> list[dict[str, Any]]:
+    """Rename each staged day file into its partition (atomic; converting again replaces, never duplicates)."""
+    for file, target, _ in staged:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(file, target)
+        fsync_directory(target.parent)
+    return [output for _, _, output in staged]
+
+
+def stage_partitions(
+    con: Any, table: str, source: str, staging: Path, cold: Path, *, row_group_size: int, version: int
+) -> list[Staged]:
+    """``write_partitions`` up to the renames: each day's file written and synced in ``staging``, nothing
+    in the store touched (the converter publishes them only once the hot file has verified)."""
     # The table is in (ts_event, source_line) order; scanning it in order keeps each day's file sorted,
     # and its zone maps let each day's range skip the rest.
     con.execute("SET preserve_insertion_order = true")
@@ -116,7 +138,7 @@ def write_partitions(
     # instant at 1970 and one in 2262, and 106k empty COPYs would never end.
     days = [day for (day,) in con.execute(
         f"SELECT DISTINCT ts_event // {NS_PER_DAY} AS day FROM {table} ORDER BY day").fetchall()]
-    outputs: list[dict[str, Any]] = []
+    staged_files: list[Staged] = []
     for start in (day * NS_PER_DAY for day in days):
         day = utc_day(start)
         year, month, date = f"{day.year:04d}", f"{day.month:02d}", f"{day.day:02d}"
@@ -132,9 +154,7 @@ def write_partitions(
         if not count:  # a day with no rows (a quiet day inside a long file) gets no partition
             staged.unlink()
             continue
-        target_dir = cold / f"year={year}" / f"month={month}" / f"day={date}"
-        target_dir.mkdir(parents=True, exist_ok=True)
-        target = target_dir / (source.removesuffix(".jsonl") + ".parquet")
+        target = cold / f"year={year}" / f"month={month}" / f"day={date}" / (source.removesuffix(".jsonl") + ".parquet")
         first_sequence, last_sequence, first_hash, last_hash = con.execute(
             f"""SELECT min(sequence), max(sequence), arg_min(checksum, sequence), arg_max(checksum, sequence)
                 FROM {table} WHERE ts_event >= $start AND ts_event < $end AND sequence IS NOT NULL""",
@@ -152,10 +172,8 @@ def write_partitions(
             "first_hash": first_hash, "last_hash": last_hash,
             "parameters": [[owner, name, last] for owner, name, last in parameters], "ids": ids,
         }
-        os.replace(staged, target)  # atomic; converting again replaces, never duplicates
-        fsync_directory(target_dir)
-        outputs.append(output)
-    return outputs
+        staged_files.append((staged, target, output))
+    return staged_files
 
 
 def _keep_underivable_prev_hashes(con: Any, table: str) -> None:

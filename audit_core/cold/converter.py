@@ -5,11 +5,13 @@ midnight lands in two partitions), zstd, Parquet v1 pages, rows sorted by (``ts_
 ``source_line``), and ``cold/_manifest/<source file>.json`` recording the seal each source file had
 and the Parquet files it produced.
 
-The file is read once (``_bulk_verify.scan_file``): each chunk is verified (checksums, sequence,
-chain, Merkle leaves; SHA-256 per line in Python, everything else column-wise in pyarrow) and
-handed as an Arrow batch to a DuckDB thread that parses the JSON (``json_transform`` into one
-struct) while the next chunk is hashed. Only when the whole file and its seal verify are the day
-partitions written; a file that fails is reported and nothing of it is kept.
+A DuckDB thread parses the file (``json_transform`` into one struct) into a table on every core,
+then writes its day files into ``cold/_staging/<source>/`` on one core while Python verifies the
+file on the other (``_bulk_verify.scan_file``: checksums, sequence, chain, Merkle leaves; SHA-256
+per line in Python, everything else column-wise in pyarrow). A file with torn lines is instead
+handed to DuckDB chunk by chunk as the scan reads it. Only when the whole file and its seal verify
+are the staged files renamed into their partitions and the manifest entry written; a file that
+fails is reported, DuckDB is interrupted, and nothing of it is kept.
 
 Every row keeps its record in ``record`` in the cold layout of the projection (``projection.py``;
 from version 4: the line without its checksum, which is the ``checksum`` column, without the values
@@ -37,7 +39,14 @@ from typing import Any
 from audit_core import _jsonfile
 from audit_core._layout import parse_hot_file_name
 from audit_core.cold._bulk_verify import batch_schema, scan_file, verify_scanned
-from audit_core.cold._parquet import STAGING_DIR, bounded_connection, quiet_connection, write_partitions
+from audit_core.cold._parquet import (
+    STAGING_DIR,
+    Staged,
+    bounded_connection,
+    publish_partitions,
+    quiet_connection,
+    stage_partitions,
+)
 from audit_core.cold.manifest import (
     ROOT_FILE,
     converted_entry,
@@ -216,33 +225,41 @@ class ParquetConverter:
         try:
             whole = _without_torn_lines(seal)
             source = path if whole else None
+
+            def stage(con: Any) -> list[Staged]:  # on the DuckDB thread, while the file is still being verified
+                return stage_partitions(con, "rows", path.name, staging, self.cold_path,
+                                        row_group_size=self._row_group_size, version=self.projection_version)
+
             with _ColumnarPass(name.stream_key, staging, self.projection_version, source,
-                               seal.get("first_sequence")) as columnar:
-                # Without torn lines, DuckDB reads the file itself, in parallel, while Python hashes it;
-                # otherwise each scanned chunk goes to DuckDB (torn bytes and all) as the next is hashed.
+                               seal.get("first_sequence"), stage) as columnar:
+                # Without torn lines, DuckDB reads the file itself on every core, and Python hashes it
+                # while DuckDB writes the day files on one (``stage_partitions``): two cores busy
+                # throughout. Otherwise each scanned chunk goes to DuckDB (torn bytes and all) as the
+                # next is hashed. Either way the day files are written into ``staging`` unpublished.
+                if whole:
+                    columnar.wait_loaded()
                 scan = scan_file(path, self._hmac_key, None if whole else columnar.feed)
-                load_error = None
-                try:
-                    columnar.finish()
-                except Exception as exc:  # a tampered file may not even parse: verification says why
-                    load_error = exc
+                columnar.end_of_input()  # DuckDB goes on (staging) while the verdict is worked out
                 report = verify_scanned(path, scan, self._hmac_key, self._public_key)
                 if not report.ok:
+                    columnar.cancel()  # what it staged is removed below, never published
                     result.skipped = "failed verification"
                     result.failures = [str(failure) for failure in report.failures]
                     return result
-                if load_error is not None:
+                try:
+                    columnar.finish()
+                except Exception as exc:
+                    if columnar.loaded:  # sorting or writing failed (a full disk, ...): as it is
+                        raise
+                    raise AuditFormatError(  # verified records that still do not fit the columns
+                        path, f"its records verify but cannot be loaded into the cold columns: {exc}"
+                    ) from exc
+                if columnar.untimed:
                     raise AuditFormatError(
-                        path, f"its records verify but cannot be loaded into the cold columns: {load_error}"
-                    ) from load_error
-                _check_every_row_has_a_time(columnar, path)
-                if not scan.in_time_order:  # rows are in file order: sort once, then cut days
-                    con = columnar.con
-                    con.execute("CREATE TEMP TABLE sorted_rows AS SELECT * FROM rows ORDER BY ts_event, source_line")
-                    con.execute("DROP TABLE rows")
-                    con.execute("ALTER TABLE sorted_rows RENAME TO rows")
-                outputs = write_partitions(columnar.con, "rows", path.name, staging, self.cold_path,
-                                           row_group_size=self._row_group_size, version=self.projection_version)
+                        path, f"{columnar.untimed} record(s) have no ts_event that fits a signed 64-bit integer")
+                # Published only now that the file and its seal verify: a crash before this leaves
+                # files in ``staging`` alone, which the next conversion of the file removes first.
+                outputs = publish_partitions(columnar.staged)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         result.outputs = [str(output["path"]) for output in outputs]
@@ -312,13 +329,6 @@ class ParquetConverter:
         return stats
 
 
-def _check_every_row_has_a_time(columnar: _ColumnarPass, path: Path) -> None:
-    """A row without ``ts_event`` would fall into no day partition: refuse the file instead of losing it."""
-    (untimed,) = columnar.con.execute("SELECT count(*) FROM rows WHERE ts_event IS NULL").fetchone() or (0,)
-    if untimed:
-        raise AuditFormatError(path, f"{untimed} record(s) have no ts_event that fits a signed 64-bit integer")
-
-
 def _footer_stats(file: Path) -> tuple[int, int | None, int | None]:
     """Rows and min/max ``ts_event`` of a Parquet file, from its footer. AuditFormatError if unreadable."""
     import pyarrow as pa
@@ -348,29 +358,68 @@ def _without_torn_lines(seal: dict[str, Any]) -> bool:
 
 
 class _ColumnarPass:
-    """A DuckDB thread that builds the temp table ``rows`` (cold schema) while the scan verifies.
+    """A DuckDB thread that builds the temp table ``rows`` (cold schema) and stages its day files
+    (``stage``) while the scan verifies.
 
     With ``source`` (a file without torn lines) DuckDB reads and parses the file itself, on every
     core. Otherwise ``feed`` hands it the scan's Arrow batches one by one (blocking while two are
     queued); DuckDB parses a batch's JSON without the GIL while the scan hashes the next chunk.
-    DuckDB's memory is capped and it spills to ``staging``, so a large file does not need its size
-    in RAM.
+    Then, still beside the scan, it sorts ``rows`` if needed and calls ``stage`` with the connection:
+    its result is ``staged`` after ``finish``. DuckDB's memory is capped and it spills to
+    ``staging``, so a large file does not need its size in RAM.
     """
 
     def __init__(
-        self, stream: str, staging: Path, version: int, source: Path | None = None, first_sequence: Any = None
+        self, stream: str, staging: Path, version: int, source: Path | None = None, first_sequence: Any = None,
+        stage: Callable[[Any], list[Staged]] | None = None,
     ) -> None:
         self.con = bounded_connection(staging)
-        # ``rows`` is in file order, which is the cold order when ts_event never decreases (the scan
-        # tells): then no sort, the costliest step, and its memory.
+        # ``rows`` is in file order, which is the cold order when ts_event never decreases: then no
+        # sort, the costliest step, and its memory.
         self.con.execute("SET preserve_insertion_order = true")
         self._stream, self._version = stream, version
         self.source, self._first_sequence = source, first_sequence
+        self._stage = stage
+        self.staged: list[Staged] = []
+        #: Rows without a ts_event (they would fall into no day partition): then nothing is staged.
+        self.untimed = 0
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=2)
         self._error: BaseException | None = None
-        target = self._load if source is None else self._load_file
-        self._thread = threading.Thread(target=target, name="ledgerline-convert", daemon=True)
+        #: Whether every row made it into ``rows`` (an error after that came from sorting or staging).
+        self.loaded = False
+        self._cancelled = False
+        self._input_ended = False
+        self._loaded_event = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="ledgerline-convert", daemon=True)
         self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            if self.source is None:
+                self._load()
+            else:
+                self._load_file()
+        finally:
+            self._loaded_event.set()
+        if self._error is not None or self._cancelled:
+            return
+        self.loaded = True
+        try:
+            (self.untimed,) = self.con.execute("SELECT count(*) FROM rows WHERE ts_event IS NULL").fetchone() or (0,)
+            if self.untimed or self._stage is None:
+                return
+            # The scan knows whether ts_event never decreases only once it ends: DuckDB asks itself.
+            (backwards,) = self.con.execute(
+                "SELECT count(*) FROM (SELECT ts_event < lag(ts_event) OVER (ORDER BY source_line) AS back "
+                "FROM rows) WHERE back").fetchone() or (0,)
+            if backwards:  # rows are in file order: sort once, then cut days
+                self.con.execute("CREATE TEMP TABLE sorted_rows AS SELECT * FROM rows ORDER BY ts_event, source_line")
+                self.con.execute("DROP TABLE rows")
+                self.con.execute("ALTER TABLE sorted_rows RENAME TO rows")
+            if not self._cancelled:
+                self.staged = self._stage(self.con)
+        except BaseException as exc:  # reported by finish()
+            self._error = exc
 
     def _load_file(self) -> None:
         try:
@@ -421,21 +470,42 @@ class _ColumnarPass:
     def feed(self, batch: Any) -> None:
         self._put(batch)
 
+    def end_of_input(self) -> None:
+        """No more batches: DuckDB finishes ``rows`` and goes on to stage (a no-op when it reads ``source``)."""
+        if self.source is None and not self._input_ended:
+            self._input_ended = True
+            try:
+                self._put(None)
+            except BaseException as exc:
+                if exc is not self._error:  # the DuckDB thread's own error: finish() reports it
+                    raise
+
     def finish(self) -> None:
-        """Wait until every row is in ``rows``; raises what the DuckDB thread raised."""
-        if self.source is None:
-            self._put(None)
+        """Wait until every row is in ``rows`` and staged; raises what the DuckDB thread raised."""
+        self.end_of_input()
         self._thread.join()
         if self._error is not None:
             raise self._error
+
+    def wait_loaded(self) -> None:
+        """Wait until DuckDB has read ``source`` into ``rows`` (or failed to): it parses on every core,
+        the staging after it on one, beside which the scan then hashes."""
+        self._loaded_event.wait()
+
+    def cancel(self) -> None:
+        """Stop the DuckDB thread's work (the file failed): the query running is interrupted, no more start."""
+        self._cancelled = True
+        self.con.interrupt()
 
     def __enter__(self) -> _ColumnarPass:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        if self._thread.is_alive() and self.source is None:
+        if self._thread.is_alive():
+            if exc_info[0] is not None:
+                self.cancel()  # the scan failed half-way: nothing of this conversion is kept
             with contextlib.suppress(BaseException):
-                self._put(None)  # the scan failed half-way: let DuckDB finish, then drop everything
+                self.end_of_input()  # let the reader end so the thread can
             self._thread.join()
         self.con.close()
 
