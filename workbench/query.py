@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from workbench._columns import chronological
+from workbench._compiled import cached_table
 from workbench.describe import with_description
 from workbench.errors import ResultTruncatedWarning, WorkbenchInputError
 from workbench.incident import reconstruct_incident
@@ -53,7 +54,10 @@ CHUNK_ROWS = 250_000
 
 def count_by_type(trail: Trail, start: Any = None, end: Any = None, *, source: Any = None) -> ir.Table:
     """Events per ``event_type`` in ``[start, end)``: ``event_type``, ``count``, most frequent first; lazy."""
-    rows = trail.filter(start=start, end=end, source=source)
+    return cached_table(trail, "count_by_type", trail.filter_recipes(start=start, end=end, source=source), _counts)
+
+
+def _counts(rows: ir.Table) -> ir.Table:
     counts = rows.group_by("event_type").aggregate(count=rows.count())
     return counts.order_by(counts["count"].desc(), "event_type")
 

@@ -231,3 +231,101 @@ def test_the_pre_execute_hooks_run_when_a_query_needs_them():
     with_udf = table.select(d=doubled(table.a)).order_by("d")
     assert shapes.prepare(with_udf)[1] is True
     assert with_udf.d.to_pyarrow().to_pylist() == [2, 4, 6]
+
+
+def _fast_and_portable(trail, build):
+    """``build()`` on the cached path and on the portable one (``reuse_compiled_sql = False``), as Arrow."""
+    fast = build().to_pyarrow()
+    trail.backend.reuse_compiled_sql = False
+    try:
+        portable = build().to_pyarrow()
+    finally:
+        trail.backend.reuse_compiled_sql = True
+    return fast, portable
+
+
+def test_an_analysis_of_a_known_shape_builds_no_expression(generated_trail):
+    """After the first call of a shape (``CompiledCalls``), other values build nothing in Ibis: the call
+    returns a view of SQL compiled from the analysis's expression, with the same rows as that expression."""
+    trail = open_trail(generated_trail.base_path, on_unknown="ignore")  # values matching nothing, quotes
+    day = (trail.catalogue.first_ts // (24 * NS_PER_HOUR) + 1) * 24 * NS_PER_HOUR
+    calls = trail.backend.compiled_calls
+    analyses = [
+        ("count_by_type", lambda i: count_by_type(trail, day + i * NS_PER_HOUR, day + (9 + 2 * i) * NS_PER_HOUR)),
+        ("count_by_type source", lambda i: count_by_type(trail, day, source=["AuditObserver", "x' OR '1'='1"][i])),
+        ("incident", lambda i: reconstruct_incident(trail, day + (5 + 8 * i) * NS_PER_HOUR + i, 30 + i)),
+        ("incident narrowed", lambda i: reconstruct_incident(trail, day + (5 + 8 * i) * NS_PER_HOUR, 90,
+                                                             event_type=["trade.*", "param.*"][i])),
+        ("conversion", lambda i: signal_conversion(trail, start=day + i * NS_PER_HOUR,
+                                                   end=day + (12 + 3 * i) * NS_PER_HOUR).summary),
+        ("not traded", lambda i: signal_conversion(trail, start=day, end=day + (12 + 3 * i) * NS_PER_HOUR).not_traded),
+        ("conversion by instrument", lambda i: signal_conversion(
+            trail, "instrument_id", start=day, strategy=[["momentum", "it's"], ["breakout", "mean_reversion"]][i]
+        ).summary),
+    ]
+    for name, build in analyses:
+        builds = calls.builds
+        first = build(0)
+        assert calls.builds == builds + 1, name
+        second = build(1)
+        assert calls.builds == builds + 1, f"{name}: a second call of its shape built an expression"
+        assert isinstance(second.op(), ibis.expr.operations.SQLStringView), name
+        for i, made in enumerate((first, second)):
+            fast, portable = _fast_and_portable(trail, lambda build=build, i=i: build(i))
+            assert made.to_pyarrow().equals(portable) and fast.equals(portable), f"{name}, values {i}"
+        assert first.to_pyarrow() != second.to_pyarrow(), f"{name}: pick values that give two answers"
+    # Composing over a cached call is an ordinary Ibis expression (the view's SQL as a subquery).
+    counts = count_by_type(trail, day, day + 9 * NS_PER_HOUR)
+    top = counts.filter(counts["count"] > 1).order_by("event_type").limit(2).to_pyarrow()
+    plain = counts.to_pyarrow().to_pylist()
+    assert top.to_pylist() == sorted([row for row in plain if row["count"] > 1], key=lambda r: r["event_type"])[:2]
+    frame = count_by_type(trail, day, day + 9 * NS_PER_HOUR).to_pandas()
+    assert frame.attrs["verification_state"] == trail.verification.state  # the view it reads is the trail's
+
+
+def test_a_cached_shape_reads_the_files_as_they_are_now(hand_trail):
+    """The SQL of a cached shape is run anew on every call, so DuckDB lists the cold files each time: a
+    cold day added by the converter, or removed (as retention removes one), is read exactly as the
+    expression built for the call reads it; a refreshed trail (a new view) gets a plan of its own."""
+    import shutil
+    import warnings
+
+    from audit_core.cold.converter import ParquetConverter
+    from tests.unit.workbench.conftest import MIDNIGHT
+    from workbench import TrailNotVerifiedWarning
+
+    hand_trail.convert(only_jan5=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", TrailNotVerifiedWarning)  # files are removed below, on purpose
+        trail = open_trail(hand_trail.base, verify=False)
+        calls = trail.backend.compiled_calls
+        window = (MIDNIGHT - NS_PER_HOUR, MIDNIGHT + NS_PER_HOUR)
+        cases = {"count_by_type": lambda: count_by_type(trail, *window),
+                 "incident": lambda: reconstruct_incident(trail, MIDNIGHT, 10)}
+
+        def answers():
+            found = {}
+            for name, build in cases.items():
+                fast, portable = _fast_and_portable(trail, build)
+                assert fast.equals(portable), name
+                found[name] = fast
+            return found
+
+        before = answers()
+        assert sum(before["count_by_type"]["count"].to_pylist()) == hand_trail.events
+        builds = calls.builds
+        converter = ParquetConverter(hand_trail.base / "hot", hand_trail.base / "cold")
+        for path in sorted((hand_trail.base / "hot").glob("*.2026-01-06.*.jsonl")):
+            assert converter.convert_file(path).converted  # a new cold day (its hot rows count once)
+        assert (hand_trail.base / "cold" / "year=2026" / "month=01" / "day=06").is_dir()
+        converted = answers()
+        assert converted == before
+        shutil.rmtree(hand_trail.base / "cold" / "year=2026" / "month=01" / "day=05")
+        removed = answers()
+        assert sum(removed["count_by_type"]["count"].to_pylist()) == hand_trail.events - hand_trail.jan5
+        assert removed["incident"].num_rows < before["incident"].num_rows
+        assert calls.builds == builds  # every answer above came from the plans made for the first
+        fresh = trail.refresh()  # reads the hot files of the removed day again: their rows are back
+        fast, portable = _fast_and_portable(fresh, lambda: count_by_type(fresh, *window))
+        assert fast.equals(portable) and sum(fast["count"].to_pylist()) == hand_trail.events
+        assert calls.builds == builds + 1  # a new view: a plan of its own
