@@ -295,7 +295,8 @@ def files_read(con: Any, sql: str) -> int:
     return sum(int(n) for n in re.findall(r"Total Files Read: (\d+)", plan))
 
 
-def measure(base: Path, events: int, runs: int) -> dict[str, Any]:
+def measure(base: Path, events: int, runs: int, cases_wanted: list[str] | None = None,
+            warm_only: bool = False) -> dict[str, Any]:
     import ibis
 
     from benchmarks.trail_gen import open_unverified
@@ -311,7 +312,11 @@ def measure(base: Path, events: int, runs: int) -> dict[str, Any]:
     orders = raw.execute(
         f"SELECT order_id FROM ev WHERE event_type = 'trade.position_closed' AND year = {day.year} "
         f"AND month = {day.month} AND day = {day.day} ORDER BY ts_event LIMIT 1").fetchall()
-    cases = build_cases(trail, day, orders[0][0])
+    every_case = build_cases(trail, day, orders[0][0])
+    unknown = set(cases_wanted or ()) - {case.name for case in every_case}
+    if unknown:
+        raise SystemExit(f"--cases: no case named {sorted(unknown)}; the cases: {[c.name for c in every_case]}")
+    cases = [case for case in every_case if not cases_wanted or case.name in cases_wanted]
     results = {}
     for case in cases:
         run_raw = lambda case=case: raw.execute(case.raw).to_arrow_table()  # noqa: E731
@@ -346,14 +351,16 @@ def measure(base: Path, events: int, runs: int) -> dict[str, Any]:
         print(f"  {case.name:18} ibis {ibis_ms:8.2f} ms   raw {raw_ms:8.2f} ms   x{ibis_ms / raw_ms:.2f}  "
               f"(CPU x{cpu_ratio:.2f}; {mine.num_rows} rows, compile {results[case.name]['compile_ms']} ms)",
               file=sys.stderr)
+    total = trail.events.count().execute()
+    if warm_only:
+        return {"events": int(total), "day": day.isoformat(), "cases": results}
     hour_sql = ibis.to_sql(trail.filter(start=_hour(day), end=_hour(day) + NS_PER_HOUR))
     pruning = {
         "files_total": len(list(cold.glob("year=*/month=*/day=*/*.parquet"))),
         "files_read_workbench_hour": files_read(trail.backend.con, str(hour_sql)),
-        "files_read_raw_hour": files_read(raw, cases[0].raw),
+        "files_read_raw_hour": files_read(raw, every_case[0].raw),
     }
-    cold_start = _cold_start(base, cases[0].raw, day, runs=max(3, runs // 2))
-    total = trail.events.count().execute()
+    cold_start = _cold_start(base, every_case[0].raw, day, runs=max(3, runs // 2))
     return {"events": int(total), "day": day.isoformat(), "cases": results, "pruning": pruning,
             "cold_start": cold_start}
 
@@ -424,6 +431,9 @@ def render_markdown(report: dict[str, Any]) -> str:
             lines.append(f"| {case['label']} | {case['ibis_ms']:.2f} ms | {case['raw_sql_ms']:.2f} ms | "
                          f"{case['ratio']:.2f}x | {_yes(case['meets_ratio'])} | {cpu} | {case['rows']:,} | "
                          f"{_yes(case['same_values'])} |")
+        if "cold_start" not in size:
+            lines += ["", "Partition pruning and cold start: not measured (`--warm-only`).", ""]
+            continue
         pruning, cold = size["pruning"], size["cold_start"]
         lines += ["", f"Partition pruning, 1-hour query: the workbench reads {pruning['files_read_workbench_hour']} "
                   f"of {pruning['files_total']} Parquet files (raw SQL: {pruning['files_read_raw_hour']}).  ",
@@ -501,6 +511,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="10k events over 3 days, 3 runs (smoke test)")
     parser.add_argument("--cache", type=Path, default=CACHE_DIR, help="where generated trails are kept")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
+    parser.add_argument("--cases", nargs="+", metavar="NAME",
+                        help="only these warm cases (hour, hour_narrow, hour_filtered, count_by_type, incident, "
+                             "state_at, signal_conversion, lifecycle); default all")
+    parser.add_argument("--warm-only", action="store_true",
+                        help="skip the partition-pruning check and the cold start (the warm cases only)")
     args = parser.parse_args(argv)
     if args.quick:
         args.events, args.days, args.runs = [10_000], 3, 3
@@ -511,7 +526,7 @@ def main(argv: list[str] | None = None) -> int:
         base = cached_trail(events, days=args.days, root=args.cache,
                             progress=lambda n: print(f"  generated {n:,}", file=sys.stderr) if n % 10**6 == 0 else None)
         print(f"{events:,} events: trail ready in {time.perf_counter() - started:.1f} s ({base})", file=sys.stderr)
-        sizes.append(measure(base, events, args.runs))
+        sizes.append(measure(base, events, args.runs, args.cases, args.warm_only))
     report = {
         "command": " ".join(["python -m benchmarks.bench_workbench", *(sys.argv[1:] if argv is None else argv)]),
         "load_average_before_after": [load_before, load_average()],
