@@ -303,7 +303,7 @@ def cached_table(trail: Any, key: Any, recipes: list[Any], build: Callable[..., 
 
     def built(literals: list[Any]) -> Any:
         supplied = iter(literals)
-        rows = events.filter(*[filters.build(events, recipe, supplied) for recipe in recipes]) if recipes else events
+        rows = filters.where(events, recipes, supplied)
         return build(rows, *supplied)
 
     calls = getattr(trail.backend, "compiled_calls", None)

@@ -163,6 +163,23 @@ def isin_recipe(column: str, values: Iterable[str]) -> Recipe:
     return ("isin", column, tuple(Lit(value, "string") for value in values))
 
 
+def where(table: ir.Table, recipes: Iterable[Recipe], literals: Iterator[ir.Value] | None = None) -> ir.Table:
+    """``table.filter(...)`` of the ``recipes``' predicates (``build``): the same Ibis node, built directly.
+
+    ``Table.filter`` binds each predicate and rewrites it for reductions and window functions, which
+    a recipe's comparisons never hold: half of a trail filter's ~1.5 ms of Ibis, on every call. The
+    node is the one ``Table.filter`` makes (its predicates split at ``&`` and each kept once), as
+    ``tests/unit/workbench/test_compiled.py`` checks.
+    """
+    import ibis.expr.operations as ops
+    from ibis.expr.rewrites import flatten_predicates
+
+    predicates = [build(table, recipe, literals).op() for recipe in recipes]
+    if not predicates:
+        return table
+    return ops.Filter(table.op(), tuple(dict.fromkeys(flatten_predicates(predicates)))).to_expr()
+
+
 def build(table: ir.Table, recipe: Recipe, literals: Iterator[ir.Value] | None = None) -> ir.BooleanValue:
     """The Ibis predicate of ``recipe`` over ``table``.
 

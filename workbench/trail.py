@@ -342,7 +342,7 @@ class Trail:
         recipes = self.filter_recipes(start=start, end=end, event_type=event_type, exclude=exclude, family=family,
                                       source=source, trader=trader, strategy=strategy, instrument=instrument,
                                       param_name=param_name, owner=owner, correlation_id=correlation_id, check=check)
-        return t.filter(*[filters.build(t, recipe) for recipe in recipes]) if recipes else t
+        return filters.where(t, recipes)
 
     def filter_recipes(self, *, start: Any = None, end: Any = None, event_type: Any = None, exclude: Any = None,
                        family: Any = None, source: Any = None, trader: Any = None, strategy: Any = None,

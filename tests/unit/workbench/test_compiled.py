@@ -329,3 +329,27 @@ def test_a_cached_shape_reads_the_files_as_they_are_now(hand_trail):
         fast, portable = _fast_and_portable(fresh, lambda: count_by_type(fresh, *window))
         assert fast.equals(portable) and sum(fast["count"].to_pylist()) == hand_trail.events
         assert calls.builds == builds + 1  # a new view: a plan of its own
+
+
+def test_a_trail_filter_is_the_node_ibis_filter_makes(trail):
+    """``filters.where`` builds the ``Filter`` node directly (no binding or rewriting): it must be the node
+    ``Table.filter`` makes of the same predicates, for every kind of recipe ``Trail.filter`` writes."""
+    from workbench import filters
+
+    first, last = trail.time_range()
+    cases = [
+        {"start": first, "end": last},
+        {"start": first},
+        {"end": last},
+        {"start": first, "end": first + 1, "event_type": ["trade.*", "sys.*.x", "param.k_change"],
+         "exclude": "trade.signal*", "family": ["fill", "order"]},
+        {"source": ["AuditObserver", "it's"], "trader": "T", "strategy": "momentum", "instrument": "EURUSD.SIM",
+         "param_name": "k", "owner": "o", "correlation_id": ["S-1", "S-2"]},
+        {"event_type": "trade.*", "family": "signal"},  # two predicates of one column
+    ]
+    for filters_given in cases:
+        recipes = trail.filter_recipes(check=False, **filters_given)
+        events = trail.events
+        assert filters.where(events, recipes).op() == events.filter(
+            *[filters.build(events, recipe) for recipe in recipes]).op(), filters_given
+    assert filters.where(trail.events, []).op() == trail.events.op()
