@@ -353,3 +353,11 @@ def test_a_trail_filter_is_the_node_ibis_filter_makes(trail):
         assert filters.where(events, recipes).op() == events.filter(
             *[filters.build(events, recipe) for recipe in recipes]).op(), filters_given
     assert filters.where(trail.events, []).op() == trail.events.op()
+
+
+def test_with_description_is_the_node_mutate_makes(trail):
+    """On DuckDB ``with_description`` builds its projection directly; it must be ``mutate``'s node."""
+    from workbench.describe import _described
+
+    for table in (trail.events, trail.filter(event_type="trade.*").select("event_type", "source", "order_id")):
+        assert with_description(table).op() == table.mutate(description=_described(table)).op()
