@@ -252,7 +252,7 @@ def test_an_analysis_of_a_known_shape_builds_no_expression(generated_trail):
     calls = trail.backend.compiled_calls
     analyses = [
         ("count_by_type", lambda i: count_by_type(trail, day + i * NS_PER_HOUR, day + (9 + 2 * i) * NS_PER_HOUR)),
-        ("count_by_type source", lambda i: count_by_type(trail, day, source=["AuditObserver", "x' OR '1'='1"][i])),
+        ("count_by_type source", lambda i: count_by_type(trail, day, source=["AuditObserver", "x\\' OR '1'='1"][i])),
         ("incident", lambda i: reconstruct_incident(trail, day + (5 + 8 * i) * NS_PER_HOUR + i, 30 + i)),
         ("incident narrowed", lambda i: reconstruct_incident(trail, day + (5 + 8 * i) * NS_PER_HOUR, 90,
                                                              event_type=["trade.*", "param.*"][i])),
@@ -273,6 +273,12 @@ def test_an_analysis_of_a_known_shape_builds_no_expression(generated_trail):
         for i, made in enumerate((first, second)):
             fast, portable = _fast_and_portable(trail, lambda build=build, i=i: build(i))
             assert made.to_pyarrow().equals(portable) and fast.equals(portable), f"{name}, values {i}"
+            query = build(i).op().query
+            trail.backend.reuse_compiled_sql = False
+            try:  # the SQL Ibis compiles for the expression built with these values, to the character
+                assert query == str(trail.backend.compile(build(i))), f"{name}, values {i}"
+            finally:
+                trail.backend.reuse_compiled_sql = True
         assert first.to_pyarrow() != second.to_pyarrow(), f"{name}: pick values that give two answers"
     # Composing over a cached call is an ordinary Ibis expression (the view's SQL as a subquery).
     counts = count_by_type(trail, day, day + 9 * NS_PER_HOUR)
