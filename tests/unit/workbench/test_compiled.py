@@ -16,6 +16,7 @@ import ibis
 import pytest
 
 from workbench import (
+    AuditQuery,
     count_by_type,
     open_trail,
     reconstruct_incident,
@@ -27,6 +28,7 @@ from workbench import (
 from workbench._columns import CHRONOLOGICAL
 from workbench._compiled import CompiledShapes
 from workbench.describe import describe
+from workbench.errors import ResultTruncatedWarning
 
 NS_PER_HOUR = 3_600 * 10**9
 
@@ -280,6 +282,25 @@ def test_an_analysis_of_a_known_shape_builds_no_expression(generated_trail):
             finally:
                 trail.backend.reuse_compiled_sql = True
         assert first.to_pyarrow() != second.to_pyarrow(), f"{name}: pick values that give two answers"
+    # AuditQuery.query_time_range: the columns asked and the limit are part of the shape.
+    query = AuditQuery(trail)
+
+    def ask(i):
+        with pytest.warns(ResultTruncatedWarning):
+            return query.query_time_range(day + i * NS_PER_HOUR, day + (6 + i) * NS_PER_HOUR,
+                                          event_type=["trade.*", "param.*"][i], columns=["ts_event", "source"],
+                                          describe=True, limit=5)
+
+    frames = [ask(0)]
+    builds = calls.builds
+    frames.append(ask(1))
+    assert calls.builds == builds
+    trail.backend.reuse_compiled_sql = False
+    try:
+        assert all(frame.equals(ask(i)) for i, frame in enumerate(frames))
+    finally:
+        trail.backend.reuse_compiled_sql = True
+    assert not frames[0].equals(frames[1]) and len(frames[0]) == 5 and frames[0].attrs["truncated"]
     # Composing over a cached call is an ordinary Ibis expression (the view's SQL as a subquery).
     counts = count_by_type(trail, day, day + 9 * NS_PER_HOUR)
     top = counts.filter(counts["count"] > 1).order_by("event_type").limit(2).to_pyarrow()
