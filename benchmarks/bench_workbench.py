@@ -343,7 +343,7 @@ def measure(base: Path, events: int, runs: int, cases_wanted: list[str] | None =
             "ibis_cpu_ms": round(statistics.median(ibis_cpu), 2),
             "raw_sql_cpu_ms": round(statistics.median(raw_cpu), 2),
             "cpu_ratio": round(cpu_ratio, 2),
-            "compile_ms": round(median_ms(lambda case=case: trail.backend.compile(case.expression()), 5)[0], 2),
+            "compile_ms": _compile_ms(trail, case),
             "target_ms": target, "meets_target": None if target is None else ibis_ms <= target,
             "ibis_samples_ms": [round(x, 2) for x in ibis_samples],
             "raw_samples_ms": [round(x, 2) for x in raw_samples],
@@ -363,6 +363,16 @@ def measure(base: Path, events: int, runs: int, cases_wanted: list[str] | None =
     cold_start = _cold_start(base, every_case[0].raw, day, runs=max(3, runs // 2))
     return {"events": int(total), "day": day.isoformat(), "cases": results, "pruning": pruning,
             "cold_start": cold_start}
+
+
+def _compile_ms(trail: Any, case: Case) -> float:
+    """Median ms for Ibis to build and compile the case's expression as written (the portable path:
+    what a call costs without DuckDB's SQL per call or expression shape, ``workbench._compiled``)."""
+    trail.backend.reuse_compiled_sql = False
+    try:
+        return round(median_ms(lambda: trail.backend.compile(case.expression()), 5)[0], 2)
+    finally:
+        trail.backend.reuse_compiled_sql = True
 
 
 def _same_values(mine: Any, theirs: Any) -> bool:
@@ -534,8 +544,11 @@ def main(argv: list[str] | None = None) -> int:
         "versions": {name: metadata.version(name) for name in ("ibis-framework", "duckdb", "pyarrow", "sqlglot")},
         "days": args.days,
         "method": ("Median of runs after 2 warm-up runs; the workbench call (building its expression and "
-                   "`to_pyarrow()`: on DuckDB its SQL is compiled once per expression shape, "
-                   "`workbench._compiled`) alternates with hand-written SQL on a plain DuckDB connection over "
+                   "`to_pyarrow()`: on DuckDB the analyses' SQL is kept per call shape, so that a call builds "
+                   "no Ibis expression after the first of its shape, and other expressions' SQL is compiled "
+                   "once per expression shape, `workbench._compiled`; `compile_ms` is Ibis building and "
+                   "compiling the expression without either) alternates with hand-written SQL on a plain "
+                   "DuckDB connection over "
                    "the same Parquet files, with the same columns, predicates (including the year/month/day "
                    "partition predicates), causal order and description text; `same values` compares both "
                    "results column by column. Both cache Parquet footers. The raw description casts doubles "
