@@ -499,9 +499,10 @@ def readme_table(report: dict[str, Any]) -> str:
         lines.append(f"| {case['label']} | {' | '.join(cells)} |")
     cold = []
     for size in sizes:
-        start = size["cold_start"]
-        mark = "" if start["meets_ratio"] else " **over**"
-        cold.append(f"{start['open_plus_first_ms']:.1f} / {start['raw_connect_view_first_query_ms']:.1f} ms "
+        start = size.get("cold_start")  # absent from a --warm-only run
+        mark = "" if start is None or start["meets_ratio"] else " **over**"
+        cold.append("not measured" if start is None else
+                    f"{start['open_plus_first_ms']:.1f} / {start['raw_connect_view_first_query_ms']:.1f} ms "
                     f"({start['ratio']:.2f}x{mark})")
     lines.append(f"| cold start: `open_trail` + first 1-hour query | {' | '.join(cold)} |")
     loads = report["load_average_before_after"]
