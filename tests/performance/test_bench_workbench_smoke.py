@@ -25,3 +25,11 @@ def test_quick_run_writes_consistent_results(tmp_path: Path) -> None:
     assert size["cases"]["incident"]["rows"] > 0 and size["cases"]["lifecycle"]["rows"] >= 3
     pruning = size["pruning"]
     assert pruning["files_total"] == 9 and pruning["files_read_workbench_hour"] == 3
+    # The warm cases alone, some of them: the same trail (cached), no pruning check or cold start.
+    warm = tmp_path / "warm"
+    assert main(["--quick", "--out", str(warm), "--cache", str(tmp_path / "cache"), "--warm-only",
+                 "--cases", "count_by_type", "incident"]) == 0
+    (size,) = json.loads((warm / "workbench.json").read_text(encoding="utf-8"))["sizes"]
+    assert list(size["cases"]) == ["count_by_type", "incident"] and "cold_start" not in size
+    assert all(case["same_values"] for case in size["cases"].values())
+    assert "not measured (`--warm-only`)" in (warm / "workbench.md").read_text(encoding="utf-8")
