@@ -146,6 +146,19 @@ class ExactDuckDBBackend(DuckDBBackend):  # type: ignore[misc]
             shapes = self.__dict__["_compiled_shapes"] = CompiledShapes(self)
         return shapes
 
+    @property
+    def compiled_calls(self) -> Any:
+        """This connection's SQL per analysis call shape (``workbench._compiled.CompiledCalls``), or None
+        when ``reuse_compiled_sql`` is False (every analysis then builds its expression)."""
+        if not self.reuse_compiled_sql:
+            return None
+        calls = self.__dict__.get("_compiled_calls")
+        if calls is None:
+            from workbench._compiled import CompiledCalls
+
+            calls = self.__dict__["_compiled_calls"] = CompiledCalls(self)
+        return calls
+
     def _to_duckdb_relation(self, expr: ir.Expr, *, params: Mapping[Any, Any] | None = None,
                             limit: int | str | None = None, **kwargs: Any) -> Any:
         """Ibis's relation for ``expr``, its SQL compiled once per shape (``compiled_shapes``) unless
@@ -161,6 +174,10 @@ class ExactDuckDBBackend(DuckDBBackend):  # type: ignore[misc]
         of an incident's query). The walk that keys the shape finds whether any such node is
         there; a table over a record batch reader already read from (Ibis's warning) runs them too.
         """
+        op = expr.op()
+        calls = self.__dict__.get("_compiled_calls")
+        if limit is None and calls is not None and isinstance(op, ops.SQLStringView) and op in calls.made:
+            return op.query  # an analysis's SQL, compiled from its expression (``_compiled.CompiledCalls``)
         sql, hooked = self.compiled_shapes.prepare(expr.as_table(), limit)
         if hooked or self._record_batch_readers_consumed:
             self._run_pre_execute_hooks(expr)

@@ -32,10 +32,12 @@ Examples
 from __future__ import annotations
 
 import re
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import ibis
 import ibis.expr.datatypes as dt
 import ibis.expr.operations as ops
 from ibis.expr.operations.udf import InputType
@@ -64,7 +66,7 @@ class CompiledShapes:
         self.render = render or _render
         self.max_shapes = max_shapes
         self.compiles = 0
-        self._templates: OrderedDict[Any, tuple[str, re.Pattern[str], list[str]] | None] = OrderedDict()
+        self._templates: OrderedDict[Any, tuple[list[str], list[int]] | None] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._templates)
@@ -105,27 +107,37 @@ class CompiledShapes:
                 self._templates.popitem(last=False)
         if entry is None:  # a shape whose values Ibis does not write verbatim: compiled every time
             return self._compile(expr, limit)
-        template, pattern, tokens = entry
-        if not tokens:
-            return template
-        # In numbered order.
-        values = {token: self.render(node.value) for token, node in zip(tokens, literals, strict=True)}
-        return pattern.sub(lambda match: values[match.group(0)], template)
+        pieces, places = entry
+        return _fill(pieces, places, [self.render(node.value) for node in literals])  # in numbered order
 
     def _compile(self, expr: Any, limit: int | str | None) -> str:
         self.compiles += 1
         return str(self.backend.compile(expr, limit=limit))
 
-    def _template(self, shape: Any, tokens: list[str], limit: int | str | None) -> tuple[str, re.Pattern[str],
-                                                                                          list[str]] | None:
+    def _template(self, shape: Any, tokens: list[str], limit: int | str | None) -> tuple[list[str], list[int]] | None:
+        """The SQL of ``shape`` split around the places of its sentinel ``tokens`` (``_fill`` puts values
+        there), or None when a token is not written verbatim."""
         template = self._compile(shape.to_expr(), limit)
         if not tokens:
-            return template, re.compile("(?!)"), tokens
+            return [template], []
         pattern = re.compile("|".join(_token_pattern(token) for token in tokens))
-        found = {match.group(0) for match in pattern.finditer(template)}
-        if found != set(tokens):
+        # Split once: a regular expression substitution over the SQL on every call cost ~2 ms for an
+        # analysis's 7,000 characters.
+        number = {token: index for index, token in enumerate(tokens)}
+        pieces, places, end = [], [], 0
+        for match in pattern.finditer(template):
+            pieces.append(template[end:match.start()])
+            places.append(number[match.group(0)])
+            end = match.end()
+        pieces.append(template[end:])
+        if set(places) != set(range(len(tokens))):
             return None
-        return template, pattern, tokens
+        return pieces, places
+
+
+def _fill(pieces: list[str], places: list[int], rendered: list[str]) -> str:
+    """The SQL text ``pieces`` with ``rendered[places[i]]`` between piece ``i`` and ``i + 1``."""
+    return pieces[0] + "".join(rendered[place] + piece for place, piece in zip(places, pieces[1:], strict=True))
 
 
 def _shape(op: ops.Node, literals: dict[ops.Literal, int], hooked: list[ops.Node] | None = None) -> tuple[Any, ...]:
@@ -196,3 +208,105 @@ def _render(value: Any) -> str:
         return "'" + value.replace("'", "''") + "'"
     number = int(value)
     return str(number) if number >= 0 else f"({number})"
+
+
+class CompiledCalls:
+    """A connection's SQL per analysis call shape, compiled before any Ibis expression is built for the call.
+
+    ``CompiledShapes`` keys an expression already built; building it costs Ibis 2-15 ms per call
+    (node validation), most of what a warm analysis costs beyond DuckDB's own work. An analysis
+    written as ``cached_table(trail, key, recipes, build, values)`` states its shape up front: the
+    ``key`` (the analysis and its structural arguments), the filter recipes' shapes
+    (``filters.recipe_shape``), the types of the lifted ``values``, and the trail's events view
+    (a new ``open_trail``/``refresh()`` is a new view, so a trail reopened after its files changed
+    never meets a plan made for the old one). The first call of a shape builds the expression with
+    sentinel values in the lifted places and compiles it with Ibis; every later call of the shape
+    builds nothing: the values are put into that SQL text (as ``CompiledShapes`` does) and the result
+    is an ``ops.SQLStringView`` over the trail's events, which executes that SQL as it is. The SQL
+    is plain text executed anew each time, so DuckDB expands the cold files' glob on every call:
+    a cold day added or removed is read as it would be without the cache.
+    """
+
+    def __init__(self, backend: Any, max_shapes: int = MAX_SHAPES) -> None:
+        self.backend = backend
+        self.max_shapes = max_shapes
+        #: Expressions built with Ibis (first call of a shape, or a shape that cannot be cached): a test's probe.
+        self.builds = 0
+        #: Per shape: the SQL's text around the values, which value goes in each place, the result's schema.
+        self._entries: OrderedDict[Any, tuple[list[str], list[int], Any] | None] = OrderedDict()
+        #: The views this cache made: ``ExactDuckDBBackend`` runs their SQL as it is.
+        self.made: weakref.WeakSet[ops.Node] = weakref.WeakSet()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def table(self, events: Any, key: Any, values: list[Any], build: Callable[[list[Any]], Any]) -> Any:
+        """``build(literals)`` for ``values`` (``filters.Lit``), from SQL compiled once per (``key``, types)."""
+        if any(lit.value is None or isinstance(lit.value, bool) for lit in values):  # not lifted (``_lifted``)
+            self.builds += 1
+            return build([ibis.literal(lit.value, type=lit.dtype) for lit in values])
+        full_key = (key, events.op(), tuple(lit.dtype for lit in values))
+        if full_key in self._entries:
+            self._entries.move_to_end(full_key)
+            entry = self._entries[full_key]
+        else:
+            entry = self._entries[full_key] = self._template(values, build)
+            if len(self._entries) > self.max_shapes:
+                self._entries.popitem(last=False)
+        if entry is None:  # not cacheable: built for every call
+            self.builds += 1
+            return build([ibis.literal(lit.value, type=lit.dtype) for lit in values])
+        pieces, places, schema = entry
+        sql = _fill(pieces, places, [_render(lit.value) for lit in values])
+        node = ops.SQLStringView(parent=events.op(), query=sql, schema=schema)
+        self.made.add(node)
+        return node.to_expr()
+
+    def _template(self, values: list[Any], build: Callable[[list[Any]], Any]) -> tuple[list[str], list[int],
+                                                                                      Any] | None:
+        if len(values) > _MAX_LIFTED:
+            return None
+        self.builds += 1
+        sentinels = [_sentinel(index, dt.dtype(lit.dtype)) for index, lit in enumerate(values)]
+        try:
+            expr = build([ibis.literal(sentinel, type=lit.dtype) for sentinel, lit in zip(sentinels, values,
+                                                                                        strict=True)])
+            hooked: list[ops.Node] = []
+            _shape(expr.op(), {}, hooked)
+            if hooked:  # an in-memory table or a Python UDF: Ibis's hooks must see the expression
+                return None
+            entry = self.backend.compiled_shapes._template(expr.op(), [_render(s) for s in sentinels], None)
+        except Exception:  # Ibis refused a sentinel, or computed with one: built for every call
+            return None
+        if entry is None:
+            return None
+        pieces, places = entry
+        return pieces, places, expr.schema()
+
+
+def cached_table(trail: Any, key: Any, recipes: list[Any], build: Callable[..., Any], values: tuple[Any, ...] = ()
+                 ) -> Any:
+    """``build(rows, *literals)``: the analysis ``key`` over ``trail.events`` filtered by ``recipes``.
+
+    ``rows`` is ``trail.events`` filtered by the ``recipes`` (``Trail.filter_recipes``), ``literals``
+    the Ibis literals of ``values`` (``filters.Lit``: the call's other values, such as an instant).
+    ``build`` must be a function of its arguments and ``key`` only (it is called for the first call
+    of a shape, with other values). On ``ExactDuckDBBackend`` the SQL is compiled once per shape
+    (``CompiledCalls``); elsewhere the expression is built for each call, as written.
+    """
+    from workbench import filters
+
+    events = trail.events
+    shape_values: list[Any] = []
+    shapes = tuple(filters.recipe_shape(recipe, shape_values) for recipe in recipes)
+    shape_values += values
+
+    def built(literals: list[Any]) -> Any:
+        supplied = iter(literals)
+        rows = filters.where(events, recipes, supplied)
+        return build(rows, *supplied)
+
+    calls = getattr(trail.backend, "compiled_calls", None)
+    if calls is None:
+        return built([ibis.literal(lit.value, type=lit.dtype) for lit in shape_values])
+    return calls.table(events, (key, shapes), shape_values, built)

@@ -25,6 +25,7 @@ from typing import Any
 
 import ibis
 import ibis.expr.datatypes as dt
+import ibis.expr.operations as ops
 import ibis.expr.types as ir
 
 from workbench._columns import decimal_text, float_text, float_texts
@@ -130,7 +131,13 @@ def with_description(table: ir.Table) -> ir.Table:
     if "event_type" not in table.columns:
         raise WorkbenchInputError(f"table has no 'event_type' column: a description is written per event type; "
                                   f"got columns {list(table.columns)}")
-    return table.mutate(description=_described(table))
+    fields = table.op().fields
+    described = _described(table, fields)
+    if not isinstance(described.op(), ops.ScalarUDF):  # the portable expression (not DuckDB)
+        return table.mutate(description=described)
+    # The macro's call: the node ``table.mutate`` makes, built from one set of the table's fields
+    # (``mutate`` would make them again, and bind and rewrite the call, ~1 ms of Ibis per query).
+    return ops.Project(table.op(), {**fields, "description": described.op()}).to_expr()
 
 
 #: Every column ``describe`` reads (when the table has it).
@@ -141,7 +148,7 @@ DESCRIBE_COLUMNS = (
 )
 
 
-def _described(table: ir.Table) -> ir.StringValue:
+def _described(table: ir.Table, fields: Any = None) -> ir.StringValue:
     """``describe(table)``; on DuckDB, a call of a temporary macro holding the same expression.
 
     The expression is long (its SQL about 14k characters): built, compiled and bound on every
@@ -168,7 +175,8 @@ def _described(table: ir.Table) -> ir.StringValue:
         parameters = ", ".join(f'"{column}"' for column, _ in columns)
         backend.con.execute(f"CREATE OR REPLACE TEMP MACRO {name}({parameters}) AS {body}")
         registered.add(name)
-    return function(*[table[column] for column, _ in columns])
+    fields = table.op().fields if fields is None else fields
+    return function(*[fields[column].to_expr() for column, _ in columns])
 
 
 #: The DuckDB macro the describe macro writes doubles with: ``float_text`` for DuckDB's own text of a

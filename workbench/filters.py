@@ -20,9 +20,10 @@ Examples
 
 from __future__ import annotations
 
+import operator
 import re
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, NamedTuple
 
 import ibis
 import ibis.expr.types as ir
@@ -33,6 +34,20 @@ from workbench.errors import WorkbenchInputError
 _EVENT_PATTERN = re.compile(r"^[A-Za-z0-9_.*\-]+$")
 
 
+class Lit(NamedTuple):
+    """A value in a predicate recipe and its Ibis type: what a query's shape leaves out (``workbench._compiled``)."""
+
+    value: Any
+    dtype: str
+
+
+#: A predicate as data: nested tuples naming the operation (``build`` says which), column names and
+#: ``Lit`` values. Two recipes that differ only in their ``Lit`` values build the same expression
+#: shape, so a query's SQL can be compiled once per shape before any Ibis expression is built
+#: (``recipe_shape``). Every predicate below is written once, as a recipe, and built by ``build``.
+Recipe = tuple[Any, ...]
+
+
 def time_window(table: ir.Table, start: Any = None, end: Any = None) -> ir.BooleanValue:
     """Rows with ``start <= ts_event < end`` (either bound may be None), pruning day partitions.
 
@@ -40,64 +55,76 @@ def time_window(table: ir.Table, start: Any = None, end: Any = None) -> ir.Boole
     like ``"2026-01-05 14:32"``. Besides the ``ts_event`` comparison the predicate names the
     ``year``/``month``/``day`` partitions the window covers, so the engine skips other days' files.
     """
+    return build(table, window_recipe(start, end))
+
+
+def window_recipe(start: Any = None, end: Any = None) -> Recipe:
+    """``time_window``'s predicate as a recipe (``build``)."""
     start_ns = None if start is None else to_ns(start, "start")
     end_ns = None if end is None else to_ns(end, "end")
-    predicates: list[ir.BooleanValue] = []
+    predicates: list[Recipe] = []
     if start_ns is not None:
-        predicates.append(table.ts_event >= start_ns)
+        predicates.append(("cmp", ">=", "ts_event", Lit(start_ns, "int64")))
     if end_ns is not None:
-        predicates.append(table.ts_event < end_ns)
+        predicates.append(("cmp", "<", "ts_event", Lit(end_ns, "int64")))
     if start_ns is not None and end_ns is not None:
         if end_ns <= start_ns:
             raise WorkbenchInputError(f"end={end!r} is not after start={start!r}: the window is empty")
-        predicates.append(partition_predicate(table, start_ns, end_ns - 1))
+        predicates.append(partition_recipe(start_ns, end_ns - 1))
     elif end_ns is not None:
         day = utc_day(end_ns - 1) if end_ns > 0 else utc_day(0)
-        predicates.append(_on_or_before(table, day.year, day.month, day.day))
+        predicates.append(_on_or_before(day.year, day.month, day.day))
     elif start_ns is not None:
         day = utc_day(start_ns)
-        predicates.append(~_on_or_before(table, day.year, day.month, day.day) | _is_day(table, day))
-    return _all(predicates) if predicates else ibis.literal(True)
+        predicates.append(("any", (("not", _on_or_before(day.year, day.month, day.day)), _is_day(day))))
+    return ("all", tuple(predicates)) if predicates else ("true",)
 
 
 def partition_predicate(table: ir.Table, first_ns: int, last_ns: int) -> ir.BooleanValue:
     """The day partitions holding ``first_ns..last_ns`` (inclusive), as year/month/day comparisons."""
+    return build(table, partition_recipe(first_ns, last_ns))
+
+
+def partition_recipe(first_ns: int, last_ns: int) -> Recipe:
+    """``partition_predicate`` as a recipe (``build``)."""
     pieces = []
     for year, month_from, month_to, day_from, day_to in day_segments(utc_day(first_ns), utc_day(last_ns)):
-        piece = [table.year == _part(year)]
+        piece: list[Recipe] = [("cmp", "==", "year", _part(year))]
         if month_from is not None and month_from == month_to:
-            piece.append(table.month == _part(month_from))
+            piece.append(("cmp", "==", "month", _part(month_from)))
         elif month_from is not None:
-            piece.append(table.month.between(_part(month_from), _part(month_to)))
+            piece.append(("between", "month", _part(month_from), _part(month_to)))
         if day_from is not None and day_from == day_to:
-            piece.append(table.day == _part(day_from))
+            piece.append(("cmp", "==", "day", _part(day_from)))
         elif day_from is not None:
-            piece.append(table.day.between(_part(day_from), _part(day_to)))
-        pieces.append(_all(piece))
-    return _any(pieces)
+            piece.append(("between", "day", _part(day_from), _part(day_to)))
+        pieces.append(("all", tuple(piece)))
+    return ("any", tuple(pieces))
 
 
 def on_days(table: ir.Table, days: Iterable[Any]) -> ir.BooleanValue:
     """Rows in the day partitions of ``days`` (dates, UTC), as year/month/day comparisons: other days' files
     are skipped. No days: no rows."""
-    pieces = [_is_day(table, day) for day in sorted(days)]
-    return _any(pieces) if pieces else ibis.literal(False)
+    pieces = tuple(_is_day(day) for day in sorted(days))
+    return build(table, ("any", pieces) if pieces else ("false",))
 
 
-def _part(value: int) -> ir.IntegerValue:
+def _part(value: int | None) -> Lit:
     """A partition value as an int32 literal, the partition columns' type (Ibis would pick int8 or int16):
     on DuckDB, a literal of that type is lifted out of a query's shape (``workbench._compiled``)."""
-    return ibis.literal(value, type="int32")
+    return Lit(value, "int32")
 
 
-def _on_or_before(table: ir.Table, year: int, month: int, day: int) -> ir.BooleanValue:
-    year, month, day = _part(year), _part(month), _part(day)  # type: ignore[assignment]
-    return (table.year < year) | ((table.year == year) & (
-        (table.month < month) | ((table.month == month) & (table.day <= day))))
+def _on_or_before(year: int, month: int, day: int) -> Recipe:
+    day_in_month: Recipe = ("all", (("cmp", "==", "month", _part(month)), ("cmp", "<=", "day", _part(day))))
+    in_year: Recipe = ("all", (("cmp", "==", "year", _part(year)),
+                               ("any", (("cmp", "<", "month", _part(month)), day_in_month))))
+    return ("any", (("cmp", "<", "year", _part(year)), in_year))
 
 
-def _is_day(table: ir.Table, day: Any) -> ir.BooleanValue:
-    return (table.year == _part(day.year)) & (table.month == _part(day.month)) & (table.day == _part(day.day))
+def _is_day(day: Any) -> Recipe:
+    return ("all", (("cmp", "==", "year", _part(day.year)), ("cmp", "==", "month", _part(day.month)),
+                    ("cmp", "==", "day", _part(day.day))))
 
 
 def event_types(table: ir.Table, patterns: str | Iterable[str]) -> ir.BooleanValue:
@@ -108,9 +135,14 @@ def event_types(table: ir.Table, patterns: str | Iterable[str]) -> ir.BooleanVal
     to tell them apart); not ``"trade"`` itself. ``"*.fill"`` is every fill, ``"param.risk_change"``
     exactly that type.
     """
+    return build(table, event_types_recipe(patterns))
+
+
+def event_types_recipe(patterns: str | Iterable[str]) -> Recipe:
+    """``event_types`` as a recipe (``build``)."""
     values = string_values(patterns, "event_type")
     exact = [p for p in values if "*" not in p]
-    predicates = [table.event_type.isin(exact)] if exact else []
+    predicates: list[Recipe] = [isin_recipe("event_type", exact)] if exact else []
     for pattern in values:
         if not _EVENT_PATTERN.match(pattern):
             raise WorkbenchInputError(
@@ -119,11 +151,79 @@ def event_types(table: ir.Table, patterns: str | Iterable[str]) -> ir.BooleanVal
             continue
         stem = pattern.rstrip("*")
         if "*" not in stem:
-            predicates.append(table.event_type.startswith(stem))
+            predicates.append(("startswith", "event_type", Lit(stem, "string")))
         else:
             regex = "^" + ".*".join(re.escape(part) for part in pattern.split("*")) + "$"
-            predicates.append(table.event_type.re_search(regex))
-    return _any(predicates)
+            predicates.append(("re_search", "event_type", Lit(regex, "string")))
+    return ("any", tuple(predicates))
+
+
+def isin_recipe(column: str, values: Iterable[str]) -> Recipe:
+    """Rows whose ``column`` is one of the strings ``values`` (``string_values`` checks them first)."""
+    return ("isin", column, tuple(Lit(value, "string") for value in values))
+
+
+def where(table: ir.Table, recipes: Iterable[Recipe], literals: Iterator[ir.Value] | None = None) -> ir.Table:
+    """``table.filter(...)`` of the ``recipes``' predicates (``build``): the same Ibis node, built directly.
+
+    ``Table.filter`` binds each predicate and rewrites it for reductions and window functions, which
+    a recipe's comparisons never hold: half of a trail filter's ~1.5 ms of Ibis, on every call. The
+    node is the one ``Table.filter`` makes (its predicates split at ``&`` and each kept once), as
+    ``tests/unit/workbench/test_compiled.py`` checks.
+    """
+    import ibis.expr.operations as ops
+    from ibis.expr.rewrites import flatten_predicates
+
+    predicates = [build(table, recipe, literals).op() for recipe in recipes]
+    if not predicates:
+        return table
+    return ops.Filter(table.op(), tuple(dict.fromkeys(flatten_predicates(predicates)))).to_expr()
+
+
+def build(table: ir.Table, recipe: Recipe, literals: Iterator[ir.Value] | None = None) -> ir.BooleanValue:
+    """The Ibis predicate of ``recipe`` over ``table``.
+
+    ``literals``, when given, stands in for the recipe's ``Lit`` values in the order ``recipe_shape``
+    lists them (``workbench._compiled`` passes placeholders); by default each ``Lit`` is
+    ``ibis.literal(value, dtype)``.
+    """
+    def value(lit: Lit) -> ir.Value:
+        return ibis.literal(lit.value, type=lit.dtype) if literals is None else next(literals)
+
+    kind = recipe[0]
+    if kind in ("all", "any"):
+        parts = [build(table, part, literals) for part in recipe[1]]
+        return _all(parts) if kind == "all" else _any(parts)
+    if kind == "not":
+        return ~build(table, recipe[1], literals)
+    if kind == "cmp":
+        _, operator, column, lit = recipe
+        return _COMPARISONS[operator](table[column], value(lit))
+    if kind == "between":
+        low = value(recipe[2])
+        return table[recipe[1]].between(low, value(recipe[3]))
+    if kind == "isin":
+        return table[recipe[1]].isin([value(lit) for lit in recipe[2]])
+    if kind == "startswith":
+        return table[recipe[1]].startswith(value(recipe[2]))
+    if kind == "re_search":
+        return table[recipe[1]].re_search(value(recipe[2]))
+    return ibis.literal(kind == "true")
+
+
+_COMPARISONS: dict[str, Callable[[Any, Any], ir.BooleanValue]] = {
+    ">=": operator.ge, ">": operator.gt, "<": operator.lt, "<=": operator.le, "==": operator.eq}
+
+
+def recipe_shape(recipe: Recipe, values: list[Lit]) -> Recipe:
+    """``recipe`` with each ``Lit`` replaced by its type, appending the ``Lit`` to ``values`` in the
+    order ``build`` consumes them: recipes with equal shapes build expressions that differ only in those values."""
+    if isinstance(recipe, Lit):
+        values.append(recipe)
+        return ("$", recipe.dtype)
+    if isinstance(recipe, tuple):
+        return tuple(recipe_shape(part, values) for part in recipe)
+    return recipe
 
 
 #: Event families (``Trail.filter(family=...)``) and the event-type patterns each covers.
@@ -155,27 +255,27 @@ def pattern_matches(pattern: str, event_type: str) -> bool:
 
 def sources(table: ir.Table, values: str | Iterable[str]) -> ir.BooleanValue:
     """Rows written by any of these sources (exact names)."""
-    return table.source.isin(string_values(values, "source"))
+    return build(table, isin_recipe("source", string_values(values, "source")))
 
 
 def traders(table: ir.Table, values: str | Iterable[str]) -> ir.BooleanValue:
     """Rows of any of these trader ids."""
-    return table.trader_id.isin(string_values(values, "trader"))
+    return build(table, isin_recipe("trader_id", string_values(values, "trader")))
 
 
 def strategies(table: ir.Table, values: str | Iterable[str]) -> ir.BooleanValue:
     """Rows of any of these strategies (``strategy_source``: signals, orders, fills, positions)."""
-    return table.strategy_source.isin(string_values(values, "strategy"))
+    return build(table, isin_recipe("strategy_source", string_values(values, "strategy")))
 
 
 def instruments(table: ir.Table, values: str | Iterable[str]) -> ir.BooleanValue:
     """Rows about any of these instruments (``instrument_id``)."""
-    return table.instrument_id.isin(string_values(values, "instrument"))
+    return build(table, isin_recipe("instrument_id", string_values(values, "instrument")))
 
 
 def correlation_ids(table: ir.Table, values: str | Iterable[str]) -> ir.BooleanValue:
     """Rows carrying any of these correlation ids (a signal and the orders, fills, positions it caused)."""
-    return table.correlation_id.isin(string_values(values, "correlation_id"))
+    return build(table, isin_recipe("correlation_id", string_values(values, "correlation_id")))
 
 
 def string_values(values: str | Iterable[str], argument: str) -> list[str]:

@@ -24,8 +24,10 @@ from typing import TYPE_CHECKING, Any
 import ibis.expr.types as ir
 
 from workbench._columns import chronological
+from workbench._compiled import cached_table
 from workbench._time import to_duration_ns
 from workbench.describe import with_description
+from workbench.filters import Lit
 
 if TYPE_CHECKING:
     from workbench.trail import Trail
@@ -76,7 +78,13 @@ def reconstruct_incident(
     half = to_duration_ns(minutes, "minutes")
     trail.check_values("event_type", event_type)
     trail.check_values("source", source)
-    events = with_description(trail.filter(start=max(0, at_ns - half), end=at_ns + half + 1, event_type=event_type,
-                                           source=source, check=False))
-    offset = (events.ts_event - at_ns).name("offset_ns")
+    recipes = trail.filter_recipes(start=max(0, at_ns - half), end=at_ns + half + 1, event_type=event_type,
+                                   source=source, check=False)
+    return cached_table(trail, "reconstruct_incident", recipes, _incident, (Lit(at_ns, "int64"),))
+
+
+def _incident(rows: ir.Table, at: ir.IntegerValue) -> ir.Table:
+    """The incident's rows: ``rows`` described, ``offset_ns`` from ``at``, in causal order."""
+    events = with_description(rows)
+    offset = (events.ts_event - at).name("offset_ns")
     return chronological(events.select(*[offset if name == "offset_ns" else name for name in INCIDENT_COLUMNS]))

@@ -23,12 +23,15 @@ True
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from workbench import filters
 from workbench._columns import chronological
+from workbench._compiled import cached_table
 from workbench.describe import with_description
 from workbench.errors import ResultTruncatedWarning, WorkbenchInputError
 from workbench.incident import reconstruct_incident
@@ -53,7 +56,10 @@ CHUNK_ROWS = 250_000
 
 def count_by_type(trail: Trail, start: Any = None, end: Any = None, *, source: Any = None) -> ir.Table:
     """Events per ``event_type`` in ``[start, end)``: ``event_type``, ``count``, most frequent first; lazy."""
-    rows = trail.filter(start=start, end=end, source=source)
+    return cached_table(trail, "count_by_type", trail.filter_recipes(start=start, end=end, source=source), _counts)
+
+
+def _counts(rows: ir.Table) -> ir.Table:
     counts = rows.group_by("event_type").aggregate(count=rows.count())
     return counts.order_by(counts["count"].desc(), "event_type")
 
@@ -64,6 +70,11 @@ def _ordered(rows: ir.Table, names: list[str]) -> ir.Table:
     if "description" in names:
         ordered = with_description(ordered)
     return ordered.select(*names)
+
+
+def _first_rows(rows: ir.Table, *, names: list[str], limit: int) -> ir.Table:
+    """The first ``limit + 1`` rows of ``_ordered(rows, names)``: one more than returned tells a cut result."""
+    return _ordered(rows, names).limit(limit + 1)
 
 
 class AuditQuery:
@@ -151,12 +162,15 @@ class AuditQuery:
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
             raise WorkbenchInputError(f"limit={limit!r}: expected a positive int, or None for no limit")
         names = self._columns(columns, describe=describe, payload=payload)
-        rows = self.trail.filter(start=start_time, end=end_time, event_type=event_type, source=source)
+        recipes = self.trail.filter_recipes(start=start_time, end=end_time, event_type=event_type, source=source)
         if limit is None:
             self.last_truncated = False
-            frame = self._every_row(rows, names)
+            frame = self._every_row(filters.where(self.trail.events, recipes), names)
         else:
-            frame = _ordered(rows, names).limit(limit + 1).to_pandas()
+            # On DuckDB compiled once per shape (the columns, the filters given, the limit): another
+            # window or event type builds no expression (``_compiled.cached_table``).
+            frame = cached_table(self.trail, ("query_time_range", tuple(names), limit), recipes,
+                                 functools.partial(_first_rows, names=names, limit=limit)).to_pandas()
             self.last_truncated = len(frame) > limit
             if self.last_truncated:
                 frame = frame.iloc[:limit]
@@ -192,7 +206,6 @@ class AuditQuery:
         """
         import pyarrow as pa
 
-        from workbench import filters
         from workbench._backend import exact_frame
 
         stats = rows.aggregate(rows=rows.count(), first=rows.ts_event.min(), last=rows.ts_event.max())

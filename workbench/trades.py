@@ -30,6 +30,7 @@ import ibis.expr.types as ir
 
 from workbench import _backend, _id_index, filters
 from workbench._columns import CAUSAL_KEYS, CAUSAL_ORDER, causal_keys
+from workbench._compiled import cached_table
 from workbench.describe import with_description
 from workbench.errors import WorkbenchInputError
 
@@ -294,8 +295,17 @@ def signal_conversion(
         start, end = _window(window)
     trail.check_values("strategy", strategy)
     trail.check_values("instrument", instrument)
-    t = trail.filter(start=start, end=end, strategy=strategy, instrument=instrument, check=False,
-                     event_type=["trade.signal*", "trade.order", "trade.fill", "trade.rejected"])
+    recipes = trail.filter_recipes(start=start, end=end, strategy=strategy, instrument=instrument, check=False,
+                                   event_type=["trade.signal*", "trade.order", "trade.fill", "trade.rejected"])
+    # On DuckDB each is compiled once per shape (``_compiled.cached_table``): building the summary's
+    # expression cost Ibis more than DuckDB needs to answer it for a day.
+    summary = cached_table(trail, ("signal_conversion", by), recipes, functools.partial(_conversion_summary, by=by))
+    return SignalConversion(by, summary, lambda: cached_table(
+        trail, ("signal_not_traded", by), recipes, functools.partial(_not_traded, by=by)), trail.verification)
+
+
+def _signal_grouped(t: ir.Table, by: str) -> ir.Table:
+    """Signals, orders, fills and rejections of ``t`` with the columns counted, each in its signal's ``by`` group."""
     # Only the columns counted: a join over every column of the trail costs Ibis ~10 ms to build.
     t = t.select(*dict.fromkeys(["event_type", "acted_on", "order_id", "filter_reason", "correlation_id", by]))
     # An order, fill or rejection counts for the group of the signal it carries (its correlation id):
@@ -306,11 +316,15 @@ def signal_conversion(
     signal_groups = t.group_by("correlation_id").aggregate(
         _signal_group=t[by].min(where=t.event_type.startswith("trade.signal")))
     joined = t.left_join(signal_groups, t.correlation_id == signal_groups.correlation_id)
-    t = joined.select(
+    return joined.select(
         *[name for name in ("event_type", "acted_on", "order_id", "filter_reason") if name != by],
         **{by: ibis.ifelse(joined.event_type.startswith("trade.signal"), joined[by],
                            ibis.coalesce(joined._signal_group, joined[by]))},
     )
+
+
+def _conversion_summary(rows: ir.Table, *, by: str) -> ir.Table:
+    t = _signal_grouped(rows, by)
     is_signal = t.event_type.startswith("trade.signal")
     is_fill = t.event_type == "trade.fill"
     counts = t.group_by(by).aggregate(
@@ -322,19 +336,19 @@ def signal_conversion(
         filled_orders=t.order_id.nunique(where=is_fill),
         fills=is_fill.sum(),
     )
-    summary = counts.select(
+    return counts.select(
         by, *CONVERSION_COLUMNS[:-2],
         conversion_rate=counts.acted_on / counts.signals.nullif(0),
         fill_rate=counts.filled_orders / counts.orders.nullif(0),
     ).order_by(by)
 
-    def not_traded() -> ir.Table:
-        filtered = t.filter(is_signal & ~t.acted_on.fill_null(True))
-        reasons = filtered.group_by([by, "filter_reason"]).aggregate(signals=filtered.count())
-        reasons = reasons.mutate(share=reasons.signals / reasons.signals.sum().over(ibis.window(group_by=by)))
-        return reasons.order_by(by, ibis.desc("signals"), "filter_reason")
 
-    return SignalConversion(by, summary, not_traded, trail.verification)
+def _not_traded(rows: ir.Table, *, by: str) -> ir.Table:
+    t = _signal_grouped(rows, by)
+    filtered = t.filter(t.event_type.startswith("trade.signal") & ~t.acted_on.fill_null(True))
+    reasons = filtered.group_by([by, "filter_reason"]).aggregate(signals=filtered.count())
+    reasons = reasons.mutate(share=reasons.signals / reasons.signals.sum().over(ibis.window(group_by=by)))
+    return reasons.order_by(by, ibis.desc("signals"), "filter_reason")
 
 
 def _window(window: Any) -> tuple[Any, Any]:

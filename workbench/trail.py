@@ -339,29 +339,43 @@ class Trail:
             The filtered table, unordered; ``workbench.chronological(table)`` orders it causally.
         """
         t = self.events if table is None else table
-        predicates = []
+        recipes = self.filter_recipes(start=start, end=end, event_type=event_type, exclude=exclude, family=family,
+                                      source=source, trader=trader, strategy=strategy, instrument=instrument,
+                                      param_name=param_name, owner=owner, correlation_id=correlation_id, check=check)
+        return filters.where(t, recipes)
+
+    def filter_recipes(self, *, start: Any = None, end: Any = None, event_type: Any = None, exclude: Any = None,
+                       family: Any = None, source: Any = None, trader: Any = None, strategy: Any = None,
+                       instrument: Any = None, param_name: Any = None, owner: Any = None, correlation_id: Any = None,
+                       check: bool = True) -> list[filters.Recipe]:
+        """``filter``'s predicates as recipes (``filters.build``), its checks done: one per filter given.
+
+        The analyses that compile their SQL once per shape (``workbench._compiled.cached_table``) start here.
+        """
+        predicates: list[filters.Recipe] = []
         if start is not None or end is not None:
             start_ns = None if start is None else (self.to_ns(start, "start") if check else to_ns(start, "start"))
             end_ns = None if end is None else (self.to_ns(end, "end") if check else to_ns(end, "end"))
-            predicates.append(filters.time_window(t, start_ns, end_ns))
+            predicates.append(filters.window_recipe(start_ns, end_ns))
         if family is not None:
-            predicates.append(filters.event_types(t, filters.family_patterns(family)))
+            predicates.append(filters.event_types_recipe(filters.family_patterns(family)))
         if exclude is not None:
-            predicates.append(~filters.event_types(t, exclude))
-        for values, predicate in ((event_type, filters.event_types), (source, filters.sources),
-                                  (trader, filters.traders), (strategy, filters.strategies),
-                                  (instrument, filters.instruments), (correlation_id, filters.correlation_ids)):
+            predicates.append(("not", filters.event_types_recipe(exclude)))
+        if event_type is not None:
+            predicates.append(filters.event_types_recipe(event_type))
+        for values, column, argument in ((source, "source", "source"), (trader, "trader_id", "trader"),
+                                         (strategy, "strategy_source", "strategy"),
+                                         (instrument, "instrument_id", "instrument"),
+                                         (correlation_id, "correlation_id", "correlation_id"),
+                                         (param_name, "param_name", "param_name"), (owner, "owner", "owner")):
             if values is not None:
-                predicates.append(predicate(t, values))
-        for column, values in (("param_name", param_name), ("owner", owner)):
-            if values is not None:
-                predicates.append(t[column].isin(filters.string_values(values, column)))
+                predicates.append(filters.isin_recipe(column, filters.string_values(values, argument)))
         if check:  # after the predicates, which refuse malformed values first
             for argument, values in (("event_type", event_type), ("event_type", exclude), ("source", source),
                                      ("strategy", strategy), ("instrument", instrument),
                                      ("param_name", param_name), ("owner", owner)):
                 self.check_values(argument, values)
-        return t.filter(*predicates) if predicates else t
+        return predicates
 
     # The analyses as methods, so a notebook reads ``trail.state_at(...)``; the module functions stay.
 

@@ -25,13 +25,21 @@ def test_quick_run_writes_consistent_results(tmp_path: Path) -> None:
     assert size["cases"]["incident"]["rows"] > 0 and size["cases"]["lifecycle"]["rows"] >= 3
     pruning = size["pruning"]
     assert pruning["files_total"] == 9 and pruning["files_read_workbench_hour"] == 3
+    # The warm cases alone, some of them: the same trail (cached), no pruning check or cold start.
+    warm = tmp_path / "warm"
+    assert main(["--quick", "--out", str(warm), "--cache", str(tmp_path / "cache"), "--warm-only",
+                 "--cases", "count_by_type", "incident"]) == 0
+    (size,) = json.loads((warm / "workbench.json").read_text(encoding="utf-8"))["sizes"]
+    assert list(size["cases"]) == ["count_by_type", "incident"] and "cold_start" not in size
+    assert all(case["same_values"] for case in size["cases"].values())
+    assert "not measured (`--warm-only`)" in (warm / "workbench.md").read_text(encoding="utf-8")
 
 
 def test_chosen_cases_only(tmp_path: Path) -> None:
     import pytest
 
     cache = str(tmp_path / "cache")
-    with pytest.raises(SystemExit, match="--cases bogus: no such case"):
+    with pytest.raises(SystemExit, match="--cases: no case named"):
         main(["--quick", "--cases", "state_at", "bogus", "--out", str(tmp_path), "--cache", cache])
     assert main(["--quick", "--cases", "state_at", "lifecycle", "--out", str(tmp_path), "--cache", cache]) == 0
     (size,) = json.loads((tmp_path / "workbench.json").read_text(encoding="utf-8"))["sizes"]

@@ -16,6 +16,7 @@ import ibis
 import pytest
 
 from workbench import (
+    AuditQuery,
     count_by_type,
     open_trail,
     reconstruct_incident,
@@ -27,6 +28,7 @@ from workbench import (
 from workbench._columns import CHRONOLOGICAL
 from workbench._compiled import CompiledShapes
 from workbench.describe import describe
+from workbench.errors import ResultTruncatedWarning
 
 NS_PER_HOUR = 3_600 * 10**9
 
@@ -231,3 +233,158 @@ def test_the_pre_execute_hooks_run_when_a_query_needs_them():
     with_udf = table.select(d=doubled(table.a)).order_by("d")
     assert shapes.prepare(with_udf)[1] is True
     assert with_udf.d.to_pyarrow().to_pylist() == [2, 4, 6]
+
+
+def _fast_and_portable(trail, build):
+    """``build()`` on the cached path and on the portable one (``reuse_compiled_sql = False``), as Arrow."""
+    fast = build().to_pyarrow()
+    trail.backend.reuse_compiled_sql = False
+    try:
+        portable = build().to_pyarrow()
+    finally:
+        trail.backend.reuse_compiled_sql = True
+    return fast, portable
+
+
+def test_an_analysis_of_a_known_shape_builds_no_expression(generated_trail):
+    """After the first call of a shape (``CompiledCalls``), other values build nothing in Ibis: the call
+    returns a view of SQL compiled from the analysis's expression, with the same rows as that expression."""
+    trail = open_trail(generated_trail.base_path, on_unknown="ignore")  # values matching nothing, quotes
+    day = (trail.catalogue.first_ts // (24 * NS_PER_HOUR) + 1) * 24 * NS_PER_HOUR
+    calls = trail.backend.compiled_calls
+    analyses = [
+        ("count_by_type", lambda i: count_by_type(trail, day + i * NS_PER_HOUR, day + (9 + 2 * i) * NS_PER_HOUR)),
+        ("count_by_type source", lambda i: count_by_type(trail, day, source=["AuditObserver", "x\\' OR '1'='1"][i])),
+        ("incident", lambda i: reconstruct_incident(trail, day + (5 + 8 * i) * NS_PER_HOUR + i, 30 + i)),
+        ("incident narrowed", lambda i: reconstruct_incident(trail, day + (5 + 8 * i) * NS_PER_HOUR, 90,
+                                                             event_type=["trade.*", "param.*"][i])),
+        ("conversion", lambda i: signal_conversion(trail, start=day + i * NS_PER_HOUR,
+                                                   end=day + (12 + 3 * i) * NS_PER_HOUR).summary),
+        ("not traded", lambda i: signal_conversion(trail, start=day, end=day + (12 + 3 * i) * NS_PER_HOUR).not_traded),
+        ("conversion by instrument", lambda i: signal_conversion(
+            trail, "instrument_id", start=day, strategy=[["momentum", "it's"], ["breakout", "mean_reversion"]][i]
+        ).summary),
+    ]
+    for name, build in analyses:
+        builds = calls.builds
+        first = build(0)
+        assert calls.builds == builds + 1, name
+        second = build(1)
+        assert calls.builds == builds + 1, f"{name}: a second call of its shape built an expression"
+        assert isinstance(second.op(), ibis.expr.operations.SQLStringView), name
+        for i, made in enumerate((first, second)):
+            fast, portable = _fast_and_portable(trail, lambda build=build, i=i: build(i))
+            assert made.to_pyarrow().equals(portable) and fast.equals(portable), f"{name}, values {i}"
+            query = build(i).op().query
+            trail.backend.reuse_compiled_sql = False
+            try:  # the SQL Ibis compiles for the expression built with these values, to the character
+                assert query == str(trail.backend.compile(build(i))), f"{name}, values {i}"
+            finally:
+                trail.backend.reuse_compiled_sql = True
+        assert first.to_pyarrow() != second.to_pyarrow(), f"{name}: pick values that give two answers"
+    # AuditQuery.query_time_range: the columns asked and the limit are part of the shape.
+    query = AuditQuery(trail)
+
+    def ask(i):
+        with pytest.warns(ResultTruncatedWarning):
+            return query.query_time_range(day + i * NS_PER_HOUR, day + (6 + i) * NS_PER_HOUR,
+                                          event_type=["trade.*", "param.*"][i], columns=["ts_event", "source"],
+                                          describe=True, limit=5)
+
+    frames = [ask(0)]
+    builds = calls.builds
+    frames.append(ask(1))
+    assert calls.builds == builds
+    trail.backend.reuse_compiled_sql = False
+    try:
+        assert all(frame.equals(ask(i)) for i, frame in enumerate(frames))
+    finally:
+        trail.backend.reuse_compiled_sql = True
+    assert not frames[0].equals(frames[1]) and len(frames[0]) == 5 and frames[0].attrs["truncated"]
+    # Composing over a cached call is an ordinary Ibis expression (the view's SQL as a subquery).
+    counts = count_by_type(trail, day, day + 9 * NS_PER_HOUR)
+    top = counts.filter(counts["count"] > 1).order_by("event_type").limit(2).to_pyarrow()
+    plain = counts.to_pyarrow().to_pylist()
+    assert top.to_pylist() == sorted([row for row in plain if row["count"] > 1], key=lambda r: r["event_type"])[:2]
+    frame = count_by_type(trail, day, day + 9 * NS_PER_HOUR).to_pandas()
+    assert frame.attrs["verification_state"] == trail.verification.state  # the view it reads is the trail's
+
+
+def test_a_cached_shape_reads_the_files_as_they_are_now(hand_trail):
+    """The SQL of a cached shape is run anew on every call, so DuckDB lists the cold files each time: a
+    cold day added by the converter, or removed (as retention removes one), is read exactly as the
+    expression built for the call reads it; a refreshed trail (a new view) gets a plan of its own."""
+    import shutil
+    import warnings
+
+    from audit_core.cold.converter import ParquetConverter
+    from tests.unit.workbench.conftest import MIDNIGHT
+    from workbench import TrailNotVerifiedWarning
+
+    hand_trail.convert(only_jan5=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", TrailNotVerifiedWarning)  # files are removed below, on purpose
+        trail = open_trail(hand_trail.base, verify=False)
+        calls = trail.backend.compiled_calls
+        window = (MIDNIGHT - NS_PER_HOUR, MIDNIGHT + NS_PER_HOUR)
+        cases = {"count_by_type": lambda: count_by_type(trail, *window),
+                 "incident": lambda: reconstruct_incident(trail, MIDNIGHT, 10)}
+
+        def answers():
+            found = {}
+            for name, build in cases.items():
+                fast, portable = _fast_and_portable(trail, build)
+                assert fast.equals(portable), name
+                found[name] = fast
+            return found
+
+        before = answers()
+        assert sum(before["count_by_type"]["count"].to_pylist()) == hand_trail.events
+        builds = calls.builds
+        converter = ParquetConverter(hand_trail.base / "hot", hand_trail.base / "cold")
+        for path in sorted((hand_trail.base / "hot").glob("*.2026-01-06.*.jsonl")):
+            assert converter.convert_file(path).converted  # a new cold day (its hot rows count once)
+        assert (hand_trail.base / "cold" / "year=2026" / "month=01" / "day=06").is_dir()
+        converted = answers()
+        assert converted == before
+        shutil.rmtree(hand_trail.base / "cold" / "year=2026" / "month=01" / "day=05")
+        removed = answers()
+        assert sum(removed["count_by_type"]["count"].to_pylist()) == hand_trail.events - hand_trail.jan5
+        assert removed["incident"].num_rows < before["incident"].num_rows
+        assert calls.builds == builds  # every answer above came from the plans made for the first
+        fresh = trail.refresh()  # reads the hot files of the removed day again: their rows are back
+        fast, portable = _fast_and_portable(fresh, lambda: count_by_type(fresh, *window))
+        assert fast.equals(portable) and sum(fast["count"].to_pylist()) == hand_trail.events
+        assert calls.builds == builds + 1  # a new view: a plan of its own
+
+
+def test_a_trail_filter_is_the_node_ibis_filter_makes(trail):
+    """``filters.where`` builds the ``Filter`` node directly (no binding or rewriting): it must be the node
+    ``Table.filter`` makes of the same predicates, for every kind of recipe ``Trail.filter`` writes."""
+    from workbench import filters
+
+    first, last = trail.time_range()
+    cases = [
+        {"start": first, "end": last},
+        {"start": first},
+        {"end": last},
+        {"start": first, "end": first + 1, "event_type": ["trade.*", "sys.*.x", "param.k_change"],
+         "exclude": "trade.signal*", "family": ["fill", "order"]},
+        {"source": ["AuditObserver", "it's"], "trader": "T", "strategy": "momentum", "instrument": "EURUSD.SIM",
+         "param_name": "k", "owner": "o", "correlation_id": ["S-1", "S-2"]},
+        {"event_type": "trade.*", "family": "signal"},  # two predicates of one column
+    ]
+    for filters_given in cases:
+        recipes = trail.filter_recipes(check=False, **filters_given)
+        events = trail.events
+        assert filters.where(events, recipes).op() == events.filter(
+            *[filters.build(events, recipe) for recipe in recipes]).op(), filters_given
+    assert filters.where(trail.events, []).op() == trail.events.op()
+
+
+def test_with_description_is_the_node_mutate_makes(trail):
+    """On DuckDB ``with_description`` builds its projection directly; it must be ``mutate``'s node."""
+    from workbench.describe import _described
+
+    for table in (trail.events, trail.filter(event_type="trade.*").select("event_type", "source", "order_id")):
+        assert with_description(table).op() == table.mutate(description=_described(table)).op()
