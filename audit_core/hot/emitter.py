@@ -233,6 +233,8 @@ class AuditEventEmitter:
         thread leads the write.
         """
         recorded = self._stamp_recorded(now)
+        # Every chain field is already a key of ``state`` (its default): pydantic-core writes a
+        # model's fields in the order of its ``__dict__``, so a key added here would move in the record.
         state["sequence"] = self._next_sequence
         state["prev_hash"] = self._prev_hash
         state["format"] = RECORD_FORMAT
