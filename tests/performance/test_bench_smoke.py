@@ -20,6 +20,8 @@ EXPECTED_COUNTS = {
     "raw_write": 20_000,
     "pydantic_floor": 20_000,
     "hand_floor": 20_000,
+    "emit_param_change_after_wait": 200,
+    "hand_floor_after_wait": 200,
     "logging_json": 20_000,
     "structlog_json": 20_000,
     "emit_trade_durable": 500,
