@@ -3,8 +3,9 @@
 ``emit`` is the whole pipeline. Stamping the sequence and previous hash, serializing, hashing and
 queueing the line happen under one lock, so that file order, sequence order and chain order are
 one order; writing and syncing happen after the lock is released (see ``writer``), so threads
-batch and share syncs. The ``emit_*`` helpers validate under that lock too, with the chain fields
-in, so each event is built once; an event built by the caller was validated when it was built.
+batch and share syncs. The ``emit_*`` helpers validate their caller's fields before taking the
+lock and then stamp the chain fields into the built event, as ``emit`` stamps an event its caller
+built (and validated when it was built): each event is built and validated once, and serialized once.
 """
 
 from __future__ import annotations
