@@ -11,10 +11,12 @@ Money and quantities are decimal strings, never binary floats, so sums reconcile
 from __future__ import annotations
 
 import enum
+import functools
 import json
 import math
+import operator
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Annotated, Any, ClassVar
 
@@ -282,8 +284,10 @@ Hash = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 _DOTTED = r"[a-z0-9_]+(\.[a-z0-9_]+)*"
 
 
-def _is_none(value: Any) -> bool:
-    return value is None
+#: ``exclude_if`` of the fields left out when None: ``operator.is_(None, value)``. A partial of a C
+#: function, so pydantic-core's serializer asks it without running a Python frame (it asks for
+#: each such field of every record it writes).
+_is_none: Callable[[Any], bool] = functools.partial(operator.is_, None)
 
 
 def _event_type_field(root: str, default: str | None = None) -> Any:

@@ -349,6 +349,20 @@ def _json_value(value: object) -> str:
     return "{" + ",".join(f"{_json_text(k)}:{_json_value(v)}" for k, v in value.items()) + "}"  # type: ignore[attr-defined]
 
 
+def _hand_call(fd: int, values: list[float]) -> Call:
+    """The hand-written floor's call (``hand_param_line``, chained, one ``os.write`` to ``fd``)."""
+    chain = ["0" * 64]
+    write, clock = os.write, time.time_ns
+
+    def call(i: int) -> object:
+        line = hand_param_line(i, clock(), chain[0], "meta_controller", "param.risk_change", "risk_multiplier",
+                               values[i], values[i + 1], "drawdown > 10%")
+        chain[0] = line[-67:-3].decode()
+        return write(fd, line)
+
+    return call
+
+
 def bench_hand_floor(tmp: Path, count: int, warmup: int) -> CaseResult:
     """Case 2c: the floor the emitter is judged against (issue 18): a hand-written, stdlib-only loop
     that writes the same record bytes as ``emit_param_change`` after the same checks of the caller's
@@ -358,17 +372,8 @@ def bench_hand_floor(tmp: Path, count: int, warmup: int) -> CaseResult:
     values = param_values(warmup + count + 1)
     path = tmp / "hand_floor.jsonl"
     fd = os.open(path, _RAW_FLAGS, 0o640)
-    chain = ["0" * 64]
     try:
-        write, clock = os.write, time.time_ns
-
-        def call(i: int) -> object:
-            line = hand_param_line(i, clock(), chain[0], "meta_controller", "param.risk_change", "risk_multiplier",
-                                   values[i], values[i + 1], "drawdown > 10%")
-            chain[0] = line[-67:-3].decode()
-            return write(fd, line)
-
-        samples = time_calls(call, count, warmup)
+        samples = time_calls(_hand_call(fd, values), count, warmup)
     finally:
         os.close(fd)
     with path.open("rb") as handle:
@@ -379,6 +384,45 @@ def bench_hand_floor(tmp: Path, count: int, warmup: int) -> CaseResult:
         "hand_floor", "hand-written: same checks of the caller's input, same record bytes, sha256, os.write",
         samples, warmup, bytes_per_event=path.stat().st_size / (warmup + count),
     )
+
+
+#: The blocking wait before each call of the after-wait cases: long enough for this VM to halt the
+#: idle vCPU (a durable emit's fdatasync is such a wait), so each call starts with cold caches.
+AFTER_WAIT_S = 0.001
+
+
+def bench_after_wait(tmp: Path, count: int, warmup: int, wait_s: float = AFTER_WAIT_S) -> list[CaseResult]:
+    """Cases 2d/2e: ``emit_param_change`` and the hand-written floor, each call timed right after a
+    blocking ``time.sleep(wait_s)`` (untimed), the two alternating call by call so that load drift
+    hits both alike. What a durable emit's pipeline costs after its fdatasync, against what the same
+    bytes and checks cost by hand after the same wait: the cold cost of the pipeline's working set."""
+    values = param_values(warmup + count + 1)
+    fd = os.open(tmp / "hand_floor_after_wait.jsonl", _RAW_FLAGS, 0o640)
+    samples: dict[str, array.array[int]] = {}
+    try:
+        with _emitter(tmp / "emit_after_wait", sync_writes=True) as emitter:
+            calls = {"emit_param_change_after_wait": _param_call(emitter, values),
+                     "hand_floor_after_wait": _hand_call(fd, values)}
+            for call in calls.values():
+                for i in range(warmup):
+                    call(i)
+            samples = {name: array.array("q", bytes(8 * count)) for name in calls}
+            clock, sleep = time.perf_counter_ns, time.sleep
+            gc.collect()
+            for n in range(count):
+                for name, call in calls.items():
+                    sleep(wait_s)
+                    t0 = clock()
+                    call(warmup + n)
+                    samples[name][n] = clock() - t0
+    finally:
+        os.close(fd)
+    descriptions = {
+        "emit_param_change_after_wait": f"emit_param_change, each call right after a {wait_s * 1e3:g} ms sleep",
+        "hand_floor_after_wait": f"hand-written floor, each call right after a {wait_s * 1e3:g} ms sleep",
+    }
+    return [summarize(name, descriptions[name], found.tolist(), warmup, notes={"wait_s": wait_s})
+            for name, found in samples.items()]
 
 
 def bench_logging_json(tmp: Path, count: int, warmup: int) -> CaseResult:
@@ -473,6 +517,8 @@ def run_all(tmp: Path, events: int, durable_events: int) -> dict[str, CaseResult
     keep(bench_raw_write(tmp, lines, warmup, sync=False))
     keep(bench_pydantic_floor(tmp, events, warmup))
     keep(bench_hand_floor(tmp, events, warmup))
+    for result in bench_after_wait(tmp, max(100, events // 100), warmup):
+        keep(result)
     keep(bench_logging_json(tmp, events, warmup))
     keep(bench_structlog_json(tmp, events, warmup))
     for result in bench_checkpoint_overhead(tmp, events, warmup):

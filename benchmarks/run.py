@@ -105,6 +105,7 @@ def build_report(
             ("emit_param_change", "raw_write"),
             ("emit_param_change", "pydantic_floor"),
             ("emit_param_change", "hand_floor"),
+            ("emit_param_change_after_wait", "hand_floor_after_wait"),
             ("emit_param_change", "logging_json"),
             ("emit_param_change", "structlog_json"),
             ("emit_trade_durable", "raw_write_fdatasync"),

@@ -3,8 +3,9 @@
 ``emit`` is the whole pipeline. Stamping the sequence and previous hash, serializing, hashing and
 queueing the line happen under one lock, so that file order, sequence order and chain order are
 one order; writing and syncing happen after the lock is released (see ``writer``), so threads
-batch and share syncs. The ``emit_*`` helpers validate under that lock too, with the chain fields
-in, so each event is built once; an event built by the caller was validated when it was built.
+batch and share syncs. The ``emit_*`` helpers validate their caller's fields before taking the
+lock and then stamp the chain fields into the built event, as ``emit`` stamps an event its caller
+built (and validated when it was built): each event is built and validated once, and serialized once.
 """
 
 from __future__ import annotations
@@ -43,7 +44,11 @@ logger = logging.getLogger("ledgerline.emitter")
 E = TypeVar("E", bound=AuditEvent)
 EventCallback = Callable[[AuditEvent], None]
 
-_set = object.__setattr__  # events are frozen for their users; only the emitter stamps them
+# Events are frozen for their users; only the emitter stamps them: the chain fields straight into the
+# model's ``__dict__`` (what ``object.__setattr__`` would do, without a call per field), the checksum
+# into its slot.
+_set = object.__setattr__
+_stamp_checksum = AuditEvent._stamped_checksum.__set__  # type: ignore[attr-defined]
 
 _EMITTERS: weakref.WeakSet[AuditEventEmitter] = weakref.WeakSet()
 
@@ -122,20 +127,24 @@ class AuditEventEmitter:
         """
         if event.sequence is not None:
             raise ValueError(f"event already emitted as sequence {event.sequence}; build a new event")
-        durable = self._is_durable(event.event_type)
+        durable = self._durable.get(event.event_type)
+        if durable is None:
+            durable = self._is_durable(event.event_type)
+        state = event.__dict__  # the fields of a (frozen) pydantic model: stamped in place, no copy
+        now = self._clock()
         with self._lock:
-            _set(event, "trader_id", self.config.trader_id)
-            _set(event, "sequence", self._next_sequence)
-            _set(event, "prev_hash", self._prev_hash)
-            _set(event, "format", RECORD_FORMAT)
-            recorded = self._stamp_recorded(self._clock())
-            _set(event, "ts_recorded", recorded)
+            state["trader_id"] = self._trader_id
             try:
-                ticket, lead = self._append(event, recorded)
+                ticket, lead = self._append(event, state, now)
             except BaseException:
                 _unstamp(event)
                 raise
-        return self._finish(event, durable, ticket, lead)
+        # Outside the lock: other threads queue records while this one writes a batch or waits for
+        # its (shared) sync.
+        self._writer.commit(ticket, lead, durable)
+        if self._callbacks:
+            self._notify(event)
+        return event
 
     def emit_many(self, events: Iterable[E]) -> list[E]:
         """Append ``events``, in order, as one batch: one write and at most one sync for all of them.
@@ -175,11 +184,8 @@ class AuditEventEmitter:
             prev_hash = self._prev_hash
             try:
                 for event in batch:
-                    _set(event, "trader_id", self.config.trader_id)
-                    _set(event, "sequence", first + len(lines))
-                    _set(event, "prev_hash", prev_hash)
-                    _set(event, "format", RECORD_FORMAT)
-                    _set(event, "ts_recorded", recorded)
+                    event.__dict__.update(trader_id=self._trader_id, sequence=first + len(lines), prev_hash=prev_hash,
+                                          format=RECORD_FORMAT, ts_recorded=recorded)
                     line, prev_hash = self._line(event)
                     lines.append(line)
                     checksums.append(prev_hash)
@@ -192,7 +198,7 @@ class AuditEventEmitter:
             self._prev_hash = prev_hash
             self._last_recorded = recorded
             for event, checksum in zip(batch, checksums, strict=True):
-                _set(event, "_stamped_checksum", checksum)
+                _stamp_checksum(event, checksum)
         try:
             self._writer.commit(ticket, lead, durable)
         except AuditWriteError as exc:
@@ -220,27 +226,35 @@ class AuditEventEmitter:
             durable = self._is_durable(event.event_type)
         state = event.__dict__
         state["trader_id"] = self._trader_id
-        state["format"] = RECORD_FORMAT
         with self._lock:
-            state["sequence"] = self._next_sequence
-            state["prev_hash"] = self._prev_hash
-            state["ts_recorded"] = recorded = self._stamp_recorded(now)
-            ticket, lead = self._append(event, recorded)
-        return self._finish(event, durable, ticket, lead)
+            ticket, lead = self._append(event, state, now)
+        # As in ``emit`` (written out in both: one call fewer per record).
+        self._writer.commit(ticket, lead, durable)
+        if self._callbacks:
+            self._notify(event)
+        return event
 
-    def _append(self, event: AuditEvent, recorded: int) -> tuple[int, bool]:
-        """Serialize once, hash, queue; advance the chain only if the append succeeded.
+    def _append(self, event: AuditEvent, state: dict[str, Any], now: int) -> tuple[int, bool]:
+        """Stamp the chain fields into ``state`` (``event.__dict__``), serialize once, hash, queue;
+        advance the chain only if the append succeeded.
 
-        Called with the lock held and the event's chain fields already stamped, so file order,
-        sequence order and chain order are one order. Returns the writer's ticket and whether
-        this thread leads the write.
+        Called with the lock held, so file order, sequence order and chain order are one order.
+        ``now`` is the clock's reading for ``ts_recorded``. Returns the writer's ticket and whether this
+        thread leads the write.
         """
+        recorded = self._stamp_recorded(now)
+        # Every chain field is already a key of ``state`` (its default): pydantic-core writes a
+        # model's fields in the order of its ``__dict__``, so a key added here would move in the record.
+        state["sequence"] = self._next_sequence
+        state["prev_hash"] = self._prev_hash
+        state["format"] = RECORD_FORMAT
+        state["ts_recorded"] = recorded
         line, checksum = self._line(event)
         appended = self._writer.append(line)
         self._next_sequence += 1
         self._prev_hash = checksum
         self._last_recorded = recorded
-        _set(event, "_stamped_checksum", checksum)
+        _stamp_checksum(event, checksum)
         return appended
 
     def _line(self, event: AuditEvent) -> tuple[bytes, str]:
@@ -257,14 +271,6 @@ class AuditEventEmitter:
         (a clock stepped back, or a backtest re-run into the same path, does not make it go back;
         nor does a thread that read the clock before another one took the lock)."""
         return now if now > self._last_recorded else self._last_recorded
-
-    def _finish(self, event: E, durable: bool, ticket: int, lead: bool) -> E:
-        # Outside the lock: other threads queue records while this one writes a batch or waits
-        # for its (shared) sync.
-        self._writer.commit(ticket, lead, durable)
-        if self._callbacks:
-            self._notify(event)
-        return event
 
     def _is_durable(self, event_type: str) -> bool:
         durable = self._durable.get(event_type)

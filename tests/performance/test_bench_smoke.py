@@ -20,6 +20,8 @@ EXPECTED_COUNTS = {
     "raw_write": 20_000,
     "pydantic_floor": 20_000,
     "hand_floor": 20_000,
+    "emit_param_change_after_wait": 200,
+    "hand_floor_after_wait": 200,
     "logging_json": 20_000,
     "structlog_json": 20_000,
     "emit_trade_durable": 500,
@@ -58,7 +60,11 @@ def test_quick_run_writes_consistent_results(tmp_path: Path) -> None:
         "checkpoint_added_p50", "emit_p50_vs_hand_floor", "emit_p99_vs_raw_write",
     }
     assert all(isinstance(t["passed"], bool) for t in report["targets"])
-    assert len(report["ratios"]) == 7
+    assert len(report["ratios"]) == 8
+    # The after-wait pair: each call timed after the same blocking sleep, the two alternating.
+    assert "emit_param_change_after_wait/hand_floor_after_wait" in report["ratios"]
+    waits = {cases[name]["notes"]["wait_s"] for name in ("emit_param_change_after_wait", "hand_floor_after_wait")}
+    assert len(waits) == 1 and min(waits) > 0
     emit, hand, raw = (cases[name] for name in ("emit_param_change", "hand_floor", "raw_write"))
     by_id = {t["id"]: t for t in report["targets"]}
     # The report rounds times and ratios to 0.001: compare within that.
