@@ -50,6 +50,9 @@ EventCallback = Callable[[AuditEvent], None]
 _set = object.__setattr__
 _stamp_checksum = AuditEvent._stamped_checksum.__set__  # type: ignore[attr-defined]
 
+#: Fields only the emitter writes: a helper's ``**fields`` naming one is refused, not silently overwritten.
+_STAMPED_FIELDS = frozenset({"trader_id", "sequence", "prev_hash", "format", "ts_recorded", "checksum"})
+
 _EMITTERS: weakref.WeakSet[AuditEventEmitter] = weakref.WeakSet()
 
 
@@ -220,6 +223,10 @@ class AuditEventEmitter:
         event the caller built. Validating them again would re-check values made here, and doing
         it under the lock would make every other emitting thread wait for it.
         """
+        if not _STAMPED_FIELDS.isdisjoint(fields):
+            name = min(_STAMPED_FIELDS.intersection(fields))
+            raise ValueError(f"{cls.__name__}.{name}={fields[name]!r}: {name} is stamped by the emitter, "
+                             "not passed by the caller")
         event: E = cls.__pydantic_validator__.validate_python(fields)
         durable = self._durable.get(event.event_type)
         if durable is None:

@@ -101,6 +101,17 @@ class TestNothingWrittenForInvalidEvents:
         assert emitter.emit_param_change("ctl", "k", 1, 2).sequence == 1
         assert verify(emitter.config.base_path).ok
 
+    @pytest.mark.parametrize("field, value", [("sequence", 7), ("prev_hash", "0" * 64), ("trader_id", "OTHER-001"),
+                                              ("ts_recorded", 5), ("format", 1)])
+    def test_a_chain_field_passed_by_the_caller_is_refused_not_overwritten(self, emitter, field, value):
+        emitter.emit_param_change("ctl", "k", 0, 1)
+        size_before = emitter.writer.path.stat().st_size
+        with pytest.raises(ValueError, match=f"TradeEvent.{field}={value!r}: {field} is stamped by the emitter"):
+            emitter.emit_trade("trade.fill", "o", "X", order_id="O", side="BUY", size="1", price="1",
+                               **{field: value})
+        assert emitter.writer.path.stat().st_size == size_before
+        assert emitter.emit_param_change("ctl", "k", 1, 2).sequence == 1
+
     def test_oversized_record_names_the_largest_field_and_the_limit(self, emitter):
         with pytest.raises(ValidationError, match="over the limit of 65536") as info:
             emitter.emit_system("sys.big", "s", {"blob": "x" * 70_000})
