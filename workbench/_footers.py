@@ -72,10 +72,11 @@ def footer_of(file: Path) -> Footer:
         ValueError: it is not a Parquet file (too short, no magic bytes, a footer length past its
             start, or a footer pyarrow cannot parse), saying why.
     """
-    key = _footer_digest(file)
+    data = _footer_bytes(file)
+    key = hashlib.sha256(data).digest()
     footer = _kept.get(key)
     if footer is None:
-        footer = _parse(file)
+        footer = _parse(data)
         if len(_kept) >= MAX_KEPT:
             _kept.clear()
         _kept[key] = footer
@@ -87,8 +88,8 @@ def clear() -> None:
     _kept.clear()
 
 
-def _footer_digest(file: Path) -> bytes:
-    """SHA-256 of ``file``'s footer: the 8 bytes at its end (footer length and magic) and the footer they point at."""
+def _footer_bytes(file: Path) -> bytes:
+    """``file``'s footer and the 8 bytes after it (its length and the magic bytes)."""
     with open(file, "rb") as stream:
         size = os.fstat(stream.fileno()).st_size
         if size < 12:
@@ -102,17 +103,26 @@ def _footer_digest(file: Path) -> bytes:
         body = os.pread(stream.fileno(), length, size - 8 - length)
         if len(body) != length:
             raise ValueError(f"footer cut short: {len(body)} of {length} bytes")
-    return hashlib.sha256(tail + body).digest()
+    return body + tail
 
 
-def _parse(file: Path) -> Footer:
+def _parse(footer: bytes) -> Footer:
+    """The ``Footer`` of a file ending in ``footer`` (``_footer_bytes``).
+
+    pyarrow parses it as the end of a file that starts with the magic bytes (the metadata
+    ``pyarrow.parquet.read_metadata`` gives, field for field): read from the bytes already read,
+    and without importing ``pyarrow.parquet``, whose file systems import ``ssl`` (~0.1 s of a new
+    process's first open).
+    """
     import pyarrow as pa
-    import pyarrow.parquet as pq
+    from pyarrow._parquet import ParquetReader
 
     try:
-        metadata = pq.read_metadata(file)
+        reader = ParquetReader()
+        reader.open(pa.BufferReader(MAGIC + footer))
+        metadata = reader.metadata
         columns = tuple(sorted(metadata.schema.to_arrow_schema().names))
-    except pa.ArrowException as exc:
+    except (pa.ArrowException, OSError) as exc:
         raise ValueError(str(exc)) from None
     lows: list[int] = []
     highs: list[int] = []

@@ -83,6 +83,16 @@ class TestFooters:
         with pytest.warns(UnreadableFileWarning, match=file.name):
             open_trail(hand_trail.base, verify=False)
 
+    def test_the_summary_is_what_pyarrow_reads_from_the_file(self, hand_trail):
+        hand_trail.convert()
+        for file in parquet_files(hand_trail.base):
+            footer = _footers._parse(_footers._footer_bytes(file))
+            metadata = pq.read_metadata(file)
+            stats = [metadata.row_group(group).column(0).statistics for group in range(metadata.num_row_groups)]
+            assert metadata.schema.column(0).path == "ts_event"
+            assert footer.columns == tuple(sorted(metadata.schema.to_arrow_schema().names))
+            assert footer.extent == (min(s.min for s in stats), max(s.max for s in stats))
+
     @pytest.mark.parametrize("tail", [b"", b"PAR1", b"\xff\xff\xff\x7fPAR1", b"\x00\x00\x00\x00PAR1", b"x" * 20])
     def test_a_file_that_is_not_parquet_is_named_not_raised(self, tmp_path, tail):
         file = tmp_path / "f.parquet"
