@@ -18,9 +18,10 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-#: Answers kept at most (each is a manifest entry of a few kilobytes).
+#: Answers kept at most (each the output paths of one entry: the entry itself, with its id filters,
+#: can be 100 KB).
 MAX_KEPT = 16_384
-_kept: dict[tuple[Any, ...], dict[str, Any] | None] = {}
+_kept: dict[tuple[Any, ...], tuple[str, ...] | None] = {}
 
 
 def converted(file: Path, cold_dir: Path, present: set[Path], lost: set[Path], hmac_key: bytes | None = None,
@@ -37,10 +38,10 @@ def converted(file: Path, cold_dir: Path, present: set[Path], lost: set[Path], h
         AuditFormatError: the file's seal or its manifest entry is not in its format.
         OSError: one of them exists but cannot be read.
     """
-    entry = _entry(file, cold_dir, hmac_key, public_key)
-    if entry is None:
+    paths = _outputs(file, cold_dir, hmac_key, public_key)
+    if paths is None:
         return False
-    outputs = [cold_dir / output["path"] for output in entry["outputs"]]
+    outputs = [cold_dir / path for path in paths]
     if not all(output in present for output in outputs):
         return False
     # Resolving a path costs a system call per component: only to compare with the files left out
@@ -53,8 +54,9 @@ def clear() -> None:
     _kept.clear()
 
 
-def _entry(file: Path, cold_dir: Path, hmac_key: bytes | None, public_key: Any) -> dict[str, Any] | None:
-    """``converted_entry(file, cold_dir, hmac_key, public_key, strict=True)``, kept per the bytes it reads."""
+def _outputs(file: Path, cold_dir: Path, hmac_key: bytes | None, public_key: Any) -> tuple[str, ...] | None:
+    """The output paths of ``converted_entry(file, cold_dir, hmac_key, public_key, strict=True)`` (None when
+    it is None), kept per the bytes it reads."""
     from audit_core._layout import seal_path
     from audit_core.cold.manifest import converting_entry, manifest_path, parse_manifest
     from audit_core.trust.seals import parse_seal
@@ -75,11 +77,12 @@ def _entry(file: Path, cold_dir: Path, hmac_key: bytes | None, public_key: Any) 
         return _kept[key]
     entry = converting_entry(file.name, parse_seal(seal_bytes, seal_file), parse_manifest(entry_bytes, entry_file),
                              hmac_key, public_key)
+    paths = None if entry is None else tuple(str(output["path"]) for output in entry["outputs"])
     if key is not None:
         if len(_kept) >= MAX_KEPT:
             _kept.clear()
-        _kept[key] = entry
-    return entry
+        _kept[key] = paths
+    return paths
 
 
 def _keys_digest(hmac_key: bytes | None, public_key: Any) -> tuple[bytes | None, bytes | None] | None:
