@@ -541,7 +541,9 @@ def open_trail(
     trail = Trail(root, backend, view, snapshot, include_hot, on_unknown, status)
     trail._keys = keys
     trail._verify = verify
-    trail._definition = events  # keeps the hot memtable alive as long as the view that reads it
+    # Keeps the hot memtable alive as long as the view that reads it; None when the view was made from
+    # kept SQL (DuckDB only, whose hot rows are a temporary table: it lives as long as the connection).
+    trail._definition = events
     trail._time_range = _time_range(cold, extent, snapshot)
     return trail
 
