@@ -406,15 +406,15 @@ MAX_VIEWS = 64
 
 def definition_key(backend: Any, tables: tuple[ir.Table | None, ...], *values: Any) -> tuple[Any, ...] | None:
     """What the definition of a trail's view built from ``tables`` and ``values`` depends on, or None
-    when it cannot be told (other backends than DuckDB, an in-memory table).
+    when it cannot be told (other backends than DuckDB, an in-memory table, no table at all).
 
     ``tables`` are built by ``read_cold`` and ``memtable`` from their sources alone (code aside):
     a ``read_parquet`` view is named by the call it holds (the files and options) and the schema
     DuckDB gave it, a table by its name and schema. ``values`` are the literals the definition
     adds (the hot rows' time bounds).
     """
-    if backend_name(backend) != "duckdb":
-        return None
+    if backend_name(backend) != "duckdb" or all(table is None for table in tables):
+        return None  # no tables: the definition is an empty in-memory table, registered per connection
     readers = backend.__dict__.get("_ledgerline_readers", {})
     parts: list[Any] = []
     for table in tables:

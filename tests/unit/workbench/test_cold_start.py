@@ -193,3 +193,9 @@ class TestViewDefinitions:
         mine, theirs = open_trail(hand_trail.base, con), open_trail(other.base, con)
         assert mine.hot.rows != theirs.hot.rows
         assert count(mine) == hand_trail.events and count(theirs) == other.events
+
+    def test_an_empty_trail_opened_again_has_its_own_empty_table(self, tmp_path):
+        (tmp_path / "cold").mkdir()
+        for _ in range(2):  # the second once failed: the first's SQL named the first connection's table
+            trail = open_trail(tmp_path)
+            assert count(trail) == 0 and "ts_event" in trail.events.columns
