@@ -154,6 +154,23 @@ class TestConvertedFiles:
         assert [file.name for file in trail.hot.files] == [entry["source"]]
         assert count(trail) == hand_trail.events
 
+    def test_an_output_outside_the_day_partitions_hides_nothing(self, hand_trail):
+        """An unkeyed entry rewritten (its plain checksum recomputed) to name a Parquet file the trail's
+        view does not read (outside ``year=/month=/day=``): the hot file's rows are read, not lost."""
+        from audit_core.cold.manifest import write_entry
+
+        hand_trail.convert()
+        cold = hand_trail.base / "cold"
+        entry_file = sorted((cold / MANIFEST_DIR).glob("*.json"))[0]
+        entry = json.loads(entry_file.read_text())
+        output = cold / entry["outputs"][0]["path"]
+        output.rename(cold / "elsewhere.parquet")
+        entry["outputs"][0]["path"] = "elsewhere.parquet"
+        write_entry(cold, {k: v for k, v in entry.items() if k != "manifest_checksum"})
+        trail = open_trail(hand_trail.base, verify=False)
+        assert [file.name for file in trail.hot.files] == [entry["source"]]
+        assert count(trail) == hand_trail.events
+
     def test_the_answer_is_kept_per_bytes(self, hand_trail):
         hand_trail.convert()
         _converted.clear()
