@@ -44,7 +44,12 @@ def read(path: Path, what: str) -> Any:
 
 def read_object(path: Path, what: str) -> dict[str, Any]:
     """The JSON object in file ``path``; AuditFormatError if it is anything else."""
-    value = read(path, what)
+    return loads_object(path.read_bytes(), path, what)
+
+
+def loads_object(data: bytes, path: Path, what: str) -> dict[str, Any]:
+    """The JSON object in ``data`` (the bytes of file ``path``); AuditFormatError if it is anything else."""
+    value = loads(data, path, what)
     if not isinstance(value, dict):
         raise AuditFormatError(path, f"{what}: expected a JSON object, got {type_name(value)}")
     return value

@@ -30,6 +30,7 @@ Examples
 from __future__ import annotations
 
 import functools
+import itertools
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -196,18 +197,39 @@ class ExactDuckDBBackend(DuckDBBackend):  # type: ignore[misc]
 
     def to_pyarrow(self, expr: ir.Expr, /, *, params: Mapping[Any, Any] | None = None,
                    limit: int | str | None = None, **kwargs: Any) -> Any:
-        from ibis.backends.duckdb.converter import DuckDBPyArrowData
-
         table = self.arrow_table(expr, params=params, limit=limit, **kwargs)
-        return expr.__pyarrow_result__(table, data_mapper=DuckDBPyArrowData)
+        return expr.__pyarrow_result__(table, data_mapper=_duckdb_pyarrow_data())
 
     def execute(self, expr: ir.Expr, /, *, params: Mapping[Any, Any] | None = None,
                 limit: int | str | None = None, **kwargs: Any) -> Any:
         """Execute ``expr``: a pandas DataFrame, Series or scalar with ``exact_dtype`` columns."""
-        from ibis.backends.duckdb.converter import DuckDBPyArrowData
-
         table = self.arrow_table(expr, params=params, limit=limit, **kwargs)
-        return pandas_result(expr, table, DuckDBPyArrowData)
+        return pandas_result(expr, table, _duckdb_pyarrow_data())
+
+
+@functools.cache
+def _duckdb_pyarrow_data() -> type:
+    """Ibis's ``DuckDBPyArrowData`` (``ibis.backends.duckdb.converter``): the Arrow type casts of a DuckDB
+    result, NULL-typed columns as nulls. Written out here because importing Ibis's module imports pandas
+    (0.3 to 0.5 s of a new process's first query; ``to_pyarrow`` needs no pandas).
+    """
+    import pyarrow as pa
+    from ibis.formats.pyarrow import PyArrowData
+
+    class DuckDBPyArrowData(PyArrowData):  # type: ignore[misc]
+        @classmethod
+        def convert_scalar(cls, scalar: Any, dtype: dt.DataType) -> Any:
+            if dtype.is_null():
+                return pa.scalar(None)
+            return super().convert_scalar(scalar, dtype)
+
+        @classmethod
+        def convert_column(cls, column: Any, dtype: dt.DataType) -> Any:
+            if dtype.is_null():
+                return pa.nulls(len(column))
+            return super().convert_column(column, dtype)
+
+    return DuckDBPyArrowData
 
 
 def connect_default() -> ExactDuckDBBackend:
@@ -270,7 +292,7 @@ def backend_name(backend: Any) -> str:
 
 
 def read_cold(backend: Any, cold: Path, unreadable: list[tuple[Path, str]] | None = None,
-              extent: list[int | None] | None = None) -> ir.Table | None:
+              extent: list[int | None] | None = None, files: list[Path] | None = None) -> ir.Table | None:
     """The cold partitions as one table with int32 ``year``/``month``/``day``, or None if there are none.
 
     On DuckDB the partition values come from the paths (``hive_partitioning``), so a filter on
@@ -279,20 +301,24 @@ def read_cold(backend: Any, cold: Path, unreadable: list[tuple[Path, str]] | Non
     Files written before a column joined the cold schema (``audit_core.cold.projection.COLUMNS``)
     still open: the column reads as NULL in their rows (``record_format`` in files of projection 1,
     which did not derive it, until ``ledgerline convert --rebuild``), and ``owner`` as the row's
-    ``source`` on ``param.*`` rows (a record without an owner is a change by its owner). Every file's footer is
-    read once here (pyarrow, about 0.2 ms a file): only when the files' columns differ are they read
-    by name (DuckDB ``union_by_name``, Spark ``mergeSchema``), because DuckDB's default takes the
-    first file's columns and silently drops the others, and ``union_by_name`` costs every query
-    on the trail a footer read of every file (+5 to 15 ms a query on 90 files, measured).
+    ``source`` on ``param.*`` rows (a record without an owner is a change by its owner). Every file's
+    footer is read here (``workbench._footers``: parsed once per process for the same footer bytes):
+    only when the files' columns differ are they read by name (DuckDB ``union_by_name``, Spark
+    ``mergeSchema``), because DuckDB's default takes the first file's columns and silently drops the
+    others, and ``union_by_name`` costs every query on the trail a footer read of every file (+5 to
+    15 ms a query on 90 files, measured).
 
     A file whose footer cannot be read (truncated, not Parquet) is left out and appended to
     ``unreadable`` as (path, why); the others are then read by name instead of by glob.
 
     ``extent``, when given, receives the first and last ``ts_event`` of the files read, from the
     same footers' column statistics, or (None, None) when a file has none (``Trail.time_range``).
+    ``files`` are the store's Parquet files (``COLD_GLOB``, sorted) when the caller listed them already.
     """
-    files = sorted(cold.glob(COLD_GLOB))
-    columns, damaged, first_last = _column_sets(files)
+    from workbench._footers import read_footers
+
+    files = sorted(cold.glob(COLD_GLOB)) if files is None else files
+    columns, damaged, first_last = read_footers(files)
     if extent is not None:
         extent[:] = first_last
     if damaged:
@@ -360,53 +386,6 @@ def _duckdb_type(sql_type: str, nullable: bool) -> dt.DataType:
     return DuckDBType.from_string(sql_type, nullable=nullable)
 
 
-def _column_sets(files: list[Path]) -> tuple[set[tuple[str, ...]], list[tuple[Path, str]], list[int | None]]:
-    """The distinct column lists of the Parquet files (their footers only), the files whose footer is
-    unreadable, and the smallest and largest ``ts_event`` of the others by their footers' statistics
-    ([None, None] when a file has none, or there are no files)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    columns, damaged = set(), []
-    lows: list[int] = []
-    highs: list[int] = []
-    complete = True
-    for file in files:
-        try:
-            metadata = pq.read_metadata(file)
-            columns.add(tuple(sorted(metadata.schema.to_arrow_schema().names)))
-        except (pa.ArrowException, OSError) as exc:
-            damaged.append((file, f"not a readable Parquet file ({exc})"))
-            continue
-        if complete:
-            complete = _ts_event_extent(metadata, lows, highs)
-    if not complete or not lows:
-        return columns, damaged, [None, None]
-    return columns, damaged, [min(lows), max(highs)]
-
-
-def _ts_event_extent(metadata: Any, lows: list[int], highs: list[int]) -> bool:
-    """Append each row group's ``ts_event`` min and max; False when a row group has no such statistics."""
-    schema = metadata.schema
-    names = schema.names  # leaf names: a nested leaf may be called ts_event too, so its path decides
-    index = names.index("ts_event") if "ts_event" in names else -1
-    if index < 0 or schema.column(index).path != "ts_event":
-        paths = [schema.column(number).path for number in range(len(schema))]
-        if "ts_event" not in paths:
-            return False
-        index = paths.index("ts_event")
-    for group in range(metadata.num_row_groups):
-        chunk = metadata.row_group(group)
-        if chunk.num_rows == 0:
-            continue
-        stats = chunk.column(index).statistics
-        if stats is None or not stats.has_min_max or not isinstance(stats.min, int) or not isinstance(stats.max, int):
-            return False
-        lows.append(stats.min)
-        highs.append(stats.max)
-    return True
-
-
 def _with_every_column(table: ir.Table, mixed: bool) -> ir.Table:
     """``table`` with the columns of the current cold schema its files lack, as NULL; ``owner`` defaulted."""
     from workbench.trail import cold_schema
@@ -436,6 +415,59 @@ def event_time(backend: Any, ts_event: ir.IntegerValue) -> ir.TimestampValue:
     return (epoch + (ts_event // 1000).cast("int64").as_interval("us")).cast(UTC_TIMESTAMP)
 
 
+#: The SQL and schema of trail views defined in this process (``events_view``), by what defines them.
+_VIEWS: dict[tuple[Any, ...], tuple[str, ibis.Schema]] = {}
+#: Definitions kept at most (one per trail and set of files opened).
+MAX_VIEWS = 64
+
+
+def definition_key(backend: Any, tables: tuple[ir.Table | None, ...], *values: Any) -> tuple[Any, ...] | None:
+    """What the definition of a trail's view built from ``tables`` and ``values`` depends on, or None
+    when it cannot be told (other backends than DuckDB, an in-memory table, no table at all).
+
+    ``tables`` are built by ``read_cold`` and ``memtable`` from their sources alone (code aside):
+    a ``read_parquet`` view is named by the call it holds (the files and options) and the schema
+    DuckDB gave it, a table by its name and schema. ``values`` are the literals the definition
+    adds (the hot rows' time bounds).
+    """
+    if backend_name(backend) != "duckdb" or all(table is None for table in tables):
+        return None  # no tables: the definition is an empty in-memory table, registered per connection
+    readers = backend.__dict__.get("_ledgerline_readers", {})
+    parts: list[Any] = []
+    for table in tables:
+        if table is None:
+            parts.append(None)
+            continue
+        op = table.op()
+        if op.find(ops.InMemoryTable):
+            return None
+        for source in op.find(ops.DatabaseTable):
+            reader = readers.get(source.name)
+            parts.append((source.name if reader is None else ("read_parquet", reader.sql(dialect="duckdb")),
+                          tuple(source.schema.items())))
+    return (*parts, *values)
+
+
+def events_view(backend: Any, build: Any, key: tuple[Any, ...] | None) -> tuple[ir.Table, ir.Table | None]:
+    """``as_view(backend, build())`` and the definition ``build()`` returned; on DuckDB, a definition
+    already seen in this process (``key``: ``definition_key``) is not built again: the view is
+    created from the SQL it compiled to (building and compiling it costs 20 to 50 ms of a cold start)
+    and the definition returned is None.
+    """
+    cached = _VIEWS.get(key) if key is not None else None
+    if cached is not None:
+        return _temp_view(backend, *cached), None
+    table = build()
+    if backend_name(backend) != "duckdb":
+        return as_view(backend, table), table
+    view, sql = _duckdb_view(backend, table)
+    if key is not None and not any(name in sql for name in backend.__dict__.get("_ledgerline_readers", {})):
+        if len(_VIEWS) >= MAX_VIEWS:
+            _VIEWS.clear()
+        _VIEWS[key] = (sql, view.schema())
+    return view, table
+
+
 def as_view(backend: Any, table: ir.Table) -> ir.Table:
     """``table`` as a view of ``backend``, so that queries on it compile a one-table plan.
 
@@ -445,20 +477,9 @@ def as_view(backend: Any, table: ir.Table) -> ir.Table:
     """
     import uuid
 
-    name = f"ledgerline_events_{uuid.uuid4().hex[:12]}"
     if backend_name(backend) == "duckdb":
-        # A TEMP view: Ibis's create_view would write a lasting view into a database file the
-        # caller opened, one that reads this session's temporary views. Registering the hot
-        # memtable is what create_view does first.
-        backend._register_in_memory_tables(table)
-        backend.raw_sql(f'CREATE TEMP VIEW "{name}" AS {_flat_sql(backend, table)}')
-        # The view's schema is the definition's (a UTC timestamp reads back from DuckDB with microseconds):
-        # ``backend.table(name)`` would ask DuckDB and parse every column type again (~20 ms of a cold start).
-        schema = ibis.schema({column: dt.Timestamp(timezone=dtype.timezone, scale=6)
-                              if dtype.is_timestamp() and dtype.scale is None else dtype
-                              for column, dtype in table.schema().items()})
-        return ops.DatabaseTable(name, schema=schema, source=backend,
-                                 namespace=ops.Namespace(catalog=None, database=None)).to_expr()
+        return _duckdb_view(backend, table)[0]
+    name = f"ledgerline_events_{uuid.uuid4().hex[:12]}"
     try:
         view = backend.create_view(name, table)
     except (NotImplementedError, AttributeError):
@@ -468,6 +489,33 @@ def as_view(backend: Any, table: ir.Table) -> ir.Table:
         # DuckDB's TIMESTAMPTZ reads back as timestamp('UTC', 6): the same type on both.
         view = view.mutate(time=view.time.cast(dt.Timestamp(timezone="UTC", scale=6)))
     return view
+
+
+def _duckdb_view(backend: Any, table: ir.Table) -> tuple[ir.Table, str]:
+    """``as_view`` on DuckDB, and the SQL of the view's definition."""
+    # Registering the hot memtable is what Ibis's create_view does first.
+    backend._register_in_memory_tables(table)
+    sql = _flat_sql(backend, table)
+    # The view's schema is the definition's (a UTC timestamp reads back from DuckDB with microseconds):
+    # ``backend.table(name)`` would ask DuckDB and parse every column type again (~20 ms of a cold start).
+    schema = ibis.schema({column: dt.Timestamp(timezone=dtype.timezone, scale=6)
+                          if dtype.is_timestamp() and dtype.scale is None else dtype
+                          for column, dtype in table.schema().items()})
+    return _temp_view(backend, sql, schema), sql
+
+
+def _temp_view(backend: Any, sql: str, schema: ibis.Schema) -> ir.Table:
+    """A new TEMP view of DuckDB ``sql`` whose columns are ``schema``, as an Ibis table.
+
+    TEMP: Ibis's create_view would write a lasting view into a database file the caller opened,
+    one that reads this session's temporary views.
+    """
+    import uuid
+
+    name = f"ledgerline_events_{uuid.uuid4().hex[:12]}"
+    backend.raw_sql(f'CREATE TEMP VIEW "{name}" AS {sql}')
+    return ops.DatabaseTable(name, schema=schema, source=backend,
+                             namespace=ops.Namespace(catalog=None, database=None)).to_expr()
 
 
 def _flat_sql(backend: Any, table: ir.Table) -> str:
@@ -523,7 +571,12 @@ def memtable(backend: Any, data: Any) -> ir.Table:
         # A temporary DuckDB table, not an Arrow scan: DuckDB 1.5.6 pushes join bloom filters into
         # scans, and an Arrow scan refuses them ("Pushdown Filter Type BLOOM_FILTER is not currently
         # supported in PyArrow Scans"), which broke trade_lifecycle over unconverted rows.
-        import uuid
-
-        return backend.create_table(f"ledgerline_hot_{uuid.uuid4().hex[:12]}", data, temp=True)
+        # Named by the first number free in the connection, not at random: a trail opened again on a
+        # new connection then has the same definition, whose SQL ``events_view`` keeps. (The caller's
+        # connection may be wrapped by a new backend object at every open: DuckDB's catalog says.)
+        taken = {row[0] for row in backend.con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE temporary AND starts_with(table_name, 'ledgerline_hot_')"
+        ).fetchall()}
+        number = next(n for n in itertools.count() if f"ledgerline_hot_{n}" not in taken)
+        return backend.create_table(f"ledgerline_hot_{number}", data, temp=True)
     return ibis.memtable(data)  # Ibis registers memtables with whichever backend executes them.

@@ -25,14 +25,14 @@ def to_ns(value: Any, argument: str) -> int:
     (``"2026-01-05 14:32"``, ``"2026-01-05T14:32:00.123456789Z"``); a bare ``"14:32"`` is refused
     rather than guessed. ``argument`` names the parameter in error messages.
     """
-    import pandas as pd
-
     if isinstance(value, bool) or value is None:
         raise WorkbenchInputError(f"{argument}={value!r} is not an instant; expected {INSTANT_FORMS}")
     if is_integer(value):
         if int(value) < 0:
             raise WorkbenchInputError(f"{argument}={value!r}: nanoseconds since the epoch must be >= 0")
         return int(value)
+    import pandas as pd  # here: an integer instant (a cold start's first query, often) needs no pandas
+
     if isinstance(value, str):
         if not _DATE_FIRST.match(value):
             raise WorkbenchInputError(

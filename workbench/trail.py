@@ -539,15 +539,32 @@ def open_trail(
     schema = cold_schema()
     damaged: list[tuple[Path, str]] = []
     extent: list[int | None] = [None, None]
-    cold = _backend.read_cold(backend, cold_dir, damaged, extent) if cold_dir.is_dir() else None
+    cold_files = sorted(cold_dir.glob(_backend.COLD_GLOB)) if cold_dir.is_dir() else []
+    cold = _backend.read_cold(backend, cold_dir, damaged, extent, cold_files) if cold_dir.is_dir() else None
     for file, why in damaged:
         warnings.warn(f"open_trail: left out {file}: {why}; the rows of its source are read from the hot file "
                       "if it is still there. `ledgerline verify` reports the damage", UnreadableFileWarning,
                       stacklevel=2)
     lost = {file.resolve() for file, _ in damaged}
     keys = (hmac_key, public_key, cold_public_key)
-    hot, snapshot = (_read_hot(backend, hot_dir, cold_dir, schema, lost, keys) if include_hot and hot_dir.is_dir()
+    hot, snapshot = (_read_hot(backend, hot_dir, cold_dir, schema, set(cold_files), lost, keys)
+                     if include_hot and hot_dir.is_dir()
                      else (None, HotSnapshot()))
+    key = _backend.definition_key(backend, (cold, hot), snapshot.first_ts, snapshot.last_ts)
+    view, events = _backend.events_view(backend, lambda: _definition(backend, cold, hot, snapshot, schema), key)
+    trail = Trail(root, backend, view, snapshot, include_hot, on_unknown, status)
+    trail._keys = keys
+    trail._verify = verify
+    # Keeps the hot memtable alive as long as the view that reads it; None when the view was made from
+    # kept SQL (DuckDB only, whose hot rows are a temporary table: it lives as long as the connection).
+    trail._definition = events
+    trail._time_range = _time_range(cold, extent, snapshot)
+    return trail
+
+
+def _definition(backend: Any, cold: ir.Table | None, hot: ir.Table | None, snapshot: HotSnapshot,
+                schema: ibis.Schema) -> ir.Table:
+    """The trail's ``events`` from its cold table and hot rows: hot rows already in cold counted once."""
     if cold is not None:
         cold = cold.select(*schema.names)
     if cold is not None and hot is not None:
@@ -564,13 +581,7 @@ def open_trail(
     else:
         base = ibis.memtable(schema.to_pyarrow().empty_table())
     assert base is not None
-    events = events_of(backend, base, schema)
-    trail = Trail(root, backend, _backend.as_view(backend, events), snapshot, include_hot, on_unknown, status)
-    trail._keys = keys
-    trail._verify = verify
-    trail._definition = events  # keeps the hot memtable alive as long as the view that reads it
-    trail._time_range = _time_range(cold, extent, snapshot)
-    return trail
+    return events_of(backend, base, schema)
 
 
 def events_of(backend: Any, base: ir.Table, schema: ibis.Schema) -> ir.Table:
@@ -605,21 +616,21 @@ def _read_hot(
     hot_dir: Path,
     cold_dir: Path,
     schema: ibis.Schema,
+    present: set[Path],
     lost: set[Path] | None = None,
-    keys: tuple[bytes | None, Any] = (None, None),
+    keys: tuple[bytes | None, Any, Any] = (None, None, None),
 ) -> tuple[ir.Table | None, HotSnapshot]:
-    """Unconverted hot files as one in-memory table with the cold schema.
+    """Unconverted hot files (``workbench._converted``) as one in-memory table with the cold schema.
+
+    ``present`` are the cold Parquet files the trail reads, ``lost`` those left out as damaged.
 
     What cannot be read is left out with an ``UnreadableFileWarning`` naming the file: lines that
     are not records, or a whole file that cannot be opened. A file whose seal or manifest entry is
     unreadable counts as not converted, so its hot rows are read (rows also in cold count once).
     """
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    from audit_core.cold.converter import read_hot_file
     from audit_core.errors import AuditFormatError
     from audit_core.hot.verifier import NOT_A_TRAIL_FILE, trail_files
+    from workbench._converted import converted
 
     def unreadable(error: AuditFormatError | OSError, what: str = "left out") -> None:
         warnings.warn(f"open_trail: {what}: {error}", UnreadableFileWarning, stacklevel=4)
@@ -631,10 +642,12 @@ def _read_hot(
         unreadable(AuditFormatError(stray, NOT_A_TRAIL_FILE))
     for file in files:
         try:
-            if _converted(file, cold_dir, lost or set(), keys[0], keys[2] if keys[2] is not None else keys[1]):
+            if converted(file, cold_dir, present, lost or set(), keys[0], keys[2] if keys[2] is not None else keys[1]):
                 continue
         except (AuditFormatError, OSError) as exc:
             unreadable(exc, "cannot tell whether it was converted; reading its hot rows")
+        from audit_core.cold.converter import read_hot_file  # here: a converted trail's open needs no converter
+
         try:
             table = read_hot_file(file, on_error=unreadable)
         except (AuditFormatError, OSError) as exc:
@@ -645,6 +658,9 @@ def _read_hot(
             tables.append(table)
     if not tables:
         return None, snapshot
+    import pyarrow as pa
+    import pyarrow.compute as pc  # ~0.6 s to import: only when there are hot rows
+
     rows = pa.concat_tables(tables, promote_options="permissive")
     days = [utc_day(ts) for ts in rows.column("ts_event").to_pylist()]
     for part in _backend.PARTITIONS:
@@ -654,28 +670,3 @@ def _read_hot(
     snapshot.last_ts = pc.max(rows.column("ts_event")).as_py()
     rows = rows.select(schema.names).cast(schema.to_pyarrow())  # STORAGE_COLUMNS are dropped here
     return _backend.memtable(backend, rows), snapshot
-
-
-def _converted(
-    file: Path, cold_dir: Path, lost: set[Path], hmac_key: bytes | None = None, public_key: Any = None
-) -> bool:
-    """Whether the cold store holds this exact file (same seal) by an authentic entry, in outputs present, not ``lost``.
-
-    ``audit_core.cold.manifest.converted_entry`` decides: a forged or edited entry hides no hot file.
-    Without the trail's HMAC key, entries of a keyed trail cannot be authenticated, so every hot
-    file is read (rows also in cold count once, see ``open_trail``). Raises ``AuditFormatError``
-    when the file's seal or its manifest entry is not in its format.
-    """
-    from audit_core.cold.manifest import converted_entry, manifest_path
-
-    if not manifest_path(cold_dir, file.name).exists():
-        return False
-    entry = converted_entry(file, cold_dir, hmac_key, public_key, strict=True)
-    if entry is None:
-        return False
-    outputs = [cold_dir / output["path"] for output in entry["outputs"]]
-    if not all(output.is_file() for output in outputs):
-        return False
-    # Resolving a path costs a system call per component (a tenth of a cold start's manifest checks): only
-    # to compare with the files left out as damaged, when there are any.
-    return not lost or all(output.resolve() not in lost for output in outputs)

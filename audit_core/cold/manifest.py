@@ -186,7 +186,16 @@ def read_manifest(path: Path) -> dict[str, Any]:
         AuditFormatError: not JSON, not an object, or a field of the wrong form; names the file and the field.
         OSError: the file cannot be read.
     """
-    entry = _jsonfile.read_object(path, "manifest entry")
+    return parse_manifest(path.read_bytes(), path)
+
+
+def parse_manifest(data: bytes, path: Path) -> dict[str, Any]:
+    """The manifest entry in ``data``, the bytes of file ``path``, its form checked (``read_manifest``).
+
+    Raises:
+        AuditFormatError: as ``read_manifest``; names ``path``.
+    """
+    entry = _jsonfile.loads_object(data, path, "manifest entry")
 
     def wrong(field: str, expected: str, got: object) -> AuditFormatError:
         return AuditFormatError(path, f"manifest entry {field}: expected {expected}, got {got!r:.80}")
@@ -278,7 +287,22 @@ def converted_entry(
         if strict:
             raise
         return None
-    if seal is None or entry is None or entry.get("source") != hot_file.name:
+    return converting_entry(hot_file.name, seal, entry, hmac_key, public_key)
+
+
+def converting_entry(
+    source: str,
+    seal: dict[str, Any] | None,
+    entry: dict[str, Any] | None,
+    hmac_key: bytes | None = None,
+    public_key: VerifyingKeys | None = None,
+) -> dict[str, Any] | None:
+    """``entry`` if it shows hot file ``source``, whose seal is ``seal``, converted; else None.
+
+    The decision of ``converted_entry`` once the seal and the entry are read (both parsed and
+    their form checked; None when absent): for callers that read the bytes themselves.
+    """
+    if seal is None or entry is None or entry.get("source") != source:
         return None
     if entry_problems(entry, hmac_key, public_key):
         return None

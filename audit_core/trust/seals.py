@@ -200,8 +200,17 @@ def read_seal(path: Path) -> dict[str, Any] | None:
     target = seal_path(path)
     if not target.exists():
         return None
-    seal = _jsonfile.read_object(target, "seal")
-    check_seal_format(seal, target)
+    return parse_seal(target.read_bytes(), target)
+
+
+def parse_seal(data: bytes, where: Path) -> dict[str, Any]:
+    """The seal in ``data``, the bytes of seal file ``where``: parsed and its form checked (``read_seal``).
+
+    Raises:
+        AuditFormatError: as ``read_seal``; names ``where``.
+    """
+    seal = _jsonfile.loads_object(data, where, "seal")
+    check_seal_format(seal, where)
     return seal
 
 

@@ -45,3 +45,18 @@ def test_chosen_cases_only(tmp_path: Path) -> None:
     (size,) = json.loads((tmp_path / "workbench.json").read_text(encoding="utf-8"))["sizes"]
     assert list(size["cases"]) == ["state_at", "lifecycle"]
     assert all(case["same_values"] for case in size["cases"].values())
+
+
+def test_cold_start_only_writes_its_own_report(tmp_path: Path) -> None:
+    assert main(["--quick", "--cold-start-only", "--out", str(tmp_path), "--cache", str(tmp_path / "cache")]) == 0
+    assert not (tmp_path / "workbench.json").exists()  # the full report (the README's table) is left alone
+    report = json.loads((tmp_path / "workbench_cold_start.json").read_text(encoding="utf-8"))
+    (size,) = report["sizes"]
+    assert size["cases"] == {}
+    cold = size["cold_start"]
+    for part in (cold, cold["new_process"]):
+        assert part["open_trail_ms"] > 0 and part["first_query_ms"] > 0 and part["raw_connect_view_first_query_ms"] > 0
+        assert part["ratio"] > 0
+    assert cold["cpu_ratio"] > 0
+    markdown = (tmp_path / "workbench_cold_start.md").read_text(encoding="utf-8")
+    assert "Cold start:" in markdown and "In a new process" in markdown

@@ -407,11 +407,12 @@ class TestForgedEntry:
 
     def test_the_workbench_still_reads_it_from_hot(self, trail):
         from workbench import open_trail
-        from workbench.trail import _converted
+        from workbench._backend import COLD_GLOB
+        from workbench._converted import converted
 
         second = self.forge(trail)
-        assert not _converted(second, trail.cold, set(), trail.hmac_key,
-                              None if trail.signing_key is None else trail.signing_key.public_key())
+        assert not converted(second, trail.cold, set(trail.cold.glob(COLD_GLOB)), set(), trail.hmac_key,
+                             None if trail.signing_key is None else trail.signing_key.public_key())
         assert second in open_trail(trail.base).hot.files
 
     def test_retention_keeps_it(self, trail):

@@ -1,0 +1,218 @@
+"""What ``open_trail`` keeps per process (issue 19, cold start), and that nothing kept is believed for other bytes.
+
+Footer summaries are kept per footer bytes (``workbench._footers``), "is this hot file converted?"
+per the bytes of its seal and manifest entry and the keys (``workbench._converted``), the view's
+SQL per definition (``_backend.events_view``). Each test opens a trail once (so that something is
+kept), changes files, and opens it again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+
+import duckdb
+import pyarrow.parquet as pq
+import pytest
+
+from audit_core.cold.manifest import MANIFEST_DIR
+from workbench import TrailNotVerifiedWarning, UnreadableFileWarning, _converted, _footers, open_trail
+
+
+def count(trail) -> int:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", TrailNotVerifiedWarning)
+        return int(trail.events.count().execute())
+
+
+def parquet_files(base):
+    return sorted((base / "cold").glob("year=*/month=*/day=*/*.parquet"))
+
+
+def edit_in_place(path, old: bytes, new: bytes) -> None:
+    """Replace ``old`` by ``new`` (same length) in ``path``, its size and timestamps as they were (but ctime)."""
+    assert len(old) == len(new)
+    info = path.stat()
+    data = path.read_bytes()
+    assert data.count(old) >= 1
+    os.chmod(path, 0o644)
+    path.write_bytes(data.replace(old, new, 1))
+    os.chmod(path, info.st_mode)
+    os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns))
+    assert path.stat().st_size == info.st_size
+
+
+class TestFooters:
+    def test_a_reopened_trail_parses_no_footer_again(self, hand_trail, monkeypatch):
+        hand_trail.convert()
+        open_trail(hand_trail.base, verify=False)
+        parsed = []
+        parse = _footers._parse
+        monkeypatch.setattr(_footers, "_parse", lambda file: parsed.append(file) or parse(file))
+        trail = open_trail(hand_trail.base, verify=False)
+        assert parsed == [] and count(trail) == hand_trail.events
+        assert trail._time_range is not None
+
+    def test_a_rewritten_file_is_read_again(self, hand_trail):
+        hand_trail.convert()
+        assert open_trail(hand_trail.base)._time_range is not None
+        file = parquet_files(hand_trail.base)[0]
+        pq.write_table(pq.read_table(file), file, write_statistics=False)  # the same rows, no min/max
+        assert open_trail(hand_trail.base, verify=False)._time_range is None
+
+    def test_a_file_given_other_columns_is_read_by_name(self, hand_trail):
+        hand_trail.convert()
+        assert count(open_trail(hand_trail.base)) == hand_trail.events
+        files = parquet_files(hand_trail.base)
+        named = sum(pq.read_table(file).column("param_name").drop_null().length() for file in files[1:])
+        assert named > 0
+        pq.write_table(pq.read_table(files[0]).drop_columns(["param_name"]), files[0])
+        trail = open_trail(hand_trail.base, verify=False)
+        # Had the kept summary said "same columns", DuckDB would have taken the first file's (no param_name).
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", TrailNotVerifiedWarning)
+            names = trail.events.param_name.execute()
+        assert names.notna().sum() == named and count(trail) == hand_trail.events
+
+    def test_a_truncated_file_is_left_out_and_named(self, hand_trail):
+        hand_trail.convert()
+        open_trail(hand_trail.base)
+        file = parquet_files(hand_trail.base)[0]
+        file.write_bytes(file.read_bytes()[:-100])
+        with pytest.warns(UnreadableFileWarning, match=file.name):
+            open_trail(hand_trail.base, verify=False)
+
+    def test_the_summary_is_what_pyarrow_reads_from_the_file(self, hand_trail):
+        hand_trail.convert()
+        for file in parquet_files(hand_trail.base):
+            footer = _footers._parse(_footers._footer_bytes(file))
+            metadata = pq.read_metadata(file)
+            stats = [metadata.row_group(group).column(0).statistics for group in range(metadata.num_row_groups)]
+            assert metadata.schema.column(0).path == "ts_event"
+            assert footer.columns == tuple(sorted(metadata.schema.to_arrow_schema().names))
+            assert footer.extent == (min(s.min for s in stats), max(s.max for s in stats))
+
+    @pytest.mark.parametrize("tail", [b"", b"PAR1", b"\xff\xff\xff\x7fPAR1", b"\x00\x00\x00\x00PAR1", b"x" * 20])
+    def test_a_file_that_is_not_parquet_is_named_not_raised(self, tmp_path, tail):
+        file = tmp_path / "f.parquet"
+        file.write_bytes(b"PAR1" + tail)
+        columns, damaged, extent = _footers.read_footers([file])
+        assert columns == set() and extent == [None, None]
+        assert [path for path, _ in damaged] == [file] and "not a readable Parquet file" in damaged[0][1]
+
+
+class TestConvertedFiles:
+    """A kept answer is for the bytes it was given: an edited entry or seal is checked again."""
+
+    def test_an_entry_edited_in_place_after_an_open_no_longer_hides_its_hot_file(self, hand_trail):
+        hand_trail.convert()
+        assert open_trail(hand_trail.base).hot.files == []
+        entry_file = sorted((hand_trail.base / "cold" / MANIFEST_DIR).glob("*.json"))[0]
+        entry = json.loads(entry_file.read_text())
+        rows = entry["outputs"][0]["rows"]
+        assert rows < 9
+        # The same size and mtime: only the bytes tell.
+        edit_in_place(entry_file, f'"rows": {rows}'.encode(), f'"rows": {rows + 1}'.encode())
+        trail = open_trail(hand_trail.base, verify=False)
+        assert [file.name for file in trail.hot.files] == [entry["source"]]
+        assert count(trail) == hand_trail.events  # its rows also in cold count once
+
+    def test_a_seal_edited_after_an_open_makes_its_hot_file_read(self, hand_trail):
+        hand_trail.convert()
+        open_trail(hand_trail.base)
+        hot_file = sorted((hand_trail.base / "hot").glob("*.jsonl"))[0]
+        seal = hot_file.with_name(hot_file.name + ".seal")
+        root = json.loads(seal.read_text())["merkle_root"]
+        edit_in_place(seal, root.encode(), root[::-1].encode())  # still a seal: no longer the entry's copy
+        trail = open_trail(hand_trail.base, verify=False)
+        assert trail.hot.files == [hot_file] and count(trail) == hand_trail.events
+
+    def test_a_seal_broken_after_an_open_is_named(self, hand_trail):
+        hand_trail.convert()
+        open_trail(hand_trail.base)
+        hot_file = sorted((hand_trail.base / "hot").glob("*.jsonl"))[0]
+        edit_in_place(hot_file.with_name(hot_file.name + ".seal"), b'"format"', b'"Format"')
+        with pytest.warns(UnreadableFileWarning, match="cannot tell whether it was converted"):
+            trail = open_trail(hand_trail.base, verify=False)
+        assert trail.hot.files == [hot_file] and count(trail) == hand_trail.events
+
+    def test_an_entry_checked_with_other_keys_is_checked_again(self, hand_trail):
+        hand_trail.convert()
+        assert open_trail(hand_trail.base).hot.files == []
+        # Unkeyed entries, checked with a key: their checksum is not that key's HMAC.
+        trail = open_trail(hand_trail.base, hmac_key=b"another key", verify=False)
+        assert len(trail.hot.files) == len(list((hand_trail.base / "hot").glob("*.jsonl")))
+
+    def test_a_missing_output_makes_its_hot_file_read(self, hand_trail):
+        hand_trail.convert()
+        open_trail(hand_trail.base)
+        entry_file = sorted((hand_trail.base / "cold" / MANIFEST_DIR).glob("*.json"))[0]
+        entry = json.loads(entry_file.read_text())
+        (hand_trail.base / "cold" / entry["outputs"][0]["path"]).unlink()
+        trail = open_trail(hand_trail.base, verify=False)
+        assert [file.name for file in trail.hot.files] == [entry["source"]]
+        assert count(trail) == hand_trail.events
+
+    def test_an_output_outside_the_day_partitions_hides_nothing(self, hand_trail):
+        """An unkeyed entry rewritten (its plain checksum recomputed) to name a Parquet file the trail's
+        view does not read (outside ``year=/month=/day=``): the hot file's rows are read, not lost."""
+        from audit_core.cold.manifest import write_entry
+
+        hand_trail.convert()
+        cold = hand_trail.base / "cold"
+        entry_file = sorted((cold / MANIFEST_DIR).glob("*.json"))[0]
+        entry = json.loads(entry_file.read_text())
+        output = cold / entry["outputs"][0]["path"]
+        output.rename(cold / "elsewhere.parquet")
+        entry["outputs"][0]["path"] = "elsewhere.parquet"
+        write_entry(cold, {k: v for k, v in entry.items() if k != "manifest_checksum"})
+        trail = open_trail(hand_trail.base, verify=False)
+        assert [file.name for file in trail.hot.files] == [entry["source"]]
+        assert count(trail) == hand_trail.events
+
+    def test_the_answer_is_kept_per_bytes(self, hand_trail):
+        hand_trail.convert()
+        _converted.clear()
+        open_trail(hand_trail.base)
+        kept = len(_converted._kept)
+        assert kept == len(list((hand_trail.base / "hot").glob("*.jsonl")))
+        open_trail(hand_trail.base)
+        assert len(_converted._kept) == kept
+
+
+class TestViewDefinitions:
+    def test_a_reopened_trail_creates_the_same_view_without_building_it(self, hand_trail):
+        hand_trail.convert(only_jan5=True)
+        first, second = open_trail(hand_trail.base), open_trail(hand_trail.base)
+        assert first._definition is not None and second._definition is None  # the kept SQL was used
+        sql = [trail.backend.con.execute("SELECT sql FROM duckdb_views() WHERE view_name = ?",
+                                         [trail.events.op().name]).fetchone()[0] for trail in (first, second)]
+        assert sql[0].replace(first.events.op().name, "v") == sql[1].replace(second.events.op().name, "v")
+        assert count(second) == count(first) == hand_trail.events
+        assert second.events.schema() == first.events.schema()
+
+    def test_hot_rows_that_changed_are_read(self, hand_trail):
+        hand_trail.convert()
+        assert open_trail(hand_trail.base).hot.rows == 0
+        hand_trail.forget_conversion_of("2026-01-06")
+        trail = open_trail(hand_trail.base)
+        assert trail.hot.rows > 0 and count(trail) == hand_trail.events
+
+    def test_two_trails_on_one_connection_keep_their_own_hot_rows(self, hand_trail, tmp_path):
+        from conftest import write_hand_trail
+
+        other = write_hand_trail(tmp_path / "other")
+        other.convert(only_jan5=True)
+        hand_trail.convert(only_jan5=True)
+        hand_trail.forget_conversion_of("2026-01-05")  # all hot: more hot rows than the other trail
+        con = duckdb.connect()
+        mine, theirs = open_trail(hand_trail.base, con), open_trail(other.base, con)
+        assert mine.hot.rows != theirs.hot.rows
+        assert count(mine) == hand_trail.events and count(theirs) == other.events
+
+    def test_an_empty_trail_opened_again_has_its_own_empty_table(self, tmp_path):
+        (tmp_path / "cold").mkdir()
+        for _ in range(2):  # the second once failed: the first's SQL named the first connection's table
+            trail = open_trail(tmp_path)
+            assert count(trail) == 0 and "ts_event" in trail.events.columns
