@@ -107,8 +107,9 @@ def _run_case(scenario: ModuleType, case: str, base: Path, ticks: int) -> dict[s
         engine.dispose()
     if observer is not None:
         # After dispose: the observer writes sys.session_end and the writer syncs and seals there.
+        # writes: the writer's os.write batches (a backtest writes each simulated day's part of a batch at once).
         result |= {"records": observer.recorded, "failures": observer.failures, "fdatasyncs": stats.syncs,
-                   "rotations": stats.rotations, "environment": observer.mode.environment,
+                   "writes": stats.batches, "rotations": stats.rotations, "environment": observer.mode.environment,
                    "sync_trades": observer.mode.sync_trades}
     return result
 

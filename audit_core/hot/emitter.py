@@ -16,7 +16,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from audit_core.config import AuditConfig
@@ -149,11 +149,14 @@ class AuditEventEmitter:
             self._notify(event)
         return event
 
-    def emit_many(self, events: Iterable[E]) -> list[E]:
+    def emit_many(self, events: Iterable[E], *, clock_readings: Sequence[int] | None = None) -> list[E]:
         """Append ``events``, in order, as one batch: one write and at most one sync for all of them.
 
         Each record gets the bytes ``emit`` would give it (same stamping, chaining, serialization;
-        the batch shares one ``ts_recorded``). The batch is queued whole or not at all. If any of
+        the batch shares one ``ts_recorded``, or, with ``clock_readings``, each record's is stamped
+        from its own reading, as ``emit`` would have stamped it at that time: a backtest's deferred
+        records; all readings must fall in the current file, which the caller's clock decides). The
+        batch is queued whole or not at all. If any of
         its event types is durable, this returns once every record of the batch is durable (one
         ``fdatasync``), so N trades cost one sync instead of N. Returns the events as written.
 
@@ -178,15 +181,19 @@ class AuditEventEmitter:
             seen.add(id(event))
         if not batch:
             return batch
+        if clock_readings is not None and len(clock_readings) != len(batch):
+            raise ValueError(f"{len(clock_readings)} clock readings for a batch of {len(batch)} events")
         durable = any(self._is_durable(event.event_type) for event in batch)
         with self._lock:
             first = self._next_sequence
-            recorded = self._stamp_recorded(self._clock())
+            recorded = self._stamp_recorded(self._clock()) if clock_readings is None else self._last_recorded
             lines: list[bytes] = []
             checksums: list[str] = []
             prev_hash = self._prev_hash
             try:
                 for event in batch:
+                    if clock_readings is not None:  # clamped to the record before it, as emit would
+                        recorded = self._stamp_recorded(clock_readings[len(lines)], recorded)
                     event.__dict__.update(trader_id=self._trader_id, sequence=first + len(lines), prev_hash=prev_hash,
                                           format=RECORD_FORMAT, ts_recorded=recorded)
                     line, prev_hash = self._line(event)
@@ -273,11 +280,14 @@ class AuditEventEmitter:
             raise record_too_large_error(event, len(line), self._max_bytes)
         return line, checksum
 
-    def _stamp_recorded(self, now: int) -> int:
+    def _stamp_recorded(self, now: int, last: int | None = None) -> int:
         """``ts_recorded`` for the next record: the clock's ``now``, never before the stream's last one
         (a clock stepped back, or a backtest re-run into the same path, does not make it go back;
-        nor does a thread that read the clock before another one took the lock)."""
-        return now if now > self._last_recorded else self._last_recorded
+        nor does a thread that read the clock before another one took the lock). ``last``: the
+        record before it, when that is not written yet (a batch)."""
+        if last is None:
+            last = self._last_recorded
+        return now if now > last else last
 
     def _is_durable(self, event_type: str) -> bool:
         durable = self._durable.get(event_type)

@@ -1,6 +1,6 @@
 """Where the observer's records are written from, and how durably, by environment.
 
-Stdlib only (no NautilusTrader), so the rule and the recording thread are tested on their own.
+No NautilusTrader here, so the rule, the recording thread and the batches are tested on their own.
 
 The rule (``recording_mode``): in ``live`` and ``sandbox`` every ``trade.*`` record is fdatasync'ed,
 and records are written and synced on a recording thread of their own, never on the node's event
@@ -8,10 +8,11 @@ loop; in ``backtest`` records are written on the event loop (the simulated clock
 anything) and synced when a file rotates and when the trail closes, which is when a backtest's files
 are sealed. An explicit ``sync_writes`` overrides the sync part of the rule, never the thread part.
 
-A backtest that syncs nothing per record also writes its records in batches (``DeferredRecords``):
-the emitter's pipeline then runs many records in a row with warm CPU caches, instead of one record
-between two slices of the engine's own work, and each record is still stamped and filed under the
-clock reading of the moment it was captured, so the trail has the same bytes either way.
+A backtest that syncs nothing per record also builds and writes its records in batches
+(``DeferredRecords``): the emitter's pipeline then runs many records in a row with warm CPU caches,
+instead of one record between two slices of the engine's own work, a day's run of them is one
+append (one write), and each record is still stamped and filed under the clock reading of the
+moment it was captured, so the trail has the same bytes either way.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
+
+from audit_core._layout import NS_PER_DAY
 
 Environment = Literal["backtest", "sandbox", "live"]
 ENVIRONMENTS: tuple[Environment, ...] = ("backtest", "sandbox", "live")
@@ -50,26 +53,32 @@ def recording_mode(environment: str, sync_writes: bool | None = None) -> Recordi
 
 
 class DeferredRecords:
-    """Record calls captured on the event loop and run later, in capture order, in batches.
+    """Records captured on the event loop and built and written later, in capture order, in batches.
 
-    ``submit`` keeps the call and its arguments with the clock's reading now; the batch runs when
-    ``limit`` calls wait, or on ``run``. While a call runs, ``clock`` (the emitter's clock) returns
-    that call's capture time, so its ``ts_recorded`` and the file it lands in (rotation follows the
-    emitter's clock) are those it would have had if it had run when it was captured. A call that
-    raises is reported to ``on_error`` and the next one runs. After ``close`` every call runs at once.
+    ``submit`` keeps a record's builder and its arguments with the clock's reading now; the batch
+    runs when ``limit`` records wait, or on ``run``: each record is built (``build(*args)``), then
+    the built records go to ``write(records, readings)`` in runs whose readings fall in one UTC day,
+    with ``clock`` (the emitter's clock) pinned to the run's first reading while it is written. A
+    hot file rotates only at the midnight ending its day, so a run lands in the file, and each record
+    gets the ``ts_recorded``, it would have had if it had been written when it was captured
+    (``AuditEventEmitter.emit_many`` with ``clock_readings``). A builder that raises is reported to
+    ``on_error`` and the next record is built. ``write`` either writes a run or raises having written
+    none of it: a run it refuses is written again record by record, so only a record it refuses alone
+    is reported. After ``close`` each record is written as it is submitted.
 
-    A waiting call is one tuple (no closure): objects the garbage collector tracks, kept alive by
+    A waiting record is one tuple (no closure): objects the garbage collector tracks, kept alive by
     the hundreds, would trigger collections that each walk the whole engine's heap.
     """
 
-    def __init__(self, clock: Callable[[], int], on_error: Callable[[str, Exception], None],
-                 limit: int) -> None:
+    def __init__(self, clock: Callable[[], int], on_error: Callable[[str, Exception], None], limit: int,
+                 write: Callable[[list[Any], list[int]], object]) -> None:
         if limit < 1:
             raise ValueError(f"limit must be >= 1, got {limit}")
         self._now = clock
         self._on_error = on_error
         self._limit = limit
-        self._pending: list[tuple[str, Callable[..., object], tuple[Any, ...], int]] = []
+        self._write = write
+        self._pending: list[tuple[str, Callable[..., Any], tuple[Any, ...], int]] = []
         self._pinned: int | None = None
         #: Batches run so far.
         self.batches = 0
@@ -79,37 +88,63 @@ class DeferredRecords:
         return len(self._pending)
 
     def clock(self) -> int:
-        """Nanoseconds: the capture time of the call running now, else the clock's reading."""
+        """Nanoseconds: the first reading of the run being written now, else the clock's reading."""
         pinned = self._pinned
         return self._now() if pinned is None else pinned
 
-    def submit(self, what: str, call: Callable[..., object], args: tuple[Any, ...] = ()) -> None:
-        """Keep ``call(*args)`` (``what`` names it in error reports) for the next batch; run the batch if full."""
+    def submit(self, what: str, build: Callable[..., Any], args: tuple[Any, ...] = ()) -> None:
+        """Keep ``build(*args)`` (``what`` names it in error reports) for the next batch; run the batch if full."""
         pending = self._pending
-        pending.append((what, call, args, self._now()))
+        pending.append((what, build, args, self._now()))
         if len(pending) >= self._limit:
             self.run()
 
     def run(self) -> None:
-        """Run every waiting call, in order, each under the clock reading of its capture."""
+        """Build every waiting record, in order, and write them in runs of one day (see the class)."""
         pending, self._pending = self._pending, []
         if not pending:
             return
         self.batches += 1
+        names: list[str] = []
+        records: list[Any] = []
+        readings: list[int] = []
+        for what, build, args, captured_at in pending:
+            try:
+                records.append(build(*args))
+            except Exception as exc:
+                self._on_error(what, exc)
+                continue
+            names.append(what)
+            readings.append(captured_at)
+        start = 0
+        for end in range(1, len(records) + 1):
+            if end == len(records) or readings[end] // NS_PER_DAY != readings[start] // NS_PER_DAY:
+                self._write_run(names[start:end], records[start:end], readings[start:end])
+                start = end
+
+    def close(self) -> None:
+        """Run what waits; from now on each record is written as it is submitted."""
+        self._limit = 1
+        self.run()
+
+    def _write_run(self, names: list[str], records: list[Any], readings: list[int]) -> None:
         try:
-            for what, call, args, captured_at in pending:
-                self._pinned = captured_at
+            self._pinned = readings[0]
+            try:
+                self._write(records, readings)
+                return
+            except Exception as exc:
+                if len(records) == 1:
+                    self._on_error(names[0], exc)
+                    return
+            for what, record, reading in zip(names, records, readings, strict=True):
+                self._pinned = reading
                 try:
-                    call(*args)
+                    self._write([record], [reading])
                 except Exception as exc:
                     self._on_error(what, exc)
         finally:
             self._pinned = None
-
-    def close(self) -> None:
-        """Run what waits; from now on each call runs as it is submitted."""
-        self._limit = 1
-        self.run()
 
 
 @dataclass

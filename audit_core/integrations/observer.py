@@ -10,15 +10,10 @@ order's ``tags`` when they submit.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import subprocess
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from decimal import Context, Decimal
-from importlib import metadata
-from pathlib import Path
 from typing import Any
 
 from nautilus_trader.common.actor import Actor
@@ -56,6 +51,8 @@ from audit_core.hot.emitter import AuditEventEmitter
 from audit_core.integrations._fill_accounting import FILL_ACCOUNTING, fill_accounting_payload
 from audit_core.integrations._nautilus_compat import NAUTILUS_VERSION, wildcards_reach_existing_topics
 from audit_core.integrations._recording import DeferredRecords, RecordingMode, RecordingThread, recording_mode
+from audit_core.integrations._run_identity import UNIDENTIFIED, run_identity, session_start_payload
+from audit_core.integrations._run_identity import data_fingerprint as data_fingerprint  # public here, as before
 
 SIGNAL_TAG = "ledgerline:signal="
 EXPECTED_PRICE_TAG = "ledgerline:expected_px="
@@ -179,9 +176,6 @@ class AuditObserver(Actor):
         self._recorder: RecordingThread | None = None
         self._deferred: DeferredRecords | None = None
         self._instruments: dict[Any, tuple[Any, dict[str, Any]]] = {}  # fill_accounting_payload's memo
-        # Bound once: a waiting record holds one, and each bound method made is an object to collect.
-        self._write_bound = self._write
-        self._write_position_event_bound = self._write_position_event
         self._emit: Callable[[AuditEvent], object] = _not_started
         self._run_identity: dict[str, Any] = {}
         self.session_id: str | None = None
@@ -220,9 +214,7 @@ class AuditObserver(Actor):
         SHA-256 of their canonical JSON, so two runs with the same settings share it. ``dataset``
         names the data (a catalog path and version, or ``data_fingerprint(...)``).
         """
-        configuration = {"engine": _config_json(engine_config),
-                         "strategies": [_config_json(config) for config in strategy_configs]}
-        self._run_identity = {"configuration": configuration, "dataset": dataset, "seed": seed}
+        self._run_identity = run_identity(engine_config, strategy_configs, dataset, seed)
 
     def on_start(self) -> None:
         cfg = self._audit_config
@@ -234,7 +226,7 @@ class AuditObserver(Actor):
         if self._emitter is None and not (mode.off_loop or mode.sync_trades) and cfg.backtest_batch > 1:
             # Only an emitter of our own: its clock must be the batch's, and no one else writes to it
             # between two of our records (a batch would reorder them).
-            self._deferred = DeferredRecords(clock, self._failed, cfg.backtest_batch)
+            self._deferred = DeferredRecords(clock, self._failed, cfg.backtest_batch, self._write_run)
             clock = self._deferred.clock
         if self._emitter is None:
             # The node's clock: wall time live, simulated time in a backtest, so a backtest's files
@@ -271,8 +263,15 @@ class AuditObserver(Actor):
         # fills belong in the trail. Make what is written durable now; on_dispose closes and seals.
         if self._deferred is not None:
             self._deferred.close()  # and write each later record as it comes
-        if self._emitter is not None:
-            self._record("flush", self._emitter.flush)
+        if self._emitter is None:
+            return
+        if self._recorder is not None and self._recorder.is_open:
+            self._recorder.submit("flush", self._emitter.flush)  # after what is queued
+            return
+        try:
+            self._emitter.flush()
+        except Exception as exc:
+            self._failed("flush", exc)
 
     def on_dispose(self) -> None:
         self.msgbus.unsubscribe(topic="events.order.*", handler=self._on_order_event)
@@ -300,25 +299,41 @@ class AuditObserver(Actor):
 
     # --- recording ----------------------------------------------------------------------------
 
-    def _record(self, what: str, call: Callable[..., object], args: tuple[Any, ...] = ()) -> None:
-        """Run ``call(*args)`` now, in the backtest's next batch, or on the recording thread (live, sandbox)."""
+    def _record(self, what: str, build: Callable[..., AuditEvent], args: tuple[Any, ...]) -> None:
+        """Build the record ``build(*args)`` and write it: now, in the backtest's next batch, or on the
+        recording thread (live, sandbox). ``build`` validates it as any caller's event is validated."""
         if self._recorder is not None and self._recorder.is_open:
-            self._recorder.submit(what, lambda: call(*args))  # a failure there is reported through _failed
+            # A failure there is reported through _failed.
+            self._recorder.submit(what, lambda: self._write(build(*args)))
             return
         if self._deferred is not None:
-            self._deferred.submit(what, call, args)  # likewise
+            self._deferred.submit(what, build, args)  # likewise; written by _write_run
             return
         try:
-            call(*args)
+            self._write(build(*args))
         except Exception as exc:
             self._failed(what, exc)
 
-    def _write(self, validate: Callable[[dict[str, Any]], AuditEvent], fields: dict[str, Any]) -> None:
-        """Build one record from its fields (validated as any caller's event is), emit it and count it."""
-        event = validate(fields)
+    def _write(self, event: AuditEvent) -> None:
         self._emit(event)
         self._recorded += 1
         self.recorded_by_type[event.event_type] += 1
+
+    def _write_run(self, events: list[AuditEvent], readings: list[int]) -> None:
+        """A backtest batch's records of one day, each stamped from its capture time: one append."""
+        assert self._emitter is not None
+        try:
+            self._emitter.emit_many(events, clock_readings=readings)
+        except Exception as exc:
+            if events[0].sequence is None:
+                raise  # nothing was queued: DeferredRecords writes the run again record by record
+            for event in events:  # queued, not acknowledged: as each emit of them would have failed
+                self._failed(event.event_type, exc)
+            return
+        self._recorded += len(events)
+        by_type = self.recorded_by_type
+        for event in events:
+            by_type[event.event_type] += 1
 
     def _failed(self, what: str, exc: Exception) -> None:
         # Never stop the node for the audit trail, and never stay silent about it.
@@ -328,38 +343,26 @@ class AuditObserver(Actor):
 
     def _trade(self, event_type: str, what: str, instrument_id: str, correlation_id: str | None, ts_event: int,
                fields: dict[str, Any]) -> None:
-        self._record(what, self._write_bound,
-                     (_TRADE_EVENT, _trade_record(event_type, instrument_id, correlation_id, ts_event, fields)))
+        self._record(what, _TRADE_EVENT, (_trade_record(event_type, instrument_id, correlation_id, ts_event, fields),))
 
     def _system(self, event_type: str, what: str, payload: dict[str, Any], ts_event: int,
                 correlation_id: str | None = None) -> None:
         record = _system_record(event_type, payload, ts_event, correlation_id)
-        self._record(what, self._write_bound, (_SYSTEM_EVENT, record))
+        self._record(what, _SYSTEM_EVENT, (record,))
 
     # --- run identity -------------------------------------------------------------------------
 
     def _record_session_start(self) -> None:
         cfg, mode = self._audit_config, self.mode
         assert mode is not None
-        identity = self._run_identity or {"configuration": {"engine": None, "strategies": []},
-                                          "dataset": None, "seed": None}
-        configuration_hash = _sha256_json(identity["configuration"])
-        # Unique in the trail (the chain position), and the same for the same fresh run.
-        self.session_id = _sha256_json([str(self.trader_id), cfg.stream_id, self.emitter.next_sequence,
-                                        self.emitter.last_hash, configuration_hash])[:16]
         ts = self.clock.timestamp_ns()
-        self._system("sys.session_start", "sys.session_start", {
-            "session_id": self.session_id,
-            "environment": mode.environment,
-            "sync_trades": mode.sync_trades,
-            "ledgerline_version": _ledgerline_version(),
-            "nautilus_trader_version": NAUTILUS_VERSION,
-            "code_version": cfg.code_version,
-            "git_commit": _git_commit(cfg.code_path),
-            "configuration_hash": configuration_hash,
-            **identity,
-            "ts_init": ts,
-        }, ts)
+        payload = session_start_payload(
+            self._run_identity or UNIDENTIFIED, trader_id=str(self.trader_id), stream_id=cfg.stream_id,
+            next_sequence=self.emitter.next_sequence, last_hash=self.emitter.last_hash,
+            environment=mode.environment, sync_trades=mode.sync_trades, nautilus_version=NAUTILUS_VERSION,
+            code_version=cfg.code_version, code_path=cfg.code_path, ts_init=ts)
+        self.session_id = payload["session_id"]
+        self._system("sys.session_start", "sys.session_start", payload, ts)
 
     def _record_session_end(self) -> None:
         ts = self.clock.timestamp_ns()
@@ -498,30 +501,7 @@ class AuditObserver(Actor):
         last_fill = position.last_event if position is not None else None
         # The event is a snapshot that never changes, and so is the fill: what the position is now
         # was read above; the record is built when it is written (a backtest's batch, the recording thread).
-        self._record(type(event).__name__, self._write_position_event_bound, (event, signal, last_fill))
-
-    def _write_position_event(self, event: PositionEvent, signal: str | None, last_fill: OrderFilled | None) -> None:
-        fields: dict[str, Any] = {
-            # The order whose fill opened, changed or closed the position.
-            "order_id": str(last_fill.client_order_id if last_fill is not None else event.opening_order_id),
-            "trade_id": None if last_fill is None else str(last_fill.trade_id),
-            "side": _side(event.entry),
-            "size": event.quantity.as_decimal(),
-            "price": event.last_px.as_decimal(),
-            "position_id": str(event.position_id),
-            "strategy_source": str(event.strategy_id),
-            "avg_px_open": _float_decimal(event.avg_px_open),
-            "ts_init": event.ts_init,
-        }
-        if event.realized_pnl is not None:
-            fields["realized_pnl"] = event.realized_pnl.as_decimal()
-            fields["currency"] = str(event.realized_pnl.currency)
-        if isinstance(event, PositionClosed):
-            fields["realized_return"] = _float_decimal(event.realized_return)
-            fields["avg_px_close"] = _float_decimal(event.avg_px_close)
-            fields["duration_ns"] = event.duration_ns
-        self._write(_TRADE_EVENT, _trade_record(_POSITION_EVENT_TYPES[type(event)], str(event.instrument_id), signal,
-                                                event.ts_event, fields))
+        self._record(type(event).__name__, _position_record, (event, signal, last_fill))
 
     def _record_fill_accounting(self, event: OrderFilled) -> None:
         """What the fill did to the account (``sys.fill_accounting``), for ``pnl_reconciliation``."""
@@ -585,6 +565,31 @@ def _trade_record(event_type: str, instrument_id: str, correlation_id: str | Non
     return record
 
 
+def _position_record(event: PositionEvent, signal: str | None, last_fill: OrderFilled | None) -> AuditEvent:
+    """The record of a position event (a snapshot that never changes, as is the fill), built when it is written."""
+    fields: dict[str, Any] = {
+        # The order whose fill opened, changed or closed the position.
+        "order_id": str(last_fill.client_order_id if last_fill is not None else event.opening_order_id),
+        "trade_id": None if last_fill is None else str(last_fill.trade_id),
+        "side": _side(event.entry),
+        "size": event.quantity.as_decimal(),
+        "price": event.last_px.as_decimal(),
+        "position_id": str(event.position_id),
+        "strategy_source": str(event.strategy_id),
+        "avg_px_open": _float_decimal(event.avg_px_open),
+        "ts_init": event.ts_init,
+    }
+    if event.realized_pnl is not None:
+        fields["realized_pnl"] = event.realized_pnl.as_decimal()
+        fields["currency"] = str(event.realized_pnl.currency)
+    if isinstance(event, PositionClosed):
+        fields["realized_return"] = _float_decimal(event.realized_return)
+        fields["avg_px_close"] = _float_decimal(event.avg_px_close)
+        fields["duration_ns"] = event.duration_ns
+    return _TRADE_EVENT(_trade_record(_POSITION_EVENT_TYPES[type(event)], str(event.instrument_id), signal,
+                                      event.ts_event, fields))
+
+
 def _system_record(event_type: str, payload: dict[str, Any], ts_event: int,
                    correlation_id: str | None = None) -> dict[str, Any]:
     """A ``SystemEvent``'s fields."""
@@ -629,52 +634,6 @@ _ORDER_EVENT_TYPES: dict[type, str] = {
     OrderEmulated: "trade.order.emulated",
     OrderReleased: "trade.order.released",
 }
-
-
-def data_fingerprint(data: Iterable[Any]) -> str:
-    """SHA-256 over the ``repr`` of each data item in order (quotes, trades, bars): a data set
-    identity for ``identify_run(dataset=...)`` when the data has no catalog version of its own."""
-    digest = hashlib.sha256()
-    count = 0
-    for item in data:
-        digest.update(repr(item).encode())
-        digest.update(b"\n")
-        count += 1
-    return f"sha256:{digest.hexdigest()}:{count}"
-
-
-def _config_json(config: Any) -> Any:
-    """A configuration as plain JSON values: NautilusTrader configs through their own JSON."""
-    if config is None:
-        return None
-    if hasattr(config, "json"):
-        return json.loads(config.json())
-    return json.loads(json.dumps(config, sort_keys=True, default=str))
-
-
-def _sha256_json(value: Any) -> str:
-    return hashlib.sha256(json.dumps(value, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
-
-
-def _ledgerline_version() -> str | None:
-    try:
-        return metadata.version("ledgerline")
-    except metadata.PackageNotFoundError:
-        return None
-
-
-def _git_commit(path: str | None) -> str | None:
-    """The commit checked out at ``path`` (with ``+dirty`` when it has changes), None without git."""
-    cwd = Path(path) if path is not None else None
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5)
-        if head.returncode != 0:
-            return None
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
-                               capture_output=True, text=True, timeout=5)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return head.stdout.strip() + ("+dirty" if dirty.returncode == 0 and dirty.stdout.strip() else "")
 
 
 def _side(side: OrderSide) -> str:

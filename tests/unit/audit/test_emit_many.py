@@ -69,6 +69,35 @@ class TestSameBytes:
         assert report.ok and report.records == 6, report.to_text()
 
 
+    def test_with_clock_readings_each_record_is_stamped_as_emit_would_have_stamped_it_then(self, tmp_path):
+        """A backtest's deferred records: each keeps the reading of its capture, clamped as emit clamps
+        (a reading behind the one before takes that one's), in one write."""
+        readings = [T0 + 5, T0 + 9, T0 + 7, T0 + 12]
+        now = [T0]
+        with AuditEventEmitter(config(tmp_path, "one"), clock=lambda: now[0]) as single:
+            single.emit_param_change("ctl", "k", 0, 1)
+            for at, event in zip(readings, trades(4), strict=True):
+                now[0] = at
+                single.emit(event)
+            single_bytes = single.writer.path.read_bytes()
+        now[0] = T0
+        with AuditEventEmitter(config(tmp_path, "many"), clock=lambda: now[0]) as batched:
+            batched.emit_param_change("ctl", "k", 0, 1)
+            batches = batched.writer.stats.batches
+            written = batched.emit_many(trades(4), clock_readings=readings)
+            assert batched.writer.stats.batches == batches + 1
+            batch_bytes = batched.writer.path.read_bytes()
+        assert [e.ts_recorded for e in written] == [T0 + 5, T0 + 9, T0 + 9, T0 + 12]
+        assert batch_bytes == single_bytes
+
+    def test_clock_readings_must_match_the_events_one_for_one(self, tmp_path):
+        with AuditEventEmitter(config(tmp_path)) as emitter:
+            batch = trades(3)
+            with pytest.raises(ValueError, match="2 clock readings for a batch of 3 events"):
+                emitter.emit_many(batch, clock_readings=[T0, T0])
+            assert emitter.next_sequence == 0 and all(e.sequence is None for e in batch)
+
+
 class TestOneSync:
     def test_n_durable_trades_cost_one_write_and_one_fdatasync(self, tmp_path):
         with AuditEventEmitter(config(tmp_path)) as emitter:

@@ -7,12 +7,13 @@ synced" is counted in fdatasyncs, not assumed from a flag.
 
 from __future__ import annotations
 
+import json
 import threading
 from decimal import Decimal
 
 import pytest
 
-from audit_core import AuditConfig, AuditEventEmitter
+from audit_core import AuditConfig, AuditEventEmitter, SystemEvent, TradeEvent, verify
 from audit_core.integrations._recording import DeferredRecords, RecordingThread, recording_mode
 
 
@@ -120,73 +121,139 @@ class TestRecordingThread:
 
 
 class TestDeferredRecords:
-    """A backtest's batches: calls run later, in order, each under the clock reading of its capture."""
+    """A backtest's batches: records built later, in order, and written in runs of one day, each
+    stamped from the clock reading of its capture."""
 
-    def test_calls_wait_for_a_full_batch_and_run_in_order_under_their_capture_time(self):
+    def test_records_wait_for_a_full_batch_and_are_written_in_order_with_their_capture_times(self):
         now = [100]
-        seen: list[tuple[str, int]] = []
-        deferred = DeferredRecords(lambda: now[0], on_error=lambda what, exc: None, limit=3)
+        written: list[tuple[list[str], list[int], int]] = []
 
-        def record(name: str) -> None:
-            deferred.submit(name, lambda: seen.append((name, deferred.clock())))
+        def write(records: list[str], readings: list[int]) -> None:
+            written.append((records, readings, deferred.clock()))
 
-        record("a")
+        deferred = DeferredRecords(lambda: now[0], on_error=lambda what, exc: None, limit=3, write=write)
+        deferred.submit("a", str.upper, ("a",))
         now[0] = 200
-        record("b")
-        assert (seen, deferred.pending) == ([], 2)
+        deferred.submit("b", str.upper, ("b",))
+        assert (written, deferred.pending) == ([], 2)
         now[0] = 300
-        record("c")  # the third: the batch runs, the clock pinned to each call's capture
-        assert seen == [("a", 100), ("b", 200), ("c", 300)]
+        deferred.submit("c", str.upper, ("c",))  # the third: the batch is built and written in one run
+        # While the run is written, the clock reads the run's first capture time (the file it goes to).
+        assert written == [(["A", "B", "C"], [100, 200, 300], 100)]
         assert (deferred.pending, deferred.batches) == (0, 1)
         now[0] = 400
         assert deferred.clock() == 400  # between batches: the clock itself
 
-    def test_an_emitter_on_the_deferred_clock_writes_the_bytes_of_immediate_writes(self, tmp_path):
-        """Same records, same clock readings: written at once, or in batches that straddle midnight."""
+    def test_a_batch_is_written_in_one_run_per_utc_day(self):
         day = 86_400 * 10**9
-        times = [day - 3, day - 2, day - 1, day, day + 1, 2 * day + 5]
+        now = [0]
+        written: list[tuple[list[int], int]] = []
+        deferred = DeferredRecords(lambda: now[0], on_error=lambda what, exc: None, limit=10,
+                                   write=lambda records, readings: written.append((readings, deferred.clock())))
+        for at in (day - 2, day - 1, day, day + 1, 3 * day):
+            now[0] = at
+            deferred.submit("r", int, (at,))
+        deferred.run()
+        assert written == [([day - 2, day - 1], day - 2), ([day, day + 1], day), ([3 * day], 3 * day)]
 
-        def trail(name: str, limit: int) -> dict[str, bytes]:
-            now = [0]
-            deferred = DeferredRecords(lambda: now[0], on_error=lambda what, exc: None, limit=limit)
-            emitter = AuditEventEmitter(AuditConfig(base_path=tmp_path / name, trader_id="T-1", sync_writes=False),
-                                        clock=deferred.clock)
-            for n, at in enumerate(times):
-                now[0] = at
-                deferred.submit("fill", lambda n=n: emitter.emit_trade(
-                    "trade.fill", "test", "EUR/USD.SIM", order_id=f"O-{n}", side="BUY", size=Decimal(1),
-                    price=Decimal("1.1")))
-            deferred.close()
-            emitter.close()
+    @pytest.mark.parametrize("limit", [2, 4, 7])
+    def test_an_emitter_writing_the_runs_writes_the_bytes_of_records_emitted_one_by_one(self, tmp_path, limit):
+        """Same records, same clock readings: emitted one at a time, or in batches that straddle midnight."""
+        day = 86_400 * 10**9
+        times = [day - 3, day - 2, day - 1, day, day + 1, 2 * day + 5, 2 * day + 5, 2 * day + 4]
+
+        def fill(n: int) -> dict[str, object]:
+            return {"event_type": "trade.fill", "source": "test", "instrument_id": "EUR/USD.SIM", "ts_event": n,
+                    "order_id": f"O-{n}", "side": "BUY", "size": Decimal(1), "price": Decimal("1.1")}
+
+        def files(name: str) -> dict[str, bytes]:
             return {path.name: path.read_bytes() for path in sorted((tmp_path / name / "hot").glob("*.jsonl"))}
 
-        immediate, batched = trail("immediate", 1), trail("batched", 4)
-        assert len(immediate) == 3  # three UTC days, three files
-        assert batched == immediate
+        now = [0]
+        config = AuditConfig(base_path=tmp_path / "single", trader_id="T-1", sync_writes=False)
+        with AuditEventEmitter(config, clock=lambda: now[0]) as single:
+            for n, at in enumerate(times):
+                now[0] = at
+                single.emit(TradeEvent(**fill(n)))  # type: ignore[arg-type]
 
-    def test_a_failing_call_is_reported_and_the_next_ones_run(self):
+        now[0] = 0
+        config = AuditConfig(base_path=tmp_path / "batched", trader_id="T-1", sync_writes=False)
+        deferred = DeferredRecords(lambda: now[0], on_error=lambda what, exc: None, limit=limit,
+                                   write=lambda records, readings: emitter.emit_many(records, clock_readings=readings))
+        with AuditEventEmitter(config, clock=deferred.clock) as emitter:
+            for n, at in enumerate(times):
+                now[0] = at
+                deferred.submit("fill", TradeEvent.model_validate, (fill(n),))
+            deferred.close()
+        # Three UTC days, three files; the last reading steps back and keeps its predecessor's ts_recorded.
+        assert len(files("single")) == 3
+        assert files("batched") == files("single")
+
+    def test_a_failing_build_is_reported_and_the_next_records_are_written(self):
         errors: list[tuple[str, str]] = []
-        done: list[str] = []
-        deferred = DeferredRecords(lambda: 0, on_error=lambda what, exc: errors.append((what, str(exc))), limit=10)
+        written: list[list[str]] = []
 
-        def broken() -> None:
-            raise OSError("disk gone")
+        def broken() -> str:
+            raise ValueError("no such price")
 
+        deferred = DeferredRecords(lambda: 0, on_error=lambda what, exc: errors.append((what, str(exc))), limit=10,
+                                   write=lambda records, readings: written.append(records))
         deferred.submit("OrderFilled", broken)
-        deferred.submit("OrderCanceled", lambda: done.append("canceled"))
+        deferred.submit("OrderCanceled", str, ("canceled",))
         deferred.run()
-        assert errors == [("OrderFilled", "disk gone")]
-        assert done == ["canceled"]
+        assert errors == [("OrderFilled", "no such price")]
+        assert written == [["canceled"]]
 
-    def test_after_close_each_call_runs_as_it_is_submitted(self):
-        done: list[str] = []
-        deferred = DeferredRecords(lambda: 0, on_error=lambda what, exc: None, limit=10)
-        deferred.submit("a", lambda: done.append("a"))
+    def test_a_run_the_writer_refuses_is_written_again_record_by_record(self):
+        """Only the record refused on its own is reported: the others of its run are written."""
+        errors: list[tuple[str, str]] = []
+        written: list[tuple[list[str], int]] = []
+
+        def write(records: list[str], readings: list[int]) -> None:
+            if "bad" in records:
+                raise OSError(f"refused {records}")  # and nothing of the run written
+            written.append((records, deferred.clock()))
+
+        now = [0]
+        deferred = DeferredRecords(lambda: now[0], on_error=lambda what, exc: errors.append((what, str(exc))),
+                                   limit=10, write=write)
+        for n, name in enumerate(["a", "bad", "c"]):
+            now[0] = 10 + n
+            deferred.submit(f"record {name}", str, (name,))
+        deferred.run()
+        assert written == [(["a"], 10), (["c"], 12)]  # each alone, under its own capture time
+        assert errors == [("record bad", "refused ['bad']")]
+
+    def test_a_record_the_emitter_refuses_fails_alone_and_the_rest_of_its_run_is_written(self, tmp_path):
+        """emit_many queues a run whole or not at all: one record over max_record_bytes is refused on
+        its own and reported; the others are written in order, chained, with their capture times."""
+        errors: list[str] = []
+        now = [0]
+        config = AuditConfig(base_path=tmp_path, trader_id="T-1", sync_writes=False, max_record_bytes=1024)
+        deferred = DeferredRecords(lambda: now[0], on_error=lambda what, exc: errors.append(what), limit=10,
+                                   write=lambda records, readings: emitter.emit_many(records, clock_readings=readings))
+        with AuditEventEmitter(config, clock=deferred.clock) as emitter:
+            for n, pad in enumerate(["", "x" * 2000, ""]):
+                now[0] = 10 + n
+                deferred.submit(f"note {n}", SystemEvent.model_validate,
+                                ({"event_type": "sys.note", "source": "test", "ts_event": n, "payload": {"pad": pad}},))
+            deferred.run()
+        rows = [json.loads(line) for path in sorted((tmp_path / "hot").glob("*.jsonl"))
+                for line in path.read_bytes().splitlines()]
+        assert errors == ["note 1"]
+        assert [(row["sequence"], row["ts_event"], row["ts_recorded"]) for row in rows] == [(0, 0, 10), (1, 2, 12)]
+        assert verify(tmp_path).ok
+
+    def test_after_close_each_record_is_written_as_it_is_submitted(self):
+        written: list[list[str]] = []
+        deferred = DeferredRecords(lambda: 0, on_error=lambda what, exc: None, limit=10,
+                                   write=lambda records, readings: written.append(records))
+        deferred.submit("a", str, ("a",))
         deferred.close()
-        assert done == ["a"]
-        deferred.submit("b", lambda: done.append("b"))
-        assert done == ["a", "b"]
+        assert written == [["a"]]
+        deferred.submit("b", str, ("b",))
+        assert written == [["a"], ["b"]]
 
     def test_limit_must_be_positive(self):
         with pytest.raises(ValueError, match="limit must be >= 1, got 0"):
-            DeferredRecords(lambda: 0, on_error=lambda what, exc: None, limit=0)
+            DeferredRecords(lambda: 0, on_error=lambda what, exc: None, limit=0, write=lambda records, readings: None)
