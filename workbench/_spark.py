@@ -187,8 +187,9 @@ def fetched(backend: Any, table: Any) -> Any:
     name = f"ledgerline_rows_{_digest(rows)}"
     session = backend._session
     key = (id(session), name)
-    if key not in _VIEW_USERS:
-        session.createDataFrame(rows).createOrReplaceTempView(name)
+    # Registered again even when an expression already holds it (the same rows): a view dropped or
+    # replaced behind this module's back is put right.
+    session.createDataFrame(rows).createOrReplaceTempView(name)
     _VIEW_USERS[key] = _VIEW_USERS.get(key, 0) + 1
     view = backend.table(name)
     weakref.finalize(view.op(), _release_view, session, name)
