@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import statistics
 import sys
 import time
@@ -54,6 +55,37 @@ def _ms(function: Any) -> tuple[float, Any]:
     return (time.perf_counter() - started) * 1000, result
 
 
+def _cpu_clock(session: Any) -> Any:
+    """A function giving the CPU seconds used so far by this process and, if ``session`` is given, its
+    JVM (Linux ``/proc``; None where unreadable). On a loaded machine wall times swing with the other
+    processes; CPU time still compares the engines."""
+    jvm_stat = None
+    if session is not None:
+        jvm_stat = Path(f"/proc/{session._jvm.java.lang.ProcessHandle.current().pid()}/stat")
+    ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+    def seconds() -> float | None:
+        used = time.process_time()
+        if jvm_stat is None:
+            return used
+        try:
+            fields = jvm_stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return used + (int(fields[11]) + int(fields[12])) / ticks  # utime, stime (fields 14 and 15 of stat)
+
+    return seconds
+
+
+def _timed(function: Any, clock: Any) -> tuple[float, float | None]:
+    """Wall and CPU milliseconds of one call (CPU None where ``clock`` cannot tell)."""
+    cpu_before = clock()
+    wall, _ = _ms(function)
+    cpu_after = clock()
+    cpu = None if cpu_before is None or cpu_after is None else (cpu_after - cpu_before) * 1000
+    return wall, cpu
+
+
 def measure(base: Path, backend: Any, startup_ms: float, runs: int) -> dict[str, Any]:
     from benchmarks.trail_gen import open_unverified
 
@@ -65,6 +97,7 @@ def measure(base: Path, backend: Any, startup_ms: float, runs: int) -> dict[str,
         f"SELECT order_id FROM ev WHERE event_type = 'trade.position_closed' AND year = {day.year} "
         f"AND month = {day.month} AND day = {day.day} ORDER BY ts_event LIMIT 1").fetchall()[0][0]
     raw.close()
+    duck_clock, spark_clock = _cpu_clock(None), _cpu_clock(backend._session)
     cases = {engine: build_cases(trail, day, order_id) for engine, trail in (("duckdb", duck), ("spark", spark))}
     results = {}
     for on_duckdb, on_spark in zip(cases["duckdb"], cases["spark"], strict=True):
@@ -73,10 +106,14 @@ def measure(base: Path, backend: Any, startup_ms: float, runs: int) -> dict[str,
         same = spark_rows.to_pylist() == duck_rows.to_pylist()
         on_duckdb.run()  # warm-up
         on_spark.run()
-        duck_samples, spark_samples = [], []
+        duck_samples, spark_samples, duck_cpu, spark_cpu = [], [], [], []
         for _ in range(runs):
-            duck_samples.append(_ms(on_duckdb.run)[0])
-            spark_samples.append(_ms(on_spark.run)[0])
+            wall, cpu = _timed(on_duckdb.run, duck_clock)
+            duck_samples.append(wall)
+            duck_cpu.append(cpu)
+            wall, cpu = _timed(on_spark.run, spark_clock)
+            spark_samples.append(wall)
+            spark_cpu.append(cpu)
         duck_ms, spark_ms = statistics.median(duck_samples), statistics.median(spark_samples)
         jobs = spark_jobs(backend._session, on_spark.run)
         results[on_duckdb.name] = {
@@ -86,10 +123,12 @@ def measure(base: Path, backend: Any, startup_ms: float, runs: int) -> dict[str,
             "allowed_ms": round(spark_allowed_ms(duck_ms), 1), "meets_goal": spark_ms <= spark_allowed_ms(duck_ms),
             "duckdb_samples_ms": [round(x, 1) for x in duck_samples],
             "spark_samples_ms": [round(x, 1) for x in spark_samples],
+            "duckdb_cpu_ms": _median_or_none(duck_cpu), "spark_cpu_ms": _median_or_none(spark_cpu),
         }
+        measured = results[on_duckdb.name]
         print(f"  {on_duckdb.name:18} duckdb {duck_ms:9.1f} ms   spark {spark_ms:9.1f} ms   "
-              f"x{spark_ms / duck_ms:.1f}  ({duck_rows.num_rows} rows, identical: {same}, {jobs} Spark jobs)",
-              file=sys.stderr)
+              f"x{spark_ms / duck_ms:.1f}  CPU {measured['duckdb_cpu_ms']} / {measured['spark_cpu_ms']} ms  "
+              f"({duck_rows.num_rows} rows, identical: {same}, {jobs} Spark jobs)", file=sys.stderr)
     events = int(duck.events.count().execute())
     duck.backend.disconnect()
     vectorized = str(backend._session.conf.get("spark.sql.parquet.enableVectorizedReader", "true")).lower() == "true"
@@ -97,6 +136,11 @@ def measure(base: Path, backend: Any, startup_ms: float, runs: int) -> dict[str,
             "vectorized_reader": vectorized,
             "open_trail_ms": {"duckdb": round(open_duckdb_ms, 1), "spark": round(open_spark_ms, 1)},
             "cases": results}
+
+
+def _median_or_none(samples: list[float | None]) -> float | None:
+    known = [sample for sample in samples if sample is not None]
+    return round(statistics.median(known), 1) if known and len(known) == len(samples) else None
 
 
 def spark_jobs(session: Any, function: Any) -> int:
@@ -125,7 +169,9 @@ def render_markdown(report: dict[str, Any]) -> str:
         "The same workbench expressions (`to_pyarrow()`) on one `open_trail` per engine. Before timing, each "
         "case's answers on both engines are compared row by row (exact decimals, same order). Median of "
         f"{report['runs']} warm runs after 1 warm-up, engines alternating. The Spark session's start-up (JVM, "
-        "SparkContext) is paid once per process and is not in any case's time.",
+        "SparkContext) is paid once per process and is not in any case's time. CPU: median CPU time of the "
+        "same runs, this process's (DuckDB's threads run in it) plus, for Spark, the JVM's (driver and local "
+        "executors): comparable under load, when wall times are not.",
     ]
     for size in report["sizes"]:
         lines += [
@@ -135,18 +181,26 @@ def render_markdown(report: dict[str, Any]) -> str:
             "(Spark lists the partitions and reads the Parquet schema). Spark's Parquet reader: "
             + {True: "vectorized.", False: "row by row (the store has v2 pages).", None: "not recorded."}[
                 size.get("vectorized_reader")], "",
-            "| case | DuckDB | Spark | Spark / DuckDB | goal: Spark ≤ | met | Spark, first run | Spark jobs | rows "
-            "| identical |",
-            "|---|--:|--:|--:|--:|:-:|--:|--:|--:|:-:|",
+            "| case | DuckDB | Spark | Spark / DuckDB | goal: Spark ≤ | met | CPU: DuckDB / Spark (driver + JVM) "
+            "| Spark, first run | Spark jobs | rows | identical |",
+            "|---|--:|--:|--:|--:|:-:|--:|--:|--:|--:|:-:|",
         ]
         for case in size["cases"].values():
             allowed = spark_allowed_ms(case["duckdb_ms"])
             lines.append(f"| {case['label']} | {case['duckdb_ms']:,.1f} ms | {case['spark_ms']:,.1f} ms | "
                          f"{case['spark_over_duckdb']}x | {allowed:,.1f} ms | "
-                         f"{_yes(case['spark_ms'] <= allowed)} | {case['spark_first_ms']:,.1f} ms | "
+                         f"{_yes(case['spark_ms'] <= allowed)} | {_cpu_cell(case)} | "
+                         f"{case['spark_first_ms']:,.1f} ms | "
                          f"{case.get('spark_jobs', '-')} | {case['rows']:,} | {'yes' if case['identical'] else 'NO'} |")
     lines += ["", report["reading"], ""]
     return "\n".join(lines)
+
+
+def _cpu_cell(case: dict[str, Any]) -> str:
+    duck, spark = case.get("duckdb_cpu_ms"), case.get("spark_cpu_ms")
+    if duck is None or spark is None:
+        return "-"
+    return f"{duck:,.0f} / {spark:,.0f} ms"
 
 
 def _yes(value: bool) -> str:

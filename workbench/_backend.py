@@ -480,10 +480,15 @@ def as_view(backend: Any, table: ir.Table) -> ir.Table:
     if backend_name(backend) == "duckdb":
         return _duckdb_view(backend, table)[0]
     name = f"ledgerline_events_{uuid.uuid4().hex[:12]}"
-    try:
-        view = backend.create_view(name, table)
-    except (NotImplementedError, AttributeError):
-        return table
+    if backend_name(backend) == "pyspark":
+        from workbench import _spark
+
+        view = _spark.create_view(backend, name, table)
+    else:
+        try:
+            view = backend.create_view(name, table)
+        except (NotImplementedError, AttributeError):
+            return table
     if backend_name(backend) == "pyspark":
         # Ibis reads Spark's TIMESTAMP (an instant, microseconds) back without time zone or scale;
         # DuckDB's TIMESTAMPTZ reads back as timestamp('UTC', 6): the same type on both.

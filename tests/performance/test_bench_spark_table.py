@@ -30,3 +30,22 @@ def test_cases_over_the_goal_and_differing_answers_are_marked():
     assert "**over**" not in rows[0] and "**over**" in rows[1] and "**over**" in rows[2]
     assert "answers differ" in rows[3] and "answers differ" not in rows[0]
     assert "| 10M: DuckDB / Spark (ratio) |" in table and "vectorized" in table and "load average 0.5" in table
+
+
+def test_the_markdown_shows_cpu_times_and_a_dash_where_a_report_has_none():
+    from benchmarks.bench_spark import render_markdown
+
+    measured = {**case(50.0, 600.0), "duckdb_cpu_ms": 41.0, "spark_cpu_ms": 1234.0}
+    full = {**report({"new": measured, "old": case(50.0, 600.0)}), "versions": {"pyspark": "4.0.5"},
+            "spark_conf": "x=y", "reading": "Reading."}
+    rows = [line for line in render_markdown(full).splitlines() if line.startswith("| a case")]
+    assert "| 41 / 1,234 ms |" in rows[0] and "| - |" in rows[1]
+
+
+def test_a_cpu_clock_that_cannot_tell_gives_no_cpu_time():
+    from benchmarks.bench_spark import _cpu_clock, _median_or_none, _timed
+
+    wall, cpu = _timed(lambda: sum(range(10_000)), _cpu_clock(None))
+    assert wall >= 0 and cpu is not None and cpu >= 0
+    assert _timed(lambda: None, lambda: None)[1] is None
+    assert _median_or_none([1.0, None, 3.0]) is None and _median_or_none([1.0, 5.0, 3.0]) == 3.0
