@@ -270,10 +270,10 @@ class CompiledCalls:
     written as ``cached_table(trail, key, recipes, build, values)`` states its shape up front: the
     ``key`` (the analysis and its structural arguments), the filter recipes' shapes
     (``filters.recipe_shape``), the types of the lifted ``values``, and the trail's events view
-    (a new ``open_trail``/``refresh()`` is a new view, so a trail reopened after its files changed
-    never meets a plan made for the old one). The first call of a shape builds the expression with
-    sentinel values in the lifted places and compiles it with Ibis; every later call of the shape
-    builds nothing: the values are put into that SQL text (as ``CompiledShapes`` does) and the result
+    (named by its definition: a trail reopened with other files, hot rows or columns is another view
+    and never meets a plan made for the old one; the same trail on a new connection reuses it). The
+    first call of a shape builds the expression with sentinel values in the lifted places and
+    compiles it with Ibis; every later call of the shape builds nothing: the values are put into that SQL text (as ``CompiledShapes`` does) and the result
     is an ``ops.SQLStringView`` over the trail's events, which executes that SQL as it is. The SQL
     is plain text executed anew each time, so DuckDB expands the cold files' glob on every call:
     a cold day added or removed is read as it would be without the cache.
