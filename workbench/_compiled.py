@@ -273,9 +273,10 @@ class CompiledCalls:
     (named by its definition: a trail reopened with other files, hot rows or columns is another view
     and never meets a plan made for the old one; the same trail on a new connection reuses it). The
     first call of a shape builds the expression with sentinel values in the lifted places and
-    compiles it with Ibis; every later call of the shape builds nothing: the values are put into that SQL text (as ``CompiledShapes`` does) and the result
-    is an ``ops.SQLStringView`` over the trail's events, which executes that SQL as it is. The SQL
-    is plain text executed anew each time, so DuckDB expands the cold files' glob on every call:
+    compiles it with Ibis; every later call of the shape builds nothing: the values are put into
+    that SQL text (as ``CompiledShapes`` does) and the result is an ``ops.SQLStringView`` over the
+    trail's events, which executes that SQL as it is. The SQL is plain text executed anew each
+    time, so DuckDB expands the cold files' glob on every call:
     a cold day added or removed is read as it would be without the cache.
     """
 
@@ -286,7 +287,8 @@ class CompiledCalls:
         #: cached): a test's probe.
         self.builds = 0
         #: Per shape: the SQL's text around the values, which value goes in each place, the result's
-        #: schema; ``store`` (``SHARED["calls"]``) when given, shared as ``CompiledShapes`` shares.
+        #: schema, the connection's own functions it calls (``_connection_functions``); ``store``
+        #: (``SHARED["calls"]``) when given, shared as ``CompiledShapes`` shares.
         self._entries: Store = Store() if store is None else store
         #: The views this cache made: ``ExactDuckDBBackend`` runs their SQL as it is.
         self.made: weakref.WeakSet[ops.Node] = weakref.WeakSet()
@@ -303,20 +305,21 @@ class CompiledCalls:
         # stands for its definition (``_backend._temp_view``), not for one connection's copy of it.
         full_key = (key, _shape(events.op(), {}), tuple(lit.dtype for lit in values))
         entry = self._entries.find(full_key)
-        if entry is _MISSING:
+        if entry is _MISSING or (entry is not None and not entry[3] <= _connection_functions(self.backend)):
+            # New, or its SQL calls a macro this connection has not defined (building defines it).
             entry = self._template(values, build)
             self._entries.keep(full_key, entry, self.max_shapes)
         if entry is None:  # not cacheable: built for every call
             self.builds += 1
             return build([ibis.literal(lit.value, type=lit.dtype) for lit in values])
-        pieces, places, schema = entry
+        pieces, places, schema, _ = entry
         sql = _fill(pieces, places, [_render(lit.value) for lit in values])
         node = ops.SQLStringView(parent=events.op(), query=sql, schema=schema)
         self.made.add(node)
         return node.to_expr()
 
-    def _template(self, values: list[Any], build: Callable[[list[Any]], Any]) -> tuple[list[str], list[int],
-                                                                                      Any] | None:
+    def _template(self, values: list[Any], build: Callable[[list[Any]], Any]
+                  ) -> tuple[list[str], list[int], Any, frozenset[str]] | None:
         if len(values) > _MAX_LIFTED:
             return None
         self.builds += 1
@@ -334,7 +337,15 @@ class CompiledCalls:
         if entry is None:
             return None
         pieces, places = entry
-        return pieces, places, expr.schema()
+        text = "".join(pieces).lower()
+        return pieces, places, expr.schema(), frozenset(name for name in _connection_functions(self.backend)
+                                                        if name.lower() in text)
+
+
+def _connection_functions(backend: Any) -> frozenset[str]:
+    """The macros defined on ``backend``'s connection by building an expression (``describe``'s): SQL
+    calling one runs only on a connection that defined it, which a call built elsewhere did not."""
+    return frozenset(backend.__dict__.get("_ledgerline_macros", ()))
 
 
 def cached_table(trail: Any, key: Any, recipes: list[Any], build: Callable[..., Any], values: tuple[Any, ...] = ()

@@ -361,7 +361,8 @@ def test_a_cached_shape_reads_the_files_as_they_are_now(hand_trail):
 @pytest.mark.filterwarnings("ignore::workbench.TrailNotVerifiedWarning")  # the hand trail's cold files are unsealed
 def test_a_new_connection_reuses_the_sql_of_the_same_trail_only(hand_trail, tmp_path):
     """SQL is kept per process (``_compiled.SHARED``): the same trail opened on a new connection runs
-    its queries without compiling or building anything; another trail (other files), or the same
+    its queries without compiling or building anything (but a call whose SQL needs a macro the
+    connection has yet to define); another trail (other files), or the same
     files with other hot rows, is another view and gets plans of its own. Every answer is the
     portable path's."""
     from tests.unit.workbench.conftest import MIDNIGHT, write_hand_trail
@@ -375,6 +376,8 @@ def test_a_new_connection_reuses_the_sql_of_the_same_trail_only(hand_trail, tmp_
         window = (MIDNIGHT - (1 + i) * NS_PER_HOUR, MIDNIGHT + (30 + i) * NS_PER_HOUR)
         events, low = trail.events, ibis.literal(i, "int64")  # int64: lifted (a small int is shape)
         return {"count_by_type": _fast_and_portable(trail, lambda: count_by_type(trail, *window)),
+                # Its SQL calls the describe macro, which each connection defines when it builds the call.
+                "incident": _fast_and_portable(trail, lambda: reconstruct_incident(trail, MIDNIGHT, 60 + i)),
                 "filter": _fast_and_portable(trail, lambda: events.filter(events.sequence >= low).order_by(
                     "stream", "sequence"))}
 
@@ -393,19 +396,23 @@ def test_a_new_connection_reuses_the_sql_of_the_same_trail_only(hand_trail, tmp_
     again = open_trail(hand_trail.base)  # a new connection
     assert again.backend.con is not first.backend.con and again.events.op().name == first.events.op().name
     answers, compiles, builds = run(again, 1)
-    assert (compiles, builds) == (0, 0)  # the first connection's SQL, other values put in
+    # The first connection's SQL with other values put in, but the incident's: built once here, since
+    # the macro its SQL calls is defined on a connection by building the call (it failed, undefined).
+    assert (compiles, builds) == (1, 1)
+    assert answers["incident"][0].num_rows > 0
+    assert run(again, 0)[1:] == (0, 0)  # now every shape is this connection's too
     assert sum(answers["count_by_type"][0]["count"].to_pylist()) == hand_trail.events
 
     theirs = open_trail(other.base)  # other files: another view, never the first trail's SQL
     assert theirs.events.op().name != first.events.op().name
     answers, compiles, builds = run(theirs, 1)
-    assert compiles == 2 and builds == 1  # the filter, count_by_type's first build; nothing reused
+    assert compiles == 3 and builds == 2  # the filter, both analyses' first builds: nothing reused
 
     hand_trail.forget_conversion_of("2026-01-05")  # the same cold files, more hot rows
     changed = open_trail(hand_trail.base)
     assert changed.hot.rows > first.hot.rows and changed.events.op().name != first.events.op().name
     answers, compiles, builds = run(changed, 1)
-    assert compiles == 2 and builds == 1
+    assert compiles == 3 and builds == 2
     assert sum(answers["count_by_type"][0]["count"].to_pylist()) == hand_trail.events
 
 
