@@ -56,8 +56,9 @@ COLD_START_FAIRNESS = (
     "the `ts_event` extent the unit check of an integer instant uses; parsed once per process for the same "
     "footer bytes), sets the session time zone to UTC, creates the trail's view (its SQL compiled once per "
     "process for the same files and hot rows) and compiles the first query's SQL with Ibis (once per "
-    "connection and query shape). The first figures are for a process that opened the trail before (a "
-    "notebook calling `refresh()` or opening it again); the new-process ones for a process's first open. "
+    "process and query shape: the view is named by its definition). The first figures are for a process "
+    "that opened the trail before (a notebook calling `refresh()` or opening it again); the new-process "
+    "ones for a process's first open. "
     "The raw side connects, creates a view over the same glob and runs the hand-written query."
 )
 #: The columns of the narrow 1-hour case: what an incident timeline needs.

@@ -139,12 +139,13 @@ class ExactDuckDBBackend(DuckDBBackend):  # type: ignore[misc]
 
     @property
     def compiled_shapes(self) -> Any:
-        """This connection's compiled SQL per expression shape (``workbench._compiled.CompiledShapes``)."""
+        """This connection's compiled SQL per expression shape (``workbench._compiled.CompiledShapes``),
+        kept for the whole process (``_compiled.SHARED``)."""
         shapes = self.__dict__.get("_compiled_shapes")
         if shapes is None:
-            from workbench._compiled import CompiledShapes
+            from workbench._compiled import SHARED, CompiledShapes
 
-            shapes = self.__dict__["_compiled_shapes"] = CompiledShapes(self)
+            shapes = self.__dict__["_compiled_shapes"] = CompiledShapes(self, store=SHARED["shapes"])
         return shapes
 
     @property
@@ -155,9 +156,9 @@ class ExactDuckDBBackend(DuckDBBackend):  # type: ignore[misc]
             return None
         calls = self.__dict__.get("_compiled_calls")
         if calls is None:
-            from workbench._compiled import CompiledCalls
+            from workbench._compiled import SHARED, CompiledCalls
 
-            calls = self.__dict__["_compiled_calls"] = CompiledCalls(self)
+            calls = self.__dict__["_compiled_calls"] = CompiledCalls(self, store=SHARED["calls"])
         return calls
 
     def _to_duckdb_relation(self, expr: ir.Expr, *, params: Mapping[Any, Any] | None = None,
@@ -514,11 +515,17 @@ def _temp_view(backend: Any, sql: str, schema: ibis.Schema) -> ir.Table:
 
     TEMP: Ibis's create_view would write a lasting view into a database file the caller opened,
     one that reads this session's temporary views.
-    """
-    import uuid
 
-    name = f"ledgerline_events_{uuid.uuid4().hex[:12]}"
-    backend.raw_sql(f'CREATE TEMP VIEW "{name}" AS {sql}')
+    Named by its SQL and schema, not at random: SQL compiled for queries of the view names it, and
+    is kept per process (``_compiled.SHARED``), so the same trail opened on a new connection reuses
+    it, while another definition (other files, hot rows, bounds, columns) is another name and
+    never meets it. The same name on one connection is the same definition: replacing it changes nothing.
+    """
+    import hashlib
+
+    digest = hashlib.sha256(f"{sql}\0{schema!r}".encode()).hexdigest()[:24]
+    name = f"ledgerline_events_{digest}"
+    backend.raw_sql(f'CREATE OR REPLACE TEMP VIEW "{name}" AS {sql}')
     return ops.DatabaseTable(name, schema=schema, source=backend,
                              namespace=ops.Namespace(catalog=None, database=None)).to_expr()
 

@@ -25,8 +25,17 @@ Examples
 [3, 2, 1]
 >>> t.filter(t.s == "it's").a.sum().execute()
 3
->>> len(con.compiled_shapes), con.compiled_shapes.compiles
-(2, 2)
+>>> con.compiled_shapes.compiles
+2
+
+SQL compiled on one DuckDB connection serves every other connection of the process (``SHARED``):
+the compiled text names tables, never a connection, and the trail's view is named by its
+definition (``_backend._temp_view``), so a trail opened again on a new connection compiles nothing.
+
+>>> other = ExactDuckDBBackend.from_connection(duckdb.connect())
+>>> u = other.create_table("t", {"a": [5, 6], "s": ["x", "y"]})
+>>> u.filter(u.a >= ibis.literal(6, "int64")).count().execute(), other.compiled_shapes.compiles
+(1, 0)
 """
 
 from __future__ import annotations
@@ -40,6 +49,7 @@ from typing import Any
 import ibis
 import ibis.expr.datatypes as dt
 import ibis.expr.operations as ops
+from ibis.backends import BaseBackend
 from ibis.expr.operations.udf import InputType
 
 #: Literal types whose values are lifted out of a shape. Smaller integers (``0`` in ``rank == 0``,
@@ -49,8 +59,46 @@ _INT64_SENTINEL = 7_341_000_000_000_000_000  # 19 digits, as every int64 sentine
 _INT32_SENTINEL = 2_041_000_000  # 10 digits
 _MAX_LIFTED = 100_000  # per type: keeps every sentinel of a type the same length
 _STRING_SENTINEL = "__ledgerline_literal_{}__"
-#: Shapes kept per connection (least recently used dropped first).
+#: Shapes kept per store (least recently used dropped first).
 MAX_SHAPES = 256
+
+
+_MISSING = object()
+
+
+class Store(OrderedDict[Any, Any]):
+    """Compiled SQL by shape: one per ``CompiledShapes`` or ``CompiledCalls``, or one for the process (``SHARED``).
+
+    ``find`` and ``keep`` tolerate another thread (another connection) dropping an entry meanwhile.
+    """
+
+    def find(self, key: Any) -> Any:
+        """The entry of ``key`` (now the most recently used), or ``_MISSING``."""
+        try:
+            self.move_to_end(key)
+            return self[key]
+        except KeyError:
+            return _MISSING
+
+    def keep(self, key: Any, entry: Any, max_entries: int) -> None:
+        """Store ``entry`` for ``key``; past ``max_entries``, drop the least recently used."""
+        self[key] = entry
+        while len(self) > max_entries:
+            try:
+                self.popitem(last=False)
+            except KeyError:  # emptied meanwhile
+                break
+
+
+#: The process's stores for DuckDB (``ExactDuckDBBackend``): keys hold no connection (``_shape``
+#: keys a backend by its class), so a new connection over the same trail reuses its SQL.
+SHARED = {"shapes": Store(), "calls": Store()}
+
+
+def forget_shared() -> None:
+    """Empty the process's stores (``SHARED``): a test counting compilations starts from none."""
+    for store in SHARED.values():
+        store.clear()
 
 
 class CompiledShapes:
@@ -60,13 +108,17 @@ class CompiledShapes:
     only for a shape not seen before. ``compiles`` counts the compilations done (a test's probe).
     """
 
-    def __init__(self, backend: Any, max_shapes: int = MAX_SHAPES, render: Callable[[Any], str] | None = None) -> None:
+    def __init__(self, backend: Any, max_shapes: int = MAX_SHAPES, render: Callable[[Any], str] | None = None,
+                 store: Store | None = None) -> None:
         self.backend = backend
         #: A lifted value as the backend's Ibis compiler writes it (``_render``: DuckDB's way).
         self.render = render or _render
         self.max_shapes = max_shapes
+        #: Compilations done by this object (a shape found in a shared ``store`` is not one): a test's probe.
         self.compiles = 0
-        self._templates: OrderedDict[Any, tuple[list[str], list[int]] | None] = OrderedDict()
+        #: Per shape: the SQL around the values; ``store`` (``SHARED["shapes"]``) when given, shared with
+        #: other connections whose backend compiles alike (a key names the backend's class, not the backend).
+        self._templates: Store = Store() if store is None else store
 
     def __len__(self) -> int:
         return len(self._templates)
@@ -92,19 +144,15 @@ class CompiledShapes:
         op = expr.op()
         if len(literals) > _MAX_LIFTED:
             return self._compile(expr, limit)
-        if key in self._templates:
-            self._templates.move_to_end(key)
-            entry = self._templates[key]
-        else:
+        entry = self._templates.find(key)
+        if entry is _MISSING:
             sentinels = {node: ops.Literal(_sentinel(i, node.dtype), node.dtype) for node, i in literals.items()}
             try:
                 shape = op.replace(sentinels) if sentinels else op
                 entry = self._template(shape, [self.render(node.value) for node in sentinels.values()], limit)
             except Exception:  # Ibis refused a sentinel value: this shape is compiled every time
                 entry = None
-            self._templates[key] = entry
-            if len(self._templates) > self.max_shapes:
-                self._templates.popitem(last=False)
+            self._templates.keep(key, entry, self.max_shapes)
         if entry is None:  # a shape whose values Ibis does not write verbatim: compiled every time
             return self._compile(expr, limit)
         pieces, places = entry
@@ -172,6 +220,10 @@ def _shape(op: ops.Node, literals: dict[ops.Literal, int], hooked: list[ops.Node
             return tuple(visit(item) for item in value)
         if isinstance(value, Mapping):
             return (type(value), tuple((key, visit(item)) for key, item in value.items()))
+        if isinstance(value, BaseBackend):
+            # A table's source: SQL names the table, not the connection, and backends of one class
+            # compile alike, so a shape is the same on every connection (``SHARED``).
+            return ("backend", type(value))
         return value
 
     visit(op)
@@ -218,22 +270,26 @@ class CompiledCalls:
     written as ``cached_table(trail, key, recipes, build, values)`` states its shape up front: the
     ``key`` (the analysis and its structural arguments), the filter recipes' shapes
     (``filters.recipe_shape``), the types of the lifted ``values``, and the trail's events view
-    (a new ``open_trail``/``refresh()`` is a new view, so a trail reopened after its files changed
-    never meets a plan made for the old one). The first call of a shape builds the expression with
-    sentinel values in the lifted places and compiles it with Ibis; every later call of the shape
-    builds nothing: the values are put into that SQL text (as ``CompiledShapes`` does) and the result
-    is an ``ops.SQLStringView`` over the trail's events, which executes that SQL as it is. The SQL
-    is plain text executed anew each time, so DuckDB expands the cold files' glob on every call:
+    (named by its definition: a trail reopened with other files, hot rows or columns is another view
+    and never meets a plan made for the old one; the same trail on a new connection reuses it). The
+    first call of a shape builds the expression with sentinel values in the lifted places and
+    compiles it with Ibis; every later call of the shape builds nothing: the values are put into
+    that SQL text (as ``CompiledShapes`` does) and the result is an ``ops.SQLStringView`` over the
+    trail's events, which executes that SQL as it is. The SQL is plain text executed anew each
+    time, so DuckDB expands the cold files' glob on every call:
     a cold day added or removed is read as it would be without the cache.
     """
 
-    def __init__(self, backend: Any, max_shapes: int = MAX_SHAPES) -> None:
+    def __init__(self, backend: Any, max_shapes: int = MAX_SHAPES, store: Store | None = None) -> None:
         self.backend = backend
         self.max_shapes = max_shapes
-        #: Expressions built with Ibis (first call of a shape, or a shape that cannot be cached): a test's probe.
+        #: Expressions built with Ibis by this object (first call of a shape, or a shape that cannot be
+        #: cached): a test's probe.
         self.builds = 0
-        #: Per shape: the SQL's text around the values, which value goes in each place, the result's schema.
-        self._entries: OrderedDict[Any, tuple[list[str], list[int], Any] | None] = OrderedDict()
+        #: Per shape: the SQL's text around the values, which value goes in each place, the result's
+        #: schema, the connection's own functions it calls (``_connection_functions``); ``store``
+        #: (``SHARED["calls"]``) when given, shared as ``CompiledShapes`` shares.
+        self._entries: Store = Store() if store is None else store
         #: The views this cache made: ``ExactDuckDBBackend`` runs their SQL as it is.
         self.made: weakref.WeakSet[ops.Node] = weakref.WeakSet()
 
@@ -245,25 +301,25 @@ class CompiledCalls:
         if any(lit.value is None or isinstance(lit.value, bool) for lit in values):  # not lifted (``_lifted``)
             self.builds += 1
             return build([ibis.literal(lit.value, type=lit.dtype) for lit in values])
-        full_key = (key, events.op(), tuple(lit.dtype for lit in values))
-        if full_key in self._entries:
-            self._entries.move_to_end(full_key)
-            entry = self._entries[full_key]
-        else:
-            entry = self._entries[full_key] = self._template(values, build)
-            if len(self._entries) > self.max_shapes:
-                self._entries.popitem(last=False)
+        # The view as ``_shape`` pictures it (its name, schema and backend class): a view's name
+        # stands for its definition (``_backend._temp_view``), not for one connection's copy of it.
+        full_key = (key, _shape(events.op(), {}), tuple(lit.dtype for lit in values))
+        entry = self._entries.find(full_key)
+        if entry is _MISSING or (entry is not None and not entry[3] <= _connection_functions(self.backend)):
+            # New, or its SQL calls a macro this connection has not defined (building defines it).
+            entry = self._template(values, build)
+            self._entries.keep(full_key, entry, self.max_shapes)
         if entry is None:  # not cacheable: built for every call
             self.builds += 1
             return build([ibis.literal(lit.value, type=lit.dtype) for lit in values])
-        pieces, places, schema = entry
+        pieces, places, schema, _ = entry
         sql = _fill(pieces, places, [_render(lit.value) for lit in values])
         node = ops.SQLStringView(parent=events.op(), query=sql, schema=schema)
         self.made.add(node)
         return node.to_expr()
 
-    def _template(self, values: list[Any], build: Callable[[list[Any]], Any]) -> tuple[list[str], list[int],
-                                                                                      Any] | None:
+    def _template(self, values: list[Any], build: Callable[[list[Any]], Any]
+                  ) -> tuple[list[str], list[int], Any, frozenset[str]] | None:
         if len(values) > _MAX_LIFTED:
             return None
         self.builds += 1
@@ -281,7 +337,15 @@ class CompiledCalls:
         if entry is None:
             return None
         pieces, places = entry
-        return pieces, places, expr.schema()
+        text = "".join(pieces).lower()
+        return pieces, places, expr.schema(), frozenset(name for name in _connection_functions(self.backend)
+                                                        if name.lower() in text)
+
+
+def _connection_functions(backend: Any) -> frozenset[str]:
+    """The macros defined on ``backend``'s connection by building an expression (``describe``'s): SQL
+    calling one runs only on a connection that defined it, which a call built elsewhere did not."""
+    return frozenset(backend.__dict__.get("_ledgerline_macros", ()))
 
 
 def cached_table(trail: Any, key: Any, recipes: list[Any], build: Callable[..., Any], values: tuple[Any, ...] = ()

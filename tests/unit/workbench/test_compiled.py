@@ -358,6 +358,64 @@ def test_a_cached_shape_reads_the_files_as_they_are_now(hand_trail):
         assert calls.builds == builds + 1  # a new view: a plan of its own
 
 
+@pytest.mark.filterwarnings("ignore::workbench.TrailNotVerifiedWarning")  # the hand trail's cold files are unsealed
+def test_a_new_connection_reuses_the_sql_of_the_same_trail_only(hand_trail, tmp_path):
+    """SQL is kept per process (``_compiled.SHARED``): the same trail opened on a new connection runs
+    its queries without compiling or building anything (but a call whose SQL needs a macro the
+    connection has yet to define); another trail (other files), or the same
+    files with other hot rows, is another view and gets plans of its own. Every answer is the
+    portable path's."""
+    from tests.unit.workbench.conftest import MIDNIGHT, write_hand_trail
+
+    other = write_hand_trail(tmp_path / "other")
+    for written in (hand_trail, other):
+        written.convert(only_jan5=True)  # cold files and hot rows both
+
+    def ask(trail, i):
+        """A cached analysis and a plain query, each with the values of set ``i``."""
+        window = (MIDNIGHT - (1 + i) * NS_PER_HOUR, MIDNIGHT + (30 + i) * NS_PER_HOUR)
+        events, low = trail.events, ibis.literal(i, "int64")  # int64: lifted (a small int is shape)
+        return {"count_by_type": _fast_and_portable(trail, lambda: count_by_type(trail, *window)),
+                # Its SQL calls the describe macro, which each connection defines when it builds the call.
+                "incident": _fast_and_portable(trail, lambda: reconstruct_incident(trail, MIDNIGHT, 60 + i)),
+                "filter": _fast_and_portable(trail, lambda: events.filter(events.sequence >= low).order_by(
+                    "stream", "sequence"))}
+
+    def run(trail, i):
+        """The answers of ``ask`` and what the trail's connection compiled and built for them."""
+        shapes, calls = trail.backend.compiled_shapes, trail.backend.compiled_calls
+        compiles, builds = shapes.compiles, calls.builds
+        answers = ask(trail, i)
+        for name, (fast, portable) in answers.items():
+            assert fast.equals(portable), name
+        return answers, shapes.compiles - compiles, calls.builds - builds
+
+    first = open_trail(hand_trail.base)
+    answers, _, _ = run(first, 0)
+    assert sum(answers["count_by_type"][0]["count"].to_pylist()) == hand_trail.events
+    again = open_trail(hand_trail.base)  # a new connection
+    assert again.backend.con is not first.backend.con and again.events.op().name == first.events.op().name
+    answers, compiles, builds = run(again, 1)
+    # The first connection's SQL with other values put in, but the incident's: built once here, since
+    # the macro its SQL calls is defined on a connection by building the call (it failed, undefined).
+    assert (compiles, builds) == (1, 1)
+    assert answers["incident"][0].num_rows > 0
+    assert run(again, 0)[1:] == (0, 0)  # now every shape is this connection's too
+    assert sum(answers["count_by_type"][0]["count"].to_pylist()) == hand_trail.events
+
+    theirs = open_trail(other.base)  # other files: another view, never the first trail's SQL
+    assert theirs.events.op().name != first.events.op().name
+    answers, compiles, builds = run(theirs, 1)
+    assert compiles == 3 and builds == 2  # the filter, both analyses' first builds: nothing reused
+
+    hand_trail.forget_conversion_of("2026-01-05")  # the same cold files, more hot rows
+    changed = open_trail(hand_trail.base)
+    assert changed.hot.rows > first.hot.rows and changed.events.op().name != first.events.op().name
+    answers, compiles, builds = run(changed, 1)
+    assert compiles == 3 and builds == 2
+    assert sum(answers["count_by_type"][0]["count"].to_pylist()) == hand_trail.events
+
+
 def test_a_trail_filter_is_the_node_ibis_filter_makes(trail):
     """``filters.where`` builds the ``Filter`` node directly (no binding or rewriting): it must be the node
     ``Table.filter`` makes of the same predicates, for every kind of recipe ``Trail.filter`` writes."""
