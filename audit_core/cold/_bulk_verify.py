@@ -75,9 +75,6 @@ class ScanResult:
     clean: bool = True
     problems: list[str] = field(default_factory=list)
     torn_lines: int = 0
-    #: Whether the lines' ``ts_event`` never decreases in file order (known on a clean scan only), so
-    #: file order is already the cold files' (``ts_event``, ``source_line``) order.
-    in_time_order: bool = False
 
 
 def _chunks(path: Path, chunk_bytes: int) -> Iterator[bytes]:
@@ -122,7 +119,6 @@ def scan_file(
     last_checksum: str | None = None
     last_ts: int | None = None
     last_recorded: int | None = None
-    in_time_order = True
 
     def problem(text: str) -> None:
         result.clean = False
@@ -205,10 +201,6 @@ def scan_file(
                 digest.first_sequence, digest.first_hash = first_sequence, text(stored[0])
             digest.last_sequence, digest.last_hash = sequences[n - 1].as_py(), text(stored[n - 1])
             expected_sequence, last_checksum = digest.last_sequence + 1, digest.last_hash
-            carried_ts = pa.concat_arrays([pa.array([last_ts if last_ts is not None else timestamps[0].as_py()],
-                                                    pa.int64()), timestamps])
-            if pc.any(pc.less(timestamps, carried_ts.slice(0, n))).as_py() is True:
-                in_time_order = False
             last_ts = timestamps[n - 1].as_py()
             try:
                 text_lines = arrow_lines.cast(pa.string())  # validates UTF-8
@@ -259,7 +251,6 @@ def scan_file(
         digest.lines += n
     digest.file_sha256 = file_sha.hexdigest()
     digest.merkle_root = tree.root()
-    result.in_time_order = in_time_order and result.clean
     return result
 
 

@@ -140,12 +140,12 @@ def test_the_id_filter_sets_the_bits_of_its_sql_definition():
     assert parsed is not None and all(parsed.may_contain(value) for value in ids)
 
 
-def test_the_converters_scan_of_a_time_ordered_file_is_clean_and_in_time_order(converted):  # noqa: F811
-    """The scan (``chain.clean_run`` per chunk) passes a clean file and reads its ``ts_event`` order, 19-digit
-    nanosecond times included (the converter skips its sort on it)."""
+def test_the_converters_scan_of_a_time_ordered_file_is_clean(converted):  # noqa: F811
+    """The scan passes a clean file, 19-digit nanosecond times included. (Whether the file is in
+    ``ts_event`` order is DuckDB's question now: the converter stages beside the scan.)"""
     cold, key = converted
     files = sorted((cold.parent / "hot").glob("*.jsonl"))
     assert files
     for path in files:
         scan = scan_file(path, key)
-        assert scan.clean and scan.in_time_order, scan.problems
+        assert scan.clean, scan.problems
