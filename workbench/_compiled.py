@@ -300,7 +300,7 @@ class CompiledCalls:
         """``build(literals)`` for ``values`` (``filters.Lit``), from SQL compiled once per (``key``, types)."""
         if any(lit.value is None or isinstance(lit.value, bool) for lit in values):  # not lifted (``_lifted``)
             self.builds += 1
-            return build([ibis.literal(lit.value, type=lit.dtype) for lit in values])
+            return build(_literals(values))
         # The view as ``_shape`` pictures it (its name, schema and backend class): a view's name
         # stands for its definition (``_backend._temp_view``), not for one connection's copy of it.
         full_key = (key, _shape(events.op(), {}), tuple(lit.dtype for lit in values))
@@ -311,7 +311,7 @@ class CompiledCalls:
             self._entries.keep(full_key, entry, self.max_shapes)
         if entry is None:  # not cacheable: built for every call
             self.builds += 1
-            return build([ibis.literal(lit.value, type=lit.dtype) for lit in values])
+            return build(_literals(values))
         pieces, places, schema, _ = entry
         sql = _fill(pieces, places, [_render(lit.value) for lit in values])
         node = ops.SQLStringView(parent=events.op(), query=sql, schema=schema)
@@ -340,6 +340,11 @@ class CompiledCalls:
         text = "".join(pieces).lower()
         return pieces, places, expr.schema(), frozenset(name for name in _connection_functions(self.backend)
                                                         if name.lower() in text)
+
+
+def _literals(values: list[Any]) -> list[Any]:
+    """The Ibis literals of ``values`` (``filters.Lit``), for an expression built with the call's own values."""
+    return [ibis.literal(lit.value, type=lit.dtype) for lit in values]
 
 
 def _connection_functions(backend: Any) -> frozenset[str]:
@@ -372,5 +377,5 @@ def cached_table(trail: Any, key: Any, recipes: list[Any], build: Callable[..., 
 
     calls = getattr(trail.backend, "compiled_calls", None)
     if calls is None:
-        return built([ibis.literal(lit.value, type=lit.dtype) for lit in shape_values])
+        return built(_literals(shape_values))
     return calls.table(events, (key, shapes), shape_values, built)
