@@ -344,7 +344,7 @@ class CompiledCalls:
 
 def _literals(values: list[Any]) -> list[Any]:
     """The Ibis literals of ``values`` (``filters.Lit``), for an expression built with the call's own values."""
-    return [ibis.literal(lit.value, type=lit.dtype) for lit in values]
+    return [lit.literal() for lit in values]
 
 
 def _connection_functions(backend: Any) -> frozenset[str]:

@@ -40,6 +40,10 @@ class Lit(NamedTuple):
     value: Any
     dtype: str
 
+    def literal(self) -> ir.Value:
+        """The Ibis literal of this value, of its type."""
+        return ibis.literal(self.value, type=self.dtype)
+
 
 #: A predicate as data: nested tuples naming the operation (``build`` says which), column names and
 #: ``Lit`` values. Two recipes that differ only in their ``Lit`` values build the same expression
@@ -188,7 +192,7 @@ def build(table: ir.Table, recipe: Recipe, literals: Iterator[ir.Value] | None =
     ``ibis.literal(value, dtype)``.
     """
     def value(lit: Lit) -> ir.Value:
-        return ibis.literal(lit.value, type=lit.dtype) if literals is None else next(literals)
+        return lit.literal() if literals is None else next(literals)
 
     kind = recipe[0]
     if kind in ("all", "any"):
@@ -208,7 +212,9 @@ def build(table: ir.Table, recipe: Recipe, literals: Iterator[ir.Value] | None =
         return table[recipe[1]].startswith(value(recipe[2]))
     if kind == "re_search":
         return table[recipe[1]].re_search(value(recipe[2]))
-    return ibis.literal(kind == "true")
+    if kind in ("true", "false"):
+        return ibis.literal(kind == "true")
+    raise ValueError(f"not a predicate recipe: {recipe!r}")
 
 
 _COMPARISONS: dict[str, Callable[[Any, Any], ir.BooleanValue]] = {

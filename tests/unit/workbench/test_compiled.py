@@ -446,3 +446,12 @@ def test_with_description_is_the_node_mutate_makes(trail):
 
     for table in (trail.events, trail.filter(event_type="trade.*").select("event_type", "source", "order_id")):
         assert with_description(table).op() == table.mutate(description=_described(table)).op()
+
+
+def test_a_recipe_of_an_unknown_kind_is_refused_not_read_as_false():
+    from workbench import filters
+
+    table = ibis.table({"ts_event": "int64"}, name="t")
+    assert str(filters.build(table, ("true",)).op().value) == "True"
+    with pytest.raises(ValueError, match="not a predicate recipe: \\('tru',\\)"):
+        filters.build(table, ("tru",))
