@@ -33,10 +33,12 @@ import json
 
 from audit_core.trust.record import (
     BODY_SQL,
+    GENESIS_HASH,
     INT_FIELDS,
     KEPT_PREV_SQL,
     STRIP_SQL,
     STRIPPED_SQL,
+    SUFFIX_LEN,
     UNSTRIPPED_SQL,
     body_sql,
     insert_int_sql,
@@ -161,9 +163,56 @@ def _one_step_sql() -> tuple[str, str]:
     return "(" + " AND ".join(guard) + ")", record
 
 
+_QUOTED_HASH = len(GENESIS_HASH) + 2  # a prev_hash value: 64 hex digits in quotes
+
+
+def _fast_record_sql() -> tuple[str, str, str]:
+    """(positions, guard, record): where ``guard`` holds, ``record`` is the cold record that ``STRIP_SQL``
+    and then ``without_int_values`` make of a working row's ``line`` (before ``_keep_underivable_prev_hashes``
+    of ``_parquet.py`` puts a prev_hash back, which gives the same record either way round: see below),
+    cut from the line in one step; ``positions`` is the SELECT list of the columns both read.
+
+    The guard asks for the layout of every current record line, with each value where the first
+    occurrence of its key puts it: ``{"ts_event":`` and its column's text and a comma first, then
+    ``"sequence":`` and its text and a comma, then ``"prev_hash":`` and the quoted prev_hash
+    column (the 66 characters ``STRIP_SQL`` takes out), then ``"ts_recorded":`` and its text and a
+    comma inside the body (before the checksum field). A key cannot occur inside a JSON string (its
+    closing quote would be escaped), and the junctions cutting makes hold no key, so there each
+    step of the plain rules finds what the guard found; and putting the prev_hash column back (its
+    text is what was cut) changes no key's first occurrence either. The positions are computed
+    once per row in an inner SELECT: DuckDB evaluates a repeated ``instr`` each time (on the
+    benchmark file this costs about 1.3 us a row where ``STRIP_SQL`` and the one step took 6).
+    """
+    assert INT_FIELDS == ("ts_event", "sequence", "ts_recorded")  # the layout order the slices follow
+    positions = ", ".join([
+        "instr(line, '\"sequence\":') + 11 AS _seq_at", "instr(line, '\"prev_hash\":') + 12 AS _prev_at",
+        "instr(line, '\"ts_recorded\":') + 14 AS _rec_at", "CAST(j.ts_event AS VARCHAR) AS _ts_text",
+        "CAST(j.sequence AS VARCHAR) AS _seq_text", "CAST(j.ts_recorded AS VARCHAR) AS _rec_text",
+    ])
+    ts_end = "(13 + length(_ts_text))"  # ts_event's value starts after '{"ts_event":'
+    seq_end, rec_end = "(_seq_at + length(_seq_text))", "(_rec_at + length(_rec_text))"
+    prev_end = f"(_prev_at + {_QUOTED_HASH})"
+    body_end = f"(length(line) - {SUFFIX_LEN})"  # the last character before the checksum field
+    guard = " AND ".join([
+        "starts_with(line, '{\"ts_event\":' || _ts_text || ',')", f"{ts_end} < _seq_at - 11",
+        "substr(line, _seq_at, length(_seq_text) + 1) = _seq_text || ','", f"{seq_end} < _prev_at - 12",
+        f"substr(line, _prev_at, {_QUOTED_HASH}) = '\"' || j.prev_hash || '\"'", f"{prev_end} <= _rec_at - 14",
+        "substr(line, _rec_at, length(_rec_text) + 1) = _rec_text || ','", f"{rec_end} <= {body_end}",
+    ])
+    record = " || ".join([
+        "'{\"ts_event\":'", f"substr(line, {ts_end}, _seq_at - {ts_end})",
+        f"substr(line, {seq_end}, _prev_at - {seq_end})", f"substr(line, {prev_end}, _rec_at - {prev_end})",
+        f"substr(line, {rec_end}, {body_end} - {rec_end} + 1)", "'}'",
+    ])
+    return positions, "(" + guard + ")", "(" + record + ")"
+
+
+#: ``_fast_record_sql``: the columns ``working_rows`` adds, and where and how ``record`` is cut in one step.
+_POSITIONS, _FAST_GUARD, _FAST_RECORD = _fast_record_sql()
 #: Whether a working row's ``record`` takes one step to leave its ``INT_FIELDS`` values out (``_one_step_sql``).
 ONE_STEP_SQL, _ONE_STEP_RECORD = _one_step_sql()
-_INTS_LEFT = "ints_left"  # a working column of ``without_int_values`` only
+#: The working column (``select(working=True)``) of the rows whose records still hold their ``INT_FIELDS`` values.
+INTS_LEFT = "ints_left"
 
 #: A decimal string DuckDB parses as DECIMAL(18,9) to the same value as DECIMAL(38,18): a sign, at most
 #: 9 integer and 9 fraction digits, no exponent. Casting VARCHAR to DECIMAL(38,18) (128-bit) costs
@@ -243,33 +292,46 @@ def derivation(name: str, sql_type: str, kind: str) -> str:
 def select(version: int = PROJECTION_VERSION, *, working: bool = False) -> str:
     """The SELECT list that turns rows (see the module docstring) into the cold schema of ``version``.
 
-    ``working``: the rows a converter or rebuild will write with ``_parquet.write_partitions``: from
-    version 4 on, with the record's ``prev_hash`` in a last column, which ``write_partitions`` puts
-    back into ``record`` where ``chained_rows`` could not derive it, and leaves out of the file.
+    ``working``: the rows a converter or rebuild will write with ``_parquet.write_partitions``
+    (read them through ``working_rows``, which adds the columns this list needs): from version 4 on,
+    with the record's ``prev_hash`` in a last column, which ``write_partitions`` puts back into
+    ``record`` where ``chained_rows`` could not derive it, and leaves out of the file; and with
+    ``record`` already without its ``INT_FIELDS`` values where ``_FAST_RECORD`` applies, the column
+    ``ints_left`` marking the rows ``without_int_values`` must still take them out of.
     Without it (``read_hot_file``), ``record`` keeps its ``prev_hash`` from version 4 on.
     """
     columns = [f"{derivation(*column)} AS {column[0]}" for column in PROJECTIONS[version]]
     if version >= DERIVED_PREV_HASH_SINCE:
         if working:
+            columns = [f"CAST(coalesce(record, CASE WHEN {_FAST_GUARD} THEN {_FAST_RECORD} ELSE {STRIP_SQL} END) "
+                       "AS VARCHAR) AS record" if column.endswith(" AS record") else column for column in columns]
             columns.append("CAST(j.prev_hash AS VARCHAR) AS prev_hash")
+            columns.append(f"torn_bytes IS NULL AND NOT (record IS NULL AND coalesce({_FAST_GUARD}, false)) "
+                           f"AS {INTS_LEFT}")
         else:
             columns = [f"CAST(coalesce(record, {UNSTRIPPED_SQL}) AS VARCHAR) AS record" if column.endswith(" AS record")
                        else column for column in columns]
     return ",\n    ".join(columns)
 
 
+def working_rows(source: str, version: int = PROJECTION_VERSION) -> str:
+    """A SELECT of the working rows (``select(working=True)``) of ``source`` (see the module docstring)."""
+    if version >= DERIVED_PREV_HASH_SINCE:
+        source = f"(SELECT *, {_POSITIONS} FROM {source})"
+    return f"SELECT {select(version, working=True)} FROM {source}"
+
+
 def without_int_values(rows: str) -> str:
-    """SQL of working ``rows`` (``select(working=True)``, version 4 on) whose records leave out their
-    ``INT_FIELDS`` values: ``strip_int_sql`` of each field in turn, taken in one step where
-    ``ONE_STEP_SQL`` holds (every current record; DuckDB's string functions dominate either way: on
-    the benchmark file the one step costs about 4 us a row, the chain about 4.8)."""
-    rows = f"""(SELECT * REPLACE (CASE WHEN torn_bytes IS NULL AND {ONE_STEP_SQL} THEN {_ONE_STEP_RECORD}
-                                       ELSE record END AS record),
-                       torn_bytes IS NULL AND NOT coalesce({ONE_STEP_SQL}, false) AS {_INTS_LEFT} FROM {rows})"""
+    """SQL of working ``rows`` (``working_rows``, version 4 on) whose records leave out their
+    ``INT_FIELDS`` values. The rows ``ints_left`` marks (the others took ``_FAST_RECORD`` already)
+    get ``strip_int_sql`` of each field in turn, taken in one step where ``ONE_STEP_SQL`` holds."""
+    rows = f"""(SELECT * REPLACE (CASE WHEN {INTS_LEFT} AND {ONE_STEP_SQL} THEN {_ONE_STEP_RECORD}
+                                       ELSE record END AS record,
+                                  {INTS_LEFT} AND NOT coalesce({ONE_STEP_SQL}, false) AS {INTS_LEFT}) FROM {rows})"""
     for name in INT_FIELDS:  # the rest one field a step: each step reads the record the one before made
-        rows = (f"(SELECT * REPLACE (CASE WHEN {_INTS_LEFT} THEN {strip_int_sql('record', name)} ELSE record END "
+        rows = (f"(SELECT * REPLACE (CASE WHEN {INTS_LEFT} THEN {strip_int_sql('record', name)} ELSE record END "
                 f"AS record) FROM {rows})")
-    return f"(SELECT * EXCLUDE ({_INTS_LEFT}) FROM {rows})"
+    return f"(SELECT * EXCLUDE ({INTS_LEFT}) FROM {rows})"
 
 
 def chained_rows(files: str, version: int | None) -> str:

@@ -41,7 +41,7 @@ from audit_core.cold.manifest import (
     update_cold_root,
     write_entry,
 )
-from audit_core.cold.projection import PROJECTION_VERSION, chained_rows, select, structure
+from audit_core.cold.projection import PROJECTION_VERSION, chained_rows, structure, working_rows
 from audit_core.errors import AuditConfigError, AuditIntegrityError
 from audit_core.trust.documents import SIGNATURE_FIELD
 from audit_core.trust.record import LINE_SQL
@@ -188,15 +188,13 @@ def _rebuild_entry(
                 # torn line's row keeps its bytes, its display text (``record``) and the time it was filed under.
                 files = chained_rows("read_parquet($files, filename = true, union_by_name = true)",
                                      int(entry["projection_version"]))
+                lines = f"""(SELECT *, json_transform(line, $structure) AS j
+                             FROM (SELECT CASE WHEN torn_bytes IS NULL THEN {LINE_SQL} END AS line,
+                                          CASE WHEN torn_bytes IS NOT NULL THEN record END AS record, torn_bytes,
+                                          CASE WHEN torn_bytes IS NOT NULL THEN ts_event END AS torn_ts, source_line
+                                   FROM {files}))"""
                 con.execute(
-                    f"""CREATE TEMP TABLE rows AS
-                    SELECT {select(working=True)}
-                    FROM (SELECT *, json_transform(line, $structure) AS j
-                          FROM (SELECT CASE WHEN torn_bytes IS NULL THEN {LINE_SQL} END AS line,
-                                       CASE WHEN torn_bytes IS NOT NULL THEN record END AS record, torn_bytes,
-                                       CASE WHEN torn_bytes IS NOT NULL THEN ts_event END AS torn_ts, source_line
-                                FROM {files}))
-                    ORDER BY ts_event, source_line""",
+                    f"CREATE TEMP TABLE rows AS {working_rows(lines)} ORDER BY ts_event, source_line",
                     {"files": [str(store / str(output["path"])) for output in old_outputs],
                      "stream": entry.get("stream"), "structure": structure()},
                 )

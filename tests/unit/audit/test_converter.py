@@ -572,3 +572,69 @@ class TestParquetLayout:
         ParquetConverter(tmp_path / "t" / "hot", tmp_path / "cold").convert_all()
         with pytest.raises(AuditFormatError, match=r"source|manifest entry"):
             list(source_lines(tmp_path / "cold", source))
+
+
+class OddSignalEvent(AuditEvent):
+    """A user's event whose field shares a typed column's name with a value that column cannot hold."""
+
+    event_type_root: ClassVar[str] = "odd"
+    signal_value: str
+
+
+class TestTypedRead:
+    """A file without torn lines is parsed by DuckDB's typed ``read_json`` beside its raw lines; a file
+    the typed read refuses takes the plain parse (``json_transform``): the rows are the same either way."""
+
+    @staticmethod
+    def convert(base: Path, cold: Path, monkeypatch, *, refuse: bool = False) -> list[bool]:
+        """Convert ``base``'s trail into ``cold``; the ``plain`` flag of each ``rows`` the converter built."""
+        import audit_core.cold.converter as converter
+
+        built: list[bool] = []
+        create = converter._ColumnarPass._create_rows
+
+        def spy(self, parsed: str, *, plain: bool) -> None:
+            built.append(plain)
+            if refuse and not plain:
+                parsed = "(SELECT line, j FROM (SELECT error('refused') AS line, NULL AS j))"
+            create(self, parsed, plain=plain)
+
+        monkeypatch.setattr(converter._ColumnarPass, "_create_rows", spy)
+        results = ParquetConverter(base / "hot", cold).convert_all()
+        assert all(result.converted for result in results)
+        return built
+
+    def test_the_typed_read_gives_the_rows_of_the_plain_parse(self, tmp_path, monkeypatch):
+        write_trail(tmp_path / "t")
+        assert self.convert(tmp_path / "t", tmp_path / "typed", monkeypatch) == [False]
+        assert self.convert(tmp_path / "t", tmp_path / "plain", monkeypatch, refuse=True) == [False, True]
+        typed, plain = cold_rows(tmp_path / "typed"), cold_rows(tmp_path / "plain")
+        assert len(typed) > 40
+        assert typed == plain
+        assert verify_cold(tmp_path / "typed").ok
+
+    def test_a_value_the_typed_read_refuses_takes_the_plain_parse(self, tmp_path, monkeypatch):
+        config = AuditConfig(base_path=tmp_path / "t", rotate_daily=False, sync_writes=False)
+        clock = Clock(JAN_5_2359 - 60 * MINUTE)
+        with AuditEventEmitter(config, clock=clock) as emitter:
+            emitter.emit_signal("pp", "momentum", 0.5, 0.9)
+            emitter.emit(OddSignalEvent(event_type="odd.signal", source="odd", signal_value="abc", ts_event=clock()))
+        assert self.convert(tmp_path / "t", tmp_path / "cold", monkeypatch) == [False, True]
+        rows = cold_rows(tmp_path / "cold")
+        assert [row["signal_value"] for row in rows] == [0.5, None]  # json_transform: NULL where it cannot cast
+        assert [original_line(row) for row in rows] == write_lines(tmp_path / "t")
+        assert verify_cold(tmp_path / "cold").ok
+
+    def test_a_line_out_of_step_with_its_json_is_an_error_not_a_shifted_row(self, tmp_path):
+        import duckdb
+
+        from audit_core.cold.converter import _typed_read
+
+        hot = tmp_path / "lines.jsonl"
+        hot.write_text('{"sequence":0,"checksum":"' + "a" * 64 + '"}\n{"sequence":1,"checksum":"b"}\n')
+        with pytest.raises(duckdb.Error, match="out of step"):
+            duckdb.connect().execute(f"SELECT * FROM {_typed_read(4)}", {"path": str(hot)}).fetchall()
+
+
+def write_lines(base: Path) -> list[bytes]:
+    return [line for path in sorted((base / "hot").glob("*.jsonl")) for line in path.read_bytes().splitlines()]

@@ -14,7 +14,7 @@ import duckdb
 import pytest
 from test_converter import write_trail
 
-from audit_core.cold.projection import ONE_STEP_SQL, derivation, select, structure, without_int_values
+from audit_core.cold.projection import ONE_STEP_SQL, derivation, structure, without_int_values, working_rows
 from audit_core.trust.record import INT_FIELDS, STRIP_SQL, compute_checksum, strip_int_sql
 
 H1, H2 = "a" * 64, "b" * 64
@@ -61,8 +61,9 @@ CRAFTED = [
 ]
 
 
-def cold_records(lines: list[str]) -> list[tuple[str, str, bool]]:
-    """(record by the plain rules, record by ``select(working=True)`` + ``without_int_values``, in one step)."""
+def cold_records(lines: list[str]) -> list[tuple[str, str, bool, bool]]:
+    """(record by the plain rules, record by ``working_rows`` + ``without_int_values``, in one step, cut from
+    the line as it is read: ``_FAST_RECORD``)."""
     con = duckdb.connect()
     con.execute("CREATE TABLE hot AS SELECT unnest($lines) AS line, generate_subscripts($lines, 1) AS source_line",
                 {"lines": lines})
@@ -71,14 +72,15 @@ def cold_records(lines: list[str]) -> list[tuple[str, str, bool]]:
     plain = f"(SELECT source_line, j.ts_event, j.sequence, j.ts_recorded, {STRIP_SQL} AS record FROM {source})"
     for name in INT_FIELDS:
         plain = f"(SELECT * REPLACE ({strip_int_sql('record', name)} AS record) FROM {plain})"
-    working = f"(SELECT {select(working=True)} FROM {source})".replace("$stream", "'s'")
-    one_step = f"(SELECT source_line, coalesce({ONE_STEP_SQL}, false) AS one_step FROM {working})"
+    working = f"({working_rows(source)})".replace("$stream", "'s'")
+    one_step = f"""(SELECT source_line, NOT ints_left OR coalesce({ONE_STEP_SQL}, false) AS one_step,
+                           NOT ints_left AS cut FROM {working})"""
     rows = con.execute(
-        f"""SELECT p.record, w.record, o.one_step
+        f"""SELECT p.record, w.record, o.one_step, o.cut
             FROM {plain} AS p JOIN {without_int_values(working)} AS w USING (source_line)
                  JOIN {one_step} AS o USING (source_line) ORDER BY source_line""").fetchall()
     con.close()
-    return [(plain_record, record, one_step) for plain_record, record, one_step in rows]
+    return [(plain_record, record, one_step, cut) for plain_record, record, one_step, cut in rows]
 
 
 class TestOneStepRecord:
@@ -86,21 +88,27 @@ class TestOneStepRecord:
         lines = [line.decode() for line in write_trail(tmp_path)]
         records = cold_records(lines)
         assert len(records) == len(lines) > 40
-        assert [plain for plain, _, _ in records] == [record for _, record, _ in records]
-        assert all(one_step for _, _, one_step in records)  # the fast path is the one these tests check
+        assert [plain for plain, *_ in records] == [record for _, record, *_ in records]
+        assert all(cut for *_, cut in records)  # the fast path is the one these tests check
         assert all('"ts_event":,' in record and '"sequence":,' in record and '"ts_recorded":,' in record
-                   for _, record, _ in records)
+                   for _, record, *_ in records)
 
     @pytest.mark.parametrize("body", CRAFTED)
     def test_a_line_off_the_current_layout_gets_the_plain_rules_record(self, body):
-        ((plain, record, _),) = cold_records([line_of(body)])
+        ((plain, record, _, _),) = cold_records([line_of(body)])
         assert record == plain
 
     def test_lines_off_the_layout_are_left_to_the_plain_rules(self):
-        taken = [one_step for _, _, one_step in cold_records([line_of(body) for body in CRAFTED])]
+        records = cold_records([line_of(body) for body in CRAFTED])
+        taken = [one_step for _, _, one_step, _ in records]
+        cut = [cut for *_, cut in records]
         # no ts_recorded, ts_recorded the last field, ts_event not first
         assert [taken[i] for i in (0, 3, 6)] == [False] * 3
         assert taken[2] is taken[8] is True  # a null prev_hash or non-ASCII text does not stop the one step
+        # the cut as the line is read: non-ASCII text does not stop it; a null prev_hash, a prev_hash
+        # of another length or a value that is not its column's text leave the record to the plain rules
+        assert cut[7] is cut[8] is cut[9] is True
+        assert [cut[i] for i in (0, 1, 2, 3, 5, 6, 10, 11)] == [False] * 8
 
 
 DECIMALS = ["0", "-0", "1.5", "100000", "1.100120000000000001", "-12.345678901234567890", "123456789.123456789",
