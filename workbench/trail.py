@@ -551,12 +551,15 @@ def open_trail(
                      if include_hot and hot_dir.is_dir()
                      else (None, HotSnapshot()))
     key = _backend.definition_key(backend, (cold, hot), snapshot.first_ts, snapshot.last_ts)
-    view, events = _backend.events_view(backend, lambda: _definition(backend, cold, hot, snapshot, schema), key)
+    direct = (lambda: _backend.cold_view_sql(backend, cold, schema.names)) if cold is not None and hot is None else None
+    view, events = _backend.events_view(backend, lambda: _definition(backend, cold, hot, snapshot, schema), key,
+                                        direct)
     trail = Trail(root, backend, view, snapshot, include_hot, on_unknown, status)
     trail._keys = keys
     trail._verify = verify
     # Keeps the hot memtable alive as long as the view that reads it; None when the view was made from
-    # kept SQL (DuckDB only, whose hot rows are a temporary table: it lives as long as the connection).
+    # kept or directly written SQL (DuckDB only, whose hot rows are a temporary table: it lives as long
+    # as the connection).
     trail._definition = events
     trail._time_range = _time_range(cold, extent, snapshot)
     return trail
