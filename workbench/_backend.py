@@ -373,15 +373,16 @@ def _duckdb_read_parquet(backend: Any, where: Any, options: dict[str, Any]) -> i
     # The view's columns as DuckDB binds them (``backend.table(name)`` asks the same, then parses each
     # type name again: ~6 ms of a cold start, for type names that repeat from one open to the next).
     columns = backend.con.execute(f'DESCRIBE "{name}"').fetchall()
-    schema = ibis.schema({column: _duckdb_type(sql_type, nullable == "YES")
+    schema = ibis.schema({column: duckdb_type(sql_type, nullable == "YES")
                           for column, sql_type, nullable, *_ in columns})
     return ops.DatabaseTable(name, schema=schema, source=backend,
                              namespace=ops.Namespace(catalog=None, database=None)).to_expr()
 
 
 @functools.lru_cache(maxsize=256)
-def _duckdb_type(sql_type: str, nullable: bool) -> dt.DataType:
-    """Ibis's type for a DuckDB type name, as ``backend.table`` reads it (``DuckDBType.from_string``)."""
+def duckdb_type(sql_type: str, nullable: bool) -> dt.DataType:
+    """Ibis's type for a DuckDB type name, as ``backend.table`` reads it (``DuckDBType.from_string``); a
+    type (immutable) per name, parsed once per process."""
     from ibis.backends.sql.datatypes import DuckDBType
 
     return DuckDBType.from_string(sql_type, nullable=nullable)
