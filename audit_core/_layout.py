@@ -64,6 +64,45 @@ def parse_hot_file_name(path: Path) -> HotFileName | None:
     )
 
 
+def hot_files(path: Path | str) -> list[Path]:
+    """The JSONL files under ``path`` (or ``path`` itself), ordered by stream then day."""
+    root = Path(path)
+    if root.is_file():
+        return [root]
+    if not root.exists():
+        raise FileNotFoundError(f"no trail at {root}")
+    found = [p for p in root.rglob(f"*{HOT_SUFFIX}") if p.is_file()]
+    return sorted(found, key=_stream_order)
+
+
+def _stream_order(path: Path) -> tuple[str, str, str, int]:
+    name = parse_hot_file_name(path)
+    if name is None:
+        return (str(path), "", "", 0)
+    return (str(path.parent), name.stream_key, name.day.isoformat(), name.segment)
+
+
+#: Why a ``*.jsonl`` file found in a trail directory is not read.
+NOT_A_TRAIL_FILE = ("not a trail file (trail files are named audit.<trader>.<stream>.<YYYY-MM-DD>.<segment>.jsonl): "
+                    "not read, and nothing in it is trusted")
+
+
+def trail_files(path: Path | str) -> tuple[list[Path], list[Path]]:
+    """(trail files, stray files) under ``path``: THE rule for which hot files a reader may read.
+
+    Files found in a directory must be named like trail files; any other ``*.jsonl`` there
+    (``notes.jsonl``) is a stray, never read by ``verify``, the workbench, ``tail``, the converter
+    or retention. A file given by name is a trail file, whatever its name.
+    """
+    if Path(path).is_file():
+        return [Path(path)], []
+    files: list[Path] = []
+    strays: list[Path] = []
+    for found in hot_files(path):
+        (files if parse_hot_file_name(found) is not None else strays).append(found)
+    return files, strays
+
+
 def seal_path(path: Path) -> Path:
     """The seal sidecar of a hot file."""
     return path.with_name(path.name + SEAL_SUFFIX)

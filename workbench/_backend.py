@@ -373,15 +373,16 @@ def _duckdb_read_parquet(backend: Any, where: Any, options: dict[str, Any]) -> i
     # The view's columns as DuckDB binds them (``backend.table(name)`` asks the same, then parses each
     # type name again: ~6 ms of a cold start, for type names that repeat from one open to the next).
     columns = backend.con.execute(f'DESCRIBE "{name}"').fetchall()
-    schema = ibis.schema({column: _duckdb_type(sql_type, nullable == "YES")
+    schema = ibis.schema({column: duckdb_type(sql_type, nullable == "YES")
                           for column, sql_type, nullable, *_ in columns})
     return ops.DatabaseTable(name, schema=schema, source=backend,
                              namespace=ops.Namespace(catalog=None, database=None)).to_expr()
 
 
 @functools.lru_cache(maxsize=256)
-def _duckdb_type(sql_type: str, nullable: bool) -> dt.DataType:
-    """Ibis's type for a DuckDB type name, as ``backend.table`` reads it (``DuckDBType.from_string``)."""
+def duckdb_type(sql_type: str, nullable: bool) -> dt.DataType:
+    """Ibis's type for a DuckDB type name, as ``backend.table`` reads it (``DuckDBType.from_string``); a
+    type (immutable) per name, parsed once per process."""
     from ibis.backends.sql.datatypes import DuckDBType
 
     return DuckDBType.from_string(sql_type, nullable=nullable)
@@ -449,13 +450,19 @@ def definition_key(backend: Any, tables: tuple[ir.Table | None, ...], *values: A
     return (*parts, *values)
 
 
-def events_view(backend: Any, build: Any, key: tuple[Any, ...] | None) -> tuple[ir.Table, ir.Table | None]:
+def events_view(backend: Any, build: Any, key: tuple[Any, ...] | None,
+                direct: Any = None) -> tuple[ir.Table, ir.Table | None]:
     """``as_view(backend, build())`` and the definition ``build()`` returned; on DuckDB, a definition
     already seen in this process (``key``: ``definition_key``) is not built again: the view is
     created from the SQL it compiled to (building and compiling it costs 20 to 50 ms of a cold start)
-    and the definition returned is None.
+    and the definition returned is None. Nor is one that ``direct()`` writes without Ibis
+    (``cold_view_sql``: the SQL and schema, or None when it cannot).
     """
     cached = _VIEWS.get(key) if key is not None else None
+    if cached is None and direct is not None and backend_name(backend) == "duckdb":
+        cached = direct()
+        if cached is not None and key is not None:
+            _keep_view(key, cached)
     if cached is not None:
         return _temp_view(backend, *cached), None
     table = build()
@@ -463,10 +470,49 @@ def events_view(backend: Any, build: Any, key: tuple[Any, ...] | None) -> tuple[
         return as_view(backend, table), table
     view, sql = _duckdb_view(backend, table)
     if key is not None and not any(name in sql for name in backend.__dict__.get("_ledgerline_readers", {})):
-        if len(_VIEWS) >= MAX_VIEWS:
-            _VIEWS.clear()
-        _VIEWS[key] = (sql, view.schema())
+        _keep_view(key, (sql, view.schema()))
     return view, table
+
+
+def _keep_view(key: tuple[Any, ...], definition: tuple[str, ibis.Schema]) -> None:
+    if len(_VIEWS) >= MAX_VIEWS:
+        _VIEWS.clear()
+    _VIEWS[key] = definition
+
+
+def cold_view_sql(backend: Any, cold: ir.Table, names: tuple[str, ...]) -> tuple[str, ibis.Schema] | None:
+    """The SQL and schema of the DuckDB view of a trail with no hot rows, written without Ibis: what
+    ``_duckdb_view`` makes of ``trail.events_of(backend, cold.select(*names), ...)``, to the character
+    (``tests/unit/workbench/test_cold_start.py`` compares them). None when ``cold`` is not a bare
+    ``read_cold`` table holding every column of ``names`` (files with other columns): Ibis builds those.
+
+    Building and compiling that Ibis expression, then merging its projections, cost 15 to 25 ms of
+    a new process's first ``open_trail``; this costs about 1 ms. The Ibis expression stays the
+    definition (other backends, hot rows, older files); this is its DuckDB text for the common case.
+    """
+    import sqlglot as sg
+    import sqlglot.expressions as sge
+
+    op = cold.op()
+    reader = backend.__dict__.get("_ledgerline_readers", {}).get(op.name) if isinstance(op, ops.DatabaseTable) else None
+    if reader is None or not set(names) <= set(op.schema.names):
+        return None
+    first = ("ts_event", "event_type", "source")
+
+    def column(name: str) -> Any:
+        return sge.Column(this=sg.to_identifier(name, quoted=True), table=sg.to_identifier("t0", quoted=True))
+
+    time = sge.Cast(this=sge.Anonymous(this="make_timestamp_ns", expressions=[column("ts_event")]),
+                    to=backend.compiler.type_mapper.from_ibis(UTC_TIMESTAMP))
+    columns = [column("ts_event"), sge.Alias(this=time, alias=sg.to_identifier("time", quoted=True)),
+               column("event_type"), column("source"), *[column(name) for name in names if name not in first]]
+    query = sge.select(*columns).from_(sge.Table(this=reader.copy(),
+                                                 alias=sge.TableAlias(this=sg.to_identifier("t0", quoted=True))))
+    types = op.schema
+    schema = _view_schema([("ts_event", types["ts_event"]), ("time", UTC_TIMESTAMP),
+                           *[(name, types[name]) for name in ("event_type", "source")],
+                           *[(name, types[name]) for name in names if name not in first]])
+    return str(query.sql(dialect="duckdb")), schema
 
 
 def as_view(backend: Any, table: ir.Table) -> ir.Table:
@@ -502,12 +548,16 @@ def _duckdb_view(backend: Any, table: ir.Table) -> tuple[ir.Table, str]:
     # Registering the hot memtable is what Ibis's create_view does first.
     backend._register_in_memory_tables(table)
     sql = _flat_sql(backend, table)
-    # The view's schema is the definition's (a UTC timestamp reads back from DuckDB with microseconds):
-    # ``backend.table(name)`` would ask DuckDB and parse every column type again (~20 ms of a cold start).
-    schema = ibis.schema({column: dt.Timestamp(timezone=dtype.timezone, scale=6)
-                          if dtype.is_timestamp() and dtype.scale is None else dtype
-                          for column, dtype in table.schema().items()})
-    return _temp_view(backend, sql, schema), sql
+    return _temp_view(backend, sql, _view_schema(table.schema().items())), sql
+
+
+def _view_schema(columns: Any) -> ibis.Schema:
+    """The schema of a view defined by columns (name, type): the definition's, but a timestamp without a
+    scale has microseconds (DuckDB's); ``backend.table(name)`` would ask DuckDB and parse every
+    column type again (~20 ms of a cold start)."""
+    return ibis.schema({column: dt.Timestamp(timezone=dtype.timezone, scale=6)
+                        if dtype.is_timestamp() and dtype.scale is None else dtype
+                        for column, dtype in columns})
 
 
 def _temp_view(backend: Any, sql: str, schema: ibis.Schema) -> ir.Table:

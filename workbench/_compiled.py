@@ -323,9 +323,9 @@ class CompiledCalls:
         if len(values) > _MAX_LIFTED:
             return None
         self.builds += 1
-        sentinels = [_sentinel(index, dt.dtype(lit.dtype)) for index, lit in enumerate(values)]
+        sentinels = [_sentinel(index, lit.ibis_type) for index, lit in enumerate(values)]
         try:
-            expr = build([ibis.literal(sentinel, type=lit.dtype) for sentinel, lit in zip(sentinels, values,
+            expr = build([ibis.literal(sentinel, type=lit.ibis_type) for sentinel, lit in zip(sentinels, values,
                                                                                         strict=True)])
             hooked: list[ops.Node] = []
             _shape(expr.op(), {}, hooked)

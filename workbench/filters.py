@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NamedTuple
 
 import ibis
+import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
 
 from workbench._time import day_segments, to_ns, utc_day
@@ -34,15 +35,27 @@ from workbench.errors import WorkbenchInputError
 _EVENT_PATTERN = re.compile(r"^[A-Za-z0-9_.*\-]+$")
 
 
+#: ``Lit``'s type names as Ibis types. Ibis parses a type name by building its whole type grammar
+#: (thousands of parser objects) for each name the first time in a process: 8 of the ~40 garbage
+#: collector passes of a new process's first open and query, which then met a full collection.
+_IBIS_TYPES = {"int64": dt.int64, "int32": dt.int32, "string": dt.string}
+
+
 class Lit(NamedTuple):
     """A value in a predicate recipe and its Ibis type: what a query's shape leaves out (``workbench._compiled``)."""
 
     value: Any
     dtype: str
 
+    @property
+    def ibis_type(self) -> dt.DataType:
+        """``dtype`` as an Ibis type."""
+        known = _IBIS_TYPES.get(self.dtype)
+        return known if known is not None else dt.dtype(self.dtype)
+
     def literal(self) -> ir.Value:
         """The Ibis literal of this value, of its type."""
-        return ibis.literal(self.value, type=self.dtype)
+        return ibis.literal(self.value, type=self.ibis_type)
 
 
 #: A predicate as data: nested tuples naming the operation (``build`` says which), column names and

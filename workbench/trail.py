@@ -55,13 +55,14 @@ def cold_schema() -> ibis.Schema:
     """The queryable cold schema: ``audit_core.cold.converter.COLUMNS`` (DuckDB types) without
     ``STORAGE_COLUMNS``, plus the int32 day partitions.
 
-    Computed once per process (a constant: parsing its ~55 type names cost every ``open_trail`` 5-10 ms).
+    Computed once per process (a constant: parsing its ~55 type names cost every ``open_trail`` 5-10 ms),
+    each of its few distinct type names parsed once (``_backend.duckdb_type``, which the cold files'
+    column types then find parsed).
     """
-    from ibis.backends.sql.datatypes import DuckDBType
-
     from audit_core.cold.projection import COLUMNS
 
-    columns = {name: DuckDBType.from_string(sql_type) for name, sql_type, _ in COLUMNS if name not in STORAGE_COLUMNS}
+    columns = {name: _backend.duckdb_type(sql_type, True) for name, sql_type, _ in COLUMNS
+               if name not in STORAGE_COLUMNS}
     return ibis.schema({**columns, **dict.fromkeys(_backend.PARTITIONS, dt.int32)})
 
 
@@ -551,12 +552,15 @@ def open_trail(
                      if include_hot and hot_dir.is_dir()
                      else (None, HotSnapshot()))
     key = _backend.definition_key(backend, (cold, hot), snapshot.first_ts, snapshot.last_ts)
-    view, events = _backend.events_view(backend, lambda: _definition(backend, cold, hot, snapshot, schema), key)
+    direct = (lambda: _backend.cold_view_sql(backend, cold, schema.names)) if cold is not None and hot is None else None
+    view, events = _backend.events_view(backend, lambda: _definition(backend, cold, hot, snapshot, schema), key,
+                                        direct)
     trail = Trail(root, backend, view, snapshot, include_hot, on_unknown, status)
     trail._keys = keys
     trail._verify = verify
     # Keeps the hot memtable alive as long as the view that reads it; None when the view was made from
-    # kept SQL (DuckDB only, whose hot rows are a temporary table: it lives as long as the connection).
+    # kept or directly written SQL (DuckDB only, whose hot rows are a temporary table: it lives as long
+    # as the connection).
     trail._definition = events
     trail._time_range = _time_range(cold, extent, snapshot)
     return trail
@@ -628,8 +632,8 @@ def _read_hot(
     are not records, or a whole file that cannot be opened. A file whose seal or manifest entry is
     unreadable counts as not converted, so its hot rows are read (rows also in cold count once).
     """
+    from audit_core._layout import NOT_A_TRAIL_FILE, trail_files  # not the verifier's imports
     from audit_core.errors import AuditFormatError
-    from audit_core.hot.verifier import NOT_A_TRAIL_FILE, trail_files
     from workbench._converted import converted
 
     def unreadable(error: AuditFormatError | OSError, what: str = "left out") -> None:

@@ -11,10 +11,9 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from audit_core._layout import parse_hot_file_name
+from audit_core._layout import NOT_A_TRAIL_FILE, parse_hot_file_name, trail_files
 from audit_core.errors import AuditFormatError
 from audit_core.events import AuditEvent, parse_record
-from audit_core.hot.verifier import NOT_A_TRAIL_FILE, trail_files
 
 
 def tail(

@@ -10,7 +10,12 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from audit_core._layout import HOT_SUFFIX, RETENTION_STREAM, parse_hot_file_name, seal_path
+# hot_files, trail_files and NOT_A_TRAIL_FILE are defined with the file names (``_layout``), which a
+# reader that only lists files imports without the verifier; imported from here too.
+from audit_core._layout import NOT_A_TRAIL_FILE as NOT_A_TRAIL_FILE
+from audit_core._layout import RETENTION_STREAM, parse_hot_file_name, seal_path
+from audit_core._layout import hot_files as hot_files
+from audit_core._layout import trail_files as trail_files
 from audit_core.hot._verify_jobs import verify_streams
 from audit_core.trust.chain import Retired, verify_stream
 from audit_core.trust.jobs import check_jobs, worth_parallel
@@ -20,24 +25,6 @@ from audit_core.trust.report import FailureKind, VerificationFailure, Verificati
 
 if TYPE_CHECKING:
     from audit_core.trust.keyring import VerifyingKeys
-
-
-def hot_files(path: Path | str) -> list[Path]:
-    """The JSONL files under ``path`` (or ``path`` itself), ordered by stream then day."""
-    root = Path(path)
-    if root.is_file():
-        return [root]
-    if not root.exists():
-        raise FileNotFoundError(f"no trail at {root}")
-    found = [p for p in root.rglob(f"*{HOT_SUFFIX}") if p.is_file()]
-    return sorted(found, key=_stream_order)
-
-
-def _stream_order(path: Path) -> tuple[str, str, str, int]:
-    name = parse_hot_file_name(path)
-    if name is None:
-        return (str(path), "", "", 0)
-    return (str(path.parent), name.stream_key, name.day.isoformat(), name.segment)
 
 
 def verify(
@@ -105,27 +92,6 @@ def verify(
         verify_stream(stream_key, stream_files, hmac_key, report, require_stream_start, public_key,
                       starts.get(stream_key, {}), key_record_files=key_record_files)
     return report
-
-
-#: Why a ``*.jsonl`` file found in a trail directory is not read.
-NOT_A_TRAIL_FILE = ("not a trail file (trail files are named audit.<trader>.<stream>.<YYYY-MM-DD>.<segment>.jsonl): "
-                    "not read, and nothing in it is trusted")
-
-
-def trail_files(path: Path | str) -> tuple[list[Path], list[Path]]:
-    """(trail files, stray files) under ``path``: THE rule for which hot files a reader may read.
-
-    Files found in a directory must be named like trail files; any other ``*.jsonl`` there
-    (``notes.jsonl``) is a stray, never read by ``verify``, the workbench, ``tail``, the converter
-    or retention. A file given by name is a trail file, whatever its name.
-    """
-    if Path(path).is_file():
-        return [Path(path)], []
-    files: list[Path] = []
-    strays: list[Path] = []
-    for found in hot_files(path):
-        (files if parse_hot_file_name(found) is not None else strays).append(found)
-    return files, strays
 
 
 def _trail_files(paths: list[Path | str], report: VerificationReport) -> list[Path]:

@@ -455,3 +455,13 @@ def test_a_recipe_of_an_unknown_kind_is_refused_not_read_as_false():
     assert str(filters.build(table, ("true",)).op().value) == "True"
     with pytest.raises(ValueError, match="not a predicate recipe: \\('tru',\\)"):
         filters.build(table, ("tru",))
+
+
+def test_a_lit_has_the_type_ibis_parses_from_its_name():
+    """``Lit`` types are Ibis type objects, not names parsed on first use (``filters._IBIS_TYPES``)."""
+    from workbench import filters
+
+    for name in ("int64", "int32", "string"):
+        assert filters.Lit(1, name).ibis_type == ibis.dtype(name)
+        assert filters.Lit(1, name).literal().type() == ibis.dtype(name)
+    assert filters.Lit(1.5, "float64").ibis_type == ibis.dtype("float64")  # a name not listed is parsed
