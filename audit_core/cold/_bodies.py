@@ -21,7 +21,7 @@ _KEYS = tuple(f'"{name}":'.encode() for name in ("ts_event", "sequence", "prev_h
 
 
 def rebuild_bodies(records: pa.Array, prev_hashes: pa.Array, ts_event: pa.Array, sequence: pa.Array,
-                   ts_recorded: pa.Array) -> list[bytes]:
+                   ts_recorded: pa.Array) -> pa.Array:
     """``rebuild_line(record, prev_hash, checksum, ts_event=, sequence=, ts_recorded=)`` of each row, without
     its checksum field: the body its checksum covers.
 
@@ -31,7 +31,7 @@ def rebuild_bodies(records: pa.Array, prev_hashes: pa.Array, ts_event: pa.Array,
         ts_event: The ``ts_event`` column (int64); ``sequence`` and ``ts_recorded`` likewise.
 
     Returns:
-        The bodies, in row order.
+        The bodies (binary, no NULL), in row order.
 
     The layout done column-wise: ``{"ts_event":`` first with its value left out, then the first
     ``"sequence":``, the first ``"prev_hash":`` and the first ``"ts_recorded":`` of the record in that
@@ -50,7 +50,6 @@ def rebuild_bodies(records: pa.Array, prev_hashes: pa.Array, ts_event: pa.Array,
     known = pc.and_(pc.and_(pc.is_valid(prior), pc.invert(pc.match_substring(prior, '"'))),
                     pc.and_(pc.and_(pc.is_valid(values[0]), pc.is_valid(values[1])), pc.is_valid(values[2])))
     layout = pc.and_(pc.starts_with(records, (b"{" + ts_key + b",").decode()), pc.fill_null(known, False))
-    bodies: list[bytes | None] = [None] * count
     # record = {"ts_event": rest1; rest1 = head1 "sequence": rest2; rest2 = head2 "prev_hash": rest3; ...
     rest1 = pc.binary_slice(records, len(ts_key) + 1, 2**31 - 1)
     head1, rest2, found = _split(rest1, sequence_key)
@@ -68,16 +67,17 @@ def rebuild_bodies(records: pa.Array, prev_hashes: pa.Array, ts_event: pa.Array,
         pa.scalar(b"{" + ts_key, pa.binary()), values[0], head1, pa.scalar(sequence_key, pa.binary()), values[1],
         head2, pa.scalar(prev_key, pa.binary()), quote, prior, quote, head3, pa.scalar(recorded_key, pa.binary()),
         values[2], rest4, pa.scalar(b"", pa.binary()))
-    joined = pc.if_else(pc.fill_null(fast, False), joined, pa.scalar(None, pa.binary()))
-    bodies = joined.to_pylist()
-    slow = [index for index, body in enumerate(bodies) if body is None]
-    if slow:
-        rows = zip(*(column.take(pa.array(slow, pa.int64())).to_pylist()
-                     for column in (records, prev_hashes, ts_event, sequence, ts_recorded)), strict=True)
-        for index, (record_bytes, prev_hash, *ints) in zip(slow, rows, strict=True):
-            line = rebuild_line(record_bytes, prev_hash, "0" * 64, **dict(zip(INT_FIELDS, ints, strict=True)))
-            bodies[index] = line[:-SUFFIX_LEN] + b"}"
-    return bodies  # type: ignore[return-value]  # every index filled above
+    fast = pc.fill_null(fast, False)
+    slow = pc.indices_nonzero(pc.invert(fast))
+    if len(slow) == 0:
+        return joined
+    bodies: list[bytes | None] = [None] * count
+    rows = zip(*(column.take(slow).to_pylist() for column in (records, prev_hashes, ts_event, sequence, ts_recorded)),
+               strict=True)
+    for index, (record, prev_hash, *ints) in zip(slow.to_pylist(), rows, strict=True):
+        line = rebuild_line(record, prev_hash, "0" * 64, **dict(zip(INT_FIELDS, ints, strict=True)))
+        bodies[index] = line[:-SUFFIX_LEN] + b"}"
+    return pc.if_else(fast, joined, pa.array(bodies, pa.binary()))
 
 
 def _split(values: pa.Array, key: bytes) -> tuple[pa.Array, pa.Array, pa.Array]:
@@ -87,8 +87,11 @@ def _split(values: pa.Array, key: bytes) -> tuple[pa.Array, pa.Array, pa.Array]:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    found = pc.fill_null(pc.match_substring(values, key.decode()), False)
-    parts = pc.split_pattern(pc.if_else(found, values, pa.scalar(key, pa.binary())), key.decode(), max_splits=1)
+    parts = pc.split_pattern(values, key.decode(), max_splits=1)
+    found = pc.equal(pc.list_value_length(parts), 2)
+    if not pc.all(found).as_py():  # a value without the key is one part: split the key itself there instead
+        found = pc.fill_null(found, False)
+        parts = pc.split_pattern(pc.if_else(found, values, pa.scalar(key, pa.binary())), key.decode(), max_splits=1)
     flat = parts.flatten()  # two parts each: before, after, before, after, ...
     return flat.take(np.arange(0, len(flat), 2)), flat.take(np.arange(1, len(flat), 2)), found
 

@@ -23,7 +23,7 @@ from audit_core.cold._id_filter import ID_COLUMNS, id_filter
 from audit_core.cold._parquet import parameter_index_sql
 from audit_core.cold.projection import DERIVED_PREV_HASH_SINCE, structure
 from audit_core.trust.chain import clean_run
-from audit_core.trust.record import GENESIS_HASH, INT_FIELDS, build_line, split_record
+from audit_core.trust.record import CHECKSUM_SUFFIX_PREFIX, GENESIS_HASH, INT_FIELDS, split_record
 
 if TYPE_CHECKING:
     import duckdb
@@ -112,7 +112,7 @@ def _rows_and_chain(con: duckdb.DuckDBPyConnection, entry: EntryRows, hmac_key: 
             bodies = rebuild_bodies(columns["record"].cast(pa.binary()), priors, columns["ts_event"],
                                     columns["sequence"], columns["ts_recorded"])
             stored = checksums.to_pylist()
-            chunk = _lines(bodies, stored)
+            chunk = _lines(bodies, checksums)
             if expected is None or previous is None:
                 try:
                     head = split_record(chunk[0])
@@ -139,12 +139,12 @@ def _rows_and_chain(con: duckdb.DuckDBPyConnection, entry: EntryRows, hmac_key: 
 
 
 def _columns_match(
-    con: duckdb.DuckDBPyConnection, entry: EntryRows, batch: pa.RecordBatch, bodies: list[bytes]
+    con: duckdb.DuckDBPyConnection, entry: EntryRows, batch: pa.RecordBatch, bodies: pa.Array
 ) -> bool:
     """Whether every typed column of ``batch`` derives from its row's body (``cold_verify``'s column check)."""
     import pyarrow as pa
 
-    rows = pa.Table.from_batches([batch]).append_column("body", pa.array(bodies, pa.binary()).cast(pa.string()))
+    rows = pa.Table.from_batches([batch]).append_column("body", bodies.cast(pa.string()))
     # A body must end with its closing brace: the line puts the checksum field in front of it.
     failing = " OR ".join(filter(None, ["NOT suffix(body, '}')", entry.empty_sql, entry.differs_sql]))
     con.register(_ROWS_VIEW, rows)
@@ -166,9 +166,15 @@ def _all_equal(left: pa.Array, right: pa.Array) -> bool:
     return len(left) == len(right) and pc.all(pc.equal(left, right)).as_py() is True
 
 
-def _lines(bodies: list[bytes], checksums: list[str]) -> list[bytes]:
-    """Each record line (newline included) of its body and its stored checksum: ``LINE_SQL`` in Python."""
-    return list(map(build_line, bodies, checksums))
+def _lines(bodies: pa.Array, checksums: pa.Array) -> list[bytes]:
+    """Each record line (newline included) of its body and its stored checksum: ``record.build_line``, column-wise."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    binary = pa.binary()
+    return pc.binary_join_element_wise(  # type: ignore[no-any-return]
+        pc.binary_slice(bodies, 0, -1), pa.scalar(CHECKSUM_SUFFIX_PREFIX, binary), checksums.cast(binary),
+        pa.scalar(b'"}\n', binary), pa.scalar(b"", binary)).to_pylist()
 
 
 def _indexes(con: duckdb.DuckDBPyConnection, path: Path, recorded: dict[str, Any], columns: list[str]) -> bool:

@@ -28,7 +28,7 @@ def _reference(record: bytes, prev_hash: str | None, ints: tuple[int | None, ...
 def _bulk(rows: list[tuple[bytes, str | None, tuple[int | None, ...]]]) -> list[bytes]:
     columns = list(zip(*[(record, prev, *ints) for record, prev, ints in rows], strict=True))
     return rebuild_bodies(pa.array(columns[0], pa.binary()), pa.array(columns[1], pa.string()),
-                          *(pa.array(column, pa.int64()) for column in columns[2:]))
+                          *(pa.array(column, pa.int64()) for column in columns[2:])).to_pylist()
 
 
 class TestRebuildBodies:
