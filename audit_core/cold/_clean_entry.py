@@ -1,8 +1,10 @@
 """``verify_cold``'s fast path for one manifest entry: accept it whole, or leave it to the careful checks.
 
-``clean_entry`` runs one DuckDB query over the entry's Parquet files: each row's line rebuilt from
-its record (``projection.chained_rows``, the careful checks' rule) and whether any typed column
-differs from its derivation from that record (``cold_verify``'s column checks). The lines come back
+``clean_entry`` reads the entry's Parquet files with pyarrow, a batch at a time in source-line
+order, and rebuilds each row's line from its record (``_bodies.rebuild_bodies``: ``record.rebuild_line``'s
+rule, which ``projection.chained_rows`` writes in SQL for the careful checks; column-wise, where the
+nested SQL steps cost about 12 us a row); DuckDB checks whether any typed column differs from its
+derivation from that very body (``cold_verify``'s column checks). The lines are taken
 in source-line order and THE chain rule's fast path runs over them (``chain.clean_run``: checksums,
 sequences, ``prev_hash`` links, ``ts_recorded`` order, as hot ``verify`` checks a file); then the
 seal's claims, and each file's parameter index and id filter. It only ever accepts an entry the
@@ -14,6 +16,7 @@ older record format, any mismatch, anything unreadable) returns None, and
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -79,6 +82,7 @@ def _rows_and_chain(con: duckdb.DuckDBPyConnection, entry: EntryRows, hmac_key: 
     column check, so the columns are compared with the very lines the chain authenticates.
     """
     import pyarrow as pa
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     seen = 0
@@ -87,17 +91,20 @@ def _rows_and_chain(con: duckdb.DuckDBPyConnection, entry: EntryRows, hmac_key: 
     previous: str | None = None
     last_recorded: int | None = None
     readers = [pq.ParquetFile(path) for path, _, _ in entry.files]
-    # In source-line order: each file's rows ascending, the files one after the other (else the careful checks).
-    starts: list[int] = []
-    for reader in readers:
-        first_row = reader.read_row_group(0, columns=["source_line"]) if reader.num_row_groups else None
-        start = first_row.column(0)[0].as_py() if first_row is not None and first_row.num_rows else None
-        if not isinstance(start, int):
-            return None
-        starts.append(start)
-    for reader in [readers[i] for i in sorted(range(len(readers)), key=starts.__getitem__)]:
+    # Source-line order: the files by their first line, each file's rows in order (read as they are
+    # where they are in order, as the converter writes records that come in time order; else sorted).
+    orders = [reader.read(columns=["source_line"]).column(0) for reader in readers]
+    if any(len(order) == 0 or order.null_count for order in orders):
+        return None
+    for index in sorted(range(len(readers)), key=lambda i: pc.min(orders[i]).as_py()):
+        reader, order = readers[index], orders[index]
+        if len(order) < 2 or pc.all(pc.less(order[:-1], order[1:])).as_py():
+            batches: Iterable[pa.RecordBatch] = reader.iter_batches(batch_size=_BATCH_ROWS)
+        else:
+            table = reader.read()
+            batches = table.take(pc.sort_indices(table.column("source_line"))).to_batches(_BATCH_ROWS)
         prior: str | None = None  # a record's prev_hash comes from the row one source line before, in its file
-        for batch in reader.iter_batches(batch_size=_BATCH_ROWS):
+        for batch in batches:
             size = batch.num_rows
             if size == 0:
                 continue
