@@ -149,3 +149,26 @@ def test_the_converters_scan_of_a_time_ordered_file_is_clean(converted):  # noqa
     for path in files:
         scan = scan_file(path, key)
         assert scan.clean, scan.problems
+
+
+def test_rows_out_of_source_line_order_are_sorted_and_accepted(tmp_path, fast_path):
+    """Records that come out of time order are stored sorted by time, not by source line: the fast path
+    reads such a file sorted by source line and still accepts it, with the careful checks' report."""
+    from test_converter import MINUTE, RiskLimitEvent
+
+    from audit_core import AuditConfig, AuditEventEmitter
+    from audit_core.cold.converter import ParquetConverter
+
+    config = AuditConfig(base_path=tmp_path / "t", rotate_daily=False, sync_writes=False)
+    noon = 1_767_614_400 * 10**9  # 2026-01-05 12:00 UTC: one day, one Parquet file
+    with AuditEventEmitter(config) as emitter:
+        for k in (0, 3, 1, 2, -1, 5, 4):
+            emitter.emit(RiskLimitEvent(event_type="risk.limit_breach", source="risk", limit_name="gross",
+                                        utilisation=1.0, ts_event=noon + k * MINUTE))
+    (result,) = ParquetConverter(tmp_path / "t" / "hot", tmp_path / "cold").convert_all()
+    assert result.converted, result.failures
+    (file,) = (tmp_path / "cold").glob("year=*/month=*/day=*/*.parquet")
+    assert pq.read_table(file).column("source_line").to_pylist() != list(range(1, 8))  # stored out of order
+    fast, careful = fast_path.reports(tmp_path / "cold")
+    assert fast == careful and fast["ok"] and fast["records"] == 7
+    assert fast_path.accepted == 1
