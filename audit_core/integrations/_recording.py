@@ -66,8 +66,11 @@ class DeferredRecords:
     none of it: a run it refuses is written again record by record, so only a record it refuses alone
     is reported. After ``close`` each record is written as it is submitted.
 
-    A waiting record is one tuple (no closure): objects the garbage collector tracks, kept alive by
-    the hundreds, would trigger collections that each walk the whole engine's heap.
+    A waiting record takes no container of its own (no closure, no tuple per record: four parallel
+    lists): objects the garbage collector tracks, kept alive by the hundreds, survive into the oldest
+    generation and trigger full collections that each walk the whole engine's heap. A trade record's
+    arguments are a one-tuple of a dict of strings, integers and decimals, which the collector stops
+    tracking at its first pass.
     """
 
     def __init__(self, clock: Callable[[], int], on_error: Callable[[str, Exception], None], limit: int,
@@ -78,14 +81,18 @@ class DeferredRecords:
         self._on_error = on_error
         self._limit = limit
         self._write = write
-        self._pending: list[tuple[str, Callable[..., Any], tuple[Any, ...], int]] = []
+        # Four parallel lists, not a tuple per record: see the class docstring.
+        self._whats: list[str] = []
+        self._builds: list[Callable[..., Any]] = []
+        self._args: list[tuple[Any, ...]] = []
+        self._readings: list[int] = []
         self._pinned: int | None = None
         #: Batches run so far.
         self.batches = 0
 
     @property
     def pending(self) -> int:
-        return len(self._pending)
+        return len(self._whats)
 
     def clock(self) -> int:
         """Nanoseconds: the first reading of the run being written now, else the clock's reading."""
@@ -94,21 +101,25 @@ class DeferredRecords:
 
     def submit(self, what: str, build: Callable[..., Any], args: tuple[Any, ...] = ()) -> None:
         """Keep ``build(*args)`` (``what`` names it in error reports) for the next batch; run the batch if full."""
-        pending = self._pending
-        pending.append((what, build, args, self._now()))
-        if len(pending) >= self._limit:
+        whats = self._whats
+        whats.append(what)
+        self._builds.append(build)
+        self._args.append(args)
+        self._readings.append(self._now())
+        if len(whats) >= self._limit:
             self.run()
 
     def run(self) -> None:
         """Build every waiting record, in order, and write them in runs of one day (see the class)."""
-        pending, self._pending = self._pending, []
-        if not pending:
+        whats, builds, arguments, captured = self._whats, self._builds, self._args, self._readings
+        if not whats:
             return
+        self._whats, self._builds, self._args, self._readings = [], [], [], []
         self.batches += 1
         names: list[str] = []
         records: list[Any] = []
         readings: list[int] = []
-        for what, build, args, captured_at in pending:
+        for what, build, args, captured_at in zip(whats, builds, arguments, captured, strict=True):
             try:
                 records.append(build(*args))
             except Exception as exc:

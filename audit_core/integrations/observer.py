@@ -129,6 +129,8 @@ class AuditObserverConfig(ActorConfig, frozen=True):
             in batches of up to this many, each with the bytes and file it would have had if it had
             been written at once (``_recording.DeferredRecords``); on stop and dispose everything is
             written. 1 writes each record as it happens (to watch a backtest's trail as it grows).
+            Kept small: hundreds of waiting records outlive the garbage collector's young
+            generations and make it walk the engine's whole heap more often (see the README).
         signing_key_path: File with the Ed25519 private key that signs seals (``ledgerline keygen``).
         signing_key_env: Environment variable holding that key instead.
         code_version: The strategy code's version, recorded in ``sys.session_start``.
@@ -141,7 +143,7 @@ class AuditObserverConfig(ActorConfig, frozen=True):
     environment: str | None = None
     sync_writes: bool | None = None
     max_pending: int = 10_000
-    backtest_batch: int = 512
+    backtest_batch: int = 32
     signing_key_path: str | None = None
     signing_key_env: str | None = None
     code_version: str | None = None
@@ -167,6 +169,7 @@ class AuditObserver(Actor):
         self._expected: dict[ClientOrderId, tuple[Decimal | None, str | None]] = {}
         self._signals: dict[ClientOrderId, str] = {}  # opening order -> signal, until its position closes
         self._seen: dict[ClientOrderId, int] = {}  # open order -> how many of its events were handled
+        self._orders: dict[ClientOrderId, _OrderConstants] = {}  # open order -> what never changes in it
         self._caught_up: set[Any] = set()  # ids of events recorded from an order before their publication
         self._failures = 0
         self._failure_lock = threading.Lock()
@@ -427,6 +430,7 @@ class AuditObserver(Actor):
                 self._failed(type(event).__name__, exc)
         if order is not None and order.is_closed:
             self._expected.pop(event.client_order_id, None)
+            self._orders.pop(event.client_order_id, None)
 
     def _catch_up(self, order: Any, event: Any = None) -> None:
         """Record the order's events that were applied but never published before ``event``.
@@ -455,13 +459,23 @@ class AuditObserver(Actor):
         event_type = _ORDER_EVENT_TYPES.get(kind)
         if event_type is None:
             return  # OrderInitialized: the order is recorded when it is submitted (or denied)
-        fields = self._common(event, order)
-        if order is not None and event.client_order_id not in self._expected:
+        cid = event.client_order_id
+        constants = self._orders.get(cid) if order is not None else None
+        if constants is None:
+            constants = _order_constants(event, order)
+            if order is not None and not order.is_closed:
+                self._orders[cid] = constants
+        order_id, strategy_source, instrument_id, side, order_type = constants
+        fields: dict[str, Any] = {"order_id": order_id, "strategy_source": strategy_source, "ts_init": event.ts_init}
+        if order is not None:
+            # The quantity is read each time: an OrderUpdated changes it.
+            fields |= {"side": side, "size": order.quantity.as_decimal(), "order_type": order_type}
+        if order is not None and cid not in self._expected:
             # Usually on OrderSubmitted; an order the risk engine denies is never submitted.
             self._remember_expectation(order)
-        expected, signal = self._expected.get(event.client_order_id, (None, None))
+        expected, signal = self._expected.get(cid, (None, None))
         if kind is OrderFilled:
-            side = _side(event.order_side)
+            side = _SIDES[event.order_side]
             filled = event.last_px.as_decimal()
             if expected is _FROM_TRIGGER:
                 expected = _trigger_of(order)
@@ -491,7 +505,7 @@ class AuditObserver(Actor):
             venue_order_id = getattr(event, "venue_order_id", None)
             if venue_order_id is not None and kind is not OrderSubmitted:
                 fields["venue_order_id"] = str(venue_order_id)
-        self._trade(event_type, kind.__name__, str(event.instrument_id), signal, event.ts_event, fields)
+        self._trade(event_type, kind.__name__, instrument_id, signal, event.ts_event, fields)
 
     def _record_position_event(self, event: PositionEvent) -> None:
         signal = self._signals.get(event.opening_order_id)
@@ -510,17 +524,6 @@ class AuditObserver(Actor):
                      correlation_id=self._expected.get(event.client_order_id, (None, None))[1])
 
     # --- helpers ------------------------------------------------------------------------------
-
-    def _common(self, event: OrderEvent, order: Any) -> dict[str, Any]:
-        fields: dict[str, Any] = {"order_id": str(event.client_order_id), "strategy_source": str(event.strategy_id),
-                                  "ts_init": event.ts_init}
-        if order is not None:
-            fields |= {
-                "side": _side(order.side),
-                "size": order.quantity.as_decimal(),
-                "order_type": order.order_type.name,
-            }
-        return fields
 
     def _remember_expectation(self, order: Any) -> None:
         """Expected price and signal id of an order: the ``audit_tags`` price, else the trigger price
@@ -636,8 +639,25 @@ _ORDER_EVENT_TYPES: dict[type, str] = {
 }
 
 
+#: Order id, strategy, instrument, side and order type of an order, as its records spell them: read
+#: from NautilusTrader once per order (a few attribute calls and ``str`` of identifiers per record
+#: otherwise), kept while it is open.
+_OrderConstants = tuple[str, str, str, str | None, str | None]
+
+
+def _order_constants(event: OrderEvent, order: Any) -> _OrderConstants:
+    if order is None:
+        return str(event.client_order_id), str(event.strategy_id), str(event.instrument_id), None, None
+    return (str(event.client_order_id), str(event.strategy_id), str(event.instrument_id), _side(order.side),
+            order.order_type.name)
+
+
+#: An order side as the trail spells it (a lookup: cheaper than comparing with ``OrderSide.BUY``).
+_SIDES: dict[OrderSide, str] = {side: "BUY" if side == OrderSide.BUY else "SELL" for side in OrderSide}
+
+
 def _side(side: OrderSide) -> str:
-    return "BUY" if side == OrderSide.BUY else "SELL"
+    return _SIDES[side]
 
 
 def _price_of(order: Any) -> Decimal | None:

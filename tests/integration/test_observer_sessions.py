@@ -136,6 +136,20 @@ def test_a_backtest_written_in_batches_has_the_bytes_of_one_written_record_by_re
     assert verify(tmp_path / "batch-7").ok
 
 
+def test_the_observer_keeps_per_order_constants_only_while_the_order_is_open(tmp_path):
+    """Ids, side and type are read once per order and forgotten when it closes: memory does not
+    grow with the orders a backtest has filled, and each record still names its own order."""
+    engine, _, observer = build_engine(str(tmp_path), ticks=600, trade_every=3)
+    engine.run()
+    open_orders = {order.client_order_id for order in engine.cache.orders() if not order.is_closed}
+    kept = set(observer._orders)
+    filled = sum(order.is_closed for order in engine.cache.orders())
+    engine.dispose()
+    assert filled > 100
+    assert kept <= open_orders
+    assert observer.failures == 0
+
+
 def test_a_batch_of_no_records_is_refused_by_name(tmp_path):
     engine, _, _ = build_engine(str(tmp_path), ticks=10, observer_config={"backtest_batch": 0})
     try:
