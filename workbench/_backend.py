@@ -570,6 +570,12 @@ def described_rows(table: ir.Table) -> ir.Table | None:
     return None if spark is None else spark.described(table)
 
 
+def reads_files_per_reference(table: ir.Table) -> bool:
+    """Whether ``table``'s engine reads its files again for each reference to them in one query (Spark:
+    every branch of a union is a scan of its own), where DuckDB filters one scan per branch cheaply."""
+    return backend_name(table._find_backend(use_default=False)) == "pyspark"
+
+
 def few_rows(table: ir.Table) -> ir.Table:
     """``table``, whose rows are few and which one query reads several times, ready for that query.
 
