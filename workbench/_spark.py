@@ -194,7 +194,10 @@ def described(table: Any) -> Any:
     if not _TWINS:
         return None
     op = table.op()
-    bases = list(op.find(lambda node: node in _TWINS))
+    try:
+        bases = list(op.find(lambda node: node in _TWINS))
+    except TypeError:  # a node that cannot be weakly referred to: none of the twins' tables
+        return None
     if not bases:
         return None
     twins = {}
@@ -218,10 +221,6 @@ def describe_view(backend: Any, table: Any, describe: Callable[[Any], Any]) -> A
     whose plan Spark analyzed once; its timestamp read back as ``table``'s."""
     name = f"ledgerline_described_{uuid.uuid4().hex[:12]}"
     view = create_view(backend, name, table.mutate(description=describe(table)))
-    from workbench import verification
-
-    for source in table.op().find(lambda node: getattr(node, "name", None) in verification._views):
-        verification._views[name] = verification._views[source.name]  # results read from it are annotated alike
     schema = table.schema()
     return view.select(*[view[column].cast(schema[column]).name(column) if view.schema()[column] != schema[column]
                          else view[column] for column in schema.names], view.description)
