@@ -540,7 +540,16 @@ def as_view(backend: Any, table: ir.Table) -> ir.Table:
         # Ibis reads Spark's TIMESTAMP (an instant, microseconds) back without time zone or scale;
         # DuckDB's TIMESTAMPTZ reads back as timestamp('UTC', 6): the same type on both.
         view = view.mutate(time=view.time.cast(dt.Timestamp(timezone="UTC", scale=6)))
+        _spark.describable(view, functools.partial(_spark_describe_view, backend))
     return view
+
+
+def _spark_describe_view(backend: Any, view: ir.Table) -> ir.Table:
+    """A trail's Spark ``view`` with its ``description``, as a view of its own (``_spark.describe_view``)."""
+    from workbench import _spark
+    from workbench.describe import describe
+
+    return _spark.describe_view(backend, view, describe)
 
 
 def _duckdb_view(backend: Any, table: ir.Table) -> tuple[ir.Table, str]:
@@ -600,6 +609,21 @@ def _flat_sql(backend: Any, table: ir.Table) -> str:
         if reader is not None:
             source.replace(sge.Table(this=reader.copy(), alias=source.args.get("alias")))
     return str(query.sql(dialect="duckdb"))
+
+
+def described_rows(table: ir.Table) -> ir.Table | None:
+    """``table`` with its ``description`` read from a view that holds the expression planned (Spark), or None:
+    then ``describe`` is computed in the query (``workbench._spark.described`` says when)."""
+    import sys
+
+    spark = sys.modules.get("workbench._spark")  # loaded by any Spark trail; without one, nothing to read
+    return None if spark is None else spark.described(table)
+
+
+def reads_files_per_reference(table: ir.Table) -> bool:
+    """Whether ``table``'s engine reads its files again for each reference to them in one query (Spark:
+    every branch of a union is a scan of its own), where DuckDB filters one scan per branch cheaply."""
+    return backend_name(table._find_backend(use_default=False)) == "pyspark"
 
 
 def few_rows(table: ir.Table) -> ir.Table:

@@ -16,7 +16,8 @@ from __future__ import annotations
 import contextlib
 import os
 import uuid
-from collections.abc import Iterable, Mapping
+import weakref
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -166,6 +167,65 @@ def register_arrow(backend: Any, table: Any, prefix: str = "ledgerline_hot") -> 
     return backend.table(name)
 
 
+#: Tables whose rows have a twin with a ``description`` column (``described``): a table's op -> its twin's
+#: op, or a function making the twin on first use. Weak: an entry goes with the table it describes.
+_TWINS: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+
+
+def describable(table: Any, make_twin: Callable[[Any], Any]) -> None:
+    """Let ``described`` read descriptions of ``table``'s rows from ``make_twin(table)``: ``table``'s columns
+    and rows, then ``description`` (``workbench.describe.describe`` of each row), made when first needed.
+    (``make_twin`` is given ``table`` rather than holding it: an entry holding its own key would never go.)"""
+    _TWINS[table.op()] = make_twin
+
+
+def described(table: Any) -> Any:
+    """``table`` with its ``description`` column read from twins (``describable``), or None where it cannot be.
+
+    Spark parses and analyzes the description's SQL (about 13k characters) in every query that holds it:
+    a third of a narrow 1-hour query's time and more of an incident's. A twin is a view whose plan holds
+    the expression analyzed once (``describe_view``), or fetched rows already described; a query reads
+    its ``description`` by name. The twin takes the place of each described table in ``table``'s tree;
+    the result is used only when ``description`` reaches the top, which it does only through nodes that
+    keep their input's rows and columns as they are (filters, sorts, limits, unions): every other node
+    names its columns, so a row changed on the way (a ``mutate``, a join, an aggregate) would lose it, and
+    the caller falls back to computing the expression.
+    """
+    if not _TWINS:
+        return None
+    op = table.op()
+    try:
+        bases = list(op.find(lambda node: node in _TWINS))
+    except TypeError:  # a node that cannot be weakly referred to: none of the twins' tables
+        return None
+    if not bases:
+        return None
+    twins = {}
+    for base in bases:
+        twin = _TWINS[base]
+        if callable(twin):
+            twin = _TWINS[base] = twin(base.to_expr()).op()
+        twins[base] = twin
+    try:
+        rows = op.replace(twins).to_expr()
+        schema = rows.schema()
+    except Exception:  # a node refusing the twin's extra column (a union of described and plain rows)
+        return None
+    if list(schema.names) != [*table.columns, "description"] or not schema["description"].is_string():
+        return None
+    return rows
+
+
+def describe_view(backend: Any, table: Any, describe: Callable[[Any], Any]) -> Any:
+    """``table`` (a trail's view, ``create_view``) and ``describe(table)`` as ``description``, a view of its own
+    whose plan Spark analyzed once; its timestamp read back as ``table``'s."""
+    name = f"ledgerline_described_{uuid.uuid4().hex[:12]}"
+    view = create_view(backend, name, table.mutate(description=describe(table)))
+    schema = table.schema()
+    return view.select(*[view[column].cast(schema[column]).name(column) if view.schema()[column] != schema[column]
+                         else view[column] for column in schema.names], view.description)
+
+
 def fetched(backend: Any, table: Any) -> Any:
     """The rows of ``table`` (an Ibis table of ``backend``), computed now, as a temporary view of them.
 
@@ -181,7 +241,6 @@ def fetched(backend: Any, table: Any) -> Any:
     A name always means the same rows, so expressions sharing one cannot see each other's rows; the
     view is dropped when the last of them goes.
     """
-    import weakref
 
     rows = table.to_pyarrow()
     name = f"ledgerline_rows_{_digest(rows)}"

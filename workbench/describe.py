@@ -131,6 +131,11 @@ def with_description(table: ir.Table) -> ir.Table:
     if "event_type" not in table.columns:
         raise WorkbenchInputError(f"table has no 'event_type' column: a description is written per event type; "
                                   f"got columns {list(table.columns)}")
+    from workbench._backend import described_rows
+
+    rows = described_rows(table)
+    if rows is not None:  # Spark: read from a view holding the expression, planned once
+        return rows
     fields = table.op().fields
     described = _described(table, fields)
     if not isinstance(described.op(), ops.ScalarUDF):  # the portable expression (not DuckDB)

@@ -20,6 +20,7 @@ Examples
 from __future__ import annotations
 
 import functools
+import operator
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -150,6 +151,12 @@ def _rows_carrying(t: ir.Table, orders: set[str], correlations: set[str]) -> ir.
     (thousands of signal and position records, for a few). The scans are disjoint: a row has one
     order id, and one correlation id, and rows with one of ``orders`` are left out of the others.
     """
+    if _backend.reads_files_per_reference(t):
+        # Spark reads the files again for each branch of a union: one scan, keeping a row that carries
+        # any of the ids (once: a filter). Padded lists (``_padded``): one query shape for most trades.
+        found = [t[column].isin(_padded(sorted(ids), least)) for column, ids, least
+                 in (("order_id", orders, 2), ("correlation_id", correlations, 4)) if ids]
+        return t.filter(functools.reduce(operator.or_, found)) if found else t.filter(ibis.literal(False))
     if len(orders) + len(correlations) > _SCANS:
         by_order = t.filter(t.order_id.isin(sorted(orders)))
         return by_order.union(t.filter(t.correlation_id.isin(sorted(correlations)),
