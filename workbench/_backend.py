@@ -546,10 +546,12 @@ def as_view(backend: Any, table: ir.Table) -> ir.Table:
 
 def _spark_describe_view(backend: Any, view: ir.Table) -> ir.Table:
     """A trail's Spark ``view`` with its ``description``, as a view of its own (``_spark.describe_view``)."""
-    from workbench import _spark
+    from workbench import _spark, verification
     from workbench.describe import describe
 
-    return _spark.describe_view(backend, view, describe)
+    described = _spark.describe_view(backend, view, describe)
+    verification.register_derived_view(described, view)  # its results carry the trail's verification
+    return described
 
 
 def _duckdb_view(backend: Any, table: ir.Table) -> tuple[ir.Table, str]:

@@ -252,6 +252,9 @@ def fetched(backend: Any, table: Any) -> Any:
     _VIEW_USERS[key] = _VIEW_USERS.get(key, 0) + 1
     view = backend.table(name)
     weakref.finalize(view.op(), _release_view, session, name)
+    from workbench import verification
+
+    verification.register_derived_view(view, table)  # results over these rows say how their trail was verified
     schema = table.schema()
     # Arrow's timestamp reads back from Spark without its time zone: the columns as ``table`` has them.
     return view.select(*[view[column].cast(schema[column]).name(column) if view.schema()[column] != schema[column]

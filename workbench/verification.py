@@ -272,14 +272,39 @@ def clear_memory_cache() -> None:
 
 # --- views: which trail a query reads, so that its pandas result can say how verified that trail is --------
 
-_views: weakref.WeakValueDictionary[str, Trail] = weakref.WeakValueDictionary()
+# Keyed by (table name, id of the trail): one name can belong to several trails (Spark's fetched rows
+# are named by their content), and a result over it then carries the weakest of their states.
+_views: weakref.WeakValueDictionary[tuple[str, int], Trail] = weakref.WeakValueDictionary()
 
 
 def register_view(events: ir.Table, trail: Trail) -> None:
-    """Remember that ``events`` (a view of ``trail``'s rows) belongs to ``trail``."""
-    name = getattr(events.op(), "name", None)
-    if isinstance(name, str):
-        _views[name] = trail
+    """Remember that the tables ``events`` (a view of ``trail``'s rows) reads belong to ``trail``.
+
+    The tables, not ``events`` itself: on Spark the trail's rows are a projection over its view (the
+    time column read back as an instant), which has no name of its own.
+    """
+    for name in _table_names(events):
+        _views[name, id(trail)] = trail
+
+
+def register_derived_view(view: ir.Table, source: ir.Table) -> None:
+    """``view`` (a view made from ``source``, e.g. Spark's described rows) belongs to the trail ``source``
+    reads, when it reads exactly one."""
+    trails = _trails_reading(_table_names(source))
+    if len(trails) == 1:
+        register_view(view, trails[0])
+
+
+def _trails_reading(names: set[str]) -> list[Trail]:
+    """The opened trails that ``names`` (tables) belong to, each once, in the order they were registered."""
+    trails = {id(trail): trail for (name, _), trail in list(_views.items()) if name in names}
+    return list(trails.values())
+
+
+def _table_names(expr: ir.Table) -> set[str]:
+    import ibis.expr.operations as ops
+
+    return {table.name for table in expr.op().find(ops.DatabaseTable)}
 
 
 def annotate(expr: Any, frame: Any) -> Any:
@@ -290,13 +315,12 @@ def annotate(expr: Any, frame: Any) -> Any:
     """
     if not _views or not hasattr(frame, "attrs"):
         return frame
-    import ibis.expr.operations as ops
 
     try:
-        names = {table.name for table in expr.op().find(ops.DatabaseTable)}
+        names = _table_names(expr)
     except Exception:  # an expression Ibis cannot walk just goes unannotated
         return frame
-    statuses = [trail.verification for name in sorted(names) if (trail := _views.get(name)) is not None]
+    statuses = [trail.verification for trail in _trails_reading(names)]
     if statuses:
         frame.attrs["verification"] = "; ".join(dict.fromkeys(status.summary for status in statuses))
         frame.attrs["verification_state"] = min((status.state for status in statuses),

@@ -493,3 +493,21 @@ class TestParquetReader:
         open_trail(trail_path, _spark.connect(session))
         assert session.conf.get("spark.sql.parquet.enableVectorizedReader") == "false"
         assert trails["spark"].backend._session.conf.get("spark.sql.parquet.enableVectorizedReader") == "true"
+
+
+def test_spark_results_carry_the_trails_verification_as_duckdbs_do(trails):
+    """A result says how its trail was verified on every backend. On Spark the trail's rows are a
+    projection over its view, the described rows and a lifecycle's fetched rows views of their own:
+    none of them was recognised as the trail's, so Spark results carried no verification at all."""
+    import workbench as wb
+
+    def states(trail: Any) -> list[tuple[Any, Any]]:
+        frames = [trail.filter(start=DAY2, end=DAY2 + 60 * S).to_pandas(),
+                  wb.with_description(trail.filter(start=DAY2, end=DAY2 + 60 * S)).to_pandas(),
+                  wb.trade_lifecycle(trail, "O-EDGE-1").to_pandas()]
+        return [(frame.attrs.get("verification_state"), frame.attrs.get("verification")) for frame in frames]
+
+    duckdb, spark = states(trails["duckdb"]), states(trails["spark"])
+    assert all(state is not None for state, _ in duckdb), duckdb
+    assert [state for state, _ in spark] == [state for state, _ in duckdb]
+    assert all(summary for _, summary in spark), spark
