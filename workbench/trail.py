@@ -34,7 +34,7 @@ import ibis
 import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
 
-from workbench import _backend, filters, verification
+from workbench import _backend, _compiled, filters, verification
 from workbench._time import NS_PER_SECOND, is_integer, to_ns, utc_day
 from workbench.errors import (
     TrailNotFoundError,
@@ -146,6 +146,7 @@ class Trail:
         #: The ``audit_core.evidence.BundleReport`` of a trail opened from an evidence bundle, else None.
         self.bundle_report: Any = None
         verification.register_view(events, self)
+        _compiled.remember_relation(events.op())  # its SQL shape pictured once, not per query
 
     @property
     def events(self) -> ir.Table:

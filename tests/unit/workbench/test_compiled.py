@@ -26,7 +26,7 @@ from workbench import (
     with_description,
 )
 from workbench._columns import CHRONOLOGICAL
-from workbench._compiled import CompiledShapes
+from workbench._compiled import CompiledShapes, remember_relation
 from workbench.describe import describe
 from workbench.errors import ResultTruncatedWarning
 
@@ -119,6 +119,47 @@ def test_a_shape_whose_sentinel_ibis_refuses_is_compiled_every_time():
     t = ibis.table({"d": "string"}, name="t")
     for value in ("2026-01-05", "2026-01-06"):
         assert shapes.sql(t.filter(t.d == value)) == f"SELECT DATE '{value}'"
+
+
+class _IbisDuckDB:
+    """A backend that compiles as Ibis compiles for DuckDB (no connection needed)."""
+
+    def compile(self, expr, limit=None):
+        return ibis.to_sql(expr, dialect="duckdb")
+
+
+def test_a_remembered_relation_keys_its_queries_by_its_own_definition():
+    # Two tables remembered (as a trail's view is): each query over one gets the SQL of its own table
+    # and values, and a second value of a shape compiles nothing.
+    shapes = CompiledShapes(_IbisDuckDB())
+    tables = [ibis.table({"a": "int64", "b": "string"}, name="t1"), ibis.table({"a": "int64"}, name="t2")]
+    for table in tables:
+        remember_relation(table.op())
+    for table in tables:
+        for value in (5, 7):
+            expr = table.filter(table.a > ibis.literal(value, "int64")).select("a")
+            assert shapes.sql(expr) == ibis.to_sql(expr, dialect="duckdb")
+    assert shapes.compiles == 2  # one per table
+
+
+def test_a_remembered_relation_holding_a_value_is_walked_with_it():
+    # A relation with a lifted value in it is no constant: queries over two such relations that differ
+    # only in that value each get their own value's SQL, not the first one's.
+    shapes = CompiledShapes(_IbisDuckDB())
+    t = ibis.table({"a": "int64"}, name="t")
+    relations = [t.filter(t.a > ibis.literal(value, "int64")) for value in (5, 7)]
+    for relation in relations:
+        remember_relation(relation.op())
+    for relation in relations:
+        expr = relation.select("a").limit(3)
+        assert shapes.sql(expr) == ibis.to_sql(expr, dialect="duckdb")
+    assert "7" in shapes.sql(relations[1].select("a").limit(3))
+
+
+def test_a_trails_events_view_is_remembered(trail):
+    from workbench._compiled import _constant_picture
+
+    assert _constant_picture(trail.events.op()) is not None
 
 
 def test_describe_macro_writes_what_describe_writes(trail):
