@@ -146,13 +146,14 @@ class LiveFileGuard:
             assert self._path is not None
             lost_path = self._path
             error = self._record_loss(lost_path, reason)
-        os.close(fd)
-        with self._mutex:
+            # Degraded in the same critical section that records the loss: a durable caller woken by
+            # the loss must find the writer degraded (it raises, then may wait for the recovery).
             changes = [] if self._episode.active else [self._degrade(error)]
             self._next_retry = time.monotonic() + self._config.retry_interval_s
             self.stats.write_errors += 1
             self._path = self._new_file_path(self._clock())
             self._notify()
+        os.close(fd)
         return changes
 
     def _record_loss(self, path: Path, reason: str) -> AuditWriteError:

@@ -309,7 +309,8 @@ def insert_int_sql(text: str, name: str) -> str:
     took it out (its first ``"<name>":`` directly followed by ``,`` or ``}``). A NULL column: NULL."""
     at = _value_at_sql(text, name)
     return f"""(CASE WHEN instr({text}, '"{name}":') > 0 AND substr({text}, {at}, 1) IN (',', '}}')
-                  THEN substr({text}, 1, {at} - 1) || CAST({name} AS VARCHAR) || substr({text}, {at}) ELSE {text} END)"""
+                  THEN substr({text}, 1, {at} - 1) || CAST({name} AS VARCHAR) || substr({text}, {at})
+                  ELSE {text} END)"""
 #: ``rebuild_line`` in DuckDB SQL: the whole line (without its newline) from a column ``body``
 #: (``BODY_SQL``) and ``checksum``; NULL on a torn line's row, whose checksum is NULL.
 LINE_SQL = f"""(substr(body, 1, length(body) - 1) || '{_SUFFIX_SQL}' || checksum || '"}}')"""

@@ -291,6 +291,36 @@ class TestLiveFileLost:
         assert [(r[1], r[2]) for r in rows] == [("sys.degraded", 5), ("sys.recovered", 6), ("sys.durable", 7)]
         assert not seal_path(first).exists()
 
+    def test_the_writer_is_degraded_before_the_loss_is_visible(self, tmp_path, monkeypatch):
+        """A durable caller woken by the loss raises and may then wait for ``not is_degraded`` (as the
+        test below does): the writer must already be degraded by then. The episode used to begin in a
+        second critical section, after the lost file's descriptor was closed; a caller that looked in
+        between saw a healthy writer, closed the emitter, and the episode's sys.recovered record was
+        refused by the closed writer (a failure seen under load)."""
+        import audit_core.hot._live_file as live_file
+
+        config, emitter = self.make(tmp_path)
+        emitter.emit_system("sys.durable", "test", {})
+        live_fd = emitter.writer._fd
+        seen = []
+        real_close = os.close
+
+        def close(fd):
+            if fd == live_fd:  # the window: the loss is recorded, the descriptor not yet closed
+                seen.append((bool(emitter.writer._lost_ranges), emitter.is_degraded))
+            real_close(fd)
+
+        monkeypatch.setattr(live_file.os, "close", close)
+        os.unlink(emitter.writer.path)
+        with pytest.raises(AuditWriteError, match="was deleted"):
+            emitter.emit_system("sys.durable", "test", {})
+        monkeypatch.setattr(live_file.os, "close", real_close)
+        wait_until(lambda: not emitter.is_degraded)
+        emitter.close()
+
+        assert seen == [(True, True)]
+        assert [r[1] for r in hot_records(config)][-2:] == ["sys.degraded", "sys.recovered"]
+
     def test_a_replaced_file_is_neither_written_nor_sealed(self, tmp_path):
         config, emitter = self.make(tmp_path)
         emitter.emit_system("sys.durable", "test", {})
