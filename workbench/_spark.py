@@ -241,6 +241,7 @@ def fetched(backend: Any, table: Any) -> Any:
     A name always means the same rows, so expressions sharing one cannot see each other's rows; the
     view is dropped when the last of them goes.
     """
+    from workbench import verification
 
     rows = table.to_pyarrow()
     name = f"ledgerline_rows_{_digest(rows)}"
@@ -252,8 +253,6 @@ def fetched(backend: Any, table: Any) -> Any:
     _VIEW_USERS[key] = _VIEW_USERS.get(key, 0) + 1
     view = backend.table(name)
     weakref.finalize(view.op(), _release_view, session, name)
-    from workbench import verification
-
     verification.register_derived_view(view, table)  # results over these rows say how their trail was verified
     schema = table.schema()
     # Arrow's timestamp reads back from Spark without its time zone: the columns as ``table`` has them.

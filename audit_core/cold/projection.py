@@ -33,9 +33,9 @@ import json
 
 from audit_core.trust.record import (
     BODY_SQL,
-    GENESIS_HASH,
     INT_FIELDS,
     KEPT_PREV_SQL,
+    QUOTED_HASH_LEN,
     STRIP_SQL,
     STRIPPED_SQL,
     SUFFIX_LEN,
@@ -163,9 +163,6 @@ def _one_step_sql() -> tuple[str, str]:
     return "(" + " AND ".join(guard) + ")", record
 
 
-_QUOTED_HASH = len(GENESIS_HASH) + 2  # a prev_hash value: 64 hex digits in quotes
-
-
 def _fast_record_sql() -> tuple[str, str, str]:
     """(positions, guard, record): where ``guard`` holds, ``record`` is the cold record that ``STRIP_SQL``
     and then ``without_int_values`` make of a working row's ``line`` (before ``_keep_underivable_prev_hashes``
@@ -184,23 +181,27 @@ def _fast_record_sql() -> tuple[str, str, str]:
     benchmark file this costs about 1.3 us a row where ``STRIP_SQL`` and the one step took 6).
     """
     assert INT_FIELDS == ("ts_event", "sequence", "ts_recorded")  # the layout order the slices follow
+    head = '{"ts_event":'
+    seq_key, prev_key, rec_key = ('"sequence":', '"prev_hash":', '"ts_recorded":')
     positions = ", ".join([
-        "instr(line, '\"sequence\":') + 11 AS _seq_at", "instr(line, '\"prev_hash\":') + 12 AS _prev_at",
-        "instr(line, '\"ts_recorded\":') + 14 AS _rec_at", "CAST(j.ts_event AS VARCHAR) AS _ts_text",
+        f"instr(line, '{seq_key}') + {len(seq_key)} AS _seq_at",
+        f"instr(line, '{prev_key}') + {len(prev_key)} AS _prev_at",
+        f"instr(line, '{rec_key}') + {len(rec_key)} AS _rec_at", "CAST(j.ts_event AS VARCHAR) AS _ts_text",
         "CAST(j.sequence AS VARCHAR) AS _seq_text", "CAST(j.ts_recorded AS VARCHAR) AS _rec_text",
     ])
-    ts_end = "(13 + length(_ts_text))"  # ts_event's value starts after '{"ts_event":'
+    ts_end = f"({len(head) + 1} + length(_ts_text))"  # ts_event's value starts after '{"ts_event":'
     seq_end, rec_end = "(_seq_at + length(_seq_text))", "(_rec_at + length(_rec_text))"
-    prev_end = f"(_prev_at + {_QUOTED_HASH})"
+    prev_end = f"(_prev_at + {QUOTED_HASH_LEN})"
     body_end = f"(length(line) - {SUFFIX_LEN})"  # the last character before the checksum field
     guard = " AND ".join([
-        "starts_with(line, '{\"ts_event\":' || _ts_text || ',')", f"{ts_end} < _seq_at - 11",
-        "substr(line, _seq_at, length(_seq_text) + 1) = _seq_text || ','", f"{seq_end} < _prev_at - 12",
-        f"substr(line, _prev_at, {_QUOTED_HASH}) = '\"' || j.prev_hash || '\"'", f"{prev_end} <= _rec_at - 14",
+        f"starts_with(line, '{head}' || _ts_text || ',')", f"{ts_end} < _seq_at - {len(seq_key)}",
+        "substr(line, _seq_at, length(_seq_text) + 1) = _seq_text || ','", f"{seq_end} < _prev_at - {len(prev_key)}",
+        f"substr(line, _prev_at, {QUOTED_HASH_LEN}) = '\"' || j.prev_hash || '\"'",
+        f"{prev_end} <= _rec_at - {len(rec_key)}",
         "substr(line, _rec_at, length(_rec_text) + 1) = _rec_text || ','", f"{rec_end} <= {body_end}",
     ])
     record = " || ".join([
-        "'{\"ts_event\":'", f"substr(line, {ts_end}, _seq_at - {ts_end})",
+        f"'{head}'", f"substr(line, {ts_end}, _seq_at - {ts_end})",
         f"substr(line, {seq_end}, _prev_at - {seq_end})", f"substr(line, {prev_end}, _rec_at - {prev_end})",
         f"substr(line, {rec_end}, {body_end} - {rec_end} + 1)", "'}'",
     ])

@@ -47,7 +47,8 @@ _SEQUENCE_KEY = b'"sequence":'
 _PREV_KEY = b'"prev_hash":'
 _FORMAT_KEY = f',"{FORMAT_FIELD}":'.encode()
 _TS_RECORDED_KEY = f',"{TS_RECORDED_FIELD}":'.encode()
-_QUOTED_HASH = _HASH_HEX + 2
+#: A prev_hash value in a line: its hex digits in quotes.
+QUOTED_HASH_LEN = _HASH_HEX + 2
 #: Bytes every key-lifecycle record line (``sys.key_*`` event types, ``trust.key_history``) holds:
 #: only lines holding them are parsed for the key history, and only files holding them read
 #: (``verify`` notes those as it checks them: ``key_record_files``).
@@ -103,8 +104,9 @@ def split_record(line: bytes) -> RecordFields:
     start = at + len(_PREV_KEY)
     if body[start : start + 4] == b"null":
         prev_hash, end = None, start + 4
-    elif body[start : start + 1] == b'"' and body[start + _QUOTED_HASH - 1 : start + _QUOTED_HASH] == b'"':
-        prev_hash, end = body[start + 1 : start + _QUOTED_HASH - 1].decode("ascii", "replace"), start + _QUOTED_HASH
+    elif body[start : start + 1] == b'"' and body[start + QUOTED_HASH_LEN - 1 : start + QUOTED_HASH_LEN] == b'"':
+        end = start + QUOTED_HASH_LEN
+        prev_hash = body[start + 1 : end - 1].decode("ascii", "replace")
     else:
         raise ValueError("prev_hash is neither null nor a 64-character string")
     return RecordFields(body, checksum, sequence, prev_hash, _ts_recorded(body, end))
@@ -258,7 +260,7 @@ _BUT_LAST_SUFFIX = f"substr(line, 1, length(line) - {SUFFIX_LEN})"
 #: in characters, and ``"prev_hash":"`` first occurs at the top-level key in a canonical line).
 STRIP_SQL = f"""CASE WHEN j.prev_hash IS NULL THEN {_BUT_LAST_SUFFIX} || '}}'
     ELSE substr(line, 1, instr(line, '{_PREV_KEY_SQL}"') + {len(_PREV_KEY) - 1})
-         || substr({_BUT_LAST_SUFFIX}, instr(line, '{_PREV_KEY_SQL}"') + {len(_PREV_KEY) + _QUOTED_HASH})
+         || substr({_BUT_LAST_SUFFIX}, instr(line, '{_PREV_KEY_SQL}"') + {len(_PREV_KEY) + QUOTED_HASH_LEN})
          || '}}' END"""
 #: The line without its checksum field, in DuckDB SQL (``strip_line`` of a line whose prev_hash is kept).
 UNSTRIPPED_SQL = f"({_BUT_LAST_SUFFIX} || '}}')"
@@ -329,7 +331,7 @@ def strip_line(line: bytes, prev_hash: str | None) -> bytes:
     if prev_hash is None:
         return body
     at = body.find(_PREV_KEY) + len(_PREV_KEY)
-    return body[:at] + body[at + _QUOTED_HASH :]
+    return body[:at] + body[at + QUOTED_HASH_LEN :]
 
 
 def is_stripped(record: bytes) -> bool:
