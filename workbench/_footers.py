@@ -16,7 +16,6 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 #: Parquet's magic bytes, at both ends of a file; the footer's length (4 bytes, little-endian) precedes the last.
 MAGIC = b"PAR1"
@@ -30,8 +29,8 @@ class Footer:
 
     #: The file's column names, sorted.
     columns: tuple[str, ...]
-    #: The smallest and largest ``ts_event`` of its non-empty row groups by their statistics; None when
-    #: a row group has none (or the file has no ``ts_event`` column); (None, None) for a file without rows.
+    #: Its ``ts_event`` extent by its footer (``audit_core.cold.extent.ts_event_extent``: None when the
+    #: footer cannot tell; (None, None) for a file without rows).
     extent: tuple[int | None, int | None] | None
 
 
@@ -117,6 +116,8 @@ def _parse(footer: bytes) -> Footer:
     import pyarrow as pa
     from pyarrow._parquet import ParquetReader
 
+    from audit_core.cold.extent import ts_event_extent
+
     try:
         reader = ParquetReader()
         reader.open(pa.BufferReader(MAGIC + footer))
@@ -124,30 +125,4 @@ def _parse(footer: bytes) -> Footer:
         columns = tuple(sorted(metadata.schema.to_arrow_schema().names))
     except (pa.ArrowException, OSError) as exc:
         raise ValueError(str(exc)) from None
-    lows: list[int] = []
-    highs: list[int] = []
-    if not _ts_event_extent(metadata, lows, highs):
-        return Footer(columns, None)
-    return Footer(columns, (min(lows), max(highs)) if lows else (None, None))
-
-
-def _ts_event_extent(metadata: Any, lows: list[int], highs: list[int]) -> bool:
-    """Append each row group's ``ts_event`` min and max; False when a row group has no such statistics."""
-    schema = metadata.schema
-    names = schema.names  # leaf names: a nested leaf may be called ts_event too, so its path decides
-    index = names.index("ts_event") if "ts_event" in names else -1
-    if index < 0 or schema.column(index).path != "ts_event":
-        paths = [schema.column(number).path for number in range(len(schema))]
-        if "ts_event" not in paths:
-            return False
-        index = paths.index("ts_event")
-    for group in range(metadata.num_row_groups):
-        chunk = metadata.row_group(group)
-        if chunk.num_rows == 0:
-            continue
-        stats = chunk.column(index).statistics
-        if stats is None or not stats.has_min_max or not isinstance(stats.min, int) or not isinstance(stats.max, int):
-            return False
-        lows.append(stats.min)
-        highs.append(stats.max)
-    return True
+    return Footer(columns, ts_event_extent(metadata))

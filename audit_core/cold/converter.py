@@ -335,8 +335,15 @@ class ParquetConverter:
 
 
 def _footer_stats(file: Path) -> tuple[int, int | None, int | None]:
-    """Rows and min/max ``ts_event`` of a Parquet file, from its footer. AuditFormatError if unreadable."""
+    """Rows and min/max ``ts_event`` of a Parquet file. AuditFormatError if unreadable.
+
+    The extent is the footer's (``extent.ts_event_extent``); where the footer cannot tell (a row group
+    without statistics), the column itself is read, so the range reported is never that of some
+    row groups only.
+    """
     import pyarrow as pa
+
+    from audit_core.cold.extent import ts_event_extent
 
     metadata = read_parquet_metadata(file)
     try:
@@ -345,13 +352,14 @@ def _footer_stats(file: Path) -> tuple[int, int | None, int | None]:
         if column < 0 or str(arrow_schema.field(column).type) != "int64":
             kind = "missing" if column < 0 else f"of type {arrow_schema.field(column).type}"
             raise AuditFormatError(file, f"column 'ts_event': expected int64, it is {kind}")
-        first = last = None
-        for group in range(metadata.num_row_groups):
-            statistics = metadata.row_group(group).column(column).statistics
-            if statistics is not None and statistics.has_min_max:
-                first = statistics.min if first is None else min(first, statistics.min)
-                last = statistics.max if last is None else max(last, statistics.max)
-        return metadata.num_rows, first, last
+        extent = ts_event_extent(metadata)
+        if extent is None:
+            import pyarrow.compute as pc
+
+            values = read_parquet_table(file, columns=["ts_event"]).column("ts_event")
+            bounds = pc.min_max(values).as_py()
+            extent = (bounds["min"], bounds["max"])
+        return metadata.num_rows, extent[0], extent[1]
     except (pa.ArrowException, OSError) as exc:
         raise AuditFormatError(file, f"unreadable Parquet footer: {exc}") from None
 
