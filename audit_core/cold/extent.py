@@ -43,10 +43,10 @@ def ts_event_extent(metadata: Any) -> tuple[int | None, int | None] | None:
 
 def _leaf_index(schema: Any) -> int | None:
     """The leaf index of the top-level ``ts_event`` column in a Parquet ``schema``, or None."""
-    names = schema.names  # leaf names; usually the first match is the column, so its path is read once
+    names: list[str] = schema.names  # leaf names; usually the first match is the column, so its path is read once
     if COLUMN in names:
         index = names.index(COLUMN)
         if schema.column(index).path == COLUMN:
             return index
-    paths = [schema.column(number).path for number in range(len(schema))]
+    paths: list[str] = [schema.column(number).path for number in range(len(schema))]
     return paths.index(COLUMN) if COLUMN in paths else None
