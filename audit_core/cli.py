@@ -38,12 +38,12 @@ from audit_core._cli_args import (
     trusted_keys_file,
     utc_datetime,
 )
+from audit_core._layout import trail_files
 from audit_core.cold.converter import UNREADABLE
 from audit_core.cold.retention import MAX_RETENTION_DAYS
 from audit_core.config import AuditConfig
 from audit_core.errors import AuditError, AuditFormatError, AuditIntegrityError
 from audit_core.hot.reader import describe_event, printable, tail_streams
-from audit_core.hot.verifier import trail_files
 from audit_core.trust.checkpoint import verifier_key
 from audit_core.trust.proofs import check_proof as check_proof_file
 from audit_core.trust.proofs import prove as prove_record

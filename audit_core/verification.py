@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from audit_core._layout import hot_directory
+from audit_core._layout import hot_directory, hot_files, trail_files
 from audit_core.cold.manifest import MANIFEST_DIR, ROOT_FILE, read_manifest, seal_copy_differences
 from audit_core.errors import AuditError
 from audit_core.hot.anchors import check_checkpoints, group_stream_files, prove_consistency
-from audit_core.hot.verifier import hot_files, retention_records, trail_files, verify
+from audit_core.hot.verifier import retention_records, verify
 from audit_core.trust.jobs import check_jobs
 from audit_core.trust.key_history import read_key_history
 from audit_core.trust.report import FailureKind, VerificationFailure, VerificationReport

@@ -25,10 +25,10 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from audit_core._layout import checkpoint_path, parse_hot_file_name, seal_path
+from audit_core._layout import trail_files as _trail_files
 from audit_core.cold.manifest import JOURNAL_DIR, MANIFEST_DIR, read_manifest
 from audit_core.config import AuditConfig
 from audit_core.errors import AuditConfigError, RetentionJournalError
-from audit_core.hot import verifier
 from audit_core.trust import documents, signing
 from audit_core.trust.documents import CONVERTER_SIGNED
 from audit_core.trust.record import RecordFields, compute_checksum, split_record
@@ -149,10 +149,10 @@ def _seals(hot: Path | None, cold: Path) -> Iterable[tuple[str, dict[str, Any]]]
 
 
 def trail_files(hot: Path | None) -> list[Path]:
-    """The trail files under ``hot`` (``hot.verifier.trail_files``: anything else is never read or removed)."""
+    """The trail files under ``hot`` (``_layout.trail_files``: anything else is never read or removed)."""
     if hot is None or not hot.is_dir():
         return []
-    return verifier.trail_files(hot)[0]
+    return _trail_files(hot)[0]
 
 
 def _first_record(path: Path) -> RecordFields | None:

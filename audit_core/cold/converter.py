@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from audit_core import _jsonfile
-from audit_core._layout import parse_hot_file_name
+from audit_core._layout import hot_files, parse_hot_file_name
 from audit_core.cold._bulk_verify import batch_schema, scan_file, verify_scanned
 from audit_core.cold._parquet import (
     STAGING_DIR,
@@ -65,7 +65,6 @@ from audit_core.cold.projection import (
     working_rows,
 )
 from audit_core.errors import AuditConfigError, AuditFormatError
-from audit_core.hot.verifier import hot_files
 from audit_core.trust.record import GENESIS_HASH
 from audit_core.trust.seals import read_seal
 

@@ -21,7 +21,13 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from audit_core._layout import hot_directory, parse_hot_file_name, stream_checkpoint_path, stream_leaves_path
+from audit_core._layout import (
+    hot_directory,
+    parse_hot_file_name,
+    stream_checkpoint_path,
+    stream_leaves_path,
+    trail_files,
+)
 from audit_core.errors import AuditError
 from audit_core.evidence.bundle_format import (
     BUNDLE_FORMAT,
@@ -33,7 +39,6 @@ from audit_core.evidence.bundle_format import (
     read_record,
 )
 from audit_core.hot.anchors import file_lines, group_stream_files, read_sidecar, rebuild_stream
-from audit_core.hot.verifier import trail_files
 from audit_core.trust.record import compute_checksum, split_record
 from audit_core.trust.signing import key_id, raw_public_key
 from audit_core.trust.stream_tree import MemoryLeaves, StreamCheckpoint, StreamTree, read_note
