@@ -76,7 +76,11 @@ def verify(args: argparse.Namespace) -> int:
     public key signatures are not checked. A path that does not exist or
     holds nothing to verify fails (nothing_verified) unless --allow-empty. With --witness DIR (a
     witness directory) or --checkpoint FILE (one stream checkpoint), every line a checkpoint covers
-    must still be there unchanged: truncation, rollback and a deleted stream fail.
+    must still be there unchanged: truncation, rollback and a deleted stream fail. A sealed file whose
+    seal is authenticated (HMAC with the key, or signed by a trusted key) and whose chain runs unbroken
+    to the seal's last hash takes its Merkle root and file hash from the seal, which vouches for them
+    through that hash; --deep recomputes them for every file (and so catches a signed root that
+    disagrees with the records).
 
     example:
       ledgerline verify trail/ --hmac-key-env LEDGERLINE_KEY --public-key ledgerline.pub
@@ -90,7 +94,7 @@ def verify(args: argparse.Namespace) -> int:
     progress = _verify_progress() if args.progress or (args.progress is None and sys.stderr.isatty()) else None
     trail = verify_trail(Path(args.path), hmac_key=key, public_key=public_key, cold_public_key=cold_public_key,
                          trusted_keys=trusted, allow_empty=args.allow_empty, witness=args.witness,
-                         checkpoint=args.checkpoint, progress=progress, jobs=args.jobs)
+                         checkpoint=args.checkpoint, progress=progress, jobs=args.jobs, deep=args.deep)
     for label, report in trail.parts:
         print(json.dumps(report.to_dict(), indent=2) if args.json else _labelled(label, report, args.max_failures))
     return EXIT_OK if trail.ok else EXIT_FAILED
@@ -513,6 +517,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--witness", metavar="DIR", help="witness directory: every stream checkpoint in it must hold")
     p.add_argument("--checkpoint", metavar="FILE", help="a stream checkpoint note that must hold")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--deep", action="store_true",
+                   help="recompute every sealed file's Merkle root and file hash, also where an authenticated "
+                        "seal vouches for them")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="say on stderr which part is being verified (default: when stderr is a terminal)")
     p.add_argument("--max-failures", type=int_between(0, MAX_LISTED_FAILURES), default=50,

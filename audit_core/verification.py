@@ -68,6 +68,7 @@ class TrailReport(VerificationReport):
         self.retired += part.retired
         self.streams.update(part.streams)
         self.sealed_files += part.sealed_files
+        self.vouched += part.vouched
         self.signing_key_id = self.signing_key_id or part.signing_key_id
 
     def to_dict(self) -> dict[str, Any]:
@@ -97,6 +98,7 @@ def verify_trail(
     checkpoint: Path | str | None = None,
     progress: Callable[[str], None] | None = None,
     jobs: int | None = None,
+    deep: bool = False,
 ) -> TrailReport:
     """Verify everything under ``path``: hot files as chains with their seals, and every cold store.
 
@@ -124,6 +126,9 @@ def verify_trail(
             it is verified, and with ``"done"`` at the end: ``ledgerline verify`` shows it on a terminal.
         jobs: Worker processes for the hot files and the cold entries (default: all cores; small
             trails are verified in this process). The report is the same whatever the number.
+        deep: Recompute the Merkle root and SHA-256 of every sealed hot file, also where an
+            authenticated seal vouches for them (``verify``'s ``deep``; ``report.vouched`` lists those
+            taken from their seal otherwise).
 
     Returns:
         One report (``parts`` keeps the hot and each cold report); it never raises for tampering.
@@ -148,7 +153,7 @@ def verify_trail(
         tell(f"hot {root}")
         key_files = []
         report.add(f"hot {root}", verify(root, hmac_key=hmac_key, public_key=public_key, jobs=jobs,
-                                         key_record_files=key_files))
+                                         key_record_files=key_files, deep=deep))
     hot = {file.name: file for file in hot_files(root)} if root.is_dir() else {}
     for store in stores:
         from audit_core.cold.cold_verify import verify_cold

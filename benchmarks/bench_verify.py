@@ -8,7 +8,11 @@ meet the same load:
 - ``minimal``: a minimal single-process chain verifier written here: each line's SHA-256 against
   its checksum, gapless sequence and prev_hash per stream. No seals, no Merkle root, no file hash,
   no torn-line or retention handling: the floor of what checking a chain costs in CPython.
-- ``verify_1`` / ``verify_all``: ``hot.verifier.verify`` of the hot files with jobs=1 / all cores.
+- ``verify_1`` / ``verify_all``: ``hot.verifier.verify`` of the hot files with jobs=1 / all cores,
+  against the public key their seals are signed with (``signed_hot``: the same JSONL, each seal
+  signed with Ed25519, as a writer with a signing key leaves it), so each file's Merkle root and
+  SHA-256 are vouched for by its authenticated seal, not recomputed.
+- ``deep_all``: the same with ``deep=True`` (every root and file hash recomputed), jobs=all cores.
 - ``cold_1`` / ``cold_all``: ``verify_cold`` of the cold store with jobs=1 / all cores.
 
 Target (issue 18): ``verify`` at jobs=all reaches >= 0.8x the minimal verifier's throughput per core
@@ -27,6 +31,7 @@ import datetime as dt
 import json
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -38,7 +43,10 @@ from benchmarks._targets import make_target, target_line
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 PER_CORE_TARGET = 0.8
-CASES = ("minimal", "verify_1", "verify_all", "cold_1", "cold_all")
+#: How the hot cases' seals are authenticated (``signed_hot``), said in every result.
+SEALS = ("Ed25519-signed, verified against the public key (verify: roots and file hashes vouched for by the "
+         "seals; deep_all: recomputed)")
+CASES = ("minimal", "verify_1", "verify_all", "deep_all", "cold_1", "cold_all")
 
 _CASE_CODE = {
     "minimal": """
@@ -71,15 +79,24 @@ out = {"rows": rows}
 """,
     "verify_1": """
 from audit_core.hot.verifier import verify
-report = verify(HOT, jobs=1)
-assert report.ok, report.to_text()
-out = {"rows": report.records}
+from audit_core.trust.signing import load_public_key
+report = verify(HOT, jobs=1, public_key=load_public_key(PUBLIC_KEY))
+assert report.ok and len(report.vouched) == report.sealed_files, report.to_text()
+out = {"rows": report.records, "sealed": report.sealed_files, "vouched": len(report.vouched)}
 """,
     "verify_all": """
 from audit_core.hot.verifier import verify
-report = verify(HOT, jobs=JOBS)
-assert report.ok, report.to_text()
-out = {"rows": report.records}
+from audit_core.trust.signing import load_public_key
+report = verify(HOT, jobs=JOBS, public_key=load_public_key(PUBLIC_KEY))
+assert report.ok and len(report.vouched) == report.sealed_files, report.to_text()
+out = {"rows": report.records, "sealed": report.sealed_files, "vouched": len(report.vouched)}
+""",
+    "deep_all": """
+from audit_core.hot.verifier import verify
+from audit_core.trust.signing import load_public_key
+report = verify(HOT, jobs=JOBS, public_key=load_public_key(PUBLIC_KEY), deep=True)
+assert report.ok and not report.vouched, report.to_text()
+out = {"rows": report.records, "sealed": report.sealed_files, "vouched": len(report.vouched)}
 """,
     "cold_1": """
 from audit_core.cold.cold_verify import verify_cold
@@ -98,7 +115,7 @@ out = {"rows": report.records}
 _RUNNER = """
 import json, sys, time
 from pathlib import Path
-HOT, COLD, JOBS = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
+HOT, COLD, JOBS, PUBLIC_KEY = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4])
 started = time.perf_counter()
 {code}
 out["seconds"] = time.perf_counter() - started
@@ -106,14 +123,15 @@ print(json.dumps(out))
 """
 
 
-def run_case(case: str, hot: Path, cold: Path, jobs: int) -> dict[str, Any]:
+def run_case(case: str, hot: Path, cold: Path, jobs: int, public_key: Path) -> dict[str, Any]:
     """One case in a fresh interpreter: wall time from its first import to its end, rows, and the CPU seconds
     (user + system) of the interpreter and its workers, start-up included: on a loaded machine the wall
     time says little, the CPU time still says what the work cost."""
     code = _RUNNER.replace("{code}", _CASE_CODE[case])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    done = subprocess.run([sys.executable, "-c", code, str(hot), str(cold), str(jobs)], cwd=ROOT, check=True,
+    done = subprocess.run([sys.executable, "-c", code, str(hot), str(cold), str(jobs), str(public_key)], cwd=ROOT,
+                          check=True,
                           capture_output=True, text=True, env=env)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
@@ -121,11 +139,46 @@ def run_case(case: str, hot: Path, cold: Path, jobs: int) -> dict[str, Any]:
     return result
 
 
+def signed_hot(base: Path) -> tuple[Path, Path]:
+    """The trail's hot directory with signed seals, and the public key: made once, beside the cached trail.
+
+    The JSONL files are hard links to the cached trail's (copies where links fail); each seal is the
+    trail's own, authenticated again with an Ed25519 key made here (``documents.authenticate``),
+    with its C2SP checkpoint: what a writer with ``signing_key_path`` leaves.
+    """
+    from audit_core._layout import checkpoint_path, seal_path
+    from audit_core.trust import checkpoint, documents
+    from audit_core.trust.seals import SEAL_CHECKSUM, read_seal
+    from audit_core.trust.signing import generate_keypair, load_private_key
+
+    target = base.parent / f"{base.name}-signed"
+    hot, public_key = target / "hot", target / "writer.pub"
+    if (target / ".complete").exists():
+        return hot, public_key
+    shutil.rmtree(target, ignore_errors=True)
+    hot.mkdir(parents=True)
+    generate_keypair(target / "writer.key", public_key)
+    signing_key = load_private_key(target / "writer.key")
+    for path in sorted((base / "hot").glob("*.jsonl")):
+        try:
+            os.link(path, hot / path.name)
+        except OSError:
+            shutil.copy2(path, hot / path.name)
+        seal = read_seal(path)
+        if seal is not None:
+            seal = documents.authenticate(seal, SEAL_CHECKSUM, None, signing_key)
+            checkpoint_path(hot / path.name).write_text(checkpoint.sign_checkpoint(seal, signing_key))
+            seal_path(hot / path.name).write_text(json.dumps(seal, indent=1) + "\n")
+    (target / ".complete").write_text(f"signed seals of {base.name}, made by benchmarks.bench_verify\n")
+    return hot, public_key
+
+
 def run_verify_benchmark(events: int, rounds: int, jobs: int) -> dict[str, Any]:
     from benchmarks.trail_gen import cached_trail
 
     base = cached_trail(events)
-    hot, cold = base / "hot", base / "cold"
+    cold = base / "cold"
+    hot, public_key = signed_hot(base)
     hot_bytes = sum(p.stat().st_size for p in hot.glob("*.jsonl"))
     runs: dict[str, list[dict[str, Any]]] = {case: [] for case in CASES}
     loads = []
@@ -133,7 +186,7 @@ def run_verify_benchmark(events: int, rounds: int, jobs: int) -> dict[str, Any]:
         for case in CASES:  # interleaved: each round runs every case once, reference first
             loads.append(os.getloadavg()[0])
             print(f"  round {round_no + 1}/{rounds}: {case} ...", file=sys.stderr)
-            runs[case].append(run_case(case, hot, cold, jobs))
+            runs[case].append(run_case(case, hot, cold, jobs, public_key))
     cases: dict[str, dict[str, Any]] = {}
     records = runs["minimal"][0]["rows"]
     for case, results in runs.items():
@@ -156,6 +209,7 @@ def run_verify_benchmark(events: int, rounds: int, jobs: int) -> dict[str, Any]:
         "verify_all_vs_minimal": round(cases["verify_all"]["records_per_s"] / minimal, 3),
         "verify_all_per_core_vs_minimal": round(cases["verify_all"]["records_per_s"] / jobs / minimal, 3),
         "verify_speedup": round(cases["verify_1"]["seconds"] / cases["verify_all"]["seconds"], 3),
+        "deep_all_per_core_vs_minimal": round(cases["deep_all"]["records_per_s"] / jobs / minimal, 3),
         "cold_1_vs_minimal": round(cases["cold_1"]["records_per_s"] / minimal, 3),
         "cold_all_per_core_vs_minimal": round(cases["cold_all"]["records_per_s"] / jobs / minimal, 3),
         "cold_speedup": round(cases["cold_1"]["seconds"] / cases["cold_all"]["seconds"], 3),
@@ -171,8 +225,11 @@ def run_verify_benchmark(events: int, rounds: int, jobs: int) -> dict[str, Any]:
             f"benchmarks.trail_gen trail of {events:,} events ({records:,} hot records in "
             f"{len(list(hot.glob('*.jsonl')))} sealed files, {hot_bytes / 1e6:,.0f} MB of JSONL, and its cold "
             f"store); each case in a fresh subprocess, {rounds} interleaved round(s), median wall time from the "
-            f"case's first import to its end; jobs=all is {jobs} worker processes."
+            f"case's first import to its end; jobs=all is {jobs} worker processes. Hot seals: "
+            f"{SEALS}; the cold store's seal copies and manifests are unkeyed and unsigned."
         ),
+        "seals": SEALS,
+        "vouched": {case: runs[case][0].get("vouched") for case in ("verify_1", "verify_all", "deep_all")},
         "events": events,
         "jobs": jobs,
         "rounds": rounds,
@@ -193,6 +250,7 @@ _LABELS = {
     "minimal": "reference: minimal single-process chain verifier (checksum, sequence, prev_hash only)",
     "verify_1": "`verify`, jobs=1",
     "verify_all": "`verify`, jobs=all",
+    "deep_all": "`verify --deep`, jobs=all",
     "cold_1": "`verify_cold`, jobs=1",
     "cold_all": "`verify_cold`, jobs=all",
 }
@@ -204,12 +262,15 @@ def readme_table(report: dict[str, Any]) -> str:
     lines = [
         f"`{_command(report)}`, {report['date_utc'][:10]}, {report['events']:,} events "
         f"({report['hot_bytes'] / 1e6:,.0f} MB of JSONL), jobs=all is {jobs}, {report['machine']['cpus_usable']} "
-        f"CPUs, load average {report['load_average_during'][0]}-{report['load_average_during'][1]} during the run:",
+        f"CPUs, load average {report['load_average_during'][0]}-{report['load_average_during'][1]} during the run; "
+        f"hot seals {report.get('seals', 'unkeyed')}:",
         "",
         "| case | seconds | records/s | per core / minimal |",
         "|---|--:|--:|--:|",
     ]
     for name, label in _LABELS.items():
+        if name not in cases:  # (results written before the case existed)
+            continue
         case = cases[name]
         per_core = case["records_per_s"] / (jobs if name.endswith("_all") else 1) / cases["minimal"]["records_per_s"]
         lines.append(f"| {label.replace('jobs=all', f'jobs={jobs}')} | {case['seconds']:.2f} | "

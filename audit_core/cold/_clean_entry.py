@@ -118,7 +118,6 @@ def _rows_and_chain(con: duckdb.DuckDBPyConnection, entry: EntryRows, hmac_key: 
             priors = pa.concat_arrays([pa.array([prior], pa.string()), checksums.slice(0, size - 1)])
             bodies = rebuild_bodies(columns["record"].cast(pa.binary()), priors, columns["ts_event"],
                                     columns["sequence"], columns["ts_recorded"])
-            stored = checksums.to_pylist()
             chunk = _lines(bodies, checksums)
             if expected is None or previous is None:
                 try:
@@ -134,7 +133,8 @@ def _rows_and_chain(con: duckdb.DuckDBPyConnection, entry: EntryRows, hmac_key: 
             computed, recorded = run
             if first is None:
                 first = (expected, computed[0])
-            expected, previous, last_recorded, prior = expected + size, computed[-1], recorded[-1], stored[-1]
+            expected, previous, last_recorded = expected + size, computed[-1], recorded[-1]
+            prior = checksums[-1].as_py()
             seen += size
     seal = entry.seal
     if first is None or expected is None or seen != seal.get("records"):

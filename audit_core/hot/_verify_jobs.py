@@ -43,6 +43,7 @@ class _Task:
     is_newest: bool
     names: set[str]
     retention_starts: dict[tuple[int, str], Retired]
+    deep: bool
 
 
 @dataclass
@@ -69,7 +70,7 @@ def _verify_task(task: _Task) -> _Done:
     report = VerificationReport(keyed=task.hmac_key is not None)
     summary = StreamSummary(stream=task.stream_key)
     key_records = verify_file(task.path, state, task.hmac_key, report, summary, task.is_newest, task.names,
-                              public_key, task.retention_starts)
+                              public_key, task.retention_starts, deep=task.deep)
     return _Done(assumed, first_recorded, report, summary, state, key_records)
 
 
@@ -82,6 +83,7 @@ def verify_streams(
     starts: dict[str, dict[tuple[int, str], Retired]],
     jobs: int,
     key_record_files: list[Path] | None = None,
+    deep: bool = False,
 ) -> None:
     """``chain.verify_stream`` for each of ``groups``, in order, with the files verified by ``jobs`` workers."""
     raw_key = as_trusted(public_key)
@@ -92,7 +94,7 @@ def verify_streams(
         for index, path in enumerate(files):
             start = start_state(require_stream_start) if index == 0 else None
             tasks.append(_Task(path, stream_key, start, hmac_key, raw_key, index == len(files) - 1, names,
-                               retention_starts))
+                               retention_starts, deep))
     done = iter(run_tasks(_verify_task, tasks, jobs, [_size(task.path) for task in tasks]))
     for stream_key, files in groups:
         retention_starts = starts.get(stream_key, {})
@@ -109,7 +111,7 @@ def verify_streams(
                 key_records = result.key_records
             else:  # the boundary does not stitch: verify this file again, from the real state
                 key_records = verify_file(path, state, hmac_key, report, summary, index == len(files) - 1, names,
-                                          public_key, retention_starts)
+                                          public_key, retention_starts, deep=deep)
             if key_records and key_record_files is not None:
                 key_record_files.append(path)
 
@@ -129,6 +131,7 @@ def _merge(report: VerificationReport, summary: StreamSummary, part: Verificatio
     report.recovered += part.recovered
     report.retired += part.retired
     report.sealed_files += part.sealed_files
+    report.vouched += part.vouched
     summary.files += seen.files
     summary.records += seen.records
     if summary.first_sequence is None:

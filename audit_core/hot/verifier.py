@@ -35,6 +35,7 @@ def verify(
     public_key: VerifyingKeys | None = None,
     jobs: int | None = None,
     key_record_files: list[Path] | None = None,
+    deep: bool = False,
 ) -> VerificationReport:
     """Verify checksums, sequences and chain of every record under ``path``.
 
@@ -61,6 +62,11 @@ def verify(
             workers would cost more than it saves.
         key_record_files: If given, gets each file read that holds key-lifecycle records
             (``record.KEY_RECORD_MARKER``), so ``verify_trail`` reads only those for the key history.
+        deep: Recompute every sealed file's Merkle root and SHA-256. By default a file whose seal is
+            authenticated (its HMAC with ``hmac_key``, or its signature with ``public_key``) and whose
+            chain runs unbroken over exactly the sealed lines takes them from the seal: its last hash
+            commits to every line (``seals.CheckedSeal.vouches``); ``report.vouched`` lists those files.
+            Deep also catches a seal whose signed root disagrees with the records.
 
     Returns:
         A report; ``report.ok`` is false when anything failed. It never raises for tampering.
@@ -86,11 +92,12 @@ def verify(
                 _add_retention_starts(starts, records)
     chains = [(key, stream_files) for key, stream_files in groups if not _is_retention_file(stream_files[0])]
     if worth_parallel([path for _, stream_files in chains for path in stream_files], workers):
-        verify_streams(chains, hmac_key, report, require_stream_start, public_key, starts, workers, key_record_files)
+        verify_streams(chains, hmac_key, report, require_stream_start, public_key, starts, workers, key_record_files,
+                       deep)
         return report
     for stream_key, stream_files in chains:
         verify_stream(stream_key, stream_files, hmac_key, report, require_stream_start, public_key,
-                      starts.get(stream_key, {}), key_record_files=key_record_files)
+                      starts.get(stream_key, {}), key_record_files=key_record_files, deep=deep)
     return report
 
 

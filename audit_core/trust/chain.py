@@ -39,7 +39,7 @@ from audit_core.trust.record import (
     split_record,
 )
 from audit_core.trust.report import FailureKind, StreamSummary, VerificationFailure, VerificationReport
-from audit_core.trust.seals import FileDigest, check_seal, read_chunks, read_lines
+from audit_core.trust.seals import FileDigest, check_seal, open_seal, read_chunks, read_lines
 
 if TYPE_CHECKING:
     from audit_core.trust.keyring import VerifyingKeys
@@ -91,15 +91,16 @@ def verify_stream(
     retention_starts: dict[tuple[int, str], Retired] | None = None,
     collect: list[tuple[Path, RecordFields]] | None = None,
     key_record_files: list[Path] | None = None,
+    deep: bool = False,
 ) -> None:
     """Verify one stream's files as one chain into ``report``; ``collect`` gets every record whose checksum verifies,
-    ``key_record_files`` every file that holds ``KEY_RECORD_MARKER``."""
+    ``key_record_files`` every file that holds ``KEY_RECORD_MARKER``; ``deep``: as ``verify_file``."""
     summary = stream_summary(stream_key, files, report)
     state = start_state(require_stream_start)
     names = stream_names(files, retention_starts)
     for index, path in enumerate(files):
         marked = verify_file(path, state, hmac_key, report, summary, index == len(files) - 1, names, public_key,
-                             retention_starts, collect)
+                             retention_starts, collect, deep=deep)
         if marked and key_record_files is not None:
             key_record_files.append(path)
 
@@ -126,16 +127,21 @@ def verify_file(
     public_key: VerifyingKeys | None = None,
     retention_starts: dict[tuple[int, str], Retired] | None = None,
     collect: list[tuple[Path, RecordFields]] | None = None,
+    *,
+    deep: bool = False,
 ) -> bool:
     """Verify one file of a stream, continuing from ``state`` (updated to where the file ends), and its seal.
 
     A file whose every record is plainly right (``clean_file``) is checked in bulk; any other is
-    checked line by line, below, which is what reports each failure. Returns whether the file holds
-    ``KEY_RECORD_MARKER`` (so the key history reads only such files, and none twice).
+    checked line by line, below, which is what reports each failure. The bulk check leaves out the
+    Merkle root and file SHA-256 when an authenticated seal vouches for them (``CheckedSeal.vouches``;
+    ``report.vouched`` lists the file); ``deep`` recomputes them always. Returns whether the file
+    holds ``KEY_RECORD_MARKER`` (so the key history reads only such files, and none twice).
     """
     report.files.append(str(path))
     summary.files.append(str(path))
-    clean = clean_file(path, state, hmac_key) if collect is None else None
+    checked = open_seal(path, hmac_key, public_key)
+    clean = clean_file(path, state, hmac_key, hashed=not checked.vouches(deep)) if collect is None else None
     if clean is not None:
         digest, first_sequence = clean
         report.records += digest.lines
@@ -143,7 +149,7 @@ def verify_file(
         if summary.first_sequence is None:
             summary.first_sequence = first_sequence
         summary.last_sequence, summary.last_hash = digest.last_sequence, digest.last_hash
-        check_seal(path, digest, is_newest, names, hmac_key, report, public_key)
+        check_seal(path, digest, is_newest, names, hmac_key, report, public_key, checked)
         return digest.key_records
     digest = FileDigest()
     offset = 0
@@ -204,12 +210,16 @@ def verify_file(
             summary.first_sequence = record.sequence
         summary.last_sequence, summary.last_hash = record.sequence, record.checksum
         state.expected_sequence, state.prev_checksum = record.sequence + 1, record.checksum
-    check_seal(path, digest.finish(), is_newest, names, hmac_key, report, public_key)
+    check_seal(path, digest.finish(), is_newest, names, hmac_key, report, public_key, checked)
     return digest.key_records
 
 
-def clean_file(path: Path, state: ChainState, hmac_key: bytes | None) -> tuple[FileDigest, int] | None:
+def clean_file(
+    path: Path, state: ChainState, hmac_key: bytes | None, *, hashed: bool = True
+) -> tuple[FileDigest, int] | None:
     """``verify_file``'s fast path: the file's digest (finished) and first sequence if every record passes.
+
+    ``hashed``: False leaves the digest's file SHA-256 and Merkle root out (``FileDigest.hashed``).
 
     The file is read in chunks of whole lines; every line must be a current-format
     record holding what ``check_record`` expects from ``state`` (``record.read_run``): its own
@@ -226,7 +236,7 @@ def clean_file(path: Path, state: ChainState, hmac_key: bytes | None) -> tuple[F
     if len(previous) != len(GENESIS_HASH) or not previous.isascii():
         return None  # not a hash any record could carry: the line-by-line pass reports what follows
     last_recorded = state.last_recorded
-    digest = FileDigest()
+    digest = FileDigest(hashed=hashed)
     try:
         for lines in read_chunks(path):
             if not lines[-1].endswith(b"\n"):

@@ -93,6 +93,9 @@ class VerificationReport:
     #: Streams that start after files a ``sys.retention`` record in the trail says were removed.
     retired: list[str] = field(default_factory=list)
     sealed_files: int = 0
+    #: Sealed files whose Merkle root and file SHA-256 were not recomputed: an authenticated seal vouches
+    #: for them (``seals.CheckedSeal.vouches``). The other sealed files' were recomputed and compared.
+    vouched: list[str] = field(default_factory=list)
     #: key id of the public key seal signatures were checked against; None: signatures not checked.
     signing_key_id: str | None = None
     #: Key rotations and revocations found in the trail (``trust.key_history``), one line each.
@@ -123,6 +126,7 @@ class VerificationReport:
             "recovered": [{**vars(f), "kind": f.kind.value} for f in self.recovered],
             "retired": self.retired,
             **({"key_history": self.key_history} if self.key_history else {}),
+            **({"vouched": self.vouched} if self.vouched else {}),
         }
 
     @classmethod
@@ -142,6 +146,7 @@ class VerificationReport:
             retired=[str(note) for note in document["retired"]], sealed_files=int(document["sealed_files"]),
             signing_key_id=document["signing_key_id"],
             key_history=[str(line) for line in document.get("key_history", [])],
+            vouched=[str(name) for name in document.get("vouched", [])],
         )
         if report.to_dict() != {key: value for key, value in document.items() if key != "parts"}:
             raise ValueError("the document does not rebuild to the same report")
@@ -159,6 +164,11 @@ class VerificationReport:
                 f"  seal signatures checked against key {self.signing_key_id}"
                 if self.signing_key_id
                 else "  seal signatures not checked (no public key)"
+            )
+        if self.vouched:
+            lines.append(
+                f"  Merkle roots and file hashes of {len(self.vouched)} sealed file(s) not recomputed: vouched for by "
+                "their authenticated seals, the chain checked up to each seal's last hash (--deep recomputes them)"
             )
         for summary in self.streams.values():
             lines.append(

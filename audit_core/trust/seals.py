@@ -63,6 +63,9 @@ class FileDigest:
     merkle_root: str = ""
     #: Not a seal field: whether the lines hold ``record.KEY_RECORD_MARKER`` (``chain.verify_file`` notes it).
     key_records: bool = False
+    #: False: ``file_sha256`` and ``merkle_root`` are not computed (left ""), an authenticated seal
+    #: vouches for them (``CheckedSeal.vouches``); ``check_seal`` then does not compare them.
+    hashed: bool = True
     _sha: Any = field(default_factory=hashlib.sha256, repr=False)
     _tree: MerkleTree = field(default_factory=MerkleTree, repr=False)
     _leaves: list[bytes] = field(default_factory=list, repr=False)  # hashed, joining the tree a block at a time
@@ -86,14 +89,17 @@ class FileDigest:
         ``data``: the lines joined, if the caller has them (one SHA-256 update for them all, not one per line).
         """
         data = b"".join(lines) if data is None else data
-        self._sha.update(data)
-        self._leaves += leaf_hashes(map(_WITHOUT_NEWLINE, lines))
-        self._tree.add_leaf_hashes(self._leaves)
-        self._leaves = []
+        if self.hashed:
+            self._sha.update(data)
+            self._leaves += leaf_hashes(map(_WITHOUT_NEWLINE, lines))
+            self._tree.add_leaf_hashes(self._leaves)
+            self._leaves = []
         self.lines += len(lines)
         self.size += len(data)
 
     def finish(self) -> FileDigest:
+        if not self.hashed:
+            return self
         self.file_sha256 = self._sha.hexdigest()
         self._tree.add_leaf_hashes(self._leaves)
         self._leaves = []
@@ -258,6 +264,53 @@ def fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
+#: The seal fields an authenticated seal vouches for when the chain reaches its last hash (``CheckedSeal.vouches``).
+_VOUCHED_FIELDS = frozenset({"file_sha256", "merkle_root"})
+
+
+@dataclass
+class CheckedSeal:
+    """A hot file's seal, read and authenticated (``open_seal``) before the file is compared with it."""
+
+    seal: dict[str, Any] | None  # None: no seal, or an unreadable one (``failures`` says so)
+    failures: list[VerificationFailure]  # what is wrong with the seal document itself, not yet reported
+    #: Verified with a key the verifier holds: its HMAC ``seal_checksum`` with the trail's key, or its
+    #: Ed25519 signature (and checkpoint) with a trusted key; nothing about the document failed.
+    authenticated: bool
+
+    def vouches(self, deep: bool) -> bool:
+        """Whether this seal's ``merkle_root`` and ``file_sha256`` may stand without being recomputed.
+
+        Only an authenticated seal, and not when ``deep`` asks for them. Why that is sound: every
+        byte of a record line is either its body or fixed by its checksum (``record.build_line``),
+        the body holds the previous record's checksum (``prev_hash``), and the checksum is a
+        SHA-256 (or HMAC) of the body. So the authenticated ``last_hash``, with the chain checked
+        unbroken from the sealed ``first_hash`` over exactly ``records`` lines and the sealed
+        sequence range, fixes every line of the file; and ``clean_file`` accepts a file only if it
+        is nothing but such lines (every line a whole current-format record ending with its newline,
+        no torn last line), whose bytes add up to the sealed ``file_size``. The root and file hash
+        are functions of those bytes, so the key holder who signed them vouches for them. ``check_seal``
+        takes them from the seal only when every other claim of it holds (file name, count, size,
+        first and last sequence and hash), else computes them. What this does not catch is a sealer
+        that signed a wrong root: ``deep`` recomputes to catch that.
+        """
+        return self.authenticated and not deep
+
+
+def open_seal(
+    path: Path, hmac_key: bytes | None, public_key: VerifyingKeys | None = None
+) -> CheckedSeal:
+    """Read hot file ``path``'s seal and check the document (``check_seal_copy``, then its checkpoint)."""
+    try:
+        seal = read_seal(path)
+    except (OSError, ValueError) as exc:
+        return CheckedSeal(None, [VerificationFailure(str(path), 0, None, FailureKind.SEAL_INVALID, str(exc))], False)
+    if seal is None:
+        return CheckedSeal(None, [], False)
+    failures = _seal_document_failures(path, seal, hmac_key, public_key)
+    return CheckedSeal(seal, failures, not failures and (hmac_key is not None or public_key is not None))
+
+
 def check_seal(
     path: Path,
     digest: FileDigest,
@@ -266,24 +319,38 @@ def check_seal(
     hmac_key: bytes | None,
     report: VerificationReport,
     public_key: VerifyingKeys | None = None,
+    checked: CheckedSeal | None = None,
 ) -> None:
-    """Compare a file with its seal; a file that is not its stream's newest must have one."""
+    """Compare a file with its seal; a file that is not its stream's newest must have one.
+
+    ``checked``: the seal as ``open_seal`` read it (default: read now). A digest without hashes
+    (``FileDigest.hashed`` false) takes them from the seal if it is authenticated and its every other
+    claim is what the file holds (then ``report.vouched`` lists the file); otherwise they are
+    computed here and compared like the rest.
+    """
     where = str(path)
-    try:
-        seal = read_seal(path)
-    except (OSError, ValueError) as exc:
-        report.failures.append(VerificationFailure(where, 0, None, FailureKind.SEAL_INVALID, str(exc)))
-        return
+    checked = open_seal(path, hmac_key, public_key) if checked is None else checked
+    seal = checked.seal
     if seal is None:
-        if not is_newest and parse_hot_file_name(path) is not None:
+        report.failures += checked.failures
+        if not checked.failures and not is_newest and parse_hot_file_name(path) is not None:
             report.failures.append(VerificationFailure(
                 where, 0, digest.last_sequence, FailureKind.SEAL_MISSING,
                 "a file followed by later files of its stream must be sealed; its seal is missing",
             ))
         return
     report.sealed_files += 1
-    _check_seal_document(path, seal, hmac_key, report, public_key)
+    report.failures += checked.failures
     expected = digest.seal_fields()
+    if not digest.hashed:
+        claims = {key: value for key, value in expected.items() if key not in _VOUCHED_FIELDS}
+        if checked.authenticated and seal.get("file") == path.name and all(
+                seal.get(key) == value for key, value in claims.items()):
+            expected = claims
+            report.vouched.append(where)
+        else:  # the chain does not end where the seal says: its hashes vouch for nothing, compare them
+            hashed = digest_file(path)
+            expected.update(file_sha256=hashed.file_sha256, merkle_root=hashed.merkle_root)
     for key, value in expected.items():
         if seal.get(key) != value:
             report.failures.append(VerificationFailure(
@@ -339,21 +406,19 @@ def check_seal_copy(
     return [VerificationFailure(where, 0, None, _SEAL_PROBLEM_KINDS[p.kind], f"{name}: {p}") for p in problems]
 
 
-def _check_seal_document(
+def _seal_document_failures(
     path: Path,
     seal: dict[str, Any],
     hmac_key: bytes | None,
-    report: VerificationReport,
     public_key: VerifyingKeys | None,
-) -> None:
+) -> list[VerificationFailure]:
     """The seal's own checksum and (with trusted keys) signature, then its checkpoint, if any."""
     where = str(path)
     failures = check_seal_copy(seal, where, seal_path(path).name, hmac_key, public_key)
-    report.failures += failures
     note = checkpoint_path(path)
     signature_problems = [f for f in failures if f.kind is not FailureKind.SEAL_INVALID]
     if public_key is None or signature_problems or not note.exists():
-        return
+        return failures
     trusted = as_trusted(public_key)
     assert trusted is not None
     signer = trusted.get(str(seal[documents.SIGNATURE_FIELD]["key_id"]))  # the key that verified the seal
@@ -361,9 +426,10 @@ def _check_seal_document(
     try:
         checkpoint.verify_checkpoint(checkpoint.read_checkpoint(note), signer.public_key, seal, source=note)
     except AuditFormatError as exc:
-        report.failures.append(VerificationFailure(exc.path, 0, None, FailureKind.UNREADABLE_FILE, str(exc)))
+        failures.append(VerificationFailure(exc.path, 0, None, FailureKind.UNREADABLE_FILE, str(exc)))
     except (AuditIntegrityError, OSError, ValueError) as exc:
-        report.failures.append(VerificationFailure(where, 0, None, FailureKind.SIGNATURE_INVALID, str(exc)))
+        failures.append(VerificationFailure(where, 0, None, FailureKind.SIGNATURE_INVALID, str(exc)))
+    return failures
 
 
 def read_lines(path: Path) -> Iterator[bytes]:

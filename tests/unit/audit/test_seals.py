@@ -404,3 +404,117 @@ def test_file_digest_hashes_leaves_in_blocks_to_the_same_merkle_root(lines):
     digest.finish()
     assert digest.merkle_root == merkle_root(records)
     assert digest.file_sha256 == hashlib.sha256(b"\n".join(records)).hexdigest()
+
+
+# --- an authenticated seal vouches for its root; --deep recomputes ---------------------------------
+
+
+def signed_trail(base: Path, days: int = 2) -> tuple[list[Path], Any, Any]:
+    """A closed trail whose seals are signed (no HMAC key): its files, the signing key and the public key."""
+    from audit_core.trust.signing import generate_keypair, load_private_key, load_public_key
+
+    base.mkdir(exist_ok=True)
+    generate_keypair(base / "writer.key", base / "writer.pub")
+    files = write_trail(base / "trail", days, signing_key_path=base / "writer.key")
+    return files, load_private_key(base / "writer.key"), load_public_key(base / "writer.pub")
+
+
+def resign(path: Path, signing_key: Any, **changes: Any) -> None:
+    """Seal ``path`` again with ``changes``, signed (and its checkpoint) with the writer's key: a buggy sealer."""
+    from audit_core._layout import checkpoint_path
+    from audit_core.trust import checkpoint, documents
+    from audit_core.trust.seals import SEAL_CHECKSUM
+
+    seal = {**json.loads(seal_path(path).read_bytes()), **changes}
+    seal = documents.authenticate(seal, SEAL_CHECKSUM, None, signing_key)
+    writable(checkpoint_path(path)).write_text(checkpoint.sign_checkpoint(seal, signing_key))
+    writable(seal_path(path)).write_text(json.dumps(seal, indent=1))
+
+
+class TestAuthenticatedSealVouches:
+    def test_keyed_and_signed_seals_vouch_unkeyed_ones_never(self, tmp_path):
+        keyed = write_trail(tmp_path / "keyed", days=3, hmac_key="k")
+        report = verify(tmp_path / "keyed", hmac_key=b"k", jobs=1)
+        assert report.ok and report.vouched == [str(path) for path in keyed]
+        assert "Merkle roots and file hashes of 3 sealed file(s) not recomputed" in report.to_text()
+        assert report.to_dict()["vouched"] == report.vouched
+
+        signed, _, public_key = signed_trail(tmp_path / "signed")
+        report = verify(tmp_path / "signed", public_key=public_key, jobs=1)
+        assert report.ok and report.vouched == [str(path) for path in signed]
+
+        write_trail(tmp_path / "plain", days=3)
+        report = verify(tmp_path / "plain", jobs=1)
+        assert report.ok and report.sealed_files == 3 and report.vouched == []
+        assert "not recomputed" not in report.to_text() and "vouched" not in report.to_dict()
+        # The signed trail without its public key: the signatures are not checked, nothing vouches.
+        assert verify(tmp_path / "signed", jobs=1).vouched == []
+
+    def test_deep_recomputes_every_root(self, tmp_path):
+        write_trail(tmp_path, days=3, hmac_key="k")
+        report = verify(tmp_path, hmac_key=b"k", jobs=1, deep=True)
+        assert report.ok and report.sealed_files == 3 and report.vouched == []
+
+    def test_unkeyed_seal_with_a_rewritten_root_is_caught(self, tmp_path):
+        """Without a key anyone can recompute a seal's checksum: its root is never taken on trust."""
+        (path,) = write_trail(tmp_path)
+        TestKeyedSeals.reseal(path, lambda seal: seal.update(merkle_root="ab" * 32), checksum_key=None)
+
+        report = verify(tmp_path, jobs=1)
+
+        assert_detected(report, FailureKind.SEAL_MISMATCH, path)
+        assert any("merkle_root" in failure.detail for failure in report.failures)
+        assert report.vouched == []
+
+    @pytest.mark.parametrize("appended", ["record", "blank_line", "bytes_without_newline"])
+    def test_signed_seal_over_a_file_with_something_appended_is_caught(self, tmp_path, appended):
+        """The chain must end where the seal does and nothing may follow it, or the seal vouches for nothing."""
+        files, _, public_key = signed_trail(tmp_path, days=1)
+        path = files[0]
+        data = path.read_bytes()
+        last = split_record(data.splitlines(keepends=True)[-1])
+        if appended == "record":  # the next record, chained and checksummed: no key is needed for that
+            extra = rechecksum(data.splitlines(keepends=True)[-1]
+                               .replace(b'"sequence":%d' % last.sequence, b'"sequence":%d' % (last.sequence + 1))
+                               .replace(str(last.prev_hash).encode(), last.checksum.encode()))
+        else:
+            extra = {"blank_line": b"\n", "bytes_without_newline": b"x"}[appended]
+        writable(path).write_bytes(data + extra)
+
+        report = verify(tmp_path / "trail", public_key=public_key, jobs=1)
+
+        assert_detected(report, FailureKind.SEAL_MISMATCH, path)
+        assert any("merkle_root" in failure.detail for failure in report.failures), report.to_text()
+        assert report.vouched == []
+
+    def test_deep_catches_a_signed_root_that_disagrees_with_the_records(self, tmp_path):
+        files, signing_key, public_key = signed_trail(tmp_path)
+        resign(files[0], signing_key, merkle_root="cd" * 32)
+
+        vouched = verify(tmp_path / "trail", public_key=public_key, jobs=1)
+        assert vouched.ok and str(files[0]) in vouched.vouched, "the signature vouches for what the sealer signed"
+
+        deep = verify(tmp_path / "trail", public_key=public_key, jobs=1, deep=True)
+        assert_detected(deep, FailureKind.SEAL_MISMATCH, files[0])
+        assert deep.vouched == []
+
+    def test_cli_deep_catches_it_too(self, tmp_path, capsys):
+        from audit_core.cli import main
+
+        files, signing_key, _ = signed_trail(tmp_path)
+        resign(files[-1], signing_key, file_sha256="ef" * 32)
+        public = str(tmp_path / "writer.pub")
+
+        assert main(["verify", str(tmp_path / "trail"), "--public-key", public]) == 0
+        assert "not recomputed: vouched for by their authenticated seals" in capsys.readouterr().out
+        assert main(["verify", str(tmp_path / "trail"), "--public-key", public, "--deep"]) == 1
+        assert "seal says file_sha256=" in capsys.readouterr().out
+
+    def test_jobs_report_the_same_vouched_files(self, tmp_path, monkeypatch):
+        import audit_core.hot.verifier as verifier
+
+        files = write_trail(tmp_path, days=4, hmac_key="k")
+        one = verify(tmp_path, hmac_key=b"k", jobs=1)
+        monkeypatch.setattr(verifier, "worth_parallel", lambda paths, workers: True)
+        two = verify(tmp_path, hmac_key=b"k", jobs=2)
+        assert one.to_dict() == two.to_dict() and two.vouched == [str(path) for path in files]

@@ -31,8 +31,8 @@ def fast_taken(monkeypatch) -> list[Path]:
     taken: list[Path] = []
     original = chain.clean_file
 
-    def spy(path, state, hmac_key):
-        result = original(path, state, hmac_key)
+    def spy(path, state, hmac_key, **options):
+        result = original(path, state, hmac_key, **options)
         if result is not None:
             taken.append(path)
         return result
@@ -44,8 +44,18 @@ def fast_taken(monkeypatch) -> list[Path]:
 def slow_report(monkeypatch, run):
     """``run()``'s report with the fast path switched off."""
     with monkeypatch.context() as patch:
-        patch.setattr(chain, "clean_file", lambda path, state, hmac_key: None)
+        patch.setattr(chain, "clean_file", lambda path, state, hmac_key, **options: None)
         return run()
+
+
+def without_vouched(report: dict) -> dict:
+    """``report`` (a ``to_dict()``) without the files whose roots an authenticated seal vouched for.
+
+    Only the fast path leaves a root to its seal (``seals.CheckedSeal.vouches``); the line-by-line
+    pass recomputes every one. Everything else, failures first, must be the same.
+    """
+    return {key: [without_vouched(part) for part in value] if key == "parts" else value
+            for key, value in report.items() if key != "vouched"}
 
 
 def trail_report(trail: Trail) -> dict:
@@ -63,7 +73,7 @@ def test_every_tampering_is_reported_the_same_by_the_fast_path(
     fast = trail_report(trail)
     taken = list(fast_taken)
     slow = slow_report(monkeypatch, lambda: trail_report(trail))
-    assert fast == slow
+    assert without_vouched(fast) == slow
     if not attack.startswith("hot_"):  # a hot attack leaves no hot file clean but the first after retention
         assert taken, "no file took the fast path: the comparison would be of the slow path with itself"
     if attack.startswith("clean"):
@@ -86,7 +96,7 @@ def test_damage_between_files_and_chunks_is_reported_the_same(
     fast = verify(tmp_path / "trail", six_days.hmac_key, jobs=1).to_dict()
     assert fast_taken, "the undamaged files take the fast path"
     slow = slow_report(monkeypatch, lambda: verify(tmp_path / "trail", six_days.hmac_key, jobs=1).to_dict())
-    assert not fast["ok"] and fast == slow
+    assert not fast["ok"] and without_vouched(fast) == slow
 
 
 def test_a_clean_stream_read_in_small_chunks_takes_the_fast_path(six_days, monkeypatch, fast_taken):  # noqa: F811
@@ -95,7 +105,7 @@ def test_a_clean_stream_read_in_small_chunks_takes_the_fast_path(six_days, monke
     files = sorted((six_days.base / "hot").glob("audit.*.main.*.jsonl"))
     assert fast.ok and fast_taken == files
     slow = slow_report(monkeypatch, lambda: verify(six_days.base, six_days.hmac_key, jobs=1))
-    assert fast.to_dict() == slow.to_dict()
+    assert without_vouched(fast.to_dict()) == slow.to_dict()
 
 
 # --- read_run reads what split_record reads, or declines ------------------------------------------
