@@ -353,9 +353,9 @@ def _declared_trade_model() -> type[AuditEvent]:
             raise ValueError(f"{self.event_type} needs {', '.join(missing)}")
         return self
 
-    validators = {"positive_size": field_validator("size")(classmethod(positive_size)),  # type: ignore[arg-type]
+    validators = {"positive_size": field_validator("size")(classmethod(positive_size)),
                   "required": model_validator(mode="after")(required)}
-    return create_model("TradeEvent", __base__=AuditEvent, __validators__=validators, **fields)  # type: ignore[call-overload,no-any-return]
+    return create_model("TradeEvent", __base__=AuditEvent, __validators__=validators, **fields)
 
 
 class _DecimalSubclass(Decimal):
