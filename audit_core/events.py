@@ -285,13 +285,13 @@ _MoneyRule = Callable[[Any, ValidatorFunctionWrapHandler, ValidationInfo], Decim
 
 def _money_schema(validate: _MoneyRule) -> GetPydanticSchema:
     """A money field's schema: ``validate`` wrapped around pydantic's decimal validator, which runs only
-    for inputs ``validate`` hands it (a before-validator would run both, two passes per field); serialized
-    as a Decimal is (a str in JSON), without asking what type the value has."""
+    for inputs ``validate`` hands it (a before-validator would run both, two passes per field). Serialized
+    as a Decimal is (its ``str`` in JSON, the Decimal itself in Python), by pydantic-core's to-string
+    serializer, which skips the type check of the Decimal serializer (a fill writes up to six)."""
     return GetPydanticSchema(lambda source, handler: core_schema.with_info_wrap_validator_function(
         validate,
         core_schema.decimal_schema(allow_inf_nan=False),
-        serialization=core_schema.plain_serializer_function_ser_schema(
-            str, when_used="json", return_schema=core_schema.str_schema()),
+        serialization=core_schema.to_string_ser_schema(when_used="json"),
     ))
 
 
