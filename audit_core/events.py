@@ -25,12 +25,13 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    GetPydanticSchema,
     ValidationError,
     ValidationInfo,
-    field_validator,
+    ValidatorFunctionWrapHandler,
     model_validator,
 )
-from pydantic_core import InitErrorDetails, PydanticCustomError
+from pydantic_core import InitErrorDetails, PydanticCustomError, core_schema
 
 from audit_core.trust.record import RECORD_FORMAT, TS_RECORDED_SINCE, build_line, compute_checksum
 
@@ -224,9 +225,13 @@ def _reading(info: ValidationInfo) -> bool:
     return isinstance(context, dict) and bool(context.get("reading"))
 
 
-def _exact_decimal(value: Any, info: ValidationInfo) -> Any:
+def _exact_decimal(value: Any, parse: ValidatorFunctionWrapHandler, info: ValidationInfo) -> Decimal:
     """Parse money and quantities in one pass: no floats (inexact), no NaN or infinity, and (for a new
-    record, not one read back) nothing the cold store's DECIMAL(38,18) cannot hold exactly."""
+    record, not one read back) nothing the cold store's DECIMAL(38,18) cannot hold exactly.
+
+    Any other input (bytes, a dict) goes to ``parse``, pydantic's decimal validator, which takes it or
+    refuses it with its own error; the usual inputs never reach it (one Python call per field).
+    """
     # A plain str or Decimal, the usual inputs, are tested first by their exact type: this runs for
     # every money field.
     if type(value) is Decimal:
@@ -241,9 +246,9 @@ def _exact_decimal(value: Any, info: ValidationInfo) -> Any:
     elif isinstance(value, float):
         raise ValueError(f"float {value!r} is inexact for money or quantity; pass a str or Decimal")
     elif isinstance(value, Decimal):
-        number, short = value, False
+        number, short = Decimal(value), False  # a subclass becomes a plain Decimal, as pydantic's would
     else:
-        return value
+        return parse(value)  # type: ignore[no-any-return]
     if not number.is_finite():
         raise ValueError(f"{number!r} is not a finite decimal")
     if short or _plainly_fits(number):
@@ -275,9 +280,24 @@ def _fits_cold(value: Decimal) -> Decimal:
     return value
 
 
+_MoneyRule = Callable[[Any, ValidatorFunctionWrapHandler, ValidationInfo], Decimal]
+
+
+def _money_schema(validate: _MoneyRule) -> GetPydanticSchema:
+    """A money field's schema: ``validate`` wrapped around pydantic's decimal validator, which runs only
+    for inputs ``validate`` hands it (a before-validator would run both, two passes per field). Serialized
+    as a Decimal is (its ``str`` in JSON, the Decimal itself in Python), by pydantic-core's to-string
+    serializer, which skips the type check of the Decimal serializer (a fill writes up to six)."""
+    return GetPydanticSchema(lambda source, handler: core_schema.with_info_wrap_validator_function(
+        validate,
+        core_schema.decimal_schema(allow_inf_nan=False),
+        serialization=core_schema.to_string_ser_schema(when_used="json"),
+    ))
+
+
 JsonValue = Annotated[Any, BeforeValidator(_to_json_value)]
 JsonObject = Annotated[dict[str, Any], BeforeValidator(_to_json_object)]
-ExactDecimal = Annotated[Decimal, BeforeValidator(_exact_decimal)]
+ExactDecimal = Annotated[Decimal, _money_schema(_exact_decimal)]
 Text = Annotated[str, Field(min_length=1, max_length=256)]
 Hash = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 
@@ -415,6 +435,22 @@ def _needs_positive_size(event_type: str) -> bool:
     return event_type in ("trade.order", "trade.fill") or event_type.startswith(("trade.order.", "trade.fill."))
 
 
+def _exact_size(value: Any, parse: ValidatorFunctionWrapHandler, info: ValidationInfo) -> Decimal:
+    """``_exact_decimal``, and positive on orders and fills (the side says which way): position records may
+    carry 0 (closed), and prices may be negative (some instruments trade below zero)."""
+    size = _exact_decimal(value, parse, info)
+    if size > 0 or _reading(info):
+        return size
+    event_type = info.data.get("event_type", "")
+    if _needs_positive_size(event_type):
+        raise ValueError(f"size must be > 0 on {event_type}, got {size}")
+    return size
+
+
+#: ``TradeEvent.size``: checked in the same call that parses it.
+OrderSize = Annotated[Decimal, _money_schema(_exact_size)]
+
+
 class TradeEvent(AuditEvent):
     """An order, fill, rejection, cancel or position change. Money and sizes are exact decimals."""
 
@@ -424,7 +460,7 @@ class TradeEvent(AuditEvent):
     instrument_id: Text
     order_id: str | None = Field(default=None, min_length=1, max_length=256)
     side: OrderSide | None = None
-    size: ExactDecimal | None = None
+    size: OrderSize | None = None
     price: ExactDecimal | None = None
     slippage_bps: ExactDecimal | None = None
     realized_pnl: ExactDecimal | None = None
@@ -448,22 +484,13 @@ class TradeEvent(AuditEvent):
     duration_ns: int | None = Field(default=None, ge=0, lt=2**63)
     ts_init: int | None = Field(default=None, ge=0, lt=2**63)
 
-    @field_validator("size")
-    @classmethod
-    def _positive_size_on_orders_and_fills(cls, size: Decimal | None, info: ValidationInfo) -> Decimal | None:
-        # Orders and fills move a positive quantity (the side says which way); position records may
-        # carry 0 (closed), and prices may be negative (some instruments trade below zero).
-        if size is None or size > 0 or _reading(info):
-            return size
-        if _needs_positive_size(info.data.get("event_type", "")):
-            raise ValueError(f"size must be > 0 on {info.data['event_type']}, got {size}")
-        return size
-
     @model_validator(mode="after")
     def _required_for_type(self) -> TradeEvent:
-        missing = [name for name in _TRADE_REQUIRED.get(self.event_type, ()) if getattr(self, name) is None]
-        if missing:
-            raise ValueError(f"{self.event_type} needs {', '.join(missing)}")
+        required = _TRADE_REQUIRED.get(self.event_type)
+        if required is not None:
+            missing = [name for name in required if getattr(self, name) is None]
+            if missing:
+                raise ValueError(f"{self.event_type} needs {', '.join(missing)}")
         return self
 
 

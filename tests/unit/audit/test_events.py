@@ -25,7 +25,7 @@ from audit_core import (
     TradeEvent,
     parse_record,
 )
-from audit_core.events import event_class_for
+from audit_core.events import OrderSide, event_class_for
 from audit_core.trust.record import COMMON_FIELDS, RECORD_FORMAT, compute_checksum, split_record
 
 
@@ -311,3 +311,104 @@ class TestRecordFormat:
         newer = OLD_PARAM_LINE.replace(b'"prev_hash":null,', b'"prev_hash":null,"format":4,"ts_recorded":1,')
         with pytest.raises(ValidationError, match=r"format[\s\S]*less than or equal to 3[\s\S]*input_value=4"):
             parse_record(newer)
+
+
+def _declared_trade_model() -> type[AuditEvent]:
+    """``TradeEvent`` as pydantic builds it from plain declarations: each money field a before-validator
+    running the same rule and then pydantic's decimal validator, ``side`` a plain enum field, the size
+    rule a field validator. ``TradeEvent`` builds those fields' schemas by hand (one Python call per
+    field); this is the reference it must agree with, byte for byte and error for error."""
+    from typing import Annotated, Any
+
+    from pydantic import BeforeValidator, Field, ValidationInfo, create_model, field_validator, model_validator
+
+    from audit_core import events
+
+    def before(value: Any, info: ValidationInfo) -> Any:
+        return events._exact_decimal(value, lambda left: left, info)  # what it leaves, pydantic's validator gets
+
+    money = Annotated[Decimal, BeforeValidator(before)]
+    fields: dict[str, Any] = {}
+    for name in TradeEvent.__annotations__:
+        if name == "event_type_root":
+            continue
+        info = TradeEvent.model_fields[name]
+        if "Decimal" in repr(info.annotation):
+            fields[name] = (money | None, Field(default=None, exclude_if=info.exclude_if))
+        elif name == "side":
+            fields[name] = (events.OrderSide | None, None)
+        else:
+            fields[name] = (info.annotation, info)
+
+    def positive_size(cls: Any, size: Decimal | None, info: ValidationInfo) -> Decimal | None:
+        if size is None or size > 0 or events._reading(info):
+            return size
+        if events._needs_positive_size(info.data.get("event_type", "")):
+            raise ValueError(f"size must be > 0 on {info.data['event_type']}, got {size}")
+        return size
+
+    def required(self: Any) -> Any:
+        missing = [name for name in events._TRADE_REQUIRED.get(self.event_type, ()) if getattr(self, name) is None]
+        if missing:
+            raise ValueError(f"{self.event_type} needs {', '.join(missing)}")
+        return self
+
+    validators = {"positive_size": field_validator("size")(classmethod(positive_size)),
+                  "required": model_validator(mode="after")(required)}
+    return create_model("TradeEvent", __base__=AuditEvent, __validators__=validators, **fields)
+
+
+class _DecimalSubclass(Decimal):
+    pass
+
+
+_MONEY_INPUTS = st.one_of(
+    st.none(),
+    st.decimals(allow_nan=True, allow_infinity=True),
+    st.decimals(allow_nan=False, allow_infinity=False).map(str),
+    st.decimals(allow_nan=False, allow_infinity=False, places=3).map(_DecimalSubclass),
+    st.from_regex(r"\A-?[0-9]{1,24}(\.[0-9]{0,22})?([eE][-+]?[0-9]{1,2})?\Z"),
+    st.integers(min_value=-(10**22), max_value=10**22),
+    st.floats(allow_nan=True),
+    st.sampled_from(["", " 1", "1_0", "abc", "NaN", "-Infinity", "0E-30", "-0", True, b"1", [1], {"a": 1}]),
+)
+
+
+class TestTradeSchemaMatchesItsDeclaration:
+    reference = _declared_trade_model()
+
+    @given(
+        event_type=st.sampled_from(["trade.fill", "trade.order", "trade.order.accepted", "trade.position_closed",
+                                    "trade.rejected"]),
+        side=st.sampled_from(["BUY", "SELL", OrderSide.SELL, "buy", None, 1]),
+        money=st.fixed_dictionaries({name: _MONEY_INPUTS for name in ("size", "price", "commission", "trigger_price",
+                                                                      "realized_pnl")}),
+        reading=st.booleans(),
+        json_input=st.booleans(),
+    )
+    def test_same_bytes_and_same_errors_as_the_declared_model(self, event_type, side, money, reading, json_input):
+        data = {"ts_event": 1_767_657_600_000_000_001, "event_type": event_type, "source": "observer",
+                "instrument_id": "EURUSD.SIM", "order_id": "O-1", "side": side,
+                **{name: value for name, value in money.items() if value is not None}}
+        context = {"reading": True} if reading else None
+        if json_input:
+            try:
+                text = json.dumps(data, default=str)
+            except (TypeError, ValueError):
+                return
+            outcomes = [_outcome(lambda m=model: m.model_validate_json(text, context=context))
+                        for model in (TradeEvent, self.reference)]
+        else:
+            outcomes = [_outcome(lambda m=model: m.model_validate(data, context=context))
+                        for model in (TradeEvent, self.reference)]
+        assert outcomes[0] == outcomes[1]
+
+
+def _outcome(validate):
+    """A validation's record line and Python dump, or its errors as pydantic reports them."""
+    try:
+        event = validate()
+    except ValidationError as exc:
+        return [(e["type"], e["loc"], e["msg"], repr(e["input"]), repr(e.get("ctx"))) for e in exc.errors()]
+    dumped = event.model_dump()
+    return event.to_line(), {name: (type(value), value) for name, value in dumped.items()}
