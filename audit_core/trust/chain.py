@@ -238,14 +238,13 @@ def clean_file(
     last_recorded = state.last_recorded
     digest = FileDigest(hashed=hashed)
     try:
-        for lines in read_chunks(path):
-            if not lines[-1].endswith(b"\n"):
+        for lines, data in read_chunks(path):
+            if not data.endswith(b"\n"):
                 return None  # a torn last line
             run = clean_run(lines, expected, previous, last_recorded, hmac_key)
             if run is None:
                 return None
             checksums, recorded = run
-            data = b"".join(lines)
             digest.add_lines(lines, data)
             if KEY_RECORD_MARKER in data:  # (a chunk is whole lines: the marker holds no newline)
                 digest.key_records = True
@@ -266,7 +265,7 @@ def clean_run(
 ) -> tuple[list[str], list[int]] | None:
     """``check_record``'s rules for a run of whole lines at once: their checksums and ``ts_recorded`` if all pass.
 
-    ``lines`` (each ending with its newline) continue a chain at sequence ``expected`` after checksum
+    ``lines`` (whole lines without their newlines) continue a chain at sequence ``expected`` after checksum
     ``previous``, with the latest ``ts_recorded`` so far ``last_recorded`` (None: none yet). None
     unless every line is a current-format record (``record.read_run``) holding its own checksum as
     computed, counting on, chained to the one before, and not recorded before it. ``clean_file`` runs

@@ -147,23 +147,23 @@ def _ts_recorded(body: bytes, end: int) -> int | None:
 
 #: What directly follows a quoted ``prev_hash`` value in a record of the current format (``_ts_recorded``'s layout).
 _CURRENT_TAIL = f'",{_FORMAT_KEY.decode()[1:]}{RECORD_FORMAT}{_TS_RECORDED_KEY.decode()}'
-_BODY = slice(None, -SUFFIX_LEN - 1)
+_BODY = slice(None, -SUFFIX_LEN)
 _slice = cast("Callable[[bytes, slice], bytes]", getitem)  # bytes[a:b]; getitem's own type is overloaded
 _SUFFIX_TEXT = CHECKSUM_SUFFIX_PREFIX.decode()
-_END = itemgetter(slice(-SUFFIX_LEN - 1, None))
+_END = itemgetter(slice(-SUFFIX_LEN, None))
 _SEQUENCE_TEXT = _SEQUENCE_KEY.decode()
 _PREV_TEXT = _PREV_KEY.decode() + '"'
 
 
 def record_bodies(lines: list[bytes]) -> list[bytes]:
-    """What the checksum of each line covers (``split_record``'s ``body``), for whole lines as read (with newlines)."""
+    """What the checksum of each line covers (``split_record``'s ``body``), for whole lines without their newlines."""
     return list(map(add, map(_slice, lines, repeat(_BODY)), repeat(b"}")))
 
 
 def read_run(lines: list[bytes], first_sequence: int, prev_hashes: list[str], checksums: list[str]) -> list[int] | None:
     """Each line's ``ts_recorded``, if every line is a current-format record with exactly these chain fields.
 
-    ``lines`` are whole lines as read (each ends with its newline). A line qualifies if
+    ``lines`` are whole lines without their newlines (``seals.read_chunks``). A line qualifies if
     ``split_record`` reads from it the checksum ``checksums[i]``, the sequence
     ``first_sequence + i`` and the prev_hash ``prev_hashes[i]``, written the way this version writes
     them (decimal digits, a quoted hash followed by ``"format":3`` and a canonical ``ts_recorded``).
@@ -178,8 +178,8 @@ def read_run(lines: list[bytes], first_sequence: int, prev_hashes: list[str], ch
     if set(map(len, prev_hashes)) | set(map(len, checksums)) != {_HASH_HEX} or not (
             "".join(prev_hashes).isascii() and "".join(checksums).isascii()):
         return None  # split_record reads 64 bytes, each one character, where a line holds a hash
-    # Each line ends with its checksum field and a newline: the ends of all lines, joined, are these.
-    ends = (_SUFFIX_TEXT + ('"}\n' + _SUFFIX_TEXT).join(checksums) + '"}\n').encode()
+    # Each line ends with its checksum field: the ends of all lines, joined, are these.
+    ends = (_SUFFIX_TEXT + ('"}' + _SUFFIX_TEXT).join(checksums) + '"}').encode()
     if b"".join(map(_END, lines)) != ends:
         return None
     # Both keys are the first in their line, and hold these texts; a line shorter than split_record

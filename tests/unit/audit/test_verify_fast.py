@@ -21,7 +21,14 @@ from test_verify_jobs import BOUNDARY_DAMAGE, six_days  # noqa: F401
 import audit_core.trust.chain as chain
 import audit_core.trust.seals as seals
 from audit_core.hot.verifier import verify
-from audit_core.trust.record import GENESIS_HASH, compute_checksum, compute_checksums, read_run, split_record
+from audit_core.trust.record import (
+    GENESIS_HASH,
+    compute_checksum,
+    compute_checksums,
+    read_run,
+    record_bodies,
+    split_record,
+)
 from audit_core.verification import verify_trail
 
 
@@ -128,7 +135,7 @@ def record_line(sequence: int, prev_hash: str, recorded: bytes = b"1767225923595
 
 def fast_read(line: bytes, sequence: int, prev_hash: str) -> list[int] | None:
     (checksum,) = compute_checksums([line[: -len(b',"checksum":"') - 66] + b"}"])
-    return read_run([line + b"\n"], sequence, [prev_hash], [checksum])
+    return read_run([line], sequence, [prev_hash], [checksum])
 
 
 def mutations(data: bytes):
@@ -175,8 +182,8 @@ def test_read_run_leaves_odd_ts_recorded_to_split_record(recorded):
 def test_read_run_declines_a_run_that_does_not_count_on_or_chain():
     first = record_line(0, GENESIS_HASH)
     second = record_line(1, split_record(first + b"\n").checksum)
-    lines = [first + b"\n", second + b"\n"]
-    checksums = compute_checksums([line[:-80] + b"}" for line in lines])
+    lines = [first, second]
+    checksums = compute_checksums(record_bodies(lines))
     assert read_run(lines, 0, [GENESIS_HASH, checksums[0]], checksums) is not None
     assert read_run(lines, 1, [GENESIS_HASH, checksums[0]], checksums) is None
     assert read_run(lines, 0, [GENESIS_HASH, checksums[1]], checksums) is None
@@ -186,8 +193,8 @@ def test_read_run_declines_a_run_that_does_not_count_on_or_chain():
 @pytest.mark.parametrize("odd", ["0" * 63, "0" * 65, "\u00e9" + "0" * 63, "0" * 32 + "\n" + "0" * 31])
 def test_read_run_declines_a_hash_no_line_can_hold(odd):
     """split_record reads 64 one-byte characters where a hash is: a line holding anything else is not read."""
-    line = record_line(0, odd) + b"\n"
-    (checksum,) = compute_checksums([line[:-80] + b"}"])
+    line = record_line(0, odd)
+    (checksum,) = compute_checksums(record_bodies([line]))
     assert read_run([line], 0, [odd], [checksum]) is None
     if b"\n" not in odd.encode():  # (a line cannot hold a newline at all)
         with pytest.raises(ValueError):
