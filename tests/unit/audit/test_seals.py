@@ -406,6 +406,45 @@ def test_file_digest_hashes_leaves_in_blocks_to_the_same_merkle_root(lines):
     assert digest.file_sha256 == hashlib.sha256(b"\n".join(records)).hexdigest()
 
 
+_UNEVEN = b'{"a":1}\n\n' + b"x" * 100 + b"\n\r\n" + b"y" * 300 + b"\n"
+
+
+@pytest.mark.parametrize("block", [1, 7, 64, 100, 101, 1 << 16])
+@pytest.mark.parametrize("tail", [b"", b"a torn tail", b"z" * 250])
+def test_read_chunks_gives_whole_lines_with_their_bytes_and_a_torn_tail_last(block, tail, tmp_path, monkeypatch):
+    """Lines without newlines (a line may span blocks), each chunk with its bytes; bytes after the last newline last."""
+    from audit_core.trust import seals
+
+    monkeypatch.setattr(seals, "CHUNK_BYTES", block)
+    path = tmp_path / "lines"
+    path.write_bytes(_UNEVEN + tail)
+    chunks = list(seals.read_chunks(path))
+    assert b"".join(data for _, data in chunks) == _UNEVEN + tail
+    assert [line for lines, _ in chunks for line in lines] == [b'{"a":1}', b"", b"x" * 100, b"\r", b"y" * 300,
+                                                               *([tail] if tail else [])]
+    whole = chunks[:-1] if tail else chunks
+    assert all(data == b"".join(line + b"\n" for line in lines) for lines, data in whole)
+    if tail:
+        assert chunks[-1] == ([tail], tail)
+
+
+@pytest.mark.parametrize("block", [7, 1 << 16])
+def test_file_digest_of_chunks_is_the_digest_of_lines(block, tmp_path, monkeypatch):
+    """``add_lines`` over ``read_chunks`` (lines without newlines) hashes what ``add_line`` hashes line by line."""
+    from audit_core.trust import seals
+
+    monkeypatch.setattr(seals, "CHUNK_BYTES", block)
+    path = tmp_path / "lines"
+    path.write_bytes(_UNEVEN)
+    by_chunk, by_line = seals.FileDigest(), seals.FileDigest()
+    for lines, data in seals.read_chunks(path):
+        by_chunk.add_lines(lines, data)
+    for line in seals.read_lines(path):
+        by_line.add_line(line, None)
+    assert by_chunk.finish().seal_fields() == by_line.finish().seal_fields()
+    assert by_chunk.merkle_root == merkle_root(_UNEVEN.split(b"\n")[:-1])
+
+
 # --- an authenticated seal vouches for its root; --deep recomputes ---------------------------------
 
 
