@@ -443,9 +443,9 @@ def read_chunks(path: Path) -> Iterator[tuple[list[bytes], bytes]]:
     """The file's whole lines without their newlines, a chunk at a time, each with its chunk's bytes (newlines in).
 
     Bytes after the last newline (a torn last line) come last, as a chunk of their own whose bytes do
-    not end with a newline. A block is read and split once (``bytes.split``): about half the CPU of
-    ``readlines``, which finds and copies each line through the file's buffer, and the chunk's bytes
-    come with it, not joined again from the lines.
+    not end with a newline. A block is read and split once (``bytes.split``): about what ``readlines``
+    costs a line (0.60-0.65 us under load), but the lines come without newlines, as record bodies and
+    Merkle leaves are sliced from them, and the chunk's bytes come with them, not joined again.
     """
     pending: list[bytes] = []  # bytes of a line not ended yet (it may span several blocks)
     with path.open("rb", buffering=0) as handle:
