@@ -580,3 +580,44 @@ def test_a_lit_has_the_type_ibis_parses_from_its_name():
         assert filters.Lit(1, name).ibis_type == ibis.dtype(name)
         assert filters.Lit(1, name).literal().type() == ibis.dtype(name)
     assert filters.Lit(1.5, "float64").ibis_type == ibis.dtype("float64")  # a name not listed is parsed
+
+
+def test_a_repeated_query_shape_gives_the_rows_of_its_own_columns_values_and_window(generated_trail):
+    """A stale-cache attack on the SQL kept per shape: the same user query (a trail filter, its description,
+    a column selection, chronological order) asked again with another column list, the same columns in
+    another order, another filter value or another window must answer with that call's rows and columns,
+    as Ibis compiling each expression anew answers (``reuse_compiled_sql = False``)."""
+    trail = open_trail(generated_trail.base_path, on_unknown="ignore")
+    day = (trail.catalogue.first_ts // (24 * NS_PER_HOUR) + 1) * 24 * NS_PER_HOUR
+    narrow = ["time", "ts_event", "event_type", "source", "description", "stream", "sequence", "correlation_id"]
+
+    def ask(hours=(3, 9), columns=narrow, **given):
+        rows = trail.filter(start=day + hours[0] * NS_PER_HOUR, end=day + hours[1] * NS_PER_HOUR, **given)
+        return with_description(rows).select(*columns).order_by(*CHRONOLOGICAL)
+
+    calls = [
+        ask(),
+        ask(hours=(10, 11)),  # another window, the same day
+        ask(hours=(-20, 5)),  # another window over two days: other partitions
+        ask(columns=narrow[::-1]),  # the same columns in another order
+        ask(columns=["description", "ts_event", "stream", "sequence"]),
+        ask(columns=["ts_event", "sequence", "stream"]),
+        ask(event_type="trade.*"),
+        ask(event_type="param.*"),
+        ask(event_type="trade.*", source="AuditObserver"),
+        ask(event_type="trade.*", source="x' OR '1'='1"),
+    ]
+    answers = []
+    for expr in calls:
+        fast = expr.to_pyarrow()
+        trail.backend.reuse_compiled_sql = False
+        try:
+            portable = expr.to_pyarrow()
+        finally:
+            trail.backend.reuse_compiled_sql = True
+        assert fast.equals(portable), str(expr)
+        answers.append(fast)
+    assert answers[0].num_rows > 0 and answers[9].num_rows == 0
+    assert len({(a.schema.names.__repr__(), a.num_rows, a.to_pylist().__repr__()) for a in answers}) == len(answers)
+    assert answers[3].column_names == narrow[::-1] and answers[3].to_pylist() == [
+        dict(reversed(row.items())) for row in answers[0].to_pylist()]
