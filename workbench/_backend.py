@@ -607,8 +607,11 @@ def _temp_view(backend: Any, sql: str, schema: ibis.Schema) -> ir.Table:
     digest = hashlib.sha256(f"{sql}\0{schema!r}".encode()).hexdigest()[:24]
     name = f"ledgerline_events_{digest}"
     backend.raw_sql(f'CREATE OR REPLACE TEMP VIEW "{name}" AS {sql}')
-    return ops.DatabaseTable(name, schema=schema, source=backend,
-                             namespace=ops.Namespace(catalog=None, database=None)).to_expr()
+    from workbench import _nodes
+
+    # An ops.DatabaseTable that keeps its fields: every trail filter and analysis is built on it.
+    return _nodes.DatabaseTable(name, schema=schema, source=backend,
+                                namespace=ops.Namespace(catalog=None, database=None)).to_expr()
 
 
 def _flat_sql(backend: Any, table: ir.Table) -> str:

@@ -14,7 +14,6 @@ here with the one Ibis's API makes.
 from __future__ import annotations
 
 import functools
-import weakref
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,8 +22,6 @@ import ibis.expr.operations as ops
 from ibis.common.annotations import attribute
 from ibis.common.collections import FrozenOrderedDict
 
-#: Fields of relations that live long (a trail's events view): ``fields(relation, keep=True)``.
-_KEPT_FIELDS: weakref.WeakKeyDictionary[ops.Relation, FrozenOrderedDict] = weakref.WeakKeyDictionary()
 #: Schemas of ``project`` results, by the schema of the values' types (the same few, every call).
 _SCHEMAS: dict[tuple[tuple[str, dt.DataType], ...], Any] = {}
 _MAX_SCHEMAS = 256
@@ -55,18 +52,21 @@ def _layout(cls: type[ops.Node]) -> tuple[tuple[str, ...], tuple[tuple[str, Any]
                                    if annotation.has_default())
 
 
-def fields(relation: ops.Relation, keep: bool = False) -> FrozenOrderedDict:
-    """``relation.fields``: a ``Field`` per column; ``keep``: made once for ``relation`` (a trail's view)."""
-    if keep:
-        kept = _KEPT_FIELDS.get(relation)
-        if kept is not None:
-            return kept
+def fields(relation: ops.Relation) -> FrozenOrderedDict:
+    """``relation.fields``: a ``Field`` per column (those it keeps, if it is a ``Filter`` or ``DatabaseTable`` here).
+
+    Kept on the node itself, not in a cache beside it: its fields refer to it, so a cache entry would
+    keep a trail's view, and its connection, alive for as long as the process.
+    """
+    if type(relation) in _KEEPING:
+        return relation.fields
+    return _fields(relation)
+
+
+def _fields(relation: ops.Relation) -> FrozenOrderedDict:
     relations = frozenset({relation})  # the attributes Ibis computes for each field: the same set, its type
-    made = FrozenOrderedDict({name: make(ops.Field, {"relations": relations, "dtype": dtype}, rel=relation, name=name)
+    return FrozenOrderedDict({name: make(ops.Field, {"relations": relations, "dtype": dtype}, rel=relation, name=name)
                               for name, dtype in relation.schema.items()})
-    if keep:
-        _KEPT_FIELDS[relation] = made
-    return made
 
 
 def literal(value: Any, dtype: dt.DataType) -> Any:
@@ -85,14 +85,25 @@ class Filter(ops.Filter):  # type: ignore[misc]
 
     @attribute
     def fields(self) -> FrozenOrderedDict:  # type: ignore[override]
-        return fields(self)
+        return _fields(self)
 
 
-def filtered(parent: ops.Relation, predicates: tuple[Any, ...], keep: bool = False) -> Any:
+class DatabaseTable(ops.DatabaseTable):  # type: ignore[misc]
+    """``ops.DatabaseTable`` whose fields are made once (``Filter`` says why): a trail's events view, which
+    every trail filter and analysis starts from."""
+
+    @attribute
+    def fields(self) -> FrozenOrderedDict:  # type: ignore[override]
+        return _fields(self)
+
+
+_KEEPING = frozenset({Filter, DatabaseTable})
+
+
+def filtered(parent: ops.Relation, predicates: tuple[Any, ...]) -> Any:
     """``Filter(parent, predicates)``: ``predicates`` are boolean values of ``parent``'s fields, none a
-    reduction; its ``values`` are ``fields(parent, keep)``."""
-    return make(Filter, {"values": fields(parent, keep), "schema": parent.schema},
-                parent=parent, predicates=predicates)
+    reduction; its ``values`` are ``fields(parent)``."""
+    return make(Filter, {"values": fields(parent), "schema": parent.schema}, parent=parent, predicates=predicates)
 
 
 def project(parent: ops.Relation, values: Mapping[str, Any]) -> Any:

@@ -193,12 +193,11 @@ def where(table: ir.Table, recipes: Iterable[Recipe], literals: Iterator[ir.Valu
     from ibis.expr.rewrites import flatten_predicates
 
     parent = table.op()
-    keep = isinstance(parent, ops.PhysicalTable)  # a trail's view: its fields are made once
-    columns = _nodes.fields(parent, keep)
+    columns = _nodes.fields(parent)
     predicates = [_predicate(table, columns, recipe, literals) for recipe in recipes]
     if not predicates:
         return table
-    return _nodes.filtered(parent, tuple(dict.fromkeys(flatten_predicates(predicates))), keep).to_expr()
+    return _nodes.filtered(parent, tuple(dict.fromkeys(flatten_predicates(predicates)))).to_expr()
 
 
 def _predicate(table: ir.Table, columns: Any, recipe: Recipe, literals: Iterator[ir.Value] | None) -> Any:

@@ -469,7 +469,8 @@ def _same_nodes(ours, ibis_made) -> None:
     from workbench import _nodes
 
     def kind(node):
-        return ibis.expr.operations.Filter if type(node) is _nodes.Filter else type(node)
+        return {_nodes.Filter: ibis.expr.operations.Filter,
+                _nodes.DatabaseTable: ibis.expr.operations.DatabaseTable}.get(type(node), type(node))
 
     pairs, seen = [(ours, ibis_made)], set()
     while pairs:
@@ -481,7 +482,7 @@ def _same_nodes(ours, ibis_made) -> None:
             assert kind(a) is kind(b), (a, b)
             pairs += zip(a.__args__, b.__args__, strict=True)
             pairs += [(getattr(a, name, None), getattr(b, name, None)) for name in kind(b).__attributes__]
-            if type(a) is _nodes.Filter:
+            if type(a) in (_nodes.Filter, _nodes.DatabaseTable):
                 pairs.append((a.fields, b.fields))
         elif isinstance(a, frozenset) and len(a) == 1:  # ``relations``: the one relation a value reads
             assert isinstance(b, frozenset) and len(b) == 1, (a, b)
@@ -637,3 +638,19 @@ def test_a_repeated_query_shape_gives_the_rows_of_its_own_columns_values_and_win
     assert len({(a.schema.names.__repr__(), a.num_rows, a.to_pylist().__repr__()) for a in answers}) == len(answers)
     assert answers[3].column_names == narrow[::-1] and answers[3].to_pylist() == [
         dict(reversed(row.items())) for row in answers[0].to_pylist()]
+
+
+def test_a_dropped_trail_frees_its_view_and_connection(generated_trail):
+    """The fields a trail's view and filters keep (``_nodes``) live on the nodes, in no cache beside them:
+    a trail no longer referenced goes, with its view, the nodes built on it and its DuckDB connection."""
+    import gc
+    import weakref
+
+    trail = open_trail(generated_trail.base_path)
+    first, last = trail.time_range()
+    rows = with_description(trail.filter(start=first, end=last, event_type="trade.*")).order_by(*CHRONOLOGICAL)
+    assert rows.to_pyarrow().num_rows > 0
+    view, backend = weakref.ref(trail.events.op()), weakref.ref(trail.backend)
+    del trail, rows
+    gc.collect()
+    assert view() is None and backend() is None
