@@ -188,6 +188,10 @@ def _fill(pieces: list[str], places: list[int], rendered: list[str]) -> str:
     return pieces[0] + "".join(rendered[place] + piece for place, piece in zip(places, pieces[1:], strict=True))
 
 
+#: Argument types ``_shape`` keeps as they are without further checks.
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
 def _shape(op: ops.Node, literals: dict[ops.Literal, int], hooked: list[ops.Node] | None = None) -> tuple[Any, ...]:
     """A hashable picture of the tree under ``op`` with lifted literals as ``("$", index, dtype)``;
     ``literals`` collects them, numbered in the order first met; ``hooked`` the nodes Ibis's
@@ -203,6 +207,8 @@ def _shape(op: ops.Node, literals: dict[ops.Literal, int], hooked: list[ops.Node
     numbers: dict[ops.Node, int] = {}
 
     def visit(value: Any) -> Any:
+        if type(value) in _PLAIN:  # most arguments (names, flags): not a Mapping, whose check is slow
+            return value
         if isinstance(value, ops.Node):
             number = numbers.get(value)
             if number is not None:
@@ -215,14 +221,14 @@ def _shape(op: ops.Node, literals: dict[ops.Literal, int], hooked: list[ops.Node
             else:
                 if hooked is not None and _hooked(value):
                     hooked.append(value)
-                entry = (type(value), tuple(visit(argument) for argument in value.__args__))
+                entry = (type(value), tuple([visit(argument) for argument in value.__args__]))
             numbers[value] = len(entries)
             entries.append(entry)
             return ("#", numbers[value])
         if isinstance(value, tuple):
-            return tuple(visit(item) for item in value)
+            return tuple([visit(item) for item in value])
         if isinstance(value, Mapping):
-            return (type(value), tuple((key, visit(item)) for key, item in value.items()))
+            return (type(value), tuple([(key, visit(item)) for key, item in value.items()]))
         if isinstance(value, BaseBackend):
             # A table's source: SQL names the table, not the connection, and backends of one class
             # compile alike, so a shape is the same on every connection (``SHARED``).

@@ -28,6 +28,7 @@ import ibis.expr.datatypes as dt
 import ibis.expr.operations as ops
 import ibis.expr.types as ir
 
+from workbench import _nodes
 from workbench._columns import decimal_text, float_text, float_texts
 
 
@@ -136,13 +137,14 @@ def with_description(table: ir.Table) -> ir.Table:
     rows = described_rows(table)
     if rows is not None:  # Spark: read from a view holding the expression, planned once
         return rows
-    fields = table.op().fields
+    fields = _nodes.fields(table.op())
     described = _described(table, fields)
     if not isinstance(described.op(), ops.ScalarUDF):  # the portable expression (not DuckDB)
         return table.mutate(description=described)
     # The macro's call: the node ``table.mutate`` makes, built from one set of the table's fields
-    # (``mutate`` would make them again, and bind and rewrite the call, ~1 ms of Ibis per query).
-    return ops.Project(table.op(), {**fields, "description": described.op()}).to_expr()
+    # (``mutate`` would make them again, and bind and rewrite the call, ~1 ms of Ibis per query),
+    # without Ibis's validation of its 57 values (``_nodes``: they are the table's own fields).
+    return _nodes.project(table.op(), {**fields, "description": described.op()}).to_expr()
 
 
 #: Every column ``describe`` reads (when the table has it).
@@ -171,7 +173,7 @@ def _described(table: ir.Table, fields: Any = None) -> ir.StringValue:
     if backend_name(backend) != "duckdb" or not hasattr(backend, "con"):
         return describe(table)
     columns = tuple((name, table.schema()[name]) for name in DESCRIBE_COLUMNS if name in table.columns)
-    name, body, function = _duckdb_describe(columns)
+    name, body, call = _duckdb_describe(columns)
     registered = backend.__dict__.setdefault("_ledgerline_macros", set())
     if name not in registered:
         if FLOAT_TEXT_FUNCTION not in registered:
@@ -181,7 +183,11 @@ def _described(table: ir.Table, fields: Any = None) -> ir.StringValue:
         backend.con.execute(f"CREATE OR REPLACE TEMP MACRO {name}({parameters}) AS {body}")
         registered.add(name)
     fields = table.op().fields if fields is None else fields
-    return function(*[fields[column].to_expr() for column, _ in columns])
+    # The call's arguments are the table's fields of the types the macro was made for (``columns``):
+    # made without Ibis's validation of its 23 arguments (``_nodes``).
+    node = _nodes.make(call, **{argument: fields[column] for argument, (column, _) in zip(call.__argnames__, columns,
+                                                                                          strict=True)})
+    return node.to_expr()
 
 
 #: The DuckDB macro the describe macro writes doubles with: ``float_text`` for DuckDB's own text of a
@@ -219,7 +225,8 @@ def _register_float_text(con: Any) -> None:
 
 @functools.cache
 def _duckdb_describe(columns: tuple[tuple[str, Any], ...]) -> tuple[str, str, Any]:
-    """The DuckDB macro of ``describe`` over ``columns`` (name, Ibis type): its name, body and Ibis builtin."""
+    """The DuckDB macro of ``describe`` over ``columns`` (name, Ibis type): its name, body and the Ibis node
+    class of its call (an Ibis builtin)."""
     import hashlib
 
     import sqlglot.expressions as sge
@@ -238,7 +245,7 @@ def _duckdb_describe(columns: tuple[tuple[str, Any], ...]) -> tuple[str, str, An
     exec(f"def {name}({', '.join(arguments)}): ...", namespace)  # fixed identifiers only
     function = ibis.udf.scalar.builtin(namespace[name], name=name,
                                        signature=(tuple(dtype for _, dtype in columns), dt.string))
-    return name, sql, function
+    return name, sql, type(function(*[unbound[column] for column, _ in columns]).op())
 
 
 def _optional(t: ir.Table, name: str, before: str, after: str,

@@ -27,8 +27,10 @@ from typing import Any, NamedTuple
 
 import ibis
 import ibis.expr.datatypes as dt
+import ibis.expr.operations as ops
 import ibis.expr.types as ir
 
+from workbench import _nodes
 from workbench._time import day_segments, to_ns, utc_day
 from workbench.errors import WorkbenchInputError
 
@@ -188,13 +190,47 @@ def where(table: ir.Table, recipes: Iterable[Recipe], literals: Iterator[ir.Valu
     node is the one ``Table.filter`` makes (its predicates split at ``&`` and each kept once), as
     ``tests/unit/workbench/test_compiled.py`` checks.
     """
-    import ibis.expr.operations as ops
     from ibis.expr.rewrites import flatten_predicates
 
-    predicates = [build(table, recipe, literals).op() for recipe in recipes]
+    parent = table.op()
+    columns = _nodes.fields(parent)
+    predicates = [_predicate(table, columns, recipe, literals) for recipe in recipes]
     if not predicates:
         return table
-    return ops.Filter(table.op(), tuple(dict.fromkeys(flatten_predicates(predicates)))).to_expr()
+    return _nodes.filtered(parent, tuple(dict.fromkeys(flatten_predicates(predicates)))).to_expr()
+
+
+def _predicate(table: ir.Table, columns: Any, recipe: Recipe, literals: Iterator[ir.Value] | None) -> Any:
+    """``build(table, recipe, literals).op()``, its nodes made by ``workbench._nodes`` (no Ibis validation)
+    where a column meets a value of its own type; Ibis's API builds the rest (and checks it).
+
+    ``columns`` are ``table``'s fields (``_nodes.fields``). Literals are consumed in ``build``'s order.
+    """
+    def value(lit: Lit) -> Any:
+        return _nodes.literal(lit.value, lit.ibis_type) if literals is None else next(literals).op()
+
+    def typed(column: str, *lits: Lit) -> bool:
+        return column in columns and all(type(columns[column].dtype) is type(lit.ibis_type) for lit in lits)
+
+    kind = recipe[0]
+    if kind in ("all", "any"):
+        parts = [_predicate(table, columns, part, literals) for part in recipe[1]]
+        result = parts[0]
+        for part in parts[1:]:
+            result = _nodes.make(ops.And if kind == "all" else ops.Or, left=result, right=part)
+        return result
+    if kind == "not":
+        return _nodes.make(ops.Not, arg=_predicate(table, columns, recipe[1], literals))
+    if kind == "cmp" and typed(recipe[2], recipe[3]):
+        return _nodes.make(_COMPARISON_NODES[recipe[1]], left=columns[recipe[2]], right=value(recipe[3]))
+    if kind == "between" and typed(recipe[1], recipe[2], recipe[3]):
+        low = value(recipe[2])
+        return _nodes.make(ops.Between, arg=columns[recipe[1]], lower_bound=low, upper_bound=value(recipe[3]))
+    if kind == "isin" and recipe[2] and typed(recipe[1], *recipe[2]):
+        return _nodes.make(ops.InValues, value=columns[recipe[1]], options=tuple(value(lit) for lit in recipe[2]))
+    if kind == "startswith" and typed(recipe[1], recipe[2]) and columns[recipe[1]].dtype.is_string():
+        return _nodes.make(ops.StartsWith, arg=columns[recipe[1]], start=value(recipe[2]))
+    return build(table, recipe, literals).op()
 
 
 def build(table: ir.Table, recipe: Recipe, literals: Iterator[ir.Value] | None = None) -> ir.BooleanValue:
@@ -232,6 +268,9 @@ def build(table: ir.Table, recipe: Recipe, literals: Iterator[ir.Value] | None =
 
 _COMPARISONS: dict[str, Callable[[Any, Any], ir.BooleanValue]] = {
     ">=": operator.ge, ">": operator.gt, "<": operator.lt, "<=": operator.le, "==": operator.eq}
+
+#: ``_COMPARISONS`` as the Ibis nodes they make.
+_COMPARISON_NODES = {">=": ops.GreaterEqual, ">": ops.Greater, "<": ops.Less, "<=": ops.LessEqual, "==": ops.Equals}
 
 
 def recipe_shape(recipe: Recipe, values: list[Lit]) -> Recipe:

@@ -457,9 +457,57 @@ def test_a_new_connection_reuses_the_sql_of_the_same_trail_only(hand_trail, tmp_
     assert sum(answers["count_by_type"][0]["count"].to_pylist()) == hand_trail.events
 
 
+def _same_nodes(ours, ibis_made) -> None:
+    """``ours`` is ``ibis_made`` in every node: its arguments (what ``==`` compares) and the attributes Ibis
+    computes when it builds a node (``values``, ``schema``, ``dtype``, ``shape``, ``relations``), which
+    ``workbench._nodes`` sets without Ibis and ``==`` does not compare. A ``_nodes.Filter`` stands for an
+    ``ops.Filter`` (its subclass, which keeps its ``fields``: they must be the ones Ibis computes)."""
+    from collections.abc import Mapping
+
+    from ibis.common.graph import Node
+
+    from workbench import _nodes
+
+    def kind(node):
+        return {_nodes.Filter: ibis.expr.operations.Filter,
+                _nodes.DatabaseTable: ibis.expr.operations.DatabaseTable}.get(type(node), type(node))
+
+    pairs, seen = [(ours, ibis_made)], set()
+    while pairs:
+        a, b = pairs.pop()
+        if isinstance(a, Node):
+            if (id(a), id(b)) in seen:
+                continue
+            seen.add((id(a), id(b)))
+            assert kind(a) is kind(b), (a, b)
+            pairs += zip(a.__args__, b.__args__, strict=True)
+            pairs += [(getattr(a, name, None), getattr(b, name, None)) for name in kind(b).__attributes__]
+            if type(a) in (_nodes.Filter, _nodes.DatabaseTable):
+                pairs.append((a.fields, b.fields))
+        elif isinstance(a, frozenset) and len(a) == 1:  # ``relations``: the one relation a value reads
+            assert isinstance(b, frozenset) and len(b) == 1, (a, b)
+            pairs.append((next(iter(a)), next(iter(b))))
+        elif isinstance(a, tuple):
+            assert isinstance(b, tuple) and len(a) == len(b), (a, b)
+            pairs += zip(a, b, strict=True)
+        elif isinstance(a, Mapping) and not isinstance(a, ibis.Schema):
+            assert list(a) == list(b), (a, b)
+            pairs += zip(a.values(), b.values(), strict=True)
+        else:
+            assert a == b, (a, b)
+
+
+def _ibis_filter(table, recipes):
+    """``Table.filter`` of the recipes' predicates, built by Ibis's expression API (``filters.build``)."""
+    from workbench import filters
+
+    return table.filter(*[filters.build(table, recipe) for recipe in recipes])
+
+
 def test_a_trail_filter_is_the_node_ibis_filter_makes(trail):
-    """``filters.where`` builds the ``Filter`` node directly (no binding or rewriting): it must be the node
-    ``Table.filter`` makes of the same predicates, for every kind of recipe ``Trail.filter`` writes."""
+    """``filters.where`` builds the ``Filter`` node directly (no binding, rewriting or validation): it must be
+    the node ``Table.filter`` makes of the same predicates, attributes included, for every kind of recipe
+    ``Trail.filter`` writes, over the trail's view and over a table derived from it."""
     from workbench import filters
 
     first, last = trail.time_range()
@@ -473,20 +521,63 @@ def test_a_trail_filter_is_the_node_ibis_filter_makes(trail):
          "param_name": "k", "owner": "o", "correlation_id": ["S-1", "S-2"]},
         {"event_type": "trade.*", "family": "signal"},  # two predicates of one column
     ]
+    derived = trail.events.select("ts_event", "event_type", "source", "year", "month", "day",
+                                  sequence=trail.events.sequence.cast("int32"))
     for filters_given in cases:
         recipes = trail.filter_recipes(check=False, **filters_given)
-        events = trail.events
-        assert filters.where(events, recipes).op() == events.filter(
-            *[filters.build(events, recipe) for recipe in recipes]).op(), filters_given
+        for table in (trail.events, derived):
+            if {"trader", "strategy", "instrument", "param_name", "owner", "correlation_id"} & set(filters_given) \
+                    and table is derived:
+                continue  # columns the derived table does not have
+            _same_nodes(filters.where(table, recipes).op(), _ibis_filter(table, recipes).op())
+    # A value of another type than its column's: Ibis builds (and checks) that predicate.
+    recipe = ("cmp", ">=", "sequence", filters.Lit(5, "int64"))
+    _same_nodes(filters.where(derived, [recipe]).op(), _ibis_filter(derived, [recipe]).op())
     assert filters.where(trail.events, []).op() == trail.events.op()
+
+
+def test_a_trail_filter_and_its_description_validate_no_ibis_node(trail, monkeypatch):
+    """``Trail.filter`` and ``with_description`` make their nodes without Ibis's validation (``_nodes``): none
+    of the 56 fields of the view a ``Filter`` computes, or of the rows described, goes through Ibis's
+    argument validation, 10-30 us a node. (A probe: it counts Ibis's signature validations.)"""
+    from ibis.common.annotations import Signature
+
+    first, last = trail.time_range()
+    trail.filter(start=first, end=last, event_type="trade.*", source="AuditObserver")  # catalogue, macros: once
+    with_description(trail.filter(start=first, end=last))
+    validated = []
+    original = Signature.validate
+
+    def counting(self, func, args, kwargs):
+        validated.append(func)
+        return original(self, func, args, kwargs)
+
+    monkeypatch.setattr(Signature, "validate", counting)
+    rows = trail.filter(start=first + 1, end=last - 1, event_type="trade.*", source="AuditObserver")
+    described = with_description(rows)
+    assert validated == []
+    # Ibis's own nodes built on a trail filter reuse its fields: ordering it validates the sort keys'
+    # fields only, not the 56 fields of the filter (``_nodes.Filter``).
+    rows.order_by(*CHRONOLOGICAL)
+    monkeypatch.setattr(Signature, "validate", original)
+    assert [kind for kind in validated if kind is ibis.expr.operations.Field] == [ibis.expr.operations.Field] * len(
+        CHRONOLOGICAL)
+    assert described.columns == (*trail.events.columns, "description")
 
 
 def test_with_description_is_the_node_mutate_makes(trail):
     """On DuckDB ``with_description`` builds its projection directly; it must be ``mutate``'s node."""
-    from workbench.describe import _described
-
     for table in (trail.events, trail.filter(event_type="trade.*").select("event_type", "source", "order_id")):
-        assert with_description(table).op() == table.mutate(description=_described(table)).op()
+        _same_nodes(with_description(table).op(), table.mutate(description=describe_call(table)).op())
+
+
+def describe_call(table):
+    """The describe macro's call over ``table``, built by Ibis's API (its arguments validated)."""
+    from workbench.describe import DESCRIBE_COLUMNS, _duckdb_describe
+
+    columns = tuple((name, table.schema()[name]) for name in DESCRIBE_COLUMNS if name in table.columns)
+    call = _duckdb_describe(columns)[2]
+    return call(*[table[name] for name, _ in columns]).to_expr()
 
 
 def test_a_recipe_of_an_unknown_kind_is_refused_not_read_as_false():
@@ -506,3 +597,60 @@ def test_a_lit_has_the_type_ibis_parses_from_its_name():
         assert filters.Lit(1, name).ibis_type == ibis.dtype(name)
         assert filters.Lit(1, name).literal().type() == ibis.dtype(name)
     assert filters.Lit(1.5, "float64").ibis_type == ibis.dtype("float64")  # a name not listed is parsed
+
+
+def test_a_repeated_query_shape_gives_the_rows_of_its_own_columns_values_and_window(generated_trail):
+    """A stale-cache attack on the SQL kept per shape: the same user query (a trail filter, its description,
+    a column selection, chronological order) asked again with another column list, the same columns in
+    another order, another filter value or another window must answer with that call's rows and columns,
+    as Ibis compiling each expression anew answers (``reuse_compiled_sql = False``)."""
+    trail = open_trail(generated_trail.base_path, on_unknown="ignore")
+    day = (trail.catalogue.first_ts // (24 * NS_PER_HOUR) + 1) * 24 * NS_PER_HOUR
+    narrow = ["time", "ts_event", "event_type", "source", "description", "stream", "sequence", "correlation_id"]
+
+    def ask(hours=(3, 9), columns=narrow, **given):
+        rows = trail.filter(start=day + hours[0] * NS_PER_HOUR, end=day + hours[1] * NS_PER_HOUR, **given)
+        return with_description(rows).select(*columns).order_by(*CHRONOLOGICAL)
+
+    calls = [
+        ask(),
+        ask(hours=(10, 11)),  # another window, the same day
+        ask(hours=(-20, 5)),  # another window over two days: other partitions
+        ask(columns=narrow[::-1]),  # the same columns in another order
+        ask(columns=["description", "ts_event", "stream", "sequence"]),
+        ask(columns=["ts_event", "sequence", "stream"]),
+        ask(event_type="trade.*"),
+        ask(event_type="param.*"),
+        ask(event_type="trade.*", source="AuditObserver"),
+        ask(event_type="trade.*", source="x' OR '1'='1"),
+    ]
+    answers = []
+    for expr in calls:
+        fast = expr.to_pyarrow()
+        trail.backend.reuse_compiled_sql = False
+        try:
+            portable = expr.to_pyarrow()
+        finally:
+            trail.backend.reuse_compiled_sql = True
+        assert fast.equals(portable), str(expr)
+        answers.append(fast)
+    assert answers[0].num_rows > 0 and answers[9].num_rows == 0
+    assert len({(a.schema.names.__repr__(), a.num_rows, a.to_pylist().__repr__()) for a in answers}) == len(answers)
+    assert answers[3].column_names == narrow[::-1] and answers[3].to_pylist() == [
+        dict(reversed(row.items())) for row in answers[0].to_pylist()]
+
+
+def test_a_dropped_trail_frees_its_view_and_connection(generated_trail):
+    """The fields a trail's view and filters keep (``_nodes``) live on the nodes, in no cache beside them:
+    a trail no longer referenced goes, with its view, the nodes built on it and its DuckDB connection."""
+    import gc
+    import weakref
+
+    trail = open_trail(generated_trail.base_path)
+    first, last = trail.time_range()
+    rows = with_description(trail.filter(start=first, end=last, event_type="trade.*")).order_by(*CHRONOLOGICAL)
+    assert rows.to_pyarrow().num_rows > 0
+    view, backend = weakref.ref(trail.events.op()), weakref.ref(trail.backend)
+    del trail, rows
+    gc.collect()
+    assert view() is None and backend() is None

@@ -126,6 +126,29 @@ def test_to_pyarrow_is_exact(base):
     assert table.column("ts_init").to_pylist()[:3] == [None, None, None]
 
 
+def test_a_result_of_the_expressions_arrow_schema_is_returned_as_ibis_returns_it(base, monkeypatch):
+    """The Arrow schema a result is checked against is built once per Ibis schema (``_backend.arrow_result``),
+    not for every result as Ibis builds it; a result of another Arrow type is still cast as Ibis casts it."""
+    from ibis.formats.pyarrow import PyArrowSchema
+
+    from workbench._backend import _duckdb_pyarrow_data, arrow_result
+
+    events = open_trail(base).events
+    query = lambda: events.order_by("ts_event").select("ts_init", "price", "event_type")  # noqa: E731
+    first = query().to_pyarrow()
+    built = []
+    original = PyArrowSchema.from_ibis.__func__
+    monkeypatch.setattr(PyArrowSchema, "from_ibis", classmethod(lambda cls, s: built.append(s) or original(cls, s)))
+    again = query().to_pyarrow()
+    assert built == [] and again.equals(first)
+    narrow = pa.table({"ts_init": pa.array([1, None], pa.int32()), "price": pa.array([None, None], pa.null()),
+                       "event_type": ["a", "b"]})
+    expr = query()
+    cast = arrow_result(expr, narrow, _duckdb_pyarrow_data())
+    assert cast.equals(expr.__pyarrow_result__(narrow, data_mapper=_duckdb_pyarrow_data()))
+    assert cast.schema.field("ts_init").type == pa.int64() and cast.schema.field("price").type == pa.decimal128(38, 18)
+
+
 def test_columns_and_scalars(base):
     events = open_trail(base).events
     column = events.order_by("ts_event").ts_init.execute()
