@@ -355,6 +355,18 @@ class TestSparkSpecifics:
         (table,) = seen
         assert not list(table.op().find(ops.Union)) and len(list(table.op().find(ops.Filter))) >= 1
 
+    def test_a_trade_lifecycles_rows_are_fetched_described(self, trails):
+        # The rows a lifecycle fetches carry their description, read from the trail's described view: the
+        # lifecycle's query reads it by name, where it held the description's expression twice (40k
+        # characters of SQL for Spark to parse and plan on every call, over a few dozen rows).
+        import workbench as wb
+
+        trail = trails["spark"]
+        lifecycle = wb.trade_lifecycle(trail, "O-EDGE-1")
+        sql = str(trail.backend.compile(lifecycle))
+        assert "ledgerline_rows_" in sql and "' changed '" not in sql and len(sql) < 20_000, len(sql)
+        assert rows(lifecycle) == rows(wb.trade_lifecycle(trails["duckdb"], "O-EDGE-1"))
+
     def test_a_trade_lifecycle_asked_again_reuses_its_rows_and_sql(self, trails):
         # The fetched rows are named by their digest: the same trade's lifecycle has the same shape and
         # reuses its compiled SQL (a fresh name per call made Ibis compile the whole query again, 1-2 s
