@@ -369,6 +369,18 @@ class TestSparkSpecifics:
         assert "ledgerline_rows_" in sql and "' changed '" not in sql and len(sql) < 20_000, len(sql)
         assert rows(lifecycle) == rows(wb.trade_lifecycle(trails["duckdb"], "O-EDGE-1"))
 
+    def test_an_incident_reads_the_files_once(self, trails):
+        # The causal order's blocks (a trade's records at one instant) were an aggregate joined back: Spark
+        # scanned the window's files a second time for it and broadcast it in a job of its own. A window
+        # over the one scan finds them.
+        import workbench as wb
+
+        trail = trails["spark"]
+        window = _executed_plan(trail, trail.filter(start=DAY2 - 180 * S, end=DAY2 + 180 * S + 1))
+        plan = _executed_plan(trail, wb.reconstruct_incident(trail, DAY2, minutes=3))
+        assert [plan.count("FileScan"), plan.count("BroadcastExchange")] == [
+            window.count("FileScan"), window.count("BroadcastExchange")], plan
+
     def test_signal_conversion_reads_the_files_once(self, trails):
         # Spark scanned the window's files a second time for the signals' groups, and broadcast them in a
         # job of its own (a quarter of the summary's CPU on a day of 333k events); a window over the one
