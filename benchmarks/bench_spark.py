@@ -5,6 +5,7 @@ Usage (from the repo root)::
     python -m benchmarks.bench_spark                      # the 10M-event trail over 30 days
     python -m benchmarks.bench_spark --events 1000000     # another size
     python -m benchmarks.bench_spark --quick --out /tmp/bench   # 10k events over 3 days (smoke test)
+    python -m benchmarks.bench_spark --cases incident lifecycle --out /tmp/bench   # chosen cases only
 
 The cases are ``bench_workbench.build_cases`` (1-hour queries, count_by_type, reconstruct_incident,
 state_at, signal_conversion, trade_lifecycle) on one ``open_trail`` per engine. Spark runs
@@ -86,7 +87,8 @@ def _timed(function: Any, clock: Any) -> tuple[float, float | None]:
     return wall, cpu
 
 
-def measure(base: Path, backend: Any, startup_ms: float, runs: int) -> dict[str, Any]:
+def measure(base: Path, backend: Any, startup_ms: float, runs: int,
+            cases_wanted: list[str] | None = None) -> dict[str, Any]:
     from benchmarks.trail_gen import open_unverified
 
     open_duckdb_ms, duck = _ms(lambda: open_unverified(base))
@@ -99,6 +101,12 @@ def measure(base: Path, backend: Any, startup_ms: float, runs: int) -> dict[str,
     raw.close()
     duck_clock, spark_clock = _cpu_clock(None), _cpu_clock(backend._session)
     cases = {engine: build_cases(trail, day, order_id) for engine, trail in (("duckdb", duck), ("spark", spark))}
+    names = [case.name for case in cases["duckdb"]]
+    unknown = set(cases_wanted or ()) - set(names)
+    if unknown:
+        raise SystemExit(f"--cases: no case named {sorted(unknown)}; the cases: {names}")
+    cases = {engine: [case for case in built if not cases_wanted or case.name in cases_wanted]
+             for engine, built in cases.items()}
     results = {}
     for on_duckdb, on_spark in zip(cases["duckdb"], cases["spark"], strict=True):
         first_spark_ms, spark_rows = _ms(on_spark.run)
@@ -263,6 +271,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="10k events over 3 days, 2 runs (smoke test)")
     parser.add_argument("--cache", type=Path, default=CACHE_DIR, help="where generated trails are kept")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
+    parser.add_argument("--cases", nargs="+", metavar="NAME",
+                        help="only these cases (hour, hour_narrow, hour_filtered, count_by_type, incident, "
+                             "state_at, signal_conversion, lifecycle); default all")
     args = parser.parse_args(argv)
     sizes = [10_000] if args.quick else (args.events or [10_000_000])
     days, runs = (3, 2) if args.quick else (args.days, args.runs)
@@ -287,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
         base = cached_trail(events, days=days, root=args.cache,
                             progress=lambda n: print(f"  generating: {n:,}", file=sys.stderr))
         print(f"{events:,} events ({base})", file=sys.stderr)
-        report["sizes"].append(measure(base, backend, startup_ms, runs))
+        report["sizes"].append(measure(base, backend, startup_ms, runs, args.cases))
     session.stop()
     report["load"] = [load_before, load_average()]
     args.out.mkdir(parents=True, exist_ok=True)

@@ -647,8 +647,13 @@ def described_rows(table: ir.Table) -> ir.Table | None:
 
 def reads_files_per_reference(table: ir.Table) -> bool:
     """Whether ``table``'s engine reads its files again for each reference to them in one query (Spark:
-    every branch of a union is a scan of its own), where DuckDB filters one scan per branch cheaply."""
-    return backend_name(table._find_backend(use_default=False)) == "pyspark"
+    every branch of a union is a scan of its own), where DuckDB filters one scan per branch cheaply.
+    False for a table of no backend (an in-memory table, executed by the default backend)."""
+    try:
+        backend = table._find_backend(use_default=False)
+    except ibis.common.exceptions.IbisError:
+        return False
+    return backend_name(backend) == "pyspark"
 
 
 def few_rows(table: ir.Table) -> ir.Table:

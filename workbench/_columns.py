@@ -46,6 +46,10 @@ def causal_keys(table: ir.Table) -> ir.Table:
     within a stream holds for unlinked records. Needs ``ts_event``, ``stream``, ``sequence``,
     ``event_type`` and ``correlation_id``.
     """
+    from workbench._backend import reads_files_per_reference
+
+    if reads_files_per_reference(table):
+        return _causal_keys_by_window(table)
     # Only blocks of two or more records need a key of their own: they are found by one narrow
     # aggregate (few rows) and joined back, which costs the engine far less than a window over
     # every column of every row would.
@@ -69,6 +73,23 @@ def causal_keys(table: ir.Table) -> ir.Table:
         _causal_step=ibis.ifelse(in_block, step, 0),
     )
     return keyed.drop("_block_ts", "_block_id", "_records", "_first")
+
+
+def _causal_keys_by_window(table: ir.Table) -> ir.Table:
+    """``causal_keys`` for an engine that reads ``table``'s files again for each reference (Spark): the
+    blocks found by a window over the rows, where the aggregate joined back scanned the files a second
+    time and broadcast the blocks in a job of its own (an incident's ±5 minutes: a day's files twice)."""
+    step = table.event_type.substitute(CAUSAL_STEPS, else_=-1)
+    linked = (step >= 0) & table.correlation_id.notnull()
+    block = ibis.window(group_by=[table.ts_event, table.correlation_id])
+    position = ibis.struct({"stream": table.stream, "sequence": table.sequence})
+    first = position.min(where=linked).over(block)
+    in_block = linked & (linked.cast("int64").sum().over(block) > 1)
+    return table.mutate(
+        _anchor_stream=ibis.ifelse(in_block, first["stream"], table.stream),
+        _anchor_sequence=ibis.ifelse(in_block, first["sequence"], table.sequence),
+        _causal_step=ibis.ifelse(in_block, step, 0),
+    )
 
 
 def chronological(table: ir.Table) -> ir.Table:

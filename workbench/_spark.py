@@ -233,7 +233,8 @@ def fetched(backend: Any, table: Any) -> Any:
     so each is computed again where it is used (``trade_lifecycle`` read its narrowed rows at every one
     of its references: 141 Parquet scans and 40 broadcast joins per call on a 1M-event trail, 30 s).
     The view holds the fetched rows (a local relation, no file read), with ``table``'s column types;
-    it is dropped when no Ibis expression refers to it any more.
+    it is dropped when no Ibis expression refers to it any more. Rows that ``described`` can describe
+    are fetched with their ``description`` too, and the table returned is ``describable`` from them.
 
     The view is named by a digest of its rows (and their schema): the same rows give the same name, so
     a query over them has the same shape as before and reuses its compiled SQL (``ExactSparkBackend``),
@@ -243,7 +244,12 @@ def fetched(backend: Any, table: Any) -> Any:
     """
     from workbench import verification
 
-    rows = table.to_pyarrow()
+    # Rows of a described table (a trail's) are fetched with their description, read by name from its
+    # twin: a query over the fetched rows that describes them then reads it by name too (``described``),
+    # where it held the whole expression (trade_lifecycle: 40k characters of SQL, twice the description,
+    # for Spark to parse, analyze and optimize on every call, over a few dozen rows).
+    with_description = described(table)
+    rows = (table if with_description is None else with_description).to_pyarrow()
     name = f"ledgerline_rows_{_digest(rows)}"
     session = backend._session
     key = (id(session), name)
@@ -256,8 +262,13 @@ def fetched(backend: Any, table: Any) -> Any:
     verification.register_derived_view(view, table)  # results over these rows say how their trail was verified
     schema = table.schema()
     # Arrow's timestamp reads back from Spark without its time zone: the columns as ``table`` has them.
-    return view.select(*[view[column].cast(schema[column]).name(column) if view.schema()[column] != schema[column]
-                         else view[column] for column in schema.names])
+    columns = [view[column].cast(schema[column]).name(column) if view.schema()[column] != schema[column]
+               else view[column] for column in schema.names]
+    plain = view.select(*columns)
+    if with_description is not None:
+        twin = view.select(*columns, view.description)
+        describable(plain, lambda _: twin)
+    return plain
 
 
 #: Live Ibis tables per fetched view (session id, view name): ``fetched`` shares a view between equal rows.

@@ -315,13 +315,20 @@ def _signal_grouped(t: ir.Table, by: str) -> ir.Table:
     """Signals, orders, fills and rejections of ``t`` with the columns counted, each in its signal's ``by`` group."""
     # Only the columns counted: a join over every column of the trail costs Ibis ~10 ms to build.
     t = t.select(*dict.fromkeys(["event_type", "acted_on", "order_id", "filter_reason", "correlation_id", by]))
+    is_signal = t.event_type.startswith("trade.signal")
+    if _backend.reads_files_per_reference(t):
+        # Spark scans the day's files again for the grouped copy and broadcasts it in a job of its own:
+        # a window over the one scan finds the same group (rows without a correlation id are in none).
+        group = t[by].min(where=is_signal).over(ibis.window(group_by=t.correlation_id))
+        signal_group = ibis.ifelse(t.correlation_id.notnull(), group, ibis.null(t[by].type()))
+        return t.select(*[name for name in ("event_type", "acted_on", "order_id", "filter_reason") if name != by],
+                        **{by: ibis.ifelse(is_signal, t[by], ibis.coalesce(signal_group, t[by]))})
     # An order, fill or rejection counts for the group of the signal it carries (its correlation id):
     # the strategy that emitted the signal, not the execution component that placed the order.
     # Grouped over ``t`` itself (the signal rows picked by the aggregate's ``where``), not a filter of it:
     # the query then names one relation twice, which the engine reads once (a CTE), where a filtered
     # copy scanned the day's files a second time (a third of the query's time on DuckDB, measured).
-    signal_groups = t.group_by("correlation_id").aggregate(
-        _signal_group=t[by].min(where=t.event_type.startswith("trade.signal")))
+    signal_groups = t.group_by("correlation_id").aggregate(_signal_group=t[by].min(where=is_signal))
     joined = t.left_join(signal_groups, t.correlation_id == signal_groups.correlation_id)
     return joined.select(
         *[name for name in ("event_type", "acted_on", "order_id", "filter_reason") if name != by],
