@@ -170,7 +170,7 @@ class TestThreeKeys:
             verify(tmp_path, jobs=jobs, key_record_files=found)
             assert found == holding, jobs
         with monkeypatch.context() as patch:  # the line-by-line pass finds them too
-            patch.setattr(chain, "clean_file", lambda path, state, hmac_key: None)
+            patch.setattr(chain, "clean_file", lambda path, state, hmac_key, hashed=True: None)
             found = []
             verify(tmp_path, jobs=1, key_record_files=found)
             assert found == holding
