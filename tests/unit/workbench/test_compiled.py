@@ -189,7 +189,8 @@ def test_the_trail_view_has_the_schema_duckdb_reports(trail):
 
 
 #: Doubles whose text is hard to get right: exponents both ways, the largest and smallest, signed zero, NaN, infinities.
-EDGE_DOUBLES = [0.0, -0.0, 1.0, 100.0, 1e15, 1e16, 1.5e16, -1.05e16, 1.0000000000000002e16, 1e17, 1e21, 1e23,
+EDGE_DOUBLES = [0.0, -0.0, 1.0, -1.0, 100.0, 1e15, 9999999999999998.0, 9007199254740994.0, -9007199254740993.0,
+                9999999999999999.0, 1e16, 1e-4, -1e-4, 9.999999999999999e-05, 0.00010000000000000002, 0.5, -2.5, 1.5e16, -1.05e16, 1.0000000000000002e16, 1e17, 1e21, 1e23,
                 12345678901234567890.0, 123456789012345.6, 1.5e-7, 8e-4, 1e-5, -1e-05, 1.25e-3,
                 0.30000000000000004, 1e300, -2.5e-300, 1.7976931348623157e308, 5e-324, 2.2250738585072014e-308,
                 float("inf"), float("-inf"), float("nan"), struct.unpack("d", struct.pack("Q", 0xFFF8000000000000))[0]]
