@@ -27,7 +27,8 @@ MAX_KEPT = 65_536
 class Footer:
     """One file's footer, as ``read_cold`` uses it."""
 
-    #: The file's column names, sorted.
+    #: The file's columns, as the sorted dotted paths of their leaves (a flat file's are its column
+    #: names): two files whose columns differ in any name or nesting differ here too.
     columns: tuple[str, ...]
     #: Its ``ts_event`` extent by its footer (``audit_core.cold.extent.ts_event_extent``: None when the
     #: footer cannot tell; (None, None) for a file without rows).
@@ -122,7 +123,10 @@ def _parse(footer: bytes) -> Footer:
         reader = ParquetReader()
         reader.open(pa.BufferReader(MAGIC + footer))
         metadata = reader.metadata
-        columns = tuple(sorted(metadata.schema.to_arrow_schema().names))
+        schema = metadata.schema
+        # Leaf paths, not the Arrow schema's names: converting a 54-column schema to Arrow cost a
+        # third of the footer's parse (10 ms of a 10M-event trail's first open).
+        columns = tuple(sorted(schema.column(leaf).path for leaf in range(len(schema))))
     except (pa.ArrowException, OSError) as exc:
         raise ValueError(str(exc)) from None
     return Footer(columns, ts_event_extent(metadata))

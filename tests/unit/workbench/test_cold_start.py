@@ -91,8 +91,20 @@ class TestFooters:
             metadata = pq.read_metadata(file)
             stats = [metadata.row_group(group).column(0).statistics for group in range(metadata.num_row_groups)]
             assert metadata.schema.column(0).path == "ts_event"
-            assert footer.columns == tuple(sorted(metadata.schema.to_arrow_schema().names))
+            assert footer.columns == tuple(sorted(metadata.schema.to_arrow_schema().names))  # flat: leaf paths are names
             assert footer.extent == (min(s.min for s in stats), max(s.max for s in stats))
+
+    def test_files_whose_columns_differ_only_in_nesting_count_as_different_columns(self, tmp_path):
+        """Leaf names alike (``a.b``, ``b``; ``x.y``, ``y``) do not make two column sets the same: read by name."""
+        import pyarrow as pa
+
+        nested = tmp_path / "nested.parquet"
+        flat = tmp_path / "flat.parquet"
+        pq.write_table(pa.table({"ts_event": [1], "a": [{"b": 1}]}), nested)
+        pq.write_table(pa.table({"ts_event": [2], "b": [1], "a": [1]}), flat)
+        columns, damaged, extent = _footers.read_footers([nested, flat])
+        assert columns == {("a.b", "ts_event"), ("a", "b", "ts_event")}
+        assert damaged == [] and extent == [1, 2]
 
     @pytest.mark.parametrize("tail", [b"", b"PAR1", b"\xff\xff\xff\x7fPAR1", b"\x00\x00\x00\x00PAR1", b"x" * 20])
     def test_a_file_that_is_not_parquet_is_named_not_raised(self, tmp_path, tail):
