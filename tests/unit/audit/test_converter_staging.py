@@ -159,12 +159,13 @@ def test_a_file_failing_while_duckdb_still_loads_it_interrupts_the_load_and_publ
     interrupted: list[BaseException] = []
 
     def slow_load(self: Any, parsed: str, *, plain: bool) -> None:
-        """A load that takes up to 60 s unless interrupted: statements of about a second each."""
+        """A load that takes up to 60 s unless interrupted: statements of a second or more each, so the
+        interrupt lands inside one (not in the microseconds between two)."""
         loading.set()
         deadline = time.monotonic() + 60
         try:
             while time.monotonic() < deadline and not self._cancelled:
-                self.con.execute("SELECT sum(hash(i)) FROM range(20_000_000) t(i)").fetchall()
+                self.con.execute("SELECT sum(hash(i)) FROM range(200_000_000) t(i)").fetchall()
         except duckdb.InterruptException as exc:
             interrupted.append(exc)
             raise
