@@ -282,7 +282,6 @@ for module, name, label in [
 columnar = converter._ColumnarPass
 columnar._load_file = timed("DuckDB: read, parse, cast into rows", columnar._load_file)
 columnar._load = timed("DuckDB: parse fed batches into rows", columnar._load)
-columnar.wait_loaded = timed("main thread waits for the load", columnar.wait_loaded)
 columnar.finish = timed("main thread waits for the staging", columnar.finish)
 result = converter.ParquetConverter(SOURCE, OUT).convert_file(SOURCE)
 assert result.converted, result.failures

@@ -7,9 +7,9 @@ and the Parquet files it produced.
 
 A DuckDB thread parses the file (a typed ``read_json`` beside the raw lines, ``_typed_read``;
 ``json_transform`` of each line where the typed read refuses one) into a table, then writes its
-day files into ``cold/_staging/<source>/`` on one core while Python verifies the file on the other
-(``_bulk_verify.scan_file``: checksums, sequence, chain, Merkle leaves; SHA-256 per line in Python,
-everything else column-wise in pyarrow). A file with torn lines is instead
+day files into ``cold/_staging/<source>/``, all on one core, while Python verifies the file on the
+other from the start (``_bulk_verify.scan_file``: checksums, sequence, chain, Merkle leaves; SHA-256
+per line in Python, everything else column-wise in pyarrow). A file with torn lines is instead
 handed to DuckDB chunk by chunk as the scan reads it. Only when the whole file and its seal verify
 are the staged files renamed into their partitions and the manifest entry written; a file that
 fails is reported, DuckDB is interrupted, and nothing of it is kept.
@@ -235,13 +235,9 @@ class ParquetConverter:
 
             with _ColumnarPass(name.stream_key, staging, self.projection_version, source,
                                seal.get("first_sequence"), stage) as columnar:
-                # Without torn lines, DuckDB reads the file itself first (the typed read runs on one core; the
-                # scan beside it measured 15.4 s and 937 MB peak against 13.7 s and 782 MB on 1M events), and
-                # Python hashes it while DuckDB writes the day files on one (``stage_partitions``).
-                # Otherwise each scanned chunk goes to DuckDB (torn bytes and all) as the next is hashed.
-                # Either way the day files are written into ``staging`` unpublished.
-                if whole:
-                    columnar.wait_loaded()
+                # Without torn lines, DuckDB reads the file itself on one core (``_load_file``) while Python
+                # hashes it on the other; otherwise each scanned chunk goes to DuckDB (torn bytes and all) as
+                # the next is hashed. Either way the day files are written into ``staging`` unpublished.
                 scan = scan_file(path, self._hmac_key, None if whole else columnar.feed)
                 columnar.end_of_input()  # DuckDB goes on (staging) while the verdict is worked out
                 report = verify_scanned(path, scan, self._hmac_key, self._public_key)
@@ -397,10 +393,10 @@ class _ColumnarPass:
     """A DuckDB thread that builds the temp table ``rows`` (cold schema) and stages its day files
     (``stage``) while the scan verifies.
 
-    With ``source`` (a file without torn lines) DuckDB reads and parses the file itself
-    (``_typed_read``, else the plain parse on every core). Otherwise ``feed`` hands it the scan's
-    Arrow batches one by one (blocking while two are queued); DuckDB parses a batch's JSON without
-    the GIL while the scan hashes the next chunk.
+    With ``source`` (a file without torn lines) DuckDB reads and parses the file itself on one
+    thread (``_typed_read``, else the plain parse) while the scan reads it too. Otherwise ``feed``
+    hands it the scan's Arrow batches one by one (blocking while two are queued); DuckDB parses a
+    batch's JSON without the GIL while the scan hashes the next chunk.
     Then, still beside the scan, it sorts ``rows`` if needed and calls ``stage`` with the connection:
     its result is ``staged`` after ``finish``. DuckDB's memory is capped and it spills to
     ``staging``, so a large file does not need its size in RAM.
@@ -426,18 +422,14 @@ class _ColumnarPass:
         self.loaded = False
         self._cancelled = False
         self._input_ended = False
-        self._loaded_event = threading.Event()
         self._thread = threading.Thread(target=self._run, name="ledgerline-convert", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
-        try:
-            if self.source is None:
-                self._load()
-            else:
-                self._load_file()
-        finally:
-            self._loaded_event.set()
+        if self.source is None:
+            self._load()
+        else:
+            self._load_file()
         if self._error is not None or self._cancelled:
             return
         self.loaded = True
@@ -463,6 +455,9 @@ class _ColumnarPass:
 
     def _load_file(self) -> None:
         try:
+            # One thread: the verifying scan runs beside the load on the other core. On two, the load took
+            # the same wall time and up to twice the CPU (1M events: 10 s CPU on one thread, 10-21 s on two).
+            self.con.execute("SET threads = 1")
             try:
                 self._create_rows(_typed_read(self._version), plain=False)
             except Exception:
@@ -533,11 +528,6 @@ class _ColumnarPass:
         self._thread.join()
         if self._error is not None:
             raise self._error
-
-    def wait_loaded(self) -> None:
-        """Wait until DuckDB has read ``source`` into ``rows`` (or failed to); the staging after it
-        runs on one core, beside which the scan then hashes."""
-        self._loaded_event.wait()
 
     def cancel(self) -> None:
         """Stop the DuckDB thread's work (the file failed): the query running is interrupted, no more start."""

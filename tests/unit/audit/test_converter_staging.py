@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -143,3 +144,53 @@ def test_a_file_with_torn_lines_is_staged_while_it_is_verified(tmp_path, monkeyp
     assert len(watch.staged) == 1 and not watch.staged[0].exists()  # staged, then renamed into place
     rows = sorted(cold_rows(tmp_path / "cold"), key=lambda row: row["source_line"])
     assert [original_line(row) for row in rows] == lines
+
+
+def test_a_file_failing_while_duckdb_still_loads_it_interrupts_the_load_and_publishes_nothing(tmp_path, monkeypatch):
+    """The scan verifies a file without torn lines beside DuckDB's load of it, not after: a verdict
+    that comes while the load still runs interrupts it, and nothing is staged, published or recorded."""
+    import duckdb
+
+    write_trail(tmp_path / "t")
+    (path,) = (tmp_path / "t" / "hot").glob("*.jsonl")
+    _tamper(path, "middle")
+    loading, load_done = threading.Event(), threading.Event()
+    load_running_at_verdict: list[bool] = []
+    interrupted: list[BaseException] = []
+
+    def slow_load(self: Any, parsed: str, *, plain: bool) -> None:
+        """A load that takes up to 60 s unless interrupted: statements of a second or more each, so the
+        interrupt lands inside one (not in the microseconds between two)."""
+        loading.set()
+        deadline = time.monotonic() + 60
+        try:
+            while time.monotonic() < deadline and not self._cancelled:
+                self.con.execute("SELECT sum(hash(i)) FROM range(200_000_000) t(i)").fetchall()
+        except duckdb.InterruptException as exc:
+            interrupted.append(exc)
+            raise
+        finally:
+            load_done.set()
+
+    verify = converter_module.verify_scanned
+
+    def verifying(*args: Any, **kwargs: Any) -> Any:
+        assert loading.wait(60)
+        report = verify(*args, **kwargs)
+        load_running_at_verdict.append(not load_done.is_set())
+        time.sleep(0.2)  # well inside one of the load's statements
+        return report
+
+    monkeypatch.setattr(converter_module._ColumnarPass, "_create_rows", slow_load)
+    monkeypatch.setattr(converter_module, "verify_scanned", verifying)
+    cold = tmp_path / "cold"
+    started = time.monotonic()
+    (result,) = ParquetConverter(tmp_path / "t" / "hot", cold).convert_all()
+    assert time.monotonic() - started < 30
+    assert load_running_at_verdict == [True]
+    assert len(interrupted) == 1
+    assert not result.converted and result.skipped == "failed verification"
+    assert any("checksum_mismatch" in failure for failure in result.failures), result.failures
+    assert not list(cold.rglob("*.parquet"))
+    assert not (cold / STAGING_DIR / path.name).exists()
+    assert not (cold / MANIFEST_DIR).exists()
