@@ -401,8 +401,8 @@ class AuditObserver(Actor):
                 "account_id": str(event.account_id),
                 "account_type": ACCOUNT_TYPES[event.account_type],
                 "balances": {
-                    str(b.currency): {"total": str(b.total.as_decimal()), "locked": str(b.locked.as_decimal()),
-                                      "free": str(b.free.as_decimal())}
+                    str(b.currency): {"total": str(_decimal(b.total)), "locked": str(_decimal(b.locked)),
+                                      "free": str(_decimal(b.free))}
                     for b in event.balances
                 },
                 "ts_init": event.ts_init,
@@ -475,7 +475,7 @@ class AuditObserver(Actor):
         # default (None) too, so the record is the same as without the key.
         if kind is OrderFilled:
             side = _SIDES[event.order_side]
-            filled = event.last_px.as_decimal()
+            filled = _decimal(event.last_px)
             if expected is _FROM_TRIGGER:
                 expected = _trigger_of(order)
             commission = event.commission
@@ -483,9 +483,9 @@ class AuditObserver(Actor):
             record = {
                 "ts_event": event.ts_event, "event_type": event_type, "source": _SOURCE, "correlation_id": signal,
                 "instrument_id": instrument_id, "order_id": order_id, "side": side,
-                "size": event.last_qty.as_decimal(), "price": filled,
+                "size": _decimal(event.last_qty), "price": filled,
                 "slippage_bps": None if expected is None else slippage_bps(side, expected, filled),
-                "commission": commission.as_decimal(), "currency": str(commission.currency),
+                "commission": _decimal(commission), "currency": str(commission.currency),
                 "position_id": None if position_id is None else str(position_id),
                 "strategy_source": strategy_source, "order_type": order_type, "expected_price": expected,
                 "venue_order_id": str(event.venue_order_id), "trade_id": str(event.trade_id),
@@ -497,7 +497,7 @@ class AuditObserver(Actor):
             "ts_event": event.ts_event, "event_type": event_type, "source": _SOURCE, "correlation_id": signal,
             "instrument_id": instrument_id, "order_id": order_id, "side": side,
             # The quantity is read each time: an OrderUpdated changes it.
-            "size": None if order is None else order.quantity.as_decimal(),
+            "size": None if order is None else _decimal(order.quantity),
             "price": _price_of(order), "strategy_source": strategy_source, "order_type": order_type,
             "trigger_price": _trigger_of(order), "ts_init": event.ts_init,
         }
@@ -578,9 +578,9 @@ def _position_record(event: PositionEvent, signal: str | None, last_fill: OrderF
         # The order whose fill opened, changed or closed the position.
         "order_id": str(last_fill.client_order_id if last_fill is not None else event.opening_order_id),
         "side": _SIDES[event.entry],
-        "size": event.quantity.as_decimal(),
-        "price": event.last_px.as_decimal(),
-        "realized_pnl": None if pnl is None else pnl.as_decimal(),
+        "size": _decimal(event.quantity),
+        "price": _decimal(event.last_px),
+        "realized_pnl": None if pnl is None else _decimal(pnl),
         "currency": None if pnl is None else str(pnl.currency),
         "position_id": str(event.position_id),
         "strategy_source": str(event.strategy_id),
@@ -664,10 +664,33 @@ _ORDER_TYPES: dict[OrderType, str] = {order_type: order_type.name for order_type
 def _price_of(order: Any) -> Decimal | None:
     if order is None or not order.has_price:
         return None
-    return order.price.as_decimal()  # type: ignore[no-any-return]
+    return _decimal(order.price)
 
 
 def _trigger_of(order: Any) -> Decimal | None:
     """The order's trigger price now (a trailing stop has none until the venue sets it)."""
     trigger = getattr(order, "trigger_price", None)
-    return None if trigger is None else trigger.as_decimal()  # type: ignore[no-any-return]
+    return None if trigger is None else _decimal(trigger)
+
+
+#: ``as_decimal()`` of NautilusTrader's Price, Quantity and Money by raw value: a fill reads a dozen
+#: of them, mostly the same few prices and sizes, and each conversion is a Decimal division.
+#: ``as_decimal`` is ``Decimal(raw) / FIXED_DECIMAL_SCALE`` whatever the type or its precision, so the
+#: raw value is the whole key; a raw of 28 digits or fewer divides exactly in the default context
+#: (28 digits), so its result does not depend on the context either. Bounded: cleared when full.
+_DECIMALS: dict[int, Decimal] = {}
+_DECIMALS_MAX = 4096
+_EXACT_RAW = 10**28
+
+
+def _decimal(value: Any) -> Decimal:
+    """``value.as_decimal()`` (a Price, Quantity or Money), from ``_DECIMALS`` when it is there."""
+    raw = value.raw
+    number = _DECIMALS.get(raw)
+    if number is None:
+        number = value.as_decimal()
+        if -_EXACT_RAW < raw < _EXACT_RAW:
+            if len(_DECIMALS) >= _DECIMALS_MAX:
+                _DECIMALS.clear()
+            _DECIMALS[raw] = number
+    return number
