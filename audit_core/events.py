@@ -450,6 +450,16 @@ def _exact_size(value: Any, parse: ValidatorFunctionWrapHandler, info: Validatio
 #: ``TradeEvent.size``: checked in the same call that parses it.
 OrderSize = Annotated[Decimal, _money_schema(_exact_size)]
 
+#: ``TradeEvent.side``: the enum's own validator (its errors), then the member's value as the model
+#: keeps it (``use_enum_values``), by a dict lookup in C rather than the enum's Python ``value``
+#: property (one Python call per trade record).
+_SIDE_VALUES: dict[OrderSide, str] = {side: side.value for side in OrderSide}
+Side = Annotated[OrderSide, GetPydanticSchema(lambda source, handler: core_schema.no_info_after_validator_function(
+    _SIDE_VALUES.__getitem__,
+    core_schema.enum_schema(OrderSide, list(OrderSide), sub_type="str"),
+    serialization=core_schema.str_schema(),
+))]
+
 
 class TradeEvent(AuditEvent):
     """An order, fill, rejection, cancel or position change. Money and sizes are exact decimals."""
@@ -459,7 +469,7 @@ class TradeEvent(AuditEvent):
     event_type: str = _event_type_field("trade")
     instrument_id: Text
     order_id: str | None = Field(default=None, min_length=1, max_length=256)
-    side: OrderSide | None = None
+    side: Side | None = None
     size: OrderSize | None = None
     price: ExactDecimal | None = None
     slippage_bps: ExactDecimal | None = None
