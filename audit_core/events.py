@@ -173,14 +173,18 @@ def _json_container(value: Mapping[Any, Any] | list[Any] | tuple[Any, ...], path
         return [item if _plain_leaf(item) else _to_json_value(item, f"{path}[{i}]", depth)
                 for i, item in enumerate(value)]
     out = {}
+    # A dict's plain str keys are distinct: a key can occur twice only once a str subclass was turned
+    # into its plain string, or in another kind of mapping.
+    may_repeat = type(value) is not dict
     for key, item in value.items():
         if type(key) is not str:
             if not isinstance(key, str):
                 raise ValueError(f"mapping key {key!r}{_where(path)} is not a string; keys must be strings")
             key = str(key)
+            may_repeat = True
         if not key.isascii():
             _check_text(key, "mapping key", path)
-        if key in out:
+        if may_repeat and key in out:
             raise ValueError(f"mapping key {key!r}{_where(path)} occurs twice")
         out[key] = item if _plain_leaf(item) else _to_json_value(item, f"{path}.{key}" if path else key, depth)
     return out
