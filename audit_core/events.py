@@ -300,7 +300,11 @@ def _money_schema(validate: _MoneyRule) -> GetPydanticSchema:
 
 
 JsonValue = Annotated[Any, BeforeValidator(_to_json_value)]
-JsonObject = Annotated[dict[str, Any], BeforeValidator(_to_json_object)]
+#: A JSON object: ``_to_json_object`` checks it and returns the plain dict the record keeps, so it is the
+#: field's whole validator (as a before-validator, pydantic's ``dict[str, Any]`` would copy it again).
+JsonObject = Annotated[dict[str, Any], GetPydanticSchema(lambda source, handler: (
+    core_schema.no_info_plain_validator_function(_to_json_object, serialization=core_schema.simple_ser_schema("dict"))
+))]
 ExactDecimal = Annotated[Decimal, _money_schema(_exact_decimal)]
 Text = Annotated[str, Field(min_length=1, max_length=256)]
 Hash = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
