@@ -339,9 +339,7 @@ class AuditObserver(Actor):
                 self._failed(event.event_type, exc)
             return
         self._recorded += len(events)
-        by_type = self.recorded_by_type
-        for event in events:
-            by_type[event.event_type] += 1
+        self.recorded_by_type.update(event.event_type for event in events)
 
     def _failed(self, what: str, exc: Exception) -> None:
         # Never stop the node for the audit trail, and never stay silent about it.
