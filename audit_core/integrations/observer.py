@@ -502,11 +502,11 @@ class AuditObserver(Actor):
         if kind is OrderSubmitted:
             record["expected_price"] = _trigger_of(order) if expected is _FROM_TRIGGER else expected
         elif kind is OrderUpdated:
-            record["size"] = event.quantity.as_decimal()
-            record["price"] = None if event.price is None else event.price.as_decimal()
-            record["trigger_price"] = None if event.trigger_price is None else event.trigger_price.as_decimal()
+            record["size"] = _decimal(event.quantity)
+            record["price"] = None if event.price is None else _decimal(event.price)
+            record["trigger_price"] = None if event.trigger_price is None else _decimal(event.trigger_price)
         elif kind is OrderReleased:
-            record["price"] = event.released_price.as_decimal()
+            record["price"] = _decimal(event.released_price)
         elif kind in (OrderRejected, OrderDenied, OrderModifyRejected, OrderCancelRejected):
             record["reason"] = str(event.reason)
         elif kind in (OrderCanceled, OrderExpired):
@@ -553,7 +553,7 @@ class AuditObserver(Actor):
             quote = self.cache.quote_tick(order.instrument_id)
             if quote is not None:
                 best = quote.ask_price if order.side == OrderSide.BUY else quote.bid_price
-                expected = best.as_decimal()
+                expected = _decimal(best)
         self._expected[order.client_order_id] = (expected, signal)
         if signal is not None:
             self._signals[order.client_order_id] = signal
