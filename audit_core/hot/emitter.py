@@ -183,7 +183,8 @@ class AuditEventEmitter:
             return batch
         if clock_readings is not None and len(clock_readings) != len(batch):
             raise ValueError(f"{len(clock_readings)} clock readings for a batch of {len(batch)} events")
-        durable = any(self._is_durable(event.event_type) for event in batch)
+        # Per event type, not per event: a batch holds a few types many times.
+        durable = any(self._is_durable(event_type) for event_type in {event.event_type for event in batch})
         with self._lock:
             first = self._next_sequence
             recorded = self._stamp_recorded(self._clock()) if clock_readings is None else self._last_recorded

@@ -127,6 +127,9 @@ class DeferredRecords:
                 continue
             names.append(what)
             readings.append(captured_at)
+        if readings and max(readings) // NS_PER_DAY == min(readings) // NS_PER_DAY:
+            self._write_run(names, records, readings)  # the usual batch: all of one day
+            return
         start = 0
         for end in range(1, len(records) + 1):
             if end == len(records) or readings[end] // NS_PER_DAY != readings[start] // NS_PER_DAY:

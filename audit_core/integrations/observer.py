@@ -19,7 +19,7 @@ from typing import Any
 from nautilus_trader.common.actor import Actor
 from nautilus_trader.common.component import TestClock
 from nautilus_trader.config import ActorConfig
-from nautilus_trader.model.enums import OrderSide, OrderType
+from nautilus_trader.model.enums import LiquiditySide, OrderSide, OrderType
 from nautilus_trader.model.events import (
     AccountState,
     OrderAccepted,
@@ -48,7 +48,12 @@ from nautilus_trader.model.identifiers import ClientOrderId
 from audit_core.config import AuditConfig
 from audit_core.events import COLD_DECIMAL_FRACTION_DIGITS, AuditEvent, AuditEventType, SystemEvent, TradeEvent
 from audit_core.hot.emitter import AuditEventEmitter
-from audit_core.integrations._fill_accounting import FILL_ACCOUNTING, fill_accounting_payload
+from audit_core.integrations._fill_accounting import (
+    ACCOUNT_TYPES,
+    FILL_ACCOUNTING,
+    fill_accounting_payload,
+)
+from audit_core.integrations._fill_accounting import Memo as FillAccountingMemo
 from audit_core.integrations._nautilus_compat import NAUTILUS_VERSION, wildcards_reach_existing_topics
 from audit_core.integrations._recording import DeferredRecords, RecordingMode, RecordingThread, recording_mode
 from audit_core.integrations._run_identity import UNIDENTIFIED, run_identity, session_start_payload
@@ -178,7 +183,7 @@ class AuditObserver(Actor):
         self.mode: RecordingMode | None = None
         self._recorder: RecordingThread | None = None
         self._deferred: DeferredRecords | None = None
-        self._instruments: dict[Any, tuple[Any, dict[str, Any]]] = {}  # fill_accounting_payload's memo
+        self._fill_memo: FillAccountingMemo = {}
         self._emit: Callable[[AuditEvent], object] = _not_started
         self._run_identity: dict[str, Any] = {}
         self.session_id: str | None = None
@@ -334,19 +339,13 @@ class AuditObserver(Actor):
                 self._failed(event.event_type, exc)
             return
         self._recorded += len(events)
-        by_type = self.recorded_by_type
-        for event in events:
-            by_type[event.event_type] += 1
+        self.recorded_by_type.update(event.event_type for event in events)
 
     def _failed(self, what: str, exc: Exception) -> None:
         # Never stop the node for the audit trail, and never stay silent about it.
         with self._failure_lock:  # the event loop and the recording thread both count
             self._failures += 1
         self.log.error(f"AuditObserver could not record {what}: {exc!r}")
-
-    def _trade(self, event_type: str, what: str, instrument_id: str, correlation_id: str | None, ts_event: int,
-               fields: dict[str, Any]) -> None:
-        self._record(what, _TRADE_EVENT, (_trade_record(event_type, instrument_id, correlation_id, ts_event, fields),))
 
     def _system(self, event_type: str, what: str, payload: dict[str, Any], ts_event: int,
                 correlation_id: str | None = None) -> None:
@@ -398,10 +397,10 @@ class AuditObserver(Actor):
         try:
             payload = {
                 "account_id": str(event.account_id),
-                "account_type": event.account_type.name,
+                "account_type": ACCOUNT_TYPES[event.account_type],
                 "balances": {
-                    str(b.currency): {"total": str(b.total.as_decimal()), "locked": str(b.locked.as_decimal()),
-                                      "free": str(b.free.as_decimal())}
+                    str(b.currency): {"total": str(_decimal(b.total)), "locked": str(_decimal(b.locked)),
+                                      "free": str(_decimal(b.free))}
                     for b in event.balances
                 },
                 "ts_init": event.ts_init,
@@ -425,7 +424,7 @@ class AuditObserver(Actor):
             self._failed(type(event).__name__, exc)
         if type(event) is OrderFilled:  # a record of its own: recorded, or counted as a failure
             try:
-                self._record_fill_accounting(event)
+                self._record_fill_accounting(event, order)
             except Exception as exc:
                 self._failed(type(event).__name__, exc)
         if order is not None and order.is_closed:
@@ -466,46 +465,56 @@ class AuditObserver(Actor):
             if order is not None and not order.is_closed:
                 self._orders[cid] = constants
         order_id, strategy_source, instrument_id, side, order_type = constants
-        fields: dict[str, Any] = {"order_id": order_id, "strategy_source": strategy_source, "ts_init": event.ts_init}
-        if order is not None:
-            # The quantity is read each time: an OrderUpdated changes it.
-            fields |= {"side": side, "size": order.quantity.as_decimal(), "order_type": order_type}
         if order is not None and cid not in self._expected:
             # Usually on OrderSubmitted; an order the risk engine denies is never submitted.
             self._remember_expectation(order)
-        expected, signal = self._expected.get(cid, (None, None))
+        expected, signal = self._expected.get(cid, _NO_EXPECTATION)
+        # One dict per record, handed to the model as it is: a field left None here is the model's
+        # default (None) too, so the record is the same as without the key.
         if kind is OrderFilled:
             side = _SIDES[event.order_side]
-            filled = event.last_px.as_decimal()
+            filled = _decimal(event.last_px)
             if expected is _FROM_TRIGGER:
                 expected = _trigger_of(order)
-            fields |= {
-                "side": side, "size": event.last_qty.as_decimal(), "price": filled, "expected_price": expected,
+            commission = event.commission
+            position_id = event.position_id
+            record = {
+                "ts_event": event.ts_event, "event_type": event_type, "source": _SOURCE, "correlation_id": signal,
+                "instrument_id": instrument_id, "order_id": order_id, "side": side,
+                "size": _decimal(event.last_qty), "price": filled,
                 "slippage_bps": None if expected is None else slippage_bps(side, expected, filled),
-                "commission": event.commission.as_decimal(), "currency": str(event.commission.currency),
-                "liquidity_side": event.liquidity_side.name, "venue_order_id": str(event.venue_order_id),
-                "trade_id": str(event.trade_id),
-                "position_id": None if event.position_id is None else str(event.position_id),
+                "commission": _decimal(commission), "currency": str(commission.currency),
+                "position_id": None if position_id is None else str(position_id),
+                "strategy_source": strategy_source, "order_type": order_type, "expected_price": expected,
+                "venue_order_id": str(event.venue_order_id), "trade_id": str(event.trade_id),
+                "liquidity_side": _LIQUIDITY_SIDES[event.liquidity_side], "ts_init": event.ts_init,
             }
-        else:
-            fields["price"] = _price_of(order)
-            fields["trigger_price"] = _trigger_of(order)
-            if kind is OrderSubmitted:
-                fields["expected_price"] = _trigger_of(order) if expected is _FROM_TRIGGER else expected
-            elif kind is OrderUpdated:
-                fields |= {"size": event.quantity.as_decimal(),
-                           "price": None if event.price is None else event.price.as_decimal(),
-                           "trigger_price": None if event.trigger_price is None else event.trigger_price.as_decimal()}
-            elif kind is OrderReleased:
-                fields["price"] = event.released_price.as_decimal()
-            elif kind in (OrderRejected, OrderDenied, OrderModifyRejected, OrderCancelRejected):
-                fields["reason"] = str(event.reason)
-            elif kind in (OrderCanceled, OrderExpired):
-                fields["reason"] = "expired" if kind is OrderExpired else "canceled"
-            venue_order_id = getattr(event, "venue_order_id", None)
-            if venue_order_id is not None and kind is not OrderSubmitted:
-                fields["venue_order_id"] = str(venue_order_id)
-        self._trade(event_type, kind.__name__, instrument_id, signal, event.ts_event, fields)
+            self._record(kind.__name__, _TRADE_EVENT, (record,))
+            return
+        record = {
+            "ts_event": event.ts_event, "event_type": event_type, "source": _SOURCE, "correlation_id": signal,
+            "instrument_id": instrument_id, "order_id": order_id, "side": side,
+            # The quantity is read each time: an OrderUpdated changes it.
+            "size": None if order is None else _decimal(order.quantity),
+            "price": _price_of(order), "strategy_source": strategy_source, "order_type": order_type,
+            "trigger_price": _trigger_of(order), "ts_init": event.ts_init,
+        }
+        if kind is OrderSubmitted:
+            record["expected_price"] = _trigger_of(order) if expected is _FROM_TRIGGER else expected
+        elif kind is OrderUpdated:
+            record["size"] = _decimal(event.quantity)
+            record["price"] = None if event.price is None else _decimal(event.price)
+            record["trigger_price"] = None if event.trigger_price is None else _decimal(event.trigger_price)
+        elif kind is OrderReleased:
+            record["price"] = _decimal(event.released_price)
+        elif kind in (OrderRejected, OrderDenied, OrderModifyRejected, OrderCancelRejected):
+            record["reason"] = str(event.reason)
+        elif kind in (OrderCanceled, OrderExpired):
+            record["reason"] = "expired" if kind is OrderExpired else "canceled"
+        venue_order_id = getattr(event, "venue_order_id", None)
+        if venue_order_id is not None and kind is not OrderSubmitted:
+            record["venue_order_id"] = str(venue_order_id)
+        self._record(kind.__name__, _TRADE_EVENT, (record,))
 
     def _record_position_event(self, event: PositionEvent) -> None:
         signal = self._signals.get(event.opening_order_id)
@@ -517,11 +526,11 @@ class AuditObserver(Actor):
         # was read above; the record is built when it is written (a backtest's batch, the recording thread).
         self._record(type(event).__name__, _position_record, (event, signal, last_fill))
 
-    def _record_fill_accounting(self, event: OrderFilled) -> None:
+    def _record_fill_accounting(self, event: OrderFilled, order: Any) -> None:
         """What the fill did to the account (``sys.fill_accounting``), for ``pnl_reconciliation``."""
-        payload = fill_accounting_payload(self.cache, event, self._instruments)
+        payload = fill_accounting_payload(self.cache, event, self._fill_memo, order)
         self._system(FILL_ACCOUNTING, "fill accounting", payload, event.ts_event,
-                     correlation_id=self._expected.get(event.client_order_id, (None, None))[1])
+                     correlation_id=self._expected.get(event.client_order_id, _NO_EXPECTATION)[1])
 
     # --- helpers ------------------------------------------------------------------------------
 
@@ -544,7 +553,7 @@ class AuditObserver(Actor):
             quote = self.cache.quote_tick(order.instrument_id)
             if quote is not None:
                 best = quote.ask_price if order.side == OrderSide.BUY else quote.bid_price
-                expected = best.as_decimal()
+                expected = _decimal(best)
         self._expected[order.client_order_id] = (expected, signal)
         if signal is not None:
             self._signals[order.client_order_id] = signal
@@ -557,40 +566,29 @@ _TRADE_EVENT: Callable[[dict[str, Any]], AuditEvent] = TradeEvent.__pydantic_val
 _SYSTEM_EVENT: Callable[[dict[str, Any]], AuditEvent] = SystemEvent.__pydantic_validator__.validate_python
 
 
-def _trade_record(event_type: str, instrument_id: str, correlation_id: str | None, ts_event: int,
-                  fields: dict[str, Any]) -> dict[str, Any]:
-    """A ``TradeEvent``'s fields; ``fields`` that are None are left to the model's default (None)."""
-    record = {"ts_event": ts_event, "event_type": event_type, "source": _SOURCE,
-              "correlation_id": correlation_id, "instrument_id": instrument_id}
-    for name, value in fields.items():
-        if value is not None:
-            record[name] = value
-    return record
-
-
 def _position_record(event: PositionEvent, signal: str | None, last_fill: OrderFilled | None) -> AuditEvent:
     """The record of a position event (a snapshot that never changes, as is the fill), built when it is written."""
-    fields: dict[str, Any] = {
+    pnl = event.realized_pnl
+    closed = type(event) is PositionClosed
+    return _TRADE_EVENT({
+        "ts_event": event.ts_event, "event_type": _POSITION_EVENT_TYPES[type(event)], "source": _SOURCE,
+        "correlation_id": signal, "instrument_id": str(event.instrument_id),
         # The order whose fill opened, changed or closed the position.
         "order_id": str(last_fill.client_order_id if last_fill is not None else event.opening_order_id),
-        "trade_id": None if last_fill is None else str(last_fill.trade_id),
-        "side": _side(event.entry),
-        "size": event.quantity.as_decimal(),
-        "price": event.last_px.as_decimal(),
+        "side": _SIDES[event.entry],
+        "size": _decimal(event.quantity),
+        "price": _decimal(event.last_px),
+        "realized_pnl": None if pnl is None else _decimal(pnl),
+        "currency": None if pnl is None else str(pnl.currency),
         "position_id": str(event.position_id),
         "strategy_source": str(event.strategy_id),
+        "trade_id": None if last_fill is None else str(last_fill.trade_id),
+        "realized_return": _float_decimal(event.realized_return) if closed else None,
         "avg_px_open": _float_decimal(event.avg_px_open),
+        "avg_px_close": _float_decimal(event.avg_px_close) if closed else None,
+        "duration_ns": event.duration_ns if closed else None,
         "ts_init": event.ts_init,
-    }
-    if event.realized_pnl is not None:
-        fields["realized_pnl"] = event.realized_pnl.as_decimal()
-        fields["currency"] = str(event.realized_pnl.currency)
-    if isinstance(event, PositionClosed):
-        fields["realized_return"] = _float_decimal(event.realized_return)
-        fields["avg_px_close"] = _float_decimal(event.avg_px_close)
-        fields["duration_ns"] = event.duration_ns
-    return _TRADE_EVENT(_trade_record(_POSITION_EVENT_TYPES[type(event)], str(event.instrument_id), signal,
-                                      event.ts_event, fields))
+    })
 
 
 def _system_record(event_type: str, payload: dict[str, Any], ts_event: int,
@@ -612,6 +610,8 @@ _TRIGGERED_TYPES = frozenset({
 })
 #: Stands for "the order's trigger price at the time": stops are measured against their trigger.
 _FROM_TRIGGER: Any = Decimal("NaN")
+#: ``_expected`` of an order the observer knows nothing about: no expected price, no signal.
+_NO_EXPECTATION: tuple[None, None] = (None, None)
 
 _POSITION_EVENT_TYPES: dict[type, str] = {
     PositionOpened: AuditEventType.TRADE_POSITION_OPENED.value,
@@ -648,25 +648,47 @@ _OrderConstants = tuple[str, str, str, str | None, str | None]
 def _order_constants(event: OrderEvent, order: Any) -> _OrderConstants:
     if order is None:
         return str(event.client_order_id), str(event.strategy_id), str(event.instrument_id), None, None
-    return (str(event.client_order_id), str(event.strategy_id), str(event.instrument_id), _side(order.side),
-            order.order_type.name)
+    return (str(event.client_order_id), str(event.strategy_id), str(event.instrument_id), _SIDES[order.side],
+            _ORDER_TYPES[order.order_type])
 
 
 #: An order side as the trail spells it (a lookup: cheaper than comparing with ``OrderSide.BUY``).
 _SIDES: dict[OrderSide, str] = {side: "BUY" if side == OrderSide.BUY else "SELL" for side in OrderSide}
-
-
-def _side(side: OrderSide) -> str:
-    return _SIDES[side]
+#: Enum names as lookups: ``.name`` is a Python-level property of the enum, read for every record.
+_LIQUIDITY_SIDES: dict[LiquiditySide, str] = {side: side.name for side in LiquiditySide}
+_ORDER_TYPES: dict[OrderType, str] = {order_type: order_type.name for order_type in OrderType}
 
 
 def _price_of(order: Any) -> Decimal | None:
     if order is None or not order.has_price:
         return None
-    return order.price.as_decimal()  # type: ignore[no-any-return]
+    return _decimal(order.price)
 
 
 def _trigger_of(order: Any) -> Decimal | None:
     """The order's trigger price now (a trailing stop has none until the venue sets it)."""
     trigger = getattr(order, "trigger_price", None)
-    return None if trigger is None else trigger.as_decimal()  # type: ignore[no-any-return]
+    return None if trigger is None else _decimal(trigger)
+
+
+#: ``as_decimal()`` of NautilusTrader's Price, Quantity and Money by raw value: a fill reads a dozen
+#: of them, mostly the same few prices and sizes, and each conversion is a Decimal division.
+#: ``as_decimal`` is ``Decimal(raw) / FIXED_DECIMAL_SCALE`` whatever the type or its precision, so the
+#: raw value is the whole key; a raw of 28 digits or fewer divides exactly in the default context
+#: (28 digits), so its result does not depend on the context either. Bounded: cleared when full.
+_DECIMALS: dict[int, Decimal] = {}
+_DECIMALS_MAX = 4096
+_EXACT_RAW = 10**28
+
+
+def _decimal(value: Any) -> Decimal:
+    """``value.as_decimal()`` (a Price, Quantity or Money), from ``_DECIMALS`` when it is there."""
+    raw = value.raw
+    number = _DECIMALS.get(raw)
+    if number is None:
+        number = value.as_decimal()
+        if -_EXACT_RAW < raw < _EXACT_RAW:
+            if len(_DECIMALS) >= _DECIMALS_MAX:
+                _DECIMALS.clear()
+            _DECIMALS[raw] = number
+    return number

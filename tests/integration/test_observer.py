@@ -49,7 +49,7 @@ from nautilus_trader.model.events import (
     PositionOpened,
 )
 from nautilus_trader.model.identifiers import InstrumentId, Venue
-from nautilus_trader.model.objects import Price, Quantity
+from nautilus_trader.model.objects import Money, Price, Quantity
 from nautilus_trader.trading.strategy import Strategy
 
 from audit_core import verify
@@ -774,6 +774,27 @@ def test_slippage_refuses_an_unknown_side_and_writes_no_negative_zero():
         slippage_bps("buy", Decimal("1.1"), Decimal("1.2"))
     flat = slippage_bps("SELL", Decimal("1.10000"), Decimal("1.10000"))
     assert flat == 0 and str(flat) == "0"
+
+
+def test_nautilus_values_convert_as_their_as_decimal_does_cached_or_not(monkeypatch):
+    """``observer._decimal`` (cached by raw value) gives what ``as_decimal()`` gives, digit for digit,
+    for any type with the same raw value; values past 28 digits are never cached; the cache is bounded."""
+    from audit_core.integrations import observer
+
+    monkeypatch.setattr(observer, "_DECIMALS", {})
+    monkeypatch.setattr(observer, "_DECIMALS_MAX", 8)
+    values = [Price.from_str("1.10002"), Price.from_str("1.10000"), Quantity.from_int(100_000), Money("2.20", USD),
+              Price.from_str("-0.5"), Money(0, USD), Quantity.from_str("0.000001"), Price.from_int(7),
+              Price.from_str("123456789012.1234567890123456"),  # 28 digits: cached
+              Money(Decimal("12345678901234.25"), USD)]  # 30 digits: converted each time
+    for _ in range(2):  # converted, then from the cache
+        for value in values:
+            got, expected = observer._decimal(value), value.as_decimal()
+            assert type(got) is Decimal and got.as_tuple() == expected.as_tuple(), value
+        assert len(observer._DECIMALS) <= 8
+    assert values[-1].raw not in observer._DECIMALS and values[-2].raw in observer._DECIMALS
+    # The same raw value from another type: the same decimal.
+    assert observer._decimal(Quantity.from_str("1.10002")).as_tuple() == Decimal("1.10002").as_tuple()
 
 
 def test_partial_fills_are_each_recorded(tmp_path):

@@ -7,6 +7,7 @@ sequence consumed (issue 13, finding 8). Each class is one finding; each failed 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
 
@@ -70,6 +71,38 @@ class TestKeys:
     def test_non_string_and_colliding_keys_in_payload(self, emitter):
         refused(emitter, lambda: emitter.emit_system("sys.x", "s", {1: "a", "1": "b"}), "payload", "mapping key 1")
         refused(emitter, lambda: emitter.emit_system("sys.x", "s", {"x": {(1, 2): "a"}}), "payload", "(1, 2) at x")
+
+    def test_a_key_twice_is_refused_never_merged(self, emitter):
+        """A str subclass key becomes its plain string, which may be another key of the same dict (before
+        or after it); a mapping other than a dict may yield a key twice. Either way: refused."""
+        class Key(str):
+            def __hash__(self) -> int:  # not equal to its plain string in a dict
+                return 1
+
+            def __eq__(self, other: object) -> bool:
+                return self is other
+
+        for payload in ({"a": 1, Key("a"): 2}, {Key("a"): 1, "a": 2}, {"b": {"x": 0, Key("a"): 1, "a": 2}}):
+            assert len(payload) == 2 or len(payload["b"]) == 3
+            refused(emitter, lambda p=payload: emitter.emit_system("sys.x", "s", p), "payload", "'a'", "occurs twice")
+
+        class Pairs(Mapping):
+            def __init__(self, pairs):
+                self.pairs = pairs
+
+            def __getitem__(self, key):
+                return dict(self.pairs)[key]
+
+            def __iter__(self):
+                return (key for key, _ in self.pairs)
+
+            def __len__(self):
+                return len(self.pairs)
+
+        refused(emitter, lambda: emitter.emit_system("sys.x", "s", Pairs([("a", 1), ("a", 2)])), "payload",
+                "'a'", "occurs twice")
+        event = emitter.emit_system("sys.x", "s", {"a": 1, Key("b"): 2, "c": {"a": 1}})
+        assert json.loads(event.to_line())["payload"] == {"a": 1, "b": 2, "c": {"a": 1}}
 
     def test_non_string_keys_in_parameter_values(self, emitter):
         refused(emitter, lambda: emitter.emit_param_change("s", "w", None, {1: "a", "1": "b"}), "new_value", "key 1")

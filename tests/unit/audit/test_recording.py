@@ -155,6 +155,18 @@ class TestDeferredRecords:
             deferred.submit("r", int, (at,))
         deferred.run()
         assert written == [([day - 2, day - 1], day - 2), ([day, day + 1], day), ([3 * day], 3 * day)]
+        # A clock that steps back: the first and last readings share a day, one in between does not.
+        written.clear()
+        for at in (day - 2, day, day - 1):
+            now[0] = at
+            deferred.submit("r", int, (at,))
+        deferred.run()
+        assert written == [([day - 2], day - 2), ([day], day), ([day - 1], day - 1)]
+        for at in (day + 5, day + 1, day + 9):  # out of order within one day: one run
+            now[0] = at
+            deferred.submit("r", int, (at,))
+        deferred.run()
+        assert written[3:] == [([day + 5, day + 1, day + 9], day + 5)]
 
     @pytest.mark.parametrize("limit", [2, 4, 7])
     def test_an_emitter_writing_the_runs_writes_the_bytes_of_records_emitted_one_by_one(self, tmp_path, limit):
