@@ -16,7 +16,11 @@ minute, a strategy trading on every quote) is run on a fresh BacktestEngine per 
   inline, so its cost shows in ``engine.run()``; a live node syncs on its recording thread). It
   shows how much the disk's per-record fdatasync would add.
 
-Each case runs ``repeats`` times, interleaved; the best time counts. Target: observer / baseline <= 1.3.
+Each case runs ``repeats`` times, interleaved, each run in a new Python process (``_run_in_new_process``);
+the best time counts. Target: observer / baseline <= 1.3. A new process per run because NautilusTrader
+keeps a disposed engine's objects alive (~187k of them, through its message bus): in one process every
+later run pays for larger full garbage collections (a second 10k-fill run spent 614-695 ms in them
+against 235-441 ms for a first), which put the observer's runs, after the baseline's, at a disadvantage.
 The load average at start and end is recorded: on a busy machine the wall-time ratios mean little,
 so the process's CPU time during ``engine.run()`` (all its threads, ``time.process_time``) is
 reported next to it: waiting for a core does not count there, so its ratio holds up under load
@@ -114,6 +118,27 @@ def _run_case(scenario: ModuleType, case: str, base: Path, ticks: int) -> dict[s
     return result
 
 
+def _run_in_new_process(case: str, base: Path, ticks: int) -> dict[str, Any]:
+    """``_run_case`` in a new Python process (its imports done and one full garbage collection before the
+    engine is built): what it prints last is the result, as JSON."""
+    import os
+    import subprocess
+
+    child = ("import gc, json, sys\n"
+             "from pathlib import Path\n"
+             "from benchmarks.bench_observer import _run_case, load_scenario\n"
+             "scenario = load_scenario()\n"
+             "import nautilus_trader.backtest.engine\n"
+             "gc.collect()\n"
+             "print(json.dumps(_run_case(scenario, sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]))))\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run([sys.executable, "-c", child, case, str(base), str(ticks)], cwd=ROOT, env=env,
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"the {case} run failed (exit {done.returncode}):\n{done.stderr[-4000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def run_observer_benchmark(tmp: Path, fills_target: int = 10_000, repeats: int = 2) -> dict[str, Any]:
     """Time ``engine.run()`` with and without the observer; return the report (see module docstring)."""
     from audit_core import verify
@@ -123,10 +148,11 @@ def run_observer_benchmark(tmp: Path, fills_target: int = 10_000, repeats: int =
     ticks = ticks_for(fills_target)
     runs: dict[str, list[dict[str, Any]]] = {case: [] for case in CASES}
     trails: dict[str, Path] = {}
+    del scenario  # loaded here only to fail early; each run loads it in its own process
     for repeat in range(repeats):
         for case in CASES:
             base = tmp / f"{case}-{repeat}"
-            runs[case].append(_run_case(scenario, case, base, ticks))
+            runs[case].append(_run_in_new_process(case, base, ticks))
             trails[case] = base
 
     cases: dict[str, dict[str, Any]] = {}
@@ -158,7 +184,8 @@ def run_observer_benchmark(tmp: Path, fills_target: int = 10_000, repeats: int =
         "method": (
             f"nautilus_scenario.build_engine(ticks={ticks}, trade_every={TRADE_EVERY}, step 1 min): a fresh "
             "BacktestEngine per run, same quotes, same strategy; only engine.run() is timed "
-            f"(time.perf_counter); cases interleaved, best of {repeats}. The observer case records every order, "
+            f"(time.perf_counter); cases interleaved, each run in a new process, best of {repeats}. "
+            "The observer case records every order, "
             "fill, position and account event and the session's lifecycle records with the observer's defaults "
             "(a backtest: written in batches, synced at rotation and close); observer_sync_trades also fdatasyncs "
             "each trade.* record before its handler returns (a live node's durability, inline)."

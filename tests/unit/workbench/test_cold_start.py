@@ -91,7 +91,8 @@ class TestFooters:
             metadata = pq.read_metadata(file)
             stats = [metadata.row_group(group).column(0).statistics for group in range(metadata.num_row_groups)]
             assert metadata.schema.column(0).path == "ts_event"
-            assert footer.columns == tuple(sorted(metadata.schema.to_arrow_schema().names))  # flat: leaf paths are names
+            # A flat file: its leaf paths are its column names.
+            assert footer.columns == tuple(sorted(metadata.schema.to_arrow_schema().names))
             assert footer.extent == (min(s.min for s in stats), max(s.max for s in stats))
 
     def test_files_whose_columns_differ_only_in_nesting_count_as_different_columns(self, tmp_path):
