@@ -59,8 +59,9 @@ def fill_accounting_payload(cache: Any, event: OrderFilled, memo: Memo | None = 
                  _rate_currencies(instrument, account, commission_currency))
         if memo is not None:
             memo[key] = known
-    if instrument is not None:
-        payload |= known[2]
+    part = known[2]
+    if part is not None:  # the instrument's part, None without an instrument
+        payload |= part
     if account is not None:
         payload["account_type"] = ACCOUNT_TYPES[account.type]
         account_currency = account.base_currency
@@ -104,7 +105,7 @@ def _rate_currencies(instrument: Any, account: Any, commission_currency: Any) ->
 
 def _xrates(cache: Any, event: OrderFilled, currencies: list[Any], account_currency: Any) -> dict[str, str]:
     """{currency: rate into the account's currency} for ``currencies`` (``_rate_currencies``)."""
-    rates = {}
+    rates: dict[str, str] = {}
     if not currencies:
         return rates
     price_type = PriceType.BID if event.order_side == OrderSide.SELL else PriceType.ASK
