@@ -52,7 +52,8 @@ def causal_keys(table: ir.Table) -> ir.Table:
         return _causal_keys_by_window(table)
     # Only blocks of two or more records need a key of their own: they are found by one narrow
     # aggregate (few rows) and joined back, which costs the engine far less than a window over
-    # every column of every row would.
+    # every column of every row would (the window form below, on DuckDB: reconstruct_incident
+    # 1.19-1.23x raw SQL against 0.95-1.09x with this one, measured at 1M and 10M events).
     lifecycle = table.event_type.isin(list(CAUSAL_STEPS))
     linked = table.filter(lifecycle, table.correlation_id.notnull())
     # The block's first record: the smallest (stream, sequence), compared as a struct (field by field).
