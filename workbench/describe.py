@@ -194,7 +194,7 @@ def _described(table: ir.Table, fields: Any = None) -> ir.StringValue:
 #: double. DuckDB writes a double with an exponent exactly where Python's ``repr`` does (magnitude
 #: below 1e-4 or from 1e16 on) and otherwise its shortest digits, an integer with ``.0``; so an
 #: integer below 1e16 is written as the integer it is exactly, any other value in that range as DuckDB
-#: writes it, and the rest (exponents, infinities, NaN, -0) goes to the Python function
+#: writes it, and the rest (exponents, infinities, NaN, both zeros) goes to the Python function
 #: ``FLOAT_TEXT_PYTHON`` (``_columns.float_texts``, right for any double). Trimming DuckDB's text
 #: instead (``rtrim``) cost 270 ns a value, twice the cast itself: ~2 ms of a 10M trail's hour.
 FLOAT_TEXT_FUNCTION = "ledgerline_float_text"
