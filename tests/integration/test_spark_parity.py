@@ -410,6 +410,8 @@ class TestSparkSpecifics:
         def views() -> set[str]:
             return {table.name for table in session.catalog.listTables() if table.name.startswith("ledgerline_rows")}
 
+        # Views of earlier tests' expressions that are garbage but not yet collected would hide this one's.
+        gc.collect()
         before = views()
         first = wb.trade_lifecycle(trail, "O-EDGE-1")
         expected = rows(wb.trade_lifecycle(trails["duckdb"], "O-EDGE-1"))
