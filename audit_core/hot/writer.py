@@ -150,6 +150,7 @@ class AppendOnlyWriter(StreamFiles, LiveFileGuard, GroupCommit):
         self._rotate_at_ns = _NEVER
         self._episode = Episode(clock)
         self._recoveries_unreported = 0  # episodes ended whose on_state_change has not returned yet
+        self._recovery_reporters: list[int] = []  # the threads reporting them (one entry per episode)
         self._next_retry = 0.0
         fallback = config.fallback_path
         self._spill = SpillFile(None if fallback is None else Path(fallback))
@@ -260,6 +261,21 @@ class AppendOnlyWriter(StreamFiles, LiveFileGuard, GroupCommit):
                 self._drain()
         if durable:
             self.sync_through(ticket)
+            if self._recoveries_unreported:
+                self._await_recovery_reports()
+
+    def _await_recovery_reports(self) -> None:
+        """Wait until every ended episode is on record (the emitter's ``sys.recovered``).
+
+        A durable record that waited out a full disk may have been written by another thread's
+        drain, which reports the recovery just after: returning before that report would leave the
+        caller looking at ``is_degraded`` still True and a trail without the recovery. The reporting
+        thread itself (whose report may emit durable records) does not wait for itself.
+        """
+        me = threading.get_ident()
+        with self._mutex:
+            while self._recoveries_unreported and me not in self._recovery_reporters:
+                self._wait()
 
     def flush(self) -> None:
         """Make everything written so far durable (no-op for bytes still queued while degraded)."""
@@ -396,6 +412,7 @@ class AppendOnlyWriter(StreamFiles, LiveFileGuard, GroupCommit):
                         if self._episode.active and not self._pending:
                             changes.append(self._episode.end(self.stats.spilled_bytes, self._path))
                             self._recoveries_unreported += 1
+                            self._recovery_reporters.append(threading.get_ident())
                         force_retry = True
                         self._unspilled = []
                         self._notify()
@@ -420,6 +437,9 @@ class AppendOnlyWriter(StreamFiles, LiveFileGuard, GroupCommit):
                 if recovered := sum(change.kind == "recovered" for change in changes):
                     with self._mutex:
                         self._recoveries_unreported -= recovered
+                        for _ in range(recovered):
+                            self._recovery_reporters.remove(threading.get_ident())
+                        self._notify()
 
     def _requeue(self, batch: list[bytes], written: int) -> None:
         """Put back what a failed write left of ``batch``; remember the whole record a cut falls in."""

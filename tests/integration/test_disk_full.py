@@ -417,6 +417,46 @@ class TestDurableWaitPolicy:
         rows = assert_trail_has_exactly(base, emitted.events)
         assert event_types(rows) == ["sys.degraded", "sys.recovered"]
 
+    def test_durable_emit_returns_after_the_recovery_another_thread_reports(self, small_disk):
+        # The flusher, not the waiting emit, writes the durable record and then reports the
+        # recovery; the report is held open to widen the window in which the emit could return
+        # with the recovery not yet on record (it did, once in four CI runs, before the fix).
+        base = small_disk / "trail"
+        config = AuditConfig(base_path=base, retry_interval_s=1.0, durable_failure="wait", durable_wait_s=10.0)
+        emitter = AuditEventEmitter(config)
+        emitted = Emitted(emitter)
+        emitted.param()
+        filler = fill(small_disk)
+        emitted.until_degraded()
+        writer = emitter.writer
+        record_change = writer.on_state_change
+        reports: list[tuple[str, str]] = []  # (kind, reporting thread), when each report returned
+
+        def slow_report(change: Any) -> None:
+            if change.kind == "recovered":
+                time.sleep(0.3)
+            assert record_change is not None
+            record_change(change)
+            reports.append((change.kind, threading.current_thread().name))
+
+        writer.on_state_change = slow_report
+        returned: list[bool] = []
+        emit = threading.Thread(target=lambda: (emitted.trade(), returned.append(not emitter.is_degraded)),
+                                name="durable-emit")
+        emit.start()
+        time.sleep(0.1)  # the emit is waiting out the full disk (its own retry is 1 s away)
+        filler.unlink()
+        writer._wake_flusher.set()  # stands in for the flusher's 1 s timer, so that the flusher drains
+        emit.join(10)
+
+        assert not emit.is_alive()
+        recovered = [thread for kind, thread in reports if kind == "recovered"]
+        assert recovered and recovered[0] != "durable-emit", reports
+        assert returned == [True], "the durable emit returned before the recovery was on record"
+        emitter.close()
+        rows = assert_trail_has_exactly(base, emitted.events)
+        assert event_types(rows) == ["sys.degraded", "sys.recovered"]
+
     def test_durable_emit_gives_up_after_durable_wait_s(self, small_disk):
         base = small_disk / "trail"
         config = AuditConfig(base_path=base, retry_interval_s=0.05, durable_failure="wait", durable_wait_s=0.3)
