@@ -112,22 +112,8 @@ def trade_lifecycle(
         # keeps those rows of those days before any join (a handful, not every signal and position record);
         # Spark, which would read them again at every reference below, reads them once (``few_rows``).
         t = _backend.few_rows(_rows_carrying(t.filter(_on_days(t, days)), orders, correlations))
-        anchor = (t.order_id if order_id is not None else t.correlation_id) == value
-    # Three simple filters, not one OR: each keeps its predicates next to the scan (an OR over IN
-    # subqueries makes the engine build every row of the trail first).
-    anchored = t.filter(anchor)
-    other = anchor.isnull() | ~anchor  # rows not already in `anchored`
-    signals = t.filter(t.event_type.startswith("trade.signal"), other,
-                       t.correlation_id.isin(anchored.correlation_id))
-    # A netting venue reuses one position id for every round trip of an instrument: keep the position
-    # events its orders made and the round trips those touched (by the opening signal each carries).
-    position_rows = t.filter(t.event_type.startswith("trade.position_"), other,
-                             t.position_id.isin(anchored.position_id))
-    own_orders = anchored.filter(anchored.event_type.isin(["trade.order", "trade.fill"])).order_id
-    made = position_rows.filter(position_rows.order_id.isin(own_orders))
-    touched = t.filter(t.event_type.startswith("trade.position_"), t.order_id.isin(own_orders)).correlation_id
-    positions = made.union(position_rows.filter(position_rows.correlation_id.isin(touched)), distinct=True)
-    rows = causal_keys(with_description(anchored.union(signals).union(positions)))
+    rows = causal_keys(_lifecycle_rows(t, "order_id" if order_id is not None else "correlation_id", value,
+                                       few=reading is not None))
     ordered = ibis.window(order_by=list(CAUSAL_ORDER))
     derived = {
         "step": rows.event_type.substitute(_STEPS, else_=rows.event_type),
@@ -136,6 +122,61 @@ def trade_lifecycle(
     }
     columns = [derived[name].name(name) if name in derived else name for name in LIFECYCLE_COLUMNS]
     return rows.select(*columns, *CAUSAL_KEYS).order_by(*CAUSAL_ORDER).drop(*CAUSAL_KEYS)
+
+
+def _lifecycle_rows(t: ir.Table, key: str, value: str, *, few: bool) -> ir.Table:
+    """The rows of ``t`` in the lifecycle of the rows whose ``key`` column is ``value``, described
+    (``with_description``): the anchored rows; the signals whose
+    correlation id an anchored row carries; and the position records of an anchored row's position id
+    that one of the anchor's orders made (their order id is an anchored order's or fill's) or that belong
+    to a round trip those orders touched (a position record with one of those order ids carries the
+    round trip's correlation id, its opening signal's). A netting venue reuses one position id for
+    every round trip of an instrument: only the round trips the anchor's orders touched are kept.
+
+    Two plans of this one rule, held equal by ``tests/unit/workbench/test_lifecycle_plans.py``:
+
+    - ``few`` (``t`` holds only the rows carrying the trade's ids): windows over ``t`` ("does a row
+      with my correlation id, position id or order id qualify?"), one read of ``t`` and no join.
+      Spark ran each subquery of the other plan as a broadcast job of its own (5 jobs). The rows are
+      described first: the windows' projection would hide a fetched row's description from Spark's
+      twin (``_spark.described``) and the query would hold the whole expression again.
+    - otherwise (``t`` is the whole trail): ``isin`` subqueries, each a small hash join. Windows
+      partitioned over every row cost DuckDB ~100x more (5.6 s against 60 ms on 1M hot rows).
+    """
+    def positions(table: ir.Table) -> ir.BooleanValue:
+        return table.event_type.startswith("trade.position_")
+
+    if few:
+        def any_of(condition: ir.BooleanValue, by: ir.Column) -> ir.BooleanValue:
+            """Whether some row with this row's (non-NULL) ``by`` value meets ``condition``."""
+            hits = ibis.ifelse(condition, 1, 0).max().over(ibis.window(group_by=by))
+            return by.notnull() & (hits == 1)
+
+        t = with_description(t)
+        anchored = (t[key] == value).fill_null(False)
+        marked = t.mutate(
+            _anchored=anchored,
+            _signal=t.event_type.startswith("trade.signal") & any_of(anchored, t.correlation_id),
+            _position=positions(t) & any_of(anchored, t.position_id),
+            _own_order=any_of(anchored & t.event_type.isin(["trade.order", "trade.fill"]), t.order_id),
+        )
+        # A second step: whether a round trip was touched depends on the first step's _own_order.
+        marked = marked.mutate(_touched=any_of(positions(marked) & marked._own_order, marked.correlation_id))
+        keep = marked._anchored | marked._signal | (marked._position & (marked._own_order | marked._touched))
+        return marked.filter(keep).drop("_anchored", "_signal", "_position", "_own_order", "_touched")
+    # Three simple filters, not one OR: each keeps its predicates next to the scan (an OR over IN
+    # subqueries makes the engine build every row of the trail first).
+    anchor = t[key] == value
+    anchored_rows = t.filter(anchor)
+    other = anchor.isnull() | ~anchor  # rows not already in anchored_rows
+    signals = t.filter(t.event_type.startswith("trade.signal"), other,
+                       t.correlation_id.isin(anchored_rows.correlation_id))
+    position_rows = t.filter(positions(t), other, t.position_id.isin(anchored_rows.position_id))
+    own = anchored_rows.filter(anchored_rows.event_type.isin(["trade.order", "trade.fill"])).order_id
+    made = position_rows.filter(position_rows.order_id.isin(own))
+    touched = t.filter(positions(t), t.order_id.isin(own)).correlation_id
+    kept = made.union(position_rows.filter(position_rows.correlation_id.isin(touched)), distinct=True)
+    return with_description(anchored_rows.union(signals).union(kept))
 
 
 #: Up to this many ids get a scan each; more are read by two scans with IN lists.
