@@ -10,6 +10,11 @@ microseconds each), the name, and the keys' digests. Any changed byte of the sea
 new key, checked afresh; nothing is believed because of a file's name, size or timestamps. With
 trusted keys given as a ``TrustedKeys`` (windows, revocations) nothing is kept: each open checks.
 Whether the entry's outputs are still there is asked at every open.
+
+What is not kept (a new process's first open) is spared most of the check when the cold root,
+read and checked once per open, commits to the entry's bytes (``audit_core.cold.manifest.vouched_entries``):
+the SHA-256 computed for the key above is compared with the root's, instead of re-encoding the entry
+and authenticating it again (on a 10M-event trail, 90 entries holding 10 MB of id filters: ~25 ms).
 """
 
 from __future__ import annotations
