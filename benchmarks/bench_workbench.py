@@ -51,7 +51,8 @@ MAX_COLD_RATIO = 2.0
 COLD_START_FAIRNESS = (
     "`open_trail` is opened with `verify=False` (verification, seconds per million events, is cached and "
     "not measured). It still does what the raw connection does not: it decides from each hot file's "
-    "manifest entry (authentic, with the hot file's own seal; checked once per process for the same bytes "
+    "manifest entry (authentic, with the hot file's own seal; an entry the cold root, checked once per open, "
+    "commits to is hashed, not authenticated again; checked once per process for the same bytes "
     "of both) whether the file's rows are in cold, reads every Parquet footer (the files' column sets, and "
     "the `ts_event` extent the unit check of an integer instant uses; parsed once per process for the same "
     "footer bytes), sets the session time zone to UTC, creates the trail's view (its SQL written directly "

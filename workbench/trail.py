@@ -634,6 +634,7 @@ def _read_hot(
     unreadable counts as not converted, so its hot rows are read (rows also in cold count once).
     """
     from audit_core._layout import NOT_A_TRAIL_FILE, trail_files  # not the verifier's imports
+    from audit_core.cold.manifest import vouched_entries
     from audit_core.errors import AuditFormatError
     from workbench._converted import converted
 
@@ -645,9 +646,12 @@ def _read_hot(
     files, strays = trail_files(hot_dir)
     for stray in strays:  # a forged record in notes.jsonl must not become a row
         unreadable(AuditFormatError(stray, NOT_A_TRAIL_FILE))
+    cold_key = keys[2] if keys[2] is not None else keys[1]
+    # The cold root, checked once: entries it commits to are not authenticated again one by one.
+    vouched = vouched_entries(cold_dir, keys[0], cold_key) if files else None
     for file in files:
         try:
-            if converted(file, cold_dir, present, lost or set(), keys[0], keys[2] if keys[2] is not None else keys[1]):
+            if converted(file, cold_dir, present, lost or set(), keys[0], cold_key, vouched):
                 continue
         except (AuditFormatError, OSError) as exc:
             unreadable(exc, "cannot tell whether it was converted; reading its hot rows")

@@ -47,6 +47,7 @@ import hashlib
 import json
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -240,20 +241,23 @@ def entry_problems(
     """
     problems = [str(p) for p in documents.check_document(entry, MANIFEST_CHECKSUM, hmac_key, public_key,
                                                          what="manifest entry", **CONVERTER_SIGNED)]
+    return problems + _entry_form_problems(entry)
+
+
+def _entry_form_problems(entry: dict[str, Any]) -> list[str]:
+    """``entry_problems`` but the authentication: the format, and that the outputs account for the seal's lines."""
     if entry.get("format") != MANIFEST_FORMAT:
-        problems.append(f"format is {entry.get('format')!r}, expected {MANIFEST_FORMAT!r} (written before "
-                        "manifests were authenticated? convert the hot file again)")
-        return problems
+        return [f"format is {entry.get('format')!r}, expected {MANIFEST_FORMAT!r} (written before "
+                "manifests were authenticated? convert the hot file again)"]
     seal, outputs, retired = entry.get("seal"), entry.get("outputs"), entry.get("retired", [])
     if not isinstance(seal, dict) or not isinstance(outputs, list) or not isinstance(retired, list) or not all(
         isinstance(output, dict) and isinstance(output.get("rows"), int) for output in [*outputs, *retired]
     ):
-        problems.append("seal must be an object, outputs and retired lists of objects with integer rows")
-        return problems
+        return ["seal must be an object, outputs and retired lists of objects with integer rows"]
     rows = sum(output["rows"] for output in [*outputs, *retired])
     if rows != seal.get("records"):
-        problems.append(f"outputs and retired outputs hold {rows} rows, the seal counts {seal.get('records')} lines")
-    return problems
+        return [f"outputs and retired outputs hold {rows} rows, the seal counts {seal.get('records')} lines"]
+    return []
 
 
 def converted_entry(
@@ -296,15 +300,25 @@ def converting_entry(
     entry: dict[str, Any] | None,
     hmac_key: bytes | None = None,
     public_key: VerifyingKeys | None = None,
+    *,
+    entry_sha256: str | None = None,
+    vouched: VouchedEntries | None = None,
 ) -> dict[str, Any] | None:
     """``entry`` if it shows hot file ``source``, whose seal is ``seal``, converted; else None.
 
     The decision of ``converted_entry`` once the seal and the entry are read (both parsed and
     their form checked; None when absent): for callers that read the bytes themselves.
+
+    ``entry_sha256`` (hex of the bytes ``entry`` was parsed from) and ``vouched`` (``vouched_entries``,
+    read once for the checked keys) spare the entry's own checksum and signature when the cold root
+    commits to those bytes (``VouchedEntries`` says why that is sound), without re-encoding and
+    hashing the entry (its id filters make it up to megabytes). Its form, its source and its copy
+    of the seal are checked all the same.
     """
     if seal is None or entry is None or entry.get("source") != source:
         return None
-    if entry_problems(entry, hmac_key, public_key):
+    authentic = vouched is not None and entry_sha256 is not None and vouched.vouches(entry_sha256, hmac_key, public_key)
+    if (_entry_form_problems(entry) if authentic else entry_problems(entry, hmac_key, public_key)):
         return None
     return None if seal_copy_differences(entry["seal"], seal) else entry
 
@@ -418,8 +432,7 @@ def update_cold_root(
         raise AuditIntegrityError(
             f"{root_path(cold)}: unreadable ({exc}); verify the store before replacing it") from exc
     if previous is not None:
-        problems = documents.check_document(
-            previous, ROOT_CHECKSUM, hmac_key, public_key, what="cold root", **CONVERTER_SIGNED)
+        problems = root_authentication_problems(previous, hmac_key, public_key)
         if problems:
             raise AuditIntegrityError(
                 f"{root_path(cold)}: {problems[0]}; not rewritten (verify the store, then move the root aside)")
@@ -448,8 +461,7 @@ def legal_holds_problem(
         return f"{root_path(cold)} is unreadable ({exc}): verify the cold store"
     if root is None:
         return None
-    problems = documents.check_document(
-        root, ROOT_CHECKSUM, hmac_key, public_key, what="cold root", **CONVERTER_SIGNED)
+    problems = root_authentication_problems(root, hmac_key, public_key)
     if problems:
         return f"{root_path(cold)}: {problems[0]}: verify the cold store"
     committed, present = root.get("legal_holds_sha256"), legal_holds_sha256(cold)
@@ -458,6 +470,77 @@ def legal_holds_problem(
                 f"the file is {present[:16]}): deleted or edited? After a deliberate change, accept it with "
                 "`ledgerline update-root --accept-legal-holds` (update_cold_root(..., accept_legal_holds=True))")
     return None
+
+
+def root_authentication_problems(
+    root: dict[str, Any], hmac_key: bytes | None = None, public_key: VerifyingKeys | None = None
+) -> list[documents.DocumentProblem]:
+    """Why the parsed cold root ``root`` is not authentic with these keys (``root_checksum`` with
+    ``hmac_key``; with ``public_key``, the converter's key, its signature); empty when it is."""
+    return documents.check_document(root, ROOT_CHECKSUM, hmac_key, public_key, what="cold root", **CONVERTER_SIGNED)
+
+
+@dataclass(frozen=True)
+class VouchedEntries:
+    """The manifest entry files an authentic cold root commits to (SHA-256 hex of their bytes), and the
+    keys it authenticated with: ``vouched_entries``' answer, for ``converting_entry``.
+
+    The root is written by ``update_cold_root`` with the converter's HMAC key and signing key, and
+    commits only to entries ``entry_problems`` found authentic with those keys. So when the root
+    itself authenticates with the keys the caller checks with, an entry whose bytes hash to a
+    committed SHA-256 is authentic with them too:
+
+    - the root's HMAC with ``hmac_key`` matches: its writer held that key and checked the entries
+      with it. Without a key, a plain SHA-256 proves nothing about any writer, but then the entries'
+      own checksums prove nothing either: anyone who can edit a file can recompute both. (Such a
+      root, re-checksummed over a keyed store, vouches for its entries where the full check would
+      refuse their HMAC checksums; re-checksumming the entries themselves gets the same, the
+      signatures, which cover neither checksum, still holding.)
+    - with ``public_key`` (one Ed25519 key), the root carries a valid signature by it: its writer
+      signed with that key and checked the entries against it; without one, entries checked with a
+      signing key pass a check without it too.
+
+    Trusted keys given as a ``TrustedKeys`` (roles, windows, revocations) vouch for nothing: an
+    entry's signing time and the root's need not fall in the same window, so each entry is checked.
+    A stale root, an older authentic root put back, or none at all vouches for at most entries that
+    were authentic: any other entry (edited, added or replaced since) gets the full check.
+    """
+
+    digests: frozenset[str]
+    hmac_key: bytes | None
+    public_key: VerifyingKeys | None
+
+    def vouches(self, entry_sha256: str, hmac_key: bytes | None, public_key: VerifyingKeys | None) -> bool:
+        """Whether the root commits to an entry file whose bytes hash to ``entry_sha256``, checked with these keys."""
+        return entry_sha256 in self.digests and self.hmac_key == hmac_key and self.public_key == public_key
+
+
+def vouched_entries(
+    cold: Path | str, hmac_key: bytes | None = None, public_key: VerifyingKeys | None = None
+) -> VouchedEntries:
+    """The entries ``cold/_root.json`` vouches for when checked with these keys (``VouchedEntries``):
+    none when the root is missing, unreadable, not authentic with them, or the keys are a ``TrustedKeys``.
+
+    Read and check the root once (one open of a trail), then pass the answer to ``converting_entry``
+    for each entry.
+    """
+    from audit_core.trust.keyring import TrustedKeys
+
+    nothing = VouchedEntries(frozenset(), hmac_key, public_key)
+    if isinstance(public_key, TrustedKeys):
+        return nothing
+    try:
+        root = read_root(Path(cold))
+    except (OSError, ValueError):
+        return nothing
+    if root is None or root.get("format") != ROOT_FORMAT or root_authentication_problems(root, hmac_key, public_key):
+        return nothing
+    manifests = root.get("manifests")
+    digests = frozenset(
+        item["sha256"] for item in (manifests if isinstance(manifests, list) else [])
+        if isinstance(item, dict) and isinstance(item.get("sha256"), str)
+    )
+    return VouchedEntries(digests, hmac_key, public_key)
 
 
 def root_problems(
@@ -475,8 +558,7 @@ def root_problems(
         return [f"{ROOT_FILE} is unreadable: {exc}"]
     if root is None:
         return [f"{ROOT_FILE} is missing: nothing vouches for the set of manifests, Parquet files and holds"]
-    problems = [str(p) for p in documents.check_document(
-        root, ROOT_CHECKSUM, hmac_key, public_key, what="cold root", **CONVERTER_SIGNED)]
+    problems = [str(p) for p in root_authentication_problems(root, hmac_key, public_key)]
     expected, _ = expected_root(cold, hmac_key, public_key)
     for key in ROOT_COMMITMENTS:
         if root.get(key) != expected[key]:

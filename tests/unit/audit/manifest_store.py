@@ -20,20 +20,22 @@ from audit_core.trust.signing import generate_keypair, load_private_key, load_pu
 JAN_5 = 1_767_571_200 * 10**9  # 2026-01-05 00:00 UTC
 HOUR = 3600 * 10**9
 MODES = ["unkeyed", "hmac", "signed"]
+#: Signed without an HMAC key: plain SHA-256 checksums, the signature alone authenticates.
+SIGNED_UNKEYED = "signed-unkeyed"
 
 
 class ManifestStore:
-    """A trail of two days written by ``write`` in ``mode`` (unkeyed, hmac or signed), converted."""
+    """A trail of two days written by ``write`` in ``mode`` (unkeyed, hmac, signed or signed-unkeyed), converted."""
 
     key = b"store-k3y"
 
     def __init__(self, base: Path, mode: str) -> None:
         base.mkdir(parents=True, exist_ok=True)
         self.base, self.cold = base, base / "cold"
-        self.hmac_key = None if mode == "unkeyed" else self.key
+        self.hmac_key = None if mode in ("unkeyed", SIGNED_UNKEYED) else self.key
         self.signing_key = self.public_key = None
         options: dict[str, Any] = {}
-        if mode == "signed":
+        if mode in ("signed", SIGNED_UNKEYED):
             generate_keypair(base / "writer.key", base / "writer.pub")
             options["signing_key_path"] = base / "writer.key"
             self.signing_key = load_private_key(base / "writer.key")

@@ -8,6 +8,7 @@ kept), changes files, and opens it again.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import warnings
@@ -193,6 +194,118 @@ class TestConvertedFiles:
         assert kept == len(list((hand_trail.base / "hot").glob("*.jsonl")))
         open_trail(hand_trail.base)
         assert len(_converted._kept) == kept
+
+
+def manifest_checks(monkeypatch) -> list[str]:
+    """The ``what`` of every ``check_document`` call from now on (the real check runs): from now on in this
+    process nothing is kept, as in a new process."""
+    from audit_core.trust import documents
+
+    _converted.clear()
+    calls: list[str] = []
+    check = documents.check_document
+    monkeypatch.setattr(documents, "check_document",
+                        lambda *args, **kwargs: calls.append(kwargs.get("what", "")) or check(*args, **kwargs))
+    return calls
+
+
+def keyed_trail(base, key: bytes):
+    """Two days of an HMAC-keyed trail, both converted with the key (root written after each)."""
+    from conftest import T0, S
+
+    from audit_core import AuditConfig, AuditEventEmitter
+    from audit_core.cold.converter import ParquetConverter
+
+    now = [T0]
+    with AuditEventEmitter(AuditConfig(base_path=base, sync_writes=False, hmac_key=key.decode()),
+                           clock=lambda: now[0]) as audit:
+        for day in range(2):
+            now[0] = T0 + day * 86_400 * S
+            for value in range(3):
+                audit.emit_param_change("meta", "k", value, value + 1, "test", ts_event=now[0] + value)
+    converter = ParquetConverter(base / "hot", base / "cold", hmac_key=key)
+    assert all(result.converted for result in converter.convert_all())
+
+
+class TestTheColdRootVouches:
+    """A new process's open: the cold root, checked once, vouches for the entries it commits to
+    (``audit_core.cold.manifest.vouched_entries``); any other entry is checked in full, as before."""
+
+    def test_an_entry_the_root_commits_to_is_not_authenticated_again(self, hand_trail, monkeypatch):
+        hand_trail.convert()
+        calls = manifest_checks(monkeypatch)
+        trail = open_trail(hand_trail.base, verify=False)
+        assert trail.hot.files == [] and count(trail) == hand_trail.events
+        assert calls == ["cold root"]
+
+    def test_an_entry_edited_after_the_root_was_written_is_read_from_hot(self, hand_trail, monkeypatch):
+        hand_trail.convert()
+        entry_file = sorted((hand_trail.base / "cold" / MANIFEST_DIR).glob("*.json"))[0]
+        entry = json.loads(entry_file.read_text())
+        digest = entry["outputs"][0]["sha256"]
+        # Still in its form, rows still those of the seal: only the entry's bytes tell.
+        edit_in_place(entry_file, digest.encode(), digest[::-1].encode())
+        calls = manifest_checks(monkeypatch)
+        trail = open_trail(hand_trail.base, verify=False)
+        assert [file.name for file in trail.hot.files] == [entry["source"]]
+        assert count(trail) == hand_trail.events and calls.count("manifest entry") == 1
+
+    def test_a_root_forged_without_the_key_vouches_for_nothing(self, tmp_path, monkeypatch):
+        from audit_core.cold.manifest import ROOT_CHECKSUM, root_path
+        from audit_core.trust import documents
+
+        key = b"workbench-test-key"
+        keyed_trail(tmp_path, key)
+        assert open_trail(tmp_path, hmac_key=key, verify=False).hot.files == []
+        entry_file = sorted((tmp_path / "cold" / MANIFEST_DIR).glob("*.json"))[0]
+        entry = json.loads(entry_file.read_text())
+        entry["outputs"][0]["sha256"] = "0" * 64  # its HMAC as it was: the attacker has no key
+        entry_file.write_text(json.dumps(entry, indent=1))
+        root = json.loads(root_path(tmp_path / "cold").read_text())
+        for item in root["manifests"]:
+            if item["path"].endswith(entry_file.name):
+                item["sha256"] = hashlib.sha256(entry_file.read_bytes()).hexdigest()
+        root_path(tmp_path / "cold").write_text(json.dumps(documents.authenticate(root, ROOT_CHECKSUM, b"not the key")))
+        calls = manifest_checks(monkeypatch)
+        trail = open_trail(tmp_path, hmac_key=key, verify=False)
+        assert [file.name for file in trail.hot.files] == [entry["source"]]
+        assert count(trail) == 6 and calls.count("manifest entry") == 2  # every entry checked in full
+
+    def test_a_stale_root_falls_back_to_the_full_check(self, hand_trail, monkeypatch):
+        from audit_core.cold.converter import ParquetConverter
+        from audit_core.cold.manifest import root_path
+
+        hand_trail.convert(only_jan5=True)
+        older_root = root_path(hand_trail.base / "cold").read_bytes()
+        before = len(list((hand_trail.base / "cold" / MANIFEST_DIR).glob("*.json")))
+        ParquetConverter(hand_trail.base / "hot", hand_trail.base / "cold").convert_all()
+        root_path(hand_trail.base / "cold").write_bytes(older_root)  # commits to the first day's entries only
+        calls = manifest_checks(monkeypatch)
+        trail = open_trail(hand_trail.base, verify=False)
+        assert trail.hot.files == [] and count(trail) == hand_trail.events
+        added = len(list((hand_trail.base / "cold" / MANIFEST_DIR).glob("*.json"))) - before
+        assert added > 0 and calls.count("manifest entry") == added
+
+    def test_trusted_keys_with_windows_check_every_entry(self, tmp_path, monkeypatch):
+        from conftest import T0
+
+        from audit_core import AuditConfig, AuditEventEmitter
+        from audit_core.cold.converter import ParquetConverter
+        from audit_core.trust.keyring import TrustedKeys
+        from audit_core.trust.signing import generate_keypair, load_private_key, load_public_key
+
+        generate_keypair(tmp_path / "w.key", tmp_path / "w.pub")
+        public_key = load_public_key(tmp_path / "w.pub")
+        with AuditEventEmitter(AuditConfig(base_path=tmp_path / "t", sync_writes=False,
+                                           signing_key_path=tmp_path / "w.key"), clock=lambda: T0) as audit:
+            audit.emit_param_change("meta", "k", 1, 2, "test", ts_event=T0)
+        assert ParquetConverter(tmp_path / "t" / "hot", tmp_path / "t" / "cold", public_key=public_key,
+                                signing_key=load_private_key(tmp_path / "w.key")).convert_all()[0].converted
+        for keys, entry_checks in ((public_key, 0), (TrustedKeys.from_public_key(public_key), 1)):
+            calls = manifest_checks(monkeypatch)
+            trail = open_trail(tmp_path / "t", public_key=keys, verify=False)
+            assert trail.hot.files == [] and count(trail) == 1
+            assert calls.count("manifest entry") == entry_checks
 
 
 class TestViewDefinitions:
