@@ -410,9 +410,12 @@ class AppendOnlyWriter(StreamFiles, LiveFileGuard, GroupCommit):
                         # Degraded until the whole backlog is in the file (the rest of a cut record
                         # is written alone first); the disk took a write, so no waiting for the timer.
                         if self._episode.active and not self._pending:
-                            changes.append(self._episode.end(self.stats.spilled_bytes, self._path))
+                            # Counted before the episode ends: is_degraded reads both without the lock,
+                            # and Episode.end logs between them (a reader saw neither, and emitted
+                            # ahead of the sys.recovered record).
                             self._recoveries_unreported += 1
                             self._recovery_reporters.append(threading.get_ident())
+                            changes.append(self._episode.end(self.stats.spilled_bytes, self._path))
                         force_retry = True
                         self._unspilled = []
                         self._notify()

@@ -291,6 +291,32 @@ class TestLiveFileLost:
         assert [(r[1], r[2]) for r in rows] == [("sys.degraded", 5), ("sys.recovered", 6), ("sys.durable", 7)]
         assert not seal_path(first).exists()
 
+    def test_the_writer_stays_degraded_until_the_recovery_is_reported(self, tmp_path, monkeypatch):
+        """``is_degraded`` is read without the writer's lock. The episode's end logs a warning; the
+        recovery was counted as unreported only after it, so a caller polling ``is_degraded`` in that
+        window saw a healthy writer and emitted ahead of the sys.recovered record (its durable record
+        took sequence 6, sys.recovered 7: seen once in a full unit run under load)."""
+        import audit_core.hot._degradation as degradation
+
+        config, emitter = self.make(tmp_path)
+        emitter.emit_system("sys.durable", "test", {})
+        seen = []
+        real_warning = degradation.logger.warning
+
+        def warning(message, *args):
+            if "recovered" in message:  # Episode.end: the episode is over, its report not yet written
+                seen.append(emitter.is_degraded)
+            real_warning(message, *args)
+
+        monkeypatch.setattr(degradation.logger, "warning", warning)
+        os.unlink(emitter.writer.path)
+        with pytest.raises(AuditWriteError, match="was deleted"):
+            emitter.emit_system("sys.durable", "test", {})
+        wait_until(lambda: not emitter.is_degraded)
+        emitter.close()
+        assert seen == [True]
+        assert [row[1] for row in hot_records(config)][-2:] == ["sys.degraded", "sys.recovered"]
+
     def test_the_writer_is_degraded_before_the_loss_is_visible(self, tmp_path, monkeypatch):
         """A durable caller woken by the loss raises and may then wait for ``not is_degraded`` (as the
         test below does): the writer must already be degraded by then. The episode used to begin in a
