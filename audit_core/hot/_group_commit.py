@@ -22,6 +22,22 @@ One thread costs one ``fdatasync`` per durable record and no hand-off. The live-
 ``lstat``, see ``_live_file``) runs once per sync, by its leader, after the sync: a ticket is only
 acknowledged durable while its bytes are in the file at the stream's path. A failed sync reports
 its error to its leader; its followers try again themselves (and get their own error).
+
+What bounds durable throughput on the development VM (measured with
+``benchmarks.probe_sync_occupancy``, 2026-12-02, load 3.6-6.5): its ext4 has no journal, so the
+disk serves concurrent syncs side by side instead of merging them into one commit, and each thread
+completes about one event per ``sync + gap``, the gap being its work between the end of one sync
+and the start of its next. The raw write + fdatasync loop's gap is 3-10 us (one ``os.write``); ours
+is 55-110 us: the next emit's pipeline run right after a sleep (validate 14 us, serialize 6,
+SHA-256 4, about 2.5x their back-to-back cost), the live-file ``lstat`` (~5 us) and this module's
+bookkeeping (5-10 us after a sync; a non-durable emit followed by a bare ``fdatasync`` and
+``lstat`` costs the same CPU). At 2 threads we lead nearly every sync ourselves, as the raw threads
+do (1.04-1.1 records per sync), with 1.45-1.55 syncs in flight against the raw loop's 1.8-1.9: so
+``(sync + raw gap) / (sync + our gap)``, ~0.8 at a ~250 us sync, bounds the ratio whatever the
+policy. The emitter's and writer's background threads take no measurable share (the checkpointer
+~20 ms of CPU per 8,000 records, the flusher none). Under load 6 our 1-thread syncs also took 2-3x
+the raw loop's (equal at load ~2): likely the scheduler's wake-up order, which favours the thread
+that used less CPU.
 """
 
 from __future__ import annotations
@@ -41,7 +57,9 @@ from audit_core.hot._live_file import file_lost
 #: Syncs of the hot file run at once by different callers; one more caller waits for the oldest to
 #: end. 1 (one sync at a time, the next one covering every waiter) measured 0.2-0.25x the events/s of
 #: raw per-event syncs at 2 threads on the (loaded) development VM: the disk idles while the next
-#: leader wakes up.
+#: leader wakes up. 4 against 2 at 4 threads (2026-12-02, six paired rounds, load 3.4-3.9): +7.6%
+#: median events/s, one round of six slower, at the same CPU per event; 8, which at 4 threads is
+#: the same policy as 4, measured +1.5%: the difference is within the noise, so 2 stays.
 MAX_CONCURRENT_SYNCS = 2
 
 
