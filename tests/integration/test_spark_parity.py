@@ -369,6 +369,19 @@ class TestSparkSpecifics:
         assert "ledgerline_rows_" in sql and "' changed '" not in sql and len(sql) < 20_000, len(sql)
         assert rows(lifecycle) == rows(wb.trade_lifecycle(trails["duckdb"], "O-EDGE-1"))
 
+    def test_a_trade_lifecycles_query_over_its_fetched_rows_shuffles_nothing_and_joins_nothing(self, trails):
+        # Each isin subquery over the fetched rows was a broadcast job of its own, and each window and the
+        # causal sort an exchange (a stage): the rows are picked by windows, and the fetched rows are one
+        # partition, which already satisfies every window's and sort's distribution.
+        import workbench as wb
+
+        trail = trails["spark"]
+        for lifecycle in (wb.trade_lifecycle(trail, "O-EDGE-1"),
+                          wb.trade_lifecycle(trail, correlation_id="SIG-EDGE-1")):
+            plan = _executed_plan(trail, lifecycle)
+            assert "ledgerline_rows_" in str(trail.backend.compile(lifecycle))
+            assert [plan.count("Exchange"), plan.count("Join")] == [0, 0], plan
+
     def test_an_incident_reads_the_files_once(self, trails):
         # The causal order's blocks (a trade's records at one instant) were an aggregate joined back: Spark
         # scanned the window's files a second time for it and broadcast it in a job of its own. A window
