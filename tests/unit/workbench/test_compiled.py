@@ -546,7 +546,7 @@ def test_a_trail_filter_and_its_description_validate_no_ibis_node(trail, monkeyp
 
     first, last = trail.time_range()
     trail.filter(start=first, end=last, event_type="trade.*", source="AuditObserver")  # catalogue, macros: once
-    with_description(trail.filter(start=first, end=last))
+    with_description(trail.filter(start=first, end=last)).select("time", "description", *CHRONOLOGICAL)  # schema
     validated = []
     original = Signature.validate
 
@@ -558,9 +558,13 @@ def test_a_trail_filter_and_its_description_validate_no_ibis_node(trail, monkeyp
     rows = trail.filter(start=first + 1, end=last - 1, event_type="trade.*", source="AuditObserver")
     described = with_description(rows)
     assert validated == []
-    # Ibis's own nodes built on a trail filter reuse its fields: ordering it validates the sort keys'
-    # fields only, not the 56 fields of the filter (``_nodes.Filter``).
+    # Selecting and ordering by column names (``_nodes.Rows``) validate nothing either.
+    described.select("time", "description", *CHRONOLOGICAL).order_by(*CHRONOLOGICAL)
     rows.order_by(*CHRONOLOGICAL)
+    assert validated == []
+    # Ibis's own nodes built on a trail filter reuse its fields: ordering it by a value validates the sort
+    # keys' fields only, not the 56 fields of the filter (``_nodes.Filter``).
+    rows.order_by(*[rows[name] for name in CHRONOLOGICAL])
     monkeypatch.setattr(Signature, "validate", original)
     assert [kind for kind in validated if kind is ibis.expr.operations.Field] == [ibis.expr.operations.Field] * len(
         CHRONOLOGICAL)
@@ -571,6 +575,43 @@ def test_with_description_is_the_node_mutate_makes(trail):
     """On DuckDB ``with_description`` builds its projection directly; it must be ``mutate``'s node."""
     for table in (trail.events, trail.filter(event_type="trade.*").select("event_type", "source", "order_id")):
         _same_nodes(with_description(table).op(), table.mutate(description=describe_call(table)).op())
+
+
+def test_selecting_and_ordering_by_names_make_the_nodes_ibis_makes(trail):
+    """``_nodes.Rows`` builds ``select``/``order_by`` of column names directly: each node must be Ibis's, over
+    the trail's view, a filter, described rows and a projection of those; anything else is Ibis's own method
+    (its errors included)."""
+    from ibis.common.exceptions import IbisError
+
+    from workbench import _nodes
+
+    first, last = trail.time_range()
+    rows = trail.filter(start=first, end=last, event_type="trade.*")
+    described = with_description(rows)
+    narrow = described.select("time", "description", *CHRONOLOGICAL)
+    for table in (trail.events, rows, described, narrow, rows.order_by("ts_event")):
+        assert isinstance(table, _nodes.Rows)
+        plain = ibis.Table(table.op())  # Ibis's methods on the same node
+        for names in (("ts_event",), ("sequence", "time", "stream"), CHRONOLOGICAL[::-1]):
+            _same_nodes(table.select(*names).op(), plain.select(*names).op())
+            _same_nodes(table.order_by(*names).op(), plain.order_by(*names).op())
+            _same_nodes(table.select(*names).order_by(*names).op(), plain.select(*names).order_by(*names).op())
+        # Values, keyword names and descending keys are Ibis's: the same nodes, built by its methods.
+        _same_nodes(table.select("ts_event", seq=table.sequence).op(),
+                    plain.select("ts_event", seq=plain.sequence).op())
+        _same_nodes(table.order_by(ibis.desc("ts_event"), "stream").op(), plain.order_by(ibis.desc("ts_event"),
+                                                                                         "stream").op())
+        for bad in (("no_such_column",), ("ts_event", "ts_event"), ()):
+            with pytest.raises(IbisError) as ours:
+                table.select(*bad)
+            with pytest.raises(IbisError) as ibis_own:
+                plain.select(*bad)
+            assert type(ours.value) is type(ibis_own.value) and str(ours.value) == str(ibis_own.value)
+        with pytest.raises(IbisError):
+            table.order_by("no_such_column")
+    expected = ibis.Table(described.op()).select(*CHRONOLOGICAL, "description").order_by(*CHRONOLOGICAL[::-1])
+    ours = described.select(*CHRONOLOGICAL, "description").order_by(*CHRONOLOGICAL[::-1])
+    assert ours.to_pyarrow().equals(expected.to_pyarrow())
 
 
 def describe_call(table):
