@@ -482,6 +482,7 @@ def _same_nodes(ours, ibis_made) -> None:
                 continue
             seen.add((id(a), id(b)))
             assert kind(a) is kind(b), (a, b)
+            assert hash(a) == hash((type(a), a.__args__)), a  # Ibis's hash of a node: what sets and dicts use
             pairs += zip(a.__args__, b.__args__, strict=True)
             pairs += [(getattr(a, name, None), getattr(b, name, None)) for name in kind(b).__attributes__]
             if type(a) in (_nodes.Filter, _nodes.DatabaseTable):
@@ -614,6 +615,22 @@ def test_selecting_and_ordering_by_names_make_the_nodes_ibis_makes(trail):
     assert ours.to_pyarrow().equals(expected.to_pyarrow())
 
 
+def test_the_backends_of_rows_are_those_ibis_finds(trail):
+    """``_nodes.Rows`` finds its backend by its parents alone where they were made from their parent (``derived``):
+    the same backends Ibis's walk of the whole tree finds, over the trail's view and over a join of it."""
+    first, last = trail.time_range()
+    rows = trail.filter(start=first, end=last)
+    for table in (trail.events, rows, with_description(rows).select("time", "description").order_by("time")):
+        assert table._find_backends() == ibis.Table(table.op())._find_backends() == ([trail.backend], False)
+    # Described rows of a join with an unbound table: the trail's backend and the unbound one, as Ibis finds them.
+    other = ibis.table({"event_type": "string", "note": "string"}, name="other_rows")
+    joined = with_description(trail.events.join(other, "event_type"))
+    for table in (joined, joined.select("note", "description").order_by("note")):
+        assert table._find_backends() == ibis.Table(table.op())._find_backends() == ([trail.backend], True)
+    unbound = with_description(ibis.table({"event_type": "string", "source": "string"}, name="u"))
+    assert unbound._find_backends() == ibis.Table(unbound.op())._find_backends()
+
+
 def describe_call(table):
     """The describe macro's call over ``table``, built by Ibis's API (its arguments validated)."""
     from workbench.describe import DESCRIBE_COLUMNS, _duckdb_describe
@@ -651,9 +668,9 @@ def test_a_repeated_query_shape_gives_the_rows_of_its_own_columns_values_and_win
     day = (trail.catalogue.first_ts // (24 * NS_PER_HOUR) + 1) * 24 * NS_PER_HOUR
     narrow = ["time", "ts_event", "event_type", "source", "description", "stream", "sequence", "correlation_id"]
 
-    def ask(hours=(3, 9), columns=narrow, **given):
+    def ask(hours=(3, 9), columns=narrow, order=CHRONOLOGICAL, **given):
         rows = trail.filter(start=day + hours[0] * NS_PER_HOUR, end=day + hours[1] * NS_PER_HOUR, **given)
-        return with_description(rows).select(*columns).order_by(*CHRONOLOGICAL)
+        return with_description(rows).select(*columns).order_by(*order)
 
     calls = [
         ask(),
@@ -666,6 +683,8 @@ def test_a_repeated_query_shape_gives_the_rows_of_its_own_columns_values_and_win
         ask(event_type="param.*"),
         ask(event_type="trade.*", source="AuditObserver"),
         ask(event_type="trade.*", source="x' OR '1'='1"),
+        ask(order=("sequence", "stream", "ts_event")),  # another order of the same columns
+        ask(columns=["ts_event", "sequence", "stream"], order=("stream", "sequence", "ts_event")),
     ]
     answers = []
     for expr in calls:
@@ -678,6 +697,8 @@ def test_a_repeated_query_shape_gives_the_rows_of_its_own_columns_values_and_win
         assert fast.equals(portable), str(expr)
         answers.append(fast)
     assert answers[0].num_rows > 0 and answers[9].num_rows == 0
+    assert answers[10].to_pylist() != answers[0].to_pylist()
+    assert sorted(map(repr, answers[10].to_pylist())) == sorted(map(repr, answers[0].to_pylist()))
     assert len({(a.schema.names.__repr__(), a.num_rows, a.to_pylist().__repr__()) for a in answers}) == len(answers)
     assert answers[3].column_names == narrow[::-1] and answers[3].to_pylist() == [
         dict(reversed(row.items())) for row in answers[0].to_pylist()]
