@@ -52,6 +52,8 @@ import ibis.expr.operations as ops
 from ibis.backends import BaseBackend
 from ibis.expr.operations.udf import InputType
 
+from workbench._nodes import FILTERED, derivation
+
 #: Literal types whose values are lifted out of a shape. Smaller integers (``0`` in ``rank == 0``,
 #: a ``substr`` length) stay part of the shape: their values cannot be told apart in SQL text.
 LIFTED = (dt.Int64, dt.Int32, dt.String)
@@ -213,9 +215,15 @@ def _shape(op: ops.Node, literals: dict[ops.Literal, int], hooked: list[ops.Node
             number = numbers.get(value)
             if number is not None:
                 return ("#", number)
-            constant = _constant_picture(value) if isinstance(value, ops.Relation) and value is not op else None
+            relation = isinstance(value, ops.Relation)
+            constant = _constant_picture(value) if relation and value is not op else None
+            rule = derivation(value) if relation else None
             if constant is not None:
                 entry: Any = ("=", constant)
+            elif rule is not None and rule is not FILTERED:
+                # Made from its parent by ``rule`` alone, which adds no value and no hooked node: its
+                # values (the 57 of described rows) need no walk.
+                entry = ("derived", rule, visit(value.parent))
             elif isinstance(value, ops.Literal) and _lifted(value):
                 entry = ("$", literals.setdefault(value, len(literals)), value.dtype)
             else:

@@ -144,7 +144,8 @@ def with_description(table: ir.Table) -> ir.Table:
     # The macro's call: the node ``table.mutate`` makes, built from one set of the table's fields
     # (``mutate`` would make them again, and bind and rewrite the call, ~1 ms of Ibis per query),
     # without Ibis's validation of its 57 values (``_nodes``: they are the table's own fields).
-    return _nodes.project(table.op(), {**fields, "description": described.op()}).to_expr()
+    node = _nodes.project(table.op(), {**fields, "description": described.op()})
+    return _nodes.Rows(_nodes.derived(node, ("describe", type(described.op()))))
 
 
 #: Every column ``describe`` reads (when the table has it).

@@ -482,6 +482,7 @@ def _same_nodes(ours, ibis_made) -> None:
                 continue
             seen.add((id(a), id(b)))
             assert kind(a) is kind(b), (a, b)
+            assert hash(a) == hash((type(a), a.__args__)), a  # Ibis's hash of a node: what sets and dicts use
             pairs += zip(a.__args__, b.__args__, strict=True)
             pairs += [(getattr(a, name, None), getattr(b, name, None)) for name in kind(b).__attributes__]
             if type(a) in (_nodes.Filter, _nodes.DatabaseTable):
@@ -546,7 +547,7 @@ def test_a_trail_filter_and_its_description_validate_no_ibis_node(trail, monkeyp
 
     first, last = trail.time_range()
     trail.filter(start=first, end=last, event_type="trade.*", source="AuditObserver")  # catalogue, macros: once
-    with_description(trail.filter(start=first, end=last))
+    with_description(trail.filter(start=first, end=last)).select("time", "description", *CHRONOLOGICAL)  # schema
     validated = []
     original = Signature.validate
 
@@ -558,9 +559,13 @@ def test_a_trail_filter_and_its_description_validate_no_ibis_node(trail, monkeyp
     rows = trail.filter(start=first + 1, end=last - 1, event_type="trade.*", source="AuditObserver")
     described = with_description(rows)
     assert validated == []
-    # Ibis's own nodes built on a trail filter reuse its fields: ordering it validates the sort keys'
-    # fields only, not the 56 fields of the filter (``_nodes.Filter``).
+    # Selecting and ordering by column names (``_nodes.Rows``) validate nothing either.
+    described.select("time", "description", *CHRONOLOGICAL).order_by(*CHRONOLOGICAL)
     rows.order_by(*CHRONOLOGICAL)
+    assert validated == []
+    # Ibis's own nodes built on a trail filter reuse its fields: ordering it by a value validates the sort
+    # keys' fields only, not the 56 fields of the filter (``_nodes.Filter``).
+    rows.order_by(*[rows[name] for name in CHRONOLOGICAL])
     monkeypatch.setattr(Signature, "validate", original)
     assert [kind for kind in validated if kind is ibis.expr.operations.Field] == [ibis.expr.operations.Field] * len(
         CHRONOLOGICAL)
@@ -571,6 +576,59 @@ def test_with_description_is_the_node_mutate_makes(trail):
     """On DuckDB ``with_description`` builds its projection directly; it must be ``mutate``'s node."""
     for table in (trail.events, trail.filter(event_type="trade.*").select("event_type", "source", "order_id")):
         _same_nodes(with_description(table).op(), table.mutate(description=describe_call(table)).op())
+
+
+def test_selecting_and_ordering_by_names_make_the_nodes_ibis_makes(trail):
+    """``_nodes.Rows`` builds ``select``/``order_by`` of column names directly: each node must be Ibis's, over
+    the trail's view, a filter, described rows and a projection of those; anything else is Ibis's own method
+    (its errors included)."""
+    from ibis.common.exceptions import IbisError
+
+    from workbench import _nodes
+
+    first, last = trail.time_range()
+    rows = trail.filter(start=first, end=last, event_type="trade.*")
+    described = with_description(rows)
+    narrow = described.select("time", "description", *CHRONOLOGICAL)
+    for table in (trail.events, rows, described, narrow, rows.order_by("ts_event")):
+        assert isinstance(table, _nodes.Rows)
+        plain = ibis.Table(table.op())  # Ibis's methods on the same node
+        for names in (("ts_event",), ("sequence", "time", "stream"), CHRONOLOGICAL[::-1]):
+            _same_nodes(table.select(*names).op(), plain.select(*names).op())
+            _same_nodes(table.order_by(*names).op(), plain.order_by(*names).op())
+            _same_nodes(table.select(*names).order_by(*names).op(), plain.select(*names).order_by(*names).op())
+        # Values, keyword names and descending keys are Ibis's: the same nodes, built by its methods.
+        _same_nodes(table.select("ts_event", seq=table.sequence).op(),
+                    plain.select("ts_event", seq=plain.sequence).op())
+        _same_nodes(table.order_by(ibis.desc("ts_event"), "stream").op(), plain.order_by(ibis.desc("ts_event"),
+                                                                                         "stream").op())
+        for bad in (("no_such_column",), ("ts_event", "ts_event"), ()):
+            with pytest.raises(IbisError) as ours:
+                table.select(*bad)
+            with pytest.raises(IbisError) as ibis_own:
+                plain.select(*bad)
+            assert type(ours.value) is type(ibis_own.value) and str(ours.value) == str(ibis_own.value)
+        with pytest.raises(IbisError):
+            table.order_by("no_such_column")
+    expected = ibis.Table(described.op()).select(*CHRONOLOGICAL, "description").order_by(*CHRONOLOGICAL[::-1])
+    ours = described.select(*CHRONOLOGICAL, "description").order_by(*CHRONOLOGICAL[::-1])
+    assert ours.to_pyarrow().equals(expected.to_pyarrow())
+
+
+def test_the_backends_of_rows_are_those_ibis_finds(trail):
+    """``_nodes.Rows`` finds its backend by its parents alone where they were made from their parent (``derived``):
+    the same backends Ibis's walk of the whole tree finds, over the trail's view and over a join of it."""
+    first, last = trail.time_range()
+    rows = trail.filter(start=first, end=last)
+    for table in (trail.events, rows, with_description(rows).select("time", "description").order_by("time")):
+        assert table._find_backends() == ibis.Table(table.op())._find_backends() == ([trail.backend], False)
+    # Described rows of a join with an unbound table: the trail's backend and the unbound one, as Ibis finds them.
+    other = ibis.table({"event_type": "string", "note": "string"}, name="other_rows")
+    joined = with_description(trail.events.join(other, "event_type"))
+    for table in (joined, joined.select("note", "description").order_by("note")):
+        assert table._find_backends() == ibis.Table(table.op())._find_backends() == ([trail.backend], True)
+    unbound = with_description(ibis.table({"event_type": "string", "source": "string"}, name="u"))
+    assert unbound._find_backends() == ibis.Table(unbound.op())._find_backends()
 
 
 def describe_call(table):
@@ -610,9 +668,9 @@ def test_a_repeated_query_shape_gives_the_rows_of_its_own_columns_values_and_win
     day = (trail.catalogue.first_ts // (24 * NS_PER_HOUR) + 1) * 24 * NS_PER_HOUR
     narrow = ["time", "ts_event", "event_type", "source", "description", "stream", "sequence", "correlation_id"]
 
-    def ask(hours=(3, 9), columns=narrow, **given):
+    def ask(hours=(3, 9), columns=narrow, order=CHRONOLOGICAL, **given):
         rows = trail.filter(start=day + hours[0] * NS_PER_HOUR, end=day + hours[1] * NS_PER_HOUR, **given)
-        return with_description(rows).select(*columns).order_by(*CHRONOLOGICAL)
+        return with_description(rows).select(*columns).order_by(*order)
 
     calls = [
         ask(),
@@ -625,6 +683,8 @@ def test_a_repeated_query_shape_gives_the_rows_of_its_own_columns_values_and_win
         ask(event_type="param.*"),
         ask(event_type="trade.*", source="AuditObserver"),
         ask(event_type="trade.*", source="x' OR '1'='1"),
+        ask(order=("sequence", "stream", "ts_event")),  # another order of the same columns
+        ask(columns=["ts_event", "sequence", "stream"], order=("stream", "sequence", "ts_event")),
     ]
     answers = []
     for expr in calls:
@@ -637,6 +697,8 @@ def test_a_repeated_query_shape_gives_the_rows_of_its_own_columns_values_and_win
         assert fast.equals(portable), str(expr)
         answers.append(fast)
     assert answers[0].num_rows > 0 and answers[9].num_rows == 0
+    assert answers[10].to_pylist() != answers[0].to_pylist()
+    assert sorted(map(repr, answers[10].to_pylist())) == sorted(map(repr, answers[0].to_pylist()))
     assert len({(a.schema.names.__repr__(), a.num_rows, a.to_pylist().__repr__()) for a in answers}) == len(answers)
     assert answers[3].column_names == narrow[::-1] and answers[3].to_pylist() == [
         dict(reversed(row.items())) for row in answers[0].to_pylist()]
