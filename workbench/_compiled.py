@@ -160,14 +160,19 @@ class CompiledShapes:
         pieces, places = entry
         return _fill(pieces, places, [self.render(node.value) for node in literals])  # in numbered order
 
-    def _compile(self, expr: Any, limit: int | str | None) -> str:
+    def _compile(self, expr: Any, limit: int | str | None, flat: bool = False) -> str:
+        """Ibis's SQL of ``expr``; for a shape's template (``flat``), the backend's ``template_sql`` if it has
+        one (DuckDB's merges nested subqueries once per shape, not on each call)."""
         self.compiles += 1
+        template_sql = getattr(self.backend, "template_sql", None) if flat else None
+        if template_sql is not None:
+            return str(template_sql(expr, limit))
         return str(self.backend.compile(expr, limit=limit))
 
     def _template(self, shape: Any, tokens: list[str], limit: int | str | None) -> tuple[list[str], list[int]] | None:
         """The SQL of ``shape`` split around the places of its sentinel ``tokens`` (``_fill`` puts values
         there), or None when a token is not written verbatim."""
-        template = self._compile(shape.to_expr(), limit)
+        template = self._compile(shape.to_expr(), limit, flat=True)
         if not tokens:
             return [template], []
         pattern = re.compile("|".join(_token_pattern(token) for token in tokens))

@@ -320,8 +320,8 @@ def test_an_analysis_of_a_known_shape_builds_no_expression(generated_trail):
             assert made.to_pyarrow().equals(portable) and fast.equals(portable), f"{name}, values {i}"
             query = build(i).op().query
             trail.backend.reuse_compiled_sql = False
-            try:  # the SQL Ibis compiles for the expression built with these values, to the character
-                assert query == str(trail.backend.compile(build(i))), f"{name}, values {i}"
+            try:  # the SQL kept for the expression built with these values (``template_sql``), to the character
+                assert query == trail.backend.template_sql(build(i), None), f"{name}, values {i}"
             finally:
                 trail.backend.reuse_compiled_sql = True
         assert first.to_pyarrow() != second.to_pyarrow(), f"{name}: pick values that give two answers"
@@ -702,6 +702,60 @@ def test_a_repeated_query_shape_gives_the_rows_of_its_own_columns_values_and_win
     assert len({(a.schema.names.__repr__(), a.num_rows, a.to_pylist().__repr__()) for a in answers}) == len(answers)
     assert answers[3].column_names == narrow[::-1] and answers[3].to_pylist() == [
         dict(reversed(row.items())) for row in answers[0].to_pylist()]
+
+
+def test_a_shapes_sql_is_merged_into_one_query_only_where_the_answer_is_the_same(generated_trail):
+    """``ExactDuckDBBackend.template_sql`` merges nested subqueries of a one-table query (``flat_query_sql``):
+    each query here answers what Ibis's own SQL answers (``reuse_compiled_sql = False``), including columns
+    replaced under their own name before a filter, sort or aggregate reads them; joins, windows and limits
+    keep Ibis's SQL."""
+    from workbench._backend import flat_query_sql
+
+    trail = open_trail(generated_trail.base_path, on_unknown="ignore")
+    first, last = trail.time_range()
+    rows = trail.filter(start=first, end=last)
+    described = with_description(rows)
+    other = trail.events.select("event_type", "source").distinct()
+    queries = {
+        "narrow": described.select("time", "description", *CHRONOLOGICAL).order_by(*CHRONOLOGICAL),
+        "replaced": rows.select("event_type", "stream", sequence=-rows.sequence, ts_event=rows.ts_event % 7)
+        .order_by("ts_event", "sequence", "stream"),
+        "replaced_filtered": rows.select("event_type", "stream", "sequence", ts_event=-rows.ts_event)
+        .filter(lambda t: t.ts_event > -last).order_by("ts_event", "stream", "sequence"),
+        "counted": described.select("event_type", sequence=described.sequence * 2)
+        .group_by("event_type").aggregate(n=lambda t: t.count(), total=lambda t: t.sequence.sum())
+        .order_by(ibis.desc("n"), "event_type"),
+        "described_count": described.group_by("description").aggregate(n=lambda t: t.count())
+        .order_by(ibis.desc("n"), "description"),
+        "joined": rows.join(other, "event_type").select("event_type", "source_right", *CHRONOLOGICAL)
+        .order_by(*CHRONOLOGICAL, "source_right"),
+        "window": rows.select("ts_event", "stream", "sequence", rank=ibis.row_number().over(
+            group_by="event_type", order_by=list(CHRONOLOGICAL))).order_by(*CHRONOLOGICAL),
+        "limited": rows.select("ts_event", "stream", "sequence").order_by(*CHRONOLOGICAL).limit(5)
+        .select("sequence", "ts_event"),
+    }
+    merged: list[str] = []
+    for name, expr in queries.items():
+        ibis_sql = str(trail.backend.compile(expr))
+        flat = flat_query_sql(trail.backend, expr, ibis_sql)
+        if name in ("joined", "window", "limited"):
+            assert flat is None, name
+        elif flat is None:  # already one query as Ibis writes it
+            assert ibis_sql.count("SELECT") == 1, name
+        else:
+            assert flat.count("SELECT") < ibis_sql.count("SELECT"), name
+            merged.append(name)
+        fast = expr.to_pyarrow()
+        # What runs is that SQL (its values put back by ``CompiledShapes``, written as it writes them).
+        served = trail.backend._prepared_sql(expr, None)
+        assert served.count("SELECT") == (flat or str(trail.backend.compile(expr))).count("SELECT"), name
+        trail.backend.reuse_compiled_sql = False
+        try:
+            portable = expr.to_pyarrow()
+        finally:
+            trail.backend.reuse_compiled_sql = True
+        assert fast.num_rows > 0 and fast.equals(portable), name
+    assert {"narrow", "counted", "described_count"} <= set(merged), merged
 
 
 def test_a_dropped_trail_frees_its_view_and_connection(generated_trail):
