@@ -149,8 +149,8 @@ class AppendOnlyWriter(StreamFiles, LiveFileGuard, GroupCommit):
         self._path_str = ""  # str(self._path) of the open file, for the per-sync check
         self._rotate_at_ns = _NEVER
         self._episode = Episode(clock)
-        self._recoveries_unreported = 0  # episodes ended whose on_state_change has not returned yet
-        self._recovery_reporters: list[int] = []  # the threads reporting them (one entry per episode)
+        # Per episode ended whose on_state_change has not returned yet, the thread reporting it.
+        self._recovery_reporters: list[int] = []
         self._next_retry = 0.0
         fallback = config.fallback_path
         self._spill = SpillFile(None if fallback is None else Path(fallback))
@@ -186,7 +186,7 @@ class AppendOnlyWriter(StreamFiles, LiveFileGuard, GroupCommit):
     def is_degraded(self) -> bool:
         """True while the hot file is failing and records wait in memory (or the spill file), and
         until the end of the episode has been reported (the emitter's ``sys.recovered`` record)."""
-        return self._episode.active or self._recoveries_unreported > 0
+        return self._episode.active or bool(self._recovery_reporters)
 
     @property
     def buffered_bytes(self) -> int:
@@ -261,7 +261,7 @@ class AppendOnlyWriter(StreamFiles, LiveFileGuard, GroupCommit):
                 self._drain()
         if durable:
             self.sync_through(ticket)
-            if self._recoveries_unreported:
+            if self._recovery_reporters:
                 self._await_recovery_reports()
 
     def _await_recovery_reports(self) -> None:
@@ -274,7 +274,7 @@ class AppendOnlyWriter(StreamFiles, LiveFileGuard, GroupCommit):
         """
         me = threading.get_ident()
         with self._mutex:
-            while self._recoveries_unreported and me not in self._recovery_reporters:
+            while self._recovery_reporters and me not in self._recovery_reporters:
                 self._wait()
 
     def flush(self) -> None:
@@ -413,7 +413,6 @@ class AppendOnlyWriter(StreamFiles, LiveFileGuard, GroupCommit):
                             # Counted before the episode ends: is_degraded reads both without the lock,
                             # and Episode.end logs between them (a reader saw neither, and emitted
                             # ahead of the sys.recovered record).
-                            self._recoveries_unreported += 1
                             self._recovery_reporters.append(threading.get_ident())
                             changes.append(self._episode.end(self.stats.spilled_bytes, self._path))
                         force_retry = True
@@ -439,7 +438,6 @@ class AppendOnlyWriter(StreamFiles, LiveFileGuard, GroupCommit):
             finally:
                 if recovered := sum(change.kind == "recovered" for change in changes):
                     with self._mutex:
-                        self._recoveries_unreported -= recovered
                         for _ in range(recovered):
                             self._recovery_reporters.remove(threading.get_ident())
                         self._notify()
