@@ -174,14 +174,14 @@ def _all_equal(left: pa.Array, right: pa.Array) -> bool:
 
 
 def _lines(bodies: pa.Array, checksums: pa.Array) -> list[bytes]:
-    """Each record line (no newline) of its body and its stored checksum: ``record.build_line``, column-wise."""
+    """Each record line (newline in) of its body and its stored checksum: ``record.build_line``, column-wise."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
     binary = pa.binary()
     return pc.binary_join_element_wise(  # type: ignore[no-any-return]
         pc.binary_slice(bodies, 0, -1), pa.scalar(CHECKSUM_SUFFIX_PREFIX, binary), checksums.cast(binary),
-        pa.scalar(b'"}', binary), pa.scalar(b"", binary)).to_pylist()
+        pa.scalar(b'"}\n', binary), pa.scalar(b"", binary)).to_pylist()
 
 
 def _indexes(con: duckdb.DuckDBPyConnection, path: Path, recorded: dict[str, Any], columns: list[str]) -> bool:

@@ -147,23 +147,43 @@ def _ts_recorded(body: bytes, end: int) -> int | None:
 
 #: What directly follows a quoted ``prev_hash`` value in a record of the current format (``_ts_recorded``'s layout).
 _CURRENT_TAIL = f'",{_FORMAT_KEY.decode()[1:]}{RECORD_FORMAT}{_TS_RECORDED_KEY.decode()}'
-_BODY = slice(None, -SUFFIX_LEN)
+#: A whole line (newline in) less its ``,"checksum":"<64 hex>"}\n``: ``record_bodies`` appends the ``}``.
+_BODY = slice(None, -SUFFIX_LEN - 1)
 _slice = cast("Callable[[bytes, slice], bytes]", getitem)  # bytes[a:b]; getitem's own type is overloaded
 _SUFFIX_TEXT = CHECKSUM_SUFFIX_PREFIX.decode()
-_END = itemgetter(slice(-SUFFIX_LEN, None))
+_END = itemgetter(slice(-SUFFIX_LEN - 1, None))  # a whole line's checksum field and newline
 _SEQUENCE_TEXT = _SEQUENCE_KEY.decode()
 _PREV_TEXT = _PREV_KEY.decode() + '"'
 
 
+def _recorded_texts(lines: list[bytes], at: list[int]) -> list[bytes]:
+    """The text from each ``at[i]`` up to the next comma in ``lines[i]`` (all of it if there is none).
+
+    Usually every text is as long as the first (a clock's readings keep their number of digits for
+    centuries): then each is sliced at that width with its comma, and one join shows whether all end
+    there, which costs less than a search per line. Otherwise each line is searched for its comma.
+    """
+    count = len(lines)
+    width = lines[0].find(b",", at[0]) + 1 - at[0]  # the first text and its comma
+    if width > 1:
+        window = b"".join(map(_slice, lines, map(slice, at, map(add, at, repeat(width)))))
+        if len(window) == width * count and window[width - 1 :: width] == b"," * count:
+            texts = window.split(b",")
+            texts.pop()  # (the empty text after the last comma)
+            if len(texts) == count:  # no line's text is shorter, cut at a comma of its own before the width
+                return texts
+    return list(map(_slice, lines, map(slice, at, map(bytes.find, lines, repeat(b","), at))))
+
+
 def record_bodies(lines: list[bytes]) -> list[bytes]:
-    """What the checksum of each line covers (``split_record``'s ``body``), for whole lines without their newlines."""
+    """What the checksum of each line covers (``split_record``'s ``body``), for whole lines (newlines in)."""
     return list(map(add, map(_slice, lines, repeat(_BODY)), repeat(b"}")))
 
 
 def read_run(lines: list[bytes], first_sequence: int, prev_hashes: list[str], checksums: list[str]) -> list[int] | None:
     """Each line's ``ts_recorded``, if every line is a current-format record with exactly these chain fields.
 
-    ``lines`` are whole lines without their newlines (``seals.read_chunks``). A line qualifies if
+    ``lines`` are whole lines, each ending with its newline (``seals.read_chunks``). A line qualifies if
     ``split_record`` reads from it the checksum ``checksums[i]``, the sequence
     ``first_sequence + i`` and the prev_hash ``prev_hashes[i]``, written the way this version writes
     them (decimal digits, a quoted hash followed by ``"format":3`` and a canonical ``ts_recorded``).
@@ -178,8 +198,8 @@ def read_run(lines: list[bytes], first_sequence: int, prev_hashes: list[str], ch
     if set(map(len, prev_hashes)) | set(map(len, checksums)) != {_HASH_HEX} or not (
             "".join(prev_hashes).isascii() and "".join(checksums).isascii()):
         return None  # split_record reads 64 bytes, each one character, where a line holds a hash
-    # Each line ends with its checksum field: the ends of all lines, joined, are these.
-    ends = (_SUFFIX_TEXT + ('"}' + _SUFFIX_TEXT).join(checksums) + '"}').encode()
+    # Each line ends with its checksum field and a newline: the ends of all lines, joined, are these.
+    ends = (_SUFFIX_TEXT + ('"}\n' + _SUFFIX_TEXT).join(checksums) + '"}\n').encode()
     if b"".join(map(_END, lines)) != ends:
         return None
     # Both keys are the first in their line, and hold these texts; a line shorter than split_record
@@ -193,7 +213,7 @@ def read_run(lines: list[bytes], first_sequence: int, prev_hashes: list[str], ch
     if len(values) != count or not all(map(bytes.startswith, lines, values, at)):
         return None
     at = list(map(add, at, repeat(len(values[0]))))  # where ts_recorded's digits start, up to the next comma
-    texts = list(map(_slice, lines, map(slice, at, map(bytes.find, lines, repeat(b","), at))))
+    texts = _recorded_texts(lines, at)
     # Canonical decimals only: digits, no leading zero (split_record refuses one; "0" itself is left to it).
     if b"" in texts or not b"".join(texts).isdigit() or b" 0" in b" " + b" ".join(texts):
         return None

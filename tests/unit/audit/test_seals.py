@@ -412,7 +412,8 @@ _UNEVEN = b'{"a":1}\n\n' + b"x" * 100 + b"\n\r\n" + b"y" * 300 + b"\n"
 @pytest.mark.parametrize("block", [1, 7, 64, 100, 101, 1 << 16])
 @pytest.mark.parametrize("tail", [b"", b"a torn tail", b"z" * 250])
 def test_read_chunks_gives_whole_lines_with_their_bytes_and_a_torn_tail_last(block, tail, tmp_path, monkeypatch):
-    """Lines without newlines (a line may span blocks), each chunk with its bytes; bytes after the last newline last."""
+    """Whole lines, newlines in (a line may span blocks; only a newline ends one, not a carriage return), each
+    chunk with its bytes; bytes after the last newline last."""
     from audit_core.trust import seals
 
     monkeypatch.setattr(seals, "CHUNK_BYTES", block)
@@ -420,17 +421,17 @@ def test_read_chunks_gives_whole_lines_with_their_bytes_and_a_torn_tail_last(blo
     path.write_bytes(_UNEVEN + tail)
     chunks = list(seals.read_chunks(path))
     assert b"".join(data for _, data in chunks) == _UNEVEN + tail
-    assert [line for lines, _ in chunks for line in lines] == [b'{"a":1}', b"", b"x" * 100, b"\r", b"y" * 300,
-                                                               *([tail] if tail else [])]
+    assert [line for lines, _ in chunks for line in lines] == [b'{"a":1}\n', b"\n", b"x" * 100 + b"\n", b"\r\n",
+                                                               b"y" * 300 + b"\n", *([tail] if tail else [])]
     whole = chunks[:-1] if tail else chunks
-    assert all(data == b"".join(line + b"\n" for line in lines) for lines, data in whole)
+    assert all(data == b"".join(lines) for lines, data in whole)
     if tail:
         assert chunks[-1] == ([tail], tail)
 
 
 @pytest.mark.parametrize("block", [7, 1 << 16])
 def test_file_digest_of_chunks_is_the_digest_of_lines(block, tmp_path, monkeypatch):
-    """``add_lines`` over ``read_chunks`` (lines without newlines) hashes what ``add_line`` hashes line by line."""
+    """``add_lines`` over ``read_chunks`` (whole lines) hashes what ``add_line`` hashes line by line."""
     from audit_core.trust import seals
 
     monkeypatch.setattr(seals, "CHUNK_BYTES", block)

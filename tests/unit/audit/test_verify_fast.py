@@ -134,8 +134,9 @@ def record_line(sequence: int, prev_hash: str, recorded: bytes = b"1767225923595
 
 
 def fast_read(line: bytes, sequence: int, prev_hash: str) -> list[int] | None:
+    """``read_run`` of the whole line (newline in), ``line`` without its newline."""
     (checksum,) = compute_checksums([line[: -len(b',"checksum":"') - 66] + b"}"])
-    return read_run([line], sequence, [prev_hash], [checksum])
+    return read_run([line + b"\n"], sequence, [prev_hash], [checksum])
 
 
 def mutations(data: bytes):
@@ -174,15 +175,42 @@ def test_read_run_declines_every_line_split_record_would_read_otherwise():
     assert accepted > 100, "damage inside the payload or other fields leaves a valid layout"
 
 
+def test_read_run_declines_a_line_without_its_newline():
+    """A torn last line (no newline) is never read in bulk, even when its record is whole."""
+    first = record_line(0, GENESIS_HASH)
+    second = record_line(1, split_record(first + b"\n").checksum)
+    checksums = compute_checksums(record_bodies([first + b"\n", second + b"\n"]))
+    assert read_run([first + b"\n", second + b"\n"], 0, [GENESIS_HASH, checksums[0]], checksums) is not None
+    assert read_run([first + b"\n", second], 0, [GENESIS_HASH, checksums[0]], checksums) is None
+    assert read_run([first, second + b"\n"], 0, [GENESIS_HASH, checksums[0]], checksums) is None
+
+
 @pytest.mark.parametrize("recorded", [b"0", b"01767225923595217516", b"9223372036854775808", b"", b"1_000", b"+1"])
 def test_read_run_leaves_odd_ts_recorded_to_split_record(recorded):
     assert fast_read(record_line(0, GENESIS_HASH, recorded), 0, GENESIS_HASH) is None
 
 
+@pytest.mark.parametrize("tail", [b"", b'"a":1,', b'"a":1,"b":2,', b'"ab":",,",'])
+@pytest.mark.parametrize(
+    "second", [b"1767225923595217517", b"176722592359521751", b"176722592359521", b"1767225923595"])
+def test_read_run_reads_each_ts_recorded_up_to_its_own_comma(second, tail):
+    """Texts of other lengths than the first line's, commas after them included, are read as split_record reads them."""
+    first = record_line(0, GENESIS_HASH)
+    body = record_body(1, split_record(first + b"\n").checksum, second)
+    body = body.replace(b',"payload":', b"," + tail + b'"payload":')
+    lines = [first + b"\n", with_checksum(body) + b"\n"]
+    checksums = compute_checksums(record_bodies(lines))
+    read = read_run(lines, 0, [GENESIS_HASH, checksums[0]], checksums)
+    expected = [split_record(line).ts_recorded for line in lines]
+    assert read in (None, expected)
+    if len(second) <= 19:
+        assert read == expected
+
+
 def test_read_run_declines_a_run_that_does_not_count_on_or_chain():
     first = record_line(0, GENESIS_HASH)
     second = record_line(1, split_record(first + b"\n").checksum)
-    lines = [first, second]
+    lines = [first + b"\n", second + b"\n"]
     checksums = compute_checksums(record_bodies(lines))
     assert read_run(lines, 0, [GENESIS_HASH, checksums[0]], checksums) is not None
     assert read_run(lines, 1, [GENESIS_HASH, checksums[0]], checksums) is None
@@ -194,8 +222,8 @@ def test_read_run_declines_a_run_that_does_not_count_on_or_chain():
 def test_read_run_declines_a_hash_no_line_can_hold(odd):
     """split_record reads 64 one-byte characters where a hash is: a line holding anything else is not read."""
     line = record_line(0, odd)
-    (checksum,) = compute_checksums(record_bodies([line]))
-    assert read_run([line], 0, [odd], [checksum]) is None
+    (checksum,) = compute_checksums(record_bodies([line + b"\n"]))
+    assert read_run([line + b"\n"], 0, [odd], [checksum]) is None
     if b"\n" not in odd.encode():  # (a line cannot hold a newline at all)
         with pytest.raises(ValueError):
             split_record(line)
