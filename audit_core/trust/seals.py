@@ -14,7 +14,7 @@ import hashlib
 import io
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import repeat
 from operator import getitem
@@ -119,15 +119,39 @@ class FileDigest:
 
 
 def digest_file(path: Path) -> FileDigest:
-    """Count, sequence range, hashes, SHA-256 and Merkle root of a hot file."""
+    """Count, sequence range, hashes, SHA-256 and Merkle root of a hot file.
+
+    The range is that of the first and the last line that are records (``split_record``); lines that
+    are not (torn) count and are hashed like any other. Hashed a chunk at a time, and only the lines
+    it takes to find the first and the last record are parsed: a sealer runs beside the writer at
+    every rotation, and parsing each line of a day's file in Python held the GIL for 7 us a line
+    (a NautilusTrader backtest's event loop stalled 40-65 ms at each midnight for a 7k-record day).
+    """
     digest = FileDigest()
-    for line in read_lines(path):
-        try:
-            record = split_record(line) if line.endswith(b"\n") else None
-        except ValueError:
-            record = None
-        digest.add_line(line, record)
+    last: RecordFields | None = None
+    for lines, data in read_chunks(path):
+        if not data.endswith(b"\n"):  # a torn last line (no newline): hashed, never a record
+            digest.add_line(data, None)
+            continue
+        digest.add_lines(lines, data)
+        if digest.first_sequence is None:
+            first = _first_record(lines)
+            if first is not None:
+                digest.first_sequence, digest.first_hash = first.sequence, first.checksum
+        last = _first_record(reversed(lines)) or last
+    if last is not None:
+        digest.last_sequence, digest.last_hash = last.sequence, last.checksum
     return digest.finish()
+
+
+def _first_record(lines: Iterable[bytes]) -> RecordFields | None:
+    """The first of ``lines`` (whole lines) that is a record, as ``split_record`` reads it."""
+    for line in lines:
+        try:
+            return split_record(line)
+        except ValueError:
+            continue
+    return None
 
 
 def seal_file(

@@ -558,3 +558,46 @@ class TestAuthenticatedSealVouches:
         monkeypatch.setattr(verifier, "worth_parallel", lambda paths, workers: True)
         two = verify(tmp_path, hmac_key=b"k", jobs=2)
         assert one.to_dict() == two.to_dict() and two.vouched == [str(path) for path in files]
+
+
+def _digest_line_by_line(path: Path) -> dict[str, Any]:
+    """The seal fields of ``path`` as every line parsed in turn gives them (the rule ``digest_file`` keeps)."""
+    from audit_core.trust import seals
+
+    digest = seals.FileDigest()
+    for line in seals.read_lines(path):
+        try:
+            record = split_record(line) if line.endswith(b"\n") else None
+        except ValueError:
+            record = None
+        digest.add_line(line, record)
+    return digest.finish().seal_fields()
+
+
+@pytest.mark.parametrize("block", [64, 1000, 1 << 16])
+@pytest.mark.parametrize("layout", ["clean", "junk_first", "junk_last", "junk_between", "torn_tail", "only_junk",
+                                    "junk_then_torn", "empty"])
+def test_digest_file_reads_the_range_from_the_first_and_last_records(layout, block, tmp_path, monkeypatch):
+    """Hashed a chunk at a time and parsed only at its ends, a file digests as every line parsed would:
+    lines that are not records (first, last, between, a torn tail) count and are hashed, never ranged."""
+    from audit_core.trust import seals
+
+    monkeypatch.setattr(seals, "CHUNK_BYTES", block)
+    with AuditEventEmitter(AuditConfig(base_path=tmp_path / "trail", stream_id="s")) as emitter:
+        for i in range(40):
+            emitter.emit_system("sys.x", "test", {"i": i})
+        source = emitter.writer.path
+    lines = source.read_bytes().splitlines(keepends=True)
+    junk = b'{"not":"a record"}\n'
+    data = {
+        "clean": lines, "junk_first": [junk, *lines], "junk_last": [*lines, junk],
+        "junk_between": [*lines[:20], junk, junk, *lines[20:]], "torn_tail": [*lines, lines[0][:50]],
+        "only_junk": [junk, junk], "junk_then_torn": [*lines, junk, b'{"ts_event":1'], "empty": [],
+    }[layout]
+    path = tmp_path / source.name
+    path.write_bytes(b"".join(data))
+    fields = seals.digest_file(path).seal_fields()
+    assert fields == _digest_line_by_line(path)
+    if layout not in ("only_junk", "empty"):
+        assert (fields["first_sequence"], fields["last_sequence"]) == (0, 39)
+    assert fields["records"] == len(data)
