@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -239,17 +240,43 @@ def test_run_tasks_keeps_task_order_and_reports_a_failing_worker(forked, monkeyp
         jobs_module.run_tasks(int, ["1", "not a number"], 2, [1, 1])
 
 
-def _pid_of(_: int) -> int:
+def _pid_after(seconds: float) -> int:
+    time.sleep(seconds)
     return os.getpid()
 
 
-def test_a_forking_process_computes_one_share_itself_and_raises_its_own_error(monkeypatch):
-    """With fork, ``run_tasks`` deals the tasks into ``jobs`` shares by weight and computes the first share itself."""
+def _fails_in(where: tuple[int, bool]) -> int:
+    """Sleeps a little (so every worker takes a task), then fails in (True) or outside (False) process ``where[0]``."""
+    parent, in_parent = where
+    time.sleep(0.05)
+    if (os.getpid() == parent) == in_parent:
+        raise ValueError(f"failed in {os.getpid()}")
+    return 0
+
+
+def test_a_forking_process_deals_each_task_to_the_next_free_worker(monkeypatch):
+    """With fork, each process (this one among them) takes the next task, heaviest first, when it ends one: the
+    worker held by a long task takes no other, whatever the weights said (dealt by weight beforehand, it would)."""
     monkeypatch.setattr(jobs_module, "_single_threaded", lambda: True)
-    pids = jobs_module.run_tasks(_pid_of, list(range(6)), 3, [6, 5, 4, 3, 2, 1])
-    assert pids[0] == pids[5] == os.getpid() and len(set(pids)) == 3, pids  # shares {0, 5}, {1, 4}, {2, 3}
+    pids = jobs_module.run_tasks(_pid_after, [1.0, 0.01, 0.01, 0.01, 0.01, 0.01, 0.01], 2, [7, 6, 5, 4, 3, 2, 1])
+    assert set(pids) == {os.getpid(), *pids} and len(set(pids)) == 2, pids
+    assert pids[0] not in pids[1:], pids  # the long task's worker was busy while the other took the rest
+
+
+def test_a_forking_process_reports_its_own_error_and_its_childrens(monkeypatch):
+    monkeypatch.setattr(jobs_module, "_single_threaded", lambda: True)
+    tasks = [(os.getpid(), True)] * 6
     with pytest.raises(ValueError):  # the parent's own task failed: its error, the children killed and reaped
-        jobs_module.run_tasks(int, ["not a number", "1", "2"], 3, [9, 1, 1])
+        jobs_module.run_tasks(_fails_in, tasks, 3, [1] * 6)
+    tasks = [(os.getpid(), False)] * 6
     with pytest.raises(RuntimeError, match="worker failed"):  # a child's task failed
-        jobs_module.run_tasks(int, ["1", "not a number", "2"], 3, [9, 1, 1])
+        jobs_module.run_tasks(_fails_in, tasks, 3, [1] * 6)
     assert jobs_module.run_tasks(int, ["5"], 4, [1]) == [5]  # one task: no child at all
+
+
+def test_a_forking_process_takes_tasks_in_runs_beyond_what_its_pipe_holds(monkeypatch):
+    """More tasks than numbers fit the pipe unread: they are taken a run at a time, each once, results in order."""
+    monkeypatch.setattr(jobs_module, "_single_threaded", lambda: True)
+    monkeypatch.setattr(jobs_module, "_PIPE_RUNS", 3)
+    tasks = [str(n) for n in range(20)]
+    assert jobs_module.run_tasks(int, tasks, 3, list(range(20))) == list(range(20))
