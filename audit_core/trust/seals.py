@@ -14,12 +14,11 @@ import hashlib
 import io
 import json
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import repeat
-from operator import getitem
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from audit_core import _jsonfile
 from audit_core._layout import checkpoint_path, parse_hot_file_name, seal_path
@@ -27,7 +26,7 @@ from audit_core.errors import AuditFormatError, AuditIntegrityError
 from audit_core.trust import checkpoint, documents
 from audit_core.trust.keyring import as_trusted
 from audit_core.trust.merkle import MerkleTree, leaf_hashes, merkle_leaf_hash
-from audit_core.trust.record import RecordFields, split_record
+from audit_core.trust.record import RecordFields, _slice, split_record
 from audit_core.trust.report import FailureKind, VerificationFailure, VerificationReport
 
 if TYPE_CHECKING:
@@ -47,7 +46,6 @@ SEAL_CHECKSUM = "seal_checksum"
 
 #: Leaves hashed per block before they join the Merkle tree (``MerkleTree``'s block: one reduction each).
 _LEAF_BLOCK = 4096
-_slice = cast("Callable[[bytes, slice], bytes]", getitem)  # bytes[a:b]; getitem's own type is overloaded
 _NO_NEWLINE = slice(None, -1)  # a Merkle leaf is its line without the newline
 
 
