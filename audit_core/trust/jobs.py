@@ -100,7 +100,7 @@ def _forked(function: Callable[[T], R], tasks: Sequence[T], order: list[int], wo
     import pickle  # imported here, as in the other two: a verification in one process does not pay for it
     import signal
 
-    per_run = -(-len(order) // _PIPE_RUNS)
+    per_run = max(1, -(-len(order) // _PIPE_RUNS))
     runs = [order[start : start + per_run] for start in range(0, len(order), per_run)]
     numbers, write_end = os.pipe()
     try:

@@ -236,6 +236,7 @@ print("same" if many.to_dict() == one.to_dict() else "different")
 def test_run_tasks_keeps_task_order_and_reports_a_failing_worker(forked, monkeypatch):
     monkeypatch.setattr(jobs_module, "_single_threaded", lambda: forked)
     assert jobs_module.run_tasks(int, ["3", "10", "7", "1"], 2, [1, 9, 5, 2]) == [3, 10, 7, 1]
+    assert jobs_module.run_tasks(int, [], 2, []) == []
     with pytest.raises((ValueError, RuntimeError)):
         jobs_module.run_tasks(int, ["1", "not a number"], 2, [1, 1])
 
