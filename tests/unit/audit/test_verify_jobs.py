@@ -266,12 +266,13 @@ def test_a_forking_process_deals_each_task_to_the_next_free_worker(monkeypatch):
 
 def test_a_forking_process_reports_its_own_error_and_its_childrens(monkeypatch):
     monkeypatch.setattr(jobs_module, "_single_threaded", lambda: True)
-    tasks = [(os.getpid(), True)] * 6
+    # Twelve tasks of 50 ms for three workers: each worker takes some before the others could end them all.
+    tasks = [(os.getpid(), True)] * 12
     with pytest.raises(ValueError):  # the parent's own task failed: its error, the children killed and reaped
-        jobs_module.run_tasks(_fails_in, tasks, 3, [1] * 6)
-    tasks = [(os.getpid(), False)] * 6
+        jobs_module.run_tasks(_fails_in, tasks, 3, [1] * 12)
+    tasks = [(os.getpid(), False)] * 12
     with pytest.raises(RuntimeError, match="worker failed"):  # a child's task failed
-        jobs_module.run_tasks(_fails_in, tasks, 3, [1] * 6)
+        jobs_module.run_tasks(_fails_in, tasks, 3, [1] * 12)
     assert jobs_module.run_tasks(int, ["5"], 4, [1]) == [5]  # one task: no child at all
 
 
