@@ -87,6 +87,28 @@ def test_every_tampering_is_reported_the_same_by_the_fast_path(
         assert fast["ok"], fast
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_two_lines_merged_by_a_carriage_return_are_not_read_as_two_records(
+    mode, templates, tmp_path, fast_taken, monkeypatch  # noqa: F811
+):
+    """A line's newline replaced by ``\r`` (same size, same bytes otherwise): only ``\n`` ends a line, so the
+    fast path reads one line where the seal counts two, and reports what the line-by-line pass reports."""
+    trail = clone(templates[mode], tmp_path / "trail")
+    path = max((trail.base / "hot").glob("audit.*.jsonl"), key=lambda file: file.stat().st_size)
+    path.chmod(0o644)
+    data = path.read_bytes()
+    cut = data.index(b"\n", len(data) // 2)
+    path.write_bytes(data[:cut] + b"\r" + data[cut + 1 :])
+    tried: list[Path] = []
+    clean_file = chain.clean_file  # (fast_taken's spy)
+    monkeypatch.setattr(chain, "clean_file", lambda file, *args, **options: (
+        tried.append(file), clean_file(file, *args, **options))[1])
+    fast = trail_report(trail)
+    slow = slow_report(monkeypatch, lambda: trail_report(trail))
+    assert not fast["ok"] and without_vouched(fast) == slow
+    assert path in tried and path not in fast_taken  # the fast path read the file, and declined it
+
+
 @pytest.mark.parametrize("damage", BOUNDARY_DAMAGE, ids=lambda f: f.__name__)
 @pytest.mark.parametrize("chunk", [None, 700])
 def test_damage_between_files_and_chunks_is_reported_the_same(
