@@ -125,7 +125,8 @@ class AuditObserverConfig(ActorConfig, frozen=True):
         environment: ``"backtest"``, ``"sandbox"`` or ``"live"``; None reads it from the node's clock
             (a backtest's simulated clock, else live). It sets the recording rule (``_recording``):
             live and sandbox sync every trade record and write from a recording thread, off the
-            event loop; a backtest writes inline and syncs at rotation and close.
+            event loop; a backtest writes inline, syncs at rotation and close and checkpoints its
+            stream at close (not every 2 s).
         sync_writes: Override the rule's syncing: True syncs every trade record before it counts as
             written, False syncs only at rotation and close. None follows the environment.
         max_pending: Live and sandbox: records that may wait for the recording thread before the
@@ -245,6 +246,7 @@ class AuditObserver(Actor):
                 stream_id=cfg.stream_id,
                 hmac_key_env=cfg.hmac_key_env,
                 sync_writes=mode.sync_trades,
+                checkpoint_interval_s=mode.checkpoint_interval_s,
                 signing_key_path=cfg.signing_key_path,
                 signing_key_env=cfg.signing_key_env,
             ), clock=clock)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
+import time
 from collections import Counter
 from importlib import metadata
 from pathlib import Path
@@ -22,7 +23,10 @@ from nautilus_trader.model.identifiers import InstrumentId
 from nautilus_trader.test_kit.providers import TestInstrumentProvider
 from test_observer import assert_trail_matches_engine, run_backtest
 
-from audit_core import verify
+from audit_core import AuditConfig, verify
+from audit_core._layout import stream_checkpoint_path
+from audit_core.integrations._recording import BACKTEST_CHECKPOINT_INTERVAL_S
+from audit_core.trust.stream_tree import read_note
 from audit_core.integrations.observer import data_fingerprint
 from workbench import open_trail, session_config_diff, sessions
 
@@ -97,6 +101,7 @@ def test_live_and_sandbox_record_off_the_loop_and_sync_every_trade(tmp_path, env
     engine.kernel.msgbus.subscribe(topic="events.position.*", handler=published.append)
     engine.run()
     writer = observer.emitter.writer
+    assert observer.emitter.config.checkpoint_interval_s == AuditConfig(base_path=tmp_path).checkpoint_interval_s  # as any emitter's
     orders = list(engine.cache.orders())
     engine.dispose()  # the recording thread drains, then the trail closes
     syncs = writer.stats.syncs
@@ -115,6 +120,23 @@ def test_live_and_sandbox_record_off_the_loop_and_sync_every_trade(tmp_path, env
     assert syncs >= len(trades)  # each trade record synced (concurrent syncs may merge, never skip)
     assert rows[0]["payload"]["environment"] == environment and rows[0]["payload"]["sync_trades"] is True
     assert [row["sequence"] for row in rows] == list(range(len(rows)))
+    report = verify(tmp_path)
+    assert report.ok, report.failures
+
+
+def test_a_backtest_checkpoints_its_stream_once_when_the_trail_closes_covering_every_line(tmp_path):
+    engine, _, observer = build_engine(str(tmp_path), ticks=1_600, trade_every=3)
+    engine.run()
+    config, writer = observer.emitter.config, observer.emitter.writer
+    assert config.checkpoint_interval_s == BACKTEST_CHECKPOINT_INTERVAL_S
+    time.sleep(AuditConfig(base_path=tmp_path).checkpoint_interval_s + 0.5)  # a live stream's would have one now
+    assert writer.checkpointer.checkpoints == 0
+    engine.dispose()
+    assert (writer.checkpointer.checkpoints, writer.checkpointer.failures) == (1, 0)
+    lines = sum(len(path.read_bytes().splitlines()) for path in (tmp_path / "hot").glob("*.jsonl"))
+    note = stream_checkpoint_path(tmp_path / "hot", config.trader_id, config.stream_id).read_text()
+    assert read_note(note).size == lines > 0  # the close checkpoint covers every line of both days
+    assert len(list((tmp_path / "hot").glob("*.jsonl"))) == 2
     report = verify(tmp_path)
     assert report.ok, report.failures
 

@@ -1,6 +1,6 @@
 """The observer's recording rule by environment, and its recording thread (bounded, ordered, counted).
 
-The rule, the thread and a backtest's deferred batches are stdlib only
+The rule, the thread and a backtest's deferred batches need no NautilusTrader
 (``audit_core.integrations._recording``); the emitter and the files are real, so "trades are
 synced" is counted in fdatasyncs, not assumed from a flag.
 """
@@ -14,7 +14,12 @@ from decimal import Decimal
 import pytest
 
 from audit_core import AuditConfig, AuditEventEmitter, SystemEvent, TradeEvent, verify
-from audit_core.integrations._recording import DeferredRecords, RecordingThread, recording_mode
+from audit_core.integrations._recording import (
+    BACKTEST_CHECKPOINT_INTERVAL_S,
+    DeferredRecords,
+    RecordingThread,
+    recording_mode,
+)
 
 
 class TestRecordingMode:
@@ -31,6 +36,19 @@ class TestRecordingMode:
         assert recording_mode("backtest", sync_writes=True).sync_trades is True
         live_unsynced = recording_mode("live", sync_writes=False)
         assert (live_unsynced.sync_trades, live_unsynced.off_loop) == (False, True)
+
+    def test_a_backtest_checkpoints_its_stream_at_close_and_live_at_the_emitters_interval(self, tmp_path):
+        default = AuditConfig(base_path=tmp_path).checkpoint_interval_s
+        assert default is not None and default < BACKTEST_CHECKPOINT_INTERVAL_S
+        for environment, interval in (("live", default), ("sandbox", default),
+                                      ("backtest", BACKTEST_CHECKPOINT_INTERVAL_S)):
+            for sync_writes in (None, True, False):  # the sync override leaves checkpoints alone
+                assert recording_mode(environment, sync_writes).checkpoint_interval_s == interval
+        # The longest interval the emitter takes: a backtest is checkpointed when it closes.
+        longest = AuditConfig(base_path=tmp_path, checkpoint_interval_s=BACKTEST_CHECKPOINT_INTERVAL_S)
+        assert longest.checkpoint_interval_s == 3600
+        with pytest.raises(ValueError, match="checkpoint_interval_s"):
+            AuditConfig(base_path=tmp_path, checkpoint_interval_s=BACKTEST_CHECKPOINT_INTERVAL_S + 1)
 
     def test_an_unknown_environment_is_refused_by_name(self):
         with pytest.raises(ValueError, match="environment must be one of backtest, sandbox, live, got 'prod'"):
