@@ -26,8 +26,8 @@ from test_observer import assert_trail_matches_engine, run_backtest
 from audit_core import AuditConfig, verify
 from audit_core._layout import stream_checkpoint_path
 from audit_core.integrations._recording import BACKTEST_CHECKPOINT_INTERVAL_S
-from audit_core.trust.stream_tree import read_note
 from audit_core.integrations.observer import data_fingerprint
+from audit_core.trust.stream_tree import read_note
 from workbench import open_trail, session_config_diff, sessions
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -101,7 +101,8 @@ def test_live_and_sandbox_record_off_the_loop_and_sync_every_trade(tmp_path, env
     engine.kernel.msgbus.subscribe(topic="events.position.*", handler=published.append)
     engine.run()
     writer = observer.emitter.writer
-    assert observer.emitter.config.checkpoint_interval_s == AuditConfig(base_path=tmp_path).checkpoint_interval_s  # as any emitter's
+    # Checkpointed as any emitter's stream is (every 2 s by default).
+    assert observer.emitter.config.checkpoint_interval_s == AuditConfig(base_path=tmp_path).checkpoint_interval_s
     orders = list(engine.cache.orders())
     engine.dispose()  # the recording thread drains, then the trail closes
     syncs = writer.stats.syncs
