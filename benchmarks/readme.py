@@ -27,6 +27,7 @@ from benchmarks.bench_observer import readme_table as observer_table
 from benchmarks.bench_spark import readme_table as spark_table
 from benchmarks.bench_verify import readme_table as verify_table
 from benchmarks.bench_workbench import RESULTS_DIR, readme_table
+from benchmarks.probe_observer_stages import readme_table as observer_stages_table
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 _CONVERT_CASES = (
@@ -145,6 +146,7 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "bundle": ("bundle.json", bundle_table),
     "bulk": ("bulk.json", bulk_table),
     "observer": ("observer_overhead.json", observer_table),
+    "observer_stages": ("observer_stages.json", observer_stages_table),
     "spark": ("spark.json", spark_table),
 }
 
