@@ -39,11 +39,11 @@ import random
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks._scratch import scratch_dir
 from benchmarks._targets import make_target, target_line
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -489,23 +489,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stages", action="store_true",
                         help="only time verify+convert step by step (print a table; writes convert_stages.json)")
     args = parser.parse_args(argv)
-    tmp_root = RESULTS_DIR / "tmp"
-    tmp_root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix="convert-", dir=tmp_root))
     if args.stages:
-        try:
+        with scratch_dir("convert-") as tmp:
             stages = run_stages(args.events, tmp)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "convert_stages.json").write_text(json.dumps(stages, indent=2) + "\n", encoding="utf-8")
         print(render_stages(stages, args.events), end="")
         return 0
-    try:
+    with scratch_dir("convert-") as tmp:
         print(f"convert benchmark: {args.events:,} events", file=sys.stderr)
         report = run_convert_benchmark(args.events, tmp)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     report["command"]["argv"] = sys.argv[1:] if argv is None else list(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "convert.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

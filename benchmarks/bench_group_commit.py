@@ -26,7 +26,6 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -38,6 +37,7 @@ from audit_core import AuditConfig, AuditEventEmitter, TradeEvent
 from audit_core.hot import _group_commit
 from audit_core.hot._live_file import file_identity, file_lost
 from benchmarks._machine import load_average
+from benchmarks._scratch import scratch_dir
 from benchmarks._targets import make_target, target_line
 
 THREAD_COUNTS = (1, 2, 4, 8)
@@ -453,19 +453,12 @@ def main(argv: list[str] | None = None) -> int:
     events = FULL_EVENTS // (10 if args.quick else 1)
     rounds = args.rounds or (1 if args.quick else FULL_ROUNDS)
     load_at_start = load_average()
-    tmp_root = RESULTS_DIR / "tmp"
-    tmp_root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix="group-", dir=tmp_root))
-    try:
+    with scratch_dir("group-") as tmp:
         print(f"group commit benchmark: {events:,} durable events per case, {rounds} round(s), "
               f"load average {load_at_start}", file=sys.stderr)
         results = run_group_commit(tmp, events, rounds, tuple(args.max_syncs))
         after_sync = bench_after_sync(tmp, events, sample_line(tmp))
         filesystem = _filesystem_of(tmp)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        with contextlib.suppress(OSError):
-            tmp_root.rmdir()  # only if no other run is using it
     base = {
         "command": {"python": "python -m benchmarks.bench_group_commit" + (" --quick" if args.quick else ""),
                     "argv": sys.argv[1:] if argv is None else list(argv)},

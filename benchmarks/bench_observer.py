@@ -37,13 +37,10 @@ Usage (from the repo root)::
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
 import importlib.util
 import json
-import shutil
 import sys
-import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
@@ -51,6 +48,7 @@ from types import ModuleType
 from typing import Any
 
 from benchmarks._machine import load_average
+from benchmarks._scratch import scratch_dir
 from benchmarks._targets import target_line
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -120,15 +118,17 @@ def _run_case(scenario: ModuleType, case: str, base: Path, ticks: int) -> dict[s
     return result
 
 
-def _run_in_new_process(case: str, base: Path, ticks: int) -> dict[str, Any]:
+def _run_in_new_process(case: str, base: Path, ticks: int, setup: str = "") -> dict[str, Any]:
     """``_run_case`` in a new Python process (its imports done and one full garbage collection before the
-    engine is built): what it prints last is the result, as JSON."""
+    engine is built): what it prints last is the result, as JSON. ``setup``: code run in that process
+    first (``probe_observer_stages`` cuts the observer's pipeline short with it)."""
     import os
     import subprocess
 
     child = ("import gc, json, sys\n"
              "from pathlib import Path\n"
              "from benchmarks.bench_observer import _run_case, load_scenario\n"
+             + setup +
              "scenario = load_scenario()\n"
              "gc.collect()\n"
              "print(json.dumps(_run_case(scenario, sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]))))\n")
@@ -271,17 +271,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS_DIR, help=f"results directory (default {RESULTS_DIR})")
     args = parser.parse_args(argv)
 
-    tmp_root = RESULTS_DIR / "tmp"  # same disk as the repo, like benchmarks.run
-    tmp_root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix="observer-", dir=tmp_root))
-    try:
+    with scratch_dir("observer-") as tmp:
         print(f"observer benchmark: >= {args.fills:,} fills per backtest, best of {args.repeats}, in {tmp}",
               file=sys.stderr)
         report = run_observer_benchmark(tmp, args.fills, args.repeats)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        with contextlib.suppress(OSError):
-            tmp_root.rmdir()  # only if no other run is using it
     report["command"]["argv"] = sys.argv[1:] if argv is None else list(argv)
 
     args.out.mkdir(parents=True, exist_ok=True)

@@ -28,60 +28,36 @@ import argparse
 import datetime as dt
 import itertools
 import json
-import os
 import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from benchmarks._machine import load_average
-from benchmarks.bench_observer import OVERHEAD_TARGET, RESULTS_DIR, ROOT, ticks_for
+from benchmarks._scratch import scratch_dir
+from benchmarks.bench_observer import OVERHEAD_TARGET, RESULTS_DIR, _run_in_new_process, ticks_for
 
 STAGES = ("baseline", "capture", "build", "observer")
 
-#: Run in the new process: the stage's cut of ``DeferredRecords.run``, then ``bench_observer._run_case``.
-_CHILD = """
-import gc, json, sys
-from pathlib import Path
-from audit_core.integrations._recording import DeferredRecords
-from benchmarks.bench_observer import _run_case, load_scenario
-
-stage = sys.argv[1]
-
-def _take(batch):
-    builds, arguments = batch._builds, batch._args
-    batch._whats, batch._builds, batch._args, batch._readings = [], [], [], []
-    return builds, arguments
-
-def capture_only(self):
-    _take(self)
-
-def build_only(self):
-    for build, args in zip(*_take(self)):
-        build(*args)
-
-if stage == "capture":
-    DeferredRecords.run = capture_only
-elif stage == "build":
-    DeferredRecords.run = build_only
-scenario = load_scenario()
-gc.collect()
-case = "baseline" if stage == "baseline" else "observer"
-print(json.dumps(_run_case(scenario, case, Path(sys.argv[2]), int(sys.argv[3]))))
+#: Code run first in a cut stage's new process (``bench_observer._run_in_new_process``): its cut of
+#: ``DeferredRecords.run``, which takes the waiting records and drops them (``build``: built first).
+_CUT = """from audit_core.integrations._recording import DeferredRecords
+def run(self):
+    builds, arguments = self._builds, self._args
+    self._whats, self._builds, self._args, self._readings = [], [], [], []
+    if {build}:
+        for make, args in zip(builds, arguments):
+            make(*args)
+DeferredRecords.run = run
 """
 
 
 def _run_stage(stage: str, base: Path, ticks: int) -> dict[str, Any]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    done = subprocess.run([sys.executable, "-c", _CHILD, stage, str(base), str(ticks)], cwd=ROOT, env=env,
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"the {stage} run failed (exit {done.returncode}):\n{done.stderr[-4000:]}")
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
+    if stage == "baseline":
+        return _run_in_new_process("baseline", base, ticks)
+    cut = "" if stage == "observer" else _CUT.format(build=stage == "build")
+    return _run_in_new_process("observer", base, ticks, cut)
 
 
 def probe(tmp: Path, fills: int, rounds: int) -> dict[str, Any]:
@@ -157,13 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds, medians count (default 3)")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR, help=f"results directory (default {RESULTS_DIR})")
     args = parser.parse_args(argv)
-    tmp_root = RESULTS_DIR / "tmp"
-    tmp_root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix="observer-stages-", dir=tmp_root))
-    try:
+    with scratch_dir("observer-stages-") as tmp:
         report = probe(tmp, args.fills, args.rounds)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     report["command"]["argv"] = sys.argv[1:] if argv is None else list(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "observer_stages.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

@@ -11,20 +11,18 @@ Scratch files go to ``benchmarks/results/tmp/`` (same disk as the repo) and are 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
 import json
 import os
 import platform
-import shutil
 import sys
-import tempfile
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from benchmarks import bench_group_commit as group_commit
 from benchmarks._machine import load_average
+from benchmarks._scratch import scratch_dir
 from benchmarks._targets import make_target, target_line
 from benchmarks.bench_emit import CaseResult, as_json, run_all, structlog_serializer
 
@@ -53,12 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     scale = 10 if args.quick else 1
     events, durable_events = FULL_EVENTS // scale, FULL_DURABLE_EVENTS // scale
 
-    tmp_root = RESULTS_DIR / "tmp"
-    tmp_root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix="emit-", dir=tmp_root))
     group_events = group_commit.FULL_EVENTS // scale
     group_rounds = 1 if args.quick else group_commit.FULL_ROUNDS
-    try:
+    with scratch_dir("emit-") as tmp:
         print(f"emit benchmark: {events:,} non-durable + {durable_events:,} durable events in {tmp}", file=sys.stderr)
         results = run_all(tmp, events, durable_events)
         group_load = load_average()
@@ -67,10 +62,6 @@ def main(argv: list[str] | None = None) -> int:
         group = group_commit.run_group_commit(tmp, group_events, group_rounds)
         after_sync = group_commit.bench_after_sync(tmp, group_events, group_commit.sample_line(tmp))
         filesystem = _filesystem_of(tmp)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        with contextlib.suppress(OSError):
-            tmp_root.rmdir()  # only if no other run is using it
 
     report = build_report(results, argv_used, args.quick, events, durable_events, filesystem)
     markdown = render_markdown(report)
